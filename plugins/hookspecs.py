@@ -1,0 +1,126 @@
+"""Hook specifications of lexibatch: the whole plugin API in one module.
+
+A plugin is any module or object with functions marked ``@hookimpl`` whose
+names match the specs below. Built-in providers and strategies are plugins
+too (``plugins.manager.DEFAULT_PLUGINS``); third-party ones are found through
+the ``lexibatch`` entry-point group::
+
+    # pyproject.toml of a third-party package
+    [project.entry-points.lexibatch]
+    myprovider = "myprovider_plugin"
+
+    # myprovider_plugin.py
+    from plugins import hookimpl
+
+    @hookimpl
+    def register_providers(register):
+        register("myprovider", make_provider, description="My service")
+
+Every hook is called with keyword arguments; an implementation may accept
+any subset of a spec's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from plugins.registry import RegisterProvider, RegisterStrategy, Workload
+    from providers.errors import LexibatchError
+    from providers.types import BatchInfo, BatchState, Request, Response
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+#: The pluggy project name, and the entry-point group plugins are found under.
+PROJECT = "lexibatch"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_providers(register: RegisterProvider) -> None:
+    """Register providers.
+
+    Call ``register(name, factory, description=..., has_batch=...)`` once per
+    provider. ``factory(settings)`` receives a
+    :class:`plugins.config.ProviderSettings` (``base_url``, ``api_key_env``,
+    limits and provider-specific options) and returns an object that meets
+    :class:`providers.protocol.Provider`. It is called only when the provider
+    is used, so heavy SDK imports belong inside it.
+
+    :param register: the callback that records one provider.
+    """
+
+
+@hookspec
+def register_strategies(register: RegisterStrategy) -> None:
+    """Register strategies (how requests reach a provider: immediate, batch, ...).
+
+    Call ``register(name, factory, description=...)``. ``factory(context)``
+    receives a :class:`plugins.registry.StrategyContext` (provider, store,
+    config, hook relay) and returns a :class:`plugins.registry.Strategy`.
+
+    :param register: the callback that records one strategy.
+    """
+
+
+@hookspec(firstresult=True)
+def choose_strategy(workload: Workload) -> str | None:
+    """Pick the strategy for a workload; the first non-``None`` answer wins.
+
+    This is where ``mode = "auto"`` lives: the built-in implementation picks
+    ``batch`` when the workload is at least ``batch.auto_threshold`` requests
+    and the provider has a batch endpoint, ``immediate`` otherwise. A plugin
+    may decide differently (by time of day, by budget, ...) by answering
+    first.
+
+    :param workload: the requested mode, the number of requests expected and
+        what the provider can do.
+    :return: a registered strategy name, or ``None`` to let others decide.
+    """
+
+
+@hookspec
+def batch_submitted(batch: BatchInfo, shard_id: str, provider: str, requests: int) -> None:
+    """A batch was created at the provider (observers: progress, reports).
+
+    :param batch: the provider's batch as created.
+    :param shard_id: lexibatch's id of the shard the batch carries.
+    :param provider: the provider's registered name.
+    :param requests: how many requests the batch holds.
+    """
+
+
+@hookspec
+def batch_status_changed(batch: BatchInfo, previous: BatchState | None, provider: str) -> None:
+    """A polled batch changed state or counts.
+
+    :param batch: the new snapshot.
+    :param previous: the state before, or ``None`` when first seen.
+    :param provider: the provider's registered name.
+    """
+
+
+@hookspec
+def request_finished(
+    request: Request, response: Response | None, error: LexibatchError | None
+) -> None:
+    """A request ended: exactly one of ``response`` and ``error`` is set.
+
+    Called for cache hits too (``response.cached`` is then true).
+
+    :param request: the request.
+    :param response: its response, when it succeeded.
+    :param error: its typed error, when it failed.
+    """
+
+
+#: Names of the hooks that only observe; their implementations must not raise.
+OBSERVER_HOOKS: tuple[str, ...] = ("batch_submitted", "batch_status_changed", "request_finished")
+
+#: Signature of an observer callback, for typing relays.
+Observer = Callable[..., Any]

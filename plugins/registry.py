@@ -1,0 +1,189 @@
+"""What plugins register, and the strategy protocol they implement.
+
+A provider plugin registers a *factory* (called only when the provider is
+used); a strategy plugin registers a factory that gets a
+:class:`StrategyContext`. The plugin manager keeps these in
+:class:`Registry`, together with where each came from, which is what
+``lexibatch plugins`` shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from providers.errors import ConfigError, UnknownPluginError
+
+if TYPE_CHECKING:
+    from plugins.config import ProviderSettings, Settings
+    from plugins.store import Store
+    from providers.pricing import PriceTable
+    from providers.protocol import Provider
+    from providers.types import Request, Response
+
+__all__ = [
+    "ProviderEntry",
+    "ProviderFactory",
+    "RegisterProvider",
+    "RegisterStrategy",
+    "Registry",
+    "Strategy",
+    "StrategyContext",
+    "StrategyEntry",
+    "StrategyFactory",
+    "Workload",
+]
+
+ProviderFactory = Callable[["ProviderSettings"], "Provider"]
+
+
+class Strategy(Protocol):
+    """How requests reach a provider (immediately, through a batch endpoint, ...)."""
+
+    name: str
+
+    async def run(self, request: Request) -> Response:
+        """Send ``request`` and return its validated response (or raise its typed error)."""
+        ...
+
+    async def flush(self) -> None:
+        """Send what is pending now and wait until it has resolved."""
+        ...
+
+    async def aclose(self) -> None:
+        """Finish or hand over pending work and release resources."""
+        ...
+
+
+@dataclass
+class StrategyContext:
+    """What a strategy is built from.
+
+    Attributes:
+        provider: the provider instance.
+        provider_name: its registered name.
+        settings: the whole validated configuration.
+        store: the store (cache + journal).
+        prices: the price table.
+        hooks: the plugin manager's hook relay, for lifecycle notifications.
+        immediate: the immediate strategy, for strategies that fall back to it.
+    """
+
+    provider: Provider
+    provider_name: str
+    settings: Settings
+    store: Store
+    prices: PriceTable
+    hooks: Any
+    immediate: Strategy | None = None
+
+
+StrategyFactory = Callable[[StrategyContext], Strategy]
+
+
+class RegisterProvider(Protocol):
+    """The ``register`` callback of ``register_providers``."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: ProviderFactory,
+        *,
+        description: str = "",
+        has_batch: bool = False,
+    ) -> None: ...
+
+
+class RegisterStrategy(Protocol):
+    """The ``register`` callback of ``register_strategies``."""
+
+    def __call__(self, name: str, factory: StrategyFactory, *, description: str = "") -> None: ...
+
+
+@dataclass(frozen=True)
+class ProviderEntry:
+    """A registered provider."""
+
+    name: str
+    factory: ProviderFactory
+    description: str
+    has_batch: bool
+    origin: str
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    """A registered strategy."""
+
+    name: str
+    factory: StrategyFactory
+    description: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What ``choose_strategy`` decides on.
+
+    Attributes:
+        requested: the configured mode (``immediate``, ``batch`` or ``auto``).
+        size: how many requests the caller expects (0 when unknown).
+        provider: the provider's registered name.
+        has_batch: whether the provider has a batch endpoint.
+        auto_threshold: the configured size from which ``auto`` picks batch.
+    """
+
+    requested: str
+    size: int
+    provider: str
+    has_batch: bool
+    auto_threshold: int
+
+
+@dataclass
+class Registry:
+    """Providers and strategies by name, with where they came from."""
+
+    providers: dict[str, ProviderEntry] = field(default_factory=dict)
+    strategies: dict[str, StrategyEntry] = field(default_factory=dict)
+
+    def provider(self, name: str) -> ProviderEntry:
+        """The provider registered as ``name``.
+
+        Raises:
+            UnknownPluginError: none is.
+        """
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise UnknownPluginError("provider", name, list(self.providers)) from None
+
+    def strategy(self, name: str) -> StrategyEntry:
+        """The strategy registered as ``name``.
+
+        Raises:
+            UnknownPluginError: none is.
+        """
+        try:
+            return self.strategies[name]
+        except KeyError:
+            raise UnknownPluginError("strategy", name, list(self.strategies)) from None
+
+    def add_provider(self, entry: ProviderEntry) -> None:
+        """Record a provider; a second plugin taking a taken name is an error."""
+        taken = self.providers.get(entry.name)
+        if taken is not None and taken.origin != entry.origin:
+            raise ConfigError(
+                f"provider {entry.name!r} is registered twice ({taken.origin} and {entry.origin})"
+            )
+        self.providers[entry.name] = entry
+
+    def add_strategy(self, entry: StrategyEntry) -> None:
+        """Record a strategy; a second plugin taking a taken name is an error."""
+        taken = self.strategies.get(entry.name)
+        if taken is not None and taken.origin != entry.origin:
+            raise ConfigError(
+                f"strategy {entry.name!r} is registered twice ({taken.origin} and {entry.origin})"
+            )
+        self.strategies[entry.name] = entry

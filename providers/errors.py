@@ -1,0 +1,339 @@
+"""The one error tree of lexibatch.
+
+Every error the library raises is a :class:`LexibatchError`. User and
+configuration mistakes are kept apart from what a provider does at run time,
+so a CLI can print the first kind as one line and exit, and a strategy can
+decide from the second kind whether to retry::
+
+    LexibatchError
+    ├── UserError                      the caller must change something
+    │   ├── ConfigError                bad config key or value (names the key)
+    │   ├── MissingAPIKeyError         API-key variable unset (names it)
+    │   ├── UnknownPluginError         no provider / strategy by that name
+    │   ├── InputError                 malformed word file, request file, ...
+    │   ├── BudgetExceededError        a run would cost more than --budget
+    │   └── UnsupportedError           e.g. batch mode on a provider without one
+    └── ProviderError                  what a provider answered or failed to
+        ├── ProviderConnectionError    network failure               (retryable)
+        │   └── ProviderTimeoutError   request timed out             (retryable)
+        ├── RateLimitError             429                           (retryable)
+        ├── ServerError                5xx                           (retryable)
+        ├── AuthenticationError        401 / 403                     (permanent)
+        ├── InvalidRequestError        other 4xx                     (permanent)
+        ├── SchemaValidationError      content did not fit the schema (retryable)
+        ├── BatchItemError             an item of a batch did not run
+        │   ├── BatchExpiredError      the batch window ran out       (retryable)
+        │   └── BatchCancelledError    the batch was cancelled        (retryable)
+        └── BatchFailedError           a whole batch was rejected     (permanent)
+
+A :class:`ProviderError` keeps the provider's status code, body, headers and
+``retry-after`` so nothing the provider said is lost in translation. Vendor
+SDK exceptions are translated into this tree in each provider module, at the
+boundary; nothing above the provider layer sees a vendor exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "BatchCancelledError",
+    "BatchExpiredError",
+    "BatchFailedError",
+    "BatchItemError",
+    "BudgetExceededError",
+    "ConfigError",
+    "InputError",
+    "InvalidRequestError",
+    "LexibatchError",
+    "MissingAPIKeyError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "SchemaValidationError",
+    "ServerError",
+    "UnknownPluginError",
+    "UnsupportedError",
+    "UserError",
+    "error_from_dict",
+    "error_from_status",
+]
+
+
+class LexibatchError(Exception):
+    """Base of every error lexibatch raises."""
+
+    #: Whether trying the same request again may succeed.
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UserError(LexibatchError):
+    """Something the user or the caller must change; never retried."""
+
+
+class ConfigError(UserError):
+    """A config key is unknown or its value is invalid.
+
+    Attributes:
+        key: the dotted config key, e.g. ``batch.linger``, when one is at fault.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class MissingAPIKeyError(UserError):
+    """The environment variable that should hold a provider's API key is unset."""
+
+    def __init__(self, provider: str, env_var: str) -> None:
+        super().__init__(
+            f"{provider}: no API key — set the environment variable {env_var} "
+            f"(or run offline with --provider sandbox)"
+        )
+        self.provider = provider
+        self.env_var = env_var
+
+
+class UnknownPluginError(UserError):
+    """No provider or strategy is registered under the requested name."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        choices = ", ".join(sorted(known)) or "none"
+        super().__init__(
+            f"unknown {kind} {name!r} — registered {kind}s: {choices} "
+            f"(see `lexibatch plugins`)"
+        )
+        self.kind = kind
+        self.name = name
+        self.known = known
+
+
+class InputError(UserError):
+    """An input file (word list, request file, source definitions) is malformed."""
+
+
+class BudgetExceededError(UserError):
+    """Submitting would cost more than the configured budget."""
+
+    def __init__(self, estimate_usd: float, budget_usd: float) -> None:
+        super().__init__(
+            f"estimated cost ${estimate_usd:.4f} exceeds the budget ${budget_usd:.4f} — "
+            f"raise --budget or send fewer requests"
+        )
+        self.estimate_usd = estimate_usd
+        self.budget_usd = budget_usd
+
+
+class UnsupportedError(UserError):
+    """The provider cannot do what was asked (e.g. it has no batch endpoint)."""
+
+
+class ProviderError(LexibatchError):
+    """A provider answered with an error, or could not be reached.
+
+    Attributes:
+        provider: the provider's registered name.
+        status_code: the HTTP status, when there was one.
+        body: the provider's error body (parsed JSON or text), when there was one.
+        headers: the response headers, when there were any.
+        retry_after: seconds the provider asked us to wait, when it said.
+        code: the provider's machine-readable error code, when it gave one.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status_code: int | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status_code = status_code
+        self.body = body
+        self.headers: dict[str, str] = dict(headers or {})
+        self.retry_after = retry_after
+        self.code = code
+
+    def __str__(self) -> str:
+        where = f"{self.provider}: " if self.provider else ""
+        status = f" (HTTP {self.status_code})" if self.status_code is not None else ""
+        return f"{where}{self.message}{status}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description, as written to result files and the store."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "code": self.code,
+            "status_code": self.status_code,
+            "retryable": self.retryable,
+        }
+
+
+class ProviderConnectionError(ProviderError):
+    """The provider could not be reached."""
+
+    retryable = True
+
+
+class ProviderTimeoutError(ProviderConnectionError):
+    """The provider did not answer in time."""
+
+
+class RateLimitError(ProviderError):
+    """The provider refused for rate or quota reasons (HTTP 429)."""
+
+    retryable = True
+
+
+class ServerError(ProviderError):
+    """The provider failed internally (HTTP 5xx, or ``overloaded``)."""
+
+    retryable = True
+
+
+class AuthenticationError(ProviderError):
+    """The API key was refused (HTTP 401 / 403)."""
+
+
+class InvalidRequestError(ProviderError):
+    """The provider rejected the request itself (HTTP 400, 404, 422, ...)."""
+
+
+class SchemaValidationError(ProviderError):
+    """The model answered, but its content did not validate against the schema.
+
+    Attributes:
+        content: the raw content the model produced.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, content: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.content = content
+
+
+class BatchItemError(ProviderError):
+    """One item of a batch did not run to an answer."""
+
+    retryable = True
+
+
+class BatchExpiredError(BatchItemError):
+    """The batch's completion window ran out before this item ran."""
+
+
+class BatchCancelledError(BatchItemError):
+    """The batch was cancelled before this item ran."""
+
+
+class BatchFailedError(ProviderError):
+    """The provider rejected a whole batch (e.g. its input file failed validation)."""
+
+
+_ERROR_TYPES: dict[str, type[ProviderError]] = {
+    cls.__name__: cls
+    for cls in (
+        ProviderError,
+        ProviderConnectionError,
+        ProviderTimeoutError,
+        RateLimitError,
+        ServerError,
+        AuthenticationError,
+        InvalidRequestError,
+        SchemaValidationError,
+        BatchItemError,
+        BatchExpiredError,
+        BatchCancelledError,
+        BatchFailedError,
+    )
+}
+
+
+def error_from_status(
+    status_code: int | None,
+    message: str,
+    *,
+    provider: str = "",
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    code: str | None = None,
+) -> ProviderError:
+    """Map an HTTP status to the matching :class:`ProviderError` subclass.
+
+    ``retry-after`` (seconds or ``retry-after-ms``) is read from ``headers``.
+    """
+    retry_after = _retry_after(headers)
+    cls: type[ProviderError]
+    if status_code is None:
+        cls = ProviderConnectionError
+    elif status_code == 429:
+        cls = RateLimitError
+    elif status_code in (408,):
+        cls = ProviderTimeoutError
+    elif status_code >= 500 or status_code == 529:
+        cls = ServerError
+    elif status_code in (401, 403):
+        cls = AuthenticationError
+    elif status_code >= 400:
+        cls = InvalidRequestError
+    else:
+        cls = ProviderError
+    return cls(
+        message,
+        provider=provider,
+        status_code=status_code,
+        body=body,
+        headers=headers,
+        retry_after=retry_after,
+        code=code,
+    )
+
+
+def error_from_dict(data: Mapping[str, Any], *, provider: str = "") -> ProviderError:
+    """Rebuild an error stored with :meth:`ProviderError.to_dict`."""
+    cls = _ERROR_TYPES.get(str(data.get("type")), ProviderError)
+    return cls(
+        str(data.get("message", "")),
+        provider=provider,
+        status_code=data.get("status_code"),
+        code=data.get("code"),
+    )
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    ms = lowered.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None

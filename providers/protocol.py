@@ -1,0 +1,187 @@
+"""The protocols the layers meet at: what a caller sees, what a provider supplies.
+
+``Connector``
+    What the synthesis layer (and any caller) programs against: typed
+    structured calls that work the same whether they run immediately or
+    through a batch endpoint.
+
+``Provider``
+    What a provider plugin supplies: ``complete`` for immediate calls, and
+    optionally a ``BatchEndpoint``.
+
+``BatchEndpoint``
+    A provider's batch API, reduced to the steps the batch strategy journals
+    one by one (upload, create, poll, read results, cancel), so that a crash
+    between any two of them can be resumed without a second submission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
+
+from providers.types import (
+    BatchInfo,
+    BatchLimits,
+    Completion,
+    ItemResult,
+    Message,
+    Request,
+    Response,
+)
+
+__all__ = ["BatchEndpoint", "Connector", "Prompt", "Provider", "as_messages"]
+
+T = TypeVar("T", bound=BaseModel)
+
+#: What ``Connector.structured`` accepts as its prompt: a user message as
+#: text, or the whole conversation.
+Prompt = str | Sequence[Message]
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A provider-neutral way to make structured LLM calls.
+
+    The same ``await`` returns the same type in both modes; in batch mode it
+    suspends until that request's batch result has arrived.
+    """
+
+    async def structured(
+        self,
+        prompt: Prompt,
+        response_model: type[T],
+        *,
+        task: str | None = None,
+        model: str | None = None,
+        **opts: Any,
+    ) -> T:
+        """Ask for an answer that validates against ``response_model``.
+
+        Args:
+            prompt: the user message, or the full list of messages.
+            response_model: the pydantic class of the answer.
+            task: a tag used for per-task model routing and cost reports.
+            model: a model to use instead of the routed or default one.
+            **opts: ``system`` (a system message), ``max_tokens``,
+                ``temperature``, ``mode`` (``"immediate"`` to bypass batch
+                mode for one urgent call), and provider extras.
+
+        Returns:
+            The validated instance.
+
+        Raises:
+            providers.errors.LexibatchError: a typed error when the request
+                ends without a valid answer.
+        """
+        ...
+
+    async def generate(self, request: Request, *, mode: str | None = None) -> Response:
+        """Run one fully specified request and return its full response."""
+        ...
+
+    def enable_batch_mode(self) -> None:
+        """Route the following calls through the provider's batch endpoint."""
+        ...
+
+    def disable_batch_mode(self) -> None:
+        """Route the following calls immediately again (pending batches still run)."""
+        ...
+
+    async def execute_batch(self) -> None:
+        """Dispatch whatever is pending now and wait until it has all resolved."""
+        ...
+
+    @property
+    def batch_mode(self) -> bool:
+        """Whether calls are currently routed through the batch endpoint."""
+        ...
+
+
+@runtime_checkable
+class BatchEndpoint(Protocol):
+    """A provider's batch API, one journaled step per method."""
+
+    @property
+    def limits(self) -> BatchLimits:
+        """How many requests and bytes one batch may hold."""
+        ...
+
+    def encode(self, request: Request, custom_id: str) -> bytes:
+        """One batch input line (JSON, no trailing newline) for ``request``."""
+        ...
+
+    async def upload(self, path: Path, *, shard_id: str) -> str | None:
+        """Upload the JSONL input file at ``path``.
+
+        Returns:
+            The provider's file id, or ``None`` for providers that take
+            requests inline when the batch is created (Anthropic).
+        """
+        ...
+
+    async def create(
+        self, path: Path, input_file_id: str | None, *, shard_id: str, model: str
+    ) -> BatchInfo:
+        """Create the batch; ``shard_id`` is attached so :meth:`find` can see it."""
+        ...
+
+    async def find(self, shard_id: str) -> BatchInfo | None:
+        """A batch already created for ``shard_id``, if the provider has one.
+
+        Used after a crash between sending ``create`` and journaling its
+        answer, so that the shard is not submitted (and paid for) twice.
+        """
+        ...
+
+    async def poll(self, batch_id: str) -> BatchInfo:
+        """The batch's current state and counts."""
+        ...
+
+    def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
+        """Every finished item of an ended batch: output and error lines alike."""
+        ...
+
+    async def cancel(self, batch_id: str) -> BatchInfo:
+        """Ask the provider to cancel the batch."""
+        ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What a provider plugin supplies."""
+
+    #: The provider's registered name (``openai``, ``anthropic``, ...).
+    name: str
+
+    async def complete(self, request: Request) -> Completion:
+        """Run ``request`` immediately.
+
+        Raises:
+            providers.errors.ProviderError: the provider's failure, translated.
+        """
+        ...
+
+    @property
+    def batch(self) -> BatchEndpoint | None:
+        """The provider's batch endpoint, or ``None`` when it has none."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+def as_messages(prompt: Prompt, system: str | None = None) -> tuple[Message, ...]:
+    """Normalize a prompt (text or messages) plus an optional system message."""
+    messages: list[Message] = []
+    if system:
+        messages.append(Message("system", system))
+    if isinstance(prompt, str):
+        messages.append(Message("user", prompt))
+    else:
+        messages.extend(prompt)
+    return tuple(messages)

@@ -1,0 +1,318 @@
+"""Provider-neutral value types: requests, completions, responses, usage, batches.
+
+These are the nouns every layer shares. They are plain frozen dataclasses
+(with slots) rather than pydantic models because hundreds of thousands of them
+are made per run; validation happens once, where data enters (config files,
+request files, provider answers).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel
+
+from providers.errors import ProviderError
+from providers.schema import schema_for
+
+__all__ = [
+    "BatchInfo",
+    "BatchLimits",
+    "BatchState",
+    "Completion",
+    "ItemResult",
+    "Message",
+    "Mode",
+    "Request",
+    "Response",
+    "Role",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant"]
+Mode = Literal["immediate", "batch"]
+
+#: Prefix of every batch ``custom_id`` (and request key) lexibatch makes.
+KEY_PREFIX = "lb-"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message."""
+
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The ``{"role", "content"}`` form every chat API takes."""
+        return {"role": self.role, "content": self.content}
+
+
+def _canonical_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One provider-neutral LLM call.
+
+    Attributes:
+        model: the provider's model name.
+        messages: system / user / assistant messages, in order.
+        response_model: a pydantic model class the answer must validate
+            against; it is sent as a strict JSON schema.
+        json_schema: a raw JSON schema, when there is no model class (for
+            example requests read from a JSONL file). Derived from
+            ``response_model`` when that is given.
+        schema_name: the schema's name as sent to the provider.
+        max_tokens: maximum output tokens.
+        temperature: sampling temperature.
+        task: a tag for per-task model routing and cost reporting.
+        extras: provider-specific body fields, passed through unchanged.
+    """
+
+    model: str
+    messages: tuple[Message, ...]
+    response_model: type[BaseModel] | None = None
+    json_schema: Mapping[str, Any] | None = None
+    schema_name: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    task: str | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.response_model is not None and self.json_schema is None:
+            object.__setattr__(self, "json_schema", schema_for(self.response_model))
+        if self.json_schema is not None and self.schema_name is None:
+            name = self.response_model.__name__ if self.response_model else "response"
+            object.__setattr__(self, "schema_name", name)
+
+    def canonical(self) -> dict[str, Any]:
+        """The canonical, provider-neutral body the key is computed from."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": _canonical_messages(self.messages),
+        }
+        if self.json_schema is not None:
+            body["schema"] = {"name": self.schema_name, "schema": self.json_schema}
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        if self.extras:
+            body["extras"] = dict(self.extras)
+        return body
+
+    @cached_property
+    def key(self) -> str:
+        """A stable hash of the canonical body.
+
+        It is the cache key, the dedup key and the batch ``custom_id``: 51
+        characters of ``[A-Za-z0-9_-]``, within the 64 that OpenAI and
+        Anthropic accept. The ``task`` tag is not part of it: the same body
+        asked for by two tasks is one request.
+        """
+        raw = orjson.dumps(self.canonical(), option=orjson.OPT_SORT_KEYS)
+        return KEY_PREFIX + hashlib.sha256(raw).hexdigest()[:48]
+
+    def with_model(self, model: str) -> Request:
+        """A copy of this request sent to another model."""
+        return Request(
+            model=model,
+            messages=self.messages,
+            response_model=self.response_model,
+            json_schema=self.json_schema,
+            schema_name=self.schema_name,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            task=self.task,
+            extras=self.extras,
+        )
+
+    def with_messages(self, messages: Sequence[Message]) -> Request:
+        """A copy of this request with other messages (used for re-asking)."""
+        return Request(
+            model=self.model,
+            messages=tuple(messages),
+            response_model=self.response_model,
+            json_schema=self.json_schema,
+            schema_name=self.schema_name,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            task=self.task,
+            extras=self.extras,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.cache_creation_tokens + other.cache_creation_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """A JSON-ready form."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cache_creation_tokens": self.cache_creation_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """Rebuild from :meth:`to_dict`."""
+        return cls(
+            int(data.get("input_tokens", 0)),
+            int(data.get("output_tokens", 0)),
+            int(data.get("cached_tokens", 0)),
+            int(data.get("reasoning_tokens", 0)),
+            int(data.get("cache_creation_tokens", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a provider returns for one successful call, before validation.
+
+    Attributes:
+        content: the model's text (JSON text for a structured request).
+        usage: token counts.
+        model: the model that answered, as the provider names it.
+        request_id: the provider's id of this call.
+        finish_reason: why generation stopped (``stop``, ``length``, ...).
+        refusal: the model's refusal text, when it refused.
+    """
+
+    content: str
+    usage: Usage
+    model: str
+    request_id: str | None = None
+    finish_reason: str | None = None
+    refusal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The result of one request, in either mode.
+
+    Attributes:
+        output: the validated pydantic instance, the parsed JSON (raw schema),
+            or the text (no schema).
+        text: the raw content.
+        usage: token counts.
+        cost_usd: the price of this call; ``None`` when the model is unpriced.
+        provider: the provider's registered name.
+        model: the model that answered.
+        mode: ``immediate`` or ``batch``.
+        key: the request key.
+        request_id: the provider's id of this call.
+        batch_id: the provider's batch id, when batched.
+        cached: whether this came from the store rather than the provider.
+    """
+
+    output: Any
+    text: str
+    usage: Usage
+    cost_usd: float | None
+    provider: str
+    model: str
+    mode: Mode
+    key: str
+    request_id: str | None = None
+    batch_id: str | None = None
+    cached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """How much one batch of a provider may hold."""
+
+    max_requests: int
+    max_bytes: int
+    #: Whether one batch may mix models (OpenAI: no).
+    mixed_models: bool = False
+
+
+class BatchState(str, enum.Enum):
+    """Provider-neutral state of a batch."""
+
+    VALIDATING = "validating"
+    IN_PROGRESS = "in_progress"
+    FINALIZING = "finalizing"
+    CANCELLING = "cancelling"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the provider will change this batch no more."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {BatchState.COMPLETED, BatchState.FAILED, BatchState.EXPIRED, BatchState.CANCELLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """A snapshot of one provider batch.
+
+    Attributes:
+        id: the provider's batch id.
+        state: provider-neutral state.
+        total: requests in the batch (0 while the provider has not counted).
+        succeeded: requests that ran to an answer.
+        failed: requests that ended in an error (errored, expired, cancelled).
+        input_file_id: the uploaded input file, where the provider has files.
+        output_file_id: the output file, once there is one.
+        error_file_id: the error file, once there is one.
+        results_ready: whether :meth:`BatchEndpoint.results` can be read now.
+        errors: batch-level errors (e.g. why validation failed).
+        raw: the provider's object as it came.
+    """
+
+    id: str
+    state: BatchState
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    input_file_id: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    results_ready: bool = False
+    errors: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """One line of a batch's results: a completion or an error for a custom_id."""
+
+    custom_id: str
+    completion: Completion | None = None
+    error: ProviderError | None = None

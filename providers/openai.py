@@ -1,0 +1,651 @@
+"""The OpenAI provider: chat completions or the Responses API, and the Batch API.
+
+Works against api.openai.com and any OpenAI-compatible service (``base_url``):
+immediate calls go through ``/v1/chat/completions`` (``response_format``
+``json_schema`` with ``strict: true``) or ``/v1/responses`` (``text.format``);
+batches through ``/v1/files`` + ``/v1/batches``.
+
+One body builder serves both modes, so a batch line's ``body`` is byte for
+byte what the immediate call would send. Answers are read with orjson and
+plain dict access rather than the SDK's pydantic models: a batch of 50,000
+result lines is parsed in well under a second that way. Every SDK exception
+is translated into :mod:`providers.errors` here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+import httpx
+import openai
+import orjson
+
+from providers.errors import (
+    BatchCancelledError,
+    BatchExpiredError,
+    InvalidRequestError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    UnsupportedError,
+    error_from_status,
+)
+from providers.types import (
+    BatchInfo,
+    BatchLimits,
+    BatchState,
+    Completion,
+    ItemResult,
+    Request,
+    Usage,
+)
+
+__all__ = [
+    "OpenAIBatchEndpoint",
+    "OpenAIProvider",
+    "batch_info",
+    "parse_result_line",
+    "refusal_error",
+]
+
+log = logging.getLogger(__name__)
+
+Api = Literal["chat", "responses"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_PATHS: dict[str, str] = {"chat": "/chat/completions", "responses": "/responses"}
+_URLS: dict[str, str] = {"chat": "/v1/chat/completions", "responses": "/v1/responses"}
+
+_STATES: dict[str, BatchState] = {state.value: state for state in BatchState}
+
+# Batches are listed newest first; a shard's batch is never older than this.
+_FIND_HORIZON_S = 86_400.0
+
+# Cached response formats are keyed by id(schema); the dict also holds the
+# schema itself, so an id cannot be reused while its entry lives.
+_FORMAT_CACHE_MAX = 4096
+
+_DOWNLOAD_CHUNK = 1 << 20
+
+
+class _BodyBuilder:
+    """Builds the request body of one API (``chat`` or ``responses``)."""
+
+    __slots__ = ("_api", "_formats")
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+        self._formats: dict[tuple[int, str | None], tuple[object, dict[str, Any]]] = {}
+
+    def _format(self, schema: Mapping[str, Any], name: str | None) -> dict[str, Any]:
+        key = (id(schema), name)
+        hit = self._formats.get(key)
+        if hit is not None and hit[0] is schema:
+            return hit[1]
+        if self._api == "chat":
+            fmt: dict[str, Any] = {
+                "type": "json_schema",
+                "json_schema": {"name": name or "response", "schema": schema, "strict": True},
+            }
+        else:
+            fmt = {
+                "format": {
+                    "type": "json_schema",
+                    "name": name or "response",
+                    "schema": schema,
+                    "strict": True,
+                }
+            }
+        if len(self._formats) >= _FORMAT_CACHE_MAX:
+            self._formats.clear()
+        self._formats[key] = (schema, fmt)
+        return fmt
+
+    def build(self, request: Request) -> dict[str, Any]:
+        """The JSON body for ``request`` (shared, never mutated afterwards)."""
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if self._api == "chat":
+            body: dict[str, Any] = {"model": request.model, "messages": messages}
+            if request.json_schema is not None:
+                body["response_format"] = self._format(request.json_schema, request.schema_name)
+            if request.max_tokens is not None:
+                body["max_completion_tokens"] = request.max_tokens
+        else:
+            body = {"model": request.model, "input": messages}
+            if request.json_schema is not None:
+                body["text"] = self._format(request.json_schema, request.schema_name)
+            if request.max_tokens is not None:
+                body["max_output_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.extras:
+            body.update(request.extras)
+        return body
+
+
+# ---------------------------------------------------------------- answers
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _chat_completion(body: Mapping[str, Any], request_id: str | None) -> Completion:
+    choices = body.get("choices") or ()
+    choice = choices[0] if choices else {}
+    message = choice.get("message") or {}
+    usage = body.get("usage") or {}
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return Completion(
+        content=message.get("content") or "",
+        usage=Usage(
+            input_tokens=_int(usage.get("prompt_tokens")),
+            output_tokens=_int(usage.get("completion_tokens")),
+            cached_tokens=_int(prompt_details.get("cached_tokens")),
+            reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+        ),
+        model=body.get("model") or "",
+        request_id=request_id or body.get("id"),
+        finish_reason=choice.get("finish_reason"),
+        refusal=message.get("refusal"),
+    )
+
+
+def _responses_completion(body: Mapping[str, Any], request_id: str | None) -> Completion:
+    texts: list[str] = []
+    refusals: list[str] = []
+    for item in body.get("output") or ():
+        if item.get("type") != "message":
+            continue
+        for part in item.get("content") or ():
+            kind = part.get("type")
+            if kind == "output_text":
+                texts.append(part.get("text") or "")
+            elif kind == "refusal":
+                refusals.append(part.get("refusal") or "")
+    usage = body.get("usage") or {}
+    input_details = usage.get("input_tokens_details") or {}
+    output_details = usage.get("output_tokens_details") or {}
+    status = body.get("status")
+    finish: str | None = "stop" if status == "completed" else status
+    if status == "incomplete":
+        reason = (body.get("incomplete_details") or {}).get("reason")
+        finish = "length" if reason == "max_output_tokens" else (reason or "incomplete")
+    return Completion(
+        content="".join(texts),
+        usage=Usage(
+            input_tokens=_int(usage.get("input_tokens")),
+            output_tokens=_int(usage.get("output_tokens")),
+            cached_tokens=_int(input_details.get("cached_tokens")),
+            reasoning_tokens=_int(output_details.get("reasoning_tokens")),
+        ),
+        model=body.get("model") or "",
+        request_id=request_id or body.get("id"),
+        finish_reason=finish,
+        refusal="".join(refusals) or None,
+    )
+
+
+def _completion(body: Mapping[str, Any], request_id: str | None) -> Completion:
+    if body.get("object") == "response" or "output" in body:
+        return _responses_completion(body, request_id)
+    return _chat_completion(body, request_id)
+
+
+def _error_message(body: Any, fallback: str) -> tuple[str, str | None]:
+    """The provider's error message and code from an error body."""
+    if isinstance(body, Mapping):
+        err = body.get("error", body)
+        if isinstance(err, Mapping):
+            message = err.get("message") or fallback
+            code = err.get("code") or err.get("type")
+            return str(message), (str(code) if code is not None else None)
+        if isinstance(err, str) and err:
+            return err, None
+    elif isinstance(body, str) and body.strip():
+        return body.strip()[:500], None
+    return fallback, None
+
+
+def _item_error(code: str | None, message: str, provider: str) -> ProviderError:
+    if code == "batch_expired":
+        return BatchExpiredError(message, provider=provider, code=code)
+    if code == "batch_cancelled":
+        return BatchCancelledError(message, provider=provider, code=code)
+    if code == "request_timeout":
+        return ProviderTimeoutError(message, provider=provider, code=code)
+    return ProviderError(message, provider=provider, code=code)
+
+
+def parse_result_line(line: bytes | str, provider: str = "openai") -> ItemResult:
+    """One line of a batch output or error file, as an :class:`ItemResult`.
+
+    Output lines carry ``response: {status_code, request_id, body}``; error-file
+    lines either a non-200 ``response`` with ``body.error`` or ``response: null``
+    and ``error: {code, message}`` (``batch_expired``, ``batch_cancelled``,
+    ``request_timeout``, ...).
+
+    Raises:
+        ValueError: the line is not a JSON object with a ``custom_id``.
+    """
+    data = orjson.loads(line)
+    if not isinstance(data, dict) or "custom_id" not in data:
+        raise ValueError("batch result line without custom_id")
+    custom_id = str(data["custom_id"])
+    response = data.get("response")
+    if isinstance(response, dict):
+        status = response.get("status_code")
+        body = response.get("body")
+        if status == 200 and isinstance(body, dict):
+            return ItemResult(custom_id, completion=_completion(body, response.get("request_id")))
+        message, code = _error_message(body, f"batch item failed with HTTP {status}")
+        return ItemResult(
+            custom_id,
+            error=error_from_status(
+                status if isinstance(status, int) else None,
+                message,
+                provider=provider,
+                body=body,
+                code=code,
+            ),
+        )
+    error = data.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = str(error.get("message") or code or "batch item failed")
+        return ItemResult(custom_id, error=_item_error(code, message, provider))
+    return ItemResult(
+        custom_id,
+        error=ProviderError("batch line has neither response nor error", provider=provider),
+    )
+
+
+# ---------------------------------------------------------------- batches
+
+
+def _batch_errors(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    errors = raw.get("errors")
+    items = errors.get("data") if isinstance(errors, Mapping) else errors
+    if not isinstance(items, list):
+        return ()
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            out.append(str(item))
+            continue
+        text = f"{item.get('code') or 'error'}: {item.get('message') or ''}".rstrip(": ")
+        if item.get("line") is not None:
+            text += f" (line {item['line']})"
+        out.append(text)
+    return tuple(out)
+
+
+def batch_info(raw: Mapping[str, Any], *, files_complete: bool | None = None) -> BatchInfo:
+    """A :class:`BatchInfo` from an OpenAI Batch object.
+
+    ``results_ready`` is true once the batch is terminal and every file its
+    counts imply is there (an output file when items completed, an error file
+    when items failed); ``files_complete`` overrides the file check (used
+    when the provider has kept a file missing for longer than the grace).
+    """
+    state = _STATES.get(str(raw.get("status")), BatchState.IN_PROGRESS)
+    counts = raw.get("request_counts") or {}
+    total = _int(counts.get("total"))
+    succeeded = _int(counts.get("completed"))
+    failed = _int(counts.get("failed"))
+    output_file_id = raw.get("output_file_id") or None
+    error_file_id = raw.get("error_file_id") or None
+    ready = False
+    if state.terminal:
+        if files_complete is None:
+            files_complete = (succeeded == 0 or output_file_id is not None) and (
+                failed == 0 or error_file_id is not None
+            )
+        ready = files_complete
+    return BatchInfo(
+        id=str(raw.get("id")),
+        state=state,
+        total=total,
+        succeeded=succeeded,
+        failed=failed,
+        input_file_id=raw.get("input_file_id") or None,
+        output_file_id=output_file_id,
+        error_file_id=error_file_id,
+        results_ready=ready,
+        errors=_batch_errors(raw),
+        raw=raw,
+    )
+
+
+class OpenAIBatchEndpoint:
+    """OpenAI's Files + Batches API as a :class:`providers.protocol.BatchEndpoint`."""
+
+    def __init__(self, provider: OpenAIProvider, limits: BatchLimits, file_grace: float) -> None:
+        self._provider = provider
+        self._limits = limits
+        self._file_grace = file_grace
+        self._url = _URLS[provider.api].encode()
+        self._build = provider._builder.build
+        # batch id -> monotonic time it was first seen terminal with a file missing
+        self._missing_since: dict[str, float] = {}
+
+    @property
+    def limits(self) -> BatchLimits:
+        """OpenAI: 50,000 requests / 200 MB per batch by default, one model each."""
+        return self._limits
+
+    def encode(self, request: Request, custom_id: str) -> bytes:
+        """One JSONL input line: ``{"custom_id", "method", "url", "body"}``."""
+        return b"".join(
+            (
+                b'{"custom_id":',
+                orjson.dumps(custom_id),
+                b',"method":"POST","url":"',
+                self._url,
+                b'","body":',
+                orjson.dumps(self._build(request)),
+                b"}",
+            )
+        )
+
+    async def upload(self, path: Path, *, shard_id: str) -> str | None:
+        """Upload the JSONL file with ``purpose=batch``, streamed from disk."""
+        client = self._provider._client
+        try:
+            # Opening is one quick syscall; the body is then read in chunks as it is sent.
+            with Path(path).open("rb") as fh:  # noqa: ASYNC230
+                created = await client.files.create(
+                    file=(f"{shard_id}.jsonl", fh, "application/jsonl"), purpose="batch"
+                )
+        except openai.OpenAIError as exc:
+            self._provider._raise(exc, batch_path="/files")
+        return created.id
+
+    async def create(
+        self, path: Path, input_file_id: str | None, *, shard_id: str, model: str
+    ) -> BatchInfo:
+        """Create the batch (``completion_window`` 24h) tagged with ``shard_id``."""
+        if input_file_id is None:
+            raise ValueError("OpenAI batches need an uploaded input file")
+        body = {
+            "input_file_id": input_file_id,
+            "endpoint": _URLS[self._provider.api],
+            "completion_window": "24h",
+            "metadata": {"lexibatch_shard": shard_id, "lexibatch_model": model[:512]},
+        }
+        raw = await self._provider._request("post", "/batches", body=body, batch_path="/batches")
+        return batch_info(raw)
+
+    async def find(self, shard_id: str) -> BatchInfo | None:
+        """The newest batch of the last day whose metadata names ``shard_id``."""
+        horizon = time.time() - _FIND_HORIZON_S
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if after:
+                params["after"] = after
+            page = await self._provider._request(
+                "get", "/batches", params=params, batch_path="/batches"
+            )
+            data = page.get("data") or []
+            for raw in data:
+                if (raw.get("metadata") or {}).get("lexibatch_shard") == shard_id:
+                    return batch_info(raw)
+            if not data or not page.get("has_more"):
+                return None
+            if any(_int(raw.get("created_at")) < horizon for raw in data):
+                return None
+            after = page.get("last_id") or data[-1].get("id")
+
+    async def poll(self, batch_id: str) -> BatchInfo:
+        """The batch's state and counts; ready only when its files are there.
+
+        Just after ``completed`` the output file id can still be null; the
+        batch then reads as not ready, so the caller polls again. If a file
+        the counts imply stays missing for longer than ``file_grace``
+        seconds, the batch is declared ready with what it has: items with no
+        line in any file are then the caller's to re-queue.
+        """
+        raw = await self._provider._request("get", f"/batches/{batch_id}")
+        info = batch_info(raw)
+        if info.state.terminal and not info.results_ready:
+            first = self._missing_since.setdefault(batch_id, time.monotonic())
+            if time.monotonic() - first >= self._file_grace:
+                info = batch_info(raw, files_complete=True)
+        else:
+            self._missing_since.pop(batch_id, None)
+        return info
+
+    async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
+        """Every line of the output file, then of the error file, streamed."""
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                async for line in self._lines(file_id):
+                    try:
+                        yield parse_result_line(line, self._provider.name)
+                    except (ValueError, orjson.JSONDecodeError):
+                        log.warning("skipping a malformed line in batch file %s", file_id)
+
+    async def _lines(self, file_id: str) -> AsyncIterator[bytes]:
+        client = self._provider._client
+        try:
+            async with client.files.with_streaming_response.content(file_id) as response:
+                rest = b""
+                async for chunk in response.iter_bytes(_DOWNLOAD_CHUNK):
+                    if rest:
+                        chunk = rest + chunk
+                    lines = chunk.split(b"\n")
+                    rest = lines.pop()
+                    for line in lines:
+                        if line.strip():
+                            yield line
+                if rest.strip():
+                    yield rest
+        except openai.OpenAIError as exc:
+            self._provider._raise(exc)
+
+    async def cancel(self, batch_id: str) -> BatchInfo:
+        """Ask OpenAI to cancel the batch (it moves to ``cancelling``)."""
+        raw = await self._provider._request("post", f"/batches/{batch_id}/cancel")
+        return batch_info(raw)
+
+
+# ---------------------------------------------------------------- provider
+
+
+class OpenAIProvider:
+    """OpenAI (or any OpenAI-compatible service) as a :class:`providers.protocol.Provider`.
+
+    Args:
+        name: the registered provider name, carried by errors and responses.
+        api_key: the API key (never put into any error message).
+        base_url: the service's ``/v1`` URL; OpenAI's when omitted.
+        api: ``chat`` (chat completions) or ``responses`` (Responses API).
+        timeout: seconds for one HTTP call.
+        max_connections: the connection pool size.
+        max_batch_requests: requests per batch.
+        max_batch_bytes: bytes per batch input file.
+        http_client: an httpx client to use instead of the default one.
+        file_grace: seconds a terminal batch may miss a file its counts imply
+            before its results are read without it.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "openai",
+        api_key: str,
+        base_url: str | None = None,
+        api: Api = "chat",
+        timeout: float = 600.0,
+        max_connections: int = 100,
+        max_batch_requests: int = 50_000,
+        max_batch_bytes: int = 200 * 1024 * 1024,
+        http_client: httpx.AsyncClient | None = None,
+        file_grace: float = 300.0,
+    ) -> None:
+        if api not in _PATHS:
+            raise ValueError(f"api must be 'chat' or 'responses', not {api!r}")
+        self.name = name
+        self.api: Api = api
+        self._api_key = api_key
+        if http_client is None:
+            http_client = openai.DefaultAsyncHttpxClient(
+                timeout=timeout,
+                limits=httpx.Limits(
+                    max_connections=max_connections,
+                    max_keepalive_connections=max_connections,
+                ),
+            )
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url or DEFAULT_BASE_URL,
+            timeout=timeout,
+            max_retries=0,
+            http_client=http_client,
+        )
+        self.base_url = str(self._client.base_url).rstrip("/")
+        self._builder = _BodyBuilder(api)
+        self._path = _PATHS[api]
+        self._batch = OpenAIBatchEndpoint(
+            self,
+            BatchLimits(max_batch_requests, max_batch_bytes, mixed_models=False),
+            file_grace,
+        )
+
+    @property
+    def batch(self) -> OpenAIBatchEndpoint:
+        """The Files + Batches endpoint."""
+        return self._batch
+
+    def body(self, request: Request) -> dict[str, Any]:
+        """The JSON body sent for ``request`` (immediately or as a batch line)."""
+        return self._builder.build(request)
+
+    async def complete(self, request: Request) -> Completion:
+        """Run ``request`` now.
+
+        A refusal comes back as a :class:`Completion` with ``refusal`` set and
+        a ``length`` finish with whatever (truncated) content there was, for
+        the strategy to map.
+        """
+        try:
+            # Pre-serialized bytes go out as they are: the same orjson bytes a
+            # batch line carries, without the SDK's slower JSON encoder.
+            response = await self._client.post(
+                self._path,
+                content=orjson.dumps(self._builder.build(request)),
+                cast_to=httpx.Response,
+                options={"headers": {"Content-Type": "application/json"}},
+            )
+        except openai.OpenAIError as exc:
+            self._raise(exc)
+        return _completion(self._json(response), response.headers.get("x-request-id"))
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()
+
+    # -- plumbing shared with the batch endpoint
+
+    async def _request(
+        self,
+        method: Literal["get", "post"],
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        batch_path: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            if method == "get":
+                response = await self._client.get(
+                    path,
+                    cast_to=httpx.Response,
+                    options={"params": dict(params)} if params else {},
+                )
+            else:
+                response = await self._client.post(
+                    path,
+                    content=orjson.dumps(body),
+                    cast_to=httpx.Response,
+                    options={"headers": {"Content-Type": "application/json"}},
+                )
+        except openai.OpenAIError as exc:
+            self._raise(exc, batch_path=batch_path)
+        return self._json(response)
+
+    def _json(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise ProviderError(
+                f"{self.base_url} answered with something that is not JSON",
+                provider=self.name,
+                status_code=response.status_code,
+            ) from None
+        if not isinstance(data, dict):
+            raise ProviderError(
+                "expected a JSON object", provider=self.name, status_code=response.status_code
+            )
+        return data
+
+    def _redact(self, text: str) -> str:
+        if len(self._api_key) >= 4 and self._api_key in text:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def _raise(self, exc: openai.OpenAIError, *, batch_path: str | None = None) -> NoReturn:
+        """Raise the :mod:`providers.errors` counterpart of an SDK exception."""
+        raise self._translate(exc, batch_path=batch_path) from None
+
+    def _translate(
+        self, exc: openai.OpenAIError, *, batch_path: str | None = None
+    ) -> ProviderError | UnsupportedError:
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderTimeoutError(
+                f"no answer from {self.base_url} in time", provider=self.name
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f": {self._redact(str(cause))}" if cause and str(cause) else ""
+            return ProviderConnectionError(
+                f"cannot reach {self.base_url}{detail}", provider=self.name
+            )
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            response = exc.response
+            if batch_path is not None and status in (404, 405):
+                return UnsupportedError(
+                    f"{self.base_url} has no Batch API (Files/Batches endpoints answered "
+                    f"{status}); use --mode immediate"
+                )
+            try:
+                body: Any = orjson.loads(response.content)
+            except (orjson.JSONDecodeError, httpx.ResponseNotRead):
+                body = exc.body
+            if isinstance(body, str):
+                body = self._redact(body)
+            message, code = _error_message(body, f"HTTP {status}")
+            return error_from_status(
+                status,
+                self._redact(message),
+                provider=self.name,
+                body=body,
+                headers=dict(response.headers),
+                code=code,
+            )
+        return ProviderError(self._redact(str(exc)), provider=self.name)
+
+
+def refusal_error(completion: Completion, provider: str = "openai") -> InvalidRequestError:
+    """The error a refused completion ends in (code ``refusal``, not retried)."""
+    return InvalidRequestError(
+        f"the model refused: {completion.refusal}", provider=provider, code="refusal"
+    )

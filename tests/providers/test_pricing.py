@@ -1,0 +1,198 @@
+"""Prices from LiteLLM's bundled map, and token estimates, all offline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from pydantic import BaseModel
+
+import providers
+from providers.pricing import PriceTable, price_map_path
+from providers.tokens import count_tokens, estimate_output_tokens, estimate_tokens
+from providers.types import Message, Request, Usage
+
+MILLION = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+
+
+@pytest.fixture(scope="module")
+def table() -> PriceTable:
+    return PriceTable.load()
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, dict[str, object]]:
+    path = price_map_path()
+    assert path is not None
+    data: dict[str, dict[str, object]] = orjson.loads(path.read_bytes())
+    return data
+
+
+def test_price_map_is_found_without_importing_litellm() -> None:
+    code = (
+        "import sys; from providers.pricing import PriceTable; t = PriceTable.load(); "
+        "assert len(t) > 1000; assert 'litellm' not in sys.modules, 'litellm imported'"
+    )
+    root = Path(providers.__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_load_is_cached(table: PriceTable) -> None:
+    assert PriceTable.load() is table
+    assert table.source is not None
+    assert table.source.name == "model_prices_and_context_window_backup.json"
+
+
+def test_gpt_4o_mini_costs_come_from_the_table(
+    table: PriceTable, raw: dict[str, dict[str, object]]
+) -> None:
+    entry = raw["gpt-4o-mini"]
+    immediate = table.cost("gpt-4o-mini", MILLION, "immediate")
+    batch = table.cost("gpt-4o-mini", MILLION, "batch")
+    assert immediate == pytest.approx(
+        1e6 * float(entry["input_cost_per_token"]) + 1e6 * float(entry["output_cost_per_token"])
+    )
+    assert batch == pytest.approx(
+        1e6 * float(entry["input_cost_per_token_batches"])
+        + 1e6 * float(entry["output_cost_per_token_batches"])
+    )
+    assert batch is not None and immediate is not None and batch < immediate
+    price = table.price("gpt-4o-mini")
+    assert price is not None
+    assert price.batch_discount_known
+    assert table.immediate_equivalent("gpt-4o-mini", MILLION) == immediate
+
+
+def test_cached_tokens_are_billed_at_the_cache_rate(
+    table: PriceTable, raw: dict[str, dict[str, object]]
+) -> None:
+    entry = raw["gpt-4o-mini"]
+    usage = Usage(input_tokens=1000, output_tokens=0, cached_tokens=600)
+    expected = 400 * float(entry["input_cost_per_token"]) + 600 * float(
+        entry["cache_read_input_token_cost"]
+    )
+    assert table.cost("gpt-4o-mini", usage, "immediate") == pytest.approx(expected)
+
+
+def test_batch_discount_follows_the_table_not_a_constant() -> None:
+    table = PriceTable.from_mapping(
+        {
+            "m-70": {
+                "litellm_provider": "openai",
+                "input_cost_per_token": 1e-6,
+                "output_cost_per_token": 2e-6,
+                "input_cost_per_token_batches": 0.7e-6,
+                "output_cost_per_token_batches": 1.4e-6,
+            },
+            "m-nobatch": {
+                "litellm_provider": "openai",
+                "input_cost_per_token": 1e-6,
+                "output_cost_per_token": 2e-6,
+            },
+        }
+    )
+    assert table.cost("m-70", MILLION, "batch") == pytest.approx(2.1)
+    no_batch = table.price("m-nobatch")
+    assert no_batch is not None
+    assert not no_batch.batch_discount_known
+    assert table.cost("m-nobatch", MILLION, "batch") == pytest.approx(3.0)
+
+
+def test_missing_batch_output_price_uses_the_tables_input_ratio() -> None:
+    table = PriceTable.from_mapping(
+        {
+            "half": {
+                "input_cost_per_token": 2e-6,
+                "output_cost_per_token": 8e-6,
+                "input_cost_per_token_batches": 1e-6,
+            }
+        }
+    )
+    assert table.cost("half", MILLION, "batch") == pytest.approx(1.0 + 4.0)
+
+
+def test_unknown_model_is_unpriced_not_free(table: PriceTable) -> None:
+    assert table.price("no-such-model-xyz") is None
+    assert table.cost("no-such-model-xyz", MILLION, "batch") is None
+    assert table.immediate_equivalent("no-such-model-xyz", MILLION) is None
+    assert PriceTable.from_mapping({}).cost("gpt-4o-mini", MILLION, "immediate") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "provider", "entry"),
+    [
+        ("gpt-4o-mini", None, "gpt-4o-mini"),
+        ("openai/gpt-4o-mini", None, "gpt-4o-mini"),
+        ("gpt-4o-mini", "openai", "gpt-4o-mini"),
+        ("gpt-4o-mini", "sandbox", "gpt-4o-mini"),
+        ("gpt-4o-mini-2024-07-18", None, "gpt-4o-mini-2024-07-18"),
+        ("gpt-4o-mini-2031-01-01", None, "gpt-4o-mini"),
+        ("gpt-3.5-turbo-0125", None, "gpt-3.5-turbo-0125"),
+        ("anthropic/claude-haiku-4-5-20251001", None, "claude-haiku-4-5-20251001"),
+        ("claude-haiku-4-5", "anthropic", "claude-haiku-4-5"),
+        ("gpt-4o-mini", "azure", "azure/gpt-4o-mini"),
+    ],
+)
+def test_names_resolve_as_users_write_them(
+    table: PriceTable, name: str, provider: str | None, entry: str
+) -> None:
+    price = table.price(name, provider)
+    assert price is not None
+    assert price.model == entry
+
+
+def test_anthropic_batch_price_is_read(
+    table: PriceTable, raw: dict[str, dict[str, object]]
+) -> None:
+    price = table.price("anthropic/claude-haiku-4-5")
+    assert price is not None
+    assert price.provider == "anthropic"
+    assert price.batch_input == float(raw["claude-haiku-4-5"]["input_cost_per_token_batches"])
+
+
+class Entry(BaseModel):
+    """A small answer shape."""
+
+    definition: str
+    synonyms: list[str]
+    level: int
+
+
+def _request(**kw: object) -> Request:
+    base: dict[str, object] = {
+        "model": "gpt-4o-mini",
+        "messages": (Message("system", "You write dictionaries."), Message("user", "Define: lark")),
+    }
+    base.update(kw)
+    return Request(**base)  # type: ignore[arg-type]
+
+
+def test_token_counts_use_tiktoken_offline() -> None:
+    # "hello world" is two tokens in o200k_base; chars/4 would say three.
+    assert count_tokens("hello world", "gpt-4o-mini") == 2
+
+
+def test_estimate_counts_messages_and_schema() -> None:
+    plain_in, plain_out = estimate_tokens(_request())
+    schema_in, schema_out = estimate_tokens(_request(response_model=Entry))
+    assert 10 < plain_in < 40
+    assert schema_in > plain_in + 20
+    assert plain_out == 256
+    assert 20 < schema_out < 200
+
+
+def test_output_guess_is_capped_by_max_tokens() -> None:
+    assert estimate_output_tokens(_request(response_model=Entry, max_tokens=10)) == 10
+    assert estimate_output_tokens(_request(max_tokens=77)) == 77
+
+
+def test_estimate_for_unpriced_model_is_none(table: PriceTable) -> None:
+    request = _request(response_model=Entry)
+    assert table.estimate(request.with_model("no-such-model"), "batch") is None
+    batch = table.estimate(request, "batch")
+    immediate = table.estimate(request, "immediate")
+    assert batch is not None and immediate is not None
+    assert 0 < batch < immediate

@@ -46,9 +46,10 @@ def register_providers(register: RegisterProvider) -> None:
     """Register providers.
 
     Call ``register(name, factory, description=..., has_batch=...)`` once per
-    provider. ``factory(settings)`` receives a
-    :class:`plugins.config.ProviderSettings` (``base_url``, ``api_key_env``,
-    limits and provider-specific options) and returns an object that meets
+    provider. ``factory(name, settings)`` receives the name the provider is
+    used under and its :class:`plugins.config.ProviderSettings` (``base_url``,
+    ``api_key_env``, limits and provider-specific options; ``settings.api_key(name)``
+    reads the key) and returns an object that meets
     :class:`providers.protocol.Provider`. It is called only when the provider
     is used, so heavy SDK imports belong inside it.
 

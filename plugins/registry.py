@@ -35,7 +35,7 @@ __all__ = [
     "Workload",
 ]
 
-ProviderFactory = Callable[["ProviderSettings"], "Provider"]
+ProviderFactory = Callable[[str, "ProviderSettings"], "Provider"]
 
 
 class Strategy(Protocol):

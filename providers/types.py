@@ -111,6 +111,11 @@ class Request:
         return body
 
     @cached_property
+    def canonical_json(self) -> bytes:
+        """:meth:`canonical` serialized with sorted keys (computed once)."""
+        return orjson.dumps(self.canonical(), option=orjson.OPT_SORT_KEYS)
+
+    @cached_property
     def key(self) -> str:
         """A stable hash of the canonical body.
 
@@ -119,8 +124,7 @@ class Request:
         Anthropic accept. The ``task`` tag is not part of it: the same body
         asked for by two tasks is one request.
         """
-        raw = orjson.dumps(self.canonical(), option=orjson.OPT_SORT_KEYS)
-        return KEY_PREFIX + hashlib.sha256(raw).hexdigest()[:48]
+        return KEY_PREFIX + hashlib.sha256(self.canonical_json).hexdigest()[:48]
 
     def with_model(self, model: str) -> Request:
         """A copy of this request sent to another model."""

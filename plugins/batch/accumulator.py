@@ -1,0 +1,114 @@
+"""Collecting pending requests into shards that fit a provider's batch limits.
+
+Encoded lines go straight to a spool file per open shard as they arrive, so
+memory holds only keys, whatever the prompt size. A shard is sealed when one
+more line would break the provider's limit by count or by bytes; one model
+per shard when the provider needs that (OpenAI).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from providers.types import BatchLimits
+
+__all__ = ["BatchAccumulator", "SealedShard", "new_shard_id"]
+
+
+def new_shard_id() -> str:
+    """A unique, time-ordered shard id."""
+    return f"shard_{int(time.time() * 1000):x}_{secrets.token_hex(4)}"
+
+
+@dataclass
+class SealedShard:
+    """A spool file that is complete and ready to be submitted as one batch."""
+
+    shard_id: str
+    model: str
+    path: Path
+    keys: list[str]
+    bytes: int
+    est_cost: float
+
+
+@dataclass
+class _OpenShard:
+    shard_id: str
+    model: str
+    path: Path
+    fh: BinaryIO
+    keys: list[str] = field(default_factory=list)
+    bytes: int = 0
+    est_cost: float = 0.0
+
+
+class BatchAccumulator:
+    """Open shards by model group, spooled to disk, sealed at the provider's limits."""
+
+    def __init__(
+        self,
+        spool_dir: Path,
+        limits: BatchLimits,
+        on_sealed: Callable[[SealedShard], None],
+    ) -> None:
+        self.spool_dir = spool_dir
+        self.limits = limits
+        self.on_sealed = on_sealed
+        self._open: dict[str, _OpenShard] = {}
+        spool_dir.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return sum(len(s.keys) for s in self._open.values())
+
+    def add(self, key: str, model: str, line: bytes, est_cost: float = 0.0) -> None:
+        """Spool one encoded request line; seals the shard first if it would overflow."""
+        group = "*" if self.limits.mixed_models else model
+        size = len(line) + 1
+        shard = self._open.get(group)
+        if shard is not None and (
+            len(shard.keys) >= self.limits.max_requests
+            or shard.bytes + size > self.limits.max_bytes
+        ):
+            self._seal(group)
+            shard = None
+        if shard is None:
+            shard_id = new_shard_id()
+            path = self.spool_dir / f"{shard_id}.jsonl"
+            shard = _OpenShard(shard_id, model, path, path.open("wb"))
+            self._open[group] = shard
+        shard.fh.write(line)
+        shard.fh.write(b"\n")
+        shard.keys.append(key)
+        shard.bytes += size
+        shard.est_cost += est_cost
+
+    def seal_all(self) -> None:
+        """Seal every open shard (dispatch now)."""
+        for group in list(self._open):
+            self._seal(group)
+
+    def _seal(self, group: str) -> None:
+        shard = self._open.pop(group)
+        shard.fh.flush()
+        # The journal will say this file is written; make that true on disk first.
+        os.fsync(shard.fh.fileno())
+        shard.fh.close()
+        self.on_sealed(
+            SealedShard(
+                shard.shard_id, shard.model, shard.path, shard.keys, shard.bytes, shard.est_cost
+            )
+        )
+
+    def close(self) -> None:
+        """Close open spool files without sealing (their requests stay queued in the journal)."""
+        for shard in self._open.values():
+            shard.fh.close()
+            shard.path.unlink(missing_ok=True)
+        self._open.clear()

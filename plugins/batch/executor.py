@@ -1,0 +1,181 @@
+"""Driving one shard through its provider batch's lifecycle, journaling every step.
+
+The journal states of a shard, each recorded *before* the next side effect::
+
+    written ──upload──▶ uploaded ──▶ submitting ──create──▶ created
+        ──poll…──▶ ended ──read results, store each──▶ collected
+                              (or failed, when the provider rejected it)
+
+A crash anywhere resumes from the recorded state: an uploaded file is not
+uploaded again, a shard in ``submitting`` first asks the provider whether the
+batch exists (``find``) before creating it, a created batch is only polled,
+and results are stored idempotently (a result already stored is not stored or
+billed again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from providers.errors import LexibatchError, ProviderError, UserError
+from providers.types import BatchInfo, BatchState, ItemResult
+
+if TYPE_CHECKING:
+    from plugins.batch.strategy import BatchStrategy
+    from plugins.store import Shard
+    from providers.protocol import BatchEndpoint
+
+__all__ = ["BatchExecutor"]
+
+log = logging.getLogger("lexibatch.batch")
+
+# Results are stored in chunks: one transaction per chunk keeps a 50,000-line
+# batch to a few dozen commits while a crash loses at most one chunk of work
+# (which is simply read again on resume).
+RESULT_CHUNK = 2000
+
+# How often a transient provider failure of a lifecycle step is retried
+# before the shard is given up on for this run (it stays resumable).
+STEP_ATTEMPTS = 8
+
+
+class BatchExecutor:
+    """Drives one shard (one provider batch) from its journaled state to collected."""
+
+    def __init__(self, owner: BatchStrategy, shard: Shard) -> None:
+        self.owner = owner
+        self.shard = shard
+        self.endpoint: BatchEndpoint = owner.endpoint
+        self.store = owner.store
+
+    def _update(self, **fields: Any) -> None:
+        self.shard = self.store.update_shard(self.shard.shard_id, **fields)
+
+    async def run(self) -> None:
+        """Run the shard to the end; provider failures fail its requests, never the process."""
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except LexibatchError as exc:
+            log.warning("batch shard %s failed: %s", self.shard.shard_id, exc)
+            self._update(state="failed", error=str(exc))
+            self.owner.fail_shard(self.shard, exc)
+
+    async def _run(self) -> None:
+        sid = self.shard.shard_id
+        if self.shard.state == "written":
+            path = Path(str(self.shard.path))
+            file_id = await self._step("upload", lambda: self.endpoint.upload(path, shard_id=sid))
+            self._update(state="uploaded", input_file_id=file_id)
+        info: BatchInfo | None = None
+        if self.shard.state == "submitting":
+            # A crash may have come between creating the batch and journaling
+            # its id: ask the provider before creating (and paying for) it again.
+            info = await self._step("find", lambda: self.endpoint.find(sid))
+            if info is not None:
+                self._created(info)
+            else:
+                self._update(state="uploaded")
+        if self.shard.state == "uploaded":
+            self._update(state="submitting")
+            shard = self.shard
+            info = await self._step(
+                "create",
+                lambda: self.endpoint.create(
+                    Path(str(shard.path)), shard.input_file_id, shard_id=sid, model=shard.model
+                ),
+            )
+            self._created(info)
+        if self.shard.state in ("created", "ended"):
+            info = await self._poll_until_ready(info)
+            if self.shard.state == "created":
+                self._update(
+                    state="ended",
+                    batch_status=info.state.value,
+                    counts=_counts(info),
+                    raw=dict(info.raw),
+                )
+            await self._collect(info)
+            self._update(state="collected")
+            self.owner.shard_collected(self.shard)
+
+    def _created(self, info: BatchInfo) -> None:
+        self._update(
+            state="created",
+            batch_id=info.id,
+            batch_status=info.state.value,
+            counts=_counts(info),
+            raw=dict(info.raw),
+        )
+        self.owner.hooks.batch_submitted(
+            batch=info,
+            shard_id=self.shard.shard_id,
+            provider=self.owner.provider_name,
+            requests=self.shard.requests,
+        )
+
+    async def _poll_until_ready(self, info: BatchInfo | None) -> BatchInfo:
+        settings = self.owner.settings.batch
+        interval = settings.poll_interval
+        previous: BatchState | None = None
+        last: tuple[Any, ...] | None = None
+        batch_id = str(self.shard.batch_id)
+        if info is None:
+            info = await self._step("poll", lambda: self.endpoint.poll(batch_id))
+        while True:
+            snapshot = (info.state, info.total, info.succeeded, info.failed, info.results_ready)
+            if snapshot != last:
+                self.owner.hooks.batch_status_changed(
+                    batch=info, previous=previous, provider=self.owner.provider_name
+                )
+                if last is None or info.state != previous:
+                    self._update(batch_status=info.state.value, counts=_counts(info))
+                previous, last = info.state, snapshot
+            if info.state.terminal and info.results_ready:
+                return info
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, max(settings.max_poll_interval, settings.poll_interval))
+            info = await self._step("poll", lambda: self.endpoint.poll(batch_id))
+
+    async def _collect(self, info: BatchInfo) -> None:
+        owner = self.owner
+        seen: set[str] = set()
+        chunk: list[ItemResult] = []
+        results = self.endpoint.results(info)
+        async for item in results:
+            seen.add(item.custom_id)
+            chunk.append(item)
+            if len(chunk) >= RESULT_CHUNK:
+                owner.finish_items(self.shard, info, chunk)
+                chunk = []
+                # Let awaiting callers run (and queue their next stage) between chunks.
+                await asyncio.sleep(0)
+        if chunk:
+            owner.finish_items(self.shard, info, chunk)
+        owner.finish_missing(self.shard, info, seen)
+
+    async def _step(self, what: str, call: Any) -> Any:
+        """One provider call of the lifecycle, retried with backoff on transient failures."""
+        delay = 1.0
+        for attempt in range(1, STEP_ATTEMPTS + 1):
+            try:
+                return await call()
+            except UserError:
+                raise
+            except ProviderError as exc:
+                if not exc.retryable or attempt == STEP_ATTEMPTS:
+                    raise
+                wait = max(exc.retry_after or 0.0, delay * (0.5 + random.random()))
+                log.info("batch %s: %s failed (%s); retrying in %.1fs", what, self.shard.shard_id, exc, wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, 60.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _counts(info: BatchInfo) -> dict[str, int]:
+    return {"total": info.total, "succeeded": info.succeeded, "failed": info.failed}

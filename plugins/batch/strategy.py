@@ -1,0 +1,505 @@
+"""The batch strategy: the same ``await`` as immediate mode, answered from provider batches.
+
+Requests from every concurrently running coroutine go into shared shards
+(like a DataLoader). Shards are dispatched when they reach the provider's
+limit, when no new request has come for ``batch.linger`` seconds, or when
+``execute_batch()`` is awaited, so ``gather`` over many calls always
+completes and each stage of a multi-stage pipeline becomes one batch round.
+
+Every request is journaled (queued) before its shard is written, and every
+shard before each provider call (see :mod:`plugins.batch.executor`). On
+start, unfinished shards of earlier runs are resumed, and a request that is
+already in a submitted batch is waited for rather than sent again.
+
+Each request ends in exactly one of: succeeded (validated) or a typed error.
+Retryable item failures (expired, cancelled, 5xx, rate limit, timeout,
+schema-invalid content) are sent again — in the next batch round or
+immediately, per ``batch.retry_via`` — for at most ``batch.max_retry_rounds``
+rounds; permanent ones fail that request alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plugins.batch.accumulator import BatchAccumulator, SealedShard
+from plugins.batch.executor import BatchExecutor
+from plugins.batch.journal import decode_request, encode_request
+from plugins.batch.promise import BatchPromise, BatchRequest
+from plugins.ledger import call_record, stored_result
+from plugins.results import build_response
+from plugins.store import JournalRequest, Shard
+from providers.errors import (
+    BatchCancelledError,
+    BatchExpiredError,
+    BatchFailedError,
+    BatchItemError,
+    BudgetExceededError,
+    LexibatchError,
+    ProviderError,
+    SchemaValidationError,
+    UnsupportedError,
+)
+from providers.types import BatchInfo, BatchLimits, BatchState, ItemResult, Request, Response, Usage
+
+if TYPE_CHECKING:
+    from plugins.registry import StrategyContext
+    from plugins.store import CallRecord, StoredResult
+
+__all__ = ["BatchStrategy"]
+
+log = logging.getLogger("lexibatch.batch")
+
+# Journal rows are written in groups; a group is always flushed before the
+# shard holding its requests is journaled, so "queued" precedes "written".
+JOURNAL_CHUNK = 2000
+
+_UNFINISHED_SHARDS = ("written", "uploaded", "submitting", "created", "ended")
+
+
+def _consume(future: asyncio.Future[Response]) -> None:
+    # A request nobody awaits (resumed from the journal) may end in an error;
+    # reading it here keeps asyncio from reporting it as never retrieved.
+    if not future.cancelled():
+        future.exception()
+
+
+class BatchStrategy:
+    """Collects requests into provider batches; the strategy behind ``mode = "batch"``."""
+
+    name = "batch"
+
+    def __init__(self, context: StrategyContext) -> None:
+        endpoint = context.provider.batch
+        if endpoint is None:
+            raise UnsupportedError(
+                f"provider {context.provider_name!r} has no batch endpoint — use --mode immediate"
+            )
+        self.context = context
+        self.endpoint = endpoint
+        self.store = context.store
+        self.settings = context.settings
+        self.hooks = context.hooks
+        self.provider_name = context.provider_name
+        bset = context.settings.batch
+        limits = endpoint.limits
+        self.limits = BatchLimits(
+            max_requests=min(limits.max_requests, bset.max_requests or limits.max_requests),
+            max_bytes=min(limits.max_bytes, bset.max_bytes or limits.max_bytes),
+            mixed_models=limits.mixed_models,
+        )
+        self.accumulator = BatchAccumulator(
+            context.settings.spool_path, self.limits, self._on_sealed
+        )
+        self._pending: dict[str, BatchRequest] = {}
+        self._journal_buffer: list[JournalRequest] = []
+        self._executors: dict[str, asyncio.Task[None]] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._linger_handle: asyncio.TimerHandle | None = None
+        self._last_arrival = 0.0
+        self._committed_usd = 0.0
+        self._started = False
+        self._closed = False
+        counts = self.store.count_requests(self.provider_name)
+        # Only a journal with unfinished requests needs a lookup per request.
+        self._resumable = bool(counts.get("queued") or counts.get("submitted"))
+
+    # -- submitting --------------------------------------------------------
+
+    async def run(self, request: Request) -> Response:
+        """Queue ``request`` into a shared batch and wait for its result."""
+        return await self.submit(request)
+
+    def submit(self, request: Request) -> BatchPromise:
+        """Queue ``request`` without waiting; the returned promise resolves with its result."""
+        self._ensure_started()
+        key = request.key
+        pending = self._pending.get(key)
+        if pending is not None and pending.future is not None:
+            return BatchPromise(key, pending.future)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_consume)
+        if self._resumable and self._attach_to_submitted(request, future):
+            return BatchPromise(key, future)
+        pending = BatchRequest.of(request, future)
+        self._enqueue(request, pending, journal=True)
+        return BatchPromise(key, future)
+
+    def _attach_to_submitted(self, request: Request, future: asyncio.Future[Response]) -> bool:
+        row = self.store.get_requests(self.provider_name, [request.key]).get(request.key)
+        if row is None or row.state != "submitted" or row.shard_id not in self._executors:
+            return False
+        pending = BatchRequest.of(request, future, attempts=_retries(row.attempts))
+        self._pending[request.key] = pending
+        return True
+
+    def _enqueue(self, request: Request, pending: BatchRequest, *, journal: bool) -> None:
+        key = pending.key
+        self._pending[key] = pending
+        if journal:
+            self._journal_buffer.append(
+                JournalRequest(
+                    key=key,
+                    model=request.model,
+                    task=request.task,
+                    body=encode_request(request),
+                    state="queued",
+                    attempts=pending.attempts,
+                )
+            )
+            if len(self._journal_buffer) >= JOURNAL_CHUNK:
+                self._flush_journal()
+        if self.settings.batch.budget_usd is not None:
+            pending.est_cost = self._estimate_cost(request)
+        self.accumulator.add(
+            key, request.model, self.endpoint.encode(request, key), pending.est_cost
+        )
+        self._arm_linger()
+
+    def _estimate_cost(self, request: Request) -> float:
+        chars = sum(len(m.content) for m in request.messages)
+        usage = Usage(input_tokens=chars // 4 + 8, output_tokens=request.max_tokens or 256)
+        cost = self.context.prices.cost(request.model, usage, "batch", provider=self.provider_name)
+        return cost or 0.0
+
+    def _flush_journal(self) -> None:
+        if self._journal_buffer:
+            rows, self._journal_buffer = self._journal_buffer, []
+            self.store.add_requests(self.provider_name, rows)
+
+    def _arm_linger(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_arrival = loop.time()
+        if self._linger_handle is None:
+            self._linger_handle = loop.call_later(self.settings.batch.linger, self._on_linger)
+
+    def _on_linger(self) -> None:
+        self._linger_handle = None
+        loop = asyncio.get_running_loop()
+        remaining = self._last_arrival + self.settings.batch.linger - loop.time()
+        if remaining > 0.001:
+            self._linger_handle = loop.call_later(remaining, self._on_linger)
+            return
+        self._dispatch_all()
+
+    def _dispatch_all(self) -> None:
+        self._flush_journal()
+        self.accumulator.seal_all()
+
+    # -- dispatching -------------------------------------------------------
+
+    def _on_sealed(self, sealed: SealedShard) -> None:
+        self._flush_journal()
+        budget = self.settings.batch.budget_usd
+        if budget is not None and self._committed_usd + sealed.est_cost > budget:
+            error = BudgetExceededError(self._committed_usd + sealed.est_cost, budget)
+            sealed.path.unlink(missing_ok=True)
+            self.store.set_request_state(
+                self.provider_name, sealed.keys, "failed", error=_error_dict(error)
+            )
+            for key in sealed.keys:
+                self._reject(key, error)
+            return
+        self._committed_usd += sealed.est_cost
+        rounds = max((self._pending[k].attempts for k in sealed.keys if k in self._pending), default=0)
+        shard = Shard(
+            shard_id=sealed.shard_id,
+            provider=self.provider_name,
+            model=sealed.model if not self.limits.mixed_models else "*",
+            round=rounds,
+            state="written",
+            path=str(sealed.path),
+            requests=len(sealed.keys),
+            bytes=sealed.bytes,
+        )
+        with self.store.in_transaction():
+            self.store.add_shard(shard)
+            self.store.set_request_state(
+                self.provider_name, sealed.keys, "submitted", shard_id=sealed.shard_id
+            )
+        self._start_executor(shard)
+
+    def _start_executor(self, shard: Shard) -> None:
+        task = asyncio.get_running_loop().create_task(
+            BatchExecutor(self, shard).run(), name=f"lexibatch-{shard.shard_id}"
+        )
+        self._executors[shard.shard_id] = task
+        task.add_done_callback(lambda t, sid=shard.shard_id: self._executor_done(sid, t))
+
+    def _executor_done(self, shard_id: str, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # A bug, not a provider failure (those are handled in the executor):
+            # fail the shard's waiters loudly rather than leave them hanging.
+            log.error("batch shard %s crashed", shard_id, exc_info=exc)
+            for row in self.store.requests_of_shard(shard_id):
+                pending = self._pending.pop(row.key, None)
+                if pending is not None and pending.future is not None and not pending.future.done():
+                    pending.future.set_exception(exc)
+
+    def _ensure_started(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for shard in self.store.shards(self.provider_name, states=_UNFINISHED_SHARDS):
+            self._start_executor(shard)
+
+    # -- finishing (called by executors) ------------------------------------
+
+    def finish_items(self, shard: Shard, info: BatchInfo, items: list[ItemResult]) -> None:
+        """Store, bill and resolve one chunk of a batch's result lines."""
+        keys = [item.custom_id for item in items]
+        states = self.store.request_states(self.provider_name, keys)
+        stubs = self._stubs_for([k for k in keys if k not in self._pending and k in states])
+        results: list[StoredResult] = []
+        calls: list[CallRecord] = []
+        succeeded: list[tuple[BatchRequest, Response]] = []
+        failed: list[tuple[BatchRequest, LexibatchError]] = []
+        for item in items:
+            key = item.custom_id
+            state = states.get(key)
+            if state != "submitted":
+                # Already stored (results read again after a crash) or not ours.
+                continue
+            pending = self._pending.get(key) or stubs.get(key)
+            if pending is None:
+                continue
+            completion = item.completion
+            if completion is None:
+                failed.append((pending, item.error or BatchItemError("no result", provider=self.provider_name)))
+                continue
+            record = call_record(self.context, pending, completion, mode="batch", batch_id=info.id)  # type: ignore[arg-type]
+            calls.append(record)
+            try:
+                response = build_response(
+                    pending,  # type: ignore[arg-type]
+                    completion,
+                    provider=self.provider_name,
+                    mode="batch",
+                    cost_usd=record.cost_usd,
+                    batch_id=info.id,
+                )
+            except SchemaValidationError as exc:
+                failed.append((pending, exc))
+                continue
+            results.append(stored_result(pending, response))  # type: ignore[arg-type]
+            succeeded.append((pending, response))
+        with self.store.in_transaction():
+            self.store.record_calls(calls)
+            self.store.put_results(self.provider_name, results)
+            self.store.set_request_state(
+                self.provider_name, [p.key for p, _ in succeeded], "succeeded"
+            )
+            retry = self._journal_failures(failed)
+        for pending, response in succeeded:
+            self._pending.pop(pending.key, None)
+            if pending.future is not None and not pending.future.done():
+                pending.future.set_result(response)
+        self._after_failures(failed, retry)
+
+    def finish_missing(self, shard: Shard, info: BatchInfo, seen: set[str]) -> None:
+        """Requests of the shard with no result line: ended by the batch's own fate."""
+        missing = [
+            row.key
+            for row in self.store.requests_of_shard(shard.shard_id)
+            if row.state == "submitted" and row.key not in seen
+        ]
+        if not missing:
+            return
+        error = _batch_fate(info, self.provider_name)
+        self._fail_keys(missing, error)
+
+    def fail_shard(self, shard: Shard, error: LexibatchError) -> None:
+        """The shard could not be run (e.g. the provider rejected its file)."""
+        keys = [
+            row.key
+            for row in self.store.requests_of_shard(shard.shard_id)
+            if row.state == "submitted"
+        ]
+        self._fail_keys(keys, error)
+        Path(shard.path).unlink(missing_ok=True)
+
+    def shard_collected(self, shard: Shard) -> None:
+        """Every result of the shard is stored: its spool file is no longer needed."""
+        Path(shard.path).unlink(missing_ok=True)
+
+    def _fail_keys(self, keys: list[str], error: LexibatchError) -> None:
+        stubs = self._stubs_for([k for k in keys if k not in self._pending])
+        failed = [
+            (self._pending.get(k) or stubs[k], error) for k in keys if k in self._pending or k in stubs
+        ]
+        with self.store.in_transaction():
+            retry = self._journal_failures(failed)
+        self._after_failures(failed, retry)
+
+    def _stubs_for(self, keys: list[str]) -> dict[str, BatchRequest]:
+        """Pending records for requests of earlier runs, rebuilt from the journal."""
+        if not keys:
+            return {}
+        stubs: dict[str, BatchRequest] = {}
+        for row in self.store.get_requests(self.provider_name, keys).values():
+            request = decode_request(row.body)
+            stubs[row.key] = BatchRequest.of(request, None, attempts=_retries(row.attempts))
+        return stubs
+
+    def _journal_failures(
+        self, failed: list[tuple[BatchRequest, LexibatchError]]
+    ) -> list[BatchRequest]:
+        """Record failures in the journal (inside the caller's transaction); return the retries."""
+        max_rounds = self.settings.batch.max_retry_rounds
+        retry: list[BatchRequest] = []
+        reroute = self.settings.batch.retry_via == "immediate"
+        for pending, error in failed:
+            # A rejected batch would be rejected again; only a re-route to
+            # immediate calls can still answer its requests.
+            retryable = error.retryable or (reroute and isinstance(error, BatchFailedError))
+            if retryable and pending.attempts < max_rounds:
+                retry.append(pending)
+            else:
+                self.store.set_request_state(
+                    self.provider_name, [pending.key], "failed", error=_error_dict(error)
+                )
+        if retry:
+            self.store.set_request_state(self.provider_name, [p.key for p in retry], "queued")
+        return retry
+
+    def _after_failures(
+        self, failed: list[tuple[BatchRequest, LexibatchError]], retry: list[BatchRequest]
+    ) -> None:
+        retry_keys = {p.key for p in retry}
+        for pending, error in failed:
+            if pending.key not in retry_keys:
+                self._reject(pending.key, error, pending)
+        if not retry:
+            return
+        rows = self.store.get_requests(self.provider_name, retry_keys)
+        bodies = {key: row.body for key, row in rows.items()}
+        via_immediate = self.settings.batch.retry_via == "immediate" and self.context.immediate
+        for pending in retry:
+            pending.attempts += 1
+            body = bodies.get(pending.key)
+            if body is None:
+                continue
+            request = decode_request(body)
+            self._pending[pending.key] = pending
+            if via_immediate:
+                self._retry_immediately(request, pending)
+            else:
+                self._enqueue(request, pending, journal=False)
+
+    def _retry_immediately(self, request: Request, pending: BatchRequest) -> None:
+        immediate = self.context.immediate
+        assert immediate is not None
+
+        async def retry() -> None:
+            try:
+                response = await immediate.run(request)
+            except LexibatchError as exc:
+                self.store.set_request_state(
+                    self.provider_name, [pending.key], "failed", error=_error_dict(exc)
+                )
+                self._reject(pending.key, exc, pending)
+            else:
+                self.store.set_request_state(self.provider_name, [pending.key], "succeeded")
+                self._pending.pop(pending.key, None)
+                if pending.future is not None and not pending.future.done():
+                    pending.future.set_result(response)
+
+        task = asyncio.get_running_loop().create_task(retry())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _reject(self, key: str, error: LexibatchError, pending: BatchRequest | None = None) -> None:
+        pending = self._pending.pop(key, None) or pending
+        if pending is not None and pending.future is not None and not pending.future.done():
+            pending.future.set_exception(error)
+
+    # -- control -----------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Dispatch everything pending and wait until every request has resolved."""
+        self._ensure_started()
+        # Let tasks created just before this call reach their first submit.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        while True:
+            self._dispatch_all()
+            running: list[asyncio.Task[None]] = [
+                t for t in self._executors.values() if not t.done()
+            ]
+            running.extend(self._side_tasks)
+            if not running:
+                if len(self.accumulator) == 0:
+                    return
+                continue
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+    async def resume(self) -> int:
+        """Resume every unfinished shard and queued request of earlier runs; wait for all.
+
+        Returns:
+            How many queued requests were submitted anew.
+        """
+        self._ensure_started()
+        requeued = 0
+        for row in list(self.store.requests_in_state(self.provider_name, "queued")):
+            if row.key in self._pending:
+                continue
+            request = decode_request(row.body)
+            future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_consume)
+            pending = BatchRequest.of(request, future, _retries(row.attempts))
+            self._enqueue(request, pending, journal=False)
+            requeued += 1
+        await self.flush()
+        return requeued
+
+    async def aclose(self) -> None:
+        """Stop: what was sent stays journaled and resumes on the next run."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._linger_handle is not None:
+            self._linger_handle.cancel()
+        self._flush_journal()
+        self.accumulator.close()
+        tasks = [*self._executors.values(), *self._side_tasks]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for pending in self._pending.values():
+            if pending.future is not None and not pending.future.done():
+                pending.future.cancel()
+        self._pending.clear()
+
+
+def _retries(submissions: int) -> int:
+    """Retry rounds used, from the journal's count of submissions."""
+    return max(submissions - 1, 0)
+
+
+def _batch_fate(info: BatchInfo, provider: str) -> LexibatchError:
+    if info.state is BatchState.FAILED:
+        reasons = "; ".join(info.errors) or "no reason given"
+        return BatchFailedError(f"batch {info.id} failed: {reasons}", provider=provider)
+    if info.state is BatchState.EXPIRED:
+        return BatchExpiredError(f"batch {info.id} expired before this request ran", provider=provider)
+    if info.state is BatchState.CANCELLED:
+        return BatchCancelledError(f"batch {info.id} was cancelled before this request ran", provider=provider)
+    return BatchItemError(f"batch {info.id} returned no result for this request", provider=provider)
+
+
+def _error_dict(error: LexibatchError) -> dict[str, Any]:
+    if isinstance(error, ProviderError):
+        return error.to_dict()
+    return {"type": type(error).__name__, "message": error.message, "retryable": error.retryable}

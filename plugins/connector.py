@@ -1,0 +1,257 @@
+"""The concrete connector: one provider, its strategies, and the store.
+
+:class:`LexiConnector` is what :func:`plugins.factory.open_connector` builds
+and what callers see through the :class:`providers.protocol.Connector`
+protocol. It looks every request up in the cache first, sends identical
+concurrent requests once, and hands the rest to the immediate or the batch
+strategy depending on the mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+
+from plugins.registry import Strategy, StrategyContext, Workload
+from plugins.results import build_response
+from providers.errors import LexibatchError, SchemaValidationError, UnsupportedError
+from providers.protocol import Prompt, as_messages
+from providers.types import Completion, Request, Response
+
+if TYPE_CHECKING:
+    from plugins.config import Settings
+    from plugins.manager import PluginManager
+    from plugins.registry import Registry
+    from plugins.store import Store
+    from providers.pricing import PriceTable
+    from providers.protocol import Provider
+
+__all__ = ["LexiConnector"]
+
+T = TypeVar("T", bound=BaseModel)
+
+# Options of ``structured`` that shape the request rather than pass through.
+_REQUEST_OPTS = frozenset({"system", "max_tokens", "temperature", "mode"})
+
+
+class LexiConnector:
+    """Provider + strategies + store behind the ``Connector`` protocol."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        provider_name: str,
+        settings: Settings,
+        store: Store,
+        prices: PriceTable,
+        manager: PluginManager,
+        registry: Registry,
+    ) -> None:
+        self.provider = provider
+        self.provider_name = provider_name
+        self.settings = settings
+        self.store = store
+        self.prices = prices
+        self.manager = manager
+        self.registry = registry
+        self._hooks = manager.hook
+        self._context = StrategyContext(
+            provider=provider,
+            provider_name=provider_name,
+            settings=settings,
+            store=store,
+            prices=prices,
+            hooks=self._hooks,
+        )
+        self._immediate = registry.strategy("immediate").factory(self._context)
+        self._context.immediate = self._immediate
+        self._batch: Strategy | None = None
+        self._batch_mode = False
+        self._inflight: dict[str, asyncio.Future[Response]] = {}
+
+    # -- modes -------------------------------------------------------------
+
+    @property
+    def batch_mode(self) -> bool:
+        """Whether calls are currently routed through the batch endpoint."""
+        return self._batch_mode
+
+    def enable_batch_mode(self) -> None:
+        """Route the following calls through the provider's batch endpoint.
+
+        Raises:
+            UnsupportedError: the provider has no batch endpoint.
+        """
+        self.batch_strategy()
+        self._batch_mode = True
+
+    def disable_batch_mode(self) -> None:
+        """Route the following calls immediately again; batches already pending still run."""
+        self._batch_mode = False
+
+    def choose_mode(self, expected_requests: int, *, announce: bool = True) -> str:
+        """Resolve the configured mode for a workload and switch to it.
+
+        ``auto`` asks the ``choose_strategy`` hook (batch from
+        ``batch.auto_threshold`` requests when the provider has a batch
+        endpoint). Returns the chosen strategy name.
+        """
+        requested = self.settings.connector.mode
+        workload = Workload(
+            requested=requested,
+            size=expected_requests,
+            provider=self.provider_name,
+            has_batch=self.provider.batch is not None,
+            auto_threshold=self.settings.batch.auto_threshold,
+        )
+        chosen = self._hooks.choose_strategy(workload=workload) or "immediate"
+        if chosen == "batch":
+            self.enable_batch_mode()
+        else:
+            self.disable_batch_mode()
+        if announce and requested == "auto":
+            why = (
+                "the provider has no batch endpoint"
+                if workload.has_batch is False
+                else f"{expected_requests} requests, batch from {workload.auto_threshold}"
+            )
+            print(f"mode auto: {chosen} ({why})", file=sys.stderr)
+        return str(chosen)
+
+    def batch_strategy(self) -> Strategy:
+        if self._batch is None:
+            if self.provider.batch is None:
+                raise UnsupportedError(
+                    f"provider {self.provider_name!r} has no batch endpoint — use "
+                    f"--mode immediate (or --mode auto to fall back automatically)"
+                )
+            self._batch = self.registry.strategy("batch").factory(self._context)
+        return self._batch
+
+    async def execute_batch(self) -> None:
+        """Dispatch everything pending now and wait until it has resolved."""
+        if self._batch is not None:
+            await self._batch.flush()
+
+    # -- calls -------------------------------------------------------------
+
+    async def structured(
+        self,
+        prompt: Prompt,
+        response_model: type[T],
+        *,
+        task: str | None = None,
+        model: str | None = None,
+        **opts: Any,
+    ) -> T:
+        """Ask for an answer that validates against ``response_model``; see ``Connector``."""
+        request = self.build_request(prompt, response_model, task=task, model=model, **opts)
+        response = await self.generate(request, mode=opts.get("mode"))
+        output: T = response.output
+        return output
+
+    def build_request(
+        self,
+        prompt: Prompt,
+        response_model: type[BaseModel] | None,
+        *,
+        task: str | None = None,
+        model: str | None = None,
+        **opts: Any,
+    ) -> Request:
+        """The :class:`Request` that ``structured`` would send."""
+        extras: Mapping[str, Any] = {k: v for k, v in opts.items() if k not in _REQUEST_OPTS}
+        return Request(
+            model=model or self.settings.model_for(task),
+            messages=as_messages(prompt, opts.get("system")),
+            response_model=response_model,
+            max_tokens=opts.get("max_tokens"),
+            temperature=opts.get("temperature"),
+            task=task,
+            extras=extras,
+        )
+
+    async def generate(self, request: Request, *, mode: str | None = None) -> Response:
+        """Run one request (cache first) and return its full response."""
+        key = request.key
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        cached = self._from_cache(request)
+        if cached is not None:
+            self._finished(request, cached, None)
+            return cached
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            strategy = self._strategy_for(mode)
+            response = await strategy.run(request)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters re-raise it themselves
+            if isinstance(exc, LexibatchError):
+                self._finished(request, None, exc)
+            raise
+        else:
+            future.set_result(response)
+            self._finished(request, response, None)
+            return response
+        finally:
+            self._inflight.pop(key, None)
+
+    def _strategy_for(self, mode: str | None) -> Strategy:
+        if mode == "immediate":
+            return self._immediate
+        if mode == "batch" or (mode is None and self._batch_mode):
+            return self.batch_strategy()
+        return self._immediate
+
+    def _from_cache(self, request: Request) -> Response | None:
+        stored = self.store.get_result(self.provider_name, request.key)
+        if stored is None:
+            return None
+        completion = Completion(
+            content=stored.text, usage=stored.usage, model=stored.model, request_id=stored.request_id
+        )
+        try:
+            return build_response(
+                request,
+                completion,
+                provider=self.provider_name,
+                mode=stored.mode,  # type: ignore[arg-type]
+                cost_usd=0.0,
+                batch_id=stored.batch_id,
+                cached=True,
+            )
+        except SchemaValidationError:
+            # The response model changed since the answer was stored: ask again.
+            return None
+
+    def _finished(
+        self, request: Request, response: Response | None, error: LexibatchError | None
+    ) -> None:
+        self._hooks.request_finished(request=request, response=response, error=error)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Finish pending batches, then release the provider and the store."""
+        try:
+            if self._batch is not None:
+                await self._batch.aclose()
+            await self._immediate.aclose()
+        finally:
+            await self.provider.aclose()
+            self.store.close()
+
+    async def __aenter__(self) -> LexiConnector:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

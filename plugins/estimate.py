@@ -1,0 +1,88 @@
+"""What a run would cost, before anything is sent: immediately and through batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from providers.pricing import PriceTable
+from providers.tokens import estimate_tokens
+from providers.types import Request, Usage
+
+__all__ = ["Estimate", "estimate_requests", "price_provider"]
+
+
+def price_provider(provider: str) -> str | None:
+    """The provider whose prices apply: the sandbox stands in for OpenAI."""
+    if provider == "sandbox":
+        return "openai"
+    if provider == "litellm":
+        return None
+    return provider
+
+
+@dataclass
+class Estimate:
+    """Expected cost of a set of requests.
+
+    Attributes:
+        requests: how many requests.
+        input_tokens: expected input tokens, summed.
+        output_tokens: expected output tokens, summed (a guess from schemas).
+        immediate_usd: the cost sent immediately (priced requests only).
+        batch_usd: the cost sent through batches (priced requests only).
+        unpriced_models: models the price table does not know.
+        discount_unknown: models with no batch price in the table (batch priced as immediate).
+    """
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    immediate_usd: float = 0.0
+    batch_usd: float = 0.0
+    unpriced_models: set[str] = field(default_factory=set)
+    discount_unknown: set[str] = field(default_factory=set)
+
+    def describe(self) -> str:
+        """A short human-readable report."""
+        lines = [
+            f"estimate for {self.requests} requests "
+            f"(~{self.input_tokens:,} input and ~{self.output_tokens:,} output tokens):",
+            f"  immediate: ${self.immediate_usd:,.4f}",
+            f"  batch:     ${self.batch_usd:,.4f}",
+        ]
+        if self.immediate_usd > 0:
+            saving = self.immediate_usd - self.batch_usd
+            lines.append(f"  batch saves ${saving:,.4f} ({saving / self.immediate_usd:.0%})")
+        if self.unpriced_models:
+            lines.append(f"  unpriced (not counted): {', '.join(sorted(self.unpriced_models))}")
+        if self.discount_unknown:
+            lines.append(
+                "  no batch price in the table (priced as immediate): "
+                + ", ".join(sorted(self.discount_unknown))
+            )
+        return "\n".join(lines)
+
+
+def estimate_requests(
+    requests: Iterable[Request], *, provider: str, prices: PriceTable | None = None
+) -> Estimate:
+    """Estimate ``requests`` against the price table, per mode."""
+    prices = prices or PriceTable.load()
+    pprov = price_provider(provider)
+    est = Estimate()
+    for request in requests:
+        est.requests += 1
+        tokens_in, tokens_out = estimate_tokens(request)
+        est.input_tokens += tokens_in
+        est.output_tokens += tokens_out
+        price = prices.price(request.model, pprov)
+        if price is None:
+            est.unpriced_models.add(request.model)
+            continue
+        usage = Usage(input_tokens=tokens_in, output_tokens=tokens_out)
+        est.immediate_usd += price.cost(usage, "immediate")
+        est.batch_usd += price.cost(usage, "batch")
+        if not price.batch_discount_known:
+            est.discount_unknown.add(request.model)
+    return est

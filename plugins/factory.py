@@ -1,0 +1,75 @@
+"""Building a connector from configuration: the composition of provider, strategies and store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from plugins.config import Settings
+from plugins.connector import LexiConnector
+from plugins.manager import PluginManager, get_plugin_manager
+from plugins.sandbox import SANDBOX, configure_sandbox
+from plugins.store import Store
+
+__all__ = ["open_connector", "resolve_provider_name"]
+
+# Polling a local emulator every 30 s (the right pace for a real provider) would
+# make the sandbox demo crawl; unless the user set it, poll it briskly.
+_SANDBOX_POLL_INTERVAL = 0.25
+
+_announced = False
+
+
+def resolve_provider_name(settings: Settings, *, announce: bool = True) -> str:
+    """The configured provider, or the sandbox (said once on stderr)."""
+    global _announced
+    name = settings.connector.provider
+    if name:
+        return name
+    if announce and not _announced:
+        _announced = True
+        print(
+            "lexibatch: no provider configured — using the offline sandbox "
+            "(set [connector] provider or pass --provider to use a real one)",
+            file=sys.stderr,
+        )
+    return SANDBOX
+
+
+def open_connector(
+    settings: Settings,
+    *,
+    manager: PluginManager | None = None,
+    store: Store | None = None,
+) -> LexiConnector:
+    """Build the connector the settings describe.
+
+    Raises:
+        providers.errors.UnknownPluginError: the provider is not registered.
+        providers.errors.MissingAPIKeyError: its API key variable is unset.
+    """
+    from providers.pricing import PriceTable
+
+    manager = manager or get_plugin_manager()
+    registry = manager.registry()
+    name = resolve_provider_name(settings)
+    entry = registry.provider(name)
+    db_path = Path(settings.connector.db)
+    if name == SANDBOX:
+        if str(db_path) != ":memory:":
+            configure_sandbox(state_dir=db_path.parent / "sandbox-emulator")
+        if "poll_interval" not in settings.batch.model_fields_set:
+            batch = settings.batch.model_copy(update={"poll_interval": _SANDBOX_POLL_INTERVAL})
+            settings = settings.model_copy(update={"batch": batch})
+    provider = entry.factory(name, settings.provider_settings(name))
+    if store is None:
+        store = Store(db_path)
+    return LexiConnector(
+        provider=provider,
+        provider_name=name,
+        settings=settings,
+        store=store,
+        prices=PriceTable.load(),
+        manager=manager,
+        registry=registry,
+    )

@@ -1,0 +1,95 @@
+"""Recording what was paid: the usage ledger and the result cache, in one commit.
+
+A paid answer and its ledger rows are written in one transaction, so a crash
+can never leave a result stored without its cost, or a cost without its
+result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from plugins.estimate import price_provider
+from plugins.store import CallRecord, StoredResult
+from providers.types import Completion, Mode, Request, Response
+
+if TYPE_CHECKING:
+    from plugins.registry import StrategyContext
+
+__all__ = ["call_record", "record_paid", "stored_result"]
+
+
+def call_record(
+    context: StrategyContext,
+    request: Request,
+    completion: Completion,
+    *,
+    mode: Mode,
+    batch_id: str | None = None,
+) -> CallRecord:
+    """The ledger row of one paid call, priced for ``mode`` and for immediate."""
+    model = completion.model or request.model
+    prices = context.prices
+    pprov = price_provider(context.provider_name)
+    cost = prices.cost(model, completion.usage, mode, provider=pprov)
+    immediate = (
+        cost if mode == "immediate" else prices.cost(model, completion.usage, "immediate", pprov)
+    )
+    return CallRecord(
+        provider=context.provider_name,
+        model=model,
+        task=request.task,
+        mode=mode,
+        key=request.key,
+        usage=completion.usage,
+        cost_usd=cost,
+        immediate_cost_usd=immediate,
+        batch_id=batch_id,
+        ts=time.time(),
+    )
+
+
+def stored_result(request: Request, response: Response) -> StoredResult:
+    """The cache row of a validated response."""
+    return StoredResult(
+        key=request.key,
+        model=response.model,
+        task=request.task,
+        mode=response.mode,
+        text=response.text,
+        usage=response.usage,
+        cost_usd=response.cost_usd,
+        request_id=response.request_id,
+        batch_id=response.batch_id,
+    )
+
+
+def record_paid(
+    context: StrategyContext,
+    request: Request,
+    calls: Sequence[Completion],
+    *,
+    final: Response | None,
+    mode: Mode,
+    batch_id: str | None = None,
+) -> Response:
+    """Ledger every paid call and cache the final answer, atomically.
+
+    Returns:
+        ``final`` with its cost set to the sum of the calls' costs (``None``
+        when any of them is unpriced), or ``final`` unchanged when ``None``.
+    """
+    records = [call_record(context, request, c, mode=mode, batch_id=batch_id) for c in calls]
+    total: float | None = 0.0
+    for rec in records:
+        total = None if total is None or rec.cost_usd is None else total + rec.cost_usd
+    store = context.store
+    with store.in_transaction():
+        store.record_calls(records)
+        if final is not None:
+            final = dataclasses.replace(final, cost_usd=total)
+            store.put_results(context.provider_name, [stored_result(request, final)])
+    return final  # type: ignore[return-value]

@@ -1,0 +1,190 @@
+"""The plugin manager: built-in plugins, entry-point plugins, and the registry they fill.
+
+Loading is lazy (nothing happens until a registry is first asked for) and
+idempotent (asking again returns the same one). Built-ins are plugins like any
+other, listed in :data:`DEFAULT_PLUGINS`. Third-party plugins are found
+through the ``lexibatch`` entry-point group; ``LEXIBATCH_LOAD_PLUGINS``
+restricts which (a comma-separated list of entry-point or distribution
+names; an empty value loads none, which is what the test suite does).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from plugins import hookspecs
+from plugins.registry import (
+    ProviderEntry,
+    ProviderFactory,
+    Registry,
+    StrategyEntry,
+    StrategyFactory,
+)
+from providers.errors import ConfigError
+
+__all__ = [
+    "BUILTIN_ORIGIN",
+    "DEFAULT_PLUGINS",
+    "LOAD_PLUGINS_ENV",
+    "PluginManager",
+    "get_plugin_manager",
+    "reset_plugin_manager",
+]
+
+#: Modules holding the built-in providers and strategies, registered first.
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "plugins.builtin_providers",
+    "plugins.builtin_strategies",
+)
+
+#: Environment variable restricting which entry-point plugins load.
+LOAD_PLUGINS_ENV = "LEXIBATCH_LOAD_PLUGINS"
+
+BUILTIN_ORIGIN = "built-in"
+
+
+class PluginManager:
+    """A pluggy manager for the ``lexibatch`` hooks plus the registry it fills."""
+
+    def __init__(self, *, load_entrypoints: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._origins: dict[str, str] = {}
+        self._load_entrypoints = load_entrypoints
+        self._registry: Registry | None = None
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    @property
+    def hook(self) -> Any:
+        """The hook relay (``manager.hook.batch_submitted(...)``)."""
+        self._ensure_loaded()
+        return self.pm.hook
+
+    def register(self, plugin: object, *, name: str | None = None, origin: str) -> None:
+        """Register a plugin object or module, recording where it came from.
+
+        Raises:
+            ConfigError: the plugin implements a hook that does not exist.
+        """
+        plugin_name = name or getattr(plugin, "__name__", None) or repr(plugin)
+        if self.pm.is_registered(plugin) or self.pm.has_plugin(plugin_name):
+            return
+        self.pm.register(plugin, name=plugin_name)
+        self._origins[plugin_name] = origin
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(plugin)
+            self._origins.pop(plugin_name, None)
+            raise ConfigError(f"plugin {plugin_name} ({origin}) is invalid: {exc}") from None
+        self._registry = None
+
+    def origin_of(self, plugin_name: str) -> str:
+        """Where the plugin registered under ``plugin_name`` came from."""
+        return self._origins.get(plugin_name, "unknown")
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            for module_name in DEFAULT_PLUGINS:
+                self.register(importlib.import_module(module_name), origin=BUILTIN_ORIGIN)
+            if self._load_entrypoints:
+                self._load_entrypoint_plugins()
+            self._loaded = True
+
+    def _load_entrypoint_plugins(self) -> None:
+        allowed = _allow_list()
+        for ep in _entry_points():
+            dist = ep.dist.name if ep.dist is not None else ""
+            if allowed is not None and ep.name not in allowed and dist not in allowed:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise ConfigError(
+                    f"plugin {ep.name} ({ep.value}) failed to load: {exc.__class__.__name__}: "
+                    f"{exc} — fix or uninstall it, or exclude it with {LOAD_PLUGINS_ENV}"
+                ) from exc
+            version = ep.dist.version if ep.dist is not None else ""
+            origin = f"{dist} {version}".strip() if dist else ep.value
+            self.register(plugin, name=f"{ep.name}:{ep.value}", origin=origin)
+
+    def registry(self) -> Registry:
+        """Every registered provider and strategy (built once, then cached)."""
+        self._ensure_loaded()
+        if self._registry is not None:
+            return self._registry
+        registry = Registry()
+        for impl in self.pm.hook.register_providers.get_hookimpls():
+            origin = self.origin_of(impl.plugin_name)
+            impl.function(register=_provider_register(registry, origin))
+        for impl in self.pm.hook.register_strategies.get_hookimpls():
+            origin = self.origin_of(impl.plugin_name)
+            impl.function(register=_strategy_register(registry, origin))
+        self._registry = registry
+        return registry
+
+
+def _provider_register(registry: Registry, origin: str) -> Callable[..., None]:
+    def register(
+        name: str, factory: ProviderFactory, *, description: str = "", has_batch: bool = False
+    ) -> None:
+        registry.add_provider(ProviderEntry(name, factory, description, has_batch, origin))
+
+    return register
+
+
+def _strategy_register(registry: Registry, origin: str) -> Callable[..., None]:
+    def register(name: str, factory: StrategyFactory, *, description: str = "") -> None:
+        registry.add_strategy(StrategyEntry(name, factory, description, origin))
+
+    return register
+
+
+def _allow_list() -> set[str] | None:
+    raw = os.environ.get(LOAD_PLUGINS_ENV)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _entry_points() -> Iterable[metadata.EntryPoint]:
+    return metadata.entry_points(group=hookspecs.PROJECT)
+
+
+_manager: PluginManager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager (created on first use)."""
+    global _manager
+    if _manager is None:
+        with _manager_lock:
+            if _manager is None:
+                _manager = PluginManager()
+    return _manager
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager, so the next use loads plugins anew."""
+    global _manager
+    with _manager_lock:
+        _manager = None
+
+
+def register_module(module: ModuleType | object, *, origin: str = "runtime") -> None:
+    """Register an extra plugin into the process-wide manager (tests, embedding apps)."""
+    get_plugin_manager().register(module, origin=origin)

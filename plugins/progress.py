@@ -1,0 +1,111 @@
+"""A progress display fed by the lifecycle hooks: requests done, and batch states.
+
+It is a plugin like any other: the CLI registers an instance for the length
+of a command. It draws nothing when output is not a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from plugins.hookspecs import hookimpl
+from providers.errors import LexibatchError
+from providers.types import BatchInfo, BatchState, Request, Response
+
+__all__ = ["ProgressObserver"]
+
+
+class ProgressObserver:
+    """Counts finished requests and shows each batch's state, as a rich progress bar."""
+
+    def __init__(self, total: int | None, *, description: str = "requests", enabled: bool | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console(file=sys.stderr)
+        self.enabled = self.console.is_terminal if enabled is None else enabled
+        self.succeeded = 0
+        self.failed = 0
+        self.cached = 0
+        self.batches: dict[str, str] = {}
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not self.enabled,
+            transient=False,
+        )
+        self._task = self._progress.add_task(description, total=total, detail="")
+
+    def __enter__(self) -> ProgressObserver:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._refresh()
+        self._progress.stop()
+
+    def set_total(self, total: int) -> None:
+        """Change the expected number of requests."""
+        self._progress.update(self._task, total=total)
+
+    def _refresh(self) -> None:
+        states: dict[str, int] = {}
+        for state in self.batches.values():
+            states[state] = states.get(state, 0) + 1
+        batch_text = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        detail = f"ok {self.succeeded} · failed {self.failed} · cached {self.cached}"
+        if batch_text:
+            detail += f" · batches: {batch_text}"
+        self._progress.update(
+            self._task, completed=self.succeeded + self.failed, detail=detail
+        )
+
+    @hookimpl
+    def request_finished(
+        self, request: Request, response: Response | None, error: LexibatchError | None
+    ) -> None:
+        """Count one finished request."""
+        if response is not None:
+            self.succeeded += 1
+            if response.cached:
+                self.cached += 1
+        else:
+            self.failed += 1
+        if self.enabled:
+            self._refresh()
+
+    @hookimpl
+    def batch_submitted(self, batch: BatchInfo, shard_id: str, provider: str, requests: int) -> None:
+        """Show a new batch."""
+        self.batches[batch.id] = batch.state.value
+        if self.enabled:
+            self._refresh()
+
+    @hookimpl
+    def batch_status_changed(
+        self, batch: BatchInfo, previous: BatchState | None, provider: str
+    ) -> None:
+        """Show a batch's new state."""
+        self.batches[batch.id] = batch.state.value
+        if self.enabled:
+            self._refresh()
+
+    def summary(self) -> dict[str, Any]:
+        """What was counted."""
+        return {
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cached": self.cached,
+            "batches": len(self.batches),
+        }

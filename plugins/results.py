@@ -1,0 +1,119 @@
+"""Turning a provider's completion into a validated :class:`Response`.
+
+Both strategies and the cache go through here, so an answer is validated the
+same way whether it came immediately, from a batch, or from the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from providers.errors import InvalidRequestError, SchemaValidationError
+from providers.types import Completion, Mode, Request, Response, Usage
+
+__all__ = ["build_response", "validate_content"]
+
+
+def validate_content(request: Request, content: str, *, provider: str = "") -> Any:
+    """The request's answer parsed from ``content``.
+
+    A pydantic model class validates itself; a raw JSON schema is checked
+    with ``jsonschema``; a request without a schema gets the text back.
+
+    Raises:
+        SchemaValidationError: the content is not valid JSON or does not fit.
+    """
+    if request.response_model is not None:
+        try:
+            return request.response_model.model_validate_json(content)
+        except ValidationError as exc:
+            raise SchemaValidationError(
+                f"answer does not fit {request.response_model.__name__}: "
+                f"{_summarize(exc)}",
+                content=content,
+                provider=provider,
+            ) from None
+    if request.json_schema is not None:
+        try:
+            value = orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise SchemaValidationError(
+                f"answer is not JSON: {exc}", content=content, provider=provider
+            ) from None
+        error = _first_schema_error(request.json_schema, value)
+        if error is not None:
+            raise SchemaValidationError(
+                f"answer does not fit the schema: {error}", content=content, provider=provider
+            )
+        return value
+    return content
+
+
+def build_response(
+    request: Request,
+    completion: Completion,
+    *,
+    provider: str,
+    mode: Mode,
+    cost_usd: float | None,
+    batch_id: str | None = None,
+    usage: Usage | None = None,
+    cached: bool = False,
+) -> Response:
+    """Validate ``completion`` against ``request`` and wrap it as a :class:`Response`.
+
+    Raises:
+        InvalidRequestError: the model refused (code ``refusal``); not retried.
+        SchemaValidationError: the content does not fit the request's schema.
+    """
+    if completion.refusal:
+        raise InvalidRequestError(
+            f"the model refused: {completion.refusal}", provider=provider, code="refusal"
+        )
+    output = validate_content(request, completion.content, provider=provider)
+    return Response(
+        output=output,
+        text=completion.content,
+        usage=usage if usage is not None else completion.usage,
+        cost_usd=cost_usd,
+        provider=provider,
+        model=completion.model or request.model,
+        mode=mode,
+        key=request.key,
+        request_id=completion.request_id,
+        batch_id=batch_id,
+        cached=cached,
+    )
+
+
+def _summarize(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    parts = []
+    for err in errors[:3]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
+        parts.append(f"{loc}: {err.get('msg', '')}")
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def _first_schema_error(schema: Mapping[str, Any], value: Any) -> str | None:
+    validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+    error = next(iter(validator.iter_errors(value)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"{where}: {error.message}"
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: bytes) -> Any:
+    import jsonschema
+
+    schema = orjson.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return cls(schema)

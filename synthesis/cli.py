@@ -1,0 +1,449 @@
+"""The ``lexibatch`` command line: the composition root.
+
+It is the one module of ``synthesis`` that may import ``plugins``: it reads
+the configuration, builds the connector, and hands it to the pipeline, which
+sees only the ``Connector`` protocol. Every error is one line on stderr and a
+non-zero exit: 2 for what the user must change, 1 for what a provider did,
+130 for an interrupt (nothing paid for is lost: re-run to continue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from providers.errors import LexibatchError, UserError
+
+if TYPE_CHECKING:
+    from plugins.config import Settings
+    from plugins.connector import LexiConnector
+
+T = TypeVar("T")
+
+EXIT_USER = 2
+EXIT_PROVIDER = 1
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"lexibatch: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _guard(func: Callable[..., T]) -> Callable[..., T]:
+    """Turn the project's errors into one line and an exit code."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            _fail(str(exc), EXIT_USER)
+        except LexibatchError as exc:
+            _fail(str(exc), EXIT_PROVIDER)
+        except KeyboardInterrupt:
+            click.echo(
+                "lexibatch: interrupted — everything paid for is stored; "
+                "run the same command again to continue",
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper
+
+
+def _settings(ctx: click.Context, **flags: Any) -> Settings:
+    from plugins.config import load_settings
+
+    overrides: dict[str, Any] = {}
+    mapping = {
+        "provider": "connector.provider",
+        "model": "connector.model",
+        "mode": "connector.mode",
+        "db": "connector.db",
+        "budget": "batch.budget_usd",
+    }
+    for flag, dotted in mapping.items():
+        value = flags.get(flag)
+        if value is not None:
+            overrides[dotted] = value
+    config = ctx.obj.get("config") if ctx.obj else None
+    return load_settings(Path(config) if config else None, overrides=overrides)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def _with_connector(settings: Settings, body: Callable[[LexiConnector], Awaitable[T]]) -> T:
+    from plugins.factory import open_connector
+
+    connector = open_connector(settings)
+    try:
+        return await body(connector)
+    finally:
+        await connector.aclose()
+
+
+def _observe(total: int | None, description: str) -> Any:
+    from plugins.manager import get_plugin_manager
+    from plugins.progress import ProgressObserver
+
+    observer = ProgressObserver(total, description=description)
+    get_plugin_manager().pm.register(observer, name=f"progress-{id(observer)}")
+    return observer
+
+
+def _unobserve(observer: Any) -> None:
+    from plugins.manager import get_plugin_manager
+
+    get_plugin_manager().pm.unregister(observer)
+
+
+_provider_opt = click.option("--provider", help="Provider name (see `lexibatch plugins`).")
+_model_opt = click.option("--model", help="Default model.")
+_mode_opt = click.option(
+    "--mode", type=click.Choice(["immediate", "batch", "auto"]), help="How requests are sent."
+)
+_db_opt = click.option("--db", type=click.Path(path_type=Path), help="The SQLite store.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="LEXIBATCH_CONFIG",
+    help="Config file (default: ./lexibatch.toml).",
+)
+@click.version_option(package_name="lexibatch")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """Many small structured LLM calls, immediately or through batch endpoints."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    ctx.obj = {"config": config}
+
+
+@main.command()
+@_guard
+def plugins() -> None:
+    """List registered providers and strategies, and where each comes from."""
+    from plugins.manager import get_plugin_manager
+
+    registry = get_plugin_manager().registry()
+    click.echo("providers:")
+    for entry in sorted(registry.providers.values(), key=lambda e: e.name):
+        batch = "batch" if entry.has_batch else "no batch"
+        click.echo(f"  {entry.name:<12} {entry.origin:<24} [{batch}] {entry.description}")
+    click.echo("strategies:")
+    for sentry in sorted(registry.strategies.values(), key=lambda e: e.name):
+        click.echo(f"  {sentry.name:<12} {sentry.origin:<24} {sentry.description}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option(
+    "--state",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep files and batches here across restarts.",
+)
+@click.option(
+    "--batch-seconds", type=float, default=None, help="Seconds a batch takes to complete."
+)
+@_guard
+def emulator(host: str, port: int, state: Path | None, batch_seconds: float | None) -> None:
+    """Serve the OpenAI and Anthropic APIs on loopback (offline, synthetic answers)."""
+    from providers.emulator import EmulatorConfig, serve
+
+    config = (
+        EmulatorConfig() if batch_seconds is None else EmulatorConfig(batch_seconds=batch_seconds)
+    )
+    serve(host, port, state, config)
+
+
+@main.command()
+@click.argument("requests", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("results.jsonl"),
+    show_default=True,
+)
+@_provider_opt
+@_model_opt
+@_mode_opt
+@_db_opt
+@click.option("--estimate", is_flag=True, help="Print the expected cost and exit without sending.")
+@click.option("--budget", type=float, help="Refuse to submit past this many USD.")
+@click.pass_context
+@_guard
+def run(
+    ctx: click.Context,
+    requests: Path,
+    out: Path,
+    estimate: bool,
+    budget: float | None,
+    **flags: Any,
+) -> None:
+    """Send provider-neutral requests from a JSONL file; write one result per line."""
+    from plugins.jobs import read_requests, run_requests
+
+    settings = _settings(ctx, budget=budget, **flags)
+    items = read_requests(
+        requests, default_model=settings.connector.model, route=settings.model_for
+    )
+    if estimate or budget is not None:
+        _estimate_or_refuse(settings, [i.request for i in items], estimate=estimate, budget=budget)
+        if estimate:
+            return
+
+    async def body(connector: LexiConnector) -> None:
+        connector.choose_mode(len(items))
+        observer = _observe(len(items), "requests")
+        try:
+            with observer:
+                summary = await run_requests(connector, items, out)
+        finally:
+            _unobserve(observer)
+        cost = f"${summary.cost_usd:.4f}" + (
+            f" (+{summary.unpriced} unpriced)" if summary.unpriced else ""
+        )
+        click.echo(
+            f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.cached} from cache; "
+            f"cost {cost}; results in {out}",
+            err=True,
+        )
+        if summary.failed:
+            sys.exit(EXIT_PROVIDER)
+
+    _run(_with_connector(settings, body))
+
+
+def _estimate_or_refuse(
+    settings: Settings, requests: list[Any], *, estimate: bool, budget: float | None
+) -> None:
+    from plugins.estimate import estimate_requests
+    from plugins.factory import resolve_provider_name
+    from providers.errors import BudgetExceededError
+
+    provider = resolve_provider_name(settings)
+    est = estimate_requests(requests, provider=provider)
+    mode = settings.connector.mode
+    batch_mode = mode == "batch" or (
+        mode == "auto" and len(requests) >= settings.batch.auto_threshold
+    )
+    chosen = est.batch_usd if batch_mode else est.immediate_usd
+    if estimate:
+        click.echo(est.describe())
+    if budget is not None and chosen is not None and chosen > budget:
+        raise BudgetExceededError(chosen, budget)
+
+
+@main.command()
+@click.argument("words", type=click.Path(dir_okay=False, path_type=Path))
+@_provider_opt
+@_model_opt
+@_mode_opt
+@_db_opt
+@click.option(
+    "--components",
+    default="all",
+    show_default=True,
+    help="Comma-separated components, or all / definition / word.",
+)
+@click.option(
+    "--sources",
+    "sources_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSONL of extra source definitions.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("entries.jsonl"),
+    show_default=True,
+)
+@click.option(
+    "--estimate", is_flag=True, help="Print what the run would cost in each mode and exit."
+)
+@click.option("--budget", type=float, help="Refuse to submit past this many USD.")
+@click.pass_context
+@_guard
+def synthesize(
+    ctx: click.Context,
+    words: Path,
+    components: str,
+    sources_file: Path | None,
+    out: Path,
+    estimate: bool,
+    budget: float | None,
+    **flags: Any,
+) -> None:
+    """Synthesize dictionary entries for a word list (JSONL out, and in the store)."""
+    from synthesis.runner import synthesize_command
+
+    settings = _settings(ctx, budget=budget, **flags)
+    synthesize_command(
+        settings,
+        words=words,
+        components=components,
+        sources_file=sources_file,
+        out=out,
+        estimate=estimate,
+        budget=budget,
+        with_connector=_with_connector,
+        observe=_observe,
+        unobserve=_unobserve,
+    )
+
+
+@main.command()
+@_provider_opt
+@_db_opt
+@click.pass_context
+@_guard
+def resume(ctx: click.Context, **flags: Any) -> None:
+    """Finish the journaled work of earlier runs without the original input."""
+    settings = _settings(ctx, **flags)
+
+    async def body(connector: LexiConnector) -> None:
+        strategy = connector.batch_strategy()
+        observer = _observe(None, "resume")
+        try:
+            with observer:
+                requeued = await strategy.resume()  # type: ignore[attr-defined]
+        finally:
+            _unobserve(observer)
+        counts = connector.store.count_requests(connector.provider_name)
+        click.echo(
+            f"resumed ({requeued} queued requests sent); journal now: "
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+            err=True,
+        )
+
+    _run(_with_connector(settings, body))
+
+
+@main.group()
+def batches() -> None:
+    """Show and control provider batches recorded in the journal."""
+
+
+@batches.command("list")
+@_provider_opt
+@_db_opt
+@click.pass_context
+@_guard
+def batches_list(ctx: click.Context, **flags: Any) -> None:
+    """List the journaled shards and their provider batches."""
+    from plugins.store import Store
+
+    settings = _settings(ctx, **flags)
+    with Store(settings.connector.db) as store:
+        shards = store.shards()
+    if not shards:
+        click.echo("no batches in the journal")
+        return
+    click.echo(
+        f"{'shard':<32} {'provider':<10} {'state':<10} {'batch':<40} {'status':<12} requests"
+    )
+    for s in shards:
+        click.echo(
+            f"{s.shard_id:<32} {s.provider:<10} {s.state:<10} {s.batch_id or '-':<40} "
+            f"{s.batch_status or '-':<12} {s.requests}"
+        )
+
+
+@batches.command("show")
+@click.argument("batch")
+@_provider_opt
+@_db_opt
+@click.pass_context
+@_guard
+def batches_show(ctx: click.Context, batch: str, **flags: Any) -> None:
+    """Show one batch (by batch id or shard id), as journaled and as the provider sees it now."""
+    import orjson
+
+    settings = _settings(ctx, **flags)
+
+    async def body(connector: LexiConnector) -> None:
+        shard = _find_shard(connector, batch)
+        click.echo(orjson.dumps(_shard_dict(shard), option=orjson.OPT_INDENT_2).decode())
+        endpoint = connector.provider.batch
+        if shard.batch_id and endpoint is not None:
+            info = await endpoint.poll(shard.batch_id)
+            click.echo(
+                f"provider now: {info.state.value}, {info.succeeded}/{info.total} succeeded, {info.failed} failed"
+            )
+
+    _run(_with_connector(settings, body))
+
+
+@batches.command("cancel")
+@click.argument("batch")
+@_provider_opt
+@_db_opt
+@click.pass_context
+@_guard
+def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
+    """Ask the provider to cancel a batch; its unfinished requests are re-queued on the next run."""
+    settings = _settings(ctx, **flags)
+
+    async def body(connector: LexiConnector) -> None:
+        from providers.errors import InputError, UnsupportedError
+
+        shard = _find_shard(connector, batch)
+        endpoint = connector.provider.batch
+        if endpoint is None:
+            raise UnsupportedError(f"provider {connector.provider_name!r} has no batch endpoint")
+        if not shard.batch_id:
+            raise InputError(f"{batch}: this shard never reached the provider; nothing to cancel")
+        info = await endpoint.cancel(shard.batch_id)
+        connector.store.update_shard(shard.shard_id, batch_status=info.state.value)
+        click.echo(f"{shard.batch_id}: {info.state.value}")
+
+    _run(_with_connector(settings, body))
+
+
+def _find_shard(connector: LexiConnector, ident: str) -> Any:
+    from providers.errors import InputError
+
+    store = connector.store
+    shard = store.get_shard(ident) or store.shard_by_batch_id(ident)
+    if shard is None:
+        raise InputError(
+            f"no batch or shard {ident!r} in the journal (see `lexibatch batches list`)"
+        )
+    return shard
+
+
+def _shard_dict(shard: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(shard).items()}
+
+
+@main.command()
+@_db_opt
+@click.pass_context
+@_guard
+def cost(ctx: click.Context, **flags: Any) -> None:
+    """Report what was spent, by mode, task and model, and the saving against immediate."""
+    from plugins.report import print_cost_report
+    from plugins.store import Store
+
+    settings = _settings(ctx, **flags)
+    with Store(settings.connector.db) as store:
+        print_cost_report(store.cost_report())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -136,24 +136,25 @@ def _int(value: Any) -> int:
 
 
 def _chat_completion(body: Mapping[str, Any], request_id: str | None) -> Completion:
-    choices = body.get("choices") or ()
+    # Positional construction and inline lookups: this runs once per result line.
+    choices = body.get("choices")
     choice = choices[0] if choices else {}
     message = choice.get("message") or {}
     usage = body.get("usage") or {}
     prompt_details = usage.get("prompt_tokens_details") or {}
     completion_details = usage.get("completion_tokens_details") or {}
     return Completion(
-        content=message.get("content") or "",
-        usage=Usage(
-            input_tokens=_int(usage.get("prompt_tokens")),
-            output_tokens=_int(usage.get("completion_tokens")),
-            cached_tokens=_int(prompt_details.get("cached_tokens")),
-            reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+        message.get("content") or "",
+        Usage(
+            usage.get("prompt_tokens") or 0,
+            usage.get("completion_tokens") or 0,
+            prompt_details.get("cached_tokens") or 0,
+            completion_details.get("reasoning_tokens") or 0,
         ),
-        model=body.get("model") or "",
-        request_id=request_id or body.get("id"),
-        finish_reason=choice.get("finish_reason"),
-        refusal=message.get("refusal"),
+        body.get("model") or "",
+        request_id or body.get("id"),
+        choice.get("finish_reason"),
+        message.get("refusal"),
     )
 
 

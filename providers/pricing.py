@@ -239,6 +239,11 @@ class PriceTable:
             # A registered name the table does not know (sandbox, a plugin): no preference.
             provider = None
         candidates = [name]
+        base, at, _ = name.partition("@")
+        if at and base:
+            # model@version (Vertex) or model@marker (the emulator's fault markers).
+            candidates.append(base)
+            name = base
         head, sep, tail = name.partition("/")
         if sep and head in self._providers:
             provider = provider or head

@@ -134,6 +134,8 @@ def test_unknown_model_is_unpriced_not_free(table: PriceTable) -> None:
         ("anthropic/claude-haiku-4-5-20251001", None, "claude-haiku-4-5-20251001"),
         ("claude-haiku-4-5", "anthropic", "claude-haiku-4-5"),
         ("gpt-4o-mini", "azure", "azure/gpt-4o-mini"),
+        ("gpt-4o-mini@item-error", "sandbox", "gpt-4o-mini"),
+        ("openai/gpt-4o-mini@slow-once", None, "gpt-4o-mini"),
     ],
 )
 def test_names_resolve_as_users_write_them(

@@ -1,0 +1,579 @@
+"""The synthesis pipeline: source definitions in, dictionary entries out.
+
+Per word::
+
+    look up sources ─ dedupe ─┬─ cluster ──── synthesize ──── enhance definitions ─┐
+                              │  (or generate, when no source has the word) ───────┤
+                              └─ word-level components ──────────────────────────────┴─ entry
+
+Model calls happen in three rounds, :data:`STAGES`:
+
+1. ``cluster`` — one call grouping the source definitions by meaning (skipped
+   when there is a single source definition); for a word no source has, one
+   ``generate`` call instead, whose definitions are already one per meaning
+   and modern, so they skip round 2. The word-level components
+   (pronunciation, etymology, word forms, facts) need no meanings and run in
+   this round too.
+2. ``synthesize`` — one call per word writing a modern definition for every
+   meaning (one call carrying all meanings costs fewer tokens than one per
+   meaning: the instructions are sent once).
+3. ``enhance`` — one call per selected definition-level component per
+   meaning, all at once.
+
+Every call of a round is issued concurrently, and :func:`synthesize_many`
+runs many words concurrently, so in batch mode all words' calls of one round
+land in the same batches: N words take at most ``len(STAGES)`` batch rounds
+(one more only when a model leaves meanings without a definition and is
+asked again for those).
+
+Errors: a failed call fails its word (the other calls of that word still run
+to the end, so everything the provider answered is kept by the connector's
+store, and a re-run pays only for what failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from providers.errors import UserError
+from providers.protocol import Connector
+from synthesis.components import (
+    ALL_COMPONENTS,
+    COMPONENTS,
+    DEFINITION_COMPONENTS,
+    Component,
+    definition_components,
+    word_components,
+)
+from synthesis.dedup import assign_exclusive, dedupe_sources
+from synthesis.models import (
+    ClusterResponse,
+    Definition,
+    DictionaryEntry,
+    EntryMetadata,
+    GeneratedDefinitionsResponse,
+    MeaningCluster,
+    Provenance,
+    SourceDefinition,
+    SynthesizedDefinitionsResponse,
+    Word,
+)
+from synthesis.prompts import render
+from synthesis.sources import SourceLookup
+
+__all__ = [
+    "STAGES",
+    "DefinitionSynthesizer",
+    "batch_scope",
+    "enhance_definitions_parallel",
+    "iter_entries",
+    "synthesize_many",
+]
+
+#: The model-call rounds of the pipeline, in order.
+STAGES: tuple[str, ...] = ("cluster", "synthesize", "enhance")
+
+#: Words in flight at once in immediate mode when the caller does not say.
+DEFAULT_IMMEDIATE_IN_FLIGHT = 256
+
+_SENSE_HINTS = 3
+_SENSE_HINT_CHARS = 90
+_MAX_TOKENS_CAP = 4000
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+ModelFor = Callable[[str], str | None]
+
+
+@contextmanager
+def batch_scope(connector: Connector, enabled: bool) -> Iterator[None]:
+    """Batch mode on the connector for the block, when ``enabled``; restored after."""
+    if not enabled or connector.batch_mode:
+        yield
+        return
+    connector.enable_batch_mode()
+    try:
+        yield
+    finally:
+        connector.disable_batch_mode()
+
+
+async def _gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:
+    """Await all; if any failed, raise the first failure once all have ended.
+
+    Unlike a plain ``gather``, no call is left running unobserved when one
+    fails, and unlike a task group, no sibling is cancelled: in batch mode
+    their answers are already paid for.
+    """
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Await both together; like :func:`_gather_all` for two of different types."""
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(a, BaseException):
+        raise a
+    if isinstance(b, BaseException):
+        raise b
+    return a, b
+
+
+async def _ask(
+    connector: Connector, template: str, model: type[M], task: str, max_tokens: int, **ctx: Any
+) -> M:
+    prompt = render(template, **ctx)
+    return await connector.structured(
+        prompt, model, task=task, max_tokens=min(max_tokens, _MAX_TOKENS_CAP)
+    )
+
+
+# --------------------------------------------------------------------------- enhancement
+
+
+async def _enhance(
+    definitions: Sequence[Definition],
+    word: str,
+    connector: Connector,
+    components: Sequence[Component],
+) -> None:
+    async def one(definition: Definition, component: Component) -> None:
+        answer = await _ask(
+            connector,
+            component.template,
+            component.response_model,
+            component.task,
+            component.max_tokens,
+            word=word,
+            pos=definition.part_of_speech or "",
+            definition=definition.text,
+        )
+        component.apply(definition, answer)
+
+    await _gather_all(one(d, c) for d in definitions for c in components)
+    names = {c.name for c in components}
+    for field in ("synonyms", "antonyms"):
+        if field in names:
+            assign_exclusive(definitions, field, word)
+
+
+async def enhance_definitions_parallel(
+    definitions: Sequence[Definition],
+    word: str | Word,
+    connector: Connector,
+    components: Iterable[str] = DEFINITION_COMPONENTS,
+    batch_mode: bool = False,
+) -> list[Definition]:
+    """Enhance every definition with every selected definition-level component.
+
+    All calls (definitions times components) are issued at once. Word-level
+    names in ``components`` are ignored here. A synonym or antonym is kept
+    only on the definition where it fits best (see :mod:`synthesis.dedup`).
+
+    Args:
+        definitions: the meanings to enhance; they are not modified.
+        word: the headword.
+        connector: where the calls go.
+        components: component names (default: every definition-level one).
+        batch_mode: route the calls through the batch endpoint for this call.
+
+    Returns:
+        Enhanced copies of ``definitions``, in the same order.
+    """
+    text = word.text if isinstance(word, Word) else word
+    copies = [d.model_copy() for d in definitions]
+    with batch_scope(connector, batch_mode):
+        await _enhance(copies, text, connector, definition_components(components))
+    return copies
+
+
+# --------------------------------------------------------------------------- one word
+
+
+class DefinitionSynthesizer:
+    """Builds dictionary entries for words through a connector.
+
+    Args:
+        connector: where the model calls go.
+        components: the component names to run (default: all).
+        sources: where to look words up when :meth:`synthesize_entry` is
+            given no source definitions.
+        model_for: the model a task is routed to, when the caller knows it;
+            recorded in each entry's metadata.
+    """
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        components: Iterable[str] = ALL_COMPONENTS,
+        sources: SourceLookup | None = None,
+        model_for: ModelFor | Mapping[str, str] | None = None,
+    ) -> None:
+        self.connector = connector
+        names = set(components)
+        unknown = sorted(names - COMPONENTS.keys())
+        if unknown:
+            raise UserError(f"unknown components: {', '.join(unknown)}")
+        self.components: tuple[str, ...] = tuple(n for n in ALL_COMPONENTS if n in names)
+        self._definition_components = definition_components(self.components)
+        self._word_components = word_components(self.components)
+        self.sources = sources
+        self._model_for = model_for
+
+    async def synthesize_entry(
+        self,
+        word: str | Word,
+        sources: Sequence[SourceDefinition] | None = None,
+        batch_mode: bool = False,
+    ) -> DictionaryEntry:
+        """Build the entry of ``word``.
+
+        Args:
+            word: the headword.
+            sources: its source definitions; ``None`` looks it up in the
+                synthesizer's sources. When there are none, the model
+                defines the word (marked ``generated``).
+            batch_mode: route the calls through the batch endpoint for this call.
+        """
+        text = word.text if isinstance(word, Word) else word
+        if sources is None:
+            sources = self.sources.lookup(text) if self.sources is not None else []
+        with batch_scope(self.connector, batch_mode):
+            return await self._entry(text, dedupe_sources(sources))
+
+    async def _entry(self, word: str, sources: list[SourceDefinition]) -> DictionaryEntry:
+        entry = DictionaryEntry(word=word)
+        warnings: list[str] = []
+        definitions, _ = await _both(
+            self._definitions(word, sources, warnings), self._word_level(entry, sources)
+        )
+        entry.definitions = definitions
+        generated = not sources
+        used_sources = dict.fromkeys(s.source for d in definitions for s in d.sources)
+        entry.metadata = EntryMetadata(
+            components=list(self.components),
+            sources=list(used_sources),
+            generated=generated,
+            models=self._models(generated=generated, clustered=len(sources) > 1),
+            warnings=warnings,
+        )
+        return entry
+
+    async def _definitions(
+        self, word: str, sources: list[SourceDefinition], warnings: list[str]
+    ) -> list[Definition]:
+        if sources:
+            clusters = await self._cluster(word, sources, warnings)
+            definitions = await self._synthesize(word, clusters, warnings)
+        else:
+            definitions = await self._generate(word)
+        if self._definition_components and definitions:
+            await _enhance(definitions, word, self.connector, self._definition_components)
+        return definitions
+
+    async def _cluster(
+        self, word: str, sources: list[SourceDefinition], warnings: list[str]
+    ) -> list[MeaningCluster]:
+        if len(sources) == 1:
+            return [MeaningCluster(part_of_speech=sources[0].part_of_speech, sources=sources)]
+        answer = await _ask(
+            self.connector,
+            "cluster.j2",
+            ClusterResponse,
+            "cluster",
+            64 + 16 * len(sources),
+            word=word,
+            definitions=sources,
+        )
+        used: set[int] = set()
+        clusters: list[MeaningCluster] = []
+        for group in answer.meanings:
+            members = []
+            for number in group.ids:
+                index = number - 1
+                if 0 <= index < len(sources) and index not in used:
+                    used.add(index)
+                    members.append(sources[index])
+            if members:
+                clusters.append(MeaningCluster(part_of_speech=group.pos, sources=members))
+        left = [i for i in range(len(sources)) if i not in used]
+        if left:
+            warnings.append(f"cluster: {len(left)} source definitions left ungrouped")
+            clusters.extend(
+                MeaningCluster(part_of_speech=sources[i].part_of_speech, sources=[sources[i]])
+                for i in left
+            )
+        return clusters
+
+    async def _synthesize(
+        self, word: str, clusters: list[MeaningCluster], warnings: list[str]
+    ) -> list[Definition]:
+        texts = await self._ask_synthesis(word, clusters)
+        missing = [i for i in range(len(clusters)) if i not in texts]
+        if missing and len(missing) < len(clusters):
+            # Asking again for just the missing meanings is a different
+            # request; asking for all of them again would return the same answer.
+            again = await self._ask_synthesis(word, [clusters[i] for i in missing])
+            for j, i in enumerate(missing):
+                if j in again:
+                    texts[i] = again[j]
+        definitions = []
+        for i, cluster in enumerate(clusters):
+            text = texts.get(i)
+            if text is None:
+                text = cluster.sources[0].text
+                warnings.append(f"synthesize: meaning {i + 1} kept its source text")
+            definitions.append(
+                Definition(
+                    part_of_speech=cluster.part_of_speech, text=text, sources=cluster.sources
+                )
+            )
+        return definitions
+
+    async def _ask_synthesis(self, word: str, clusters: list[MeaningCluster]) -> dict[int, str]:
+        answer = await _ask(
+            self.connector,
+            "synthesize.j2",
+            SynthesizedDefinitionsResponse,
+            "synthesize",
+            60 + 70 * len(clusters),
+            word=word,
+            meanings=[
+                {"part_of_speech": c.part_of_speech, "texts": [s.text for s in c.sources]}
+                for c in clusters
+            ],
+        )
+        texts: dict[int, str] = {}
+        for item in answer.definitions:
+            index = item.meaning - 1
+            if 0 <= index < len(clusters) and item.text and index not in texts:
+                texts[index] = item.text
+        return texts
+
+    async def _generate(self, word: str) -> list[Definition]:
+        answer = await _ask(
+            self.connector, "generate.j2", GeneratedDefinitionsResponse, "generate", 600, word=word
+        )
+        definitions = []
+        for number, item in enumerate(answer.definitions, 1):
+            if not item.text:
+                continue
+            source = SourceDefinition(
+                text=item.text,
+                part_of_speech=item.pos,
+                source="model",
+                provenance=Provenance(dictionary="model", entry=word, sense=str(number)),
+                generated=True,
+            )
+            definitions.append(
+                Definition(part_of_speech=item.pos, text=item.text, sources=[source])
+            )
+        return definitions
+
+    async def _word_level(self, entry: DictionaryEntry, sources: list[SourceDefinition]) -> None:
+        if not self._word_components:
+            return
+        word = entry.word
+        parts = list(dict.fromkeys(s.part_of_speech for s in sources if s.part_of_speech))
+        hint = None
+        etymology = getattr(self.sources, "etymology", None)
+        if callable(etymology) and any(c.name == "etymology" for c in self._word_components):
+            found = etymology(word)
+            hint = found if isinstance(found, str) else None
+        context = {
+            "word": word,
+            "parts_of_speech": parts,
+            "senses": _sense_hints(sources),
+            "hint": hint,
+        }
+
+        async def one(component: Component) -> None:
+            answer = await _ask(
+                self.connector,
+                component.template,
+                component.response_model,
+                component.task,
+                component.max_tokens,
+                **context,
+            )
+            component.apply(entry, answer)
+
+        await _gather_all(one(c) for c in self._word_components)
+
+    def _models(self, *, generated: bool, clustered: bool) -> dict[str, str]:
+        if self._model_for is None:
+            return {}
+        tasks = (
+            ["generate"]
+            if generated
+            else (["cluster", "synthesize"] if clustered else ["synthesize"])
+        )
+        tasks += list(self.components)
+        out: dict[str, str] = {}
+        for task in tasks:
+            if isinstance(self._model_for, Mapping):
+                model = self._model_for.get(task)
+            else:
+                model = self._model_for(task)
+            if model:
+                out[task] = model
+        return out
+
+
+def _sense_hints(sources: Sequence[SourceDefinition]) -> list[str]:
+    """A few short glosses, one per part of speech first, to tell homographs apart."""
+    chosen: list[SourceDefinition] = []
+    seen_pos: set[str | None] = set()
+    for source in sources:
+        if source.part_of_speech not in seen_pos:
+            seen_pos.add(source.part_of_speech)
+            chosen.append(source)
+    for source in sources:
+        if len(chosen) >= _SENSE_HINTS:
+            break
+        if source not in chosen:
+            chosen.append(source)
+    hints = []
+    for source in chosen[:_SENSE_HINTS]:
+        text = source.text
+        if len(text) > _SENSE_HINT_CHARS:
+            text = text[:_SENSE_HINT_CHARS].rsplit(" ", 1)[0] + "…"
+        hints.append(text)
+    return hints
+
+
+# --------------------------------------------------------------------------- many words
+
+
+async def synthesize_many(
+    words: Iterable[str | Word],
+    connector: Connector,
+    *,
+    components: Iterable[str] = ALL_COMPONENTS,
+    sources: SourceLookup | None = None,
+    batch_mode: bool = False,
+    on_entry: Callable[[DictionaryEntry], Any] | None = None,
+    on_error: Callable[[str, Exception], Any] | None = None,
+    model_for: ModelFor | Mapping[str, str] | None = None,
+    max_in_flight: int | None = None,
+    collect: bool = True,
+) -> list[DictionaryEntry]:
+    """Build the entries of many words, their pipeline rounds running together.
+
+    Args:
+        words: the headwords.
+        connector: where the model calls go.
+        components: component names to run (default: all).
+        sources: where words are looked up.
+        batch_mode: batch mode on the connector for the duration (restored after).
+        on_entry: called with each entry as its word finishes (in finishing order).
+        on_error: called with ``(word, error)`` when a word fails on a
+            provider error; without it, the first such error is raised once
+            the other words have finished. A :class:`~providers.errors.UserError`
+            (bad key, budget, ...) always stops the run at once.
+        model_for: task → model, recorded in entries' metadata.
+        max_in_flight: how many words run at once; by default all of them in
+            batch mode (so that each round's calls share batches) and
+            :data:`DEFAULT_IMMEDIATE_IN_FLIGHT` otherwise.
+        collect: return the entries (turn off for very large runs that
+            consume them through ``on_entry``).
+
+    Returns:
+        The entries of the words that succeeded, in input order (empty when
+        ``collect`` is false).
+    """
+    synthesizer = DefinitionSynthesizer(
+        connector, components=components, sources=sources, model_for=model_for
+    )
+    items = list(words)
+    results: list[DictionaryEntry | None] = [None] * len(items) if collect else []
+    errors: list[BaseException] = []
+    with batch_scope(connector, batch_mode):
+        in_flight = max_in_flight or (
+            len(items) if connector.batch_mode else DEFAULT_IMMEDIATE_IN_FLIGHT
+        )
+        queue: Iterator[tuple[int, str | Word]] = iter(enumerate(items))
+
+        async def worker() -> None:
+            for index, word in queue:
+                text = word.text if isinstance(word, Word) else word
+                try:
+                    entry = await synthesizer.synthesize_entry(word)
+                except UserError:
+                    raise
+                except Exception as exc:
+                    if on_error is None:
+                        errors.append(exc)
+                    else:
+                        on_error(text, exc)
+                    continue
+                if collect:
+                    results[index] = entry
+                if on_entry is not None:
+                    on_entry(entry)
+
+        workers = max(1, min(in_flight, len(items)))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(worker())
+        except BaseExceptionGroup as failed:
+            raise _first_leaf(failed) from None
+    if errors:
+        raise errors[0]
+    return [r for r in results if r is not None]
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+async def iter_entries(
+    words: Iterable[str | Word],
+    connector: Connector,
+    **kwargs: Any,
+) -> AsyncIterator[DictionaryEntry]:
+    """Like :func:`synthesize_many`, yielding entries as their words finish."""
+    queue: asyncio.Queue[DictionaryEntry | None] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            await synthesize_many(
+                words, connector, on_entry=queue.put_nowait, collect=False, **kwargs
+            )
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.create_task(run())
+    try:
+        while (entry := await queue.get()) is not None:
+            yield entry
+        await task
+    finally:
+        if not task.done():
+            task.cancel()

@@ -1,0 +1,240 @@
+"""Running the pipeline over a word list into a JSONL file, resumably.
+
+The output file is the run's record: one entry a line, appended as each
+word finishes. A line is written with a single ``write`` of the whole line
+on a file opened for appending, so an interrupted run leaves whole lines
+only; should a crash still leave a partial last line, it is cut off when
+the file is next opened. A re-run skips the words whose entries are already
+in the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from providers.errors import InputError
+from providers.protocol import Connector
+from synthesis.components import ALL_COMPONENTS
+from synthesis.models import DictionaryEntry
+from synthesis.pipeline import ModelFor, synthesize_many
+from synthesis.sources import SourceLookup
+
+__all__ = [
+    "JsonlWriter",
+    "SynthesisSummary",
+    "entry_line",
+    "load_done",
+    "repair_jsonl",
+    "run_synthesis",
+]
+
+_MAX_FAILURES_KEPT = 100
+
+
+@dataclass
+class SynthesisSummary:
+    """What a run did.
+
+    Attributes:
+        requested: words given.
+        skipped: words left out because their entries were already written.
+        written: entries written by this run.
+        failed: words that failed (they are retried by the next run).
+        failures: ``(word, error message)`` of the first failures.
+        repaired_bytes: bytes of a partial last line cut off the output file.
+        out_path: the output file.
+    """
+
+    requested: int = 0
+    skipped: int = 0
+    written: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    repaired_bytes: int = 0
+    out_path: Path | None = None
+
+
+def entry_line(entry: DictionaryEntry) -> bytes:
+    """``entry`` as one JSONL line (with its newline)."""
+    return orjson.dumps(entry.model_dump(mode="json")) + b"\n"
+
+
+def repair_jsonl(path: Path) -> int:
+    """Cut a partial last line off ``path``; returns the bytes removed (0 if none)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size == 0:
+        return 0
+    with path.open("rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        # Walk back in chunks to the last newline.
+        end = size
+        chunk = 1 << 16
+        keep = 0
+        while end > 0:
+            start = max(0, end - chunk)
+            f.seek(start)
+            data = f.read(end - start)
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            end = start
+        f.truncate(keep)
+        return size - keep
+
+
+def load_done(path: Path) -> set[str]:
+    """The words (case-folded) whose entries ``path`` already holds; repairs it first."""
+    repair_jsonl(path)
+    done: set[str] = set()
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return done
+    with f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                word = orjson.loads(line)["word"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise InputError(
+                    f"{path}:{number}: not an entry line — is this the output of an earlier run?"
+                ) from None
+            if isinstance(word, str):
+                done.add(word.casefold())
+    return done
+
+
+class JsonlWriter:
+    """Appends entries to a JSONL file, one whole line per ``write``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.repaired_bytes = repair_jsonl(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.lines = 0
+
+    def write(self, entry: DictionaryEntry) -> None:
+        """Append ``entry`` as one line."""
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        view = memoryview(entry_line(entry))
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.lines += 1
+
+    def close(self) -> None:
+        """Flush to disk and close."""
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+async def run_synthesis(
+    words: Sequence[str],
+    connector: Connector,
+    *,
+    components: Iterable[str] = ALL_COMPONENTS,
+    sources: SourceLookup | None,
+    out_path: Path,
+    done: set[str],
+    batch_mode: bool,
+    progress: Callable[[str, int, int], None] | None,
+    on_entry: Callable[[DictionaryEntry], Any] | None = None,
+    model_for: ModelFor | Mapping[str, str] | None = None,
+    max_in_flight: int | None = None,
+) -> SynthesisSummary:
+    """Synthesize the words not yet done and append their entries to ``out_path``.
+
+    Args:
+        words: the headwords (already cleaned and de-duplicated).
+        connector: where the model calls go.
+        components: component names to run.
+        sources: where words are looked up.
+        out_path: the JSONL output; created if missing, appended to otherwise.
+        done: words (compared case-insensitively) to skip, e.g. from
+            :func:`load_done`.
+        batch_mode: run through the provider's batch endpoint.
+        progress: called as ``progress(word, finished, total)`` after each
+            word ends, successfully or not.
+        on_entry: called with each entry after its line is written (the
+            CLI puts it in the store).
+        model_for: task → model, recorded in entries' metadata.
+        max_in_flight: words run at once (see :func:`synthesize_many`).
+
+    Raises:
+        providers.errors.UserError: the run cannot go on (bad key, budget, ...).
+    """
+    done_keys = {w.casefold() for w in done}
+    todo = [w for w in words if w.casefold() not in done_keys]
+    summary = SynthesisSummary(
+        requested=len(words), skipped=len(words) - len(todo), out_path=out_path
+    )
+    total = len(todo)
+    finished = 0
+
+    def tick(word: str) -> None:
+        nonlocal finished
+        finished += 1
+        if progress is not None:
+            progress(word, finished, total)
+
+    with JsonlWriter(out_path) as writer:
+        summary.repaired_bytes = writer.repaired_bytes
+
+        def wrote(entry: DictionaryEntry) -> None:
+            writer.write(entry)
+            summary.written += 1
+            if on_entry is not None:
+                on_entry(entry)
+            tick(entry.word)
+
+        def failed(word: str, error: Exception) -> None:
+            summary.failed += 1
+            if len(summary.failures) < _MAX_FAILURES_KEPT:
+                summary.failures.append((word, str(error) or type(error).__name__))
+            tick(word)
+
+        if todo:
+            await synthesize_many(
+                todo,
+                connector,
+                components=components,
+                sources=sources,
+                batch_mode=batch_mode,
+                on_entry=wrote,
+                on_error=failed,
+                model_for=model_for,
+                max_in_flight=max_in_flight,
+                collect=False,
+            )
+    return summary

@@ -418,6 +418,7 @@ class OpenAIBatchEndpoint:
         if info.state.terminal and not info.results_ready:
             first = self._missing_since.setdefault(batch_id, time.monotonic())
             if time.monotonic() - first >= self._file_grace:
+                del self._missing_since[batch_id]
                 info = batch_info(raw, files_complete=True)
         else:
             self._missing_since.pop(batch_id, None)
@@ -450,6 +451,16 @@ class OpenAIBatchEndpoint:
                     yield rest
         except openai.OpenAIError as exc:
             self._provider._raise(exc)
+        except httpx.TimeoutException:
+            # Raised while the body streams, after the SDK has handed the response over.
+            raise ProviderTimeoutError(
+                f"download of {file_id} timed out", provider=self._provider.name
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ProviderConnectionError(
+                f"download of {file_id} broke off: {type(exc).__name__}",
+                provider=self._provider.name,
+            ) from None
 
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask OpenAI to cancel the batch (it moves to ``cancelling``)."""

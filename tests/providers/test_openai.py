@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -762,3 +762,23 @@ async def test_service_without_batch_api_is_unsupported(tmp_path: Path, status: 
         await p.batch.create(path, "file-1", shard_id="s", model="m")
     with pytest.raises(UnsupportedError):
         await p.batch.find("s")
+
+
+class _Broken(httpx.AsyncByteStream):
+    """A body that breaks off after its first line."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield OUTPUT_LINE.encode() + b"\n"
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+
+async def test_download_that_breaks_off_is_a_connection_error() -> None:
+    p = provider(lambda r: httpx.Response(200, stream=_Broken()))
+    info = batch_info(
+        {**BATCH_COMPLETED, "request_counts": {"total": 1, "completed": 1, "failed": 0}}
+    )
+    with pytest.raises(ProviderConnectionError) as caught:
+        async for _ in p.batch.results(info):
+            pass
+    assert type(caught.value) is ProviderConnectionError
+    assert caught.value.retryable

@@ -1,0 +1,789 @@
+"""The Anthropic provider: the Messages API and the Message Batches API.
+
+Immediate calls go to ``POST /v1/messages``; batches go to the Message Batches
+API, which takes its requests inline (there is no file upload) and serves its
+results as JSONL in no particular order.
+
+Structured output is asked for in one of two ways (``structured_output``):
+
+``json_schema``
+    ``output_config: {"format": {"type": "json_schema", "schema": ...}}``; the
+    answer is the JSON text block.
+``tool``
+    one forced tool whose ``input_schema`` is the schema; the answer is the
+    tool call's ``input``, dumped as JSON. For models without native
+    structured output.
+
+The official SDK does the HTTP work (auth headers, API version, error
+classes), with its own retries off: retrying is the strategies' job. Bodies
+are built as plain dicts, sent as orjson bytes and read back with orjson, so
+that the SDK's typed models are never built on the hot path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import anthropic
+import httpx2
+import orjson
+
+from providers.errors import (
+    BatchCancelledError,
+    BatchExpiredError,
+    InvalidRequestError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    error_from_status,
+)
+from providers.types import (
+    BatchInfo,
+    BatchLimits,
+    BatchState,
+    Completion,
+    ItemResult,
+    Request,
+    Usage,
+)
+
+__all__ = [
+    "AnthropicBatchEndpoint",
+    "AnthropicProvider",
+    "StructuredOutput",
+    "batch_info_from_dict",
+    "build_body",
+    "completion_from_message",
+    "error_from_anthropic_error",
+    "item_result_from_line",
+    "translate_error",
+]
+
+StructuredOutput = Literal["json_schema", "tool"]
+
+_JSON_HEADERS = {"content-type": "application/json"}
+_RESULTS_HEADERS = {"accept": "application/binary"}
+
+# The inner ``error.type`` of an Anthropic error, and the HTTP status it
+# stands for; batch ``errored`` results carry only the type.
+_ERROR_TYPE_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+_TOOL_DESCRIPTION = "Record the answer. Its input is the complete structured answer."
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+def _tool_name(name: str | None) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in (name or "response"))
+    return cleaned[:64] or "response"
+
+
+class _SchemaCache:
+    """The SDK's Anthropic-ready rewrite of each schema, computed once per schema object.
+
+    Anthropic's structured output refuses some JSON-schema constraints
+    (``minimum``, ``maxLength``, ...); the SDK's ``transform_schema`` moves
+    them into the description, which is what its own typed helper sends.
+    """
+
+    _MAX = 1024
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+
+    def get(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        entry = self._entries.get(id(schema))
+        # The identity check guards against an id reused by a new object.
+        if entry is not None and entry[0] is schema:
+            return entry[1]
+        transformed = _transform_schema(dict(schema))
+        if len(self._entries) >= self._MAX:
+            self._entries.clear()
+        self._entries[id(schema)] = (schema, transformed)
+        return transformed
+
+
+def _transform_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    from anthropic.lib._parse._transform import transform_schema
+
+    return transform_schema(schema)
+
+
+_SCHEMAS = _SchemaCache()
+
+
+def build_body(
+    request: Request,
+    *,
+    structured_output: StructuredOutput = "json_schema",
+    default_max_tokens: int = 1024,
+) -> dict[str, Any]:
+    """The Messages API body for ``request`` (shared by immediate calls and batch lines).
+
+    System messages are joined into the top-level ``system``; ``max_tokens``,
+    which Anthropic requires, falls back to ``default_max_tokens``;
+    ``request.extras`` are merged in last, unchanged.
+    """
+    system: list[str] = []
+    messages: list[dict[str, str]] = []
+    for m in request.messages:
+        if m.role == "system":
+            system.append(m.content)
+        else:
+            messages.append({"role": m.role, "content": m.content})
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens or default_max_tokens,
+        "messages": messages,
+    }
+    if system:
+        body["system"] = "\n\n".join(system)
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    schema = request.json_schema
+    if schema is not None:
+        if structured_output == "tool":
+            name = _tool_name(request.schema_name)
+            body["tools"] = [
+                {"name": name, "description": _TOOL_DESCRIPTION, "input_schema": schema}
+            ]
+            body["tool_choice"] = {"type": "tool", "name": name}
+        else:
+            body["output_config"] = {
+                "format": {"type": "json_schema", "schema": _SCHEMAS.get(schema)}
+            }
+    if request.extras:
+        body.update(request.extras)
+    return body
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _usage(data: Mapping[str, Any] | None) -> Usage:
+    if not data:
+        return Usage()
+    return Usage(
+        input_tokens=data.get("input_tokens") or 0,
+        output_tokens=data.get("output_tokens") or 0,
+        cached_tokens=data.get("cache_read_input_tokens") or 0,
+        cache_creation_tokens=data.get("cache_creation_input_tokens") or 0,
+    )
+
+
+def completion_from_message(
+    message: Mapping[str, Any], *, request_id: str | None = None, provider: str = "anthropic"
+) -> Completion:
+    """A :class:`Completion` from a Messages API ``message`` object (parsed JSON).
+
+    The content is the input of the first ``tool_use`` block as JSON when there
+    is one (forced tool use), otherwise the text blocks joined (``thinking``
+    blocks are skipped).
+
+    Raises:
+        InvalidRequestError: with code ``refusal`` when the model refused.
+    """
+    blocks = message.get("content") or ()
+    content: str | None = None
+    texts: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "tool_use" and content is None:
+            content = orjson.dumps(block.get("input") or {}).decode()
+    if content is None:
+        content = texts[0] if len(texts) == 1 else "".join(texts)
+    stop = message.get("stop_reason")
+    if stop == "refusal":
+        raise InvalidRequestError(
+            "the model refused to answer" + (f": {content[:200]}" if content else ""),
+            provider=provider,
+            code="refusal",
+            body=dict(message),
+        )
+    return Completion(
+        content=content,
+        usage=_usage(message.get("usage")),
+        model=message.get("model") or "",
+        request_id=request_id or message.get("id"),
+        finish_reason=stop,
+    )
+
+
+def error_from_anthropic_error(
+    error: Mapping[str, Any] | None, *, provider: str = "anthropic"
+) -> ProviderError:
+    """Map an Anthropic error object to the project's error tree.
+
+    Accepts the envelope ``{"type": "error", "error": {"type", "message"}}``
+    (what an ``errored`` batch result carries) or the inner object.
+    """
+    error = error or {}
+    inner = error.get("error")
+    if isinstance(inner, Mapping):
+        error = inner
+    kind = str(error.get("type") or "api_error")
+    message = str(error.get("message") or kind)
+    status = _ERROR_TYPE_STATUS.get(kind, 500 if "overloaded" in kind else 400)
+    return error_from_status(status, message, provider=provider, body=dict(error), code=kind)
+
+
+def item_result_from_line(line: bytes | str, *, provider: str = "anthropic") -> ItemResult:
+    """One results-JSONL line of a message batch, as an :class:`ItemResult`."""
+    data = orjson.loads(line)
+    custom_id = str(data.get("custom_id"))
+    result = data.get("result") or {}
+    kind = result.get("type")
+    if kind == "succeeded":
+        try:
+            completion = completion_from_message(result.get("message") or {}, provider=provider)
+        except ProviderError as exc:
+            return ItemResult(custom_id, error=exc)
+        return ItemResult(custom_id, completion=completion)
+    error: ProviderError
+    if kind == "errored":
+        error = error_from_anthropic_error(result.get("error"), provider=provider)
+    elif kind == "canceled":
+        error = BatchCancelledError(
+            "the batch was cancelled before this request ran", provider=provider, code="canceled"
+        )
+    elif kind == "expired":
+        error = BatchExpiredError(
+            "the batch expired before this request ran", provider=provider, code="expired"
+        )
+    else:
+        error = ProviderError(
+            f"unknown batch result type {kind!r}", provider=provider, body=dict(result)
+        )
+    return ItemResult(custom_id, error=error)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def translate_error(
+    exc: BaseException, *, provider: str = "anthropic", api_key: str | None = None
+) -> ProviderError:
+    """Translate an SDK exception into the project's error tree (the key never leaks)."""
+
+    def scrub(text: str) -> str:
+        return text.replace(api_key, "***") if api_key else text
+
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderTimeoutError(scrub(f"request timed out: {exc.message}"), provider=provider)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ProviderConnectionError(
+            scrub(f"connection failed: {exc.message}"), provider=provider
+        )
+    if isinstance(exc, anthropic.APIStatusError):
+        body = exc.body
+        message, code = _message_and_code(body, exc.message)
+        return error_from_status(
+            exc.status_code,
+            scrub(message),
+            provider=provider,
+            body=body,
+            headers=dict(exc.response.headers),
+            code=code,
+        )
+    if isinstance(exc, ProviderError):
+        return exc
+    return ProviderError(scrub(f"{type(exc).__name__}: {exc}"), provider=provider)
+
+
+def _message_and_code(body: Any, fallback: str) -> tuple[str, str | None]:
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        if isinstance(inner, Mapping):
+            return str(inner.get("message") or fallback), (
+                str(inner["type"]) if inner.get("type") else None
+            )
+    return fallback, None
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def _timestamp(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def batch_info_from_dict(data: Mapping[str, Any]) -> BatchInfo:
+    """A :class:`BatchInfo` from a ``message_batch`` object.
+
+    ``ended`` maps to ``CANCELLED`` when a cancel was initiated, to ``EXPIRED``
+    when any request expired, and to ``COMPLETED`` otherwise.
+    """
+    counts = data.get("request_counts") or {}
+    processing = counts.get("processing") or 0
+    succeeded = counts.get("succeeded") or 0
+    errored = counts.get("errored") or 0
+    canceled = counts.get("canceled") or 0
+    expired = counts.get("expired") or 0
+    status = data.get("processing_status")
+    if status == "ended":
+        if data.get("cancel_initiated_at"):
+            state = BatchState.CANCELLED
+        elif expired > 0 and processing == 0:
+            state = BatchState.EXPIRED
+        else:
+            state = BatchState.COMPLETED
+    elif status == "canceling":
+        state = BatchState.CANCELLING
+    else:
+        state = BatchState.IN_PROGRESS
+    return BatchInfo(
+        id=str(data.get("id")),
+        state=state,
+        total=processing + succeeded + errored + canceled + expired,
+        succeeded=succeeded,
+        failed=errored + canceled + expired,
+        results_ready=status == "ended" and bool(data.get("results_url")),
+        raw=dict(data),
+    )
+
+
+def _request_body(path: Path) -> tuple[bytes, int, str | None, str | None]:
+    """The ``{"requests": [...]}`` body from the JSONL shard at ``path``.
+
+    The lines are already encoded entries, so they are joined as bytes rather
+    than parsed and serialized again. Also returns the entry count and the
+    first and last custom ids (read from those two lines only).
+    """
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    if not lines:
+        return b'{"requests":[]}', 0, None, None
+    first = orjson.loads(lines[0]).get("custom_id")
+    last = orjson.loads(lines[-1]).get("custom_id")
+    return b'{"requests":[' + b",".join(lines) + b"]}", len(lines), first, last
+
+
+@dataclass
+class _ShardRecord:
+    """What is known locally about a shard sent to ``create`` (for :meth:`find`)."""
+
+    shard_id: str
+    count: int
+    first_custom_id: str | None
+    last_custom_id: str | None
+    sent_at: float
+    batch_id: str | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "shard_id": self.shard_id,
+                "count": self.count,
+                "first_custom_id": self.first_custom_id,
+                "last_custom_id": self.last_custom_id,
+                "sent_at": self.sent_at,
+                "batch_id": self.batch_id,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> _ShardRecord:
+        data = orjson.loads(raw)
+        return cls(
+            shard_id=str(data["shard_id"]),
+            count=int(data["count"]),
+            first_custom_id=data.get("first_custom_id"),
+            last_custom_id=data.get("last_custom_id"),
+            sent_at=float(data["sent_at"]),
+            batch_id=data.get("batch_id"),
+        )
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lexibatch" / "anthropic-shards"
+
+
+class AnthropicBatchEndpoint:
+    """The Message Batches API as a :class:`providers.protocol.BatchEndpoint`.
+
+    Requests go inline in the create call (``upload`` returns ``None``);
+    results are the JSONL at the batch's ``results_url``, read as a stream.
+
+    Message batches carry no metadata, so the shard a batch was made for
+    cannot be read back from the provider. ``create`` therefore writes a small
+    record per shard to ``state_dir`` (its entry count, first and last
+    custom_id, when it was sent, and the batch id once answered); see
+    :meth:`find` for how it is used after a crash.
+    """
+
+    #: Records older than this are removed when a new one is written.
+    RECORD_TTL = 7 * 24 * 3600.0
+    #: How far before ``sent_at`` a matching batch may have been stamped
+    #: (clock skew between this host and the provider).
+    CLOCK_SKEW = 120.0
+    #: How long after ``sent_at`` the provider may have created the batch.
+    CREATE_WINDOW = 900.0
+
+    def __init__(
+        self,
+        provider: AnthropicProvider,
+        limits: BatchLimits,
+        state_dir: Path | None = None,
+    ) -> None:
+        self._provider = provider
+        self._client = provider._client
+        self._limits = limits
+        self._state_dir = state_dir or _default_state_dir()
+        self._records: dict[str, _ShardRecord] = {}
+
+    @property
+    def limits(self) -> BatchLimits:
+        """100,000 requests / 256 MB per batch; models may be mixed."""
+        return self._limits
+
+    def encode(self, request: Request, custom_id: str) -> bytes:
+        """One inline batch entry: ``{"custom_id", "params": body}``."""
+        return orjson.dumps({"custom_id": custom_id, "params": self._provider.build_body(request)})
+
+    async def upload(self, path: Path, *, shard_id: str) -> str | None:
+        """Nothing to upload: Anthropic takes the requests inline on create."""
+        return None
+
+    async def create(
+        self, path: Path, input_file_id: str | None, *, shard_id: str, model: str
+    ) -> BatchInfo:
+        """Create a message batch from the encoded entries in ``path``."""
+        body, count, first, last = _request_body(path)
+        record = _ShardRecord(shard_id, count, first, last, time.time())
+        self._remember(record)
+        try:
+            response = await self._client.post(
+                "/v1/messages/batches",
+                cast_to=httpx2.Response,
+                content=body,
+                options={"headers": _JSON_HEADERS},
+            )
+        except Exception as exc:
+            raise self._provider._translate(exc) from exc
+        info = batch_info_from_dict(orjson.loads(response.content))
+        record.batch_id = info.id
+        self._remember(record)
+        return info
+
+    async def find(self, shard_id: str) -> BatchInfo | None:
+        """The batch created for ``shard_id``, when it can be told apart.
+
+        If the batch id was recorded (the create call was answered), that batch
+        is returned. If the process stopped after sending ``create`` but before
+        its answer, recent batches are listed and one is accepted only when it
+        is the single batch whose total request count equals the shard's and
+        whose ``created_at`` lies within :attr:`CREATE_WINDOW` after the send
+        (allowing :attr:`CLOCK_SKEW` before) and that no other recorded shard
+        owns.
+
+        Limits of this heuristic: with no record (another host, or
+        ``state_dir`` lost) it returns ``None``; two shards of the same size
+        sent within the window by other processes on the same account are
+        ambiguous and give ``None``, so the shard is created again (and may be
+        paid twice); a provider without the list endpoint gives ``None``.
+        """
+        record = self._recall(shard_id)
+        if record is None:
+            return None
+        if record.batch_id:
+            return await self.poll(record.batch_id)
+        owned = {r.batch_id for r in self._all_records() if r.batch_id}
+        lo = record.sent_at - self.CLOCK_SKEW
+        hi = record.sent_at + self.CREATE_WINDOW
+        matches: list[Mapping[str, Any]] = []
+        async for batch in self._list_since(lo):
+            created = _timestamp(batch.get("created_at"))
+            if created is None or not lo <= created <= hi or batch.get("id") in owned:
+                continue
+            info = batch_info_from_dict(batch)
+            if info.total == record.count:
+                matches.append(batch)
+        if len(matches) != 1:
+            return None
+        info = batch_info_from_dict(matches[0])
+        record.batch_id = info.id
+        self._remember(record)
+        return info
+
+    async def _list_since(self, since: float) -> AsyncIterator[Mapping[str, Any]]:
+        """Batches newest first, until one older than ``since``."""
+        params: dict[str, Any] = {"limit": 100}
+        while True:
+            try:
+                response = await self._client.get(
+                    "/v1/messages/batches", cast_to=httpx2.Response, options={"params": params}
+                )
+            except anthropic.NotFoundError:
+                return
+            except Exception as exc:
+                raise self._provider._translate(exc) from exc
+            page = orjson.loads(response.content)
+            data = page.get("data") or []
+            for batch in data:
+                yield batch
+            created = [_timestamp(b.get("created_at")) for b in data]
+            oldest = min((c for c in created if c is not None), default=None)
+            if not page.get("has_more") or not data or (oldest is not None and oldest < since):
+                return
+            params = {"limit": 100, "after_id": page.get("last_id") or data[-1].get("id")}
+
+    async def poll(self, batch_id: str) -> BatchInfo:
+        """The batch's state and counts."""
+        try:
+            response = await self._client.get(
+                f"/v1/messages/batches/{batch_id}", cast_to=httpx2.Response
+            )
+        except Exception as exc:
+            raise self._provider._translate(exc) from exc
+        return batch_info_from_dict(orjson.loads(response.content))
+
+    async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
+        """Every result line of an ended batch, streamed, in the provider's order.
+
+        Raises:
+            ProviderError: when the batch has not ended (Anthropic answers
+                404 for results before that), or the download fails.
+        """
+        url = batch.raw.get("results_url") or f"/v1/messages/batches/{batch.id}/results"
+        name = self._provider.name
+        try:
+            response = await self._client.get(
+                str(url),
+                cast_to=httpx2.Response,
+                options={"headers": _RESULTS_HEADERS},
+                stream=True,
+                stream_cls=None,
+            )
+        except anthropic.NotFoundError as exc:
+            raise ProviderError(
+                f"results of batch {batch.id} are not available yet (the batch has not "
+                f"ended); poll until it has",
+                provider=name,
+                status_code=404,
+                body=exc.body,
+                code="results_not_ready",
+            ) from exc
+        except Exception as exc:
+            raise self._provider._translate(exc) from exc
+        try:
+            pending = b""
+            async for chunk in response.aiter_bytes():
+                pending += chunk
+                if b"\n" not in chunk:
+                    continue
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield item_result_from_line(line, provider=name)
+            if pending.strip():
+                yield item_result_from_line(pending, provider=name)
+        except httpx2.HTTPError as exc:
+            raise ProviderConnectionError(
+                f"reading the results of batch {batch.id} failed: {type(exc).__name__}",
+                provider=name,
+            ) from exc
+        finally:
+            await response.aclose()
+
+    async def cancel(self, batch_id: str) -> BatchInfo:
+        """Ask Anthropic to cancel the batch (it moves to ``canceling``)."""
+        try:
+            response = await self._client.post(
+                f"/v1/messages/batches/{batch_id}/cancel", cast_to=httpx2.Response
+            )
+        except Exception as exc:
+            raise self._provider._translate(exc) from exc
+        return batch_info_from_dict(orjson.loads(response.content))
+
+    # -- shard records
+
+    def _record_path(self, shard_id: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "_-." else "_" for c in shard_id)
+        return self._state_dir / f"{safe}.json"
+
+    def _remember(self, record: _ShardRecord) -> None:
+        self._records[record.shard_id] = record
+        try:
+            self._state_dir.mkdir(parents=True, exist_ok=True)
+            target = self._record_path(record.shard_id)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(record.to_json())
+            tmp.replace(target)
+            self._prune()
+        except OSError:
+            # The record only narrows find() after a crash; an unwritable
+            # state dir must not stop the batch itself.
+            pass
+
+    def _recall(self, shard_id: str) -> _ShardRecord | None:
+        record = self._records.get(shard_id)
+        if record is not None:
+            return record
+        try:
+            raw = self._record_path(shard_id).read_bytes()
+        except OSError:
+            return None
+        try:
+            record = _ShardRecord.from_json(raw)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+        self._records[shard_id] = record
+        return record
+
+    def _all_records(self) -> list[_ShardRecord]:
+        records = dict(self._records)
+        try:
+            paths = list(self._state_dir.glob("*.json"))
+        except OSError:
+            paths = []
+        for path in paths:
+            try:
+                record = _ShardRecord.from_json(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            records.setdefault(record.shard_id, record)
+        return list(records.values())
+
+    def _prune(self) -> None:
+        cutoff = time.time() - self.RECORD_TTL
+        for path in self._state_dir.glob("*.json"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                continue
+
+
+# --------------------------------------------------------------------------- provider
+
+
+class AnthropicProvider:
+    """Anthropic through the official SDK: Messages for immediate calls, Message Batches.
+
+    Args:
+        name: the registered provider name.
+        api_key: the Anthropic API key.
+        base_url: the API root (without ``/v1``), e.g. an emulator's address.
+        structured_output: ``json_schema`` (``output_config.format``) or
+            ``tool`` (forced tool use, for models without native structured output).
+        timeout: seconds per HTTP request.
+        max_connections: size of the connection pool.
+        max_batch_requests: requests per batch (Anthropic's limit: 100,000).
+        max_batch_bytes: bytes per batch (Anthropic's limit: 256 MB).
+        default_max_tokens: ``max_tokens`` for requests that set none.
+        http_client: an ``httpx2.AsyncClient`` (what the installed SDK is built
+            on) to use instead of a pooled one made here.
+        state_dir: where shard records for :meth:`AnthropicBatchEndpoint.find`
+            are kept (default: ``~/.cache/lexibatch/anthropic-shards``).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "anthropic",
+        api_key: str,
+        base_url: str | None = None,
+        structured_output: StructuredOutput = "json_schema",
+        timeout: float = 600.0,
+        max_connections: int = 100,
+        max_batch_requests: int = 100_000,
+        max_batch_bytes: int = 256 * 1024 * 1024,
+        default_max_tokens: int = 1024,
+        http_client: httpx2.AsyncClient | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        if structured_output not in ("json_schema", "tool"):
+            raise ValueError(
+                f"structured_output must be 'json_schema' or 'tool', not {structured_output!r}"
+            )
+        self.name = name
+        self.structured_output: StructuredOutput = structured_output
+        self.default_max_tokens = default_max_tokens
+        self._api_key = api_key
+        if http_client is None:
+            http_client = anthropic.DefaultAsyncHttpxClient(
+                timeout=timeout,
+                limits=httpx2.Limits(
+                    max_connections=max_connections,
+                    max_keepalive_connections=max_connections,
+                ),
+            )
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=http_client,
+        )
+        self._batch = AnthropicBatchEndpoint(
+            self,
+            BatchLimits(max_batch_requests, max_batch_bytes, mixed_models=True),
+            state_dir=state_dir,
+        )
+
+    def build_body(self, request: Request) -> dict[str, Any]:
+        """The Messages API body for ``request`` with this provider's settings."""
+        return build_body(
+            request,
+            structured_output=self.structured_output,
+            default_max_tokens=self.default_max_tokens,
+        )
+
+    async def complete(self, request: Request) -> Completion:
+        """Run ``request`` through ``POST /v1/messages``.
+
+        Raises:
+            ProviderError: the SDK's failure translated; ``InvalidRequestError``
+                with code ``refusal`` when the model refused.
+        """
+        content = orjson.dumps(self.build_body(request))
+        try:
+            response = await self._client.post(
+                "/v1/messages",
+                cast_to=httpx2.Response,
+                content=content,
+                options={"headers": _JSON_HEADERS},
+            )
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        message = orjson.loads(response.content)
+        return completion_from_message(
+            message, request_id=response.headers.get("request-id"), provider=self.name
+        )
+
+    @property
+    def batch(self) -> AnthropicBatchEndpoint:
+        """The Message Batches API."""
+        return self._batch
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.close()
+
+    def _translate(self, exc: BaseException) -> ProviderError:
+        return translate_error(exc, provider=self.name, api_key=self._api_key)

@@ -22,6 +22,7 @@ that the SDK's typed models are never built on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -473,7 +474,7 @@ class AnthropicBatchEndpoint:
         self, path: Path, input_file_id: str | None, *, shard_id: str, model: str
     ) -> BatchInfo:
         """Create a message batch from the encoded entries in ``path``."""
-        body, count, first, last = _request_body(path)
+        body, count, first, last = await asyncio.to_thread(_request_body, path)
         record = _ShardRecord(shard_id, count, first, last, time.time())
         self._remember(record)
         try:

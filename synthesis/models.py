@@ -265,7 +265,6 @@ class EntryMetadata(BaseModel):
         generated: whether no source had the word and the model defined it.
         models: task → model, when the caller knows the routing.
         warnings: anything the pipeline had to work around.
-        created_at: ISO-8601 UTC time the entry was finished.
     """
 
     components: list[str] = Field(default_factory=list)
@@ -273,7 +272,6 @@ class EntryMetadata(BaseModel):
     generated: bool = False
     models: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
-    created_at: str | None = None
 
 
 class DictionaryEntry(BaseModel):

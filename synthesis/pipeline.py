@@ -320,7 +320,10 @@ class DefinitionSynthesizer:
                 clusters.append(MeaningCluster(part_of_speech=group.pos, sources=members))
         left = [i for i in range(len(sources)) if i not in used]
         if left:
-            warnings.append(f"cluster: {len(left)} source definitions left ungrouped")
+            warnings.append(
+                f"cluster: {_count(left, 'source definition')} left ungrouped "
+                f"({_numbers([i + 1 for i in left])}); each kept as its own meaning"
+            )
             clusters.extend(
                 MeaningCluster(part_of_speech=sources[i].part_of_speech, sources=[sources[i]])
                 for i in left
@@ -340,15 +343,21 @@ class DefinitionSynthesizer:
                 if j in again:
                     texts[i] = again[j]
         definitions = []
+        kept_source: list[int] = []
         for i, cluster in enumerate(clusters):
             text = texts.get(i)
             if text is None:
                 text = cluster.sources[0].text
-                warnings.append(f"synthesize: meaning {i + 1} kept its source text")
+                kept_source.append(i + 1)
             definitions.append(
                 Definition(
                     part_of_speech=cluster.part_of_speech, text=text, sources=cluster.sources
                 )
+            )
+        if kept_source:
+            warnings.append(
+                f"synthesize: no definition written for {_count(kept_source, 'meaning')} "
+                f"({_numbers(kept_source)}); kept the source text"
             )
         return definitions
 
@@ -440,6 +449,15 @@ class DefinitionSynthesizer:
             if model:
                 out[task] = model
         return out
+
+
+def _count(items: Sequence[object], noun: str) -> str:
+    return f"1 {noun}" if len(items) == 1 else f"{len(items)} {noun}s"
+
+
+def _numbers(numbers: Sequence[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, numbers[:limit]))
+    return shown + (", ..." if len(numbers) > limit else "")
 
 
 def _sense_hints(sources: Sequence[SourceDefinition]) -> list[str]:

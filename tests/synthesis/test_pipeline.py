@@ -174,7 +174,9 @@ async def test_meaning_left_undefined_keeps_its_source_text(make_connector: Any)
     entry = await DefinitionSynthesizer(connector, components=[]).synthesize_entry("w", FOUR)
     assert connector.count("synthesize") == 1  # re-asking the same thing would be the same call
     assert [d.text for d in entry.definitions] == [FOUR[0].text, FOUR[2].text]
-    assert len(entry.metadata.warnings) == 2
+    assert entry.metadata.warnings == [
+        "synthesize: no definition written for 2 meanings (1, 2); kept the source text"
+    ]
 
 
 async def test_enhance_definitions_parallel_keeps_inputs_and_dedups_synonyms(
@@ -300,3 +302,26 @@ async def test_immediate_mode_limits_words_in_flight(connector: Any) -> None:
         [f"w{i}" for i in range(10)], connector, components=["facts"], max_in_flight=3
     )
     assert len(entries) == 10
+
+
+async def test_cluster_answer_is_checked_against_the_sources(make_connector: Any) -> None:
+    from synthesis.models import ClusterResponse
+
+    def sloppy(call: Any) -> ClusterResponse:
+        # Out-of-range, repeated and missing numbers.
+        return ClusterResponse.model_validate(
+            {"meanings": [{"pos": "verb", "ids": [2, 9, 0]}, {"pos": "noun", "ids": [2, 3]}]}
+        )
+
+    connector = make_connector(answers={"cluster": sloppy})
+    entry = await DefinitionSynthesizer(connector, components=[]).synthesize_entry("w", FOUR)
+    assert [[s.provenance.sense for s in d.sources] for d in entry.definitions] == [
+        ["2"],
+        ["3"],
+        ["1"],
+        ["4"],
+    ]
+    assert [d.part_of_speech for d in entry.definitions] == ["verb", "noun", "noun", "noun"]
+    assert entry.metadata.warnings == [
+        "cluster: 2 source definitions left ungrouped (1, 4); each kept as its own meaning"
+    ]

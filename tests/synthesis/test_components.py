@@ -134,7 +134,7 @@ def test_word_templates_render_word_and_context(name: str) -> None:
     )
     assert "bank" in text
     assert "(noun, verb)" in text
-    assert "land beside a river; a place that keeps money" in text
+    assert "land beside a river | a place that keeps money" in text
     if name == "etymology":
         assert "[Of Scand. origin.]" in text
     bare = render(COMPONENTS[name].template, word="bank", parts_of_speech=[], senses=[], hint=None)

@@ -19,7 +19,14 @@ __all__ = ["ProgressObserver"]
 class ProgressObserver:
     """Counts finished requests and shows each batch's state, as a rich progress bar."""
 
-    def __init__(self, total: int | None, *, description: str = "requests", enabled: bool | None = None) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        description: str = "requests",
+        enabled: bool | None = None,
+        count_requests: bool = True,
+    ) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -35,6 +42,8 @@ class ProgressObserver:
         self.failed = 0
         self.cached = 0
         self.batches: dict[str, str] = {}
+        self.done = 0
+        self._count_requests = count_requests
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -55,6 +64,16 @@ class ProgressObserver:
         self._refresh()
         self._progress.stop()
 
+    @property
+    def requests(self) -> int:
+        """Requests finished so far (cached ones included)."""
+        return self.succeeded + self.failed
+
+    def advance_to(self, done: int) -> None:
+        """Set how many units (e.g. words) are done, when the bar does not count requests."""
+        self.done = done
+        self._refresh()
+
     def set_total(self, total: int) -> None:
         """Change the expected number of requests."""
         self._progress.update(self._task, total=total)
@@ -67,9 +86,8 @@ class ProgressObserver:
         detail = f"ok {self.succeeded} · failed {self.failed} · cached {self.cached}"
         if batch_text:
             detail += f" · batches: {batch_text}"
-        self._progress.update(
-            self._task, completed=self.succeeded + self.failed, detail=detail
-        )
+        completed = self.requests if self._count_requests else self.done
+        self._progress.update(self._task, completed=completed, detail=detail)
 
     @hookimpl
     def request_finished(

@@ -1136,7 +1136,7 @@ class Store:
             raise ValueError(f"shard {shard.shard_id!r} cannot be added: {exc}") from None
         return stored
 
-    def update_shard(self, shard_id: str, **fields: Any) -> Shard:
+    def update_shard(self, shard_id: str, /, **fields: Any) -> Shard:
         """Change some columns of a shard (durably, in one transaction); returns it updated.
 
         Raises:

@@ -93,11 +93,11 @@ async def _with_connector(settings: Settings, body: Callable[[LexiConnector], Aw
         await connector.aclose()
 
 
-def _observe(total: int | None, description: str) -> Any:
+def _observe(total: int | None, description: str, *, count_requests: bool = True) -> Any:
     from plugins.manager import get_plugin_manager
     from plugins.progress import ProgressObserver
 
-    observer = ProgressObserver(total, description=description)
+    observer = ProgressObserver(total, description=description, count_requests=count_requests)
     get_plugin_manager().pm.register(observer, name=f"progress-{id(observer)}")
     return observer
 
@@ -288,21 +288,148 @@ def synthesize(
     **flags: Any,
 ) -> None:
     """Synthesize dictionary entries for a word list (JSONL out, and in the store)."""
-    from synthesis.runner import synthesize_command
+    from synthesis.components import parse_components
+    from synthesis.sources import build_sources
+    from synthesis.wordlist import read_word_list
 
     settings = _settings(ctx, budget=budget, **flags)
-    synthesize_command(
-        settings,
-        words=words,
-        components=components,
-        sources_file=sources_file,
-        out=out,
-        estimate=estimate,
-        budget=budget,
-        with_connector=_with_connector,
-        observe=_observe,
-        unobserve=_unobserve,
+    word_list, report = read_word_list(words)
+    if not report.clean:
+        click.echo(f"lexibatch: {report.summary()}", err=True)
+    if not word_list:
+        from providers.errors import InputError
+
+        raise InputError(f"{words}: no usable words in the list")
+    chosen = parse_components(components)
+    sources = build_sources([sources_file] if sources_file else [])
+    if estimate or budget is not None:
+        est = _estimate_synthesis(settings, word_list, chosen, sources)
+        if estimate:
+            click.echo(est.describe())
+            return
+        _refuse_over_budget(settings, est, len(word_list), budget)
+    _run(_with_connector(settings, lambda c: _synthesize(c, settings, word_list, chosen, sources, out)))
+
+
+async def _synthesize(
+    connector: LexiConnector,
+    settings: Settings,
+    words: list[str],
+    components: tuple[str, ...],
+    sources: Any,
+    out: Path,
+) -> None:
+    from synthesis.runner import load_done, run_synthesis
+
+    done = load_done(out)
+    todo = [w for w in words if w.casefold() not in {d.casefold() for d in done}]
+    # A word costs a few dozen calls; the threshold of auto mode counts calls.
+    mode = connector.choose_mode(len(todo) * max(len(components), 1) * 2)
+    import time
+
+    store = connector.store
+    started = time.time()
+    observer = _observe(len(todo), "words", count_requests=False)
+
+    def progress(word: str, finished: int, total: int) -> None:
+        observer.advance_to(finished)
+
+    def on_entry(entry: Any) -> None:
+        store.put_document("entries", entry.word, entry.model_dump(mode="json"))
+
+    try:
+        with observer:
+            summary = await run_synthesis(
+                words,
+                connector,
+                components=components,
+                sources=sources,
+                out_path=out,
+                done=done,
+                batch_mode=mode == "batch",
+                progress=progress,
+                on_entry=on_entry,
+                model_for=settings.model_for,
+            )
+    finally:
+        _unobserve(observer)
+    rows = store.cost_report(since=started)
+    spent = sum(r.cost_usd for r in rows)
+    immediate = sum(r.immediate_cost_usd for r in rows)
+    click.echo(
+        f"{summary.written} entries written to {out}, {summary.skipped} already done, "
+        f"{summary.failed} failed; {observer.requests} calls ({observer.cached} from cache); "
+        f"cost ${spent:.4f} ({mode}); the same calls immediately: ${immediate:.4f}",
+        err=True,
     )
+    for word, message in summary.failures[:10]:
+        click.echo(f"  failed: {word}: {message}", err=True)
+    if summary.failed:
+        sys.exit(EXIT_PROVIDER)
+
+
+def _estimate_synthesis(
+    settings: Settings, words: list[str], components: tuple[str, ...], sources: Any
+) -> Any:
+    """Run the pipeline on the offline sandbox to see which calls it makes, then price them.
+
+    The calls carry the configured models, so they are priced as the real
+    provider would bill them; large word lists are estimated from a sample.
+    """
+    import random
+    import tempfile
+
+    from plugins.estimate import estimate_requests
+    from plugins.factory import resolve_provider_name
+    from plugins.sandbox import SANDBOX
+    from synthesis.pipeline import synthesize_many
+
+    provider = resolve_provider_name(settings)
+    sample = words if len(words) <= 200 else random.Random(0).sample(words, 200)
+    requests: list[Any] = []
+
+    class Recorder:
+        from plugins.hookspecs import hookimpl
+
+        @hookimpl
+        def request_finished(self, request: Any) -> None:
+            requests.append(request)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dry = settings.model_copy(
+            update={
+                "connector": settings.connector.model_copy(
+                    update={"provider": SANDBOX, "mode": "immediate", "db": Path(tmp) / "estimate.db"}
+                )
+            }
+        )
+        recorder = Recorder()
+        from plugins.manager import get_plugin_manager
+
+        get_plugin_manager().pm.register(recorder, name="estimate-recorder")
+        try:
+            _run(_with_connector(dry, lambda c: synthesize_many(sample, c, components=components, sources=sources, collect=False, on_error=lambda w, e: None)))
+        finally:
+            get_plugin_manager().pm.unregister(recorder)
+    est = estimate_requests(requests, provider=provider)
+    if len(sample) < len(words):
+        factor = len(words) / len(sample)
+        est.requests = round(est.requests * factor)
+        est.input_tokens = round(est.input_tokens * factor)
+        est.output_tokens = round(est.output_tokens * factor)
+        est.immediate_usd *= factor
+        est.batch_usd *= factor
+    return est
+
+
+def _refuse_over_budget(settings: Settings, est: Any, size: int, budget: float | None) -> None:
+    from providers.errors import BudgetExceededError
+
+    mode = settings.connector.mode
+    batch = mode == "batch" or (mode == "auto" and est.requests >= settings.batch.auto_threshold)
+    chosen = est.batch_usd if batch else est.immediate_usd
+    if budget is not None and chosen > budget:
+        raise BudgetExceededError(chosen, budget)
 
 
 @main.command()

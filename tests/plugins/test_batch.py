@@ -1,0 +1,268 @@
+"""The batch strategy against the emulator: the same typed await, sharding, outcomes, resume."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from plugins.factory import open_connector
+from providers.errors import (
+    BatchFailedError,
+    BudgetExceededError,
+    LexibatchError,
+    SchemaValidationError,
+    ServerError,
+)
+
+
+class Entry(BaseModel):
+    """A small response model."""
+
+    word: str
+    level: str
+
+
+async def _gather(connector: Any, prompts: list[str], model: str | None = None) -> list[Any]:
+    return await asyncio.gather(
+        *(connector.structured(p, Entry, task="t", model=model) for p in prompts),
+        return_exceptions=True,
+    )
+
+
+async def test_gather_in_batch_mode_returns_typed_results_at_the_batch_price(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, [f"word {i}" for i in range(30)])
+        assert all(isinstance(r, Entry) for r in results)
+        response = await connector.generate(connector.build_request("word 3", Entry, task="t"))
+        assert response.cached and response.mode == "batch" and response.batch_id
+        (row,) = connector.store.cost_report()
+        assert row.mode == "batch" and row.requests == 30
+        # The discount comes from the price table: about half of immediate.
+        assert row.cost_usd == pytest.approx(row.immediate_cost_usd / 2, rel=0.01)
+        assert [s.state for s in connector.store.shards()] == ["collected"]
+    finally:
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 30 and billing["duplicates"] == 0
+    assert billing["immediate"]["requests"] == 0
+
+
+async def test_shards_respect_count_and_byte_limits(
+    fresh_emulator: Any, make_settings: Any, tmp_path: Any
+) -> None:
+    settings = make_settings(fresh_emulator, batch={"max_requests": 7})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, [f"w{i}" for i in range(20)])
+        assert all(isinstance(r, Entry) for r in results)
+        assert sorted(s.requests for s in connector.store.shards()) == [6, 7, 7]
+    finally:
+        await connector.aclose()
+    limit = 2500  # bytes: two or three encoded requests
+    settings = make_settings(
+        fresh_emulator,
+        batch={"max_bytes": limit},
+        connector={"db": str(tmp_path / "bytes.db")},
+    )
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, [f"v{i}" for i in range(10)])
+        assert all(isinstance(r, Entry) for r in results)
+        shards = connector.store.shards()
+        assert len(shards) >= 3 and all(s.bytes <= limit for s in shards)
+        assert sum(s.requests for s in shards) == 10
+    finally:
+        await connector.aclose()
+
+
+async def test_one_model_per_openai_batch(fresh_emulator: Any, make_settings: Any) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        await asyncio.gather(
+            _gather(connector, ["a", "b"], model="gpt-4o-mini"),
+            _gather(connector, ["c", "d"], model="gpt-4o"),
+        )
+        assert sorted(s.model for s in connector.store.shards()) == ["gpt-4o", "gpt-4o-mini"]
+    finally:
+        await connector.aclose()
+
+
+@pytest.mark.parametrize("marker", ["item-error-once", "expire-once", "cancel-once", "schema-invalid-once"])
+async def test_retryable_item_failures_are_rebatched(
+    fresh_emulator: Any, make_settings: Any, marker: str
+) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, ["x", "y", "z"], model=f"gpt-4o-mini@{marker}")
+        assert all(isinstance(r, Entry) for r in results), results
+        rounds = len(connector.store.shards())
+        # Finished items of an expired or cancelled batch are kept; the rest go again.
+        assert 1 <= rounds <= 1 + connector.settings.batch.max_retry_rounds
+        paid = sum(r.requests for r in connector.store.cost_report())
+    finally:
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    if marker.startswith("schema-invalid"):
+        # A schema-invalid answer was paid for; asking again is a second, recorded call.
+        assert rounds == 2 and billing["batch"]["requests"] == paid == 6
+    else:
+        assert billing["duplicates"] == 0 and billing["batch"]["requests"] == paid == 3
+
+
+async def test_persistent_item_failures_end_in_typed_errors(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    settings = make_settings(fresh_emulator, batch={"max_retry_rounds": 1})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        bad, good = await asyncio.gather(
+            _gather(connector, ["p", "q"], model="gpt-4o-mini@schema-invalid"),
+            _gather(connector, ["r"]),
+        )
+        assert all(isinstance(e, SchemaValidationError) for e in bad)
+        assert isinstance(good[0], Entry)
+        states = connector.store.count_requests("openai")
+        assert states == {"failed": 2, "succeeded": 1}
+    finally:
+        await connector.aclose()
+
+
+async def test_a_failed_batch_fails_its_requests_only(fresh_emulator: Any, make_settings: Any) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        bad, good = await asyncio.gather(
+            _gather(connector, ["f1", "f2"], model="gpt-4o-mini@fail-batch"),
+            _gather(connector, ["g1", "g2"]),
+        )
+        assert all(isinstance(e, BatchFailedError) for e in bad)
+        assert all(isinstance(r, Entry) for r in good)
+    finally:
+        await connector.aclose()
+
+
+async def test_retry_via_immediate(fresh_emulator: Any, make_settings: Any) -> None:
+    settings = make_settings(fresh_emulator, batch={"retry_via": "immediate"})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, ["i1", "i2"], model="gpt-4o-mini@item-error-once")
+        assert all(isinstance(r, Entry) for r in results)
+    finally:
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["immediate"]["requests"] == 2 and billing["batch"]["requests"] == 0
+
+
+async def test_immediate_override_in_batch_mode(fresh_emulator: Any, make_settings: Any) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        urgent = await connector.structured("urgent", Entry, mode="immediate")
+        assert isinstance(urgent, Entry)
+        assert connector.store.shards() == []
+    finally:
+        await connector.aclose()
+    assert fresh_emulator.billing()["immediate"]["requests"] == 1
+
+
+async def test_execute_batch_dispatches_without_waiting_for_linger(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    settings = make_settings(fresh_emulator, batch={"linger": 3600})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        tasks = [asyncio.ensure_future(connector.structured(f"e{i}", Entry)) for i in range(5)]
+        await asyncio.wait_for(connector.execute_batch(), timeout=20)
+        assert all(isinstance(t.result(), Entry) for t in tasks)
+    finally:
+        await connector.aclose()
+
+
+async def test_a_multi_stage_pipeline_takes_one_round_per_stage(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+
+    async def pipeline(word: str) -> Entry:
+        first = await connector.structured(f"stage 1 {word}", Entry)
+        return await connector.structured(f"stage 2 {word} {first.level}", Entry)
+
+    try:
+        connector.enable_batch_mode()
+        results = await asyncio.gather(*(pipeline(f"w{i}") for i in range(25)))
+        assert len(results) == 25
+        assert [s.requests for s in connector.store.shards()] == [25, 25]
+    finally:
+        await connector.aclose()
+
+
+async def test_budget_refuses_to_submit(fresh_emulator: Any, make_settings: Any) -> None:
+    settings = make_settings(fresh_emulator, batch={"budget_usd": 0.0000001})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, ["b1", "b2"])
+        assert all(isinstance(e, BudgetExceededError) for e in results)
+    finally:
+        await connector.aclose()
+    assert fresh_emulator.billing()["batch"]["requests"] == 0
+
+
+async def test_resume_after_a_crash_reattaches_and_pays_once(
+    make_settings: Any,
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
+        settings = make_settings(emu)
+        first = open_connector(settings)
+        first.enable_batch_mode()
+        tasks = [asyncio.ensure_future(first.structured(f"r{i}", Entry)) for i in range(12)]
+        # Wait until the batch exists at the provider, then "crash" mid-poll.
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if any(s.state == "created" for s in first.store.shards()):
+                break
+        assert [s.state for s in first.store.shards()] == ["created"]
+        await first.aclose()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+        second = open_connector(settings)
+        try:
+            second.enable_batch_mode()
+            results = await _gather(second, [f"r{i}" for i in range(12)])
+            assert all(isinstance(r, Entry) for r in results)
+            assert len(second.store.shards()) == 1  # re-attached, not resubmitted
+        finally:
+            await second.aclose()
+        billing = emu.billing()
+    assert billing["batch"]["requests"] == 12 and billing["duplicates"] == 0
+
+
+async def test_errors_never_escape_as_vendor_exceptions(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    connector = open_connector(make_settings(fresh_emulator, batch={"max_retry_rounds": 0}))
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, ["e1"], model="gpt-4o-mini@item-error")
+        assert isinstance(results[0], LexibatchError)
+        assert isinstance(results[0], (ServerError, LexibatchError))
+    finally:
+        await connector.aclose()

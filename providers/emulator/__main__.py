@@ -1,0 +1,33 @@
+"""``python -m providers.emulator --port P [--state DIR] [--batch-seconds S] [--config JSON]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import orjson
+
+from providers.emulator.config import EmulatorConfig
+from providers.emulator.runner import serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and serve until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m providers.emulator",
+        description="Serve the OpenAI and Anthropic API emulator on loopback.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--state", type=Path, default=None, help="directory that survives restarts")
+    parser.add_argument("--batch-seconds", type=float, default=None)
+    parser.add_argument("--config", default=None, help="JSON object of EmulatorConfig fields")
+    args = parser.parse_args(argv)
+    fields = orjson.loads(args.config) if args.config else {}
+    if args.batch_seconds is not None:
+        fields["batch_seconds"] = args.batch_seconds
+    serve(args.host, args.port, args.state, EmulatorConfig.model_validate(fields))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,556 @@
+"""Batch life cycles for both providers, driven by wall-clock time from creation.
+
+With ``T = batch_seconds`` (fixed per batch when it is created), an OpenAI
+batch is ``validating`` until ``0.1 T``, ``in_progress`` until ``0.8 T``
+(``request_counts.completed`` rising), ``finalizing`` until ``T`` and
+``completed`` from then on; the create answer always says ``validating``, so
+with ``T = 0`` the batch is complete at the first poll. Faults bend this
+timeline: ``failed`` at ``0.1 T``; ``expired`` at ``T``; a fault cancel turns
+``cancelling`` at ``0.5 T`` and ``cancelled`` at ``T``; a cancel request turns
+the batch ``cancelling`` at once and ``cancelled`` ``0.1 T`` later, with the
+items done that its progress had reached. An Anthropic batch is
+``in_progress`` until ``T`` and ``ended`` after; ``canceling`` likewise.
+
+Output and error files (Anthropic: the results file) are produced once, when
+a poll (or the background ticker, for ``T > 0``) first sees the batch in a
+terminal state; that is also when the batch is billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from providers.emulator import ids
+from providers.emulator.config import EmulatorConfig
+from providers.emulator.jobs import Job, anthropic_job, not_done_line, openai_job
+from providers.emulator.rng import roll
+from providers.emulator.state import State
+
+__all__ = ["BatchEngine", "NotFound", "NotReady", "iso"]
+
+DAY = 24 * 3600
+OPENAI_ENDPOINTS = ("/v1/chat/completions", "/v1/responses")
+_TERMINAL_OPENAI = ("completed", "failed", "expired", "cancelled")
+
+
+class NotFound(Exception):
+    """No batch with that id."""
+
+
+class NotReady(Exception):
+    """The batch has not ended (Anthropic results)."""
+
+
+class Conflict(Exception):
+    """The batch cannot be cancelled in its state."""
+
+
+def iso(t: float) -> str:
+    """RFC 3339 with microseconds and ``+00:00``, as Anthropic writes timestamps."""
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
+
+
+class BatchEngine:
+    """Creates, advances, cancels, lists and finishes batches."""
+
+    def __init__(self, state: State, config: EmulatorConfig) -> None:
+        self.state = state
+        self.config = config
+        self._jobs: dict[str, asyncio.Future[Job]] = {}
+        self._finishing: dict[str, asyncio.Task[None]] = {}
+
+    def forget(self) -> None:
+        """Drop in-memory jobs (after a reset)."""
+        self._jobs.clear()
+        self._finishing.clear()
+
+    # ------------------------------------------------------------------ jobs
+
+    def _job(self, rec: dict[str, Any]) -> asyncio.Future[Job]:
+        fut = self._jobs.get(rec["id"])
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            cfg = self.config.model_copy()
+            seen_items = self.state.seen_items
+            seen_batches = self.state.seen_batches
+            data = self.state.files[rec["input_file_id"]].content()
+            if rec["provider"] == "openai":
+                endpoint = rec["endpoint"]
+                fut = loop.run_in_executor(
+                    None, openai_job, data, endpoint, cfg, seen_items, seen_batches
+                )
+            else:
+                requests = orjson.loads(data)
+                fut = loop.run_in_executor(
+                    None, anthropic_job, requests, cfg, seen_items, seen_batches
+                )
+            self._jobs[rec["id"]] = fut
+        return fut
+
+    # ------------------------------------------------------------- creation
+
+    def create_openai(
+        self, input_file_id: str, endpoint: str, window: str, metadata: Any
+    ) -> dict[str, Any]:
+        """A new OpenAI batch; its answer says ``validating``."""
+        now = time.time()
+        data = self.state.files[input_file_id].content()
+        rec: dict[str, Any] = {
+            "id": ids.hex_time_id("batch_", now),
+            "provider": "openai",
+            "created": now,
+            "T": self.config.batch_seconds,
+            "endpoint": endpoint,
+            "input_file_id": input_file_id,
+            "completion_window": window,
+            "metadata": metadata,
+            "n": data.count(b"\n") + (0 if data.endswith(b"\n") else 1),
+            "missing_polls": self.config.output_file_missing_polls,
+            "cancel_at": None,
+            "final": None,
+        }
+        self.state.save_batch(rec)
+        self._job(rec)
+        return self._openai_obj(rec, "validating", {}, {"total": 0, "completed": 0, "failed": 0})
+
+    def create_anthropic(self, requests: list[dict[str, Any]], origin: str) -> dict[str, Any]:
+        """A new Anthropic message batch; its answer says ``in_progress``."""
+        now = time.time()
+        batch_id = ids.anthropic_id("msgbatch_")
+        input_file = self.state.add_file(
+            orjson.dumps(requests), "anthropic_batch_input", f"{batch_id}_requests.json"
+        )
+        rec: dict[str, Any] = {
+            "id": batch_id,
+            "provider": "anthropic",
+            "created": now,
+            "T": self.config.batch_seconds,
+            "input_file_id": input_file.id,
+            "n": len(requests),
+            "cancel_at": None,
+            "final": None,
+        }
+        self.state.save_batch(rec)
+        self._job(rec)
+        return self._anthropic_obj(rec, "in_progress", origin)
+
+    # -------------------------------------------------------------- timeline
+
+    def _get(self, batch_id: str, provider: str) -> dict[str, Any]:
+        rec = self.state.batches.get(batch_id)
+        if rec is None or rec["provider"] != provider:
+            raise NotFound(batch_id)
+        return rec
+
+    @staticmethod
+    def _progress(rec: dict[str, Any], t: float) -> float:
+        T = float(rec["T"])
+        if T <= 0:
+            return 0.0
+        return min(1.0, max(0.0, (t - float(rec["created"]) - 0.1 * T) / (0.7 * T)))
+
+    async def _terminal(self, rec: dict[str, Any], now: float) -> tuple[str, float, float] | None:
+        """``(status, done fraction, when)`` if the batch has reached its end at ``now``."""
+        t0, T = rec["created"], rec["T"]
+        openai = rec["provider"] == "openai"
+        tc = rec["cancel_at"]
+        if T <= 0 and tc is None and not rec.get("polled"):
+            return None  # with T = 0 the end comes with the first poll, not before
+        if openai and tc is None and now < t0 + 0.1 * T:
+            return None
+        if not openai and tc is None and now < t0 + T:
+            return None
+        job = await self._job(rec)
+        fault = job.fault
+        if openai and fault == "fail":
+            return ("failed", 0.0, t0 + 0.1 * T)
+        if tc is not None:
+            if now >= tc + 0.1 * T:
+                return ("cancelled", self._progress(rec, tc), tc + 0.1 * T)
+            return None
+        if now < t0 + T:
+            return None
+        partial = self.config.partial_done
+        if fault == "expire":
+            return ("expired", partial, t0 + T)
+        if fault == "cancel":
+            return ("cancelled", partial, t0 + T)
+        return ("completed", 1.0, t0 + T)
+
+    async def _settle(self, rec: dict[str, Any], now: float) -> None:
+        if rec["final"] is not None:
+            return
+        end = await self._terminal(rec, now)
+        if end is None or rec["final"] is not None:
+            return
+        task = self._finishing.get(rec["id"])
+        if task is None:
+            task = asyncio.ensure_future(self._finish(rec, *end))
+            self._finishing[rec["id"]] = task
+        await task
+
+    async def _finish(self, rec: dict[str, Any], status: str, done: float, when: float) -> None:
+        job = await self._job(rec)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            None, _assemble, rec, job, status, done, self.config.seed
+        )
+        final: dict[str, Any] = {"status": status, "when": when, "counts": result.counts}
+        openai = rec["provider"] == "openai"
+        for kind, lines in (("output", result.output), ("error", result.errors)):
+            file_id = None
+            if lines:
+                name = f"{rec['id']}_{kind}.jsonl" if openai else f"{rec['id']}_results.jsonl"
+                purpose = "batch_output" if openai else "anthropic_batch_results"
+                file_id = (
+                    await loop.run_in_executor(None, self.state.add_file, lines, purpose, name)
+                ).id
+            final[f"{kind}_file_id"] = file_id
+        if status == "failed":
+            final["errors"] = job.errors or [
+                {
+                    "code": "token_limit_exceeded",
+                    "message": f"Enqueued token limit reached for {job.model} in organization "
+                    "org-lexibatch-emulator. Limit: 90,000 enqueued tokens. Please try submitting "
+                    "fewer tasks or try again later.",
+                    "param": None,
+                    "line": None,
+                }
+            ]
+        self.state.batch_done(
+            rec["id"],
+            job.batch_key,
+            job.custom_ids,
+            result.billed,
+            result.in_tokens,
+            result.out_tokens,
+        )
+        rec["final"] = final
+        self.state.save_batch(rec)
+        self._jobs.pop(rec["id"], None)
+
+    async def tick(self) -> None:
+        """Finish batches whose time has come (``T > 0`` only; with ``T = 0`` a poll ends them)."""
+        now = time.time()
+        for rec in list(self.state.batches.values()):
+            if rec["final"] is None and rec["T"] > 0:
+                await self._settle(rec, now)
+
+    # ---------------------------------------------------------------- OpenAI
+
+    async def get_openai(self, batch_id: str) -> dict[str, Any]:
+        """The batch object as a poll sees it now."""
+        rec = self._get(batch_id, "openai")
+        rec["polled"] = True
+        now = time.time()
+        await self._settle(rec, now)
+        return await self._openai_view(rec, now, poll=True)
+
+    async def cancel_openai(self, batch_id: str) -> dict[str, Any]:
+        """Ask for cancellation: the answer says ``cancelling``."""
+        rec = self._get(batch_id, "openai")
+        now = time.time()
+        await self._settle(rec, now)
+        if rec["final"] is not None:
+            raise Conflict(f"Cannot cancel a batch with status '{rec['final']['status']}'.")
+        if rec["cancel_at"] is None:
+            rec["cancel_at"] = now
+            self.state.save_batch(rec)
+        return await self._openai_view(rec, now, poll=False, answering_cancel=True)
+
+    async def list_openai(self, limit: int, after: str | None) -> dict[str, Any]:
+        """A page of batches, newest first."""
+        recs = sorted(
+            (r for r in self.state.batches.values() if r["provider"] == "openai"),
+            key=lambda r: r["created"],
+            reverse=True,
+        )
+        start = 0
+        if after is not None:
+            for i, r in enumerate(recs):
+                if r["id"] == after:
+                    start = i + 1
+                    break
+        page = recs[start : start + limit]
+        now = time.time()
+        data = [await self._openai_view(r, now, poll=False) for r in page]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": start + limit < len(recs),
+        }
+
+    async def _openai_view(
+        self, rec: dict[str, Any], now: float, *, poll: bool, answering_cancel: bool = False
+    ) -> dict[str, Any]:
+        t0, T, n = rec["created"], rec["T"], rec["n"]
+        final = rec["final"]
+        at: dict[str, int] = {}
+        if final is not None:
+            status = final["status"]
+            when = final["when"]
+            if status != "failed":
+                at["in_progress_at"] = int(t0 + 0.1 * T)
+            if status == "completed":
+                at["finalizing_at"] = int(t0 + 0.8 * T)
+                at["completed_at"] = int(when)
+            elif status == "failed":
+                at["failed_at"] = int(when)
+            elif status == "expired":
+                at["expired_at"] = int(when)
+            elif status == "cancelled":
+                tc = rec["cancel_at"] if rec["cancel_at"] is not None else t0 + 0.5 * T
+                at["cancelling_at"] = int(tc)
+                at["cancelled_at"] = int(when)
+            counts = final["counts"]
+            output_file_id = final["output_file_id"]
+            if poll and status == "completed" and rec.get("missing_polls", 0) > 0:
+                rec["missing_polls"] -= 1
+                self.state.save_batch(rec)
+                output_file_id = None
+            errors = {"object": "list", "data": final["errors"]} if "errors" in final else None
+            return self._openai_obj(
+                rec, status, at, counts, output_file_id, final["error_file_id"], errors
+            )
+        tc = rec["cancel_at"]
+        validating = now < t0 + 0.1 * T or (T <= 0 and not rec.get("polled"))
+        if tc is not None:
+            started = T > 0 and tc >= t0 + 0.1 * T
+            if started:
+                at["in_progress_at"] = int(t0 + 0.1 * T)
+            at["cancelling_at"] = int(tc)
+            done = int(n * self._progress(rec, tc))
+            total = n if started else 0
+            return self._openai_obj(
+                rec, "cancelling", at, {"total": total, "completed": done, "failed": 0}
+            )
+        if validating:
+            return self._openai_obj(
+                rec, "validating", at, {"total": 0, "completed": 0, "failed": 0}
+            )
+        at["in_progress_at"] = int(t0 + 0.1 * T)
+        job = self._jobs.get(rec["id"])
+        fault = job.result().fault if job is not None and job.done() else None
+        counts = {"total": n, "completed": int(n * self._progress(rec, now)), "failed": 0}
+        if fault == "cancel" and now >= t0 + 0.5 * T:
+            at["cancelling_at"] = int(t0 + 0.5 * T)
+            return self._openai_obj(rec, "cancelling", at, counts)
+        if now >= t0 + 0.8 * T and fault not in ("expire", "cancel"):
+            at["finalizing_at"] = int(t0 + 0.8 * T)
+            return self._openai_obj(
+                rec, "finalizing", at, {"total": n, "completed": n, "failed": 0}
+            )
+        return self._openai_obj(rec, "in_progress", at, counts)
+
+    @staticmethod
+    def _openai_obj(
+        rec: dict[str, Any],
+        status: str,
+        at: dict[str, int],
+        counts: dict[str, int],
+        output_file_id: str | None = None,
+        error_file_id: str | None = None,
+        errors: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        t0 = rec["created"]
+        return {
+            "id": rec["id"],
+            "object": "batch",
+            "endpoint": rec["endpoint"],
+            "errors": errors,
+            "input_file_id": rec["input_file_id"],
+            "completion_window": rec["completion_window"],
+            "status": status,
+            "output_file_id": output_file_id,
+            "error_file_id": error_file_id,
+            "created_at": int(t0),
+            "in_progress_at": at.get("in_progress_at"),
+            "expires_at": int(t0) + DAY,
+            "finalizing_at": at.get("finalizing_at"),
+            "completed_at": at.get("completed_at"),
+            "failed_at": at.get("failed_at"),
+            "expired_at": at.get("expired_at"),
+            "cancelling_at": at.get("cancelling_at"),
+            "cancelled_at": at.get("cancelled_at"),
+            "request_counts": dict(counts),
+            "metadata": rec["metadata"],
+        }
+
+    # ------------------------------------------------------------- Anthropic
+
+    async def get_anthropic(self, batch_id: str, origin: str) -> dict[str, Any]:
+        """The message batch as a poll sees it now."""
+        rec = self._get(batch_id, "anthropic")
+        rec["polled"] = True
+        now = time.time()
+        await self._settle(rec, now)
+        return self._anthropic_view(rec, now, origin)
+
+    async def cancel_anthropic(self, batch_id: str, origin: str) -> dict[str, Any]:
+        """Ask for cancellation: the answer says ``canceling``."""
+        rec = self._get(batch_id, "anthropic")
+        now = time.time()
+        await self._settle(rec, now)
+        if rec["final"] is not None:
+            raise Conflict(f"Batch {batch_id} has already ended and cannot be canceled.")
+        if rec["cancel_at"] is None:
+            rec["cancel_at"] = now
+            self.state.save_batch(rec)
+        return self._anthropic_obj(rec, "canceling", origin)
+
+    async def list_anthropic(
+        self, limit: int, after_id: str | None, before_id: str | None, origin: str
+    ) -> dict[str, Any]:
+        """A page of message batches, newest first."""
+        recs = sorted(
+            (r for r in self.state.batches.values() if r["provider"] == "anthropic"),
+            key=lambda r: r["created"],
+            reverse=True,
+        )
+        position = {r["id"]: i for i, r in enumerate(recs)}
+        if after_id is not None and after_id in position:
+            start = position[after_id] + 1
+            page = recs[start : start + limit]
+            has_more = start + limit < len(recs)
+        elif before_id is not None and before_id in position:
+            end = position[before_id]
+            page = recs[max(0, end - limit) : end]
+            has_more = end - limit > 0
+        else:
+            page = recs[:limit]
+            has_more = limit < len(recs)
+        now = time.time()
+        data = [self._anthropic_view(r, now, origin) for r in page]
+        return {
+            "data": data,
+            "has_more": has_more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
+    async def results_anthropic(self, batch_id: str) -> str:
+        """The id of the results file; :class:`NotReady` before the batch has ended."""
+        rec = self._get(batch_id, "anthropic")
+        await self._settle(rec, time.time())
+        final = rec["final"]
+        if final is None:
+            raise NotReady(batch_id)
+        return str(final["output_file_id"])
+
+    def _anthropic_view(self, rec: dict[str, Any], now: float, origin: str) -> dict[str, Any]:
+        final = rec["final"]
+        if final is not None:
+            return self._anthropic_obj(rec, "ended", origin)
+        t0, T = rec["created"], rec["T"]
+        job = self._jobs.get(rec["id"])
+        fault = job.result().fault if job is not None and job.done() else None
+        if rec["cancel_at"] is not None or (fault == "cancel" and now >= t0 + 0.5 * T):
+            return self._anthropic_obj(rec, "canceling", origin)
+        return self._anthropic_obj(rec, "in_progress", origin)
+
+    def _anthropic_obj(self, rec: dict[str, Any], status: str, origin: str) -> dict[str, Any]:
+        t0, T = rec["created"], rec["T"]
+        final = rec["final"]
+        cancel_at = rec["cancel_at"]
+        if (cancel_at is None and final is not None and final["status"] == "cancelled") or (
+            cancel_at is None and status == "canceling"
+        ):
+            cancel_at = t0 + 0.5 * T
+        if final is not None:
+            counts = final["counts"]
+        else:
+            counts = {
+                "processing": rec["n"],
+                "succeeded": 0,
+                "errored": 0,
+                "canceled": 0,
+                "expired": 0,
+            }
+        return {
+            "id": rec["id"],
+            "type": "message_batch",
+            "processing_status": status,
+            "request_counts": dict(counts),
+            "ended_at": iso(final["when"]) if final is not None else None,
+            "created_at": iso(t0),
+            "expires_at": iso(t0 + DAY),
+            "archived_at": None,
+            "cancel_initiated_at": iso(cancel_at) if cancel_at is not None else None,
+            "results_url": f"{origin}/v1/messages/batches/{rec['id']}/results"
+            if final is not None
+            else None,
+        }
+
+
+class _Assembled:
+    __slots__ = ("billed", "counts", "errors", "in_tokens", "out_tokens", "output")
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.errors = b""
+        self.billed: list[str] = []
+        self.in_tokens = 0
+        self.out_tokens = 0
+        self.counts: dict[str, int] = {}
+
+
+def _assemble(rec: dict[str, Any], job: Job, status: str, done: float, seed: int) -> _Assembled:
+    """Split a job's lines into output and error files for the way the batch ended."""
+    out = _Assembled()
+    openai = rec["provider"] == "openai"
+    if status == "failed":
+        out.counts = {"total": 0, "completed": 0, "failed": 0}
+        return out
+    good: list[bytes] = []
+    bad: list[bytes] = []
+    order: list[tuple[float, bytes]] = []
+    n_ok = n_err = n_gone = 0
+    stem = ids.Stem()
+    everything = done >= 1.0
+    for i, cid in enumerate(job.custom_ids):
+        if everything or roll(seed, "done", cid, job.seen[i]) < done:
+            line = job.lines[i]
+            if job.ok[i]:
+                n_ok += 1
+                out.billed.append(cid)
+                out.in_tokens += job.in_tokens[i]
+                out.out_tokens += job.out_tokens[i]
+                if openai:
+                    good.append(line)
+                else:
+                    order.append((roll(seed, "order", cid), line))
+            else:
+                n_err += 1
+                if openai:
+                    bad.append(line)
+                else:
+                    order.append((roll(seed, "order", cid), line))
+        else:
+            n_gone += 1
+            line = not_done_line(openai, cid, status, stem, i)
+            if openai:
+                bad.append(line)
+            else:
+                order.append((roll(seed, "order", cid), line))
+    if openai:
+        out.output = b"\n".join(good) + b"\n" if good else b""
+        out.errors = b"\n".join(bad) + b"\n" if bad else b""
+        out.counts = {"total": job.n, "completed": n_ok, "failed": n_err + n_gone}
+    else:
+        order.sort(key=lambda pair: pair[0])
+        out.output = b"\n".join(line for _, line in order) + b"\n" if order else b""
+        out.counts = {
+            "processing": 0,
+            "succeeded": n_ok,
+            "errored": n_err,
+            "canceled": n_gone if status == "cancelled" else 0,
+            "expired": n_gone if status == "expired" else 0,
+        }
+    return out

@@ -1,0 +1,140 @@
+"""Settings of the emulator and the model-name markers that force a fault."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["MARKERS", "EmulatorConfig", "Markers", "parse_markers"]
+
+Fraction = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class EmulatorConfig(BaseModel):
+    """Everything that shapes the emulator's answers, timing and faults.
+
+    Fractions are probabilities in [0, 1]; each decision is a deterministic
+    function of ``seed``, the request (its body, or its ``custom_id`` in a
+    batch) and how often the emulator has already seen that request, so a
+    retry can succeed and a test can predict the outcome.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    seed: int = 0
+    """Seed mixed into every answer and fault decision."""
+
+    batch_seconds: float = Field(default=0.0, ge=0.0)
+    """Wall-clock seconds from creation until a batch is complete (0: at the first poll)."""
+
+    output_file_missing_polls: int = Field(default=0, ge=0)
+    """Polls for which a completed batch still shows ``output_file_id: null``."""
+
+    latency: float = Field(default=0.0, ge=0.0)
+    """Seconds every immediate call waits before answering."""
+
+    rate_limit: float = Fraction
+    """Fraction of immediate calls answered 429 with a ``retry-after`` header."""
+
+    retry_after: float = Field(default=0.05, ge=0.0)
+    """Seconds sent in ``retry-after`` (and ``retry-after-ms``) on a 429."""
+
+    server_error: float = Fraction
+    """Fraction of immediate calls answered 500 or 503 (OpenAI) / 500 or 529 (Anthropic)."""
+
+    slow: float = Fraction
+    """Fraction of immediate calls delayed by ``slow_seconds``."""
+
+    slow_seconds: float = Field(default=2.0, ge=0.0)
+    """Delay of a slow call."""
+
+    batch_fail: float = Fraction
+    """Fraction of batches that end ``failed`` (Anthropic: every item ``errored``)."""
+
+    batch_fail_pattern: str | None = None
+    """Regular expression: batches whose model matches it always fail."""
+
+    batch_expire: float = Fraction
+    """Fraction of batches that end ``expired`` with only part of the items done."""
+
+    batch_expire_pattern: str | None = None
+    """Regular expression: batches whose model matches it always expire."""
+
+    batch_cancel: float = Fraction
+    """Fraction of batches that end ``cancelled`` with only part of the items done."""
+
+    batch_cancel_pattern: str | None = None
+    """Regular expression: batches whose model matches it are always cancelled."""
+
+    partial_done: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Share of items done in a batch that expires or is cancelled by a fault."""
+
+    item_error: float = Fraction
+    """Fraction of batch items that end in the error file (Anthropic: ``errored``)."""
+
+    schema_invalid: float = Fraction
+    """Fraction of answers whose content does not fit the requested schema."""
+
+    openai_max_requests: int | None = Field(default=None, ge=1)
+    """Reject OpenAI batches with more lines than this (the real limit is 50,000)."""
+
+    anthropic_max_requests: int | None = Field(default=None, ge=1)
+    """Reject Anthropic batches with more requests than this (the real limit is 100,000)."""
+
+    @field_validator("batch_fail_pattern", "batch_expire_pattern", "batch_cancel_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+
+MARKERS = (
+    "fail-batch",
+    "expire",
+    "cancel",
+    "item-error",
+    "schema-invalid",
+    "rate-limit",
+    "server-error",
+    "slow",
+)
+"""Fault names usable as model-name markers (``model@NAME`` or ``model@NAME-once``)."""
+
+
+class Markers:
+    """The faults a model name asks for: ``always`` every time, ``once`` the first time."""
+
+    __slots__ = ("always", "once")
+
+    def __init__(self, always: frozenset[str], once: frozenset[str]) -> None:
+        self.always = always
+        self.once = once
+
+    def wants(self, name: str, seen: int) -> bool:
+        """Whether fault ``name`` is forced for a request already seen ``seen`` times."""
+        return name in self.always or (name in self.once and seen == 0)
+
+    def __bool__(self) -> bool:
+        return bool(self.always or self.once)
+
+
+_NO_MARKERS = Markers(frozenset(), frozenset())
+
+
+@lru_cache(maxsize=4096)
+def parse_markers(model: str) -> Markers:
+    """The markers at the end of ``model`` (``gpt-4o-mini@item-error@slow-once``)."""
+    if "@" not in model:
+        return _NO_MARKERS
+    always: set[str] = set()
+    once: set[str] = set()
+    for part in model.split("@")[1:]:
+        name = part.strip().lower()
+        if name.endswith("-once") and name[:-5] in MARKERS:
+            once.add(name[:-5])
+        elif name in MARKERS:
+            always.add(name)
+    return Markers(frozenset(always), frozenset(once))

@@ -1,0 +1,582 @@
+"""The aiohttp application: OpenAI and Anthropic routes plus ``/_emulator/*`` controls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import BodyPartReader, web
+from pydantic import ValidationError
+
+from providers.emulator import ids
+from providers.emulator.answers import (
+    anthropic_message,
+    canonical,
+    chat_completion,
+    responses_answer,
+)
+from providers.emulator.batches import OPENAI_ENDPOINTS, BatchEngine, Conflict, NotFound, NotReady
+from providers.emulator.config import EmulatorConfig, parse_markers
+from providers.emulator.jobs import validate_anthropic
+from providers.emulator.rng import body_seed, roll
+from providers.emulator.state import State
+
+__all__ = ["EmulatorApp"]
+
+JSON = "application/json"
+_FRESH = ids.Fresh()
+_ORG = "lexibatch-emulator"
+_ANTHROPIC_ORG = "00000000-0000-4000-8000-00000000e1a7"
+_TICK = 0.1
+_FILE_PURPOSES = frozenset({"batch", "fine-tune", "assistants", "vision", "user_data", "evals"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _openai_headers() -> dict[str, str]:
+    return {
+        "x-request-id": ids.openai_request_id(),
+        "openai-version": "2020-10-01",
+        "openai-organization": _ORG,
+        "openai-processing-ms": "1",
+    }
+
+
+def _anthropic_headers(request_id: str | None = None) -> dict[str, str]:
+    return {
+        "request-id": request_id or ids.anthropic_id("req_"),
+        "anthropic-organization-id": _ANTHROPIC_ORG,
+    }
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+
+def openai_error(
+    status: int,
+    message: str,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """An error answer in OpenAI's shape."""
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return _json(body, status, {**_openai_headers(), **(headers or {})})
+
+
+def anthropic_error(
+    status: int, type_: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """An error answer in Anthropic's shape."""
+    rid = ids.anthropic_id("req_")
+    body = {"type": "error", "error": {"type": type_, "message": message}, "request_id": rid}
+    return _json(body, status, {**_anthropic_headers(rid), **(headers or {})})
+
+
+def _retry_headers(seconds: float) -> dict[str, str]:
+    text = f"{seconds:g}"
+    return {"retry-after": text, "retry-after-ms": str(int(seconds * 1000))}
+
+
+def _openai_auth(request: web.Request) -> web.Response | None:
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer ") or not auth[7:].strip():
+        return openai_error(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an Authorization "
+            "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password "
+            "field (i.e. Authorization: Basic base64(:YOUR_KEY)). You can obtain an API key from "
+            "https://platform.openai.com/account/api-keys.",
+        )
+    return None
+
+
+def _anthropic_auth(request: web.Request) -> web.Response | None:
+    key = request.headers.get("x-api-key", "").strip()
+    bearer = request.headers.get("Authorization", "")
+    if not key and not (bearer.startswith("Bearer ") and bearer[7:].strip()):
+        return anthropic_error(401, "authentication_error", "x-api-key header is required")
+    if not request.headers.get("anthropic-version"):
+        return anthropic_error(
+            400, "invalid_request_error", "anthropic-version: header is required"
+        )
+    return None
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+class EmulatorApp:
+    """The emulator's state, configuration and HTTP routes."""
+
+    def __init__(self, config: EmulatorConfig, state_dir: Path | None) -> None:
+        self.config = config
+        self.state = State(state_dir)
+        self.engine = BatchEngine(self.state, config)
+        self._ticker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------- controls
+
+    def configure(self, changes: dict[str, Any]) -> EmulatorConfig:
+        """Apply ``changes`` to the configuration (validated as a whole)."""
+        merged = {**self.config.model_dump(), **changes}
+        self.config = EmulatorConfig.model_validate(merged)
+        self.engine.config = self.config
+        return self.config
+
+    def reset(self) -> None:
+        """Forget all files, batches, billing and seen-counters."""
+        self.state.reset()
+        self.engine.forget()
+
+    def billing(self) -> dict[str, Any]:
+        """What the emulator billed."""
+        return self.state.billing()
+
+    def build(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application(client_max_size=512 * 1024 * 1024)
+        r = app.router
+        r.add_post("/v1/chat/completions", self._openai(self.chat))
+        r.add_post("/v1/responses", self._openai(self.responses))
+        r.add_post("/v1/files", self._openai(self.upload))
+        r.add_get("/v1/files/{id}", self._openai(self.file_get))
+        r.add_get("/v1/files/{id}/content", self._openai(self.file_content))
+        r.add_post("/v1/batches", self._openai(self.batch_create))
+        r.add_get("/v1/batches", self._openai(self.batch_list))
+        r.add_get("/v1/batches/{id}", self._openai(self.batch_get))
+        r.add_post("/v1/batches/{id}/cancel", self._openai(self.batch_cancel))
+        r.add_post("/v1/messages", self._anthropic(self.messages))
+        r.add_post("/v1/messages/batches", self._anthropic(self.msgbatch_create))
+        r.add_get("/v1/messages/batches", self._anthropic(self.msgbatch_list))
+        r.add_get("/v1/messages/batches/{id}", self._anthropic(self.msgbatch_get))
+        r.add_get("/v1/messages/batches/{id}/results", self._anthropic(self.msgbatch_results))
+        r.add_post("/v1/messages/batches/{id}/cancel", self._anthropic(self.msgbatch_cancel))
+        r.add_get("/_emulator/billing", self.ctl_billing)
+        r.add_get("/_emulator/config", self.ctl_config_get)
+        r.add_post("/_emulator/config", self.ctl_config)
+        r.add_post("/_emulator/reset", self.ctl_reset)
+        r.add_get("/_emulator/health", self.ctl_health)
+        app.on_startup.append(self._start_ticker)
+        app.on_cleanup.append(self._stop_ticker)
+        return app
+
+    def _openai(self, handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            denied = _openai_auth(request)
+            if denied is not None:
+                return denied
+            return await handler(request)
+
+        return wrapped
+
+    def _anthropic(self, handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            denied = _anthropic_auth(request)
+            if denied is not None:
+                return denied
+            return await handler(request)
+
+        return wrapped
+
+    async def _start_ticker(self, app: web.Application) -> None:
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _stop_ticker(self, app: web.Application) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self.state.close()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK)
+            with contextlib.suppress(Exception):
+                await self.engine.tick()
+
+    async def ctl_billing(self, request: web.Request) -> web.Response:
+        """``GET /_emulator/billing``."""
+        return _json(self.billing())
+
+    async def ctl_config_get(self, request: web.Request) -> web.Response:
+        """``GET /_emulator/config``."""
+        return _json(self.config.model_dump())
+
+    async def ctl_config(self, request: web.Request) -> web.Response:
+        """``POST /_emulator/config`` with a JSON object of changes."""
+        try:
+            changes = orjson.loads(await request.read() or b"{}")
+            if not isinstance(changes, dict):
+                raise ValueError("expected a JSON object")
+            config = self.configure(changes)
+        except (ValueError, ValidationError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(config.model_dump())
+
+    async def ctl_reset(self, request: web.Request) -> web.Response:
+        """``POST /_emulator/reset``."""
+        self.reset()
+        return _json({"reset": True})
+
+    async def ctl_health(self, request: web.Request) -> web.Response:
+        """``GET /_emulator/health``."""
+        return _json({"ok": True})
+
+    # ---------------------------------------------------------- immediate
+
+    async def _immediate(self, request: web.Request, openai: bool, kind: str) -> web.Response:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            if openai:
+                return openai_error(
+                    400,
+                    "We could not parse the JSON body of your request, or it has no 'model'.",
+                    param="model",
+                )
+            return anthropic_error(400, "invalid_request_error", "model: Field required")
+        if body.get("stream"):
+            message = "stream: the lexibatch emulator does not stream"
+            if openai:
+                return openai_error(400, message, param="stream")
+            return anthropic_error(400, "invalid_request_error", message)
+        if not openai:
+            for key in ("max_tokens", "messages"):
+                if key not in body:
+                    return anthropic_error(400, "invalid_request_error", f"{key}: Field required")
+        cfg = self.config
+        canon = canonical(body)
+        digest = blake2b(canon, digest_size=16).hexdigest()
+        seen = self.state.seen_bodies.get(digest, 0)
+        model = body["model"]
+        markers = parse_markers(model)
+        seed = cfg.seed
+        if cfg.latency > 0:
+            await asyncio.sleep(cfg.latency)
+        if markers.wants("slow", seen) or (
+            cfg.slow > 0 and roll(seed, "slow", digest, seen) < cfg.slow
+        ):
+            await asyncio.sleep(cfg.slow_seconds)
+        if markers.wants("rate-limit", seen) or (
+            cfg.rate_limit > 0 and roll(seed, "rate_limit", digest, seen) < cfg.rate_limit
+        ):
+            self.state.immediate_call(digest, False, 0, 0)
+            retry = _retry_headers(cfg.retry_after)
+            if openai:
+                return openai_error(
+                    429,
+                    f"Rate limit reached for {model} in organization {_ORG} on requests per min "
+                    f"(RPM): Limit 500, Used 500, Requested 1. Please try again in "
+                    f"{int(cfg.retry_after * 1000)}ms.",
+                    "requests",
+                    code="rate_limit_exceeded",
+                    headers=retry,
+                )
+            return anthropic_error(
+                429,
+                "rate_limit_error",
+                "This request would exceed the rate limit for your organization of 50 requests "
+                "per minute. Please reduce the prompt length or the maximum tokens requested, or "
+                "try again later.",
+                headers=retry,
+            )
+        if markers.wants("server-error", seen) or (
+            cfg.server_error > 0 and roll(seed, "server_error", digest, seen) < cfg.server_error
+        ):
+            self.state.immediate_call(digest, False, 0, 0)
+            second = roll(seed, "server_error_kind", digest, seen) < 0.5
+            if openai:
+                if second:
+                    return openai_error(
+                        503,
+                        "The engine is currently overloaded, please try again later",
+                        "server_error",
+                    )
+                return openai_error(
+                    500,
+                    "The server had an error while processing your request. Sorry about that!",
+                    "server_error",
+                )
+            if second:
+                return anthropic_error(529, "overloaded_error", "Overloaded")
+            return anthropic_error(500, "api_error", "Internal server error")
+        invalid = markers.wants("schema-invalid", seen) or (
+            cfg.schema_invalid > 0
+            and roll(seed, "schema_invalid", digest, seen) < cfg.schema_invalid
+        )
+        answer_seed = body_seed(seed, canon)
+        created = int(time.time())
+        if kind == "chat":
+            answer = chat_completion(
+                body,
+                answer_seed,
+                invalid=invalid,
+                ids=_FRESH,
+                index=0,
+                created=created,
+                batch=False,
+            )
+        elif kind == "responses":
+            answer = responses_answer(
+                body,
+                answer_seed,
+                invalid=invalid,
+                ids=_FRESH,
+                index=0,
+                created=created,
+                batch=False,
+            )
+        else:
+            answer = anthropic_message(
+                body, answer_seed, invalid=invalid, ids=_FRESH, index=0, batch=False
+            )
+        self.state.immediate_call(digest, True, answer.input_tokens, answer.output_tokens)
+        headers = _openai_headers() if openai else _anthropic_headers()
+        return _json(answer.body, 200, headers)
+
+    async def chat(self, request: web.Request) -> web.Response:
+        """``POST /v1/chat/completions``."""
+        return await self._immediate(request, True, "chat")
+
+    async def responses(self, request: web.Request) -> web.Response:
+        """``POST /v1/responses``."""
+        return await self._immediate(request, True, "responses")
+
+    async def messages(self, request: web.Request) -> web.Response:
+        """``POST /v1/messages``."""
+        return await self._immediate(request, False, "messages")
+
+    # ---------------------------------------------------------------- files
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """``POST /v1/files`` (multipart: ``purpose`` and ``file``)."""
+        if not request.content_type.startswith("multipart/"):
+            return openai_error(400, "Expected a multipart/form-data body.", param="file")
+        reader = await request.multipart()
+        purpose = None
+        filename = "upload"
+        data = bytearray()
+        got_file = False
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                return openai_error(400, "Nested multipart bodies are not supported.", param="file")
+            if part.name == "purpose":
+                purpose = (await part.read()).decode()
+            elif part.name == "file":
+                got_file = True
+                filename = part.filename or "upload"
+                while True:
+                    chunk = await part.read_chunk(1 << 20)
+                    if not chunk:
+                        break
+                    data += chunk
+            else:
+                await part.read()
+        if not got_file:
+            return openai_error(400, "Missing required parameter: 'file'.", param="file")
+        if purpose not in _FILE_PURPOSES:
+            return openai_error(
+                400,
+                f"'{purpose}' is not one of {sorted(_FILE_PURPOSES)} - 'purpose'",
+                param="purpose",
+            )
+        loop = asyncio.get_running_loop()
+        rec = await loop.run_in_executor(None, self.state.add_file, bytes(data), purpose, filename)
+        return _json(rec.obj(fresh_upload=True), 200, _openai_headers())
+
+    def _file(self, request: web.Request) -> Any:
+        file_id = request.match_info["id"]
+        rec = self.state.files.get(file_id)
+        if rec is None or rec.purpose.startswith("anthropic_"):
+            return openai_error(404, f"No such File object: {file_id}", param="id")
+        return rec
+
+    async def file_get(self, request: web.Request) -> web.Response:
+        """``GET /v1/files/{id}``."""
+        rec = self._file(request)
+        if isinstance(rec, web.Response):
+            return rec
+        return _json(rec.obj(), 200, _openai_headers())
+
+    async def file_content(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/files/{id}/content`` (streamed)."""
+        rec = self._file(request)
+        if isinstance(rec, web.Response):
+            return rec
+        headers = {
+            **_openai_headers(),
+            "Content-Type": "application/octet-stream",
+            "content-disposition": f'attachment; filename="{rec.filename}"',
+        }
+        return _file_response(rec, headers)
+
+    # -------------------------------------------------------- OpenAI batches
+
+    async def batch_create(self, request: web.Request) -> web.Response:
+        """``POST /v1/batches``."""
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            return openai_error(400, "We could not parse the JSON body of your request.")
+        for field in ("input_file_id", "endpoint", "completion_window"):
+            if not isinstance(body.get(field), str):
+                return openai_error(400, f"Missing required parameter: '{field}'.", param=field)
+        if body["endpoint"] not in OPENAI_ENDPOINTS:
+            return openai_error(
+                400,
+                f"Invalid value: '{body['endpoint']}'. Supported values are: "
+                + ", ".join(f"'{e}'" for e in OPENAI_ENDPOINTS)
+                + ".",
+                param="endpoint",
+                code="invalid_value",
+            )
+        if body["completion_window"] != "24h":
+            return openai_error(
+                400,
+                f"Invalid value: '{body['completion_window']}'. Supported values are: '24h'.",
+                param="completion_window",
+                code="invalid_value",
+            )
+        rec = self.state.files.get(body["input_file_id"])
+        if rec is None or rec.purpose != "batch":
+            return openai_error(
+                400 if rec is not None else 404,
+                f"No such File object: {body['input_file_id']}"
+                if rec is None
+                else "The input file must be uploaded with purpose 'batch'.",
+                param="input_file_id",
+            )
+        obj = self.engine.create_openai(
+            body["input_file_id"], body["endpoint"], "24h", body.get("metadata")
+        )
+        return _json(obj, 200, _openai_headers())
+
+    async def batch_get(self, request: web.Request) -> web.Response:
+        """``GET /v1/batches/{id}``."""
+        batch_id = request.match_info["id"]
+        try:
+            obj = await self.engine.get_openai(batch_id)
+        except NotFound:
+            return openai_error(404, f"No batch found with id '{batch_id}'.")
+        return _json(obj, 200, _openai_headers())
+
+    async def batch_cancel(self, request: web.Request) -> web.Response:
+        """``POST /v1/batches/{id}/cancel``."""
+        batch_id = request.match_info["id"]
+        try:
+            obj = await self.engine.cancel_openai(batch_id)
+        except NotFound:
+            return openai_error(404, f"No batch found with id '{batch_id}'.")
+        except Conflict as exc:
+            return openai_error(409, str(exc))
+        return _json(obj, 200, _openai_headers())
+
+    async def batch_list(self, request: web.Request) -> web.Response:
+        """``GET /v1/batches?limit=&after=``."""
+        try:
+            limit = int(request.query.get("limit", "20"))
+        except ValueError:
+            return openai_error(400, "Invalid 'limit': expected an integer.", param="limit")
+        if not 1 <= limit <= 100:
+            return openai_error(400, "Invalid 'limit': must be between 1 and 100.", param="limit")
+        obj = await self.engine.list_openai(limit, request.query.get("after"))
+        return _json(obj, 200, _openai_headers())
+
+    # ----------------------------------------------------- Anthropic batches
+
+    async def msgbatch_create(self, request: web.Request) -> web.Response:
+        """``POST /v1/messages/batches`` with inline ``requests``."""
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            body = None
+        requests = body.get("requests") if isinstance(body, dict) else None
+        problem = validate_anthropic(requests, self.config.anthropic_max_requests)
+        if problem is not None:
+            return anthropic_error(400, "invalid_request_error", problem)
+        assert isinstance(requests, list)
+        obj = self.engine.create_anthropic(requests, _origin(request))
+        return _json(obj, 200, _anthropic_headers())
+
+    async def msgbatch_get(self, request: web.Request) -> web.Response:
+        """``GET /v1/messages/batches/{id}``."""
+        batch_id = request.match_info["id"]
+        try:
+            obj = await self.engine.get_anthropic(batch_id, _origin(request))
+        except NotFound:
+            return anthropic_error(404, "not_found_error", f"Message batch {batch_id} not found.")
+        return _json(obj, 200, _anthropic_headers())
+
+    async def msgbatch_cancel(self, request: web.Request) -> web.Response:
+        """``POST /v1/messages/batches/{id}/cancel``."""
+        batch_id = request.match_info["id"]
+        try:
+            obj = await self.engine.cancel_anthropic(batch_id, _origin(request))
+        except NotFound:
+            return anthropic_error(404, "not_found_error", f"Message batch {batch_id} not found.")
+        except Conflict as exc:
+            return anthropic_error(400, "invalid_request_error", str(exc))
+        return _json(obj, 200, _anthropic_headers())
+
+    async def msgbatch_list(self, request: web.Request) -> web.Response:
+        """``GET /v1/messages/batches?limit=&after_id=&before_id=``."""
+        try:
+            limit = int(request.query.get("limit", "20"))
+        except ValueError:
+            return anthropic_error(
+                400, "invalid_request_error", "limit: Input should be an integer"
+            )
+        if not 1 <= limit <= 1000:
+            return anthropic_error(
+                400, "invalid_request_error", "limit: must be between 1 and 1000"
+            )
+        obj = await self.engine.list_anthropic(
+            limit, request.query.get("after_id"), request.query.get("before_id"), _origin(request)
+        )
+        return _json(obj, 200, _anthropic_headers())
+
+    async def msgbatch_results(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/messages/batches/{id}/results`` (JSONL, 404 until the batch has ended)."""
+        batch_id = request.match_info["id"]
+        try:
+            file_id = await self.engine.results_anthropic(batch_id)
+        except NotFound:
+            return anthropic_error(404, "not_found_error", f"Message batch {batch_id} not found.")
+        except NotReady:
+            return anthropic_error(
+                404,
+                "not_found_error",
+                f"Message batch {batch_id} has not ended processing; its results are not "
+                "available yet.",
+            )
+        rec = self.state.files[file_id]
+        headers = {
+            **_anthropic_headers(),
+            "Content-Type": "application/octet-stream",
+            "content-disposition": f'attachment; filename="{batch_id}_results.jsonl"',
+        }
+        return _file_response(rec, headers)
+
+
+def _file_response(rec: Any, headers: dict[str, str]) -> web.StreamResponse:
+    if rec.path is not None:
+        return web.FileResponse(rec.path, headers=headers)
+    return web.Response(body=rec.data, headers=headers)

@@ -10,6 +10,12 @@ from typing import TYPE_CHECKING
 
 from plugins.hookspecs import hookimpl
 
+# The providers' documented per-batch limits (DESIGN section 9).
+OPENAI_MAX_REQUESTS = 50_000
+OPENAI_MAX_BYTES = 200 * 1024 * 1024
+ANTHROPIC_MAX_REQUESTS = 100_000
+ANTHROPIC_MAX_BYTES = 256 * 1024 * 1024
+
 if TYPE_CHECKING:
     from plugins.config import ProviderSettings
     from plugins.registry import RegisterProvider
@@ -27,7 +33,8 @@ def make_openai(name: str, settings: ProviderSettings) -> Provider:
         api=settings.api or "chat",
         timeout=settings.timeout,
         max_connections=max(settings.max_concurrency, 1) * 2,
-        **_batch_limits(settings),
+        max_batch_requests=settings.max_batch_requests or OPENAI_MAX_REQUESTS,
+        max_batch_bytes=settings.max_batch_bytes or OPENAI_MAX_BYTES,
     )
 
 
@@ -42,7 +49,8 @@ def make_anthropic(name: str, settings: ProviderSettings) -> Provider:
         structured_output=settings.structured_output or "json_schema",
         timeout=settings.timeout,
         max_connections=max(settings.max_concurrency, 1) * 2,
-        **_batch_limits(settings),
+        max_batch_requests=settings.max_batch_requests or ANTHROPIC_MAX_REQUESTS,
+        max_batch_bytes=settings.max_batch_bytes or ANTHROPIC_MAX_BYTES,
     )
 
 
@@ -50,7 +58,7 @@ def make_litellm(name: str, settings: ProviderSettings) -> Provider:
     """The ``litellm`` provider: any model string LiteLLM accepts."""
     from providers.litellm import LiteLLMProvider
 
-    return LiteLLMProvider(
+    provider: Provider = LiteLLMProvider(
         name=name,
         api_key=settings.api_key(name) or None,
         base_url=settings.base_url,
@@ -71,17 +79,11 @@ def make_sandbox(name: str, settings: ProviderSettings) -> Provider:
         api=settings.api or "chat",
         timeout=settings.timeout,
         max_connections=max(settings.max_concurrency, 1) * 2,
-        **_batch_limits(settings),
+        max_batch_requests=settings.max_batch_requests or OPENAI_MAX_REQUESTS,
+        max_batch_bytes=settings.max_batch_bytes or OPENAI_MAX_BYTES,
     )
 
 
-def _batch_limits(settings: ProviderSettings) -> dict[str, int]:
-    limits: dict[str, int] = {}
-    if settings.max_batch_requests is not None:
-        limits["max_batch_requests"] = settings.max_batch_requests
-    if settings.max_batch_bytes is not None:
-        limits["max_batch_bytes"] = settings.max_batch_bytes
-    return limits
 
 
 @hookimpl

@@ -322,11 +322,16 @@ class DefinitionSynthesizer:
         if left:
             warnings.append(
                 f"cluster: {_count(left, 'source definition')} left ungrouped "
-                f"({_numbers([i + 1 for i in left])}); each kept as its own meaning"
+                f"({_numbers([i + 1 for i in left])}); grouped by part of speech"
             )
+            # One meaning per part of speech, not one per leftover: a model that
+            # groups badly must not multiply the calls the enhance round makes.
+            by_pos: dict[str | None, list[SourceDefinition]] = {}
+            for i in left:
+                by_pos.setdefault(sources[i].part_of_speech, []).append(sources[i])
             clusters.extend(
-                MeaningCluster(part_of_speech=sources[i].part_of_speech, sources=[sources[i]])
-                for i in left
+                MeaningCluster(part_of_speech=pos, sources=members)
+                for pos, members in by_pos.items()
             )
         return clusters
 

@@ -282,7 +282,7 @@ class Settings(_Section):
                 if getattr(provider, option) is not None:
                     raise _KeyedValueError(
                         f"providers.{name}.{option}",
-                        f"only {_OPTION_OWNER[option]} take this key",
+                        f"this key is for {_OPTION_OWNER[option]} only",
                     )
         return self
 

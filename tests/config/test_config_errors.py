@@ -1,0 +1,235 @@
+"""Every config problem is one ConfigError line naming the source, the key and the expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins.config import load_settings
+from providers.errors import ConfigError
+
+
+def _error(
+    tmp_path: Path,
+    toml: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    config_path: Path | None = None,
+) -> ConfigError:
+    if toml is not None:
+        (tmp_path / "lexibatch.toml").write_text(toml, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_path, env=env or {}, overrides=overrides, cwd=tmp_path)
+    message = str(info.value)
+    assert "\n" not in message
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "message"),
+    [
+        (
+            "[connector]\nmodle = 'x'\n",
+            "connector.modle",
+            "lexibatch.toml: unknown key connector.modle (did you mean model?)",
+        ),
+        (
+            "[conector]\nmodel = 'x'\n",
+            "conector",
+            "lexibatch.toml: unknown key conector (did you mean connector?)",
+        ),
+        (
+            "[batch]\nlingr = 1\n",
+            "batch.lingr",
+            "lexibatch.toml: unknown key batch.lingr (did you mean linger?)",
+        ),
+        (
+            "[providers.openai]\nbase_ur = 'http://x'\n",
+            "providers.openai.base_ur",
+            "lexibatch.toml: unknown key providers.openai.base_ur (did you mean base_url?)",
+        ),
+        (
+            "[providers.openai]\noptions = {}\n",
+            "providers.openai.options",
+            "lexibatch.toml: unknown key providers.openai.options",
+        ),
+        (
+            "[batch]\nzzzzzz = 1\n",
+            "batch.zzzzzz",
+            "lexibatch.toml: unknown key batch.zzzzzz",
+        ),
+    ],
+)
+def test_unknown_keys(tmp_path: Path, toml: str, key: str, message: str) -> None:
+    error = _error(tmp_path, toml)
+    assert error.key == key
+    assert str(error) == message
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "message"),
+    [
+        (
+            "[batch]\nlinger = 'soon'\n",
+            "batch.linger",
+            "lexibatch.toml: batch.linger: expected a number ≥ 0, got 'soon'",
+        ),
+        (
+            "[batch]\nlinger = -1\n",
+            "batch.linger",
+            "lexibatch.toml: batch.linger: expected a number ≥ 0, got -1",
+        ),
+        (
+            "[batch]\npoll_interval = 0\n",
+            "batch.poll_interval",
+            "lexibatch.toml: batch.poll_interval: expected a number > 0, got 0",
+        ),
+        (
+            "[batch]\npoll_interval = inf\n",
+            "batch.poll_interval",
+            "lexibatch.toml: batch.poll_interval: expected a number > 0, got inf",
+        ),
+        (
+            "[batch]\npoll_interval = 60\nmax_poll_interval = 10\n",
+            "batch.max_poll_interval",
+            "lexibatch.toml: batch.max_poll_interval: expected a number ≥ batch.poll_interval "
+            "(60), got 10",
+        ),
+        (
+            "[batch]\nmax_requests = 1.5\n",
+            "batch.max_requests",
+            "lexibatch.toml: batch.max_requests: expected an integer ≥ 1, got 1.5",
+        ),
+        (
+            "[batch]\nretry_via = 'carrier pigeon'\n",
+            "batch.retry_via",
+            "lexibatch.toml: batch.retry_via: expected one of 'batch', 'immediate', "
+            "got 'carrier pigeon'",
+        ),
+        (
+            "[connector]\nmode = 'fast'\n",
+            "connector.mode",
+            "lexibatch.toml: connector.mode: expected one of 'immediate', 'batch', 'auto', "
+            "got 'fast'",
+        ),
+        (
+            "[providers.openai]\nmax_concurrency = 0\n",
+            "providers.openai.max_concurrency",
+            "lexibatch.toml: providers.openai.max_concurrency: expected an integer ≥ 1, got 0",
+        ),
+        (
+            "[immediate]\nreask = -1\n",
+            "immediate.reask",
+            "lexibatch.toml: immediate.reask: expected an integer ≥ 0, got -1",
+        ),
+        (
+            "[models]\ndefine = 5\n",
+            "models.define",
+            "lexibatch.toml: models.define: expected a non-empty string, got 5",
+        ),
+        (
+            "connector = 5\n",
+            "connector",
+            "lexibatch.toml: connector: expected a table, got 5",
+        ),
+        (
+            "[providers.anthropic]\napi = 'chat'\n",
+            "providers.anthropic.api",
+            "lexibatch.toml: providers.anthropic.api: this key is for OpenAI-style providers only",
+        ),
+        (
+            "[providers.openai]\nstructured_output = 'tool'\n",
+            "providers.openai.structured_output",
+            "lexibatch.toml: providers.openai.structured_output: this key is for the anthropic "
+            "provider only",
+        ),
+    ],
+)
+def test_bad_values(tmp_path: Path, toml: str, key: str, message: str) -> None:
+    error = _error(tmp_path, toml)
+    assert error.key == key
+    assert str(error) == message
+
+
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    error = _error(tmp_path, env={"LEXIBATCH_BATCH_LINGER": "x"})
+    assert error.key == "batch.linger"
+    assert str(error) == "LEXIBATCH_BATCH_LINGER: expected a number ≥ 0, got 'x'"
+    error = _error(tmp_path, env={"LEXIBATCH_MODE": "later"})
+    assert str(error).startswith("LEXIBATCH_MODE: expected one of 'immediate', 'batch', 'auto'")
+    assert error.key == "connector.mode"
+
+
+def test_the_file_is_blamed_only_for_its_own_values(tmp_path: Path) -> None:
+    error = _error(tmp_path, "[batch]\nlinger = 1\n", env={"LEXIBATCH_BATCH_POLL_INTERVAL": "-2"})
+    assert str(error).startswith("LEXIBATCH_BATCH_POLL_INTERVAL: ")
+
+
+def test_unknown_environment_variable(tmp_path: Path) -> None:
+    error = _error(tmp_path, env={"LEXIBATCH_BATCH_LINGR": "1"})
+    assert str(error) == (
+        "LEXIBATCH_BATCH_LINGR: unknown lexibatch setting (did you mean LEXIBATCH_BATCH_LINGER?)"
+    )
+    assert error.key == "batch.lingr"
+    error = _error(tmp_path, env={"LEXIBATCH_PROVIDERS_OPENAI_BASE_UR": "http://x"})
+    assert "did you mean LEXIBATCH_PROVIDERS_OPENAI_BASE_URL?" in str(error)
+    error = _error(tmp_path, env={"LEXIBATCH_SOMETHING": "1"})
+    assert str(error).startswith("LEXIBATCH_SOMETHING: unknown lexibatch setting")
+
+
+def test_bad_flag_value_and_unknown_flag_key(tmp_path: Path) -> None:
+    error = _error(tmp_path, overrides={"batch.budget_usd": -5})
+    assert str(error) == "command line: batch.budget_usd: expected a number ≥ 0, got -5"
+    assert error.key == "batch.budget_usd"
+    error = _error(tmp_path, overrides={"connector.provder": "openai"})
+    assert str(error) == "command line: unknown key connector.provder (did you mean provider?)"
+
+
+def test_toml_syntax_error_has_the_line(tmp_path: Path) -> None:
+    error = _error(tmp_path, '[connector]\nmodel = "ok"\nprovider = \n')
+    message = str(error)
+    assert message.startswith("lexibatch.toml: invalid TOML: ")
+    assert "line 3" in message
+
+
+def test_missing_explicit_config_file(tmp_path: Path) -> None:
+    error = _error(tmp_path, config_path=tmp_path / "nope.toml")
+    assert str(error) == f"{tmp_path / 'nope.toml'}: config file not found"
+    error = _error(tmp_path, env={"LEXIBATCH_CONFIG": "missing.toml"})
+    assert str(error) == "missing.toml: config file not found"
+
+
+def test_explicit_file_is_the_named_source(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "prod.toml"
+    path.parent.mkdir()
+    path.write_text("[batch]\nlinger = 'later'\n", encoding="utf-8")
+    error = _error(tmp_path, config_path=path)
+    assert str(error) == f"{path}: batch.linger: expected a number ≥ 0, got 'later'"
+
+
+SECRET = "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678"
+
+
+@pytest.mark.parametrize(
+    ("toml", "env"),
+    [
+        (f'[providers.openai]\napi_key_env = "{SECRET}"\n', {}),
+        (f'[providers.openai]\napi_key = "{SECRET}"\n', {}),
+        (f'[providers.openai]\nrpm = "{SECRET}"\n', {}),
+        (f'[connector]\nmode = "{SECRET}"\n', {}),
+        (None, {"LEXIBATCH_PROVIDERS_OPENAI_API_KEY": SECRET}),
+        (None, {"LEXIBATCH_OPENAI_API_KEY": SECRET}),
+        (None, {"LEXIBATCH_PROVIDERS_OPENAI_API_KEY_ENV": SECRET}),
+        (None, {"LEXIBATCH_BATCH_LINGER": SECRET}),
+    ],
+)
+def test_secrets_never_appear_in_messages(
+    tmp_path: Path, toml: str | None, env: dict[str, str]
+) -> None:
+    error = _error(tmp_path, toml, env=env)
+    assert SECRET not in str(error)
+    assert SECRET[:12] not in repr(error)
+    assert SECRET not in str(error.args)

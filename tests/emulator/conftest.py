@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -10,6 +12,9 @@ import openai
 import pytest
 
 from providers.emulator import Emulator, EmulatorConfig
+
+# The test modules share helpers from emu_helpers.py beside this file.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

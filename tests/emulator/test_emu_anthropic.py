@@ -2,55 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import anthropic
 import httpx
 import jsonschema
 import orjson
 import pytest
+from emu_helpers import HEADERS, params, requests_of, wait_ended
+from emu_helpers import PLACE_SCHEMA as SCHEMA
 
 from providers.emulator import Emulator, EmulatorConfig
-
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string"},
-        "country": {"type": "string"},
-        "population": {"type": "integer", "minimum": 1000},
-        "districts": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
-    },
-    "required": ["city", "country", "population", "districts"],
-    "additionalProperties": False,
-}
-HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
-
-
-def params(content: str, model: str = "claude-haiku-4-5") -> dict[str, Any]:
-    """Message params asking for :data:`SCHEMA` through ``output_config.format``."""
-    return {
-        "model": model,
-        "max_tokens": 1024,
-        "messages": [{"role": "user", "content": content}],
-        "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}},
-    }
-
-
-def requests_of(n: int, model: str = "claude-haiku-4-5") -> list[dict[str, Any]]:
-    """``n`` batch requests with custom ids ``r0`` … ``r{n-1}``."""
-    return [{"custom_id": f"r{i}", "params": params(f"city {i}", model)} for i in range(n)]
-
-
-def wait_ended(ant: anthropic.Anthropic, batch_id: str) -> Any:
-    """Poll until the batch has ended."""
-    deadline = time.time() + 20
-    batch = ant.messages.batches.retrieve(batch_id)
-    while batch.processing_status != "ended":
-        assert time.time() < deadline
-        time.sleep(0.01)
-        batch = ant.messages.batches.retrieve(batch_id)
-    return batch
 
 
 def test_message_with_output_config_format(ant: anthropic.Anthropic) -> None:

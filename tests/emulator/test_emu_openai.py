@@ -3,113 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import httpx
 import jsonschema
 import openai
 import orjson
 import pytest
+from emu_helpers import SCHEMA, batch_file, chat_body, jsonl, lines_of, run_batch
 
 from providers.emulator import Emulator, EmulatorConfig
-
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "word": {"type": "string", "minLength": 3, "maxLength": 40},
-        "level": {"type": "string", "enum": ["A1", "A2", "B1", "B2", "C1", "C2"]},
-        "frequency": {"type": "integer", "minimum": 1, "maximum": 7},
-        "score": {"type": "number", "minimum": 0, "maximum": 1},
-        "formal": {"type": "boolean"},
-        "synonyms": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 4},
-        "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-        "sense": {"$ref": "#/$defs/Sense"},
-        "seen": {"type": "string", "format": "date"},
-    },
-    "required": [
-        "word",
-        "level",
-        "frequency",
-        "score",
-        "formal",
-        "synonyms",
-        "note",
-        "sense",
-        "seen",
-    ],
-    "additionalProperties": False,
-    "$defs": {
-        "Sense": {
-            "type": "object",
-            "properties": {
-                "gloss": {"type": "string"},
-                "examples": {"type": "array", "items": {"type": "string"}},
-            },
-            "required": ["gloss", "examples"],
-            "additionalProperties": False,
-        }
-    },
-}
-
-
-def chat_body(content: str, model: str = "gpt-4o-mini") -> dict[str, Any]:
-    """A chat body asking for :data:`SCHEMA` in strict mode."""
-    return {
-        "model": model,
-        "messages": [
-            {"role": "system", "content": "Describe words."},
-            {"role": "user", "content": content},
-        ],
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": {"name": "entry", "strict": True, "schema": SCHEMA},
-        },
-    }
-
-
-def jsonl(lines: list[dict[str, Any]]) -> bytes:
-    """JSONL bytes."""
-    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
-
-
-def batch_file(n: int, model: str = "gpt-4o-mini", url: str = "/v1/chat/completions") -> bytes:
-    """An input file of ``n`` chat requests with custom ids ``w0`` … ``w{n-1}``."""
-    return jsonl(
-        [
-            {
-                "custom_id": f"w{i}",
-                "method": "POST",
-                "url": url,
-                "body": chat_body(f"word {i}", model),
-            }
-            for i in range(n)
-        ]
-    )
-
-
-def run_batch(oai: openai.OpenAI, data: bytes, endpoint: str = "/v1/chat/completions") -> Any:
-    """Upload, create and poll until the batch is terminal."""
-    f = oai.files.create(file=("in.jsonl", data), purpose="batch")
-    batch = oai.batches.create(
-        input_file_id=f.id,
-        endpoint=endpoint,  # type: ignore[arg-type]
-        completion_window="24h",
-    )
-    assert batch.status == "validating"
-    deadline = time.time() + 20
-    while batch.status not in ("completed", "failed", "expired", "cancelled"):
-        assert time.time() < deadline
-        time.sleep(0.01)
-        batch = oai.batches.retrieve(batch.id)
-    return batch
-
-
-def lines_of(oai: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
-    """The parsed lines of a file (none for ``None``)."""
-    if file_id is None:
-        return []
-    return [orjson.loads(x) for x in oai.files.content(file_id).content.splitlines()]
-
 
 # ------------------------------------------------------------------ immediate
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydantic import ValidationError
 
 from providers.emulator import ids
@@ -363,31 +363,14 @@ class EmulatorApp:
 
     async def upload(self, request: web.Request) -> web.Response:
         """``POST /v1/files`` (multipart: ``purpose`` and ``file``)."""
-        if not request.content_type.startswith("multipart/"):
+        boundary = request.content_type.startswith("multipart/") and _boundary(request)
+        if not boundary:
             return openai_error(400, "Expected a multipart/form-data body.", param="file")
-        reader = await request.multipart()
-        purpose = None
-        filename = "upload"
-        data = bytearray()
-        got_file = False
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            if not isinstance(part, BodyPartReader):
-                return openai_error(400, "Nested multipart bodies are not supported.", param="file")
-            if part.name == "purpose":
-                purpose = (await part.read()).decode()
-            elif part.name == "file":
-                got_file = True
-                filename = part.filename or "upload"
-                while True:
-                    chunk = await part.read_chunk(1 << 20)
-                    if not chunk:
-                        break
-                    data += chunk
-            else:
-                await part.read()
+        fields = _multipart(await request.read(), boundary)
+        purpose_raw = fields.get("purpose")
+        purpose = purpose_raw[1].decode() if purpose_raw else None
+        got_file = "file" in fields
+        filename, data = fields.get("file", ("upload", b""))
         if not got_file:
             return openai_error(400, "Missing required parameter: 'file'.", param="file")
         if purpose not in _FILE_PURPOSES:
@@ -397,7 +380,7 @@ class EmulatorApp:
                 param="purpose",
             )
         loop = asyncio.get_running_loop()
-        rec = await loop.run_in_executor(None, self.state.add_file, bytes(data), purpose, filename)
+        rec = await loop.run_in_executor(None, self.state.add_file, data, purpose, filename)
         return _json(rec.obj(fresh_upload=True), 200, _openai_headers())
 
     def _file(self, request: web.Request) -> Any:
@@ -574,6 +557,39 @@ class EmulatorApp:
             "content-disposition": f'attachment; filename="{batch_id}_results.jsonl"',
         }
         return _file_response(rec, headers)
+
+
+def _boundary(request: web.Request) -> bytes | None:
+    for piece in request.headers.get("Content-Type", "").split(";")[1:]:
+        key, _, value = piece.strip().partition("=")
+        if key.lower() == "boundary" and value:
+            return value.strip('"').encode()
+    return None
+
+
+def _multipart(body: bytes, boundary: bytes) -> dict[str, tuple[str, bytes]]:
+    """The fields of a multipart/form-data body: name -> (filename, content)."""
+    fields: dict[str, tuple[str, bytes]] = {}
+    for chunk in body.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        name = filename = None
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            if line.lower().startswith("content-disposition:"):
+                for piece in line.split(";")[1:]:
+                    key, _, value = piece.strip().partition("=")
+                    if key == "name":
+                        name = value.strip('"')
+                    elif key == "filename":
+                        filename = value.strip('"')
+        if name is not None:
+            fields[name] = (filename or "upload", content)
+    return fields
 
 
 def _file_response(rec: Any, headers: dict[str, str]) -> web.StreamResponse:

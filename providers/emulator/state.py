@@ -152,9 +152,7 @@ class State:
             path = self.root / "files" / f"{rec.id}.data"
             _atomic_write(path, data)
             rec.path = path
-            meta = {
-                k: getattr(rec, k) for k in ("id", "purpose", "filename", "bytes", "created_at")
-            }
+            meta = {k: getattr(rec, k) for k in ("id", "purpose", "filename", "size", "created_at")}
             _atomic_write(self.root / "files" / f"{rec.id}.json", orjson.dumps(meta))
         self.files[rec.id] = rec
         return rec

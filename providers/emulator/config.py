@@ -83,6 +83,9 @@ class EmulatorConfig(BaseModel):
     anthropic_max_requests: int | None = Field(default=None, ge=1)
     """Reject Anthropic batches with more requests than this (the real limit is 100,000)."""
 
+    parallel: bool = True
+    """Answer batches of 20,000+ items in two processes (a forked child does half)."""
+
     @field_validator("batch_fail_pattern", "batch_expire_pattern", "batch_cancel_pattern")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:

@@ -22,12 +22,18 @@ __all__ = [
     "file_id",
     "hex_time_id",
     "openai_request_id",
+    "reseed",
     "response_id",
 ]
 
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Ids need to be unique, not secret; a seeded Mersenne twister is much faster.
 _random = random.Random()
+
+
+def reseed() -> None:
+    """Draw fresh randomness (a forked child must not repeat its parent's ids)."""
+    _random.seed()
 
 
 def alnum(n: int) -> str:

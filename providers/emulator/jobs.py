@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import pickle
 import re
 import threading
 import time
@@ -30,7 +32,7 @@ from providers.emulator.answers import (
     responses_answer,
 )
 from providers.emulator.config import EmulatorConfig, parse_markers
-from providers.emulator.ids import Stem
+from providers.emulator.ids import Stem, reseed
 from providers.emulator.rng import body_seed, roll
 
 __all__ = ["Job", "anthropic_job", "batch_fault", "openai_job"]
@@ -132,6 +134,9 @@ def _item_fault(cfg: EmulatorConfig, model: str, cid: str, seen: int) -> tuple[b
 Builder = Callable[..., Answer]
 
 
+_FORK_AT = 20_000  # items; below this a second process costs more than it saves
+
+
 def openai_job(
     data: bytes,
     endpoint: str,
@@ -139,17 +144,85 @@ def openai_job(
     seen_items: Mapping[str, int],
     seen_batches: Mapping[str, int],
 ) -> Job:
-    """Parse and answer an OpenAI batch input file (JSONL of ``{custom_id, method, url, body}``)."""
+    """Parse and answer an OpenAI batch input file (JSONL of ``{custom_id, method, url, body}``).
+
+    A large file is split in two at a line boundary and the second half is
+    answered in a forked child process, so both cores work on it.
+    """
     with _gc_paused():
-        return _openai_job(data, endpoint, cfg, seen_items, seen_batches)
+        mid = data.find(b"\n", len(data) // 2) + 1
+        child = None
+        if cfg.parallel and mid > 0 and data.count(b"\n", 0, mid) >= _FORK_AT // 2:
+            offset = data.count(b"\n", 0, mid)
+            child = _in_child(
+                lambda: _openai_part(data[mid:], endpoint, cfg, seen_items, offset, offset)
+            )
+        if child is None:
+            job = _openai_part(data, endpoint, cfg, seen_items, 0, 0)
+        else:
+            job = _openai_part(data[:mid], endpoint, cfg, seen_items, 0, 0)
+            rest = child()
+            if rest is None:
+                rest = _openai_part(data[mid:], endpoint, cfg, seen_items, offset, offset)
+            _merge(job, rest)
+        return _openai_verdict(job, cfg, seen_batches)
 
 
-def _openai_job(
+def _openai_verdict(job: Job, cfg: EmulatorConfig, seen_batches: Mapping[str, int]) -> Job:
+    n = job.n
+    if cfg.openai_max_requests is not None and n > cfg.openai_max_requests:
+        job.errors.append(
+            {
+                "code": "too_many_requests",
+                "message": f"The batch input file has {n} requests, more than the "
+                f"{cfg.openai_max_requests} allowed per batch.",
+                "param": None,
+                "line": None,
+            }
+        )
+    if n == 0 and not job.errors:
+        job.errors.append(
+            {
+                "code": "empty_file",
+                "message": "The batch input file is empty.",
+                "param": None,
+                "line": None,
+            }
+        )
+    if job.errors:
+        job.fault = "fail"
+        return job
+    _decide_batch(job, cfg, seen_batches)
+    return job
+
+
+def _merge(job: Job, rest: Job) -> None:
+    """Append the items of ``rest`` (the later half) to ``job``."""
+    dups = set(job.custom_ids).intersection(rest.custom_ids)
+    job.errors.extend(rest.errors)
+    for cid in sorted(dups):
+        job.errors.append(
+            {
+                "code": "duplicate_custom_id",
+                "message": f"The custom_id for this request ({cid}) is a duplicate of another "
+                "request. The custom_id parameter must be unique for each request in a batch.",
+                "param": "custom_id",
+                "line": None,
+            }
+        )
+    if not job.model:
+        job.model = rest.model
+    for name in ("custom_ids", "ok", "lines", "in_tokens", "out_tokens", "seen"):
+        getattr(job, name).extend(getattr(rest, name))
+
+
+def _openai_part(
     data: bytes,
     endpoint: str,
     cfg: EmulatorConfig,
     seen_items: Mapping[str, int],
-    seen_batches: Mapping[str, int],
+    line_offset: int,
+    index_offset: int,
 ) -> Job:
     job = Job()
     answer = _Answerer(
@@ -158,10 +231,11 @@ def _openai_job(
         seen_items,
         responses_answer if endpoint == "/v1/responses" else chat_completion,
         True,
+        index_offset,
     )
     seen_ids: set[str] = set()
     loads = orjson.loads
-    for lineno, raw in enumerate(data.split(b"\n"), 1):
+    for lineno, raw in enumerate(data.split(b"\n"), line_offset + 1):
         if not raw or raw.isspace():
             continue
         problem: tuple[str, str, str | None] | None = None
@@ -203,30 +277,6 @@ def _openai_job(
         seen_ids.add(cid)
         if not job.errors:
             answer(cid, obj["body"])
-    n = len(seen_ids)
-    if cfg.openai_max_requests is not None and n > cfg.openai_max_requests:
-        job.errors.append(
-            {
-                "code": "too_many_requests",
-                "message": f"The batch input file has {n} requests, more than the "
-                f"{cfg.openai_max_requests} allowed per batch.",
-                "param": None,
-                "line": None,
-            }
-        )
-    if n == 0 and not job.errors:
-        job.errors.append(
-            {
-                "code": "empty_file",
-                "message": "The batch input file is empty.",
-                "param": None,
-                "line": None,
-            }
-        )
-    if job.errors:
-        job.fault = "fail"
-        return job
-    _decide_batch(job, cfg, seen_batches)
     return job
 
 
@@ -238,10 +288,16 @@ def anthropic_job(
 ) -> Job:
     """Answer the (already validated) inline requests of an Anthropic message batch."""
     with _gc_paused():
-        job = Job()
-        answer = _Answerer(job, cfg, seen_items, anthropic_message, False)
-        for r in requests:
-            answer(r["custom_id"], r["params"])
+        mid = len(requests) // 2
+        child = None
+        if cfg.parallel and len(requests) >= _FORK_AT:
+            child = _in_child(lambda: _anthropic_part(requests[mid:], cfg, seen_items, mid))
+        if child is None:
+            job = _anthropic_part(requests, cfg, seen_items, 0)
+        else:
+            job = _anthropic_part(requests[:mid], cfg, seen_items, 0)
+            rest = child() or _anthropic_part(requests[mid:], cfg, seen_items, mid)
+            _merge(job, rest)
         _decide_batch(job, cfg, seen_batches)
         if job.fault == "fail":
             err = {
@@ -258,6 +314,61 @@ def anthropic_job(
                     }
                 )
         return job
+
+
+def _anthropic_part(
+    requests: list[dict[str, Any]],
+    cfg: EmulatorConfig,
+    seen_items: Mapping[str, int],
+    index_offset: int,
+) -> Job:
+    job = Job()
+    answer = _Answerer(job, cfg, seen_items, anthropic_message, False, index_offset)
+    for r in requests:
+        answer(r["custom_id"], r["params"])
+    return job
+
+
+def _in_child(work: Callable[[], Job]) -> Callable[[], Job | None] | None:
+    """Run ``work`` in a forked child; the returned function waits for its job (``None`` if lost).
+
+    The child touches nothing but the job's own data (no locks, no sockets),
+    which is what makes forking from a threaded process safe here.
+    """
+    if not hasattr(os, "fork"):
+        return None
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return None
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(r)
+            reseed()
+            job = work()
+            fields = (job.model, job.errors, job.custom_ids, job.ok, job.lines)
+            payload = pickle.dumps((*fields, job.in_tokens, job.out_tokens, job.seen), protocol=5)
+            with os.fdopen(w, "wb") as fh:
+                fh.write(payload)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+
+    def wait() -> Job | None:
+        with os.fdopen(r, "rb") as fh:
+            payload = fh.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not payload:
+            return None
+        model, errors, cids, ok, lines, in_tok, out_tok, seen = pickle.loads(payload)
+        return Job(model, "", None, errors, cids, ok, lines, in_tok, out_tok, seen)
+
+    return wait
 
 
 _gc_lock = threading.Lock()
@@ -321,7 +432,9 @@ class _Answerer:
         seen_items: Mapping[str, int],
         builder: Builder,
         openai: bool,
+        index_offset: int = 0,
     ) -> None:
+        self.offset = index_offset
         self.job = job
         self.cfg = cfg
         self.seen_items = seen_items
@@ -332,9 +445,9 @@ class _Answerer:
 
     def __call__(self, cid: str, body: dict[str, Any]) -> None:
         job, cfg, stem = self.job, self.cfg, self.stem
-        i = len(job.custom_ids)
-        if i == 0:
+        if not job.custom_ids:
             job.model = str(body.get("model", ""))
+        i = self.offset + len(job.custom_ids)
         seen = self.seen_items.get(cid, 0)
         item_model = body.get("model", "")
         error, invalid = _item_fault(

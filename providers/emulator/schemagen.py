@@ -30,6 +30,10 @@ Generator = Callable[[Rng, int], Any]
 """A compiled schema: ``gen(rng, depth)`` returns one value."""
 
 _MAX_DEPTH = 6
+# The Rng's step, inlined in the hottest generators (see providers.emulator.rng.Rng.next).
+_A = 6364136223846793005
+_C = 1442695040888963407
+_M = (1 << 64) - 1
 _CACHE: dict[bytes, Generator] = {}
 _CACHE_LIMIT = 4096
 
@@ -161,6 +165,19 @@ class _Compiler:
         if item is None and not prefix:
             item = _text(label, 0, None)
         unique = bool(node.get("uniqueItems"))
+        if item is not None and not prefix and not unique:
+            span = max(hi, lo_default) - lo_default + 1
+
+            def plain(rng: Rng, depth: int) -> Any:
+                if depth >= _MAX_DEPTH:
+                    n = lo
+                else:
+                    rng.state = (rng.state * _A + _C) & _M
+                    n = lo_default + (rng.state >> 32) % span
+                d = depth + 1
+                return [item(rng, d) for _ in range(n)]
+
+            return plain
 
         def gen(rng: Rng, depth: int) -> Any:
             n = lo if depth >= _MAX_DEPTH else rng.between(lo_default, max(hi, lo_default))
@@ -200,7 +217,13 @@ def _union(branches: list[Generator], nulls: list[bool]) -> Generator:
 
 
 def _choice(values: list[Any]) -> Generator:
-    return lambda rng, depth: values[rng.below(len(values))]
+    k = len(values)
+
+    def gen(rng: Rng, depth: int) -> Any:
+        rng.state = (rng.state * _A + _C) & _M
+        return values[(rng.state >> 32) % k]
+
+    return gen
 
 
 def _bounds(node: Mapping[str, Any], integral: bool) -> tuple[float, float]:
@@ -264,6 +287,13 @@ def _text(label: str, lo: int, hi: int | None) -> Generator:
     if len(word) > 40:
         word = word[:40]
     head = f"synthetic {word} "
+    if lo <= len(head) + 4 and hi is None:
+
+        def short(rng: Rng, depth: int) -> str:
+            rng.state = state = (rng.state * _A + _C) & _M
+            return f"{head}{state >> 48:04x}"
+
+        return short
 
     def gen(rng: Rng, depth: int) -> str:
         text = head + rng.hex4()

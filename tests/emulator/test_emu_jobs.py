@@ -1,0 +1,51 @@
+"""Batch jobs split across a forked child give the same answers as one process."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from emu_helpers import batch_file, requests_of
+
+from providers.emulator import EmulatorConfig
+from providers.emulator import jobs as jobs_module
+
+
+def _contents(lines: list[bytes]) -> list[tuple[str, str]]:
+    out = []
+    for raw in lines:
+        line = orjson.loads(raw)
+        if "response" in line:
+            body = line["response"]["body"]
+            out.append((line["custom_id"], body["choices"][0]["message"]["content"]))
+        else:
+            out.append((line["custom_id"], line["result"]["message"]["content"][0]["text"]))
+    return out
+
+
+def test_forked_openai_job_matches_serial(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs_module, "_FORK_AT", 10)
+    data = batch_file(40)
+    serial = jobs_module.openai_job(
+        data, "/v1/chat/completions", EmulatorConfig(parallel=False), {}, {}
+    )
+    forked = jobs_module.openai_job(data, "/v1/chat/completions", EmulatorConfig(), {}, {})
+    assert forked.custom_ids == serial.custom_ids == [f"w{i}" for i in range(40)]
+    assert _contents(forked.lines) == _contents(serial.lines)
+    assert forked.in_tokens == serial.in_tokens and forked.batch_key == serial.batch_key
+    ids = [orjson.loads(x)["id"] for x in forked.lines]
+    assert len(set(ids)) == 40
+
+
+def test_forked_job_finds_duplicates_across_halves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs_module, "_FORK_AT", 10)
+    data = batch_file(20) + batch_file(1)
+    job = jobs_module.openai_job(data, "/v1/chat/completions", EmulatorConfig(), {}, {})
+    assert job.fault == "fail" and [e["code"] for e in job.errors] == ["duplicate_custom_id"]
+
+
+def test_forked_anthropic_job_matches_serial(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs_module, "_FORK_AT", 10)
+    reqs = requests_of(30)
+    serial = jobs_module.anthropic_job(reqs, EmulatorConfig(parallel=False), {}, {})
+    forked = jobs_module.anthropic_job(reqs, EmulatorConfig(), {}, {})
+    assert _contents(forked.lines) == _contents(serial.lines)

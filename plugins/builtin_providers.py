@@ -64,6 +64,7 @@ def make_litellm(name: str, settings: ProviderSettings) -> Provider:
         base_url=settings.base_url,
         timeout=settings.timeout,
     )
+    return provider
 
 
 def make_sandbox(name: str, settings: ProviderSettings) -> Provider:
@@ -82,8 +83,6 @@ def make_sandbox(name: str, settings: ProviderSettings) -> Provider:
         max_batch_requests=settings.max_batch_requests or OPENAI_MAX_REQUESTS,
         max_batch_bytes=settings.max_batch_bytes or OPENAI_MAX_BYTES,
     )
-
-
 
 
 @hookimpl

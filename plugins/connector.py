@@ -217,7 +217,10 @@ class LexiConnector:
         if stored is None:
             return None
         completion = Completion(
-            content=stored.text, usage=stored.usage, model=stored.model, request_id=stored.request_id
+            content=stored.text,
+            usage=stored.usage,
+            model=stored.model,
+            request_id=stored.request_id,
         )
         try:
             return build_response(

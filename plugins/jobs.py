@@ -33,7 +33,19 @@ if TYPE_CHECKING:
 __all__ = ["JobItem", "JobSummary", "read_requests", "run_requests"]
 
 _KNOWN = frozenset(
-    {"id", "messages", "prompt", "system", "model", "task", "schema", "schema_name", "max_tokens", "temperature", "extras"}
+    {
+        "id",
+        "messages",
+        "prompt",
+        "system",
+        "model",
+        "task",
+        "schema",
+        "schema_name",
+        "max_tokens",
+        "temperature",
+        "extras",
+    }
 )
 _ROLES = frozenset({"system", "user", "assistant"})
 
@@ -84,7 +96,10 @@ def _parse_line(raw: bytes, where: str, lineno: int, default_model: str, route: 
         raise InputError(f"{where}: expected a JSON object per line")
     unknown = set(obj) - _KNOWN
     if unknown:
-        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_KNOWN))}")
+        raise InputError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_KNOWN))}"
+        )
     messages: list[Message] = []
     if obj.get("system") is not None:
         messages.append(Message("system", _text(obj["system"], "system", where)))
@@ -93,8 +108,12 @@ def _parse_line(raw: bytes, where: str, lineno: int, default_model: str, route: 
             raise InputError(f"{where}: messages must be a non-empty list")
         for i, m in enumerate(obj["messages"]):
             if not isinstance(m, dict) or m.get("role") not in _ROLES:
-                raise InputError(f"{where}: messages[{i}] needs a role of system, user or assistant")
-            messages.append(Message(m["role"], _text(m.get("content"), f"messages[{i}].content", where)))
+                raise InputError(
+                    f"{where}: messages[{i}] needs a role of system, user or assistant"
+                )
+            messages.append(
+                Message(m["role"], _text(m.get("content"), f"messages[{i}].content", where))
+            )
     elif "prompt" in obj:
         messages.append(Message("user", _text(obj["prompt"], "prompt", where)))
     else:

@@ -96,13 +96,13 @@ class PluginManager:
         if self._loaded:
             return
         with self._lock:
-            if self._loaded:
-                return
-            for module_name in DEFAULT_PLUGINS:
-                self.register(importlib.import_module(module_name), origin=BUILTIN_ORIGIN)
-            if self._load_entrypoints:
-                self._load_entrypoint_plugins()
-            self._loaded = True
+            # Another thread may have loaded them while this one waited.
+            if not self._loaded:
+                for module_name in DEFAULT_PLUGINS:
+                    self.register(importlib.import_module(module_name), origin=BUILTIN_ORIGIN)
+                if self._load_entrypoints:
+                    self._load_entrypoint_plugins()
+                self._loaded = True
 
     def _load_entrypoint_plugins(self) -> None:
         allowed = _allow_list()

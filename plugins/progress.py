@@ -104,7 +104,9 @@ class ProgressObserver:
             self._refresh()
 
     @hookimpl
-    def batch_submitted(self, batch: BatchInfo, shard_id: str, provider: str, requests: int) -> None:
+    def batch_submitted(
+        self, batch: BatchInfo, shard_id: str, provider: str, requests: int
+    ) -> None:
         """Show a new batch."""
         self.batches[batch.id] = batch.state.value
         if self.enabled:

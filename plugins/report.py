@@ -20,8 +20,20 @@ def print_cost_report(rows: Sequence[CostRow]) -> None:
         console.print("no paid calls recorded yet")
         return
     table = Table(title="cost by mode, task and model")
-    for column in ("mode", "task", "model", "requests", "input tok", "output tok", "cost $", "immediate $", "unpriced"):
-        table.add_column(column, justify="right" if column[0] in "rciou" and column not in ("mode",) else "left")
+    for column in (
+        "mode",
+        "task",
+        "model",
+        "requests",
+        "input tok",
+        "output tok",
+        "cost $",
+        "immediate $",
+        "unpriced",
+    ):
+        table.add_column(
+            column, justify="right" if column[0] in "rciou" and column not in ("mode",) else "left"
+        )
     for row in rows:
         table.add_row(
             row.mode,
@@ -41,8 +53,10 @@ def print_cost_report(rows: Sequence[CostRow]) -> None:
     for r in rows:
         by_mode[r.mode] = by_mode.get(r.mode, 0.0) + r.cost_usd
     modes = ", ".join(f"{m} ${c:.4f}" for m, c in sorted(by_mode.items()))
-    console.print(f"total ${spent:.4f} ({modes}); the same work immediately: ${immediate:.4f}; "
-                  f"saved ${immediate - spent:.4f}")
+    console.print(
+        f"total ${spent:.4f} ({modes}); the same work immediately: ${immediate:.4f}; "
+        f"saved ${immediate - spent:.4f}"
+    )
     unpriced = sum(r.unpriced for r in rows)
     if unpriced:
         console.print(f"{unpriced} calls on unpriced models are not counted")

@@ -33,8 +33,7 @@ def validate_content(request: Request, content: str, *, provider: str = "") -> A
             return request.response_model.model_validate_json(content)
         except ValidationError as exc:
             raise SchemaValidationError(
-                f"answer does not fit {request.response_model.__name__}: "
-                f"{_summarize(exc)}",
+                f"answer does not fit {request.response_model.__name__}: {_summarize(exc)}",
                 content=content,
                 provider=provider,
             ) from None

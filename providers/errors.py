@@ -111,8 +111,7 @@ class UnknownPluginError(UserError):
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         choices = ", ".join(sorted(known)) or "none"
         super().__init__(
-            f"unknown {kind} {name!r} — registered {kind}s: {choices} "
-            f"(see `lexibatch plugins`)"
+            f"unknown {kind} {name!r} — registered {kind}s: {choices} (see `lexibatch plugins`)"
         )
         self.kind = kind
         self.name = name

@@ -259,7 +259,7 @@ class BatchLimits:
     mixed_models: bool = False
 
 
-class BatchState(str, enum.Enum):
+class BatchState(enum.StrEnum):
     """Provider-neutral state of a batch."""
 
     VALIDATING = "validating"

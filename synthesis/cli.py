@@ -308,7 +308,11 @@ def synthesize(
             click.echo(est.describe())
             return
         _refuse_over_budget(settings, est, len(word_list), budget)
-    _run(_with_connector(settings, lambda c: _synthesize(c, settings, word_list, chosen, sources, out)))
+    _run(
+        _with_connector(
+            settings, lambda c: _synthesize(c, settings, word_list, chosen, sources, out)
+        )
+    )
 
 
 async def _synthesize(
@@ -399,7 +403,11 @@ def _estimate_synthesis(
         dry = settings.model_copy(
             update={
                 "connector": settings.connector.model_copy(
-                    update={"provider": SANDBOX, "mode": "immediate", "db": Path(tmp) / "estimate.db"}
+                    update={
+                        "provider": SANDBOX,
+                        "mode": "immediate",
+                        "db": Path(tmp) / "estimate.db",
+                    }
                 )
             }
         )
@@ -408,7 +416,19 @@ def _estimate_synthesis(
 
         get_plugin_manager().pm.register(recorder, name="estimate-recorder")
         try:
-            _run(_with_connector(dry, lambda c: synthesize_many(sample, c, components=components, sources=sources, collect=False, on_error=lambda w, e: None)))
+            _run(
+                _with_connector(
+                    dry,
+                    lambda c: synthesize_many(
+                        sample,
+                        c,
+                        components=components,
+                        sources=sources,
+                        collect=False,
+                        on_error=lambda w, e: None,
+                    ),
+                )
+            )
         finally:
             get_plugin_manager().pm.unregister(recorder)
     est = estimate_requests(requests, provider=provider)
@@ -508,7 +528,8 @@ def batches_show(ctx: click.Context, batch: str, **flags: Any) -> None:
         if shard.batch_id and endpoint is not None:
             info = await endpoint.poll(shard.batch_id)
             click.echo(
-                f"provider now: {info.state.value}, {info.succeeded}/{info.total} succeeded, {info.failed} failed"
+                f"provider now: {info.state.value}, {info.succeeded}/{info.total} succeeded, "
+                f"{info.failed} failed"
             )
 
     _run(_with_connector(settings, body))

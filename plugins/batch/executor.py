@@ -171,7 +171,13 @@ class BatchExecutor:
                 if not exc.retryable or attempt == STEP_ATTEMPTS:
                     raise
                 wait = max(exc.retry_after or 0.0, delay * (0.5 + random.random()))
-                log.info("batch %s: %s failed (%s); retrying in %.1fs", what, self.shard.shard_id, exc, wait)
+                log.info(
+                    "batch %s: %s failed (%s); retrying in %.1fs",
+                    what,
+                    self.shard.shard_id,
+                    exc,
+                    wait,
+                )
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, 60.0)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,7 +206,9 @@ class BatchStrategy:
                 self._reject(key, error)
             return
         self._committed_usd += sealed.est_cost
-        rounds = max((self._pending[k].attempts for k in sealed.keys if k in self._pending), default=0)
+        rounds = max(
+            (self._pending[k].attempts for k in sealed.keys if k in self._pending), default=0
+        )
         shard = Shard(
             shard_id=sealed.shard_id,
             provider=self.provider_name,
@@ -228,7 +231,7 @@ class BatchStrategy:
             BatchExecutor(self, shard).run(), name=f"lexibatch-{shard.shard_id}"
         )
         self._executors[shard.shard_id] = task
-        task.add_done_callback(lambda t, sid=shard.shard_id: self._executor_done(sid, t))
+        task.add_done_callback(functools.partial(self._executor_done, shard.shard_id))
 
     def _executor_done(self, shard_id: str, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -272,7 +275,12 @@ class BatchStrategy:
                 continue
             completion = item.completion
             if completion is None:
-                failed.append((pending, item.error or BatchItemError("no result", provider=self.provider_name)))
+                failed.append(
+                    (
+                        pending,
+                        item.error or BatchItemError("no result", provider=self.provider_name),
+                    )
+                )
                 continue
             record = call_record(self.context, pending, completion, mode="batch", batch_id=info.id)  # type: ignore[arg-type]
             calls.append(record)
@@ -323,16 +331,18 @@ class BatchStrategy:
             if row.state == "submitted"
         ]
         self._fail_keys(keys, error)
-        Path(shard.path).unlink(missing_ok=True)
+        _remove(shard.path)
 
     def shard_collected(self, shard: Shard) -> None:
         """Every result of the shard is stored: its spool file is no longer needed."""
-        Path(shard.path).unlink(missing_ok=True)
+        _remove(shard.path)
 
     def _fail_keys(self, keys: list[str], error: LexibatchError) -> None:
         stubs = self._stubs_for([k for k in keys if k not in self._pending])
         failed = [
-            (self._pending.get(k) or stubs[k], error) for k in keys if k in self._pending or k in stubs
+            (self._pending.get(k) or stubs[k], error)
+            for k in keys
+            if k in self._pending or k in stubs
         ]
         with self.store.in_transaction():
             retry = self._journal_failures(failed)
@@ -483,6 +493,11 @@ class BatchStrategy:
         self._pending.clear()
 
 
+def _remove(path: str | None) -> None:
+    if path:
+        Path(path).unlink(missing_ok=True)
+
+
 def _retries(submissions: int) -> int:
     """Retry rounds used, from the journal's count of submissions."""
     return max(submissions - 1, 0)
@@ -493,9 +508,13 @@ def _batch_fate(info: BatchInfo, provider: str) -> LexibatchError:
         reasons = "; ".join(info.errors) or "no reason given"
         return BatchFailedError(f"batch {info.id} failed: {reasons}", provider=provider)
     if info.state is BatchState.EXPIRED:
-        return BatchExpiredError(f"batch {info.id} expired before this request ran", provider=provider)
+        return BatchExpiredError(
+            f"batch {info.id} expired before this request ran", provider=provider
+        )
     if info.state is BatchState.CANCELLED:
-        return BatchCancelledError(f"batch {info.id} was cancelled before this request ran", provider=provider)
+        return BatchCancelledError(
+            f"batch {info.id} was cancelled before this request ran", provider=provider
+        )
     return BatchItemError(f"batch {info.id} returned no result for this request", provider=provider)
 
 

@@ -97,7 +97,9 @@ async def test_one_model_per_openai_batch(fresh_emulator: Any, make_settings: An
         await connector.aclose()
 
 
-@pytest.mark.parametrize("marker", ["item-error-once", "expire-once", "cancel-once", "schema-invalid-once"])
+@pytest.mark.parametrize(
+    "marker", ["item-error-once", "expire-once", "cancel-once", "schema-invalid-once"]
+)
 async def test_retryable_item_failures_are_rebatched(
     fresh_emulator: Any, make_settings: Any, marker: str
 ) -> None:
@@ -139,7 +141,9 @@ async def test_persistent_item_failures_end_in_typed_errors(
         await connector.aclose()
 
 
-async def test_a_failed_batch_fails_its_requests_only(fresh_emulator: Any, make_settings: Any) -> None:
+async def test_a_failed_batch_fails_its_requests_only(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
     connector = open_connector(make_settings(fresh_emulator))
     try:
         connector.enable_batch_mode()

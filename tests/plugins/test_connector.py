@@ -1,4 +1,4 @@
-"""The connector in immediate mode, against the emulator: typed calls, cache, retries, re-asks, cost."""
+"""The connector in immediate mode against the emulator: typed calls, cache, retries, cost."""
 
 from __future__ import annotations
 

@@ -128,11 +128,17 @@ def test_allow_list_excludes_entry_points(
 
 
 def test_cli_lists_plugins_with_their_origin(installed_plugin: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{installed_plugin}:{Path.cwd()}",
-           "LEXIBATCH_LOAD_PLUGINS": "echo"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{installed_plugin}:{Path.cwd()}",
+        "LEXIBATCH_LOAD_PLUGINS": "echo",
+    }
     out = subprocess.run(
         [sys.executable, "-m", "synthesis.cli", "plugins"],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert "built-in" in lines["openai"] and "[batch]" in lines["openai"]

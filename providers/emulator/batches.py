@@ -85,7 +85,8 @@ class BatchEngine:
                     None, openai_job, data, endpoint, cfg, seen_items, seen_batches
                 )
             else:
-                requests = orjson.loads(data)
+                parsed = orjson.loads(data)
+                requests = parsed["requests"] if isinstance(parsed, dict) else parsed
                 fut = loop.run_in_executor(
                     None, anthropic_job, requests, cfg, seen_items, seen_batches
                 )
@@ -118,13 +119,11 @@ class BatchEngine:
         self._job(rec)
         return self._openai_obj(rec, "validating", {}, {"total": 0, "completed": 0, "failed": 0})
 
-    def create_anthropic(self, requests: list[dict[str, Any]], origin: str) -> dict[str, Any]:
-        """A new Anthropic message batch; its answer says ``in_progress``."""
+    def create_anthropic(self, raw: bytes, requests: list[Any], origin: str) -> dict[str, Any]:
+        """A new message batch from its create body ``raw``; the answer says ``in_progress``."""
         now = time.time()
         batch_id = ids.anthropic_id("msgbatch_")
-        input_file = self.state.add_file(
-            orjson.dumps(requests), "anthropic_batch_input", f"{batch_id}_requests.json"
-        )
+        input_file = self.state.add_file(raw, "anthropic_batch_input", f"{batch_id}_requests.json")
         rec: dict[str, Any] = {
             "id": batch_id,
             "provider": "anthropic",

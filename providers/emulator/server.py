@@ -487,8 +487,9 @@ class EmulatorApp:
 
     async def msgbatch_create(self, request: web.Request) -> web.Response:
         """``POST /v1/messages/batches`` with inline ``requests``."""
+        raw = await request.read()
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
         requests = body.get("requests") if isinstance(body, dict) else None
@@ -496,7 +497,7 @@ class EmulatorApp:
         if problem is not None:
             return anthropic_error(400, "invalid_request_error", problem)
         assert isinstance(requests, list)
-        obj = self.engine.create_anthropic(requests, _origin(request))
+        obj = self.engine.create_anthropic(raw, requests, _origin(request))
         return _json(obj, 200, _anthropic_headers())
 
     async def msgbatch_get(self, request: web.Request) -> web.Response:

@@ -1,0 +1,85 @@
+"""The command line end to end, in subprocesses, on the offline sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SAMPLE = Path(__file__).resolve().parents[2] / "synthesis" / "data" / "sample_words.txt"
+
+
+def _lexibatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LEXIBATCH_", "OPENAI_", "ANTHROPIC_"))
+    }
+    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    return subprocess.run(
+        [sys.executable, "-m", "synthesis.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_readme_main_job_then_a_rerun_that_costs_nothing(tmp_path: Path) -> None:
+    first = _lexibatch("synthesize", str(SAMPLE), "--out", "entries.jsonl", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "using the offline sandbox" in first.stderr
+    lines = (tmp_path / "entries.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    words = {e["word"] for e in entries}
+    assert len(entries) == 14 and {"apple", "café", "smartphone"} <= {w.lower() for w in words}
+    assert all(e["definitions"] for e in entries)
+    again = _lexibatch("synthesize", str(SAMPLE), "--out", "entries.jsonl", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "0 entries written" in again.stderr and "14 already done" in again.stderr
+    assert len((tmp_path / "entries.jsonl").read_text().splitlines()) == 14
+
+
+def test_run_requests_file_in_batch_mode(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    lines = [
+        json.dumps({"id": f"q{i}", "prompt": f"question {i}", "schema": schema, "task": "qa"})
+        for i in range(12)
+    ]
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    done = _lexibatch(
+        "run", "requests.jsonl", "--mode", "batch", "--out", "out.jsonl", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in results] == [f"q{i}" for i in range(12)]
+    assert all(r["status"] == "succeeded" and r["mode"] == "batch" for r in results)
+    assert all(isinstance(r["output"]["answer"], str) for r in results)
+    cost = _lexibatch("cost", cwd=tmp_path)
+    assert cost.returncode == 0 and "batch" in cost.stdout
+    listed = _lexibatch("batches", "list", cwd=tmp_path)
+    assert "collected" in listed.stdout
+
+
+def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
+    (tmp_path / "requests.jsonl").write_text('{"prompt": "ok"}\nnot json\n')
+    bad = _lexibatch("run", "requests.jsonl", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "requests.jsonl:2" in bad.stderr
+    (tmp_path / "lexibatch.toml").write_text("[batch]\nlingr = 1\n")
+    config = _lexibatch("run", "requests.jsonl", cwd=tmp_path)
+    assert config.returncode == 2 and "batch.lingr" in config.stderr and "linger" in config.stderr
+    (tmp_path / "lexibatch.toml").unlink()
+    missing = _lexibatch("run", "requests.jsonl", "--provider", "openai", cwd=tmp_path)
+    assert missing.returncode == 2
+
+
+def test_missing_key_names_the_variable(tmp_path: Path) -> None:
+    (tmp_path / "requests.jsonl").write_text('{"prompt": "ok"}\n')
+    out = _lexibatch("run", "requests.jsonl", "--provider", "openai", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "OPENAI_API_KEY" in out.stderr and "--provider sandbox" in out.stderr
+    assert "Traceback" not in out.stderr

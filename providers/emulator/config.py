@@ -35,6 +35,11 @@ class EmulatorConfig(BaseModel):
     latency: float = Field(default=0.0, ge=0.0)
     """Seconds every immediate call waits before answering."""
 
+    step_latency: float = Field(default=0.0, ge=0.0)
+    """Seconds a file upload, a batch creation or a file download waits *after*
+    doing its work and before answering: the window in which a client that
+    dies has made the side effect without hearing of it (crash tests)."""
+
     rate_limit: float = Fraction
     """Fraction of immediate calls answered 429 with a ``retry-after`` header."""
 

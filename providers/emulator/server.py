@@ -359,6 +359,10 @@ class EmulatorApp:
         """``POST /v1/messages``."""
         return await self._immediate(request, False, "messages")
 
+    async def _step_latency(self) -> None:
+        if self.config.step_latency > 0:
+            await asyncio.sleep(self.config.step_latency)
+
     # ---------------------------------------------------------------- files
 
     async def upload(self, request: web.Request) -> web.Response:
@@ -381,6 +385,7 @@ class EmulatorApp:
             )
         loop = asyncio.get_running_loop()
         rec = await loop.run_in_executor(None, self.state.add_file, data, purpose, filename)
+        await self._step_latency()
         return _json(rec.obj(fresh_upload=True), 200, _openai_headers())
 
     def _file(self, request: web.Request) -> Any:
@@ -407,6 +412,7 @@ class EmulatorApp:
             "Content-Type": "application/octet-stream",
             "content-disposition": f'attachment; filename="{rec.filename}"',
         }
+        await self._step_latency()
         return _file_response(rec, headers)
 
     # -------------------------------------------------------- OpenAI batches
@@ -450,6 +456,7 @@ class EmulatorApp:
         obj = self.engine.create_openai(
             body["input_file_id"], body["endpoint"], "24h", body.get("metadata")
         )
+        await self._step_latency()
         return _json(obj, 200, _openai_headers())
 
     async def batch_get(self, request: web.Request) -> web.Response:
@@ -498,6 +505,7 @@ class EmulatorApp:
             return anthropic_error(400, "invalid_request_error", problem)
         assert isinstance(requests, list)
         obj = self.engine.create_anthropic(raw, requests, _origin(request))
+        await self._step_latency()
         return _json(obj, 200, _anthropic_headers())
 
     async def msgbatch_get(self, request: web.Request) -> web.Response:
@@ -557,6 +565,7 @@ class EmulatorApp:
             "Content-Type": "application/octet-stream",
             "content-disposition": f'attachment; filename="{batch_id}_results.jsonl"',
         }
+        await self._step_latency()
         return _file_response(rec, headers)
 
 

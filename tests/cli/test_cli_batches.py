@@ -1,0 +1,148 @@
+"""The batch-side commands against an emulator: auto mode, estimate, budget, resume, batches."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}}
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
+    env.update({"LEXIBATCH_LOAD_PLUGINS": "", "OPENAI_API_KEY": "sk-cli-test"})
+    return env
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "synthesis.cli", *args]
+
+
+def _lexibatch(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _cmd(*args), cwd=work, env=_env(), capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def work(tmp_path: Path, fresh_emulator: Any) -> Path:
+    (tmp_path / "lexibatch.toml").write_text(
+        "[connector]\n"
+        'provider = "openai"\n'
+        'mode = "auto"\n'
+        "[providers.openai]\n"
+        f'base_url = "{fresh_emulator.base_url}/v1"\n'
+        "[batch]\n"
+        "linger = 0.2\n"
+        "poll_interval = 0.05\n"
+        "max_poll_interval = 0.1\n"
+        "auto_threshold = 10\n"
+    )
+    return tmp_path
+
+
+def _requests(work: Path, n: int, name: str = "requests.jsonl") -> str:
+    lines = [
+        json.dumps({"id": str(i), "prompt": f"{name} {i}", "schema": SCHEMA}) for i in range(n)
+    ]
+    (work / name).write_text("\n".join(lines) + "\n")
+    return name
+
+
+def test_auto_mode_picks_by_workload_size_and_says_so(work: Path, fresh_emulator: Any) -> None:
+    small = _lexibatch(work, "run", _requests(work, 3, "small.jsonl"), "--out", "s.jsonl")
+    assert small.returncode == 0, small.stderr
+    assert "mode auto: immediate" in small.stderr
+    large = _lexibatch(work, "run", _requests(work, 12, "large.jsonl"), "--out", "l.jsonl")
+    assert large.returncode == 0, large.stderr
+    assert "mode auto: batch" in large.stderr
+    billing = fresh_emulator.billing()
+    assert billing["immediate"]["requests"] == 3 and billing["batch"]["requests"] == 12
+
+
+def test_estimate_sends_nothing_and_budget_refuses(work: Path, fresh_emulator: Any) -> None:
+    name = _requests(work, 40)
+    est = _lexibatch(work, "run", name, "--estimate")
+    assert est.returncode == 0, est.stderr
+    assert "immediate: $" in est.stdout and "batch:     $" in est.stdout
+    assert "batch saves" in est.stdout
+    refused = _lexibatch(work, "run", name, "--budget", "0.000001")
+    assert refused.returncode == 2
+    assert "exceeds the budget" in refused.stderr and refused.stderr.count("\n") == 1
+    billing = fresh_emulator.billing()
+    assert billing["immediate"]["requests"] == billing["batch"]["requests"] == 0
+
+
+def _kill_when_created(work: Path, name: str) -> None:
+    run = subprocess.Popen(
+        _cmd("run", name, "--mode", "batch", "--out", "out.jsonl"),
+        cwd=work,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = work / ".lexibatch" / "lexibatch.db"
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            if db.exists():
+                with sqlite3.connect(db, timeout=1) as conn:
+                    states = [r[0] for r in conn.execute("SELECT state FROM shards")]
+                if "created" in states:
+                    return
+            time.sleep(0.02)
+        raise AssertionError("the batch was never created")
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+
+
+def test_resume_finishes_without_the_input(work: Path, fresh_emulator: Any) -> None:
+    fresh_emulator.configure(batch_seconds=2.0)
+    name = _requests(work, 15)
+    _kill_when_created(work, name)
+    (work / name).unlink()  # resume needs only the journal
+    resumed = _lexibatch(work, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "15 succeeded" in resumed.stderr
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 15 and billing["duplicates"] == 0
+    # The same work again is all cache: nothing more is billed.
+    _requests(work, 15)
+    again = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
+    assert again.returncode == 0 and "15 from cache" in again.stderr
+    assert fresh_emulator.billing()["batch"]["requests"] == 15
+
+
+def test_batches_list_show_cancel_then_rerun(work: Path, fresh_emulator: Any) -> None:
+    fresh_emulator.configure(batch_seconds=30.0)
+    name = _requests(work, 8)
+    _kill_when_created(work, name)
+    listed = _lexibatch(work, "batches", "list")
+    assert listed.returncode == 0 and "created" in listed.stdout
+    batch_id = next(w for w in listed.stdout.split() if w.startswith("batch_"))
+    shown = _lexibatch(work, "batches", "show", batch_id)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout[: shown.stdout.rindex("}") + 1])["batch_id"] == batch_id
+    assert re.search(r"provider now: (validating|in_progress), 0/\d+ succeeded", shown.stdout)
+    cancelled = _lexibatch(work, "batches", "cancel", batch_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() in (f"{batch_id}: cancelling", f"{batch_id}: cancelled")
+    unknown = _lexibatch(work, "batches", "show", "batch_nope")
+    assert unknown.returncode == 2 and "batch_nope" in unknown.stderr
+    # Re-running re-attaches, reads what the cancelled batch finished, re-sends the rest.
+    fresh_emulator.configure(batch_seconds=0.0)
+    rerun = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "8 succeeded" in rerun.stderr
+    assert fresh_emulator.billing()["duplicates"] == 0

@@ -22,7 +22,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from plugins.ledger import record_paid
+from plugins.ledger import record_paid, record_unanswered
 from plugins.results import build_response
 from providers.errors import ProviderError, SchemaValidationError
 from providers.types import Completion, Message, Request, Response, Usage
@@ -88,7 +88,7 @@ class ImmediateStrategy:
                 )
             except SchemaValidationError as exc:
                 if attempt >= self._reask:
-                    self._record(request, calls, final=None)
+                    record_unanswered(self.context, request, calls, mode="immediate")
                     raise
                 current = current.with_messages(
                     [
@@ -98,19 +98,8 @@ class ImmediateStrategy:
                     ]
                 )
                 continue
-            return self._record(request, calls, final=response)
+            return record_paid(self.context, request, calls, final=response, mode="immediate")
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _record(
-        self, request: Request, calls: list[Completion], *, final: Response | None
-    ) -> Response:
-        return record_paid(
-            self.context,
-            request,
-            calls,
-            final=final,
-            mode="immediate",
-        )
 
     async def _call_with_retries(self, request: Request) -> Completion:
         retrying = AsyncRetrying(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,11 +202,3 @@ def _result_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, 
         else {"type": type(error).__name__, "message": str(error)}
     )
     return {"id": item.id, "key": item.request.key, "status": "failed", "error": detail}
-
-
-def iter_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """The parsed lines of a results file."""
-    with path.open("rb") as fh:
-        for raw in fh:
-            if raw.strip():
-                yield orjson.loads(raw)

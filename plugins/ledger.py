@@ -19,7 +19,7 @@ from providers.types import Completion, Mode, Request, Response
 if TYPE_CHECKING:
     from plugins.registry import StrategyContext
 
-__all__ = ["call_record", "record_paid", "stored_result"]
+__all__ = ["call_record", "record_paid", "record_unanswered", "stored_result"]
 
 
 def call_record(
@@ -72,24 +72,29 @@ def record_paid(
     request: Request,
     calls: Sequence[Completion],
     *,
-    final: Response | None,
+    final: Response,
     mode: Mode,
-    batch_id: str | None = None,
 ) -> Response:
     """Ledger every paid call and cache the final answer, atomically.
 
     Returns:
         ``final`` with its cost set to the sum of the calls' costs (``None``
-        when any of them is unpriced), or ``final`` unchanged when ``None``.
+        when any of them is unpriced).
     """
-    records = [call_record(context, request, c, mode=mode, batch_id=batch_id) for c in calls]
+    records = [call_record(context, request, c, mode=mode) for c in calls]
     total: float | None = 0.0
     for rec in records:
         total = None if total is None or rec.cost_usd is None else total + rec.cost_usd
+    final = dataclasses.replace(final, cost_usd=total)
     store = context.store
     with store.in_transaction():
         store.record_calls(records)
-        if final is not None:
-            final = dataclasses.replace(final, cost_usd=total)
-            store.put_results(context.provider_name, [stored_result(request, final)])
-    return final  # type: ignore[return-value]
+        store.put_results(context.provider_name, [stored_result(request, final)])
+    return final
+
+
+def record_unanswered(
+    context: StrategyContext, request: Request, calls: Sequence[Completion], *, mode: Mode
+) -> None:
+    """Ledger paid calls that produced no usable answer (e.g. every re-ask failed)."""
+    context.store.record_calls(call_record(context, request, c, mode=mode) for c in calls)

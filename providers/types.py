@@ -8,6 +8,7 @@ request files, provider answers).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -128,31 +129,11 @@ class Request:
 
     def with_model(self, model: str) -> Request:
         """A copy of this request sent to another model."""
-        return Request(
-            model=model,
-            messages=self.messages,
-            response_model=self.response_model,
-            json_schema=self.json_schema,
-            schema_name=self.schema_name,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            task=self.task,
-            extras=self.extras,
-        )
+        return dataclasses.replace(self, model=model)
 
     def with_messages(self, messages: Sequence[Message]) -> Request:
         """A copy of this request with other messages (used for re-asking)."""
-        return Request(
-            model=self.model,
-            messages=tuple(messages),
-            response_model=self.response_model,
-            json_schema=self.json_schema,
-            schema_name=self.schema_name,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            task=self.task,
-            extras=self.extras,
-        )
+        return dataclasses.replace(self, messages=tuple(messages))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ their own rates; ``output_tokens`` includes reasoning tokens.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from providers.tokens import estimate_tokens
+from providers.tokens import estimate_tokens, litellm_data_path
 from providers.types import Mode, Request, Usage
 
 __all__ = ["ModelPrice", "PriceTable", "estimate_tokens", "price_map_path"]
@@ -44,17 +43,8 @@ _VERSION_SUFFIXES = (
 
 def price_map_path() -> Path | None:
     """Where the installed litellm keeps its price map (litellm is not imported)."""
-    try:
-        spec = importlib.util.find_spec("litellm")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        candidate = Path(root) / _PRICE_FILE
-        if candidate.is_file():
-            return candidate
-    return None
+    found = litellm_data_path(_PRICE_FILE)
+    return found if found is not None and found.is_file() else None
 
 
 def _number(entry: Mapping[str, Any], key: str) -> float | None:

@@ -36,8 +36,8 @@ _PER_REPLY = 3
 _DEFAULT_OUTPUT = 256
 
 
-def litellm_tiktoken_dir() -> Path | None:
-    """The tiktoken cache LiteLLM bundles, found without importing litellm."""
+def litellm_data_path(relative: str) -> Path | None:
+    """A file or folder shipped inside the installed ``litellm``, found without importing it."""
     try:
         spec = importlib.util.find_spec("litellm")
     except (ImportError, ValueError):
@@ -45,10 +45,16 @@ def litellm_tiktoken_dir() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     for root in spec.submodule_search_locations:
-        candidate = Path(root) / "litellm_core_utils" / "tokenizers"
-        if candidate.is_dir():
+        candidate = Path(root) / relative
+        if candidate.exists():
             return candidate
     return None
+
+
+def litellm_tiktoken_dir() -> Path | None:
+    """The tiktoken cache LiteLLM bundles, found without importing litellm."""
+    found = litellm_data_path("litellm_core_utils/tokenizers")
+    return found if found is not None and found.is_dir() else None
 
 
 def _cache_dir() -> Path:

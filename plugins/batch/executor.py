@@ -171,7 +171,7 @@ class BatchExecutor:
                 if not exc.retryable or attempt == STEP_ATTEMPTS:
                     raise
                 wait = max(exc.retry_after or 0.0, delay * (0.5 + random.random()))
-                log.info(
+                log.warning(
                     "batch %s: %s failed (%s); retrying in %.1fs",
                     what,
                     self.shard.shard_id,

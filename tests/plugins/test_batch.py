@@ -273,3 +273,40 @@ async def test_errors_never_escape_as_vendor_exceptions(
         assert type(error).__module__ == "providers.errors" and error.retryable
     finally:
         await connector.aclose()
+
+
+async def test_responses_api_lines_through_the_batch_strategy(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    settings = make_settings(
+        fresh_emulator,
+        providers={"openai": {"base_url": fresh_emulator.base_url + "/v1", "api": "responses"}},
+    )
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, ["resp1", "resp2", "resp3"])
+        assert all(isinstance(r, Entry) for r in results)
+        (shard,) = connector.store.shards()
+        assert shard.raw is not None and shard.raw["endpoint"] == "/v1/responses"
+    finally:
+        await connector.aclose()
+
+
+async def test_progress_observer_counts_through_the_hooks(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    from plugins.progress import ProgressObserver
+
+    connector = open_connector(make_settings(fresh_emulator))
+    observer = ProgressObserver(6, enabled=False)
+    connector.manager.pm.register(observer, name="test-progress")
+    try:
+        connector.enable_batch_mode()
+        await _gather(connector, [f"p{i}" for i in range(5)])
+        await connector.structured("p0", Entry, task="t")  # a cache hit
+        assert (observer.succeeded, observer.failed, observer.cached) == (6, 0, 1)
+        assert list(observer.batches.values()) == ["completed"]
+    finally:
+        connector.manager.pm.unregister(observer)
+        await connector.aclose()

@@ -310,3 +310,30 @@ async def test_progress_observer_counts_through_the_hooks(
     finally:
         connector.manager.pm.unregister(observer)
         await connector.aclose()
+
+
+async def test_output_file_missing_for_a_while_after_completed(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    fresh_emulator.configure(output_file_missing_polls=3)
+    connector = open_connector(make_settings(fresh_emulator))
+    seen: list[tuple[str, bool]] = []
+
+    class Watch:
+        from plugins import hookimpl
+
+        @hookimpl
+        def batch_status_changed(self, batch: Any) -> None:
+            seen.append((batch.state.value, batch.results_ready))
+
+    watch = Watch()
+    connector.manager.pm.register(watch, name="watch-output-file")
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, ["o1", "o2"])
+        assert all(isinstance(r, Entry) for r in results)
+        # Completed without its output file first; results read only once it appeared.
+        assert ("completed", False) in seen and seen[-1] == ("completed", True)
+    finally:
+        connector.manager.pm.unregister(watch)
+        await connector.aclose()

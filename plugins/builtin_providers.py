@@ -2,10 +2,32 @@
 
 Each factory imports its vendor SDK only when called, so listing providers
 (``lexibatch plugins``) costs nothing.
+
+A factory is called as ``factory(name, settings)`` (the hook contract), and
+:class:`~plugins.config.ProviderSettings` says how to reach a provider, not
+what the connector around it will do. Two built-ins need a little of the
+latter, which the composition root supplies for the duration of the factory
+call with :func:`provider_context`:
+
+* ``litellm`` decides its batch API from the connector's default model
+  (``openai/gpt-4o-mini`` → OpenAI's; ``anthropic/...`` → none, so batch mode
+  is refused in one line and ``auto`` falls back to immediate);
+* ``anthropic`` keeps its shard records (what lets a crashed run find a batch
+  it created) in ``provider-state/anthropic`` beside the store, not in the
+  user's cache folder.
+
+Outside a :func:`provider_context` (a factory called directly) LiteLLM picks
+its batch API from ``base_url`` alone and Anthropic keeps its records under
+``~/.cache/lexibatch``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugins.hookspecs import hookimpl
@@ -16,10 +38,59 @@ OPENAI_MAX_BYTES = 200 * 1024 * 1024
 ANTHROPIC_MAX_REQUESTS = 100_000
 ANTHROPIC_MAX_BYTES = 256 * 1024 * 1024
 
+#: The folder beside the store where built-in providers keep local state,
+#: one sub-folder per provider name.
+PROVIDER_STATE_DIR = "provider-state"
+
 if TYPE_CHECKING:
     from plugins.config import ProviderSettings
     from plugins.registry import RegisterProvider
     from providers.protocol import Provider
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What the connector being built tells the built-in factories.
+
+    Attributes:
+        model: the connector's default model (``[connector] model``).
+        db: the store's path (``[connector] db``); ``None`` or ``:memory:``
+            for none on disk.
+    """
+
+    model: str | None = None
+    db: Path | None = None
+
+    def state_dir(self, name: str) -> Path | None:
+        """Where provider ``name`` keeps local state beside the store (``None``: no store)."""
+        if self.db is None or str(self.db) == ":memory:":
+            return None
+        return self.db.parent / PROVIDER_STATE_DIR / name
+
+
+_EMPTY = ProviderContext()
+_CONTEXT: ContextVar[ProviderContext | None] = ContextVar(
+    "lexibatch_provider_context", default=None
+)
+
+
+@contextmanager
+def provider_context(*, model: str | None = None, db: Path | None = None) -> Iterator[None]:
+    """Tell the built-in factories called inside the block about the connector being built.
+
+    ``plugins.factory.open_connector`` wraps its factory call in this; code
+    that calls a built-in factory itself may do the same.
+    """
+    token = _CONTEXT.set(ProviderContext(model=model, db=db))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def current_provider_context() -> ProviderContext:
+    """The context of the factory call in progress (empty outside :func:`provider_context`)."""
+    return _CONTEXT.get() or _EMPTY
 
 
 def make_openai(name: str, settings: ProviderSettings) -> Provider:
@@ -51,11 +122,18 @@ def make_anthropic(name: str, settings: ProviderSettings) -> Provider:
         max_connections=max(settings.max_concurrency, 1) * 2,
         max_batch_requests=settings.max_batch_requests or ANTHROPIC_MAX_REQUESTS,
         max_batch_bytes=settings.max_batch_bytes or ANTHROPIC_MAX_BYTES,
+        state_dir=current_provider_context().state_dir(name),
     )
 
 
 def make_litellm(name: str, settings: ProviderSettings) -> Provider:
-    """The ``litellm`` provider: any model string LiteLLM accepts."""
+    """The ``litellm`` provider: any model string LiteLLM accepts.
+
+    Its batch API is the one LiteLLM has for the connector's default model's
+    vendor (``providers.litellm.BATCH_PROVIDERS``); for any other vendor it
+    has none. Models routed to another vendor than the default one are
+    refused by the batch endpoint, one shard at a time, with a clear error.
+    """
     from providers.litellm import LiteLLMProvider
 
     provider: Provider = LiteLLMProvider(
@@ -63,6 +141,9 @@ def make_litellm(name: str, settings: ProviderSettings) -> Provider:
         api_key=settings.api_key(name) or None,
         base_url=settings.base_url,
         timeout=settings.timeout,
+        model=current_provider_context().model,
+        max_batch_requests=settings.max_batch_requests or OPENAI_MAX_REQUESTS,
+        max_batch_bytes=settings.max_batch_bytes or OPENAI_MAX_BYTES,
     )
     return provider
 

@@ -1,0 +1,145 @@
+"""Fixtures of the provider suite: every built-in provider, in both modes, against an emulator.
+
+A :class:`Target` is one provider wired to an emulator of this test's own, so
+the emulator's billing report counts this test's traffic only:
+
+* ``openai`` and ``litellm`` reach an in-process emulator at ``<root>/v1``;
+* ``anthropic`` reaches it at its root (the SDK adds ``/v1``);
+* ``sandbox`` starts its own emulator, as it does for a user, with its state
+  in the test's folder.
+
+Each uses a model the price table knows, so costs are real numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+#: Provider → a model the price table prices (batch at half the immediate price).
+PRICED_MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-haiku-4-5",
+    "litellm": "openai/gpt-4o-mini",
+    "sandbox": "gpt-4o-mini",
+}
+
+PROVIDERS = tuple(PRICED_MODELS)
+MODES = ("immediate", "batch")
+
+
+class Entry(BaseModel):
+    """The response model every suite call asks for."""
+
+    word: str
+    level: str
+
+
+@dataclass
+class Target:
+    """One built-in provider against an emulator, with a store in the test's folder."""
+
+    provider: str
+    tmp_path: Path
+    own_emulator: Any = None
+
+    @property
+    def model(self) -> str:
+        """The priced model this provider is tested with."""
+        return PRICED_MODELS[self.provider]
+
+    def marked(self, marker: str) -> str:
+        """The model with an emulator fault marker (``model@marker``)."""
+        return f"{self.model}@{marker}"
+
+    @property
+    def db(self) -> Path:
+        """The store every connector of this test opens."""
+        return self.tmp_path / "store.db"
+
+    def settings(self, **sections: Any) -> Any:
+        """Settings for this provider, brisk enough for tests; ``sections`` override."""
+        from plugins.config import Settings
+
+        data: dict[str, Any] = {
+            "connector": {"provider": self.provider, "model": self.model, "db": str(self.db)},
+            "batch": {"linger": 0.05, "poll_interval": 0.02, "max_poll_interval": 0.05},
+            "immediate": {"backoff_initial": 0.01, "backoff_max": 0.05},
+        }
+        if self.provider != "sandbox":
+            root = self.own_emulator.base_url
+            base = root if self.provider == "anthropic" else root + "/v1"
+            data["providers"] = {self.provider: {"base_url": base}}
+        for section, values in sections.items():
+            data.setdefault(section, {}).update(values)
+        return Settings.model_validate(data)
+
+    def open(self, **sections: Any) -> Any:
+        """A connector built the way the command line builds one (``open_connector``)."""
+        from plugins.factory import open_connector
+
+        return open_connector(self.settings(**sections))
+
+    @property
+    def emulator(self) -> Any:
+        """The emulator this target talks to (the sandbox's once a connector is open)."""
+        if self.provider == "sandbox":
+            from plugins.sandbox import sandbox_emulator
+
+            emu = sandbox_emulator()
+            assert emu is not None, "open a connector first"
+            return emu
+        return self.own_emulator
+
+    def billing(self) -> dict[str, Any]:
+        """The emulator's billing report."""
+        report: dict[str, Any] = self.emulator.billing()
+        return report
+
+
+@pytest.fixture
+def fresh_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A sandbox emulator of this test's own (batches ready at the first poll)."""
+    from plugins import sandbox
+
+    monkeypatch.setattr(sandbox, "_state_dir", sandbox._state_dir)
+    monkeypatch.setattr(sandbox, "_batch_seconds", 0.0)
+    sandbox.stop_sandbox_emulator()
+    yield
+    sandbox.stop_sandbox_emulator()
+
+
+@pytest.fixture(params=PROVIDERS)
+def target(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    api_keys: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Target]:
+    """Each built-in provider in turn, against an emulator of the test's own."""
+    # Shard records and any other per-user cache land in the test's folder.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    provider = str(request.param)
+    if provider == "sandbox":
+        request.getfixturevalue("fresh_sandbox")
+        target = Target(provider, tmp_path)
+        yield target
+        return
+    from providers.emulator import Emulator, EmulatorConfig
+
+    with Emulator(EmulatorConfig(batch_seconds=0.0)) as emu:
+        yield Target(provider, tmp_path, own_emulator=emu)
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """``immediate`` or ``batch``."""
+    return str(request.param)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from plugins.builtin_providers import provider_context
 from plugins.config import Settings
 from plugins.connector import LexiConnector
 from plugins.manager import PluginManager, get_plugin_manager
@@ -61,7 +62,10 @@ def open_connector(
         if "poll_interval" not in settings.batch.model_fields_set:
             batch = settings.batch.model_copy(update={"poll_interval": _SANDBOX_POLL_INTERVAL})
             settings = settings.model_copy(update={"batch": batch})
-    provider = entry.factory(name, settings.provider_settings(name))
+    # Built-in factories read the model and the store's folder from this
+    # context (the hook contract gives a factory only its name and settings).
+    with provider_context(model=settings.connector.model, db=db_path):
+        provider = entry.factory(name, settings.provider_settings(name))
     if store is None:
         store = Store(db_path)
     return LexiConnector(

@@ -145,12 +145,6 @@ async def test_litellm_model_without_a_batch_api_is_refused_in_one_line(
     assert "mode auto: immediate (the provider has no batch endpoint)" in said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugins/factory.py open_connector does not yet wrap the provider factory call in "
-    "plugins.builtin_providers.provider_context(model=settings.connector.model, "
-    "db=settings.connector.db)",
-)
 def test_cli_refuses_batch_mode_for_a_litellm_model_without_one(
     emulator: Any, tmp_path: Path, clean_env: None
 ) -> None:
@@ -193,11 +187,6 @@ async def test_anthropic_shard_records_live_beside_the_store(
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugins/factory.py open_connector does not yet wrap the provider factory call in "
-    "plugins.builtin_providers.provider_context(...), so the records go to ~/.cache",
-)
 async def test_anthropic_shard_records_live_beside_the_store_via_open_connector(
     fresh_emulator: Any, make_settings: Any, tmp_path: Path, clean_env: None
 ) -> None:

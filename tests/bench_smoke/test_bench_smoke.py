@@ -1,0 +1,51 @@
+"""The benchmarks at tiny sizes, so they cannot rot: each runs and prints every figure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED = {
+    "bench_startup": ["lexibatch --help", "import providers"],
+    "bench_batch": [
+        "batch end to end",
+        "client CPU per request",
+        "floor per request",
+        "client CPU / floor",
+        "ours / instructor throughput",
+    ],
+    "bench_immediate": ["connector", "openai SDK (raw)", "litellm", "connector / openai SDK"],
+    "bench_memory": [
+        "peak RSS, 1 KB prompts",
+        "peak RSS, 4 KB prompts",
+        "prompt bytes kept, 4 KB vs 1 KB",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_benchmark_runs_at_tiny_size_and_prints_its_figures(name: str, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", f"tests.benchmarks.{name}", "--tiny", "--report", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {r["name"].strip(): r for r in json.loads(report.read_text())["rows"]}
+    expected = list(EXPECTED[name])
+    if name == "bench_batch" and "instructor: skipped" in done.stdout:
+        expected.remove("ours / instructor throughput")
+    for figure in expected:
+        assert figure in rows, (figure, sorted(rows))
+        assert rows[figure]["figure"] >= 0
+        assert figure in done.stdout
+    assert "figures vs targets" in done.stdout

@@ -1,0 +1,313 @@
+"""Batch path: N structured requests through the connector's batch strategy, end to end.
+
+The emulator runs as a separate process on loopback (batches complete at the
+first poll). Requests are queued with ``connector.batch_strategy().submit()``
+(a promise per request, no coroutine per request), yielding to the event loop
+every ``CHUNK`` requests so that a shard sealed at the provider limit is
+uploaded while the next one is still being built; ``execute_batch()`` then
+dispatches the rest and waits for every result.
+
+The client's CPU (``time.process_time``: this process only; the emulator is
+another process) is split by timing the strategy's phases from outside:
+
+* building: ``build_request`` + ``submit`` (key hash, journal row, encoded
+  line spooled to the shard file) and sealing (fsync, shard journal);
+* finishing: parsing result lines (``parse_result_line``) and
+  ``finish_items`` (validate, ledger, cache, journal state, resolve futures);
+* the rest: HTTP transport (upload, create, poll, download) and the event loop.
+
+The floor, measured in the same run on the same requests and result lines:
+``orjson.dumps`` of every batch input line, ``orjson.loads`` of every result
+line and ``Entry.model_validate_json`` of every answer.
+
+The peer (``instructor.batch.BatchProcessor``, from the ``peers`` extra) does
+the same work the way its documentation shows: write the batch file, submit it,
+poll, download and parse the results, one batch per 50,000 requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from tests.benchmarks.common import (
+    EmulatorProcess,
+    Entry,
+    Row,
+    clock,
+    finish,
+    parser,
+    prompt,
+    settings,
+    size,
+)
+
+CHUNK = 1000
+PROVIDER_LIMIT = 50_000  # OpenAI's requests per batch
+
+
+class Meter:
+    """CPU seconds per phase, measured by wrapping the strategy's methods from outside."""
+
+    def __init__(self) -> None:
+        self.build = 0.0
+        self.seal = 0.0
+        self.parse = 0.0
+        self.finish = 0.0
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the CPU time of the block to ``name`` (nested blocks count once, outermost)."""
+        if self._depth:
+            yield
+            return
+        self._depth += 1
+        start = time.process_time()
+        try:
+            yield
+        finally:
+            setattr(self, name, getattr(self, name) + time.process_time() - start)
+            self._depth -= 1
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` timed into phase ``name``."""
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.phase(name):
+                return fn(*args, **kwargs)
+
+        return timed
+
+
+def _instrument(connector: Any, meter: Meter) -> None:
+    import providers.openai as openai_provider
+
+    strategy = connector.batch_strategy()
+    strategy.accumulator.on_sealed = meter.wrap("seal", strategy.accumulator.on_sealed)
+    strategy._dispatch_all = meter.wrap("seal", strategy._dispatch_all)
+    for name in ("finish_items", "finish_missing", "shard_collected"):
+        setattr(strategy, name, meter.wrap("finish", getattr(strategy, name)))
+    original = openai_provider.parse_result_line
+
+    # Per line, so a cheap wall clock (this section never waits): process_time is a syscall.
+    def parse(line: bytes | str, provider: str = "openai") -> Any:
+        start = time.perf_counter()
+        try:
+            return original(line, provider)
+        finally:
+            meter.parse += time.perf_counter() - start
+
+    openai_provider.parse_result_line = parse  # type: ignore[assignment]
+
+
+async def run_ours(emu: EmulatorProcess, n: int, work: Path, profile: bool) -> dict[str, Any]:
+    """Our batch path; returns its figures."""
+    from plugins.factory import open_connector
+
+    connector = open_connector(settings(emu.url, work / "ours.db"))
+    meter = Meter()
+    profiler = cProfile.Profile() if profile else None
+    try:
+        connector.enable_batch_mode()
+        strategy = connector.batch_strategy()
+        _instrument(connector, meter)
+        build = connector.build_request
+        submit = strategy.submit
+        emu_cpu0 = emu.cpu_seconds()
+        if profiler:
+            profiler.enable()
+        with clock() as total:
+            promises = []
+            for start in range(0, n, CHUNK):
+                with meter.phase("build"):
+                    promises.extend(
+                        submit(build(prompt(i), Entry, task="bench"))
+                        for i in range(start, min(start + CHUNK, n))
+                    )
+                await asyncio.sleep(0)
+            await connector.execute_batch()
+            outputs = [p.result().output for p in promises]
+        if profiler:
+            profiler.disable()
+        emu_cpu = emu.cpu_seconds() - emu_cpu0
+        assert len(outputs) == n and all(isinstance(o, Entry) for o in outputs)
+        shards = connector.store.shards()
+        assert sum(s.requests for s in shards) == n
+        batch_ids = [s.batch_id for s in shards]
+    finally:
+        await connector.aclose()
+    figures = {
+        "wall": total.wall,
+        "cpu": total.cpu,
+        "build": meter.build + meter.seal,
+        "parse": meter.parse,
+        "finish": meter.finish,
+        "emulator_cpu": emu_cpu,
+        "shards": len(batch_ids),
+        "batch_ids": batch_ids,
+    }
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+        figures["profile"] = out.getvalue()
+    return figures
+
+
+def _result_lines(emu: EmulatorProcess, batch_ids: list[str]) -> list[bytes]:
+    lines: list[bytes] = []
+    headers = {"Authorization": "Bearer sk-bench-dummy"}
+    with httpx.Client(base_url=emu.url + "/v1", headers=headers, timeout=600) as client:
+        for batch_id in batch_ids:
+            batch = client.get(f"/batches/{batch_id}").json()
+            content = client.get(f"/files/{batch['output_file_id']}/content").content
+            lines.extend(line for line in content.split(b"\n") if line.strip())
+    return lines
+
+
+def measure_floor(emu: EmulatorProcess, n: int, work: Path, batch_ids: list[str]) -> dict[str, Any]:
+    """orjson and pydantic alone on the same request bodies, result lines and answers."""
+    from plugins.factory import open_connector
+
+    connector = open_connector(settings(emu.url, work / "floor.db"))
+    try:
+        provider = connector.provider
+        url = "/v1/chat/completions"
+        lines_in = []
+        for i in range(n):
+            request = connector.build_request(prompt(i), Entry, task="bench")
+            body = provider.body(request)
+            lines_in.append({"custom_id": request.key, "method": "POST", "url": url, "body": body})
+    finally:
+        asyncio.run(connector.aclose())
+    lines_out = _result_lines(emu, batch_ids)
+    assert len(lines_out) == n, (len(lines_out), n)
+    dumps, loads, validate = orjson.dumps, orjson.loads, Entry.model_validate_json
+    with clock() as t_dump:
+        for line in lines_in:
+            dumps(line)
+    with clock() as t_load:
+        parsed = [loads(line) for line in lines_out]
+    contents = [p["response"]["body"]["choices"][0]["message"]["content"] for p in parsed]
+    with clock() as t_validate:
+        for content in contents:
+            validate(content)
+    return {"dumps": t_dump.cpu, "loads": t_load.cpu, "validate": t_validate.cpu}
+
+
+def run_instructor(emu: EmulatorProcess, n: int, work: Path) -> dict[str, Any] | None:
+    """instructor's batch module doing the same work; ``None`` when it is not installed."""
+    try:
+        from instructor.batch import BatchProcessor, BatchSuccess
+    except ImportError:
+        return None
+    os.environ["OPENAI_BASE_URL"] = emu.url + "/v1"
+    processor = BatchProcessor("openai/gpt-4o-mini", Entry)
+    emu_cpu0 = emu.cpu_seconds()
+    quiet = io.StringIO()
+    with clock() as total, contextlib.redirect_stdout(quiet):
+        results: list[Any] = []
+        for part, start in enumerate(range(0, n, PROVIDER_LIMIT)):
+            messages = [
+                [{"role": "user", "content": prompt(i)}]
+                for i in range(start, min(start + PROVIDER_LIMIT, n))
+            ]
+            path = processor.create_batch_from_messages(
+                messages, file_path=str(work / f"instructor-{part}.jsonl")
+            )
+            batch_id = processor.submit_batch(path)
+            while processor.get_batch_status(batch_id)["status"] != "completed":
+                time.sleep(0.02)
+            results.extend(processor.retrieve_results(batch_id))
+    emu_cpu = emu.cpu_seconds() - emu_cpu0
+    assert len(results) == n and all(isinstance(r, BatchSuccess) for r in results)
+    assert all(isinstance(r.result, Entry) for r in results)
+    return {"wall": total.wall, "cpu": total.cpu, "emulator_cpu": emu_cpu}
+
+
+def _us(seconds: float, n: int) -> float:
+    return seconds / n * 1e6
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the batch benchmark and print its figures and table."""
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("-n", type=int, default=None, help="requests (default 100,000)")
+    p.add_argument("--no-peer", action="store_true", help="skip instructor")
+    p.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    args = p.parse_args(argv)
+    n = args.n or size(args, 100_000, 20_000, 300)
+    print(f"batch path: {n:,} structured requests, emulator as a separate process")
+    with tempfile.TemporaryDirectory(prefix="lexibatch-bench-") as tmp, EmulatorProcess() as emu:
+        work = Path(tmp)
+        ours = asyncio.run(run_ours(emu, n, work, args.profile))
+        floor = measure_floor(emu, n, work, ours["batch_ids"])
+        peer = None if args.no_peer else run_instructor(emu, n, work)
+    rate = n / ours["wall"]
+    other = ours["cpu"] - ours["build"] - ours["parse"] - ours["finish"]
+    floor_total = floor["dumps"] + floor["loads"] + floor["validate"]
+    print(
+        f"\nours: {ours['wall']:.2f} s wall, {rate:,.0f} requests/s, {ours['shards']} batches; "
+        f"client CPU {ours['cpu']:.2f} s, emulator CPU {ours['emulator_cpu']:.2f} s"
+    )
+    print(
+        f"  client CPU per request: {_us(ours['cpu'], n):.1f} us = "
+        f"building {_us(ours['build'], n):.1f} + parsing {_us(ours['parse'], n):.1f} "
+        f"+ finishing {_us(ours['finish'], n):.1f} + transport/loop {_us(other, n):.1f}"
+    )
+    print(
+        f"floor: {_us(floor_total, n):.1f} us per request = orjson dumps "
+        f"{_us(floor['dumps'], n):.1f} + orjson loads {_us(floor['loads'], n):.1f} "
+        f"+ pydantic validate {_us(floor['validate'], n):.1f}"
+    )
+    ratio = ours["cpu"] / floor_total
+    rows = [
+        Row("batch end to end", rate, "req/s", ">= 10,000", rate >= 10_000),
+        Row("client CPU per request", _us(ours["cpu"], n), "us", "-", None),
+        Row("  building", _us(ours["build"], n), "us", "-", None),
+        Row("  finishing (parse+finish)", _us(ours["parse"] + ours["finish"], n), "us", "-", None),
+        Row("  transport and loop", _us(other, n), "us", "-", None),
+        Row("floor per request", _us(floor_total, n), "us", "-", None),
+        Row("client CPU / floor", ratio, "x", "<= 3x", ratio <= 3),
+        Row(
+            "build+finish / floor",
+            (ours["build"] + ours["parse"] + ours["finish"]) / floor_total,
+            "x",
+            "-",
+            None,
+        ),
+    ]
+    if peer is None:
+        print("\ninstructor: skipped (not installed: pip install -e '.[peers]')")
+    else:
+        peer_rate = n / peer["wall"]
+        print(
+            f"instructor: {peer['wall']:.2f} s wall, {peer_rate:,.0f} requests/s; client CPU "
+            f"{peer['cpu']:.2f} s ({_us(peer['cpu'], n):.1f} us per request), "
+            f"emulator CPU {peer['emulator_cpu']:.2f} s"
+        )
+        rows += [
+            Row("instructor end to end", peer_rate, "req/s", "-", None),
+            Row("ours / instructor throughput", rate / peer_rate, "x", "-", None),
+            Row("ours / instructor client CPU", ours["cpu"] / peer["cpu"], "x", "-", None),
+        ]
+    if "profile" in ours:
+        print("\nprofile of our batch path (client process):\n" + ours["profile"])
+    finish("batch path", rows, args.report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,23 +32,25 @@ def call_record(
 ) -> CallRecord:
     """The ledger row of one paid call, priced for ``mode`` and for immediate."""
     model = completion.model or request.model
-    prices = context.prices
-    pprov = price_provider(context.provider_name)
-    cost = prices.cost(model, completion.usage, mode, provider=pprov)
-    immediate = (
-        cost if mode == "immediate" else prices.cost(model, completion.usage, "immediate", pprov)
-    )
+    usage = completion.usage
+    # One price lookup for both figures: this runs once per result of a batch.
+    price = context.prices.price(model, price_provider(context.provider_name))
+    cost: float | None = None
+    immediate: float | None = None
+    if price is not None:
+        cost = price.cost(usage, mode)
+        immediate = cost if mode == "immediate" else price.cost(usage, "immediate")
     return CallRecord(
-        provider=context.provider_name,
-        model=model,
-        task=request.task,
-        mode=mode,
-        key=request.key,
-        usage=completion.usage,
-        cost_usd=cost,
-        immediate_cost_usd=immediate,
-        batch_id=batch_id,
-        ts=time.time(),
+        context.provider_name,
+        model,
+        request.task,
+        mode,
+        request.key,
+        usage,
+        cost,
+        immediate,
+        batch_id,
+        time.time(),
     )
 
 

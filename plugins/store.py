@@ -414,17 +414,21 @@ def _result_from_row(row: Sequence[Any], memo: dict[str, Usage]) -> StoredResult
 
 
 def _request_from_row(row: Sequence[Any]) -> JournalRequest:
+    # Positional, and no JSON parse for the usual row without an error: this
+    # runs once per request of a shard when its results are checked.
+    body = row[3]
+    error = row[7]
     return JournalRequest(
-        key=row[0],
-        model=row[1],
-        task=row[2],
-        body=bytes(row[3]),
-        state=row[4],
-        shard_id=row[5],
-        attempts=row[6],
-        error=_loads_opt(row[7]),
-        created_at=row[8],
-        updated_at=row[9],
+        row[0],
+        row[1],
+        row[2],
+        body if type(body) is bytes else bytes(body),
+        row[4],
+        row[5],
+        row[6],
+        None if error is None else orjson.loads(error),
+        row[8],
+        row[9],
     )
 
 
@@ -1061,6 +1065,24 @@ class Store:
             (shard_id,),
         )
         return [_request_from_row(r) for r in rows]
+
+    def shard_keys(self, shard_id: str, state: str | None = None) -> list[str]:
+        """The keys of the requests last submitted in ``shard_id`` (only those in ``state``).
+
+        The light form of :meth:`requests_of_shard` for finding what a batch
+        left unanswered: it reads neither bodies nor errors.
+        """
+        if state is None:
+            rows = self._read(
+                "SELECT key FROM requests WHERE shard_id = ? ORDER BY rowid", (shard_id,)
+            )
+        else:
+            _check_state(state, REQUEST_STATES, "request")
+            rows = self._read(
+                "SELECT key FROM requests WHERE shard_id = ? AND state = ? ORDER BY rowid",
+                (shard_id, state),
+            )
+        return [row[0] for row in rows]
 
     def get_requests(self, provider: str, keys: Iterable[str]) -> dict[str, JournalRequest]:
         """The journaled requests among ``keys``, by key."""

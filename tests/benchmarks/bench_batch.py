@@ -200,8 +200,11 @@ def measure_floor(emu: EmulatorProcess, n: int, work: Path, batch_ids: list[str]
         for line in lines_in:
             dumps(line)
     with clock() as t_load:
-        parsed = [loads(line) for line in lines_out]
-    contents = [p["response"]["body"]["choices"][0]["message"]["content"] for p in parsed]
+        for line in lines_out:
+            loads(line)
+    contents = [
+        loads(line)["response"]["body"]["choices"][0]["message"]["content"] for line in lines_out
+    ]
     with clock() as t_validate:
         for content in contents:
             validate(content)
@@ -290,7 +293,9 @@ def main(argv: list[str] | None = None) -> None:
             None,
         ),
     ]
-    if peer is None:
+    if args.no_peer:
+        print("\ninstructor: skipped (--no-peer)")
+    elif peer is None:
         print("\ninstructor: skipped (not installed: pip install -e '.[peers]')")
     else:
         peer_rate = n / peer["wall"]

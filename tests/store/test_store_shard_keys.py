@@ -1,0 +1,38 @@
+"""``Store.shard_keys``: the keys of a shard's requests, without their bodies."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugins.store import JournalRequest, Store
+
+
+def _journal(store: Store, keys: list[str]) -> None:
+    store.add_requests("openai", [JournalRequest(k, "m", None, b'{"c":{}}') for k in keys])
+
+
+def test_shard_keys_lists_the_shard_in_journal_order_filtered_by_state(store: Store) -> None:
+    _journal(store, ["k3", "k1", "k2", "other"])
+    store.set_request_state("openai", ["k3", "k1", "k2"], "submitted", shard_id="s1")
+    store.set_request_state("openai", ["other"], "submitted", shard_id="s2")
+    store.set_request_state("openai", ["k1"], "succeeded")
+    in_order = [r.key for r in store.requests_of_shard("s1")]
+    assert store.shard_keys("s1") == in_order
+    assert sorted(in_order) == ["k1", "k2", "k3"]
+    assert store.shard_keys("s1", "submitted") == [k for k in in_order if k != "k1"]
+    assert store.shard_keys("s1", "succeeded") == ["k1"]
+    assert store.shard_keys("s2") == ["other"]
+    assert store.shard_keys("nope") == []
+
+
+def test_shard_keys_refuses_an_unknown_state(store: Store) -> None:
+    with pytest.raises(ValueError, match="unknown request state"):
+        store.shard_keys("s1", "done")
+
+
+def test_requests_of_shard_keeps_errors_and_bodies(store: Store) -> None:
+    _journal(store, ["a"])
+    store.set_request_state("openai", ["a"], "failed", shard_id="s", error={"type": "X"})
+    (row,) = store.requests_of_shard("s")
+    assert row.body == b'{"c":{}}' and isinstance(row.body, bytes)
+    assert row.error == {"type": "X"} and row.state == "failed" and row.shard_id == "s"

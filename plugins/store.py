@@ -979,6 +979,40 @@ class Store:
             values,
         )
 
+    def queue_requests(self, provider: str, rows: Iterable[JournalRequest]) -> int:
+        """Journal requests as queued in their (open) shard; returns rows written.
+
+        Unlike :meth:`add_requests`, a request already journaled as queued or
+        failed (by an earlier run) is queued again in the new shard; one that
+        succeeded or is in a submitted batch is left alone.
+        """
+        now = time.time()
+        values = [
+            (provider, r.key, r.model, r.task, r.body, r.shard_id, r.attempts, now, now)
+            for r in rows
+        ]
+        values.sort(key=_second)
+        return self._changes(
+            "INSERT INTO requests (provider, key, model, task, body, state, shard_id, attempts, "
+            "error, created_at, updated_at) VALUES (?,?,?,?,?,'queued',?,?,NULL,?,?) "
+            "ON CONFLICT (provider, key) DO UPDATE SET state = 'queued', "
+            "shard_id = excluded.shard_id, updated_at = excluded.updated_at "
+            "WHERE requests.state IN ('queued', 'failed')",
+            values,
+        )
+
+    def submit_shard_requests(self, provider: str, shard_id: str) -> int:
+        """Move the queued requests of ``shard_id`` to submitted (one more attempt each).
+
+        One statement over the shard index, instead of one update per key.
+        """
+        now = time.time()
+        return self._changes(
+            "UPDATE requests SET state = 'submitted', attempts = attempts + 1, error = NULL, "
+            "updated_at = ? WHERE provider = ? AND shard_id = ? AND state = 'queued'",
+            [(now, provider, shard_id)],
+        )
+
     def set_request_state(
         self,
         provider: str,

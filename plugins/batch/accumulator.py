@@ -67,8 +67,12 @@ class BatchAccumulator:
     def __len__(self) -> int:
         return sum(len(s.keys) for s in self._open.values())
 
-    def add(self, key: str, model: str, line: bytes, est_cost: float = 0.0) -> None:
-        """Spool one encoded request line; seals the shard first if it would overflow."""
+    def add(self, key: str, model: str, line: bytes, est_cost: float = 0.0) -> str:
+        """Spool one encoded request line; seals the shard first if it would overflow.
+
+        Returns:
+            The id of the shard the line went into.
+        """
         group = "*" if self.limits.mixed_models else model
         size = len(line) + 1
         shard = self._open.get(group)
@@ -88,6 +92,7 @@ class BatchAccumulator:
         shard.keys.append(key)
         shard.bytes += size
         shard.est_cost += est_cost
+        return shard.shard_id
 
     def seal_all(self) -> None:
         """Seal every open shard (dispatch now)."""

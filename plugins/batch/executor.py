@@ -34,9 +34,9 @@ __all__ = ["BatchExecutor"]
 log = logging.getLogger("lexibatch.batch")
 
 # Results are stored in chunks: one transaction per chunk keeps a 50,000-line
-# batch to a few dozen commits while a crash loses at most one chunk of work
-# (which is simply read again on resume).
-RESULT_CHUNK = 2000
+# batch to a handful of commits (each commit of randomly keyed rows is dear)
+# while a crash loses at most one chunk of work, which is read again on resume.
+RESULT_CHUNK = 10_000
 
 # How often a transient provider failure of a lifecycle step is retried
 # before the shard is given up on for this run (it stays resumable).

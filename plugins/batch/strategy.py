@@ -102,6 +102,7 @@ class BatchStrategy:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._linger_handle: asyncio.TimerHandle | None = None
         self._last_arrival = 0.0
+        self._rejoined: set[str] = set()
         self._committed_usd = 0.0
         self._started = False
         self._closed = False
@@ -113,17 +114,22 @@ class BatchStrategy:
 
     async def run(self, request: Request) -> Response:
         """Queue ``request`` into a shared batch and wait for its result."""
-        return await self.submit(request)
+        return await self.submit(request, awaited=True)
 
-    def submit(self, request: Request) -> BatchPromise:
-        """Queue ``request`` without waiting; the returned promise resolves with its result."""
+    def submit(self, request: Request, *, awaited: bool = False) -> BatchPromise:
+        """Queue ``request`` without waiting; the returned promise resolves with its result.
+
+        ``awaited`` says the caller awaits the promise at once, so its error
+        is read there; otherwise it is read when it arrives.
+        """
         self._ensure_started()
         key = request.key
         pending = self._pending.get(key)
         if pending is not None and pending.future is not None:
             return BatchPromise(key, pending.future)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_consume)
+        if not awaited:
+            future.add_done_callback(_consume)
         if self._resumable and self._attach_to_submitted(request, future):
             return BatchPromise(key, future)
         pending = BatchRequest.of(request, future)
@@ -141,7 +147,14 @@ class BatchStrategy:
     def _enqueue(self, request: Request, pending: BatchRequest, *, journal: bool) -> None:
         key = pending.key
         self._pending[key] = pending
+        if self.settings.batch.budget_usd is not None:
+            pending.est_cost = self._estimate_cost(request)
+        shard_id = self.accumulator.add(
+            key, request.model, self.endpoint.encode(request, key), pending.est_cost
+        )
         if journal:
+            # Journaled with its open shard's id, so sealing marks the whole
+            # shard submitted in one statement.
             self._journal_buffer.append(
                 JournalRequest(
                     key=key,
@@ -149,16 +162,15 @@ class BatchStrategy:
                     task=request.task,
                     body=encode_request(request),
                     state="queued",
+                    shard_id=shard_id,
                     attempts=pending.attempts,
                 )
             )
             if len(self._journal_buffer) >= JOURNAL_CHUNK:
                 self._flush_journal()
-        if self.settings.batch.budget_usd is not None:
-            pending.est_cost = self._estimate_cost(request)
-        self.accumulator.add(
-            key, request.model, self.endpoint.encode(request, key), pending.est_cost
-        )
+        else:
+            # Already journaled (a retry round): its row names an older shard.
+            self._rejoined.add(key)
         self._arm_linger()
 
     def _estimate_cost(self, request: Request) -> float:
@@ -170,7 +182,7 @@ class BatchStrategy:
     def _flush_journal(self) -> None:
         if self._journal_buffer:
             rows, self._journal_buffer = self._journal_buffer, []
-            self.store.add_requests(self.provider_name, rows)
+            self.store.queue_requests(self.provider_name, rows)
 
     def _arm_linger(self) -> None:
         loop = asyncio.get_running_loop()
@@ -219,11 +231,15 @@ class BatchStrategy:
             requests=len(sealed.keys),
             bytes=sealed.bytes,
         )
+        rejoined = [k for k in sealed.keys if k in self._rejoined]
+        self._rejoined.difference_update(rejoined)
         with self.store.in_transaction():
             self.store.add_shard(shard)
-            self.store.set_request_state(
-                self.provider_name, sealed.keys, "submitted", shard_id=sealed.shard_id
-            )
+            self.store.submit_shard_requests(self.provider_name, sealed.shard_id)
+            if rejoined:
+                self.store.set_request_state(
+                    self.provider_name, rejoined, "submitted", shard_id=sealed.shard_id
+                )
         self._start_executor(shard)
 
     def _start_executor(self, shard: Shard) -> None:
@@ -241,8 +257,8 @@ class BatchStrategy:
             # A bug, not a provider failure (those are handled in the executor):
             # fail the shard's waiters loudly rather than leave them hanging.
             log.error("batch shard %s crashed", shard_id, exc_info=exc)
-            for row in self.store.requests_of_shard(shard_id):
-                pending = self._pending.pop(row.key, None)
+            for key in self.store.shard_keys(shard_id):
+                pending = self._pending.pop(key, None)
                 if pending is not None and pending.future is not None and not pending.future.done():
                     pending.future.set_exception(exc)
 
@@ -313,11 +329,7 @@ class BatchStrategy:
 
     def finish_missing(self, shard: Shard, info: BatchInfo, seen: set[str]) -> None:
         """Requests of the shard with no result line: ended by the batch's own fate."""
-        missing = [
-            row.key
-            for row in self.store.requests_of_shard(shard.shard_id)
-            if row.state == "submitted" and row.key not in seen
-        ]
+        missing = [k for k in self.store.shard_keys(shard.shard_id, "submitted") if k not in seen]
         if not missing:
             return
         error = _batch_fate(info, self.provider_name)
@@ -325,12 +337,7 @@ class BatchStrategy:
 
     def fail_shard(self, shard: Shard, error: LexibatchError) -> None:
         """The shard could not be run (e.g. the provider rejected its file)."""
-        keys = [
-            row.key
-            for row in self.store.requests_of_shard(shard.shard_id)
-            if row.state == "submitted"
-        ]
-        self._fail_keys(keys, error)
+        self._fail_keys(self.store.shard_keys(shard.shard_id, "submitted"), error)
         _remove(shard.path)
 
     def shard_collected(self, shard: Shard) -> None:

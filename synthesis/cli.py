@@ -302,15 +302,29 @@ def synthesize(
         raise InputError(f"{words}: no usable words in the list")
     chosen = parse_components(components)
     sources = build_sources([sources_file] if sources_file else [])
+    expected: int | None = None
     if estimate or budget is not None:
-        est = _estimate_synthesis(settings, word_list, chosen, sources)
+        from synthesis.runner import load_done
+
+        # What this run would send: the words its output does not hold yet.
+        done = load_done(out, repair=False)
+        todo = [w for w in word_list if w.casefold() not in done]
+        if len(todo) < len(word_list):
+            click.echo(
+                f"lexibatch: {len(word_list) - len(todo)} of {len(word_list)} words "
+                f"already in {out}; estimating the other {len(todo)}",
+                err=True,
+            )
+        est = _estimate_synthesis(settings, todo, chosen, sources)
         if estimate:
             click.echo(est.describe())
             return
-        _refuse_over_budget(settings, est, len(word_list), budget)
+        _refuse_over_budget(settings, est, len(todo), budget)
+        expected = est.requests
     _run(
         _with_connector(
-            settings, lambda c: _synthesize(c, settings, word_list, chosen, sources, out)
+            settings,
+            lambda c: _synthesize(c, settings, word_list, chosen, sources, out, expected),
         )
     )
 
@@ -322,13 +336,18 @@ async def _synthesize(
     components: tuple[str, ...],
     sources: Any,
     out: Path,
+    expected_requests: int | None = None,
 ) -> None:
     from synthesis.runner import load_done, run_synthesis
 
     done = load_done(out)
-    todo = [w for w in words if w.casefold() not in {d.casefold() for d in done}]
-    # A word costs a few dozen calls; the threshold of auto mode counts calls.
-    mode = connector.choose_mode(len(todo) * max(len(components), 1) * 2)
+    todo = [w for w in words if w.casefold() not in done]
+    # The threshold of auto mode counts calls: the estimate's when there is
+    # one (so the budget was checked against the mode chosen here), else a
+    # word's few dozen calls.
+    if expected_requests is None:
+        expected_requests = len(todo) * max(len(components), 1) * 2
+    mode = connector.choose_mode(expected_requests)
     import time
 
     store = connector.store
@@ -379,43 +398,43 @@ def _estimate_synthesis(
 
     The calls carry the configured models, so they are priced as the real
     provider would bill them; large word lists are estimated from a sample.
+    Nothing is written: the dry run's store is in memory, and a sandbox
+    emulator it had to start is stopped again (so the real run starts its
+    own, keeping its state beside the real store).
     """
     import random
-    import tempfile
 
     from plugins.estimate import estimate_requests
     from plugins.factory import resolve_provider_name
-    from plugins.sandbox import SANDBOX
+    from plugins.hookspecs import hookimpl
+    from plugins.manager import get_plugin_manager
+    from plugins.sandbox import SANDBOX, sandbox_emulator, stop_sandbox_emulator
     from synthesis.pipeline import synthesize_many
 
     provider = resolve_provider_name(settings)
-    sample = words if len(words) <= 200 else random.Random(0).sample(words, 200)
+    sample = words if len(words) <= 100 else random.Random(0).sample(words, 100)
     requests: list[Any] = []
 
     class Recorder:
-        from plugins.hookspecs import hookimpl
-
         @hookimpl
-        def request_finished(self, request: Any) -> None:
-            requests.append(request)
+        def request_finished(self, request: Any, response: Any) -> None:
+            # A cache hit of the dry run would be one in the real run too: free.
+            if response is None or not response.cached:
+                requests.append(request)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        dry = settings.model_copy(
-            update={
-                "connector": settings.connector.model_copy(
-                    update={
-                        "provider": SANDBOX,
-                        "mode": "immediate",
-                        "db": Path(tmp) / "estimate.db",
-                    }
-                )
-            }
-        )
-        recorder = Recorder()
-        from plugins.manager import get_plugin_manager
-
-        get_plugin_manager().pm.register(recorder, name="estimate-recorder")
-        try:
+    dry = settings.model_copy(
+        update={
+            "connector": settings.connector.model_copy(
+                update={"provider": SANDBOX, "mode": "immediate", "db": ":memory:"}
+            )
+        }
+    )
+    started_sandbox = sandbox_emulator() is None
+    recorder = Recorder()
+    pm = get_plugin_manager().pm
+    pm.register(recorder, name=f"estimate-recorder-{id(recorder)}")
+    try:
+        if sample:
             _run(
                 _with_connector(
                     dry,
@@ -429,8 +448,10 @@ def _estimate_synthesis(
                     ),
                 )
             )
-        finally:
-            get_plugin_manager().pm.unregister(recorder)
+    finally:
+        pm.unregister(recorder)
+        if started_sandbox:
+            stop_sandbox_emulator()
     est = estimate_requests(requests, provider=provider)
     if len(sample) < len(words):
         factor = len(words) / len(sample)
@@ -443,12 +464,30 @@ def _estimate_synthesis(
 
 
 def _refuse_over_budget(settings: Settings, est: Any, size: int, budget: float | None) -> None:
+    """Refuse a run whose estimate, in the mode it will run in, is over ``budget``.
+
+    The mode is chosen as the connector will choose it for ``est.requests``
+    requests (the ``choose_strategy`` hook), so ``auto`` is priced right.
+    """
+    from plugins.factory import resolve_provider_name
+    from plugins.manager import get_plugin_manager
+    from plugins.registry import Workload
     from providers.errors import BudgetExceededError
 
-    mode = settings.connector.mode
-    batch = mode == "batch" or (mode == "auto" and est.requests >= settings.batch.auto_threshold)
-    chosen = est.batch_usd if batch else est.immediate_usd
-    if budget is not None and chosen > budget:
+    if budget is None or size == 0:
+        return
+    manager = get_plugin_manager()
+    provider = resolve_provider_name(settings)
+    workload = Workload(
+        requested=settings.connector.mode,
+        size=est.requests,
+        provider=provider,
+        has_batch=manager.registry().provider(provider).has_batch,
+        auto_threshold=settings.batch.auto_threshold,
+    )
+    mode = manager.hook.choose_strategy(workload=workload) or "immediate"
+    chosen = est.batch_usd if mode == "batch" else est.immediate_usd
+    if chosen > budget:
         raise BudgetExceededError(chosen, budget)
 
 

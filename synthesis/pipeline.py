@@ -26,6 +26,12 @@ land in the same batches: N words take at most ``len(STAGES)`` batch rounds
 (one more only when a model leaves meanings without a definition and is
 asked again for those).
 
+Very large runs are bounded by words in flight, not by the word list: in
+batch mode at most :data:`DEFAULT_BATCH_IN_FLIGHT` words are in the pipeline
+at once (each holds its sources, its requests and its pending answers,
+about 125 KB), and a word that finishes makes room for the next one, whose
+first calls join the batch being filled at that moment.
+
 Errors: a failed call fails its word (the other calls of that word still run
 to the end, so everything the provider answered is kept by the connector's
 store, and a re-run pays only for what failed).
@@ -75,6 +81,8 @@ from synthesis.prompts import render
 from synthesis.sources import SourceLookup
 
 __all__ = [
+    "DEFAULT_BATCH_IN_FLIGHT",
+    "DEFAULT_IMMEDIATE_IN_FLIGHT",
     "STAGES",
     "DefinitionSynthesizer",
     "batch_scope",
@@ -88,6 +96,13 @@ STAGES: tuple[str, ...] = ("cluster", "synthesize", "enhance")
 
 #: Words in flight at once in immediate mode when the caller does not say.
 DEFAULT_IMMEDIATE_IN_FLIGHT = 256
+
+#: Words in flight at once in batch mode when the caller does not say: enough
+#: that every round fills big batches (the enhance round of 5,000 words is
+#: well over 100,000 requests, several full OpenAI batches), few enough that memory
+#: stays near 600 MB and the tokens enqueued at the provider stay within the
+#: usual organisation limits, however long the word list.
+DEFAULT_BATCH_IN_FLIGHT = 5_000
 
 _SENSE_HINTS = 3
 _SENSE_HINT_CHARS = 90
@@ -517,9 +532,18 @@ async def synthesize_many(
             the other words have finished. A :class:`~providers.errors.UserError`
             (bad key, budget, ...) always stops the run at once.
         model_for: task → model, recorded in entries' metadata.
-        max_in_flight: how many words run at once; by default all of them in
-            batch mode (so that each round's calls share batches) and
-            :data:`DEFAULT_IMMEDIATE_IN_FLIGHT` otherwise.
+        max_in_flight: how many words run at once; by default
+            :data:`DEFAULT_BATCH_IN_FLIGHT` in batch mode and
+            :data:`DEFAULT_IMMEDIATE_IN_FLIGHT` otherwise. In batch mode this
+            trades memory for time: the words in flight share each round's
+            batches, so a list of N words takes about
+            ``ceil(N / max_in_flight) * len(STAGES)`` batch rounds one after
+            the other (each up to the provider's completion window), while
+            memory grows with ``max_in_flight`` alone (about 125 KB a word).
+            A slot freed by a finished word goes to the next word at once
+            (no waiting for the slowest word of a group), so batches stay
+            full; raise it when memory allows and fewer, bigger rounds matter
+            more.
         collect: return the entries (turn off for very large runs that
             consume them through ``on_entry``).
 
@@ -535,7 +559,7 @@ async def synthesize_many(
     errors: list[BaseException] = []
     with batch_scope(connector, batch_mode):
         in_flight = max_in_flight or (
-            len(items) if connector.batch_mode else DEFAULT_IMMEDIATE_IN_FLIGHT
+            DEFAULT_BATCH_IN_FLIGHT if connector.batch_mode else DEFAULT_IMMEDIATE_IN_FLIGHT
         )
         queue: Iterator[tuple[int, str | Word]] = iter(enumerate(items))
 

@@ -95,9 +95,16 @@ def repair_jsonl(path: Path) -> int:
         return size - keep
 
 
-def load_done(path: Path) -> set[str]:
-    """The words (case-folded) whose entries ``path`` already holds; repairs it first."""
-    repair_jsonl(path)
+def load_done(path: Path, *, repair: bool = True) -> set[str]:
+    """The words (case-folded) whose entries ``path`` already holds.
+
+    Args:
+        path: the JSONL output of earlier runs (missing: nothing done).
+        repair: cut a partial last line off the file first; without it the
+            file is only read, and a partial last line is not counted.
+    """
+    if repair:
+        repair_jsonl(path)
     done: set[str] = set()
     try:
         f = path.open("rb")
@@ -105,7 +112,8 @@ def load_done(path: Path) -> set[str]:
         return done
     with f:
         for number, line in enumerate(f, 1):
-            if not line.strip():
+            if not line.strip() or not line.endswith(b"\n"):
+                # Only the last line can lack its newline: an interrupted write.
                 continue
             try:
                 word = orjson.loads(line)["word"]

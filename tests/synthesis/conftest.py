@@ -8,6 +8,11 @@ loop has been idle for a while (its "linger"), then answers all held calls
 at once and records that as one round, so a test can count how many batch
 rounds a workload took. The ``connector`` fixture is the one place to swap
 in another connector.
+
+``real_pipeline`` runs the pipeline on the real connector instead (provider,
+strategies and SQLite store) against an in-process emulator of the test's
+own, and reads back what the run left in the store: its batch shards and
+its ledger.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+import orjson
 import pytest
 from pydantic import BaseModel
 
@@ -241,3 +247,98 @@ def gcide() -> Any:
     from synthesis.sources import GcideSource
 
     return GcideSource()
+
+
+# --------------------------------------------------------------------------- the real connector
+
+
+_WORD_LINE = re.compile(
+    r'^Word: (.+?)(?: \(.*\))?$|(?:definitions? of|word) "([^"]+)"', re.MULTILINE
+)
+
+
+def word_of_prompt(prompt: str) -> str:
+    """The headword a pipeline prompt is about."""
+    found = _WORD_LINE.search(prompt)
+    assert found is not None, prompt[:200]
+    return found.group(1) or found.group(2)
+
+
+@dataclass
+class RealPipeline:
+    """Runs the pipeline on a real connector (provider, strategies, store) against an emulator.
+
+    Each ``db`` name is a store of its own in the test's folder, so runs that
+    must not share a cache use different names.
+    """
+
+    emulator: Any
+    make_settings: Callable[..., Any]
+    folder: Any
+    sources: Any
+
+    def settings(self, db: str = "store.db", **sections: Any) -> Any:
+        """Settings of the openai provider against the emulator, with store ``db``."""
+        connector = {"db": str(self.folder / db), **sections.pop("connector", {})}
+        return self.make_settings(self.emulator, connector=connector, **sections)
+
+    async def run(
+        self,
+        words: list[str],
+        *,
+        batch: bool,
+        components: tuple[str, ...],
+        db: str = "store.db",
+        **kwargs: Any,
+    ) -> list[Any]:
+        """The entries of ``words``, through a connector opened and closed for this run."""
+        from plugins.factory import open_connector
+        from synthesis.pipeline import synthesize_many
+
+        connector = open_connector(self.settings(db))
+        try:
+            return await synthesize_many(
+                words,
+                connector,
+                components=components,
+                sources=self.sources,
+                batch_mode=batch,
+                **kwargs,
+            )
+        finally:
+            await connector.aclose()
+
+    def store(self, db: str = "store.db") -> Any:
+        """The store ``db``, opened for reading what a run left in it."""
+        from plugins.store import Store
+
+        return Store(self.folder / db)
+
+    def rounds(self, db: str = "store.db") -> list[list[str]]:
+        """Per batch shard, oldest first, the headword of each request it held."""
+        store = self.store(db)
+        try:
+            out = []
+            for shard in store.shards():
+                words = []
+                for request in store.requests_of_shard(shard.shard_id):
+                    messages = orjson.loads(request.body)["c"]["messages"]
+                    words.append(word_of_prompt("\n".join(m["content"] for m in messages)))
+                out.append(words)
+            return out
+        finally:
+            store.close()
+
+    def ledger(self, db: str = "store.db") -> list[Any]:
+        """The cost report of store ``db``."""
+        store = self.store(db)
+        try:
+            return list(store.cost_report())
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def real_pipeline(fresh_emulator: Any, make_settings: Any, tmp_path: Any, gcide: Any) -> Any:
+    """The pipeline on the real connector against an emulator of the test's own."""
+    return RealPipeline(fresh_emulator, make_settings, tmp_path, gcide)

@@ -174,3 +174,13 @@ async def test_batch_run_uses_one_round_per_stage(connector: Any, tmp_path: Path
     assert summary.written == 20
     assert len(connector.rounds) <= 3
     assert connector.batch_mode is False
+
+
+def test_load_done_without_repair_only_reads(tmp_path: Path) -> None:
+    out = tmp_path / "entries.jsonl"
+    content = b'{"word":"Alpha"}\n{"word":"be'
+    out.write_bytes(content)
+    assert load_done(out, repair=False) == {"alpha"}
+    assert out.read_bytes() == content
+    assert load_done(out) == {"alpha"}
+    assert out.read_bytes() == b'{"word":"Alpha"}\n'

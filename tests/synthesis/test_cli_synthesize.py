@@ -1,0 +1,196 @@
+"""`lexibatch synthesize` in subprocesses on the sandbox: interrupts, estimates, budgets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# GCIDE words from few letters, so the run spends its time on calls, not on loading letters.
+FORTY = [
+    "bread",
+    "bird",
+    "book",
+    "bright",
+    "black",
+    "boat",
+    "bell",
+    "bone",
+    "bank",
+    "branch",
+    "bridge",
+    "brother",
+    "butter",
+    "button",
+    "basket",
+    "beach",
+    "bean",
+    "bear",
+    "bed",
+    "bee",
+    "salt",
+    "stone",
+    "ship",
+    "sea",
+    "sun",
+    "star",
+    "sand",
+    "seed",
+    "silver",
+    "song",
+    "storm",
+    "street",
+    "summer",
+    "sword",
+    "sheep",
+    "shoe",
+    "shirt",
+    "silk",
+    "smoke",
+    "snow",
+]
+COMPONENTS = "synonyms,examples,cefr_level,pronunciation"
+INTERRUPTED = (
+    "lexibatch: interrupted — everything paid for is stored; run the same command again to continue"
+)
+
+
+def _env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LEXIBATCH_", "OPENAI_", "ANTHROPIC_"))
+    }
+    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    return env
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "synthesis.cli", "synthesize", *args]
+
+
+def _lexibatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _command(*args), cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120
+    )
+
+
+def _entries(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _ledger_rows(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+
+def test_ctrl_c_leaves_whole_lines_and_a_rerun_completes_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "words.txt").write_text("\n".join(FORTY) + "\n")
+    out = tmp_path / "entries.jsonl"
+    args = ("words.txt", "--mode", "immediate", "--components", COMPONENTS, "--out", out.name)
+    run = subprocess.Popen(
+        _command(*args),
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while run.poll() is None and time.monotonic() < deadline:
+            if out.exists() and out.stat().st_size > 0:
+                run.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.01)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == INTERRUPTED
+    # Not "no Traceback at all" yet: the sandbox emulator logs the calls the
+    # interrupt cut off (see the xfail test below).
+    assert "KeyboardInterrupt" not in stderr and "CancelledError" not in stderr
+    first = _entries(out)  # every line parses
+    assert 0 < len(first) < len(FORTY)
+
+    again = _lexibatch(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(first)} already done" in again.stderr
+    words = Counter(e["word"] for e in _entries(out))
+    assert words == Counter(FORTY)
+    assert _entries(out)[: len(first)] == first
+
+
+def test_estimate_prints_both_modes_and_sends_nothing_a_budget_refuses_or_runs(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "words.txt").write_text("apple\nhouse\nwater\n")
+    # The sandbox's batches take a second; do not add a linger of a second to each round.
+    (tmp_path / "lexibatch.toml").write_text("[batch]\nlinger = 0.05\npoll_interval = 0.05\n")
+    db = tmp_path / ".lexibatch" / "lexibatch.db"
+    base = ("words.txt", "--components", "synonyms,pronunciation", "--out", "entries.jsonl")
+
+    estimate = _lexibatch(*base, "--estimate", cwd=tmp_path)
+    assert estimate.returncode == 0, estimate.stderr
+    lines = estimate.stdout.splitlines()
+    requests = int(lines[0].split()[2])
+    immediate = float(lines[1].split("$")[1])
+    batch = float(lines[2].split("$")[1])
+    assert lines[1].startswith("  immediate:") and lines[2].startswith("  batch:")
+    assert requests > 3 and 0 < batch < immediate
+    assert batch / immediate == pytest.approx(0.5, abs=0.05)
+    assert not db.exists() and not (tmp_path / "entries.jsonl").exists()
+
+    refused = _lexibatch(*base, "--mode", "batch", "--budget", f"{batch / 2:.8f}", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 2  # the sandbox notice, then the refusal
+    assert "budget" in refused.stderr.splitlines()[-1]
+    assert not db.exists() and not (tmp_path / "entries.jsonl").exists()
+
+    ran = _lexibatch(*base, "--mode", "batch", "--budget", f"{batch * 2:.8f}", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert [e["word"] for e in _entries(tmp_path / "entries.jsonl")] == ["apple", "house", "water"]
+    assert _ledger_rows(db) == requests
+    assert "(batch)" in ran.stderr.splitlines()[-1]
+
+    # A word list already done estimates nothing and sends nothing.
+    done = _lexibatch(*base, "--estimate", cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.startswith("estimate for 0 requests")
+    assert "3 of 3 words already in entries.jsonl" in done.stderr
+    assert _ledger_rows(db) == requests
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="emulator bug: a client that hangs up mid-request (Ctrl-C of a sandbox run) is "
+    "logged by aiohttp as 'Error handling request' with a ConnectionResetError traceback; "
+    "fix: an aiohttp middleware in providers/emulator/server.py answering 499 on "
+    "ConnectionResetError",
+)
+def test_a_call_cut_off_by_an_interrupt_is_not_logged_as_an_error(
+    emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    host, port = emulator.base_url.rsplit("/", 1)[-1].split(":")
+    with caplog.at_level(logging.ERROR, logger="aiohttp.server"):
+        with socket.create_connection((host, int(port))) as conn:
+            conn.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            )
+            time.sleep(0.2)
+        time.sleep(0.3)
+    assert [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"] == []

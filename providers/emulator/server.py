@@ -144,7 +144,7 @@ class EmulatorApp:
 
     def build(self) -> web.Application:
         """The aiohttp application."""
-        app = web.Application(client_max_size=512 * 1024 * 1024)
+        app = web.Application(client_max_size=512 * 1024 * 1024, middlewares=[_client_gone])
         r = app.router
         r.add_post("/v1/chat/completions", self._openai(self.chat))
         r.add_post("/v1/responses", self._openai(self.responses))
@@ -567,6 +567,16 @@ class EmulatorApp:
         }
         await self._step_latency()
         return _file_response(rec, headers)
+
+
+@web.middleware
+async def _client_gone(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A client that hung up mid-request is normal (an interrupted run), not a server error."""
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        # Nobody reads this answer; 499 is the conventional "client closed request".
+        return web.Response(status=499)
 
 
 def _boundary(request: web.Request) -> bytes | None:

@@ -96,8 +96,11 @@ def _kill_when_created(work: Path, name: str) -> None:
     try:
         while time.monotonic() < deadline:
             if db.exists():
-                with sqlite3.connect(db, timeout=1) as conn:
-                    states = [r[0] for r in conn.execute("SELECT state FROM shards")]
+                try:
+                    with sqlite3.connect(db, timeout=1) as conn:
+                        states = [r[0] for r in conn.execute("SELECT state FROM shards")]
+                except sqlite3.OperationalError:
+                    states = []  # not migrated yet, or busy: look again
                 if "created" in states:
                     return
             time.sleep(0.02)

@@ -337,3 +337,13 @@ async def test_output_file_missing_for_a_while_after_completed(
     finally:
         connector.manager.pm.unregister(watch)
         await connector.aclose()
+
+
+def test_progress_is_quiet_when_output_is_not_a_terminal(capfd: pytest.CaptureFixture[str]) -> None:
+    from plugins.progress import ProgressObserver
+
+    observer = ProgressObserver(3)
+    assert not observer.enabled  # stderr is captured here, not a terminal
+    with observer:
+        observer.advance_to(3)
+    assert capfd.readouterr().err == ""

@@ -95,12 +95,18 @@ def current_provider_context() -> ProviderContext:
 
 def make_openai(name: str, settings: ProviderSettings) -> Provider:
     """The ``openai`` provider (also any OpenAI-compatible service via ``base_url``)."""
+    return _openai(name, settings, api_key=settings.api_key(name), base_url=settings.base_url)
+
+
+def _openai(
+    name: str, settings: ProviderSettings, *, api_key: str, base_url: str | None
+) -> Provider:
     from providers.openai import OpenAIProvider
 
     return OpenAIProvider(
         name=name,
-        api_key=settings.api_key(name),
-        base_url=settings.base_url,
+        api_key=api_key,
+        base_url=base_url,
         api=settings.api or "chat",
         timeout=settings.timeout,
         max_connections=max(settings.max_concurrency, 1) * 2,
@@ -149,21 +155,15 @@ def make_litellm(name: str, settings: ProviderSettings) -> Provider:
 
 
 def make_sandbox(name: str, settings: ProviderSettings) -> Provider:
-    """The offline ``sandbox``: the OpenAI provider against an emulator this process starts."""
-    from plugins.sandbox import start_sandbox_emulator
-    from providers.openai import OpenAIProvider
+    """The offline ``sandbox``: the OpenAI provider against an emulator this process starts.
 
-    base_url = start_sandbox_emulator(settings)
-    return OpenAIProvider(
-        name=name,
-        api_key="sandbox",
-        base_url=base_url + "/v1",
-        api=settings.api or "chat",
-        timeout=settings.timeout,
-        max_connections=max(settings.max_concurrency, 1) * 2,
-        max_batch_requests=settings.max_batch_requests or OPENAI_MAX_REQUESTS,
-        max_batch_bytes=settings.max_batch_bytes or OPENAI_MAX_BYTES,
-    )
+    The emulator keeps its files and batches beside the store, so a killed
+    sandbox batch run re-attaches to its batches like a real one.
+    """
+    from plugins.sandbox import start_sandbox_emulator
+
+    base_url = start_sandbox_emulator(current_provider_context().state_dir(name))
+    return _openai(name, settings, api_key="sandbox", base_url=base_url + "/v1")
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from plugins.builtin_providers import provider_context
 from plugins.config import Settings
 from plugins.connector import LexiConnector
 from plugins.manager import PluginManager, get_plugin_manager
-from plugins.sandbox import SANDBOX, configure_sandbox
+from plugins.sandbox import SANDBOX
 from plugins.store import Store
 
 __all__ = ["open_connector", "resolve_provider_name"]
@@ -56,12 +56,9 @@ def open_connector(
     name = resolve_provider_name(settings)
     entry = registry.provider(name)
     db_path = Path(settings.connector.db)
-    if name == SANDBOX:
-        if str(db_path) != ":memory:":
-            configure_sandbox(state_dir=db_path.parent / "sandbox-emulator")
-        if "poll_interval" not in settings.batch.model_fields_set:
-            batch = settings.batch.model_copy(update={"poll_interval": _SANDBOX_POLL_INTERVAL})
-            settings = settings.model_copy(update={"batch": batch})
+    if name == SANDBOX and "poll_interval" not in settings.batch.model_fields_set:
+        batch = settings.batch.model_copy(update={"poll_interval": _SANDBOX_POLL_INTERVAL})
+        settings = settings.model_copy(update={"batch": batch})
     # Built-in factories read the model and the store's folder from this
     # context (the hook contract gives a factory only its name and settings).
     with provider_context(model=settings.connector.model, db=db_path):

@@ -10,10 +10,7 @@ from __future__ import annotations
 import atexit
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from plugins.config import ProviderSettings
+from typing import Any
 
 __all__ = ["SANDBOX", "configure_sandbox", "start_sandbox_emulator", "stop_sandbox_emulator"]
 
@@ -25,33 +22,31 @@ DEFAULT_BATCH_SECONDS = 1.0
 
 _lock = threading.Lock()
 _emulator: Any = None
-_state_dir: Path | None = None
 _batch_seconds: float = DEFAULT_BATCH_SECONDS
 
 
-def configure_sandbox(*, state_dir: Path | None = None, batch_seconds: float | None = None) -> None:
-    """Set where the sandbox emulator keeps its state and how long its batches take.
-
-    Takes effect for the next emulator started in this process.
-    """
-    global _state_dir, _batch_seconds
+def configure_sandbox(*, batch_seconds: float) -> None:
+    """Set how long the sandbox's batches take (for the next emulator this process starts)."""
+    global _batch_seconds
     with _lock:
-        if state_dir is not None:
-            _state_dir = state_dir
-        if batch_seconds is not None:
-            _batch_seconds = batch_seconds
+        _batch_seconds = batch_seconds
 
 
-def start_sandbox_emulator(settings: ProviderSettings | None = None) -> str:
-    """Start the sandbox emulator once per process and return its base URL."""
+def start_sandbox_emulator(state_dir: Path | None) -> str:
+    """Start the sandbox emulator once per process and return its base URL.
+
+    Args:
+        state_dir: where its files and batches persist (``None``: in memory).
+            The first connector of the process decides; later ones share it.
+    """
     global _emulator
     with _lock:
         if _emulator is None:
             from providers.emulator import Emulator, EmulatorConfig
 
-            if _state_dir is not None:
-                _state_dir.mkdir(parents=True, exist_ok=True)
-            emulator = Emulator(EmulatorConfig(batch_seconds=_batch_seconds), state_dir=_state_dir)
+            if state_dir is not None:
+                state_dir.mkdir(parents=True, exist_ok=True)
+            emulator = Emulator(EmulatorConfig(batch_seconds=_batch_seconds), state_dir=state_dir)
             emulator.start()
             _emulator = emulator
             atexit.register(stop_sandbox_emulator)

@@ -110,7 +110,6 @@ def fresh_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A sandbox emulator of this test's own (batches ready at the first poll)."""
     from plugins import sandbox
 
-    monkeypatch.setattr(sandbox, "_state_dir", sandbox._state_dir)
     monkeypatch.setattr(sandbox, "_batch_seconds", 0.0)
     sandbox.stop_sandbox_emulator()
     yield

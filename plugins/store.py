@@ -11,7 +11,10 @@ One file holds five tables:
 ``requests``
     the request journal: every request a batch run has accepted, with the
     canonical body needed to rebuild it without the original input, and its
-    state (``queued`` → ``submitted`` → ``succeeded`` | ``failed``).
+    state (``queued`` → ``submitted`` → ``succeeded`` | ``failed``). A
+    batch's answered requests move to ``succeeded`` together when the last
+    of its results is stored; until then the cache row is the sign of an
+    answer.
 ``shards``
     the batch journal: every batch input file and the provider batch made
     from it (``written`` → ``uploaded`` → ``submitting`` → ``created`` →
@@ -1131,6 +1134,33 @@ class Store:
                 )
                 for row in self._read(sql, (provider, *chunk)):
                     found[row[0]] = _request_from_row(row)
+        return found
+
+    def mark_shard_succeeded(self, provider: str, shard_id: str) -> int:
+        """Move the requests of ``shard_id`` still submitted and answered to succeeded.
+
+        Called once a shard's results are all stored: one statement over the
+        shard index instead of one update per key. A request counts as
+        answered when its result is in the cache.
+        """
+        now = time.time()
+        return self._changes(
+            "UPDATE requests SET state = 'succeeded', error = NULL, updated_at = ? "
+            "WHERE provider = ? AND shard_id = ? AND state = 'submitted' AND EXISTS "
+            "(SELECT 1 FROM results WHERE results.provider = requests.provider "
+            "AND results.key = requests.key)",
+            [(now, provider, shard_id)],
+        )
+
+    def result_keys(self, provider: str, keys: Iterable[str]) -> set[str]:
+        """The keys among ``keys`` that have a cached result (no result is read)."""
+        wanted = sorted(set(keys))
+        found: set[str] = set()
+        with self._lock:
+            for chunk in _chunks(wanted):
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT key FROM results WHERE provider = ? AND key IN ({marks})"
+                found.update(row[0] for row in self._read(sql, (provider, *chunk)))
         return found
 
     def request_states(self, provider: str, keys: Iterable[str]) -> dict[str, str]:

@@ -101,7 +101,9 @@ class BatchExecutor:
                     raw=dict(info.raw),
                 )
             await self._collect(info)
-            self._update(state="collected")
+            with self.store.in_transaction():
+                self.owner.shard_answered(self.shard)
+                self._update(state="collected")
             self.owner.shard_collected(self.shard)
 
     def _created(self, info: BatchInfo) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 from pathlib import Path
@@ -60,6 +61,10 @@ log = logging.getLogger("lexibatch.batch")
 JOURNAL_CHUNK = 2000
 
 _UNFINISHED_SHARDS = ("written", "uploaded", "submitting", "created", "ended")
+
+# ``_consume`` reads no context variable: one shared, empty context spares a
+# copy of the caller's context per request.
+_NO_CONTEXT = contextvars.Context()
 
 
 def _consume(future: asyncio.Future[Response]) -> None:
@@ -103,6 +108,9 @@ class BatchStrategy:
         self._linger_handle: asyncio.TimerHandle | None = None
         self._last_arrival = 0.0
         self._rejoined: set[str] = set()
+        # Shards sealed by this run: none of their results can be stored yet,
+        # so collecting them needs no look at the journal.
+        self._fresh: set[str] = set()
         self._committed_usd = 0.0
         self._started = False
         self._closed = False
@@ -129,7 +137,7 @@ class BatchStrategy:
             return BatchPromise(key, pending.future)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         if not awaited:
-            future.add_done_callback(_consume)
+            future.add_done_callback(_consume, context=_NO_CONTEXT)
         if self._resumable and self._attach_to_submitted(request, future):
             return BatchPromise(key, future)
         pending = BatchRequest.of(request, future)
@@ -240,6 +248,7 @@ class BatchStrategy:
                 self.store.set_request_state(
                     self.provider_name, rejoined, "submitted", shard_id=sealed.shard_id
                 )
+        self._fresh.add(shard.shard_id)
         self._start_executor(shard)
 
     def _start_executor(self, shard: Shard) -> None:
@@ -272,23 +281,34 @@ class BatchStrategy:
     # -- finishing (called by executors) ------------------------------------
 
     def finish_items(self, shard: Shard, info: BatchInfo, items: list[ItemResult]) -> None:
-        """Store, bill and resolve one chunk of a batch's result lines."""
-        keys = [item.custom_id for item in items]
-        states = self.store.request_states(self.provider_name, keys)
-        stubs = self._stubs_for([k for k in keys if k not in self._pending and k in states])
+        """Store, bill and resolve one chunk of a batch's result lines.
+
+        Idempotent: a line whose request is no longer waiting in this shard
+        (answered already, its result stored before a crash, or not ours) is
+        skipped, so reading a batch's results again never bills twice.
+        """
+        pending_of = self._pending
+        done: set[str] = set()
+        stubs: dict[str, BatchRequest] = {}
+        if shard.shard_id not in self._fresh:
+            # A shard of an earlier run: its results may be partly stored.
+            keys = [item.custom_id for item in items]
+            states = self.store.request_states(self.provider_name, keys)
+            done = self.store.result_keys(self.provider_name, keys)
+            done.update(k for k in keys if states.get(k) != "submitted")
+            stubs = self._stubs_for([k for k in keys if k not in pending_of and k not in done])
         results: list[StoredResult] = []
         calls: list[CallRecord] = []
         succeeded: list[tuple[BatchRequest, Response]] = []
         failed: list[tuple[BatchRequest, LexibatchError]] = []
         for item in items:
             key = item.custom_id
-            state = states.get(key)
-            if state != "submitted":
-                # Already stored (results read again after a crash) or not ours.
+            if key in done:
                 continue
-            pending = self._pending.get(key) or stubs.get(key)
+            pending = pending_of.get(key) or stubs.get(key)
             if pending is None:
                 continue
+            done.add(key)
             completion = item.completion
             if completion is None:
                 failed.append(
@@ -317,9 +337,6 @@ class BatchStrategy:
         with self.store.in_transaction():
             self.store.record_calls(calls)
             self.store.put_results(self.provider_name, results)
-            self.store.set_request_state(
-                self.provider_name, [p.key for p, _ in succeeded], "succeeded"
-            )
             retry = self._journal_failures(failed)
         for pending, response in succeeded:
             self._pending.pop(pending.key, None)
@@ -336,9 +353,21 @@ class BatchStrategy:
         self._fail_keys(missing, error)
 
     def fail_shard(self, shard: Shard, error: LexibatchError) -> None:
-        """The shard could not be run (e.g. the provider rejected its file)."""
+        """The shard could not be run (e.g. the provider rejected its file).
+
+        Requests whose results were stored before the failure stay answered.
+        """
+        with self.store.in_transaction():
+            self.store.mark_shard_succeeded(self.provider_name, shard.shard_id)
         self._fail_keys(self.store.shard_keys(shard.shard_id, "submitted"), error)
         _remove(shard.path)
+
+    def shard_answered(self, shard: Shard) -> None:
+        """Every result line of the shard is stored: its answered requests have succeeded.
+
+        Runs inside the executor's transaction that journals the shard collected.
+        """
+        self.store.mark_shard_succeeded(self.provider_name, shard.shard_id)
 
     def shard_collected(self, shard: Shard) -> None:
         """Every result of the shard is stored: its spool file is no longer needed."""

@@ -260,6 +260,56 @@ async def test_resume_after_a_crash_reattaches_and_pays_once(
     assert billing["batch"]["requests"] == 12 and billing["duplicates"] == 0
 
 
+async def test_results_read_again_after_a_crash_mid_collection_are_billed_once(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plugins.batch.executor as executor
+    from plugins.batch.strategy import BatchStrategy
+
+    monkeypatch.setattr(executor, "RESULT_CHUNK", 4)
+    original = BatchStrategy.finish_items
+    calls = 0
+
+    def crash_after_first_chunk(self: BatchStrategy, *args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("process killed while storing results")
+        original(self, *args)
+
+    settings = make_settings(fresh_emulator)
+    first = open_connector(settings)
+    first.enable_batch_mode()
+    monkeypatch.setattr(BatchStrategy, "finish_items", crash_after_first_chunk)
+    try:
+        results = await _gather(first, [f"c{i}" for i in range(10)])
+        # The first chunk was stored and answered; the shard stays ended, its
+        # requests submitted, as a killed process leaves them.
+        assert sum(isinstance(r, Entry) for r in results) == 4
+        assert [s.state for s in first.store.shards()] == ["ended"]
+        assert first.store.count_requests("openai") == {"submitted": 10}
+        assert first.store.count_results("openai") == 4
+    finally:
+        await first.aclose()
+    monkeypatch.setattr(BatchStrategy, "finish_items", original)
+
+    second = open_connector(settings)
+    try:
+        second.enable_batch_mode()
+        await second.batch_strategy().resume()
+        assert [s.state for s in second.store.shards()] == ["collected"]
+        assert second.store.count_requests("openai") == {"succeeded": 10}
+        assert second.store.count_results("openai") == 10
+        (row,) = second.store.cost_report()
+        assert row.requests == 10  # the 4 stored before the crash are not billed again
+        again = await _gather(second, [f"c{i}" for i in range(10)])
+        assert all(isinstance(r, Entry) for r in again)
+    finally:
+        await second.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 10 and billing["duplicates"] == 0
+
+
 async def test_errors_never_escape_as_vendor_exceptions(
     fresh_emulator: Any, make_settings: Any
 ) -> None:

@@ -21,6 +21,7 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugins.batch.gcpause import GcHold
 from providers.errors import LexibatchError, ProviderError, UserError
 from providers.types import BatchInfo, BatchState, ItemResult
 
@@ -149,16 +150,27 @@ class BatchExecutor:
         seen: set[str] = set()
         chunk: list[ItemResult] = []
         results = self.endpoint.results(info)
-        async for item in results:
-            seen.add(item.custom_id)
-            chunk.append(item)
-            if len(chunk) >= RESULT_CHUNK:
+        holding = False
+        try:
+            async for item in results:
+                if not holding:
+                    # From a chunk's first line until it is stored (see gcpause).
+                    GcHold.hold()
+                    holding = True
+                seen.add(item.custom_id)
+                chunk.append(item)
+                if len(chunk) >= RESULT_CHUNK:
+                    owner.finish_items(self.shard, info, chunk)
+                    chunk = []
+                    GcHold.release()
+                    holding = False
+                    # Let awaiting callers run (and queue their next stage) between chunks.
+                    await asyncio.sleep(0)
+            if chunk:
                 owner.finish_items(self.shard, info, chunk)
-                chunk = []
-                # Let awaiting callers run (and queue their next stage) between chunks.
-                await asyncio.sleep(0)
-        if chunk:
-            owner.finish_items(self.shard, info, chunk)
+        finally:
+            if holding:
+                GcHold.release()
         owner.finish_missing(self.shard, info, seen)
 
     async def _step(self, what: str, call: Any) -> Any:

@@ -1,0 +1,83 @@
+"""The garbage-collector hold taken while a chunk of batch results is stored."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from plugins.batch.gcpause import GcHold
+
+
+@pytest.fixture(autouse=True)
+def _collector_on() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    assert not GcHold.held(), "a test left a hold taken"
+    if not was:
+        gc.disable()
+
+
+def test_holds_nest_and_the_last_release_switches_the_collector_back_on() -> None:
+    GcHold.hold()
+    GcHold.hold()
+    assert not gc.isenabled() and GcHold.held()
+    GcHold.release()
+    assert not gc.isenabled()
+    GcHold.release()
+    assert gc.isenabled() and not GcHold.held()
+
+
+def test_a_collector_the_program_switched_off_stays_off() -> None:
+    gc.disable()
+    try:
+        GcHold.hold()
+        GcHold.release()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_release_without_a_hold_changes_nothing() -> None:
+    GcHold.release()
+    assert gc.isenabled() and not GcHold.held()
+
+
+async def test_collecting_results_leaves_the_collector_on_even_when_storing_fails(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import BaseModel
+
+    import plugins.batch.executor as executor
+    from plugins.batch.strategy import BatchStrategy
+    from plugins.factory import open_connector
+
+    class Word(BaseModel):
+        word: str
+
+    monkeypatch.setattr(executor, "RESULT_CHUNK", 3)
+    original = BatchStrategy.finish_items
+    states: list[bool] = []
+
+    def observe(self: BatchStrategy, *args: Any) -> None:
+        states.append(gc.isenabled())
+        if len(states) == 2:
+            raise RuntimeError("storing failed")
+        original(self, *args)
+
+    monkeypatch.setattr(BatchStrategy, "finish_items", observe)
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        strategy = connector.batch_strategy()
+        promises = [strategy.submit(connector.build_request(f"w{i}", Word)) for i in range(7)]
+        await connector.execute_batch()
+        assert sum(p.done() and p._future.exception() is None for p in promises) == 3
+    finally:
+        await connector.aclose()
+    # Off while each chunk was stored, on again after, the failure included.
+    assert states == [False, False]
+    assert gc.isenabled()

@@ -138,6 +138,25 @@ async def test_full_batch_cycle(
     assert await openai_provider.batch.find("shard-never-created") is None
 
 
+@pytest.mark.parametrize("one_piece", [True, False], ids=["from-memory", "streamed"])
+async def test_upload_sends_the_file_byte_for_byte(
+    openai_provider: OpenAIProvider,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    one_piece: bool,
+) -> None:
+    import providers.openai as openai_module
+
+    # Small files go in one piece from memory, large ones stream from disk.
+    monkeypatch.setattr(openai_module, "_UPLOAD_IN_ONE_PIECE", 1 << 30 if one_piece else 0)
+    path = await _write(openai_provider, _requests(300), tmp_path / "up.jsonl")
+    assert path.stat().st_size > 3 * 65536  # more than a few streamed parts
+    file_id = await openai_provider.batch.upload(path, shard_id="up")
+    assert file_id is not None
+    sent = await openai_provider._client.files.content(file_id)
+    assert sent.content == path.read_bytes()
+
+
 async def test_batch_line_equals_immediate_body_on_the_wire(
     openai_provider: OpenAIProvider, tmp_path: Path
 ) -> None:

@@ -56,9 +56,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import orjson
 
@@ -190,10 +190,13 @@ _PAGE = 5000
 
 # ---------------------------------------------------------------------------
 # rows
+#
+# The rows written once per request (results, ledger, journal) are named
+# tuples: a hundred thousand of them are made per batch, and a frozen
+# dataclass costs several times as much to build.
 
 
-@dataclass(frozen=True, slots=True)
-class StoredResult:
+class StoredResult(NamedTuple):
     """One cached result.
 
     Attributes:
@@ -221,8 +224,7 @@ class StoredResult:
     created_at: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
+class CallRecord(NamedTuple):
     """One paid call, as recorded in the usage ledger.
 
     Attributes:
@@ -244,7 +246,7 @@ class CallRecord:
     task: str | None
     mode: str
     key: str
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = Usage()
     cost_usd: float | None = None
     immediate_cost_usd: float | None = None
     batch_id: str | None = None
@@ -287,8 +289,7 @@ class CostRow:
         return self.immediate_cost_usd - self.cost_usd
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRequest:
+class JournalRequest(NamedTuple):
     """One request in the request journal.
 
     Attributes:
@@ -500,8 +501,12 @@ def _check_state(state: str, allowed: frozenset[str], what: str) -> None:
 
 # WAL pages after which a committing connection checkpoints in line (about 80 MB).
 _BACKSTOP_CHECKPOINT_PAGES = 20000
-# Shortest pause between two background checkpoints.
-_CHECKPOINT_PAUSE = 0.5
+# Shortest pause between two background checkpoints. A checkpoint copies
+# every page written since the last one, and batch results rewrite the same
+# index pages over and over: checkpointing every half second cost a 100,000-
+# request batch run a tenth of its CPU, every two seconds a third of that,
+# for a WAL of a few tens of megabytes at most.
+_CHECKPOINT_PAUSE = 2.0
 
 
 class _Checkpointer:

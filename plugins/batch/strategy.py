@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 from pathlib import Path
@@ -62,16 +61,13 @@ JOURNAL_CHUNK = 2000
 
 _UNFINISHED_SHARDS = ("written", "uploaded", "submitting", "created", "ended")
 
-# ``_consume`` reads no context variable: one shared, empty context spares a
-# copy of the caller's context per request.
-_NO_CONTEXT = contextvars.Context()
 
-
-def _consume(future: asyncio.Future[Response]) -> None:
-    # A request nobody awaits (resumed from the journal) may end in an error;
-    # reading it here keeps asyncio from reporting it as never retrieved.
-    if not future.cancelled():
-        future.exception()
+def _fail(future: asyncio.Future[Response], error: BaseException) -> None:
+    future.set_exception(error)
+    # The error is the promise's to report: a request nobody awaits (queued
+    # with submit(), or resumed from the journal) must not make asyncio log
+    # it as never retrieved. An awaiting caller still receives it.
+    future.exception()
 
 
 class BatchStrategy:
@@ -122,13 +118,12 @@ class BatchStrategy:
 
     async def run(self, request: Request) -> Response:
         """Queue ``request`` into a shared batch and wait for its result."""
-        return await self.submit(request, awaited=True)
+        return await self.submit(request)
 
-    def submit(self, request: Request, *, awaited: bool = False) -> BatchPromise:
+    def submit(self, request: Request) -> BatchPromise:
         """Queue ``request`` without waiting; the returned promise resolves with its result.
 
-        ``awaited`` says the caller awaits the promise at once, so its error
-        is read there; otherwise it is read when it arrives.
+        Awaiting the promise is optional: an error nobody reads is not logged.
         """
         self._ensure_started()
         key = request.key
@@ -136,8 +131,6 @@ class BatchStrategy:
         if pending is not None and pending.future is not None:
             return BatchPromise(key, pending.future)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        if not awaited:
-            future.add_done_callback(_consume, context=_NO_CONTEXT)
         if self._resumable and self._attach_to_submitted(request, future):
             return BatchPromise(key, future)
         pending = BatchRequest.of(request, future)
@@ -269,7 +262,7 @@ class BatchStrategy:
             for key in self.store.shard_keys(shard_id):
                 pending = self._pending.pop(key, None)
                 if pending is not None and pending.future is not None and not pending.future.done():
-                    pending.future.set_exception(exc)
+                    _fail(pending.future, exc)
 
     def _ensure_started(self) -> None:
         if self._started:
@@ -464,7 +457,7 @@ class BatchStrategy:
     def _reject(self, key: str, error: LexibatchError, pending: BatchRequest | None = None) -> None:
         pending = self._pending.pop(key, None) or pending
         if pending is not None and pending.future is not None and not pending.future.done():
-            pending.future.set_exception(error)
+            _fail(pending.future, error)
 
     # -- control -----------------------------------------------------------
 
@@ -501,7 +494,6 @@ class BatchStrategy:
                 continue
             request = decode_request(row.body)
             future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-            future.add_done_callback(_consume)
             pending = BatchRequest.of(request, future, _retries(row.attempts))
             self._enqueue(request, pending, journal=False)
             requeued += 1

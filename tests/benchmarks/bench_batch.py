@@ -198,7 +198,7 @@ async def run_ours(emu: EmulatorProcess, n: int, work: Path, profile: bool) -> d
     }
     if profiler:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(int(os.environ.get("LEXIBATCH_BENCH_PROFILE_LINES", "25")))
         figures["profile"] = out.getvalue()
     return figures
 

@@ -158,6 +158,33 @@ async def test_a_failed_batch_fails_its_requests_only(
         await connector.aclose()
 
 
+async def test_an_error_nobody_awaits_is_kept_for_the_promise_and_not_logged(
+    fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        strategy = connector.batch_strategy()
+        bad = strategy.submit(connector.build_request("x", Entry, model="gpt-4o-mini@fail-batch"))
+        forgotten = strategy.submit(
+            connector.build_request("y", Entry, model="gpt-4o-mini@fail-batch")
+        )
+        await connector.execute_batch()
+        assert bad.done() and forgotten.done()
+        with pytest.raises(BatchFailedError):
+            bad.result()
+        with pytest.raises(BatchFailedError):
+            await bad
+    finally:
+        await connector.aclose()
+    del forgotten
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
+
+
 async def test_retry_via_immediate(fresh_emulator: Any, make_settings: Any) -> None:
     settings = make_settings(fresh_emulator, batch={"retry_via": "immediate"})
     connector = open_connector(settings)

@@ -504,7 +504,7 @@ _BACKSTOP_CHECKPOINT_PAGES = 20000
 # Shortest pause between two background checkpoints. A checkpoint copies
 # every page written since the last one, and batch results rewrite the same
 # index pages over and over: checkpointing every half second cost a 100,000-
-# request batch run a tenth of its CPU, every two seconds a third of that,
+# request batch run an eighth of its CPU, every two seconds a fifth of that,
 # for a WAL of a few tens of megabytes at most.
 _CHECKPOINT_PAUSE = 2.0
 

@@ -1,4 +1,4 @@
-"""Holding Python's cyclic garbage collector off while a chunk of batch results is stored.
+"""Holding Python's cyclic garbage collector off while requests are queued or results stored.
 
 Storing a chunk of results makes tens of thousands of short-lived objects
 (parsed lines, completions, ledger and cache rows) that are all freed by
@@ -8,6 +8,17 @@ make it run again and again over every long-lived object in the process (the
 caller's pending promises and answers): a quarter of the client's CPU on a
 100,000-request batch. With the collector held off for the chunk, those
 objects are gone before it ever sees them.
+
+Queuing is the same story from the other side: a ``gather`` that starts
+thousands of calls queues them all in one turn of the event loop, and every
+few hundred allocations the collector would walk the young pending records
+and promote them, each promotion bringing the next full collection closer.
+The batch strategy holds the collector off from the first request of a turn
+until the loop turns again (and lets it run every 20,000 requests of a longer
+turn); the records are collected, if ever, in one pass afterwards.
+
+Cyclic garbage made while a hold is taken is freed when the hold ends; the
+holds are bounded (a chunk of results, one loop turn) so it cannot pile up.
 
 Holds nest (several shards may be collected at once) and the collector is
 switched back on only by the hold that switched it off, so a program that

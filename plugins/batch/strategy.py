@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugins.batch.accumulator import BatchAccumulator, SealedShard
 from plugins.batch.executor import BatchExecutor
+from plugins.batch.gcpause import GcHold
 from plugins.batch.journal import decode_request, encode_request
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.ledger import call_record, stored_result
@@ -54,6 +55,10 @@ if TYPE_CHECKING:
 __all__ = ["BatchStrategy"]
 
 log = logging.getLogger("lexibatch.batch")
+
+# The collector is held off while one loop turn queues requests (see
+# gcpause), but let run after this many, so no caller holds it off for long.
+BURST_HOLD_REQUESTS = 20_000
 
 # Journal rows are written in groups; a group is always flushed before the
 # shard holding its requests is journaled, so "queued" precedes "written".
@@ -107,6 +112,7 @@ class BatchStrategy:
         # Shards sealed by this run: none of their results can be stored yet,
         # so collecting them needs no look at the journal.
         self._fresh: set[str] = set()
+        self._burst = 0
         self._committed_usd = 0.0
         self._started = False
         self._closed = False
@@ -126,6 +132,7 @@ class BatchStrategy:
         Awaiting the promise is optional: an error nobody reads is not logged.
         """
         self._ensure_started()
+        self._hold_for_burst()
         key = request.key
         pending = self._pending.get(key)
         if pending is not None and pending.future is not None:
@@ -136,6 +143,23 @@ class BatchStrategy:
         pending = BatchRequest.of(request, future)
         self._enqueue(request, pending, journal=True)
         return BatchPromise(key, future)
+
+    def _hold_for_burst(self) -> None:
+        # Requests queued in one loop turn (a gather starting thousands of
+        # calls, or a loop of submit()) are queued with the collector held
+        # off; the hold ends when the loop turns, or every BURST_HOLD_REQUESTS.
+        if self._burst == 0:
+            GcHold.hold()
+            asyncio.get_running_loop().call_soon(self._end_burst)
+        elif self._burst % BURST_HOLD_REQUESTS == 0:
+            GcHold.release()
+            GcHold.hold()
+        self._burst += 1
+
+    def _end_burst(self) -> None:
+        if self._burst:
+            self._burst = 0
+            GcHold.release()
 
     def _attach_to_submitted(self, request: Request, future: asyncio.Future[Response]) -> bool:
         row = self.store.get_requests(self.provider_name, [request.key]).get(request.key)
@@ -505,6 +529,7 @@ class BatchStrategy:
         if self._closed:
             return
         self._closed = True
+        self._end_burst()
         if self._linger_handle is not None:
             self._linger_handle.cancel()
         self._flush_journal()

@@ -81,3 +81,45 @@ async def test_collecting_results_leaves_the_collector_on_even_when_storing_fail
     # Off while each chunk was stored, on again after, the failure included.
     assert states == [False, False]
     assert gc.isenabled()
+
+
+async def test_queuing_holds_the_collector_until_the_loop_turns(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from pydantic import BaseModel
+
+    import plugins.batch.strategy as strategy_module
+    from plugins.factory import open_connector
+
+    class Word(BaseModel):
+        word: str
+
+    monkeypatch.setattr(strategy_module, "BURST_HOLD_REQUESTS", 3)
+    releases: list[bool] = []
+    original_release = GcHold.release
+
+    def counting_release() -> None:
+        releases.append(True)
+        original_release()
+
+    monkeypatch.setattr(GcHold, "release", counting_release)
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        strategy = connector.batch_strategy()
+        strategy.submit(connector.build_request("w0", Word))
+        assert not gc.isenabled()
+        for i in range(1, 7):
+            strategy.submit(connector.build_request(f"w{i}", Word))
+        # Seven requests in one turn: the hold was let go after the 3rd and the 6th.
+        assert len(releases) == 2 and not gc.isenabled()
+        await asyncio.sleep(0)
+        assert gc.isenabled() and len(releases) == 3
+        strategy.submit(connector.build_request("last", Word))
+        assert not gc.isenabled()
+    finally:
+        # Closing ends a hold the loop has not yet ended.
+        await connector.aclose()
+    assert gc.isenabled()

@@ -1141,21 +1141,28 @@ class Store:
                     found[row[0]] = _request_from_row(row)
         return found
 
-    def mark_shard_succeeded(self, provider: str, shard_id: str) -> int:
+    def mark_shard_succeeded(
+        self, provider: str, shard_id: str, *, check_results: bool = True
+    ) -> int:
         """Move the requests of ``shard_id`` still submitted and answered to succeeded.
 
         Called once a shard's results are all stored: one statement over the
         shard index instead of one update per key. A request counts as
-        answered when its result is in the cache.
+        answered when its result is in the cache; ``check_results=False``
+        skips that lookup when the caller knows every request still
+        submitted was answered.
         """
         now = time.time()
-        return self._changes(
+        sql = (
             "UPDATE requests SET state = 'succeeded', error = NULL, updated_at = ? "
-            "WHERE provider = ? AND shard_id = ? AND state = 'submitted' AND EXISTS "
-            "(SELECT 1 FROM results WHERE results.provider = requests.provider "
-            "AND results.key = requests.key)",
-            [(now, provider, shard_id)],
+            "WHERE provider = ? AND shard_id = ? AND state = 'submitted'"
         )
+        if check_results:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM results WHERE results.provider = "
+                "requests.provider AND results.key = requests.key)"
+            )
+        return self._changes(sql, [(now, provider, shard_id)])
 
     def result_keys(self, provider: str, keys: Iterable[str]) -> set[str]:
         """The keys among ``keys`` that have a cached result (no result is read)."""

@@ -28,6 +28,7 @@ disabled it itself keeps it disabled.
 from __future__ import annotations
 
 import gc
+import threading
 
 __all__ = ["GcHold"]
 
@@ -42,23 +43,27 @@ class GcHold:
 
     _depth = 0
     _was_enabled = False
+    # Event loops in several threads may hold at once.
+    _lock = threading.Lock()
 
     @classmethod
     def hold(cls) -> None:
         """Take a hold: the collector is off until the matching :meth:`release`."""
-        if cls._depth == 0:
-            cls._was_enabled = gc.isenabled()
-            gc.disable()
-        cls._depth += 1
+        with cls._lock:
+            if cls._depth == 0:
+                cls._was_enabled = gc.isenabled()
+                gc.disable()
+            cls._depth += 1
 
     @classmethod
     def release(cls) -> None:
         """End a hold; the last one switches the collector back on if it was on."""
-        if cls._depth == 0:
-            return
-        cls._depth -= 1
-        if cls._depth == 0 and cls._was_enabled:
-            gc.enable()
+        with cls._lock:
+            if cls._depth == 0:
+                return
+            cls._depth -= 1
+            if cls._depth == 0 and cls._was_enabled:
+                gc.enable()
 
     @classmethod
     def held(cls) -> bool:

@@ -2,8 +2,9 @@
 
 The emulator runs as a separate process on loopback (batches complete at the
 first poll). A warm-up batch of 100 requests runs first, unmeasured: the SDK
-imports its files and batches resources on their first use. Requests are queued with ``connector.batch_strategy().submit()``
-(a promise per request, no coroutine per request), yielding to the event loop
+imports its files and batches resources on their first use. Requests are
+queued with ``connector.batch_strategy().submit()`` (a promise per request,
+no coroutine per request), yielding to the event loop
 every ``CHUNK`` requests so that a shard sealed at the provider limit is
 uploaded while the next one is still being built; ``execute_batch()`` then
 dispatches the rest and waits for every result.

@@ -398,9 +398,7 @@ class BatchStrategy:
         against the cache.
         """
         fresh = shard.shard_id in self._fresh
-        self.store.mark_shard_succeeded(
-            self.provider_name, shard.shard_id, check_results=not fresh
-        )
+        self.store.mark_shard_succeeded(self.provider_name, shard.shard_id, check_results=not fresh)
 
     def shard_collected(self, shard: Shard) -> None:
         """Every result of the shard is stored: its spool file is no longer needed."""

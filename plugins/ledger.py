@@ -14,12 +14,43 @@ from typing import TYPE_CHECKING
 
 from plugins.estimate import price_provider
 from plugins.store import CallRecord, StoredResult
-from providers.types import Completion, Mode, Request, Response
+from providers.pricing import cost_at
+from providers.types import Completion, Mode, Request, Response, Usage
 
 if TYPE_CHECKING:
     from plugins.registry import StrategyContext
 
-__all__ = ["call_record", "record_paid", "record_unanswered", "stored_result"]
+__all__ = ["Pricer", "call_record", "record_paid", "record_unanswered", "stored_result"]
+
+
+_Rates = tuple[float, float, float, float]
+
+
+class Pricer:
+    """Prices the calls of one provider: each model's rates are looked up once.
+
+    A batch's results are priced by the tens of thousands; one :class:`Pricer`
+    per chunk keeps that to a multiplication per call.
+    """
+
+    def __init__(self, context: StrategyContext) -> None:
+        self._prices = context.prices
+        self._provider = price_provider(context.provider_name)
+        self._rates: dict[tuple[str, Mode], tuple[_Rates, _Rates] | None] = {}
+
+    def costs(self, model: str, usage: Usage, mode: Mode) -> tuple[float | None, float | None]:
+        """``(cost in mode, cost had it run immediately)``; ``None`` when unpriced."""
+        key = (model, mode)
+        try:
+            rates = self._rates[key]
+        except KeyError:
+            price = self._prices.price(model, self._provider)
+            rates = None if price is None else (price.rates(mode), price.rates("immediate"))
+            self._rates[key] = rates
+        if rates is None:
+            return None, None
+        cost = cost_at(rates[0], usage)
+        return cost, cost if mode == "immediate" else cost_at(rates[1], usage)
 
 
 def call_record(
@@ -29,17 +60,17 @@ def call_record(
     *,
     mode: Mode,
     batch_id: str | None = None,
+    pricer: Pricer | None = None,
+    ts: float | None = None,
 ) -> CallRecord:
-    """The ledger row of one paid call, priced for ``mode`` and for immediate."""
+    """The ledger row of one paid call, priced for ``mode`` and for immediate.
+
+    ``pricer`` and ``ts`` let a caller recording many calls at once share
+    the price lookups and the clock reading.
+    """
     model = completion.model or request.model
     usage = completion.usage
-    # One price lookup for both figures: this runs once per result of a batch.
-    price = context.prices.price(model, price_provider(context.provider_name))
-    cost: float | None = None
-    immediate: float | None = None
-    if price is not None:
-        cost = price.cost(usage, mode)
-        immediate = cost if mode == "immediate" else price.cost(usage, "immediate")
+    cost, immediate = (pricer or Pricer(context)).costs(model, usage, mode)
     return CallRecord(
         context.provider_name,
         model,
@@ -50,7 +81,7 @@ def call_record(
         cost,
         immediate,
         batch_id,
-        time.time(),
+        time.time() if ts is None else ts,
     )
 
 

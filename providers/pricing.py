@@ -28,7 +28,7 @@ import orjson
 from providers.tokens import estimate_tokens, litellm_data_path
 from providers.types import Mode, Request, Usage
 
-__all__ = ["ModelPrice", "PriceTable", "estimate_tokens", "price_map_path"]
+__all__ = ["ModelPrice", "PriceTable", "cost_at", "estimate_tokens", "price_map_path"]
 
 _PRICE_FILE = "model_prices_and_context_window_backup.json"
 
@@ -117,16 +117,25 @@ class ModelPrice:
 
     def cost(self, usage: Usage, mode: Mode) -> float:
         """USD for ``usage`` in ``mode``."""
-        rate_in, rate_out, rate_cached, rate_creation = self.rates(mode)
-        cached = usage.cached_tokens
-        creation = usage.cache_creation_tokens
-        uncached = max(0, usage.input_tokens - cached - creation)
-        return (
-            uncached * rate_in
-            + cached * rate_cached
-            + creation * rate_creation
-            + usage.output_tokens * rate_out
-        )
+        return cost_at(self.rates(mode), usage)
+
+
+def cost_at(rates: tuple[float, float, float, float], usage: Usage) -> float:
+    """USD for ``usage`` at ``rates`` (as :meth:`ModelPrice.rates` gives them).
+
+    For callers that price many calls of one model: the rates are looked up
+    once, the tokens of each call multiplied here.
+    """
+    rate_in, rate_out, rate_cached, rate_creation = rates
+    cached = usage.cached_tokens
+    creation = usage.cache_creation_tokens
+    uncached = max(0, usage.input_tokens - cached - creation)
+    return (
+        uncached * rate_in
+        + cached * rate_cached
+        + creation * rate_creation
+        + usage.output_tokens * rate_out
+    )
 
 
 def _model_price(key: str, entry: Mapping[str, Any]) -> ModelPrice | None:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from plugins.batch.executor import BatchExecutor
 from plugins.batch.gcpause import GcHold
 from plugins.batch.journal import decode_request, encode_request
 from plugins.batch.promise import BatchPromise, BatchRequest
-from plugins.ledger import call_record, stored_result
+from plugins.ledger import Pricer, call_record, stored_result
 from plugins.results import build_response
 from plugins.store import JournalRequest, Shard
 from providers.errors import (
@@ -321,6 +322,8 @@ class BatchStrategy:
             stubs = self._stubs_for([k for k in keys if k not in pending_of and k not in done])
         results: list[StoredResult] = []
         calls: list[CallRecord] = []
+        pricer = Pricer(self.context)
+        now = time.time()
         succeeded: list[tuple[BatchRequest, Response]] = []
         failed: list[tuple[BatchRequest, LexibatchError]] = []
         for item in items:
@@ -340,7 +343,15 @@ class BatchStrategy:
                     )
                 )
                 continue
-            record = call_record(self.context, pending, completion, mode="batch", batch_id=info.id)  # type: ignore[arg-type]
+            record = call_record(
+                self.context,
+                pending,  # type: ignore[arg-type]
+                completion,
+                mode="batch",
+                batch_id=info.id,
+                pricer=pricer,
+                ts=now,
+            )
             calls.append(record)
             try:
                 response = build_response(

@@ -18,6 +18,7 @@ EXPECTED = {
         "client CPU per request",
         "floor per request",
         "client CPU / floor",
+        "journal alone / floor",
         "ours / instructor throughput",
     ],
     "bench_immediate": ["connector", "openai SDK (raw)", "litellm", "connector / openai SDK"],

@@ -44,6 +44,7 @@ from providers.errors import (
     ProviderTimeoutError,
     error_from_status,
 )
+from providers.jsonl import line_batches
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -592,17 +593,9 @@ class AnthropicBatchEndpoint:
         except Exception as exc:
             raise self._provider._translate(exc) from exc
         try:
-            pending = b""
-            async for chunk in response.aiter_bytes():
-                pending += chunk
-                if b"\n" not in chunk:
-                    continue
-                *lines, pending = pending.split(b"\n")
+            async for lines in line_batches(response.aiter_bytes()):
                 for line in lines:
-                    if line.strip():
-                        yield item_result_from_line(line, provider=name)
-            if pending.strip():
-                yield item_result_from_line(pending, provider=name)
+                    yield item_result_from_line(line, provider=name)
         except httpx2.HTTPError as exc:
             raise ProviderConnectionError(
                 f"reading the results of batch {batch.id} failed: {type(exc).__name__}",

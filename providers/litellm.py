@@ -35,6 +35,7 @@ from providers.errors import (
     UnsupportedError,
     error_from_status,
 )
+from providers.jsonl import line_batches, split_lines
 from providers.openai import batch_info, parse_result_line
 from providers.types import BatchInfo, BatchLimits, Completion, ItemResult, Request, Usage
 
@@ -358,37 +359,28 @@ class LiteLLMBatchEndpoint:
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
-            async for line in self._lines(file_id):
-                yield parse_result_line(line, name)
+            async for lines in self._line_batches(file_id):
+                for line in lines:
+                    yield parse_result_line(line, name)
 
-    async def _lines(self, file_id: str) -> AsyncIterator[bytes]:
+    async def _line_batches(self, file_id: str) -> AsyncIterator[list[bytes]]:
         litellm = load_litellm()
         try:
             result = await litellm.afile_content(file_id=file_id, stream=True, **self._kwargs())
         except Exception as exc:
             raise self._provider._translate(exc) from exc
         chunks = getattr(result, "stream_iterator", None)
-        pending = b""
         try:
             if chunks is None:
                 # Vendors without streaming answer with the whole file.
-                pending = bytes(getattr(result, "content", b""))
+                yield split_lines([bytes(getattr(result, "content", b""))])
             elif hasattr(chunks, "__aiter__"):
-                async for chunk in chunks:
-                    pending += chunk
-                    if b"\n" in chunk:
-                        *lines, pending = pending.split(b"\n")
-                        for line in lines:
-                            if line.strip():
-                                yield line
+                async for lines in line_batches(chunks):
+                    yield lines
             else:
-                for chunk in chunks:
-                    pending += chunk
+                yield split_lines(chunks)
         except Exception as exc:
             raise self._provider._translate(exc) from exc
-        for line in pending.split(b"\n"):
-            if line.strip():
-                yield line
 
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask the vendor to cancel the batch."""

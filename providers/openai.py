@@ -35,6 +35,7 @@ from providers.errors import (
     UnsupportedError,
     error_from_status,
 )
+from providers.jsonl import line_batches
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -434,29 +435,22 @@ class OpenAIBatchEndpoint:
 
     async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
         """Every line of the output file, then of the error file, streamed."""
+        name = self._provider.name
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
-                async for line in self._lines(file_id):
-                    try:
-                        yield parse_result_line(line, self._provider.name)
-                    except (ValueError, orjson.JSONDecodeError):
-                        log.warning("skipping a malformed line in batch file %s", file_id)
+                async for lines in self._line_batches(file_id):
+                    for line in lines:
+                        try:
+                            yield parse_result_line(line, name)
+                        except (ValueError, orjson.JSONDecodeError):
+                            log.warning("skipping a malformed line in batch file %s", file_id)
 
-    async def _lines(self, file_id: str) -> AsyncIterator[bytes]:
+    async def _line_batches(self, file_id: str) -> AsyncIterator[list[bytes]]:
         client = self._provider._client
         try:
             async with client.files.with_streaming_response.content(file_id) as response:
-                rest = b""
-                async for chunk in response.iter_bytes(_DOWNLOAD_CHUNK):
-                    if rest:
-                        chunk = rest + chunk
-                    lines = chunk.split(b"\n")
-                    rest = lines.pop()
-                    for line in lines:
-                        if line.strip():
-                            yield line
-                if rest.strip():
-                    yield rest
+                async for lines in line_batches(response.iter_bytes(_DOWNLOAD_CHUNK)):
+                    yield lines
         except openai.OpenAIError as exc:
             self._provider._raise(exc)
         except httpx.TimeoutException:

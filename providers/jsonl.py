@@ -1,0 +1,56 @@
+"""Cutting a streamed JSONL body (a batch's result file) into lines.
+
+Result files arrive in chunks of any size; a line may straddle two chunks.
+The lines of each chunk are handed over as one list, so a provider's
+``results()`` iterates them with a plain loop rather than through another
+asynchronous generator per line (tens of thousands of lines per batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+
+__all__ = ["LineSplitter", "line_batches", "split_lines"]
+
+
+class LineSplitter:
+    """Turns byte chunks into complete lines; blank lines are dropped."""
+
+    __slots__ = ("_rest",)
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines completed by ``chunk`` (an unfinished last line is kept for later)."""
+        data = self._rest + chunk if self._rest else chunk
+        lines = data.split(b"\n")
+        self._rest = lines.pop()
+        return [line for line in lines if line and not line.isspace()]
+
+    def close(self) -> list[bytes]:
+        """The last line, when the body did not end with a newline."""
+        rest, self._rest = self._rest, b""
+        return [rest] if rest and not rest.isspace() else []
+
+
+async def line_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+    """The non-blank lines of a chunked body, one list per chunk that completes any."""
+    splitter = LineSplitter()
+    async for chunk in chunks:
+        lines = splitter.feed(chunk)
+        if lines:
+            yield lines
+    tail = splitter.close()
+    if tail:
+        yield tail
+
+
+def split_lines(chunks: Iterable[bytes]) -> list[bytes]:
+    """The non-blank lines of a body already in memory (in one or more chunks)."""
+    splitter = LineSplitter()
+    lines: list[bytes] = []
+    for chunk in chunks:
+        lines.extend(splitter.feed(chunk))
+    lines.extend(splitter.close())
+    return lines

@@ -813,6 +813,20 @@ class Store:
         with self._lock:
             return self._retry(lambda: self._conn.execute(sql, params).fetchall())
 
+    def _read_for_keys(self, sql: str, scope: str, keys: Iterable[str]) -> list[Any]:
+        """The rows of ``sql`` for every key of ``keys``.
+
+        ``sql`` takes the scope (provider or namespace) and then the keys in
+        an ``IN ({marks})`` list; the keys are sent in sorted chunks under
+        SQLite's bound-parameter limit.
+        """
+        rows: list[Any] = []
+        with self._lock:
+            for chunk in _chunks(sorted(set(keys))):
+                marks = ",".join("?" * len(chunk))
+                rows.extend(self._read(sql.format(marks=marks), (scope, *chunk)))
+        return rows
+
     def _changes(self, sql: str, rows: list[tuple[Any, ...]], *, durable: bool = False) -> int:
         if not rows:
             return 0
@@ -1166,25 +1180,13 @@ class Store:
 
     def result_keys(self, provider: str, keys: Iterable[str]) -> set[str]:
         """The keys among ``keys`` that have a cached result (no result is read)."""
-        wanted = sorted(set(keys))
-        found: set[str] = set()
-        with self._lock:
-            for chunk in _chunks(wanted):
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT key FROM results WHERE provider = ? AND key IN ({marks})"
-                found.update(row[0] for row in self._read(sql, (provider, *chunk)))
-        return found
+        sql = "SELECT key FROM results WHERE provider = ? AND key IN ({marks})"
+        return {row[0] for row in self._read_for_keys(sql, provider, keys)}
 
     def request_states(self, provider: str, keys: Iterable[str]) -> dict[str, str]:
         """The state of each journaled request among ``keys`` (unknown keys are absent)."""
-        wanted = sorted(set(keys))
-        found: dict[str, str] = {}
-        with self._lock:
-            for chunk in _chunks(wanted):
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT key, state FROM requests WHERE provider = ? AND key IN ({marks})"
-                found.update(self._read(sql, (provider, *chunk)))
-        return found
+        sql = "SELECT key, state FROM requests WHERE provider = ? AND key IN ({marks})"
+        return dict(self._read_for_keys(sql, provider, keys))
 
     def count_requests(self, provider: str) -> dict[str, int]:
         """How many journaled requests of ``provider`` are in each state."""
@@ -1358,11 +1360,5 @@ class Store:
 
     def has_documents(self, namespace: str, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` have a document in ``namespace``."""
-        wanted = sorted(set(keys))
-        found: set[str] = set()
-        with self._lock:
-            for chunk in _chunks(wanted):
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT key FROM documents WHERE namespace = ? AND key IN ({marks})"
-                found.update(r[0] for r in self._read(sql, (namespace, *chunk)))
-        return found
+        sql = "SELECT key FROM documents WHERE namespace = ? AND key IN ({marks})"
+        return {row[0] for row in self._read_for_keys(sql, namespace, keys)}

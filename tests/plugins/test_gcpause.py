@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
+import plugins.batch.executor as executor
+import plugins.batch.strategy as strategy_module
 from plugins.batch.gcpause import GcHold
+from plugins.batch.strategy import BatchStrategy
+from plugins.factory import open_connector
+
+
+class Word(BaseModel):
+    """A small response model."""
+
+    word: str
 
 
 @pytest.fixture(autouse=True)
@@ -46,18 +58,27 @@ def test_a_release_without_a_hold_changes_nothing() -> None:
     assert gc.isenabled() and not GcHold.held()
 
 
+@pytest.fixture
+async def batch_connector(fresh_emulator: Any, make_settings: Any) -> AsyncIterator[Any]:
+    connector = open_connector(make_settings(fresh_emulator))
+    connector.enable_batch_mode()
+    try:
+        yield connector
+    finally:
+        await connector.aclose()
+
+
+def _succeeded(promise: Any) -> bool:
+    try:
+        promise.result()
+    except Exception:
+        return False
+    return True
+
+
 async def test_collecting_results_leaves_the_collector_on_even_when_storing_fails(
-    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+    batch_connector: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pydantic import BaseModel
-
-    import plugins.batch.executor as executor
-    from plugins.batch.strategy import BatchStrategy
-    from plugins.factory import open_connector
-
-    class Word(BaseModel):
-        word: str
-
     monkeypatch.setattr(executor, "RESULT_CHUNK", 3)
     original = BatchStrategy.finish_items
     states: list[bool] = []
@@ -69,33 +90,19 @@ async def test_collecting_results_leaves_the_collector_on_even_when_storing_fail
         original(self, *args)
 
     monkeypatch.setattr(BatchStrategy, "finish_items", observe)
-    connector = open_connector(make_settings(fresh_emulator))
-    try:
-        connector.enable_batch_mode()
-        strategy = connector.batch_strategy()
-        promises = [strategy.submit(connector.build_request(f"w{i}", Word)) for i in range(7)]
-        await connector.execute_batch()
-        assert sum(p.done() and p._future.exception() is None for p in promises) == 3
-    finally:
-        await connector.aclose()
+    strategy = batch_connector.batch_strategy()
+    promises = [strategy.submit(batch_connector.build_request(f"w{i}", Word)) for i in range(7)]
+    await batch_connector.execute_batch()
+    assert all(p.done() for p in promises)
+    assert sum(_succeeded(p) for p in promises) == 3
     # Off while each chunk was stored, on again after, the failure included.
     assert states == [False, False]
     assert gc.isenabled()
 
 
 async def test_queuing_holds_the_collector_until_the_loop_turns(
-    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+    batch_connector: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncio
-
-    from pydantic import BaseModel
-
-    import plugins.batch.strategy as strategy_module
-    from plugins.factory import open_connector
-
-    class Word(BaseModel):
-        word: str
-
     monkeypatch.setattr(strategy_module, "BURST_HOLD_REQUESTS", 3)
     releases: list[bool] = []
     original_release = GcHold.release
@@ -105,21 +112,17 @@ async def test_queuing_holds_the_collector_until_the_loop_turns(
         original_release()
 
     monkeypatch.setattr(GcHold, "release", counting_release)
-    connector = open_connector(make_settings(fresh_emulator))
-    try:
-        connector.enable_batch_mode()
-        strategy = connector.batch_strategy()
-        strategy.submit(connector.build_request("w0", Word))
-        assert not gc.isenabled()
-        for i in range(1, 7):
-            strategy.submit(connector.build_request(f"w{i}", Word))
-        # Seven requests in one turn: the hold was let go after the 3rd and the 6th.
-        assert len(releases) == 2 and not gc.isenabled()
-        await asyncio.sleep(0)
-        assert gc.isenabled() and len(releases) == 3
-        strategy.submit(connector.build_request("last", Word))
-        assert not gc.isenabled()
-    finally:
-        # Closing ends a hold the loop has not yet ended.
-        await connector.aclose()
+    strategy = batch_connector.batch_strategy()
+    strategy.submit(batch_connector.build_request("w0", Word))
+    assert not gc.isenabled()
+    for i in range(1, 7):
+        strategy.submit(batch_connector.build_request(f"w{i}", Word))
+    # Seven requests in one turn: the hold was let go after the 3rd and the 6th.
+    assert len(releases) == 2 and not gc.isenabled()
+    await asyncio.sleep(0)
+    assert gc.isenabled() and len(releases) == 3
+    strategy.submit(batch_connector.build_request("last", Word))
+    assert not gc.isenabled()
+    # Closing ends a hold the loop has not yet ended.
+    await batch_connector.aclose()
     assert gc.isenabled()

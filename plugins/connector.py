@@ -10,6 +10,7 @@ strategy depending on the mode.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,6 +37,12 @@ T = TypeVar("T", bound=BaseModel)
 
 # Options of ``structured`` that shape the request rather than pass through.
 _REQUEST_OPTS = frozenset({"system", "max_tokens", "temperature", "mode"})
+
+
+log = logging.getLogger("lexibatch.connector")
+
+# Journal states of a shard whose batch may still be running (and billing).
+_UNFINISHED_SHARDS = frozenset({"written", "uploaded", "submitting", "created", "ended"})
 
 
 class LexiConnector:
@@ -73,6 +80,10 @@ class LexiConnector:
         self._batch: Strategy | None = None
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}
+        # Whether the journal holds requests of earlier runs still in a
+        # batch (looked up at the first call that could be affected).
+        self._open_journal: bool | None = None
+        self._warned_earlier_batch = False
 
     # -- modes -------------------------------------------------------------
 
@@ -189,7 +200,7 @@ class LexiConnector:
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            strategy = self._strategy_for(mode)
+            strategy = self._strategy_for(request, mode)
             response = await strategy.run(request)
         except BaseException as exc:
             if not future.done():
@@ -205,12 +216,40 @@ class LexiConnector:
         finally:
             self._inflight.pop(key, None)
 
-    def _strategy_for(self, mode: str | None) -> Strategy:
-        if mode == "immediate":
-            return self._immediate
+    def _strategy_for(self, request: Request, mode: str | None) -> Strategy:
         if mode == "batch" or (mode is None and self._batch_mode):
             return self.batch_strategy()
+        if self._in_earlier_batch(request):
+            return self.batch_strategy()
         return self._immediate
+
+    def _in_earlier_batch(self, request: Request) -> bool:
+        """Whether ``request`` is in a batch an earlier run submitted and that may still run.
+
+        Sending it immediately would pay for it a second time: it waits for
+        that batch instead (the batch strategy re-attaches to it).
+        """
+        if self._open_journal is None:
+            self._open_journal = self.provider.batch is not None and self.store.has_open_requests(
+                self.provider_name
+            )
+        if not self._open_journal:
+            return False
+        row = self.store.get_requests(self.provider_name, [request.key]).get(request.key)
+        if row is None or row.state != "submitted" or row.shard_id is None:
+            return False
+        shard = self.store.get_shard(row.shard_id)
+        if shard is None or shard.state not in _UNFINISHED_SHARDS:
+            return False
+        if not self._warned_earlier_batch:
+            self._warned_earlier_batch = True
+            log.warning(
+                "some requests are in batch %s, submitted by an earlier run and not yet "
+                "collected: they wait for that batch instead of being paid for again "
+                "(a batch may take up to 24 h; `lexibatch batches list` shows it)",
+                shard.batch_id or shard.shard_id,
+            )
+        return True
 
     def _from_cache(self, request: Request) -> Response | None:
         stored = self.store.get_result(self.provider_name, request.key)

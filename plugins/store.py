@@ -1188,6 +1188,18 @@ class Store:
         sql = "SELECT key, state FROM requests WHERE provider = ? AND key IN ({marks})"
         return dict(self._read_for_keys(sql, provider, keys))
 
+    def has_open_requests(self, provider: str) -> bool:
+        """Whether any journaled request of ``provider`` is queued or submitted.
+
+        One probe of the state index, however long the journal.
+        """
+        rows = self._read(
+            "SELECT EXISTS (SELECT 1 FROM requests WHERE provider = ? AND state = 'queued') "
+            "OR EXISTS (SELECT 1 FROM requests WHERE provider = ? AND state = 'submitted')",
+            (provider, provider),
+        )
+        return bool(rows[0][0])
+
     def count_requests(self, provider: str) -> dict[str, int]:
         """How many journaled requests of ``provider`` are in each state."""
         rows = self._read(

@@ -122,9 +122,8 @@ class BatchStrategy:
         self._committed_usd = 0.0
         self._started = False
         self._closed = False
-        counts = self.store.count_requests(self.provider_name)
         # Only a journal with unfinished requests needs a lookup per request.
-        self._resumable = bool(counts.get("queued") or counts.get("submitted"))
+        self._resumable = self.store.has_open_requests(self.provider_name)
 
     # -- submitting --------------------------------------------------------
 
@@ -539,8 +538,17 @@ class BatchStrategy:
         """
         self._ensure_started()
         requeued = 0
-        for row in list(self.store.requests_in_state(self.provider_name, "queued")):
-            if row.key in self._pending:
+        queued = [
+            row
+            for row in self.store.requests_in_state(self.provider_name, "queued")
+            if row.key not in self._pending
+        ]
+        # Answered meanwhile (immediately, by a later run): not sent again.
+        answered = self.store.result_keys(self.provider_name, (row.key for row in queued))
+        if answered:
+            self.store.set_request_state(self.provider_name, answered, "succeeded")
+        for row in queued:
+            if row.key in answered:
                 continue
             request = decode_request(row.body)
             future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()

@@ -287,6 +287,71 @@ async def test_resume_after_a_crash_reattaches_and_pays_once(
     assert billing["batch"]["requests"] == 12 and billing["duplicates"] == 0
 
 
+async def test_an_immediate_rerun_waits_for_the_earlier_batch_instead_of_paying_again(
+    make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
+        settings = make_settings(emu)
+        first = open_connector(settings)
+        first.enable_batch_mode()
+        tasks = [asyncio.ensure_future(first.structured(f"p{i}", Entry)) for i in range(8)]
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if any(s.state == "created" for s in first.store.shards()):
+                break
+        assert [s.state for s in first.store.shards()] == ["created"]
+        await first.aclose()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+        second = open_connector(settings)  # immediate mode, as configured
+        try:
+            results = await _gather(second, [f"p{i}" for i in range(8)] + ["fresh"])
+            assert all(isinstance(r, Entry) for r in results)
+            assert [s.state for s in second.store.shards()] == ["collected"]
+            assert second.store.count_requests("openai") == {"succeeded": 8}
+        finally:
+            await second.aclose()
+        billing = emu.billing()
+    # The eight were paid once, in the batch; only the new request went immediately.
+    assert billing["batch"]["requests"] == 8 and billing["immediate"]["requests"] == 1
+    assert billing["duplicates"] == 0
+    assert caplog.text.count("submitted by an earlier run") == 1
+
+
+async def test_resume_does_not_send_queued_requests_answered_meanwhile(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    from plugins.batch.strategy import BatchStrategy
+
+    settings = make_settings(fresh_emulator, batch={"linger": 3600})
+    first = open_connector(settings)
+    try:
+        first.enable_batch_mode()
+        strategy = first.batch_strategy()
+        for i in range(4):
+            strategy.submit(first.build_request(f"q{i}", Entry))
+        assert isinstance(strategy, BatchStrategy)
+        strategy._flush_journal()  # queued in the journal, never sent
+    finally:
+        await first.aclose()
+    second = open_connector(settings)  # immediate: answers two of them
+    try:
+        done = await _gather(second, ["q0", "q1"])
+        assert all(isinstance(r, Entry) for r in done)
+        second.enable_batch_mode()
+        assert await second.batch_strategy().resume() == 2  # q2 and q3 only
+        assert second.store.count_requests("openai") == {"succeeded": 4}
+    finally:
+        await second.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["immediate"]["requests"] == 2 and billing["batch"]["requests"] == 2
+    assert billing["duplicates"] == 0
+
+
 async def test_results_read_again_after_a_crash_mid_collection_are_billed_once(
     fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,3 +40,13 @@ def test_queue_requeues_queued_and_failed_but_not_settled_rows(store: Store) -> 
     attempts = {k: r.attempts for k, r in store.get_requests("p", ["queued", "failed"]).items()}
     assert attempts == {"queued": 2, "failed": 2}
     assert store.get_requests("p", ["failed"])["failed"].error is None
+
+
+def test_open_requests_are_those_queued_or_submitted(store: Store) -> None:
+    assert not store.has_open_requests("openai")
+    store.queue_requests("openai", [_row("k1", "s1")])
+    assert store.has_open_requests("openai") and not store.has_open_requests("anthropic")
+    store.submit_shard_requests("openai", "s1")
+    assert store.has_open_requests("openai")
+    store.set_request_state("openai", ["k1"], "succeeded")
+    assert not store.has_open_requests("openai")

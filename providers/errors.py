@@ -12,6 +12,7 @@ decide from the second kind whether to retry::
     │   ├── UnknownPluginError         no provider / strategy by that name
     │   ├── InputError                 malformed word file, request file, ...
     │   ├── BudgetExceededError        a run would cost more than --budget
+    │   ├── StoreBusyError             another process runs this store's batches
     │   └── UnsupportedError           e.g. batch mode on a provider without one
     └── ProviderError                  what a provider answered or failed to
         ├── ProviderConnectionError    network failure               (retryable)
@@ -55,6 +56,7 @@ __all__ = [
     "RateLimitError",
     "SchemaValidationError",
     "ServerError",
+    "StoreBusyError",
     "UnknownPluginError",
     "UnsupportedError",
     "UserError",
@@ -132,6 +134,15 @@ class BudgetExceededError(UserError):
         )
         self.estimate_usd = estimate_usd
         self.budget_usd = budget_usd
+
+
+class StoreBusyError(UserError):
+    """Another process (or connector) is running the batches of the same store.
+
+    Two runners of one journal would both resume its unfinished batches, and
+    could both create (and pay for) the batch of a shard caught between
+    upload and creation.
+    """
 
 
 class UnsupportedError(UserError):

@@ -32,6 +32,7 @@ from plugins.batch.accumulator import BatchAccumulator, SealedShard
 from plugins.batch.executor import BatchExecutor
 from plugins.batch.gcpause import GcHold
 from plugins.batch.journal import decode_request, encode_request
+from plugins.batch.lease import BatchLease
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.ledger import Pricer, call_record, stored_result
 from plugins.results import build_response
@@ -122,6 +123,9 @@ class BatchStrategy:
         self._committed_usd = 0.0
         self._started = False
         self._closed = False
+        # One runner per store, claimed before anything is resumed or queued.
+        self._lease = BatchLease(self.store.path)
+        self._lease.acquire()
         # Only a journal with unfinished requests needs a lookup per request.
         self._resumable = self.store.has_open_requests(self.provider_name)
 
@@ -574,6 +578,7 @@ class BatchStrategy:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self._lease.release()
         for pending in self._pending.values():
             if pending.future is not None and not pending.future.done():
                 pending.future.cancel()

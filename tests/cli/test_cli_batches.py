@@ -149,3 +149,33 @@ def test_batches_list_show_cancel_then_rerun(work: Path, fresh_emulator: Any) ->
     assert rerun.returncode == 0, rerun.stderr
     assert "8 succeeded" in rerun.stderr
     assert fresh_emulator.billing()["duplicates"] == 0
+
+
+def test_a_second_batch_run_on_a_busy_store_stops_in_one_line(work: Path) -> None:
+    db = work / ".lexibatch" / "lexibatch.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    code = (
+        "import time\n"
+        "from plugins.batch.lease import BatchLease\n"
+        f"lease = BatchLease({str(db)!r})\n"
+        "lease.acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        name = _requests(work, 3)
+        busy = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+    assert busy.returncode != 0
+    lines = [line for line in busy.stderr.splitlines() if line.strip()]
+    assert "another lexibatch process is running the batches of this store" in lines[-1]
+    assert "Traceback" not in busy.stderr
+    done = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,64 @@
+"""One runner at a time for the batches of a store.
+
+The batch journal is resumed by whoever opens the store in batch mode. Two
+runners at once would both drive the same unfinished shards: both poll and
+collect them (billing the ledger twice), and both may create the provider
+batch of a shard caught between upload and creation — paying for it twice.
+The lease is an exclusive lock on a file beside the database, taken when the
+batch strategy starts and let go when it closes; the operating system drops
+it with the process, so a run killed with ``kill -9`` never leaves it behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from providers.errors import StoreBusyError
+
+__all__ = ["BatchLease"]
+
+_MEMORY = ":memory:"
+
+
+class BatchLease:
+    """The exclusive right to run the batches of the store at ``db_path``.
+
+    Args:
+        db_path: the store's database file (``":memory:"``: nothing to share,
+            the lease is always granted).
+    """
+
+    def __init__(self, db_path: str) -> None:
+        self.path: Path | None = None if db_path == _MEMORY else Path(f"{db_path}.batches.lock")
+        self._lock = (
+            None if self.path is None else FileLock(self.path, thread_local=False, timeout=0)
+        )
+
+    @property
+    def held(self) -> bool:
+        """Whether this lease is taken."""
+        return self._lock is None or self._lock.is_locked
+
+    def acquire(self) -> None:
+        """Take the lease, or fail at once.
+
+        Raises:
+            StoreBusyError: another process or connector holds it.
+        """
+        if self._lock is None or self._lock.is_locked:
+            return
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise StoreBusyError(
+                f"another lexibatch process is running the batches of this store "
+                f"({self.path} is locked) — wait for it to finish, or give this run a "
+                f"store of its own (--db)"
+            ) from None
+
+    def release(self) -> None:
+        """Let the lease go (idempotent)."""
+        if self._lock is not None and self._lock.is_locked:
+            self._lock.release()

@@ -1,0 +1,101 @@
+"""One runner at a time for the batches of a store."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from plugins.batch.lease import BatchLease
+from plugins.factory import open_connector
+from providers.errors import StoreBusyError
+
+
+class Entry(BaseModel):
+    """A small response model."""
+
+    word: str
+
+
+def test_a_second_lease_on_the_same_store_is_refused_until_the_first_is_let_go(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "store.db")
+    first, second = BatchLease(db), BatchLease(db)
+    first.acquire()
+    first.acquire()  # taking one's own lease again is a no-op
+    with pytest.raises(StoreBusyError, match=r"store\.db\.batches\.lock is locked"):
+        second.acquire()
+    first.release()
+    second.acquire()
+    assert second.held
+    second.release()
+    assert BatchLease(":memory:").held  # an in-memory store is never shared
+
+
+def test_a_killed_holder_leaves_no_lease_behind(tmp_path: Path) -> None:
+    db = str(tmp_path / "store.db")
+    code = (
+        "import sys, time\n"
+        "from plugins.batch.lease import BatchLease\n"
+        f"lease = BatchLease({db!r})\n"
+        "lease.acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusyError):
+            BatchLease(db).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    lease = BatchLease(db)
+    while True:
+        try:
+            lease.acquire()
+            break
+        except StoreBusyError:
+            assert time.monotonic() < deadline, "the lease outlived its holder"
+            time.sleep(0.05)
+    lease.release()
+
+
+async def test_two_connectors_cannot_run_the_batches_of_one_store_at_once(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    settings = make_settings(fresh_emulator)
+    first = open_connector(settings)
+    second = open_connector(settings)
+    try:
+        first.enable_batch_mode()
+        promise = first.batch_strategy().submit(first.build_request("a", Entry))
+        with pytest.raises(StoreBusyError, match="another lexibatch process"):
+            second.enable_batch_mode()
+        assert not second.batch_mode
+        # Immediate calls on the same store are not affected.
+        assert isinstance(await second.structured("c", Entry), Entry)
+        await first.execute_batch()
+        assert isinstance(promise.result().output, Entry)
+    finally:
+        await first.aclose()
+    try:
+        # Once the first has closed, the second runs batches.
+        second.enable_batch_mode()
+        assert isinstance(await second.structured("b", Entry), Entry)
+        assert second.store.count_requests("openai") == {"succeeded": 2}
+    finally:
+        await second.aclose()

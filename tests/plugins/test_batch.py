@@ -254,6 +254,22 @@ async def test_budget_refuses_to_submit(fresh_emulator: Any, make_settings: Any)
     assert fresh_emulator.billing()["batch"]["requests"] == 0
 
 
+async def _crash_once_created(settings: Any, prompts: list[str]) -> None:
+    """Batch ``prompts``, then "crash" once their batch exists at the provider (mid-poll)."""
+    first = open_connector(settings)
+    first.enable_batch_mode()
+    tasks = [asyncio.ensure_future(first.structured(p, Entry)) for p in prompts]
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if any(s.state == "created" for s in first.store.shards()):
+            break
+    assert [s.state for s in first.store.shards()] == ["created"]
+    await first.aclose()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def test_resume_after_a_crash_reattaches_and_pays_once(
     make_settings: Any,
 ) -> None:
@@ -261,19 +277,7 @@ async def test_resume_after_a_crash_reattaches_and_pays_once(
 
     with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
         settings = make_settings(emu)
-        first = open_connector(settings)
-        first.enable_batch_mode()
-        tasks = [asyncio.ensure_future(first.structured(f"r{i}", Entry)) for i in range(12)]
-        # Wait until the batch exists at the provider, then "crash" mid-poll.
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if any(s.state == "created" for s in first.store.shards()):
-                break
-        assert [s.state for s in first.store.shards()] == ["created"]
-        await first.aclose()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _crash_once_created(settings, [f"r{i}" for i in range(12)])
 
         second = open_connector(settings)
         try:
@@ -294,18 +298,7 @@ async def test_an_immediate_rerun_waits_for_the_earlier_batch_instead_of_paying_
 
     with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
         settings = make_settings(emu)
-        first = open_connector(settings)
-        first.enable_batch_mode()
-        tasks = [asyncio.ensure_future(first.structured(f"p{i}", Entry)) for i in range(8)]
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if any(s.state == "created" for s in first.store.shards()):
-                break
-        assert [s.state for s in first.store.shards()] == ["created"]
-        await first.aclose()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _crash_once_created(settings, [f"p{i}" for i in range(8)])
 
         second = open_connector(settings)  # immediate mode, as configured
         try:

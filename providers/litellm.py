@@ -36,7 +36,7 @@ from providers.errors import (
     error_from_status,
 )
 from providers.jsonl import line_batches, split_lines
-from providers.openai import batch_info, parse_result_line
+from providers.openai import BodyBuilder, batch_info, parse_result_line
 from providers.types import BatchInfo, BatchLimits, Completion, ItemResult, Request, Usage
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "LiteLLMBatchEndpoint",
     "LiteLLMProvider",
     "batch_provider_for",
-    "chat_body",
     "completion_from_response",
     "load_litellm",
     "translate_error",
@@ -92,35 +91,8 @@ def _split_provider(model: str) -> tuple[str | None, str]:
     return None, model
 
 
-def _response_format(request: Request) -> dict[str, Any] | None:
-    if request.json_schema is None:
-        return None
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": request.schema_name or "response",
-            "schema": request.json_schema,
-            "strict": True,
-        },
-    }
-
-
-def chat_body(request: Request, *, model: str | None = None) -> dict[str, Any]:
-    """The OpenAI chat-completions body of ``request`` (one batch line's ``body``)."""
-    body: dict[str, Any] = {
-        "model": model or request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-    }
-    fmt = _response_format(request)
-    if fmt is not None:
-        body["response_format"] = fmt
-    if request.max_tokens is not None:
-        body["max_completion_tokens"] = request.max_tokens
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.extras:
-        body.update(request.extras)
-    return body
+# LiteLLM speaks OpenAI's chat-completions format, in batch lines and calls alike.
+_CHAT = BodyBuilder("chat")
 
 
 def batch_provider_for(
@@ -275,7 +247,7 @@ class LiteLLMBatchEndpoint:
                 b'{"custom_id":',
                 orjson.dumps(custom_id),
                 b',"method":"POST","url":"/v1/chat/completions","body":',
-                orjson.dumps(chat_body(request, model=model)),
+                orjson.dumps(_CHAT.build(request, model=model)),
                 b"}",
             )
         )
@@ -465,9 +437,11 @@ class LiteLLMProvider:
             num_retries=0,
             max_retries=0,
         )
-        fmt = _response_format(request)
+        fmt = _CHAT.response_format(request)
         if fmt is not None:
-            kwargs["response_format"] = fmt
+            # A copy: the builder shares one per schema, and LiteLLM's vendor
+            # adapters may rewrite what they are given.
+            kwargs["response_format"] = orjson.loads(orjson.dumps(fmt))
         if request.max_tokens is not None:
             kwargs["max_tokens"] = request.max_tokens
         if request.temperature is not None:

@@ -47,6 +47,7 @@ from providers.types import (
 )
 
 __all__ = [
+    "BodyBuilder",
     "OpenAIBatchEndpoint",
     "OpenAIProvider",
     "batch_info",
@@ -77,8 +78,13 @@ _DOWNLOAD_CHUNK = 1 << 20
 _UPLOAD_IN_ONE_PIECE = 64 * 1024 * 1024
 
 
-class _BodyBuilder:
-    """Builds the request body of one API (``chat`` or ``responses``)."""
+class BodyBuilder:
+    """Builds the request body of one API (``chat`` or ``responses``).
+
+    The structured-output part of a body is made once per schema and shared
+    by every request that asks for it. LiteLLM's OpenAI-compatible bodies
+    come from here too.
+    """
 
     __slots__ = ("_api", "_formats")
 
@@ -110,17 +116,26 @@ class _BodyBuilder:
         self._formats[key] = (schema, fmt)
         return fmt
 
-    def build(self, request: Request) -> dict[str, Any]:
-        """The JSON body for ``request`` (shared, never mutated afterwards)."""
+    def response_format(self, request: Request) -> dict[str, Any] | None:
+        """The structured-output field of ``request``'s body; ``None`` without a schema."""
+        if request.json_schema is None:
+            return None
+        return self._format(request.json_schema, request.schema_name)
+
+    def build(self, request: Request, *, model: str | None = None) -> dict[str, Any]:
+        """The JSON body for ``request`` (shared, never mutated afterwards).
+
+        ``model`` replaces the request's model name (e.g. without a routing prefix).
+        """
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         if self._api == "chat":
-            body: dict[str, Any] = {"model": request.model, "messages": messages}
+            body: dict[str, Any] = {"model": model or request.model, "messages": messages}
             if request.json_schema is not None:
                 body["response_format"] = self._format(request.json_schema, request.schema_name)
             if request.max_tokens is not None:
                 body["max_completion_tokens"] = request.max_tokens
         else:
-            body = {"model": request.model, "input": messages}
+            body = {"model": model or request.model, "input": messages}
             if request.json_schema is not None:
                 body["text"] = self._format(request.json_schema, request.schema_name)
             if request.max_tokens is not None:
@@ -525,7 +540,7 @@ class OpenAIProvider:
             http_client=http_client,
         )
         self.base_url = str(self._client.base_url).rstrip("/")
-        self._builder = _BodyBuilder(api)
+        self._builder = BodyBuilder(api)
         self._path = _PATHS[api]
         self._batch = OpenAIBatchEndpoint(
             self,

@@ -556,10 +556,13 @@ class AnthropicBatchEndpoint:
 
     async def poll(self, batch_id: str) -> BatchInfo:
         """The batch's state and counts."""
+        return await self._batch_call("get", f"/v1/messages/batches/{batch_id}")
+
+    async def _batch_call(self, method: Literal["get", "post"], path: str) -> BatchInfo:
+        """One call answering with a ``message_batch`` object, errors translated."""
+        call = self._client.get if method == "get" else self._client.post
         try:
-            response = await self._client.get(
-                f"/v1/messages/batches/{batch_id}", cast_to=httpx2.Response
-            )
+            response = await call(path, cast_to=httpx2.Response)
         except Exception as exc:
             raise self._provider._translate(exc) from exc
         return batch_info_from_dict(orjson.loads(response.content))
@@ -606,13 +609,7 @@ class AnthropicBatchEndpoint:
 
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask Anthropic to cancel the batch (it moves to ``canceling``)."""
-        try:
-            response = await self._client.post(
-                f"/v1/messages/batches/{batch_id}/cancel", cast_to=httpx2.Response
-            )
-        except Exception as exc:
-            raise self._provider._translate(exc) from exc
-        return batch_info_from_dict(orjson.loads(response.content))
+        return await self._batch_call("post", f"/v1/messages/batches/{batch_id}/cancel")
 
     # -- shard records
 

@@ -122,14 +122,7 @@ def chat_completion(
     model = str(body.get("model", ""))
     rng = Rng(seed)
     in_chars = _messages_len(body.get("messages"))
-    schema = None
-    fmt = body.get("response_format")
-    if isinstance(fmt, dict):
-        if fmt.get("type") == "json_schema":
-            js = fmt.get("json_schema")
-            schema = js.get("schema", {}) if isinstance(js, dict) else {}
-        elif fmt.get("type") == "json_object":
-            schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    schema = _format_schema(body.get("response_format"), nested=True)
     tool = _forced_openai_tool(body)
     in_chars += _schema_len(schema) + (_schema_len(tool[1]) if tool else 0)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -183,6 +176,23 @@ def chat_completion(
         in_tokens,
         out_tokens,
     )
+
+
+def _format_schema(fmt: Any, *, nested: bool) -> Any:
+    """The schema an OpenAI structured-output format asks for; ``None`` for plain text.
+
+    Chat nests it (``{"type": "json_schema", "json_schema": {"schema": ...}}``),
+    the Responses API does not (``{"type": "json_schema", "schema": ...}``).
+    ``json_object`` gets a one-field object.
+    """
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_schema":
+        holder = fmt.get("json_schema") if nested else fmt
+        return holder.get("schema", {}) if isinstance(holder, dict) else {}
+    if fmt.get("type") == "json_object":
+        return {"type": "object", "properties": {"answer": {"type": "string"}}}
+    return None
 
 
 def _openai_usage(in_tokens: int, out_tokens: int) -> dict[str, Any]:
@@ -244,12 +254,7 @@ def responses_answer(
         in_chars += len(instructions)
     text_cfg = body.get("text")
     fmt = text_cfg.get("format") if isinstance(text_cfg, dict) else None
-    schema = None
-    if isinstance(fmt, dict):
-        if fmt.get("type") == "json_schema":
-            schema = fmt.get("schema", {})
-        elif fmt.get("type") == "json_object":
-            schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    schema = _format_schema(fmt, nested=False)
     in_chars += _schema_len(schema)
     text = (
         _dumps(_json_content(schema, rng, invalid))

@@ -86,6 +86,18 @@ def _retry_headers(seconds: float) -> dict[str, str]:
     return {"retry-after": text, "retry-after-ms": str(int(seconds * 1000))}
 
 
+def _guarded(check: Callable[[web.Request], web.Response | None], handler: Handler) -> Handler:
+    """``handler`` behind ``check``: a request ``check`` answers never reaches it."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        denied = check(request)
+        if denied is not None:
+            return denied
+        return await handler(request)
+
+    return wrapped
+
+
 def _openai_auth(request: web.Request) -> web.Response | None:
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer ") or not auth[7:].strip():
@@ -171,22 +183,10 @@ class EmulatorApp:
         return app
 
     def _openai(self, handler: Handler) -> Handler:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            denied = _openai_auth(request)
-            if denied is not None:
-                return denied
-            return await handler(request)
-
-        return wrapped
+        return _guarded(_openai_auth, handler)
 
     def _anthropic(self, handler: Handler) -> Handler:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            denied = _anthropic_auth(request)
-            if denied is not None:
-                return denied
-            return await handler(request)
-
-        return wrapped
+        return _guarded(_anthropic_auth, handler)
 
     async def _start_ticker(self, app: web.Application) -> None:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())

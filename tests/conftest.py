@@ -24,6 +24,33 @@ for _var in [v for v in os.environ if v.startswith("LEXIBATCH_") and v != "LEXIB
 TEST_KEY_ENV = "LEXIBATCH_TEST_API_KEY_UNUSED"
 
 
+#: Where recorded cassettes live: ``cassettes/<test module>/`` at the top level.
+CASSETTES = Path(__file__).resolve().parents[1] / "cassettes"
+
+
+@pytest.fixture(scope="module")
+def vcr_config() -> dict[str, Any]:
+    """Secrets never reach a cassette; the host is not matched (the emulator's port varies)."""
+    return {
+        "filter_headers": [
+            "authorization",
+            "x-api-key",
+            "cookie",
+            "set-cookie",
+            "openai-organization",
+            "anthropic-organization-id",
+        ],
+        "match_on": ["method", "path", "query"],
+        "allow_playback_repeats": False,
+    }
+
+
+@pytest.fixture(scope="module")
+def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
+    """One folder per test module in the top-level ``cassettes/``."""
+    return str(CASSETTES / Path(request.module.__file__).stem)
+
+
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Any]:
     """One in-process emulator for the session; batches complete at the first poll."""

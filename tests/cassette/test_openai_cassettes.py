@@ -31,28 +31,6 @@ class Capital(BaseModel):
     country: str
 
 
-@pytest.fixture(scope="module")
-def vcr_config() -> dict[str, Any]:
-    """Secrets never reach a cassette; the host is not matched (the emulator's port varies)."""
-    return {
-        "filter_headers": [
-            "authorization",
-            "x-api-key",
-            "cookie",
-            "set-cookie",
-            "openai-organization",
-        ],
-        "match_on": ["method", "path", "query"],
-        "allow_playback_repeats": False,
-    }
-
-
-@pytest.fixture(scope="module")
-def vcr_cassette_dir() -> str:
-    """One folder per test module in the top-level ``cassettes/``."""
-    return str(CASSETTES / "test_openai_cassettes")
-
-
 def _provider() -> OpenAIProvider:
     if REAL:
         return OpenAIProvider(api_key=os.environ["OPENAI_API_KEY"])

@@ -27,7 +27,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 RECORD_ROOT = "http://127.0.0.1:18766"
 REAL = os.environ.get("LEXIBATCH_CASSETTE_TARGET") == "real"
-CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
 
 ANTHROPIC_MODEL = "claude-haiku-4-5"
 LITELLM_MODEL = "openai/gpt-4o-mini"
@@ -38,29 +37,6 @@ class Capital(BaseModel):
 
     city: str
     country: str
-
-
-@pytest.fixture(scope="module")
-def vcr_config() -> dict[str, Any]:
-    """Secrets never reach a cassette; the host is not matched."""
-    return {
-        "filter_headers": [
-            "authorization",
-            "x-api-key",
-            "cookie",
-            "set-cookie",
-            "openai-organization",
-            "anthropic-organization-id",
-        ],
-        "match_on": ["method", "path", "query"],
-        "allow_playback_repeats": False,
-    }
-
-
-@pytest.fixture(scope="module")
-def vcr_cassette_dir() -> str:
-    """One folder per test module in the top-level ``cassettes/``."""
-    return str(CASSETTES / "test_provider_cassettes")
 
 
 def _anthropic(tmp_path: Path) -> Provider:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from synthesis.components import ALL_COMPONENTS
 from synthesis.pipeline import STAGES
 
 # GCIDE words whose synthesize answer from the emulator covers no meaning at all,
@@ -19,23 +20,7 @@ from synthesis.pipeline import STAGES
 WORDS = ["apple", "house", "water", "happy", "river", "salt"]
 # One definition-level component of each price class, and one word-level one.
 SOME = ("synonyms", "cefr_level", "pronunciation")
-ALL = (
-    "synonyms",
-    "antonyms",
-    "examples",
-    "cefr_level",
-    "frequency_band",
-    "register",
-    "domain",
-    "regional_variants",
-    "grammar_patterns",
-    "collocations",
-    "usage_notes",
-    "pronunciation",
-    "etymology",
-    "word_forms",
-    "facts",
-)
+ALL = ALL_COMPONENTS
 
 
 def _dumps(entries: list[Any]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.results import build_response
+from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import LexibatchError, SchemaValidationError, UnsupportedError
 from providers.protocol import Prompt, as_messages
 from providers.types import Completion, Request, Response
@@ -40,9 +41,6 @@ _REQUEST_OPTS = frozenset({"system", "max_tokens", "temperature", "mode"})
 
 
 log = logging.getLogger("lexibatch.connector")
-
-# Journal states of a shard whose batch may still be running (and billing).
-_UNFINISHED_SHARDS = frozenset({"written", "uploaded", "submitting", "created", "ended"})
 
 
 class LexiConnector:
@@ -239,7 +237,7 @@ class LexiConnector:
         if row is None or row.state != "submitted" or row.shard_id is None:
             return False
         shard = self.store.get_shard(row.shard_id)
-        if shard is None or shard.state not in _UNFINISHED_SHARDS:
+        if shard is None or shard.state not in UNFINISHED_SHARD_STATES:
             return False
         if not self._warned_earlier_batch:
             self._warned_earlier_batch = True

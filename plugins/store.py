@@ -70,6 +70,7 @@ __all__ = [
     "REQUEST_STATES",
     "SCHEMA_VERSION",
     "SHARD_STATES",
+    "UNFINISHED_SHARD_STATES",
     "CallRecord",
     "CostRow",
     "JournalRequest",
@@ -86,6 +87,8 @@ REQUEST_STATES: Final = frozenset({"queued", "submitted", "succeeded", "failed"}
 SHARD_STATES: Final = frozenset(
     {"written", "uploaded", "submitting", "created", "ended", "collected", "failed"}
 )
+#: Shard states whose batch may still run at the provider (and be billed): to be resumed.
+UNFINISHED_SHARD_STATES: Final = ("written", "uploaded", "submitting", "created", "ended")
 
 #: The schema, as an ordered list of migrations; migration ``i`` takes
 #: ``user_version`` from ``i`` to ``i + 1``. Append, never edit.

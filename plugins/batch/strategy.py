@@ -36,7 +36,7 @@ from plugins.batch.lease import BatchLease
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.ledger import Pricer, call_record, stored_result
 from plugins.results import build_response
-from plugins.store import JournalRequest, Shard
+from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     BatchCancelledError,
     BatchExpiredError,
@@ -69,8 +69,6 @@ BURST_HOLD_REQUESTS = 20_000
 # the byte bound keeps the buffer small when prompts are long.
 JOURNAL_CHUNK = 10_000
 JOURNAL_CHUNK_BYTES = 4 << 20
-
-_UNFINISHED_SHARDS = ("written", "uploaded", "submitting", "created", "ended")
 
 
 def _fail(future: asyncio.Future[Response], error: BaseException) -> None:
@@ -301,7 +299,7 @@ class BatchStrategy:
         if self._started:
             return
         self._started = True
-        for shard in self.store.shards(self.provider_name, states=_UNFINISHED_SHARDS):
+        for shard in self.store.shards(self.provider_name, states=UNFINISHED_SHARD_STATES):
             self._start_executor(shard)
 
     # -- finishing (called by executors) ------------------------------------

@@ -1,6 +1,6 @@
 """The SQLite store: the result cache and the crash-safe journal of requests and batches.
 
-One file holds five tables:
+One file holds six tables:
 
 ``results``
     the cache, keyed by ``(provider, request key)``. The first stored result
@@ -19,6 +19,10 @@ One file holds five tables:
     the batch journal: every batch input file and the provider batch made
     from it (``written`` → ``uploaded`` → ``submitting`` → ``created`` →
     ``ended`` → ``collected``, or ``failed``).
+``schemas``
+    each response schema the journal refers to, stored once under a hash of
+    its canonical JSON: a schema is often longer than the prompt, and a
+    journal of millions of requests would otherwise repeat it in every row.
 ``documents``
     a namespaced JSON key-value table (synthesized entries, run metadata).
 
@@ -176,6 +180,15 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             value      TEXT NOT NULL,
             updated_at REAL NOT NULL,
             PRIMARY KEY (namespace, key)
+        ) WITHOUT ROWID
+        """,
+    ),
+    (
+        """
+        CREATE TABLE schemas (
+            ref        TEXT PRIMARY KEY,
+            body       BLOB NOT NULL,
+            created_at REAL NOT NULL
         ) WITHOUT ROWID
         """,
     ),
@@ -816,18 +829,19 @@ class Store:
         with self._lock:
             return self._retry(lambda: self._conn.execute(sql, params).fetchall())
 
-    def _read_for_keys(self, sql: str, scope: str, keys: Iterable[str]) -> list[Any]:
+    def _read_for_keys(self, sql: str, scope: str | None, keys: Iterable[str]) -> list[Any]:
         """The rows of ``sql`` for every key of ``keys``.
 
-        ``sql`` takes the scope (provider or namespace) and then the keys in
-        an ``IN ({marks})`` list; the keys are sent in sorted chunks under
-        SQLite's bound-parameter limit.
+        ``sql`` takes the scope (provider or namespace; ``None``: none) and
+        then the keys in an ``IN ({marks})`` list; the keys are sent in
+        sorted chunks under SQLite's bound-parameter limit.
         """
         rows: list[Any] = []
+        scoped = () if scope is None else (scope,)
         with self._lock:
             for chunk in _chunks(sorted(set(keys))):
                 marks = ",".join("?" * len(chunk))
-                rows.extend(self._read(sql.format(marks=marks), (scope, *chunk)))
+                rows.extend(self._read(sql.format(marks=marks), (*scoped, *chunk)))
         return rows
 
     def _changes(self, sql: str, rows: list[tuple[Any, ...]], *, durable: bool = False) -> int:
@@ -1209,6 +1223,25 @@ class Store:
             "SELECT state, COUNT(*) FROM requests WHERE provider = ? GROUP BY state", (provider,)
         )
         return {state: int(n) for state, n in rows}
+
+    # --- schemas (referred to by journaled requests) ------------------------
+
+    def add_schemas(self, schemas: Mapping[str, bytes]) -> int:
+        """Store response schemas by reference; returns how many were new.
+
+        A reference names its schema's content, so one already stored (by
+        this run or another process) is left as it is.
+        """
+        now = time.time()
+        rows = sorted((ref, body, now) for ref, body in schemas.items())
+        return self._changes(
+            "INSERT OR IGNORE INTO schemas (ref, body, created_at) VALUES (?,?,?)", rows
+        )
+
+    def get_schemas(self, refs: Iterable[str]) -> dict[str, bytes]:
+        """The stored schemas among ``refs``, by reference (unknown ones are absent)."""
+        sql = "SELECT ref, body FROM schemas WHERE ref IN ({marks})"
+        return {ref: bytes(body) for ref, body in self._read_for_keys(sql, None, refs)}
 
     # --- shards (the batch journal) ----------------------------------------
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from plugins.batch.accumulator import BatchAccumulator, SealedShard
 from plugins.batch.executor import BatchExecutor
 from plugins.batch.gcpause import GcHold
-from plugins.batch.journal import decode_request, encode_request
+from plugins.batch.journal import SchemaBook
 from plugins.batch.lease import BatchLease
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.ledger import Pricer, call_record, stored_result
@@ -124,6 +124,7 @@ class BatchStrategy:
         # One runner per store, claimed before anything is resumed or queued.
         self._lease = BatchLease(self.store.path)
         self._lease.acquire()
+        self._schemas = SchemaBook(self.store)
         # Only a journal with unfinished requests needs a lookup per request.
         self._resumable = self.store.has_open_requests(self.provider_name)
 
@@ -187,7 +188,7 @@ class BatchStrategy:
         if journal:
             # Journaled with its open shard's id, so sealing marks the whole
             # shard submitted in one statement.
-            body = encode_request(request)
+            body = self._schemas.encode(request)
             self._journal_buffer.append(
                 JournalRequest(
                     key, request.model, request.task, body, "queued", shard_id, pending.attempts
@@ -214,7 +215,12 @@ class BatchStrategy:
         if self._journal_buffer:
             rows, self._journal_buffer = self._journal_buffer, []
             self._journal_bytes = 0
-            self.store.queue_requests(self.provider_name, rows)
+            schemas = self._schemas.unwritten()
+            # The schemas commit with (never after) the first rows naming them.
+            with self.store.in_transaction():
+                self.store.add_schemas(schemas)
+                self.store.queue_requests(self.provider_name, rows)
+            self._schemas.written(schemas)
 
     def _arm_linger(self) -> None:
         loop = asyncio.get_running_loop()
@@ -432,11 +438,12 @@ class BatchStrategy:
         """Pending records for requests of earlier runs, rebuilt from the journal."""
         if not keys:
             return {}
-        stubs: dict[str, BatchRequest] = {}
-        for row in self.store.get_requests(self.provider_name, keys).values():
-            request = decode_request(row.body)
-            stubs[row.key] = BatchRequest.of(request, None, attempts=_retries(row.attempts))
-        return stubs
+        rows = list(self.store.get_requests(self.provider_name, keys).values())
+        requests = self._schemas.decode_many([row.body for row in rows])
+        return {
+            row.key: BatchRequest.of(request, None, attempts=_retries(row.attempts))
+            for row, request in zip(rows, requests, strict=True)
+        }
 
     def _journal_failures(
         self, failed: list[tuple[BatchRequest, LexibatchError]]
@@ -469,14 +476,14 @@ class BatchStrategy:
         if not retry:
             return
         rows = self.store.get_requests(self.provider_name, retry_keys)
-        bodies = {key: row.body for key, row in rows.items()}
+        decoded = self._schemas.decode_many([row.body for row in rows.values()])
+        requests = dict(zip(rows, decoded, strict=True))
         via_immediate = self.settings.batch.retry_via == "immediate" and self.context.immediate
         for pending in retry:
             pending.attempts += 1
-            body = bodies.get(pending.key)
-            if body is None:
+            request = requests.get(pending.key)
+            if request is None:
                 continue
-            request = decode_request(body)
             self._pending[pending.key] = pending
             if via_immediate:
                 self._retry_immediately(request, pending)
@@ -549,10 +556,10 @@ class BatchStrategy:
         answered = self.store.result_keys(self.provider_name, (row.key for row in queued))
         if answered:
             self.store.set_request_state(self.provider_name, answered, "succeeded")
-        for row in queued:
-            if row.key in answered:
-                continue
-            request = decode_request(row.body)
+        queued = [row for row in queued if row.key not in answered]
+        for row, request in zip(
+            queued, self._schemas.decode_many([row.body for row in queued]), strict=True
+        ):
             future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
             pending = BatchRequest.of(request, future, _retries(row.attempts))
             self._enqueue(request, pending, journal=False)

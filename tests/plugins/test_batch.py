@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import BaseModel
 
+from plugins.batch.strategy import BatchStrategy
 from plugins.factory import open_connector
 from providers.errors import (
     BatchFailedError,
@@ -343,6 +345,70 @@ async def test_resume_does_not_send_queued_requests_answered_meanwhile(
     billing = fresh_emulator.billing()
     assert billing["immediate"]["requests"] == 2 and billing["batch"]["requests"] == 2
     assert billing["duplicates"] == 0
+
+
+class Gloss(BaseModel):
+    """A second response model, for a second schema."""
+
+    gloss: str
+
+
+async def test_the_journal_keeps_each_response_schema_once(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    settings = make_settings(fresh_emulator, batch={"linger": 3600})
+    first = open_connector(settings)
+    try:
+        first.enable_batch_mode()
+        strategy = first.batch_strategy()
+        for i in range(6):
+            strategy.submit(first.build_request(f"j{i}", Entry))
+        for i in range(3):
+            strategy.submit(first.build_request(f"g{i}", Gloss))
+        assert isinstance(strategy, BatchStrategy)
+        strategy._flush_journal()  # queued in the journal, never sent
+        rows = list(first.store.requests_in_state("openai", "queued"))
+        assert len(rows) == 9 and not any(b"properties" in row.body for row in rows)
+        refs = {orjson.loads(row.body)["s"] for row in rows}
+        assert len(refs) == 2 and set(first.store.get_schemas(refs)) == refs
+    finally:
+        await first.aclose()
+    second = open_connector(settings)  # another run rebuilds them with their schemas
+    try:
+        second.enable_batch_mode()
+        assert await second.batch_strategy().resume() == 9
+        assert second.store.count_requests("openai") == {"succeeded": 9}
+        again = await second.structured("g1", Gloss)
+        assert isinstance(again, Gloss)
+    finally:
+        await second.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 9 and billing["duplicates"] == 0
+
+
+async def test_requests_queued_in_the_earlier_journal_format_are_resumed(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    from plugins.store import JournalRequest
+
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        requests = [connector.build_request(f"o{i}", Entry, task="t") for i in range(3)]
+        # Journaled by an earlier lexibatch: the schema inline in every body.
+        tail = b',"t":"t","m":"tests.plugins.test_batch:Entry"}'
+        rows = [
+            JournalRequest(r.key, r.model, "t", b'{"c":' + r.canonical_json + tail)
+            for r in requests
+        ]
+        connector.store.queue_requests("openai", rows)
+        connector.enable_batch_mode()
+        assert await connector.batch_strategy().resume() == 3
+        for request in requests:
+            response = await connector.generate(request)
+            assert response.cached and isinstance(response.output, Entry)
+    finally:
+        await connector.aclose()
+    assert fresh_emulator.billing()["batch"]["requests"] == 3
 
 
 async def test_results_read_again_after_a_crash_mid_collection_are_billed_once(

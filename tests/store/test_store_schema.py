@@ -11,7 +11,7 @@ from plugins.store import MIGRATIONS, SCHEMA_VERSION, Store, StoredResult
 from providers.errors import ConfigError
 from providers.types import Usage
 
-TABLES = {"results", "calls", "requests", "shards", "documents"}
+TABLES = {"results", "calls", "requests", "shards", "schemas", "documents"}
 
 
 def _tables(path: Path) -> set[str]:
@@ -79,3 +79,22 @@ def test_close_is_idempotent(db_path: Path) -> None:
     store = Store(db_path)
     store.close()
     store.close()
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_journal(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as conn:
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO requests (provider, key, model, task, body, state, created_at, "
+            "updated_at) VALUES ('openai', 'k1', 'm', 't', ?, 'queued', 0, 0)",
+            (b'{"c":{"model":"m","messages":[]},"t":"t","m":null}',),
+        )
+    with Store(db_path) as store:
+        assert store.schema_version() == SCHEMA_VERSION >= 2
+        assert store.get_requests("openai", ["k1"])["k1"].body.startswith(b'{"c":')
+        assert store.add_schemas({"s-1": b'{"name":"x","schema":{}}'}) == 1
+        assert store.get_schemas(["s-1", "s-2"]) == {"s-1": b'{"name":"x","schema":{}}'}
+    assert "schemas" in _tables(db_path)

@@ -1,0 +1,142 @@
+"""Journal bodies: a request rebuilt from its body is the same request; schemas are stored once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from pydantic import BaseModel
+
+from plugins.batch import journal
+from plugins.batch.journal import SchemaBook, decode_request, encode_request, schema_ref
+from plugins.store import Store
+from providers.errors import ConfigError
+from providers.types import Message, Request
+
+
+class Entry(BaseModel):
+    """A response model importable from this module."""
+
+    word: str
+    level: str
+
+
+class Sense(BaseModel):
+    """Another one."""
+
+    gloss: str
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "journal.db") as opened:
+        yield opened
+
+
+def _request(prompt: str, model: type[BaseModel] | None = Entry, **kwargs: object) -> Request:
+    return Request(
+        model="gpt-4o-mini",
+        messages=(Message("system", "Be brief."), Message("user", prompt)),
+        response_model=model,
+        task="cefr",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _write(book: SchemaBook, store: Store) -> None:
+    schemas = book.unwritten()
+    store.add_schemas(schemas)
+    book.written(schemas)
+
+
+def test_a_body_names_its_schema_and_decodes_to_the_same_request(store: Store) -> None:
+    book = SchemaBook(store)
+    request = _request("word", max_tokens=50, temperature=0.2, extras={"seed": 7})
+    body = book.encode(request)
+    _write(book, store)
+    data = orjson.loads(body)
+    assert "schema" not in data["c"] and b"properties" not in body
+    assert data["s"] == schema_ref("Entry", request.json_schema or {})[0]
+    back = SchemaBook(store).decode(body)  # a fresh book reads the schema from the store
+    assert back.key == request.key
+    assert back.response_model is Entry and back.task == "cefr"
+    assert back.json_schema == request.json_schema and back.schema_name == "Entry"
+    assert back.messages == request.messages and back.max_tokens == 50
+    assert back.temperature == 0.2 and dict(back.extras) == {"seed": 7}
+
+
+def test_a_request_without_a_schema_has_no_reference(store: Store) -> None:
+    book = SchemaBook(store)
+    request = _request("plain text", model=None)
+    body = book.encode(request)
+    assert orjson.loads(body)["s"] is None and book.unwritten() == {}
+    assert book.decode(body).key == request.key
+
+
+def test_a_schema_with_no_importable_class_validates_from_the_stored_copy(store: Store) -> None:
+    book = SchemaBook(store)
+    schema = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
+    request = _request("raw", model=None, json_schema=schema, schema_name="raw")
+    body = book.encode(request)
+    _write(book, store)
+    back = SchemaBook(store).decode(body)
+    assert back.response_model is None and back.json_schema == schema
+    assert back.key == request.key
+
+
+def test_equal_schemas_share_one_reference_and_are_written_once(store: Store) -> None:
+    book = SchemaBook(store)
+    bodies = [book.encode(_request(f"w{i}")) for i in range(50)]
+    bodies.append(book.encode(_request("s", model=Sense)))
+    # A schema equal in content but another object (e.g. read from a file) is the same reference.
+    copy = dict(_request("x").json_schema or {})
+    bodies.append(book.encode(_request("c", model=None, json_schema=copy, schema_name="Entry")))
+    refs = {orjson.loads(b)["s"] for b in bodies}
+    assert len(refs) == 2 and set(book.unwritten()) == refs
+    _write(book, store)
+    assert book.unwritten() == {}
+    book.encode(_request("after"))
+    assert book.unwritten() == {}  # already stored: not written again
+    assert set(store.get_schemas(refs)) == refs
+    assert store.add_schemas(store.get_schemas(refs)) == 0  # another process: ignored
+
+
+def test_a_schema_not_yet_committed_stays_unwritten(store: Store) -> None:
+    book = SchemaBook(store)
+    book.encode(_request("w"))
+    pending = book.unwritten()
+    with pytest.raises(RuntimeError), store.in_transaction():
+        store.add_schemas(pending)
+        raise RuntimeError("the journal rows failed to commit")
+    assert store.get_schemas(pending) == {}
+    assert book.unwritten() == pending  # offered again with the next rows
+
+
+def test_the_book_forgets_schema_objects_past_its_limit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal, "_REMEMBERED", 8)
+    book = SchemaBook(store)
+    for i in range(40):
+        schema = {"type": "object", "properties": {f"f{i % 3}": {"type": "string"}}}
+        book.encode(_request(f"w{i}", model=None, json_schema=schema, schema_name="s"))
+        assert len(book._refs) <= 8
+    assert len(book.unwritten()) == 3
+
+
+def test_a_body_written_before_schemas_were_stored_apart_still_decodes() -> None:
+    request = _request("old")
+    # The earlier format: the canonical body with its schema inline, no "s".
+    tail = b',"t":"cefr","m":"tests.plugins.test_journal:Entry"}'
+    old = b'{"c":' + request.canonical_json + tail
+    back = decode_request(old, {})
+    assert back.key == request.key and back.json_schema == request.json_schema
+
+
+def test_a_body_naming_a_schema_the_store_lacks_is_a_clear_error(store: Store) -> None:
+    body = encode_request(_request("lost"), "s-0123456789abcdef0123456789abcdef")
+    with pytest.raises(ConfigError, match=r"s-0123456789abcdef.*damaged") as info:
+        SchemaBook(store).decode(body)
+    assert info.value.key == "connector.db"

@@ -19,6 +19,8 @@ EXPECTED = {
         "floor per request",
         "client CPU / floor",
         "journal alone / floor",
+        "bare pipeline / floor",
+        "client CPU / (bare + journal)",
         "ours / instructor throughput",
     ],
     "bench_immediate": ["connector", "openai SDK (raw)", "litellm", "connector / openai SDK"],

@@ -1,4 +1,4 @@
-"""Cutting a streamed JSONL body (a batch's result file) into lines.
+"""JSONL: cutting a streamed body (a batch's result file) into lines, and lines that are kept.
 
 Result files arrive in chunks of any size; a line may straddle two chunks.
 The lines of each chunk are handed over as one list, so a provider's
@@ -9,8 +9,22 @@ asynchronous generator per line (tens of thousands of lines per batch).
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
 
-__all__ = ["LineSplitter", "line_batches", "split_lines"]
+import orjson
+
+__all__ = ["LineSplitter", "dumps_kept", "line_batches", "split_lines"]
+
+
+def dumps_kept(value: Any, *, option: int | None = None) -> bytes:
+    """``orjson.dumps(value)`` for bytes that are kept: sized to their content.
+
+    The bytes ``orjson`` returns keep a buffer of at least 4 KiB whatever
+    their length. Kept by the thousand (journal rows waiting for their
+    commit, an emulator's result lines) that is ten times the memory the
+    JSON needs; the copy costs about 0.1 µs.
+    """
+    return b"%b" % orjson.dumps(value, option=option)
 
 
 class LineSplitter:

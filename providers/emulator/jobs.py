@@ -34,6 +34,7 @@ from providers.emulator.answers import (
 from providers.emulator.config import EmulatorConfig, parse_markers
 from providers.emulator.ids import Stem, reseed
 from providers.emulator.rng import body_seed, roll
+from providers.jsonl import dumps_kept
 
 __all__ = ["Job", "anthropic_job", "batch_fault", "openai_job"]
 
@@ -307,7 +308,7 @@ def anthropic_job(
             for i, cid in enumerate(job.custom_ids):
                 job.ok[i] = False
                 job.in_tokens[i] = job.out_tokens[i] = 0
-                job.lines[i] = orjson.dumps(
+                job.lines[i] = dumps_kept(
                     {
                         "custom_id": cid,
                         "result": {"type": "errored", "error": {"type": "error", "error": err}},
@@ -486,7 +487,7 @@ class _Answerer:
                     "custom_id": cid,
                     "result": {"type": "errored", "error": {"type": "error", "error": err}},
                 }
-            job.lines.append(orjson.dumps(line))
+            job.lines.append(dumps_kept(line))
             return
         answer_seed = body_seed(cfg.seed, canonical(body))
         if self.openai:
@@ -515,7 +516,7 @@ class _Answerer:
         job.ok.append(True)
         job.in_tokens.append(answer.input_tokens)
         job.out_tokens.append(answer.output_tokens)
-        job.lines.append(orjson.dumps(line))
+        job.lines.append(dumps_kept(line))
 
 
 def not_done_line(openai: bool, cid: str, status: str, stem: Stem, i: int) -> bytes:

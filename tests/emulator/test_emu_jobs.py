@@ -49,3 +49,22 @@ def test_forked_anthropic_job_matches_serial(monkeypatch: pytest.MonkeyPatch) ->
     serial = jobs_module.anthropic_job(reqs, EmulatorConfig(parallel=False), {}, {})
     forked = jobs_module.anthropic_job(reqs, EmulatorConfig(), {}, {})
     assert _contents(forked.lines) == _contents(serial.lines)
+
+
+def test_a_jobs_result_lines_hold_only_their_own_size() -> None:
+    import tracemalloc
+
+    data = batch_file(200)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        job = jobs_module.openai_job(
+            data, "/v1/chat/completions", EmulatorConfig(parallel=False), {}, {}
+        )
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    text = sum(len(line) for line in job.lines)
+    # Lines are kept until the batch is read: each about its own length, not a 4 KiB buffer.
+    assert len(job.lines) == 200 and held < 3 * text, (held, text)

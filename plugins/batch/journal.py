@@ -24,12 +24,13 @@ from pydantic import BaseModel
 
 from plugins.store import Store
 from providers.errors import ConfigError
+from providers.jsonl import dumps_kept
+from providers.schema import schema_for
 from providers.types import Message, Request
 
 __all__ = ["SchemaBook", "decode_request", "encode_request", "model_ref", "schema_ref"]
 
-# Schemas remembered by object identity; past this many the memory is cleared
-# (requests read from files carry a schema object each).
+# Response models whose schema reference is remembered; past this many the memory is cleared.
 _REMEMBERED: Final = 1024
 
 
@@ -46,7 +47,7 @@ def schema_ref(name: str | None, schema: Mapping[str, Any]) -> tuple[str, bytes]
     The bytes are the ``{"name", "schema"}`` part of the canonical body, with
     sorted keys; the reference is a hash of them, so equal schemas share one.
     """
-    body = orjson.dumps({"name": name, "schema": schema}, option=orjson.OPT_SORT_KEYS)
+    body = dumps_kept({"name": name, "schema": schema}, option=orjson.OPT_SORT_KEYS)
     return "s-" + hashlib.sha256(body).hexdigest()[:32], body
 
 
@@ -54,7 +55,8 @@ def encode_request(request: Request, ref: str | None) -> bytes:
     """The journal body of ``request``, its schema named by ``ref`` (see :func:`schema_ref`)."""
     canonical = request.canonical()
     canonical.pop("schema", None)
-    return orjson.dumps(
+    # Kept in the journal buffer until its group commits.
+    return dumps_kept(
         {"c": canonical, "s": ref, "t": request.task, "m": model_ref(request.response_model)}
     )
 
@@ -73,16 +75,17 @@ def decode_request(body: bytes, schemas: Mapping[str, bytes]) -> Request:
     Raises:
         ConfigError: the body names a schema that is not stored (a damaged store).
     """
-    return _decode(orjson.loads(body), schemas)
+    parsed = {ref: orjson.loads(stored) for ref, stored in schemas.items()}
+    return _decode(orjson.loads(body), parsed)
 
 
-def _decode(data: dict[str, Any], schemas: Mapping[str, bytes]) -> Request:
+def _decode(data: dict[str, Any], schemas: Mapping[str, Mapping[str, Any]]) -> Request:
     canonical = data["c"]
     ref = data.get("s")
     if ref is None:
         schema = canonical.get("schema")
     elif ref in schemas:
-        schema = orjson.loads(schemas[ref])
+        schema = schemas[ref]
     else:
         raise ConfigError(
             f"the journal names response schema {ref}, which the store does not hold: "
@@ -105,47 +108,47 @@ def _decode(data: dict[str, Any], schemas: Mapping[str, bytes]) -> Request:
 class SchemaBook:
     """Journal bodies for one store: each response schema stored once, by reference.
 
-    :meth:`encode` names a request's schema by reference and remembers the
-    schemas not yet stored; the caller writes :meth:`unwritten` in the same
-    transaction as the journal rows that refer to them, then calls
-    :meth:`written`. :meth:`decode` reads referenced schemas from the store
-    (once each).
+    :meth:`encode` names a request's schema by reference; :meth:`take` hands
+    over the schemas named since the last take, for the caller to store in
+    the same transaction as the journal rows that name them. Every group of
+    rows thus carries its own schemas (a row already stored is ignored), so
+    no committed row can name a schema that a rolled-back group held.
+    :meth:`decode` reads referenced schemas from the store, once each.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # id(schema object) -> (the object, kept alive so its id stays its own; name; ref)
-        self._refs: dict[int, tuple[Mapping[str, Any], str | None, str]] = {}
-        self._stored: set[str] = set()
-        self._unwritten: dict[str, bytes] = {}
-        self._read: dict[str, bytes] = {}
+        # The reference of each response model's schema, by model class and schema name.
+        self._of_model: dict[tuple[type[BaseModel], str | None], tuple[str, bytes]] = {}
+        self._named: dict[str, bytes] = {}
+        self._read: dict[str, Mapping[str, Any]] = {}
 
     def encode(self, request: Request) -> bytes:
-        """The journal body of ``request``; its schema joins :meth:`unwritten` if new."""
+        """The journal body of ``request``; its schema is named until the next :meth:`take`."""
         schema = request.json_schema
         if schema is None:
             return encode_request(request, None)
-        known = self._refs.get(id(schema))
-        if known is not None and known[0] is schema and known[1] == request.schema_name:
-            ref = known[2]
+        model = request.response_model
+        # A model's schema is computed once per class (schema_for) and so is its
+        # reference; a raw schema is a caller's dict, which may change between
+        # requests, and is hashed each time.
+        if model is not None and schema is schema_for(model):
+            known = self._of_model.get((model, request.schema_name))
+            if known is None:
+                if len(self._of_model) >= _REMEMBERED:
+                    self._of_model.clear()
+                known = schema_ref(request.schema_name, schema)
+                self._of_model[(model, request.schema_name)] = known
         else:
-            ref, stored = schema_ref(request.schema_name, schema)
-            if len(self._refs) >= _REMEMBERED:
-                self._refs.clear()
-            self._refs[id(schema)] = (schema, request.schema_name, ref)
-            if ref not in self._stored:
-                self._unwritten[ref] = stored
+            known = schema_ref(request.schema_name, schema)
+        ref, stored = known
+        self._named[ref] = stored
         return encode_request(request, ref)
 
-    def unwritten(self) -> dict[str, bytes]:
-        """The schemas named by encoded bodies and not yet stored, by reference."""
-        return dict(self._unwritten)
-
-    def written(self, refs: Mapping[str, bytes]) -> None:
-        """``refs`` were committed to the store."""
-        for ref in refs:
-            self._unwritten.pop(ref, None)
-            self._stored.add(ref)
+    def take(self) -> dict[str, bytes]:
+        """The schemas named by the bodies encoded since the last take, by reference."""
+        named, self._named = self._named, {}
+        return named
 
     def decode(self, body: bytes) -> Request:
         """Rebuild a request from its journal body (see :func:`decode_request`)."""
@@ -156,7 +159,8 @@ class SchemaBook:
         parsed: list[dict[str, Any]] = [orjson.loads(body) for body in bodies]
         wanted = {d["s"] for d in parsed if d.get("s") and d["s"] not in self._read}
         if wanted:
-            self._read.update(self.store.get_schemas(wanted))
+            for ref, stored in self.store.get_schemas(wanted).items():
+                self._read[ref] = orjson.loads(stored)
         return [_decode(data, self._read) for data in parsed]
 
 

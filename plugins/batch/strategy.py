@@ -215,12 +215,10 @@ class BatchStrategy:
         if self._journal_buffer:
             rows, self._journal_buffer = self._journal_buffer, []
             self._journal_bytes = 0
-            schemas = self._schemas.unwritten()
-            # The schemas commit with (never after) the first rows naming them.
+            # The schemas the rows name commit with them, never after.
             with self.store.in_transaction():
-                self.store.add_schemas(schemas)
+                self.store.add_schemas(self._schemas.take())
                 self.store.queue_requests(self.provider_name, rows)
-            self._schemas.written(schemas)
 
     def _arm_linger(self) -> None:
         loop = asyncio.get_running_loop()

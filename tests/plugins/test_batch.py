@@ -378,12 +378,37 @@ async def test_the_journal_keeps_each_response_schema_once(
         second.enable_batch_mode()
         assert await second.batch_strategy().resume() == 9
         assert second.store.count_requests("openai") == {"succeeded": 9}
-        again = await second.structured("g1", Gloss)
-        assert isinstance(again, Gloss)
+        again = await second.generate(second.build_request("g1", Gloss))
+        assert again.cached and isinstance(again.output, Gloss)
     finally:
         await second.aclose()
     billing = fresh_emulator.billing()
     assert billing["batch"]["requests"] == 9 and billing["duplicates"] == 0
+
+
+async def test_journal_rows_never_name_a_schema_a_rolled_back_group_held(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    from plugins.batch.journal import SchemaBook
+
+    connector = open_connector(make_settings(fresh_emulator, batch={"linger": 3600}))
+    try:
+        connector.enable_batch_mode()
+        strategy = connector.batch_strategy()
+        assert isinstance(strategy, BatchStrategy)
+        # A caller's own transaction journals a group, then rolls it back.
+        with pytest.raises(RuntimeError), connector.store.in_transaction():
+            strategy.submit(connector.build_request("lost", Gloss))
+            strategy._flush_journal()
+            raise RuntimeError("the caller's transaction failed")
+        assert list(connector.store.requests_in_state("openai", "queued")) == []
+        strategy.submit(connector.build_request("kept", Gloss))
+        strategy._flush_journal()
+        (row,) = connector.store.requests_in_state("openai", "queued")
+        rebuilt = SchemaBook(connector.store).decode(row.body)
+        assert rebuilt.key == row.key and rebuilt.response_model is Gloss
+    finally:
+        await connector.aclose()
 
 
 async def test_requests_queued_in_the_earlier_journal_format_are_resumed(

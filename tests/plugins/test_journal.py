@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from plugins.batch import journal
 from plugins.batch.journal import SchemaBook, decode_request, encode_request, schema_ref
@@ -46,9 +47,7 @@ def _request(prompt: str, model: type[BaseModel] | None = Entry, **kwargs: objec
 
 
 def _write(book: SchemaBook, store: Store) -> None:
-    schemas = book.unwritten()
-    store.add_schemas(schemas)
-    book.written(schemas)
+    store.add_schemas(book.take())
 
 
 def test_a_body_names_its_schema_and_decodes_to_the_same_request(store: Store) -> None:
@@ -71,7 +70,7 @@ def test_a_request_without_a_schema_has_no_reference(store: Store) -> None:
     book = SchemaBook(store)
     request = _request("plain text", model=None)
     body = book.encode(request)
-    assert orjson.loads(body)["s"] is None and book.unwritten() == {}
+    assert orjson.loads(body)["s"] is None and book.take() == {}
     assert book.decode(body).key == request.key
 
 
@@ -86,7 +85,7 @@ def test_a_schema_with_no_importable_class_validates_from_the_stored_copy(store:
     assert back.key == request.key
 
 
-def test_equal_schemas_share_one_reference_and_are_written_once(store: Store) -> None:
+def test_equal_schemas_share_one_reference(store: Store) -> None:
     book = SchemaBook(store)
     bodies = [book.encode(_request(f"w{i}")) for i in range(50)]
     bodies.append(book.encode(_request("s", model=Sense)))
@@ -94,36 +93,55 @@ def test_equal_schemas_share_one_reference_and_are_written_once(store: Store) ->
     copy = dict(_request("x").json_schema or {})
     bodies.append(book.encode(_request("c", model=None, json_schema=copy, schema_name="Entry")))
     refs = {orjson.loads(b)["s"] for b in bodies}
-    assert len(refs) == 2 and set(book.unwritten()) == refs
-    _write(book, store)
-    assert book.unwritten() == {}
-    book.encode(_request("after"))
-    assert book.unwritten() == {}  # already stored: not written again
-    assert set(store.get_schemas(refs)) == refs
-    assert store.add_schemas(store.get_schemas(refs)) == 0  # another process: ignored
+    schemas = book.take()
+    assert len(refs) == 2 and set(schemas) == refs
+    assert store.add_schemas(schemas) == 2
+    assert store.add_schemas(schemas) == 0  # already stored (by this run or another): ignored
+    assert store.get_schemas([*refs, "s-unknown"]) == schemas
 
 
-def test_a_schema_not_yet_committed_stays_unwritten(store: Store) -> None:
+def test_each_group_of_rows_takes_the_schemas_it_names(store: Store) -> None:
     book = SchemaBook(store)
-    book.encode(_request("w"))
-    pending = book.unwritten()
+    book.encode(_request("w1"))
+    first = book.take()
+    assert len(first) == 1 and book.take() == {}
+    # The first group's transaction may have rolled back: the next group names the schema again.
     with pytest.raises(RuntimeError), store.in_transaction():
-        store.add_schemas(pending)
+        store.add_schemas(first)
         raise RuntimeError("the journal rows failed to commit")
-    assert store.get_schemas(pending) == {}
-    assert book.unwritten() == pending  # offered again with the next rows
+    assert store.get_schemas(first) == {}
+    book.encode(_request("w2"))
+    book.encode(_request("s", model=Sense))
+    second = book.take()
+    assert set(first) < set(second) and len(second) == 2
 
 
-def test_the_book_forgets_schema_objects_past_its_limit(
+def test_a_raw_schema_changed_between_requests_names_its_new_content(store: Store) -> None:
+    book = SchemaBook(store)
+    schema: dict[str, Any] = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    first = _request("a", model=None, json_schema=schema, schema_name="raw")
+    first_key, first_body = first.key, book.encode(first)
+    schema["properties"]["y"] = {"type": "string"}  # the caller reuses and edits its dict
+    second = _request("b", model=None, json_schema=schema, schema_name="raw")
+    second_key, second_body = second.key, book.encode(second)
+    assert orjson.loads(first_body)["s"] != orjson.loads(second_body)["s"]
+    _write(book, store)
+    assert [r.key for r in SchemaBook(store).decode_many([first_body, second_body])] == [
+        first_key,
+        second_key,
+    ]
+
+
+def test_the_book_remembers_a_bounded_number_of_models(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(journal, "_REMEMBERED", 8)
     book = SchemaBook(store)
-    for i in range(40):
-        schema = {"type": "object", "properties": {f"f{i % 3}": {"type": "string"}}}
-        book.encode(_request(f"w{i}", model=None, json_schema=schema, schema_name="s"))
-        assert len(book._refs) <= 8
-    assert len(book.unwritten()) == 3
+    models = [create_model(f"M{i}", value=(int, ...)) for i in range(20)]
+    for model in models * 2:
+        book.encode(_request(model.__name__, model=model))
+        assert len(book._of_model) <= 8
+    assert len(book.take()) == 20
 
 
 def test_a_body_written_before_schemas_were_stored_apart_still_decodes() -> None:

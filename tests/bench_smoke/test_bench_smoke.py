@@ -28,6 +28,8 @@ EXPECTED = {
         "peak RSS, 1 KB prompts",
         "peak RSS, 4 KB prompts",
         "prompt bytes kept, 4 KB vs 1 KB",
+        "awaiting structured(), per request",
+        "awaiting: structured() / bare task",
     ],
 }
 

@@ -276,33 +276,44 @@ def measure_floor(emu: EmulatorProcess, n: int, work: Path, batch_ids: list[str]
     }
 
 
+@contextlib.contextmanager
+def _gc_held() -> Iterator[None]:
+    from plugins.batch.gcpause import GcHold
+
+    GcHold.hold()
+    try:
+        yield
+    finally:
+        GcHold.release()
+
+
 def measure_bare(requests: list[Any], lines_out: list[bytes], work: Path) -> float:
     """CPU of the least an asyncio batch client does per request, in Python.
 
-    From the prompt: the chat body (the response format built once), its
-    canonical serialization and hash (the ``custom_id``), the batch line
-    serialized and written to a file, a future kept by key. From each result
-    line: parse, look the future up, validate the answer, resolve the
-    future. No request or response objects, no journal, cache or ledger, no
-    costs, no HTTP and no event-loop turns: a bound from below on any
-    Python client that resolves an ``await`` per request.
+    From each request's model and messages: the chat body (its strict
+    response format built once), its canonical serialization and hash (the
+    ``custom_id``), the batch line serialized and written to a file, a
+    future kept by key. From each result line: parse, look the future up,
+    validate the answer, resolve the future. No request or response
+    objects, no journal, cache or ledger, no costs, no HTTP and no
+    event-loop turns: a bound from below on any Python client that resolves
+    an ``await`` per request. The collector is held off, as our path holds
+    it while it queues requests and stores results.
     """
+    from providers.schema import schema_for
+
     loop = asyncio.new_event_loop()
     dumps, loads, validate = orjson.dumps, orjson.loads, Entry.model_validate_json
     sort_keys = orjson.OPT_SORT_KEYS
     response_format = {
         "type": "json_schema",
-        "json_schema": {"name": "Entry", "schema": Entry.model_json_schema(), "strict": True},
+        "json_schema": {"name": "Entry", "schema": schema_for(Entry), "strict": True},
     }
-    prompts = [r.messages[0].content for r in requests]
+    inputs = [(r.model, [m.to_dict() for m in r.messages]) for r in requests]
     futures: dict[str, asyncio.Future[Any]] = {}
-    with clock() as built, (work / "bare.jsonl").open("wb") as spool:
-        for text in prompts:
-            body = {
-                "model": "gpt-4o-mini",
-                "messages": [{"role": "user", "content": text}],
-                "response_format": response_format,
-            }
+    with _gc_held(), clock() as built, (work / "bare.jsonl").open("wb") as spool:
+        for model, messages in inputs:
+            body = {"model": model, "messages": messages, "response_format": response_format}
             key = "lb-" + hashlib.sha256(dumps(body, option=sort_keys)).hexdigest()[:48]
             line = {"custom_id": key, "method": "POST", "url": "/v1/chat/completions"}
             line["body"] = body
@@ -310,7 +321,7 @@ def measure_bare(requests: list[Any], lines_out: list[bytes], work: Path) -> flo
             futures[key] = loop.create_future()
     # The emulator's result lines carry our path's keys: map them onto the same futures.
     pending = dict(zip((r.key for r in requests), futures.values(), strict=True))
-    with clock() as finished:
+    with _gc_held(), clock() as finished:
         for line in lines_out:
             item = loads(line)
             content = item["response"]["body"]["choices"][0]["message"]["content"]

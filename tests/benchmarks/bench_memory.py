@@ -10,6 +10,13 @@ the open shard file, and its pending record and promise in memory. Nothing is
 dispatched; closing the connector leaves the requests queued in the journal.
 The figure is ``ru_maxrss`` of that subprocess, which includes the interpreter
 and every imported module (also reported, measured before queuing).
+
+Beside it, the typed await: N/10 calls to ``connector.structured()`` (1 KB
+prompts), each a task awaiting its batch result, as a caller gathering them
+holds them; and, measured the same way, the same number of bare asyncio tasks
+each holding its prompt and awaiting a plain future — what any caller awaiting
+that many results pays before any library. Reported as the Python
+allocations held per awaiting request (``tracemalloc``), ours against bare.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +37,10 @@ from tests.benchmarks.common import ROOT, Entry, Row, finish, parser, peak_rss_m
 HUGE = 1 << 40
 
 
-async def _queue(n: int, prompt_bytes: int, work: Path) -> dict[str, Any]:
+def _settings(work: Path) -> Any:
     from plugins.config import Settings
-    from plugins.factory import open_connector
 
-    settings = Settings.model_validate(
+    return Settings.model_validate(
         {
             "connector": {"provider": "openai", "db": str(work / "memory.db")},
             "providers": {
@@ -47,6 +54,12 @@ async def _queue(n: int, prompt_bytes: int, work: Path) -> dict[str, Any]:
             "batch": {"linger": 3600, "max_requests": HUGE, "max_bytes": HUGE},
         }
     )
+
+
+async def _queue(n: int, prompt_bytes: int, work: Path) -> dict[str, Any]:
+    from plugins.factory import open_connector
+
+    settings = _settings(work)
     connector = open_connector(settings)
     baseline = peak_rss_mb()
     started = time.perf_counter()
@@ -82,14 +95,56 @@ async def _queue(n: int, prompt_bytes: int, work: Path) -> dict[str, Any]:
     }
 
 
-def child(n: int, prompt_bytes: int) -> None:
-    """Queue ``n`` requests and print the figures as one JSON line."""
+async def _await(n: int, prompt_bytes: int, work: Path, bare: bool) -> dict[str, Any]:
+    """``n`` tasks awaiting a result: ``connector.structured()`` calls, or bare futures."""
+    from plugins.factory import open_connector
+
+    connector = open_connector(_settings(work))
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[Any]] = []
+
+    async def bare_call(text: str) -> Any:
+        future = loop.create_future()
+        futures.append(future)
+        return text if await future else None
+
+    pad = prompt(0, prompt_bytes)[len(prompt(0)) :]
+    tasks: list[asyncio.Task[Any]] = []
+    connector.enable_batch_mode()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for start in range(0, n, 1000):
+            for i in range(start, min(start + 1000, n)):
+                text = prompt(i) + pad
+                call = bare_call(text) if bare else connector.structured(text, Entry, task="mem")
+                tasks.append(asyncio.ensure_future(call))
+            await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        waiting = sum(not t.done() for t in tasks)
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await connector.aclose()
+    return {"n": n, "waiting": waiting, "held": held}
+
+
+def child(n: int, prompt_bytes: int, mode: str) -> None:
+    """Queue (``submit``) or await (``await``, ``bare``) ``n`` requests; print the figures."""
     with tempfile.TemporaryDirectory(prefix="lexibatch-bench-") as tmp:
-        figures = asyncio.run(_queue(n, prompt_bytes, Path(tmp)))
+        if mode == "submit":
+            figures = asyncio.run(_queue(n, prompt_bytes, Path(tmp)))
+        else:
+            figures = asyncio.run(_await(n, prompt_bytes, Path(tmp), bare=mode == "bare"))
     print(json.dumps(figures))
 
 
-def _run_child(n: int, prompt_bytes: int) -> dict[str, Any]:
+def _run_child(n: int, prompt_bytes: int, mode: str = "submit") -> dict[str, Any]:
     out = subprocess.run(
         [
             sys.executable,
@@ -98,6 +153,7 @@ def _run_child(n: int, prompt_bytes: int) -> dict[str, Any]:
             "--child",
             str(n),
             str(prompt_bytes),
+            mode,
         ],
         cwd=ROOT,
         check=True,
@@ -112,10 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     """Run the memory benchmark and print its figures and table."""
     p = parser(__doc__.splitlines()[0])
     p.add_argument("-n", type=int, default=None, help="queued requests (default 1,000,000)")
-    p.add_argument("--child", nargs=2, type=int, default=None, help=argparse_hidden())
+    p.add_argument("--child", nargs=3, default=None, help=argparse_hidden())
     args = p.parse_args(argv)
     if args.child:
-        child(*args.child)
+        child(int(args.child[0]), int(args.child[1]), args.child[2])
         return
     n = args.n or size(args, 1_000_000, 200_000, 2_000)
     print(f"memory: {n:,} queued batch requests, prompts of 1 KB and 4 KB")
@@ -136,10 +192,31 @@ def main(argv: list[str] | None = None) -> None:
         f"  4 KB vs 1 KB prompts: {(four - one) * 2**20 / n:,.0f} bytes more per request "
         f"({kept:.1%} of the 3 KB)"
     )
+    awaiting = max(n // 10, 1)
+    per_await = {}
+    for mode in ("await", "bare"):
+        f = _run_child(awaiting, 1024, mode)
+        assert f["waiting"] == awaiting, f
+        per_await[mode] = f["held"] / awaiting
+    print(
+        f"  typed await, {awaiting:,} connector.structured() calls awaiting their batch "
+        f"(1 KB prompts): {per_await['await']:,.0f} bytes per request; bare asyncio tasks "
+        f"holding the same prompts and awaiting a future: {per_await['bare']:,.0f} bytes "
+        f"(Python allocations held while they wait, tracemalloc)"
+    )
     rows = [
         Row("peak RSS, 1 KB prompts", one, "MiB", "< 1024 MiB", one < 1024),
         Row("peak RSS, 4 KB prompts", four, "MiB", "< 1024 MiB", four < 1024),
         Row("prompt bytes kept, 4 KB vs 1 KB", kept * 100, "%", "flat (< 10%)", kept < 0.1),
+        Row("awaiting structured(), per request", per_await["await"], "B", "-", None),
+        Row("bare awaiting task, per request", per_await["bare"], "B", "-", None),
+        Row(
+            "awaiting: structured() / bare task",
+            per_await["await"] / per_await["bare"],
+            "x",
+            "-",
+            None,
+        ),
     ]
     finish("memory", rows, args.report)
 

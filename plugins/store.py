@@ -40,6 +40,10 @@ commits run with ``synchronous=FULL``, which fsyncs the WAL; since the WAL is
 append-only, that also makes every earlier commit durable, so the journal
 never gets ahead of the rows it refers to.
 
+A write SQLite refuses (a full disk, a read-only or damaged file, a lock held
+past the timeout) raises :class:`~providers.errors.StoreWriteError`, one line
+saying what to do; what was committed before stays.
+
 Every write takes the write lock up front (``BEGIN IMMEDIATE``) and retries
 with a short, jittered backoff when another process holds it past the busy
 timeout, so several processes may share one store. Writes of many rows run
@@ -66,7 +70,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import orjson
 
-from providers.errors import ConfigError
+from providers.errors import ConfigError, StoreWriteError
 from providers.types import Usage
 
 __all__ = [
@@ -714,13 +718,15 @@ class Store:
                         self._sync_after_commit = True
                     yield self
                 return
-            self._begin(durable)
+            with self._writing():
+                self._begin(durable)
             try:
                 yield self
             except BaseException:
                 self._rollback()
                 raise
-            self._commit()
+            with self._writing():
+                self._commit()
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
@@ -731,8 +737,11 @@ class Store:
             yield
         except BaseException:
             self._depth -= 1
-            self._conn.execute(f"ROLLBACK TO {name}")
-            self._conn.execute(f"RELEASE {name}")
+            # On a full disk or an I/O error SQLite may have rolled the whole
+            # transaction back already; the error that did it is the one to raise.
+            if self._conn.in_transaction:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
             raise
         self._depth -= 1
         self._conn.execute(f"RELEASE {name}")
@@ -804,9 +813,29 @@ class Store:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.1)
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """SQLite's write failures (disk full, read-only or damaged file) as one typed error."""
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a bug in the caller, not the state of the file
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                advice = (
+                    f"another process held its write lock for over {self._lock_timeout:g} s — "
+                    "let it finish"
+                )
+            else:
+                advice = "free disk space or set connector.db to a writable file"
+            raise StoreWriteError(
+                f"the store {self.path} could not be written ({exc}): {advice}, then run the "
+                "same command again; what was stored before is kept"
+            ) from exc
+
     def _write(self, fn: Callable[[], T], *, durable: bool = False) -> T:
         """Run ``fn`` in its own write transaction (a savepoint inside an open one)."""
-        with self._lock:
+        with self._lock, self._writing():
             if self._depth:
                 with self._savepoint():
                     if durable:

@@ -13,6 +13,7 @@ decide from the second kind whether to retry::
     │   ├── InputError                 malformed word file, request file, ...
     │   ├── BudgetExceededError        a run would cost more than --budget
     │   ├── StoreBusyError             another process runs this store's batches
+    │   ├── StoreWriteError            the store cannot be written (disk full, ...)
     │   └── UnsupportedError           e.g. batch mode on a provider without one
     └── ProviderError                  what a provider answered or failed to
         ├── ProviderConnectionError    network failure               (retryable)
@@ -57,6 +58,7 @@ __all__ = [
     "SchemaValidationError",
     "ServerError",
     "StoreBusyError",
+    "StoreWriteError",
     "UnknownPluginError",
     "UnsupportedError",
     "UserError",
@@ -142,6 +144,15 @@ class StoreBusyError(UserError):
     Two runners of one journal would both resume its unfinished batches, and
     could both create (and pay for) the batch of a shard caught between
     upload and creation.
+    """
+
+
+class StoreWriteError(UserError):
+    """The store could not be written: the disk is full, the file read-only or damaged.
+
+    Raised instead of the ``sqlite3`` error at the store's boundary. What
+    was committed before stays; a run stopped by it resumes from the
+    journal once the store can be written again.
     """
 
 

@@ -150,6 +150,10 @@ class SchemaBook:
         named, self._named = self._named, {}
         return named
 
+    def name(self, schemas: Mapping[str, bytes]) -> None:
+        """Name ``schemas`` again (taken for rows whose write failed and will be retried)."""
+        self._named.update(schemas)
+
     def decode(self, body: bytes) -> Request:
         """Rebuild a request from its journal body (see :func:`decode_request`)."""
         return self.decode_many([body])[0]

@@ -46,6 +46,7 @@ from providers.errors import (
     LexibatchError,
     ProviderError,
     SchemaValidationError,
+    StoreWriteError,
     UnsupportedError,
 )
 from providers.types import BatchInfo, BatchLimits, BatchState, ItemResult, Request, Response, Usage
@@ -199,7 +200,10 @@ class BatchStrategy:
                 len(self._journal_buffer) >= JOURNAL_CHUNK
                 or self._journal_bytes >= JOURNAL_CHUNK_BYTES
             ):
-                self._flush_journal()
+                # A store that cannot be written now is tried again when the
+                # shard is sealed; only then do its requests fail.
+                with contextlib.suppress(StoreWriteError):
+                    self._flush_journal()
         else:
             # Already journaled (a retry round): its row names an older shard.
             self._rejoined.add(key)
@@ -212,13 +216,21 @@ class BatchStrategy:
         return cost or 0.0
 
     def _flush_journal(self) -> None:
-        if self._journal_buffer:
-            rows, self._journal_buffer = self._journal_buffer, []
-            self._journal_bytes = 0
+        if not self._journal_buffer:
+            return
+        rows = self._journal_buffer
+        schemas = self._schemas.take()
+        try:
             # The schemas the rows name commit with them, never after.
             with self.store.in_transaction():
-                self.store.add_schemas(self._schemas.take())
+                self.store.add_schemas(schemas)
                 self.store.queue_requests(self.provider_name, rows)
+        except BaseException:
+            # Kept for the next try: no shard is sent before its rows are journaled.
+            self._schemas.name(schemas)
+            raise
+        self._journal_buffer = []
+        self._journal_bytes = 0
 
     def _arm_linger(self) -> None:
         loop = asyncio.get_running_loop()
@@ -236,12 +248,31 @@ class BatchStrategy:
         self._dispatch_all()
 
     def _dispatch_all(self) -> None:
-        self._flush_journal()
+        # Every journal row waiting belongs to an open shard: sealing flushes it.
         self.accumulator.seal_all()
 
     # -- dispatching -------------------------------------------------------
 
     def _on_sealed(self, sealed: SealedShard) -> None:
+        try:
+            shard = self._journal_sealed(sealed)
+        except StoreWriteError as exc:
+            # Nothing of the shard was sent: its requests fail with the store's
+            # error; those already journaled as queued go with the next run.
+            log.error("batch shard %s not sent: %s", sealed.shard_id, exc)
+            sealed.path.unlink(missing_ok=True)
+            kept = [r for r in self._journal_buffer if r.shard_id != sealed.shard_id]
+            self._journal_buffer = kept
+            self._journal_bytes = sum(len(r.body) for r in kept)
+            for key in sealed.keys:
+                self._reject(key, exc)
+            return
+        if shard is not None:
+            self._fresh[shard.shard_id] = sealed.keys
+            self._start_executor(shard)
+
+    def _journal_sealed(self, sealed: SealedShard) -> Shard | None:
+        """Journal a sealed shard (its requests first); ``None`` when the budget refuses it."""
         self._flush_journal()
         budget = self.settings.batch.budget_usd
         if budget is not None and self._committed_usd + sealed.est_cost > budget:
@@ -252,8 +283,7 @@ class BatchStrategy:
             )
             for key in sealed.keys:
                 self._reject(key, error)
-            return
-        self._committed_usd += sealed.est_cost
+            return None
         rounds = max(
             (self._pending[k].attempts for k in sealed.keys if k in self._pending), default=0
         )
@@ -276,8 +306,8 @@ class BatchStrategy:
                 self.store.set_request_state(
                     self.provider_name, rejoined, "submitted", shard_id=sealed.shard_id
                 )
-        self._fresh[shard.shard_id] = sealed.keys
-        self._start_executor(shard)
+        self._committed_usd += sealed.est_cost
+        return shard
 
     def _start_executor(self, shard: Shard) -> None:
         task = asyncio.get_running_loop().create_task(
@@ -293,7 +323,12 @@ class BatchStrategy:
         if exc is not None:
             # A bug, not a provider failure (those are handled in the executor):
             # fail the shard's waiters loudly rather than leave them hanging.
-            log.error("batch shard %s crashed", shard_id, exc_info=exc)
+            if isinstance(exc, LexibatchError):
+                # E.g. the store could not be written: the journal resumes the
+                # shard on the next run; one line says why this one stopped.
+                log.error("batch shard %s stopped: %s", shard_id, exc)
+            else:
+                log.error("batch shard %s crashed", shard_id, exc_info=exc)
             for key in self.store.shard_keys(shard_id):
                 pending = self._pending.pop(key, None)
                 if pending is not None and pending.future is not None and not pending.future.done():

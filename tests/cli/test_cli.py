@@ -83,3 +83,48 @@ def test_missing_key_names_the_variable(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "OPENAI_API_KEY" in out.stderr and "--provider sandbox" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+FULL_STORE = """
+import sys
+import plugins.store as store_module
+
+opened = store_module.Store.__init__
+
+
+def capped(self, *args, **kwargs):
+    opened(self, *args, **kwargs)
+    pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+    self._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+
+store_module.Store.__init__ = capped
+from synthesis.cli import main
+
+sys.argv[0] = "lexibatch"
+main()
+"""
+
+
+def test_a_full_store_stops_a_batch_run_in_one_line_and_the_rerun_finishes(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "words.txt").write_text("apple\nriver\n")
+    args = ("synthesize", "words.txt", "--mode", "batch", "--out", "entries.jsonl")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
+    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    full = subprocess.run(
+        [sys.executable, "-c", FULL_STORE, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert full.returncode == 2, full.stderr
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith("lexibatch: error: the store ") and "disk is full" in last
+    assert "Traceback" not in full.stderr
+    again = _lexibatch(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "2 entries written" in again.stderr

@@ -18,6 +18,7 @@ from providers.errors import (
     RateLimitError,
     SchemaValidationError,
     ServerError,
+    StoreWriteError,
 )
 
 
@@ -409,6 +410,75 @@ async def test_journal_rows_never_name_a_schema_a_rolled_back_group_held(
         assert rebuilt.key == row.key and rebuilt.response_model is Gloss
     finally:
         await connector.aclose()
+
+
+def _fill_up(store: Any) -> None:
+    """Cap the store at its current size: SQLite then fails as on a full disk."""
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def _free_up(store: Any) -> None:
+    store._conn.execute("PRAGMA max_page_count = 1073741823")
+
+
+LONG = " and then some more words to make the prompt long" * 100
+
+
+async def test_a_full_store_fails_the_unsent_batch_in_one_error_and_the_rerun_pays_once(
+    fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(fresh_emulator, batch={"linger": 3600})
+    prompts = [f"full {i}{LONG}" for i in range(5)]
+    first = open_connector(settings)
+    try:
+        first.enable_batch_mode()
+        strategy = first.batch_strategy()
+        promises = [strategy.submit(first.build_request(p, Entry)) for p in prompts]
+        _fill_up(first.store)
+        await asyncio.wait_for(first.execute_batch(), 30)  # ends: nothing left hanging
+        for promise in promises:
+            with pytest.raises(StoreWriteError, match="disk is full"):
+                promise.result()
+        assert first.store.shards() == [] and first.store.count_requests("openai") == {}
+        assert "not sent: the store" in caplog.text and "Traceback" not in caplog.text
+        _free_up(first.store)
+    finally:
+        await first.aclose()
+    assert fresh_emulator.billing()["batch"]["requests"] == 0  # nothing was sent
+    second = open_connector(make_settings(fresh_emulator))  # the same store, a short linger
+    try:
+        second.enable_batch_mode()
+        results = await _gather(second, prompts)
+        assert all(isinstance(r, Entry) for r in results)
+    finally:
+        await second.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
+
+
+async def test_journal_rows_a_full_store_refused_are_written_when_it_has_room_again(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plugins.batch.strategy as strategy_module
+
+    monkeypatch.setattr(strategy_module, "JOURNAL_CHUNK", 2)
+    connector = open_connector(make_settings(fresh_emulator, batch={"linger": 3600}))
+    try:
+        connector.enable_batch_mode()
+        strategy = connector.batch_strategy()
+        _fill_up(connector.store)
+        promises = [
+            strategy.submit(connector.build_request(f"room {i}{LONG}", Entry)) for i in range(3)
+        ]
+        assert connector.store.count_requests("openai") == {}  # the group of two was refused
+        _free_up(connector.store)
+        await connector.execute_batch()
+        assert all(isinstance(p.result().output, Entry) for p in promises)
+        assert connector.store.count_requests("openai") == {"succeeded": 3}
+    finally:
+        await connector.aclose()
+    assert fresh_emulator.billing()["batch"]["requests"] == 3
 
 
 async def test_requests_queued_in_the_earlier_journal_format_are_resumed(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from plugins.store import CallRecord, JournalRequest, Shard, Store, StoredResult
+from providers.errors import StoreWriteError
 from providers.types import Usage
 
 
@@ -133,8 +134,9 @@ def test_lock_timeout_lets_the_error_through_eventually(db_path: Path) -> None:
     holder.execute("BEGIN IMMEDIATE")
     try:
         with Store(db_path, busy_timeout=0.01, lock_timeout=0.2) as store:
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with pytest.raises(StoreWriteError, match=r"locked.*held its write lock") as info:
                 store.put_document("ns", "a", {})
+            assert isinstance(info.value.__cause__, sqlite3.OperationalError)
             # The store is still usable once the lock is free.
             holder.execute("ROLLBACK")
             store.put_document("ns", "a", {})
@@ -157,3 +159,24 @@ def test_store_is_usable_from_threads(store: Store) -> None:
         t.join()
     assert len(list(store.iter_documents("t"))) == 200
     assert store.count_requests("openai") == {"queued": 200}
+
+
+def _fill_up(store: Store, spare_pages: int = 1) -> None:
+    """Cap the file a few pages above its size: SQLite then fails as on a full disk."""
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages + spare_pages}")
+
+
+def test_a_full_disk_is_one_typed_error_and_keeps_what_was_stored(store: Store) -> None:
+    store.put_document("ns", "kept", {"v": 1})
+    _fill_up(store)
+    big = [(f"k{i}", {"text": "x" * 2000}) for i in range(50)]
+    with pytest.raises(StoreWriteError, match=r"disk is full.*free disk space") as info:
+        store.put_documents("ns", big)
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    with pytest.raises(StoreWriteError), store.in_transaction():
+        store.put_documents("ns", big)
+    assert store.get_document("ns", "kept") == {"v": 1}
+    assert store.get_document("ns", "k0") is None
+    store._conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+    assert store.put_documents("ns", big) == 50

@@ -62,6 +62,10 @@ class BatchExecutor:
             await self._run()
         except asyncio.CancelledError:
             raise
+        except UserError:
+            # Not the batch's fate (e.g. the store cannot be written): the
+            # shard stays resumable in the journal and the run stops.
+            raise
         except LexibatchError as exc:
             log.warning("batch shard %s failed: %s", self.shard.shard_id, exc)
             self._update(state="failed", error=str(exc))

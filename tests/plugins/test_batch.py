@@ -481,6 +481,46 @@ async def test_journal_rows_a_full_store_refused_are_written_when_it_has_room_ag
     assert fresh_emulator.billing()["batch"]["requests"] == 3
 
 
+async def test_a_store_that_fills_up_while_results_are_stored_loses_none_of_them(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = BatchStrategy.finish_items
+
+    def fill_up_then_finish(self: BatchStrategy, *args: Any) -> None:
+        _fill_up(self.store)
+        original(self, *args)
+
+    settings = make_settings(fresh_emulator)
+    prompts = [f"paid {i}" for i in range(60)]
+    first = open_connector(settings)
+    first.enable_batch_mode()
+    monkeypatch.setattr(BatchStrategy, "finish_items", fill_up_then_finish)
+    try:
+        results = await _gather(first, prompts)
+        assert all(isinstance(r, StoreWriteError) for r in results), results[:3]
+        # The batch ran and was paid for: its shard stays resumable, not failed.
+        assert [s.state for s in first.store.shards()] == ["ended"]
+        assert first.store.count_results("openai") == 0
+        _free_up(first.store)
+    finally:
+        await first.aclose()
+    monkeypatch.setattr(BatchStrategy, "finish_items", original)
+    second = open_connector(settings)
+    try:
+        second.enable_batch_mode()
+        await second.batch_strategy().resume()
+        assert [s.state for s in second.store.shards()] == ["collected"]
+        assert second.store.count_results("openai") == 60
+        (row,) = second.store.cost_report()
+        assert row.requests == 60
+        again = await _gather(second, prompts)
+        assert all(isinstance(r, Entry) for r in again)
+    finally:
+        await second.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 60 and billing["duplicates"] == 0
+
+
 async def test_requests_queued_in_the_earlier_journal_format_are_resumed(
     fresh_emulator: Any, make_settings: Any
 ) -> None:

@@ -67,9 +67,26 @@ class BatchExecutor:
             # shard stays resumable in the journal and the run stops.
             raise
         except LexibatchError as exc:
+            if self._may_be_paid(exc):
+                # Failing the shard would re-send (and pay again for) requests
+                # whose batch exists: it stays journaled for the next run.
+                raise
             log.warning("batch shard %s failed: %s", self.shard.shard_id, exc)
             self._update(state="failed", error=str(exc))
             self.owner.fail_shard(self.shard, exc)
+
+    def _may_be_paid(self, exc: LexibatchError) -> bool:
+        """Whether the shard's batch may exist at the provider despite ``exc``.
+
+        Once created it does, whatever failed after (polling, reading the
+        results). While it is being created, only an answer that the
+        creation was refused (a permanent error) proves it does not.
+        """
+        if self.shard.state in ("created", "ended"):
+            return True
+        if self.shard.state == "submitting":
+            return not isinstance(exc, ProviderError) or exc.retryable
+        return False
 
     async def _run(self) -> None:
         sid = self.shard.shard_id

@@ -324,9 +324,15 @@ class BatchStrategy:
             # A bug, not a provider failure (those are handled in the executor):
             # fail the shard's waiters loudly rather than leave them hanging.
             if isinstance(exc, LexibatchError):
-                # E.g. the store could not be written: the journal resumes the
-                # shard on the next run; one line says why this one stopped.
-                log.error("batch shard %s stopped: %s", shard_id, exc)
+                # The store could not be written, or the provider could not be
+                # reached once the batch existed: the journal resumes the shard
+                # on the next run; one line says why this one stopped.
+                log.error(
+                    "batch shard %s stopped: %s — it stays journaled; run the same command "
+                    "again (or lexibatch resume) to collect it",
+                    shard_id,
+                    exc,
+                )
             else:
                 log.error("batch shard %s crashed", shard_id, exc_info=exc)
             for key in self.store.shard_keys(shard_id):

@@ -14,6 +14,7 @@ from plugins.factory import open_connector
 from providers.errors import (
     BatchFailedError,
     BudgetExceededError,
+    ProviderConnectionError,
     ProviderTimeoutError,
     RateLimitError,
     SchemaValidationError,
@@ -519,6 +520,43 @@ async def test_a_store_that_fills_up_while_results_are_stored_loses_none_of_them
         await second.aclose()
     billing = fresh_emulator.billing()
     assert billing["batch"]["requests"] == 60 and billing["duplicates"] == 0
+
+
+async def test_a_network_failure_while_reading_results_leaves_the_paid_batch_to_the_next_run(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from providers.openai import OpenAIBatchEndpoint
+
+    original = OpenAIBatchEndpoint.results
+
+    async def dropped(self: Any, batch: Any) -> Any:
+        raise ProviderConnectionError("connection reset while reading the output file")
+        yield  # pragma: no cover
+
+    settings = make_settings(fresh_emulator)
+    prompts = [f"net {i}" for i in range(8)]
+    first = open_connector(settings)
+    first.enable_batch_mode()
+    monkeypatch.setattr(OpenAIBatchEndpoint, "results", dropped)
+    try:
+        results = await _gather(first, prompts)
+        assert all(isinstance(r, ProviderConnectionError) for r in results), results[:3]
+        # The batch ran and is paid for: journaled as ended, not failed, nothing re-sent.
+        assert [s.state for s in first.store.shards()] == ["ended"]
+        assert first.store.count_requests("openai") == {"submitted": 8}
+    finally:
+        await first.aclose()
+    monkeypatch.setattr(OpenAIBatchEndpoint, "results", original)
+    second = open_connector(settings)
+    try:
+        second.enable_batch_mode()
+        again = await _gather(second, prompts)
+        assert all(isinstance(r, Entry) for r in again)
+        assert [s.state for s in second.store.shards()] == ["collected"]
+    finally:
+        await second.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
 
 
 async def test_requests_queued_in_the_earlier_journal_format_are_resumed(

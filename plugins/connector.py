@@ -78,9 +78,6 @@ class LexiConnector:
         self._batch: Strategy | None = None
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}
-        # Whether the journal holds requests of earlier runs still in a
-        # batch (looked up at the first call that could be affected).
-        self._open_journal: bool | None = None
         self._warned_earlier_batch = False
 
     # -- modes -------------------------------------------------------------
@@ -227,11 +224,9 @@ class LexiConnector:
         Sending it immediately would pay for it a second time: it waits for
         that batch instead (the batch strategy re-attaches to it).
         """
-        if self._open_journal is None:
-            self._open_journal = self.provider.batch is not None and self.store.has_open_requests(
-                self.provider_name
-            )
-        if not self._open_journal:
+        # Asked at every call (one index probe): a batch of this process or of
+        # another may have been journaled since the last one.
+        if self.provider.batch is None or not self.store.has_open_requests(self.provider_name):
             return False
         row = self.store.get_requests(self.provider_name, [request.key]).get(request.key)
         if row is None or row.state != "submitted" or row.shard_id is None:

@@ -1234,6 +1234,14 @@ class Store:
         sql = "SELECT key, state FROM requests WHERE provider = ? AND key IN ({marks})"
         return dict(self._read_for_keys(sql, provider, keys))
 
+    def request_places(
+        self, provider: str, keys: Iterable[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        """The state and shard of each journaled request among ``keys`` (unknown: absent)."""
+        sql = "SELECT key, state, shard_id FROM requests WHERE provider = ? AND key IN ({marks})"
+        rows = self._read_for_keys(sql, provider, keys)
+        return {key: (state, shard) for key, state, shard in rows}
+
     def has_open_requests(self, provider: str) -> bool:
         """Whether any journaled request of ``provider`` is queued or submitted.
 

@@ -354,6 +354,7 @@ class OpenAIBatchEndpoint:
         self._build = provider._builder.build
         # batch id -> monotonic time it was first seen terminal with a file missing
         self._missing_since: dict[str, float] = {}
+        self._warned_missing: set[str] = set()
 
     @property
     def limits(self) -> BatchLimits:
@@ -432,16 +433,29 @@ class OpenAIBatchEndpoint:
         """The batch's state and counts; ready only when its files are there.
 
         Just after ``completed`` the output file id can still be null; the
-        batch then reads as not ready, so the caller polls again. If a file
-        the counts imply stays missing for longer than ``file_grace``
-        seconds, the batch is declared ready with what it has: items with no
-        line in any file are then the caller's to re-queue.
+        batch then reads as not ready, so the caller polls again. If only
+        the error file stays missing for longer than ``file_grace`` seconds,
+        the batch is declared ready with what it has: its failed items are
+        then the caller's to re-queue. A missing output file is waited for
+        however long it takes: its answers were paid for, and re-queuing them
+        would pay again.
         """
         raw = await self._provider._request("get", f"/batches/{batch_id}")
         info = batch_info(raw)
         if info.state.terminal and not info.results_ready:
             first = self._missing_since.setdefault(batch_id, time.monotonic())
-            if time.monotonic() - first >= self._file_grace:
+            if time.monotonic() - first < self._file_grace:
+                pass
+            elif info.succeeded and info.output_file_id is None:
+                if batch_id not in self._warned_missing:
+                    self._warned_missing.add(batch_id)
+                    log.warning(
+                        "batch %s: %d answers are done but their output file is not there "
+                        "yet; still waiting for it",
+                        batch_id,
+                        info.succeeded,
+                    )
+            else:
                 del self._missing_since[batch_id]
                 info = batch_info(raw, files_complete=True)
         else:

@@ -52,6 +52,8 @@ class BatchExecutor:
         self.shard = shard
         self.endpoint: BatchEndpoint = owner.endpoint
         self.store = owner.store
+        # The provider refused this run's first attempt to create the batch.
+        self._refused = False
 
     def _update(self, **fields: Any) -> None:
         self.shard = self.store.update_shard(self.shard.shard_id, **fields)
@@ -79,13 +81,13 @@ class BatchExecutor:
         """Whether the shard's batch may exist at the provider despite ``exc``.
 
         Once created it does, whatever failed after (polling, reading the
-        results). While it is being created, only an answer that the
-        creation was refused (a permanent error) proves it does not.
+        results). While it is being created, only a permanent refusal of
+        the first attempt to create it proves it does not.
         """
         if self.shard.state in ("created", "ended"):
             return True
         if self.shard.state == "submitting":
-            return not isinstance(exc, ProviderError) or exc.retryable
+            return not self._refused
         return False
 
     async def _run(self) -> None:
@@ -106,12 +108,27 @@ class BatchExecutor:
         if self.shard.state == "uploaded":
             self._update(state="submitting")
             shard = self.shard
-            info = await self._step(
-                "create",
-                lambda: self.endpoint.create(
-                    Path(str(shard.path)), shard.input_file_id, shard_id=sid, model=shard.model
-                ),
-            )
+            tried = False
+
+            async def create_unless_found() -> BatchInfo:
+                # A failed create may have made the batch (its answer was lost):
+                # ask the provider before creating (and paying for) it again.
+                nonlocal tried
+                if tried:
+                    found = await self.endpoint.find(sid)
+                    if found is not None:
+                        return found
+                first, tried = not tried, True
+                try:
+                    return await self.endpoint.create(
+                        Path(str(shard.path)), shard.input_file_id, shard_id=sid, model=shard.model
+                    )
+                except ProviderError as exc:
+                    # Only a refusal of the first attempt proves no batch exists.
+                    self._refused = first and not exc.retryable
+                    raise
+
+            info = await self._step("create", create_unless_found)
             self._created(info)
         if self.shard.state in ("created", "ended"):
             info = await self._poll_until_ready(info)

@@ -126,6 +126,12 @@ class BatchStrategy:
         self._lease = BatchLease(self.store.path)
         self._lease.acquire()
         self._schemas = SchemaBook(self.store)
+        # Requests of shards stopped in this run (their batch may be paid for),
+        # by shard: asked again, they wait for that shard collected anew, never
+        # for a second batch.
+        self._stopped: dict[str, str] = {}
+        # A refused journal write is tried again when its shard is sealed, not per request.
+        self._journal_refused = False
         # Only a journal with unfinished requests needs a lookup per request.
         self._resumable = self.store.has_open_requests(self.provider_name)
 
@@ -144,9 +150,18 @@ class BatchStrategy:
         self._hold_for_burst()
         key = request.key
         pending = self._pending.get(key)
-        if pending is not None and pending.future is not None:
+        if pending is not None:
+            if pending.future is None:
+                # A retry of an earlier run's request, already queued: wait for it.
+                pending.future = asyncio.get_running_loop().create_future()
             return BatchPromise(key, pending.future)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        stopped = self._stopped.get(key)
+        if stopped is not None and self._restart(stopped):
+            row = self.store.get_requests(self.provider_name, [key]).get(key)
+            attempts = _retries(row.attempts) if row is not None else 0
+            self._pending[key] = BatchRequest.of(request, future, attempts=attempts)
+            return BatchPromise(key, future)
         if self._resumable and self._attach_to_submitted(request, future):
             return BatchPromise(key, future)
         pending = BatchRequest.of(request, future)
@@ -170,9 +185,23 @@ class BatchStrategy:
             self._burst = 0
             GcHold.release()
 
+    def _restart(self, shard_id: str) -> bool:
+        """Run a shard stopped earlier in this run again; whether it is running now."""
+        task = self._executors.get(shard_id)
+        if task is not None and not task.done():
+            return True
+        shard = self.store.get_shard(shard_id)
+        if shard is None or shard.state not in UNFINISHED_SHARD_STATES:
+            return False
+        for key in [k for k, sid in self._stopped.items() if sid == shard_id]:
+            del self._stopped[key]
+        self._start_executor(shard)
+        return True
+
     def _attach_to_submitted(self, request: Request, future: asyncio.Future[Response]) -> bool:
         row = self.store.get_requests(self.provider_name, [request.key]).get(request.key)
-        if row is None or row.state != "submitted" or row.shard_id not in self._executors:
+        task = self._executors.get(row.shard_id or "") if row is not None else None
+        if row is None or row.state != "submitted" or task is None or task.done():
             return False
         pending = BatchRequest.of(request, future, attempts=_retries(row.attempts))
         self._pending[request.key] = pending
@@ -196,14 +225,16 @@ class BatchStrategy:
                 )
             )
             self._journal_bytes += len(body)
-            if (
+            # A store that refused a write is tried again when the shard is
+            # sealed (only then do its requests fail), not at every request.
+            if not self._journal_refused and (
                 len(self._journal_buffer) >= JOURNAL_CHUNK
                 or self._journal_bytes >= JOURNAL_CHUNK_BYTES
             ):
-                # A store that cannot be written now is tried again when the
-                # shard is sealed; only then do its requests fail.
-                with contextlib.suppress(StoreWriteError):
+                try:
                     self._flush_journal()
+                except StoreWriteError:
+                    self._journal_refused = True
         else:
             # Already journaled (a retry round): its row names an older shard.
             self._rejoined.add(key)
@@ -231,6 +262,7 @@ class BatchStrategy:
             raise
         self._journal_buffer = []
         self._journal_bytes = 0
+        self._journal_refused = False
 
     def _arm_linger(self) -> None:
         loop = asyncio.get_running_loop()
@@ -320,25 +352,35 @@ class BatchStrategy:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
+        if exc is None:
+            return
+        if isinstance(exc, LexibatchError):
+            # The store could not be written, or the provider could not be
+            # reached once the batch existed: the journal resumes the shard
+            # on the next run; one line says why this one stopped.
+            log.error(
+                "batch shard %s stopped: %s — it stays journaled; run the same command "
+                "again (or lexibatch resume) to collect it",
+                shard_id,
+                exc,
+            )
+        else:
             # A bug, not a provider failure (those are handled in the executor):
             # fail the shard's waiters loudly rather than leave them hanging.
-            if isinstance(exc, LexibatchError):
-                # The store could not be written, or the provider could not be
-                # reached once the batch existed: the journal resumes the shard
-                # on the next run; one line says why this one stopped.
-                log.error(
-                    "batch shard %s stopped: %s — it stays journaled; run the same command "
-                    "again (or lexibatch resume) to collect it",
-                    shard_id,
-                    exc,
-                )
-            else:
-                log.error("batch shard %s crashed", shard_id, exc_info=exc)
-            for key in self.store.shard_keys(shard_id):
-                pending = self._pending.pop(key, None)
-                if pending is not None and pending.future is not None and not pending.future.done():
-                    _fail(pending.future, exc)
+            log.error("batch shard %s crashed", shard_id, exc_info=exc)
+        fresh = self._fresh.pop(shard_id, [])
+        try:
+            # Still submitted in this shard: not those already answered or
+            # queued again for a retry round.
+            keys = self.store.shard_keys(shard_id, "submitted")
+        except LexibatchError as unreadable:
+            log.error("batch shard %s: its requests could not be read: %s", shard_id, unreadable)
+            keys = [k for k in fresh if k in self._pending]
+        for key in keys:
+            self._stopped[key] = shard_id
+            pending = self._pending.pop(key, None)
+            if pending is not None and pending.future is not None and not pending.future.done():
+                _fail(pending.future, exc)
 
     def _ensure_started(self) -> None:
         if self._started:
@@ -359,13 +401,22 @@ class BatchStrategy:
         pending_of = self._pending
         done: set[str] = set()
         stubs: dict[str, BatchRequest] = {}
-        if shard.shard_id not in self._fresh:
-            # A shard of an earlier run: its results may be partly stored.
-            keys = [item.custom_id for item in items]
-            states = self.store.request_states(self.provider_name, keys)
+        keys = [item.custom_id for item in items]
+        here = ("submitted", shard.shard_id)
+        fresh = shard.shard_id in self._fresh
+        if not fresh:
+            # A shard of an earlier run: its results may be partly stored, and
+            # a request may have moved on to a later shard (a retry round).
+            places = self.store.request_places(self.provider_name, keys)
             done = self.store.result_keys(self.provider_name, keys)
-            done.update(k for k in keys if states.get(k) != "submitted")
-            stubs = self._stubs_for([k for k in keys if k not in pending_of and k not in done])
+            done.update(k for k in keys if places.get(k) != here)
+        unwaited = [k for k in keys if k not in pending_of and k not in done]
+        if unwaited and fresh:
+            places = self.store.request_places(self.provider_name, unwaited)
+            unwaited = [k for k in unwaited if places.get(k) == here]
+        # A line of this shard with nobody waiting (its caller gave up) is still
+        # stored and billed: it was paid for.
+        stubs = self._stubs_for(unwaited)
         results: list[StoredResult] = []
         calls: list[CallRecord] = []
         pricer = Pricer(self.context)
@@ -537,15 +588,21 @@ class BatchStrategy:
             try:
                 response = await immediate.run(request)
             except LexibatchError as exc:
-                self.store.set_request_state(
-                    self.provider_name, [pending.key], "failed", error=_error_dict(exc)
-                )
-                self._reject(pending.key, exc, pending)
-            else:
+                try:
+                    self.store.set_request_state(
+                        self.provider_name, [pending.key], "failed", error=_error_dict(exc)
+                    )
+                finally:
+                    self._reject(pending.key, exc, pending)
+                return
+            try:
                 self.store.set_request_state(self.provider_name, [pending.key], "succeeded")
-                self._pending.pop(pending.key, None)
-                if pending.future is not None and not pending.future.done():
-                    pending.future.set_result(response)
+            except StoreWriteError as exc:
+                self._reject(pending.key, exc, pending)
+                return
+            self._pending.pop(pending.key, None)
+            if pending.future is not None and not pending.future.done():
+                pending.future.set_result(response)
 
         task = asyncio.get_running_loop().create_task(retry())
         self._side_tasks.add(task)
@@ -614,7 +671,11 @@ class BatchStrategy:
         self._end_burst()
         if self._linger_handle is not None:
             self._linger_handle.cancel()
-        self._flush_journal()
+        try:
+            self._flush_journal()
+        except StoreWriteError as exc:
+            # Nothing of these was sent; the same command queues them again.
+            log.error("%d queued requests were not journaled: %s", len(self._journal_buffer), exc)
         self.accumulator.close()
         tasks = [*self._executors.values(), *self._side_tasks]
         for task in tasks:

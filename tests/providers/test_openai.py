@@ -575,6 +575,24 @@ async def test_poll_waits_for_missing_file_then_gives_up_after_grace() -> None:
     assert info.error_file_id is None
 
 
+async def test_poll_waits_for_a_missing_output_file_past_the_grace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two answers were paid for: declaring the batch ready without them would re-send them.
+    no_output = {**BATCH_COMPLETED, "output_file_id": None}
+    objects = [no_output, no_output, no_output, BATCH_COMPLETED]
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=objects.pop(0))
+
+    hasty = provider(handler, file_grace=0)
+    for _ in range(3):
+        assert not (await hasty.batch.poll(BATCH_COMPLETED["id"])).results_ready
+    assert caplog.text.count("output file is not there yet") == 1
+    info = await hasty.batch.poll(BATCH_COMPLETED["id"])
+    assert info.results_ready and info.output_file_id == BATCH_COMPLETED["output_file_id"]
+
+
 async def test_create_sends_window_endpoint_and_shard() -> None:
     sent: list[dict[str, Any]] = []
 

@@ -1,0 +1,429 @@
+"""Faults in a batch's life: nothing paid twice, no paid result lost, nobody left waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from plugins.factory import open_connector
+from providers.errors import ProviderConnectionError, StoreBusyError
+
+
+class Entry(BaseModel):
+    """A small response model."""
+
+    word: str
+    level: str
+
+
+async def _gather(connector: Any, prompts: list[str], model: str | None = None) -> list[Any]:
+    return await asyncio.gather(
+        *(connector.structured(p, Entry, task="t", model=model) for p in prompts),
+        return_exceptions=True,
+    )
+
+
+# ---------------------------------------------------------------------------
+# A create whose answer is lost (a reset, a timeout) may have made the batch:
+# before trying again the provider is asked for it (find), so it is paid once.
+
+
+async def test_a_create_whose_answer_was_lost_is_found_not_made_again(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+    from providers.openai import OpenAIBatchEndpoint
+
+    original = OpenAIBatchEndpoint.create
+    calls = 0
+
+    async def create_then_lose_answer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        info = await original(self, *args, **kwargs)
+        if calls == 1:
+            # The provider created the batch; the answer never arrived
+            # (connection reset / read timeout after the server did the work).
+            raise ProviderConnectionError("connection reset while reading the answer")
+        return info
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "create", create_then_lose_answer)
+    with Emulator(EmulatorConfig(batch_seconds=0.2)) as emu:
+        connector = open_connector(make_settings(emu))
+        try:
+            connector.enable_batch_mode()
+            results = await _gather(connector, [f"h1 {i}" for i in range(5)])
+            assert all(isinstance(r, Entry) for r in results), results
+        finally:
+            await connector.aclose()
+        await asyncio.sleep(1.0)  # the orphan batch runs to its end (as at OpenAI)
+        billing = emu.billing()
+    assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
+
+
+async def test_anthropic_create_whose_answer_was_lost_is_found_not_made_again(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from providers.anthropic import AnthropicBatchEndpoint
+    from providers.emulator import Emulator, EmulatorConfig
+
+    original = AnthropicBatchEndpoint.create
+    calls = 0
+
+    async def create_then_lose_answer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        info = await original(self, *args, **kwargs)
+        if calls == 1:
+            raise ProviderConnectionError("connection reset while reading the answer")
+        return info
+
+    monkeypatch.setattr(AnthropicBatchEndpoint, "create", create_then_lose_answer)
+    with Emulator(EmulatorConfig(batch_seconds=0.2)) as emu:
+        connector = open_connector(
+            make_settings(emu, provider="anthropic", connector={"model": "claude-3-5-haiku-latest"})
+        )
+        try:
+            connector.enable_batch_mode()
+            results = await _gather(connector, [f"h1b {i}" for i in range(5)])
+            assert all(isinstance(r, Entry) for r in results), results
+        finally:
+            await connector.aclose()
+        await asyncio.sleep(1.0)
+        billing = emu.billing()
+    assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
+
+
+# ---------------------------------------------------------------------------
+# A collection stopped once its batch existed (the results download broke
+# off) leaves the shard journaled; asking for its requests again in the same
+# process collects that batch anew: no second batch, no waiting forever.
+
+
+def _break_results_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from providers.openai import OpenAIBatchEndpoint
+
+    original = OpenAIBatchEndpoint.results
+    state = {"broken": False}
+
+    async def results(self: Any, batch: Any) -> Any:
+        if not state["broken"]:
+            state["broken"] = True
+            raise ProviderConnectionError("connection reset while reading the output file")
+        async for item in original(self, batch):
+            yield item
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "results", results)
+
+
+async def test_asking_again_after_a_stopped_collection_collects_the_same_batch(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _break_results_once(monkeypatch)
+    prompts = [f"h2a {i}" for i in range(8)]
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        first = await _gather(connector, prompts)
+        assert all(isinstance(r, ProviderConnectionError) for r in first), first
+        # The caller retries the failed requests (e.g. a retry decorator).
+        again = await asyncio.wait_for(_gather(connector, prompts), 20)
+        assert all(isinstance(r, Entry) for r in again), again
+        assert [(s.state, s.requests) for s in connector.store.shards()] == [("collected", 8)]
+    finally:
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
+
+
+async def test_asking_again_after_a_resumed_batch_stopped_does_not_hang(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    prompts = [f"h2b {i}" for i in range(6)]
+    with Emulator(EmulatorConfig(batch_seconds=1.0)) as emu:
+        settings = make_settings(emu)
+        # Run 1: crash once the batch exists.
+        first = open_connector(settings)
+        first.enable_batch_mode()
+        tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in prompts]
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if any(s.state == "created" for s in first.store.shards()):
+                break
+        await first.aclose()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+        # Run 2: the download of the resumed batch breaks off once.
+        _break_results_once(monkeypatch)
+        second = open_connector(settings)
+        try:
+            second.enable_batch_mode()
+            got = await _gather(second, prompts)
+            assert all(isinstance(r, ProviderConnectionError) for r in got), got
+            # The caller asks again: the requests attach to the dead executor.
+            try:
+                again = await asyncio.wait_for(_gather(second, prompts), 10)
+            except TimeoutError:
+                pytest.fail("asking again hung: attached to an executor that has stopped")
+            assert all(isinstance(r, Entry) for r in again), again
+        finally:
+            await second.aclose()
+
+
+async def test_an_immediate_call_after_a_stopped_batch_waits_for_that_batch(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _break_results_once(monkeypatch)
+    prompts = [f"h2c {i}" for i in range(4)]
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        first = await _gather(connector, prompts)
+        assert all(isinstance(r, ProviderConnectionError) for r in first), first
+        connector.disable_batch_mode()  # "fall back to immediate calls"
+        again = await asyncio.wait_for(_gather(connector, prompts), 20)
+        assert all(isinstance(r, Entry) for r in again), again
+    finally:
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] + billing["immediate"]["requests"] == 4
+
+
+# ---------------------------------------------------------------------------
+# A request of an earlier run's batch that failed retryably waits in its
+# retry round; a caller asking for it meanwhile joins that retry.
+
+
+@pytest.mark.parametrize("max_requests", [None, 6])
+async def test_a_request_asked_for_while_its_retry_is_queued_joins_the_retry(
+    make_settings: Any, max_requests: int | None
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    model = "gpt-4o-mini"
+    prompts = [f"h3 {i}" for i in range(6)]
+    # The first batch expires with nothing done; later ones complete.
+    with Emulator(EmulatorConfig(batch_seconds=1.0, partial_done=0.0, batch_expire=1.0)) as emu:
+        settings = make_settings(emu)
+        first = open_connector(settings)
+        first.enable_batch_mode()
+        tasks = [
+            asyncio.ensure_future(first.structured(p, Entry, task="t", model=model))
+            for p in prompts
+        ]
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if any(s.state == "created" for s in first.store.shards()):
+                break
+        await first.aclose()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        emu.configure(batch_expire=0.0)
+
+        second = open_connector(
+            make_settings(emu, batch={"linger": 0.5, "max_requests": max_requests})
+        )
+        try:
+            second.enable_batch_mode()
+            # Some other work starts the run (and so the resume of the old shard).
+            other = asyncio.ensure_future(second.structured("other", Entry, task="t"))
+            for _ in range(200):
+                await asyncio.sleep(0.02)
+                if second.store.shards()[0].state == "collected":
+                    break
+            # The expired requests are queued again (as stubs); now the caller asks.
+            got = await asyncio.wait_for(_gather(second, prompts, model=model), 20)
+            await other
+            states = {s.state for s in second.store.shards()}
+            assert states == {"collected"}, states
+        finally:
+            await second.aclose()
+        await asyncio.sleep(1.5)  # batches already created run to their end
+        billing = emu.billing()
+    assert all(isinstance(r, Entry) for r in got), got
+    assert billing["batch"]["requests"] == 7 and billing["duplicates"] == 0
+
+
+# ---------------------------------------------------------------------------
+# A completed batch whose output file is late is waited for: its answers
+# were paid for, and re-sending them would pay again.
+
+
+async def test_a_late_output_file_is_waited_for_not_paid_again(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    from plugins import hookimpl
+
+    fresh_emulator.configure(output_file_missing_polls=8)
+    connector = open_connector(make_settings(fresh_emulator))
+    # Stands for the 300 s default elapsing during a long provider lag.
+    connector.provider.batch._file_grace = 0.1
+
+    class OnlyTheFirstBatchLags:
+        @hookimpl
+        def batch_submitted(self) -> None:
+            fresh_emulator.configure(output_file_missing_polls=0)
+
+    lag_once = OnlyTheFirstBatchLags()
+    connector.manager.pm.register(lag_once, name="lag-once")
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, [f"h4 {i}" for i in range(4)])
+        assert all(isinstance(r, Entry) for r in results), results
+        assert [(s.state, s.requests) for s in connector.store.shards()] == [("collected", 4)]
+    finally:
+        connector.manager.pm.unregister(lag_once)
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 4 and billing["duplicates"] == 0
+
+
+# ---------------------------------------------------------------------------
+# An immediate call looks at the journal every time: a request in a batch
+# journaled since (by this connector or another) is not paid again.
+
+
+async def test_an_immediate_call_after_a_stopped_batch_is_not_paid_again(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _break_results_once(monkeypatch)
+    prompts = [f"h5a {i}" for i in range(4)]
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        await connector.structured("warm-up", Entry, task="t")  # an immediate call first
+        connector.enable_batch_mode()
+        first = await _gather(connector, prompts)
+        assert all(isinstance(r, ProviderConnectionError) for r in first), first
+        connector.disable_batch_mode()
+        again = await _gather(connector, prompts)
+        assert all(isinstance(r, Entry) for r in again), again
+    finally:
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    # warm-up (1 immediate) + 4 requests paid once
+    assert billing["batch"]["requests"] + billing["immediate"]["requests"] == 5
+
+
+async def test_an_immediate_run_beside_a_batch_run_does_not_pay_again(
+    make_settings: Any,
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    prompts = [f"h5b {i}" for i in range(4)]
+    with Emulator(EmulatorConfig(batch_seconds=1.0)) as emu:
+        settings = make_settings(emu)
+        immediate = open_connector(settings)  # e.g. an interactive tool on the store
+        batch = open_connector(settings)
+        try:
+            await immediate.structured("warm-up", Entry, task="t")
+            batch.enable_batch_mode()
+            pending = asyncio.ensure_future(_gather(batch, prompts))
+            for _ in range(200):
+                await asyncio.sleep(0.02)
+                if any(s.state == "created" for s in batch.store.shards()):
+                    break
+            # The journal says these are in a created batch that another
+            # connector runs: they are not paid for again (the batch lease is
+            # held, so they stop in one line rather than wait).
+            now = await _gather(immediate, prompts)
+            later = await pending
+            assert all(isinstance(r, StoreBusyError) for r in now), now
+            assert all(isinstance(r, Entry) for r in later), later
+        finally:
+            await batch.aclose()
+            await immediate.aclose()
+        billing = emu.billing()
+    assert billing["batch"]["requests"] + billing["immediate"]["requests"] == 5
+
+
+# ---------------------------------------------------------------------------
+# A results download that breaks off after a chunk whose failures went to a
+# retry round: the retries are sent once and their answers stored, and a
+# later run pays nothing more.
+
+
+async def test_results_of_a_retry_round_survive_a_broken_download(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plugins.batch.executor as executor
+    from providers.openai import OpenAIBatchEndpoint
+
+    monkeypatch.setattr(executor, "RESULT_CHUNK", 4)
+    original = OpenAIBatchEndpoint.results
+    state = {"broken": False}
+
+    async def breaks_after_one_chunk(self: Any, batch: Any) -> Any:
+        n = 0
+        async for item in original(self, batch):
+            if not state["broken"] and n == 4:
+                state["broken"] = True
+                raise ProviderConnectionError("connection reset while reading the error file")
+            n += 1
+            yield item
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "results", breaks_after_one_chunk)
+    model = "gpt-4o-mini@item-error-once"
+    prompts = [f"h7 {i}" for i in range(8)]
+    settings = make_settings(fresh_emulator)
+    first = open_connector(settings)
+    try:
+        first.enable_batch_mode()
+        got = await _gather(first, prompts, model=model)
+        assert all(isinstance(r, Entry | ProviderConnectionError) for r in got), got
+        await first.execute_batch()  # let the retry round finish
+    finally:
+        await first.aclose()
+    second = open_connector(settings)
+    try:
+        second.enable_batch_mode()
+        again = await _gather(second, prompts, model=model)
+        assert all(isinstance(r, Entry) for r in again), again
+    finally:
+        await second.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
+
+
+async def test_a_create_that_times_out_is_found_not_made_again(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real client-side read timeout (no exception injected)."""
+    from providers.emulator import Emulator, EmulatorConfig
+    from providers.openai import OpenAIBatchEndpoint
+
+    original = OpenAIBatchEndpoint.create
+    calls = 0
+    with Emulator(EmulatorConfig(batch_seconds=0.2)) as emu:
+
+        async def slow_provider_on_first_create(self: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            # The provider is slow to answer the first create (not the call itself).
+            emu.configure(step_latency=1.0 if calls == 1 else 0.0)
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                emu.configure(step_latency=0.0)
+
+        monkeypatch.setattr(OpenAIBatchEndpoint, "create", slow_provider_on_first_create)
+        settings = make_settings(
+            emu, providers={"openai": {"base_url": emu.base_url + "/v1", "timeout": 0.5}}
+        )
+        connector = open_connector(settings)
+        try:
+            connector.enable_batch_mode()
+            results = await _gather(connector, [f"h1c {i}" for i in range(5)])
+            assert all(isinstance(r, Entry) for r in results), results
+        finally:
+            await connector.aclose()
+        await asyncio.sleep(1.0)
+        billing = emu.billing()
+    assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0

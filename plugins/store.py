@@ -202,6 +202,20 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _MEMORY = ":memory:"
+# SQLite's primary result codes for a write the file or the disk refused.
+_WRITE_FAILURES: Final = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
 # Bound parameters per IN (...) query: under SQLite's historical limit of 999.
 _CHUNK = 900
 # Rows fetched per query by the iterators, so no read cursor stays open across a yield.
@@ -818,9 +832,11 @@ class Store:
         """SQLite's write failures (disk full, read-only or damaged file) as one typed error."""
         try:
             yield
-        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
-            raise  # a bug in the caller, not the state of the file
         except sqlite3.DatabaseError as exc:
+            # Only what the file or the disk did; anything else (no such table,
+            # a constraint) is a bug to see whole, not advice to free space.
+            if exc.sqlite_errorcode & 0xFF not in _WRITE_FAILURES:
+                raise
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 advice = (
                     f"another process held its write lock for over {self._lock_timeout:g} s — "

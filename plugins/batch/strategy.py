@@ -291,7 +291,8 @@ class BatchStrategy:
         except StoreWriteError as exc:
             # Nothing of the shard was sent: its requests fail with the store's
             # error; those already journaled as queued go with the next run.
-            log.error("batch shard %s not sent: %s", sealed.shard_id, exc)
+            # Each waiter gets the error; the log only adds which shard it was.
+            log.info("batch shard %s not sent: %s", sealed.shard_id, exc)
             sealed.path.unlink(missing_ok=True)
             kept = [r for r in self._journal_buffer if r.shard_id != sealed.shard_id]
             self._journal_buffer = kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
@@ -429,6 +430,7 @@ LONG = " and then some more words to make the prompt long" * 100
 async def test_a_full_store_fails_the_unsent_batch_in_one_error_and_the_rerun_pays_once(
     fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "lexibatch.batch")
     settings = make_settings(fresh_emulator, batch={"linger": 3600})
     prompts = [f"full {i}{LONG}" for i in range(5)]
     first = open_connector(settings)

@@ -97,39 +97,46 @@ class BatchExecutor:
             file_id = await self._step("upload", lambda: self.endpoint.upload(path, shard_id=sid))
             self._update(state="uploaded", input_file_id=file_id)
         info: BatchInfo | None = None
-        if self.shard.state == "submitting":
-            # A crash may have come between creating the batch and journaling
-            # its id: ask the provider before creating (and paying for) it again.
-            info = await self._step("find", lambda: self.endpoint.find(sid))
-            if info is not None:
+        # One shard at a time between "submitting" and "created": after a crash
+        # at most one is in doubt, so asking the provider for it (find) cannot
+        # mistake another shard's batch for its own.
+        async with self.owner.create_lock:
+            if self.shard.state == "submitting":
+                # A crash may have come between creating the batch and journaling
+                # its id: ask the provider before creating (and paying for) it again.
+                info = await self._step("find", lambda: self.endpoint.find(sid))
+                if info is not None:
+                    self._created(info)
+                else:
+                    self._update(state="uploaded")
+            if self.shard.state == "uploaded":
+                self._update(state="submitting")
+                shard = self.shard
+                tried = False
+
+                async def create_unless_found() -> BatchInfo:
+                    # A failed create may have made the batch (its answer was lost):
+                    # ask the provider before creating (and paying for) it again.
+                    nonlocal tried
+                    if tried:
+                        found = await self.endpoint.find(sid)
+                        if found is not None:
+                            return found
+                    first, tried = not tried, True
+                    try:
+                        return await self.endpoint.create(
+                            Path(str(shard.path)),
+                            shard.input_file_id,
+                            shard_id=sid,
+                            model=shard.model,
+                        )
+                    except ProviderError as exc:
+                        # Only a refusal of the first attempt proves no batch exists.
+                        self._refused = first and not exc.retryable
+                        raise
+
+                info = await self._step("create", create_unless_found)
                 self._created(info)
-            else:
-                self._update(state="uploaded")
-        if self.shard.state == "uploaded":
-            self._update(state="submitting")
-            shard = self.shard
-            tried = False
-
-            async def create_unless_found() -> BatchInfo:
-                # A failed create may have made the batch (its answer was lost):
-                # ask the provider before creating (and paying for) it again.
-                nonlocal tried
-                if tried:
-                    found = await self.endpoint.find(sid)
-                    if found is not None:
-                        return found
-                first, tried = not tried, True
-                try:
-                    return await self.endpoint.create(
-                        Path(str(shard.path)), shard.input_file_id, shard_id=sid, model=shard.model
-                    )
-                except ProviderError as exc:
-                    # Only a refusal of the first attempt proves no batch exists.
-                    self._refused = first and not exc.retryable
-                    raise
-
-            info = await self._step("create", create_unless_found)
-            self._created(info)
         if self.shard.state in ("created", "ended"):
             info = await self._poll_until_ready(info)
             if self.shard.state == "created":

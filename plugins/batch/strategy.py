@@ -126,6 +126,8 @@ class BatchStrategy:
         self._lease = BatchLease(self.store.path)
         self._lease.acquire()
         self._schemas = SchemaBook(self.store)
+        #: Held by an executor from journaling "submitting" until its batch is created.
+        self.create_lock = asyncio.Lock()
         # Requests of shards stopped in this run (their batch may be paid for),
         # by shard: asked again, they wait for that shard collected anew, never
         # for a second batch.

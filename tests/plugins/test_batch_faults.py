@@ -427,3 +427,50 @@ async def test_a_create_that_times_out_is_found_not_made_again(
         await asyncio.sleep(1.0)
         billing = emu.billing()
     assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
+
+
+# A crash while the batches of shards of the same size are being created:
+# one shard at a time is between "submitting" and "created", so the next run
+# finds each batch (Anthropic's find matches by size and time) and pays once.
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+async def test_anthropic_crash_while_equal_shards_are_created_pays_once(
+    make_settings: Any, shards: int
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    prompts = [f"h6 {i}" for i in range(3 * shards)]
+    with Emulator(EmulatorConfig(batch_seconds=0.3, step_latency=1.5)) as emu:
+        settings = make_settings(
+            emu,
+            provider="anthropic",
+            connector={"model": "claude-3-5-haiku-latest"},
+            batch={"max_requests": 3},
+        )
+        first = open_connector(settings)
+        first.enable_batch_mode()
+        tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in prompts]
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            states = [s.state for s in first.store.shards()]
+            if len(states) == shards and all(s == "submitting" for s in states):
+                break
+        await asyncio.sleep(0.5)  # the provider has made the batches; no answer yet
+        await first.aclose()  # the process dies before the answers arrive
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        emu.configure(step_latency=0.0)
+
+        second = open_connector(settings)
+        try:
+            second.enable_batch_mode()
+            await second.batch_strategy().resume()
+            states = [s.state for s in second.store.shards()]
+            assert states == ["collected"] * shards, states
+        finally:
+            await second.aclose()
+        await asyncio.sleep(1.0)
+        billing = emu.billing()
+    assert billing["batch"]["requests"] == len(prompts) and billing["duplicates"] == 0

@@ -22,20 +22,7 @@ from providers.errors import (
     ServerError,
     StoreWriteError,
 )
-
-
-class Entry(BaseModel):
-    """A small response model."""
-
-    word: str
-    level: str
-
-
-async def _gather(connector: Any, prompts: list[str], model: str | None = None) -> list[Any]:
-    return await asyncio.gather(
-        *(connector.structured(p, Entry, task="t", model=model) for p in prompts),
-        return_exceptions=True,
-    )
+from tests.plugins.batch_helpers import Entry, crash_once, fill_up, free_up, gather
 
 
 async def test_gather_in_batch_mode_returns_typed_results_at_the_batch_price(
@@ -44,7 +31,7 @@ async def test_gather_in_batch_mode_returns_typed_results_at_the_batch_price(
     connector = open_connector(make_settings(fresh_emulator))
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, [f"word {i}" for i in range(30)])
+        results = await gather(connector, [f"word {i}" for i in range(30)])
         assert all(isinstance(r, Entry) for r in results)
         response = await connector.generate(connector.build_request("word 3", Entry, task="t"))
         assert response.cached and response.mode == "batch" and response.batch_id
@@ -67,7 +54,7 @@ async def test_shards_respect_count_and_byte_limits(
     connector = open_connector(settings)
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, [f"w{i}" for i in range(20)])
+        results = await gather(connector, [f"w{i}" for i in range(20)])
         assert all(isinstance(r, Entry) for r in results)
         assert sorted(s.requests for s in connector.store.shards()) == [6, 7, 7]
     finally:
@@ -81,7 +68,7 @@ async def test_shards_respect_count_and_byte_limits(
     connector = open_connector(settings)
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, [f"v{i}" for i in range(10)])
+        results = await gather(connector, [f"v{i}" for i in range(10)])
         assert all(isinstance(r, Entry) for r in results)
         shards = connector.store.shards()
         assert len(shards) >= 3 and all(s.bytes <= limit for s in shards)
@@ -95,8 +82,8 @@ async def test_one_model_per_openai_batch(fresh_emulator: Any, make_settings: An
     try:
         connector.enable_batch_mode()
         await asyncio.gather(
-            _gather(connector, ["a", "b"], model="gpt-4o-mini"),
-            _gather(connector, ["c", "d"], model="gpt-4o"),
+            gather(connector, ["a", "b"], model="gpt-4o-mini"),
+            gather(connector, ["c", "d"], model="gpt-4o"),
         )
         assert sorted(s.model for s in connector.store.shards()) == ["gpt-4o", "gpt-4o-mini"]
     finally:
@@ -112,7 +99,7 @@ async def test_retryable_item_failures_are_rebatched(
     connector = open_connector(make_settings(fresh_emulator))
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, ["x", "y", "z"], model=f"gpt-4o-mini@{marker}")
+        results = await gather(connector, ["x", "y", "z"], model=f"gpt-4o-mini@{marker}")
         assert all(isinstance(r, Entry) for r in results), results
         rounds = len(connector.store.shards())
         # Finished items of an expired or cancelled batch are kept; the rest go again.
@@ -136,8 +123,8 @@ async def test_persistent_item_failures_end_in_typed_errors(
     try:
         connector.enable_batch_mode()
         bad, good = await asyncio.gather(
-            _gather(connector, ["p", "q"], model="gpt-4o-mini@schema-invalid"),
-            _gather(connector, ["r"]),
+            gather(connector, ["p", "q"], model="gpt-4o-mini@schema-invalid"),
+            gather(connector, ["r"]),
         )
         assert all(isinstance(e, SchemaValidationError) for e in bad)
         assert isinstance(good[0], Entry)
@@ -154,8 +141,8 @@ async def test_a_failed_batch_fails_its_requests_only(
     try:
         connector.enable_batch_mode()
         bad, good = await asyncio.gather(
-            _gather(connector, ["f1", "f2"], model="gpt-4o-mini@fail-batch"),
-            _gather(connector, ["g1", "g2"]),
+            gather(connector, ["f1", "f2"], model="gpt-4o-mini@fail-batch"),
+            gather(connector, ["g1", "g2"]),
         )
         assert all(isinstance(e, BatchFailedError) for e in bad)
         assert all(isinstance(r, Entry) for r in good)
@@ -195,7 +182,7 @@ async def test_retry_via_immediate(fresh_emulator: Any, make_settings: Any) -> N
     connector = open_connector(settings)
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, ["i1", "i2"], model="gpt-4o-mini@item-error-once")
+        results = await gather(connector, ["i1", "i2"], model="gpt-4o-mini@item-error-once")
         assert all(isinstance(r, Entry) for r in results)
     finally:
         await connector.aclose()
@@ -252,27 +239,11 @@ async def test_budget_refuses_to_submit(fresh_emulator: Any, make_settings: Any)
     connector = open_connector(settings)
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, ["b1", "b2"])
+        results = await gather(connector, ["b1", "b2"])
         assert all(isinstance(e, BudgetExceededError) for e in results)
     finally:
         await connector.aclose()
     assert fresh_emulator.billing()["batch"]["requests"] == 0
-
-
-async def _crash_once_created(settings: Any, prompts: list[str]) -> None:
-    """Batch ``prompts``, then "crash" once their batch exists at the provider (mid-poll)."""
-    first = open_connector(settings)
-    first.enable_batch_mode()
-    tasks = [asyncio.ensure_future(first.structured(p, Entry)) for p in prompts]
-    for _ in range(200):
-        await asyncio.sleep(0.02)
-        if any(s.state == "created" for s in first.store.shards()):
-            break
-    assert [s.state for s in first.store.shards()] == ["created"]
-    await first.aclose()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_resume_after_a_crash_reattaches_and_pays_once(
@@ -282,12 +253,12 @@ async def test_resume_after_a_crash_reattaches_and_pays_once(
 
     with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
         settings = make_settings(emu)
-        await _crash_once_created(settings, [f"r{i}" for i in range(12)])
+        await crash_once(settings, [f"r{i}" for i in range(12)])
 
         second = open_connector(settings)
         try:
             second.enable_batch_mode()
-            results = await _gather(second, [f"r{i}" for i in range(12)])
+            results = await gather(second, [f"r{i}" for i in range(12)])
             assert all(isinstance(r, Entry) for r in results)
             assert len(second.store.shards()) == 1  # re-attached, not resubmitted
         finally:
@@ -303,11 +274,11 @@ async def test_an_immediate_rerun_waits_for_the_earlier_batch_instead_of_paying_
 
     with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
         settings = make_settings(emu)
-        await _crash_once_created(settings, [f"p{i}" for i in range(8)])
+        await crash_once(settings, [f"p{i}" for i in range(8)])
 
         second = open_connector(settings)  # immediate mode, as configured
         try:
-            results = await _gather(second, [f"p{i}" for i in range(8)] + ["fresh"])
+            results = await gather(second, [f"p{i}" for i in range(8)] + ["fresh"])
             assert all(isinstance(r, Entry) for r in results)
             assert [s.state for s in second.store.shards()] == ["collected"]
             assert second.store.count_requests("openai") == {"succeeded": 8}
@@ -338,7 +309,7 @@ async def test_resume_does_not_send_queued_requests_answered_meanwhile(
         await first.aclose()
     second = open_connector(settings)  # immediate: answers two of them
     try:
-        done = await _gather(second, ["q0", "q1"])
+        done = await gather(second, ["q0", "q1"])
         assert all(isinstance(r, Entry) for r in done)
         second.enable_batch_mode()
         assert await second.batch_strategy().resume() == 2  # q2 and q3 only
@@ -414,16 +385,6 @@ async def test_journal_rows_never_name_a_schema_a_rolled_back_group_held(
         await connector.aclose()
 
 
-def _fill_up(store: Any) -> None:
-    """Cap the store at its current size: SQLite then fails as on a full disk."""
-    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
-    store._conn.execute(f"PRAGMA max_page_count = {pages}")
-
-
-def _free_up(store: Any) -> None:
-    store._conn.execute("PRAGMA max_page_count = 1073741823")
-
-
 LONG = " and then some more words to make the prompt long" * 100
 
 
@@ -438,21 +399,21 @@ async def test_a_full_store_fails_the_unsent_batch_in_one_error_and_the_rerun_pa
         first.enable_batch_mode()
         strategy = first.batch_strategy()
         promises = [strategy.submit(first.build_request(p, Entry)) for p in prompts]
-        _fill_up(first.store)
+        fill_up(first.store)
         await asyncio.wait_for(first.execute_batch(), 30)  # ends: nothing left hanging
         for promise in promises:
             with pytest.raises(StoreWriteError, match="disk is full"):
                 promise.result()
         assert first.store.shards() == [] and first.store.count_requests("openai") == {}
         assert "not sent: the store" in caplog.text and "Traceback" not in caplog.text
-        _free_up(first.store)
+        free_up(first.store)
     finally:
         await first.aclose()
     assert fresh_emulator.billing()["batch"]["requests"] == 0  # nothing was sent
     second = open_connector(make_settings(fresh_emulator))  # the same store, a short linger
     try:
         second.enable_batch_mode()
-        results = await _gather(second, prompts)
+        results = await gather(second, prompts)
         assert all(isinstance(r, Entry) for r in results)
     finally:
         await second.aclose()
@@ -470,12 +431,12 @@ async def test_journal_rows_a_full_store_refused_are_written_when_it_has_room_ag
     try:
         connector.enable_batch_mode()
         strategy = connector.batch_strategy()
-        _fill_up(connector.store)
+        fill_up(connector.store)
         promises = [
             strategy.submit(connector.build_request(f"room {i}{LONG}", Entry)) for i in range(3)
         ]
         assert connector.store.count_requests("openai") == {}  # the group of two was refused
-        _free_up(connector.store)
+        free_up(connector.store)
         await connector.execute_batch()
         assert all(isinstance(p.result().output, Entry) for p in promises)
         assert connector.store.count_requests("openai") == {"succeeded": 3}
@@ -490,7 +451,7 @@ async def test_a_store_that_fills_up_while_results_are_stored_loses_none_of_them
     original = BatchStrategy.finish_items
 
     def fill_up_then_finish(self: BatchStrategy, *args: Any) -> None:
-        _fill_up(self.store)
+        fill_up(self.store)
         original(self, *args)
 
     settings = make_settings(fresh_emulator)
@@ -499,12 +460,12 @@ async def test_a_store_that_fills_up_while_results_are_stored_loses_none_of_them
     first.enable_batch_mode()
     monkeypatch.setattr(BatchStrategy, "finish_items", fill_up_then_finish)
     try:
-        results = await _gather(first, prompts)
+        results = await gather(first, prompts)
         assert all(isinstance(r, StoreWriteError) for r in results), results[:3]
         # The batch ran and was paid for: its shard stays resumable, not failed.
         assert [s.state for s in first.store.shards()] == ["ended"]
         assert first.store.count_results("openai") == 0
-        _free_up(first.store)
+        free_up(first.store)
     finally:
         await first.aclose()
     monkeypatch.setattr(BatchStrategy, "finish_items", original)
@@ -516,7 +477,7 @@ async def test_a_store_that_fills_up_while_results_are_stored_loses_none_of_them
         assert second.store.count_results("openai") == 60
         (row,) = second.store.cost_report()
         assert row.requests == 60
-        again = await _gather(second, prompts)
+        again = await gather(second, prompts)
         assert all(isinstance(r, Entry) for r in again)
     finally:
         await second.aclose()
@@ -541,7 +502,7 @@ async def test_a_network_failure_while_reading_results_leaves_the_paid_batch_to_
     first.enable_batch_mode()
     monkeypatch.setattr(OpenAIBatchEndpoint, "results", dropped)
     try:
-        results = await _gather(first, prompts)
+        results = await gather(first, prompts)
         assert all(isinstance(r, ProviderConnectionError) for r in results), results[:3]
         # The batch ran and is paid for: journaled as ended, not failed, nothing re-sent.
         assert [s.state for s in first.store.shards()] == ["ended"]
@@ -552,7 +513,7 @@ async def test_a_network_failure_while_reading_results_leaves_the_paid_batch_to_
     second = open_connector(settings)
     try:
         second.enable_batch_mode()
-        again = await _gather(second, prompts)
+        again = await gather(second, prompts)
         assert all(isinstance(r, Entry) for r in again)
         assert [s.state for s in second.store.shards()] == ["collected"]
     finally:
@@ -570,7 +531,7 @@ async def test_requests_queued_in_the_earlier_journal_format_are_resumed(
     try:
         requests = [connector.build_request(f"o{i}", Entry, task="t") for i in range(3)]
         # Journaled by an earlier lexibatch: the schema inline in every body.
-        tail = b',"t":"t","m":"tests.plugins.test_batch:Entry"}'
+        tail = b',"t":"t","m":"tests.plugins.batch_helpers:Entry"}'
         rows = [
             JournalRequest(r.key, r.model, "t", b'{"c":' + r.canonical_json + tail)
             for r in requests
@@ -608,7 +569,7 @@ async def test_results_read_again_after_a_crash_mid_collection_are_billed_once(
     first.enable_batch_mode()
     monkeypatch.setattr(BatchStrategy, "finish_items", crash_after_first_chunk)
     try:
-        results = await _gather(first, [f"c{i}" for i in range(10)])
+        results = await gather(first, [f"c{i}" for i in range(10)])
         # The first chunk was stored and answered; the shard stays ended, its
         # requests submitted, as a killed process leaves them.
         assert sum(isinstance(r, Entry) for r in results) == 4
@@ -628,7 +589,7 @@ async def test_results_read_again_after_a_crash_mid_collection_are_billed_once(
         assert second.store.count_results("openai") == 10
         (row,) = second.store.cost_report()
         assert row.requests == 10  # the 4 stored before the crash are not billed again
-        again = await _gather(second, [f"c{i}" for i in range(10)])
+        again = await gather(second, [f"c{i}" for i in range(10)])
         assert all(isinstance(r, Entry) for r in again)
     finally:
         await second.aclose()
@@ -642,7 +603,7 @@ async def test_errors_never_escape_as_vendor_exceptions(
     connector = open_connector(make_settings(fresh_emulator, batch={"max_retry_rounds": 0}))
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, ["e1"], model="gpt-4o-mini@item-error")
+        results = await gather(connector, ["e1"], model="gpt-4o-mini@item-error")
         (error,) = results
         # The emulator's item errors are 500 / 429 / request_timeout lines.
         assert isinstance(error, (ServerError, RateLimitError, ProviderTimeoutError))
@@ -661,7 +622,7 @@ async def test_responses_api_lines_through_the_batch_strategy(
     connector = open_connector(settings)
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, ["resp1", "resp2", "resp3"])
+        results = await gather(connector, ["resp1", "resp2", "resp3"])
         assert all(isinstance(r, Entry) for r in results)
         (shard,) = connector.store.shards()
         assert shard.raw is not None and shard.raw["endpoint"] == "/v1/responses"
@@ -679,7 +640,7 @@ async def test_progress_observer_counts_through_the_hooks(
     connector.manager.pm.register(observer, name="test-progress")
     try:
         connector.enable_batch_mode()
-        await _gather(connector, [f"p{i}" for i in range(5)])
+        await gather(connector, [f"p{i}" for i in range(5)])
         await connector.structured("p0", Entry, task="t")  # a cache hit
         assert (observer.succeeded, observer.failed, observer.cached) == (6, 0, 1)
         assert list(observer.batches.values()) == ["completed"]
@@ -706,7 +667,7 @@ async def test_output_file_missing_for_a_while_after_completed(
     connector.manager.pm.register(watch, name="watch-output-file")
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, ["o1", "o2"])
+        results = await gather(connector, ["o1", "o2"])
         assert all(isinstance(r, Entry) for r in results)
         # Completed without its output file first; results read only once it appeared.
         assert ("completed", False) in seen and seen[-1] == ("completed", True)

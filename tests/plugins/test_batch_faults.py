@@ -6,38 +6,26 @@ import asyncio
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from plugins.factory import open_connector
 from providers.errors import ProviderConnectionError, StoreBusyError
-
-
-class Entry(BaseModel):
-    """A small response model."""
-
-    word: str
-    level: str
-
-
-async def _gather(connector: Any, prompts: list[str], model: str | None = None) -> list[Any]:
-    return await asyncio.gather(
-        *(connector.structured(p, Entry, task="t", model=model) for p in prompts),
-        return_exceptions=True,
-    )
-
+from tests.plugins.batch_helpers import Entry, break_results_once, crash_once, gather
 
 # ---------------------------------------------------------------------------
 # A create whose answer is lost (a reset, a timeout) may have made the batch:
 # before trying again the provider is asked for it (find), so it is paid once.
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_a_create_whose_answer_was_lost_is_found_not_made_again(
-    make_settings: Any, monkeypatch: pytest.MonkeyPatch
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, provider: str
 ) -> None:
+    from providers.anthropic import AnthropicBatchEndpoint
     from providers.emulator import Emulator, EmulatorConfig
     from providers.openai import OpenAIBatchEndpoint
 
-    original = OpenAIBatchEndpoint.create
+    endpoint = OpenAIBatchEndpoint if provider == "openai" else AnthropicBatchEndpoint
+    original = endpoint.create
     calls = 0
 
     async def create_then_lose_answer(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -50,50 +38,19 @@ async def test_a_create_whose_answer_was_lost_is_found_not_made_again(
             raise ProviderConnectionError("connection reset while reading the answer")
         return info
 
-    monkeypatch.setattr(OpenAIBatchEndpoint, "create", create_then_lose_answer)
+    monkeypatch.setattr(endpoint, "create", create_then_lose_answer)
+    model = {"openai": {}, "anthropic": {"connector": {"model": "claude-3-5-haiku-latest"}}}
     with Emulator(EmulatorConfig(batch_seconds=0.2)) as emu:
-        connector = open_connector(make_settings(emu))
+        connector = open_connector(make_settings(emu, provider=provider, **model[provider]))
         try:
             connector.enable_batch_mode()
-            results = await _gather(connector, [f"h1 {i}" for i in range(5)])
+            results = await gather(connector, [f"lost {i}" for i in range(5)])
             assert all(isinstance(r, Entry) for r in results), results
         finally:
             await connector.aclose()
-        await asyncio.sleep(1.0)  # the orphan batch runs to its end (as at OpenAI)
+        await asyncio.sleep(1.0)  # an orphan batch would run to its end (as at the provider)
         billing = emu.billing()
-    assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
-
-
-async def test_anthropic_create_whose_answer_was_lost_is_found_not_made_again(
-    make_settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from providers.anthropic import AnthropicBatchEndpoint
-    from providers.emulator import Emulator, EmulatorConfig
-
-    original = AnthropicBatchEndpoint.create
-    calls = 0
-
-    async def create_then_lose_answer(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        info = await original(self, *args, **kwargs)
-        if calls == 1:
-            raise ProviderConnectionError("connection reset while reading the answer")
-        return info
-
-    monkeypatch.setattr(AnthropicBatchEndpoint, "create", create_then_lose_answer)
-    with Emulator(EmulatorConfig(batch_seconds=0.2)) as emu:
-        connector = open_connector(
-            make_settings(emu, provider="anthropic", connector={"model": "claude-3-5-haiku-latest"})
-        )
-        try:
-            connector.enable_batch_mode()
-            results = await _gather(connector, [f"h1b {i}" for i in range(5)])
-            assert all(isinstance(r, Entry) for r in results), results
-        finally:
-            await connector.aclose()
-        await asyncio.sleep(1.0)
-        billing = emu.billing()
+    assert calls == 1  # found, not created again
     assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
 
 
@@ -103,34 +60,18 @@ async def test_anthropic_create_whose_answer_was_lost_is_found_not_made_again(
 # process collects that batch anew: no second batch, no waiting forever.
 
 
-def _break_results_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from providers.openai import OpenAIBatchEndpoint
-
-    original = OpenAIBatchEndpoint.results
-    state = {"broken": False}
-
-    async def results(self: Any, batch: Any) -> Any:
-        if not state["broken"]:
-            state["broken"] = True
-            raise ProviderConnectionError("connection reset while reading the output file")
-        async for item in original(self, batch):
-            yield item
-
-    monkeypatch.setattr(OpenAIBatchEndpoint, "results", results)
-
-
 async def test_asking_again_after_a_stopped_collection_collects_the_same_batch(
     fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _break_results_once(monkeypatch)
+    break_results_once(monkeypatch)
     prompts = [f"h2a {i}" for i in range(8)]
     connector = open_connector(make_settings(fresh_emulator))
     try:
         connector.enable_batch_mode()
-        first = await _gather(connector, prompts)
+        first = await gather(connector, prompts)
         assert all(isinstance(r, ProviderConnectionError) for r in first), first
         # The caller retries the failed requests (e.g. a retry decorator).
-        again = await asyncio.wait_for(_gather(connector, prompts), 20)
+        again = await asyncio.wait_for(gather(connector, prompts), 20)
         assert all(isinstance(r, Entry) for r in again), again
         assert [(s.state, s.requests) for s in connector.store.shards()] == [("collected", 8)]
     finally:
@@ -147,29 +88,18 @@ async def test_asking_again_after_a_resumed_batch_stopped_does_not_hang(
     prompts = [f"h2b {i}" for i in range(6)]
     with Emulator(EmulatorConfig(batch_seconds=1.0)) as emu:
         settings = make_settings(emu)
-        # Run 1: crash once the batch exists.
-        first = open_connector(settings)
-        first.enable_batch_mode()
-        tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in prompts]
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if any(s.state == "created" for s in first.store.shards()):
-                break
-        await first.aclose()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await crash_once(settings, prompts)  # run 1: crash once the batch exists
 
         # Run 2: the download of the resumed batch breaks off once.
-        _break_results_once(monkeypatch)
+        break_results_once(monkeypatch)
         second = open_connector(settings)
         try:
             second.enable_batch_mode()
-            got = await _gather(second, prompts)
+            got = await gather(second, prompts)
             assert all(isinstance(r, ProviderConnectionError) for r in got), got
             # The caller asks again: the requests attach to the dead executor.
             try:
-                again = await asyncio.wait_for(_gather(second, prompts), 10)
+                again = await asyncio.wait_for(gather(second, prompts), 10)
             except TimeoutError:
                 pytest.fail("asking again hung: attached to an executor that has stopped")
             assert all(isinstance(r, Entry) for r in again), again
@@ -180,15 +110,15 @@ async def test_asking_again_after_a_resumed_batch_stopped_does_not_hang(
 async def test_an_immediate_call_after_a_stopped_batch_waits_for_that_batch(
     fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _break_results_once(monkeypatch)
+    break_results_once(monkeypatch)
     prompts = [f"h2c {i}" for i in range(4)]
     connector = open_connector(make_settings(fresh_emulator))
     try:
         connector.enable_batch_mode()
-        first = await _gather(connector, prompts)
+        first = await gather(connector, prompts)
         assert all(isinstance(r, ProviderConnectionError) for r in first), first
         connector.disable_batch_mode()  # "fall back to immediate calls"
-        again = await asyncio.wait_for(_gather(connector, prompts), 20)
+        again = await asyncio.wait_for(gather(connector, prompts), 20)
         assert all(isinstance(r, Entry) for r in again), again
     finally:
         await connector.aclose()
@@ -212,20 +142,7 @@ async def test_a_request_asked_for_while_its_retry_is_queued_joins_the_retry(
     # The first batch expires with nothing done; later ones complete.
     with Emulator(EmulatorConfig(batch_seconds=1.0, partial_done=0.0, batch_expire=1.0)) as emu:
         settings = make_settings(emu)
-        first = open_connector(settings)
-        first.enable_batch_mode()
-        tasks = [
-            asyncio.ensure_future(first.structured(p, Entry, task="t", model=model))
-            for p in prompts
-        ]
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if any(s.state == "created" for s in first.store.shards()):
-                break
-        await first.aclose()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await crash_once(settings, prompts, model=model)
         emu.configure(batch_expire=0.0)
 
         second = open_connector(
@@ -240,7 +157,7 @@ async def test_a_request_asked_for_while_its_retry_is_queued_joins_the_retry(
                 if second.store.shards()[0].state == "collected":
                     break
             # The expired requests are queued again (as stubs); now the caller asks.
-            got = await asyncio.wait_for(_gather(second, prompts, model=model), 20)
+            got = await asyncio.wait_for(gather(second, prompts, model=model), 20)
             await other
             states = {s.state for s in second.store.shards()}
             assert states == {"collected"}, states
@@ -276,7 +193,7 @@ async def test_a_late_output_file_is_waited_for_not_paid_again(
     connector.manager.pm.register(lag_once, name="lag-once")
     try:
         connector.enable_batch_mode()
-        results = await _gather(connector, [f"h4 {i}" for i in range(4)])
+        results = await gather(connector, [f"h4 {i}" for i in range(4)])
         assert all(isinstance(r, Entry) for r in results), results
         assert [(s.state, s.requests) for s in connector.store.shards()] == [("collected", 4)]
     finally:
@@ -294,16 +211,16 @@ async def test_a_late_output_file_is_waited_for_not_paid_again(
 async def test_an_immediate_call_after_a_stopped_batch_is_not_paid_again(
     fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _break_results_once(monkeypatch)
+    break_results_once(monkeypatch)
     prompts = [f"h5a {i}" for i in range(4)]
     connector = open_connector(make_settings(fresh_emulator))
     try:
         await connector.structured("warm-up", Entry, task="t")  # an immediate call first
         connector.enable_batch_mode()
-        first = await _gather(connector, prompts)
+        first = await gather(connector, prompts)
         assert all(isinstance(r, ProviderConnectionError) for r in first), first
         connector.disable_batch_mode()
-        again = await _gather(connector, prompts)
+        again = await gather(connector, prompts)
         assert all(isinstance(r, Entry) for r in again), again
     finally:
         await connector.aclose()
@@ -325,7 +242,7 @@ async def test_an_immediate_run_beside_a_batch_run_does_not_pay_again(
         try:
             await immediate.structured("warm-up", Entry, task="t")
             batch.enable_batch_mode()
-            pending = asyncio.ensure_future(_gather(batch, prompts))
+            pending = asyncio.ensure_future(gather(batch, prompts))
             for _ in range(200):
                 await asyncio.sleep(0.02)
                 if any(s.state == "created" for s in batch.store.shards()):
@@ -333,7 +250,7 @@ async def test_an_immediate_run_beside_a_batch_run_does_not_pay_again(
             # The journal says these are in a created batch that another
             # connector runs: they are not paid for again (the batch lease is
             # held, so they stop in one line rather than wait).
-            now = await _gather(immediate, prompts)
+            now = await gather(immediate, prompts)
             later = await pending
             assert all(isinstance(r, StoreBusyError) for r in now), now
             assert all(isinstance(r, Entry) for r in later), later
@@ -376,7 +293,7 @@ async def test_results_of_a_retry_round_survive_a_broken_download(
     first = open_connector(settings)
     try:
         first.enable_batch_mode()
-        got = await _gather(first, prompts, model=model)
+        got = await gather(first, prompts, model=model)
         assert all(isinstance(r, Entry | ProviderConnectionError) for r in got), got
         await first.execute_batch()  # let the retry round finish
     finally:
@@ -384,7 +301,7 @@ async def test_results_of_a_retry_round_survive_a_broken_download(
     second = open_connector(settings)
     try:
         second.enable_batch_mode()
-        again = await _gather(second, prompts, model=model)
+        again = await gather(second, prompts, model=model)
         assert all(isinstance(r, Entry) for r in again), again
     finally:
         await second.aclose()
@@ -420,7 +337,7 @@ async def test_a_create_that_times_out_is_found_not_made_again(
         connector = open_connector(settings)
         try:
             connector.enable_batch_mode()
-            results = await _gather(connector, [f"h1c {i}" for i in range(5)])
+            results = await gather(connector, [f"h1c {i}" for i in range(5)])
             assert all(isinstance(r, Entry) for r in results), results
         finally:
             await connector.aclose()

@@ -1,0 +1,76 @@
+"""What the batch-strategy tests share: a response model, a gather, a crash, a full disk."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from plugins.factory import open_connector
+from providers.errors import ProviderConnectionError
+
+
+class Entry(BaseModel):
+    """A small response model."""
+
+    word: str
+    level: str
+
+
+async def gather(connector: Any, prompts: list[str], model: str | None = None) -> list[Any]:
+    """``structured()`` for every prompt at once; errors are returned, not raised."""
+    return await asyncio.gather(
+        *(connector.structured(p, Entry, task="t", model=model) for p in prompts),
+        return_exceptions=True,
+    )
+
+
+async def crash_once(
+    settings: Any, prompts: list[str], *, model: str | None = None, state: str = "created"
+) -> None:
+    """Batch ``prompts``, then "crash" once every shard reached ``state`` (the process dies)."""
+    first = open_connector(settings)
+    first.enable_batch_mode()
+    tasks = [
+        asyncio.ensure_future(first.structured(p, Entry, task="t", model=model)) for p in prompts
+    ]
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        states = [s.state for s in first.store.shards()]
+        if states and all(s == state for s in states):
+            break
+    assert states and all(s == state for s in states), states
+    await first.aclose()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def break_results_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first read of a batch's results fails as a dropped connection."""
+    from providers.openai import OpenAIBatchEndpoint
+
+    original = OpenAIBatchEndpoint.results
+    state = {"broken": False}
+
+    async def results(self: Any, batch: Any) -> Any:
+        if not state["broken"]:
+            state["broken"] = True
+            raise ProviderConnectionError("connection reset while reading the output file")
+        async for item in original(self, batch):
+            yield item
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "results", results)
+
+
+def fill_up(store: Any) -> None:
+    """Cap the store at its current size: SQLite then fails as on a full disk."""
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def free_up(store: Any) -> None:
+    """Lift the cap of :func:`fill_up`."""
+    store._conn.execute("PRAGMA max_page_count = 1073741823")

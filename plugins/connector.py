@@ -79,6 +79,7 @@ class LexiConnector:
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}
         self._warned_earlier_batch = False
+        self._warned_stale = False
 
     # -- modes -------------------------------------------------------------
 
@@ -264,8 +265,21 @@ class LexiConnector:
                 batch_id=stored.batch_id,
                 cached=True,
             )
-        except SchemaValidationError:
-            # The response model changed since the answer was stored: ask again.
+        except SchemaValidationError as exc:
+            # The response model changed since the answer was stored. Set the
+            # old answer aside so the new one is kept, and paid for only once.
+            if self.store.retire_result(
+                self.provider_name, request.key, text=stored.text, reason=exc.message
+            ):
+                if not self._warned_stale:
+                    self._warned_stale = True
+                    log.warning(
+                        "cached answers that no longer fit their response model are asked "
+                        "again and paid for (first: %s); the old answers are kept aside",
+                        exc,
+                    )
+                else:
+                    log.info("cached answer %s no longer fits: asked again", request.key)
             return None
 
     def _finished(

@@ -1,10 +1,11 @@
 """The SQLite store: the result cache and the crash-safe journal of requests and batches.
 
-One file holds six tables:
+One file holds seven tables:
 
 ``results``
     the cache, keyed by ``(provider, request key)``. The first stored result
-    wins: a later identical request never overwrites a paid answer.
+    wins: a later identical request never overwrites a paid answer, unless
+    that answer was retired first (``retired_results``).
 ``calls``
     the usage ledger, one row per paid call (never for a cache hit), which
     the cost report sums.
@@ -23,6 +24,9 @@ One file holds six tables:
     each response schema the journal refers to, stored once under a hash of
     its canonical JSON: a schema is often longer than the prompt, and a
     journal of millions of requests would otherwise repeat it in every row.
+``retired_results``
+    cached answers set aside because they no longer fit their response
+    model (see :meth:`Store.retire_result`); kept, since they were paid for.
 ``documents``
     a namespaced JSON key-value table (synthesized entries, run metadata).
 
@@ -195,6 +199,27 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             created_at REAL NOT NULL
         ) WITHOUT ROWID
         """,
+    ),
+    (
+        """
+        CREATE TABLE retired_results (
+            id         INTEGER PRIMARY KEY,
+            provider   TEXT NOT NULL,
+            key        TEXT NOT NULL,
+            model      TEXT NOT NULL,
+            task       TEXT,
+            mode       TEXT NOT NULL,
+            text       TEXT NOT NULL,
+            usage      TEXT NOT NULL,
+            cost_usd   REAL,
+            request_id TEXT,
+            batch_id   TEXT,
+            created_at REAL NOT NULL,
+            retired_at REAL NOT NULL,
+            reason     TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX retired_results_key ON retired_results (provider, key)",
     ),
 )
 
@@ -954,6 +979,54 @@ class Store:
             "cost_usd, request_id, batch_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
+
+    def retire_result(self, provider: str, key: str, *, text: str, reason: str) -> bool:
+        """Set aside the cached answer ``text`` of ``key``, so that a new answer is stored.
+
+        For an answer that no longer fits its request's response model (the
+        model gained a field or a validator while its JSON schema, and so the
+        key, stayed the same): asked again, the new answer is paid for once
+        and kept, instead of being dropped in favour of the stale one and paid
+        for again on every run. The old answer moves to ``retired_results``
+        (a paid answer is never deleted), and the request's journal row, if it
+        says ``succeeded``, says ``failed`` so a batch run may queue it again.
+        Nothing happens when the cached answer is no longer ``text`` (another
+        run retired it and stored a new one); returns whether it was retired.
+        """
+        now = time.time()
+        error = _dumps({"type": "SchemaValidationError", "message": reason})
+
+        def run() -> bool:
+            moved = self._conn.execute(
+                "INSERT INTO retired_results (provider, key, model, task, mode, text, usage, "
+                "cost_usd, request_id, batch_id, created_at, retired_at, reason) "
+                "SELECT provider, key, model, task, mode, text, usage, cost_usd, request_id, "
+                "batch_id, created_at, ?, ? FROM results "
+                "WHERE provider = ? AND key = ? AND text = ?",
+                (now, reason, provider, key, text),
+            ).rowcount
+            if not moved:
+                return False
+            self._conn.execute(
+                "DELETE FROM results WHERE provider = ? AND key = ?", (provider, key)
+            )
+            self._conn.execute(
+                "UPDATE requests SET state = 'failed', error = ?, updated_at = ? "
+                "WHERE provider = ? AND key = ? AND state = 'succeeded'",
+                (error, now, provider, key),
+            )
+            return True
+
+        return self._write(run)
+
+    def retired_results(self, provider: str, key: str) -> list[StoredResult]:
+        """The answers of ``key`` set aside by :meth:`retire_result`, oldest first."""
+        rows = self._read(
+            f"SELECT {_RESULT_COLUMNS} FROM retired_results WHERE provider = ? AND key = ? "
+            "ORDER BY id",
+            (provider, key),
+        )
+        return [_result_from_row(row, {}) for row in rows]
 
     def count_results(self, provider: str | None = None) -> int:
         """How many results are cached (for one provider, or all)."""

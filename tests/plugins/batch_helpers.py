@@ -30,15 +30,16 @@ async def gather(connector: Any, prompts: list[str], model: str | None = None) -
 async def crash_once(
     settings: Any, prompts: list[str], *, model: str | None = None, state: str = "created"
 ) -> None:
-    """Batch ``prompts``, then "crash" once every shard reached ``state`` (the process dies)."""
+    """Batch ``prompts``, then "crash" once every new shard reached ``state`` (the process dies)."""
     first = open_connector(settings)
     first.enable_batch_mode()
+    earlier = {s.shard_id for s in first.store.shards()}
     tasks = [
         asyncio.ensure_future(first.structured(p, Entry, task="t", model=model)) for p in prompts
     ]
     for _ in range(200):
         await asyncio.sleep(0.02)
-        states = [s.state for s in first.store.shards()]
+        states = [s.state for s in first.store.shards() if s.shard_id not in earlier]
         if states and all(s == state for s in states):
             break
     assert states and all(s == state for s in states), states

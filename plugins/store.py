@@ -1453,6 +1453,44 @@ class Store:
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"shard {shard_id!r} cannot be updated: {exc}") from None
 
+    def forget_shard(self, shard_id: str, reason: str) -> tuple[int, int]:
+        """Give up on an unfinished shard whose batch can give no more results.
+
+        In one durable transaction: its requests answered already (their
+        results are cached) succeed; the others still submitted in it fail,
+        with ``reason``, so a later run sends them again; the shard is
+        journaled failed. Returns ``(answered, failed)``.
+
+        Raises:
+            KeyError: no shard has that id.
+            ValueError: the shard is collected or failed already.
+        """
+        now = time.time()
+        error = _dumps({"type": "BatchForgotten", "message": reason, "retryable": True})
+
+        def run() -> tuple[int, int]:
+            row = self._conn.execute(
+                "SELECT provider, state FROM shards WHERE shard_id = ?", (shard_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(shard_id)
+            provider, state = row
+            if state not in UNFINISHED_SHARD_STATES:
+                raise ValueError(f"shard {shard_id} is {state}: there is nothing to give up")
+            answered = self.mark_shard_succeeded(provider, shard_id)
+            failed = self._conn.execute(
+                "UPDATE requests SET state = 'failed', error = ?, updated_at = ? "
+                "WHERE provider = ? AND shard_id = ? AND state IN ('submitted', 'queued')",
+                (error, now, provider, shard_id),
+            ).rowcount
+            self._conn.execute(
+                "UPDATE shards SET state = 'failed', error = ?, updated_at = ? WHERE shard_id = ?",
+                (reason, now, shard_id),
+            )
+            return answered, failed
+
+        return self._write(run, durable=True)
+
     def get_shard(self, shard_id: str) -> Shard | None:
         """The shard with that id, if there is one."""
         rows = self._read(f"SELECT {_SHARD_COLUMNS} FROM shards WHERE shard_id = ?", (shard_id,))

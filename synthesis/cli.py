@@ -600,6 +600,41 @@ def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
     _run(_with_connector(settings, body))
 
 
+@batches.command("forget")
+@click.argument("batch")
+@click.option(
+    "--even-if-ended",
+    is_flag=True,
+    help="Also forget a batch the provider reports ended (its results are given up).",
+)
+@_provider_opt
+@_db_opt
+@click.pass_context
+@_guard
+def batches_forget(ctx: click.Context, batch: str, even_if_ended: bool, **flags: Any) -> None:
+    """Give up on a batch whose results cannot be had (gone at the provider, expired).
+
+    Its answered requests stay answered; the others are sent again by the next
+    run. A batch still running at the provider is refused: cancel it first.
+    """
+    settings = _settings(ctx, **flags)
+
+    async def body(connector: LexiConnector) -> None:
+        from plugins.batch.forget import forget_batch
+
+        shard = _find_shard(connector, batch)
+        done = await forget_batch(
+            connector.store, connector.provider.batch, shard, even_if_ended=even_if_ended
+        )
+        click.echo(
+            f"{done.batch_id or done.shard_id}: forgotten (the provider: {done.provider_says}); "
+            f"{done.answered} answered requests kept, {done.resend} will be sent again "
+            f"by the next run"
+        )
+
+    _run(_with_connector(settings, body))
+
+
 def _find_shard(connector: LexiConnector, ident: str) -> Any:
     from providers.errors import InputError
 

@@ -357,7 +357,18 @@ class BatchStrategy:
         exc = task.exception()
         if exc is None:
             return
-        if isinstance(exc, LexibatchError):
+        if isinstance(exc, ProviderError) and not exc.retryable:
+            # The provider refused a batch that exists (or may): trying again
+            # will not help if it is gone; only the user can give it up.
+            log.error(
+                "batch shard %s stopped: %s — it stays journaled; if the provider no longer "
+                "has this batch, `lexibatch batches forget %s` gives it up and the next run "
+                "sends its requests again",
+                shard_id,
+                exc,
+                shard_id,
+            )
+        elif isinstance(exc, LexibatchError):
             # The store could not be written, or the provider could not be
             # reached once the batch existed: the journal resumes the shard
             # on the next run; one line says why this one stopped.

@@ -179,3 +179,38 @@ def test_a_second_batch_run_on_a_busy_store_stops_in_one_line(work: Path) -> Non
     assert "Traceback" not in busy.stderr
     done = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
     assert done.returncode == 0, done.stderr
+
+
+def test_a_batch_gone_at_the_provider_is_forgotten_by_hand_then_sent_again(
+    work: Path, fresh_emulator: Any
+) -> None:
+    fresh_emulator.configure(batch_seconds=30.0)
+    name = _requests(work, 8)
+    _kill_when_created(work, name)
+    batch_id = next(
+        w for w in _lexibatch(work, "batches", "list").stdout.split() if w.startswith("batch_")
+    )
+    running = _lexibatch(work, "batches", "forget", batch_id)
+    assert running.returncode == 2
+    assert f"batch {batch_id} is still" in running.stderr and "cancel it first" in running.stderr
+    assert len(running.stderr.strip().splitlines()) == 1
+
+    fresh_emulator.reset()  # the provider no longer has the batch (nor billed it)
+    stuck = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
+    assert stuck.returncode != 0
+    assert "lexibatch batches forget" in stuck.stderr
+    forgotten = _lexibatch(work, "batches", "forget", batch_id)
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert forgotten.stdout.strip() == (
+        f"{batch_id}: forgotten (the provider: not found); 0 answered requests kept, "
+        "8 will be sent again by the next run"
+    )
+    again = _lexibatch(work, "batches", "forget", batch_id)
+    assert again.returncode == 2 and "nothing to forget" in again.stderr
+
+    fresh_emulator.configure(batch_seconds=0.0)
+    rerun = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "8 succeeded" in rerun.stderr
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0

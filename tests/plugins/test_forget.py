@@ -1,0 +1,86 @@
+"""Giving up on a batch by hand: only one that runs no more, keeping what it answered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from plugins.batch.forget import forget_batch
+from plugins.factory import open_connector
+from plugins.store import StoredResult
+from providers.errors import InputError, StoreBusyError
+from providers.types import Usage
+from tests.plugins.batch_helpers import Entry, break_results_once, gather
+
+PROMPTS = [f"forget {i}" for i in range(5)]
+
+
+async def _stopped_after_its_batch_ended(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A batch run whose results download broke off: its shard stays journaled, ended."""
+    break_results_once(monkeypatch)
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        results = await gather(connector, PROMPTS)
+        assert all(not isinstance(r, Entry) for r in results), results
+    finally:
+        await connector.aclose()
+    return connector
+
+
+async def test_an_ended_batch_is_forgotten_only_when_asked_and_keeps_its_answers(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(fresh_emulator)
+    await _stopped_after_its_batch_ended(settings, monkeypatch)
+    connector = open_connector(settings)
+    try:
+        (shard,) = connector.store.shards()
+        assert shard.state == "ended"
+        endpoint = connector.provider.batch
+        with pytest.raises(InputError, match=r"ended \(completed\) .*--even-if-ended"):
+            await forget_batch(connector.store, endpoint, shard)
+        assert connector.store.get_shard(shard.shard_id).state == "ended"  # type: ignore[union-attr]
+
+        # One answer was stored before the download broke off: it is kept.
+        kept = connector.build_request(PROMPTS[0], Entry, task="t").key
+        connector.store.put_results(
+            "openai",
+            [
+                StoredResult(
+                    kept, "gpt-4o-mini", "t", "batch", '{"word":"w","level":"A1"}', Usage(1, 1)
+                )
+            ],
+        )
+        done = await forget_batch(connector.store, endpoint, shard, even_if_ended=True)
+        assert (done.provider_says, done.answered, done.resend) == ("completed", 1, 4)
+        assert connector.store.get_shard(shard.shard_id).state == "failed"  # type: ignore[union-attr]
+        assert connector.store.count_requests("openai") == {"succeeded": 1, "failed": 4}
+
+        # The next run answers the four again and reads the kept one from the cache.
+        connector.enable_batch_mode()
+        results = await gather(connector, PROMPTS)
+        assert all(isinstance(r, Entry) for r in results), results
+        assert connector.store.count_requests("openai") == {"succeeded": 5}
+    finally:
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 5 + 4
+
+
+async def test_forgetting_waits_for_no_batch_run_on_the_same_store(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(fresh_emulator)
+    await _stopped_after_its_batch_ended(settings, monkeypatch)
+    runner = open_connector(settings)
+    try:
+        runner.enable_batch_mode()
+        runner.batch_strategy()  # a batch run holds the store's lease
+        (shard,) = runner.store.shards()
+        with pytest.raises(StoreBusyError):
+            await forget_batch(runner.store, runner.provider.batch, shard, even_if_ended=True)
+        assert runner.store.get_shard(shard.shard_id).state == "ended"  # type: ignore[union-attr]
+    finally:
+        await runner.aclose()

@@ -438,8 +438,11 @@ class AnthropicBatchEndpoint:
     :meth:`find` for how it is used after a crash.
     """
 
-    #: Records older than this are removed when a new one is written.
-    RECORD_TTL = 7 * 24 * 3600.0
+    #: Records older than this are removed when a new one is written. A record
+    #: is the only trace of a create whose answer was lost, so it outlives the
+    #: batch's results (Anthropic keeps them 29 days): until then, a shard
+    #: resumed however late finds its batch instead of paying for it again.
+    RECORD_TTL = 30 * 24 * 3600.0
     #: How far before ``sent_at`` a matching batch may have been stamped
     #: (clock skew between this host and the provider).
     CLOCK_SKEW = 120.0
@@ -492,7 +495,7 @@ class AnthropicBatchEndpoint:
         self._remember(record)
         return info
 
-    async def find(self, shard_id: str) -> BatchInfo | None:
+    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
         """The batch created for ``shard_id``, when it can be told apart.
 
         If the batch id was recorded (the create call was answered), that batch
@@ -502,6 +505,8 @@ class AnthropicBatchEndpoint:
         whose ``created_at`` lies within :attr:`CREATE_WINDOW` after the send
         (allowing :attr:`CLOCK_SKEW` before) and that no other recorded shard
         owns.
+
+        ``since`` is not needed: the record says when the create was sent.
 
         Limits of this heuristic: with no record (another host, or
         ``state_dir`` lost) it returns ``None``; two shards of the same size

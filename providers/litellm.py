@@ -36,6 +36,7 @@ from providers.errors import (
     error_from_status,
 )
 from providers.jsonl import line_batches, split_lines
+from providers.listing import Page, find_listed
 from providers.openai import BodyBuilder, batch_info, parse_result_line
 from providers.types import BatchInfo, BatchLimits, Completion, ItemResult, Request, Usage
 
@@ -294,21 +295,26 @@ class LiteLLMBatchEndpoint:
             raise self._provider._translate(exc) from exc
         return batch_info(_as_dict(batch))
 
-    async def find(self, shard_id: str) -> BatchInfo | None:
-        """The newest listed batch whose metadata names ``shard_id`` (first page only)."""
+    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
+        """The newest batch created since ``since`` whose metadata names ``shard_id``.
+
+        A service without the list endpoint (404, 405) has none to find.
+        """
         litellm = load_litellm()
+
+        async def fetch(after: str | None) -> Page:
+            page = await litellm.alist_batches(after=after, limit=_FIND_PAGE, **self._kwargs())
+            data = [_as_dict(raw) for raw in _get(page, "data") or []]
+            return data, bool(_get(page, "has_more")), _get(page, "last_id")
+
         try:
-            page = await litellm.alist_batches(limit=_FIND_PAGE, **self._kwargs())
+            raw = await find_listed(fetch, shard_id, since)
         except Exception as exc:
             error = self._provider._translate(exc)
             if error.status_code in (404, 405):
                 return None
             raise error from exc
-        for raw in _get(page, "data") or []:
-            data = _as_dict(raw)
-            if (data.get("metadata") or {}).get("lexibatch_shard") == shard_id:
-                return batch_info(data)
-        return None
+        return None if raw is None else batch_info(raw)
 
     async def poll(self, batch_id: str) -> BatchInfo:
         """The batch's state and counts."""

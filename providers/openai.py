@@ -36,6 +36,7 @@ from providers.errors import (
     error_from_status,
 )
 from providers.jsonl import line_batches
+from providers.listing import Page, find_listed
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -65,9 +66,6 @@ _PATHS: dict[str, str] = {"chat": "/chat/completions", "responses": "/responses"
 _URLS: dict[str, str] = {"chat": "/v1/chat/completions", "responses": "/v1/responses"}
 
 _STATES: dict[str, BatchState] = {state.value: state for state in BatchState}
-
-# Batches are listed newest first; a shard's batch is never older than this.
-_FIND_HORIZON_S = 86_400.0
 
 # Cached response formats are keyed by id(schema); the dict also holds the
 # schema itself, so an id cannot be reused while its entry lives.
@@ -408,26 +406,20 @@ class OpenAIBatchEndpoint:
         raw = await self._provider._request("post", "/batches", body=body, batch_path="/batches")
         return batch_info(raw)
 
-    async def find(self, shard_id: str) -> BatchInfo | None:
-        """The newest batch of the last day whose metadata names ``shard_id``."""
-        horizon = time.time() - _FIND_HORIZON_S
-        after: str | None = None
-        while True:
+    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
+        """The newest batch created since ``since`` whose metadata names ``shard_id``."""
+
+        async def fetch(after: str | None) -> Page:
             params: dict[str, Any] = {"limit": 100}
             if after:
                 params["after"] = after
             page = await self._provider._request(
                 "get", "/batches", params=params, batch_path="/batches"
             )
-            data = page.get("data") or []
-            for raw in data:
-                if (raw.get("metadata") or {}).get("lexibatch_shard") == shard_id:
-                    return batch_info(raw)
-            if not data or not page.get("has_more"):
-                return None
-            if any(_int(raw.get("created_at")) < horizon for raw in data):
-                return None
-            after = page.get("last_id") or data[-1].get("id")
+            return page.get("data") or [], bool(page.get("has_more")), page.get("last_id")
+
+        raw = await find_listed(fetch, shard_id, since)
+        return None if raw is None else batch_info(raw)
 
     async def poll(self, batch_id: str) -> BatchInfo:
         """The batch's state and counts; ready only when its files are there.

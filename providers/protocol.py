@@ -129,11 +129,13 @@ class BatchEndpoint(Protocol):
         """Create the batch; ``shard_id`` is attached so :meth:`find` can see it."""
         ...
 
-    async def find(self, shard_id: str) -> BatchInfo | None:
+    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
         """A batch already created for ``shard_id``, if the provider has one.
 
         Used after a crash between sending ``create`` and journaling its
         answer, so that the shard is not submitted (and paid for) twice.
+        ``since`` is when the shard was journaled (epoch seconds): its batch
+        cannot be older, however long ago that was; ``None``: look at all.
         """
         ...
 

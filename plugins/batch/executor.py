@@ -97,6 +97,8 @@ class BatchExecutor:
             file_id = await self._step("upload", lambda: self.endpoint.upload(path, shard_id=sid))
             self._update(state="uploaded", input_file_id=file_id)
         info: BatchInfo | None = None
+        # Its batch, if any, was created after the shard was journaled.
+        since = self.shard.created_at
         # One shard at a time between "submitting" and "created": after a crash
         # at most one is in doubt, so asking the provider for it (find) cannot
         # mistake another shard's batch for its own.
@@ -104,7 +106,7 @@ class BatchExecutor:
             if self.shard.state == "submitting":
                 # A crash may have come between creating the batch and journaling
                 # its id: ask the provider before creating (and paying for) it again.
-                info = await self._step("find", lambda: self.endpoint.find(sid))
+                info = await self._step("find", lambda: self.endpoint.find(sid, since=since))
                 if info is not None:
                     self._created(info)
                 else:
@@ -119,7 +121,7 @@ class BatchExecutor:
                     # ask the provider before creating (and paying for) it again.
                     nonlocal tried
                     if tried:
-                        found = await self.endpoint.find(sid)
+                        found = await self.endpoint.find(sid, since=since)
                         if found is not None:
                             return found
                     first, tried = not tried, True

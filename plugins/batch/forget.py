@@ -88,7 +88,7 @@ async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, even_if_
             # Its create may have reached the provider: only ``find`` can tell.
             if endpoint is None:
                 raise InputError(f"{_name(shard)}: its provider has no batch endpoint to ask")
-            found = await endpoint.find(shard.shard_id)
+            found = await endpoint.find(shard.shard_id, since=shard.created_at)
             if found is not None:
                 raise InputError(
                     f"{_name(shard)} has a batch at the provider ({found.id}, "

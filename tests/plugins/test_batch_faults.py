@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -391,3 +392,85 @@ async def test_anthropic_crash_while_equal_shards_are_created_pays_once(
         await asyncio.sleep(1.0)
         billing = emu.billing()
     assert billing["batch"]["requests"] == len(prompts) and billing["duplicates"] == 0
+
+
+# A crash between creating a batch and journaling it, resumed days later
+# behind a hundred newer batches of the same account: the provider's list is
+# read back to when the shard was journaled, so the batch is found, not made
+# (and paid for) again.
+
+
+async def test_a_shard_resumed_days_later_behind_many_batches_finds_its_batch(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import io
+    import sqlite3
+
+    import openai
+
+    from providers.emulator import Emulator, EmulatorConfig
+    from providers.openai import OpenAIBatchEndpoint
+
+    original = OpenAIBatchEndpoint.create
+    calls = 0
+
+    async def create_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        info = await original(self, *args, **kwargs)
+        if calls == 1:
+            await asyncio.Event().wait()  # made at the provider; the process dies here
+        return info
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "create", create_then_die)
+    prompts = [f"late {i}" for i in range(3)]
+    with Emulator(EmulatorConfig(batch_seconds=0.0)) as emu:
+        settings = make_settings(emu)
+        first = open_connector(settings)
+        first.enable_batch_mode()
+        tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in prompts]
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if calls == 1 and [s.state for s in first.store.shards()] == ["submitting"]:
+                break
+        assert calls == 1 and [s.state for s in first.store.shards()] == ["submitting"]
+        await first.aclose()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+        client = openai.OpenAI(base_url=emu.base_url + "/v1", api_key="sk-other-tool")
+        for i in range(100):  # other work on the same account, after ours
+            line = {
+                "custom_id": f"other-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+            }
+            upload = client.files.create(
+                file=(f"o{i}.jsonl", io.BytesIO(json.dumps(line).encode())), purpose="batch"
+            )
+            client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+        days = 3 * 86_400.0
+
+        def three_days_pass() -> None:
+            for record in emu.app.state.batches.values():
+                record["created"] -= days
+
+        emu._call(three_days_pass)
+        with sqlite3.connect(tmp_path / "store.db") as conn:
+            conn.execute("UPDATE shards SET created_at = created_at - ?", (days,))
+
+        second = open_connector(settings)
+        try:
+            second.enable_batch_mode()
+            results = await gather(second, prompts)
+            assert all(isinstance(r, Entry) for r in results), results
+        finally:
+            await second.aclose()
+        billing = emu.billing()
+    assert calls == 1  # found, not created again
+    ours = {k: n for k, n in billing["by_key"]["batch"].items() if not k.startswith("other-")}
+    assert sorted(ours.values()) == [1, 1, 1]

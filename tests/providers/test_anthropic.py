@@ -641,3 +641,21 @@ async def test_find_is_none_when_ambiguous(tmp_path: Path) -> None:
     }
     provider = _provider(lambda r: _json(200, page), tmp_path)
     assert await provider.batch.find("s10") is None
+
+
+async def test_a_create_in_doubt_for_a_week_is_still_found(tmp_path: Path) -> None:
+    import os
+    import time
+    from datetime import UTC, datetime
+
+    await _crash_after_send(tmp_path, "s11")
+    record = tmp_path / "state" / "s11.json"
+    assert record.is_file()
+    week = time.time() - 8 * 86_400
+    os.utime(record, (week, week))  # resumed eight days later...
+    await _crash_after_send(tmp_path, "s12")  # ...after another shard's create
+    now = datetime.now(UTC).isoformat()
+    page = {"data": [_listed("msgbatch_ours", now, 3)], "has_more": False}
+    provider = _provider(lambda r: _json(200, page), tmp_path)
+    found = await provider.batch.find("s11")
+    assert found is not None and found.id == "msgbatch_ours"

@@ -652,7 +652,53 @@ async def test_find_pages_through_recent_batches() -> None:
     assert await p.batch.find("s-unknown") is None
 
 
-async def test_find_stops_at_batches_older_than_a_day() -> None:
+async def test_find_pages_past_old_batches_back_to_when_the_shard_was_journaled() -> None:
+    # The shard was journaled three days ago; a hundred batches made since are
+    # all over a day old. Its batch is on the second page.
+    journaled = 1_000_000.0
+    newer = [
+        {
+            **BATCH_VALIDATING,
+            "id": f"batch_n{i}",
+            "created_at": int(journaled) + 100,
+            "metadata": {},
+        }
+        for i in range(100)
+    ]
+    pages = {
+        None: {"object": "list", "data": newer, "last_id": "batch_n99", "has_more": True},
+        "batch_n99": {
+            "object": "list",
+            "data": [
+                {
+                    **BATCH_VALIDATING,
+                    "id": "batch_ours",
+                    "created_at": int(journaled) + 5,
+                    "metadata": {"lexibatch_shard": "s-1"},
+                },
+                {**BATCH_VALIDATING, "id": "batch_older", "created_at": 1_000, "metadata": {}},
+            ],
+            "last_id": "batch_older",
+            "has_more": True,
+        },
+    }
+    seen: list[str | None] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req.url.params.get("after"))
+        return httpx.Response(200, json=pages[req.url.params.get("after")])
+
+    found = await provider(handler).batch.find("s-1", since=journaled)
+    assert found is not None and found.id == "batch_ours"
+    assert seen == [None, "batch_n99"]
+    # Another shard's batch is not there: paging stops at the first batch made
+    # before that shard was journaled (less the clock margin), not at the end.
+    seen.clear()
+    assert await provider(handler).batch.find("s-2", since=journaled) is None
+    assert seen == [None, "batch_n99"]
+
+
+async def test_find_stops_at_batches_older_than_the_shard() -> None:
     old = {
         "object": "list",
         "data": [{**BATCH_VALIDATING, "id": "batch_old", "created_at": 1_000_000, "metadata": {}}],
@@ -665,7 +711,7 @@ async def test_find_stops_at_batches_older_than_a_day() -> None:
         calls.append(req)
         return httpx.Response(200, json=old)
 
-    assert await provider(handler).batch.find("s-1") is None
+    assert await provider(handler).batch.find("s-1", since=2_000_000.0) is None
     assert len(calls) == 1
 
 

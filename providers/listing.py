@@ -1,0 +1,52 @@
+"""Finding a shard's batch in a provider's list of batches, newest first.
+
+OpenAI and the OpenAI-shaped services LiteLLM reaches list batches newest
+first, a page at a time (``has_more``, ``last_id``, an ``after`` cursor),
+each batch carrying the ``metadata`` it was created with. A shard's batch,
+if it exists, was created after the shard was journaled: paging stops at a
+batch older than that (less a margin for the two clocks), never at a fixed
+age, so a shard resumed days later behind hundreds of newer batches is found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["CLOCK_SKEW_S", "Page", "find_listed"]
+
+#: How far the provider's clock may run behind ours when it stamps a batch.
+CLOCK_SKEW_S = 600.0
+
+#: One page of the list: its batches, whether more follow, and the cursor to them.
+Page = tuple[Sequence[Mapping[str, Any]], bool, str | None]
+
+
+async def find_listed(
+    fetch: Callable[[str | None], Awaitable[Page]], shard_id: str, since: float | None
+) -> Mapping[str, Any] | None:
+    """The newest listed batch whose metadata names ``shard_id``, if any.
+
+    Args:
+        fetch: reads the page after a cursor (``None``: the first page).
+        shard_id: the ``lexibatch_shard`` metadata value the batch was created with.
+        since: when the shard was journaled (epoch seconds); ``None`` reads every page.
+    """
+    horizon = None if since is None else since - CLOCK_SKEW_S
+    after: str | None = None
+    while True:
+        data, has_more, last_id = await fetch(after)
+        for raw in data:
+            if (raw.get("metadata") or {}).get("lexibatch_shard") == shard_id:
+                return raw
+        if not data or not has_more:
+            return None
+        if horizon is not None and any(_created(raw) < horizon for raw in data):
+            return None
+        after = last_id or str(data[-1].get("id"))
+
+
+def _created(raw: Mapping[str, Any]) -> float:
+    value = raw.get("created_at")
+    # An unreadable stamp tells nothing about age: it never ends the search.
+    return float(value) if isinstance(value, int | float) else float("inf")

@@ -38,6 +38,7 @@ from plugins.ledger import Pricer, call_record, stored_result
 from plugins.results import build_response
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
+    AuthenticationError,
     BatchCancelledError,
     BatchExpiredError,
     BatchFailedError,
@@ -506,7 +507,8 @@ class BatchStrategy:
         """
         with self.store.in_transaction():
             self.store.mark_shard_succeeded(self.provider_name, shard.shard_id)
-        self._fail_keys(self.store.shard_keys(shard.shard_id, "submitted"), error)
+        keys = self.store.shard_keys(shard.shard_id, "submitted")
+        self._fail_keys(keys, error, whole_batch=True)
         self._fresh.pop(shard.shard_id, None)
         _remove(shard.path)
 
@@ -527,7 +529,9 @@ class BatchStrategy:
         self._fresh.pop(shard.shard_id, None)
         _remove(shard.path)
 
-    def _fail_keys(self, keys: list[str], error: LexibatchError) -> None:
+    def _fail_keys(
+        self, keys: list[str], error: LexibatchError, *, whole_batch: bool = False
+    ) -> None:
         stubs = self._stubs_for([k for k in keys if k not in self._pending])
         failed = [
             (self._pending.get(k) or stubs[k], error)
@@ -535,7 +539,7 @@ class BatchStrategy:
             if k in self._pending or k in stubs
         ]
         with self.store.in_transaction():
-            retry = self._journal_failures(failed)
+            retry = self._journal_failures(failed, whole_batch=whole_batch)
         self._after_failures(failed, retry)
 
     def _stubs_for(self, keys: list[str]) -> dict[str, BatchRequest]:
@@ -550,16 +554,24 @@ class BatchStrategy:
         }
 
     def _journal_failures(
-        self, failed: list[tuple[BatchRequest, LexibatchError]]
+        self, failed: list[tuple[BatchRequest, LexibatchError]], *, whole_batch: bool = False
     ) -> list[BatchRequest]:
-        """Record failures in the journal (inside the caller's transaction); return the retries."""
+        """Record failures in the journal (inside the caller's transaction); return the retries.
+
+        ``whole_batch``: the errors are the shard's own (its file or its batch
+        was refused, as Anthropic refuses a batch at create), not its items'.
+        """
         max_rounds = self.settings.batch.max_retry_rounds
         retry: list[BatchRequest] = []
+        # A rejected batch would be rejected again; only a re-route to
+        # immediate calls can still answer its requests. Not a refused key:
+        # immediate calls would be refused as well.
         reroute = self.settings.batch.retry_via == "immediate"
         for pending, error in failed:
-            # A rejected batch would be rejected again; only a re-route to
-            # immediate calls can still answer its requests.
-            retryable = error.retryable or (reroute and isinstance(error, BatchFailedError))
+            rejected = isinstance(error, BatchFailedError) or (
+                whole_batch and not isinstance(error, AuthenticationError)
+            )
+            retryable = error.retryable or (reroute and rejected)
             if retryable and pending.attempts < max_rounds:
                 retry.append(pending)
             else:

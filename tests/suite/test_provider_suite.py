@@ -263,3 +263,22 @@ async def test_cost_is_recorded_in_the_ledger(target: Any, mode: str) -> None:
         assert row.cost_usd == pytest.approx(row.immediate_cost_usd / 2, rel=0.01)
     else:
         assert row.cost_usd == pytest.approx(row.immediate_cost_usd)
+
+
+async def test_a_batch_refused_whole_is_rerouted_to_immediate_calls_when_configured(
+    target: Any,
+) -> None:
+    # The provider refuses the batch itself (too many requests): OpenAI when
+    # it checks the file, Anthropic at once, when the batch is created.
+    connector = target.open(batch={"max_requests": 2, "retry_via": "immediate"})
+    wire = "anthropic" if target.provider == "anthropic" else "openai"
+    target.emulator.configure(**{f"{wire}_max_requests": 1})
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, ["r1", "r2"])
+        assert all(isinstance(r, Entry) for r in results), results
+        assert connector.store.count_requests(target.provider) == {"succeeded": 2}
+    finally:
+        await connector.aclose()
+    billing = target.billing()
+    assert billing["immediate"]["requests"] == 2 and billing["batch"]["requests"] == 0

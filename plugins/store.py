@@ -769,6 +769,7 @@ class Store:
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
+        self._check_open()
         name = f"lb_sp{self._depth}"
         self._conn.execute(f"SAVEPOINT {name}")
         self._depth += 1
@@ -799,8 +800,23 @@ class Store:
         self._durable_tx = durable
         self._sync_after_commit = False
 
+    def _check_open(self) -> None:
+        """Raise if SQLite rolled the open transaction back on its own.
+
+        It does so after some failures (a full disk, an I/O error). A caller
+        that caught such an error inside :meth:`in_transaction` must neither
+        go on writing (each write would commit alone, outside the block) nor
+        take the block as committed.
+        """
+        if not self._conn.in_transaction:
+            raise StoreWriteError(
+                f"the store {self.path} rolled back a transaction after a failed write: "
+                "nothing written in it was kept; run the same command again"
+            )
+
     def _commit(self) -> None:
         try:
+            self._check_open()
             self._conn.execute("COMMIT")
         except BaseException:
             self._rollback()

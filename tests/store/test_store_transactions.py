@@ -186,3 +186,20 @@ def test_a_full_disk_is_one_typed_error_and_keeps_what_was_stored(store: Store) 
 def test_a_bug_in_a_statement_is_not_reported_as_a_full_disk(store: Store) -> None:
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         store._changes("INSERT INTO nowhere VALUES (?)", [(1,)])
+
+
+def test_writing_on_after_sqlite_rolled_the_block_back_is_refused(store: Store) -> None:
+    _fill_up(store, spare_pages=0)
+    big = [(f"k{i}", {"text": "x" * 2000}) for i in range(50)]
+    with pytest.raises(StoreWriteError, match="rolled back"), store.in_transaction():
+        store.put_document("ns", "before", {"v": 1})
+        with pytest.raises(StoreWriteError, match="disk is full"):
+            store.put_documents("ns", big)  # SQLite rolls the whole block back
+        # Caught, and the block goes on: this write must not commit on its own.
+        store.put_document("ns", "after", {"v": 2})
+    assert store.get_document("ns", "before") is None
+    assert store.get_document("ns", "after") is None
+    store._conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+    with store.in_transaction():
+        store.put_document("ns", "after", {"v": 2})
+    assert store.get_document("ns", "after") == {"v": 2}

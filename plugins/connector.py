@@ -245,7 +245,7 @@ class LexiConnector:
             )
         return True
 
-    def _from_cache(self, request: Request) -> Response | None:
+    def _from_cache(self, request: Request, *, look_again: bool = True) -> Response | None:
         stored = self.store.get_result(self.provider_name, request.key)
         if stored is None:
             return None
@@ -280,7 +280,9 @@ class LexiConnector:
                     )
                 else:
                     log.info("cached answer %s no longer fits: asked again", request.key)
-            return None
+                return None
+            # Another run replaced (or retired) it meanwhile: judge what is there now.
+            return self._from_cache(request, look_again=False) if look_again else None
 
     def _finished(
         self, request: Request, response: Response | None, error: LexibatchError | None

@@ -1044,6 +1044,15 @@ class Store:
         )
         return [_result_from_row(row, {}) for row in rows]
 
+    def retired_keys(self, provider: str, batch_id: str, keys: Iterable[str]) -> set[str]:
+        """The keys among ``keys`` whose answer from batch ``batch_id`` was retired.
+
+        Such an answer was stored, and billed in the ledger, before it was
+        retired: reading the batch's results again must not bill it again.
+        """
+        sql = "SELECT key, batch_id FROM retired_results WHERE provider = ? AND key IN ({marks})"
+        return {key for key, bid in self._read_for_keys(sql, provider, keys) if bid == batch_id}
+
     def count_results(self, provider: str | None = None) -> int:
         """How many results are cached (for one provider, or all)."""
         if provider is None:
@@ -1473,16 +1482,16 @@ class Store:
         """Give up on an unfinished shard whose batch can give no more results.
 
         In one durable transaction: its requests answered already (their
-        results are cached) succeed; the others still submitted in it fail,
-        with ``reason``, so a later run sends them again; the shard is
-        journaled failed. Returns ``(answered, failed)``.
+        results are cached) succeed; the others still in it are queued
+        again (``reason`` noted), so the next run or ``resume`` sends them;
+        the shard is journaled failed. Returns ``(answered, queued)``.
 
         Raises:
             KeyError: no shard has that id.
             ValueError: the shard is collected or failed already.
         """
         now = time.time()
-        error = _dumps({"type": "BatchForgotten", "message": reason, "retryable": True})
+        note = _dumps({"type": "BatchForgotten", "message": reason, "retryable": True})
 
         def run() -> tuple[int, int]:
             row = self._conn.execute(
@@ -1494,16 +1503,16 @@ class Store:
             if state not in UNFINISHED_SHARD_STATES:
                 raise ValueError(f"shard {shard_id} is {state}: there is nothing to give up")
             answered = self.mark_shard_succeeded(provider, shard_id)
-            failed = self._conn.execute(
-                "UPDATE requests SET state = 'failed', error = ?, updated_at = ? "
+            queued = self._conn.execute(
+                "UPDATE requests SET state = 'queued', error = ?, updated_at = ? "
                 "WHERE provider = ? AND shard_id = ? AND state IN ('submitted', 'queued')",
-                (error, now, provider, shard_id),
+                (note, now, provider, shard_id),
             ).rowcount
             self._conn.execute(
                 "UPDATE shards SET state = 'failed', error = ?, updated_at = ? WHERE shard_id = ?",
                 (reason, now, shard_id),
             )
-            return answered, failed
+            return answered, queued
 
         return self._write(run, durable=True)
 

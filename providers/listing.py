@@ -34,6 +34,7 @@ async def find_listed(
     """
     horizon = None if since is None else since - CLOCK_SKEW_S
     after: str | None = None
+    seen: set[str] = set()
     while True:
         data, has_more, last_id = await fetch(after)
         for raw in data:
@@ -44,6 +45,10 @@ async def find_listed(
         if horizon is not None and any(_created(raw) < horizon for raw in data):
             return None
         after = last_id or str(data[-1].get("id"))
+        if after in seen:
+            # A service that ignores the cursor serves the same page again.
+            return None
+        seen.add(after)
 
 
 def _created(raw: Mapping[str, Any]) -> float:

@@ -561,7 +561,7 @@ def batches_show(ctx: click.Context, batch: str, **flags: Any) -> None:
     settings = _settings(ctx, **flags)
 
     async def body(connector: LexiConnector) -> None:
-        shard = _find_shard(connector, batch)
+        shard = _shard_of(connector.store, batch)
         click.echo(orjson.dumps(_shard_dict(shard), option=orjson.OPT_INDENT_2).decode())
         endpoint = connector.provider.batch
         if shard.batch_id and endpoint is not None:
@@ -587,7 +587,7 @@ def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
     async def body(connector: LexiConnector) -> None:
         from providers.errors import InputError, UnsupportedError
 
-        shard = _find_shard(connector, batch)
+        shard = _shard_of(connector.store, batch)
         endpoint = connector.provider.batch
         if endpoint is None:
             raise UnsupportedError(f"provider {connector.provider_name!r} has no batch endpoint")
@@ -603,42 +603,43 @@ def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
 @batches.command("forget")
 @click.argument("batch")
 @click.option(
-    "--even-if-ended",
+    "--yes",
     is_flag=True,
-    help="Also forget a batch the provider reports ended (its results are given up).",
+    help="Forget it although the provider may still hold it (ended, or not found with this key).",
 )
-@_provider_opt
 @_db_opt
 @click.pass_context
 @_guard
-def batches_forget(ctx: click.Context, batch: str, even_if_ended: bool, **flags: Any) -> None:
+def batches_forget(ctx: click.Context, batch: str, yes: bool, **flags: Any) -> None:
     """Give up on a batch whose results cannot be had (gone at the provider, expired).
 
-    Its answered requests stay answered; the others are sent again by the next
-    run. A batch still running at the provider is refused: cancel it first.
+    The batch's own provider is asked first; one it still runs is refused
+    (cancel it first). Its answered requests stay answered; the others are
+    queued again for the next run (or `lexibatch resume`).
     """
-    settings = _settings(ctx, **flags)
+    from plugins.store import Store
+
+    with Store(_settings(ctx, **flags).connector.db) as store:
+        shard = _shard_of(store, batch)
+    # The shard's own provider, whatever the config names: another would not know the batch.
+    settings = _settings(ctx, provider=shard.provider, **flags)
 
     async def body(connector: LexiConnector) -> None:
         from plugins.batch.forget import forget_batch
 
-        shard = _find_shard(connector, batch)
-        done = await forget_batch(
-            connector.store, connector.provider.batch, shard, even_if_ended=even_if_ended
-        )
+        done = await forget_batch(connector.store, connector.provider.batch, shard, confirmed=yes)
         click.echo(
             f"{done.batch_id or done.shard_id}: forgotten (the provider: {done.provider_says}); "
-            f"{done.answered} answered requests kept, {done.resend} will be sent again "
-            f"by the next run"
+            f"{done.answered} answered requests kept, {done.resend} queued again for the next "
+            f"run (or lexibatch resume)"
         )
 
     _run(_with_connector(settings, body))
 
 
-def _find_shard(connector: LexiConnector, ident: str) -> Any:
+def _shard_of(store: Any, ident: str) -> Any:
     from providers.errors import InputError
 
-    store = connector.store
     shard = store.get_shard(ident) or store.shard_by_batch_id(ident)
     if shard is None:
         raise InputError(

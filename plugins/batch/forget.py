@@ -5,14 +5,16 @@ is what keeps a crash from paying twice. A batch that cannot be read any
 more (deleted at the provider, made under another account or endpoint, its
 output file expired) would stop every run. ``lexibatch batches forget``
 ends that by hand: the requests it answered stay answered, the others are
-journaled failed so the next run sends them again, and the shard is
-journaled failed.
+queued again in the journal (the next run, or ``lexibatch resume``, sends
+them), and the shard is journaled failed.
 
-Forgetting a batch that is still running would pay for its requests twice,
-so the provider is asked first: a batch it still runs is refused (cancel it,
-or wait), and a provider that cannot be reached is an error, not a yes. A
-batch the provider reports ended may still have results to read, so it is
-forgotten only when asked for with ``even_if_ended``.
+Forgetting a batch that still runs would pay for its requests twice, so the
+provider is asked first, and a batch it still runs is refused (cancel it, or
+wait); a provider that cannot be reached is an error, not a yes. Whatever
+else it says (the batch ended, or is not found, which may also mean it was
+made under another key) is shown, and the shard is forgotten only when the
+caller confirms (``confirmed``). A shard that never reached the provider
+needs no confirmation.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from plugins.batch.lease import BatchLease
+from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import InputError, ProviderError
 
 if TYPE_CHECKING:
     from plugins.store import Shard, Store
     from providers.protocol import BatchEndpoint
+    from providers.types import BatchInfo
 
 __all__ = ["Forgotten", "forget_batch"]
 
@@ -50,72 +54,81 @@ class Forgotten:
 
 
 async def forget_batch(
-    store: Store, endpoint: BatchEndpoint | None, shard: Shard, *, even_if_ended: bool = False
+    store: Store, endpoint: BatchEndpoint | None, shard: Shard, *, confirmed: bool = False
 ) -> Forgotten:
-    """Journal ``shard`` as given up on, once the provider shows it runs no more.
+    """Journal ``shard`` as given up on, once its provider shows it runs no more.
 
     Args:
         store: the store whose journal holds ``shard``.
-        endpoint: the batch endpoint of the shard's provider, to ask it.
+        endpoint: the batch endpoint of the shard's own provider, to ask it.
         shard: the shard to give up on.
-        even_if_ended: also give up a batch the provider reports ended
-            (its results, if they can still be read, are paid for again).
+        confirmed: the caller accepts that its unanswered requests are sent
+            (and paid for) again although the provider may still hold a
+            batch of them (ended, or not visible with this key).
 
     Raises:
         InputError: the shard is finished already, or its batch still runs,
-            or it ended and ``even_if_ended`` is false.
+            or forgetting it needs ``confirmed``.
         StoreBusyError: a batch run holds this store.
         ProviderError: the provider could not say (e.g. unreachable, a bad key).
     """
-    from plugins.store import UNFINISHED_SHARD_STATES
-
-    if shard.state not in UNFINISHED_SHARD_STATES:
-        raise InputError(f"{_name(shard)} is {shard.state}: there is nothing to forget")
     lease = BatchLease(store.path)
-    lease.acquire()  # no batch run may be driving this shard meanwhile
+    lease.acquire()  # no batch run may move this shard on meanwhile
     try:
-        says = await _provider_state(endpoint, shard, even_if_ended)
-        reason = f"forgotten by hand (the provider: {says})"
-        answered, resend = store.forget_shard(shard.shard_id, reason)
+        # Read again under the lease: a run may have moved it on since.
+        current = store.get_shard(shard.shard_id)
+        if current is None or current.state not in UNFINISHED_SHARD_STATES:
+            state = "gone" if current is None else current.state
+            raise InputError(f"{_name(shard)} is {state}: there is nothing to forget")
+        says = await _provider_state(endpoint, current, confirmed)
+        answered, resend = store.forget_shard(
+            current.shard_id, f"forgotten by hand (the provider: {says})"
+        )
     finally:
         lease.release()
-    return Forgotten(shard.shard_id, shard.batch_id, says, answered, resend)
+    return Forgotten(current.shard_id, current.batch_id, says, answered, resend)
 
 
-async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, even_if_ended: bool) -> str:
-    if not shard.batch_id:
-        if shard.state == "submitting":
-            # Its create may have reached the provider: only ``find`` can tell.
-            if endpoint is None:
-                raise InputError(f"{_name(shard)}: its provider has no batch endpoint to ask")
-            found = await endpoint.find(shard.shard_id, since=shard.created_at)
-            if found is not None:
-                raise InputError(
-                    f"{_name(shard)} has a batch at the provider ({found.id}, "
-                    f"{found.state.value}): run the same command again to collect it"
-                )
-        return "no batch was created"
+async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, confirmed: bool) -> str:
+    """What the provider says of the shard's batch; raises unless forgetting it may go on."""
+    if shard.state in ("written", "uploaded"):
+        return "no batch was created"  # it never reached the provider: nothing to pay twice
     if endpoint is None:
         raise InputError(f"{_name(shard)}: its provider has no batch endpoint to ask")
     try:
-        info = await endpoint.poll(shard.batch_id)
+        if shard.batch_id:
+            info: BatchInfo | None = await endpoint.poll(shard.batch_id)
+        else:
+            # Its create may have reached the provider: only ``find`` can tell.
+            info = await endpoint.find(shard.shard_id, since=shard.created_at)
     except ProviderError as exc:
-        if exc.status_code == 404:
-            return "not found"
-        raise
-    if not info.state.terminal:
+        if exc.status_code != 404:
+            raise
+        info = None
+    if info is not None and not info.state.terminal:
         raise InputError(
-            f"batch {shard.batch_id} is still {info.state.value} at the provider: forgetting "
-            f"it would pay for its requests twice; cancel it first "
-            f"(lexibatch batches cancel {shard.batch_id}) or wait for it to end"
+            f"batch {info.id} is still {info.state.value} at the provider: forgetting it would "
+            f"pay for its requests twice; cancel it first (lexibatch batches cancel "
+            f"{shard.batch_id or shard.shard_id}) or wait for it to end"
         )
-    if not even_if_ended:
+    if info is not None:
+        says = info.state.value
+        risk = (
+            f"batch {info.id} ended ({says}) at the provider: run the same command again to "
+            f"collect its results; if they cannot be read any more"
+        )
+    else:
+        says = "not found"
+        risk = (
+            f"{_name(shard)} is not found at the provider with this key and address; if it was "
+            f"made under another key or project it may still be billed, and"
+        )
+    if not confirmed:
         raise InputError(
-            f"batch {shard.batch_id} ended ({info.state.value}) at the provider: run the same "
-            f"command again to collect its results; if they cannot be read any more, forget it "
-            f"with --even-if-ended (its unanswered requests are then sent and paid for again)"
+            f"{risk} forgetting it sends its unanswered requests again (paid for again): "
+            f"add --yes to forget it"
         )
-    return info.state.value
+    return says
 
 
 def _name(shard: Shard) -> str:

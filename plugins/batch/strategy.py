@@ -419,12 +419,16 @@ class BatchStrategy:
         keys = [item.custom_id for item in items]
         here = ("submitted", shard.shard_id)
         fresh = shard.shard_id in self._fresh
+        billed: set[str] = set()
         if not fresh:
             # A shard of an earlier run: its results may be partly stored, and
             # a request may have moved on to a later shard (a retry round).
             places = self.store.request_places(self.provider_name, keys)
             done = self.store.result_keys(self.provider_name, keys)
             done.update(k for k in keys if places.get(k) != here)
+            # An answer stored, then retired (it no longer fits): read again,
+            # it is judged again but was billed already.
+            billed = self.store.retired_keys(self.provider_name, info.id, keys)
         unwaited = [k for k in keys if k not in pending_of and k not in done]
         if unwaited and fresh:
             places = self.store.request_places(self.provider_name, unwaited)
@@ -464,7 +468,8 @@ class BatchStrategy:
                 pricer=pricer,
                 ts=now,
             )
-            calls.append(record)
+            if key not in billed:
+                calls.append(record)
             try:
                 response = build_response(
                     pending,  # type: ignore[arg-type]

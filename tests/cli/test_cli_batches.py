@@ -190,27 +190,35 @@ def test_a_batch_gone_at_the_provider_is_forgotten_by_hand_then_sent_again(
     batch_id = next(
         w for w in _lexibatch(work, "batches", "list").stdout.split() if w.startswith("batch_")
     )
-    running = _lexibatch(work, "batches", "forget", batch_id)
+    # The config now names another provider: the batch's own is asked all the same.
+    config = work / "lexibatch.toml"
+    config.write_text(config.read_text().replace('provider = "openai"', 'provider = "sandbox"'))
+    running = _lexibatch(work, "batches", "forget", batch_id, "--yes")
     assert running.returncode == 2
     assert f"batch {batch_id} is still" in running.stderr and "cancel it first" in running.stderr
     assert len(running.stderr.strip().splitlines()) == 1
 
     fresh_emulator.reset()  # the provider no longer has the batch (nor billed it)
-    stuck = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
+    stuck = _lexibatch(work, "run", name, "--mode", "batch", "--provider", "openai")
     assert stuck.returncode != 0
     assert "lexibatch batches forget" in stuck.stderr
-    forgotten = _lexibatch(work, "batches", "forget", batch_id)
+    unconfirmed = _lexibatch(work, "batches", "forget", batch_id)
+    assert unconfirmed.returncode == 2
+    assert "not found" in unconfirmed.stderr and "add --yes" in unconfirmed.stderr
+    forgotten = _lexibatch(work, "batches", "forget", batch_id, "--yes")
     assert forgotten.returncode == 0, forgotten.stderr
     assert forgotten.stdout.strip() == (
         f"{batch_id}: forgotten (the provider: not found); 0 answered requests kept, "
-        "8 will be sent again by the next run"
+        "8 queued again for the next run (or lexibatch resume)"
     )
-    again = _lexibatch(work, "batches", "forget", batch_id)
+    again = _lexibatch(work, "batches", "forget", batch_id, "--yes")
     assert again.returncode == 2 and "nothing to forget" in again.stderr
 
     fresh_emulator.configure(batch_seconds=0.0)
-    rerun = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
-    assert rerun.returncode == 0, rerun.stderr
-    assert "8 succeeded" in rerun.stderr
+    resumed = _lexibatch(work, "resume", "--provider", "openai")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed (8 queued requests sent)" in resumed.stderr
+    rerun = _lexibatch(work, "run", name, "--provider", "openai", "--out", "out.jsonl")
+    assert rerun.returncode == 0 and "8 from cache" in rerun.stderr, rerun.stderr
     billing = fresh_emulator.billing()
     assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0

@@ -39,7 +39,7 @@ async def test_an_ended_batch_is_forgotten_only_when_asked_and_keeps_its_answers
         (shard,) = connector.store.shards()
         assert shard.state == "ended"
         endpoint = connector.provider.batch
-        with pytest.raises(InputError, match=r"ended \(completed\) .*--even-if-ended"):
+        with pytest.raises(InputError, match=r"ended \(completed\) .*add --yes"):
             await forget_batch(connector.store, endpoint, shard)
         assert connector.store.get_shard(shard.shard_id).state == "ended"  # type: ignore[union-attr]
 
@@ -53,10 +53,10 @@ async def test_an_ended_batch_is_forgotten_only_when_asked_and_keeps_its_answers
                 )
             ],
         )
-        done = await forget_batch(connector.store, endpoint, shard, even_if_ended=True)
+        done = await forget_batch(connector.store, endpoint, shard, confirmed=True)
         assert (done.provider_says, done.answered, done.resend) == ("completed", 1, 4)
         assert connector.store.get_shard(shard.shard_id).state == "failed"  # type: ignore[union-attr]
-        assert connector.store.count_requests("openai") == {"succeeded": 1, "failed": 4}
+        assert connector.store.count_requests("openai") == {"succeeded": 1, "queued": 4}
 
         # The next run answers the four again and reads the kept one from the cache.
         connector.enable_batch_mode()
@@ -80,7 +80,62 @@ async def test_forgetting_waits_for_no_batch_run_on_the_same_store(
         runner.batch_strategy()  # a batch run holds the store's lease
         (shard,) = runner.store.shards()
         with pytest.raises(StoreBusyError):
-            await forget_batch(runner.store, runner.provider.batch, shard, even_if_ended=True)
+            await forget_batch(runner.store, runner.provider.batch, shard, confirmed=True)
         assert runner.store.get_shard(shard.shard_id).state == "ended"  # type: ignore[union-attr]
     finally:
         await runner.aclose()
+
+
+async def test_an_anthropic_create_in_doubt_whose_batch_is_gone_can_be_forgotten(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import asyncio
+
+    from providers.anthropic import AnthropicBatchEndpoint
+    from providers.emulator import Emulator, EmulatorConfig
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    original = AnthropicBatchEndpoint.create
+    calls = 0
+
+    async def create_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        info = await original(self, *args, **kwargs)
+        if calls == 1:
+            await asyncio.Event().wait()  # answered and recorded; the process dies here
+        return info
+
+    monkeypatch.setattr(AnthropicBatchEndpoint, "create", create_then_die)
+    prompts = PROMPTS[:3]
+    with Emulator(EmulatorConfig(batch_seconds=0.0)) as emu:
+        settings = make_settings(emu, provider="anthropic")
+        first = open_connector(settings)
+        first.enable_batch_mode()
+        tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in prompts]
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if calls == 1 and [s.state for s in first.store.shards()] == ["submitting"]:
+                break
+        await first.aclose()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        emu.reset()  # the batch is gone at the provider
+
+        connector = open_connector(settings)
+        try:
+            (shard,) = connector.store.shards()
+            assert shard.state == "submitting" and shard.batch_id is None
+            with pytest.raises(InputError, match=r"not found .*add --yes"):
+                await forget_batch(connector.store, connector.provider.batch, shard)
+            done = await forget_batch(
+                connector.store, connector.provider.batch, shard, confirmed=True
+            )
+            assert (done.provider_says, done.resend) == ("not found", 3)
+            # The journal resumes them without the original input.
+            assert await connector.batch_strategy().resume() == 3  # type: ignore[attr-defined]
+            assert connector.store.count_requests("anthropic") == {"succeeded": 3}
+        finally:
+            await connector.aclose()
+        assert emu.billing()["batch"]["requests"] == 3

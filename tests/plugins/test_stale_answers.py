@@ -100,3 +100,68 @@ def test_retiring_an_answer_another_run_replaced_changes_nothing(tmp_path: Path)
         assert store.retire_result("openai", "k", text="new", reason="does not fit")
         assert store.get_result("openai", "k") is None
         assert [r.text for r in store.retired_results("openai", "k")] == ["new"]
+
+
+async def test_an_answer_retired_while_its_batch_is_being_collected_is_billed_once(
+    fresh_emulator: Any, make_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plugins.batch.executor as executor
+    from providers.errors import ProviderConnectionError
+    from providers.openai import OpenAIBatchEndpoint
+
+    # Results are stored a line at a time, and the download breaks after two:
+    # the shard stays journaled with two answers stored, its requests submitted.
+    monkeypatch.setattr(executor, "RESULT_CHUNK", 1)
+    original = OpenAIBatchEndpoint.results
+    broken = False
+
+    async def results(self: Any, batch: Any) -> Any:
+        nonlocal broken
+        read = 0
+        async for item in original(self, batch):
+            if not broken and read == 2:
+                broken = True
+                raise ProviderConnectionError("connection reset while reading the output file")
+            read += 1
+            yield item
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "results", results)
+    settings = make_settings(fresh_emulator)
+    await _run(settings, PROMPTS, batch=True)
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        assert conn.execute("UPDATE results SET text = ?", (STALE,)).rowcount == 2
+
+    # The two stored answers no longer fit: retired, then read again from the batch.
+    results_ = await _run(settings, PROMPTS, batch=False)
+    assert all(isinstance(r, Entry) for r in results_), results_
+    billing = fresh_emulator.billing()
+    with Store(tmp_path / "store.db") as store:
+        ledger = sum(r.requests for r in store.cost_report())
+    assert billing["batch"]["requests"] == len(PROMPTS) and billing["duplicates"] == 0
+    assert ledger == billing["batch"]["requests"] + billing["immediate"]["requests"]
+
+
+async def test_an_answer_another_run_replaced_meanwhile_is_used_not_asked_again(
+    fresh_emulator: Any, make_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(fresh_emulator)
+    await _run(settings, PROMPTS[:1], batch=False)
+    _spoil_answers(tmp_path / "store.db", PROMPTS[:1], settings)
+    fresh = '{"word": "new", "level": "B2"}'
+    original = Store.retire_result
+
+    def replaced_first(self: Store, provider: str, key: str, **kwargs: Any) -> bool:
+        # Between our read and our retire, another run retired the stale
+        # answer and stored a new one.
+        with sqlite3.connect(tmp_path / "store.db") as conn:
+            conn.execute("UPDATE results SET text = ? WHERE key = ?", (fresh, key))
+        return original(self, provider, key, **kwargs)
+
+    monkeypatch.setattr(Store, "retire_result", replaced_first)
+    connector = open_connector(settings)
+    try:
+        answer = await connector.structured(PROMPTS[0], Entry, task="t")
+    finally:
+        await connector.aclose()
+    assert answer == Entry(word="new", level="B2")
+    assert fresh_emulator.billing()["immediate"]["requests"] == 1  # the first run only

@@ -50,7 +50,16 @@ from providers.errors import (
     StoreWriteError,
     UnsupportedError,
 )
-from providers.types import BatchInfo, BatchLimits, BatchState, ItemResult, Request, Response, Usage
+from providers.types import (
+    BatchInfo,
+    BatchLimits,
+    BatchState,
+    ItemResult,
+    Mode,
+    Request,
+    Response,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from plugins.registry import StrategyContext
@@ -243,10 +252,10 @@ class BatchStrategy:
             self._rejoined.add(key)
         self._arm_linger()
 
-    def _estimate_cost(self, request: Request) -> float:
+    def _estimate_cost(self, request: Request, mode: Mode = "batch") -> float:
         chars = sum(len(m.content) for m in request.messages)
         usage = Usage(input_tokens=chars // 4 + 8, output_tokens=request.max_tokens or 256)
-        cost = self.context.prices.cost(request.model, usage, "batch", provider=self.provider_name)
+        cost = self.context.prices.cost(request.model, usage, mode, provider=self.provider_name)
         return cost or 0.0
 
     def _flush_journal(self) -> None:
@@ -614,6 +623,18 @@ class BatchStrategy:
     def _retry_immediately(self, request: Request, pending: BatchRequest) -> None:
         immediate = self.context.immediate
         assert immediate is not None
+        budget = self.settings.batch.budget_usd
+        if budget is not None:
+            # An immediate call costs the full price: the budget counts it too.
+            cost = self._estimate_cost(request, "immediate")
+            if self._committed_usd + cost > budget:
+                error = BudgetExceededError(self._committed_usd + cost, budget)
+                self.store.set_request_state(
+                    self.provider_name, [pending.key], "failed", error=_error_dict(error)
+                )
+                self._reject(pending.key, error, pending)
+                return
+            self._committed_usd += cost
 
         async def retry() -> None:
             try:

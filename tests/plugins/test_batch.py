@@ -197,6 +197,36 @@ async def test_retry_via_immediate(fresh_emulator: Any, make_settings: Any) -> N
     assert billing["immediate"]["requests"] == 2 and billing["batch"]["requests"] == 0
 
 
+async def test_a_re_route_to_immediate_calls_stays_within_the_budget(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    from plugins.batch.strategy import BatchStrategy
+    from providers.errors import BudgetExceededError
+
+    prompts = ["b1", "b2", "b3", "b4"]
+    probe = open_connector(make_settings(fresh_emulator))
+    try:
+        strategy = probe.batch_strategy()
+        assert isinstance(strategy, BatchStrategy)
+        requests = [probe.build_request(p, Entry, task="t") for p in prompts]
+        batch = sum(strategy._estimate_cost(r) for r in requests)
+        one_now = strategy._estimate_cost(requests[0], "immediate")
+    finally:
+        await probe.aclose()
+    # The batch fits, and so do two of its requests sent immediately; not four.
+    budget = batch + 2.5 * one_now
+    settings = make_settings(fresh_emulator, batch={"retry_via": "immediate", "budget_usd": budget})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        results = await gather(connector, prompts, model="gpt-4o-mini@item-error-once")
+    finally:
+        await connector.aclose()
+    assert sum(isinstance(r, Entry) for r in results) == 2, results
+    assert sum(isinstance(r, BudgetExceededError) for r in results) == 2, results
+    assert fresh_emulator.billing()["immediate"]["requests"] == 2
+
+
 async def test_immediate_override_in_batch_mode(fresh_emulator: Any, make_settings: Any) -> None:
     connector = open_connector(make_settings(fresh_emulator))
     try:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from providers.errors import ProviderError
+
 __all__ = ["CLOCK_SKEW_S", "Page", "find_listed"]
 
 #: How far the provider's clock may run behind ours when it stamps a batch.
@@ -46,8 +48,15 @@ async def find_listed(
             return None
         after = last_id or str(data[-1].get("id"))
         if after in seen:
-            # A service that ignores the cursor serves the same page again.
-            return None
+            # A service that ignores the cursor serves the same page again. Its
+            # batch may be further on: "not found" would create (and pay for) it
+            # again, so this is an error, not an answer.
+            raise ProviderError(
+                f"the provider's list of batches does not page past {after}: whether shard "
+                f"{shard_id} has a batch cannot be told; look for one whose metadata names it, "
+                f"then run again (or `lexibatch batches forget {shard_id} --yes` if none)",
+                code="list_not_paging",
+            )
         seen.add(after)
 
 

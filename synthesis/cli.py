@@ -550,18 +550,16 @@ def batches_list(ctx: click.Context, **flags: Any) -> None:
 
 @batches.command("show")
 @click.argument("batch")
-@_provider_opt
 @_db_opt
 @click.pass_context
 @_guard
 def batches_show(ctx: click.Context, batch: str, **flags: Any) -> None:
-    """Show one batch (by batch id or shard id), as journaled and as the provider sees it now."""
+    """Show one batch (by batch id or shard id), as journaled and as its provider sees it now."""
     import orjson
 
-    settings = _settings(ctx, **flags)
+    shard, settings = _shard_and_settings(ctx, batch, flags)
 
     async def body(connector: LexiConnector) -> None:
-        shard = _shard_of(connector.store, batch)
         click.echo(orjson.dumps(_shard_dict(shard), option=orjson.OPT_INDENT_2).decode())
         endpoint = connector.provider.batch
         if shard.batch_id and endpoint is not None:
@@ -576,26 +574,30 @@ def batches_show(ctx: click.Context, batch: str, **flags: Any) -> None:
 
 @batches.command("cancel")
 @click.argument("batch")
-@_provider_opt
 @_db_opt
 @click.pass_context
 @_guard
 def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
     """Ask the provider to cancel a batch; its unfinished requests are re-queued on the next run."""
-    settings = _settings(ctx, **flags)
+    shard, settings = _shard_and_settings(ctx, batch, flags)
 
     async def body(connector: LexiConnector) -> None:
         from providers.errors import InputError, UnsupportedError
 
-        shard = _shard_of(connector.store, batch)
         endpoint = connector.provider.batch
         if endpoint is None:
             raise UnsupportedError(f"provider {connector.provider_name!r} has no batch endpoint")
-        if not shard.batch_id:
+        batch_id = shard.batch_id
+        if not batch_id and shard.state == "submitting":
+            # Created, perhaps, but not journaled before a crash: ask the provider.
+            found = await endpoint.find(shard.shard_id, since=shard.created_at)
+            batch_id = found.id if found is not None else None
+        if not batch_id:
             raise InputError(f"{batch}: this shard never reached the provider; nothing to cancel")
-        info = await endpoint.cancel(shard.batch_id)
-        connector.store.update_shard(shard.shard_id, batch_status=info.state.value)
-        click.echo(f"{shard.batch_id}: {info.state.value}")
+        info = await endpoint.cancel(batch_id)
+        if shard.batch_id:
+            connector.store.update_shard(shard.shard_id, batch_status=info.state.value)
+        click.echo(f"{batch_id}: {info.state.value}")
 
     _run(_with_connector(settings, body))
 
@@ -617,12 +619,7 @@ def batches_forget(ctx: click.Context, batch: str, yes: bool, **flags: Any) -> N
     (cancel it first). Its answered requests stay answered; the others are
     queued again for the next run (or `lexibatch resume`).
     """
-    from plugins.store import Store
-
-    with Store(_settings(ctx, **flags).connector.db) as store:
-        shard = _shard_of(store, batch)
-    # The shard's own provider, whatever the config names: another would not know the batch.
-    settings = _settings(ctx, provider=shard.provider, **flags)
+    shard, settings = _shard_and_settings(ctx, batch, flags)
 
     async def body(connector: LexiConnector) -> None:
         from plugins.batch.forget import forget_batch
@@ -631,10 +628,24 @@ def batches_forget(ctx: click.Context, batch: str, yes: bool, **flags: Any) -> N
         click.echo(
             f"{done.batch_id or done.shard_id}: forgotten (the provider: {done.provider_says}); "
             f"{done.answered} answered requests kept, {done.resend} queued again for the next "
-            f"run (or lexibatch resume)"
+            f"run (or lexibatch resume --provider {shard.provider})"
         )
 
     _run(_with_connector(settings, body))
+
+
+def _shard_and_settings(
+    ctx: click.Context, ident: str, flags: dict[str, Any]
+) -> tuple[Any, Settings]:
+    """The journaled shard ``ident`` names, and settings for its own provider.
+
+    Whatever provider the config names, only the shard's own knows its batch.
+    """
+    from plugins.store import Store
+
+    with Store(_settings(ctx, **flags).connector.db) as store:
+        shard = _shard_of(store, ident)
+    return shard, _settings(ctx, provider=shard.provider, **flags)
 
 
 def _shard_of(store: Any, ident: str) -> Any:

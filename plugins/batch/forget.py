@@ -20,6 +20,7 @@ needs no confirmation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugins.batch.lease import BatchLease
@@ -86,6 +87,7 @@ async def forget_batch(
         )
     finally:
         lease.release()
+    _drop_spool(current)
     return Forgotten(current.shard_id, current.batch_id, says, answered, resend)
 
 
@@ -109,13 +111,14 @@ async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, confirme
         raise InputError(
             f"batch {info.id} is still {info.state.value} at the provider: forgetting it would "
             f"pay for its requests twice; cancel it first (lexibatch batches cancel "
-            f"{shard.batch_id or shard.shard_id}) or wait for it to end"
+            f"{shard.batch_id or shard.shard_id}), or wait for it to end and run the batch "
+            f"again (or lexibatch resume) to collect it"
         )
     if info is not None:
         says = info.state.value
         risk = (
-            f"batch {info.id} ended ({says}) at the provider: run the same command again to "
-            f"collect its results; if they cannot be read any more"
+            f"batch {info.id} ended ({says}) at the provider: running the batch again (or "
+            f"lexibatch resume) collects its results; if they cannot be read any more"
         )
     else:
         says = "not found"
@@ -129,6 +132,12 @@ async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, confirme
             f"add --yes to forget it"
         )
     return says
+
+
+def _drop_spool(shard: Shard) -> None:
+    # The requests are queued anew from the journal: the batch's file is not needed.
+    if shard.path:
+        Path(shard.path).unlink(missing_ok=True)
 
 
 def _name(shard: Shard) -> str:

@@ -130,6 +130,8 @@ class BatchStrategy:
         self._fresh: dict[str, list[str]] = {}
         self._burst = 0
         self._committed_usd = 0.0
+        # Each budgeted shard's estimate, until its batch is known to be billed or refused.
+        self._shard_cost: dict[str, float] = {}
         self._started = False
         self._closed = False
         # One runner per store, claimed before anything is resumed or queued.
@@ -352,6 +354,8 @@ class BatchStrategy:
                     self.provider_name, rejoined, "submitted", shard_id=sealed.shard_id
                 )
         self._committed_usd += sealed.est_cost
+        if sealed.est_cost:
+            self._shard_cost[shard.shard_id] = sealed.est_cost
         return shard
 
     def _start_executor(self, shard: Shard) -> None:
@@ -509,6 +513,9 @@ class BatchStrategy:
         if keys is None:
             keys = self.store.shard_keys(shard.shard_id, "submitted")
         missing = [k for k in keys if k not in seen]
+        if info.state is BatchState.FAILED and not seen:
+            # Rejected whole, nothing ran, nothing billed: its estimate leaves the budget.
+            self._committed_usd -= self._shard_cost.pop(shard.shard_id, 0.0)
         if not missing:
             return
         error = _batch_fate(info, self.provider_name)
@@ -518,7 +525,9 @@ class BatchStrategy:
         """The shard could not be run (e.g. the provider rejected its file).
 
         Requests whose results were stored before the failure stay answered.
+        Its batch was never made, so never billed: its estimate leaves the budget.
         """
+        self._committed_usd -= self._shard_cost.pop(shard.shard_id, 0.0)
         with self.store.in_transaction():
             self.store.mark_shard_succeeded(self.provider_name, shard.shard_id)
         keys = self.store.shard_keys(shard.shard_id, "submitted")
@@ -541,6 +550,7 @@ class BatchStrategy:
     def shard_collected(self, shard: Shard) -> None:
         """Every result of the shard is stored: its spool file is no longer needed."""
         self._fresh.pop(shard.shard_id, None)
+        self._shard_cost.pop(shard.shard_id, None)
         _remove(shard.path)
 
     def _fail_keys(
@@ -629,9 +639,11 @@ class BatchStrategy:
             cost = self._estimate_cost(request, "immediate")
             if self._committed_usd + cost > budget:
                 error = BudgetExceededError(self._committed_usd + cost, budget)
-                self.store.set_request_state(
-                    self.provider_name, [pending.key], "failed", error=_error_dict(error)
-                )
+                # Left queued if the store refuses: the next run judges it again.
+                with contextlib.suppress(StoreWriteError):
+                    self.store.set_request_state(
+                        self.provider_name, [pending.key], "failed", error=_error_dict(error)
+                    )
                 self._reject(pending.key, error, pending)
                 return
             self._committed_usd += cost

@@ -209,7 +209,7 @@ def test_a_batch_gone_at_the_provider_is_forgotten_by_hand_then_sent_again(
     assert forgotten.returncode == 0, forgotten.stderr
     assert forgotten.stdout.strip() == (
         f"{batch_id}: forgotten (the provider: not found); 0 answered requests kept, "
-        "8 queued again for the next run (or lexibatch resume)"
+        "8 queued again for the next run (or lexibatch resume --provider openai)"
     )
     again = _lexibatch(work, "batches", "forget", batch_id, "--yes")
     assert again.returncode == 2 and "nothing to forget" in again.stderr
@@ -222,3 +222,29 @@ def test_a_batch_gone_at_the_provider_is_forgotten_by_hand_then_sent_again(
     assert rerun.returncode == 0 and "8 from cache" in rerun.stderr, rerun.stderr
     billing = fresh_emulator.billing()
     assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
+
+
+def test_a_batch_created_but_not_journaled_can_be_cancelled_by_its_shard(
+    work: Path, fresh_emulator: Any
+) -> None:
+    fresh_emulator.configure(batch_seconds=30.0)
+    name = _requests(work, 8)
+    _kill_when_created(work, name)
+    db = work / ".lexibatch" / "lexibatch.db"
+    with sqlite3.connect(db) as conn:
+        # As if the process died between creating the batch and journaling its id.
+        (shard_id, batch_id) = conn.execute("SELECT shard_id, batch_id FROM shards").fetchone()
+        conn.execute("UPDATE shards SET state = 'submitting', batch_id = NULL")
+    refused = _lexibatch(work, "batches", "forget", shard_id, "--yes")
+    assert refused.returncode == 2
+    assert f"batch {batch_id} is still" in refused.stderr
+    assert f"lexibatch batches cancel {shard_id}" in refused.stderr
+    cancelled = _lexibatch(work, "batches", "cancel", shard_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() in (f"{batch_id}: cancelling", f"{batch_id}: cancelled")
+    # The next run finds the cancelled batch, reads what it finished, sends the rest.
+    fresh_emulator.configure(batch_seconds=0.0)
+    rerun = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "8 succeeded" in rerun.stderr
+    assert fresh_emulator.billing()["duplicates"] == 0

@@ -227,6 +227,78 @@ async def test_a_re_route_to_immediate_calls_stays_within_the_budget(
     assert fresh_emulator.billing()["immediate"]["requests"] == 2
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_batch_refused_whole_gives_its_estimate_back_to_the_budget(
+    fresh_emulator: Any, make_settings: Any, provider: str
+) -> None:
+    from plugins.batch.strategy import BatchStrategy
+
+    prompts = ["w1", "w2"]
+    # OpenAI fails the batch when it checks the file; Anthropic refuses to create it.
+    model = {"connector": {"model": "claude-haiku-4-5"}} if provider == "anthropic" else {}
+    probe = open_connector(make_settings(fresh_emulator, provider=provider, **model))
+    try:
+        strategy = probe.batch_strategy()
+        assert isinstance(strategy, BatchStrategy)
+        requests = [probe.build_request(p, Entry, task="t") for p in prompts]
+        now = sum(strategy._estimate_cost(r, "immediate") for r in requests)
+    finally:
+        await probe.aclose()
+    # Enough for the two requests sent immediately, not for those and the batch.
+    fresh_emulator.configure(**{f"{provider}_max_requests": 1})  # the batch is refused whole
+    settings = make_settings(
+        fresh_emulator,
+        provider=provider,
+        batch={"retry_via": "immediate", "budget_usd": now * 1.01, "max_requests": 2},
+        **model,
+    )
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        results = await gather(connector, prompts)
+    finally:
+        await connector.aclose()
+    assert all(isinstance(r, Entry) for r in results), results
+    assert fresh_emulator.billing()["immediate"]["requests"] == 2
+
+
+async def test_a_budget_refusal_the_store_cannot_record_still_answers_the_caller(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugins.batch.strategy import BatchStrategy
+    from providers.errors import BudgetExceededError
+
+    prompts = ["u1", "u2", "u3", "u4"]
+    original = BatchStrategy._estimate_cost
+
+    def unwritable_at_the_re_route(self: Any, request: Any, mode: str = "batch") -> float:
+        if mode == "immediate":
+            self.store._conn.execute("PRAGMA query_only = 1")  # the store turns read-only
+        return original(self, request, mode)  # type: ignore[arg-type]
+
+    probe = open_connector(make_settings(fresh_emulator))
+    try:
+        strategy = probe.batch_strategy()
+        batch = sum(original(strategy, probe.build_request(p, Entry, task="t")) for p in prompts)  # type: ignore[arg-type]
+    finally:
+        await probe.aclose()
+    monkeypatch.setattr(BatchStrategy, "_estimate_cost", unwritable_at_the_re_route)
+    # The batch fits the budget; its items fail, and no immediate call would fit.
+    settings = make_settings(
+        fresh_emulator, batch={"retry_via": "immediate", "budget_usd": batch * 1.01}
+    )
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        refused = await asyncio.wait_for(
+            gather(connector, prompts, model="gpt-4o-mini@item-error-once"), 10
+        )
+        assert all(isinstance(r, BudgetExceededError) for r in refused), refused
+    finally:
+        connector.store._conn.execute("PRAGMA query_only = 0")
+        await connector.aclose()
+
+
 async def test_immediate_override_in_batch_mode(fresh_emulator: Any, make_settings: Any) -> None:
     connector = open_connector(make_settings(fresh_emulator))
     try:

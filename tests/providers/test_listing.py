@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from providers.errors import ProviderError
 from providers.listing import CLOCK_SKEW_S, Page, find_listed
 
 
@@ -18,7 +21,9 @@ async def test_a_service_that_ignores_the_cursor_is_not_read_for_ever() -> None:
         fetched.append(after)
         return [_batch("batch_a", 10), _batch("batch_b", 9)], True, "batch_b"
 
-    assert await find_listed(same_page, "s-1", None) is None
+    # Not "none found": that would create the batch again.
+    with pytest.raises(ProviderError, match="does not page past batch_b"):
+        await find_listed(same_page, "s-1", None)
     assert fetched == [None, "batch_b"]
 
 

@@ -45,6 +45,7 @@ from providers.errors import (
     error_from_status,
 )
 from providers.jsonl import line_batches
+from providers.listing import not_paging
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -523,7 +524,7 @@ class AnthropicBatchEndpoint:
         lo = record.sent_at - self.CLOCK_SKEW
         hi = record.sent_at + self.CREATE_WINDOW
         matches: list[Mapping[str, Any]] = []
-        async for batch in self._list_since(lo):
+        async for batch in self._list_since(lo, shard_id):
             created = _timestamp(batch.get("created_at"))
             if created is None or not lo <= created <= hi or batch.get("id") in owned:
                 continue
@@ -537,9 +538,10 @@ class AnthropicBatchEndpoint:
         self._remember(record)
         return info
 
-    async def _list_since(self, since: float) -> AsyncIterator[Mapping[str, Any]]:
+    async def _list_since(self, since: float, shard_id: str) -> AsyncIterator[Mapping[str, Any]]:
         """Batches newest first, until one older than ``since``."""
         params: dict[str, Any] = {"limit": 100}
+        seen: set[str] = set()
         while True:
             try:
                 response = await self._client.get(
@@ -557,7 +559,11 @@ class AnthropicBatchEndpoint:
             oldest = min((c for c in created if c is not None), default=None)
             if not page.get("has_more") or not data or (oldest is not None and oldest < since):
                 return
-            params = {"limit": 100, "after_id": page.get("last_id") or data[-1].get("id")}
+            after = str(page.get("last_id") or data[-1].get("id"))
+            if after in seen:
+                raise not_paging(after, shard_id)
+            seen.add(after)
+            params = {"limit": 100, "after_id": after}
 
     async def poll(self, batch_id: str) -> BatchInfo:
         """The batch's state and counts."""

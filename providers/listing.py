@@ -15,7 +15,7 @@ from typing import Any
 
 from providers.errors import ProviderError
 
-__all__ = ["CLOCK_SKEW_S", "Page", "find_listed"]
+__all__ = ["CLOCK_SKEW_S", "Page", "find_listed", "not_paging"]
 
 #: How far the provider's clock may run behind ours when it stamps a batch.
 CLOCK_SKEW_S = 600.0
@@ -48,16 +48,23 @@ async def find_listed(
             return None
         after = last_id or str(data[-1].get("id"))
         if after in seen:
-            # A service that ignores the cursor serves the same page again. Its
-            # batch may be further on: "not found" would create (and pay for) it
-            # again, so this is an error, not an answer.
-            raise ProviderError(
-                f"the provider's list of batches does not page past {after}: whether shard "
-                f"{shard_id} has a batch cannot be told; look for one whose metadata names it, "
-                f"then run again (or `lexibatch batches forget {shard_id} --yes` if none)",
-                code="list_not_paging",
-            )
+            raise not_paging(after, shard_id)
         seen.add(after)
+
+
+def not_paging(after: str, shard_id: str) -> ProviderError:
+    """The error for a list of batches whose cursor does not move.
+
+    A service that ignores the cursor serves the same page again. The
+    shard's batch may be further on: "not found" would create (and pay for)
+    it again, so this is an error, not an answer.
+    """
+    return ProviderError(
+        f"the provider's list of batches does not page past {after}: whether shard "
+        f"{shard_id} has a batch cannot be told; look for one made from it, then run again "
+        f"(or `lexibatch batches forget {shard_id} --yes` if there is none)",
+        code="list_not_paging",
+    )
 
 
 def _created(raw: Mapping[str, Any]) -> float:

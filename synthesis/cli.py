@@ -645,7 +645,9 @@ def _shard_and_settings(
 
     with Store(_settings(ctx, **flags).connector.db) as store:
         shard = _shard_of(store, ident)
-    return shard, _settings(ctx, provider=shard.provider, **flags)
+    # The model too: a provider may pick its batch API by model (LiteLLM: azure/…, openai/…).
+    model = {"model": shard.model} if shard.model != "*" else {}
+    return shard, _settings(ctx, provider=shard.provider, **model, **flags)
 
 
 def _shard_of(store: Any, ident: str) -> Any:

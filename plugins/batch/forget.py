@@ -19,6 +19,7 @@ needs no confirmation.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,6 +98,7 @@ async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, confirme
         return "no batch was created"  # it never reached the provider: nothing to pay twice
     if endpoint is None:
         raise InputError(f"{_name(shard)}: its provider has no batch endpoint to ask")
+    unknown = "not found"
     try:
         if shard.batch_id:
             info: BatchInfo | None = await endpoint.poll(shard.batch_id)
@@ -104,9 +106,13 @@ async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, confirme
             # Its create may have reached the provider: only ``find`` can tell.
             info = await endpoint.find(shard.shard_id, since=shard.created_at)
     except ProviderError as exc:
-        if exc.status_code != 404:
+        # Not found, or a list of batches that cannot be searched: either way
+        # the provider cannot show one, and only a confirmation goes on.
+        if exc.status_code != 404 and exc.code != "list_not_paging":
             raise
         info = None
+        if exc.code == "list_not_paging":
+            unknown = "cannot be looked up (its list of batches does not page)"
     if info is not None and not info.state.terminal:
         raise InputError(
             f"batch {info.id} is still {info.state.value} at the provider: forgetting it would "
@@ -121,10 +127,10 @@ async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, confirme
             f"lexibatch resume) collects its results; if they cannot be read any more"
         )
     else:
-        says = "not found"
+        says = unknown
         risk = (
-            f"{_name(shard)} is not found at the provider with this key and address; if it was "
-            f"made under another key or project it may still be billed, and"
+            f"{_name(shard)} {unknown} at the provider with this key and address; if a batch "
+            f"was made from it, it may still be billed, and"
         )
     if not confirmed:
         raise InputError(
@@ -135,9 +141,11 @@ async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, confirme
 
 
 def _drop_spool(shard: Shard) -> None:
-    # The requests are queued anew from the journal: the batch's file is not needed.
+    # The requests are queued anew from the journal: the batch's file is not
+    # needed, and one left behind (unremovable) costs only its disk space.
     if shard.path:
-        Path(shard.path).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            Path(shard.path).unlink(missing_ok=True)
 
 
 def _name(shard: Shard) -> str:

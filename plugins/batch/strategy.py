@@ -513,7 +513,7 @@ class BatchStrategy:
         if keys is None:
             keys = self.store.shard_keys(shard.shard_id, "submitted")
         missing = [k for k in keys if k not in seen]
-        if info.state is BatchState.FAILED and not seen:
+        if info.state is BatchState.FAILED and not seen and not info.succeeded:
             # Rejected whole, nothing ran, nothing billed: its estimate leaves the budget.
             self._committed_usd -= self._shard_cost.pop(shard.shard_id, 0.0)
         if not missing:

@@ -248,3 +248,70 @@ def test_a_batch_created_but_not_journaled_can_be_cancelled_by_its_shard(
     assert rerun.returncode == 0, rerun.stderr
     assert "8 succeeded" in rerun.stderr
     assert fresh_emulator.billing()["duplicates"] == 0
+
+
+def test_a_create_in_doubt_on_a_list_that_does_not_page_can_still_be_forgotten(
+    work: Path, fresh_emulator: Any
+) -> None:
+    fresh_emulator.configure(batch_seconds=30.0)
+    name = _requests(work, 8)
+    _kill_when_created(work, name)
+    with sqlite3.connect(work / ".lexibatch" / "lexibatch.db") as conn:
+        (shard_id,) = conn.execute("SELECT shard_id FROM shards").fetchone()
+        conn.execute("UPDATE shards SET state = 'submitting', batch_id = NULL")
+    engine = fresh_emulator.app.engine
+    original = engine.list_openai
+
+    async def ignoring_the_cursor(limit: int, after: str | None) -> dict[str, Any]:
+        page: dict[str, Any] = await original(limit, None)
+        for batch in page["data"]:
+            batch["metadata"] = {}  # its batch would be on a later page
+        page["has_more"] = True
+        return page
+
+    engine.list_openai = ignoring_the_cursor
+    stuck = _lexibatch(work, "run", name, "--mode", "batch")
+    assert stuck.returncode != 0 and "does not page past" in stuck.stderr
+    unconfirmed = _lexibatch(work, "batches", "forget", shard_id)
+    assert unconfirmed.returncode == 2
+    assert "cannot be looked up" in unconfirmed.stderr and "add --yes" in unconfirmed.stderr
+    forgotten = _lexibatch(work, "batches", "forget", shard_id, "--yes")
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert "8 queued again" in forgotten.stdout
+
+
+def test_a_batch_is_shown_through_the_batch_api_of_its_own_model(
+    tmp_path: Path, fresh_emulator: Any
+) -> None:
+    import openai
+
+    from plugins.store import Shard, Store
+
+    # LiteLLM picks its batch API by model: the config's model has none, the batch's has.
+    (tmp_path / "lexibatch.toml").write_text(
+        "[connector]\n"
+        'provider = "litellm"\n'
+        'model = "anthropic/claude-3-5-haiku-latest"\n'
+        "[providers.litellm]\n"
+        f'base_url = "{fresh_emulator.base_url}/v1"\n'
+    )
+    client = openai.OpenAI(base_url=fresh_emulator.base_url + "/v1", api_key="sk-cli-test")
+    line = {
+        "custom_id": "k-1",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+    }
+    upload = client.files.create(file=("in.jsonl", json.dumps(line).encode()), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    db = tmp_path / ".lexibatch" / "lexibatch.db"
+    db.parent.mkdir()
+    with Store(db) as store:
+        store.add_shard(
+            Shard("shard_x", "litellm", "openai/gpt-4o-mini", state="created", batch_id=batch.id)
+        )
+    shown = _lexibatch(tmp_path, "batches", "show", batch.id)
+    assert shown.returncode == 0, shown.stderr
+    assert "provider now: " in shown.stdout

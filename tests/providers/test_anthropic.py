@@ -659,3 +659,20 @@ async def test_a_create_in_doubt_for_a_week_is_still_found(tmp_path: Path) -> No
     provider = _provider(lambda r: _json(200, page), tmp_path)
     found = await provider.batch.find("s11")
     assert found is not None and found.id == "msgbatch_ours"
+
+
+async def test_find_on_a_list_that_does_not_page_is_an_error_not_none(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    await _crash_after_send(tmp_path, "s13")
+    now = datetime.now(UTC).isoformat()
+    page = {"data": [_listed("msgbatch_other", now, 7)], "has_more": True, "last_id": "x"}
+    calls: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        calls.append(request)
+        return _json(200, page)
+
+    with pytest.raises(ProviderError, match="does not page past x"):
+        await _provider(handler, tmp_path).batch.find("s13")
+    assert len(calls) == 2

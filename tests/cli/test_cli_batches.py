@@ -110,6 +110,25 @@ def _kill_when_created(work: Path, name: str) -> None:
         run.wait(timeout=10)
 
 
+def _running_batch(work: Path, emulator: Any) -> tuple[str, str, str]:
+    """Eight requests in a batch still running at ``emulator``, their run killed.
+
+    Returns the request file's name, the shard id and the batch id.
+    """
+    emulator.configure(batch_seconds=30.0)
+    name = _requests(work, 8)
+    _kill_when_created(work, name)
+    with sqlite3.connect(work / ".lexibatch" / "lexibatch.db") as conn:
+        shard_id, batch_id = conn.execute("SELECT shard_id, batch_id FROM shards").fetchone()
+    return name, shard_id, batch_id
+
+
+def _as_if_never_journaled(work: Path) -> None:
+    """As if the run died between creating its batch and journaling the batch's id."""
+    with sqlite3.connect(work / ".lexibatch" / "lexibatch.db") as conn:
+        conn.execute("UPDATE shards SET state = 'submitting', batch_id = NULL")
+
+
 def test_resume_finishes_without_the_input(work: Path, fresh_emulator: Any) -> None:
     fresh_emulator.configure(batch_seconds=2.0)
     name = _requests(work, 15)
@@ -184,12 +203,7 @@ def test_a_second_batch_run_on_a_busy_store_stops_in_one_line(work: Path) -> Non
 def test_a_batch_gone_at_the_provider_is_forgotten_by_hand_then_sent_again(
     work: Path, fresh_emulator: Any
 ) -> None:
-    fresh_emulator.configure(batch_seconds=30.0)
-    name = _requests(work, 8)
-    _kill_when_created(work, name)
-    batch_id = next(
-        w for w in _lexibatch(work, "batches", "list").stdout.split() if w.startswith("batch_")
-    )
+    name, _, batch_id = _running_batch(work, fresh_emulator)
     # The config now names another provider: the batch's own is asked all the same.
     config = work / "lexibatch.toml"
     config.write_text(config.read_text().replace('provider = "openai"', 'provider = "sandbox"'))
@@ -227,14 +241,8 @@ def test_a_batch_gone_at_the_provider_is_forgotten_by_hand_then_sent_again(
 def test_a_batch_created_but_not_journaled_can_be_cancelled_by_its_shard(
     work: Path, fresh_emulator: Any
 ) -> None:
-    fresh_emulator.configure(batch_seconds=30.0)
-    name = _requests(work, 8)
-    _kill_when_created(work, name)
-    db = work / ".lexibatch" / "lexibatch.db"
-    with sqlite3.connect(db) as conn:
-        # As if the process died between creating the batch and journaling its id.
-        (shard_id, batch_id) = conn.execute("SELECT shard_id, batch_id FROM shards").fetchone()
-        conn.execute("UPDATE shards SET state = 'submitting', batch_id = NULL")
+    name, shard_id, batch_id = _running_batch(work, fresh_emulator)
+    _as_if_never_journaled(work)
     refused = _lexibatch(work, "batches", "forget", shard_id, "--yes")
     assert refused.returncode == 2
     assert f"batch {batch_id} is still" in refused.stderr
@@ -253,12 +261,8 @@ def test_a_batch_created_but_not_journaled_can_be_cancelled_by_its_shard(
 def test_a_create_in_doubt_on_a_list_that_does_not_page_can_still_be_forgotten(
     work: Path, fresh_emulator: Any
 ) -> None:
-    fresh_emulator.configure(batch_seconds=30.0)
-    name = _requests(work, 8)
-    _kill_when_created(work, name)
-    with sqlite3.connect(work / ".lexibatch" / "lexibatch.db") as conn:
-        (shard_id,) = conn.execute("SELECT shard_id FROM shards").fetchone()
-        conn.execute("UPDATE shards SET state = 'submitting', batch_id = NULL")
+    name, shard_id, _ = _running_batch(work, fresh_emulator)
+    _as_if_never_journaled(work)
     engine = fresh_emulator.app.engine
     original = engine.list_openai
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -43,7 +44,45 @@ async def crash_once(
         if states and all(s == state for s in states):
             break
     assert states and all(s == state for s in states), states
-    await first.aclose()
+    await _die(first, tasks)
+
+
+async def crash_after_create(
+    settings: Any, emu: Any, prompts: list[str], endpoint: type, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], int]:
+    """Batch ``prompts``; the process dies once the provider made the batch, before it is journaled.
+
+    ``endpoint``'s first ``create`` reaches the provider (``emu``) and gets its
+    answer, then never returns. The shard is left in ``submitting``. Returns
+    how many creates were sent so far (later runs' included).
+    """
+    original = endpoint.create  # type: ignore[attr-defined]
+    calls = 0
+
+    async def create_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        info = await original(self, *args, **kwargs)
+        if calls == 1:
+            await asyncio.Event().wait()  # made at the provider; the process dies here
+        return info
+
+    monkeypatch.setattr(endpoint, "create", create_then_die)
+    first = open_connector(settings)
+    first.enable_batch_mode()
+    tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in prompts]
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if len(emu.app.state.batches) == 1:
+            break
+    await asyncio.sleep(0.2)  # its answer is in (and recorded, where the provider keeps records)
+    assert calls == 1 and [s.state for s in first.store.shards()] == ["submitting"]
+    await _die(first, tasks)
+    return lambda: calls
+
+
+async def _die(connector: Any, tasks: list[asyncio.Future[Any]]) -> None:
+    await connector.aclose()
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -197,24 +197,31 @@ async def test_retry_via_immediate(fresh_emulator: Any, make_settings: Any) -> N
     assert billing["immediate"]["requests"] == 2 and billing["batch"]["requests"] == 0
 
 
+async def _estimates(settings: Any, prompts: list[str]) -> tuple[float, float]:
+    """What the strategy estimates ``prompts`` cost: as one batch, and sent immediately."""
+    from plugins.batch.strategy import BatchStrategy
+
+    probe = open_connector(settings)
+    try:
+        strategy = probe.batch_strategy()
+        requests = [probe.build_request(p, Entry, task="t") for p in prompts]
+        estimate = BatchStrategy._estimate_cost
+        batch = sum(estimate(strategy, r) for r in requests)  # type: ignore[arg-type]
+        now = sum(estimate(strategy, r, "immediate") for r in requests)  # type: ignore[arg-type]
+    finally:
+        await probe.aclose()
+    return batch, now
+
+
 async def test_a_re_route_to_immediate_calls_stays_within_the_budget(
     fresh_emulator: Any, make_settings: Any
 ) -> None:
-    from plugins.batch.strategy import BatchStrategy
     from providers.errors import BudgetExceededError
 
     prompts = ["b1", "b2", "b3", "b4"]
-    probe = open_connector(make_settings(fresh_emulator))
-    try:
-        strategy = probe.batch_strategy()
-        assert isinstance(strategy, BatchStrategy)
-        requests = [probe.build_request(p, Entry, task="t") for p in prompts]
-        batch = sum(strategy._estimate_cost(r) for r in requests)
-        one_now = strategy._estimate_cost(requests[0], "immediate")
-    finally:
-        await probe.aclose()
+    batch, now = await _estimates(make_settings(fresh_emulator), prompts)
     # The batch fits, and so do two of its requests sent immediately; not four.
-    budget = batch + 2.5 * one_now
+    budget = batch + 2.5 * now / len(prompts)
     settings = make_settings(fresh_emulator, batch={"retry_via": "immediate", "budget_usd": budget})
     connector = open_connector(settings)
     try:
@@ -231,19 +238,10 @@ async def test_a_re_route_to_immediate_calls_stays_within_the_budget(
 async def test_a_batch_refused_whole_gives_its_estimate_back_to_the_budget(
     fresh_emulator: Any, make_settings: Any, provider: str
 ) -> None:
-    from plugins.batch.strategy import BatchStrategy
-
     prompts = ["w1", "w2"]
     # OpenAI fails the batch when it checks the file; Anthropic refuses to create it.
     model = {"connector": {"model": "claude-haiku-4-5"}} if provider == "anthropic" else {}
-    probe = open_connector(make_settings(fresh_emulator, provider=provider, **model))
-    try:
-        strategy = probe.batch_strategy()
-        assert isinstance(strategy, BatchStrategy)
-        requests = [probe.build_request(p, Entry, task="t") for p in prompts]
-        now = sum(strategy._estimate_cost(r, "immediate") for r in requests)
-    finally:
-        await probe.aclose()
+    _, now = await _estimates(make_settings(fresh_emulator, provider=provider, **model), prompts)
     # Enough for the two requests sent immediately, not for those and the batch.
     fresh_emulator.configure(**{f"{provider}_max_requests": 1})  # the batch is refused whole
     settings = make_settings(
@@ -276,12 +274,7 @@ async def test_a_budget_refusal_the_store_cannot_record_still_answers_the_caller
             self.store._conn.execute("PRAGMA query_only = 1")  # the store turns read-only
         return original(self, request, mode)  # type: ignore[arg-type]
 
-    probe = open_connector(make_settings(fresh_emulator))
-    try:
-        strategy = probe.batch_strategy()
-        batch = sum(original(strategy, probe.build_request(p, Entry, task="t")) for p in prompts)  # type: ignore[arg-type]
-    finally:
-        await probe.aclose()
+    batch, _ = await _estimates(make_settings(fresh_emulator), prompts)
     monkeypatch.setattr(BatchStrategy, "_estimate_cost", unwritable_at_the_re_route)
     # The batch fits the budget; its items fail, and no immediate call would fit.
     settings = make_settings(

@@ -10,7 +10,13 @@ import pytest
 
 from plugins.factory import open_connector
 from providers.errors import ProviderConnectionError, StoreBusyError
-from tests.plugins.batch_helpers import Entry, break_results_once, crash_once, gather
+from tests.plugins.batch_helpers import (
+    Entry,
+    break_results_once,
+    crash_after_create,
+    crash_once,
+    gather,
+)
 
 # ---------------------------------------------------------------------------
 # A create whose answer is lost (a reset, a timeout) may have made the batch:
@@ -411,33 +417,10 @@ async def test_a_shard_resumed_days_later_behind_many_batches_finds_its_batch(
     from providers.emulator import Emulator, EmulatorConfig
     from providers.openai import OpenAIBatchEndpoint
 
-    original = OpenAIBatchEndpoint.create
-    calls = 0
-
-    async def create_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        info = await original(self, *args, **kwargs)
-        if calls == 1:
-            await asyncio.Event().wait()  # made at the provider; the process dies here
-        return info
-
-    monkeypatch.setattr(OpenAIBatchEndpoint, "create", create_then_die)
     prompts = [f"late {i}" for i in range(3)]
     with Emulator(EmulatorConfig(batch_seconds=0.0)) as emu:
         settings = make_settings(emu)
-        first = open_connector(settings)
-        first.enable_batch_mode()
-        tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in prompts]
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if len(emu.app.state.batches) == 1:  # made at the provider, not journaled
-                break
-        assert calls == 1 and [s.state for s in first.store.shards()] == ["submitting"]
-        await first.aclose()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        creates = await crash_after_create(settings, emu, prompts, OpenAIBatchEndpoint, monkeypatch)
 
         client = openai.OpenAI(base_url=emu.base_url + "/v1", api_key="sk-other-tool")
         for i in range(100):  # other work on the same account, after ours
@@ -471,6 +454,6 @@ async def test_a_shard_resumed_days_later_behind_many_batches_finds_its_batch(
         finally:
             await second.aclose()
         billing = emu.billing()
-    assert calls == 1  # found, not created again
+    assert creates() == 1  # found, not created again
     ours = {k: n for k, n in billing["by_key"]["batch"].items() if not k.startswith("other-")}
     assert sorted(ours.values()) == [1, 1, 1]

@@ -11,12 +11,12 @@ from plugins.factory import open_connector
 from plugins.store import StoredResult
 from providers.errors import InputError, StoreBusyError
 from providers.types import Usage
-from tests.plugins.batch_helpers import Entry, break_results_once, gather
+from tests.plugins.batch_helpers import Entry, break_results_once, crash_after_create, gather
 
 PROMPTS = [f"forget {i}" for i in range(5)]
 
 
-async def _stopped_after_its_batch_ended(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+async def _stopped_after_its_batch_ended(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch run whose results download broke off: its shard stays journaled, ended."""
     break_results_once(monkeypatch)
     connector = open_connector(settings)
@@ -26,7 +26,6 @@ async def _stopped_after_its_batch_ended(settings: Any, monkeypatch: pytest.Monk
         assert all(not isinstance(r, Entry) for r in results), results
     finally:
         await connector.aclose()
-    return connector
 
 
 async def test_an_ended_batch_is_forgotten_only_when_asked_and_keeps_its_answers(
@@ -89,40 +88,14 @@ async def test_forgetting_waits_for_no_batch_run_on_the_same_store(
 async def test_an_anthropic_create_in_doubt_whose_batch_is_gone_can_be_forgotten(
     make_settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    import asyncio
-
     from providers.anthropic import AnthropicBatchEndpoint
     from providers.emulator import Emulator, EmulatorConfig
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    original = AnthropicBatchEndpoint.create
-    calls = 0
-
-    async def create_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        info = await original(self, *args, **kwargs)
-        if calls == 1:
-            await asyncio.Event().wait()  # answered and recorded; the process dies here
-        return info
-
-    monkeypatch.setattr(AnthropicBatchEndpoint, "create", create_then_die)
     prompts = PROMPTS[:3]
     with Emulator(EmulatorConfig(batch_seconds=0.0)) as emu:
         settings = make_settings(emu, provider="anthropic")
-        first = open_connector(settings)
-        first.enable_batch_mode()
-        tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in prompts]
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if len(emu.app.state.batches) == 1:  # made at the provider, not journaled
-                break
-        await asyncio.sleep(0.2)  # its answer recorded, the process waits to die
-        assert calls == 1 and [s.state for s in first.store.shards()] == ["submitting"]
-        await first.aclose()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await crash_after_create(settings, emu, prompts, AnthropicBatchEndpoint, monkeypatch)
         emu.reset()  # the batch is gone at the provider
 
         connector = open_connector(settings)

@@ -5,7 +5,8 @@ tokens-per-minute budgets, call the provider, validate the answer. Retryable
 provider errors (429, 5xx, timeouts, connection failures) are retried with
 exponential backoff and jitter, waiting at least what ``retry-after`` asked
 for. An answer that fails schema validation is re-asked a bounded number of
-times, telling the model what was wrong. Every paid call is recorded in the
+times, telling the model what was wrong; one cut at ``max_tokens`` is asked
+again with twice the limit, as many times. Every paid call is recorded in the
 ledger, and the final answer lands in the cache.
 """
 
@@ -23,8 +24,8 @@ from tenacity import (
 )
 
 from plugins.ledger import record_paid, record_unanswered
-from plugins.results import build_response
-from providers.errors import ProviderError, SchemaValidationError
+from plugins.results import build_response, more_tokens
+from providers.errors import ProviderError, SchemaValidationError, TruncatedError
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
@@ -97,6 +98,13 @@ class ImmediateStrategy:
                         Message("user", _REASK.format(error=exc.message)),
                     ]
                 )
+                continue
+            except TruncatedError as exc:
+                # Cut at max_tokens: the same request would be cut again.
+                if exc.retry_max_tokens is None or attempt >= self._reask:
+                    record_unanswered(self.context, request, calls, mode="immediate")
+                    raise
+                current = more_tokens(current, exc)
                 continue
             return record_paid(self.context, request, calls, final=response, mode="immediate")
         raise AssertionError("unreachable")  # pragma: no cover

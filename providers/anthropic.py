@@ -182,13 +182,27 @@ def build_body(
 
 
 def _usage(data: Mapping[str, Any] | None) -> Usage:
+    """Anthropic's usage in lexibatch's terms.
+
+    Anthropic's ``input_tokens`` are only the tokens after the last cache
+    breakpoint; cache reads and writes are counted apart. They are added in
+    here, so that ``input_tokens`` is the whole prompt as for every provider.
+    The ``cache_creation`` breakdown tells five-minute from one-hour writes.
+    """
     if not data:
         return Usage()
+    read = data.get("cache_read_input_tokens") or 0
+    split = data.get("cache_creation") or {}
+    hour = split.get("ephemeral_1h_input_tokens") or 0
+    written = data.get("cache_creation_input_tokens")
+    if written is None:
+        written = hour + (split.get("ephemeral_5m_input_tokens") or 0)
     return Usage(
-        input_tokens=data.get("input_tokens") or 0,
+        input_tokens=(data.get("input_tokens") or 0) + read + written,
         output_tokens=data.get("output_tokens") or 0,
-        cached_tokens=data.get("cache_read_input_tokens") or 0,
-        cache_creation_tokens=data.get("cache_creation_input_tokens") or 0,
+        cached_tokens=read,
+        cache_creation_tokens=written,
+        cache_creation_1h_tokens=hour,
     )
 
 

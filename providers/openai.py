@@ -167,6 +167,7 @@ def _chat_completion(body: Mapping[str, Any], request_id: str | None) -> Complet
             usage.get("completion_tokens") or 0,
             prompt_details.get("cached_tokens") or 0,
             completion_details.get("reasoning_tokens") or 0,
+            prompt_details.get("cache_write_tokens") or 0,
         ),
         body.get("model") or "",
         request_id or body.get("id"),
@@ -190,11 +191,11 @@ def _responses_completion(body: Mapping[str, Any], request_id: str | None) -> Co
     usage = body.get("usage") or {}
     input_details = usage.get("input_tokens_details") or {}
     output_details = usage.get("output_tokens_details") or {}
-    status = body.get("status")
-    finish: str | None = "stop" if status == "completed" else status
-    if status == "incomplete":
-        reason = (body.get("incomplete_details") or {}).get("reason")
-        finish = "length" if reason == "max_output_tokens" else (reason or "incomplete")
+    # The raw stop reason: the status, or why the response is incomplete
+    # (``max_output_tokens``, ``content_filter``).
+    finish = body.get("status")
+    if finish == "incomplete":
+        finish = (body.get("incomplete_details") or {}).get("reason") or finish
     return Completion(
         content="".join(texts),
         usage=Usage(
@@ -202,6 +203,7 @@ def _responses_completion(body: Mapping[str, Any], request_id: str | None) -> Co
             output_tokens=_int(usage.get("output_tokens")),
             cached_tokens=_int(input_details.get("cached_tokens")),
             reasoning_tokens=_int(output_details.get("reasoning_tokens")),
+            cache_creation_tokens=_int(input_details.get("cache_write_tokens")),
         ),
         model=body.get("model") or "",
         request_id=request_id or body.get("id"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.gcpause import GcHold
+from plugins.batch.polling import PollSchedule
 from providers.errors import LexibatchError, ProviderError, UserError
 from providers.types import BatchInfo, BatchState, ItemResult
 
@@ -171,7 +172,9 @@ class BatchExecutor:
 
     async def _poll_until_ready(self, info: BatchInfo | None) -> BatchInfo:
         settings = self.owner.settings.batch
-        interval = settings.poll_interval
+        schedule = PollSchedule(
+            settings.first_poll, settings.poll_interval, settings.max_poll_interval
+        )
         previous: BatchState | None = None
         last: tuple[Any, ...] | None = None
         batch_id = str(self.shard.batch_id)
@@ -188,8 +191,7 @@ class BatchExecutor:
                 previous, last = info.state, snapshot
             if info.state.terminal and info.results_ready:
                 return info
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, max(settings.max_poll_interval, settings.poll_interval))
+            await asyncio.sleep(schedule.next_wait(info.retry_after))
             info = await self._step("poll", lambda: self.endpoint.poll(batch_id))
 
     async def _collect(self, info: BatchInfo) -> None:

@@ -35,7 +35,7 @@ from plugins.batch.journal import SchemaBook
 from plugins.batch.lease import BatchLease
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.ledger import Pricer, call_record, stored_result
-from plugins.results import build_response
+from plugins.results import build_response, more_tokens
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     AuthenticationError,
@@ -46,7 +46,6 @@ from providers.errors import (
     BudgetExceededError,
     LexibatchError,
     ProviderError,
-    SchemaValidationError,
     StoreWriteError,
     UnsupportedError,
 )
@@ -492,7 +491,8 @@ class BatchStrategy:
                     cost_usd=record.cost_usd,
                     batch_id=info.id,
                 )
-            except SchemaValidationError as exc:
+            except ProviderError as exc:
+                # Does not fit, was cut at max_tokens, or was refused.
                 failed.append((pending, exc))
                 continue
             results.append(stored_result(pending, response))  # type: ignore[arg-type]
@@ -619,11 +619,13 @@ class BatchStrategy:
         decoded = self._schemas.decode_many([row.body for row in rows.values()])
         requests = dict(zip(rows, decoded, strict=True))
         via_immediate = self.settings.batch.retry_via == "immediate" and self.context.immediate
+        errors = {pending.key: error for pending, error in failed}
         for pending in retry:
             pending.attempts += 1
             request = requests.get(pending.key)
             if request is None:
                 continue
+            request = more_tokens(request, errors.get(pending.key))
             self._pending[pending.key] = pending
             if via_immediate:
                 self._retry_immediately(request, pending)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import anthropic
 import httpx2
@@ -65,6 +66,7 @@ __all__ = [
     "completion_from_message",
     "error_from_anthropic_error",
     "item_result_from_line",
+    "results_path",
     "translate_error",
 ]
 
@@ -349,7 +351,31 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
-def batch_info_from_dict(data: Mapping[str, Any]) -> BatchInfo:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def results_path(batch: BatchInfo) -> str:
+    """Where to read ``batch``'s results, relative to the configured base URL.
+
+    Anthropic's ``results_url`` is absolute (``https://api.anthropic.com/v1/
+    messages/batches/…/results``): followed as it is, it would bypass a
+    proxy or gateway given as ``base_url``, and send the key there. Only its
+    path (and query) is kept; the client puts its own base URL before it.
+    """
+    url = batch.raw.get("results_url")
+    if not url:
+        return f"/v1/messages/batches/{batch.id}/results"
+    parts = urlsplit(str(url))
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def batch_info_from_dict(data: Mapping[str, Any], *, retry_after: float | None = None) -> BatchInfo:
     """A :class:`BatchInfo` from a ``message_batch`` object.
 
     ``ended`` maps to ``CANCELLED`` when a cancel was initiated, to ``EXPIRED``
@@ -381,6 +407,7 @@ def batch_info_from_dict(data: Mapping[str, Any]) -> BatchInfo:
         failed=errored + canceled + expired,
         results_ready=status == "ended" and bool(data.get("results_url")),
         raw=dict(data),
+        retry_after=retry_after,
     )
 
 
@@ -590,7 +617,10 @@ class AnthropicBatchEndpoint:
             response = await call(path, cast_to=httpx2.Response)
         except Exception as exc:
             raise self._provider._translate(exc) from exc
-        return batch_info_from_dict(orjson.loads(response.content))
+        # A batch in progress comes with ``retry-after``: when to ask again.
+        return batch_info_from_dict(
+            orjson.loads(response.content), retry_after=_retry_after(response.headers)
+        )
 
     async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
         """Every result line of an ended batch, streamed, in the provider's order.
@@ -599,7 +629,7 @@ class AnthropicBatchEndpoint:
             ProviderError: when the batch has not ended (Anthropic answers
                 404 for results before that), or the download fails.
         """
-        url = batch.raw.get("results_url") or f"/v1/messages/batches/{batch.id}/results"
+        url = results_path(batch)
         name = self._provider.name
         try:
             response = await self._client.get(

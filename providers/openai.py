@@ -328,6 +328,7 @@ def batch_info(raw: Mapping[str, Any], *, files_complete: bool | None = None) ->
                 failed == 0 or error_file_id is not None
             )
         ready = files_complete
+    model = raw.get("model")
     return BatchInfo(
         id=str(raw.get("id")),
         state=state,
@@ -340,6 +341,23 @@ def batch_info(raw: Mapping[str, Any], *, files_complete: bool | None = None) ->
         results_ready=ready,
         errors=_batch_errors(raw),
         raw=raw,
+        model=model if isinstance(model, str) and model else None,
+        usage=_batch_usage(raw.get("usage")),
+    )
+
+
+def _batch_usage(usage: Any) -> Usage | None:
+    """The token totals of a batch object (OpenAI, batches made since September 2025)."""
+    if not isinstance(usage, Mapping):
+        return None
+    input_details = usage.get("input_tokens_details") or {}
+    output_details = usage.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=_int(usage.get("input_tokens")),
+        output_tokens=_int(usage.get("output_tokens")),
+        cached_tokens=_int(input_details.get("cached_tokens")),
+        reasoning_tokens=_int(output_details.get("reasoning_tokens")),
+        cache_creation_tokens=_int(input_details.get("cache_write_tokens")),
     )
 
 
@@ -491,6 +509,24 @@ class OpenAIBatchEndpoint:
         """Ask OpenAI to cancel the batch (it moves to ``cancelling``)."""
         raw = await self._provider._request("post", f"/batches/{batch_id}/cancel")
         return batch_info(raw)
+
+    def batch_files(self, batch: BatchInfo) -> list[str]:
+        """The provider's files of ``batch``: its input, output and error files."""
+        ids = (batch.input_file_id, batch.output_file_id, batch.error_file_id)
+        return [file_id for file_id in ids if file_id]
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete one file at the provider; ``False`` when it was gone already.
+
+        Idempotent: a file deleted before (or expired) is not an error.
+        """
+        try:
+            await self._provider._client.files.delete(file_id)
+        except openai.NotFoundError:
+            return False
+        except openai.OpenAIError as exc:
+            self._provider._raise(exc)
+        return True
 
 
 # ---------------------------------------------------------------- provider

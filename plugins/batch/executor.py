@@ -3,7 +3,7 @@
 The journal states of a shard, each recorded *before* the next side effect::
 
     written ──upload──▶ uploaded ──▶ submitting ──create──▶ created
-        ──poll…──▶ ended ──read results, store each──▶ collected
+        ──poll…──▶ ended ──read results, store each──▶ collected ──▶ files deleted
                               (or failed, when the provider rejected it)
 
 A crash anywhere resumes from the recorded state: an uploaded file is not
@@ -153,7 +153,11 @@ class BatchExecutor:
             with self.store.in_transaction():
                 self.owner.shard_answered(self.shard)
                 self._update(state="collected")
+                # Journaled with "collected": never before the results are stored.
+                cleanup = self.owner.cleanup.plan(self.shard.shard_id, info)
             self.owner.shard_collected(self.shard)
+            if cleanup:
+                await self.owner.cleanup.run(self.shard.shard_id)
 
     def _created(self, info: BatchInfo) -> None:
         self._update(

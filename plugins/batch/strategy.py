@@ -25,10 +25,12 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.accumulator import BatchAccumulator, SealedShard
+from plugins.batch.cleanup import FileCleanup
 from plugins.batch.executor import BatchExecutor
 from plugins.batch.gcpause import GcHold
 from plugins.batch.journal import SchemaBook
@@ -137,6 +139,10 @@ class BatchStrategy:
         self._lease = BatchLease(self.store.path)
         self._lease.acquire()
         self._schemas = SchemaBook(self.store)
+        #: Deletes collected batches' files at the provider (``batch.delete_files``).
+        self.cleanup = FileCleanup(
+            self.store, endpoint, self.provider_name, enabled=bset.delete_files
+        )
         #: Held by an executor from journaling "submitting" until its batch is created.
         self.create_lock = asyncio.Lock()
         # Requests of shards stopped in this run (their batch may be paid for),
@@ -415,6 +421,19 @@ class BatchStrategy:
         self._started = True
         for shard in self.store.shards(self.provider_name, states=UNFINISHED_SHARD_STATES):
             self._start_executor(shard)
+        leftover = self.cleanup.pending()
+        if leftover:
+            # Files of batches collected by an earlier run that stopped before deleting them.
+            self._side_task(self._delete_leftover_files(leftover))
+
+    async def _delete_leftover_files(self, shard_ids: list[str]) -> None:
+        for shard_id in shard_ids:
+            await self.cleanup.run(shard_id)
+
+    def _side_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     # -- finishing (called by executors) ------------------------------------
 

@@ -23,6 +23,7 @@ that the SDK's typed models are never built on the hot path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -47,6 +48,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import not_paging
+from providers.ratelimits import rate_limit_state
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -818,9 +820,11 @@ class AnthropicProvider:
         except Exception as exc:
             raise self._translate(exc) from exc
         message = orjson.loads(response.content)
-        return completion_from_message(
+        completion = completion_from_message(
             message, request_id=response.headers.get("request-id"), provider=self.name
         )
+        state = rate_limit_state(response.headers)
+        return completion if state is None else dataclasses.replace(completion, rate_limit=state)
 
     @property
     def batch(self) -> AnthropicBatchEndpoint:

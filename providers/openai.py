@@ -14,6 +14,7 @@ is translated into :mod:`providers.errors` here, at the boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -37,6 +38,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
+from providers.ratelimits import rate_limit_state
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -619,7 +621,9 @@ class OpenAIProvider:
             )
         except openai.OpenAIError as exc:
             self._raise(exc)
-        return _completion(self._json(response), response.headers.get("x-request-id"))
+        completion = _completion(self._json(response), response.headers.get("x-request-id"))
+        state = rate_limit_state(response.headers)
+        return completion if state is None else dataclasses.replace(completion, rate_limit=state)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel
 
 from providers.errors import ProviderError
+from providers.ratelimits import RateLimitState
 from providers.schema import schema_for
 from providers.stop import StopReason, normalize_stop
 
@@ -239,6 +240,7 @@ class Completion:
         finish_reason: why generation stopped, as the provider said it
             (``stop``, ``length``, ``end_turn``, ``max_output_tokens``, ...).
         refusal: the model's refusal text, when it refused.
+        rate_limit: what the provider's rate-limit headers said was left.
     """
 
     content: str
@@ -247,6 +249,7 @@ class Completion:
     request_id: str | None = None
     finish_reason: str | None = None
     refusal: str | None = None
+    rate_limit: RateLimitState | None = None
 
     @property
     def stop_reason(self) -> StopReason | None:

@@ -1092,6 +1092,16 @@ class Store:
             values,
         )
 
+    def batch_usage(self, batch_id: str) -> tuple[int, Usage]:
+        """The ledger's calls of one provider batch: how many, and their tokens summed."""
+        rows = self._read(
+            "SELECT COUNT(*), TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cached_tokens), "
+            "TOTAL(reasoning_tokens), TOTAL(cache_creation_tokens) FROM calls WHERE batch_id = ?",
+            (batch_id,),
+        )
+        count, *tokens = rows[0]
+        return int(count), Usage(*(int(t) for t in tokens))
+
     def cost_report(self, since: float | None = None) -> list[CostRow]:
         """Recorded usage and cost, grouped by mode, task and model.
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.gcpause import GcHold
+from plugins.batch.ledgercheck import check_ledger
 from plugins.batch.polling import PollSchedule
 from providers.errors import LexibatchError, ProviderError, UserError
 from providers.types import BatchInfo, BatchState, ItemResult
@@ -156,6 +157,7 @@ class BatchExecutor:
                 # Journaled with "collected": never before the results are stored.
                 cleanup = self.owner.cleanup.plan(self.shard.shard_id, info)
             self.owner.shard_collected(self.shard)
+            check_ledger(self.store, info)
             if cleanup:
                 await self.owner.cleanup.run(self.shard.shard_id)
 

@@ -82,3 +82,35 @@ async def test_files_journaled_before_a_crash_are_deleted_by_the_next_run(
         await _run(settings, ["slow"])
         assert _files(emu) == []
         assert not list(Store(str(settings.connector.db)).iter_documents(NAMESPACE))
+
+
+async def test_the_ledger_of_a_batch_is_checked_against_the_providers_totals(
+    make_settings: Any, caplog: Any
+) -> None:
+    from plugins.batch.ledgercheck import check_ledger
+    from providers.types import BatchInfo, BatchState, Usage
+
+    with Emulator(EmulatorConfig()) as emu:
+        settings = make_settings(emu)
+        await _run(settings, ["swift", "slow"])
+        store = Store(str(settings.connector.db))
+        batch_id = store.shards("openai")[0].batch_id
+        assert batch_id is not None
+        async with httpx.AsyncClient(
+            base_url=emu.base_url, headers={"Authorization": "Bearer k"}
+        ) as http:
+            raw = (await http.get(f"/v1/batches/{batch_id}")).json()
+    billed = raw["usage"]
+    assert billed["input_tokens"] > 0
+    calls, recorded = store.batch_usage(batch_id)
+    assert calls == 2
+    assert (recorded.input_tokens, recorded.output_tokens) == (
+        billed["input_tokens"],
+        billed["output_tokens"],
+    )
+    agreed = BatchInfo(batch_id, BatchState.COMPLETED, usage=recorded)
+    assert check_ledger(store, agreed) is True
+    short = BatchInfo(batch_id, BatchState.COMPLETED, usage=Usage(recorded.input_tokens + 7, 1))
+    assert check_ledger(store, short) is False
+    assert batch_id in caplog.text and "ledger" in caplog.text
+    assert check_ledger(store, BatchInfo(batch_id, BatchState.COMPLETED)) is None

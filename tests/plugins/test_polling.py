@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ def test_the_schedule_starts_short_and_grows_to_the_interval_then_the_ceiling() 
     waits = [schedule.next_wait() for _ in range(12)]
     assert waits[:6] == [2.0, 4.0, 8.0, 16.0, 30.0, 45.0]
     assert max(waits) == 300.0 and waits[-1] == 300.0
-    assert all(a <= b for a, b in zip(waits, waits[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(waits))
 
 
 def test_a_first_wait_longer_than_the_interval_is_the_interval() -> None:
@@ -88,7 +89,7 @@ async def test_polls_against_the_emulator_follow_the_schedule(make_settings: Any
             assert (await pending).word
         finally:
             await connector.aclose()
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) >= 3
     # First poll 0.1 s after the create (plus the 0.05 s linger), then 0.2, then 0.4 s:
     # growing, never past the interval (plus scheduling slack).
@@ -96,7 +97,7 @@ async def test_polls_against_the_emulator_follow_the_schedule(make_settings: Any
     assert gaps[0] == pytest.approx(0.2, abs=0.08)
     assert gaps[1] == pytest.approx(0.4, abs=0.08)
     assert all(g < 0.55 for g in gaps)
-    assert all(b >= a - 0.08 for a, b in zip(gaps, gaps[1:], strict=False))
+    assert all(b >= a - 0.08 for a, b in itertools.pairwise(gaps))
     # The batch ends about 1 s after creation; it is collected within one interval of that.
     assert done - started < 1.0 + 0.4 + 0.5
 
@@ -118,6 +119,6 @@ async def test_anthropic_polls_wait_what_retry_after_asks(make_settings: Any) ->
             assert (await pending).word
         finally:
             await connector.aclose()
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # Every poll after one answered "in progress, retry-after 0.5" came 0.5 s later, not 0.05.
     assert gaps and all(g >= 0.45 for g in gaps)

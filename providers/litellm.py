@@ -38,6 +38,7 @@ from providers.errors import (
 from providers.jsonl import line_batches, split_lines
 from providers.listing import Page, find_listed
 from providers.openai import BodyBuilder, batch_info, parse_result_line
+from providers.transport import transport_error
 from providers.types import BatchInfo, BatchLimits, Completion, ItemResult, Request, Usage
 
 __all__ = [
@@ -203,6 +204,9 @@ def translate_error(
             return ProviderTimeoutError(message, provider=provider)
         if isinstance(cause, openai.APIConnectionError):
             return ProviderConnectionError(message, provider=provider)
+        transport = transport_error(cause, provider=provider, doing="the call", redact=api_key)
+        if transport is not None:
+            return transport
         cause = cause.__cause__ or cause.__context__
     status = getattr(exc, "status_code", None)
     if isinstance(exc, openai.OpenAIError) or isinstance(status, int):
@@ -358,7 +362,14 @@ class LiteLLMBatchEndpoint:
             else:
                 yield split_lines(chunks)
         except Exception as exc:
-            raise self._provider._translate(exc) from exc
+            # Raised while the body streams, after LiteLLM has handed it over.
+            error = transport_error(
+                exc,
+                provider=self._provider.name,
+                doing=f"download of {file_id}",
+                redact=self._provider._api_key,
+            )
+            raise (error or self._provider._translate(exc)) from exc
 
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask the vendor to cancel the batch."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -74,6 +75,17 @@ def load_litellm() -> ModuleType:
     """``litellm``, imported with its network-reaching features off."""
     for var in _OFFLINE_ENV:
         os.environ.setdefault(var, "True")
+    # LiteLLM's types include TypedDicts with ReadOnly items; pydantic warns
+    # once for each as it builds their schemas, lazily, on LiteLLM's first use
+    # of each. Those warnings say nothing to a lexibatch user: this one form,
+    # raised from that one pydantic module, is ignored (pyproject.toml's pytest
+    # filters name the same).
+    warnings.filterwarnings(
+        "ignore",
+        message=r".* using the `ReadOnly` qualifier",
+        category=UserWarning,
+        module=r"pydantic\._internal\._generate_schema",
+    )
     import litellm
 
     litellm.suppress_debug_info = True

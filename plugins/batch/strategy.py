@@ -253,6 +253,8 @@ class BatchStrategy:
         else:
             # Already journaled (a retry round): its row names an older shard.
             self._rejoined.add(key)
+        # A full shard leaves now, its rows journaled, whatever the linger.
+        self.accumulator.seal_if_full(request.model)
         self._arm_linger()
 
     def _estimate_cost(self, request: Request, mode: Mode = "batch") -> float:

@@ -123,10 +123,18 @@ def build_response(
 
 
 def more_tokens(request: Request, error: BaseException | None) -> Request:
-    """``request`` again, with the larger output limit ``error`` asks for when it was cut."""
-    if isinstance(error, TruncatedError) and error.retry_max_tokens is not None:
-        return dataclasses.replace(request, max_tokens=error.retry_max_tokens)
-    return request
+    """``request`` again with twice the output limit, when ``error`` says it was cut.
+
+    Twice the larger of the request's own limit and the one the cut answer
+    hit (a retry round may already have raised it), up to
+    :attr:`TruncatedError.CEILING`; otherwise ``request`` unchanged.
+    """
+    if not isinstance(error, TruncatedError) or error.retry_max_tokens is None:
+        return request
+    base = max(request.max_tokens or 0, error.max_tokens or 0)
+    if base >= TruncatedError.CEILING:
+        return request
+    return dataclasses.replace(request, max_tokens=min(2 * base, TruncatedError.CEILING))
 
 
 def _summarize(exc: ValidationError) -> str:

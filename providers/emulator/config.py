@@ -102,6 +102,9 @@ class EmulatorConfig(BaseModel):
     tpm_limit: int = Field(default=1_000_000_000, ge=1)
     """Tokens (prompt and answer) per sliding minute; past it, 429."""
 
+    rate_window: float = Field(default=60.0, gt=0.0)
+    """Seconds over which ``rpm_limit`` and ``tpm_limit`` count (a minute, as their names say)."""
+
     context_window: int = Field(default=200_000, ge=1)
     """Prompt tokens a model takes; a longer prompt is refused as the real APIs refuse it."""
 

@@ -1,6 +1,7 @@
 """The emulator's own rate limits, and the headers that report them.
 
-Requests and tokens are counted over a sliding minute. A call that would pass
+Requests and tokens are counted over a sliding minute (``rate_window``
+seconds; shorter in tests). A call that would pass
 ``rpm_limit`` or ``tpm_limit`` is answered 429 with ``retry-after`` (the
 seconds until enough of the window has passed), and every answer of an
 inference route reports the state of both limits in each API's headers:
@@ -48,8 +49,11 @@ def _rfc3339(at: float) -> str:
 class RateLimiter:
     """Requests and tokens over a sliding minute, against configured limits."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, window: float = WINDOW) -> None:
         self._clock = clock
+        self.window = window
+        #: Calls refused for a limit so far.
+        self.refused = 0
         self._requests: deque[float] = deque()
         self._tokens: deque[tuple[float, int]] = deque()
         self._token_sum = 0
@@ -58,7 +62,7 @@ class RateLimiter:
         return self._clock()
 
     def _trim(self, now: float) -> None:
-        edge = now - WINDOW
+        edge = now - self.window
         while self._requests and self._requests[0] <= edge:
             self._requests.popleft()
         while self._tokens and self._tokens[0][0] <= edge:
@@ -70,7 +74,7 @@ class RateLimiter:
         self._trim(now)
         waits: list[float] = []
         if len(self._requests) >= rpm:
-            waits.append(self._requests[len(self._requests) - rpm] + WINDOW - now)
+            waits.append(self._requests[len(self._requests) - rpm] + self.window - now)
         if self._token_sum + tokens > tpm and self._tokens:
             # Until enough of the oldest tokens have left the window.
             excess = self._token_sum + tokens - tpm
@@ -78,11 +82,12 @@ class RateLimiter:
             for at, n in self._tokens:
                 freed += n
                 if freed >= excess:
-                    waits.append(at + WINDOW - now)
+                    waits.append(at + self.window - now)
                     break
             else:
-                waits.append(self._tokens[-1][0] + WINDOW - now)
+                waits.append(self._tokens[-1][0] + self.window - now)
         if waits:
+            self.refused += 1
             return max(0.001, max(waits))
         self._requests.append(now)
         return None
@@ -95,8 +100,8 @@ class RateLimiter:
             self._token_sum += tokens
 
     def _resets(self, now: float) -> tuple[float, float]:
-        requests = self._requests[0] + WINDOW - now if self._requests else 0.0
-        tokens = self._tokens[0][0] + WINDOW - now if self._tokens else 0.0
+        requests = self._requests[0] + self.window - now if self._requests else 0.0
+        tokens = self._tokens[0][0] + self.window - now if self._tokens else 0.0
         return max(0.0, requests), max(0.0, tokens)
 
     def headers(self, openai: bool, rpm: int, tpm: int) -> dict[str, str]:

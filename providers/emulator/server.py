@@ -79,7 +79,7 @@ class EmulatorApp:
         self.config = config
         self.state = State(state_dir)
         self.engine = BatchEngine(self.state, config)
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(window=config.rate_window)
         self._ticker: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- controls
@@ -89,6 +89,7 @@ class EmulatorApp:
         merged = {**self.config.model_dump(), **changes}
         self.config = EmulatorConfig.model_validate(merged)
         self.engine.config = self.config
+        self.limiter.window = self.config.rate_window
         return self.config
 
     def reset(self) -> None:

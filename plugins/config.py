@@ -184,7 +184,7 @@ class BatchSettings(_Section):
     Attributes:
         linger: seconds without a new request after which pending requests are sent.
         first_poll: seconds from creating a batch to its first status poll; the
-            wait then doubles at each poll up to ``poll_interval``.
+            wait then grows by a quarter at each poll up to ``poll_interval``.
         poll_interval: the wait between polls the schedule reaches quickly.
         max_poll_interval: the longest wait between polls (the backoff's cap).
         delete_files: delete a batch's input, output and error files at the

@@ -19,9 +19,18 @@ from providers.ratelimits import RateLimitState
 
 def test_the_schedule_starts_short_and_grows_to_the_interval_then_the_ceiling() -> None:
     schedule = PollSchedule(first=2.0, interval=30.0, ceiling=300.0)
-    waits = [schedule.next_wait() for _ in range(12)]
-    assert waits[:6] == [2.0, 4.0, 8.0, 16.0, 30.0, 45.0]
-    assert max(waits) == 300.0 and waits[-1] == 300.0
+    waits = [schedule.next_wait() for _ in range(24)]
+    assert waits[:4] == [2.0, 2.5, 3.125, 3.90625]
+    # A batch that ends within its first minute is collected less than 15 s after it
+    # ends, one that ends within 20 s less than 7 s after.
+    elapsed = list(itertools.accumulate(waits))
+    for wait, at in zip(waits, elapsed, strict=True):
+        if at - wait < 60:
+            assert wait < 15
+        if at - wait < 20:
+            assert wait < 7
+    assert 30.0 in waits and waits.index(30.0) == 13
+    assert waits[14] == 45.0 and waits[-1] == 300.0
     assert all(a <= b for a, b in itertools.pairwise(waits))
 
 
@@ -33,7 +42,7 @@ def test_a_first_wait_longer_than_the_interval_is_the_interval() -> None:
 def test_retry_after_is_never_undercut() -> None:
     schedule = PollSchedule(first=2.0, interval=30.0, ceiling=300.0)
     assert schedule.next_wait(retry_after=10.0) == 10.0
-    assert schedule.next_wait(retry_after=1.0) == 4.0  # the schedule's own wait is longer
+    assert schedule.next_wait(retry_after=1.0) == 2.5  # the schedule's own wait is longer
 
 
 async def test_the_pacer_holds_new_calls_until_the_window_refills() -> None:
@@ -91,11 +100,11 @@ async def test_polls_against_the_emulator_follow_the_schedule(make_settings: Any
             await connector.aclose()
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) >= 3
-    # First poll 0.1 s after the create (plus the 0.05 s linger), then 0.2, then 0.4 s:
-    # growing, never past the interval (plus scheduling slack).
+    # First poll 0.1 s after the create (plus the 0.05 s linger), then 0.125, 0.156,
+    # ... s: growing, never past the interval (plus scheduling slack).
     assert times[0] - started < 0.05 + 0.1 + 0.3
-    assert gaps[0] == pytest.approx(0.2, abs=0.08)
-    assert gaps[1] == pytest.approx(0.4, abs=0.08)
+    assert gaps[0] == pytest.approx(0.125, abs=0.06)
+    assert gaps[1] == pytest.approx(0.156, abs=0.06)
     assert all(g < 0.55 for g in gaps)
     assert all(b >= a - 0.08 for a, b in itertools.pairwise(gaps))
     # The batch ends about 1 s after creation; it is collected within one interval of that.

@@ -114,3 +114,10 @@ async def test_the_ledger_of_a_batch_is_checked_against_the_providers_totals(
     assert check_ledger(store, short) is False
     assert batch_id in caplog.text and "ledger" in caplog.text
     assert check_ledger(store, BatchInfo(batch_id, BatchState.COMPLETED)) is None
+
+
+async def test_litellm_batches_delete_their_files_too(make_settings: Any) -> None:
+    with Emulator(EmulatorConfig()) as emu:
+        settings = make_settings(emu, provider="litellm", connector={"model": "openai/gpt-4o-mini"})
+        assert (await _run(settings, ["swift"]))[0].word
+        assert _files(emu) == []

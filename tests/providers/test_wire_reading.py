@@ -293,3 +293,33 @@ async def test_anthropic_polls_read_retry_after(tmp_path: Path) -> None:
     info = await provider.batch.poll("msgbatch_01X")
     await provider.aclose()
     assert info.retry_after == 10.0 and info.state is BatchState.IN_PROGRESS
+
+
+def test_a_reasoning_item_before_the_message_is_skipped_and_its_tokens_counted() -> None:
+    body = {
+        "object": "response",
+        "status": "completed",
+        "model": "o3-mini-2025-01-31",
+        "output": [
+            {"id": "rs_67ccd2bf", "type": "reasoning", "summary": []},
+            {
+                "id": "msg_67ccd2c0",
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "annotations": [], "text": '{"word":"x"}'}],
+            },
+        ],
+        "usage": {
+            "input_tokens": 30,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 90,
+            "output_tokens_details": {"reasoning_tokens": 64},
+        },
+    }
+    completion = _completion(body, None)
+    assert completion.content == '{"word":"x"}'
+    assert completion.usage.reasoning_tokens == 64
+    assert (completion.finish_reason, completion.stop_reason) == ("completed", StopReason.END)
+    filtered = {**body, "status": "incomplete", "incomplete_details": {"reason": "content_filter"}}
+    assert _completion(filtered, None).stop_reason is StopReason.CONTENT_FILTER

@@ -268,11 +268,11 @@ async def test_cost_is_recorded_in_the_ledger(target: Any, mode: str) -> None:
 async def test_a_batch_refused_whole_is_rerouted_to_immediate_calls_when_configured(
     target: Any,
 ) -> None:
-    # The provider refuses the batch itself (too many requests): OpenAI when
-    # it checks the file, Anthropic at once, when the batch is created.
+    # The provider refuses every batch itself, even of one request (too many
+    # bytes), when it is created.
     connector = target.open(batch={"max_requests": 2, "retry_via": "immediate"})
     wire = "anthropic" if target.provider == "anthropic" else "openai"
-    target.emulator.configure(**{f"{wire}_max_requests": 1})
+    target.emulator.configure(**{f"{wire}_max_bytes": 64})
     try:
         connector.enable_batch_mode()
         results = await _gather(connector, ["r1", "r2"])

@@ -228,16 +228,25 @@ class BatchStrategy:
         """Spool ``request`` into an open shard (journaling it as queued, if new).
 
         Raises:
-            InputError: a new request is too large for any batch; nothing was journaled.
+            InputError: a new request is too large for any batch, or the provider
+                cannot encode it; nothing was journaled.
         """
         key = pending.key
-        line = self.endpoint.encode(request, key)
-        if len(line) + 1 > self.limits.max_bytes:
-            problem = line_problem(self.endpoint, self.limits, request)
+        try:
+            line = self.endpoint.encode(request, key)
+        except Exception as exc:
+            # The provider's adapter cannot write it (e.g. a schema it cannot convert).
+            problem = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            line, problem = b"", f"the provider cannot encode it ({problem})"
+        else:
+            problem = None
+            if len(line) + 1 > self.limits.max_bytes:
+                problem = line_problem(self.endpoint, self.limits, request)
+        if problem is not None:
             error = InputError(f"request {key}: {problem}")
             if journal:
                 raise error
-            # Journaled by a run with a larger limit: it fails alone.
+            # Journaled by a run with a larger limit, or another version: it fails alone.
             self._fail_unbuilt(key, error)
             return
         self._pending[key] = pending

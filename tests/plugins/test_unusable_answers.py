@@ -112,7 +112,7 @@ async def test_one_broken_schema_fails_alone_and_the_batch_is_stored(
 async def test_a_collected_shard_of_an_earlier_run_with_a_broken_schema_resumes(
     fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A batch made by an earlier run, collected by a later one that rebuilds it from the journal."""
+    """A batch made by an earlier run is collected by a later one, rebuilt from the journal."""
     settings = make_settings(fresh_emulator)
     good = [_request(i, GOOD) for i in range(5)]
     bad = _request(99, TYPO)

@@ -42,6 +42,7 @@ MAX_TEMPERATURE: Final = 2.0
 RESERVED_EXTRAS: Final = frozenset({"model", "messages", "stream"})
 # What both OpenAI (``json_schema.name``) and Anthropic accept as a schema name.
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TYPES: Final = "array, boolean, integer, null, number, object, string"
 # Entries kept by the identity caches before they are cleared.
 _REMEMBERED: Final = 1024
 
@@ -204,6 +205,11 @@ def _check_text(text: bytes) -> tuple[str | None, Any]:
 def _schema_error(exc: Any) -> str:
     where = "/".join(str(p) for p in exc.absolute_path)
     message = str(exc.message)
+    if exc.absolute_path and exc.absolute_path[-1] == "type" and exc.validator == "anyOf":
+        # The meta-schema's own words ("not valid under any of the given schemas") hide the typo.
+        named = exc.instance if isinstance(exc.instance, list) else [exc.instance]
+        wrong = [t for t in named if t not in _TYPES.split(", ")] or named
+        message = f"{wrong[0]!r} is not a JSON Schema type (one of {_TYPES})"
     if len(message) > 200:
         message = message[:197] + "..."
     return f"{where or '(root)'}: {message}" if where else message

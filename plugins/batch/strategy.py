@@ -232,14 +232,14 @@ class BatchStrategy:
                 cannot encode it; nothing was journaled.
         """
         key = pending.key
+        problem: str | None = None
         try:
             line = self.endpoint.encode(request, key)
         except Exception as exc:
             # The provider's adapter cannot write it (e.g. a schema it cannot convert).
-            problem = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            line, problem = b"", f"the provider cannot encode it ({problem})"
+            what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            line, problem = b"", f"the provider cannot encode it ({what})"
         else:
-            problem = None
             if len(line) + 1 > self.limits.max_bytes:
                 problem = line_problem(self.endpoint, self.limits, request)
         if problem is not None:

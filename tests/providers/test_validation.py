@@ -73,7 +73,7 @@ def test_each_bad_field_is_named(fields: dict[str, Any], expected: str) -> None:
         # The typo of the issue: jsonschema.UnknownType at validation time.
         (
             {"type": "object", "properties": {"a": {"type": "strin"}}},
-            "properties/a/type: 'strin' is not valid",
+            "properties/a/type: 'strin' is not a JSON Schema type",
         ),
         # A pattern that is not a regex: re.error at validation time.
         ({"type": "string", "pattern": "[a-"}, "'[a-' is not a 'regex'"),

@@ -24,7 +24,7 @@ from tenacity import (
 
 from plugins.ledger import record_paid, record_unanswered
 from plugins.results import build_response
-from providers.errors import ProviderError, SchemaValidationError
+from providers.errors import ProviderError, SchemaValidationError, UnusableAnswerError
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
@@ -98,6 +98,10 @@ class ImmediateStrategy:
                     ]
                 )
                 continue
+            except UnusableAnswerError:
+                # Paid for, and unusable however often it is asked: ledgered, not re-asked.
+                record_unanswered(self.context, request, calls, mode="immediate")
+                raise
             return record_paid(self.context, request, calls, final=response, mode="immediate")
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -115,6 +115,8 @@ def _message_problems(messages: Any) -> Iterator[str]:
     if not isinstance(messages, tuple | list) or not messages:
         yield "messages must be a non-empty list of messages"
         return
+    if all(type(m) is Message and m.role in _ROLES and type(m.content) is str for m in messages):
+        return
     for i, item in enumerate(messages):
         message: Any = item
         if not isinstance(message, Message):
@@ -130,6 +132,8 @@ def _message_problems(messages: Any) -> Iterator[str]:
 def _extras_problems(extras: Any) -> Iterator[str]:
     if not isinstance(extras, Mapping):
         yield f"extras must be an object of provider body fields, got {_show(extras)}"
+        return
+    if not extras:
         return
     for key in extras:
         if not isinstance(key, str):

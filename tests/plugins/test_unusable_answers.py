@@ -183,6 +183,8 @@ async def test_immediate_run_with_a_broken_schema_writes_every_result_line(
     out = tmp_path / "out.jsonl"
     try:
         summary = await run_requests(connector, items, out)
+        # The broken one was paid for: the ledger has it, as it has the others.
+        assert sum(row.requests for row in connector.store.cost_report()) == 21
     finally:
         await connector.aclose()
     lines = [orjson.loads(x) for x in out.read_bytes().splitlines()]

@@ -95,7 +95,13 @@ def build_response(
         raise InvalidRequestError(
             f"the model refused: {completion.refusal}", provider=provider, code="refusal"
         )
-    output = validate_content(request, completion.content, provider=provider)
+    try:
+        output = validate_content(request, completion.content, provider=provider)
+    except (SchemaValidationError, UnusableAnswerError):
+        raise
+    except Exception as exc:
+        # Content of an unexpected shape (not text): this answer alone is unusable.
+        raise unusable(exc, str(completion.content), provider) from None
     return Response(
         output=output,
         text=completion.content,

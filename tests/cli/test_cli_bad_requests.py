@@ -93,3 +93,29 @@ def test_a_line_no_batch_can_hold_is_refused_with_its_number(tmp_path: Path) -> 
     assert now.returncode == 0, now.stderr
     results = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["status"] for r in results] == ["succeeded"] * 3
+
+
+def test_resume_fails_a_journaled_request_it_cannot_rebuild_and_sends_the_rest(
+    tmp_path: Path,
+) -> None:
+    from plugins.batch.journal import SchemaBook
+    from plugins.store import JournalRequest, Store
+    from providers.types import Message, Request
+
+    with Store(tmp_path / ".lexibatch" / "lexibatch.db") as store:
+        book = SchemaBook(store)
+        good = Request(
+            "gpt-4o-mini", (Message("user", "queued"),), json_schema=GOOD, schema_name="r"
+        )
+        rows = [
+            JournalRequest(good.key, good.model, None, book.encode(good), "queued", None, 0),
+            # Written by another version: not a body this one can rebuild.
+            JournalRequest("lb-other", "gpt-4o-mini", None, b'{"c": []}', "queued", None, 0),
+        ]
+        store.add_schemas(book.take())
+        store.queue_requests("sandbox", rows)
+    done = _lexibatch("resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "journaled request lb-other cannot be rebuilt" in done.stderr
+    assert "resumed (1 queued requests sent); journal now: 1 failed, 1 succeeded" in done.stderr

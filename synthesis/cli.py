@@ -46,8 +46,8 @@ def _guard(func: Callable[..., T]) -> Callable[..., T]:
             return func(*args, **kwargs)
         except InputError as exc:
             # Every bad line of an input on its own line, then what it adds up to.
-            for problem in exc.problems:
-                if problem != exc.message:
+            if exc.message != "; ".join(exc.problems):
+                for problem in exc.problems:
                     click.echo(f"lexibatch: error: {problem}", err=True)
             _fail(str(exc), EXIT_USER)
         except UserError as exc:

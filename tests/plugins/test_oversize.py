@@ -135,3 +135,29 @@ async def test_a_split_interrupted_before_its_halves_are_sent_resumes_without_pa
         await again.aclose()
     billing = fresh_emulator.billing()
     assert billing["batch"]["requests"] == 6 and billing["duplicates"] == 0
+
+
+def test_only_refusals_for_size_count_as_too_large() -> None:
+    from plugins.batch.oversize import too_large
+    from providers.errors import InvalidRequestError, RateLimitError, ServerError
+    from providers.types import BatchInfo, BatchState
+
+    assert too_large(InvalidRequestError("File is too large.", status_code=400))
+    assert too_large(InvalidRequestError("Request exceeds ...", status_code=413))
+    assert too_large(InvalidRequestError("requests: too many requests (8 > 3)", status_code=400))
+    assert too_large(
+        InvalidRequestError(
+            "The batch input file is larger than the 209715200 maximum for the gpt-4o model. "
+            "Please try again with a smaller batch.",
+            status_code=400,
+        )
+    )
+    # Not about the batch's size: a rate limit, a bad parameter, an outage, the queue cap.
+    assert not too_large(RateLimitError("Too Many Requests", status_code=429))
+    assert not too_large(InvalidRequestError("max_tokens: Field required", status_code=400))
+    assert not too_large(ServerError("Internal server error", status_code=500))
+    full = "token_limit_exceeded: Enqueued token limit reached for gpt-4o-mini"
+    assert not too_large(info=BatchInfo("b", BatchState.FAILED, errors=(full,)))
+    size = "too_many_requests: The batch input file has 8 requests, more than the 3 allowed"
+    assert too_large(info=BatchInfo("b", BatchState.FAILED, errors=(size,)))
+    assert not too_large(info=BatchInfo("b", BatchState.COMPLETED, errors=(size,)))

@@ -150,6 +150,8 @@ class BatchStrategy:
         self._stopped: dict[str, str] = {}
         # A refused journal write is tried again when its shard is sealed, not per request.
         self._journal_refused = False
+        # Journaled requests failed because they cannot be rebuilt or sent (see _fail_unbuilt).
+        self._unbuilt = 0
         # Only a journal with unfinished requests needs a lookup per request.
         self._resumable = self.store.has_open_requests(self.provider_name)
 
@@ -600,7 +602,9 @@ class BatchStrategy:
 
     def _fail_unbuilt(self, key: str, error: InputError) -> None:
         """A journaled request that cannot be rebuilt, or would be refused today, fails alone."""
-        log.warning("%s", error)
+        # One warning a run; the others are in the journal (and the results file).
+        self._unbuilt += 1
+        log.log(logging.WARNING if self._unbuilt == 1 else logging.INFO, "%s", error)
         self.store.set_request_state(self.provider_name, [key], "failed", error=_error_dict(error))
         self._reject(key, error)
 

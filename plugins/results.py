@@ -6,6 +6,7 @@ same way whether it came immediately, from a batch, or from the store.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,15 +17,17 @@ from providers.errors import (
     InputError,
     InvalidRequestError,
     SchemaValidationError,
+    TruncatedError,
     UnusableAnswerError,
 )
+from providers.stop import StopReason
 from providers.types import Completion, Mode, Request, Response, Usage
+from providers.validation import schema_validator
 
 if TYPE_CHECKING:
     from plugins.store import StoredResult
-from providers.validation import schema_validator
 
-__all__ = ["build_response", "storable", "unusable", "validate_content"]
+__all__ = ["build_response", "more_tokens", "storable", "unusable", "validate_content"]
 
 
 def validate_content(request: Request, content: str, *, provider: str = "") -> Any:
@@ -85,8 +88,16 @@ def build_response(
 ) -> Response:
     """Validate ``completion`` against ``request`` and wrap it as a :class:`Response`.
 
+    A structured answer cut at the output-token limit that does not fit its
+    schema is a :class:`TruncatedError` (to be retried with more tokens),
+    not a schema failure; a text answer cut there is returned, its
+    ``stop_reason`` saying so.
+
     Raises:
-        InvalidRequestError: the model refused (code ``refusal``); not retried.
+        InvalidRequestError: the model refused (code ``refusal``) or the
+            provider's content filter withheld the answer (``content_filter``);
+            not retried.
+        TruncatedError: the structured answer was cut at ``max_tokens``.
         SchemaValidationError: the content does not fit the request's schema.
         UnusableAnswerError: the content cannot be checked (a broken schema
             or validator); not retried.
@@ -95,9 +106,28 @@ def build_response(
         raise InvalidRequestError(
             f"the model refused: {completion.refusal}", provider=provider, code="refusal"
         )
+    stop = completion.stop_reason
     try:
         output = validate_content(request, completion.content, provider=provider)
-    except (SchemaValidationError, UnusableAnswerError):
+    except SchemaValidationError:
+        if stop is not None and stop.truncated:
+            limit = getattr(request, "max_tokens", None) or completion.usage.output_tokens
+            raise TruncatedError(
+                f"the answer was cut at the output-token limit ({limit or 'unknown'} tokens, "
+                f"stop reason {completion.finish_reason!r}) before it was complete",
+                content=completion.content,
+                max_tokens=limit or None,
+                raw_stop_reason=completion.finish_reason,
+                provider=provider,
+            ) from None
+        if stop is StopReason.CONTENT_FILTER:
+            raise InvalidRequestError(
+                "the provider's content filter withheld the answer",
+                provider=provider,
+                code="content_filter",
+            ) from None
+        raise
+    except UnusableAnswerError:
         raise
     except Exception as exc:
         # Content of an unexpected shape (not text): this answer alone is unusable.
@@ -114,7 +144,24 @@ def build_response(
         request_id=completion.request_id,
         batch_id=batch_id,
         cached=cached,
+        stop_reason=stop,
+        raw_stop_reason=completion.finish_reason,
     )
+
+
+def more_tokens(request: Request, error: BaseException | None) -> Request:
+    """``request`` again with twice the output limit, when ``error`` says it was cut.
+
+    Twice the larger of the request's own limit and the one the cut answer
+    hit (a retry round may already have raised it), up to
+    :attr:`TruncatedError.CEILING`; otherwise ``request`` unchanged.
+    """
+    if not isinstance(error, TruncatedError) or error.retry_max_tokens is None:
+        return request
+    base = max(request.max_tokens or 0, error.max_tokens or 0)
+    if base >= TruncatedError.CEILING:
+        return request
+    return dataclasses.replace(request, max_tokens=min(2 * base, TruncatedError.CEILING))
 
 
 def _summarize(exc: ValidationError) -> str:

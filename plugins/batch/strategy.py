@@ -25,10 +25,12 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.accumulator import BatchAccumulator, SealedShard
+from plugins.batch.cleanup import FileCleanup
 from plugins.batch.executor import BatchExecutor
 from plugins.batch.gcpause import GcHold
 from plugins.batch.journal import SchemaBook
@@ -37,7 +39,7 @@ from plugins.batch.oversize import halved, line_problem, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.estimate import price_provider
 from plugins.ledger import Pricer, call_record, stored_result
-from plugins.results import build_response, storable, unusable
+from plugins.results import build_response, more_tokens, storable, unusable
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     AuthenticationError,
@@ -49,10 +51,8 @@ from providers.errors import (
     InputError,
     LexibatchError,
     ProviderError,
-    SchemaValidationError,
     StoreWriteError,
     UnsupportedError,
-    UnusableAnswerError,
 )
 from providers.types import (
     BatchInfo,
@@ -142,6 +142,10 @@ class BatchStrategy:
         self._lease = BatchLease(self.store.path)
         self._lease.acquire()
         self._schemas = SchemaBook(self.store)
+        #: Deletes collected batches' files at the provider (``batch.delete_files``).
+        self.cleanup = FileCleanup(
+            self.store, endpoint, self.provider_name, enabled=bset.delete_files
+        )
         #: Held by an executor from journaling "submitting" until its batch is created.
         self.create_lock = asyncio.Lock()
         # Requests of shards stopped in this run (their batch may be paid for),
@@ -444,6 +448,19 @@ class BatchStrategy:
         self._started = True
         for shard in self.store.shards(self.provider_name, states=UNFINISHED_SHARD_STATES):
             self._start_executor(shard)
+        leftover = self.cleanup.pending()
+        if leftover:
+            # Files of batches collected by an earlier run that stopped before deleting them.
+            self._side_task(self._delete_leftover_files(leftover))
+
+    async def _delete_leftover_files(self, shard_ids: list[str]) -> None:
+        for shard_id in shard_ids:
+            await self.cleanup.run(shard_id)
+
+    def _side_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     # -- finishing (called by executors) ------------------------------------
 
@@ -522,7 +539,8 @@ class BatchStrategy:
                 )
                 result = stored_result(pending, response)  # type: ignore[arg-type]
                 storable(result)
-            except (SchemaValidationError, UnusableAnswerError) as exc:
+            except ProviderError as exc:
+                # Does not fit, was cut at max_tokens, was refused, or cannot be used at all.
                 failed.append((pending, exc))
                 continue
             except Exception as exc:
@@ -715,6 +733,7 @@ class BatchStrategy:
         )
         requests = dict(zip(rows, decoded, strict=True))
         via_immediate = self.settings.batch.retry_via == "immediate" and self.context.immediate
+        errors = {pending.key: error for pending, error in failed}
         for pending in retry:
             pending.attempts += 1
             request = requests.get(pending.key)
@@ -723,6 +742,7 @@ class BatchStrategy:
             if isinstance(request, InputError):
                 self._fail_unbuilt(pending.key, request)
                 continue
+            request = more_tokens(request, errors.get(pending.key))
             self._pending[pending.key] = pending
             if via_immediate:
                 self._retry_immediately(request, pending)

@@ -27,7 +27,12 @@ from tenacity import (
 from plugins.ledger import record_paid, record_unanswered
 from plugins.pacing import Pacer
 from plugins.results import build_response, more_tokens
-from providers.errors import ProviderError, SchemaValidationError, TruncatedError
+from providers.errors import (
+    ProviderError,
+    SchemaValidationError,
+    TruncatedError,
+    UnusableAnswerError,
+)
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
@@ -110,6 +115,10 @@ class ImmediateStrategy:
                     raise
                 current = more_tokens(current, exc)
                 continue
+            except UnusableAnswerError:
+                # Paid for, and unusable however often it is asked: ledgered, not re-asked.
+                record_unanswered(self.context, request, calls, mode="immediate")
+                raise
             return record_paid(self.context, request, calls, final=response, mode="immediate")
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -1,12 +1,7 @@
 """``lexibatch run``: provider-neutral requests from a JSONL file, results to a JSONL file.
 
-Input, one request per line::
-
-    {"id": "optional-id", "messages": [{"role": "user", "content": "..."}],
-     "model": "optional", "task": "optional", "schema": {JSON schema, optional},
-     "schema_name": "optional", "max_tokens": 100, "temperature": 0}
-
-``"prompt": "text"`` may stand for a single user message. Output, one line
+Input, one request per line, is read and checked by
+:func:`plugins.requestfile.read_requests`. Output, one line
 per input line, in input order: ``{"id", "key", "status": "succeeded",
 "output", "usage", "cost_usd", "mode", "model", "batch_id", "cached"}`` or
 ``{"id", "key", "status": "failed", "error": {...}}``.
@@ -22,39 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from providers.errors import InputError, LexibatchError, ProviderError
-from providers.schema import make_strict
-from providers.types import Message, Request, Response
+from plugins.requestfile import JobItem, read_requests
+from providers.errors import ProviderError
+from providers.types import Response
 
 if TYPE_CHECKING:
     from plugins.connector import LexiConnector
 
 __all__ = ["JobItem", "JobSummary", "read_requests", "run_requests"]
-
-_KNOWN = frozenset(
-    {
-        "id",
-        "messages",
-        "prompt",
-        "system",
-        "model",
-        "task",
-        "schema",
-        "schema_name",
-        "max_tokens",
-        "temperature",
-        "extras",
-    }
-)
-_ROLES = frozenset({"system", "user", "assistant"})
-
-
-@dataclass(frozen=True)
-class JobItem:
-    """One input line: its id and its request."""
-
-    id: str
-    request: Request
 
 
 @dataclass
@@ -67,78 +37,6 @@ class JobSummary:
     cached: int = 0
     cost_usd: float = 0.0
     unpriced: int = 0
-
-
-def read_requests(path: Path, *, default_model: str, route: Any = None) -> list[JobItem]:
-    """Parse a request file; a malformed line is an :class:`InputError` naming file and line."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the request file ({exc.strerror})") from None
-    items: list[JobItem] = []
-    with handle:
-        for lineno, raw in enumerate(handle, 1):
-            if not raw.strip():
-                continue
-            items.append(_parse_line(raw, f"{path}:{lineno}", lineno, default_model, route))
-    if not items:
-        raise InputError(f"{path}: no requests in the file")
-    return items
-
-
-def _parse_line(raw: bytes, where: str, lineno: int, default_model: str, route: Any) -> JobItem:
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise InputError(f"{where}: expected a JSON object per line")
-    unknown = set(obj) - _KNOWN
-    if unknown:
-        raise InputError(
-            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_KNOWN))}"
-        )
-    messages: list[Message] = []
-    if obj.get("system") is not None:
-        messages.append(Message("system", _text(obj["system"], "system", where)))
-    if "messages" in obj:
-        if not isinstance(obj["messages"], list) or not obj["messages"]:
-            raise InputError(f"{where}: messages must be a non-empty list")
-        for i, m in enumerate(obj["messages"]):
-            if not isinstance(m, dict) or m.get("role") not in _ROLES:
-                raise InputError(
-                    f"{where}: messages[{i}] needs a role of system, user or assistant"
-                )
-            messages.append(
-                Message(m["role"], _text(m.get("content"), f"messages[{i}].content", where))
-            )
-    elif "prompt" in obj:
-        messages.append(Message("user", _text(obj["prompt"], "prompt", where)))
-    else:
-        raise InputError(f"{where}: needs messages or prompt")
-    schema = obj.get("schema")
-    if schema is not None and not isinstance(schema, dict):
-        raise InputError(f"{where}: schema must be a JSON schema object")
-    task = obj.get("task")
-    model = obj.get("model") or (route(task) if route else None) or default_model
-    request = Request(
-        model=str(model),
-        messages=tuple(messages),
-        json_schema=make_strict(schema) if schema is not None else None,
-        schema_name=obj.get("schema_name") or ("response" if schema is not None else None),
-        max_tokens=obj.get("max_tokens"),
-        temperature=obj.get("temperature"),
-        task=task,
-        extras=obj.get("extras") or {},
-    )
-    return JobItem(str(obj.get("id", lineno)), request)
-
-
-def _text(value: Any, field: str, where: str) -> str:
-    if not isinstance(value, str):
-        raise InputError(f"{where}: {field} must be a string")
-    return value
 
 
 async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path) -> JobSummary:
@@ -192,8 +90,10 @@ def _result_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, 
             "batch_id": outcome.batch_id,
             "cached": outcome.cached,
         }
-    if isinstance(outcome, BaseException) and not isinstance(outcome, LexibatchError):
+    if not isinstance(outcome, Exception):
+        # An interrupt or a cancellation: not the request's outcome.
         raise outcome
+    # Any other error fails its own line only: the rest of the run is written.
     summary.failed += 1
     error = outcome
     detail = (

@@ -25,6 +25,7 @@ decide from the second kind whether to retry::
         │   └── ContextLengthError     the prompt exceeds the model's context (permanent)
         ├── TruncatedError             cut at max_tokens: retried with more tokens
         ├── SchemaValidationError      content did not fit the schema (retryable)
+        ├── UnusableAnswerError        an answer that cannot be validated or stored (permanent)
         ├── BatchItemError             an item of a batch did not run
         │   ├── BatchExpiredError      the batch window ran out       (retryable)
         │   └── BatchCancelledError    the batch was cancelled        (retryable)
@@ -38,7 +39,7 @@ boundary; nothing above the provider layer sees a vendor exception.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "TruncatedError",
     "UnknownPluginError",
     "UnsupportedError",
+    "UnusableAnswerError",
     "UserError",
     "error_from_dict",
     "error_from_status",
@@ -127,7 +129,16 @@ class UnknownPluginError(UserError):
 
 
 class InputError(UserError):
-    """An input file (word list, request file, source definitions) is malformed."""
+    """An input (word list, request file, source definitions, a request) is malformed.
+
+    Attributes:
+        problems: one line per problem found (``FILE:LINE: what is wrong``),
+            when there were several; the message sums them up.
+    """
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
 
 
 class BudgetExceededError(UserError):
@@ -305,6 +316,24 @@ class SchemaValidationError(ProviderError):
         self.content = content
 
 
+class UnusableAnswerError(ProviderError):
+    """The provider answered (and billed), but the answer could not be validated or stored.
+
+    The request's schema is broken (an unknown type, a regex that does not
+    compile), a validator of its response model crashed, or the answer
+    cannot be written to the store. Asking again would fail the same way
+    and be paid again, so it is permanent: the request fails alone, and
+    the rest of its batch is stored.
+
+    Attributes:
+        content: the raw content the model produced.
+    """
+
+    def __init__(self, message: str, *, content: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.content = content
+
+
 class BatchItemError(ProviderError):
     """One item of a batch did not run to an answer."""
 
@@ -336,6 +365,7 @@ _ERROR_TYPES: dict[str, type[ProviderError]] = {
         ContextLengthError,
         TruncatedError,
         SchemaValidationError,
+        UnusableAnswerError,
         BatchItemError,
         BatchExpiredError,
         BatchCancelledError,

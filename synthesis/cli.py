@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from providers.errors import LexibatchError, UserError
+from providers.errors import InputError, LexibatchError, UserError
 
 if TYPE_CHECKING:
     from plugins.config import Settings
@@ -44,6 +44,12 @@ def _guard(func: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
+        except InputError as exc:
+            # Every bad line of an input on its own line, then what it adds up to.
+            if exc.message != "; ".join(exc.problems):
+                for problem in exc.problems:
+                    click.echo(f"lexibatch: error: {problem}", err=True)
+            _fail(str(exc), EXIT_USER)
         except UserError as exc:
             _fail(str(exc), EXIT_USER)
         except LexibatchError as exc:
@@ -221,6 +227,11 @@ def run(
 
     async def body(connector: LexiConnector) -> None:
         connector.choose_mode(len(items))
+        if connector.batch_mode:
+            from plugins.batch.oversize import refuse_oversize
+
+            # A line no batch of the provider can hold: refused before anything is sent.
+            refuse_oversize(connector.batch_strategy(), items, requests)
         observer = _observe(len(items), "requests")
         try:
             with observer:

@@ -75,6 +75,8 @@ class BatchExecutor:
                 # Failing the shard would re-send (and pay again for) requests
                 # whose batch exists: it stays journaled for the next run.
                 raise
+            if self.owner.split_refused(self.shard, exc):
+                return
             log.warning("batch shard %s failed: %s", self.shard.shard_id, exc)
             self._update(state="failed", error=str(exc))
             self.owner.fail_shard(self.shard, exc)

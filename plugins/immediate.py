@@ -2,9 +2,10 @@
 
 Per request: wait for a concurrency slot and for the requests-per-minute and
 tokens-per-minute budgets, call the provider, validate the answer. Retryable
-provider errors (429, 5xx, timeouts, connection failures) are retried with
-exponential backoff and jitter, waiting at least what ``retry-after`` asked
-for. An answer that fails schema validation is re-asked a bounded number of
+provider errors (429, 5xx, timeouts, connection failures) are retried by the
+one retry policy (:mod:`plugins.retry`, ``[retry]``), which bounds how long an
+unreachable provider is tried and how often a timed-out, maybe billed, call is
+sent again. An answer that fails schema validation is re-asked a bounded number of
 times, telling the model what was wrong. Every paid call is recorded in the
 ledger, and the final answer lands in the cache.
 """
@@ -14,17 +15,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
 from plugins.ledger import record_paid, record_unanswered
 from plugins.results import build_response
-from providers.errors import ProviderError, SchemaValidationError
+from providers.errors import SchemaValidationError
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
@@ -59,14 +52,8 @@ class ImmediateStrategy:
         self._semaphore = asyncio.Semaphore(psettings.max_concurrency)
         self._rpm = _limiter(psettings.rpm)
         self._tpm = _limiter(psettings.tpm)
-        imm = context.settings.immediate
-        self._max_attempts = imm.max_attempts
-        self._backoff_initial = imm.backoff_initial
-        self._backoff_max = imm.backoff_max
-        self._reask = imm.reask
-        self._jitter = wait_random_exponential(
-            multiplier=self._backoff_initial, max=self._backoff_max
-        )
+        self._reask = context.settings.immediate.reask
+        self._retry = context.retry
 
     async def run(self, request: Request) -> Response:
         """Send ``request`` now (retrying and re-asking as configured)."""
@@ -74,7 +61,13 @@ class ImmediateStrategy:
         current = request
         calls: list[Completion] = []
         for attempt in range(self._reask + 1):
-            completion = await self._call_with_retries(current)
+            try:
+                completion = await self._call_with_retries(current)
+            except BaseException:
+                # A re-ask that failed: the answers before it were paid for all the same.
+                if calls:
+                    record_unanswered(self.context, request, calls, mode="immediate")
+                raise
             calls.append(completion)
             usage = usage + completion.usage
             try:
@@ -102,24 +95,9 @@ class ImmediateStrategy:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call_with_retries(self, request: Request) -> Completion:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(_is_retryable),
-            reraise=True,
+        return await self._retry.call(
+            lambda: self._call_once(request), what=f"request {request.key}", paid=True
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._call_once(request)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait(self, state: RetryCallState) -> float:
-        backoff = float(self._jitter(state))
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, ProviderError) and exc.retry_after is not None:
-            return max(backoff, min(exc.retry_after, self._backoff_max))
-        return backoff
 
     async def _call_once(self, request: Request) -> Completion:
         async with self._semaphore:
@@ -134,14 +112,6 @@ class ImmediateStrategy:
 
     async def aclose(self) -> None:
         """Nothing to release: the connector closes the provider."""
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return (
-        isinstance(exc, ProviderError)
-        and exc.retryable
-        and not isinstance(exc, SchemaValidationError)
-    )
 
 
 def _limiter(per_minute: int | None) -> AsyncLimiter | None:

@@ -15,14 +15,15 @@ per input line, in input order: ``{"id", "key", "status": "succeeded",
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from providers.errors import InputError, LexibatchError, ProviderError
+from plugins.outfile import write_atomically
+from plugins.retry import is_unreachable
+from providers.errors import InputError, LexibatchError, ProviderError, StoreWriteError
 from providers.schema import make_strict
 from providers.types import Message, Request, Response
 
@@ -67,6 +68,10 @@ class JobSummary:
     cached: int = 0
     cost_usd: float = 0.0
     unpriced: int = 0
+    #: The failure that showed the provider could not be reached, if one did.
+    unreachable: ProviderError | None = None
+    #: Requests that failed because the provider could not be reached.
+    not_reached: int = 0
 
 
 def read_requests(path: Path, *, default_model: str, route: Any = None) -> list[JobItem]:
@@ -147,28 +152,43 @@ async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path
     The output is written to a temporary file and renamed into place, so an
     interrupted run never leaves a half-written results file; what was paid
     for is in the store and a re-run takes it from there at no cost.
+
+    Raises:
+        StoreWriteError: the store or the spool folder could not be written
+            (the first such error, once; nothing answered is lost).
+        OutputWriteError: ``out`` could not be written (the answers are in the store).
     """
     coros = [connector.generate(item.request) for item in items]
     if connector.batch_mode:
         outcomes = await _gather_batched(connector, coros)
     else:
         outcomes = await asyncio.gather(*coros, return_exceptions=True)
+    # The environment failed, not the requests: one error for the run, not one per line.
+    for outcome in outcomes:
+        if isinstance(outcome, StoreWriteError):
+            raise outcome
     summary = JobSummary(total=len(items))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("wb") as fh:
-        for item, outcome in zip(items, outcomes, strict=True):
-            fh.write(orjson.dumps(_result_line(item, outcome, summary)))
-            fh.write(b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(out)
+    write_atomically(
+        out,
+        (
+            orjson.dumps(_result_line(item, outcome, summary)) + b"\n"
+            for item, outcome in zip(items, outcomes, strict=True)
+        ),
+    )
     return summary
 
 
 async def _gather_batched(connector: LexiConnector, coros: list[Any]) -> list[Any]:
     tasks = [asyncio.ensure_future(c) for c in coros]
-    await connector.execute_batch()
+    try:
+        await connector.execute_batch()
+    except BaseException:
+        # Dispatching failed: the waiters are stopped and their outcomes read,
+        # so none is reported as "never retrieved".
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     return list(await asyncio.gather(*tasks, return_exceptions=True))
 
 
@@ -196,6 +216,10 @@ def _result_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, 
         raise outcome
     summary.failed += 1
     error = outcome
+    if is_unreachable(error):
+        summary.not_reached += 1
+        if summary.unreachable is None:
+            summary.unreachable = error
     detail = (
         error.to_dict()
         if isinstance(error, ProviderError)

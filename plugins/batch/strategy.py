@@ -36,6 +36,7 @@ from plugins.batch.lease import BatchLease
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.ledger import Pricer, call_record, stored_result
 from plugins.results import build_response
+from plugins.retry import is_unreachable
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     AuthenticationError,
@@ -382,6 +383,10 @@ class BatchStrategy:
                 exc,
                 shard_id,
             )
+        elif is_unreachable(exc):
+            # Every shard stops alike when the provider cannot be reached: the
+            # error reaches each waiter, and the caller says it once.
+            log.info("batch shard %s stopped, stays journaled: %s", shard_id, exc)
         elif isinstance(exc, LexibatchError):
             # The store could not be written, or the provider could not be
             # reached once the batch existed: the journal resumes the shard

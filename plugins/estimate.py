@@ -54,9 +54,7 @@ class Estimate:
         ]
         if self.immediate_usd > 0:
             saving = self.immediate_usd - self.batch_usd
-            lines.append(
-                f"  batch saves {format_usd(saving)} ({saving / self.immediate_usd:.0%})"
-            )
+            lines.append(f"  batch saves {format_usd(saving)} ({saving / self.immediate_usd:.0%})")
         if self.unpriced_models:
             lines.append(f"  unpriced (not counted): {', '.join(sorted(self.unpriced_models))}")
         if self.discount_unknown:

@@ -94,9 +94,7 @@ class RetryPolicy:
         """The failure that made the policy give up on reaching the provider, while it holds."""
         return self._unreachable
 
-    async def call(
-        self, fn: Callable[[], Awaitable[T]], *, what: str, paid: bool = False
-    ) -> T:
+    async def call(self, fn: Callable[[], Awaitable[T]], *, what: str, paid: bool = False) -> T:
         """``await fn()``, tried again per the policy.
 
         Args:

@@ -39,6 +39,7 @@ log = logging.getLogger("lexibatch.batch")
 # while a crash loses at most one chunk of work, which is read again on resume.
 RESULT_CHUNK = 10_000
 
+
 class BatchExecutor:
     """Drives one shard (one provider batch) from its journaled state to collected."""
 

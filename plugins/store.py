@@ -75,7 +75,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import orjson
 
-from providers.errors import ConfigError, StoreWriteError
+from providers.errors import ConfigError, StoreWriteError, os_error_reason
 from providers.types import Usage
 
 __all__ = [
@@ -662,7 +662,7 @@ class Store:
             except OSError as exc:
                 raise StoreWriteError(
                     f"cannot create the folder of the store {self.path} "
-                    f"({exc.strerror or exc}): set connector.db (or --db) to a file in a "
+                    f"({os_error_reason(exc)}): set connector.db (or --db) to a file in a "
                     "writable folder"
                 ) from None
         self._lock_timeout = lock_timeout

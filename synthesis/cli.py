@@ -316,6 +316,11 @@ def synthesize(
         raise InputError(f"{words}: no usable words in the list")
     chosen = parse_components(components)
     sources = build_sources([sources_file] if sources_file else [])
+    if not estimate:
+        from plugins.outfile import check_writable
+
+        # Before anything is sent: an output that cannot be written is found now.
+        check_writable(out)
     expected: int | None = None
     if estimate or budget is not None:
         from synthesis.runner import load_done

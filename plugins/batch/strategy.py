@@ -116,7 +116,7 @@ class BatchStrategy:
             mixed_models=limits.mixed_models,
         )
         self.accumulator = BatchAccumulator(
-            context.settings.spool_path, self.limits, self._on_sealed
+            context.settings.spool_path, self.limits, self._on_sealed, self._on_spool_lost
         )
         self._pending: dict[str, BatchRequest] = {}
         self._journal_buffer: list[JournalRequest] = []
@@ -227,9 +227,14 @@ class BatchStrategy:
         self._pending[key] = pending
         if self.settings.batch.budget_usd is not None:
             pending.est_cost = self._estimate_cost(request)
-        shard_id = self.accumulator.add(
-            key, request.model, self.endpoint.encode(request, key), pending.est_cost
-        )
+        try:
+            shard_id = self.accumulator.add(
+                key, request.model, self.endpoint.encode(request, key), pending.est_cost
+            )
+        except StoreWriteError:
+            # The spool refused it: not queued, so nothing may wait for it here.
+            self._pending.pop(key, None)
+            raise
         if journal:
             # Journaled with its open shard's id, so sealing marks the whole
             # shard submitted in one statement.
@@ -318,6 +323,15 @@ class BatchStrategy:
         if shard is not None:
             self._fresh[shard.shard_id] = sealed.keys
             self._start_executor(shard)
+
+    def _on_spool_lost(self, keys: list[str], error: StoreWriteError) -> None:
+        """An open shard's spool file could not be written: nothing of it was sent."""
+        lost = set(keys)
+        kept = [r for r in self._journal_buffer if r.key not in lost]
+        self._journal_buffer = kept
+        self._journal_bytes = sum(len(r.body) for r in kept)
+        for key in keys:
+            self._reject(key, error)
 
     def _journal_sealed(self, sealed: SealedShard) -> Shard | None:
         """Journal a sealed shard (its requests first); ``None`` when the budget refuses it."""

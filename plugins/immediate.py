@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from plugins.claims import ClaimBook
 from plugins.ledger import record_paid, record_unanswered
 from plugins.results import build_response
 from providers.errors import SchemaValidationError
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from plugins.registry import StrategyContext
 
 __all__ = ["ImmediateStrategy", "estimate_request_tokens"]
+
+# Waiting for another process's answer: the first and the longest pause between looks.
+_CLAIM_POLL_FIRST = 0.05
+_CLAIM_POLL_MAX = 1.0
 
 _REASK = (
     "Your previous answer did not match the required JSON schema ({error}). "
@@ -54,15 +59,74 @@ class ImmediateStrategy:
         self._tpm = _limiter(psettings.tpm)
         self._reask = context.settings.immediate.reask
         self._retry = context.retry
+        self._claims = ClaimBook(context.store, context.provider_name)
 
     async def run(self, request: Request) -> Response:
-        """Send ``request`` now (retrying and re-asking as configured)."""
+        """Send ``request`` now (retrying and re-asking as configured), billed once per store.
+
+        It is claimed in the store when its first call gets a concurrency
+        slot (see :mod:`plugins.claims`); while another process holds the
+        claim, that process's answer is waited for instead of paid for again.
+        """
+        try:
+            while True:
+                try:
+                    return await self._send(request)
+                except _Answered as answered:
+                    return answered.response
+                except _HeldElsewhere:
+                    answer = await self._wait_for_holder(request)
+                    if answer is not None:
+                        return answer
+        finally:
+            self._claims.release(request.key)
+
+    async def _wait_for_holder(self, request: Request) -> Response | None:
+        """The claim holder's answer; ``None`` once it let the claim go without one."""
+        delay = _CLAIM_POLL_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _CLAIM_POLL_MAX)
+            answer = self._cached(request)
+            if answer is not None:
+                return answer
+            if self._claims.holder(request.key) is None:
+                return None
+
+    def _cached(self, request: Request) -> Response | None:
+        """The stored answer of ``request`` (free: it was paid for where it was made)."""
+        stored = self.context.store.get_result(self.provider_name, request.key)
+        if stored is None:
+            return None
+        completion = Completion(
+            content=stored.text,
+            usage=stored.usage,
+            model=stored.model,
+            request_id=stored.request_id,
+        )
+        try:
+            return build_response(
+                request,
+                completion,
+                provider=self.provider_name,
+                mode=stored.mode,  # type: ignore[arg-type]
+                cost_usd=0.0,
+                batch_id=stored.batch_id,
+                cached=True,
+            )
+        except SchemaValidationError:
+            # An answer that no longer fits is the connector's to retire; send anew.
+            return None
+
+    async def _send(self, request: Request) -> Response:
         usage = Usage()
         current = request
         calls: list[Completion] = []
         for attempt in range(self._reask + 1):
             try:
-                completion = await self._call_with_retries(current)
+                completion = await self._call_with_retries(
+                    current, request if attempt == 0 else None
+                )
             except BaseException:
                 # A re-ask that failed: the answers before it were paid for all the same.
                 if calls:
@@ -94,24 +158,57 @@ class ImmediateStrategy:
             return record_paid(self.context, request, calls, final=response, mode="immediate")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _call_with_retries(self, request: Request) -> Completion:
+    async def _call_with_retries(self, request: Request, claim: Request | None) -> Completion:
         return await self._retry.call(
-            lambda: self._call_once(request), what=f"request {request.key}", paid=True
+            lambda: self._call_once(request, claim), what=f"request {request.key}", paid=True
         )
 
-    async def _call_once(self, request: Request) -> Completion:
+    async def _call_once(self, request: Request, claim: Request | None) -> Completion:
         async with self._semaphore:
+            if claim is not None:
+                # Claimed once it is about to be sent, so another process may
+                # take the requests this one has not reached yet.
+                self._claim(claim)
             if self._rpm is not None:
                 await self._rpm.acquire()
             if self._tpm is not None:
                 await self._tpm.acquire(min(estimate_request_tokens(request), self._tpm.max_rate))
             return await self.provider.complete(request)
 
+    def _claim(self, request: Request) -> None:
+        """Hold ``request``'s claim, or say why it is not to be sent.
+
+        Raises:
+            _HeldElsewhere: another live process holds it.
+            _Answered: its answer was stored meanwhile (by the claim's last holder).
+        """
+        key = request.key
+        if self._claims.holds(key):
+            return
+        if self._claims.claim(key) is not None:
+            raise _HeldElsewhere(key)
+        answer = self._cached(request)
+        if answer is not None:
+            raise _Answered(answer)
+
     async def flush(self) -> None:
         """Nothing is ever pending: every call is sent at once."""
 
     async def aclose(self) -> None:
-        """Nothing to release: the connector closes the provider."""
+        """Let go of the claims still held (the connector closes the provider)."""
+        await self._claims.aclose()
+
+
+class _HeldElsewhere(Exception):
+    """Another process holds the request's claim (control flow, never seen by callers)."""
+
+
+class _Answered(Exception):
+    """The request's answer is in the store already (control flow, never seen by callers)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.key)
+        self.response = response
 
 
 def _limiter(per_minute: int | None) -> AsyncLimiter | None:

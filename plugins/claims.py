@@ -165,7 +165,11 @@ class ClaimBook:
         return False
 
     def _start_heartbeat(self) -> None:
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # Claimed outside an event loop: the claim holds for its lease alone.
+            return
         beat = self._heartbeat
         if beat is None or beat.done() or beat.get_loop() is not loop:
             self._heartbeat = loop.create_task(self._beat(), name="lexibatch-claims-heartbeat")

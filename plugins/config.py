@@ -121,6 +121,8 @@ class ProviderSettings(_Section):
         rpm: requests per minute, when the account is limited.
         tpm: tokens per minute, when the account is limited.
         timeout: seconds one HTTP call may take.
+        connect_timeout: seconds to wait for a connection to the provider (at most
+            ``timeout``): a provider that cannot be reached is given up on sooner.
         api: ``chat`` (chat completions) or ``responses`` — OpenAI-style
             providers only; ``None`` for the provider's default.
         structured_output: ``json_schema`` (``output_config.format``) or
@@ -135,6 +137,7 @@ class ProviderSettings(_Section):
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     timeout: PosFloat = 600.0
+    connect_timeout: PosFloat = 5.0
     api: Literal["chat", "responses"] | None = None
     structured_output: Literal["json_schema", "tool"] | None = None
     max_batch_requests: PositiveInt | None = None

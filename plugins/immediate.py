@@ -155,7 +155,11 @@ class ImmediateStrategy:
                     ]
                 )
                 continue
-            return record_paid(self.context, request, calls, final=response, mode="immediate")
+            # The answer is stored and the claim let go in one commit.
+            with self.context.store.in_transaction():
+                paid = record_paid(self.context, request, calls, final=response, mode="immediate")
+                self._claims.release(request.key)
+            return paid
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call_with_retries(self, request: Request, claim: Request | None) -> Completion:

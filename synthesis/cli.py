@@ -406,8 +406,16 @@ async def _synthesize(
         f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}",
         err=True,
     )
-    for word, message in summary.failures[:10]:
-        click.echo(f"  failed: {word}: {message}", err=True)
+    if summary.unreachable is not None:
+        click.echo(
+            f"lexibatch: error: could not reach the provider — {summary.unreachable}; "
+            f"{summary.failed} words not done: run the same command again to resume "
+            "(what was answered is kept)",
+            err=True,
+        )
+    else:
+        for word, message in summary.failures[:10]:
+            click.echo(f"  failed: {word}: {message}", err=True)
     if summary.failed:
         sys.exit(EXIT_PROVIDER)
 

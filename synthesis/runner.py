@@ -20,7 +20,13 @@ from typing import Any
 
 import orjson
 
-from providers.errors import InputError, OutputWriteError, os_error_reason
+from providers.errors import (
+    InputError,
+    OutputWriteError,
+    ProviderConnectionError,
+    ProviderTimeoutError,
+    os_error_reason,
+)
 from providers.protocol import Connector
 from synthesis.components import ALL_COMPONENTS
 from synthesis.models import DictionaryEntry
@@ -51,6 +57,7 @@ class SynthesisSummary:
         failures: ``(word, error message)`` of the first failures.
         repaired_bytes: bytes of a partial last line cut off the output file.
         out_path: the output file.
+        unreachable: the first failure that said the provider could not be reached.
     """
 
     requested: int = 0
@@ -60,6 +67,7 @@ class SynthesisSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     repaired_bytes: int = 0
     out_path: Path | None = None
+    unreachable: ProviderConnectionError | None = None
 
 
 def entry_line(entry: DictionaryEntry) -> bytes:
@@ -267,6 +275,12 @@ async def run_synthesis(
 
         def failed(word: str, error: Exception) -> None:
             summary.failed += 1
+            if (
+                summary.unreachable is None
+                and isinstance(error, ProviderConnectionError)
+                and not isinstance(error, ProviderTimeoutError)
+            ):
+                summary.unreachable = error
             if len(summary.failures) < _MAX_FAILURES_KEPT:
                 summary.failures.append((word, str(error) or type(error).__name__))
             tick(word)

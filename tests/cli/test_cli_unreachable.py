@@ -49,3 +49,18 @@ def test_an_unreachable_provider_is_given_up_on_in_bounded_time_and_the_rerun_re
     assert all(r["status"] == "succeeded" for r in results(work / "out.jsonl"))
     billing = fresh_emulator.billing()
     assert billing[mode]["requests"] == 30 and billing["duplicates"] == 0, billing
+
+
+def test_synthesize_says_once_that_the_provider_could_not_be_reached(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{dead_port()}/v1"
+    work = workdir(tmp_path / "work", dead, 1)
+    (work / "words.txt").write_text("apple\nriver\n")
+    started = time.monotonic()
+    done = lexibatch("synthesize", "words.txt", "--out", "entries.jsonl", cwd=work)
+    assert time.monotonic() - started < BOUND_SECONDS
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr and not any("failed: " in x for x in lines), lines
+    errors = [line for line in lines if line.startswith("lexibatch: error:")]
+    assert len(errors) == 1 and f"cannot reach {dead}" in errors[0], lines
+    assert "2 words not done" in errors[0] and "run the same command again" in errors[0]

@@ -4,8 +4,9 @@ The file system's refusals that a test cannot cause for real everywhere (a
 read-only mount, a full disk, and any permission when tests run as root)
 are caused by patching ``os`` in the run's own process: ``FAILING`` makes
 every write under ``FAIL_UNDER`` fail with ``FAIL_ERRNO`` at ``os.open``
-(``FAIL_AT=open``) or when a file of more than one byte is synced
-(``FAIL_AT=fsync``, a disk that fills up after the probe of the output).
+(``FAIL_AT=open``), when a file is created through ``io.open`` (``FAIL_AT=create``)
+or when a file of more than one byte is synced (``FAIL_AT=fsync``, a disk that
+fills up after the probe of the output).
 """
 
 from __future__ import annotations
@@ -45,7 +46,15 @@ def fail_fsync(fd):
     return real_fsync(fd)
 
 
-os.open, os.fsync = fail_open, fail_fsync
+def fail_create(file, mode="r", *args, **kwargs):
+    if at == "create" and set(mode) & set("wax+") and refused(file):
+        raise OSError(code, os.strerror(code), os.fsdecode(file))
+    return real_io_open(file, mode, *args, **kwargs)
+
+
+import io
+real_io_open = io.open
+os.open, os.fsync, io.open = fail_open, fail_fsync, fail_create
 from synthesis.cli import main
 sys.argv[0] = "lexibatch"
 main()
@@ -125,14 +134,17 @@ def test_a_disk_that_fills_after_paying_keeps_the_answers_and_no_temp_file(
     assert _billed(fresh_emulator) == 12
 
 
-def test_a_full_spool_folder_is_one_store_write_error(work: Path, fresh_emulator: Any) -> None:
+@pytest.mark.parametrize("at", ["create", "fsync"])
+def test_a_full_spool_folder_is_one_store_write_error(
+    work: Path, fresh_emulator: Any, at: str
+) -> None:
     spool = work / "spool"
     spool.mkdir()
     (work / "lexibatch.toml").write_text(
         (work / "lexibatch.toml").read_text() + f'spool_dir = "{spool}"\n'
     )
     args = ("run", "requests.jsonl", "--mode", "batch", "--out", "out.jsonl")
-    done = _failing(work, spool, errno.ENOSPC, "fsync", *args)
+    done = _failing(work, spool, errno.ENOSPC, at, *args)
     _one_line(done, f"spool folder {spool}", "disk is full", "batch.spool_dir", "nothing")
     assert list(spool.iterdir()) == [] and _billed(fresh_emulator) == 0
     assert not (work / "out.jsonl").exists()

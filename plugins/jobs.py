@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ import orjson
 from plugins.outfile import write_atomically
 from plugins.retry import is_unreachable
 from providers.errors import InputError, LexibatchError, ProviderError, StoreWriteError
+from providers.money import to_decimal
 from providers.schema import make_strict
 from providers.types import Message, Request, Response
 
@@ -66,7 +68,8 @@ class JobSummary:
     succeeded: int = 0
     failed: int = 0
     cached: int = 0
-    cost_usd: float = 0.0
+    #: What the answers written cost (exactly); the ledger also holds failed requests' calls.
+    cost_usd: Decimal = Decimal(0)
     unpriced: int = 0
     #: The failure that showed the provider could not be reached, if one did.
     unreachable: ProviderError | None = None
@@ -199,7 +202,7 @@ def _result_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, 
         if outcome.cost_usd is None:
             summary.unpriced += 1
         else:
-            summary.cost_usd += outcome.cost_usd
+            summary.cost_usd += to_decimal(outcome.cost_usd)
         return {
             "id": item.id,
             "key": item.request.key,

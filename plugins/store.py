@@ -257,6 +257,16 @@ _WRITE_FAILURES: Final = frozenset(
         sqlite3.SQLITE_NOTADB,
     }
 )
+# What SQLite says when the file or its folder refuses to be opened for writing.
+_OPEN_REFUSALS: Final = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
 # Bound parameters per IN (...) query: under SQLite's historical limit of 999.
 _CHUNK = 900
 # Rows fetched per query by the iterators, so no read cursor stays open across a yield.
@@ -690,6 +700,14 @@ class Store:
             self.close()
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 raise
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _OPEN_REFUSALS:
+                # SQLite keeps its -wal and -shm files beside the store: the
+                # folder must be writable, not only the file.
+                raise StoreWriteError(
+                    f"the store {self.path} cannot be opened for writing ({exc}): its folder "
+                    "must be writable (read-only mount? full disk? permissions?) — fix it or "
+                    "set connector.db (or --db) to a writable place"
+                ) from None
             raise ConfigError(
                 f"{self.path}: not a usable lexibatch store: {exc}", key="connector.db"
             ) from None

@@ -530,6 +530,11 @@ def resume(ctx: click.Context, **flags: Any) -> None:
     settings = _settings(ctx, **flags)
 
     async def body(connector: LexiConnector) -> None:
+        import time
+
+        from plugins.report import spent_line
+
+        started = time.time()
         strategy = connector.batch_strategy()
         observer = _observe(None, "resume")
         try:
@@ -538,8 +543,9 @@ def resume(ctx: click.Context, **flags: Any) -> None:
         finally:
             _unobserve(observer)
         counts = connector.store.count_requests(connector.provider_name)
+        spent = connector.store.cost_report(since=started, run=connector.store.run_id)
         click.echo(
-            f"resumed ({requeued} queued requests sent); journal now: "
+            f"resumed ({requeued} queued requests sent); cost {spent_line(spent)}; journal now: "
             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
             err=True,
         )

@@ -1,12 +1,15 @@
 """The immediate strategy: concurrent calls, rate-limited, retried, validated.
 
-Per request: wait for a concurrency slot and for the requests-per-minute and
-tokens-per-minute budgets, call the provider, validate the answer. Retryable
-provider errors (429, 5xx, timeouts, connection failures) are retried by the
-one retry policy (:mod:`plugins.retry`, ``[retry]``), which bounds how long an
-unreachable provider is tried and how often a timed-out, maybe billed, call is
-sent again. An answer that fails schema validation is re-asked a bounded number of
-times, telling the model what was wrong. Every paid call is recorded in the
+Per request: wait for a concurrency slot, for the requests-per-minute and
+tokens-per-minute budgets and, when the provider's rate-limit headers said
+its limit is used up, for its reset; call the provider, validate the answer.
+Retryable provider errors (429, 5xx, timeouts, connection failures) are
+retried by the one retry policy (:mod:`plugins.retry`, ``[retry]``), which
+waits at least what ``retry-after`` asked for, bounds how long an unreachable
+provider is tried and how often a timed-out, maybe billed, call is sent
+again. An answer that fails schema validation is re-asked a bounded number of
+times, telling the model what was wrong; one cut at ``max_tokens`` is asked
+again with twice the limit, as many times. Every paid call is recorded in the
 ledger, and the final answer lands in the cache.
 """
 
@@ -17,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from plugins.claims import ClaimBook
 from plugins.ledger import record_paid, record_unanswered
-from plugins.results import build_response
-from providers.errors import SchemaValidationError
+from plugins.pacing import Pacer
+from plugins.results import build_response, more_tokens
+from providers.errors import SchemaValidationError, TruncatedError
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
@@ -60,6 +64,8 @@ class ImmediateStrategy:
         self._reask = context.settings.immediate.reask
         self._retry = context.retry
         self._claims = ClaimBook(context.store, context.provider_name)
+        # Paces by the provider's rate-limit headers, before a 429.
+        self._pacer = Pacer()
 
     async def run(self, request: Request) -> Response:
         """Send ``request`` now (retrying and re-asking as configured), billed once per store.
@@ -155,6 +161,13 @@ class ImmediateStrategy:
                     ]
                 )
                 continue
+            except TruncatedError as exc:
+                # Cut at max_tokens: the same request would be cut again.
+                if exc.retry_max_tokens is None or attempt >= self._reask:
+                    record_unanswered(self.context, request, calls, mode="immediate")
+                    raise
+                current = more_tokens(current, exc)
+                continue
             # The answer is stored and the claim let go in one commit.
             with self.context.store.in_transaction():
                 paid = record_paid(self.context, request, calls, final=response, mode="immediate")
@@ -173,11 +186,14 @@ class ImmediateStrategy:
                 # Claimed once it is about to be sent, so another process may
                 # take the requests this one has not reached yet.
                 self._claim(claim)
+            await self._pacer.wait()
             if self._rpm is not None:
                 await self._rpm.acquire()
             if self._tpm is not None:
                 await self._tpm.acquire(min(estimate_request_tokens(request), self._tpm.max_rate))
-            return await self.provider.complete(request)
+            completion = await self.provider.complete(request)
+            self._pacer.observe(completion.rate_limit)
+            return completion
 
     def _claim(self, request: Request) -> None:
         """Hold ``request``'s claim, or say why it is not to be sent.

@@ -251,7 +251,8 @@ class RetrySettings(_Section):
         max_attempts: tries per call, the first included.
         backoff_initial: seconds before the first retry (doubled each time, with jitter).
         backoff_max: the longest wait between two tries (a ``retry-after`` may ask for more).
-        give_up_after: seconds after the first try from which no new try is started.
+        give_up_after: seconds after the first try from which no new try is started
+            (a pause the provider asked for with ``retry-after`` is still waited for).
         timeout_retries: how many times a paid call that timed out is tried again
             (the provider may bill every timed-out try).
     """

@@ -11,7 +11,9 @@ the ``[retry]`` section (:class:`plugins.config.RetrySettings`):
   do not fit their schema are re-asked by the immediate strategy, and failed
   batch items go to a retry round: neither is this policy's business.
 - **how long**: at most ``max_attempts`` tries, and no try is started after
-  ``give_up_after`` seconds.
+  ``give_up_after`` seconds — unless the provider answered with a
+  ``retry-after``: a provider that says when to come back is reachable, and
+  is waited for (within ``max_attempts``).
 - **how long between tries**: a jittered, doubling wait from
   ``backoff_initial`` up to ``backoff_max`` — or what the provider's
   ``retry-after`` asked for, if that is longer.
@@ -116,9 +118,14 @@ class RetryPolicy:
 
         def stop(state: RetryCallState) -> bool:
             nonlocal timeouts
-            if enough_tries(state) or too_late(state):
-                return True
             exc = _exception(state)
+            if enough_tries(state):
+                return True
+            # A provider that answered with the pause it wants is waited for
+            # (as many tries as allowed); the time bound is for one that is silent.
+            asked = isinstance(exc, ProviderError) and exc.retry_after is not None
+            if not asked and too_late(state):
+                return True
             if is_unreachable(exc) and self._unreachable is not None:
                 # Given up on already (by another call): one try each, not a round.
                 return True

@@ -114,3 +114,10 @@ async def test_once_unreachable_other_calls_get_one_try_until_one_gets_through()
     third = Flaky(ProviderConnectionError("blip"))
     assert await policy.call(third, what="call") == "ok"
     assert third.calls == 2
+
+
+async def test_a_pause_the_provider_asked_for_is_waited_for_past_give_up_after() -> None:
+    call = Flaky(*[RateLimitError("slow down", retry_after=0.2)] * 2)
+    started = time.monotonic()
+    assert await _policy(give_up_after=0.1).call(call, what="poll") == "ok"
+    assert call.calls == 3 and time.monotonic() - started >= 0.4

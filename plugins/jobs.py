@@ -10,15 +10,18 @@ per input line, in input order: ``{"id", "key", "status": "succeeded",
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from plugins.outfile import write_atomically
 from plugins.requestfile import JobItem, read_requests
-from providers.errors import ProviderError
+from plugins.retry import is_unreachable
+from providers.errors import ProviderError, StoreWriteError
+from providers.money import to_decimal
 from providers.types import Response
 
 if TYPE_CHECKING:
@@ -35,8 +38,13 @@ class JobSummary:
     succeeded: int = 0
     failed: int = 0
     cached: int = 0
-    cost_usd: float = 0.0
+    #: What the answers written cost (exactly); the ledger also holds failed requests' calls.
+    cost_usd: Decimal = Decimal(0)
     unpriced: int = 0
+    #: The failure that showed the provider could not be reached, if one did.
+    unreachable: ProviderError | None = None
+    #: Requests that failed because the provider could not be reached.
+    not_reached: int = 0
 
 
 async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path) -> JobSummary:
@@ -45,28 +53,43 @@ async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path
     The output is written to a temporary file and renamed into place, so an
     interrupted run never leaves a half-written results file; what was paid
     for is in the store and a re-run takes it from there at no cost.
+
+    Raises:
+        StoreWriteError: the store or the spool folder could not be written
+            (the first such error, once; nothing answered is lost).
+        OutputWriteError: ``out`` could not be written (the answers are in the store).
     """
     coros = [connector.generate(item.request) for item in items]
     if connector.batch_mode:
         outcomes = await _gather_batched(connector, coros)
     else:
         outcomes = await asyncio.gather(*coros, return_exceptions=True)
+    # The environment failed, not the requests: one error for the run, not one per line.
+    for outcome in outcomes:
+        if isinstance(outcome, StoreWriteError):
+            raise outcome
     summary = JobSummary(total=len(items))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("wb") as fh:
-        for item, outcome in zip(items, outcomes, strict=True):
-            fh.write(orjson.dumps(_result_line(item, outcome, summary)))
-            fh.write(b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(out)
+    write_atomically(
+        out,
+        (
+            orjson.dumps(_result_line(item, outcome, summary)) + b"\n"
+            for item, outcome in zip(items, outcomes, strict=True)
+        ),
+    )
     return summary
 
 
 async def _gather_batched(connector: LexiConnector, coros: list[Any]) -> list[Any]:
     tasks = [asyncio.ensure_future(c) for c in coros]
-    await connector.execute_batch()
+    try:
+        await connector.execute_batch()
+    except BaseException:
+        # Dispatching failed: the waiters are stopped and their outcomes read,
+        # so none is reported as "never retrieved".
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     return list(await asyncio.gather(*tasks, return_exceptions=True))
 
 
@@ -77,7 +100,7 @@ def _result_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, 
         if outcome.cost_usd is None:
             summary.unpriced += 1
         else:
-            summary.cost_usd += outcome.cost_usd
+            summary.cost_usd += to_decimal(outcome.cost_usd)
         return {
             "id": item.id,
             "key": item.request.key,
@@ -96,6 +119,10 @@ def _result_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, 
     # Any other error fails its own line only: the rest of the run is written.
     summary.failed += 1
     error = outcome
+    if is_unreachable(error):
+        summary.not_reached += 1
+        if summary.unreachable is None:
+            summary.unreachable = error
     detail = (
         error.to_dict()
         if isinstance(error, ProviderError)

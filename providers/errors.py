@@ -14,6 +14,7 @@ decide from the second kind whether to retry::
     │   ├── BudgetExceededError        a run would cost more than --budget
     │   ├── StoreBusyError             another process runs this store's batches
     │   ├── StoreWriteError            the store cannot be written (disk full, ...)
+    │   ├── OutputWriteError           an output file cannot be written (names it)
     │   └── UnsupportedError           e.g. batch mode on a provider without one
     └── ProviderError                  what a provider answered or failed to
         ├── ProviderConnectionError    network failure               (retryable)
@@ -55,6 +56,7 @@ __all__ = [
     "InvalidRequestError",
     "LexibatchError",
     "MissingAPIKeyError",
+    "OutputWriteError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
@@ -70,6 +72,7 @@ __all__ = [
     "UserError",
     "error_from_dict",
     "error_from_status",
+    "os_error_reason",
 ]
 
 
@@ -145,9 +148,11 @@ class BudgetExceededError(UserError):
     """Submitting would cost more than the configured budget."""
 
     def __init__(self, estimate_usd: float, budget_usd: float) -> None:
+        from providers.money import format_usd
+
         super().__init__(
-            f"estimated cost ${estimate_usd:.4f} exceeds the budget ${budget_usd:.4f} — "
-            f"raise --budget or send fewer requests"
+            f"estimated cost {format_usd(estimate_usd)} exceeds the budget "
+            f"{format_usd(budget_usd)} — raise --budget or send fewer requests"
         )
         self.estimate_usd = estimate_usd
         self.budget_usd = budget_usd
@@ -169,6 +174,40 @@ class StoreWriteError(UserError):
     was committed before stays; a run stopped by it resumes from the
     journal once the store can be written again.
     """
+
+
+class OutputWriteError(UserError):
+    """An output file (``--out``) cannot be written: a missing or unwritable folder, a full disk.
+
+    What was paid for is in the store: once the path can be written, the
+    same command writes the output again without paying twice.
+
+    Attributes:
+        path: the file that could not be written.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def os_error_reason(exc: OSError) -> str:
+    """What an ``OSError`` of a file operation means for the user, in a few words."""
+    import errno
+
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EEXIST: "a part of the path is a file, not a folder",
+        errno.EISDIR: "it is a folder",
+        errno.ENOENT: "a folder of the path does not exist",
+        errno.EFBIG: "the file is larger than the system allows",
+    }
+    return reasons.get(exc.errno or 0) or exc.strerror or str(exc)
 
 
 class UnsupportedError(UserError):

@@ -40,6 +40,7 @@ from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.estimate import price_provider
 from plugins.ledger import Pricer, call_record, stored_result
 from plugins.results import build_response, more_tokens, storable, unusable
+from plugins.retry import is_unreachable
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     AuthenticationError,
@@ -119,7 +120,7 @@ class BatchStrategy:
             mixed_models=limits.mixed_models,
         )
         self.accumulator = BatchAccumulator(
-            context.settings.spool_path, self.limits, self._on_sealed
+            context.settings.spool_path, self.limits, self._on_sealed, self._on_spool_lost
         )
         self._pending: dict[str, BatchRequest] = {}
         self._journal_buffer: list[JournalRequest] = []
@@ -259,7 +260,12 @@ class BatchStrategy:
         self._pending[key] = pending
         if self.settings.batch.budget_usd is not None:
             pending.est_cost = self._estimate_cost(request)
-        shard_id = self.accumulator.add(key, request.model, line, pending.est_cost)
+        try:
+            shard_id = self.accumulator.add(key, request.model, line, pending.est_cost)
+        except StoreWriteError:
+            # The spool refused it: not queued, so nothing may wait for it here.
+            self._pending.pop(key, None)
+            raise
         if journal:
             # Journaled with its open shard's id, so sealing marks the whole
             # shard submitted in one statement.
@@ -350,6 +356,15 @@ class BatchStrategy:
             self._fresh[shard.shard_id] = sealed.keys
             self._start_executor(shard)
 
+    def _on_spool_lost(self, keys: list[str], error: StoreWriteError) -> None:
+        """An open shard's spool file could not be written: nothing of it was sent."""
+        lost = set(keys)
+        kept = [r for r in self._journal_buffer if r.key not in lost]
+        self._journal_buffer = kept
+        self._journal_bytes = sum(len(r.body) for r in kept)
+        for key in keys:
+            self._reject(key, error)
+
     def _journal_sealed(self, sealed: SealedShard) -> Shard | None:
         """Journal a sealed shard (its requests first); ``None`` when the budget refuses it."""
         self._flush_journal()
@@ -414,6 +429,10 @@ class BatchStrategy:
                 exc,
                 shard_id,
             )
+        elif is_unreachable(exc):
+            # Every shard stops alike when the provider cannot be reached: the
+            # error reaches each waiter, and the caller says it once.
+            log.info("batch shard %s stopped, stays journaled: %s", shard_id, exc)
         elif isinstance(exc, LexibatchError):
             # The store could not be written, or the provider could not be
             # reached once the batch existed: the journal resumes the shard

@@ -55,6 +55,10 @@ class EmulatorConfig(BaseModel):
     slow_seconds: float = Field(default=2.0, ge=0.0)
     """Delay of a slow call."""
 
+    bill_abandoned: bool = True
+    """Whether a call whose client stopped waiting (a client timeout shorter than a slow
+    answer) is still answered and billed, as the real APIs do."""
+
     batch_fail: float = Fraction
     """Fraction of batches that end ``failed`` (Anthropic: every item ``errored``)."""
 

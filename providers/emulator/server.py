@@ -230,6 +230,11 @@ class EmulatorApp:
             cfg.slow > 0 and roll(seed, "slow", digest, seen) < cfg.slow
         ):
             await asyncio.sleep(cfg.slow_seconds)
+            if not cfg.bill_abandoned and (
+                request.transport is None or request.transport.is_closing()
+            ):
+                # The client hung up while it waited: this provider forgets the call.
+                return web.Response(status=499)
         if markers.wants("rate-limit", seen) or (
             cfg.rate_limit > 0 and roll(seed, "rate_limit", digest, seen) < cfg.rate_limit
         ):

@@ -78,7 +78,7 @@ async def test_persistent_rate_limit_gives_up_with_a_typed_error(
 ) -> None:
     from providers.errors import RateLimitError
 
-    settings = make_settings(fresh_emulator, immediate={"max_attempts": 3})
+    settings = make_settings(fresh_emulator, retry={"max_attempts": 3})
     connector = open_connector(settings)
     try:
         with pytest.raises(RateLimitError) as info:

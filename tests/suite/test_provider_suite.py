@@ -137,7 +137,7 @@ async def test_transient_immediate_failures_are_retried(target: Any, marker: str
 async def test_persistent_immediate_failures_end_in_typed_errors(
     target: Any, marker: str, error: type[Exception], paid: int
 ) -> None:
-    connector = target.open(immediate={"max_attempts": 2, "reask": 1})
+    connector = target.open(retry={"max_attempts": 2}, immediate={"reask": 1})
     try:
         bad, good = await asyncio.gather(
             _gather(connector, ["p"], model=target.marked(marker)), _gather(connector, ["r"])

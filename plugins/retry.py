@@ -150,7 +150,7 @@ class RetryPolicy:
             if not is_retryable(exc):
                 raise
             if is_unreachable(exc) and self._unreachable is None:
-                self._unreachable = exc  # type: ignore[assignment]
+                self._unreachable = exc
             raise _gave_up(exc, tries, time.monotonic() - started) from None
         self._unreachable = None
         return value

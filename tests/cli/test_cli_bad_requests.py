@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -118,4 +119,8 @@ def test_resume_fails_a_journaled_request_it_cannot_rebuild_and_sends_the_rest(
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert "journaled request lb-other cannot be rebuilt" in done.stderr
-    assert "resumed (1 queued requests sent); journal now: 1 failed, 1 succeeded" in done.stderr
+    assert re.search(
+        r"resumed \(1 queued requests sent\); cost \$[0-9.]+ for 1 paid call; "
+        r"journal now: 1 failed, 1 succeeded",
+        done.stderr,
+    ), done.stderr

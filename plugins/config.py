@@ -201,6 +201,8 @@ class BatchSettings(_Section):
         auto_threshold: in ``auto`` mode, the workload size from which batch is used.
         spool_dir: where pending requests and batch input files are written
             (``None``: a ``spool`` folder next to the db).
+        retry_cancelled: send again the requests of batches the user cancelled
+            (by default they end as cancelled, and stay so).
     """
 
     linger: NonNegFloat = 1.0
@@ -215,6 +217,7 @@ class BatchSettings(_Section):
     auto_threshold: PositiveInt = 100
     spool_dir: Path | None = None
     delete_files: bool = True
+    retry_cancelled: bool = False
 
     @model_validator(mode="after")
     def _check_poll_bounds(self) -> BatchSettings:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from plugins.batch.usercancel import cancelled_error, cancelled_keys
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.results import build_response
 from plugins.store import UNFINISHED_SHARD_STATES
@@ -81,6 +82,8 @@ class LexiConnector:
         self._inflight: dict[str, asyncio.Future[Response]] = {}
         self._warned_earlier_batch = False
         self._warned_stale = False
+        # Keys whose batch the user cancelled: read once, when first needed.
+        self._user_cancelled: set[str] | None = None
 
     # -- modes -------------------------------------------------------------
 
@@ -214,6 +217,7 @@ class LexiConnector:
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
+            self._refuse_cancelled(request)
             strategy = self._strategy_for(request, mode)
             response = await strategy.run(request)
         except BaseException as exc:
@@ -229,6 +233,22 @@ class LexiConnector:
             return response
         finally:
             self._inflight.pop(key, None)
+
+    def _refuse_cancelled(self, request: Request) -> None:
+        """A request whose batch the user cancelled stays cancelled unless asked again.
+
+        Raises:
+            CancelledByUserError: it ended so, and ``batch.retry_cancelled`` is off.
+        """
+        if self.settings.batch.retry_cancelled:
+            return
+        if self._user_cancelled is None:
+            self._user_cancelled = cancelled_keys(self.store, self.provider_name)
+        if request.key in self._user_cancelled:
+            row = self.store.get_requests(self.provider_name, [request.key]).get(request.key)
+            shard = self.store.get_shard(row.shard_id) if row and row.shard_id else None
+            batch_id = shard.batch_id if shard is not None else None
+            raise cancelled_error(batch_id, self.provider_name)
 
     def _strategy_for(self, request: Request, mode: str | None) -> Strategy:
         if mode == "batch" or (mode is None and self._batch_mode):

@@ -237,6 +237,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX claims_owner ON claims (owner)",
     ),
+    (
+        # When the user cancelled the shard's batch (plugins.batch.usercancel):
+        # its unanswered requests end as cancelled, never sent again unasked.
+        "ALTER TABLE shards ADD COLUMN cancelled_by_user_at REAL",
+    ),
 )
 
 #: The schema version this code reads and writes.

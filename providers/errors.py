@@ -30,6 +30,7 @@ decide from the second kind whether to retry::
         ├── BatchItemError             an item of a batch did not run
         │   ├── BatchExpiredError      the batch window ran out       (retryable)
         │   └── BatchCancelledError    the batch was cancelled        (retryable)
+        │       └── CancelledByUserError  the user cancelled it       (permanent)
         └── BatchFailedError           a whole batch was rejected     (permanent)
 
 A :class:`ProviderError` keeps the provider's status code, body, headers and
@@ -44,12 +45,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "CANCELLED_BY_USER",
     "AuthenticationError",
     "BatchCancelledError",
     "BatchExpiredError",
     "BatchFailedError",
     "BatchItemError",
     "BudgetExceededError",
+    "CancelledByUserError",
     "ConfigError",
     "ContextLengthError",
     "InputError",
@@ -387,6 +390,23 @@ class BatchCancelledError(BatchItemError):
     """The batch was cancelled before this item ran."""
 
 
+class CancelledByUserError(BatchCancelledError):
+    """The user cancelled the batch (``lexibatch batches cancel``) before this item ran.
+
+    Final: it is not sent again unless the user asks (``--retry-cancelled``).
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("code", CANCELLED_BY_USER)
+        super().__init__(message, **kwargs)
+
+
+#: The error code of a request whose batch the user cancelled.
+CANCELLED_BY_USER = "cancelled_by_user"
+
+
 class BatchFailedError(ProviderError):
     """The provider rejected a whole batch (e.g. its input file failed validation)."""
 
@@ -408,6 +428,7 @@ _ERROR_TYPES: dict[str, type[ProviderError]] = {
         BatchItemError,
         BatchExpiredError,
         BatchCancelledError,
+        CancelledByUserError,
         BatchFailedError,
     )
 }

@@ -81,6 +81,8 @@ def _settings(ctx: click.Context, **flags: Any) -> Settings:
         value = flags.get(flag)
         if value is not None:
             overrides[dotted] = value
+    if flags.get("retry_cancelled"):
+        overrides["batch.retry_cancelled"] = True
     config = ctx.obj.get("config") if ctx.obj else None
     return load_settings(Path(config) if config else None, overrides=overrides)
 
@@ -120,6 +122,11 @@ _mode_opt = click.option(
     "--mode", type=click.Choice(["immediate", "batch", "auto"]), help="How requests are sent."
 )
 _db_opt = click.option("--db", type=click.Path(path_type=Path), help="The SQLite store.")
+_retry_cancelled_opt = click.option(
+    "--retry-cancelled",
+    is_flag=True,
+    help="Send again the requests of batches you cancelled (they stay cancelled otherwise).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -203,6 +210,7 @@ def emulator(
 @_db_opt
 @click.option("--estimate", is_flag=True, help="Print the expected cost and exit without sending.")
 @click.option("--budget", type=float, help="Refuse to submit past this many USD.")
+@_retry_cancelled_opt
 @click.pass_context
 @_guard
 def run(
@@ -314,6 +322,7 @@ def _estimate_or_refuse(
     "--estimate", is_flag=True, help="Print what the run would cost in each mode and exit."
 )
 @click.option("--budget", type=float, help="Refuse to submit past this many USD.")
+@_retry_cancelled_opt
 @click.pass_context
 @_guard
 def synthesize(
@@ -548,6 +557,7 @@ def _refuse_over_budget(settings: Settings, est: Any, size: int, budget: float |
 @main.command()
 @_provider_opt
 @_db_opt
+@_retry_cancelled_opt
 @click.pass_context
 @_guard
 def resume(ctx: click.Context, **flags: Any) -> None:
@@ -561,6 +571,11 @@ def resume(ctx: click.Context, **flags: Any) -> None:
 
         started = time.time()
         strategy = connector.batch_strategy()
+        if settings.batch.retry_cancelled:
+            from plugins.batch.usercancel import requeue_cancelled
+
+            again = requeue_cancelled(connector.store, connector.provider_name)
+            click.echo(f"{again} requests of cancelled batches queued again", err=True)
         observer = _observe(None, "resume")
         try:
             with observer:
@@ -638,7 +653,7 @@ def batches_show(ctx: click.Context, batch: str, **flags: Any) -> None:
 @click.pass_context
 @_guard
 def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
-    """Ask the provider to cancel a batch; its unfinished requests are re-queued on the next run."""
+    """Cancel a batch: its unanswered requests end as cancelled (--retry-cancelled resends them)."""
     shard, settings = _shard_and_settings(ctx, batch, flags)
 
     async def body(connector: LexiConnector) -> None:
@@ -654,6 +669,11 @@ def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
             batch_id = found.id if found is not None else None
         if not batch_id:
             raise InputError(f"{batch}: this shard never reached the provider; nothing to cancel")
+        from plugins.batch.usercancel import record_user_cancel
+
+        # Journaled before the provider is asked: whichever process collects
+        # the batch ends its unanswered requests as cancelled, never resends them.
+        record_user_cancel(connector.store, shard.shard_id)
         info = await endpoint.cancel(batch_id)
         if shard.batch_id:
             connector.store.update_shard(shard.shard_id, batch_status=info.state.value)

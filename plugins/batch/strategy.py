@@ -37,6 +37,7 @@ from plugins.batch.journal import SchemaBook
 from plugins.batch.lease import BatchLease
 from plugins.batch.oversize import halved, line_problem, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
+from plugins.batch.usercancel import cancelled_error, user_cancelled
 from plugins.estimate import price_provider
 from plugins.ledger import Pricer, call_record, stored_result
 from plugins.results import build_response, more_tokens, storable, unusable
@@ -157,6 +158,8 @@ class BatchStrategy:
         self._journal_refused = False
         # Journaled requests failed because they cannot be rebuilt or sent (see _fail_unbuilt).
         self._unbuilt = 0
+        # Shards found cancelled by the user (said once each).
+        self._cancel_told: set[str] = set()
         # Only a journal with unfinished requests needs a lookup per request.
         self._resumable = self.store.has_open_requests(self.provider_name)
 
@@ -519,6 +522,8 @@ class BatchStrategy:
         now = time.time()
         succeeded: list[tuple[BatchRequest, Response]] = []
         failed: list[tuple[BatchRequest, LexibatchError]] = []
+        # Asked once a chunk, at its first cancelled line.
+        user_cancel: bool | None = None
         for item in items:
             key = item.custom_id
             if key in done:
@@ -529,12 +534,13 @@ class BatchStrategy:
             done.add(key)
             completion = item.completion
             if completion is None:
-                failed.append(
-                    (
-                        pending,
-                        item.error or BatchItemError("no result", provider=self.provider_name),
-                    )
-                )
+                error = item.error or BatchItemError("no result", provider=self.provider_name)
+                if isinstance(error, BatchCancelledError):
+                    if user_cancel is None:
+                        user_cancel = self._user_cancelled(shard)
+                    if user_cancel:
+                        error = cancelled_error(info.id, self.provider_name)
+                failed.append((pending, error))
                 continue
             record = call_record(
                 self.context,
@@ -595,7 +601,24 @@ class BatchStrategy:
         if not missing:
             return
         error = _batch_fate(info, self.provider_name)
+        if isinstance(error, BatchCancelledError) and self._user_cancelled(shard):
+            # The user's cancel is final: these end as cancelled, not sent again.
+            error = cancelled_error(info.id, self.provider_name)
         self._fail_keys(missing, error)
+
+    def _user_cancelled(self, shard: Shard) -> bool:
+        """Whether the user cancelled ``shard``'s batch (asked of the store: any process may)."""
+        if shard.shard_id in self._cancel_told:
+            return True
+        if not user_cancelled(self.store, shard.shard_id):
+            return False
+        self._cancel_told.add(shard.shard_id)
+        log.warning(
+            "batch %s was cancelled by the user: the requests it had not answered end as "
+            "cancelled (lexibatch resume --retry-cancelled sends them again)",
+            shard.batch_id or shard.shard_id,
+        )
+        return True
 
     def split_refused(self, shard: Shard, error: LexibatchError) -> bool:
         """Send a shard the provider refused as too large again, in smaller batches.

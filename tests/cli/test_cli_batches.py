@@ -162,12 +162,23 @@ def test_batches_list_show_cancel_then_rerun(work: Path, fresh_emulator: Any) ->
     assert cancelled.stdout.strip() in (f"{batch_id}: cancelling", f"{batch_id}: cancelled")
     unknown = _lexibatch(work, "batches", "show", "batch_nope")
     assert unknown.returncode == 2 and "batch_nope" in unknown.stderr
-    # Re-running re-attaches, reads what the cancelled batch finished, re-sends the rest.
+    # Re-running re-attaches and reads what the cancelled batch finished; the
+    # user's cancel is final: the rest end as cancelled, and are not sent again.
     fresh_emulator.configure(batch_seconds=0.0)
     rerun = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
-    assert rerun.returncode == 0, rerun.stderr
-    assert "8 succeeded" in rerun.stderr
-    assert fresh_emulator.billing()["duplicates"] == 0
+    assert rerun.returncode == 1, rerun.stderr
+    assert f"batch {batch_id} was cancelled by the user" in rerun.stderr
+    codes = [json.loads(line)["error"]["code"] for line in (work / "out.jsonl").open()]
+    assert codes == ["cancelled_by_user"] * 8
+    assert fresh_emulator.billing()["batch"]["requests"] == 0
+    # Asked for, they are sent again, once.
+    retried = _lexibatch(
+        work, "run", name, "--mode", "batch", "--out", "out.jsonl", "--retry-cancelled"
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert "8 succeeded" in retried.stderr
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
 
 
 def test_a_second_batch_run_on_a_busy_store_stops_in_one_line(work: Path) -> None:

@@ -1,0 +1,90 @@
+"""A user's cancel is final: what a cancelled batch did not answer ends as cancelled.
+
+``lexibatch batches cancel`` records the user's intent on the shard's journal
+row (``cancelled_by_user_at``) *before* it asks the provider, so whichever
+process collects the batch — the run waiting on it, in this process or
+another, or a later ``resume`` — finds the intent in the store when the batch
+ends: its requests with no answer fail with :class:`CancelledByUserError`
+(not retryable) instead of being sent, and paid for, again. What the batch
+answered before the cancel is stored as usual.
+
+Those requests stay failed: a later run of the same input answers them from
+the journal with the same error, until the user asks for them again
+(``--retry-cancelled``, i.e. ``batch.retry_cancelled``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from providers.errors import CANCELLED_BY_USER, CancelledByUserError
+
+if TYPE_CHECKING:
+    from plugins.store import Store
+
+__all__ = [
+    "cancelled_error",
+    "cancelled_keys",
+    "record_user_cancel",
+    "requeue_cancelled",
+    "user_cancelled",
+]
+
+# Requests failed because the user cancelled their batch: found by the error
+# code the journal keeps with each failed request.
+_CANCELLED_ROWS = (
+    "provider = ? AND state = 'failed' AND error IS NOT NULL AND json_extract(error, '$.code') = ?"
+)
+
+
+def record_user_cancel(store: Store, shard_id: str) -> None:
+    """Journal that the user cancelled the batch of ``shard_id`` (before the provider is asked)."""
+
+    def run(conn: Any) -> None:
+        conn.execute(
+            "UPDATE shards SET cancelled_by_user_at = COALESCE(cancelled_by_user_at, ?) "
+            "WHERE shard_id = ?",
+            (time.time(), shard_id),
+        )
+
+    store.write_with(run)
+
+
+def user_cancelled(store: Store, shard_id: str) -> bool:
+    """Whether the user cancelled the batch of ``shard_id``."""
+    rows = store.query(
+        "SELECT cancelled_by_user_at IS NOT NULL FROM shards WHERE shard_id = ?", (shard_id,)
+    )
+    return bool(rows and rows[0][0])
+
+
+def cancelled_error(batch_id: str | None, provider: str) -> CancelledByUserError:
+    """The error a request ends in when the user cancelled its batch before it ran."""
+    return CancelledByUserError(
+        f"batch {batch_id or '?'} was cancelled by the user before this request ran "
+        "(--retry-cancelled sends it again)",
+        provider=provider,
+    )
+
+
+def cancelled_keys(store: Store, provider: str) -> set[str]:
+    """The keys of ``provider``'s requests that ended because the user cancelled their batch."""
+    rows = store.query(
+        f"SELECT key FROM requests WHERE {_CANCELLED_ROWS}", (provider, CANCELLED_BY_USER)
+    )
+    return {row[0] for row in rows}
+
+
+def requeue_cancelled(store: Store, provider: str) -> int:
+    """Queue again the requests the user's cancels ended (``--retry-cancelled``); how many."""
+
+    def run(conn: Any) -> int:
+        cursor = conn.execute(
+            f"UPDATE requests SET state = 'queued', error = NULL, updated_at = ? "
+            f"WHERE {_CANCELLED_ROWS}",
+            (time.time(), provider, CANCELLED_BY_USER),
+        )
+        return int(cursor.rowcount)
+
+    return store.write_with(run)

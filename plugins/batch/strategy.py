@@ -37,6 +37,7 @@ from plugins.batch.journal import SchemaBook
 from plugins.batch.lease import BatchLease
 from plugins.batch.oversize import halved, line_problem, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
+from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
 from plugins.estimate import price_provider
 from plugins.ledger import Pricer, call_record, stored_result
@@ -585,12 +586,21 @@ class BatchStrategy:
         self._after_failures(failed, retry)
 
     def finish_missing(self, shard: Shard, info: BatchInfo, seen: set[str]) -> None:
-        """Requests of the shard with no result line: ended by the batch's own fate."""
-        keys = self._fresh.get(shard.shard_id)
-        if keys is None:
-            keys = self.store.shard_keys(shard.shard_id, "submitted")
+        """Requests of the shard with no result line: ended by the batch's own fate.
+
+        The batch is reconciled first (see :mod:`plugins.batch.reconcile`):
+        lines missing from a batch that ran are reported and their requests
+        queued again; lines naming no request of ours are reported.
+        """
+        fresh = self._fresh.get(shard.shard_id)
+        keys = fresh if fresh is not None else self.store.shard_keys(shard.shard_id, "submitted")
         missing = [k for k in keys if k not in seen]
-        if info.state is BatchState.FAILED and not seen and not info.succeeded:
+        rejected = info.state is BatchState.FAILED and not seen and not info.succeeded
+        if not rejected:
+            reconcile(
+                self.store, self.provider_name, shard, info, waiting=keys, sent=fresh, seen=seen
+            )
+        if rejected:
             # Rejected whole, nothing ran, nothing billed: its estimate leaves the budget.
             self._committed_usd -= self._shard_cost.pop(shard.shard_id, 0.0)
             if len(missing) > 1 and too_large(info=info):

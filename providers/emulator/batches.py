@@ -201,9 +201,13 @@ class BatchEngine:
     async def _finish(self, rec: dict[str, Any], status: str, done: float, when: float) -> None:
         job = await self._job(rec)
         loop = asyncio.get_running_loop()
+        faults = _LineFaults(self.config.drop_result_lines, self.config.foreign_result_lines)
         result = await loop.run_in_executor(
-            None, _assemble, rec, job, status, done, self.config.seed
+            None, _assemble, rec, job, status, done, self.config.seed, faults
         )
+        # Each fault is used once, by the batch that shows it.
+        self.config.drop_result_lines -= faults.dropped
+        self.config.foreign_result_lines -= faults.foreign
         final: dict[str, Any] = {
             "status": status,
             "when": when,
@@ -543,8 +547,27 @@ class _Assembled:
         self.counts: dict[str, int] = {}
 
 
-def _assemble(rec: dict[str, Any], job: Job, status: str, done: float, seed: int) -> _Assembled:
+class _LineFaults:
+    """Result lines to leave out, and foreign lines to add, in the next batch to end."""
+
+    __slots__ = ("drop", "dropped", "foreign")
+
+    def __init__(self, drop: int, foreign: int) -> None:
+        self.drop = drop
+        self.dropped = 0
+        self.foreign = foreign
+
+
+def _assemble(
+    rec: dict[str, Any],
+    job: Job,
+    status: str,
+    done: float,
+    seed: int,
+    faults: _LineFaults | None = None,
+) -> _Assembled:
     """Split a job's lines into output and error files for the way the batch ended."""
+    faults = faults or _LineFaults(0, 0)
     out = _Assembled()
     openai = rec["provider"] == "openai"
     if status == "failed":
@@ -559,6 +582,11 @@ def _assemble(rec: dict[str, Any], job: Job, status: str, done: float, seed: int
     for i, cid in enumerate(job.custom_ids):
         if everything or roll(seed, "done", cid, job.seen[i]) < done:
             line = job.lines[i]
+            if job.ok[i] and faults.dropped < faults.drop:
+                # Counted as run, but its line is lost (and, here, never billed).
+                faults.dropped += 1
+                n_ok += 1
+                continue
             if job.ok[i]:
                 n_ok += 1
                 out.billed.append(cid)
@@ -581,6 +609,14 @@ def _assemble(rec: dict[str, Any], job: Job, status: str, done: float, seed: int
                 bad.append(line)
             else:
                 order.append((roll(seed, "order", cid), line))
+    for k in range(faults.foreign):
+        # A line naming a request this batch never had.
+        cid = f"foreign-{rec['id']}-{k}"
+        line = not_done_line(openai, cid, "expired", stem, job.n + k)
+        if openai:
+            bad.append(line)
+        else:
+            order.append((roll(seed, "order", cid), line))
     if openai:
         out.output = b"\n".join(good) + b"\n" if good else b""
         out.errors = b"\n".join(bad) + b"\n" if bad else b""

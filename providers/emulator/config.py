@@ -91,6 +91,14 @@ class EmulatorConfig(BaseModel):
     answer promises the whole file, sends its first line and part of the second,
     then closes the connection (as a dropped network does). Each cut uses one."""
 
+    drop_result_lines: int = Field(default=0, ge=0)
+    """How many of the next answered batch items are left out of the batch's result
+    files although its counts say they ran (never billed). Each dropped line uses one."""
+
+    foreign_result_lines: int = Field(default=0, ge=0)
+    """How many result lines with a ``custom_id`` that was never sent are added to the
+    next batch to end (all of them go to that one batch)."""
+
     openai_max_requests: int | None = Field(default=None, ge=1)
     """Reject OpenAI batches with more lines than this (the real limit is 50,000)."""
 

@@ -1,0 +1,69 @@
+"""Every ended batch is reconciled: missing lines are sent again, foreign lines reported."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from plugins.factory import open_connector
+from tests.plugins.batch_helpers import Entry, gather
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_lines_missing_from_a_batch_are_sent_again_and_billed_once(
+    make_settings: Any, caplog: pytest.LogCaptureFixture, provider: str
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    model = {"openai": {}, "anthropic": {"connector": {"model": "claude-3-5-haiku-latest"}}}
+    prompts = [f"reconcile {i}" for i in range(10)]
+    with Emulator(EmulatorConfig(batch_seconds=0.0, drop_result_lines=3)) as emu:
+        connector = open_connector(make_settings(emu, provider=provider, **model[provider]))
+        try:
+            connector.enable_batch_mode()
+            with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
+                results = await gather(connector, prompts)
+            shards = connector.store.shards()
+        finally:
+            await connector.aclose()
+        billing = emu.billing()
+    assert all(isinstance(r, Entry) for r in results), results
+    # The second round held exactly the three lost requests.
+    assert sorted(s.requests for s in shards) == [3, 10]
+    assert billing["batch"]["requests"] == 10 and billing["duplicates"] == 0
+    first = next(s for s in shards if s.requests == 10)
+    warnings = [r.getMessage() for r in caplog.records if "no line in its result" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"batch {first.batch_id}: 3 of its requests have no line" in warnings[0]
+    assert "queued again" in warnings[0]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_result_line_naming_no_request_of_ours_is_reported(
+    make_settings: Any, caplog: pytest.LogCaptureFixture, provider: str
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    model = {"openai": {}, "anthropic": {"connector": {"model": "claude-3-5-haiku-latest"}}}
+    with Emulator(EmulatorConfig(batch_seconds=0.0, foreign_result_lines=2)) as emu:
+        connector = open_connector(make_settings(emu, provider=provider, **model[provider]))
+        try:
+            connector.enable_batch_mode()
+            with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
+                results = await gather(connector, [f"foreign {i}" for i in range(4)])
+            shard = connector.store.shards()[0]
+            stored = connector.store.count_results(provider)
+        finally:
+            await connector.aclose()
+        billing = emu.billing()
+    assert all(isinstance(r, Entry) for r in results), results
+    assert stored == 4 and billing["batch"]["requests"] == 4
+    warnings = [
+        r.getMessage() for r in caplog.records if "name no request of ours" in r.getMessage()
+    ]
+    assert warnings == [
+        f"batch {shard.batch_id}: 2 result lines name no request of ours "
+        f"(e.g. 'foreign-{shard.batch_id}-0'): they are ignored"
+    ]

@@ -15,7 +15,8 @@ owner died (``kill -9``) is taken over when its lease runs out, or at once
 when the owner was a process of this host that no longer exists.
 
 Batch requests are not claimed: one process at a time runs a store's
-batches (:mod:`plugins.batch.lease`).
+batches (:mod:`plugins.batch.lease`), and an immediate run and a batch run
+at once look at each other's records (:mod:`plugins.crossmode`).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class ClaimBook:
                 "SELECT owner, expires_at FROM claims WHERE provider = ? AND key = ?",
                 (self.provider, key),
             ).fetchone()
-            if row is not None and row[0] != self.owner and not self._lapsed(row[0], row[1], now):
+            if row is not None and row[0] != self.owner and not self.lapsed(row[0], row[1], now):
                 return str(row[0])
             conn.execute(
                 "INSERT OR REPLACE INTO claims (provider, key, owner, expires_at) "
@@ -109,7 +110,7 @@ class ClaimBook:
         if not rows:
             return None
         owner, expires_at = rows[0]
-        if owner == self.owner or self._lapsed(owner, expires_at, time.time()):
+        if owner == self.owner or self.lapsed(owner, expires_at, time.time()):
             return None
         return str(owner)
 
@@ -147,9 +148,9 @@ class ClaimBook:
                     lambda conn: conn.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
                 )
 
-    def _lapsed(self, owner: str, expires_at: float, now: float) -> bool:
+    def lapsed(self, owner: str, expires_at: float, now: float | None = None) -> bool:
         """Whether a claim may be taken over: its lease ran out, or its owner is gone."""
-        if expires_at < now:
+        if expires_at < (time.time() if now is None else now):
             return True
         host, _, rest = owner.partition(":")
         pid = rest.partition(":")[0]

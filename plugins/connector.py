@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from plugins.batch.lease import runner_elsewhere
 from plugins.batch.usercancel import cancelled_error, cancelled_keys
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.results import cached_response
@@ -272,6 +273,10 @@ class LexiConnector:
             return False
         shard = self.store.get_shard(row.shard_id)
         if shard is None or shard.state not in UNFINISHED_SHARD_STATES:
+            return False
+        if self._batch is None and runner_elsewhere(self.store.path):
+            # Another process runs this store's batches, this one among them:
+            # the immediate strategy waits for its answer (plugins.crossmode).
             return False
         if not self._warned_earlier_batch:
             self._warned_earlier_batch = True

@@ -19,6 +19,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from plugins.claims import ClaimBook
+from plugins.crossmode import batch_will_send, wait_for_answer
 from plugins.ledger import record_paid, record_unanswered
 from plugins.pacing import Pacer
 from plugins.results import build_response, cached_response, more_tokens
@@ -82,6 +83,18 @@ class ImmediateStrategy:
                     return answered.response
                 except _HeldElsewhere:
                     answer = await self._wait_for_holder(request)
+                    if answer is not None:
+                        return answer
+                except _InBatch:
+                    # Another process's batch sends it: its answer is waited for.
+                    answer = await wait_for_answer(
+                        self.context.store,
+                        self.provider_name,
+                        request,
+                        still_coming=lambda: batch_will_send(
+                            self.context.store, self.provider_name, request.key
+                        ),
+                    )
                     if answer is not None:
                         return answer
         finally:
@@ -200,6 +213,11 @@ class ImmediateStrategy:
         answer = self._cached(request)
         if answer is not None:
             raise _Answered(answer)
+        # Read after the claim is committed (see plugins.crossmode for why
+        # this order never pays twice against a batch run of another process).
+        if batch_will_send(self.context.store, self.provider_name, key):
+            self._claims.release(key)
+            raise _InBatch(key)
 
     async def flush(self) -> None:
         """Nothing is ever pending: every call is sent at once."""
@@ -211,6 +229,10 @@ class ImmediateStrategy:
 
 class _HeldElsewhere(Exception):
     """Another process holds the request's claim (control flow, never seen by callers)."""
+
+
+class _InBatch(Exception):
+    """A live batch run of another process sends the request (control flow, never seen)."""
 
 
 class _Answered(Exception):

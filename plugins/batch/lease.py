@@ -17,9 +17,35 @@ from filelock import FileLock, Timeout
 
 from providers.errors import StoreBusyError
 
-__all__ = ["BatchLease"]
+__all__ = ["BatchLease", "runner_elsewhere"]
 
 _MEMORY = ":memory:"
+
+# A runner starting waits this long for the lease: another process's probe
+# (runner_elsewhere) holds it for an instant, never long enough to refuse a run.
+_START_GRACE = 1.0
+
+# The leases this process holds, by lock file.
+_HELD_HERE: set[Path] = set()
+
+
+def runner_elsewhere(db_path: str) -> bool:
+    """Whether another process runs the batches of the store at ``db_path`` now.
+
+    The lock is tried, without waiting, and let go at once when it was free.
+    """
+    if db_path == _MEMORY:
+        return False
+    path = Path(f"{db_path}.batches.lock")
+    if path in _HELD_HERE:
+        return False
+    probe = FileLock(path, thread_local=False, timeout=0)
+    try:
+        probe.acquire()
+    except Timeout:
+        return True
+    probe.release()
+    return False
 
 
 class BatchLease:
@@ -50,15 +76,19 @@ class BatchLease:
         if self._lock is None or self._lock.is_locked:
             return
         try:
-            self._lock.acquire()
+            self._lock.acquire(timeout=_START_GRACE)
         except Timeout:
             raise StoreBusyError(
                 f"another lexibatch process is running the batches of this store "
                 f"({self.path} is locked) — wait for it to finish, or give this run a "
                 f"store of its own (--db)"
             ) from None
+        assert self.path is not None
+        _HELD_HERE.add(self.path)
 
     def release(self) -> None:
         """Let the lease go (idempotent)."""
         if self._lock is not None and self._lock.is_locked:
             self._lock.release()
+            if self.path is not None:
+                _HELD_HERE.discard(self.path)

@@ -39,6 +39,7 @@ from plugins.batch.oversize import halved, line_problem, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
+from plugins.batch.yielding import ClaimYield
 from plugins.estimate import price_provider
 from plugins.ledger import Pricer, call_record, stored_result
 from plugins.results import build_response, more_tokens, storable, unusable
@@ -159,6 +160,8 @@ class BatchStrategy:
         self._journal_refused = False
         # Journaled requests failed because they cannot be rebuilt or sent (see _fail_unbuilt).
         self._unbuilt = 0
+        # Requests of this run's shards that another process answers (plugins.crossmode).
+        self._yielding = ClaimYield(self)
         # Shards found cancelled by the user (said once each).
         self._cancel_told: set[str] = set()
         # Only a journal with unfinished requests needs a lookup per request.
@@ -356,9 +359,47 @@ class BatchStrategy:
             for key in sealed.keys:
                 self._reject(key, exc)
             return
+        keys = sealed.keys
         if shard is not None:
-            self._fresh[shard.shard_id] = sealed.keys
+            try:
+                shard, keys = self._yielding.take_out(shard, keys)
+            except StoreWriteError as exc:
+                # Journaled, not sent: the next run (or resume) sends it.
+                log.error("batch shard %s not sent: %s", sealed.shard_id, exc)
+                for key in keys:
+                    self._reject(key, exc)
+                return
+        if shard is not None:
+            self._fresh[shard.shard_id] = keys
             self._start_executor(shard)
+
+    def answered_elsewhere(self, key: str, response: Response) -> None:
+        """Another process answered ``key`` (its answer is stored): its caller has it."""
+        self.store.set_request_state(self.provider_name, [key], "succeeded")
+        pending = self._pending.pop(key, None)
+        if pending is not None and pending.future is not None and not pending.future.done():
+            pending.future.set_result(response)
+
+    def send_again(self, key: str) -> None:
+        """Queue journaled ``key`` into an open shard again (not a retry round)."""
+        pending = self._pending.get(key) or self._stubs_for([key]).get(key)
+        if pending is None:
+            return
+        rows = self.store.get_requests(self.provider_name, [key])
+        decoded = self._schemas.decode_each(list(rows), [r.body for r in rows.values()])
+        for request in decoded:
+            if isinstance(request, InputError):
+                self._fail_unbuilt(key, request)
+            else:
+                self._enqueue(request, pending, journal=False)
+
+    def pending_of(self, key: str) -> BatchRequest | None:
+        """What finishing ``key`` needs (its caller's future, if one waits)."""
+        return self._pending.get(key) or self._stubs_for([key]).get(key)
+
+    def side_task(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` alongside the executors; ``flush`` waits for it too."""
+        self._side_task(work)
 
     def _on_spool_lost(self, keys: list[str], error: StoreWriteError) -> None:
         """An open shard's spool file could not be written: nothing of it was sent."""

@@ -1,0 +1,144 @@
+"""An immediate run and a batch run on one store at once: each request is paid for once.
+
+Immediate requests are claimed in the store before they are sent
+(:mod:`plugins.claims`); batch requests are journaled (queued, then submitted
+with their sealed shard) before their batch is uploaded and created. Each side
+looks at the other's record, in this order:
+
+1. **Immediate** (``I1``, ``I2``): claim the request and commit the claim
+   (``I1``); then read its journal row (``I2``). A row queued or submitted
+   while another process runs the store's batches means the batch will pay
+   for it: the claim is let go and the batch's answer is waited for.
+2. **Batch** (``B1``, ``B2``): journal the sealed shard's rows as submitted
+   and commit (``B1``); then, before uploading or creating anything, read
+   which of the shard's requests another live process has claimed or already
+   answered (``B2``, one query joined on the shard's keys). Those lines are
+   taken out of the spool file, their rows leave the shard, and their callers
+   wait for the claim holder's answer (sent in a batch again only if the
+   holder lets its claim go without one).
+
+SQLite runs write transactions one at a time and a read sees every commit
+made before it began, so for one request the two commits are ordered:
+
+- ``I1`` before ``B2``: ``B2`` sees the claim (or, once the holder is done,
+  its stored answer, committed together with the claim's release), and the
+  batch does not send the request. ``I2`` may also find the row: then the
+  holder lets its claim go and waits for the batch, the batch finds the claim
+  gone without an answer and queues the request in its next shard, and that
+  shard's ``B2`` finds no claim: it is sent once, in that batch.
+- ``B1`` before ``I1``: ``I2`` comes after ``B1`` and finds the row
+  submitted: the immediate side does not send it and waits for the batch's
+  answer; ``B2`` may or may not see the short-lived claim — either way the
+  batch still holds the request or queues it again, and it is sent once.
+
+In every order at most one side sends each request. Rows of a batch run
+that died (no process holds the store's batch lease) are not waited for:
+an immediate run sends a queued one, and the next batch run finds its answer
+stored and does not send it; a submitted one is routed by the connector to
+the batch strategy, which collects its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from plugins.batch.lease import runner_elsewhere
+from plugins.results import cached_response
+from providers.errors import SchemaValidationError
+
+if TYPE_CHECKING:
+    from plugins.claims import ClaimBook
+    from plugins.store import Store
+    from providers.types import Request, Response
+
+__all__ = [
+    "batch_will_send",
+    "drop_lines",
+    "taken_elsewhere",
+    "wait_for_answer",
+]
+
+# Waiting for another process's answer: the first and the longest pause between looks.
+_POLL_FIRST = 0.05
+_POLL_MAX = 1.0
+
+# Journal states in which a batch run will send, or has sent, a request.
+_BATCH_STATES = ("queued", "submitted")
+
+
+def batch_will_send(store: Store, provider: str, key: str) -> bool:
+    """Whether a live batch run of another process holds ``key`` (queued or submitted)."""
+    state = store.request_states(provider, [key]).get(key)
+    return state in _BATCH_STATES and runner_elsewhere(store.path)
+
+
+def taken_elsewhere(store: Store, claims: ClaimBook, shard_id: str) -> set[str]:
+    """Requests of ``shard_id`` another live process has claimed, or whose answer is stored.
+
+    Claims of this process's own immediate strategy do not count: within one
+    process the connector sends identical requests once.
+    """
+    own = f"{socket.gethostname()}:{os.getpid()}:"
+    rows = store.query(
+        "SELECT c.key, c.owner, c.expires_at FROM requests r "
+        "JOIN claims c ON c.provider = r.provider AND c.key = r.key "
+        "WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
+        (shard_id, claims.provider),
+    )
+    taken = {
+        key
+        for key, owner, expires_at in rows
+        if not str(owner).startswith(own) and not claims.lapsed(str(owner), float(expires_at))
+    }
+    answered = store.query(
+        "SELECT r.key FROM requests r JOIN results s ON s.provider = r.provider AND s.key = r.key "
+        "WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
+        (shard_id, claims.provider),
+    )
+    taken.update(row[0] for row in answered)
+    return taken
+
+
+def drop_lines(path: Path, keys: Collection[str]) -> tuple[int, int]:
+    """Rewrite the batch input file ``path`` without the lines of ``keys``; its (lines, bytes)."""
+    kept = [
+        line
+        for line in path.read_bytes().splitlines()
+        if line.strip() and orjson.loads(line).get("custom_id") not in keys
+    ]
+    data = b"".join(line + b"\n" for line in kept)
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(data)
+    part.replace(path)
+    return len(kept), len(data)
+
+
+async def wait_for_answer(
+    store: Store, provider: str, request: Request | Any, *, still_coming: Callable[[], bool]
+) -> Response | None:
+    """The answer another process is getting for ``request``, once it is stored.
+
+    ``None`` once ``still_coming()`` says it will not come (the other process
+    let the request go without an answer): the caller sends it itself.
+    """
+    delay = _POLL_FIRST
+    while True:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _POLL_MAX)
+        stored = store.get_result(provider, request.key)
+        if stored is not None:
+            try:
+                return cached_response(request, stored, provider=provider)
+            except SchemaValidationError:
+                # An answer that no longer fits is the connector's to retire; send anew.
+                return None
+        # Looked again: the answer may have landed just before the holder let go.
+        if not still_coming() and store.get_result(provider, request.key) is None:
+            return None

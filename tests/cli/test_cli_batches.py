@@ -261,12 +261,20 @@ def test_a_batch_created_but_not_journaled_can_be_cancelled_by_its_shard(
     cancelled = _lexibatch(work, "batches", "cancel", shard_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.strip() in (f"{batch_id}: cancelling", f"{batch_id}: cancelled")
-    # The next run finds the cancelled batch, reads what it finished, sends the rest.
+    # The next run finds the cancelled batch and reads what it finished; the
+    # user's cancel is final: the rest end as cancelled, sent again only if asked.
     fresh_emulator.configure(batch_seconds=0.0)
     rerun = _lexibatch(work, "run", name, "--mode", "batch", "--out", "out.jsonl")
-    assert rerun.returncode == 0, rerun.stderr
-    assert "8 succeeded" in rerun.stderr
-    assert fresh_emulator.billing()["duplicates"] == 0
+    assert rerun.returncode == 1, rerun.stderr
+    assert f"batch {batch_id} was cancelled by the user" in rerun.stderr
+    assert fresh_emulator.billing()["batch"]["requests"] == 0
+    retried = _lexibatch(
+        work, "run", name, "--mode", "batch", "--out", "out.jsonl", "--retry-cancelled"
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert "8 succeeded" in retried.stderr
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
 
 
 def test_a_create_in_doubt_on_a_list_that_does_not_page_can_still_be_forgotten(

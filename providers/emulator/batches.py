@@ -189,7 +189,8 @@ class BatchEngine:
             return None
         partial = self.config.partial_done
         if fault == "expire":
-            return ("expired", partial, t0 + T)
+            # An API whose expired batches return nothing (Gemini) runs none of its items.
+            return ("expired", rec.get("expired_done", partial), t0 + T)
         if fault == "cancel":
             return ("cancelled", partial, t0 + T)
         return ("completed", 1.0, t0 + T)

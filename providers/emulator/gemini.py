@@ -83,7 +83,11 @@ def _ts(t: float) -> str:
 
 def _error(status: int, message: str, details: list[Any] | None = None) -> web.Response:
     body: dict[str, Any] = {
-        "error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}
+        "error": {
+            "code": status,
+            "message": message,
+            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+        }
     }
     if details:
         body["error"]["details"] = details
@@ -120,7 +124,9 @@ def chat_body(model: str, request: dict[str, Any]) -> dict[str, Any]:
     if system:
         messages.append({"role": "system", "content": _text(system)})
     for content in request.get("contents") or ():
-        role = "assistant" if isinstance(content, dict) and content.get("role") == "model" else "user"
+        role = (
+            "assistant" if isinstance(content, dict) and content.get("role") == "model" else "user"
+        )
         messages.append({"role": role, "content": _text(content)})
     config = request.get("generationConfig") or request.get("generation_config") or {}
     body: dict[str, Any] = {"model": model, "messages": messages}
@@ -181,8 +187,11 @@ def _item_error(line: dict[str, Any]) -> dict[str, Any] | None:
         return {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}
     code = (line.get("error") or {}).get("code")
     if code == "request_timeout":
-        return {"code": 504, "message": "Deadline expired before operation could complete.",
-                "status": "DEADLINE_EXCEEDED"}
+        return {
+            "code": 504,
+            "message": "Deadline expired before operation could complete.",
+            "status": "DEADLINE_EXCEEDED",
+        }
     return None
 
 
@@ -217,7 +226,7 @@ def _output(
         by_key = dict(results)
         responses = []
         for i, key in enumerate(keys):
-            item = dict(by_key.get(f"{rec['id']}-{i}") or {})
+            item = dict(by_key.get(key) or {})
             if not item:
                 continue
             meta = (rec.get("inline_metadata") or [None] * len(keys))[i]
@@ -302,7 +311,9 @@ def _file_items(app: EmulatorApp, batch_id: str, data: bytes, model: str) -> lis
         if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
             return f"Line {n} of the input file has no 'request' object."
         key = line.get("key")
-        items.append((str(key) if key is not None else f"{batch_id}-{n}", chat_body(model, line["request"])))
+        items.append(
+            (str(key) if key is not None else f"{batch_id}-{n}", chat_body(model, line["request"]))
+        )
     return items
 
 
@@ -315,17 +326,26 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
     batch = body.get("batch") if isinstance(body, dict) else None
     config = batch.get("inputConfig") if isinstance(batch, dict) else None
     if not isinstance(config, dict):
-        return _error(400, "* BatchGenerateContentRequest.batch.input_config: input_config is required")
+        return _error(
+            400, "* BatchGenerateContentRequest.batch.input_config: input_config is required"
+        )
     assert isinstance(batch, dict)
     batch_id = "".join(_rand.choices(_LOWER, k=36))
-    extra: dict[str, Any] = {"gemini_model": model, "display_name": batch.get("displayName")}
+    # An expired Gemini batch has no results: none of its items is run or billed.
+    extra: dict[str, Any] = {
+        "gemini_model": model,
+        "display_name": batch.get("displayName"),
+        "expired_done": 0.0,
+    }
     if "fileName" in config:
         name = str(config["fileName"])
-        rec = app.state.files.get(name.removeprefix("files/"))
-        if rec is None or not rec.purpose.startswith("gemini:"):
+        source = app.state.files.get(name.removeprefix("files/"))
+        if source is None or not source.purpose.startswith("gemini:"):
             return _error(404, f"File {name} not found.")
         loop = asyncio.get_running_loop()
-        items = await loop.run_in_executor(None, _file_items, app, batch_id, rec.content(), model)
+        items = await loop.run_in_executor(
+            None, _file_items, app, batch_id, source.content(), model
+        )
         if isinstance(items, str):
             return _error(400, items)
         extra["gemini_file"] = name
@@ -339,8 +359,15 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
             req = entry.get("request") if isinstance(entry, dict) else None
             if not isinstance(req, dict) or not req.get("contents"):
                 return _error(400, f"* requests[{i}].request.contents: contents is not specified")
-            items.append((f"{batch_id}-{i}", chat_body(model, req)))
-            metadata.append(entry.get("metadata"))
+            # The key in an entry's metadata names its item, as a file line's key does.
+            meta = entry.get("metadata")
+            key = meta.get("key") if isinstance(meta, dict) else None
+            items.append(
+                (str(key) if key is not None else f"{batch_id}-{i}", chat_body(model, req))
+            )
+            metadata.append(meta)
+        if len({cid for cid, _ in items}) < len(items):
+            return _error(400, "* requests: the keys in the requests' metadata must be unique")
         extra.update(inline=True, inline_keys=[c for c, _ in items], inline_metadata=metadata)
     rec = create_batch(app, batch_id=batch_id, wire=WIRE, items=items, extra=extra)
     op = await _operation(app, rec, poll=False)
@@ -452,12 +479,14 @@ async def upload(app: EmulatorApp, uploads: Uploads, request: web.Request) -> we
         )
     session = uploads.sessions.get(request.query.get("upload_id", ""))
     if session is None:
-        return web.Response(status=404, text="upload session not found",
-                            headers={"x-goog-upload-status": "final"})
+        return web.Response(
+            status=404, text="upload session not found", headers={"x-goog-upload-status": "final"}
+        )
     offset = int(request.headers.get("x-goog-upload-offset") or 0)
     if offset != len(session["data"]):
-        return web.Response(status=400, text="offset mismatch",
-                            headers={"x-goog-upload-status": "active"})
+        return web.Response(
+            status=400, text="offset mismatch", headers={"x-goog-upload-status": "active"}
+        )
     session["data"] += await request.read()
     if "finalize" not in command.split(","):
         return web.Response(text="", headers={"x-goog-upload-status": "active"})
@@ -465,8 +494,12 @@ async def upload(app: EmulatorApp, uploads: Uploads, request: web.Request) -> we
     file_id = "".join(_rand.choices(_LOWER, k=12))
     loop = asyncio.get_running_loop()
     rec = await loop.run_in_executor(
-        None, app.state.add_file, bytes(session["data"]), "gemini:" + session["mime"],
-        session["name"], file_id,
+        None,
+        app.state.add_file,
+        bytes(session["data"]),
+        "gemini:" + session["mime"],
+        session["name"],
+        file_id,
     )
     if app.config.step_latency > 0:
         await asyncio.sleep(app.config.step_latency)
@@ -525,8 +558,11 @@ async def generate(app: EmulatorApp, request: web.Request, model: str) -> web.Re
     if verdict.kind == "server_error":
         if verdict.other:
             return _error(503, "The model is overloaded. Please try again later.")
-        return _error(500, "An internal error has occurred. Please retry or report in "
-                      "https://developers.generativeai.google/guide/troubleshooting")
+        return _error(
+            500,
+            "An internal error has occurred. Please retry or report in "
+            "https://developers.generativeai.google/guide/troubleshooting",
+        )
     chat = answer_chat(app, chat_body(model, body), verdict)
     return _ok(gemini_response(chat, model))
 
@@ -545,7 +581,8 @@ def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
                     "identity). Please use API Key or other form of API consumer identity to "
                     "call this API.",
                 )
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
 
         return wrapped
 

@@ -66,10 +66,14 @@ def _headers() -> dict[str, str]:
 
 
 def _ok(data: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json", headers=_headers())
+    return web.Response(
+        body=orjson.dumps(data), content_type="application/json", headers=_headers()
+    )
 
 
-def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> web.Response:
+def _error(
+    status: int, message: str, type_: str = "invalid_request_error", code: str | None = None
+) -> web.Response:
     body = {"object": "error", "message": message, "type": type_, "param": None, "code": code}
     return web.Response(
         body=orjson.dumps(body), status=status, content_type="application/json", headers=_headers()
@@ -143,15 +147,32 @@ def _result_files(app: EmulatorApp, rec: dict[str, Any]) -> tuple[str | None, st
                     body = mistral_completion(body)
                 else:
                     err = body.get("error") or {}
-                    body = {"object": "error", "message": err.get("message"),
-                            "type": err.get("type"), "param": None, "code": err.get("code")}
-                out = {"id": line_id, "custom_id": cid,
-                       "response": {"status_code": status, "body": body}, "error": None}
+                    body = {
+                        "object": "error",
+                        "message": err.get("message"),
+                        "type": err.get("type"),
+                        "param": None,
+                        "code": err.get("code"),
+                    }
+                out = {
+                    "id": line_id,
+                    "custom_id": cid,
+                    "response": {"status_code": status, "body": body},
+                    "error": None,
+                }
                 (good if status == 200 else bad).append(orjson.dumps(out))
             elif (line.get("error") or {}).get("code") == "request_timeout":
                 err = line["error"]
-                bad.append(orjson.dumps({"id": line_id, "custom_id": cid, "response": None,
-                                         "error": {"message": err.get("message"), "code": "request_timeout"}}))
+                bad.append(
+                    orjson.dumps(
+                        {
+                            "id": line_id,
+                            "custom_id": cid,
+                            "response": None,
+                            "error": {"message": err.get("message"), "code": "request_timeout"},
+                        }
+                    )
+                )
         ids: list[str | None] = []
         for lines, kind in ((good, "batch_result"), (bad, "batch_error")):
             if not lines:
@@ -182,8 +203,10 @@ async def _job(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> dict[str
     else:
         ok, bad = int(counts.get("completed") or 0), int(counts.get("failed") or 0)
     if final is not None and status == "failed":
-        errors = [{"message": str(e.get("message") or e.get("code")), "count": 1}
-                  for e in final.get("errors") or ()]
+        errors = [
+            {"message": str(e.get("message") or e.get("code")), "count": 1}
+            for e in final.get("errors") or ()
+        ]
     total = 0 if status == "validating" else int(rec["n"])
     started = view.get("in_progress_at")
     return {
@@ -226,10 +249,10 @@ async def job_create(app: EmulatorApp, request: web.Request) -> web.Response:
     model = body.get("model")
     items: list[tuple[str, dict[str, Any]]] = []
     for file_id in inputs:
-        rec = app.state.files.get(str(file_id))
-        if rec is None or rec.purpose != "mistral_batch_request":
+        source = app.state.files.get(str(file_id))
+        if source is None or source.purpose != "mistral_batch_request":
             return _error(404, f"File {file_id} not found", code="3310")
-        for n, raw in enumerate(rec.content().split(b"\n"), 1):
+        for n, raw in enumerate(source.content().split(b"\n"), 1):
             if not raw.strip():
                 continue
             try:
@@ -388,9 +411,11 @@ def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
             auth = request.headers.get("Authorization", "")
             if not auth.startswith("Bearer ") or not auth[7:].strip():
                 body = {"message": "Unauthorized", "request_id": uuid.uuid4().hex}
-                return web.Response(body=orjson.dumps(body), status=401,
-                                    content_type="application/json")
-            return await handler(emulator, request)
+                return web.Response(
+                    body=orjson.dumps(body), status=401, content_type="application/json"
+                )
+            response: web.StreamResponse = await handler(emulator, request)
+            return response
 
         return wrapped
 

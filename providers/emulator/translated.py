@@ -73,7 +73,9 @@ async def immediate_verdict(app: EmulatorApp, body: dict[str, Any], model: str) 
     markers = parse_markers(model)
     if cfg.latency > 0:
         await asyncio.sleep(cfg.latency)
-    if markers.wants("slow", seen) or (cfg.slow > 0 and roll(cfg.seed, "slow", digest, seen) < cfg.slow):
+    if markers.wants("slow", seen) or (
+        cfg.slow > 0 and roll(cfg.seed, "slow", digest, seen) < cfg.slow
+    ):
         await asyncio.sleep(cfg.slow_seconds)
     if markers.wants("rate-limit", seen) or (
         cfg.rate_limit > 0 and roll(cfg.seed, "rate_limit", digest, seen) < cfg.rate_limit
@@ -87,7 +89,8 @@ async def immediate_verdict(app: EmulatorApp, body: dict[str, Any], model: str) 
         other = roll(cfg.seed, "server_error_kind", digest, seen) < 0.5
         return Verdict("server_error", digest, other=other)
     invalid = markers.wants("schema-invalid", seen) or (
-        cfg.schema_invalid > 0 and roll(cfg.seed, "schema_invalid", digest, seen) < cfg.schema_invalid
+        cfg.schema_invalid > 0
+        and roll(cfg.seed, "schema_invalid", digest, seen) < cfg.schema_invalid
     )
     return Verdict("ok", digest, invalid=invalid)
 
@@ -128,7 +131,12 @@ def create_batch(
     data = b"\n".join(lines) + b"\n" if lines else b""
     rec = app.state.add_file(data, f"{wire}_batch_input", f"{batch_id}_input.jsonl")
     app.engine.create_openai(
-        rec.id, CHAT_ENDPOINT, "24h", metadata, batch_id=batch_id, extra={"wire": wire, **(extra or {})}
+        rec.id,
+        CHAT_ENDPOINT,
+        "24h",
+        metadata,
+        batch_id=batch_id,
+        extra={"wire": wire, **(extra or {})},
     )
     return app.state.batches[batch_id]
 

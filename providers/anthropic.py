@@ -46,6 +46,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import not_paging
+from providers.transport import transport_error
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -310,6 +311,9 @@ def translate_error(
         )
     if isinstance(exc, ProviderError):
         return exc
+    transport = transport_error(exc, provider=provider, doing="the call", redact=api_key)
+    if transport is not None:
+        return transport
     return ProviderError(scrub(f"{type(exc).__name__}: {exc}"), provider=provider)
 
 
@@ -610,11 +614,16 @@ class AnthropicBatchEndpoint:
             async for lines in line_batches(response.aiter_bytes()):
                 for line in lines:
                     yield item_result_from_line(line, provider=name)
-        except httpx2.HTTPError as exc:
-            raise ProviderConnectionError(
-                f"reading the results of batch {batch.id} failed: {type(exc).__name__}",
+        except Exception as exc:
+            error = transport_error(
+                exc,
                 provider=name,
-            ) from exc
+                doing=f"reading the results of batch {batch.id}",
+                redact=self._provider._api_key,
+            )
+            if error is None:
+                raise
+            raise error from exc
         finally:
             await response.aclose()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +39,7 @@ from providers.errors import (
 from providers.jsonl import line_batches, split_lines
 from providers.listing import Page, find_listed
 from providers.openai import BodyBuilder, batch_info, parse_result_line
+from providers.transport import transport_error
 from providers.types import BatchInfo, BatchLimits, Completion, ItemResult, Request, Usage
 
 __all__ = [
@@ -73,6 +75,17 @@ def load_litellm() -> ModuleType:
     """``litellm``, imported with its network-reaching features off."""
     for var in _OFFLINE_ENV:
         os.environ.setdefault(var, "True")
+    # LiteLLM's types include TypedDicts with ReadOnly items; pydantic warns
+    # once for each as it builds their schemas, lazily, on LiteLLM's first use
+    # of each. Those warnings say nothing to a lexibatch user: this one form,
+    # raised from that one pydantic module, is ignored (pyproject.toml's pytest
+    # filters name the same).
+    warnings.filterwarnings(
+        "ignore",
+        message=r".* using the `ReadOnly` qualifier",
+        category=UserWarning,
+        module=r"pydantic\._internal\._generate_schema",
+    )
     import litellm
 
     litellm.suppress_debug_info = True
@@ -203,6 +216,9 @@ def translate_error(
             return ProviderTimeoutError(message, provider=provider)
         if isinstance(cause, openai.APIConnectionError):
             return ProviderConnectionError(message, provider=provider)
+        transport = transport_error(cause, provider=provider, doing="the call", redact=api_key)
+        if transport is not None:
+            return transport
         cause = cause.__cause__ or cause.__context__
     status = getattr(exc, "status_code", None)
     if isinstance(exc, openai.OpenAIError) or isinstance(status, int):
@@ -358,7 +374,14 @@ class LiteLLMBatchEndpoint:
             else:
                 yield split_lines(chunks)
         except Exception as exc:
-            raise self._provider._translate(exc) from exc
+            # Raised while the body streams, after LiteLLM has handed it over.
+            error = transport_error(
+                exc,
+                provider=self._provider.name,
+                doing=f"download of {file_id}",
+                redact=self._provider._api_key,
+            )
+            raise (error or self._provider._translate(exc)) from exc
 
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask the vendor to cancel the batch."""

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal, NoReturn
 
-import httpx
+import httpx2
 import openai
 import orjson
 
@@ -37,6 +37,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
+from providers.transport import transport_error
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -474,16 +475,17 @@ class OpenAIBatchEndpoint:
                     yield lines
         except openai.OpenAIError as exc:
             self._provider._raise(exc)
-        except httpx.TimeoutException:
+        except Exception as exc:
             # Raised while the body streams, after the SDK has handed the response over.
-            raise ProviderTimeoutError(
-                f"download of {file_id} timed out", provider=self._provider.name
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ProviderConnectionError(
-                f"download of {file_id} broke off: {type(exc).__name__}",
+            error = transport_error(
+                exc,
                 provider=self._provider.name,
-            ) from None
+                doing=f"download of {file_id}",
+                redact=self._provider._api_key,
+            )
+            if error is None:
+                raise
+            raise error from None
 
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask OpenAI to cancel the batch (it moves to ``cancelling``)."""
@@ -506,7 +508,8 @@ class OpenAIProvider:
         max_connections: the connection pool size.
         max_batch_requests: requests per batch.
         max_batch_bytes: bytes per batch input file.
-        http_client: an httpx client to use instead of the default one.
+        http_client: an ``httpx2.AsyncClient`` (what the installed SDK is built
+            on) to use instead of the default one.
         file_grace: seconds a terminal batch may miss a file its counts imply
             before its results are read without it.
     """
@@ -522,7 +525,7 @@ class OpenAIProvider:
         max_connections: int = 100,
         max_batch_requests: int = 50_000,
         max_batch_bytes: int = 200 * 1024 * 1024,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         file_grace: float = 300.0,
     ) -> None:
         if api not in _PATHS:
@@ -533,7 +536,7 @@ class OpenAIProvider:
         if http_client is None:
             http_client = openai.DefaultAsyncHttpxClient(
                 timeout=timeout,
-                limits=httpx.Limits(
+                limits=httpx2.Limits(
                     max_connections=max_connections,
                     max_keepalive_connections=max_connections,
                 ),
@@ -576,7 +579,7 @@ class OpenAIProvider:
             response = await self._client.post(
                 self._path,
                 content=orjson.dumps(self._builder.build(request)),
-                cast_to=httpx.Response,
+                cast_to=httpx2.Response,
                 options={"headers": {"Content-Type": "application/json"}},
             )
         except openai.OpenAIError as exc:
@@ -602,21 +605,21 @@ class OpenAIProvider:
             if method == "get":
                 response = await self._client.get(
                     path,
-                    cast_to=httpx.Response,
+                    cast_to=httpx2.Response,
                     options={"params": dict(params)} if params else {},
                 )
             else:
                 response = await self._client.post(
                     path,
                     content=orjson.dumps(body),
-                    cast_to=httpx.Response,
+                    cast_to=httpx2.Response,
                     options={"headers": {"Content-Type": "application/json"}},
                 )
         except openai.OpenAIError as exc:
             self._raise(exc, batch_path=batch_path)
         return self._json(response)
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
+    def _json(self, response: httpx2.Response) -> dict[str, Any]:
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError:
@@ -663,7 +666,7 @@ class OpenAIProvider:
                 )
             try:
                 body: Any = orjson.loads(response.content)
-            except (orjson.JSONDecodeError, httpx.ResponseNotRead):
+            except (orjson.JSONDecodeError, httpx2.ResponseNotRead):
                 body = exc.body
             if isinstance(body, str):
                 body = self._redact(body)

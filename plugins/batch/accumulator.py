@@ -94,6 +94,17 @@ class BatchAccumulator:
         shard.est_cost += est_cost
         return shard.shard_id
 
+    def seal_if_full(self, model: str) -> None:
+        """Seal the open shard ``model``'s requests go into if it holds all it may.
+
+        Called once the line just added is journaled, so a full shard leaves at
+        once instead of waiting for the next request or the linger.
+        """
+        group = "*" if self.limits.mixed_models else model
+        shard = self._open.get(group)
+        if shard is not None and len(shard.keys) >= self.limits.max_requests:
+            self._seal(group)
+
     def seal_all(self) -> None:
         """Seal every open shard (dispatch now)."""
         for group in list(self._open):

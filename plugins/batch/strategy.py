@@ -34,6 +34,7 @@ from plugins.batch.gcpause import GcHold
 from plugins.batch.journal import SchemaBook
 from plugins.batch.lease import BatchLease
 from plugins.batch.promise import BatchPromise, BatchRequest
+from plugins.estimate import price_provider
 from plugins.ledger import Pricer, call_record, stored_result
 from plugins.results import build_response
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
@@ -58,7 +59,6 @@ from providers.types import (
     Mode,
     Request,
     Response,
-    Usage,
 )
 
 if TYPE_CHECKING:
@@ -107,6 +107,7 @@ class BatchStrategy:
         self.settings = context.settings
         self.hooks = context.hooks
         self.provider_name = context.provider_name
+        self._price_provider = price_provider(context.provider_name)
         bset = context.settings.batch
         limits = endpoint.limits
         self.limits = BatchLimits(
@@ -252,12 +253,13 @@ class BatchStrategy:
         else:
             # Already journaled (a retry round): its row names an older shard.
             self._rejoined.add(key)
+        # A full shard leaves now, its rows journaled, whatever the linger.
+        self.accumulator.seal_if_full(request.model)
         self._arm_linger()
 
     def _estimate_cost(self, request: Request, mode: Mode = "batch") -> float:
-        chars = sum(len(m.content) for m in request.messages)
-        usage = Usage(input_tokens=chars // 4 + 8, output_tokens=request.max_tokens or 256)
-        cost = self.context.prices.cost(request.model, usage, mode, provider=self.provider_name)
+        # The estimator `--estimate` prints, so a budget just above it runs.
+        cost = self.context.prices.estimate(request, mode, self._price_provider)
         return cost or 0.0
 
     def _flush_journal(self) -> None:

@@ -82,6 +82,11 @@ class EmulatorConfig(BaseModel):
     schema_invalid: float = Fraction
     """Fraction of answers whose content does not fit the requested schema."""
 
+    download_cuts: int = Field(default=0, ge=0)
+    """How many of the next file and results downloads break off mid-body: the
+    answer promises the whole file, sends its first line and part of the second,
+    then closes the connection (as a dropped network does). Each cut uses one."""
+
     openai_max_requests: int | None = Field(default=None, ge=1)
     """Reject OpenAI batches with more lines than this (the real limit is 50,000)."""
 

@@ -417,7 +417,7 @@ class EmulatorApp:
             "content-disposition": f'attachment; filename="{rec.filename}"',
         }
         await self._step_latency()
-        return _file_response(rec, headers)
+        return await self._file_response(request, rec, headers)
 
     # -------------------------------------------------------- OpenAI batches
 
@@ -570,7 +570,15 @@ class EmulatorApp:
             "content-disposition": f'attachment; filename="{batch_id}_results.jsonl"',
         }
         await self._step_latency()
-        return _file_response(rec, headers)
+        return await self._file_response(request, rec, headers)
+
+    async def _file_response(
+        self, request: web.Request, rec: Any, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        if self.config.download_cuts == 0:
+            return _file_response(rec, headers)
+        self.configure({"download_cuts": self.config.download_cuts - 1})
+        return await _cut_response(request, rec.content(), headers)
 
 
 @web.middleware
@@ -620,3 +628,17 @@ def _file_response(rec: Any, headers: dict[str, str]) -> web.StreamResponse:
     if rec.path is not None:
         return web.FileResponse(rec.path, headers=headers)
     return web.Response(body=rec.data, headers=headers)
+
+
+async def _cut_response(
+    request: web.Request, data: bytes, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Promise ``data`` whole, send its first line and a bit more, then hang up."""
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(data)
+    await response.prepare(request)
+    first = data.find(b"\n") + 1
+    await response.write(data[: min(len(data) - 1, first + 10)])
+    if request.transport is not None:
+        request.transport.close()
+    return response

@@ -128,3 +128,47 @@ def test_a_full_store_stops_a_batch_run_in_one_line_and_the_rerun_finishes(
     again = _lexibatch(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "2 entries written" in again.stderr
+
+
+def test_a_budget_just_above_the_printed_estimate_runs_and_just_below_refuses(
+    tmp_path: Path,
+) -> None:
+    # `--estimate`, `--budget` and the batch strategy's own budget check price
+    # with one estimator: a budget 5 % above the printed batch estimate sends
+    # everything, 5 % below refuses before anything is sent.
+    import re
+
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "level": {"enum": ["A1", "B2"]}},
+        "required": ["answer", "level"],
+    }
+    lines = [
+        json.dumps({"id": f"q{i}", "prompt": f"question {i} about words", "schema": schema})
+        for i in range(400)
+    ]
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    estimate = _lexibatch("run", "requests.jsonl", "--mode", "batch", "--estimate", cwd=tmp_path)
+    assert estimate.returncode == 0, estimate.stderr
+    found = re.search(r"batch:\s+\$([0-9.]+)", estimate.stdout)
+    assert found, estimate.stdout
+    batch_usd = float(found.group(1))
+    assert batch_usd > 0
+
+    below = _lexibatch(
+        "run", "requests.jsonl", "--mode", "batch", "--budget", f"{batch_usd * 0.95:.6f}",
+        "--out", "below.jsonl", cwd=tmp_path,
+    )  # fmt: skip
+    assert below.returncode == 2, below.stderr
+    assert "exceeds the budget" in below.stderr and "Traceback" not in below.stderr
+    assert not (tmp_path / "below.jsonl").exists()
+    listed = _lexibatch("batches", "list", cwd=tmp_path)
+    assert listed.returncode == 0 and "no batches in the journal" in listed.stdout.lower()
+
+    above = _lexibatch(
+        "run", "requests.jsonl", "--mode", "batch", "--budget", f"{batch_usd * 1.05:.6f}",
+        "--out", "above.jsonl", cwd=tmp_path,
+    )  # fmt: skip
+    assert above.returncode == 0, above.stderr
+    results = [json.loads(x) for x in (tmp_path / "above.jsonl").read_text().splitlines()]
+    assert len(results) == 400 and all(r["status"] == "succeeded" for r in results)

@@ -318,6 +318,30 @@ async def test_execute_batch_dispatches_without_waiting_for_linger(
         await connector.aclose()
 
 
+async def test_a_full_shard_leaves_at_once_whatever_the_linger(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    # 100 awaits, shards of 50, an hour's linger: both shards are full, so
+    # both leave as their last request is journaled (the second one included,
+    # with no 101st request to push it out).
+    settings = make_settings(fresh_emulator, batch={"linger": 3600, "max_requests": 50})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        prompts = [f"full {i}" for i in range(100)]
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*(connector.structured(p, Entry) for p in prompts)), timeout=30
+            )
+        except TimeoutError:
+            pytest.fail("a full shard waited for the linger")
+        assert all(isinstance(r, Entry) for r in results)
+        assert sorted(s.requests for s in connector.store.shards()) == [50, 50]
+    finally:
+        await connector.aclose()
+    assert fresh_emulator.billing()["batch"]["requests"] == 100
+
+
 async def test_a_multi_stage_pipeline_takes_one_round_per_stage(
     fresh_emulator: Any, make_settings: Any
 ) -> None:

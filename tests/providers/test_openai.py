@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import orjson
 import pytest
 from pydantic import BaseModel
@@ -153,11 +153,11 @@ def make_request(**kw: Any) -> Request:
     return Request(**base)
 
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 def provider(handler: Handler, **kw: Any) -> OpenAIProvider:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     return OpenAIProvider(api_key=API_KEY, http_client=client, **kw)
 
 
@@ -265,12 +265,12 @@ def test_line_without_custom_id_is_rejected() -> None:
 
 @pytest.mark.parametrize("api", ["chat", "responses"])
 async def test_batch_line_body_equals_immediate_body(api: str) -> None:
-    sent: list[httpx.Request] = []
+    sent: list[httpx2.Request] = []
     answer = CHAT_ANSWER if api == "chat" else RESPONSES_ANSWER
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         sent.append(req)
-        return httpx.Response(200, json=answer, headers={"x-request-id": "req_1"})
+        return httpx2.Response(200, json=answer, headers={"x-request-id": "req_1"})
 
     p = provider(handler, api=api)
     request = make_request(extras={"seed": 7, "service_tier": "default"})
@@ -305,14 +305,14 @@ async def test_batch_line_body_equals_immediate_body(api: str) -> None:
 
 
 def test_no_schema_means_no_response_format() -> None:
-    p = provider(lambda r: httpx.Response(500))
+    p = provider(lambda r: httpx2.Response(500))
     request = Request(model="gpt-4o-mini", messages=(Message("user", "hi"),))
     body = orjson.loads(p.batch.encode(request, "c1"))["body"]
     assert body == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def test_raw_json_schema_is_sent_under_its_name() -> None:
-    p = provider(lambda r: httpx.Response(500))
+    p = provider(lambda r: httpx2.Response(500))
     schema = {"type": "object", "properties": {}, "additionalProperties": False, "required": []}
     request = Request(
         model="gpt-4o-mini",
@@ -332,7 +332,9 @@ def test_raw_json_schema_is_sent_under_its_name() -> None:
 
 
 async def test_complete_reads_usage_and_request_id() -> None:
-    p = provider(lambda r: httpx.Response(200, json=CHAT_ANSWER, headers={"x-request-id": "req_9"}))
+    p = provider(
+        lambda r: httpx2.Response(200, json=CHAT_ANSWER, headers={"x-request-id": "req_9"})
+    )
     completion = await p.complete(make_request())
     assert completion.content == '{"city":"Mexico City","country":"Mexico"}'
     assert completion.usage.input_tokens == 92
@@ -351,7 +353,7 @@ async def test_refusal_and_length_come_back() -> None:
     truncated["choices"][0]["message"]["content"] = '{"city":"Mex'
     truncated["choices"][0]["finish_reason"] = "length"
     answers = iter([refused, truncated])
-    p = provider(lambda r: httpx.Response(200, json=next(answers)))
+    p = provider(lambda r: httpx2.Response(200, json=next(answers)))
     first = await p.complete(make_request())
     assert first.refusal == "I can't help with that."
     assert first.content == ""
@@ -369,16 +371,16 @@ async def test_responses_incomplete_is_a_length_finish() -> None:
         "status": "incomplete",
         "incomplete_details": {"reason": "max_output_tokens"},
     }
-    p = provider(lambda r: httpx.Response(200, json=answer), api="responses")
+    p = provider(lambda r: httpx2.Response(200, json=answer), api="responses")
     completion = await p.complete(make_request())
     assert completion.finish_reason == "length"
     assert completion.request_id == RESPONSES_ANSWER["id"]
 
 
 def _error(status: int, message: str, code: str | None, **headers: str) -> Handler:
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         body = {"error": {"message": message, "type": "x", "param": None, "code": code}}
-        return httpx.Response(status, json=body, headers=headers)
+        return httpx2.Response(status, json=body, headers=headers)
 
     return handler
 
@@ -432,11 +434,11 @@ async def test_api_key_never_in_error_message() -> None:
 
 
 async def test_timeout_and_connection_errors() -> None:
-    def timeout(req: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("read timed out", request=req)
+    def timeout(req: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ReadTimeout("read timed out", request=req)
 
-    def refused(req: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError(f"connection refused with key {API_KEY}", request=req)
+    def refused(req: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError(f"connection refused with key {API_KEY}", request=req)
 
     with pytest.raises(ProviderTimeoutError) as t_info:
         await provider(timeout).complete(make_request())
@@ -450,7 +452,7 @@ async def test_timeout_and_connection_errors() -> None:
 
 
 def test_satisfies_the_protocols() -> None:
-    p = provider(lambda r: httpx.Response(500))
+    p = provider(lambda r: httpx2.Response(500))
     assert isinstance(p, Provider)
     assert isinstance(p.batch, BatchEndpoint)
     assert p.batch.limits.max_requests == 50_000
@@ -563,10 +565,10 @@ def test_failed_batch_errors_are_flattened() -> None:
 async def test_poll_waits_for_missing_file_then_gives_up_after_grace() -> None:
     objects = [BATCH_COMPLETED, BATCH_COMPLETED, {**BATCH_COMPLETED, "status": "in_progress"}]
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=objects.pop(0))
+    def handler(req: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json=objects.pop(0))
 
-    patient = provider(lambda r: httpx.Response(200, json=BATCH_COMPLETED), file_grace=3600)
+    patient = provider(lambda r: httpx2.Response(200, json=BATCH_COMPLETED), file_grace=3600)
     assert not (await patient.batch.poll(BATCH_COMPLETED["id"])).results_ready
     assert not (await patient.batch.poll(BATCH_COMPLETED["id"])).results_ready
     hasty = provider(handler, file_grace=0)
@@ -582,8 +584,8 @@ async def test_poll_waits_for_a_missing_output_file_past_the_grace(
     no_output = {**BATCH_COMPLETED, "output_file_id": None}
     objects = [no_output, no_output, no_output, BATCH_COMPLETED]
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=objects.pop(0))
+    def handler(req: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json=objects.pop(0))
 
     hasty = provider(handler, file_grace=0)
     for _ in range(3):
@@ -596,9 +598,9 @@ async def test_poll_waits_for_a_missing_output_file_past_the_grace(
 async def test_create_sends_window_endpoint_and_shard() -> None:
     sent: list[dict[str, Any]] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         sent.append(orjson.loads(req.content))
-        return httpx.Response(200, json=BATCH_VALIDATING)
+        return httpx2.Response(200, json=BATCH_VALIDATING)
 
     p = provider(handler, api="responses")
     info = await p.batch.create(Path("unused"), "file-1", shard_id="shard-7", model="gpt-4o-mini")
@@ -639,10 +641,10 @@ async def test_find_pages_through_recent_batches() -> None:
     }
     seen: list[str | None] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         after = req.url.params.get("after")
         seen.append(after)
-        return httpx.Response(200, json=pages[after])
+        return httpx2.Response(200, json=pages[after])
 
     p = provider(handler)
     found = await p.batch.find("s-1")
@@ -684,9 +686,9 @@ async def test_find_pages_past_old_batches_back_to_when_the_shard_was_journaled(
     }
     seen: list[str | None] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         seen.append(req.url.params.get("after"))
-        return httpx.Response(200, json=pages[req.url.params.get("after")])
+        return httpx2.Response(200, json=pages[req.url.params.get("after")])
 
     found = await provider(handler).batch.find("s-1", since=journaled)
     assert found is not None and found.id == "batch_ours"
@@ -705,11 +707,11 @@ async def test_find_stops_at_batches_older_than_the_shard() -> None:
         "last_id": "batch_old",
         "has_more": True,
     }
-    calls: list[httpx.Request] = []
+    calls: list[httpx2.Request] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         calls.append(req)
-        return httpx.Response(200, json=old)
+        return httpx2.Response(200, json=old)
 
     assert await provider(handler).batch.find("s-1", since=2_000_000.0) is None
     assert len(calls) == 1
@@ -731,10 +733,10 @@ async def test_results_stream_output_then_error_file(monkeypatch: pytest.MonkeyP
     }
     paths: list[str] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         paths.append(req.url.path)
         file_id = req.url.path.split("/")[3]
-        return httpx.Response(200, content=files[file_id].encode())
+        return httpx2.Response(200, content=files[file_id].encode())
 
     p = provider(handler)
     info = batch_info(
@@ -748,7 +750,7 @@ async def test_results_stream_output_then_error_file(monkeypatch: pytest.MonkeyP
 
 
 async def test_failed_batch_without_files_yields_nothing() -> None:
-    p = provider(lambda r: httpx.Response(500))
+    p = provider(lambda r: httpx2.Response(500))
     info = batch_info({**BATCH_VALIDATING, "status": "failed"})
     assert info.results_ready
     assert [item async for item in p.batch.results(info)] == []
@@ -757,10 +759,10 @@ async def test_failed_batch_without_files_yields_nothing() -> None:
 async def test_cancel_returns_cancelling() -> None:
     cancelling = {**BATCH_VALIDATING, "status": "cancelling", "cancelling_at": 1744391935}
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         assert req.method == "POST"
         assert req.url.path == f"/v1/batches/{BATCH_VALIDATING['id']}/cancel"
-        return httpx.Response(200, json=cancelling)
+        return httpx2.Response(200, json=cancelling)
 
     info = await provider(handler).batch.cancel(BATCH_VALIDATING["id"])
     assert info.state is BatchState.CANCELLING
@@ -770,18 +772,18 @@ async def test_cancel_returns_cancelling() -> None:
 # ---------------------------------------------------------------- files
 
 
-class _StreamCheck(httpx.AsyncBaseTransport):
+class _StreamCheck(httpx2.AsyncBaseTransport):
     """Records how an upload's body arrives, reading it chunk by chunk."""
 
     def __init__(self) -> None:
         self.stream_type: type | None = None
         self.body = b""
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         self.stream_type = type(request.stream)
         async for chunk in request.stream:  # type: ignore[union-attr]
             self.body += chunk
-        return httpx.Response(
+        return httpx2.Response(
             200,
             json={
                 "object": "file",
@@ -798,13 +800,13 @@ class _StreamCheck(httpx.AsyncBaseTransport):
 
 async def test_upload_streams_the_file_for_batch(tmp_path: Path) -> None:
     transport = _StreamCheck()
-    p = OpenAIProvider(api_key=API_KEY, http_client=httpx.AsyncClient(transport=transport))
+    p = OpenAIProvider(api_key=API_KEY, http_client=httpx2.AsyncClient(transport=transport))
     path = tmp_path / "shard.jsonl"
     request = make_request()
     path.write_bytes(p.batch.encode(request, request.key) + b"\n")
     file_id = await p.batch.upload(path, shard_id="shard-1")
     assert file_id == "file-TnjeSoqJGFp7SfehYrEuHH"
-    assert transport.stream_type is httpx._multipart.MultipartStream
+    assert transport.stream_type is httpx2._multipart.MultipartStream
     assert b'name="purpose"\r\n\r\nbatch' in transport.body
     assert path.read_bytes() in transport.body
 
@@ -814,7 +816,7 @@ async def test_service_without_batch_api_is_unsupported(tmp_path: Path, status: 
     path = tmp_path / "shard.jsonl"
     path.write_bytes(b"{}\n")
     p = provider(
-        lambda r: httpx.Response(status, text="Not Found"), base_url="http://localhost:9/v1"
+        lambda r: httpx2.Response(status, text="Not Found"), base_url="http://localhost:9/v1"
     )
     with pytest.raises(UnsupportedError) as info:
         await p.batch.upload(path, shard_id="s")
@@ -828,16 +830,16 @@ async def test_service_without_batch_api_is_unsupported(tmp_path: Path, status: 
         await p.batch.find("s")
 
 
-class _Broken(httpx.AsyncByteStream):
+class _Broken(httpx2.AsyncByteStream):
     """A body that breaks off after its first line."""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield OUTPUT_LINE.encode() + b"\n"
-        raise httpx.RemoteProtocolError("peer closed connection")
+        raise httpx2.RemoteProtocolError("peer closed connection")
 
 
 async def test_download_that_breaks_off_is_a_connection_error() -> None:
-    p = provider(lambda r: httpx.Response(200, stream=_Broken()))
+    p = provider(lambda r: httpx2.Response(200, stream=_Broken()))
     info = batch_info(
         {**BATCH_COMPLETED, "request_counts": {"total": 1, "completed": 1, "failed": 0}}
     )

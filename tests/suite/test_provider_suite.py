@@ -17,6 +17,7 @@ from providers.errors import (
     BatchFailedError,
     InvalidRequestError,
     LexibatchError,
+    ProviderConnectionError,
     SchemaValidationError,
     ServerError,
 )
@@ -289,3 +290,33 @@ async def test_a_batch_refused_whole_is_rerouted_to_immediate_calls_when_configu
         await connector.aclose()
     billing = target.billing()
     assert billing["immediate"]["requests"] == 2 and billing["batch"]["requests"] == 0
+
+
+async def test_a_results_download_that_breaks_off_stays_journaled_and_is_collected_once(
+    target: Any,
+) -> None:
+    # The network drops while the results stream: the error is the project's
+    # own (retryable, typed), the shard stays journaled, and the next run
+    # collects the same batch without paying for it again.
+    prompts = [f"cut{i}" for i in range(6)]
+    first = target.open()
+    target.emulator.configure(download_cuts=1)
+    try:
+        first.enable_batch_mode()
+        broken = await _gather(first, prompts)
+        assert all(type(e) is ProviderConnectionError for e in broken), broken
+        assert all("broke off" in str(e) and e.retryable for e in broken), broken
+        assert [s.state for s in first.store.shards()] == ["ended"]
+    finally:
+        await first.aclose()
+    assert target.emulator.configure().download_cuts == 0  # the cut did happen
+    second = target.open()
+    try:
+        second.enable_batch_mode()
+        results = await _gather(second, prompts)
+        assert all(isinstance(r, Entry) for r in results), results
+        assert [s.state for s in second.store.shards()] == ["collected"]
+    finally:
+        await second.aclose()
+    billing = target.billing()
+    assert billing["batch"]["requests"] == len(prompts) and billing["duplicates"] == 0

@@ -371,7 +371,13 @@ class GeminiBatchEndpoint:
             try:
                 await self._provider._client.aio.files.download(file=file_name, destination=tmp)
             except Exception as exc:
-                raise self._provider._translate(exc) from None
+                error = self._provider._translate(exc)
+                if type(error) is ProviderConnectionError:
+                    error = ProviderConnectionError(
+                        f"download of {file_name} broke off: {type(exc).__name__}",
+                        provider=self._provider.name,
+                    )
+                raise error from None
             async for lines in line_batches(_chunks(Path(tmp))):
                 yield lines
         finally:

@@ -517,9 +517,9 @@ async def file_get(app: EmulatorApp, request: web.Request) -> web.StreamResponse
             return _error(400, "Only generated files can be downloaded.")
         if app.config.step_latency > 0:
             await asyncio.sleep(app.config.step_latency)
-        if rec.path is not None:
-            return web.FileResponse(rec.path, headers={"Content-Type": "application/octet-stream"})
-        return web.Response(body=rec.content(), content_type="application/octet-stream")
+        return await app._file_response(
+            request, rec, {"Content-Type": "application/octet-stream"}
+        )
     return _ok(_file_obj(rec, f"{request.scheme}://{request.host}"))
 
 

@@ -371,9 +371,7 @@ async def file_content(app: EmulatorApp, request: web.Request) -> web.StreamResp
     if app.config.step_latency > 0:
         await asyncio.sleep(app.config.step_latency)
     headers = {**_headers(), "Content-Type": "application/octet-stream"}
-    if rec.path is not None:
-        return web.FileResponse(rec.path, headers=headers)
-    return web.Response(body=rec.content(), headers=headers)
+    return await app._file_response(request, rec, headers)
 
 
 # -------------------------------------------------------------- immediate

@@ -83,6 +83,9 @@ class Target:
         if self.provider != "sandbox":
             base = self.own_emulator.base_url + BASE_PATHS.get(self.provider, "/v1")
             data["providers"] = {self.provider: {"base_url": base}}
+            if self.provider == "gemini":
+                # Every shard through a file: upload and download are what can break.
+                data["providers"]["gemini"]["inline_max_bytes"] = 0
         for section, values in sections.items():
             data.setdefault(section, {}).update(values)
         return Settings.model_validate(data)

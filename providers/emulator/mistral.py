@@ -58,6 +58,18 @@ _STATES = {
     "cancelled": "CANCELLED",
 }
 _PURPOSES = ("batch", "fine-tune", "ocr")
+_LIST_PARAMS = frozenset(
+    {
+        "page",
+        "page_size",
+        "model",
+        "agent_id",
+        "created_after",
+        "created_by_me",
+        "status",
+        "order_by",
+    }
+)
 
 
 def _headers() -> dict[str, str]:
@@ -304,9 +316,10 @@ async def job_list(app: EmulatorApp, request: web.Request) -> web.Response:
     try:
         page = int(request.query.get("page", "0"))
         size = int(request.query.get("page_size", "100"))
-        wanted = orjson.loads(request.query["metadata"]) if "metadata" in request.query else None
-    except (ValueError, orjson.JSONDecodeError):
-        return _error(422, "page, page_size: integers; metadata: a JSON object")
+    except ValueError:
+        return _error(422, "page, page_size: integers")
+    # The SDK sends the metadata filter exploded: each key is a query parameter.
+    wanted = {k: v for k, v in request.query.items() if k not in _LIST_PARAMS}
     after = request.query.get("created_after")
     since = datetime.fromisoformat(after.replace("Z", "+00:00")).timestamp() if after else None
     recs = [
@@ -314,7 +327,7 @@ async def job_list(app: EmulatorApp, request: web.Request) -> web.Response:
         for r in app.state.batches.values()
         if r.get("wire") == WIRE
         and (since is None or r["created"] >= since)
-        and (not wanted or all((r.get("metadata") or {}).get(k) == v for k, v in wanted.items()))
+        and all(str((r.get("metadata") or {}).get(k)) == v for k, v in wanted.items())
     ]
     recs.sort(key=lambda r: r["created"], reverse=True)
     data = [await _job(app, r, poll=False) for r in recs[page * size : (page + 1) * size]]

@@ -35,6 +35,7 @@ def vcr_config() -> dict[str, Any]:
         "filter_headers": [
             "authorization",
             "x-api-key",
+            "x-goog-api-key",
             "cookie",
             "set-cookie",
             "openai-organization",

@@ -1,4 +1,4 @@
-"""Recorded-cassette tests of the Anthropic, LiteLLM, Gemini and Mistral providers, replayed strictly.
+"""Recorded-cassette tests of the Anthropic, LiteLLM, Gemini and Mistral providers (strict replay).
 
 For each: one immediate structured call and one full batch cycle (upload,
 create, poll, results). Cassettes live in ``cassettes/test_provider_cassettes/``.

@@ -517,9 +517,7 @@ async def file_get(app: EmulatorApp, request: web.Request) -> web.StreamResponse
             return _error(400, "Only generated files can be downloaded.")
         if app.config.step_latency > 0:
             await asyncio.sleep(app.config.step_latency)
-        return await app._file_response(
-            request, rec, {"Content-Type": "application/octet-stream"}
-        )
+        return await app._file_response(request, rec, {"Content-Type": "application/octet-stream"})
     return _ok(_file_obj(rec, f"{request.scheme}://{request.host}"))
 
 

@@ -250,6 +250,19 @@ def batch_info(raw: Mapping[str, Any]) -> BatchInfo:
     )
 
 
+def _take_inline(raw: dict[str, Any]) -> list[Any] | None:
+    """Remove a finished inline batch's answers from ``raw`` (counted in its place); them."""
+    found: list[Any] | None = None
+    for holder in ((raw.get("metadata") or {}).get("output"), raw.get("response")):
+        if isinstance(holder, dict) and isinstance(holder.get("inlinedResponses"), dict):
+            answers = holder.pop("inlinedResponses").get("inlinedResponses")
+            if isinstance(answers, list):
+                found = answers
+    if found is not None:
+        raw["inlinedResponseCount"] = len(found)
+    return found
+
+
 def _shard_of(display_name: Any) -> str | None:
     if isinstance(display_name, str) and display_name.startswith(DISPLAY_PREFIX):
         return display_name[len(DISPLAY_PREFIX) :]
@@ -265,6 +278,8 @@ class GeminiBatchEndpoint:
         self._provider = provider
         self._limits = limits
         self._inline_max_bytes = inline_max_bytes
+        # batch id -> the inline answers of its last poll, until results() reads them
+        self._inline: dict[str, list[Any]] = {}
 
     @property
     def limits(self) -> BatchLimits:
@@ -339,14 +354,25 @@ class GeminiBatchEndpoint:
         return None if found is None else await self.poll(str(found["id"]))
 
     async def poll(self, batch_id: str) -> BatchInfo:
-        """The batch's state and counts."""
-        return batch_info(await self._provider._call("get", batch_id))
+        """The batch's state and counts.
+
+        Inline answers are kept aside for :meth:`results`, out of the
+        ``raw`` object: the journal stores that with the shard, and it
+        should not hold megabytes of answers.
+        """
+        raw = await self._provider._call("get", batch_id)
+        inline = _take_inline(raw)
+        if inline is not None:
+            self._inline[batch_id] = inline
+        return batch_info(raw)
 
     async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
         """Every answer of an ended batch: the results file's lines, or the inline answers."""
         name = self._provider.name
-        output = (batch.raw.get("metadata") or {}).get("output") or batch.raw.get("response") or {}
-        inline = (output.get("inlinedResponses") or {}).get("inlinedResponses")
+        inline = self._inline.pop(batch.id, None)
+        if inline is None and batch.raw.get("inlinedResponseCount") is not None:
+            # Read by another process (or before a restart): ask for the batch again.
+            inline = _take_inline(await self._provider._call("get", batch.id))
         if isinstance(inline, list):
             for i, item in enumerate(inline):
                 key = (item.get("metadata") or {}).get("key") if isinstance(item, Mapping) else None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import orjson
 import pytest
 from pydantic import BaseModel
 
@@ -241,7 +242,16 @@ async def test_batch_cycle_and_find_by_display_name(
         assert await endpoint.find("shard_other", since=None) is None
         info = await endpoint.poll(created.id)
         assert info.state is BatchState.COMPLETED and info.results_ready and info.succeeded == 3
+        # The journal keeps info.raw: inline answers are not in it.
+        assert b"candidates" not in orjson.dumps(info.raw)
         items = [item async for item in endpoint.results(info)]
+        # Another process (a resumed run) reads the same results from the same info.
+        other = GeminiProvider(api_key="k", base_url=fresh_emulator.base_url)
+        try:
+            again = [item async for item in other.batch.results(info)]
+        finally:
+            await other.aclose()
+        assert sorted(i.custom_id for i in again) == sorted(i.custom_id for i in items)
     finally:
         await provider.aclose()
     assert sorted(i.custom_id for i in items) == sorted(r.key for r in requests)

@@ -217,13 +217,11 @@ def _results(app: EmulatorApp, rec: dict[str, Any]) -> list[tuple[str, dict[str,
     return out
 
 
-def _output(
-    app: EmulatorApp, rec: dict[str, Any], results: list[tuple[str, dict[str, Any]]]
-) -> dict[str, Any]:
+def _output(app: EmulatorApp, rec: dict[str, Any]) -> dict[str, Any]:
     """The batch's ``output``: its results file (made once) or its inline responses."""
     if rec.get("inline"):
         keys = rec.get("inline_keys") or []
-        by_key = dict(results)
+        by_key = dict(_results(app, rec))
         responses = []
         for i, key in enumerate(keys):
             item = dict(by_key.get(key) or {})
@@ -236,14 +234,19 @@ def _output(
         return {"inlinedResponses": {"inlinedResponses": responses}}
     file_id = f"batch-{rec['id']}"
     if file_id not in app.state.files:
-        lines = [orjson.dumps({**item, "key": key}) for key, item in results]
+        lines = [orjson.dumps({**item, "key": key}) for key, item in _results(app, rec)]
         data = b"\n".join(lines) + b"\n" if lines else b""
         app.state.add_file(data, "gemini:application/jsonl", f"{file_id}.jsonl", file_id=file_id)
     return {"responsesFile": f"files/{file_id}"}
 
 
 async def _operation(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> dict[str, Any]:
-    """The batch as an operation, as a ``GET`` sees it now (a list sees it without polling)."""
+    """The batch as an operation, as a ``GET`` sees it now.
+
+    A list sees it without polling and, as the real list, without the
+    answers of an inline batch (a file batch's results file it names).
+    """
+    inline = bool(rec.get("inline"))
     if poll:
         view = await app.engine.get_openai(rec["id"])
     else:
@@ -261,9 +264,13 @@ async def _operation(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> di
         if done:
             stats["successfulRequestCount"] = str(done)
     else:
-        results = _results(app, rec) if status != "failed" else []
-        ok = sum(1 for _, item in results if "response" in item)
-        bad = len(results) - ok
+        # Counted once per batch: a list of many ended batches reads no result files.
+        if "gemini_counts" not in rec:
+            results = _results(app, rec) if status != "failed" else []
+            answered = sum(1 for _, item in results if "response" in item)
+            rec["gemini_counts"] = [answered, len(results) - answered]
+            app.state.save_batch(rec)
+        ok, bad = rec["gemini_counts"]
         if ok:
             stats["successfulRequestCount"] = str(ok)
         if bad:
@@ -277,8 +284,8 @@ async def _operation(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> di
     if not rec.get("inline"):
         meta["inputConfig"] = {"fileName": rec["gemini_file"]}
     op: dict[str, Any] = {"name": _name(rec), "metadata": meta}
-    if final is not None and status in ("completed", "cancelled"):
-        meta["output"] = _output(app, rec, results)
+    if final is not None and status in ("completed", "cancelled") and (poll or not inline):
+        meta["output"] = _output(app, rec)
     meta["createTime"] = _ts(created)
     if final is not None:
         meta["endTime"] = _ts(float(final["when"]))
@@ -407,10 +414,7 @@ async def batch_list(app: EmulatorApp, request: web.Request) -> web.Response:
     )
     ops = []
     for rec in recs[start : start + size]:
-        op = await _operation(app, rec, poll=False)
-        op["metadata"].pop("output", None)
-        op.pop("response", None)
-        ops.append(op)
+        ops.append(await _operation(app, rec, poll=False))
     page: dict[str, Any] = {"operations": ops}
     if start + size < len(recs):
         page["nextPageToken"] = str(start + size)

@@ -160,7 +160,10 @@ def plugins() -> None:
 )
 @_guard
 def emulator(host: str, port: int, state: Path | None, batch_seconds: float | None) -> None:
-    """Serve the OpenAI and Anthropic APIs on loopback (offline, synthetic answers)."""
+    """Serve the OpenAI, Anthropic, Gemini and Mistral APIs on loopback (synthetic answers).
+
+    Mistral's API is under /mistral (its paths are OpenAI's too).
+    """
     from providers.emulator import EmulatorConfig, serve
 
     config = (

@@ -454,10 +454,13 @@ def _loads_opt(text: str | None) -> Any:
 
 
 def _usage_json(usage: Usage) -> str:
+    # Hour-long cache writes are rare: written only when there are some.
+    hour = usage.cache_creation_1h_tokens
     return (
         f'{{"input_tokens":{usage.input_tokens},"output_tokens":{usage.output_tokens},'
         f'"cached_tokens":{usage.cached_tokens},"reasoning_tokens":{usage.reasoning_tokens},'
-        f'"cache_creation_tokens":{usage.cache_creation_tokens}}}'
+        f'"cache_creation_tokens":{usage.cache_creation_tokens}'
+        + (f',"cache_creation_1h_tokens":{hour}}}' if hour else "}")
     )
 
 
@@ -536,6 +539,7 @@ def _usage_from_json(text: str, memo: dict[str, Usage]) -> Usage:
             get("cached_tokens", 0),
             get("reasoning_tokens", 0),
             get("cache_creation_tokens", 0),
+            get("cache_creation_1h_tokens", 0),
         )
     return usage
 
@@ -1092,6 +1096,16 @@ class Store:
             values,
         )
 
+    def batch_usage(self, batch_id: str) -> tuple[int, Usage]:
+        """The ledger's calls of one provider batch: how many, and their tokens summed."""
+        rows = self._read(
+            "SELECT COUNT(*), TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cached_tokens), "
+            "TOTAL(reasoning_tokens), TOTAL(cache_creation_tokens) FROM calls WHERE batch_id = ?",
+            (batch_id,),
+        )
+        count, *tokens = rows[0]
+        return int(count), Usage(*(int(t) for t in tokens))
+
     def cost_report(self, since: float | None = None) -> list[CostRow]:
         """Recorded usage and cost, grouped by mode, task and model.
 
@@ -1594,6 +1608,11 @@ class Store:
             if len(rows) < _PAGE:
                 return
             last = rows[-1][0]
+
+    def delete_documents(self, namespace: str, keys: Iterable[str]) -> int:
+        """Remove documents of a namespace; returns how many there were."""
+        rows = [(namespace, key) for key in sorted(set(keys))]
+        return self._changes("DELETE FROM documents WHERE namespace = ? AND key = ?", rows)
 
     def has_documents(self, namespace: str, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` have a document in ``namespace``."""

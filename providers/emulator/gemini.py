@@ -460,7 +460,12 @@ def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
     def guarded(handler: Any) -> Any:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             # A chunk of a resumable upload is authorised by its upload_id.
-            if not _authorized(request) and "upload_id" not in request.query:
+            chunk = "upload_id" in request.query
+            valid = emulator.config.api_keys
+            key = request.headers.get("x-goog-api-key", "").strip() or request.query.get("key")
+            if valid is not None and key and key not in valid and not chunk:
+                return _error(400, "API key not valid. Please pass a valid API key.")
+            if not _authorized(request) and not chunk:
                 return _error(
                     403,
                     "Method doesn't allow unregistered callers (callers without established "

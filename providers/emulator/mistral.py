@@ -420,7 +420,12 @@ def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
     def guarded(handler: Any) -> Any:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             auth = request.headers.get("Authorization", "")
-            if not auth.startswith("Bearer ") or not auth[7:].strip():
+            valid = emulator.config.api_keys
+            if (
+                not auth.startswith("Bearer ")
+                or not auth[7:].strip()
+                or (valid is not None and auth[7:].strip() not in valid)
+            ):
                 body = {"message": "Unauthorized", "request_id": uuid.uuid4().hex}
                 return web.Response(
                     body=orjson.dumps(body), status=401, content_type="application/json"

@@ -192,3 +192,12 @@ def test_batches_survive_a_restart_with_state(tmp_path: Path) -> None:
         done = client.batches.get(name=name)
         assert done.state == "JOB_STATE_SUCCEEDED" and done.dest is not None
         assert len(client.files.download(file=done.dest.file_name).splitlines()) == 2
+
+
+def test_only_the_configured_keys_are_accepted() -> None:
+    with Emulator(EmulatorConfig(api_keys=["good-key"])) as emu:
+        good, bad = _client(emu, "good-key"), _client(emu, "bad-key")
+        assert good.models.generate_content(model=MODEL, contents="hi").text
+        with pytest.raises(errors.ClientError) as refused:
+            bad.models.generate_content(model=MODEL, contents="hi")
+        assert refused.value.code == 400 and "API key not valid" in str(refused.value.message)

@@ -165,3 +165,13 @@ def test_cancel_and_timeout_states() -> None:
             input_files=[uploaded.id], model=f"{MODEL}@expire", endpoint="/v1/chat/completions"
         )
         assert client.batch.jobs.get(job_id=timed_out.id).status == "TIMEOUT_EXCEEDED"
+
+
+def test_only_the_configured_keys_are_accepted() -> None:
+    with Emulator(EmulatorConfig(api_keys=["good-key"])) as emu:
+        good = Mistral(api_key="good-key", server_url=emu.base_url + "/mistral")
+        assert good.chat.complete(model=MODEL, messages=[{"role": "user", "content": "hi"}]).id
+        bad = Mistral(api_key="bad-key", server_url=emu.base_url + "/mistral")
+        with pytest.raises(mistral_errors.MistralError) as refused:
+            bad.chat.complete(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        assert refused.value.status_code == 401

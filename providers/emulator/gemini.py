@@ -12,6 +12,10 @@ Routes (the SDK's base URL is the emulator's root):
   ``GET /v1beta/files``, ``GET /v1beta/files/{id}``, and the download
   ``GET /v1beta/files/{id}:download?alt=media``
 
+The same routes answer under ``/v1`` (google-genai 3 calls that version by
+default); there ``/v1/batches`` and ``/v1/files`` are OpenAI's paths too, and
+a request carrying a Google key (``x-goog-api-key`` or ``?key=``) is Gemini's.
+
 Objects follow the real ones: a batch is an operation named
 ``batches/<36 lowercase alphanumerics>`` whose ``metadata`` says
 ``BATCH_STATE_PENDING`` → ``RUNNING`` → ``SUCCEEDED`` / ``FAILED`` /
@@ -95,6 +99,11 @@ def _ok(data: Any, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=orjson.dumps(data), content_type="application/json", charset="UTF-8", headers=headers
     )
+
+
+def last_segment(request: web.Request) -> str:
+    """The path's last segment: ``{id}``, ``{id}:verb`` or ``{model}:verb``."""
+    return request.path.rsplit("/", 1)[-1]
 
 
 def _authorized(request: web.Request) -> bool:
@@ -382,7 +391,7 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
 
 async def batch_get(app: EmulatorApp, request: web.Request) -> web.StreamResponse:
     """``GET /v1beta/batches/{id}``, ``POST …:cancel``, ``DELETE``."""
-    tail = request.match_info["tail"]
+    tail = last_segment(request)
     batch_id, _, verb = tail.partition(":")
     rec = wire_batch(app, batch_id, WIRE)
     if rec is None:
@@ -478,17 +487,40 @@ def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
         return wrapped
 
     async def models(request: web.Request) -> web.StreamResponse:
-        model, _, verb = request.match_info["tail"].rpartition(":")
+        model, _, verb = last_segment(request).rpartition(":")
         if verb == "generateContent":
             return await generate(emulator, request, model)
         if verb == "batchGenerateContent":
             return await batch_create(emulator, request, model)
         return _error(404, f"Method {verb} not found for models/{model}.")
 
+    routes: dict[tuple[str, bool], Any] = {
+        ("batches", False): guarded(lambda q: batch_list(emulator, q)),
+        ("batches", True): guarded(lambda q: batch_get(emulator, q)),
+        ("files", False): guarded(lambda q: file_list(emulator, q)),
+        ("files", True): guarded(lambda q: file_get(emulator, q)),
+    }
     r = app.router
-    r.add_post("/v1beta/models/{tail}", guarded(models))
-    r.add_get("/v1beta/batches", guarded(lambda q: batch_list(emulator, q)))
-    r.add_route("*", "/v1beta/batches/{tail}", guarded(lambda q: batch_get(emulator, q)))
-    r.add_post("/upload/v1beta/files", guarded(lambda q: upload(emulator, uploads, q)))
-    r.add_get("/v1beta/files", guarded(lambda q: file_list(emulator, q)))
-    r.add_get("/v1beta/files/{tail}", guarded(lambda q: file_get(emulator, q)))
+    for version in ("v1beta", "v1"):
+        r.add_post(f"/{version}/models/{{tail}}", guarded(models))
+        r.add_post(f"/upload/{version}/files", guarded(lambda q: upload(emulator, uploads, q)))
+    r.add_get("/v1beta/batches", routes["batches", False])
+    r.add_route("*", "/v1beta/batches/{tail}", routes["batches", True])
+    r.add_get("/v1beta/files", routes["files", False])
+    r.add_get("/v1beta/files/{tail}", routes["files", True])
+
+    @web.middleware
+    async def v1(request: web.Request, handler: Any) -> web.StreamResponse:
+        # google-genai 3 calls the v1 API by default, whose /v1/batches and
+        # /v1/files are OpenAI's paths too: a request with a Google key is Gemini's.
+        parts = request.path.split("/")
+        gemini = request.headers.get("x-goog-api-key") or "key" in request.query
+        if gemini and len(parts) in (3, 4) and parts[1] == "v1":
+            route = routes.get((parts[2], len(parts) == 4))
+            if route is not None and (len(parts) == 4 or request.method == "GET"):
+                response: web.StreamResponse = await route(request)
+                return response
+        answer: web.StreamResponse = await handler(request)
+        return answer
+
+    app.middlewares.append(v1)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from providers.emulator.gemini import _B64URL, _LOWER, _error, _ok, _rand, _ts
+from providers.emulator.gemini import _B64URL, _LOWER, _error, _ok, _rand, _ts, last_segment
 
 if TYPE_CHECKING:
     from providers.emulator.server import EmulatorApp
@@ -116,7 +116,7 @@ async def upload(app: EmulatorApp, uploads: Uploads, request: web.Request) -> we
 
 async def file_get(app: EmulatorApp, request: web.Request) -> web.StreamResponse:
     """``GET /v1beta/files/{id}`` and ``GET /v1beta/files/{id}:download?alt=media``."""
-    file_id, _, verb = request.match_info["tail"].partition(":")
+    file_id, _, verb = last_segment(request).partition(":")
     rec = app.state.files.get(file_id)
     if rec is None or not rec.purpose.startswith("gemini:"):
         return _error(404, f"File files/{file_id} not found.")

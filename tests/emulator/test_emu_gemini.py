@@ -1,7 +1,8 @@
 """The Gemini side of the emulator, driven by the official ``google-genai`` SDK.
 
-The SDK is used as a user would, with only its base URL (and the API
-version batch mode lives in, ``v1beta``) pointed at the emulator.
+The SDK is used as a user would, with its base URL pointed at the emulator
+(and mostly the API version lexibatch calls, ``v1beta``; its default ``v1``
+works too).
 """
 
 from __future__ import annotations
@@ -201,3 +202,25 @@ def test_only_the_configured_keys_are_accepted() -> None:
         with pytest.raises(errors.ClientError) as refused:
             bad.models.generate_content(model=MODEL, contents="hi")
         assert refused.value.code == 400 and "API key not valid" in str(refused.value.message)
+
+
+def test_the_sdks_default_api_version_works_with_only_the_base_url(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # google-genai 3 calls the v1 API unless told otherwise; OpenAI keeps its own /v1.
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=emu.base_url))
+    assert client.models.generate_content(model=MODEL, contents="hi").text
+    uploaded = client.files.upload(
+        file=str(_input_file(tmp_path, 2)), config=types.UploadFileConfig(mime_type="jsonl")
+    )
+    assert client.files.get(name=uploaded.name or "").name == uploaded.name
+    job = client.batches.create(model=MODEL, src=uploaded.name)
+    done = client.batches.get(name=job.name or "")
+    assert done.state == "JOB_STATE_SUCCEEDED" and done.dest is not None
+    assert len(client.files.download(file=done.dest.file_name).splitlines()) == 2
+    assert [b.name for b in client.batches.list()] == [job.name]
+    client.batches.delete(name=job.name or "")
+    import openai
+
+    oai = openai.OpenAI(base_url=emu.base_url + "/v1", api_key="sk-test", max_retries=0)
+    assert oai.batches.list().data == []

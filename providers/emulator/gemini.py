@@ -512,9 +512,11 @@ def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
     @web.middleware
     async def v1(request: web.Request, handler: Any) -> web.StreamResponse:
         # google-genai 3 calls the v1 API by default, whose /v1/batches and
-        # /v1/files are OpenAI's paths too: a request with a Google key is Gemini's.
+        # /v1/files are OpenAI's paths too: a request with a Google key (and no
+        # bearer token, which OpenAI clients send) is Gemini's.
         parts = request.path.split("/")
-        gemini = request.headers.get("x-goog-api-key") or "key" in request.query
+        google = request.headers.get("x-goog-api-key") or "key" in request.query
+        gemini = google and "Authorization" not in request.headers
         if gemini and len(parts) in (3, 4) and parts[1] == "v1":
             route = routes.get((parts[2], len(parts) == 4))
             if route is not None and (len(parts) == 4 or request.method == "GET"):

@@ -47,7 +47,8 @@ class Wire:
     def batches(self, emu: EmulatorProcess) -> list[Any]:
         """Every batch the emulator holds for this provider."""
         if self.name == "gemini":
-            return list(emu.call("/v1beta/batches?pageSize=100").get("operations") or [])
+            batches = emu.call("/v1beta/batches?pageSize=100", google=True)
+            return list(batches.get("operations") or [])
         if self.name == "mistral":
             return list(emu.call("/mistral/v1/batch/jobs?page_size=100")["data"])
         return list(emu.call("/v1/batches?limit=100")["data"])
@@ -95,12 +96,13 @@ class EmulatorProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(self, path: str, body: dict[str, Any] | None = None, *, google: bool = False) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method="POST" if data else "GET")
         req.add_header("Content-Type", "application/json")
         req.add_header("Authorization", "Bearer sk-crash-test")
-        req.add_header("x-goog-api-key", "sk-crash-test")
+        if google:
+            req.add_header("x-goog-api-key", "sk-crash-test")
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 

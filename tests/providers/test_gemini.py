@@ -8,6 +8,7 @@ tokens); the batch cycle runs against the emulator in both input modes.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +262,7 @@ async def test_batch_cycle_and_find_by_display_name(
     assert fresh_emulator.billing()["batch"]["requests"] == 3
 
 
-async def test_cancel_and_paging_back_to_the_journal_time(tmp_path: Path) -> None:
+async def test_find_pages_back_to_the_journal_time_and_cancel(tmp_path: Path) -> None:
     with Emulator(EmulatorConfig(batch_seconds=60)) as emu:
         provider = GeminiProvider(api_key="k", base_url=emu.base_url)
         endpoint = provider.batch
@@ -273,6 +274,8 @@ async def test_cancel_and_paging_back_to_the_journal_time(tmp_path: Path) -> Non
                 await endpoint.create(path, None, shard_id=f"new{i}", model=MODEL)
             found = await endpoint.find("old", since=None)
             assert found is not None and found.id == first.id
+            # A shard journaled after every listed batch was made has none of them.
+            assert await endpoint.find("old", since=time.time() + 3600) is None
             cancelled = await endpoint.cancel(first.id)
             assert cancelled.state in (BatchState.IN_PROGRESS, BatchState.CANCELLED)
         finally:

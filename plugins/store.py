@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -74,7 +75,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import orjson
 
-from providers.errors import ConfigError, StoreWriteError
+from providers.errors import ConfigError, StoreWriteError, os_error_reason
 from providers.types import Usage
 
 __all__ = [
@@ -221,6 +222,21 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX retired_results_key ON retired_results (provider, key)",
     ),
+    (
+        # Which run (Store instance) paid a call: a run's summary sums its own calls.
+        "ALTER TABLE calls ADD COLUMN run TEXT",
+        # Immediate requests being sent, by the process sending them (plugins.claims).
+        """
+        CREATE TABLE claims (
+            provider   TEXT NOT NULL,
+            key        TEXT NOT NULL,
+            owner      TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (provider, key)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX claims_owner ON claims (owner)",
+    ),
 )
 
 #: The schema version this code reads and writes.
@@ -239,6 +255,16 @@ _WRITE_FAILURES: Final = frozenset(
         sqlite3.SQLITE_FULL,
         sqlite3.SQLITE_CANTOPEN,
         sqlite3.SQLITE_NOTADB,
+    }
+)
+# What SQLite says when the file or its folder refuses to be opened for writing.
+_OPEN_REFUSALS: Final = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
     }
 )
 # Bound parameters per IN (...) query: under SQLite's historical limit of 999.
@@ -641,9 +667,18 @@ class Store:
         lock_timeout: float = 120.0,
     ) -> None:
         self.path = str(path)
+        #: Unique to this instance: the ledger rows it writes carry it (``cost_report(run=)``).
+        self.run_id = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._memory = self.path == _MEMORY
         if not self._memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreWriteError(
+                    f"cannot create the folder of the store {self.path} "
+                    f"({os_error_reason(exc)}): set connector.db (or --db) to a file in a "
+                    "writable folder"
+                ) from None
         self._lock_timeout = lock_timeout
         self._lock = threading.RLock()
         self._depth = 0
@@ -669,6 +704,14 @@ class Store:
             self.close()
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 raise
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _OPEN_REFUSALS:
+                # SQLite keeps its -wal and -shm files beside the store: the
+                # folder must be writable, not only the file.
+                raise StoreWriteError(
+                    f"the store {self.path} cannot be opened for writing ({exc}): its folder "
+                    "must be writable (read-only mount? full disk? permissions?) — fix it or "
+                    "set connector.db (or --db) to a writable place"
+                ) from None
             raise ConfigError(
                 f"{self.path}: not a usable lexibatch store: {exc}", key="connector.db"
             ) from None
@@ -945,6 +988,19 @@ class Store:
 
         return self._write(run, durable=durable)
 
+    def write_with(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in a write transaction of its own (a savepoint in an open one).
+
+        For a module that owns a table of the store (:mod:`plugins.claims`):
+        the write lock is taken up front and waited for like every write, and
+        a refused write raises :class:`~providers.errors.StoreWriteError`.
+        """
+        return self._write(lambda: fn(self._conn))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one read-only statement (for modules that own a table)."""
+        return self._read(sql, params)
+
     # --- results (the cache) -----------------------------------------------
 
     def get_result(self, provider: str, key: str) -> StoredResult | None:
@@ -1086,13 +1142,14 @@ class Store:
                 c.immediate_cost_usd,
                 c.batch_id,
                 now if c.ts is None else c.ts,
+                self.run_id,
             )
             for c in rows
         ]
         return self._changes(
             "INSERT INTO calls (provider, model, task, mode, key, input_tokens, output_tokens, "
             "cached_tokens, reasoning_tokens, cache_creation_tokens, cost_usd, "
-            "immediate_cost_usd, batch_id, ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "immediate_cost_usd, batch_id, ts, run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             values,
         )
 
@@ -1106,11 +1163,13 @@ class Store:
         count, *tokens = rows[0]
         return int(count), Usage(*(int(t) for t in tokens))
 
-    def cost_report(self, since: float | None = None) -> list[CostRow]:
+    def cost_report(self, since: float | None = None, *, run: str | None = None) -> list[CostRow]:
         """Recorded usage and cost, grouped by mode, task and model.
 
         Args:
             since: only calls at or after this Unix time.
+            run: only calls recorded through the store instance whose
+                :attr:`run_id` this is (with ``since``, the scan stays on the time index).
 
         An immediate call without an ``immediate_cost_usd`` counts its own
         cost as the immediate equivalent. Unpriced calls are counted apart,
@@ -1123,10 +1182,16 @@ class Store:
             "CASE WHEN mode = 'immediate' THEN cost_usd END)), "
             "TOTAL(cost_usd IS NULL) FROM calls"
         )
+        where: list[str] = []
         params: tuple[Any, ...] = ()
         if since is not None:
-            sql += " WHERE ts >= ?"
-            params = (since,)
+            where.append("ts >= ?")
+            params += (since,)
+        if run is not None:
+            where.append("run = ?")
+            params += (run,)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " GROUP BY mode, task, model ORDER BY mode, task, model"
         return [
             CostRow(

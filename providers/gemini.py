@@ -540,13 +540,18 @@ class GeminiProvider:
             details = exc.details if isinstance(exc.details, Mapping) else {}
             inner = details.get("error") if isinstance(details.get("error"), Mapping) else details
             headers = getattr(exc.response, "headers", None)
+            message = self._redact(str(exc.message or exc.status or exc))
+            code = exc.status
+            if exc.code == 400 and "payload size exceeds the limit" in message:
+                # Gemini's refusal of a batch for its size (inline batches: 20 MB).
+                code = "request_too_large"
             error = error_from_status(
                 int(exc.code or 500),
-                self._redact(str(exc.message or exc.status or exc)),
+                message,
                 provider=self.name,
                 body=details,
                 headers=dict(headers) if headers is not None else None,
-                code=exc.status,
+                code=code,
             )
             if error.retry_after is None and isinstance(inner, Mapping):
                 error.retry_after = _retry_delay(inner)

@@ -303,7 +303,7 @@ async def _operation(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> di
         op["done"] = True
         if status == "failed":
             reasons = "; ".join(
-                str(e.get("message") or e.get("code")) for e in final.get("errors") or ()
+                f"{e.get('code')}: {e.get('message')}" for e in final.get("errors") or ()
             )
             op["error"] = {"code": 3, "message": reasons or "The batch failed."}
         elif "output" in meta:
@@ -350,11 +350,14 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
         "display_name": batch.get("displayName"),
         "expired_done": 0.0,
     }
+    limit = app.config.openai_max_bytes  # the engine's byte limit, as OpenAI's batches
     if "fileName" in config:
         name = str(config["fileName"])
         source = app.state.files.get(name.removeprefix("files/"))
         if source is None or not source.purpose.startswith("gemini:"):
             return _error(404, f"File {name} not found.")
+        if limit is not None and source.size > limit:
+            return _error(400, f"Request payload size exceeds the limit: {limit} bytes.")
         loop = asyncio.get_running_loop()
         items = await loop.run_in_executor(
             None, _file_items, app, batch_id, source.content(), model
@@ -363,6 +366,8 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
             return _error(400, items)
         extra["gemini_file"] = name
     else:
+        if limit is not None and request.content_length and request.content_length > limit:
+            return _error(400, f"Request payload size exceeds the limit: {limit} bytes.")
         inline = (config.get("requests") or {}).get("requests")
         if not isinstance(inline, list) or not inline:
             return _error(400, "* BatchGenerateContentRequest.batch.input_config.requests: empty")

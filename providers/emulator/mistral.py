@@ -216,7 +216,7 @@ async def _job(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> dict[str
         ok, bad = int(counts.get("completed") or 0), int(counts.get("failed") or 0)
     if final is not None and status == "failed":
         errors = [
-            {"message": str(e.get("message") or e.get("code")), "count": 1}
+            {"message": f"{e.get('code')}: {e.get('message')}", "count": 1}
             for e in final.get("errors") or ()
         ]
     total = 0 if status == "validating" else int(rec["n"])
@@ -259,6 +259,12 @@ async def job_create(app: EmulatorApp, request: web.Request) -> web.Response:
     if not isinstance(inputs, list) or not inputs:
         return _error(422, "input_files: a list of file ids is required")
     model = body.get("model")
+    limit = app.config.openai_max_bytes  # the engine's byte limit, as OpenAI's batches
+    size = sum(f.size for i in inputs if (f := app.state.files.get(str(i))) is not None)
+    if limit is not None and size > limit:
+        return _error(
+            400, f"Batch input files are too large: {size} bytes, more than the {limit} allowed"
+        )
     items: list[tuple[str, dict[str, Any]]] = []
     for file_id in inputs:
         source = app.state.files.get(str(file_id))

@@ -6,7 +6,10 @@ internal OpenAI-format input file run by :class:`~providers.emulator.batches.Bat
 so timing, faults, cancellation, persistence (``--state``) and billing are
 the engine's, and only the objects and result lines on the wire are the
 vendor's own. A batch record carries ``wire`` (``gemini`` or ``mistral``),
-which keeps it out of OpenAI's list and away from OpenAI's routes.
+which keeps it out of OpenAI's list and away from OpenAI's routes. The
+engine's limits apply to them as to OpenAI's batches: ``openai_max_requests``
+fails a batch with more requests, ``openai_max_bytes`` refuses a bigger one
+at create.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def emulator_process(tmp_path: Path) -> Iterator[EmulatorProcess]:
         emu.stop()
 
 
-def _workdir(tmp_path: Path, emu: EmulatorProcess, wire: Wire) -> Path:
+def _workdir(tmp_path: Path, emu: EmulatorProcess, wire: Wire = WIRES["openai"]) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     (work / "lexibatch.toml").write_text(
@@ -149,7 +149,7 @@ def _workdir(tmp_path: Path, emu: EmulatorProcess, wire: Wire) -> Path:
     return work
 
 
-def _start_run(work: Path, wire: Wire) -> subprocess.Popen[str]:
+def _start_run(work: Path, wire: Wire = WIRES["openai"]) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
     env.update({"LEXIBATCH_LOAD_PLUGINS": "", wire.key_env: "sk-crash-test"})
     return subprocess.Popen(

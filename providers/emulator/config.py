@@ -93,11 +93,12 @@ class EmulatorConfig(BaseModel):
 
     drop_result_lines: int = Field(default=0, ge=0)
     """How many of the next answered batch items are left out of the batch's result
-    files although its counts say they ran (never billed). Each dropped line uses one."""
+    files although its counts say they ran (never billed). Each dropped line uses one.
+    OpenAI and Anthropic batches."""
 
     foreign_result_lines: int = Field(default=0, ge=0)
     """How many result lines with a ``custom_id`` that was never sent are added to the
-    next batch to end (all of them go to that one batch)."""
+    next batch to end (all of them go to that one batch). OpenAI and Anthropic batches."""
 
     openai_max_requests: int | None = Field(default=None, ge=1)
     """Reject OpenAI batches with more lines than this (the real limit is 50,000)."""

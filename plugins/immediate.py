@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from plugins.batch.usercancel import cancelled_error, is_cancelled
 from plugins.claims import ClaimBook
 from plugins.crossmode import batch_will_send, wait_for_answer
 from plugins.ledger import record_paid, record_unanswered
@@ -97,8 +98,21 @@ class ImmediateStrategy:
                     )
                     if answer is not None:
                         return answer
+                    self._unless_cancelled(request)
         finally:
             self._claims.release(request.key)
+
+    def _unless_cancelled(self, request: Request) -> None:
+        """The batch it waited for ended without an answer: a user's cancel is final.
+
+        Raises:
+            CancelledByUserError: the user cancelled that batch (and
+                ``batch.retry_cancelled`` is off); otherwise it is sent here.
+        """
+        settings = self.context.settings.batch
+        store = self.context.store
+        if not settings.retry_cancelled and is_cancelled(store, self.provider_name, request.key):
+            raise cancelled_error(None, self.provider_name)
 
     async def _wait_for_holder(self, request: Request) -> Response | None:
         """The claim holder's answer; ``None`` once it let the claim go without one."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "cancelled_error",
     "cancelled_keys",
+    "is_cancelled",
     "record_user_cancel",
     "requeue_cancelled",
     "user_cancelled",
@@ -61,8 +62,9 @@ def user_cancelled(store: Store, shard_id: str) -> bool:
 
 def cancelled_error(batch_id: str | None, provider: str) -> CancelledByUserError:
     """The error a request ends in when the user cancelled its batch before it ran."""
+    batch = f"batch {batch_id}" if batch_id else "its batch"
     return CancelledByUserError(
-        f"batch {batch_id or '?'} was cancelled by the user before this request ran "
+        f"{batch} was cancelled by the user before this request ran "
         "(--retry-cancelled sends it again)",
         provider=provider,
     )
@@ -74,6 +76,15 @@ def cancelled_keys(store: Store, provider: str) -> set[str]:
         f"SELECT key FROM requests WHERE {_CANCELLED_ROWS}", (provider, CANCELLED_BY_USER)
     )
     return {row[0] for row in rows}
+
+
+def is_cancelled(store: Store, provider: str, key: str) -> bool:
+    """Whether ``key`` ended because the user cancelled its batch."""
+    rows = store.query(
+        f"SELECT 1 FROM requests WHERE {_CANCELLED_ROWS} AND key = ?",
+        (provider, CANCELLED_BY_USER, key),
+    )
+    return bool(rows)
 
 
 def requeue_cancelled(store: Store, provider: str) -> int:

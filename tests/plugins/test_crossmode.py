@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from plugins.factory import open_connector
 from tests.plugins.batch_helpers import Entry, gather
@@ -49,3 +54,73 @@ async def test_a_request_claimed_elsewhere_is_left_out_then_sent_once_let_go(
     assert all(isinstance(r, Entry) for r in results), results
     assert shards == [1, 5]
     assert billing["batch"]["requests"] == 6 and billing["duplicates"] == 0
+
+
+def _hold_batch_lease(db: str) -> subprocess.Popen[str]:
+    """Another process that runs the store's batches (it holds their lease)."""
+    code = (
+        "import sys, time\n"
+        "from plugins.batch.lease import BatchLease\n"
+        "lease = BatchLease(sys.argv[1]); lease.acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, db], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+@pytest.mark.parametrize("outcome", ["answered", "cancelled"])
+async def test_an_immediate_request_a_live_batch_run_holds_waits_for_it(
+    make_settings: Any, outcome: str
+) -> None:
+    from plugins.batch.usercancel import cancelled_error
+    from plugins.store import JournalRequest, StoredResult
+    from providers.emulator import Emulator, EmulatorConfig
+    from providers.errors import CancelledByUserError
+    from providers.types import Usage
+
+    with Emulator(EmulatorConfig()) as emu:
+        connector = open_connector(make_settings(emu))
+        store = connector.store
+        holder = _hold_batch_lease(store.path)
+        try:
+            request = connector.build_request("in a batch", Entry, task="t")
+            store.add_requests(
+                "openai",
+                [JournalRequest(request.key, request.model, "t", b"{}", "submitted", "shard_x", 1)],
+            )
+            asked = asyncio.ensure_future(connector.structured("in a batch", Entry, task="t"))
+            await asyncio.sleep(0.5)
+            assert not asked.done()  # waiting for the batch run, not sending
+            if outcome == "answered":
+                store.put_results(
+                    "openai",
+                    [
+                        StoredResult(
+                            key=request.key,
+                            model=request.model,
+                            task="t",
+                            mode="batch",
+                            text='{"word": "w", "level": "easy"}',
+                            usage=Usage(input_tokens=3, output_tokens=4),
+                        )
+                    ],
+                )
+                store.set_request_state("openai", [request.key], "succeeded")
+                answer = await asyncio.wait_for(asked, 10)
+                assert isinstance(answer, Entry)
+            else:
+                error = cancelled_error("batch_x", "openai").to_dict()
+                store.set_request_state("openai", [request.key], "failed", error=error)
+                with pytest.raises(CancelledByUserError):
+                    await asyncio.wait_for(asked, 10)
+        finally:
+            holder.kill()
+            holder.wait()
+            await connector.aclose()
+        billing = emu.billing()
+    assert billing["immediate"]["requests"] == 0

@@ -820,12 +820,23 @@ async def _serve(
     components: tuple[str, ...],
     sources: Any,
 ) -> None:
+    import socket
+
     import uvicorn
 
     from plugins.factory import SANDBOX_NOTICE
     from plugins.jsonreport import batches_json, cost_json
     from plugins.sandbox import SANDBOX
+    from providers.errors import os_error_reason
     from synthesis.serve import ServeContext, create_app
+
+    # Bound here, before anything starts: a taken port is one line, not a traceback.
+    try:
+        listening = socket.create_server((host, port))
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port}: {os_error_reason(exc)} — choose another --port"
+        ) from None
 
     async def body(connector: LexiConnector) -> None:
         # Immediate lookups and batch jobs share this connector; each call says its mode.
@@ -846,14 +857,16 @@ async def _serve(
             create_app(context), host=host, port=port, log_level="warning", lifespan="on"
         )
         server = uvicorn.Server(config)
+        # The port is bound already: a client that connects now is answered once it is up.
         click.echo(
             f"lexibatch: serving http://{host}:{port}/ (provider {connector.provider_name}; "
             f"API schema at /openapi.json{'; POST routes need the token' if token else ''})",
             err=True,
         )
-        await server.serve()
+        await server.serve(sockets=[listening])
 
-    await _with_connector(settings, body)
+    with listening:
+        await _with_connector(settings, body)
 
 
 if __name__ == "__main__":  # pragma: no cover

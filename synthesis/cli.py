@@ -837,6 +837,7 @@ async def _serve(
         raise UserError(
             f"cannot listen on {host}:{port}: {os_error_reason(exc)} — choose another --port"
         ) from None
+    port = listening.getsockname()[1]  # the one chosen, for --port 0
 
     async def body(connector: LexiConnector) -> None:
         # Immediate lookups and batch jobs share this connector; each call says its mode.

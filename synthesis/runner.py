@@ -239,7 +239,7 @@ def order_entries(path: Path, words: Sequence[str]) -> bool:
         raise OutputWriteError(
             f"cannot read {path} to order it: {os_error_reason(exc)}", path=str(path)
         ) from None
-    rank = {}
+    rank: dict[str, int] = {}
     for index, word in enumerate(words):
         rank.setdefault(word.casefold(), index)
     after = len(rank)

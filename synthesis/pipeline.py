@@ -367,14 +367,17 @@ class DefinitionSynthesizer:
         kept_source: list[int] = []
         for i, cluster in enumerate(clusters):
             text = texts.get(i)
+            pos = cluster.part_of_speech
             if text is None:
-                text = cluster.sources[0].text
-                kept_source.append(i + 1)
-            definitions.append(
-                Definition(
-                    part_of_speech=cluster.part_of_speech, text=text, sources=cluster.sources
+                # A source's own text stands in: one of the meaning's part of
+                # speech, and labelled as its source labels it.
+                kept = next(
+                    (s for s in cluster.sources if s.part_of_speech == pos), cluster.sources[0]
                 )
-            )
+                text = kept.text
+                pos = kept.part_of_speech or pos
+                kept_source.append(i + 1)
+            definitions.append(Definition(part_of_speech=pos, text=text, sources=cluster.sources))
         if kept_source:
             warnings.append(
                 f"synthesize: no definition written for {_count(kept_source, 'meaning')} "

@@ -354,3 +354,27 @@ async def test_a_part_of_speech_never_contradicts_all_its_sources(make_connector
     )
     # Agreeing: kept; contradicting every labelled source: overruled; no label: the model's.
     assert [d.part_of_speech for d in entry.definitions] == ["noun", "verb", "adjective"]
+
+
+async def test_a_kept_source_text_carries_its_own_part_of_speech(make_connector: Any) -> None:
+    from synthesis.models import ClusterResponse
+
+    sources = [
+        src("To deposit in a bank.", "verb", 1),
+        src("A mound or ridge of earth.", "noun", 2),
+        src("A bench; a seat of judgment.", "noun", 3),
+    ]
+
+    def one_group(call: Any) -> ClusterResponse:
+        return ClusterResponse.model_validate({"meanings": [{"pos": "noun", "ids": [1, 2, 3]}]})
+
+    def nothing(call: Any) -> SynthesizedDefinitionsResponse:
+        return SynthesizedDefinitionsResponse.model_validate({"definitions": []})
+
+    connector = make_connector(answers={"cluster": one_group, "synthesize": nothing})
+    entry = await DefinitionSynthesizer(connector, components=[]).synthesize_entry(
+        "bank", sources
+    )
+    [definition] = entry.definitions
+    # Not "noun: To deposit in a bank.": the kept text is a noun's.
+    assert (definition.part_of_speech, definition.text) == ("noun", "A mound or ridge of earth.")

@@ -301,6 +301,11 @@ class JobRunner:
             # UserError too: a bad key or an exhausted budget fails the job, not the server.
             self._update(job, status="failed", error=str(exc) or type(exc).__name__)
             return
+        except Exception as exc:
+            # Not the provider's doing: said in the log in full, and the job ends all the same.
+            log.exception("lookup job %s (%s) failed", job["job"], job["word"])
+            self._update(job, status="failed", error=f"internal error: {type(exc).__name__}")
+            return
         self.documents.put_document(ENTRIES, entry.word, entry.model_dump(mode="json"))
         self._update(job, status="done", error=None)
 

@@ -176,3 +176,17 @@ def test_the_page_is_served_at_the_root(client: httpx.Client) -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert 'id="lookup"' in page.text
+
+
+def test_a_job_the_provider_refuses_fails_with_its_error_and_so_does_a_lookup(
+    live: LiveServer, client: httpx.Client
+) -> None:
+    live.emulator.configure(api_keys=["sk-not-the-one-configured"])
+    url = client.post("/lookup/thimble", params={"batch": "true"}).json()["url"]
+    report = wait_for_job(client, url)
+    assert report["status"] == "failed" and report["entry"] is None
+    assert report["error"] and "\n" not in report["error"]
+    now = client.post("/lookup/thimble")
+    assert 400 <= now.status_code < 600 and now.status_code != 500
+    assert _one_line_error(now, now.status_code)
+    assert client.get("/entries/thimble").status_code == 404

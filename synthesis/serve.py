@@ -41,7 +41,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from providers.errors import LexibatchError, UserError
+from providers.errors import LexibatchError, ProviderError, UserError
 from providers.protocol import Connector, Prompt
 from providers.types import Request, Response
 from synthesis.components import ALL_COMPONENTS
@@ -396,8 +396,9 @@ def create_app(context: ServeContext) -> FastAPI:
 
     @app.exception_handler(LexibatchError)
     async def provider_error(request: HttpRequest, exc: LexibatchError) -> JSONResponse:
-        # What the provider did, as one line: a bad gateway, not a crash of the server.
-        status = 400 if isinstance(exc, UserError) else 502
+        # Never the client's doing (the word was checked): what the provider did is
+        # a bad gateway; the server's own set-up (a missing key, the budget) unavailable.
+        status = 502 if isinstance(exc, ProviderError) else 503
         return JSONResponse({"error": str(exc) or type(exc).__name__}, status_code=status)
 
     errors: dict[int | str, dict[str, Any]] = {
@@ -418,6 +419,7 @@ def create_app(context: ServeContext) -> FastAPI:
             202: {"model": Queued, "description": "queued into the shared batch rounds"},
             409: {"model": ErrorBody, "description": "the provider has no batch endpoint"},
             502: {"model": ErrorBody, "description": "the provider failed"},
+            503: {"model": ErrorBody, "description": "the server's set-up refused (key, budget)"},
             **errors,
         },
     )

@@ -217,6 +217,7 @@ class JobView(BaseModel):
     updated_at: float
     error: str | None = None
     entry: DictionaryEntry | None = None
+    notice: str | None = None
 
 
 class Queued(BaseModel):
@@ -378,6 +379,7 @@ def create_app(context: ServeContext) -> FastAPI:
             updated_at=job["updated_at"],
             error=job.get("error"),
             entry=entry,
+            notice=context.notice,
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -33,7 +33,9 @@ def start_server(
     """Start servers (``token=``, ``batch=`` settings); all are stopped after the test."""
     started: list[LiveServer] = []
 
-    def start(*, token: str | None = None, has_batch: bool = True) -> LiveServer:
+    def start(
+        *, token: str | None = None, has_batch: bool = True, notice: str | None = None
+    ) -> LiveServer:
         import uvicorn
 
         from plugins.factory import open_connector
@@ -63,6 +65,7 @@ def start_server(
                     batches=lambda: batches_json(connector.store),
                     cost=lambda: cost_json(connector.store),
                     token=token,
+                    notice=notice,
                 )
                 config = uvicorn.Config(
                     create_app(context), host="127.0.0.1", port=port, log_level="warning"

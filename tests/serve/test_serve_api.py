@@ -189,3 +189,19 @@ def test_a_job_the_provider_refuses_fails_with_its_error_and_so_does_a_lookup(
     now = client.post("/lookup/thimble")
     assert "api key" in _one_line_error(now, 502).lower()
     assert client.get("/entries/thimble").status_code == 404
+
+
+def test_the_sandbox_notice_goes_with_every_entry_and_the_page_shows_it(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    notice = "the answers are synthetic placeholders"
+    live = start_server(notice=notice)
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        assert client.post("/lookup/kettle").json()["notice"] == notice
+        assert client.get("/entries/kettle").json()["notice"] == notice
+        url = client.post("/lookup/kettle", params={"batch": "true"}).json()["url"]
+        assert wait_for_job(client, url)["notice"] == notice
+
+
+def test_without_a_notice_entries_carry_none(client: httpx.Client) -> None:
+    assert client.post("/lookup/kettle").json()["notice"] is None

@@ -46,8 +46,9 @@ def page() -> Iterator[Any]:
 def test_the_page_looks_a_word_up_now_and_shows_its_entry(
     start_server: Callable[..., LiveServer], page: Any
 ) -> None:
-    live = start_server()
+    live = start_server(notice="the answers are synthetic placeholders")
     page.goto(live.url + "/")
+    assert not page.is_visible("#notice")
     page.fill("#word", "harbour")
     page.click("#go")
     page.wait_for_selector("#entry h2", timeout=60_000)
@@ -56,6 +57,7 @@ def test_the_page_looks_a_word_up_now_and_shows_its_entry(
     assert definitions and all(text.strip() for text in definitions)
     assert "synonyms:" in page.inner_text("#entry")
     assert page.inner_text("#status") == "harbour: done"
+    assert page.inner_text("#notice") == "the answers are synthetic placeholders"
     # The spend and the ledger refresh after the lookup.
     page.wait_for_function("document.getElementById('spend').textContent.includes('paid calls')")
     assert live.emulator.billing()["immediate"]["requests"] > 0

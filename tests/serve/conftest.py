@@ -34,7 +34,11 @@ def start_server(
     started: list[LiveServer] = []
 
     def start(
-        *, token: str | None = None, has_batch: bool = True, notice: str | None = None
+        *,
+        token: str | None = None,
+        has_batch: bool = True,
+        notice: str | None = None,
+        linger: float = 0.05,
     ) -> LiveServer:
         import uvicorn
 
@@ -42,7 +46,7 @@ def start_server(
         from plugins.jsonreport import batches_json, cost_json
         from synthesis.serve import ServeContext, create_app
 
-        settings = make_settings(fresh_emulator)
+        settings = make_settings(fresh_emulator, batch={"linger": linger})
         port = free_port()
         live = LiveServer(
             url=f"http://127.0.0.1:{port}",

@@ -49,6 +49,8 @@ def test_the_page_looks_a_word_up_now_and_shows_its_entry(
     live = start_server(notice="the answers are synthetic placeholders")
     page.goto(live.url + "/")
     assert not page.is_visible("#notice")
+    page.wait_for_selector("#batches td")
+    assert page.inner_text("#batches") == "no batches yet"
     page.fill("#word", "harbour")
     page.click("#go")
     page.wait_for_selector("#entry h2", timeout=60_000)
@@ -74,8 +76,8 @@ def test_the_page_queues_a_batched_lookup_and_shows_the_entry_when_done(
     page.wait_for_selector("#entry h2", timeout=60_000)
     assert page.inner_text("#entry h2") == "lantern"
     assert page.inner_text("#status") == "lantern: done (batched)"
-    page.wait_for_selector("#batches tr")
-    assert "batch_" in page.inner_text("#batches")
+    page.wait_for_function("document.getElementById('batches').textContent.includes('batch_')")
+    assert "completed" in page.inner_text("#batches")
     assert live.emulator.billing()["batch"]["requests"] > 0
 
 

@@ -9,7 +9,10 @@ import orjson
 
 from synthesis.models import Definition, DictionaryEntry
 
-__all__ = ["entry_from_store", "find_entry", "print_entry", "render_entry"]
+__all__ = ["ENTRIES", "entry_from_store", "find_entry", "print_entry", "render_entry"]
+
+#: The document namespace of synthesized entries in the store.
+ENTRIES = "entries"
 
 
 class _Documents(Protocol):
@@ -19,7 +22,7 @@ class _Documents(Protocol):
 def entry_from_store(word: str, documents: _Documents) -> DictionaryEntry | None:
     """The stored entry of ``word`` (as written, else lower-case), if there is one."""
     for key in dict.fromkeys((word.strip(), word.strip().lower())):
-        found = documents.get_document("entries", key)
+        found = documents.get_document(ENTRIES, key)
         if found is not None:
             return DictionaryEntry.model_validate(found)
     return None

@@ -46,6 +46,7 @@ from providers.protocol import Connector, Prompt
 from providers.types import Request, Response
 from synthesis.components import ALL_COMPONENTS
 from synthesis.models import DictionaryEntry
+from synthesis.page import ENTRIES, entry_from_store
 from synthesis.pipeline import DefinitionSynthesizer, ModelFor
 from synthesis.sources import SourceLookup
 from synthesis.wordlist import clean_word
@@ -69,8 +70,6 @@ __all__ = [
 
 log = logging.getLogger("lexibatch.serve")
 
-#: The document namespace of synthesized entries (shared with ``lexibatch synthesize``).
-ENTRIES = "entries"
 #: The document namespace of the server's batch jobs: the journal a restart resumes.
 JOBS = "serve-jobs"
 #: The longest headword or phrase accepted (the longest English words are about 45 letters).
@@ -465,10 +464,10 @@ def create_app(context: ServeContext) -> FastAPI:
     async def entry(word: str) -> LookupAnswer:
         """The stored entry of ``word``, as a lookup or ``lexibatch synthesize`` made it."""
         text = word_of(word)
-        stored = context.documents.get_document(ENTRIES, text)
-        if stored is None:
+        found = entry_from_store(text, context.documents)
+        if found is None:
             raise HTTPException(404, f"no entry for {text!r} (look it up with POST /lookup/WORD)")
-        return LookupAnswer(entry=DictionaryEntry.model_validate(stored), notice=context.notice)
+        return LookupAnswer(entry=found, notice=context.notice)
 
     @app.get("/batches", responses={200: {"description": "the journaled batches"}})
     async def batches() -> Any:

@@ -49,6 +49,7 @@ def test_an_immediate_lookup_returns_the_entry_and_stores_it(
     stored = client.get("/entries/harbour")
     assert stored.status_code == 200
     assert stored.json()["entry"] == entry
+    assert client.get("/entries/Harbour").json()["entry"] == entry
 
     # Asked again: every call comes from the store, nothing is billed twice.
     again = client.post("/lookup/harbour")

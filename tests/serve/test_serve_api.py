@@ -62,28 +62,27 @@ def test_batched_lookups_are_queued_share_batches_and_finish_with_their_entries(
 ) -> None:
     # A linger long enough that the three lookups join the same rounds on a busy machine.
     live = start_server(linger=1.0)
-    client = httpx.Client(base_url=live.url, timeout=60)
-    jobs = {}
-    for word in ("anchor", "lantern", "meadow"):
-        response = client.post(f"/lookup/{word}", params={"batch": "true"})
-        assert response.status_code == 202, response.text
-        body = response.json()
-        assert body == {"job": body["job"], "status": "queued", "url": f"/jobs/{body['job']}"}
-        jobs[word] = body["url"]
-    for word, url in jobs.items():
-        report = wait_for_job(client, url)
-        assert report["status"] == "done", report
-        assert report["entry"]["word"] == word
-        assert client.get(f"/entries/{word}").json()["entry"] == report["entry"]
-    billing = live.emulator.billing()
-    assert billing["immediate"]["requests"] == 0
-    assert billing["batch"]["requests"] > 0
-    assert billing["duplicates"] == 0
-    # The three words' calls went out together: each pipeline round is one batch.
-    batches = client.get("/batches").json()["batches"]
-    assert 1 <= len(batches) <= 3, batches
-    assert sum(b["requests"] for b in batches) == billing["batch"]["requests"]
-    client.close()
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        jobs = {}
+        for word in ("anchor", "lantern", "meadow"):
+            response = client.post(f"/lookup/{word}", params={"batch": "true"})
+            assert response.status_code == 202, response.text
+            body = response.json()
+            assert body == {"job": body["job"], "status": "queued", "url": f"/jobs/{body['job']}"}
+            jobs[word] = body["url"]
+        for word, url in jobs.items():
+            report = wait_for_job(client, url)
+            assert report["status"] == "done", report
+            assert report["entry"]["word"] == word
+            assert client.get(f"/entries/{word}").json()["entry"] == report["entry"]
+        billing = live.emulator.billing()
+        assert billing["immediate"]["requests"] == 0
+        assert billing["batch"]["requests"] > 0
+        assert billing["duplicates"] == 0
+        # The three words' calls went out together: each pipeline round is one batch.
+        batches = client.get("/batches").json()["batches"]
+        assert 1 <= len(batches) <= 3, batches
+        assert sum(b["requests"] for b in batches) == billing["batch"]["requests"]
 
 
 def test_a_job_reports_running_while_its_batch_is_out(

@@ -24,6 +24,12 @@ EXPECTED = {
         "ours / instructor throughput",
     ],
     "bench_immediate": ["connector", "openai SDK (raw)", "litellm", "connector / openai SDK"],
+    "bench_growth": [
+        "round 1 rate",
+        "last / first round rate",
+        "client CPU per request, round 1",
+        "store bytes per request",
+    ],
     "bench_memory": [
         "peak RSS, 1 KB prompts",
         "peak RSS, 4 KB prompts",

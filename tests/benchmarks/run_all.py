@@ -16,7 +16,13 @@ from pathlib import Path
 
 from tests.benchmarks.common import ROOT, Row, parser, print_table
 
-BENCHMARKS = ("bench_startup", "bench_batch", "bench_immediate", "bench_memory")
+BENCHMARKS = (
+    "bench_startup",
+    "bench_batch",
+    "bench_immediate",
+    "bench_memory",
+    "bench_growth",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

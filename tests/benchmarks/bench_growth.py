@@ -1,0 +1,120 @@
+"""Growth: five rounds of new requests through ``lexibatch run --mode batch`` into one store.
+
+Each round is a fresh ``lexibatch run`` process (the real command line, as a
+user runs it) sending requests the store has never seen, against the emulator
+running as a separate process. Per round it prints the rate, the client CPU
+per request (the run's process alone), and the store's bytes per request so
+far; then the last round's rate against the first's. A store whose journal
+keeps what it no longer needs, or whose indexes do not fit the access
+pattern, shows here as a rate that falls and bytes that grow round by round.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from tests.benchmarks.common import ROOT, EmulatorProcess, Row, finish, parser, size
+
+ROUNDS = 5
+
+#: The small schema every request asks for (short prompts, a small schema).
+SCHEMA = {
+    "type": "object",
+    "properties": {"word": {"type": "string"}, "level": {"type": "string"}},
+    "required": ["word", "level"],
+}
+
+
+def _write_requests(path: Path, first: int, count: int) -> None:
+    with path.open("w") as fh:
+        for i in range(first, first + count):
+            line = {"id": f"r{i}", "prompt": f"CEFR level of word {i}?", "schema": SCHEMA}
+            fh.write(json.dumps(line) + "\n")
+
+
+def _store_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("lexibatch.db*"))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _config(url: str) -> str:
+    return (
+        "[connector]\n"
+        'provider = "openai"\n'
+        'model = "gpt-4o-mini"\n'
+        'db = "store/lexibatch.db"\n'
+        "[providers.openai]\n"
+        f'base_url = "{url}/v1"\n'
+        "[batch]\n"
+        "linger = 0.5\n"
+        "poll_interval = 0.05\n"
+        "max_poll_interval = 0.2\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the growth benchmark and print its figures and table."""
+    p = parser(__doc__.splitlines()[0])
+    args = p.parse_args(argv)
+    per_round = size(args, 100_000, 20_000, 300)
+    print(f"growth: {ROUNDS} rounds of {per_round:,} new requests, one store, `lexibatch run`")
+    rates: list[float] = []
+    cpus: list[float] = []
+    sizes: list[float] = []
+    with TemporaryDirectory() as tmp, EmulatorProcess() as emu:
+        work = Path(tmp)
+        (work / "store").mkdir()
+        (work / "lexibatch.toml").write_text(_config(emu.url))
+        for n in range(ROUNDS):
+            requests = work / f"round{n}.jsonl"
+            _write_requests(requests, n * per_round, per_round)
+            cpu0, wall0 = _children_cpu(), time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "synthesis.cli", "run", str(requests),
+                 "--mode", "batch", "--out", str(work / f"out{n}.jsonl")],
+                cwd=work, capture_output=True, text=True, env=_env(),
+            )  # fmt: skip
+            wall, cpu = time.perf_counter() - wall0, _children_cpu() - cpu0
+            if done.returncode != 0:
+                raise SystemExit(f"round {n + 1} failed: {done.stderr.strip()[-2000:]}")
+            stored = _store_bytes(work / "store") / ((n + 1) * per_round)
+            rates.append(per_round / wall)
+            cpus.append(cpu / per_round * 1e6)
+            sizes.append(stored)
+            print(
+                f"  round {n + 1}: {per_round / wall:,.0f} requests/s, "
+                f"client CPU {cpu / per_round * 1e6:,.0f} µs/request, "
+                f"store {stored:,.0f} bytes/request"
+            )
+    ratio = rates[-1] / rates[0]
+    print(f"  last / first round rate: {ratio:.2f}x; CPU last / first {cpus[-1] / cpus[0]:.2f}x")
+    rows = [
+        *(Row(f"round {i + 1} rate", r, "req/s", "-", None) for i, r in enumerate(rates)),
+        Row("last / first round rate", ratio, "x", ">= 0.9x", ratio >= 0.9),
+        Row("client CPU per request, round 1", cpus[0], "µs", "-", None),
+        Row("client CPU per request, last round", cpus[-1], "µs", "-", None),
+        Row("store bytes per request", sizes[-1], "B", "<= 600 B", sizes[-1] <= 600),
+    ]
+    finish("growth", rows, args.report)
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+if __name__ == "__main__":
+    sys.exit(main())

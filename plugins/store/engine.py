@@ -11,7 +11,8 @@ The database runs in WAL mode with ``synchronous=NORMAL``: a commit survives
 the process being killed at any moment, and only an OS crash or power loss
 can roll back the newest commits. That is the right price for the cache and
 ledger, which are written at thousands of rows a second. The batch journal
-(:meth:`~plugins.store.Store.add_shard`, :meth:`~plugins.store.Store.update_shard`, and any
+(:meth:`~plugins.store.Store.add_shard`,
+:meth:`~plugins.store.Store.update_shard`, and any
 ``in_transaction(durable=True)``) is different: its commits precede a side
 effect at the provider (an upload, a batch creation), and losing one after
 the side effect happened would make a resumed run submit and pay twice. Those
@@ -266,8 +267,8 @@ class SQLiteEngine(Backend):
         Args:
             durable: commit with ``synchronous=FULL`` — use it for journal
                 writes that precede a side effect at the provider. A durable
-                call (e.g. :meth:`update_shard`) inside a block that is not
-                makes the commit durable too.
+                call (e.g. :meth:`~plugins.store.Store.update_shard`) inside a
+                block that is not makes the commit durable too.
         """
         with self._lock:
             if self._depth:

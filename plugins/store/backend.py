@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Final, Self, TypeVar
 
 __all__ = ["PAGE", "Backend", "ConstraintError"]
 
@@ -46,6 +47,13 @@ class Backend(ABC):
 
     #: The database the store was opened on.
     path: str
+
+    @abstractmethod
+    def in_transaction(self, *, durable: bool = False) -> AbstractContextManager[Self]:
+        """Group several calls, on any tables, into one atomic commit (savepoints when nested).
+
+        ``durable``: the commit must survive a power loss.
+        """
 
     @abstractmethod
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:

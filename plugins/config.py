@@ -183,8 +183,12 @@ class BatchSettings(_Section):
 
     Attributes:
         linger: seconds without a new request after which pending requests are sent.
-        poll_interval: first wait between two status polls of a batch.
+        first_poll: seconds from creating a batch to its first status poll; the
+            wait then grows by a quarter at each poll up to ``poll_interval``.
+        poll_interval: the wait between polls the schedule reaches quickly.
         max_poll_interval: the longest wait between polls (the backoff's cap).
+        delete_files: delete a batch's input, output and error files at the
+            provider once its results are stored.
         max_requests: requests per batch (``None``: the provider's limit).
         max_bytes: bytes per batch (``None``: the provider's limit).
         max_retry_rounds: how many times a retryable item failure is sent again.
@@ -196,6 +200,7 @@ class BatchSettings(_Section):
     """
 
     linger: NonNegFloat = 1.0
+    first_poll: PosFloat = 2.0
     poll_interval: PosFloat = 30.0
     max_poll_interval: PosFloat = 300.0
     max_requests: PositiveInt | None = None
@@ -205,6 +210,7 @@ class BatchSettings(_Section):
     budget_usd: NonNegFloat | None = None
     auto_threshold: PositiveInt = 100
     spool_dir: Path | None = None
+    delete_files: bool = True
 
     @model_validator(mode="after")
     def _check_poll_bounds(self) -> BatchSettings:

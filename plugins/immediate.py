@@ -1,11 +1,13 @@
 """The immediate strategy: concurrent calls, rate-limited, retried, validated.
 
-Per request: wait for a concurrency slot and for the requests-per-minute and
-tokens-per-minute budgets, call the provider, validate the answer. Retryable
+Per request: wait for a concurrency slot, for the requests-per-minute and
+tokens-per-minute budgets and, when the provider's rate-limit headers said
+its limit is used up, for its reset; call the provider, validate the answer. Retryable
 provider errors (429, 5xx, timeouts, connection failures) are retried with
 exponential backoff and jitter, waiting at least what ``retry-after`` asked
 for. An answer that fails schema validation is re-asked a bounded number of
-times, telling the model what was wrong. Every paid call is recorded in the
+times, telling the model what was wrong; one cut at ``max_tokens`` is asked
+again with twice the limit, as many times. Every paid call is recorded in the
 ledger, and the final answer lands in the cache.
 """
 
@@ -23,8 +25,9 @@ from tenacity import (
 )
 
 from plugins.ledger import record_paid, record_unanswered
-from plugins.results import build_response
-from providers.errors import ProviderError, SchemaValidationError
+from plugins.pacing import Pacer
+from plugins.results import build_response, more_tokens
+from providers.errors import ProviderError, SchemaValidationError, TruncatedError
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
@@ -64,6 +67,8 @@ class ImmediateStrategy:
         self._backoff_initial = imm.backoff_initial
         self._backoff_max = imm.backoff_max
         self._reask = imm.reask
+        # Paces by the provider's rate-limit headers, before a 429.
+        self._pacer = Pacer()
         self._jitter = wait_random_exponential(
             multiplier=self._backoff_initial, max=self._backoff_max
         )
@@ -98,6 +103,13 @@ class ImmediateStrategy:
                     ]
                 )
                 continue
+            except TruncatedError as exc:
+                # Cut at max_tokens: the same request would be cut again.
+                if exc.retry_max_tokens is None or attempt >= self._reask:
+                    record_unanswered(self.context, request, calls, mode="immediate")
+                    raise
+                current = more_tokens(current, exc)
+                continue
             return record_paid(self.context, request, calls, final=response, mode="immediate")
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -123,11 +135,14 @@ class ImmediateStrategy:
 
     async def _call_once(self, request: Request) -> Completion:
         async with self._semaphore:
+            await self._pacer.wait()
             if self._rpm is not None:
                 await self._rpm.acquire()
             if self._tpm is not None:
                 await self._tpm.acquire(min(estimate_request_tokens(request), self._tpm.max_rate))
-            return await self.provider.complete(request)
+            completion = await self.provider.complete(request)
+            self._pacer.observe(completion.rate_limit)
+            return completion
 
     async def flush(self) -> None:
         """Nothing is ever pending: every call is sent at once."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from plugins.estimate import price_provider
 from plugins.store import CallRecord, StoredResult
-from providers.pricing import cost_at
+from providers.pricing import Rates, cost_at
 from providers.types import Completion, Mode, Request, Response, Usage
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["Pricer", "call_record", "record_paid", "record_unanswered", "stored_result"]
 
 
-_Rates = tuple[float, float, float, float]
+_Rates = Rates
 
 
 class Pricer:

@@ -6,6 +6,7 @@ same way whether it came immediately, from a batch, or from the store.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -13,10 +14,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from providers.errors import InvalidRequestError, SchemaValidationError
+from providers.errors import InvalidRequestError, SchemaValidationError, TruncatedError
+from providers.stop import StopReason
 from providers.types import Completion, Mode, Request, Response, Usage
 
-__all__ = ["build_response", "validate_content"]
+__all__ = ["build_response", "more_tokens", "validate_content"]
 
 
 def validate_content(request: Request, content: str, *, provider: str = "") -> Any:
@@ -66,15 +68,43 @@ def build_response(
 ) -> Response:
     """Validate ``completion`` against ``request`` and wrap it as a :class:`Response`.
 
+    A structured answer cut at the output-token limit that does not fit its
+    schema is a :class:`TruncatedError` (to be retried with more tokens),
+    not a schema failure; a text answer cut there is returned, its
+    ``stop_reason`` saying so.
+
     Raises:
-        InvalidRequestError: the model refused (code ``refusal``); not retried.
+        InvalidRequestError: the model refused (code ``refusal``) or the
+            provider's content filter withheld the answer (``content_filter``);
+            not retried.
+        TruncatedError: the structured answer was cut at ``max_tokens``.
         SchemaValidationError: the content does not fit the request's schema.
     """
     if completion.refusal:
         raise InvalidRequestError(
             f"the model refused: {completion.refusal}", provider=provider, code="refusal"
         )
-    output = validate_content(request, completion.content, provider=provider)
+    stop = completion.stop_reason
+    try:
+        output = validate_content(request, completion.content, provider=provider)
+    except SchemaValidationError:
+        if stop is not None and stop.truncated:
+            limit = getattr(request, "max_tokens", None) or completion.usage.output_tokens
+            raise TruncatedError(
+                f"the answer was cut at the output-token limit ({limit or 'unknown'} tokens, "
+                f"stop reason {completion.finish_reason!r}) before it was complete",
+                content=completion.content,
+                max_tokens=limit or None,
+                raw_stop_reason=completion.finish_reason,
+                provider=provider,
+            ) from None
+        if stop is StopReason.CONTENT_FILTER:
+            raise InvalidRequestError(
+                "the provider's content filter withheld the answer",
+                provider=provider,
+                code="content_filter",
+            ) from None
+        raise
     return Response(
         output=output,
         text=completion.content,
@@ -87,7 +117,24 @@ def build_response(
         request_id=completion.request_id,
         batch_id=batch_id,
         cached=cached,
+        stop_reason=stop,
+        raw_stop_reason=completion.finish_reason,
     )
+
+
+def more_tokens(request: Request, error: BaseException | None) -> Request:
+    """``request`` again with twice the output limit, when ``error`` says it was cut.
+
+    Twice the larger of the request's own limit and the one the cut answer
+    hit (a retry round may already have raised it), up to
+    :attr:`TruncatedError.CEILING`; otherwise ``request`` unchanged.
+    """
+    if not isinstance(error, TruncatedError) or error.retry_max_tokens is None:
+        return request
+    base = max(request.max_tokens or 0, error.max_tokens or 0)
+    if base >= TruncatedError.CEILING:
+        return request
+    return dataclasses.replace(request, max_tokens=min(2 * base, TruncatedError.CEILING))
 
 
 def _summarize(exc: ValidationError) -> str:

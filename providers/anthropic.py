@@ -23,6 +23,7 @@ that the SDK's typed models are never built on the hot path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import anthropic
 import httpx2
@@ -46,6 +48,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import not_paging
+from providers.ratelimits import rate_limit_state
 from providers.transport import transport_error
 from providers.types import (
     BatchInfo,
@@ -66,6 +69,7 @@ __all__ = [
     "completion_from_message",
     "error_from_anthropic_error",
     "item_result_from_line",
+    "results_path",
     "translate_error",
 ]
 
@@ -183,13 +187,27 @@ def build_body(
 
 
 def _usage(data: Mapping[str, Any] | None) -> Usage:
+    """Anthropic's usage in lexibatch's terms.
+
+    Anthropic's ``input_tokens`` are only the tokens after the last cache
+    breakpoint; cache reads and writes are counted apart. They are added in
+    here, so that ``input_tokens`` is the whole prompt as for every provider.
+    The ``cache_creation`` breakdown tells five-minute from one-hour writes.
+    """
     if not data:
         return Usage()
+    read = data.get("cache_read_input_tokens") or 0
+    split = data.get("cache_creation") or {}
+    hour = split.get("ephemeral_1h_input_tokens") or 0
+    written = data.get("cache_creation_input_tokens")
+    if written is None:
+        written = hour + (split.get("ephemeral_5m_input_tokens") or 0)
     return Usage(
-        input_tokens=data.get("input_tokens") or 0,
+        input_tokens=(data.get("input_tokens") or 0) + read + written,
         output_tokens=data.get("output_tokens") or 0,
-        cached_tokens=data.get("cache_read_input_tokens") or 0,
-        cache_creation_tokens=data.get("cache_creation_input_tokens") or 0,
+        cached_tokens=read,
+        cache_creation_tokens=written,
+        cache_creation_1h_tokens=hour,
     )
 
 
@@ -339,7 +357,31 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
-def batch_info_from_dict(data: Mapping[str, Any]) -> BatchInfo:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def results_path(batch: BatchInfo) -> str:
+    """Where to read ``batch``'s results, relative to the configured base URL.
+
+    Anthropic's ``results_url`` is absolute (``https://api.anthropic.com/v1/
+    messages/batches/…/results``): followed as it is, it would bypass a
+    proxy or gateway given as ``base_url``, and send the key there. Only its
+    path (and query) is kept; the client puts its own base URL before it.
+    """
+    url = batch.raw.get("results_url")
+    if not url:
+        return f"/v1/messages/batches/{batch.id}/results"
+    parts = urlsplit(str(url))
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def batch_info_from_dict(data: Mapping[str, Any], *, retry_after: float | None = None) -> BatchInfo:
     """A :class:`BatchInfo` from a ``message_batch`` object.
 
     ``ended`` maps to ``CANCELLED`` when a cancel was initiated, to ``EXPIRED``
@@ -371,6 +413,7 @@ def batch_info_from_dict(data: Mapping[str, Any]) -> BatchInfo:
         failed=errored + canceled + expired,
         results_ready=status == "ended" and bool(data.get("results_url")),
         raw=dict(data),
+        retry_after=retry_after,
     )
 
 
@@ -580,7 +623,10 @@ class AnthropicBatchEndpoint:
             response = await call(path, cast_to=httpx2.Response)
         except Exception as exc:
             raise self._provider._translate(exc) from exc
-        return batch_info_from_dict(orjson.loads(response.content))
+        # A batch in progress comes with ``retry-after``: when to ask again.
+        return batch_info_from_dict(
+            orjson.loads(response.content), retry_after=_retry_after(response.headers)
+        )
 
     async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
         """Every result line of an ended batch, streamed, in the provider's order.
@@ -589,7 +635,7 @@ class AnthropicBatchEndpoint:
             ProviderError: when the batch has not ended (Anthropic answers
                 404 for results before that), or the download fails.
         """
-        url = batch.raw.get("results_url") or f"/v1/messages/batches/{batch.id}/results"
+        url = results_path(batch)
         name = self._provider.name
         try:
             response = await self._client.get(
@@ -783,9 +829,11 @@ class AnthropicProvider:
         except Exception as exc:
             raise self._translate(exc) from exc
         message = orjson.loads(response.content)
-        return completion_from_message(
+        completion = completion_from_message(
             message, request_id=response.headers.get("request-id"), provider=self.name
         )
+        state = rate_limit_state(response.headers)
+        return completion if state is None else dataclasses.replace(completion, rate_limit=state)
 
     @property
     def batch(self) -> AnthropicBatchEndpoint:

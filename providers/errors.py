@@ -22,6 +22,8 @@ decide from the second kind whether to retry::
         ├── ServerError                5xx                           (retryable)
         ├── AuthenticationError        401 / 403                     (permanent)
         ├── InvalidRequestError        other 4xx                     (permanent)
+        │   └── ContextLengthError     the prompt exceeds the model's context (permanent)
+        ├── TruncatedError             cut at max_tokens: retried with more tokens
         ├── SchemaValidationError      content did not fit the schema (retryable)
         ├── BatchItemError             an item of a batch did not run
         │   ├── BatchExpiredError      the batch window ran out       (retryable)
@@ -47,6 +49,7 @@ __all__ = [
     "BatchItemError",
     "BudgetExceededError",
     "ConfigError",
+    "ContextLengthError",
     "InputError",
     "InvalidRequestError",
     "LexibatchError",
@@ -59,6 +62,7 @@ __all__ = [
     "ServerError",
     "StoreBusyError",
     "StoreWriteError",
+    "TruncatedError",
     "UnknownPluginError",
     "UnsupportedError",
     "UserError",
@@ -239,6 +243,54 @@ class InvalidRequestError(ProviderError):
     """The provider rejected the request itself (HTTP 400, 404, 422, ...)."""
 
 
+class ContextLengthError(InvalidRequestError):
+    """The prompt is longer than the model's context window; that request alone fails.
+
+    OpenAI answers 400 with code ``context_length_exceeded``; Anthropic 400
+    ``invalid_request_error`` "prompt is too long: N tokens > M maximum".
+    """
+
+
+class TruncatedError(ProviderError):
+    """The answer was cut at the output-token limit before it was complete.
+
+    Sending the same request again would be cut at the same place; it is
+    retried with :attr:`retry_max_tokens` instead (twice the limit it hit).
+
+    Attributes:
+        content: the cut-off content.
+        max_tokens: the limit the answer hit.
+        retry_max_tokens: the limit to retry with; ``None``: no retry.
+        raw_stop_reason: the provider's own stop reason (``length``, ``max_tokens``, ...).
+    """
+
+    #: The largest output-token limit a retry asks for.
+    CEILING = 65_536
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        content: str = "",
+        max_tokens: int | None = None,
+        raw_stop_reason: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("code", "max_tokens")
+        super().__init__(message, **kwargs)
+        self.content = content
+        self.max_tokens = max_tokens
+        self.raw_stop_reason = raw_stop_reason
+        self.retry_max_tokens: int | None = None
+        if max_tokens and max_tokens < self.CEILING:
+            self.retry_max_tokens = min(2 * max_tokens, self.CEILING)
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        """Retryable when a larger limit is left to ask for."""
+        return self.retry_max_tokens is not None
+
+
 class SchemaValidationError(ProviderError):
     """The model answered, but its content did not validate against the schema.
 
@@ -281,6 +333,8 @@ _ERROR_TYPES: dict[str, type[ProviderError]] = {
         ServerError,
         AuthenticationError,
         InvalidRequestError,
+        ContextLengthError,
+        TruncatedError,
         SchemaValidationError,
         BatchItemError,
         BatchExpiredError,
@@ -316,7 +370,7 @@ def error_from_status(
     elif status_code in (401, 403):
         cls = AuthenticationError
     elif status_code >= 400:
-        cls = InvalidRequestError
+        cls = ContextLengthError if _context_exceeded(message, code) else InvalidRequestError
     else:
         cls = ProviderError
     return cls(
@@ -339,6 +393,14 @@ def error_from_dict(data: Mapping[str, Any], *, provider: str = "") -> ProviderE
         status_code=data.get("status_code"),
         code=data.get("code"),
     )
+
+
+def _context_exceeded(message: str, code: str | None) -> bool:
+    """Whether a 4xx says the prompt does not fit the model's context window."""
+    if code == "context_length_exceeded":
+        return True
+    lowered = message.lower()
+    return "prompt is too long" in lowered or "maximum context length" in lowered
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:

@@ -392,6 +392,23 @@ class LiteLLMBatchEndpoint:
             raise self._provider._translate(exc) from exc
         return batch_info(_as_dict(batch))
 
+    def batch_files(self, batch: BatchInfo) -> list[str]:
+        """The vendor's files of ``batch``: its input, output and error files."""
+        ids = (batch.input_file_id, batch.output_file_id, batch.error_file_id)
+        return [file_id for file_id in ids if file_id]
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete one file (``afile_delete``); ``False`` when it was gone already."""
+        litellm = load_litellm()
+        try:
+            await litellm.afile_delete(file_id=file_id, **self._kwargs())
+        except Exception as exc:
+            error = self._provider._translate(exc)
+            if error.status_code == 404:
+                return False
+            raise error from exc
+        return True
+
 
 def _as_dict(obj: Any) -> dict[str, Any]:
     if isinstance(obj, Mapping):

@@ -14,6 +14,7 @@ is translated into :mod:`providers.errors` here, at the boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -37,6 +38,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
+from providers.ratelimits import rate_limit_state
 from providers.transport import transport_error
 from providers.types import (
     BatchInfo,
@@ -168,6 +170,7 @@ def _chat_completion(body: Mapping[str, Any], request_id: str | None) -> Complet
             usage.get("completion_tokens") or 0,
             prompt_details.get("cached_tokens") or 0,
             completion_details.get("reasoning_tokens") or 0,
+            prompt_details.get("cache_write_tokens") or 0,
         ),
         body.get("model") or "",
         request_id or body.get("id"),
@@ -191,11 +194,11 @@ def _responses_completion(body: Mapping[str, Any], request_id: str | None) -> Co
     usage = body.get("usage") or {}
     input_details = usage.get("input_tokens_details") or {}
     output_details = usage.get("output_tokens_details") or {}
-    status = body.get("status")
-    finish: str | None = "stop" if status == "completed" else status
-    if status == "incomplete":
-        reason = (body.get("incomplete_details") or {}).get("reason")
-        finish = "length" if reason == "max_output_tokens" else (reason or "incomplete")
+    # The raw stop reason: the status, or why the response is incomplete
+    # (``max_output_tokens``, ``content_filter``).
+    finish = body.get("status")
+    if finish == "incomplete":
+        finish = (body.get("incomplete_details") or {}).get("reason") or finish
     return Completion(
         content="".join(texts),
         usage=Usage(
@@ -203,6 +206,7 @@ def _responses_completion(body: Mapping[str, Any], request_id: str | None) -> Co
             output_tokens=_int(usage.get("output_tokens")),
             cached_tokens=_int(input_details.get("cached_tokens")),
             reasoning_tokens=_int(output_details.get("reasoning_tokens")),
+            cache_creation_tokens=_int(input_details.get("cache_write_tokens")),
         ),
         model=body.get("model") or "",
         request_id=request_id or body.get("id"),
@@ -327,6 +331,7 @@ def batch_info(raw: Mapping[str, Any], *, files_complete: bool | None = None) ->
                 failed == 0 or error_file_id is not None
             )
         ready = files_complete
+    model = raw.get("model")
     return BatchInfo(
         id=str(raw.get("id")),
         state=state,
@@ -339,6 +344,23 @@ def batch_info(raw: Mapping[str, Any], *, files_complete: bool | None = None) ->
         results_ready=ready,
         errors=_batch_errors(raw),
         raw=raw,
+        model=model if isinstance(model, str) and model else None,
+        usage=_batch_usage(raw.get("usage")),
+    )
+
+
+def _batch_usage(usage: Any) -> Usage | None:
+    """The token totals of a batch object (OpenAI, batches made since September 2025)."""
+    if not isinstance(usage, Mapping):
+        return None
+    input_details = usage.get("input_tokens_details") or {}
+    output_details = usage.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=_int(usage.get("input_tokens")),
+        output_tokens=_int(usage.get("output_tokens")),
+        cached_tokens=_int(input_details.get("cached_tokens")),
+        reasoning_tokens=_int(output_details.get("reasoning_tokens")),
+        cache_creation_tokens=_int(input_details.get("cache_write_tokens")),
     )
 
 
@@ -492,6 +514,24 @@ class OpenAIBatchEndpoint:
         raw = await self._provider._request("post", f"/batches/{batch_id}/cancel")
         return batch_info(raw)
 
+    def batch_files(self, batch: BatchInfo) -> list[str]:
+        """The provider's files of ``batch``: its input, output and error files."""
+        ids = (batch.input_file_id, batch.output_file_id, batch.error_file_id)
+        return [file_id for file_id in ids if file_id]
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete one file at the provider; ``False`` when it was gone already.
+
+        Idempotent: a file deleted before (or expired) is not an error.
+        """
+        try:
+            await self._provider._client.files.delete(file_id)
+        except openai.NotFoundError:
+            return False
+        except openai.OpenAIError as exc:
+            self._provider._raise(exc)
+        return True
+
 
 # ---------------------------------------------------------------- provider
 
@@ -584,7 +624,9 @@ class OpenAIProvider:
             )
         except openai.OpenAIError as exc:
             self._raise(exc)
-        return _completion(self._json(response), response.headers.get("x-request-id"))
+        completion = _completion(self._json(response), response.headers.get("x-request-id"))
+        state = rate_limit_state(response.headers)
+        return completion if state is None else dataclasses.replace(completion, rate_limit=state)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -10,8 +10,10 @@ immediate price, and says so through :attr:`ModelPrice.batch_discount_known`.
 A model missing from the table is *unpriced* (``None``), never free.
 
 Token semantics follow OpenAI: ``Usage.input_tokens`` counts the whole prompt,
-including ``cached_tokens`` and ``cache_creation_tokens``, which are billed at
-their own rates; ``output_tokens`` includes reasoning tokens.
+including ``cached_tokens`` and ``cache_creation_tokens`` (of which
+``cache_creation_1h_tokens`` are hour-long writes), which are billed at their
+own rates; ``output_tokens`` includes reasoning tokens. (Anthropic counts
+cache reads and writes apart from ``input_tokens``; its adapter adds them in.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import orjson
 from providers.tokens import estimate_tokens, litellm_data_path
 from providers.types import Mode, Request, Usage
 
-__all__ = ["ModelPrice", "PriceTable", "cost_at", "estimate_tokens", "price_map_path"]
+__all__ = ["ModelPrice", "PriceTable", "Rates", "cost_at", "estimate_tokens", "price_map_path"]
 
 _PRICE_FILE = "model_prices_and_context_window_backup.json"
 
@@ -64,7 +66,8 @@ class ModelPrice:
         input: per uncached input token.
         output: per output token.
         cached_input: per cached input token (the input price when unlisted).
-        cache_creation_input: per token written to a prompt cache.
+        cache_creation_input: per token written to a prompt cache (5 minutes).
+        cache_creation_1h_input: per token written to a prompt cache for an hour.
         batch_input: per input token in batch mode, when the table has it.
         batch_output: per output token in batch mode, when the table has it.
         batch_cached_input: per cached input token in batch mode, when listed.
@@ -77,6 +80,7 @@ class ModelPrice:
     output: float
     cached_input: float | None = None
     cache_creation_input: float | None = None
+    cache_creation_1h_input: float | None = None
     batch_input: float | None = None
     batch_output: float | None = None
     batch_cached_input: float | None = None
@@ -95,24 +99,35 @@ class ModelPrice:
             return self.batch_output / self.output
         return 1.0
 
-    def rates(self, mode: Mode) -> tuple[float, float, float, float]:
-        """``(input, output, cached_input, cache_creation_input)`` per token in ``mode``."""
+    def rates(self, mode: Mode) -> Rates:
+        """USD per token in ``mode``: ``(input, output, cached_input,
+        cache_creation_input, cache_creation_1h_input)``.
+
+        A cache-read or cache-write price the table does not list is the
+        input price; an hour-long write without its own price costs what a
+        five-minute write does.
+        """
         cached = self.cached_input if self.cached_input is not None else self.input
         creation = (
             self.cache_creation_input if self.cache_creation_input is not None else self.input
         )
+        creation_1h = (
+            self.cache_creation_1h_input if self.cache_creation_1h_input is not None else creation
+        )
         if mode != "batch" or not self.batch_discount_known:
-            return self.input, self.output, cached, creation
+            return self.input, self.output, cached, creation, creation_1h
         ratio = self._batch_ratio()
+        batch_creation = (
+            self.batch_cache_creation_input
+            if self.batch_cache_creation_input is not None
+            else creation * ratio
+        )
         return (
             self.batch_input if self.batch_input is not None else self.input * ratio,
             self.batch_output if self.batch_output is not None else self.output * ratio,
             self.batch_cached_input if self.batch_cached_input is not None else cached * ratio,
-            (
-                self.batch_cache_creation_input
-                if self.batch_cache_creation_input is not None
-                else creation * ratio
-            ),
+            batch_creation,
+            creation_1h * ratio,
         )
 
     def cost(self, usage: Usage, mode: Mode) -> float:
@@ -120,20 +135,27 @@ class ModelPrice:
         return cost_at(self.rates(mode), usage)
 
 
-def cost_at(rates: tuple[float, float, float, float], usage: Usage) -> float:
+#: USD per token: input, output, cached input, cache write (5 min), cache write (1 h).
+Rates = tuple[float, float, float, float, float]
+
+
+def cost_at(rates: Rates, usage: Usage) -> float:
     """USD for ``usage`` at ``rates`` (as :meth:`ModelPrice.rates` gives them).
 
     For callers that price many calls of one model: the rates are looked up
-    once, the tokens of each call multiplied here.
+    once, the tokens of each call multiplied here. Cache reads and both
+    kinds of cache writes are parts of ``input_tokens``, each at its own rate.
     """
-    rate_in, rate_out, rate_cached, rate_creation = rates
+    rate_in, rate_out, rate_cached, rate_creation, rate_creation_1h = rates
     cached = usage.cached_tokens
     creation = usage.cache_creation_tokens
+    creation_1h = min(usage.cache_creation_1h_tokens, creation)
     uncached = max(0, usage.input_tokens - cached - creation)
     return (
         uncached * rate_in
         + cached * rate_cached
-        + creation * rate_creation
+        + (creation - creation_1h) * rate_creation
+        + creation_1h * rate_creation_1h
         + usage.output_tokens * rate_out
     )
 
@@ -151,6 +173,7 @@ def _model_price(key: str, entry: Mapping[str, Any]) -> ModelPrice | None:
         output=rate_out or 0.0,
         cached_input=_number(entry, "cache_read_input_token_cost"),
         cache_creation_input=_number(entry, "cache_creation_input_token_cost"),
+        cache_creation_1h_input=_number(entry, "cache_creation_input_token_cost_above_1hr"),
         batch_input=_number(entry, "input_cost_per_token_batches"),
         batch_output=_number(entry, "output_cost_per_token_batches"),
         batch_cached_input=_number(entry, "cache_read_input_token_cost_batches"),

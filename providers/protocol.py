@@ -33,7 +33,7 @@ from providers.types import (
     Response,
 )
 
-__all__ = ["BatchEndpoint", "Connector", "Prompt", "Provider", "as_messages"]
+__all__ = ["BatchEndpoint", "BatchFiles", "Connector", "Prompt", "Provider", "as_messages"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -149,6 +149,23 @@ class BatchEndpoint(Protocol):
 
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask the provider to cancel the batch."""
+        ...
+
+
+@runtime_checkable
+class BatchFiles(Protocol):
+    """A batch endpoint whose batches leave files at the provider (OpenAI's Files API).
+
+    Optional: an endpoint that has it gets its batches' files deleted once
+    their results are stored (``batch.delete_files``).
+    """
+
+    def batch_files(self, batch: BatchInfo) -> list[str]:
+        """The ids of the provider's files that belong to ``batch``."""
+        ...
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete one file; ``False`` when it was gone already (not an error)."""
         ...
 
 

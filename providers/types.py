@@ -19,7 +19,9 @@ import orjson
 from pydantic import BaseModel
 
 from providers.errors import ProviderError
+from providers.ratelimits import RateLimitState
 from providers.schema import schema_for
+from providers.stop import StopReason, normalize_stop
 
 __all__ = [
     "BatchInfo",
@@ -173,13 +175,22 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one call."""
+    """Token counts of one call.
+
+    ``input_tokens`` counts the whole prompt, the cached part
+    (``cached_tokens``, read from a prompt cache) and the part written to a
+    prompt cache (``cache_creation_tokens``) included: each is billed at its
+    own rate. ``cache_creation_1h_tokens`` is the share of the writes kept
+    for an hour (Anthropic's ``ttl: 1h``), dearer than five-minute writes.
+    ``output_tokens`` includes ``reasoning_tokens``.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -188,17 +199,21 @@ class Usage:
             self.cached_tokens + other.cached_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
             self.cache_creation_tokens + other.cache_creation_tokens,
+            self.cache_creation_1h_tokens + other.cache_creation_1h_tokens,
         )
 
     def to_dict(self) -> dict[str, int]:
         """A JSON-ready form."""
-        return {
+        data = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "cache_creation_tokens": self.cache_creation_tokens,
         }
+        if self.cache_creation_1h_tokens:
+            data["cache_creation_1h_tokens"] = self.cache_creation_1h_tokens
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
@@ -209,6 +224,7 @@ class Usage:
             int(data.get("cached_tokens", 0)),
             int(data.get("reasoning_tokens", 0)),
             int(data.get("cache_creation_tokens", 0)),
+            int(data.get("cache_creation_1h_tokens", 0)),
         )
 
 
@@ -221,8 +237,10 @@ class Completion:
         usage: token counts.
         model: the model that answered, as the provider names it.
         request_id: the provider's id of this call.
-        finish_reason: why generation stopped (``stop``, ``length``, ...).
+        finish_reason: why generation stopped, as the provider said it
+            (``stop``, ``length``, ``end_turn``, ``max_output_tokens``, ...).
         refusal: the model's refusal text, when it refused.
+        rate_limit: what the provider's rate-limit headers said was left.
     """
 
     content: str
@@ -231,6 +249,12 @@ class Completion:
     request_id: str | None = None
     finish_reason: str | None = None
     refusal: str | None = None
+    rate_limit: RateLimitState | None = None
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """:attr:`finish_reason` in the provider-neutral vocabulary."""
+        return normalize_stop(self.finish_reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +274,9 @@ class Response:
         request_id: the provider's id of this call.
         batch_id: the provider's batch id, when batched.
         cached: whether this came from the store rather than the provider.
+        stop_reason: why the model stopped, provider-neutral (``None`` when
+            the provider did not say, or for an answer from the store).
+        raw_stop_reason: the same as the provider said it.
     """
 
     output: Any
@@ -263,6 +290,8 @@ class Response:
     request_id: str | None = None
     batch_id: str | None = None
     cached: bool = False
+    stop_reason: StopReason | None = None
+    raw_stop_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +343,12 @@ class BatchInfo:
         results_ready: whether :meth:`BatchEndpoint.results` can be read now.
         errors: batch-level errors (e.g. why validation failed).
         raw: the provider's object as it came.
+        model: the batch's model, where the provider says it (OpenAI:
+            ``null`` while validating).
+        usage: the provider's token totals for the whole batch, where it
+            gives them (OpenAI), to check the ledger against.
+        retry_after: seconds the provider asked to wait before asking
+            about this batch again (Anthropic's ``retry-after``).
     """
 
     id: str
@@ -327,6 +362,9 @@ class BatchInfo:
     results_ready: bool = False
     errors: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    usage: Usage | None = None
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

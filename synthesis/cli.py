@@ -158,15 +158,29 @@ def plugins() -> None:
 @click.option(
     "--batch-seconds", type=float, default=None, help="Seconds a batch takes to complete."
 )
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="A key to accept (repeatable); without it any key is accepted.",
+)
 @_guard
-def emulator(host: str, port: int, state: Path | None, batch_seconds: float | None) -> None:
+def emulator(
+    host: str,
+    port: int,
+    state: Path | None,
+    batch_seconds: float | None,
+    api_keys: tuple[str, ...],
+) -> None:
     """Serve the OpenAI and Anthropic APIs on loopback (offline, synthetic answers)."""
     from providers.emulator import EmulatorConfig, serve
 
-    config = (
-        EmulatorConfig() if batch_seconds is None else EmulatorConfig(batch_seconds=batch_seconds)
-    )
-    serve(host, port, state, config)
+    fields: dict[str, Any] = {}
+    if batch_seconds is not None:
+        fields["batch_seconds"] = batch_seconds
+    if api_keys:
+        fields["api_keys"] = list(api_keys)
+    serve(host, port, state, EmulatorConfig(**fields))
 
 
 @main.command()

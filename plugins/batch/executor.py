@@ -3,7 +3,7 @@
 The journal states of a shard, each recorded *before* the next side effect::
 
     written ──upload──▶ uploaded ──▶ submitting ──create──▶ created
-        ──poll…──▶ ended ──read results, store each──▶ collected
+        ──poll…──▶ ended ──read results, store each──▶ collected ──▶ files deleted
                               (or failed, when the provider rejected it)
 
 A crash anywhere resumes from the recorded state: an uploaded file is not
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.gcpause import GcHold
+from plugins.batch.ledgercheck import check_ledger
+from plugins.batch.polling import PollSchedule
 from providers.errors import LexibatchError, ProviderError, UserError
 from providers.types import BatchInfo, BatchState, ItemResult
 
@@ -152,7 +154,12 @@ class BatchExecutor:
             with self.store.in_transaction():
                 self.owner.shard_answered(self.shard)
                 self._update(state="collected")
+                # Journaled with "collected": never before the results are stored.
+                cleanup = self.owner.cleanup.plan(self.shard.shard_id, info)
             self.owner.shard_collected(self.shard)
+            check_ledger(self.store, info)
+            if cleanup:
+                await self.owner.cleanup.run(self.shard.shard_id)
 
     def _created(self, info: BatchInfo) -> None:
         self._update(
@@ -171,7 +178,9 @@ class BatchExecutor:
 
     async def _poll_until_ready(self, info: BatchInfo | None) -> BatchInfo:
         settings = self.owner.settings.batch
-        interval = settings.poll_interval
+        schedule = PollSchedule(
+            settings.first_poll, settings.poll_interval, settings.max_poll_interval
+        )
         previous: BatchState | None = None
         last: tuple[Any, ...] | None = None
         batch_id = str(self.shard.batch_id)
@@ -188,8 +197,7 @@ class BatchExecutor:
                 previous, last = info.state, snapshot
             if info.state.terminal and info.results_ready:
                 return info
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, max(settings.max_poll_interval, settings.poll_interval))
+            await asyncio.sleep(schedule.next_wait(info.retry_after))
             info = await self._step("poll", lambda: self.endpoint.poll(batch_id))
 
     async def _collect(self, info: BatchInfo) -> None:

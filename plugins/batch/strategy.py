@@ -25,10 +25,12 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.accumulator import BatchAccumulator, SealedShard
+from plugins.batch.cleanup import FileCleanup
 from plugins.batch.executor import BatchExecutor
 from plugins.batch.gcpause import GcHold
 from plugins.batch.journal import SchemaBook
@@ -36,7 +38,7 @@ from plugins.batch.lease import BatchLease
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.estimate import price_provider
 from plugins.ledger import Pricer, call_record, stored_result
-from plugins.results import build_response
+from plugins.results import build_response, more_tokens
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     AuthenticationError,
@@ -47,7 +49,6 @@ from providers.errors import (
     BudgetExceededError,
     LexibatchError,
     ProviderError,
-    SchemaValidationError,
     StoreWriteError,
     UnsupportedError,
 )
@@ -139,6 +140,10 @@ class BatchStrategy:
         self._lease = BatchLease(self.store.path)
         self._lease.acquire()
         self._schemas = SchemaBook(self.store)
+        #: Deletes collected batches' files at the provider (``batch.delete_files``).
+        self.cleanup = FileCleanup(
+            self.store, endpoint, self.provider_name, enabled=bset.delete_files
+        )
         #: Held by an executor from journaling "submitting" until its batch is created.
         self.create_lock = asyncio.Lock()
         # Requests of shards stopped in this run (their batch may be paid for),
@@ -418,6 +423,19 @@ class BatchStrategy:
         self._started = True
         for shard in self.store.shards(self.provider_name, states=UNFINISHED_SHARD_STATES):
             self._start_executor(shard)
+        leftover = self.cleanup.pending()
+        if leftover:
+            # Files of batches collected by an earlier run that stopped before deleting them.
+            self._side_task(self._delete_leftover_files(leftover))
+
+    async def _delete_leftover_files(self, shard_ids: list[str]) -> None:
+        for shard_id in shard_ids:
+            await self.cleanup.run(shard_id)
+
+    def _side_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     # -- finishing (called by executors) ------------------------------------
 
@@ -494,7 +512,8 @@ class BatchStrategy:
                     cost_usd=record.cost_usd,
                     batch_id=info.id,
                 )
-            except SchemaValidationError as exc:
+            except ProviderError as exc:
+                # Does not fit, was cut at max_tokens, or was refused.
                 failed.append((pending, exc))
                 continue
             results.append(stored_result(pending, response))  # type: ignore[arg-type]
@@ -621,11 +640,13 @@ class BatchStrategy:
         decoded = self._schemas.decode_many([row.body for row in rows.values()])
         requests = dict(zip(rows, decoded, strict=True))
         via_immediate = self.settings.batch.retry_via == "immediate" and self.context.immediate
+        errors = {pending.key: error for pending, error in failed}
         for pending in retry:
             pending.attempts += 1
             request = requests.get(pending.key)
             if request is None:
                 continue
+            request = more_tokens(request, errors.get(pending.key))
             self._pending[pending.key] = pending
             if via_immediate:
                 self._retry_immediately(request, pending)

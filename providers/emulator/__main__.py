@@ -1,4 +1,5 @@
-"""``python -m providers.emulator --port P [--state DIR] [--batch-seconds S] [--config JSON]``."""
+"""``python -m providers.emulator --port P [--state DIR] [--batch-seconds S] [--api-key K]...
+[--config JSON]``."""
 
 from __future__ import annotations
 
@@ -22,8 +23,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", type=Path, default=None, help="directory that survives restarts")
     parser.add_argument("--batch-seconds", type=float, default=None)
     parser.add_argument("--config", default=None, help="JSON object of EmulatorConfig fields")
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        default=None,
+        help="a key to accept (repeatable); without it any key is accepted",
+    )
     args = parser.parse_args(argv)
     fields = orjson.loads(args.config) if args.config else {}
+    if args.api_key:
+        fields["api_keys"] = args.api_key
     if args.batch_seconds is not None:
         fields["batch_seconds"] = args.batch_seconds
     serve(args.host, args.port, args.state, EmulatorConfig.model_validate(fields))

@@ -8,12 +8,14 @@ request so the same body always gets the same content.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import orjson
 
 from providers.emulator.ids import Stem
+from providers.emulator.promptschema import schema_in_prompt, texts_of
 from providers.emulator.rng import Rng
 from providers.emulator.schemagen import generator_for, invalidate
 
@@ -23,6 +25,7 @@ __all__ = [
     "canonical",
     "chat_completion",
     "count_tokens",
+    "prompt_chars",
     "responses_answer",
 ]
 
@@ -75,6 +78,18 @@ def _messages_len(messages: Any) -> int:
     return total
 
 
+def prompt_chars(body: Mapping[str, Any]) -> int:
+    """Characters of a request's prompt, whichever API's body it is."""
+    chars = _messages_len(body.get("messages")) + _text_len(body.get("system"))
+    inp = body.get("input")
+    if inp is not None:
+        chars += _text_len(inp) if isinstance(inp, str) else _messages_len(inp)
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        chars += len(instructions)
+    return chars
+
+
 def _schema_len(schema: Any) -> int:
     return len(orjson.dumps(schema)) if schema is not None else 0
 
@@ -124,6 +139,8 @@ def chat_completion(
     in_chars = _messages_len(body.get("messages"))
     schema = _format_schema(body.get("response_format"), nested=True)
     tool = _forced_openai_tool(body)
+    if tool is None and (schema is None or _json_mode(body.get("response_format"))):
+        schema = schema_in_prompt(texts_of(body)) or schema
     in_chars += _schema_len(schema) + (_schema_len(tool[1]) if tool else 0)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     n = body.get("n", 1)
@@ -195,6 +212,11 @@ def _format_schema(fmt: Any, *, nested: bool) -> Any:
     return None
 
 
+def _json_mode(fmt: Any) -> bool:
+    """Whether a format asks for JSON without saying which (``json_object``)."""
+    return isinstance(fmt, dict) and fmt.get("type") == "json_object"
+
+
 def _openai_usage(in_tokens: int, out_tokens: int) -> dict[str, Any]:
     return {
         "prompt_tokens": in_tokens,
@@ -255,6 +277,8 @@ def responses_answer(
     text_cfg = body.get("text")
     fmt = text_cfg.get("format") if isinstance(text_cfg, dict) else None
     schema = _format_schema(fmt, nested=False)
+    if schema is None or _json_mode(fmt):
+        schema = schema_in_prompt(texts_of(body)) or schema
     in_chars += _schema_len(schema)
     text = (
         _dumps(_json_content(schema, rng, invalid))
@@ -265,6 +289,22 @@ def responses_answer(
     text, cut = _truncate(text, max_tokens)
     in_tokens = count_tokens(in_chars)
     out_tokens = count_tokens(len(text))
+    # Reasoning models put a ``reasoning`` item before the message and bill
+    # its hidden tokens as output.
+    reasoning_tokens = 64 if _reasons(body) else 0
+    out_tokens += reasoning_tokens
+    output: list[dict[str, Any]] = []
+    if reasoning_tokens:
+        output.append({"id": "rs_" + ids.resp(index)[5:], "type": "reasoning", "summary": []})
+    output.append(
+        {
+            "id": ids.resp_msg(index),
+            "type": "message",
+            "status": "incomplete" if cut else "completed",
+            "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}],
+            "role": "assistant",
+        }
+    )
     out_text_cfg = dict(text_cfg) if isinstance(text_cfg, dict) else {}
     out_text_cfg.setdefault("format", {"type": "text"})
     out_text_cfg.setdefault("verbosity", "medium")
@@ -280,17 +320,7 @@ def responses_answer(
         "max_output_tokens": max_tokens,
         "max_tool_calls": body.get("max_tool_calls"),
         "model": model,
-        "output": [
-            {
-                "id": ids.resp_msg(index),
-                "type": "message",
-                "status": "incomplete" if cut else "completed",
-                "content": [
-                    {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
-                ],
-                "role": "assistant",
-            }
-        ],
+        "output": output,
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "prompt_cache_key": body.get("prompt_cache_key"),
@@ -309,13 +339,24 @@ def responses_answer(
             "input_tokens": in_tokens,
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": out_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
             "total_tokens": in_tokens + out_tokens,
         },
         "user": body.get("user"),
         "metadata": body.get("metadata") or {},
     }
     return Answer(answer, in_tokens, out_tokens)
+
+
+_REASONING_MODELS = re.compile(r"^(o\d|gpt-5)")
+
+
+def _reasons(body: Mapping[str, Any]) -> bool:
+    """Whether a Responses body goes to a reasoning model (``o3``, ``gpt-5``, ...)."""
+    model = str(body.get("model", ""))
+    reasoning = body.get("reasoning")
+    asked = isinstance(reasoning, dict) and reasoning.get("effort") not in (None, "none")
+    return asked or bool(_REASONING_MODELS.match(model.rsplit("/", 1)[-1]))
 
 
 # ------------------------------------------------------------------ Anthropic
@@ -345,6 +386,8 @@ def anthropic_message(
             schema = fmt.get("schema", {})
             break
     tool = _forced_anthropic_tool(body)
+    if schema is None and tool is None:
+        schema = schema_in_prompt(texts_of(body))
     in_chars += _schema_len(schema) + (_schema_len(tool[1]) if tool else 0)
     max_tokens = body.get("max_tokens")
     content: list[dict[str, Any]]

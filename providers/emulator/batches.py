@@ -1,8 +1,10 @@
 """Batch life cycles for both providers, driven by wall-clock time from creation.
 
 With ``T = batch_seconds`` (fixed per batch when it is created), an OpenAI
-batch is ``validating`` until ``0.1 T``, ``in_progress`` until ``0.8 T``
-(``request_counts.completed`` rising), ``finalizing`` until ``T`` and
+batch is ``validating`` until ``0.1 T``, ``in_progress`` until ``(1 - F) T``
+(``request_counts.completed`` rising; ``F`` is the ``finalizing`` share,
+0.2 by default, 0 for a batch that is never seen finalizing, as real small
+batches often are), ``finalizing`` until ``T`` and
 ``completed`` from then on; the create answer always says ``validating``, so
 with ``T = 0`` the batch is complete at the first poll. Faults bend this
 timeline: ``failed`` at ``0.1 T``; ``expired`` at ``T``; a fault cancel turns
@@ -110,6 +112,8 @@ class BatchEngine:
             "input_file_id": input_file_id,
             "completion_window": window,
             "metadata": metadata,
+            "model": _first_model(data),
+            "F": self.config.finalizing,
             "n": data.count(b"\n") + (0 if data.endswith(b"\n") else 1),
             "missing_polls": self.config.output_file_missing_polls,
             "cancel_at": None,
@@ -151,7 +155,8 @@ class BatchEngine:
         T = float(rec["T"])
         if T <= 0:
             return 0.0
-        return min(1.0, max(0.0, (t - float(rec["created"]) - 0.1 * T) / (0.7 * T)))
+        span = (0.9 - _finalizing(rec)) * T
+        return min(1.0, max(0.0, (t - float(rec["created"]) - 0.1 * T) / span))
 
     async def _terminal(self, rec: dict[str, Any], now: float) -> tuple[str, float, float] | None:
         """``(status, done fraction, when)`` if the batch has reached its end at ``now``."""
@@ -199,7 +204,12 @@ class BatchEngine:
         result = await loop.run_in_executor(
             None, _assemble, rec, job, status, done, self.config.seed
         )
-        final: dict[str, Any] = {"status": status, "when": when, "counts": result.counts}
+        final: dict[str, Any] = {
+            "status": status,
+            "when": when,
+            "counts": result.counts,
+            "usage": (result.in_tokens, result.out_tokens),
+        }
         openai = rec["provider"] == "openai"
         for kind, lines in (("output", result.output), ("error", result.errors)):
             file_id = None
@@ -298,7 +308,8 @@ class BatchEngine:
             if status != "failed":
                 at["in_progress_at"] = int(t0 + 0.1 * T)
             if status == "completed":
-                at["finalizing_at"] = int(t0 + 0.8 * T)
+                # Set even when finalizing passed between two polls.
+                at["finalizing_at"] = int(t0 + (1 - _finalizing(rec)) * T)
                 at["completed_at"] = int(when)
             elif status == "failed":
                 at["failed_at"] = int(when)
@@ -341,8 +352,8 @@ class BatchEngine:
         if fault == "cancel" and now >= t0 + 0.5 * T:
             at["cancelling_at"] = int(t0 + 0.5 * T)
             return self._openai_obj(rec, "cancelling", at, counts)
-        if now >= t0 + 0.8 * T and fault not in ("expire", "cancel"):
-            at["finalizing_at"] = int(t0 + 0.8 * T)
+        if now >= t0 + (1 - _finalizing(rec)) * T and fault not in ("expire", "cancel"):
+            at["finalizing_at"] = int(t0 + (1 - _finalizing(rec)) * T)
             return self._openai_obj(
                 rec, "finalizing", at, {"total": n, "completed": n, "failed": 0}
             )
@@ -359,6 +370,8 @@ class BatchEngine:
         errors: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         t0 = rec["created"]
+        final = rec["final"]
+        spent = final.get("usage") if final is not None and status == "completed" else None
         return {
             "id": rec["id"],
             "object": "batch",
@@ -380,6 +393,9 @@ class BatchEngine:
             "cancelled_at": at.get("cancelled_at"),
             "request_counts": dict(counts),
             "metadata": rec["metadata"],
+            # Unknown while validating, as on the real API.
+            "model": rec.get("model") if status != "validating" else None,
+            "usage": _batch_usage(spent or (0, 0)),
         }
 
     # ------------------------------------------------------------- Anthropic
@@ -486,6 +502,33 @@ class BatchEngine:
             if final is not None
             else None,
         }
+
+
+def _finalizing(rec: dict[str, Any]) -> float:
+    return float(rec.get("F", 0.2))
+
+
+def _first_model(data: bytes) -> str | None:
+    """The model of a batch input file's first line (every line names the same one)."""
+    first = data.split(b"\n", 1)[0]
+    try:
+        body = orjson.loads(first).get("body") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def _batch_usage(tokens: Any) -> dict[str, Any]:
+    """A batch's ``usage`` object from its billed ``(input, output)`` tokens."""
+    in_tokens, out_tokens = (int(t) for t in tokens)
+    return {
+        "input_tokens": in_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": out_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": in_tokens + out_tokens,
+    }
 
 
 class _Assembled:

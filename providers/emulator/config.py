@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["MARKERS", "EmulatorConfig", "Markers", "parse_markers"]
+__all__ = ["MARKERS", "EmulatorConfig", "Markers", "context_window", "parse_markers"]
 
 Fraction = Field(default=0.0, ge=0.0, le=1.0)
 
@@ -93,6 +93,30 @@ class EmulatorConfig(BaseModel):
     anthropic_max_requests: int | None = Field(default=None, ge=1)
     """Reject Anthropic batches with more requests than this (the real limit is 100,000)."""
 
+    api_keys: list[str] | None = None
+    """The API keys accepted (``None``: any non-empty key); others get each API's 401."""
+
+    rpm_limit: int = Field(default=1_000_000, ge=1)
+    """Immediate calls per sliding minute; past it, 429 (reported in the rate-limit headers)."""
+
+    tpm_limit: int = Field(default=1_000_000_000, ge=1)
+    """Tokens (prompt and answer) per sliding minute; past it, 429."""
+
+    rate_window: float = Field(default=60.0, gt=0.0)
+    """Seconds over which ``rpm_limit`` and ``tpm_limit`` count (a minute, as their names say)."""
+
+    context_window: int = Field(default=200_000, ge=1)
+    """Prompt tokens a model takes; a longer prompt is refused as the real APIs refuse it."""
+
+    context_windows: dict[str, int] = Field(default_factory=dict)
+    """Context windows of some models (by name or name prefix), over ``context_window``."""
+
+    poll_retry_after: float = Field(default=0.0, ge=0.0)
+    """``retry-after`` seconds sent with a message batch in progress (real API: 10; 0: none)."""
+
+    finalizing: float = Field(default=0.2, ge=0.0, le=0.8)
+    """Share of ``batch_seconds`` an OpenAI batch spends ``finalizing`` (0: never seen)."""
+
     parallel: bool = True
     """Answer batches of 20,000+ items in two processes (a forked child does half)."""
 
@@ -102,6 +126,16 @@ class EmulatorConfig(BaseModel):
         if value is not None:
             re.compile(value)
         return value
+
+
+def context_window(cfg: EmulatorConfig, model: str) -> int:
+    """The context window of ``model``: the longest matching ``context_windows`` entry."""
+    name = model.split("@", 1)[0]
+    best: tuple[int, int] | None = None
+    for prefix, tokens in cfg.context_windows.items():
+        if name.startswith(prefix) and (best is None or len(prefix) > best[0]):
+            best = (len(prefix), tokens)
+    return best[1] if best is not None else cfg.context_window
 
 
 MARKERS = (

@@ -32,6 +32,7 @@ from providers.emulator.answers import (
     responses_answer,
 )
 from providers.emulator.config import EmulatorConfig, parse_markers
+from providers.emulator.context import anthropic_context_error, openai_context_error, over_context
 from providers.emulator.ids import Stem, reseed
 from providers.emulator.rng import body_seed, roll
 from providers.jsonl import dumps_kept
@@ -444,6 +445,14 @@ class _Answerer:
         self.stem = Stem()
         self.created = int(time.time())
 
+    def _refuse(self, cid: str, i: int, too_long: tuple[int, int]) -> None:
+        job = self.job
+        job.ok.append(False)
+        job.in_tokens.append(0)
+        job.out_tokens.append(0)
+        responses = self.builder is responses_answer
+        job.lines.append(_context_line(self.openai, responses, cid, self.stem, i, too_long))
+
     def __call__(self, cid: str, body: dict[str, Any]) -> None:
         job, cfg, stem = self.job, self.cfg, self.stem
         if not job.custom_ids:
@@ -489,6 +498,10 @@ class _Answerer:
                 }
             job.lines.append(dumps_kept(line))
             return
+        too_long = over_context(cfg, body)
+        if too_long is not None:
+            self._refuse(cid, i, too_long)
+            return
         answer_seed = body_seed(cfg.seed, canonical(body))
         if self.openai:
             answer = self.builder(
@@ -517,6 +530,33 @@ class _Answerer:
         job.in_tokens.append(answer.input_tokens)
         job.out_tokens.append(answer.output_tokens)
         job.lines.append(dumps_kept(line))
+
+
+def _context_line(
+    openai: bool, responses: bool, cid: str, stem: Stem, i: int, too_long: tuple[int, int]
+) -> bytes:
+    """The result line of an item whose prompt is longer than its model's context."""
+    if openai:
+        error = openai_context_error(*too_long, responses=responses)
+        return dumps_kept(
+            {
+                "id": stem.batch_req(i),
+                "custom_id": cid,
+                "response": {
+                    "status_code": 400,
+                    "request_id": stem.request_hex(i),
+                    "body": {"error": error},
+                },
+                "error": None,
+            }
+        )
+    inner = anthropic_context_error(*too_long)
+    return dumps_kept(
+        {
+            "custom_id": cid,
+            "result": {"type": "errored", "error": {"type": "error", "error": inner}},
+        }
+    )
 
 
 def not_done_line(openai: bool, cid: str, status: str, stem: Stem, i: int) -> bytes:

@@ -19,71 +19,41 @@ from providers.emulator.answers import (
     anthropic_message,
     canonical,
     chat_completion,
+    count_tokens,
+    prompt_chars,
     responses_answer,
 )
+from providers.emulator.auth import anthropic_auth, openai_auth
 from providers.emulator.batches import OPENAI_ENDPOINTS, BatchEngine, Conflict, NotFound, NotReady
 from providers.emulator.config import EmulatorConfig, parse_markers
+from providers.emulator.context import (
+    anthropic_context_error,
+    openai_context_error,
+    over_context,
+)
+from providers.emulator.files import delete_file, list_files
 from providers.emulator.jobs import validate_anthropic
+from providers.emulator.ratelimit import RateLimiter
+from providers.emulator.replies import (
+    JSON,
+    ORG,
+    anthropic_error,
+    anthropic_headers,
+    json_response,
+    openai_error,
+    openai_headers,
+    retry_headers,
+)
 from providers.emulator.rng import body_seed, roll
 from providers.emulator.state import State
 
-__all__ = ["EmulatorApp"]
+__all__ = ["JSON", "EmulatorApp", "anthropic_error", "openai_error"]
 
-JSON = "application/json"
 _FRESH = ids.Fresh()
-_ORG = "lexibatch-emulator"
-_ANTHROPIC_ORG = "00000000-0000-4000-8000-00000000e1a7"
 _TICK = 0.1
 _FILE_PURPOSES = frozenset({"batch", "fine-tune", "assistants", "vision", "user_data", "evals"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _openai_headers() -> dict[str, str]:
-    return {
-        "x-request-id": ids.openai_request_id(),
-        "openai-version": "2020-10-01",
-        "openai-organization": _ORG,
-        "openai-processing-ms": "1",
-    }
-
-
-def _anthropic_headers(request_id: str | None = None) -> dict[str, str]:
-    return {
-        "request-id": request_id or ids.anthropic_id("req_"),
-        "anthropic-organization-id": _ANTHROPIC_ORG,
-    }
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
-
-
-def openai_error(
-    status: int,
-    message: str,
-    type_: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    """An error answer in OpenAI's shape."""
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return _json(body, status, {**_openai_headers(), **(headers or {})})
-
-
-def anthropic_error(
-    status: int, type_: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """An error answer in Anthropic's shape."""
-    rid = ids.anthropic_id("req_")
-    body = {"type": "error", "error": {"type": type_, "message": message}, "request_id": rid}
-    return _json(body, status, {**_anthropic_headers(rid), **(headers or {})})
-
-
-def _retry_headers(seconds: float) -> dict[str, str]:
-    text = f"{seconds:g}"
-    return {"retry-after": text, "retry-after-ms": str(int(seconds * 1000))}
 
 
 def _guarded(check: Callable[[web.Request], web.Response | None], handler: Handler) -> Handler:
@@ -98,31 +68,6 @@ def _guarded(check: Callable[[web.Request], web.Response | None], handler: Handl
     return wrapped
 
 
-def _openai_auth(request: web.Request) -> web.Response | None:
-    auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer ") or not auth[7:].strip():
-        return openai_error(
-            401,
-            "You didn't provide an API key. You need to provide your API key in an Authorization "
-            "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password "
-            "field (i.e. Authorization: Basic base64(:YOUR_KEY)). You can obtain an API key from "
-            "https://platform.openai.com/account/api-keys.",
-        )
-    return None
-
-
-def _anthropic_auth(request: web.Request) -> web.Response | None:
-    key = request.headers.get("x-api-key", "").strip()
-    bearer = request.headers.get("Authorization", "")
-    if not key and not (bearer.startswith("Bearer ") and bearer[7:].strip()):
-        return anthropic_error(401, "authentication_error", "x-api-key header is required")
-    if not request.headers.get("anthropic-version"):
-        return anthropic_error(
-            400, "invalid_request_error", "anthropic-version: header is required"
-        )
-    return None
-
-
 def _origin(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
@@ -134,6 +79,7 @@ class EmulatorApp:
         self.config = config
         self.state = State(state_dir)
         self.engine = BatchEngine(self.state, config)
+        self.limiter = RateLimiter(window=config.rate_window)
         self._ticker: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- controls
@@ -143,6 +89,7 @@ class EmulatorApp:
         merged = {**self.config.model_dump(), **changes}
         self.config = EmulatorConfig.model_validate(merged)
         self.engine.config = self.config
+        self.limiter.window = self.config.rate_window
         return self.config
 
     def reset(self) -> None:
@@ -161,7 +108,9 @@ class EmulatorApp:
         r.add_post("/v1/chat/completions", self._openai(self.chat))
         r.add_post("/v1/responses", self._openai(self.responses))
         r.add_post("/v1/files", self._openai(self.upload))
+        r.add_get("/v1/files", self._openai(self.file_list))
         r.add_get("/v1/files/{id}", self._openai(self.file_get))
+        r.add_delete("/v1/files/{id}", self._openai(self.file_delete))
         r.add_get("/v1/files/{id}/content", self._openai(self.file_content))
         r.add_post("/v1/batches", self._openai(self.batch_create))
         r.add_get("/v1/batches", self._openai(self.batch_list))
@@ -183,10 +132,10 @@ class EmulatorApp:
         return app
 
     def _openai(self, handler: Handler) -> Handler:
-        return _guarded(_openai_auth, handler)
+        return _guarded(lambda r: openai_auth(r, self.config.api_keys), handler)
 
     def _anthropic(self, handler: Handler) -> Handler:
-        return _guarded(_anthropic_auth, handler)
+        return _guarded(lambda r: anthropic_auth(r, self.config.api_keys), handler)
 
     async def _start_ticker(self, app: web.Application) -> None:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
@@ -206,11 +155,11 @@ class EmulatorApp:
 
     async def ctl_billing(self, request: web.Request) -> web.Response:
         """``GET /_emulator/billing``."""
-        return _json(self.billing())
+        return json_response(self.billing())
 
     async def ctl_config_get(self, request: web.Request) -> web.Response:
         """``GET /_emulator/config``."""
-        return _json(self.config.model_dump())
+        return json_response(self.config.model_dump())
 
     async def ctl_config(self, request: web.Request) -> web.Response:
         """``POST /_emulator/config`` with a JSON object of changes."""
@@ -220,17 +169,17 @@ class EmulatorApp:
                 raise ValueError("expected a JSON object")
             config = self.configure(changes)
         except (ValueError, ValidationError) as exc:
-            return _json({"error": str(exc)}, 400)
-        return _json(config.model_dump())
+            return json_response({"error": str(exc)}, 400)
+        return json_response(config.model_dump())
 
     async def ctl_reset(self, request: web.Request) -> web.Response:
         """``POST /_emulator/reset``."""
         self.reset()
-        return _json({"reset": True})
+        return json_response({"reset": True})
 
     async def ctl_health(self, request: web.Request) -> web.Response:
         """``GET /_emulator/health``."""
-        return _json({"ok": True})
+        return json_response({"ok": True})
 
     # ---------------------------------------------------------- immediate
 
@@ -258,6 +207,16 @@ class EmulatorApp:
                 if key not in body:
                     return anthropic_error(400, "invalid_request_error", f"{key}: Field required")
         cfg = self.config
+        too_long = over_context(cfg, body)
+        if too_long is not None:
+            if openai:
+                error = openai_context_error(*too_long, responses=kind == "responses")
+                return json_response({"error": error}, 400, openai_headers())
+            inner = anthropic_context_error(*too_long)
+            return anthropic_error(400, inner["type"], inner["message"])
+        wait = self.limiter.admit(cfg.rpm_limit, cfg.tpm_limit, count_tokens(prompt_chars(body)))
+        if wait is not None:
+            return self._over_limit(openai, str(body["model"]), wait)
         canon = canonical(body)
         digest = blake2b(canon, digest_size=16).hexdigest()
         seen = self.state.seen_bodies.get(digest, 0)
@@ -274,11 +233,11 @@ class EmulatorApp:
             cfg.rate_limit > 0 and roll(seed, "rate_limit", digest, seen) < cfg.rate_limit
         ):
             self.state.immediate_call(digest, False, 0, 0)
-            retry = _retry_headers(cfg.retry_after)
+            retry = retry_headers(cfg.retry_after)
             if openai:
                 return openai_error(
                     429,
-                    f"Rate limit reached for {model} in organization {_ORG} on requests per min "
+                    f"Rate limit reached for {model} in organization {ORG} on requests per min "
                     f"(RPM): Limit 500, Used 500, Requested 1. Please try again in "
                     f"{int(cfg.retry_after * 1000)}ms.",
                     "requests",
@@ -344,20 +303,49 @@ class EmulatorApp:
                 body, answer_seed, invalid=invalid, ids=_FRESH, index=0, batch=False
             )
         self.state.immediate_call(digest, True, answer.input_tokens, answer.output_tokens)
-        headers = _openai_headers() if openai else _anthropic_headers()
-        return _json(answer.body, 200, headers)
+        self.limiter.spend(answer.input_tokens + answer.output_tokens)
+        headers = openai_headers() if openai else anthropic_headers()
+        return json_response(answer.body, 200, headers)
+
+    def _over_limit(self, openai: bool, model: str, wait: float) -> web.Response:
+        """The 429 of a call past the emulator's own rate limits."""
+        cfg = self.config
+        retry = retry_headers(round(wait, 3))
+        if openai:
+            return openai_error(
+                429,
+                f"Rate limit reached for {model} in organization {ORG} on requests per min "
+                f"(RPM): Limit {cfg.rpm_limit}. Please try again in {int(wait * 1000)}ms.",
+                "requests",
+                code="rate_limit_exceeded",
+                headers=retry,
+            )
+        return anthropic_error(
+            429,
+            "rate_limit_error",
+            f"This request would exceed the rate limit for your organization of "
+            f"{cfg.rpm_limit} requests per minute. Please try again later.",
+            headers=retry,
+        )
+
+    async def _inference(self, request: web.Request, openai: bool, kind: str) -> web.Response:
+        # Every answer of an inference route, errors included, reports the rate limits.
+        response = await self._immediate(request, openai, kind)
+        cfg = self.config
+        response.headers.update(self.limiter.headers(openai, cfg.rpm_limit, cfg.tpm_limit))
+        return response
 
     async def chat(self, request: web.Request) -> web.Response:
         """``POST /v1/chat/completions``."""
-        return await self._immediate(request, True, "chat")
+        return await self._inference(request, True, "chat")
 
     async def responses(self, request: web.Request) -> web.Response:
         """``POST /v1/responses``."""
-        return await self._immediate(request, True, "responses")
+        return await self._inference(request, True, "responses")
 
     async def messages(self, request: web.Request) -> web.Response:
         """``POST /v1/messages``."""
-        return await self._immediate(request, False, "messages")
+        return await self._inference(request, False, "messages")
 
     async def _step_latency(self) -> None:
         if self.config.step_latency > 0:
@@ -386,7 +374,7 @@ class EmulatorApp:
         loop = asyncio.get_running_loop()
         rec = await loop.run_in_executor(None, self.state.add_file, data, purpose, filename)
         await self._step_latency()
-        return _json(rec.obj(fresh_upload=True), 200, _openai_headers())
+        return json_response(rec.obj(fresh_upload=True), 200, openai_headers())
 
     def _file(self, request: web.Request) -> Any:
         file_id = request.match_info["id"]
@@ -395,12 +383,20 @@ class EmulatorApp:
             return openai_error(404, f"No such File object: {file_id}", param="id")
         return rec
 
+    async def file_list(self, request: web.Request) -> web.Response:
+        """``GET /v1/files``."""
+        return list_files(self.state, request)
+
+    async def file_delete(self, request: web.Request) -> web.Response:
+        """``DELETE /v1/files/{id}``."""
+        return delete_file(self.state, request)
+
     async def file_get(self, request: web.Request) -> web.Response:
         """``GET /v1/files/{id}``."""
         rec = self._file(request)
         if isinstance(rec, web.Response):
             return rec
-        return _json(rec.obj(), 200, _openai_headers())
+        return json_response(rec.obj(), 200, openai_headers())
 
     async def file_content(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/files/{id}/content`` (streamed)."""
@@ -408,7 +404,7 @@ class EmulatorApp:
         if isinstance(rec, web.Response):
             return rec
         headers = {
-            **_openai_headers(),
+            **openai_headers(),
             "Content-Type": "application/octet-stream",
             "content-disposition": f'attachment; filename="{rec.filename}"',
         }
@@ -457,7 +453,7 @@ class EmulatorApp:
             body["input_file_id"], body["endpoint"], "24h", body.get("metadata")
         )
         await self._step_latency()
-        return _json(obj, 200, _openai_headers())
+        return json_response(obj, 200, openai_headers())
 
     async def batch_get(self, request: web.Request) -> web.Response:
         """``GET /v1/batches/{id}``."""
@@ -466,7 +462,7 @@ class EmulatorApp:
             obj = await self.engine.get_openai(batch_id)
         except NotFound:
             return openai_error(404, f"No batch found with id '{batch_id}'.")
-        return _json(obj, 200, _openai_headers())
+        return json_response(obj, 200, openai_headers())
 
     async def batch_cancel(self, request: web.Request) -> web.Response:
         """``POST /v1/batches/{id}/cancel``."""
@@ -477,7 +473,7 @@ class EmulatorApp:
             return openai_error(404, f"No batch found with id '{batch_id}'.")
         except Conflict as exc:
             return openai_error(409, str(exc))
-        return _json(obj, 200, _openai_headers())
+        return json_response(obj, 200, openai_headers())
 
     async def batch_list(self, request: web.Request) -> web.Response:
         """``GET /v1/batches?limit=&after=``."""
@@ -488,7 +484,7 @@ class EmulatorApp:
         if not 1 <= limit <= 100:
             return openai_error(400, "Invalid 'limit': must be between 1 and 100.", param="limit")
         obj = await self.engine.list_openai(limit, request.query.get("after"))
-        return _json(obj, 200, _openai_headers())
+        return json_response(obj, 200, openai_headers())
 
     # ----------------------------------------------------- Anthropic batches
 
@@ -506,7 +502,7 @@ class EmulatorApp:
         assert isinstance(requests, list)
         obj = self.engine.create_anthropic(raw, requests, _origin(request))
         await self._step_latency()
-        return _json(obj, 200, _anthropic_headers())
+        return json_response(obj, 200, anthropic_headers())
 
     async def msgbatch_get(self, request: web.Request) -> web.Response:
         """``GET /v1/messages/batches/{id}``."""
@@ -515,7 +511,11 @@ class EmulatorApp:
             obj = await self.engine.get_anthropic(batch_id, _origin(request))
         except NotFound:
             return anthropic_error(404, "not_found_error", f"Message batch {batch_id} not found.")
-        return _json(obj, 200, _anthropic_headers())
+        headers = anthropic_headers()
+        if obj["processing_status"] != "ended" and self.config.poll_retry_after > 0:
+            # As the real API: a batch in progress says when to ask again.
+            headers["retry-after"] = f"{self.config.poll_retry_after:g}"
+        return json_response(obj, 200, headers)
 
     async def msgbatch_cancel(self, request: web.Request) -> web.Response:
         """``POST /v1/messages/batches/{id}/cancel``."""
@@ -526,7 +526,7 @@ class EmulatorApp:
             return anthropic_error(404, "not_found_error", f"Message batch {batch_id} not found.")
         except Conflict as exc:
             return anthropic_error(400, "invalid_request_error", str(exc))
-        return _json(obj, 200, _anthropic_headers())
+        return json_response(obj, 200, anthropic_headers())
 
     async def msgbatch_list(self, request: web.Request) -> web.Response:
         """``GET /v1/messages/batches?limit=&after_id=&before_id=``."""
@@ -543,7 +543,7 @@ class EmulatorApp:
         obj = await self.engine.list_anthropic(
             limit, request.query.get("after_id"), request.query.get("before_id"), _origin(request)
         )
-        return _json(obj, 200, _anthropic_headers())
+        return json_response(obj, 200, anthropic_headers())
 
     async def msgbatch_results(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/messages/batches/{id}/results`` (JSONL, 404 until the batch has ended)."""
@@ -560,10 +560,11 @@ class EmulatorApp:
                 "available yet.",
             )
         rec = self.state.files[file_id]
+        name = f"{batch_id}_results.jsonl"
         headers = {
-            **_anthropic_headers(),
-            "Content-Type": "application/octet-stream",
-            "content-disposition": f'attachment; filename="{batch_id}_results.jsonl"',
+            **anthropic_headers(),
+            "Content-Type": "application/x-jsonl",
+            "content-disposition": f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}",
         }
         await self._step_latency()
         return await self._file_response(request, rec, headers)

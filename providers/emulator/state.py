@@ -157,6 +157,17 @@ class State:
         self.files[rec.id] = rec
         return rec
 
+    def delete_file(self, file_id: str) -> bool:
+        """Forget a file (on disk too); whether there was one."""
+        rec = self.files.pop(file_id, None)
+        if rec is None:
+            return False
+        if self.root is not None:
+            for suffix in (".json", ".data"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / "files" / f"{file_id}{suffix}").unlink()
+        return True
+
     # -------------------------------------------------------------- batches
 
     def save_batch(self, rec: dict[str, Any]) -> None:

@@ -159,7 +159,8 @@ async def run_ours(emu: EmulatorProcess, n: int, work: Path, profile: bool) -> d
     """Our batch path; returns its figures."""
     from plugins.factory import open_connector
 
-    connector = open_connector(settings(emu.url, work / "ours.db"))
+    # The floor below reads the same output files again: they are kept.
+    connector = open_connector(settings(emu.url, work / "ours.db", delete_files=False))
     meter = Meter()
     profiler = cProfile.Profile() if profile else None
     try:

@@ -2,7 +2,8 @@
 
 Cassettes live in ``cassettes/test_openai_cassettes/``. They were recorded
 against the emulator (``--record-mode=once`` with an emulator serving on
-``RECORD_URL``); with ``LEXIBATCH_CASSETTE_TARGET=real`` and a real
+``RECORD_URL``, started with ``--api-key sk-cassette-dummy``, so that any
+other key is refused); with ``LEXIBATCH_CASSETTE_TARGET=real`` and a real
 ``OPENAI_API_KEY`` they are recorded against the real API instead. Replay
 fails if any recorded interaction is left unplayed.
 """
@@ -83,6 +84,57 @@ async def test_full_batch_cycle(vcr: Any, tmp_path: Path) -> None:
     for item in items:
         assert item.error is None and item.completion is not None
         Capital.model_validate_json(item.completion.content)
+    assert vcr.all_played or vcr.record_mode != "none"  # strict on replay
+
+
+@pytest.mark.vcr
+async def test_batch_files_are_deleted_once_collected(vcr: Any, tmp_path: Path) -> None:
+    import asyncio
+
+    import openai
+
+    provider = _provider()
+    endpoint = provider.batch
+    requests = [_request(c) for c in ("Vienna", "Lima")]
+    path = tmp_path / "batch.jsonl"
+    path.write_bytes(b"".join(endpoint.encode(r, r.key) + b"\n" for r in requests))
+    try:
+        file_id = await endpoint.upload(path, shard_id="shard_files")
+        info = await endpoint.create(path, file_id, shard_id="shard_files", model="gpt-4o-mini")
+        assert info.model is None  # not known while validating
+        while not (info.state.terminal and info.results_ready):
+            await asyncio.sleep(0 if not REAL else 30)
+            info = await endpoint.poll(info.id)
+        assert info.model is not None and info.model.startswith("gpt-4o-mini")
+        assert info.usage is not None and info.usage.input_tokens > 0
+        items = [item async for item in endpoint.results(info)]
+        assert len(items) == 2
+        files = endpoint.batch_files(info)
+        assert files[0] == file_id and len(files) == 2  # input and output
+        assert [await endpoint.delete_file(f) for f in files] == [True, True]
+        # Deleting again is not an error: the file is gone.
+        assert await endpoint.delete_file(file_id) is False
+        with pytest.raises(openai.NotFoundError):
+            await provider._client.files.retrieve(file_id)
+    finally:
+        await provider.aclose()
+    assert vcr.all_played or vcr.record_mode != "none"  # strict on replay
+
+
+@pytest.mark.vcr
+async def test_a_wrong_key_is_refused(vcr: Any) -> None:
+    from providers.errors import AuthenticationError
+
+    if REAL:
+        provider = OpenAIProvider(api_key="sk-cassette-wrong-key-000000")
+    else:
+        provider = OpenAIProvider(api_key="sk-cassette-wrong", base_url=RECORD_URL)
+    try:
+        with pytest.raises(AuthenticationError) as info:
+            await provider.complete(_request("Bern"))
+    finally:
+        await provider.aclose()
+    assert info.value.status_code == 401 and info.value.code == "invalid_api_key"
     assert vcr.all_played or vcr.record_mode != "none"  # strict on replay
 
 

@@ -49,7 +49,28 @@ REAL_OPENAI_BATCH = {
     "request_counts",
     "metadata",
 }
+# Batches made since September 2025 add the batch's model and token totals.
+REAL_OPENAI_BATCH_NEWEST = REAL_OPENAI_BATCH | {"model", "usage"}
+REAL_BATCH_USAGE = {
+    "input_tokens",
+    "input_tokens_details",
+    "output_tokens",
+    "output_tokens_details",
+    "total_tokens",
+}
 REAL_OPENAI_COUNTS = {"total", "completed", "failed"}
+REAL_OPENAI_RATE_HEADERS = {
+    f"x-ratelimit-{what}-{unit}"
+    for what in ("limit", "remaining", "reset")
+    for unit in ("requests", "tokens")
+}
+REAL_ANTHROPIC_RATE_HEADERS = {
+    f"anthropic-ratelimit-{unit}-{what}"
+    for unit in ("requests", "tokens", "input-tokens", "output-tokens")
+    for what in ("limit", "remaining", "reset")
+}
+REAL_FILE_LIST = {"object", "data", "first_id", "last_id", "has_more"}
+REAL_FILE_DELETED = {"id", "object", "deleted"}
 REAL_OUTPUT_LINE = {"id", "custom_id", "response", "error"}
 REAL_OUTPUT_RESPONSE = {"status_code", "request_id", "body"}
 REAL_CHAT = {
@@ -129,7 +150,7 @@ def test_openai_objects_have_the_real_keys() -> None:
         httpx.Client(base_url=emu.base_url, headers=AUTH) as http,
     ):
         r = http.post("/v1/chat/completions", json=chat_body("x"))
-        assert set(r.headers) >= REAL_OPENAI_HEADERS
+        assert set(r.headers) >= REAL_OPENAI_HEADERS | REAL_OPENAI_RATE_HEADERS
         _check_chat(r.json())
         up = http.post(
             "/v1/files", files={"file": ("upload", batch_file(2))}, data={"purpose": "batch"}
@@ -149,7 +170,9 @@ def test_openai_objects_have_the_real_keys() -> None:
         seen = []
         while True:
             batch = http.get(f"/v1/batches/{created['id']}").json()
-            assert set(batch) == REAL_OPENAI_BATCH
+            assert set(batch) == REAL_OPENAI_BATCH_NEWEST
+            assert set(batch["usage"]) == REAL_BATCH_USAGE
+            assert (batch["model"] is None) == (batch["status"] == "validating")
             assert set(batch["request_counts"]) == REAL_OPENAI_COUNTS
             for key in ("created_at", "expires_at", "in_progress_at", "completed_at"):
                 assert batch[key] is None or isinstance(batch[key], int)
@@ -157,7 +180,9 @@ def test_openai_objects_have_the_real_keys() -> None:
             if batch["status"] == "completed":
                 break
             time.sleep(0.02)
-        assert set(created) == REAL_OPENAI_BATCH and created["status"] == "validating"
+        assert set(created) == REAL_OPENAI_BATCH_NEWEST and created["status"] == "validating"
+        assert created["model"] is None and batch["model"] == chat_body("x")["model"]
+        assert batch["usage"]["input_tokens"] > 0 and batch["usage"]["output_tokens"] > 0
         assert created["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
         content = http.get(f"/v1/files/{batch['output_file_id']}/content")
         assert content.headers["content-type"] == "application/octet-stream"
@@ -174,7 +199,7 @@ def test_openai_objects_have_the_real_keys() -> None:
 
 def test_anthropic_objects_have_the_real_keys(emu: Emulator, http: httpx.Client) -> None:
     r = http.post("/v1/messages", json=params("x"), headers=HEADERS)
-    assert set(r.headers) >= REAL_ANTHROPIC_HEADERS
+    assert set(r.headers) >= REAL_ANTHROPIC_HEADERS | REAL_ANTHROPIC_RATE_HEADERS
     message = r.json()
     assert set(message) == REAL_MESSAGE_NEWEST
     assert set(message["usage"]) == REAL_MESSAGE_USAGE_NEWEST
@@ -205,8 +230,10 @@ def test_anthropic_objects_have_the_real_keys(emu: Emulator, http: httpx.Client)
     ended = http.get(f"/v1/messages/batches/{batch['id']}", headers=HEADERS).json()
     assert set(ended) == REAL_MESSAGE_BATCH and ended["processing_status"] == "ended"
     results = http.get(f"/v1/messages/batches/{batch['id']}/results", headers=HEADERS)
+    name = f"{batch['id']}_results.jsonl"
+    assert results.headers["content-type"] == "application/x-jsonl"
     assert results.headers["content-disposition"] == (
-        f'attachment; filename="{batch["id"]}_results.jsonl"'
+        f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}"
     )
     for raw in results.content.splitlines():
         line = orjson.loads(raw)

@@ -26,6 +26,7 @@ from providers.errors import (
 )
 from providers.openai import OpenAIProvider, batch_info, parse_result_line, refusal_error
 from providers.protocol import BatchEndpoint, Provider
+from providers.stop import StopReason
 from providers.types import BatchState, Completion, Message, Request
 
 API_KEY = "sk-test-DO-NOT-LEAK-0123456789"
@@ -252,7 +253,8 @@ def test_responses_api_line_parses() -> None:
     assert completion.usage.input_tokens == 36
     assert completion.usage.cached_tokens == 12
     assert completion.usage.reasoning_tokens == 30
-    assert completion.finish_reason == "stop"
+    assert completion.finish_reason == "completed"
+    assert completion.stop_reason is StopReason.END
 
 
 def test_line_without_custom_id_is_rejected() -> None:
@@ -362,6 +364,7 @@ async def test_refusal_and_length_come_back() -> None:
     assert error.code == "refusal"
     second = await p.complete(make_request())
     assert second.finish_reason == "length"
+    assert second.stop_reason is StopReason.MAX_TOKENS
     assert second.content == '{"city":"Mex'
 
 
@@ -373,7 +376,8 @@ async def test_responses_incomplete_is_a_length_finish() -> None:
     }
     p = provider(lambda r: httpx2.Response(200, json=answer), api="responses")
     completion = await p.complete(make_request())
-    assert completion.finish_reason == "length"
+    assert completion.finish_reason == "max_output_tokens"
+    assert completion.stop_reason is StopReason.MAX_TOKENS
     assert completion.request_id == RESPONSES_ANSWER["id"]
 
 

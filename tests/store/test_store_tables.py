@@ -35,6 +35,13 @@ def _request(key: str, model: str = "gpt-4o-mini") -> JournalRequest:
 # --- results ---------------------------------------------------------------
 
 
+def test_a_results_cache_writes_of_both_kinds_are_kept(store: Store) -> None:
+    usage = Usage(13020, 50, 10000, 0, 3000, 2000)
+    store.put_results("anthropic", [_result("k9", usage=usage)])
+    got = store.get_result("anthropic", "k9")
+    assert got is not None and got.usage == usage
+
+
 def test_put_and_get_result_round_trip(store: Store) -> None:
     assert store.get_result("openai", "k1") is None
     assert store.put_results("openai", [_result("k1")]) == 1

@@ -111,3 +111,37 @@ async def test_full_batch_cycle(vcr: Any, name: str, tmp_path: Path) -> None:
         Capital.model_validate_json(item.completion.content)
         assert item.completion.usage.input_tokens > 0
     assert vcr.all_played or vcr.record_mode != "none"  # strict on replay
+
+
+@pytest.mark.vcr
+async def test_anthropic_answers_say_what_is_left_and_when_to_ask_again(
+    vcr: Any, tmp_path: Path
+) -> None:
+    """Rate-limit headers on a message; ``retry-after`` on a poll of a batch in progress.
+
+    Recorded against ``lexibatch emulator --port 18766`` started with
+    ``--config '{"batch_seconds": 30, "poll_retry_after": 10}'`` (the real API
+    sends ``retry-after: 10`` while a batch runs).
+    """
+    from providers.anthropic import AnthropicProvider
+
+    provider = _anthropic(tmp_path)
+    assert isinstance(provider, AnthropicProvider)
+    endpoint = provider.batch
+    requests = [_request(c, ANTHROPIC_MODEL) for c in ("Cairo", "Quito")]
+    path = tmp_path / "batch.jsonl"
+    path.write_bytes(b"".join(endpoint.encode(r, r.key) + b"\n" for r in requests))
+    try:
+        completion = await provider.complete(_request("Accra", ANTHROPIC_MODEL))
+        assert completion.rate_limit is not None
+        assert completion.rate_limit.remaining_requests is not None
+        assert completion.rate_limit.requests_reset_at is not None
+        info = await endpoint.create(path, None, shard_id="shard_wait", model=ANTHROPIC_MODEL)
+        polled = await endpoint.poll(info.id)
+        assert polled.state is BatchState.IN_PROGRESS
+        assert polled.retry_after is not None and polled.retry_after > 0
+        cancelled = await endpoint.cancel(info.id)
+        assert cancelled.state in (BatchState.CANCELLING, BatchState.CANCELLED)
+    finally:
+        await provider.aclose()
+    assert vcr.all_played or vcr.record_mode != "none"  # strict on replay

@@ -1,0 +1,103 @@
+"""Deleting a batch's files at the provider once its results are stored.
+
+A batch of OpenAI's leaves up to three files in the organisation's file
+storage: its input (up to 200 MB), its output and its error file. At the
+scale of hundreds of batches they would fill that storage, so each is deleted
+once the batch is collected (``batch.delete_files``, on by default).
+
+Journaled: the files to delete are written to the store in the same
+transaction that marks the shard collected, so a crash can never delete a
+file whose results were not stored, and a crash before the deletion leaves
+the list behind for the next run to finish. A file the provider no longer
+has counts as deleted; one it refuses to delete stays listed and is tried
+again on the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from providers.errors import LexibatchError
+from providers.protocol import BatchFiles
+
+if TYPE_CHECKING:
+    from plugins.store import Store
+    from providers.protocol import BatchEndpoint
+    from providers.types import BatchInfo
+
+__all__ = ["NAMESPACE", "FileCleanup"]
+
+log = logging.getLogger("lexibatch.batch")
+
+#: The store's document namespace of files still to delete, keyed by shard id.
+NAMESPACE = "batch-files-to-delete"
+
+
+class FileCleanup:
+    """Journals and deletes the provider files of collected batches of one provider."""
+
+    def __init__(self, store: Store, endpoint: BatchEndpoint, provider: str, *, enabled: bool):
+        self.store = store
+        self.provider = provider
+        self.files: BatchFiles | None = (
+            endpoint if enabled and isinstance(endpoint, BatchFiles) else None
+        )
+
+    def plan(self, shard_id: str, batch: BatchInfo) -> bool:
+        """Journal ``batch``'s files for deletion; whether there is anything to delete.
+
+        Call it inside the transaction that marks the shard collected.
+        """
+        if self.files is None:
+            return False
+        file_ids = self.files.batch_files(batch)
+        if not file_ids:
+            return False
+        self.store.put_document(
+            NAMESPACE,
+            shard_id,
+            {"provider": self.provider, "batch_id": batch.id, "files": file_ids},
+        )
+        return True
+
+    def pending(self) -> list[str]:
+        """Shards of this provider whose files are journaled but not yet deleted."""
+        if self.files is None:
+            return []
+        return [
+            key
+            for key, doc in self.store.iter_documents(NAMESPACE)
+            if doc.get("provider") == self.provider
+        ]
+
+    async def run(self, shard_id: str) -> int:
+        """Delete the files journaled for ``shard_id``; returns how many were deleted.
+
+        A failure is logged and leaves the rest journaled for the next run;
+        it never fails the batch, whose results are stored already.
+        """
+        if self.files is None:
+            return 0
+        doc = self.store.get_document(NAMESPACE, shard_id)
+        if doc is None:
+            return 0
+        left = [str(f) for f in doc.get("files") or ()]
+        deleted = 0
+        while left:
+            try:
+                if await self.files.delete_file(left[0]):
+                    deleted += 1
+            except LexibatchError as exc:
+                log.warning(
+                    "batch %s: file %s could not be deleted at the provider (%s); "
+                    "the next run tries again",
+                    doc.get("batch_id"),
+                    left[0],
+                    exc,
+                )
+                self.store.put_document(NAMESPACE, shard_id, {**doc, "files": left})
+                return deleted
+            left.pop(0)
+        self.store.delete_documents(NAMESPACE, [shard_id])
+        return deleted

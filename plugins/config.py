@@ -51,6 +51,7 @@ __all__ = [
     "ConnectorSettings",
     "ImmediateSettings",
     "ProviderSettings",
+    "RetrySettings",
     "Settings",
     "load_settings",
 ]
@@ -120,6 +121,8 @@ class ProviderSettings(_Section):
         rpm: requests per minute, when the account is limited.
         tpm: tokens per minute, when the account is limited.
         timeout: seconds one HTTP call may take.
+        connect_timeout: seconds to wait for a connection to the provider (at most
+            ``timeout``): a provider that cannot be reached is given up on sooner.
         api: ``chat`` (chat completions) or ``responses`` — OpenAI-style
             providers only; ``None`` for the provider's default.
         structured_output: ``json_schema`` (``output_config.format``) or
@@ -134,6 +137,7 @@ class ProviderSettings(_Section):
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     timeout: PosFloat = 600.0
+    connect_timeout: PosFloat = 5.0
     api: Literal["chat", "responses"] | None = None
     structured_output: Literal["json_schema", "tool"] | None = None
     max_batch_requests: PositiveInt | None = None
@@ -224,26 +228,47 @@ class BatchSettings(_Section):
 
 
 class ImmediateSettings(_Section):
-    """``[immediate]``: retries of immediate calls.
+    """``[immediate]``: answers of immediate calls.
 
     Attributes:
-        max_attempts: tries per request, the first included.
-        backoff_initial: seconds before the first retry (doubled each time, with jitter).
-        backoff_max: the longest wait between two tries.
         reask: how many times content that fails schema validation is asked again.
+    """
+
+    reask: Annotated[int, Field(ge=0)] = 1
+
+
+class RetrySettings(_Section):
+    """``[retry]``: the one retry policy of every provider call, immediate or batch step.
+
+    A call that fails in a way worth trying again (a dropped connection, a
+    429, a 5xx) is tried again after a jittered, doubling wait — at least
+    what the provider's ``retry-after`` asked for — until it has been tried
+    ``max_attempts`` times or the next try would start after ``give_up_after``
+    seconds. So an unreachable provider is given up on in the same bounded
+    time whatever the mode.
+
+    Attributes:
+        max_attempts: tries per call, the first included.
+        backoff_initial: seconds before the first retry (doubled each time, with jitter).
+        backoff_max: the longest wait between two tries (a ``retry-after`` may ask for more).
+        give_up_after: seconds after the first try from which no new try is started
+            (a pause the provider asked for with ``retry-after`` is still waited for).
+        timeout_retries: how many times a paid call that timed out is tried again
+            (the provider may bill every timed-out try).
     """
 
     max_attempts: PositiveInt = 6
     backoff_initial: NonNegFloat = 0.5
-    backoff_max: NonNegFloat = 60.0
-    reask: Annotated[int, Field(ge=0)] = 1
+    backoff_max: NonNegFloat = 8.0
+    give_up_after: PosFloat = 30.0
+    timeout_retries: Annotated[int, Field(ge=0)] = 1
 
     @model_validator(mode="after")
-    def _check_backoff_bounds(self) -> ImmediateSettings:
+    def _check_backoff_bounds(self) -> RetrySettings:
         if self.backoff_max < self.backoff_initial:
             raise _KeyedValueError(
                 "backoff_max",
-                f"expected a number ≥ immediate.backoff_initial ({self.backoff_initial:g}), "
+                f"expected a number ≥ retry.backoff_initial ({self.backoff_initial:g}), "
                 f"got {self.backoff_max:g}",
             )
         return self
@@ -268,6 +293,7 @@ class Settings(_Section):
         providers: ``[providers.NAME]`` by provider name.
         batch: ``[batch]``.
         immediate: ``[immediate]``.
+        retry: ``[retry]``.
         models: ``[models]``: task name → model.
     """
 
@@ -275,6 +301,7 @@ class Settings(_Section):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     batch: BatchSettings = BatchSettings()
     immediate: ImmediateSettings = ImmediateSettings()
+    retry: RetrySettings = RetrySettings()
     models: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -438,6 +465,7 @@ def _section_fields() -> dict[str, type[BaseModel]]:
         "connector": ConnectorSettings,
         "batch": BatchSettings,
         "immediate": ImmediateSettings,
+        "retry": RetrySettings,
     }
 
 

@@ -20,9 +20,10 @@ from pydantic import BaseModel
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.results import build_response
 from plugins.store import UNFINISHED_SHARD_STATES
-from providers.errors import LexibatchError, SchemaValidationError, UnsupportedError
+from providers.errors import InputError, LexibatchError, SchemaValidationError, UnsupportedError
 from providers.protocol import Prompt, as_messages
 from providers.types import Completion, Request, Response
+from providers.validation import check_request
 
 if TYPE_CHECKING:
     from plugins.config import Settings
@@ -171,7 +172,17 @@ class LexiConnector:
         model: str | None = None,
         **opts: Any,
     ) -> Request:
-        """The :class:`Request` that ``structured`` would send."""
+        """The :class:`Request` that ``structured`` would send.
+
+        Raises:
+            InputError: ``response_model`` is not a pydantic model class.
+        """
+        if response_model is not None and not (
+            isinstance(response_model, type) and issubclass(response_model, BaseModel)
+        ):
+            raise InputError(
+                f"request: response_model must be a pydantic model class, got {response_model!r}"
+            )
         extras: Mapping[str, Any] = {k: v for k, v in opts.items() if k not in _REQUEST_OPTS}
         return Request(
             model=model or self.settings.model_for(task),
@@ -184,7 +195,14 @@ class LexiConnector:
         )
 
     async def generate(self, request: Request, *, mode: str | None = None) -> Response:
-        """Run one request (cache first) and return its full response."""
+        """Run one request (cache first) and return its full response.
+
+        Raises:
+            InputError: a field or the schema of ``request`` is invalid; raised
+                before anything is looked up, journaled or sent.
+            LexibatchError: the typed error the request ended in.
+        """
+        check_request(request)
         key = request.key
         pending = self._inflight.get(key)
         if pending is not None:

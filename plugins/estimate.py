@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from providers.money import format_usd
 from providers.pricing import PriceTable
 from providers.tokens import estimate_tokens
 from providers.types import Request, Usage
@@ -48,12 +49,12 @@ class Estimate:
         lines = [
             f"estimate for {self.requests} requests "
             f"(~{self.input_tokens:,} input and ~{self.output_tokens:,} output tokens):",
-            f"  immediate: ${self.immediate_usd:,.4f}",
-            f"  batch:     ${self.batch_usd:,.4f}",
+            f"  immediate: {format_usd(self.immediate_usd)}",
+            f"  batch:     {format_usd(self.batch_usd)}",
         ]
         if self.immediate_usd > 0:
             saving = self.immediate_usd - self.batch_usd
-            lines.append(f"  batch saves ${saving:,.4f} ({saving / self.immediate_usd:.0%})")
+            lines.append(f"  batch saves {format_usd(saving)} ({saving / self.immediate_usd:.0%})")
         if self.unpriced_models:
             lines.append(f"  unpriced (not counted): {', '.join(sorted(self.unpriced_models))}")
         if self.discount_unknown:

@@ -2,10 +2,12 @@
 
 Per request: wait for a concurrency slot, for the requests-per-minute and
 tokens-per-minute budgets and, when the provider's rate-limit headers said
-its limit is used up, for its reset; call the provider, validate the answer. Retryable
-provider errors (429, 5xx, timeouts, connection failures) are retried with
-exponential backoff and jitter, waiting at least what ``retry-after`` asked
-for. An answer that fails schema validation is re-asked a bounded number of
+its limit is used up, for its reset; call the provider, validate the answer.
+Retryable provider errors (429, 5xx, timeouts, connection failures) are
+retried by the one retry policy (:mod:`plugins.retry`, ``[retry]``), which
+waits at least what ``retry-after`` asked for, bounds how long an unreachable
+provider is tried and how often a timed-out, maybe billed, call is sent
+again. An answer that fails schema validation is re-asked a bounded number of
 times, telling the model what was wrong; one cut at ``max_tokens`` is asked
 again with twice the limit, as many times. Every paid call is recorded in the
 ledger, and the final answer lands in the cache.
@@ -16,18 +18,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
+from plugins.claims import ClaimBook
 from plugins.ledger import record_paid, record_unanswered
 from plugins.pacing import Pacer
 from plugins.results import build_response, more_tokens
-from providers.errors import ProviderError, SchemaValidationError, TruncatedError
+from providers.errors import SchemaValidationError, TruncatedError, UnusableAnswerError
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
@@ -36,6 +31,10 @@ if TYPE_CHECKING:
     from plugins.registry import StrategyContext
 
 __all__ = ["ImmediateStrategy", "estimate_request_tokens"]
+
+# Waiting for another process's answer: the first and the longest pause between looks.
+_CLAIM_POLL_FIRST = 0.05
+_CLAIM_POLL_MAX = 1.0
 
 _REASK = (
     "Your previous answer did not match the required JSON schema ({error}). "
@@ -62,24 +61,83 @@ class ImmediateStrategy:
         self._semaphore = asyncio.Semaphore(psettings.max_concurrency)
         self._rpm = _limiter(psettings.rpm)
         self._tpm = _limiter(psettings.tpm)
-        imm = context.settings.immediate
-        self._max_attempts = imm.max_attempts
-        self._backoff_initial = imm.backoff_initial
-        self._backoff_max = imm.backoff_max
-        self._reask = imm.reask
+        self._reask = context.settings.immediate.reask
+        self._retry = context.retry
+        self._claims = ClaimBook(context.store, context.provider_name)
         # Paces by the provider's rate-limit headers, before a 429.
         self._pacer = Pacer()
-        self._jitter = wait_random_exponential(
-            multiplier=self._backoff_initial, max=self._backoff_max
-        )
 
     async def run(self, request: Request) -> Response:
-        """Send ``request`` now (retrying and re-asking as configured)."""
+        """Send ``request`` now (retrying and re-asking as configured), billed once per store.
+
+        It is claimed in the store when its first call gets a concurrency
+        slot (see :mod:`plugins.claims`); while another process holds the
+        claim, that process's answer is waited for instead of paid for again.
+        """
+        try:
+            while True:
+                try:
+                    return await self._send(request)
+                except _Answered as answered:
+                    return answered.response
+                except _HeldElsewhere:
+                    answer = await self._wait_for_holder(request)
+                    if answer is not None:
+                        return answer
+        finally:
+            self._claims.release(request.key)
+
+    async def _wait_for_holder(self, request: Request) -> Response | None:
+        """The claim holder's answer; ``None`` once it let the claim go without one."""
+        delay = _CLAIM_POLL_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _CLAIM_POLL_MAX)
+            answer = self._cached(request)
+            if answer is not None:
+                return answer
+            if self._claims.holder(request.key) is None:
+                return None
+
+    def _cached(self, request: Request) -> Response | None:
+        """The stored answer of ``request`` (free: it was paid for where it was made)."""
+        stored = self.context.store.get_result(self.provider_name, request.key)
+        if stored is None:
+            return None
+        completion = Completion(
+            content=stored.text,
+            usage=stored.usage,
+            model=stored.model,
+            request_id=stored.request_id,
+        )
+        try:
+            return build_response(
+                request,
+                completion,
+                provider=self.provider_name,
+                mode=stored.mode,  # type: ignore[arg-type]
+                cost_usd=0.0,
+                batch_id=stored.batch_id,
+                cached=True,
+            )
+        except SchemaValidationError:
+            # An answer that no longer fits is the connector's to retire; send anew.
+            return None
+
+    async def _send(self, request: Request) -> Response:
         usage = Usage()
         current = request
         calls: list[Completion] = []
         for attempt in range(self._reask + 1):
-            completion = await self._call_with_retries(current)
+            try:
+                completion = await self._call_with_retries(
+                    current, request if attempt == 0 else None
+                )
+            except BaseException:
+                # A re-ask that failed: the answers before it were paid for all the same.
+                if calls:
+                    record_unanswered(self.context, request, calls, mode="immediate")
+                raise
             calls.append(completion)
             usage = usage + completion.usage
             try:
@@ -110,31 +168,28 @@ class ImmediateStrategy:
                     raise
                 current = more_tokens(current, exc)
                 continue
-            return record_paid(self.context, request, calls, final=response, mode="immediate")
+            except UnusableAnswerError:
+                # Paid for, and unusable however often it is asked: ledgered, not re-asked.
+                record_unanswered(self.context, request, calls, mode="immediate")
+                raise
+            # The answer is stored and the claim let go in one commit.
+            with self.context.store.in_transaction():
+                paid = record_paid(self.context, request, calls, final=response, mode="immediate")
+                self._claims.release(request.key)
+            return paid
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _call_with_retries(self, request: Request) -> Completion:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(_is_retryable),
-            reraise=True,
+    async def _call_with_retries(self, request: Request, claim: Request | None) -> Completion:
+        return await self._retry.call(
+            lambda: self._call_once(request, claim), what=f"request {request.key}", paid=True
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._call_once(request)
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _wait(self, state: RetryCallState) -> float:
-        backoff = float(self._jitter(state))
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, ProviderError) and exc.retry_after is not None:
-            return max(backoff, min(exc.retry_after, self._backoff_max))
-        return backoff
-
-    async def _call_once(self, request: Request) -> Completion:
+    async def _call_once(self, request: Request, claim: Request | None) -> Completion:
         async with self._semaphore:
+            if claim is not None:
+                # Claimed once it is about to be sent, so another process may
+                # take the requests this one has not reached yet.
+                self._claim(claim)
             await self._pacer.wait()
             if self._rpm is not None:
                 await self._rpm.acquire()
@@ -144,19 +199,40 @@ class ImmediateStrategy:
             self._pacer.observe(completion.rate_limit)
             return completion
 
+    def _claim(self, request: Request) -> None:
+        """Hold ``request``'s claim, or say why it is not to be sent.
+
+        Raises:
+            _HeldElsewhere: another live process holds it.
+            _Answered: its answer was stored meanwhile (by the claim's last holder).
+        """
+        key = request.key
+        if self._claims.holds(key):
+            return
+        if self._claims.claim(key) is not None:
+            raise _HeldElsewhere(key)
+        answer = self._cached(request)
+        if answer is not None:
+            raise _Answered(answer)
+
     async def flush(self) -> None:
         """Nothing is ever pending: every call is sent at once."""
 
     async def aclose(self) -> None:
-        """Nothing to release: the connector closes the provider."""
+        """Let go of the claims still held (the connector closes the provider)."""
+        await self._claims.aclose()
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    return (
-        isinstance(exc, ProviderError)
-        and exc.retryable
-        and not isinstance(exc, SchemaValidationError)
-    )
+class _HeldElsewhere(Exception):
+    """Another process holds the request's claim (control flow, never seen by callers)."""
+
+
+class _Answered(Exception):
+    """The request's answer is in the store already (control flow, never seen by callers)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.key)
+        self.response = response
 
 
 def _limiter(per_minute: int | None) -> AsyncLimiter | None:

@@ -17,6 +17,7 @@ from providers.errors import ConfigError, UnknownPluginError
 
 if TYPE_CHECKING:
     from plugins.config import ProviderSettings, Settings
+    from plugins.retry import RetryPolicy
     from plugins.store import Store
     from providers.pricing import PriceTable
     from providers.protocol import Provider
@@ -68,6 +69,8 @@ class StrategyContext:
         prices: the price table.
         hooks: the plugin manager's hook relay, for lifecycle notifications.
         immediate: the immediate strategy, for strategies that fall back to it.
+        retry_policy: the retry policy every call to the provider goes
+            through (made from ``settings.retry`` when not given); see :attr:`retry`.
     """
 
     provider: Provider
@@ -77,6 +80,16 @@ class StrategyContext:
     prices: PriceTable
     hooks: Any
     immediate: Strategy | None = None
+    retry_policy: RetryPolicy | None = None
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The one retry policy of this provider's calls, shared by every strategy."""
+        if self.retry_policy is None:
+            from plugins.retry import RetryPolicy
+
+            self.retry_policy = RetryPolicy(self.settings.retry, provider=self.provider_name)
+        return self.retry_policy
 
 
 StrategyFactory = Callable[[StrategyContext], Strategy]

@@ -4,10 +4,36 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 
 from plugins.store import CostRow
+from providers.money import format_usd, to_decimal, usd_sum
 
-__all__ = ["print_cost_report"]
+__all__ = ["print_cost_report", "spent_line", "summary_line"]
+
+
+def spent_line(rows: Sequence[CostRow]) -> str:
+    """``$0.0123 for 53 paid calls (+2 unpriced)``: what ``rows`` of the ledger add up to."""
+    calls = sum(r.requests for r in rows)
+    unpriced = sum(r.unpriced for r in rows)
+    more = f" (+{unpriced} unpriced)" if unpriced else ""
+    noun = "call" if calls == 1 else "calls"
+    return f"{format_usd(usd_sum(r.cost_usd for r in rows))} for {calls:,} paid {noun}{more}"
+
+
+def summary_line(rows: Sequence[CostRow]) -> str:
+    """The total of ``rows`` by mode, and the saving against immediate calls."""
+    spent = usd_sum(r.cost_usd for r in rows)
+    immediate = usd_sum(r.immediate_cost_usd for r in rows)
+    by_mode: dict[str, Decimal] = {}
+    for r in rows:
+        by_mode[r.mode] = by_mode.get(r.mode, Decimal(0)) + to_decimal(r.cost_usd)
+    modes = ", ".join(f"{m} {format_usd(c)}" for m, c in sorted(by_mode.items()))
+    return (
+        f"total {format_usd(spent)} for {sum(r.requests for r in rows):,} paid calls ({modes}); "
+        f"the same work immediately: {format_usd(immediate)}; "
+        f"saved {format_usd(immediate - spent)}"
+    )
 
 
 def print_cost_report(rows: Sequence[CostRow]) -> None:
@@ -24,7 +50,7 @@ def print_cost_report(rows: Sequence[CostRow]) -> None:
         "mode",
         "task",
         "model",
-        "requests",
+        "calls",
         "input tok",
         "output tok",
         "cost $",
@@ -42,21 +68,12 @@ def print_cost_report(rows: Sequence[CostRow]) -> None:
             f"{row.requests:,}",
             f"{row.input_tokens:,}",
             f"{row.output_tokens:,}",
-            f"{row.cost_usd:.4f}",
-            f"{row.immediate_cost_usd:.4f}",
+            format_usd(row.cost_usd).lstrip("$"),
+            format_usd(row.immediate_cost_usd).lstrip("$"),
             str(row.unpriced),
         )
     console.print(table)
-    spent = sum(r.cost_usd for r in rows)
-    immediate = sum(r.immediate_cost_usd for r in rows)
-    by_mode: dict[str, float] = {}
-    for r in rows:
-        by_mode[r.mode] = by_mode.get(r.mode, 0.0) + r.cost_usd
-    modes = ", ".join(f"{m} ${c:.4f}" for m, c in sorted(by_mode.items()))
-    console.print(
-        f"total ${spent:.4f} ({modes}); the same work immediately: ${immediate:.4f}; "
-        f"saved ${immediate - spent:.4f}"
-    )
+    console.print(summary_line(rows))
     unpriced = sum(r.unpriced for r in rows)
     if unpriced:
         console.print(f"{unpriced} calls on unpriced models are not counted")

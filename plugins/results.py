@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
 
-from providers.errors import InvalidRequestError, SchemaValidationError, TruncatedError
+from providers.errors import (
+    InputError,
+    InvalidRequestError,
+    SchemaValidationError,
+    TruncatedError,
+    UnusableAnswerError,
+)
 from providers.stop import StopReason
 from providers.types import Completion, Mode, Request, Response, Usage
+from providers.validation import schema_validator
 
-__all__ = ["build_response", "more_tokens", "validate_content"]
+if TYPE_CHECKING:
+    from plugins.store import StoredResult
+
+__all__ = ["build_response", "more_tokens", "storable", "unusable", "validate_content"]
 
 
 def validate_content(request: Request, content: str, *, provider: str = "") -> Any:
@@ -29,6 +38,8 @@ def validate_content(request: Request, content: str, *, provider: str = "") -> A
 
     Raises:
         SchemaValidationError: the content is not valid JSON or does not fit.
+        UnusableAnswerError: the answer cannot be checked at all: the
+            request's schema is broken, or its model's validator crashed.
     """
     if request.response_model is not None:
         try:
@@ -39,6 +50,15 @@ def validate_content(request: Request, content: str, *, provider: str = "") -> A
                 content=content,
                 provider=provider,
             ) from None
+        except Exception as exc:
+            # A validator of the model raised something pydantic does not wrap.
+            raise UnusableAnswerError(
+                f"the answer could not be validated against {request.response_model.__name__}: "
+                f"{_brief(exc)}",
+                content=content,
+                provider=provider,
+                code="unusable_answer",
+            ) from None
     if request.json_schema is not None:
         try:
             value = orjson.loads(content)
@@ -46,7 +66,7 @@ def validate_content(request: Request, content: str, *, provider: str = "") -> A
             raise SchemaValidationError(
                 f"answer is not JSON: {exc}", content=content, provider=provider
             ) from None
-        error = _first_schema_error(request.json_schema, value)
+        error = _first_schema_error(request.json_schema, value, content, provider)
         if error is not None:
             raise SchemaValidationError(
                 f"answer does not fit the schema: {error}", content=content, provider=provider
@@ -79,6 +99,8 @@ def build_response(
             not retried.
         TruncatedError: the structured answer was cut at ``max_tokens``.
         SchemaValidationError: the content does not fit the request's schema.
+        UnusableAnswerError: the content cannot be checked (a broken schema
+            or validator); not retried.
     """
     if completion.refusal:
         raise InvalidRequestError(
@@ -105,6 +127,11 @@ def build_response(
                 code="content_filter",
             ) from None
         raise
+    except UnusableAnswerError:
+        raise
+    except Exception as exc:
+        # Content of an unexpected shape (not text): this answer alone is unusable.
+        raise unusable(exc, str(completion.content), provider) from None
     return Response(
         output=output,
         text=completion.content,
@@ -147,19 +174,62 @@ def _summarize(exc: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
-def _first_schema_error(schema: Mapping[str, Any], value: Any) -> str | None:
-    validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
-    error = next(iter(validator.iter_errors(value)), None)
+def _first_schema_error(
+    schema: Mapping[str, Any], value: Any, content: str, provider: str
+) -> str | None:
+    try:
+        validator = schema_validator(schema)
+        error = next(iter(validator.iter_errors(value)), None)
+    except InputError as exc:
+        # Sent before schemas were checked up front (an older run's journal).
+        raise UnusableAnswerError(
+            f"the answer cannot be validated: the request's {exc.message}",
+            content=content,
+            provider=provider,
+            code="invalid_schema",
+        ) from None
+    except Exception as exc:
+        # jsonschema.UnknownType, re.error, an unresolvable $ref, ...
+        raise UnusableAnswerError(
+            f"the answer cannot be validated against the request's schema: {_brief(exc)}",
+            content=content,
+            provider=provider,
+            code="invalid_schema",
+        ) from None
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
     return f"{where}: {error.message}"
 
 
-@lru_cache(maxsize=256)
-def _validator(schema_json: bytes) -> Any:
-    import jsonschema
+def _brief(exc: BaseException) -> str:
+    """``Type: message`` of an unexpected exception, on one line and not too long."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
-    schema = orjson.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema)
+
+def storable(result: StoredResult) -> None:
+    """Check that the store can write ``result``, so one answer cannot sink its whole chunk.
+
+    Raises:
+        UnusableAnswerError: its text cannot be stored (e.g. a lone surrogate
+            that SQLite refuses to encode).
+    """
+    try:
+        result.text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnusableAnswerError(
+            f"the answer cannot be stored: {_brief(exc)}",
+            content=result.text,
+            code="unstorable_answer",
+        ) from None
+
+
+def unusable(exc: BaseException, content: str, provider: str) -> UnusableAnswerError:
+    """An unexpected failure to validate or store one answer, as that request's typed error."""
+    return UnusableAnswerError(
+        f"the answer could not be validated or stored: {_brief(exc)}",
+        content=content,
+        provider=provider,
+        code="unusable_answer",
+    )

@@ -311,6 +311,12 @@ def translate_error(
         return text.replace(api_key, "***") if api_key else text
 
     if isinstance(exc, anthropic.APITimeoutError):
+        if isinstance(exc.__cause__, httpx2.ConnectTimeout):
+            # Never reached the provider: unreachable, not a (billed) slow answer.
+            return ProviderConnectionError(
+                scrub(f"connection failed: no connection in time: {exc.message}"),
+                provider=provider,
+            )
         return ProviderTimeoutError(scrub(f"request timed out: {exc.message}"), provider=provider)
     if isinstance(exc, anthropic.APIConnectionError):
         return ProviderConnectionError(
@@ -749,6 +755,7 @@ class AnthropicProvider:
         structured_output: ``json_schema`` (``output_config.format``) or
             ``tool`` (forced tool use, for models without native structured output).
         timeout: seconds per HTTP request.
+        connect_timeout: seconds to wait for a connection (at most ``timeout``).
         max_connections: size of the connection pool.
         max_batch_requests: requests per batch (Anthropic's limit: 100,000).
         max_batch_bytes: bytes per batch (Anthropic's limit: 256 MB).
@@ -767,6 +774,7 @@ class AnthropicProvider:
         base_url: str | None = None,
         structured_output: StructuredOutput = "json_schema",
         timeout: float = 600.0,
+        connect_timeout: float = 5.0,
         max_connections: int = 100,
         max_batch_requests: int = 100_000,
         max_batch_bytes: int = 256 * 1024 * 1024,
@@ -784,7 +792,7 @@ class AnthropicProvider:
         self._api_key = api_key
         if http_client is None:
             http_client = anthropic.DefaultAsyncHttpxClient(
-                timeout=timeout,
+                timeout=httpx2.Timeout(timeout, connect=min(connect_timeout, timeout)),
                 limits=httpx2.Limits(
                     max_connections=max_connections,
                     max_keepalive_connections=max_connections,
@@ -793,7 +801,7 @@ class AnthropicProvider:
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,
-            timeout=timeout,
+            timeout=httpx2.Timeout(timeout, connect=min(connect_timeout, timeout)),
             max_retries=0,
             http_client=http_client,
         )

@@ -14,6 +14,7 @@ decide from the second kind whether to retry::
     │   ├── BudgetExceededError        a run would cost more than --budget
     │   ├── StoreBusyError             another process runs this store's batches
     │   ├── StoreWriteError            the store cannot be written (disk full, ...)
+    │   ├── OutputWriteError           an output file cannot be written (names it)
     │   └── UnsupportedError           e.g. batch mode on a provider without one
     └── ProviderError                  what a provider answered or failed to
         ├── ProviderConnectionError    network failure               (retryable)
@@ -25,6 +26,7 @@ decide from the second kind whether to retry::
         │   └── ContextLengthError     the prompt exceeds the model's context (permanent)
         ├── TruncatedError             cut at max_tokens: retried with more tokens
         ├── SchemaValidationError      content did not fit the schema (retryable)
+        ├── UnusableAnswerError        an answer that cannot be validated or stored (permanent)
         ├── BatchItemError             an item of a batch did not run
         │   ├── BatchExpiredError      the batch window ran out       (retryable)
         │   └── BatchCancelledError    the batch was cancelled        (retryable)
@@ -38,7 +40,7 @@ boundary; nothing above the provider layer sees a vendor exception.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "InvalidRequestError",
     "LexibatchError",
     "MissingAPIKeyError",
+    "OutputWriteError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
@@ -65,9 +68,11 @@ __all__ = [
     "TruncatedError",
     "UnknownPluginError",
     "UnsupportedError",
+    "UnusableAnswerError",
     "UserError",
     "error_from_dict",
     "error_from_status",
+    "os_error_reason",
 ]
 
 
@@ -127,16 +132,27 @@ class UnknownPluginError(UserError):
 
 
 class InputError(UserError):
-    """An input file (word list, request file, source definitions) is malformed."""
+    """An input (word list, request file, source definitions, a request) is malformed.
+
+    Attributes:
+        problems: one line per problem found (``FILE:LINE: what is wrong``),
+            when there were several; the message sums them up.
+    """
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
 
 
 class BudgetExceededError(UserError):
     """Submitting would cost more than the configured budget."""
 
     def __init__(self, estimate_usd: float, budget_usd: float) -> None:
+        from providers.money import format_usd
+
         super().__init__(
-            f"estimated cost ${estimate_usd:.4f} exceeds the budget ${budget_usd:.4f} — "
-            f"raise --budget or send fewer requests"
+            f"estimated cost {format_usd(estimate_usd)} exceeds the budget "
+            f"{format_usd(budget_usd)} — raise --budget or send fewer requests"
         )
         self.estimate_usd = estimate_usd
         self.budget_usd = budget_usd
@@ -158,6 +174,40 @@ class StoreWriteError(UserError):
     was committed before stays; a run stopped by it resumes from the
     journal once the store can be written again.
     """
+
+
+class OutputWriteError(UserError):
+    """An output file (``--out``) cannot be written: a missing or unwritable folder, a full disk.
+
+    What was paid for is in the store: once the path can be written, the
+    same command writes the output again without paying twice.
+
+    Attributes:
+        path: the file that could not be written.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def os_error_reason(exc: OSError) -> str:
+    """What an ``OSError`` of a file operation means for the user, in a few words."""
+    import errno
+
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EEXIST: "a part of the path is a file, not a folder",
+        errno.EISDIR: "it is a folder",
+        errno.ENOENT: "a folder of the path does not exist",
+        errno.EFBIG: "the file is larger than the system allows",
+    }
+    return reasons.get(exc.errno or 0) or exc.strerror or str(exc)
 
 
 class UnsupportedError(UserError):
@@ -305,6 +355,24 @@ class SchemaValidationError(ProviderError):
         self.content = content
 
 
+class UnusableAnswerError(ProviderError):
+    """The provider answered (and billed), but the answer could not be validated or stored.
+
+    The request's schema is broken (an unknown type, a regex that does not
+    compile), a validator of its response model crashed, or the answer
+    cannot be written to the store. Asking again would fail the same way
+    and be paid again, so it is permanent: the request fails alone, and
+    the rest of its batch is stored.
+
+    Attributes:
+        content: the raw content the model produced.
+    """
+
+    def __init__(self, message: str, *, content: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.content = content
+
+
 class BatchItemError(ProviderError):
     """One item of a batch did not run to an answer."""
 
@@ -336,6 +404,7 @@ _ERROR_TYPES: dict[str, type[ProviderError]] = {
         ContextLengthError,
         TruncatedError,
         SchemaValidationError,
+        UnusableAnswerError,
         BatchItemError,
         BatchExpiredError,
         BatchCancelledError,

@@ -401,7 +401,9 @@ class LiteLLMBatchEndpoint:
         """Delete one file (``afile_delete``); ``False`` when it was gone already."""
         litellm = load_litellm()
         try:
-            await litellm.afile_delete(file_id=file_id, **self._kwargs())
+            # The synchronous call, in a thread: LiteLLM's afile_delete leaves a
+            # second, never-awaited coroutine behind on OpenAI-compatible vendors.
+            await asyncio.to_thread(litellm.file_delete, file_id=file_id, **self._kwargs())
         except Exception as exc:
             error = self._provider._translate(exc)
             if error.status_code == 404:

@@ -545,6 +545,7 @@ class OpenAIProvider:
         base_url: the service's ``/v1`` URL; OpenAI's when omitted.
         api: ``chat`` (chat completions) or ``responses`` (Responses API).
         timeout: seconds for one HTTP call.
+        connect_timeout: seconds to wait for a connection (at most ``timeout``).
         max_connections: the connection pool size.
         max_batch_requests: requests per batch.
         max_batch_bytes: bytes per batch input file.
@@ -562,6 +563,7 @@ class OpenAIProvider:
         base_url: str | None = None,
         api: Api = "chat",
         timeout: float = 600.0,
+        connect_timeout: float = 5.0,
         max_connections: int = 100,
         max_batch_requests: int = 50_000,
         max_batch_bytes: int = 200 * 1024 * 1024,
@@ -575,7 +577,7 @@ class OpenAIProvider:
         self._api_key = api_key
         if http_client is None:
             http_client = openai.DefaultAsyncHttpxClient(
-                timeout=timeout,
+                timeout=httpx2.Timeout(timeout, connect=min(connect_timeout, timeout)),
                 limits=httpx2.Limits(
                     max_connections=max_connections,
                     max_keepalive_connections=max_connections,
@@ -584,7 +586,7 @@ class OpenAIProvider:
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or DEFAULT_BASE_URL,
-            timeout=timeout,
+            timeout=httpx2.Timeout(timeout, connect=min(connect_timeout, timeout)),
             max_retries=0,
             http_client=http_client,
         )
@@ -689,6 +691,11 @@ class OpenAIProvider:
         self, exc: openai.OpenAIError, *, batch_path: str | None = None
     ) -> ProviderError | UnsupportedError:
         if isinstance(exc, openai.APITimeoutError):
+            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
+                # Never reached the provider: unreachable, not a (billed) slow answer.
+                return ProviderConnectionError(
+                    f"cannot reach {self.base_url}: no connection in time", provider=self.name
+                )
             return ProviderTimeoutError(
                 f"no answer from {self.base_url} in time", provider=self.name
             )

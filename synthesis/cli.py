@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from providers.errors import LexibatchError, UserError
+from providers.errors import InputError, LexibatchError, UserError
 
 if TYPE_CHECKING:
     from plugins.config import Settings
@@ -44,6 +44,12 @@ def _guard(func: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
+        except InputError as exc:
+            # Every bad line of an input on its own line, then what it adds up to.
+            if exc.message != "; ".join(exc.problems):
+                for problem in exc.problems:
+                    click.echo(f"lexibatch: error: {problem}", err=True)
+            _fail(str(exc), EXIT_USER)
         except UserError as exc:
             _fail(str(exc), EXIT_USER)
         except LexibatchError as exc:
@@ -209,6 +215,7 @@ def run(
 ) -> None:
     """Send provider-neutral requests from a JSONL file; write one result per line."""
     from plugins.jobs import read_requests, run_requests
+    from plugins.outfile import check_writable
 
     settings = _settings(ctx, budget=budget, **flags)
     items = read_requests(
@@ -218,23 +225,41 @@ def run(
         _estimate_or_refuse(settings, [i.request for i in items], estimate=estimate, budget=budget)
         if estimate:
             return
+    # Before anything is sent: a results file that cannot be written is found now.
+    check_writable(out)
 
     async def body(connector: LexiConnector) -> None:
+        import time
+
+        from plugins.report import spent_line
+
+        started = time.time()
         connector.choose_mode(len(items))
+        if connector.batch_mode:
+            from plugins.batch.oversize import refuse_oversize
+
+            # A line no batch of the provider can hold: refused before anything is sent.
+            refuse_oversize(connector.batch_strategy(), items, requests)
         observer = _observe(len(items), "requests")
         try:
             with observer:
                 summary = await run_requests(connector, items, out)
         finally:
             _unobserve(observer)
-        cost = f"${summary.cost_usd:.4f}" + (
-            f" (+{summary.unpriced} unpriced)" if summary.unpriced else ""
-        )
+        # Every call this run paid for, from the ledger `lexibatch cost` reads.
+        spent = connector.store.cost_report(since=started, run=connector.store.run_id)
         click.echo(
             f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.cached} from cache; "
-            f"cost {cost}; results in {out}",
+            f"cost {spent_line(spent)}; results in {out}",
             err=True,
         )
+        if summary.unreachable is not None:
+            click.echo(
+                f"lexibatch: error: could not reach the provider — {summary.unreachable}; "
+                f"{summary.not_reached} requests not answered: run the same command again "
+                "to resume (what was answered is kept)",
+                err=True,
+            )
         if summary.failed:
             sys.exit(EXIT_PROVIDER)
 
@@ -316,6 +341,11 @@ def synthesize(
         raise InputError(f"{words}: no usable words in the list")
     chosen = parse_components(components)
     sources = build_sources([sources_file] if sources_file else [])
+    if not estimate:
+        from plugins.outfile import check_writable
+
+        # Before anything is sent: an output that cannot be written is found now.
+        check_writable(out)
     expected: int | None = None
     if estimate or budget is not None:
         from synthesis.runner import load_done
@@ -390,17 +420,27 @@ async def _synthesize(
             )
     finally:
         _unobserve(observer)
-    rows = store.cost_report(since=started)
-    spent = sum(r.cost_usd for r in rows)
-    immediate = sum(r.immediate_cost_usd for r in rows)
+    from plugins.report import spent_line
+    from providers.money import format_usd, usd_sum
+
+    rows = store.cost_report(since=started, run=store.run_id)
+    immediate = usd_sum(r.immediate_cost_usd for r in rows)
     click.echo(
         f"{summary.written} entries written to {out}, {summary.skipped} already done, "
         f"{summary.failed} failed; {observer.requests} calls ({observer.cached} from cache); "
-        f"cost ${spent:.4f} ({mode}); the same calls immediately: ${immediate:.4f}",
+        f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}",
         err=True,
     )
-    for word, message in summary.failures[:10]:
-        click.echo(f"  failed: {word}: {message}", err=True)
+    if summary.unreachable is not None:
+        click.echo(
+            f"lexibatch: error: could not reach the provider — {summary.unreachable}; "
+            f"{summary.failed} words not done: run the same command again to resume "
+            "(what was answered is kept)",
+            err=True,
+        )
+    else:
+        for word, message in summary.failures[:10]:
+            click.echo(f"  failed: {word}: {message}", err=True)
     if summary.failed:
         sys.exit(EXIT_PROVIDER)
 
@@ -515,6 +555,11 @@ def resume(ctx: click.Context, **flags: Any) -> None:
     settings = _settings(ctx, **flags)
 
     async def body(connector: LexiConnector) -> None:
+        import time
+
+        from plugins.report import spent_line
+
+        started = time.time()
         strategy = connector.batch_strategy()
         observer = _observe(None, "resume")
         try:
@@ -523,8 +568,9 @@ def resume(ctx: click.Context, **flags: Any) -> None:
         finally:
             _unobserve(observer)
         counts = connector.store.count_requests(connector.provider_name)
+        spent = connector.store.cost_report(since=started, run=connector.store.run_id)
         click.echo(
-            f"resumed ({requeued} queued requests sent); journal now: "
+            f"resumed ({requeued} queued requests sent); cost {spent_line(spent)}; journal now: "
             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
             err=True,
         )

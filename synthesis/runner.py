@@ -10,6 +10,7 @@ in the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,13 @@ from typing import Any
 
 import orjson
 
-from providers.errors import InputError
+from providers.errors import (
+    InputError,
+    OutputWriteError,
+    ProviderConnectionError,
+    ProviderTimeoutError,
+    os_error_reason,
+)
 from providers.protocol import Connector
 from synthesis.components import ALL_COMPONENTS
 from synthesis.models import DictionaryEntry
@@ -50,6 +57,7 @@ class SynthesisSummary:
         failures: ``(word, error message)`` of the first failures.
         repaired_bytes: bytes of a partial last line cut off the output file.
         out_path: the output file.
+        unreachable: the first failure that said the provider could not be reached.
     """
 
     requested: int = 0
@@ -59,6 +67,7 @@ class SynthesisSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     repaired_bytes: int = 0
     out_path: Path | None = None
+    unreachable: ProviderConnectionError | None = None
 
 
 def entry_line(entry: DictionaryEntry) -> bytes:
@@ -103,13 +112,19 @@ def load_done(path: Path, *, repair: bool = True) -> set[str]:
         repair: cut a partial last line off the file first; without it the
             file is only read, and a partial last line is not counted.
     """
-    if repair:
-        repair_jsonl(path)
     done: set[str] = set()
     try:
+        if repair:
+            repair_jsonl(path)
         f = path.open("rb")
     except FileNotFoundError:
         return done
+    except OSError as exc:
+        raise OutputWriteError(
+            f"cannot read the entries already in {path}: {os_error_reason(exc)} — choose "
+            "another --out or fix the folder; nothing was sent",
+            path=str(path),
+        ) from None
     with f:
         for number, line in enumerate(f, 1):
             if not line.strip() or not line.endswith(b"\n"):
@@ -127,23 +142,40 @@ def load_done(path: Path, *, repair: bool = True) -> set[str]:
 
 
 class JsonlWriter:
-    """Appends entries to a JSONL file, one whole line per ``write``."""
+    """Appends entries to a JSONL file, one whole line per ``write``.
+
+    What the file system refuses (a folder that cannot be made, a read-only
+    mount, a full disk) is an :class:`~providers.errors.OutputWriteError`
+    naming the file; a line it could not write whole is cut off again.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.repaired_bytes = repair_jsonl(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self.repaired_bytes = repair_jsonl(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._error(exc, before=True) from None
         self.lines = 0
 
     def write(self, entry: DictionaryEntry) -> None:
-        """Append ``entry`` as one line."""
+        """Append ``entry`` as one line.
+
+        Raises:
+            OutputWriteError: the line could not be written.
+        """
         if self._fd is None:
             raise ValueError(f"{self.path} is closed")
         view = memoryview(entry_line(entry))
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                repair_jsonl(self.path)
+            raise self._error(exc, before=False) from None
         self.lines += 1
 
     def close(self) -> None:
@@ -151,9 +183,24 @@ class JsonlWriter:
         if self._fd is not None:
             try:
                 os.fsync(self._fd)
+            except OSError as exc:
+                raise self._error(exc, before=False) from None
             finally:
                 os.close(self._fd)
                 self._fd = None
+
+    def _error(self, exc: OSError, *, before: bool) -> OutputWriteError:
+        then = (
+            "nothing was sent"
+            if before
+            else "every answer is kept in the store: run the same command again once it can "
+            "be written (nothing is paid twice)"
+        )
+        return OutputWriteError(
+            f"cannot write the entries to {self.path}: {os_error_reason(exc)} — choose another "
+            f"--out or fix the folder (permissions, free space); {then}",
+            path=str(self.path),
+        )
 
     def __enter__(self) -> JsonlWriter:
         return self
@@ -228,6 +275,12 @@ async def run_synthesis(
 
         def failed(word: str, error: Exception) -> None:
             summary.failed += 1
+            if (
+                summary.unreachable is None
+                and isinstance(error, ProviderConnectionError)
+                and not isinstance(error, ProviderTimeoutError)
+            ):
+                summary.unreachable = error
             if len(summary.failures) < _MAX_FAILURES_KEPT:
                 summary.failures.append((word, str(error) or type(error).__name__))
             tick(word)

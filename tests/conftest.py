@@ -101,7 +101,7 @@ def settings_for(
         "connector": {"provider": provider, "db": str(tmp_path / "store.db")},
         "providers": {provider: {"base_url": base}},
         "batch": {"linger": 0.05, "poll_interval": 0.02, "max_poll_interval": 0.05},
-        "immediate": {"backoff_initial": 0.01, "backoff_max": 0.05},
+        "retry": {"backoff_initial": 0.01, "backoff_max": 0.05},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)

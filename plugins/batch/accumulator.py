@@ -4,10 +4,17 @@ Encoded lines go straight to a spool file per open shard as they arrive, so
 memory holds only keys, whatever the prompt size. A shard is sealed when one
 more line would break the provider's limit by count or by bytes; one model
 per shard when the provider needs that (OpenAI).
+
+A spool folder that cannot be written (a full disk, a read-only mount, a
+denied permission) is the store's :class:`~providers.errors.StoreWriteError`,
+naming the folder: the request being added gets it, and the requests of a
+shard whose file was broken by it are handed to ``on_lost``. Nothing of such
+a shard was sent, and its file is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -16,9 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from providers.errors import StoreWriteError, os_error_reason
 from providers.types import BatchLimits
 
-__all__ = ["BatchAccumulator", "SealedShard", "new_shard_id"]
+__all__ = ["BatchAccumulator", "SealedShard", "new_shard_id", "spool_error"]
+
+
+def spool_error(spool_dir: Path, exc: OSError) -> StoreWriteError:
+    """The one-line error of a spool folder the file system refused to write."""
+    return StoreWriteError(
+        f"the spool folder {spool_dir} cannot be written ({os_error_reason(exc)}): free disk "
+        "space or set batch.spool_dir to a writable folder, then run the same command again; "
+        "nothing of the requests it holds was sent"
+    )
 
 
 def new_shard_id() -> str:
@@ -57,12 +74,17 @@ class BatchAccumulator:
         spool_dir: Path,
         limits: BatchLimits,
         on_sealed: Callable[[SealedShard], None],
+        on_lost: Callable[[list[str], StoreWriteError], None] | None = None,
     ) -> None:
         self.spool_dir = spool_dir
         self.limits = limits
         self.on_sealed = on_sealed
+        self.on_lost = on_lost
         self._open: dict[str, _OpenShard] = {}
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise spool_error(spool_dir, exc) from None
 
     def __len__(self) -> int:
         return sum(len(s.keys) for s in self._open.values())
@@ -85,10 +107,20 @@ class BatchAccumulator:
         if shard is None:
             shard_id = new_shard_id()
             path = self.spool_dir / f"{shard_id}.jsonl"
-            shard = _OpenShard(shard_id, model, path, path.open("wb"))
+            try:
+                fh = path.open("wb")
+            except OSError as exc:
+                raise spool_error(self.spool_dir, exc) from None
+            shard = _OpenShard(shard_id, model, path, fh)
             self._open[group] = shard
-        shard.fh.write(line)
-        shard.fh.write(b"\n")
+        try:
+            shard.fh.write(line)
+            shard.fh.write(b"\n")
+        except OSError as exc:
+            # The file may hold part of the line: the whole shard is lost.
+            error = spool_error(self.spool_dir, exc)
+            self._lose(group, error)
+            raise error from None
         shard.keys.append(key)
         shard.bytes += size
         shard.est_cost += est_cost
@@ -111,20 +143,37 @@ class BatchAccumulator:
             self._seal(group)
 
     def _seal(self, group: str) -> None:
-        shard = self._open.pop(group)
-        shard.fh.flush()
-        # The journal will say this file is written; make that true on disk first.
-        os.fsync(shard.fh.fileno())
-        shard.fh.close()
+        shard = self._open[group]
+        try:
+            shard.fh.flush()
+            # The journal will say this file is written; make that true on disk first.
+            os.fsync(shard.fh.fileno())
+            shard.fh.close()
+        except OSError as exc:
+            self._lose(group, spool_error(self.spool_dir, exc))
+            return
+        del self._open[group]
         self.on_sealed(
             SealedShard(
                 shard.shard_id, shard.model, shard.path, shard.keys, shard.bytes, shard.est_cost
             )
         )
 
+    def _lose(self, group: str, error: StoreWriteError) -> None:
+        """Drop an open shard whose file could not be written; its requests go to ``on_lost``."""
+        shard = self._open.pop(group)
+        with contextlib.suppress(OSError):
+            shard.fh.close()
+        with contextlib.suppress(OSError):
+            shard.path.unlink(missing_ok=True)
+        if self.on_lost is not None and shard.keys:
+            self.on_lost(shard.keys, error)
+
     def close(self) -> None:
         """Close open spool files without sealing (their requests stay queued in the journal)."""
         for shard in self._open.values():
-            shard.fh.close()
-            shard.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                shard.fh.close()
+            with contextlib.suppress(OSError):
+                shard.path.unlink(missing_ok=True)
         self._open.clear()

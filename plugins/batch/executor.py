@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.gcpause import GcHold
 from plugins.batch.ledgercheck import check_ledger
 from plugins.batch.polling import PollSchedule
+from plugins.retry import is_unreachable
 from providers.errors import LexibatchError, ProviderError, UserError
 from providers.types import BatchInfo, BatchState, ItemResult
 
@@ -40,10 +40,6 @@ log = logging.getLogger("lexibatch.batch")
 # batch to a handful of commits (each commit of randomly keyed rows is dear)
 # while a crash loses at most one chunk of work, which is read again on resume.
 RESULT_CHUNK = 10_000
-
-# How often a transient provider failure of a lifecycle step is retried
-# before the shard is given up on for this run (it stays resumable).
-STEP_ATTEMPTS = 8
 
 
 class BatchExecutor:
@@ -75,6 +71,13 @@ class BatchExecutor:
                 # Failing the shard would re-send (and pay again for) requests
                 # whose batch exists: it stays journaled for the next run.
                 raise
+            if is_unreachable(exc):
+                # The retry policy gave up on reaching the provider: not the
+                # batch's fate, and a retry round would only try again as
+                # long. The shard stays journaled; the same command resumes it.
+                raise
+            if self.owner.split_refused(self.shard, exc):
+                return
             log.warning("batch shard %s failed: %s", self.shard.shard_id, exc)
             self._update(state="failed", error=str(exc))
             self.owner.fail_shard(self.shard, exc)
@@ -229,27 +232,10 @@ class BatchExecutor:
         owner.finish_missing(self.shard, info, seen)
 
     async def _step(self, what: str, call: Any) -> Any:
-        """One provider call of the lifecycle, retried with backoff on transient failures."""
-        delay = 1.0
-        for attempt in range(1, STEP_ATTEMPTS + 1):
-            try:
-                return await call()
-            except UserError:
-                raise
-            except ProviderError as exc:
-                if not exc.retryable or attempt == STEP_ATTEMPTS:
-                    raise
-                wait = max(exc.retry_after or 0.0, delay * (0.5 + random.random()))
-                log.warning(
-                    "batch %s: %s failed (%s); retrying in %.1fs",
-                    what,
-                    self.shard.shard_id,
-                    exc,
-                    wait,
-                )
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, 60.0)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """One provider call of the lifecycle, tried again per the one retry policy."""
+        return await self.owner.context.retry.call(
+            call, what=f"batch {what} of {self.shard.shard_id}"
+        )
 
 
 def _counts(info: BatchInfo) -> dict[str, int]:

@@ -23,10 +23,11 @@ import orjson
 from pydantic import BaseModel
 
 from plugins.store import Store
-from providers.errors import ConfigError
+from providers.errors import ConfigError, InputError
 from providers.jsonl import dumps_kept
 from providers.schema import schema_for
 from providers.types import Message, Request
+from providers.validation import request_problems
 
 __all__ = ["SchemaBook", "decode_request", "encode_request", "model_ref", "schema_ref"]
 
@@ -166,6 +167,42 @@ class SchemaBook:
             for ref, stored in self.store.get_schemas(wanted).items():
                 self._read[ref] = orjson.loads(stored)
         return [_decode(data, self._read) for data in parsed]
+
+    def decode_each(
+        self, keys: list[str], bodies: list[bytes], *, check: bool = False
+    ) -> list[Request | InputError]:
+        """Like :meth:`decode_many`, but one body that cannot be rebuilt fails alone.
+
+        A body written by another version, or damaged, gives an
+        :class:`InputError` in its place instead of stopping the others.
+
+        Args:
+            keys: the request keys, for the messages.
+            bodies: their journal bodies.
+            check: also check each rebuilt request (see
+                :func:`providers.validation.request_problems`), so one that
+                would be refused today is not sent.
+        """
+        try:
+            decoded: list[Request | InputError] = list(self.decode_many(bodies))
+        except Exception:
+            decoded = [self._decode_one(key, body) for key, body in zip(keys, bodies, strict=True)]
+        if check:
+            for i, (key, request) in enumerate(zip(keys, decoded, strict=True)):
+                if isinstance(request, Request):
+                    problems = request_problems(request)
+                    if problems:
+                        decoded[i] = InputError(
+                            f"journaled request {key}: {'; '.join(problems)} — not sent"
+                        )
+        return decoded
+
+    def _decode_one(self, key: str, body: bytes) -> Request | InputError:
+        try:
+            return self.decode_many([body])[0]
+        except Exception as exc:
+            text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            return InputError(f"journaled request {key} cannot be rebuilt ({text}) — not sent")
 
 
 def _import_model(ref: str | None) -> type[BaseModel] | None:

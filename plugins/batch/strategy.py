@@ -35,10 +35,12 @@ from plugins.batch.executor import BatchExecutor
 from plugins.batch.gcpause import GcHold
 from plugins.batch.journal import SchemaBook
 from plugins.batch.lease import BatchLease
+from plugins.batch.oversize import halved, line_problem, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.estimate import price_provider
 from plugins.ledger import Pricer, call_record, stored_result
-from plugins.results import build_response, more_tokens
+from plugins.results import build_response, more_tokens, storable, unusable
+from plugins.retry import is_unreachable
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     AuthenticationError,
@@ -47,6 +49,7 @@ from providers.errors import (
     BatchFailedError,
     BatchItemError,
     BudgetExceededError,
+    InputError,
     LexibatchError,
     ProviderError,
     StoreWriteError,
@@ -117,7 +120,7 @@ class BatchStrategy:
             mixed_models=limits.mixed_models,
         )
         self.accumulator = BatchAccumulator(
-            context.settings.spool_path, self.limits, self._on_sealed
+            context.settings.spool_path, self.limits, self._on_sealed, self._on_spool_lost
         )
         self._pending: dict[str, BatchRequest] = {}
         self._journal_buffer: list[JournalRequest] = []
@@ -152,6 +155,8 @@ class BatchStrategy:
         self._stopped: dict[str, str] = {}
         # A refused journal write is tried again when its shard is sealed, not per request.
         self._journal_refused = False
+        # Journaled requests failed because they cannot be rebuilt or sent (see _fail_unbuilt).
+        self._unbuilt = 0
         # Only a journal with unfinished requests needs a lookup per request.
         self._resumable = self.store.has_open_requests(self.provider_name)
 
@@ -228,13 +233,39 @@ class BatchStrategy:
         return True
 
     def _enqueue(self, request: Request, pending: BatchRequest, *, journal: bool) -> None:
+        """Spool ``request`` into an open shard (journaling it as queued, if new).
+
+        Raises:
+            InputError: a new request is too large for any batch, or the provider
+                cannot encode it; nothing was journaled.
+        """
         key = pending.key
+        problem: str | None = None
+        try:
+            line = self.endpoint.encode(request, key)
+        except Exception as exc:
+            # The provider's adapter cannot write it (e.g. a schema it cannot convert).
+            what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            line, problem = b"", f"the provider cannot encode it ({what})"
+        else:
+            if len(line) + 1 > self.limits.max_bytes:
+                problem = line_problem(self.endpoint, self.limits, request)
+        if problem is not None:
+            error = InputError(f"request {key}: {problem}")
+            if journal:
+                raise error
+            # Journaled by a run with a larger limit, or another version: it fails alone.
+            self._fail_unbuilt(key, error)
+            return
         self._pending[key] = pending
         if self.settings.batch.budget_usd is not None:
             pending.est_cost = self._estimate_cost(request)
-        shard_id = self.accumulator.add(
-            key, request.model, self.endpoint.encode(request, key), pending.est_cost
-        )
+        try:
+            shard_id = self.accumulator.add(key, request.model, line, pending.est_cost)
+        except StoreWriteError:
+            # The spool refused it: not queued, so nothing may wait for it here.
+            self._pending.pop(key, None)
+            raise
         if journal:
             # Journaled with its open shard's id, so sealing marks the whole
             # shard submitted in one statement.
@@ -325,6 +356,15 @@ class BatchStrategy:
             self._fresh[shard.shard_id] = sealed.keys
             self._start_executor(shard)
 
+    def _on_spool_lost(self, keys: list[str], error: StoreWriteError) -> None:
+        """An open shard's spool file could not be written: nothing of it was sent."""
+        lost = set(keys)
+        kept = [r for r in self._journal_buffer if r.key not in lost]
+        self._journal_buffer = kept
+        self._journal_bytes = sum(len(r.body) for r in kept)
+        for key in keys:
+            self._reject(key, error)
+
     def _journal_sealed(self, sealed: SealedShard) -> Shard | None:
         """Journal a sealed shard (its requests first); ``None`` when the budget refuses it."""
         self._flush_journal()
@@ -389,6 +429,10 @@ class BatchStrategy:
                 exc,
                 shard_id,
             )
+        elif is_unreachable(exc):
+            # Every shard stops alike when the provider cannot be reached: the
+            # error reaches each waiter, and the caller says it once.
+            log.info("batch shard %s stopped, stays journaled: %s", shard_id, exc)
         elif isinstance(exc, LexibatchError):
             # The store could not be written, or the provider could not be
             # reached once the batch existed: the journal resumes the shard
@@ -512,11 +556,17 @@ class BatchStrategy:
                     cost_usd=record.cost_usd,
                     batch_id=info.id,
                 )
+                result = stored_result(pending, response)  # type: ignore[arg-type]
+                storable(result)
             except ProviderError as exc:
-                # Does not fit, was cut at max_tokens, or was refused.
+                # Does not fit, was cut at max_tokens, was refused, or cannot be used at all.
                 failed.append((pending, exc))
                 continue
-            results.append(stored_result(pending, response))  # type: ignore[arg-type]
+            except Exception as exc:
+                # Whatever this one answer does, the rest of the batch is stored.
+                failed.append((pending, unusable(exc, completion.content, self.provider_name)))
+                continue
+            results.append(result)
             succeeded.append((pending, response))
         with self.store.in_transaction():
             self.store.record_calls(calls)
@@ -537,10 +587,67 @@ class BatchStrategy:
         if info.state is BatchState.FAILED and not seen and not info.succeeded:
             # Rejected whole, nothing ran, nothing billed: its estimate leaves the budget.
             self._committed_usd -= self._shard_cost.pop(shard.shard_id, 0.0)
+            if len(missing) > 1 and too_large(info=info):
+                with self.store.in_transaction():
+                    self.store.set_request_state(self.provider_name, missing, "queued")
+                self.resend_smaller(shard, missing, "; ".join(info.errors))
+                return
         if not missing:
             return
         error = _batch_fate(info, self.provider_name)
         self._fail_keys(missing, error)
+
+    def split_refused(self, shard: Shard, error: LexibatchError) -> bool:
+        """Send a shard the provider refused as too large again, in smaller batches.
+
+        Its batch was never made (never billed): in one durable commit the
+        shard is journaled failed and its requests queued again. Returns
+        whether it was split; a single request refused is not.
+        """
+        if shard.requests < 2 or not too_large(error):
+            return False
+        self._committed_usd -= self._shard_cost.pop(shard.shard_id, 0.0)
+        self.store.forget_shard(shard.shard_id, f"refused as too large ({error}); sent again split")
+        keys = self.store.shard_keys(shard.shard_id, "queued")
+        self._fresh.pop(shard.shard_id, None)
+        _remove(shard.path)
+        self.resend_smaller(shard, keys, str(error))
+        return True
+
+    def resend_smaller(self, shard: Shard, keys: list[str], why: str) -> None:
+        """Queue ``keys`` again in shards half the refused one's size (not a retry round)."""
+        self.accumulator.limits = halved(self.accumulator.limits, shard.requests)
+        log.warning(
+            "batch shard %s (%d requests, %d bytes) refused as too large: %s — sent again in "
+            "batches of at most %d requests",
+            shard.shard_id,
+            shard.requests,
+            shard.bytes or 0,
+            why,
+            self.accumulator.limits.max_requests,
+        )
+        rows = self.store.get_requests(self.provider_name, keys)
+        decoded = self._schemas.decode_each(list(rows), [r.body for r in rows.values()])
+        for row, request in zip(rows.values(), decoded, strict=True):
+            if isinstance(request, InputError):
+                self._fail_unbuilt(row.key, request)
+                continue
+            pending = self._pending.get(row.key) or BatchRequest.of(
+                request, None, _retries(row.attempts)
+            )
+            self._enqueue(request, pending, journal=False)
+
+    def _fail_unbuilt(self, key: str, error: InputError) -> None:
+        """A journaled request that cannot be rebuilt, or would be refused today, fails alone."""
+        # One warning a run; the others are in the journal (and the results file).
+        self._unbuilt += 1
+        log.log(logging.WARNING if self._unbuilt == 1 else logging.INFO, "%s", error)
+        self.store.set_request_state(self.provider_name, [key], "failed", error=_error_dict(error))
+        self._reject(key, error)
+
+    def line_problem(self, request: Request) -> str | None:
+        """Why no batch of this provider can hold ``request``, or ``None``."""
+        return line_problem(self.endpoint, self.limits, request)
 
     def fail_shard(self, shard: Shard, error: LexibatchError) -> None:
         """The shard could not be run (e.g. the provider rejected its file).
@@ -592,11 +699,14 @@ class BatchStrategy:
         if not keys:
             return {}
         rows = list(self.store.get_requests(self.provider_name, keys).values())
-        requests = self._schemas.decode_many([row.body for row in rows])
-        return {
-            row.key: BatchRequest.of(request, None, attempts=_retries(row.attempts))
-            for row, request in zip(rows, requests, strict=True)
-        }
+        requests = self._schemas.decode_each([r.key for r in rows], [r.body for r in rows])
+        stubs: dict[str, BatchRequest] = {}
+        for row, request in zip(rows, requests, strict=True):
+            if isinstance(request, InputError):
+                self._fail_unbuilt(row.key, request)
+            else:
+                stubs[row.key] = BatchRequest.of(request, None, attempts=_retries(row.attempts))
+        return stubs
 
     def _journal_failures(
         self, failed: list[tuple[BatchRequest, LexibatchError]], *, whole_batch: bool = False
@@ -637,7 +747,9 @@ class BatchStrategy:
         if not retry:
             return
         rows = self.store.get_requests(self.provider_name, retry_keys)
-        decoded = self._schemas.decode_many([row.body for row in rows.values()])
+        decoded = self._schemas.decode_each(
+            list(rows), [row.body for row in rows.values()], check=True
+        )
         requests = dict(zip(rows, decoded, strict=True))
         via_immediate = self.settings.batch.retry_via == "immediate" and self.context.immediate
         errors = {pending.key: error for pending, error in failed}
@@ -645,6 +757,9 @@ class BatchStrategy:
             pending.attempts += 1
             request = requests.get(pending.key)
             if request is None:
+                continue
+            if isinstance(request, InputError):
+                self._fail_unbuilt(pending.key, request)
                 continue
             request = more_tokens(request, errors.get(pending.key))
             self._pending[pending.key] = pending
@@ -740,9 +855,13 @@ class BatchStrategy:
         if answered:
             self.store.set_request_state(self.provider_name, answered, "succeeded")
         queued = [row for row in queued if row.key not in answered]
-        for row, request in zip(
-            queued, self._schemas.decode_many([row.body for row in queued]), strict=True
-        ):
+        decoded = self._schemas.decode_each(
+            [row.key for row in queued], [row.body for row in queued], check=True
+        )
+        for row, request in zip(queued, decoded, strict=True):
+            if isinstance(request, InputError):
+                self._fail_unbuilt(row.key, request)
+                continue
             future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
             pending = BatchRequest.of(request, future, _retries(row.attempts))
             self._enqueue(request, pending, journal=False)

@@ -47,6 +47,8 @@ class Backend(ABC):
 
     #: The database the store was opened on.
     path: str
+    #: Unique to this instance: the ledger rows it writes carry it.
+    run_id: str
 
     @abstractmethod
     def in_transaction(self, *, durable: bool = False) -> AbstractContextManager[Self]:

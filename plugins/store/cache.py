@@ -27,10 +27,13 @@ _RESULT_COLUMNS = "key, model, task, mode, text, usage, cost_usd, request_id, ba
 
 
 def _usage_json(usage: Usage) -> str:
+    # Hour-long cache writes are rare: written only when there are some.
+    hour = usage.cache_creation_1h_tokens
     return (
         f'{{"input_tokens":{usage.input_tokens},"output_tokens":{usage.output_tokens},'
         f'"cached_tokens":{usage.cached_tokens},"reasoning_tokens":{usage.reasoning_tokens},'
-        f'"cache_creation_tokens":{usage.cache_creation_tokens}}}'
+        f'"cache_creation_tokens":{usage.cache_creation_tokens}'
+        + (f',"cache_creation_1h_tokens":{hour}}}' if hour else "}")
     )
 
 
@@ -46,6 +49,7 @@ def _usage_from_json(text: str, memo: dict[str, Usage]) -> Usage:
             get("cached_tokens", 0),
             get("reasoning_tokens", 0),
             get("cache_creation_tokens", 0),
+            get("cache_creation_1h_tokens", 0),
         )
     return usage
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from plugins.store.backend import Backend
 from plugins.store.rows import CallRecord, CostRow
+from providers.types import Usage
 
 __all__ = ["CostTables"]
 
@@ -42,21 +43,34 @@ class CostTables(Backend):
                 c.immediate_cost_usd,
                 c.batch_id,
                 now if c.ts is None else c.ts,
+                self.run_id,
             )
             for c in rows
         ]
         return self._changes(
             "INSERT INTO calls (provider, model, task, mode, key, input_tokens, output_tokens, "
             "cached_tokens, reasoning_tokens, cache_creation_tokens, cost_usd, "
-            "immediate_cost_usd, batch_id, ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "immediate_cost_usd, batch_id, ts, run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             values,
         )
 
-    def cost_report(self, since: float | None = None) -> list[CostRow]:
+    def batch_usage(self, batch_id: str) -> tuple[int, Usage]:
+        """The ledger's calls of one provider batch: how many, and their tokens summed."""
+        rows = self._read(
+            "SELECT COUNT(*), TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cached_tokens), "
+            "TOTAL(reasoning_tokens), TOTAL(cache_creation_tokens) FROM calls WHERE batch_id = ?",
+            (batch_id,),
+        )
+        count, *tokens = rows[0]
+        return int(count), Usage(*(int(t) for t in tokens))
+
+    def cost_report(self, since: float | None = None, *, run: str | None = None) -> list[CostRow]:
         """Recorded usage and cost, grouped by mode, task and model.
 
         Args:
             since: only calls at or after this Unix time.
+            run: only calls recorded through the store instance whose
+                :attr:`run_id` this is (with ``since``, the scan stays on the time index).
 
         An immediate call without an ``immediate_cost_usd`` counts its own
         cost as the immediate equivalent. Unpriced calls are counted apart,
@@ -69,10 +83,16 @@ class CostTables(Backend):
             "CASE WHEN mode = 'immediate' THEN cost_usd END)), "
             "TOTAL(cost_usd IS NULL) FROM calls"
         )
+        where: list[str] = []
         params: tuple[Any, ...] = ()
         if since is not None:
-            sql += " WHERE ts >= ?"
-            params = (since,)
+            where.append("ts >= ?")
+            params += (since,)
+        if run is not None:
+            where.append("run = ?")
+            params += (run,)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " GROUP BY mode, task, model ORDER BY mode, task, model"
         return [
             CostRow(

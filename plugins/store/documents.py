@@ -65,6 +65,11 @@ class DocumentTables(Backend):
                 return
             last = rows[-1][0]
 
+    def delete_documents(self, namespace: str, keys: Iterable[str]) -> int:
+        """Remove documents of a namespace; returns how many there were."""
+        rows = [(namespace, key) for key in sorted(set(keys))]
+        return self._changes("DELETE FROM documents WHERE namespace = ? AND key = ?", rows)
+
     def has_documents(self, namespace: str, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` have a document in ``namespace``."""
         sql = "SELECT key FROM documents WHERE namespace = ? AND key IN ({marks})"

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -47,7 +48,7 @@ from typing import Any, Final, Self, TypeVar
 
 from plugins.store.backend import Backend, ConstraintError
 from plugins.store.migrations import SCHEMA_VERSION, pending_statements
-from providers.errors import ConfigError, StoreWriteError
+from providers.errors import ConfigError, StoreWriteError, os_error_reason
 
 __all__ = ["SQLiteEngine"]
 
@@ -66,6 +67,16 @@ _WRITE_FAILURES: Final = frozenset(
         sqlite3.SQLITE_FULL,
         sqlite3.SQLITE_CANTOPEN,
         sqlite3.SQLITE_NOTADB,
+    }
+)
+# What SQLite says when the file or its folder refuses to be opened for writing.
+_OPEN_REFUSALS: Final = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
     }
 )
 # Bound parameters per IN (...) query: under SQLite's historical limit of 999.
@@ -165,9 +176,18 @@ class SQLiteEngine(Backend):
         lock_timeout: float = 120.0,
     ) -> None:
         self.path = str(path)
+        #: Unique to this instance: the ledger rows it writes carry it (``cost_report(run=)``).
+        self.run_id = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._memory = self.path == _MEMORY
         if not self._memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreWriteError(
+                    f"cannot create the folder of the store {self.path} "
+                    f"({os_error_reason(exc)}): set connector.db (or --db) to a file in a "
+                    "writable folder"
+                ) from None
         self._lock_timeout = lock_timeout
         self._lock = threading.RLock()
         self._depth = 0
@@ -193,6 +213,14 @@ class SQLiteEngine(Backend):
             self.close()
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 raise
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _OPEN_REFUSALS:
+                # SQLite keeps its -wal and -shm files beside the store: the
+                # folder must be writable, not only the file.
+                raise StoreWriteError(
+                    f"the store {self.path} cannot be opened for writing ({exc}): its folder "
+                    "must be writable (read-only mount? full disk? permissions?) — fix it or "
+                    "set connector.db (or --db) to a writable place"
+                ) from None
             raise ConfigError(
                 f"{self.path}: not a usable lexibatch store: {exc}", key="connector.db"
             ) from None
@@ -472,3 +500,16 @@ class SQLiteEngine(Backend):
             return self._conn.total_changes - before
 
         return self._write(run, durable=durable)
+
+    def write_with(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in a write transaction of its own (a savepoint in an open one).
+
+        For a module that owns a table of the store (:mod:`plugins.claims`):
+        the write lock is taken up front and waited for like every write, and
+        a refused write raises :class:`~providers.errors.StoreWriteError`.
+        """
+        return self._write(lambda: fn(self._conn))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one read-only statement (for modules that own a table)."""
+        return self._read(sql, params)

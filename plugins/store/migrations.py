@@ -137,6 +137,21 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX retired_results_key ON retired_results (provider, key)",
     ),
+    (
+        # Which run (Store instance) paid a call: a run's summary sums its own calls.
+        "ALTER TABLE calls ADD COLUMN run TEXT",
+        # Immediate requests being sent, by the process sending them (plugins.claims).
+        """
+        CREATE TABLE claims (
+            provider   TEXT NOT NULL,
+            key        TEXT NOT NULL,
+            owner      TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (provider, key)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX claims_owner ON claims (owner)",
+    ),
 )
 
 #: The schema version this code reads and writes.

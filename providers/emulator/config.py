@@ -55,6 +55,10 @@ class EmulatorConfig(BaseModel):
     slow_seconds: float = Field(default=2.0, ge=0.0)
     """Delay of a slow call."""
 
+    bill_abandoned: bool = True
+    """Whether a call whose client stopped waiting (a client timeout shorter than a slow
+    answer) is still answered and billed, as the real APIs do."""
+
     batch_fail: float = Fraction
     """Fraction of batches that end ``failed`` (Anthropic: every item ``errored``)."""
 
@@ -92,6 +96,14 @@ class EmulatorConfig(BaseModel):
 
     anthropic_max_requests: int | None = Field(default=None, ge=1)
     """Reject Anthropic batches with more requests than this (the real limit is 100,000)."""
+
+    openai_max_bytes: int | None = Field(default=None, ge=1)
+    """Refuse (400, at create) OpenAI batches whose input file is over this many bytes
+    (the real limit is 200 MB)."""
+
+    anthropic_max_bytes: int | None = Field(default=None, ge=1)
+    """Refuse (413 ``request_too_large``) Anthropic batch creates over this many bytes
+    (the real limit is 256 MB)."""
 
     api_keys: list[str] | None = None
     """The API keys accepted (``None``: any non-empty key); others get each API's 401."""

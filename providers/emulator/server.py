@@ -33,6 +33,7 @@ from providers.emulator.context import (
 )
 from providers.emulator.files import delete_file, list_files
 from providers.emulator.jobs import validate_anthropic
+from providers.emulator.limits import anthropic_too_large, openai_too_large
 from providers.emulator.ratelimit import RateLimiter
 from providers.emulator.replies import (
     JSON,
@@ -229,6 +230,11 @@ class EmulatorApp:
             cfg.slow > 0 and roll(seed, "slow", digest, seen) < cfg.slow
         ):
             await asyncio.sleep(cfg.slow_seconds)
+            if not cfg.bill_abandoned and (
+                request.transport is None or request.transport.is_closing()
+            ):
+                # The client hung up while it waited: this provider forgets the call.
+                return web.Response(status=499)
         if markers.wants("rate-limit", seen) or (
             cfg.rate_limit > 0 and roll(seed, "rate_limit", digest, seen) < cfg.rate_limit
         ):
@@ -449,6 +455,9 @@ class EmulatorApp:
                 else "The input file must be uploaded with purpose 'batch'.",
                 param="input_file_id",
             )
+        too_large = openai_too_large(self.config, rec)
+        if too_large is not None:
+            return openai_error(400, too_large)
         obj = self.engine.create_openai(
             body["input_file_id"], body["endpoint"], "24h", body.get("metadata")
         )
@@ -495,6 +504,10 @@ class EmulatorApp:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
+        if anthropic_too_large(self.config, raw):
+            return anthropic_error(
+                413, "request_too_large", "Request exceeds the maximum allowed number of bytes."
+            )
         requests = body.get("requests") if isinstance(body, dict) else None
         problem = validate_anthropic(requests, self.config.anthropic_max_requests)
         if problem is not None:

@@ -30,8 +30,8 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
         "batch",
         100,
     )
-    assert s.immediate.max_attempts == 6
-    assert (s.immediate.backoff_initial, s.immediate.backoff_max, s.immediate.reask) == (0.5, 60, 1)
+    assert (s.retry.max_attempts, s.retry.give_up_after, s.retry.timeout_retries) == (6, 30, 1)
+    assert (s.retry.backoff_initial, s.retry.backoff_max, s.immediate.reask) == (0.5, 8, 1)
     assert s.models == {}
     assert s.spool_path == tmp_path / ".lexibatch" / "spool"
 
@@ -66,8 +66,10 @@ def test_toml_file_is_read(tmp_path: Path) -> None:
         spool_dir = "/var/spool/lexibatch"
 
         [immediate]
-        max_attempts = 3
         reask = 0
+
+        [retry]
+        max_attempts = 3
 
         [models]
         define = "gpt-4o"
@@ -94,7 +96,7 @@ def test_toml_file_is_read(tmp_path: Path) -> None:
     assert (s.batch.linger, s.batch.max_requests, s.batch.budget_usd) == (0.25, 5000, 12.5)
     assert s.batch.retry_via == "immediate"
     assert s.spool_path == Path("/var/spool/lexibatch")
-    assert (s.immediate.max_attempts, s.immediate.reask) == (3, 0)
+    assert (s.retry.max_attempts, s.immediate.reask) == (3, 0)
     assert s.model_for("define") == "gpt-4o"
     assert s.model_for("enhance") == "gpt-4o-mini"
     assert s.model_for("other") == "gpt-4o"
@@ -127,7 +129,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         "LEXIBATCH_BATCH_LINGER": "0.5",
         "LEXIBATCH_BATCH_MAX_POLL_INTERVAL": "600",
         "LEXIBATCH_BATCH_BUDGET_USD": "7.25",
-        "LEXIBATCH_IMMEDIATE_MAX_ATTEMPTS": "2",
+        "LEXIBATCH_RETRY_MAX_ATTEMPTS": "2",
         "LEXIBATCH_PROVIDERS_OPENAI_BASE_URL": "http://localhost:9/v1",
         "LEXIBATCH_PROVIDERS_OPENAI_MAX_BATCH_BYTES": "1000000",
         "LEXIBATCH_PROVIDERS_MY_PROXY_TIMEOUT": "30",
@@ -141,7 +143,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert (s.connector.model, s.connector.mode) == ("claude-haiku", "batch")
     assert s.connector.db == Path("/tmp/x.db")
     assert (s.batch.linger, s.batch.max_poll_interval, s.batch.budget_usd) == (0.5, 600, 7.25)
-    assert s.immediate.max_attempts == 2
+    assert s.retry.max_attempts == 2
     assert s.providers["openai"].base_url == "http://localhost:9/v1"
     assert s.providers["openai"].rpm == 10  # from the file, untouched
     assert s.providers["openai"].max_batch_bytes == 1_000_000

@@ -243,7 +243,8 @@ async def test_a_batch_refused_whole_gives_its_estimate_back_to_the_budget(
     model = {"connector": {"model": "claude-haiku-4-5"}} if provider == "anthropic" else {}
     _, now = await _estimates(make_settings(fresh_emulator, provider=provider, **model), prompts)
     # Enough for the two requests sent immediately, not for those and the batch.
-    fresh_emulator.configure(**{f"{provider}_max_requests": 1})  # the batch is refused whole
+    # Every batch is refused whole, even one of a single request (too many bytes).
+    fresh_emulator.configure(**{f"{provider}_max_bytes": 64})
     settings = make_settings(
         fresh_emulator,
         provider=provider,

@@ -9,7 +9,12 @@ from pydantic import BaseModel
 
 from plugins.config import Settings
 from plugins.factory import open_connector
-from providers.errors import InvalidRequestError, MissingAPIKeyError, SchemaValidationError
+from providers.errors import (
+    InputError,
+    InvalidRequestError,
+    MissingAPIKeyError,
+    SchemaValidationError,
+)
 
 
 class Synonyms(BaseModel):
@@ -73,7 +78,7 @@ async def test_persistent_rate_limit_gives_up_with_a_typed_error(
 ) -> None:
     from providers.errors import RateLimitError
 
-    settings = make_settings(fresh_emulator, immediate={"max_attempts": 3})
+    settings = make_settings(fresh_emulator, retry={"max_attempts": 3})
     connector = open_connector(settings)
     try:
         with pytest.raises(RateLimitError) as info:
@@ -102,11 +107,16 @@ async def test_schema_invalid_content_is_reasked_then_fails(
 async def test_permanent_errors_are_not_retried(fresh_emulator: Any, make_settings: Any) -> None:
     connector = open_connector(make_settings(fresh_emulator))
     try:
+        streamed = connector.build_request("x", Synonyms, stream=True)
         with pytest.raises(InvalidRequestError) as info:
-            # The emulator, like the API, refuses a streamed structured call with a 400.
-            await connector.generate(connector.build_request("x", Synonyms, stream=True))
+            # The emulator, like the API, refuses a streamed structured call with a 400
+            # (sent by the strategy itself: the connector refuses it before sending).
+            await connector._immediate.run(streamed)
         assert info.value.status_code == 400 and not info.value.retryable
+        assert fresh_emulator.billing()["immediate"]["requests"] == 0
         assert connector.store.cost_report() == []
+        with pytest.raises(InputError, match="extras may not set 'stream'"):
+            await connector.generate(streamed)
     finally:
         await connector.aclose()
 

@@ -72,7 +72,7 @@ class Target:
         data: dict[str, Any] = {
             "connector": {"provider": self.provider, "model": self.model, "db": str(self.db)},
             "batch": {"linger": 0.05, "poll_interval": 0.02, "max_poll_interval": 0.05},
-            "immediate": {"backoff_initial": 0.01, "backoff_max": 0.05},
+            "retry": {"backoff_initial": 0.01, "backoff_max": 0.05},
         }
         if self.provider != "sandbox":
             root = self.own_emulator.base_url

@@ -137,7 +137,7 @@ async def test_transient_immediate_failures_are_retried(target: Any, marker: str
 async def test_persistent_immediate_failures_end_in_typed_errors(
     target: Any, marker: str, error: type[Exception], paid: int
 ) -> None:
-    connector = target.open(immediate={"max_attempts": 2, "reask": 1})
+    connector = target.open(retry={"max_attempts": 2}, immediate={"reask": 1})
     try:
         bad, good = await asyncio.gather(
             _gather(connector, ["p"], model=target.marked(marker)), _gather(connector, ["r"])
@@ -266,14 +266,32 @@ async def test_cost_is_recorded_in_the_ledger(target: Any, mode: str) -> None:
         assert row.cost_usd == pytest.approx(row.immediate_cost_usd)
 
 
+async def test_a_batch_refused_as_too_large_is_split_and_sent_again(target: Any) -> None:
+    # The provider takes at most 3 requests a batch: OpenAI fails a larger one
+    # when it checks the file, Anthropic refuses to create it.
+    connector = target.open()
+    wire = "anthropic" if target.provider == "anthropic" else "openai"
+    target.emulator.configure(**{f"{wire}_max_requests": 3})
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, [f"split {i}" for i in range(7)])
+        assert all(isinstance(r, Entry) for r in results), results
+        assert connector.store.count_requests(target.provider) == {"succeeded": 7}
+    finally:
+        await connector.aclose()
+    billing = target.billing()
+    assert billing["batch"]["requests"] == 7 and billing["immediate"]["requests"] == 0
+    assert billing["duplicates"] == 0
+
+
 async def test_a_batch_refused_whole_is_rerouted_to_immediate_calls_when_configured(
     target: Any,
 ) -> None:
-    # The provider refuses the batch itself (too many requests): OpenAI when
-    # it checks the file, Anthropic at once, when the batch is created.
+    # The provider refuses every batch itself, even of one request (too many
+    # bytes), when it is created.
     connector = target.open(batch={"max_requests": 2, "retry_via": "immediate"})
     wire = "anthropic" if target.provider == "anthropic" else "openai"
-    target.emulator.configure(**{f"{wire}_max_requests": 1})
+    target.emulator.configure(**{f"{wire}_max_bytes": 64})
     try:
         connector.enable_batch_mode()
         results = await _gather(connector, ["r1", "r2"])

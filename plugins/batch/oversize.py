@@ -1,0 +1,106 @@
+"""Requests and batches too large for a provider's batch endpoint.
+
+Two cases, both settled without paying for anything:
+
+- One request whose batch line alone is over the per-batch byte limit
+  (``batch.max_bytes``, or the provider's own): no batch can hold it. It is
+  refused before it is journaled (:func:`line_problem`); ``lexibatch run``
+  refuses the whole file up front, naming each such line
+  (:func:`refuse_oversize`).
+- A batch the provider refuses as too large (more requests or bytes than it
+  takes; its limit may be lower than the one declared): it never ran, so it
+  was not billed. Its requests are queued again and sent in batches of at
+  most half as many requests (:func:`too_large`), which the strategy keeps to
+  for the rest of the run. A request refused alone fails with the refusal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from providers.errors import InputError, LexibatchError, ProviderError, RateLimitError
+from providers.types import BatchInfo, BatchLimits, BatchState, Request
+
+if TYPE_CHECKING:
+    from plugins.requestfile import JobItem
+    from providers.protocol import BatchEndpoint
+
+__all__ = ["halved", "line_problem", "refuse_oversize", "too_large"]
+
+# How the providers word a refusal of a whole batch for its size: OpenAI's
+# "File is too large." (upload) and "The batch input file is larger than the
+# 209715200 maximum ..." (create), a failed batch's "too_many_requests";
+# Anthropic's 413 "request_too_large" and a 400 on too many requests.
+_TOO_LARGE: Final = re.compile(
+    r"too many requests|too_many_requests|request_too_large|too large|"
+    r"larger than the \d+ maximum|exceeds the maximum allowed number of bytes",
+    re.IGNORECASE,
+)
+_TOO_LARGE_CODES: Final = frozenset(
+    {"too_many_requests", "request_too_large", "file_too_large", "batch_too_large"}
+)
+
+
+def line_problem(endpoint: BatchEndpoint, limits: BatchLimits, request: Request) -> str | None:
+    """Why no batch can hold ``request`` (its line is over the byte limit), or ``None``."""
+    size = len(endpoint.encode(request, request.key)) + 1
+    if size <= limits.max_bytes:
+        return None
+    return (
+        f"the request is {size:,} bytes as a batch line, more than the {limits.max_bytes:,} "
+        "bytes one batch may hold (batch.max_bytes, or the provider's limit) — shorten it, "
+        "or send it with --mode immediate"
+    )
+
+
+def refuse_oversize(strategy: Any, items: Sequence[JobItem], path: Path) -> None:
+    """Refuse a request file with a line no batch can hold, before anything is sent.
+
+    ``strategy`` is the connector's batch strategy; one that does not say
+    how large a request may be (a plugin's) is not asked.
+
+    Raises:
+        InputError: naming each such line as ``FILE:LINE: what is wrong``.
+    """
+    check = getattr(strategy, "line_problem", None)
+    if check is None:
+        return
+    problems = []
+    for item in items:
+        problem = check(item.request)
+        if problem is not None:
+            problems.append(f"{path}:{item.line}: {problem}")
+    if len(problems) == 1:
+        raise InputError(f"{problems[0]} — nothing was sent")
+    if problems:
+        raise InputError(
+            f"{path}: {len(problems)} requests are too large for a batch; nothing was sent",
+            problems=problems,
+        )
+
+
+def too_large(error: LexibatchError | None = None, info: BatchInfo | None = None) -> bool:
+    """Whether a batch was refused (at upload or create, or failed by the provider) for its size."""
+    if isinstance(error, RateLimitError):
+        # A 429 is about the rate, never the batch's size.
+        return False
+    if isinstance(error, ProviderError):
+        if error.status_code == 413 or error.code in _TOO_LARGE_CODES:
+            return True
+        return bool(_TOO_LARGE.search(error.message))
+    if info is not None and info.state is BatchState.FAILED:
+        return _any_too_large(info.errors)
+    return False
+
+
+def _any_too_large(reasons: Iterable[str]) -> bool:
+    return any(_TOO_LARGE.search(reason) for reason in reasons)
+
+
+def halved(limits: BatchLimits, requests: int) -> BatchLimits:
+    """Limits under which a batch of ``requests`` refused as too large goes in two or more."""
+    most = max(1, min(limits.max_requests, (requests + 1) // 2))
+    return BatchLimits(most, limits.max_bytes, mixed_models=limits.mixed_models)

@@ -1,0 +1,204 @@
+"""Reading a request file (``lexibatch run``), every line checked before anything is sent.
+
+One request per line::
+
+    {"id": "optional-id", "messages": [{"role": "user", "content": "..."}],
+     "model": "optional", "task": "optional", "schema": {JSON schema, optional},
+     "schema_name": "optional", "max_tokens": 100, "temperature": 0,
+     "extras": {provider body fields, optional}}
+
+``"prompt": "text"`` may stand for a single user message, ``"system": "text"``
+adds a system message before it. Every line is parsed and checked (see
+:mod:`providers.validation`) before the first request is sent: a file with
+bad lines is refused whole, each bad line reported as ``FILE:LINE: what is
+wrong``, and nothing is paid for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from providers.errors import InputError
+from providers.schema import make_strict
+from providers.types import Message, Request
+from providers.validation import check_request
+
+__all__ = ["MAX_PROBLEMS_SHOWN", "JobItem", "read_requests"]
+
+#: Bad lines reported one by one; past this many, only their number.
+MAX_PROBLEMS_SHOWN: Final = 20
+
+_KNOWN: Final = frozenset(
+    {
+        "id",
+        "messages",
+        "prompt",
+        "system",
+        "model",
+        "task",
+        "schema",
+        "schema_name",
+        "max_tokens",
+        "temperature",
+        "extras",
+    }
+)
+_ROLES: Final = frozenset({"system", "user", "assistant"})
+
+
+@dataclass(frozen=True)
+class JobItem:
+    """One input line: its id, its request and where it came from.
+
+    Attributes:
+        id: the line's ``id`` (its line number when it has none).
+        request: the checked request.
+        line: the line number in the request file (0: not from a file).
+    """
+
+    id: str
+    request: Request
+    line: int = 0
+
+
+def read_requests(
+    path: Path, *, default_model: str, route: Callable[[str | None], str] | None = None
+) -> list[JobItem]:
+    """Parse and check every line of a request file.
+
+    Args:
+        path: the JSONL request file.
+        default_model: the model of a line that names none (and whose task
+            is not routed).
+        route: task → model (``[models]`` of the config).
+
+    Raises:
+        InputError: the file cannot be read, holds no request, or has bad
+            lines; ``problems`` lists the first :data:`MAX_PROBLEMS_SHOWN`
+            of them as ``FILE:LINE: what is wrong``.
+    """
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the request file ({exc.strerror})") from None
+    items: list[JobItem] = []
+    problems: list[str] = []
+    bad = 0
+    # Identical schemas become one object: checked and compiled once, kept once.
+    schemas: dict[bytes, Mapping[str, Any]] = {}
+    with handle:
+        for lineno, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                item = _parse_line(raw, where, lineno, default_model, route, schemas)
+                check_request(item.request, where=where)
+            except InputError as exc:
+                bad += 1
+                if len(problems) < MAX_PROBLEMS_SHOWN:
+                    problems.append(exc.message)
+                continue
+            items.append(item)
+    if bad == 1:
+        raise InputError(f"{problems[0]} — nothing was sent")
+    if bad:
+        if bad > len(problems):
+            problems.append(f"{path}: ... and {bad - len(problems)} more bad lines")
+        raise InputError(
+            f"{path}: {bad} of {bad + len(items)} request lines are invalid; nothing was sent "
+            "— fix them and run again",
+            problems=problems,
+        )
+    if not items:
+        raise InputError(f"{path}: no requests in the file")
+    return items
+
+
+def _parse_line(
+    raw: bytes,
+    where: str,
+    lineno: int,
+    default_model: str,
+    route: Callable[[str | None], str] | None,
+    schemas: dict[bytes, Mapping[str, Any]],
+) -> JobItem:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected a JSON object per line")
+    unknown = set(obj) - _KNOWN
+    if unknown:
+        raise InputError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_KNOWN))}"
+        )
+    messages: list[Message] = []
+    if obj.get("system") is not None:
+        messages.append(Message("system", _text(obj["system"], "system", where)))
+    if "messages" in obj:
+        if not isinstance(obj["messages"], list) or not obj["messages"]:
+            raise InputError(f"{where}: messages must be a non-empty list")
+        for i, m in enumerate(obj["messages"]):
+            if not isinstance(m, dict) or m.get("role") not in _ROLES:
+                raise InputError(
+                    f"{where}: messages[{i}] needs a role of system, user or assistant"
+                )
+            messages.append(
+                Message(m["role"], _text(m.get("content"), f"messages[{i}].content", where))
+            )
+    elif "prompt" in obj:
+        messages.append(Message("user", _text(obj["prompt"], "prompt", where)))
+    else:
+        raise InputError(f"{where}: needs messages or prompt")
+    line_id = obj.get("id", lineno)
+    if not isinstance(line_id, str | int) or isinstance(line_id, bool):
+        raise InputError(f"{where}: id must be a string or an integer, got {line_id!r}")
+    task = obj.get("task")
+    if task is not None and not isinstance(task, str):
+        raise InputError(f"{where}: task must be a string, got {task!r}")
+    # A model given is used as it is (checked below); only an absent one is routed.
+    model = obj["model"] if obj.get("model") is not None else None
+    if model is None:
+        model = (route(task) if route else None) or default_model
+    schema = obj.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise InputError(f"{where}: schema must be a JSON schema object, got {schema!r:.60}")
+    request = Request(
+        model=model,
+        messages=tuple(messages),
+        json_schema=_strict(schema, schemas, where) if schema is not None else None,
+        schema_name=obj.get("schema_name") or ("response" if schema is not None else None),
+        max_tokens=obj.get("max_tokens"),
+        temperature=obj.get("temperature"),
+        task=task,
+        extras=obj["extras"] if obj.get("extras") is not None else {},
+    )
+    return JobItem(str(line_id), request, lineno)
+
+
+def _strict(
+    schema: dict[str, Any], schemas: dict[bytes, Mapping[str, Any]], where: str
+) -> Mapping[str, Any]:
+    text = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    strict = schemas.get(text)
+    if strict is None:
+        try:
+            strict = make_strict(schema)
+        except RecursionError:
+            raise InputError(f"{where}: schema is nested too deeply") from None
+        schemas[text] = strict
+    return strict
+
+
+def _text(value: Any, field: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{where}: {field} must be a string, got {value!r:.60}")
+    return value

@@ -1,0 +1,56 @@
+"""Money as users read it: exact sums and figures printed with sensible precision.
+
+Costs are stored as floats (the ledger's ``REAL`` column) and summed here as
+:class:`~decimal.Decimal` values made from each float's shortest repr, so a
+total never shows float noise (``0.30000000000000004``). A figure is printed
+with cents when it is a cent or more, and with three significant digits when
+it is less — a real spend never reads ``$0.0000``, and only nothing reads
+``$0.00``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
+
+__all__ = ["format_usd", "to_decimal", "usd_sum"]
+
+_CENT = Decimal("0.01")
+_SIGNIFICANT = 3
+# Below this a sum is shown as "under" it rather than as a long row of zeros.
+_SMALLEST = Decimal("0.000001")
+
+
+def to_decimal(value: float | Decimal | int | None) -> Decimal:
+    """``value`` as an exact :class:`Decimal` of what it prints as (``None``: zero)."""
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(repr(float(value)))
+
+
+def usd_sum(values: Iterable[float | Decimal | int | None]) -> Decimal:
+    """The exact sum of ``values`` (``None`` counts as zero: an unpriced call is counted apart)."""
+    return sum((to_decimal(v) for v in values), Decimal(0))
+
+
+def format_usd(value: float | Decimal | int | None) -> str:
+    """``$1,234.57``, ``$0.05``, ``$0.00423``, ``<$0.000001``, ``$0.00`` for nothing at all.
+
+    Cents (rounded half up) from a cent on; below a cent, up to three
+    significant digits, so a small but real spend is never printed as zero.
+    """
+    amount = to_decimal(value)
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if amount == 0:
+        return "$0.00"
+    if amount < _SMALLEST:
+        return f"{sign}<${_SMALLEST:f}"
+    if amount < _CENT:
+        exponent = amount.adjusted() - _SIGNIFICANT + 1
+        amount = amount.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP)
+        if amount < _CENT:
+            return f"{sign}${amount.normalize():f}"
+    return f"{sign}${amount.quantize(_CENT, rounding=ROUND_HALF_UP):,}"

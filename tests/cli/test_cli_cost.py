@@ -1,0 +1,37 @@
+"""The run summary and `lexibatch cost` count the same paid calls, re-asks and failures too."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.cli_helpers import lexibatch, workdir
+
+_SPENT = re.compile(r"(\$[\d.,]+ for [\d,]+ paid calls?)")
+
+
+@pytest.mark.parametrize(("mode", "calls"), [("immediate", 2), ("batch", 4)])
+def test_every_paid_call_is_in_the_summary_and_in_the_cost_report(
+    tmp_path: Path, fresh_emulator: Any, mode: str, calls: int
+) -> None:
+    # Every answer misfits its schema: immediate calls are re-asked once, batch
+    # requests go to 3 retry rounds; every one of those calls is paid.
+    fresh_emulator.configure(schema_invalid=1.0)
+    work = workdir(tmp_path / "work", fresh_emulator.base_url + "/v1", 10)
+    done = lexibatch("run", "requests.jsonl", "--mode", mode, "--out", "out.jsonl", cwd=work)
+    assert done.returncode == 1, done.stderr
+    assert "0 succeeded, 10 failed" in done.stderr
+    summary = _SPENT.search(done.stderr)
+    assert summary is not None, done.stderr
+    assert summary.group(1).endswith(f"for {10 * calls} paid calls")
+    assert "$0.00 " not in summary.group(1) and "$0.0000 " not in done.stderr
+    billed = fresh_emulator.billing()
+    assert billed[mode]["requests"] == 10 * calls, billed
+    report = lexibatch("cost", cwd=work)
+    assert report.returncode == 0, report.stderr
+    total = re.search(r"total (\$[\d.,]+ for [\d,]+ paid calls)", report.stdout)
+    assert total is not None, report.stdout
+    assert total.group(1) == summary.group(1)

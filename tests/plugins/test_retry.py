@@ -1,0 +1,123 @@
+"""The one retry policy: what it retries, how long, retry-after, timeouts of paid calls."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from plugins.config import RetrySettings
+from plugins.retry import RetryPolicy
+from providers.errors import (
+    InvalidRequestError,
+    ProviderConnectionError,
+    ProviderTimeoutError,
+    RateLimitError,
+    SchemaValidationError,
+    ServerError,
+)
+
+
+def _policy(**settings: Any) -> RetryPolicy:
+    values = {"backoff_initial": 0.001, "backoff_max": 0.002, **settings}
+    return RetryPolicy(RetrySettings(**values), provider="openai")
+
+
+class Flaky:
+    """Fails with ``errors`` in turn, then answers ``"ok"``; counts its calls."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+async def test_retryable_failures_are_tried_again_until_an_answer() -> None:
+    call = Flaky(ServerError("boom"), RateLimitError("slow down"), ProviderConnectionError("x"))
+    assert await _policy().call(call, what="call") == "ok"
+    assert call.calls == 4
+
+
+async def test_permanent_failures_and_schema_misfits_are_not_retried() -> None:
+    for error in (InvalidRequestError("bad"), SchemaValidationError("misfit")):
+        call = Flaky(error)
+        with pytest.raises(type(error)):
+            await _policy().call(call, what="call")
+        assert call.calls == 1
+
+
+async def test_it_gives_up_after_max_attempts_and_says_so() -> None:
+    call = Flaky(*[ServerError("down")] * 10)
+    with pytest.raises(ServerError, match=r"gave up after 3 tries in"):
+        await _policy(max_attempts=3).call(call, what="call")
+    assert call.calls == 3
+
+
+async def test_retry_after_is_waited_for_even_past_backoff_max() -> None:
+    call = Flaky(RateLimitError("slow down", retry_after=0.3))
+    started = time.monotonic()
+    assert await _policy().call(call, what="call") == "ok"
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_no_try_starts_after_give_up_after() -> None:
+    call = Flaky(*[ProviderConnectionError("refused")] * 1000)
+    started = time.monotonic()
+    with pytest.raises(ProviderConnectionError, match="gave up after"):
+        await _policy(
+            max_attempts=1000, backoff_initial=0.05, backoff_max=0.05, give_up_after=0.5
+        ).call(call, what="call")
+    assert time.monotonic() - started < 0.6
+    assert 2 <= call.calls < 1000
+
+
+async def test_a_paid_call_that_timed_out_is_sent_again_at_most_timeout_retries_times(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timeouts = [ProviderTimeoutError("no answer in time")] * 5
+    paid = Flaky(*timeouts)
+    with caplog.at_level(logging.INFO, "lexibatch.retry"), pytest.raises(ProviderTimeoutError):
+        await _policy(timeout_retries=1).call(paid, what="request k", paid=True)
+    assert paid.calls == 2
+    said = [r for r in caplog.records if "may bill the call" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    # Not paid (a poll, an upload): a timeout is one transient failure among others.
+    unpaid = Flaky(*timeouts)
+    assert await _policy().call(unpaid, what="poll") == "ok"
+    assert unpaid.calls == 6
+    never = Flaky(*timeouts)
+    with pytest.raises(ProviderTimeoutError):
+        await _policy(timeout_retries=0).call(never, what="request k", paid=True)
+    assert never.calls == 1
+
+
+async def test_once_unreachable_other_calls_get_one_try_until_one_gets_through() -> None:
+    policy = _policy(max_attempts=4)
+    first = Flaky(*[ProviderConnectionError("refused")] * 10)
+    with pytest.raises(ProviderConnectionError):
+        await policy.call(first, what="call")
+    assert first.calls == 4 and policy.unreachable is not None
+    second = Flaky(*[ProviderConnectionError("refused")] * 10)
+    with pytest.raises(ProviderConnectionError):
+        await policy.call(second, what="call")
+    assert second.calls == 1
+    back = Flaky()
+    assert await policy.call(back, what="call") == "ok"
+    assert policy.unreachable is None
+    third = Flaky(ProviderConnectionError("blip"))
+    assert await policy.call(third, what="call") == "ok"
+    assert third.calls == 2
+
+
+async def test_a_pause_the_provider_asked_for_is_waited_for_past_give_up_after() -> None:
+    call = Flaky(*[RateLimitError("slow down", retry_after=0.2)] * 2)
+    started = time.monotonic()
+    assert await _policy(give_up_after=0.1).call(call, what="poll") == "ok"
+    assert call.calls == 3 and time.monotonic() - started >= 0.4

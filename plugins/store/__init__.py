@@ -27,6 +27,9 @@ whose parts share one connection, so that one transaction can span tables
     the batch journal (``shards``).
 ``documents``
     namespaced JSON documents (``documents``).
+``claims``
+    which process is sending an immediate request (``claims``; the policy is
+    :mod:`plugins.claims`').
 
 Nothing secret is stored: no headers, no API keys.
 """
@@ -34,6 +37,7 @@ Nothing secret is stored: no headers, no API keys.
 from __future__ import annotations
 
 from plugins.store.cache import CacheTables
+from plugins.store.claims import ClaimTables
 from plugins.store.costs import CostTables
 from plugins.store.documents import DocumentTables
 from plugins.store.engine import SQLiteEngine
@@ -65,7 +69,7 @@ __all__ = [
 ]
 
 
-class Store(SQLiteEngine, CacheTables, CostTables, ShardTables, DocumentTables):
+class Store(SQLiteEngine, CacheTables, CostTables, ShardTables, DocumentTables, ClaimTables):
     """The result cache, the cost ledger and the request / batch journal, in one SQLite file.
 
     All methods are synchronous and quick; they may be called from the event

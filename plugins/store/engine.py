@@ -501,15 +501,6 @@ class SQLiteEngine(Backend):
 
         return self._write(run, durable=durable)
 
-    def write_with(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn(connection)`` in a write transaction of its own (a savepoint in an open one).
-
-        For a module that owns a table of the store (:mod:`plugins.claims`):
-        the write lock is taken up front and waited for like every write, and
-        a refused write raises :class:`~providers.errors.StoreWriteError`.
-        """
-        return self._write(lambda: fn(self._conn))
-
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """The rows of one read-only statement (for modules that own a table)."""
+        """The rows of one read-only statement (for reports and checks that read the store)."""
         return self._read(sql, params)

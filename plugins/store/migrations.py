@@ -4,7 +4,8 @@ Each table is described where it is used: ``results`` and
 ``retired_results`` in :mod:`plugins.store.cache`, ``calls`` in
 :mod:`plugins.store.costs`, ``requests`` and ``schemas`` in
 :mod:`plugins.store.journal`, ``shards`` in :mod:`plugins.store.shards`,
-``documents`` in :mod:`plugins.store.documents`. The engine runs the
+``documents`` in :mod:`plugins.store.documents`, ``claims`` in
+:mod:`plugins.store.claims`. The engine runs the
 pending migrations in order inside one write transaction when a store is
 opened (see :meth:`plugins.store.engine.SQLiteEngine.schema_version`).
 """

@@ -586,48 +586,53 @@ def batches() -> None:
 @batches.command("list")
 @_provider_opt
 @_db_opt
+@click.option("--json", "as_json", is_flag=True, help="One JSON array (money as exact strings).")
 @click.pass_context
 @_guard
-def batches_list(ctx: click.Context, **flags: Any) -> None:
-    """List the journaled shards and their provider batches."""
+def batches_list(ctx: click.Context, as_json: bool, **flags: Any) -> None:
+    """List the journaled batches: states, counts, cost, local times and ages."""
     from plugins.store import Store
+    from plugins.tables import batch_json, batch_views, batches_table, stdout_console
 
     settings = _settings(ctx, **flags)
     with Store(settings.connector.db) as store:
-        shards = store.shards()
-    if not shards:
+        views = batch_views(store, store.shards(provider=flags.get("provider")))
+    if as_json:
+        import orjson
+
+        rows = [batch_json(v, raw=False) for v in views]
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+        return
+    if not views:
         click.echo("no batches in the journal")
         return
-    click.echo(
-        f"{'shard':<32} {'provider':<10} {'state':<10} {'batch':<40} {'status':<12} requests"
-    )
-    for s in shards:
-        click.echo(
-            f"{s.shard_id:<32} {s.provider:<10} {s.state:<10} {s.batch_id or '-':<40} "
-            f"{s.batch_status or '-':<12} {s.requests}"
-        )
+    stdout_console().print(batches_table(views))
 
 
 @batches.command("show")
 @click.argument("batch")
 @_db_opt
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (money as exact strings).")
 @click.pass_context
 @_guard
-def batches_show(ctx: click.Context, batch: str, **flags: Any) -> None:
+def batches_show(ctx: click.Context, batch: str, as_json: bool, **flags: Any) -> None:
     """Show one batch (by batch id or shard id), as journaled and as its provider sees it now."""
-    import orjson
+    from plugins.tables import batch_detail, batch_json, batch_views, stdout_console
 
     shard, settings = _shard_and_settings(ctx, batch, flags)
 
     async def body(connector: LexiConnector) -> None:
-        click.echo(orjson.dumps(_shard_dict(shard), option=orjson.OPT_INDENT_2).decode())
+        (view,) = batch_views(connector.store, [shard])
         endpoint = connector.provider.batch
+        info = None
         if shard.batch_id and endpoint is not None:
             info = await endpoint.poll(shard.batch_id)
-            click.echo(
-                f"provider now: {info.state.value}, {info.succeeded}/{info.total} succeeded, "
-                f"{info.failed} failed"
-            )
+        if as_json:
+            import orjson
+
+            click.echo(orjson.dumps(batch_json(view, info), option=orjson.OPT_INDENT_2))
+        else:
+            stdout_console().print(batch_detail(view, info))
 
     _run(_with_connector(settings, body))
 
@@ -721,24 +726,38 @@ def _shard_of(store: Any, ident: str) -> Any:
     return shard
 
 
-def _shard_dict(shard: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(shard).items()}
-
-
 @main.command()
 @_db_opt
+@click.option("--json", "as_json", is_flag=True, help="Rows and totals as JSON (exact strings).")
+@click.option("--chart", is_flag=True, help="Also draw the spend over time, by minute to week.")
 @click.pass_context
 @_guard
-def cost(ctx: click.Context, **flags: Any) -> None:
-    """Report what was spent, by mode, task and model, and the saving against immediate."""
-    from plugins.report import print_cost_report
+def cost(ctx: click.Context, as_json: bool, chart: bool, **flags: Any) -> None:
+    """Report spend by provider, mode, task and model, and the saving against immediate."""
+    from plugins.report import summary_line
+    from plugins.spendchart import spend_buckets, spend_chart
     from plugins.store import Store
+    from plugins.tables import cost_json, cost_rows, cost_table, stdout_console
 
     settings = _settings(ctx, **flags)
     with Store(settings.connector.db) as store:
-        print_cost_report(store.cost_report())
+        rows = cost_rows(store)
+        summary = summary_line(store.cost_report()) if rows else ""
+        buckets, name, fmt = spend_buckets(store) if chart else ([], "", "")
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(cost_json(rows), option=orjson.OPT_INDENT_2))
+        return
+    if not rows:
+        click.echo("no paid calls recorded yet")
+        return
+    console = stdout_console()
+    console.print(cost_table(rows))
+    console.print(summary)
+    if chart:
+        console.print()
+        console.print(spend_chart(buckets, name, fmt))
 
 
 if __name__ == "__main__":  # pragma: no cover

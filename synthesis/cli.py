@@ -99,19 +99,32 @@ async def _with_connector(settings: Settings, body: Callable[[LexiConnector], Aw
         await connector.aclose()
 
 
-def _observe(total: int | None, description: str, *, count_requests: bool = True) -> Any:
+def _observe(state: Any, *, quiet: bool) -> Any:
+    """Show ``state`` (a :class:`plugins.dashboard.RunState`) on stderr while a command runs."""
     from plugins.manager import get_plugin_manager
     from plugins.progress import ProgressObserver
 
-    observer = ProgressObserver(total, description=description, count_requests=count_requests)
-    get_plugin_manager().pm.register(observer, name=f"progress-{id(observer)}")
-    return observer
+    get_plugin_manager().pm.register(state, name=f"progress-{id(state)}")
+    return ProgressObserver(state, quiet=quiet)
 
 
 def _unobserve(observer: Any) -> None:
     from plugins.manager import get_plugin_manager
 
-    get_plugin_manager().pm.unregister(observer)
+    get_plugin_manager().pm.unregister(observer.state)
+
+
+def _hush(quiet: bool) -> None:
+    """With ``--quiet``, only errors reach stderr (warnings and notes are dropped)."""
+    if quiet:
+        import logging
+
+        logging.getLogger("lexibatch").setLevel(logging.ERROR)
+
+
+def _say(quiet: bool, message: str) -> None:
+    if not quiet:
+        click.echo(message, err=True)
 
 
 _provider_opt = click.option("--provider", help="Provider name (see `lexibatch plugins`).")
@@ -120,6 +133,9 @@ _mode_opt = click.option(
     "--mode", type=click.Choice(["immediate", "batch", "auto"]), help="How requests are sent."
 )
 _db_opt = click.option("--db", type=click.Path(path_type=Path), help="The SQLite store.")
+_quiet_opt = click.option(
+    "--quiet", "-q", is_flag=True, help="Print nothing but errors (no progress, no summary)."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -203,6 +219,7 @@ def emulator(
 @_db_opt
 @click.option("--estimate", is_flag=True, help="Print the expected cost and exit without sending.")
 @click.option("--budget", type=float, help="Refuse to submit past this many USD.")
+@_quiet_opt
 @click.pass_context
 @_guard
 def run(
@@ -211,6 +228,7 @@ def run(
     out: Path,
     estimate: bool,
     budget: float | None,
+    quiet: bool,
     **flags: Any,
 ) -> None:
     """Send provider-neutral requests from a JSONL file; write one result per line."""
@@ -221,8 +239,12 @@ def run(
     items = read_requests(
         requests, default_model=settings.connector.model, route=settings.model_for
     )
+    _hush(quiet)
+    expected_usd: float | None = None
     if estimate or budget is not None:
-        _estimate_or_refuse(settings, [i.request for i in items], estimate=estimate, budget=budget)
+        expected_usd = _estimate_or_refuse(
+            settings, [i.request for i in items], estimate=estimate, budget=budget
+        )
         if estimate:
             return
     # Before anything is sent: a results file that cannot be written is found now.
@@ -231,16 +253,26 @@ def run(
     async def body(connector: LexiConnector) -> None:
         import time
 
+        from plugins.dashboard import RunState
         from plugins.report import spent_line
 
         started = time.time()
-        connector.choose_mode(len(items))
+        connector.choose_mode(len(items), announce=not quiet)
         if connector.batch_mode:
             from plugins.batch.oversize import refuse_oversize
 
             # A line no batch of the provider can hold: refused before anything is sent.
             refuse_oversize(connector.batch_strategy(), items, requests)
-        observer = _observe(len(items), "requests")
+        state = RunState(
+            f"run {requests.name}",
+            total=len(items),
+            stages=["requests"],
+            stage_of=lambda task: "requests",
+            estimate_usd=expected_usd,
+            budget_usd=settings.batch.budget_usd,
+            batch_mode=connector.batch_mode,
+        )
+        observer = _observe(state, quiet=quiet)
         try:
             with observer:
                 summary = await run_requests(connector, items, out)
@@ -248,10 +280,10 @@ def run(
             _unobserve(observer)
         # Every call this run paid for, from the ledger `lexibatch cost` reads.
         spent = connector.store.cost_report(since=started, run=connector.store.run_id)
-        click.echo(
+        _say(
+            quiet,
             f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.cached} from cache; "
             f"cost {spent_line(spent)}; results in {out}",
-            err=True,
         )
         if summary.unreachable is not None:
             click.echo(
@@ -268,7 +300,8 @@ def run(
 
 def _estimate_or_refuse(
     settings: Settings, requests: list[Any], *, estimate: bool, budget: float | None
-) -> None:
+) -> float | None:
+    """Print the estimate, or refuse a run over ``budget``; the estimate in the mode chosen."""
     from plugins.estimate import estimate_requests
     from plugins.factory import resolve_provider_name
     from providers.errors import BudgetExceededError
@@ -284,6 +317,7 @@ def _estimate_or_refuse(
         click.echo(est.describe())
     if budget is not None and chosen is not None and chosen > budget:
         raise BudgetExceededError(chosen, budget)
+    return chosen
 
 
 @main.command()
@@ -314,6 +348,7 @@ def _estimate_or_refuse(
     "--estimate", is_flag=True, help="Print what the run would cost in each mode and exit."
 )
 @click.option("--budget", type=float, help="Refuse to submit past this many USD.")
+@_quiet_opt
 @click.pass_context
 @_guard
 def synthesize(
@@ -324,6 +359,7 @@ def synthesize(
     out: Path,
     estimate: bool,
     budget: float | None,
+    quiet: bool,
     **flags: Any,
 ) -> None:
     """Synthesize dictionary entries for a word list (JSONL out, and in the store)."""
@@ -332,9 +368,10 @@ def synthesize(
     from synthesis.wordlist import read_word_list
 
     settings = _settings(ctx, budget=budget, **flags)
+    _hush(quiet)
     word_list, report = read_word_list(words)
     if not report.clean:
-        click.echo(f"lexibatch: {report.summary()}", err=True)
+        _say(quiet, f"lexibatch: {report.summary()}")
     if not word_list:
         from providers.errors import InputError
 
@@ -347,6 +384,7 @@ def synthesize(
         # Before anything is sent: an output that cannot be written is found now.
         check_writable(out)
     expected: int | None = None
+    expected_usd: float | None = None
     if estimate or budget is not None:
         from synthesis.runner import load_done
 
@@ -354,23 +392,48 @@ def synthesize(
         done = load_done(out, repair=False)
         todo = [w for w in word_list if w.casefold() not in done]
         if len(todo) < len(word_list):
-            click.echo(
+            _say(
+                quiet,
                 f"lexibatch: {len(word_list) - len(todo)} of {len(word_list)} words "
                 f"already in {out}; estimating the other {len(todo)}",
-                err=True,
             )
         est = _estimate_synthesis(settings, todo, chosen, sources)
         if estimate:
             click.echo(est.describe())
             return
-        _refuse_over_budget(settings, est, len(todo), budget)
+        expected_usd = _refuse_over_budget(settings, est, len(todo), budget)
         expected = est.requests
     _run(
         _with_connector(
             settings,
-            lambda c: _synthesize(c, settings, word_list, chosen, sources, out, expected),
+            lambda c: _synthesize(
+                c,
+                settings,
+                word_list,
+                chosen,
+                sources,
+                out,
+                expected,
+                quiet=quiet,
+                estimate_usd=expected_usd,
+            ),
         )
     )
+
+
+def _stage_of(task: str | None) -> str:
+    """The pipeline round (:data:`synthesis.pipeline.STAGES`) a call of ``task`` belongs to."""
+    from synthesis.components import COMPONENTS
+
+    if task in ("cluster", "generate"):
+        return "cluster"
+    if task == "synthesize":
+        return "synthesize"
+    component = COMPONENTS.get(task or "")
+    if component is not None:
+        # Word-level components need no meanings: they run in the first round.
+        return "enhance" if component.level == "definition" else "cluster"
+    return task or "other"
 
 
 async def _synthesize(
@@ -381,7 +444,12 @@ async def _synthesize(
     sources: Any,
     out: Path,
     expected_requests: int | None = None,
+    *,
+    quiet: bool = False,
+    estimate_usd: float | None = None,
 ) -> None:
+    from plugins.dashboard import RunState
+    from synthesis.pipeline import STAGES
     from synthesis.runner import load_done, run_synthesis
 
     done = load_done(out)
@@ -391,15 +459,24 @@ async def _synthesize(
     # word's few dozen calls.
     if expected_requests is None:
         expected_requests = len(todo) * max(len(components), 1) * 2
-    mode = connector.choose_mode(expected_requests)
+    mode = connector.choose_mode(expected_requests, announce=not quiet)
     import time
 
     store = connector.store
     started = time.time()
-    observer = _observe(len(todo), "words", count_requests=False)
+    state = RunState(
+        f"synthesize {len(todo):,} words",
+        stages=STAGES,
+        stage_of=_stage_of,
+        estimate_usd=estimate_usd,
+        budget_usd=settings.batch.budget_usd,
+        batch_mode=mode == "batch",
+    )
+    state.set_units("words", 0, len(todo))
+    observer = _observe(state, quiet=quiet)
 
     def progress(word: str, finished: int, total: int) -> None:
-        observer.advance_to(finished)
+        state.set_units("words", finished, total)
 
     def on_entry(entry: Any) -> None:
         store.put_document("entries", entry.word, entry.model_dump(mode="json"))
@@ -425,11 +502,11 @@ async def _synthesize(
 
     rows = store.cost_report(since=started, run=store.run_id)
     immediate = usd_sum(r.immediate_cost_usd for r in rows)
-    click.echo(
+    _say(
+        quiet,
         f"{summary.written} entries written to {out}, {summary.skipped} already done, "
         f"{summary.failed} failed; {observer.requests} calls ({observer.cached} from cache); "
         f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}",
-        err=True,
     )
     if summary.unreachable is not None:
         click.echo(
@@ -517,8 +594,12 @@ def _estimate_synthesis(
     return est
 
 
-def _refuse_over_budget(settings: Settings, est: Any, size: int, budget: float | None) -> None:
+def _refuse_over_budget(
+    settings: Settings, est: Any, size: int, budget: float | None
+) -> float | None:
     """Refuse a run whose estimate, in the mode it will run in, is over ``budget``.
+
+    Returns that estimate (``None`` without a budget or words to price).
 
     The mode is chosen as the connector will choose it for ``est.requests``
     requests (the ``choose_strategy`` hook), so ``auto`` is priced right.
@@ -529,7 +610,7 @@ def _refuse_over_budget(settings: Settings, est: Any, size: int, budget: float |
     from providers.errors import BudgetExceededError
 
     if budget is None or size == 0:
-        return
+        return None
     manager = get_plugin_manager()
     provider = resolve_provider_name(settings)
     workload = Workload(
@@ -543,25 +624,34 @@ def _refuse_over_budget(settings: Settings, est: Any, size: int, budget: float |
     chosen = est.batch_usd if mode == "batch" else est.immediate_usd
     if chosen > budget:
         raise BudgetExceededError(chosen, budget)
+    return float(chosen)
 
 
 @main.command()
 @_provider_opt
 @_db_opt
+@_quiet_opt
 @click.pass_context
 @_guard
-def resume(ctx: click.Context, **flags: Any) -> None:
+def resume(ctx: click.Context, quiet: bool, **flags: Any) -> None:
     """Finish the journaled work of earlier runs without the original input."""
     settings = _settings(ctx, **flags)
+    _hush(quiet)
 
     async def body(connector: LexiConnector) -> None:
         import time
 
+        from plugins.dashboard import RunState
         from plugins.report import spent_line
 
         started = time.time()
         strategy = connector.batch_strategy()
-        observer = _observe(None, "resume")
+        state = RunState(
+            f"resume ({connector.provider_name})",
+            budget_usd=settings.batch.budget_usd,
+            batch_mode=True,
+        )
+        observer = _observe(state, quiet=quiet)
         try:
             with observer:
                 requeued = await strategy.resume()  # type: ignore[attr-defined]
@@ -569,10 +659,10 @@ def resume(ctx: click.Context, **flags: Any) -> None:
             _unobserve(observer)
         counts = connector.store.count_requests(connector.provider_name)
         spent = connector.store.cost_report(since=started, run=connector.store.run_id)
-        click.echo(
+        _say(
+            quiet,
             f"resumed ({requeued} queued requests sent); cost {spent_line(spent)}; journal now: "
             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
-            err=True,
         )
 
     _run(_with_connector(settings, body))

@@ -165,6 +165,8 @@ class RunState:
             provider,
             batch.state.value,
             requests or batch.total,
+            batch.succeeded,
+            batch.failed,
             first_seen=now,
             changed=now,
             terminal=batch.state.terminal,

@@ -11,8 +11,10 @@ out an ETA and what the run is waiting for. It draws two ways:
 Choosing between them (and drawing nothing with ``--quiet``) is
 :mod:`plugins.progress`'s job.
 
-Something slow that no hook reports (a provider's queue is full, say) can be
-shown with :meth:`RunState.wait_started` and :meth:`RunState.wait_ended`.
+Shards held back until a provider's queue has room are shown when the
+``batch_waiting_for_room`` hook is called (an optional hook: the dashboard
+works without it). Any other wait can be shown with
+:meth:`RunState.wait_started` and :meth:`RunState.wait_ended`.
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class RunState:
         self.batches: dict[str, BatchSeen] = {}
         self.units: tuple[str, int, int | None] | None = None
         self._wait: tuple[str, float] | None = None
+        #: Shards waiting for queue room: shard id → (provider, model, since).
+        self.held: dict[str, tuple[str, str, float]] = {}
         #: Bumped on every change a reader of the log should hear about.
         self.changes = 0
 
@@ -192,6 +196,17 @@ class RunState:
         seen.terminal = batch.state.terminal
         seen.changed = now
 
+    @hookimpl(optionalhook=True)
+    def batch_waiting_for_room(
+        self, shard_id: str, provider: str, model: str, waiting: bool
+    ) -> None:
+        """Note a shard held back (or let go) until its provider's queue has room."""
+        if waiting:
+            self.held.setdefault(shard_id, (provider, model, self.clock()))
+        else:
+            self.held.pop(shard_id, None)
+        self.changes += 1
+
     # -- what no hook says ---------------------------------------------------
 
     def set_units(self, name: str, done: int, total: int | None) -> None:
@@ -256,6 +271,14 @@ class RunState:
         if self._wait is not None:
             what, since = self._wait
             return f"{what} (since {_clock(since)}, {age(now - since)})"
+        held = list(self.held.values())
+        if held:
+            provider, model, since = min(held, key=lambda h: h[2])
+            shards = f"{len(held)} shard" + ("" if len(held) == 1 else "s")
+            return (
+                f"room in {provider}'s batch queue for {model}: {shards} held "
+                f"(since {_clock(since)}, {age(now - since)})"
+            )
         active = self._active()
         if active:
             b = active[0]

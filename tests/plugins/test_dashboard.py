@@ -192,3 +192,30 @@ def test_quiet_shows_nothing() -> None:
     with ProgressObserver(state, quiet=True, style="lines", interval=0.01, stream=out):
         time.sleep(0.05)
     assert out.getvalue() == ""
+
+
+def test_shards_held_for_queue_room_are_what_it_waits_for() -> None:
+    state, clock = _fed()
+    state.batch_waiting_for_room("s7", "openai", "gpt-4o-mini", True)
+    state.batch_waiting_for_room("s8", "openai", "gpt-4o-mini", True)
+    clock.now += 30
+    since = datetime.fromtimestamp(T0 + 180).strftime("%H:%M:%S")
+    assert state.waiting_for() == (
+        f"room in openai's batch queue for gpt-4o-mini: 2 shards held (since {since}, 30s)"
+    )
+    state.batch_waiting_for_room("s7", "openai", "gpt-4o-mini", False)
+    state.batch_waiting_for_room("s8", "openai", "gpt-4o-mini", False)
+    assert (state.waiting_for() or "").startswith("batch batch_enh (openai) in_progress")
+
+
+def test_the_dashboard_registers_beside_the_built_in_plugins() -> None:
+    from plugins.manager import get_plugin_manager
+
+    manager = get_plugin_manager()
+    state = RunState("test")
+    # Validated like any plugin: its hooks exist (the queue-room one is optional).
+    manager.register(state, name="test-dashboard", origin="test")
+    try:
+        assert manager.pm.is_registered(state)
+    finally:
+        manager.pm.unregister(state)

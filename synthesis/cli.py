@@ -194,7 +194,10 @@ def emulator(
     batch_seconds: float | None,
     api_keys: tuple[str, ...],
 ) -> None:
-    """Serve the OpenAI and Anthropic APIs on loopback (offline, synthetic answers)."""
+    """Serve the OpenAI, Anthropic, Gemini and Mistral APIs on loopback (synthetic answers).
+
+    Mistral's API is under /mistral (its paths are OpenAI's too).
+    """
     from providers.emulator import EmulatorConfig, serve
 
     fields: dict[str, Any] = {}

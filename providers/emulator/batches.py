@@ -98,13 +98,26 @@ class BatchEngine:
     # ------------------------------------------------------------- creation
 
     def create_openai(
-        self, input_file_id: str, endpoint: str, window: str, metadata: Any
+        self,
+        input_file_id: str,
+        endpoint: str,
+        window: str,
+        metadata: Any,
+        *,
+        batch_id: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A new OpenAI batch; its answer says ``validating``."""
+        """A new OpenAI batch; its answer says ``validating``.
+
+        ``batch_id`` and ``extra`` serve the APIs run on this engine (Gemini,
+        Mistral): their own id shape, and a ``wire`` field naming the API,
+        which keeps the batch out of OpenAI's list.
+        """
         now = time.time()
         data = self.state.files[input_file_id].content()
         rec: dict[str, Any] = {
-            "id": ids.hex_time_id("batch_", now),
+            **(extra or {}),
+            "id": batch_id or ids.hex_time_id("batch_", now),
             "provider": "openai",
             "created": now,
             "T": self.config.batch_seconds,
@@ -181,7 +194,8 @@ class BatchEngine:
             return None
         partial = self.config.partial_done
         if fault == "expire":
-            return ("expired", partial, t0 + T)
+            # An API whose expired batches return nothing (Gemini) runs none of its items.
+            return ("expired", rec.get("expired_done", partial), t0 + T)
         if fault == "cancel":
             return ("cancelled", partial, t0 + T)
         return ("completed", 1.0, t0 + T)
@@ -275,7 +289,11 @@ class BatchEngine:
     async def list_openai(self, limit: int, after: str | None) -> dict[str, Any]:
         """A page of batches, newest first."""
         recs = sorted(
-            (r for r in self.state.batches.values() if r["provider"] == "openai"),
+            (
+                r
+                for r in self.state.batches.values()
+                if r["provider"] == "openai" and "wire" not in r
+            ),
             key=lambda r: r["created"],
             reverse=True,
         )

@@ -73,18 +73,15 @@ def _offset() -> int:
 
 def spend_buckets(store: Store, since: float | None = None) -> tuple[list[SpendBucket], str, str]:
     """The ledger summed by bucket (gaps filled), the bucket's name, and its label format."""
-    where, params = ("WHERE ts >= ?", (since,)) if since is not None else ("", ())
-    first, last = store.query(f"SELECT MIN(ts), MAX(ts) FROM calls {where}", params)[0]
-    if first is None:
+    span = store.call_span(since)
+    if span is None:
         return [], "", ""
-    size, name, fmt = bucket_size(float(last) - float(first))
+    size, name, fmt = bucket_size(span[1] - span[0])
     offset = _offset()
-    rows = store.query(
-        f"SELECT CAST((ts + ?) / ? AS INTEGER) AS b, TOTAL(cost_usd), COUNT(*) FROM calls "
-        f"{where} GROUP BY b ORDER BY b",
-        (offset, size, *params),
-    )
-    found = {int(b): (to_decimal(cost), int(calls)) for b, cost, calls in rows}
+    found = {
+        b: (to_decimal(cost), calls)
+        for b, (cost, calls) in store.spend_by_bucket(size, offset, since).items()
+    }
     low, high = min(found), max(found)
     buckets = [
         SpendBucket(b * size - offset, *found.get(b, (Decimal(0), 0))) for b in range(low, high + 1)

@@ -107,14 +107,11 @@ class BatchView:
 
 def batch_views(store: Store, shards: Sequence[Shard]) -> list[BatchView]:
     """``shards`` with their cost from the usage ledger."""
-    ids = [s.batch_id for s in shards if s.batch_id]
-    costs: dict[str, tuple[int, Decimal, int]] = {}
-    if ids:
-        for batch_id, calls, spent, unpriced in store.query(
-            "SELECT batch_id, COUNT(*), TOTAL(cost_usd), TOTAL(cost_usd IS NULL) "
-            "FROM calls WHERE batch_id IS NOT NULL GROUP BY batch_id"
-        ):
-            costs[batch_id] = (int(calls), to_decimal(spent), int(unpriced))
+    costs = (
+        {k: (n, to_decimal(c), u) for k, (n, c, u) in store.batch_costs().items()}
+        if any(s.batch_id for s in shards)
+        else {}
+    )
     views = []
     for shard in shards:
         calls, spent, unpriced = costs.get(shard.batch_id or "", (0, Decimal(0), 0))
@@ -297,16 +294,6 @@ class ProviderCostRow:
 
 def cost_rows(store: Store, since: float | None = None) -> list[ProviderCostRow]:
     """The usage ledger grouped by provider, mode, task and model."""
-    sql = (
-        "SELECT provider, mode, task, model, COUNT(*), TOTAL(input_tokens), "
-        "TOTAL(output_tokens), TOTAL(cost_usd), TOTAL(COALESCE(immediate_cost_usd, "
-        "CASE WHEN mode = 'immediate' THEN cost_usd END)), TOTAL(cost_usd IS NULL) FROM calls"
-    )
-    params: tuple[Any, ...] = ()
-    if since is not None:
-        sql += " WHERE ts >= ?"
-        params = (since,)
-    sql += " GROUP BY provider, mode, task, model ORDER BY provider, mode, task, model"
     return [
         ProviderCostRow(
             provider=r[0],
@@ -320,7 +307,7 @@ def cost_rows(store: Store, since: float | None = None) -> list[ProviderCostRow]
             immediate_usd=to_decimal(r[8]),
             unpriced=int(r[9]),
         )
-        for r in store.query(sql, params)
+        for r in store.cost_by_provider(since)
     ]
 
 

@@ -110,3 +110,48 @@ class CostTables(Backend):
             )
             for r in self._read(sql, params)
         ]
+
+    def batch_costs(self) -> dict[str, tuple[int, float, int]]:
+        """Per provider batch: ``batch id → (paid calls, cost, unpriced calls)``."""
+        rows = self._read(
+            "SELECT batch_id, COUNT(*), TOTAL(cost_usd), TOTAL(cost_usd IS NULL) "
+            "FROM calls WHERE batch_id IS NOT NULL GROUP BY batch_id"
+        )
+        return {r[0]: (int(r[1]), float(r[2]), int(r[3])) for r in rows}
+
+    def cost_by_provider(self, since: float | None = None) -> list[tuple[Any, ...]]:
+        """The ledger by provider, mode, task and model, in that order.
+
+        Each row: ``(provider, mode, task, model, calls, input tokens, output
+        tokens, cost, immediate cost, unpriced calls)``, summed as in
+        :meth:`cost_report`.
+        """
+        sql = (
+            "SELECT provider, mode, task, model, COUNT(*), TOTAL(input_tokens), "
+            "TOTAL(output_tokens), TOTAL(cost_usd), TOTAL(COALESCE(immediate_cost_usd, "
+            "CASE WHEN mode = 'immediate' THEN cost_usd END)), TOTAL(cost_usd IS NULL) FROM calls"
+        )
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += " WHERE ts >= ?"
+            params = (since,)
+        sql += " GROUP BY provider, mode, task, model ORDER BY provider, mode, task, model"
+        return [tuple(r) for r in self._read(sql, params)]
+
+    def call_span(self, since: float | None = None) -> tuple[float, float] | None:
+        """The first and last call's time, or ``None`` when there is none."""
+        where, params = ("WHERE ts >= ?", (since,)) if since is not None else ("", ())
+        first, last = self._read(f"SELECT MIN(ts), MAX(ts) FROM calls {where}", params)[0]
+        return None if first is None else (float(first), float(last))
+
+    def spend_by_bucket(
+        self, size: int, offset: int = 0, since: float | None = None
+    ) -> dict[int, tuple[float, int]]:
+        """Cost and calls per time bucket: ``(ts + offset) // size → (cost, calls)``."""
+        where, params = ("WHERE ts >= ?", (since,)) if since is not None else ("", ())
+        rows = self._read(
+            "SELECT CAST((ts + ?) / ? AS INTEGER) AS b, TOTAL(cost_usd), COUNT(*) FROM calls "
+            f"{where} GROUP BY b ORDER BY b",
+            (offset, size, *params),
+        )
+        return {int(b): (float(cost), int(calls)) for b, cost, calls in rows}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -162,8 +163,12 @@ def test_cost_and_batches_report_exact_money(live: LiveServer, client: httpx.Cli
     assert cost["cost"].startswith("$")
     batch = client.get("/batches").json()["batches"][0]
     assert batch["provider"] == "openai" and batch["batch_id"].startswith("batch_")
-    assert batch["created"].endswith("+00:00")
+    assert datetime.fromisoformat(batch["created_at"]).tzinfo is not None
+    assert _PLAIN_DECIMAL.match(batch["cost_usd"]) and batch["paid_calls"] >= 1
     assert "raw" not in batch
+    # What `lexibatch batches list --json` and `lexibatch cost --json` print, row for row.
+    assert set(batch) >= {"shard_id", "state", "batch_status", "requests", "updated_at"}
+    assert set(cost["rows"][0]) >= {"provider", "saved_usd", "immediate_cost_usd"}
 
 
 def test_the_openapi_schema_describes_every_route(client: httpx.Client) -> None:

@@ -107,6 +107,18 @@ def batch_status_changed(batch: BatchInfo, previous: BatchState | None, provider
 
 
 @hookspec
+def request_started(request: Request) -> None:
+    """A request is being looked up and, unless the store has its answer, sent.
+
+    Called once per request that will end in :func:`request_finished`
+    (a duplicate awaiting the same request in flight is neither started nor
+    finished), so observers know the work queued before it ends.
+
+    :param request: the request.
+    """
+
+
+@hookspec
 def request_finished(
     request: Request, response: Response | None, error: LexibatchError | None
 ) -> None:
@@ -121,7 +133,12 @@ def request_finished(
 
 
 #: Names of the hooks that only observe; their implementations must not raise.
-OBSERVER_HOOKS: tuple[str, ...] = ("batch_submitted", "batch_status_changed", "request_finished")
+OBSERVER_HOOKS: tuple[str, ...] = (
+    "batch_submitted",
+    "batch_status_changed",
+    "request_started",
+    "request_finished",
+)
 
 #: Signature of an observer callback, for typing relays.
 Observer = Callable[..., Any]

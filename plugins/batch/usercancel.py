@@ -15,8 +15,7 @@ the journal with the same error, until the user asks for them again
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from providers.errors import CANCELLED_BY_USER, CancelledByUserError
 
@@ -41,15 +40,7 @@ _CANCELLED_ROWS = (
 
 def record_user_cancel(store: Store, shard_id: str) -> None:
     """Journal that the user cancelled the batch of ``shard_id`` (before the provider is asked)."""
-
-    def run(conn: Any) -> None:
-        conn.execute(
-            "UPDATE shards SET cancelled_by_user_at = COALESCE(cancelled_by_user_at, ?) "
-            "WHERE shard_id = ?",
-            (time.time(), shard_id),
-        )
-
-    store.write_with(run)
+    store.mark_cancelled_by_user(shard_id)
 
 
 def user_cancelled(store: Store, shard_id: str) -> bool:
@@ -89,13 +80,4 @@ def is_cancelled(store: Store, provider: str, key: str) -> bool:
 
 def requeue_cancelled(store: Store, provider: str) -> int:
     """Queue again the requests the user's cancels ended (``--retry-cancelled``); how many."""
-
-    def run(conn: Any) -> int:
-        cursor = conn.execute(
-            f"UPDATE requests SET state = 'queued', error = NULL, updated_at = ? "
-            f"WHERE {_CANCELLED_ROWS}",
-            (time.time(), provider, CANCELLED_BY_USER),
-        )
-        return int(cursor.rowcount)
-
-    return store.write_with(run)
+    return store.requeue_failed(provider, CANCELLED_BY_USER)

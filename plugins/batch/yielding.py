@@ -11,7 +11,6 @@ next shard. :mod:`plugins.crossmode` says why this order never pays twice.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,19 +53,10 @@ class ClaimYield:
             return shard, keys
         kept = [k for k in keys if k not in taken]
         lines, size = drop_lines(Path(str(shard.path)), taken)
-        now = time.time()
-        rows = [(now, self.provider, k, shard.shard_id) for k in sorted(taken)]
         with self.store.in_transaction():
             # Out of the shard, not counted as sent; queued, so a crash now
             # leaves them to the next run, which finds their answers stored.
-            self.store.write_with(
-                lambda conn: conn.executemany(
-                    "UPDATE requests SET state = 'queued', shard_id = NULL, "
-                    "attempts = MAX(attempts - 1, 0), updated_at = ? "
-                    "WHERE provider = ? AND key = ? AND shard_id = ?",
-                    rows,
-                )
-            )
+            self.store.unshard_requests(self.provider, shard.shard_id, taken)
             if kept:
                 shard = self.store.update_shard(shard.shard_id, requests=lines, bytes=size)
             else:

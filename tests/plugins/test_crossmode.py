@@ -27,11 +27,8 @@ async def test_a_request_claimed_elsewhere_is_left_out_then_sent_once_let_go(
             connector.enable_batch_mode()
             claimed = connector.build_request(prompts[0], Entry, task="t").key
             owner = "another-host:4242:feedbeef"
-            connector.store.write_with(
-                lambda conn: conn.execute(
-                    "INSERT INTO claims (provider, key, owner, expires_at) VALUES (?,?,?,?)",
-                    ("openai", claimed, owner, time.time() + 60),
-                )
+            connector.store.take_claim(
+                "openai", claimed, owner, time.time() + 60, lambda _owner, _expires: False
             )
             running = asyncio.ensure_future(gather(connector, prompts))
             # The first shard leaves without the claimed request; its caller waits.
@@ -43,9 +40,7 @@ async def test_a_request_claimed_elsewhere_is_left_out_then_sent_once_let_go(
             assert [s.requests for s in first] == [5]
             assert not running.done()
             # The other process lets its claim go without an answer: sent here, once.
-            connector.store.write_with(
-                lambda conn: conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
-            )
+            connector.store.release_claim("openai", claimed, owner)
             results = await asyncio.wait_for(running, 30)
             shards = sorted(s.requests for s in connector.store.shards())
         finally:

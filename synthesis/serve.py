@@ -480,3 +480,4 @@ def create_app(context: ServeContext) -> FastAPI:
         return context.cost()
 
     return app
+

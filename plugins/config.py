@@ -129,6 +129,13 @@ class ProviderSettings(_Section):
             ``tool`` (forced tool use) — Anthropic only; ``None`` for the default.
         max_batch_requests: overrides the provider's requests-per-batch limit.
         max_batch_bytes: overrides the provider's bytes-per-batch limit.
+        max_enqueued_tokens: the most tokens (estimated as ``--estimate`` does) one
+            model may have in this provider's batches that have not ended; a shard
+            that would pass it waits before its batch is created. ``None``: no cap
+            is applied ahead (a batch the provider refuses for its queue still
+            waits for room and is sent again).
+        max_enqueued_tokens_by_model: the same cap for some models by name, over
+            ``max_enqueued_tokens``.
     """
 
     base_url: str | None = None
@@ -142,6 +149,10 @@ class ProviderSettings(_Section):
     structured_output: Literal["json_schema", "tool"] | None = None
     max_batch_requests: PositiveInt | None = None
     max_batch_bytes: PositiveInt | None = None
+    max_enqueued_tokens: PositiveInt | None = None
+    max_enqueued_tokens_by_model: dict[Annotated[str, Field(min_length=1)], PositiveInt] = Field(
+        default_factory=dict
+    )
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -158,6 +169,10 @@ class ProviderSettings(_Section):
                 "not the key itself",
             )
         return self
+
+    def enqueued_token_cap(self, model: str) -> int | None:
+        """The most tokens ``model`` may have enqueued in batches, or ``None`` (no cap)."""
+        return self.max_enqueued_tokens_by_model.get(model, self.max_enqueued_tokens)
 
     def key_env(self, provider_name: str) -> str | None:
         """The variable this provider's key is read from (``None``: it needs none)."""

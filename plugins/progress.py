@@ -42,6 +42,8 @@ class ProgressObserver:
         self.failed = 0
         self.cached = 0
         self.batches: dict[str, str] = {}
+        # Shards waiting for room in the provider's queue: shard id -> model.
+        self.waiting: dict[str, str] = {}
         self.done = 0
         self._count_requests = count_requests
         self._progress = Progress(
@@ -86,6 +88,9 @@ class ProgressObserver:
         detail = f"ok {self.succeeded} · failed {self.failed} · cached {self.cached}"
         if batch_text:
             detail += f" · batches: {batch_text}"
+        if self.waiting:
+            models = ", ".join(sorted(set(self.waiting.values())))
+            detail += f" · {len(self.waiting)} waiting for queue room ({models})"
         completed = self.requests if self._count_requests else self.done
         self._progress.update(self._task, completed=completed, detail=detail)
 
@@ -118,6 +123,24 @@ class ProgressObserver:
     ) -> None:
         """Show a batch's new state."""
         self.batches[batch.id] = batch.state.value
+        if self.enabled:
+            self._refresh()
+
+    @hookimpl
+    def batch_waiting_for_room(
+        self,
+        shard_id: str,
+        provider: str,
+        model: str,
+        enqueued: int,
+        cap: int | None,
+        waiting: bool,
+    ) -> None:
+        """Show how many shards wait for room in the provider's queue, and for which models."""
+        if waiting:
+            self.waiting[shard_id] = model
+        else:
+            self.waiting.pop(shard_id, None)
         if self.enabled:
             self._refresh()
 

@@ -1,0 +1,193 @@
+"""Scheduling under the provider's queue cap: shards wait for room, every request answered once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import pytest
+
+from plugins.batch.queuecap import QueueRoom, request_tokens
+from plugins.factory import open_connector
+from providers.emulator.queuecap import anthropic_tokens, openai_tokens
+from tests.plugins.batch_helpers import Entry, gather
+
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
+PROMPTS = [f"queue word {i}" for i in range(10, 22)]  # 12 requests: 4 shards of 3
+SHARD = 3
+
+
+def _settings(make_settings: Any, emu: Any, provider: str, **provider_opts: Any) -> Any:
+    base = emu.base_url if provider == "anthropic" else emu.base_url + "/v1"
+    return make_settings(
+        emu,
+        provider=provider,
+        connector={"model": MODELS[provider]},
+        providers={provider: {"base_url": base, **provider_opts}},
+        batch={"max_requests": SHARD},
+    )
+
+
+def _shard_sizes(settings: Any, provider: str) -> tuple[list[int], list[int]]:
+    """Tokens of each shard: as this client estimates them, and as the emulator counts them."""
+    connector = open_connector(settings)
+    try:
+        requests = [connector.build_request(p, Entry, task="t") for p in PROMPTS]
+        endpoint = connector.provider.batch
+        assert endpoint is not None
+        ours: list[int] = []
+        theirs: list[int] = []
+        for at in range(0, len(requests), SHARD):
+            group = requests[at : at + SHARD]
+            ours.append(sum(request_tokens(r) for r in group))
+            lines = [endpoint.encode(r, r.key) for r in group]
+            if provider == "openai":
+                counted = openai_tokens(b"\n".join(lines))
+            else:
+                counted = anthropic_tokens([orjson.loads(line) for line in lines])
+            theirs.append(counted[MODELS[provider]])
+    finally:
+        connector.store.close()
+    return ours, theirs
+
+
+def _fits_two(sizes: list[int]) -> int:
+    """A cap two shards fit under, three never."""
+    cap = 2 * max(sizes) + min(sizes) // 2
+    assert 3 * min(sizes) > cap
+    return cap
+
+
+def _watch_holds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the tokens enqueued for the model after each shard is counted."""
+    seen: list[int] = []
+    original = QueueRoom.hold
+
+    def hold(self: QueueRoom, shard_id: str, tokens: Mapping[str, int]) -> None:
+        original(self, shard_id, tokens)
+        seen.append(max(self.enqueued(model) for model in tokens))
+
+    monkeypatch.setattr(QueueRoom, "hold", hold)
+    return seen
+
+
+async def _run_all(settings: Any, provider: str) -> None:
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        results = await gather(connector, PROMPTS)
+        assert all(isinstance(r, Entry) for r in results), results
+        store = connector.store
+        assert store.count_requests(provider) == {"succeeded": len(PROMPTS)}
+        # Not a retry round, nothing split: four shards, each answered in its first round.
+        shards = store.shards()
+        assert len(shards) == len(PROMPTS) // SHARD
+        assert {(s.state, s.round) for s in shards} == {("collected", 0)}
+    finally:
+        await connector.aclose()
+
+
+def _billed_once(emu: Any) -> None:
+    billing = emu.billing()
+    assert billing["batch"]["requests"] == len(PROMPTS)
+    assert billing["duplicates"] == 0 and billing["immediate"]["requests"] == 0
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_shards_wait_for_room_under_the_configured_cap(
+    fresh_emulator: Any,
+    make_settings: Any,
+    provider: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Batches stay in progress a while, so later shards find the queue full.
+    fresh_emulator.configure(batch_seconds=0.4)
+    ours, _ = _shard_sizes(_settings(make_settings, fresh_emulator, provider), provider)
+    cap = _fits_two(ours)
+    settings = _settings(
+        make_settings,
+        fresh_emulator,
+        provider,
+        max_enqueued_tokens_by_model={MODELS[provider]: cap},
+    )
+    held = _watch_holds(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
+        await _run_all(settings, provider)
+    # Never more than the cap enqueued, and two shards did go together.
+    assert held and max(held) <= cap and max(held) > max(ours)
+    waits = [r.getMessage() for r in caplog.records if "waiting for queue room" in r.getMessage()]
+    assert waits and all(f"cap {cap}" in w for w in waits), waits
+    assert waits[0].startswith(f"waiting for queue room for {MODELS[provider]}: ")
+    # The provider never had to refuse a batch.
+    states = [rec.get("refused") for rec in fresh_emulator.app.state.batches.values()]
+    assert len(states) == len(PROMPTS) // SHARD and not any(states)
+    _billed_once(fresh_emulator)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_batches_refused_for_the_queue_wait_and_are_sent_again(
+    fresh_emulator: Any,
+    make_settings: Any,
+    provider: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = _settings(make_settings, fresh_emulator, provider)
+    _, theirs = _shard_sizes(settings, provider)
+    fresh_emulator.configure(batch_seconds=0.4, enqueued_token_limit=_fits_two(theirs))
+    with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
+        await _run_all(settings, provider)
+    messages = [r.getMessage() for r in caplog.records]
+    waits = [m for m in messages if "waiting for queue room" in m]
+    assert waits, messages
+    assert "the provider refused it" in waits[0] or "the provider refused shard" in waits[0]
+    batches = list(fresh_emulator.app.state.batches.values())
+    if provider == "openai":
+        # Refused batches are failed ones at the provider; they never ran.
+        refused = [b for b in batches if b.get("refused")]
+        assert refused and len(batches) == len(PROMPTS) // SHARD + len(refused)
+        assert "token_limit_exceeded" in waits[0]
+    else:
+        # Anthropic refuses at create: only the batches that ran exist.
+        assert len(batches) == len(PROMPTS) // SHARD
+    assert not any("failed" in m and "shard" in m and "refused" not in m for m in messages)
+    _billed_once(fresh_emulator)
+
+
+async def test_a_refusal_with_nothing_in_flight_backs_off_and_sends_again(
+    fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another member of the organisation holds the queue: every create is refused.
+    fresh_emulator.configure(enqueued_token_limit=1)
+    settings = _settings(make_settings, fresh_emulator, "anthropic")
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
+            tasks = [
+                asyncio.ensure_future(connector.structured(p, Entry, task="t")) for p in PROMPTS[:2]
+            ]
+            backoffs: list[str] = []
+            for _ in range(200):
+                await asyncio.sleep(0.02)
+                backoffs = [
+                    r.getMessage()
+                    for r in caplog.records
+                    if "none of this run's batches" in r.getMessage()
+                ]
+                if len(backoffs) >= 2:
+                    break
+        # Asked again and again, journaled before create each time, nothing failed.
+        assert len(backoffs) >= 2, backoffs
+        assert [s.state for s in connector.store.shards()] == ["uploaded"]
+        assert connector.store.count_requests("anthropic") == {"submitted": 2}
+        assert not any(t.done() for t in tasks)
+        fresh_emulator.configure(enqueued_token_limit=None)  # the queue drains
+        results = await asyncio.gather(*tasks)
+        assert all(isinstance(r, Entry) for r in results)
+    finally:
+        await connector.aclose()
+    assert fresh_emulator.billing()["batch"]["requests"] == 2

@@ -114,6 +114,8 @@ class BatchEngine:
         refused = openai_refusal(
             self.state.batches.values(), tokens, self.config.enqueued_token_limit
         )
+        if refused:
+            self.state.queue_refusals += 1
         rec: dict[str, Any] = {
             "id": ids.hex_time_id("batch_", now),
             "provider": "openai",

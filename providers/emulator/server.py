@@ -515,6 +515,7 @@ class EmulatorApp:
         assert isinstance(requests, list)
         full = self.engine.anthropic_refusal(requests)
         if full is not None:
+            self.state.queue_refusals += 1
             return anthropic_error(429, "rate_limit_error", full)
         obj = self.engine.create_anthropic(raw, requests, _origin(request))
         await self._step_latency()

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from plugins.registry import Strategy, StrategyContext, Workload
-from plugins.results import build_response
+from plugins.results import cached_response
 from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import InputError, LexibatchError, SchemaValidationError, UnsupportedError
 from providers.protocol import Prompt, as_messages
-from providers.types import Completion, Request, Response
+from providers.types import Request, Response
 from providers.validation import check_request
 
 if TYPE_CHECKING:
@@ -267,22 +267,8 @@ class LexiConnector:
         stored = self.store.get_result(self.provider_name, request.key)
         if stored is None:
             return None
-        completion = Completion(
-            content=stored.text,
-            usage=stored.usage,
-            model=stored.model,
-            request_id=stored.request_id,
-        )
         try:
-            return build_response(
-                request,
-                completion,
-                provider=self.provider_name,
-                mode=stored.mode,  # type: ignore[arg-type]
-                cost_usd=0.0,
-                batch_id=stored.batch_id,
-                cached=True,
-            )
+            return cached_response(request, stored, provider=self.provider_name)
         except SchemaValidationError as exc:
             # The response model changed since the answer was stored. Set the
             # old answer aside so the new one is kept, and paid for only once.

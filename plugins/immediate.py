@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from plugins.claims import ClaimBook
 from plugins.ledger import record_paid, record_unanswered
 from plugins.pacing import Pacer
-from plugins.results import build_response, more_tokens
+from plugins.results import build_response, cached_response, more_tokens
 from providers.errors import SchemaValidationError, TruncatedError, UnusableAnswerError
 from providers.types import Completion, Message, Request, Response, Usage
 
@@ -104,22 +104,8 @@ class ImmediateStrategy:
         stored = self.context.store.get_result(self.provider_name, request.key)
         if stored is None:
             return None
-        completion = Completion(
-            content=stored.text,
-            usage=stored.usage,
-            model=stored.model,
-            request_id=stored.request_id,
-        )
         try:
-            return build_response(
-                request,
-                completion,
-                provider=self.provider_name,
-                mode=stored.mode,  # type: ignore[arg-type]
-                cost_usd=0.0,
-                batch_id=stored.batch_id,
-                cached=True,
-            )
+            return cached_response(request, stored, provider=self.provider_name)
         except SchemaValidationError:
             # An answer that no longer fits is the connector's to retire; send anew.
             return None

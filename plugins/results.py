@@ -27,7 +27,14 @@ from providers.validation import schema_validator
 if TYPE_CHECKING:
     from plugins.store import StoredResult
 
-__all__ = ["build_response", "more_tokens", "storable", "unusable", "validate_content"]
+__all__ = [
+    "build_response",
+    "cached_response",
+    "more_tokens",
+    "storable",
+    "unusable",
+    "validate_content",
+]
 
 
 def validate_content(request: Request, content: str, *, provider: str = "") -> Any:
@@ -146,6 +153,29 @@ def build_response(
         cached=cached,
         stop_reason=stop,
         raw_stop_reason=completion.finish_reason,
+    )
+
+
+def cached_response(request: Request, stored: StoredResult, *, provider: str) -> Response:
+    """The :class:`Response` of a stored answer: free, as it was paid for where it was made.
+
+    Raises:
+        SchemaValidationError: the answer no longer fits the request's response model.
+    """
+    completion = Completion(
+        content=stored.text,
+        usage=stored.usage,
+        model=stored.model,
+        request_id=stored.request_id,
+    )
+    return build_response(
+        request,
+        completion,
+        provider=provider,
+        mode=stored.mode,  # type: ignore[arg-type]
+        cost_usd=0.0,
+        batch_id=stored.batch_id,
+        cached=True,
     )
 
 

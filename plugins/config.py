@@ -150,9 +150,7 @@ class ProviderSettings(_Section):
     max_batch_requests: PositiveInt | None = None
     max_batch_bytes: PositiveInt | None = None
     max_enqueued_tokens: PositiveInt | None = None
-    max_enqueued_tokens_by_model: dict[Annotated[str, Field(min_length=1)], PositiveInt] = Field(
-        default_factory=dict
-    )
+    max_enqueued_tokens_by_model: dict[str, PositiveInt] = Field(default_factory=dict)
 
     @field_validator("api_key_env", mode="before")
     @classmethod

@@ -204,7 +204,7 @@ class QueueRoom:
         cap = self._cap(model)
         log.warning(
             "waiting for queue room for %s: the provider refused shard %s (%s) and none of "
-            "this run's batches is in flight; asking again in %.1f s",
+            "this run's batches is in flight; asking again in %.3g s",
             model,
             shard_id,
             why,

@@ -13,7 +13,7 @@ import pytest
 from plugins.batch.queuecap import QueueRoom, request_tokens
 from plugins.factory import open_connector
 from providers.emulator.queuecap import anthropic_tokens, openai_tokens
-from tests.plugins.batch_helpers import Entry, gather
+from tests.plugins.batch_helpers import Entry, _die, gather
 
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
 PROMPTS = [f"queue word {i}" for i in range(10, 22)]  # 12 requests: 4 shards of 3
@@ -191,3 +191,43 @@ async def test_a_refusal_with_nothing_in_flight_backs_off_and_sends_again(
     finally:
         await connector.aclose()
     assert fresh_emulator.billing()["batch"]["requests"] == 2
+
+
+async def test_a_batch_refused_for_the_queue_is_never_found_as_the_shards_own(
+    fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every batch is refused: the shard's failed batch carries its id in its metadata.
+    fresh_emulator.configure(enqueued_token_limit=1)
+    settings = _settings(make_settings, fresh_emulator, "openai")
+    first = open_connector(settings)
+    first.enable_batch_mode()
+    tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in PROMPTS[:3]]
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if any("none of this run's batches" in r.getMessage() for r in caplog.records):
+            break
+    shards = first.store.shards()
+    assert [(s.state, s.batch_id) for s in shards] == [("uploaded", None)]
+    await _die(first, tasks)
+    # As if the process had died between journaling "submitting" and hearing from create.
+    refused = list(fresh_emulator.app.state.batches)
+    assert refused
+    store = open_connector(settings).store
+    store.update_shard(shards[0].shard_id, state="submitting")
+    store.close()
+    fresh_emulator.configure(enqueued_token_limit=None)
+    caplog.clear()
+
+    again = open_connector(settings)
+    try:
+        again.enable_batch_mode()
+        results = await gather(again, PROMPTS[:3])
+        assert all(isinstance(r, Entry) for r in results), results
+        [shard] = again.store.shards()
+        # Its batch is a new one, not the refused one found by its metadata.
+        assert shard.state == "collected" and shard.batch_id not in refused
+    finally:
+        await again.aclose()
+    assert not any("waiting for queue room" in r.getMessage() for r in caplog.records)
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 3 and billing["duplicates"] == 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -114,3 +118,27 @@ def run_batch_by_id(oai: openai.OpenAI, batch_id: str) -> Any:
         time.sleep(0.01)
         batch = oai.batches.retrieve(batch_id)
     return batch
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "providers.emulator"], ["-m", "synthesis.cli", "emulator"]],
+    ids=["python-m", "lexibatch"],
+)
+def test_the_limit_is_set_from_the_command_line(command: list[str]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, *command, "--port", "0", "--enqueued-token-limit", "777"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LEXIBATCH_")},
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        config = httpx.get(f"http://127.0.0.1:{match.group(1)}/_emulator/config").json()
+        assert config["enqueued_token_limit"] == 777
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

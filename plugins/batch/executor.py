@@ -200,8 +200,9 @@ class BatchExecutor:
         """Create the shard's batch, unless the provider already has it; ``None``: it had.
 
         Raises:
-            QueueRefusedError: the provider refused the create for its queue;
-                the shard is journaled back to ``uploaded``.
+            QueueRefusedError: the provider kept refusing the create with a 429
+                (its queue is full) until the retry policy gave up; the shard
+                is journaled back to ``uploaded``.
         """
         sid = self.shard.shard_id
         info: BatchInfo | None = None
@@ -240,18 +241,20 @@ class BatchExecutor:
                         model=shard.model,
                     )
                 except ProviderError as exc:
-                    if refused_at_create(exc):
-                        # Refused for the queue: no batch was made.
-                        raise QueueRefusedError(str(exc)) from exc
                     # Only a refusal of the first attempt proves no batch exists.
                     self._refused = first and not exc.retryable
                     raise
 
             try:
                 info = await self._step("create", create_unless_found)
-            except QueueRefusedError:
+            except ProviderError as exc:
+                if not refused_at_create(exc):
+                    raise
+                # Still refused once the retry policy gave up: the queue is full.
+                # Its last try was refused after the provider said it had no batch
+                # of this shard (find), so none was made.
                 self._update(state="uploaded")
-                raise
+                raise QueueRefusedError(str(exc)) from exc
             self._created(info)
             return info
 

@@ -2,7 +2,8 @@
 
 Providers cap what one model may have waiting in an organisation's batches
 (OpenAI: enqueued tokens per model — a batch over it ends ``failed`` with
-``token_limit_exceeded``; Anthropic and Gemini refuse the create with a 429).
+``token_limit_exceeded``; Anthropic and Gemini refuse the create with a 429,
+which the retry policy tries again first, as any 429).
 
 **Ahead** (``max_enqueued_tokens`` in ``[providers.NAME]``, optionally per
 model): this run knows, per model, the tokens of its shards whose batch has
@@ -54,10 +55,8 @@ QUEUE_FULL_CODE: Final = "token_limit_exceeded"
 class QueueRefusedError(Exception):
     """The provider refused to create a batch because its model's queue is full.
 
-    Not a provider failure: the executor catches it, journals the shard back
-    to before create and waits for room. It is not a
-    :class:`~providers.errors.ProviderError`, so the retry policy never
-    retries it.
+    Not a provider failure: the executor, which raises it once the shard is
+    journaled back to before create, catches it and waits for room.
     """
 
 
@@ -71,8 +70,10 @@ def refused_for_queue(info: BatchInfo) -> bool:
 def refused_at_create(error: BaseException) -> bool:
     """Whether a create was refused for the queue: a 429 (Anthropic, Gemini, Mistral).
 
-    A 429 proves the batch was not made, whatever its reason: waiting for room
-    and creating it again never pays twice.
+    The retry policy tries a 429 again first (a passing rate limit clears in
+    seconds); one that persists until the policy gives up is a full queue. A
+    429 proves the batch was not made: waiting for room and creating it again
+    never pays twice.
     """
     return isinstance(error, RateLimitError)
 

@@ -55,6 +55,10 @@ def _workdir(tmp_path: Path, emu: EmulatorProcess, provider: str) -> Path:
         "poll_interval = 0.1\n"
         "max_poll_interval = 0.2\n"
         f"max_requests = {SHARD}\n"
+        # A 429 at create is tried again first; soon given up on, the shard waits for room.
+        "[retry]\n"
+        "backoff_initial = 0.05\n"
+        "backoff_max = 0.2\n"
     )
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
     lines = [

@@ -121,8 +121,14 @@ class ProgressObserver:
     def batch_status_changed(
         self, batch: BatchInfo, previous: BatchState | None, provider: str
     ) -> None:
-        """Show a batch's new state."""
-        self.batches[batch.id] = batch.state.value
+        """Show a batch's new state; one refused for the queue leaves (it is sent again)."""
+        # Only batch mode calls this hook: its modules are loaded by then.
+        from plugins.batch.queuecap import refused_for_queue
+
+        if refused_for_queue(batch):
+            self.batches.pop(batch.id, None)
+        else:
+            self.batches[batch.id] = batch.state.value
         if self.enabled:
             self._refresh()
 

@@ -64,6 +64,10 @@ class BatchExecutor:
         self._refused = False
         # The shard's tokens by model, once estimated (see plugins.batch.queuecap).
         self._held_tokens: dict[str, int] | None = None
+        if shard.state in ("submitting", "created"):
+            # Its batch is (or may be) in flight: counted at once, before any
+            # other shard of the run is admitted (executors start in turn).
+            owner.queue.hold(shard.shard_id, self._tokens())
 
     def _update(self, **fields: Any) -> None:
         self.shard = self.store.update_shard(self.shard.shard_id, **fields)
@@ -156,7 +160,7 @@ class BatchExecutor:
                     await queue.refused(sid, self._models(), str(refused))
                     continue
             if self.shard.state == "created":
-                # A batch of an earlier run in flight counts as soon as it is resumed.
+                # Counted while it is in flight (a no-op when already counted).
                 queue.hold(sid, self._tokens())
             info = await self._poll_until_ready(info)
             if self.shard.state == "created" and refused_for_queue(info):

@@ -262,3 +262,36 @@ def test_the_progress_line_says_which_shards_wait_for_room() -> None:
         shard_id="s1", provider="openai", model="gpt-4o-mini", enqueued=0, cap=600, waiting=False
     )
     assert progress.waiting == {"s2": "gpt-4o-mini"}
+
+
+async def test_batches_of_an_earlier_run_still_in_flight_count_against_the_cap(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh_emulator.configure(batch_seconds=2.0)
+    ours, _ = _shard_sizes(_settings(make_settings, fresh_emulator, "openai"), "openai")
+    cap = _fits_two(ours)
+    settings = _settings(make_settings, fresh_emulator, "openai", max_enqueued_tokens=cap)
+    first = open_connector(settings)
+    first.enable_batch_mode()
+    tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in PROMPTS]
+    states: list[str] = []
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        states = sorted(s.state for s in first.store.shards())
+        if states == ["created", "created", "uploaded", "uploaded"]:
+            break
+    # Two batches in flight, two shards waiting for room: the process dies.
+    assert states == ["created", "created", "uploaded", "uploaded"], states
+    await _die(first, tasks)
+
+    held = _watch_holds(monkeypatch)
+    again = open_connector(settings)
+    try:
+        again.enable_batch_mode()
+        results = await gather(again, PROMPTS)
+        assert all(isinstance(r, Entry) for r in results), results
+    finally:
+        await again.aclose()
+    # The two batches of the first run were counted before anything else was sent.
+    assert held and max(held) <= cap
+    _billed_once(fresh_emulator)

@@ -295,3 +295,23 @@ async def test_batches_of_an_earlier_run_still_in_flight_count_against_the_cap(
     # The two batches of the first run were counted before anything else was sent.
     assert held and max(held) <= cap
     _billed_once(fresh_emulator)
+
+
+async def test_a_shard_bigger_than_the_cap_goes_alone(
+    fresh_emulator: Any,
+    make_settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fresh_emulator.configure(batch_seconds=0.2)
+    settings = _settings(make_settings, fresh_emulator, "openai", max_enqueued_tokens=10)
+    held = _watch_holds(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
+        await _run_all(settings, "openai")
+    ours, _ = _shard_sizes(settings, "openai")
+    # One at a time: never more than one shard enqueued.
+    assert held and max(held) == max(ours)
+    alone = [r.getMessage() for r in caplog.records if "more than the cap" in r.getMessage()]
+    assert len(alone) == len(PROMPTS) // SHARD
+    assert "more than the cap of 10 enqueued tokens: it is sent when nothing else" in alone[0]
+    _billed_once(fresh_emulator)

@@ -15,8 +15,9 @@ in flight (with a warning). Shards of earlier runs whose batch is still in
 flight count from the start. Tokens are released when the shard's batch ends.
 
 **After a refusal**: a batch refused for the queue waits until one of this
-run's batches of that model ends — or, when none is in flight (another member
-of the organisation may hold the queue), for a backoff that grows from
+run's batches ends (then asks again; refused again, it waits for the next) —
+or, when none is in flight (another member of the organisation may hold the
+queue), for a backoff that grows from
 ``batch.poll_interval`` to ``batch.max_poll_interval`` — and is created again.
 This is not a retry round and fails no request; the executor journals the
 shard back to ``uploaded`` before it waits, so a crash resumes it alike.

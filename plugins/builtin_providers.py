@@ -37,6 +37,13 @@ OPENAI_MAX_REQUESTS = 50_000
 OPENAI_MAX_BYTES = 200 * 1024 * 1024
 ANTHROPIC_MAX_REQUESTS = 100_000
 ANTHROPIC_MAX_BYTES = 256 * 1024 * 1024
+# Gemini takes input files up to 2 GB (inline batches up to 20 MB); Mistral
+# jobs up to 1,000,000 requests.
+GEMINI_MAX_REQUESTS = 100_000
+GEMINI_MAX_BYTES = 2_000_000_000
+GEMINI_INLINE_MAX_BYTES = 4 * 1024 * 1024
+MISTRAL_MAX_REQUESTS = 1_000_000
+MISTRAL_MAX_BYTES = 512 * 1024 * 1024
 
 #: The folder beside the store where built-in providers keep local state,
 #: one sub-folder per provider name.
@@ -156,6 +163,38 @@ def make_litellm(name: str, settings: ProviderSettings) -> Provider:
     return provider
 
 
+def make_gemini(name: str, settings: ProviderSettings) -> Provider:
+    """The ``gemini`` provider (Gemini Developer API, batch mode included)."""
+    from providers.gemini import GeminiProvider
+
+    inline = settings.inline_max_bytes
+    return GeminiProvider(
+        name=name,
+        api_key=settings.api_key(name),
+        base_url=settings.base_url,
+        timeout=settings.timeout,
+        max_connections=max(settings.max_concurrency, 1) * 2,
+        max_batch_requests=settings.max_batch_requests or GEMINI_MAX_REQUESTS,
+        max_batch_bytes=settings.max_batch_bytes or GEMINI_MAX_BYTES,
+        inline_max_bytes=GEMINI_INLINE_MAX_BYTES if inline is None else inline,
+    )
+
+
+def make_mistral(name: str, settings: ProviderSettings) -> Provider:
+    """The ``mistral`` provider (chat completions and batch jobs)."""
+    from providers.mistral import MistralProvider
+
+    return MistralProvider(
+        name=name,
+        api_key=settings.api_key(name),
+        base_url=settings.base_url,
+        timeout=settings.timeout,
+        max_connections=max(settings.max_concurrency, 1) * 2,
+        max_batch_requests=settings.max_batch_requests or MISTRAL_MAX_REQUESTS,
+        max_batch_bytes=settings.max_batch_bytes or MISTRAL_MAX_BYTES,
+    )
+
+
 def make_sandbox(name: str, settings: ProviderSettings) -> Provider:
     """The offline ``sandbox``: the OpenAI provider against an emulator this process starts.
 
@@ -170,7 +209,7 @@ def make_sandbox(name: str, settings: ProviderSettings) -> Provider:
 
 @hookimpl
 def register_providers(register: RegisterProvider) -> None:
-    """Register openai, anthropic, litellm and sandbox."""
+    """Register openai, anthropic, litellm, gemini, mistral and sandbox."""
     register(
         "openai",
         make_openai,
@@ -188,6 +227,18 @@ def register_providers(register: RegisterProvider) -> None:
         "litellm",
         make_litellm,
         description="Any model LiteLLM reaches; batch where LiteLLM has a batch API",
+        has_batch=True,
+    )
+    register(
+        "gemini",
+        make_gemini,
+        description="Gemini Developer API generateContent and batch mode (google-genai)",
+        has_batch=True,
+    )
+    register(
+        "mistral",
+        make_mistral,
+        description="Mistral chat completions and batch jobs (mistralai)",
         has_batch=True,
     )
     register(

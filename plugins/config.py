@@ -64,6 +64,8 @@ CONFIG_FILE = "lexibatch.toml"
 DEFAULT_API_KEY_ENV: dict[str, str | None] = {
     "openai": "OPENAI_API_KEY",
     "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
     "litellm": None,
     "sandbox": None,
 }
@@ -136,6 +138,8 @@ class ProviderSettings(_Section):
             waits for room and is sent again).
         max_enqueued_tokens_by_model: the same cap for some models by name, over
             ``max_enqueued_tokens``.
+        inline_max_bytes: Gemini only: shards up to this size are sent inline
+            in the create call, bigger ones uploaded as a file (0: always a file).
     """
 
     base_url: str | None = None
@@ -151,6 +155,7 @@ class ProviderSettings(_Section):
     max_batch_bytes: PositiveInt | None = None
     max_enqueued_tokens: PositiveInt | None = None
     max_enqueued_tokens_by_model: dict[str, PositiveInt] = Field(default_factory=dict)
+    inline_max_bytes: Annotated[int, Field(ge=0)] | None = None
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -290,12 +295,18 @@ class RetrySettings(_Section):
 # Which provider-specific keys each built-in provider rejects. Third-party
 # providers may take either.
 _FOREIGN_OPTIONS: dict[str, tuple[str, ...]] = {
-    "openai": ("structured_output",),
-    "sandbox": ("structured_output",),
-    "anthropic": ("api",),
-    "litellm": ("api", "structured_output"),
+    "openai": ("structured_output", "inline_max_bytes"),
+    "sandbox": ("structured_output", "inline_max_bytes"),
+    "anthropic": ("api", "inline_max_bytes"),
+    "litellm": ("api", "structured_output", "inline_max_bytes"),
+    "gemini": ("api", "structured_output"),
+    "mistral": ("api", "structured_output", "inline_max_bytes"),
 }
-_OPTION_OWNER = {"api": "OpenAI-style providers", "structured_output": "the anthropic provider"}
+_OPTION_OWNER = {
+    "api": "OpenAI-style providers",
+    "structured_output": "the anthropic provider",
+    "inline_max_bytes": "the gemini provider",
+}
 
 
 class Settings(_Section):

@@ -185,7 +185,10 @@ def emulator(
     enqueued_token_limit: int | None,
     api_keys: tuple[str, ...],
 ) -> None:
-    """Serve the OpenAI and Anthropic APIs on loopback (offline, synthetic answers)."""
+    """Serve the OpenAI, Anthropic, Gemini and Mistral APIs on loopback (synthetic answers).
+
+    Mistral's API is under /mistral (its paths are OpenAI's too).
+    """
     from providers.emulator import EmulatorConfig, serve
 
     fields: dict[str, Any] = {}

@@ -15,7 +15,7 @@ import pytest
 
 os.environ["LEXIBATCH_LOAD_PLUGINS"] = ""
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-for _var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+for _var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "MISTRAL_API_KEY"):
     os.environ.pop(_var, None)
 for _var in [v for v in os.environ if v.startswith("LEXIBATCH_") and v != "LEXIBATCH_LOAD_PLUGINS"]:
     os.environ.pop(_var, None)
@@ -35,6 +35,7 @@ def vcr_config() -> dict[str, Any]:
         "filter_headers": [
             "authorization",
             "x-api-key",
+            "x-goog-api-key",
             "cookie",
             "set-cookie",
             "openai-organization",
@@ -74,6 +75,8 @@ def api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dummy keys for the providers' default variables (the emulator accepts any)."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-dummy")
+    monkeypatch.setenv("GEMINI_API_KEY", "gemini-test-dummy")
+    monkeypatch.setenv("MISTRAL_API_KEY", "mistral-test-dummy")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""An HTTP emulator of the OpenAI and Anthropic APIs (immediate and batch), on loopback.
+"""An HTTP emulator of the OpenAI, Anthropic, Gemini and Mistral APIs (immediate and batch).
 
 It is the offline sandbox, the target of the recorded-cassette tests, the
 benchmarks and the fault tests. Objects match the real ones field for field;
@@ -26,6 +26,14 @@ Routes:
     ``GET /v1/messages/batches`` (``limit``, ``after_id``, ``before_id``),
     ``GET /v1/messages/batches/{id}``, ``GET /v1/messages/batches/{id}/results``,
     ``POST /v1/messages/batches/{id}/cancel``.
+    Gemini (:mod:`providers.emulator.gemini`): ``POST /v1beta/models/{model}:generateContent``,
+    ``POST /v1beta/models/{model}:batchGenerateContent``, ``GET /v1beta/batches``,
+    ``GET /v1beta/batches/{id}``, ``POST /v1beta/batches/{id}:cancel``, the resumable
+    ``POST /upload/v1beta/files``, ``GET /v1beta/files/{id}[:download]``.
+    Mistral (:mod:`providers.emulator.mistral`), under ``/mistral``:
+    ``POST /v1/chat/completions``, ``POST /v1/files``, ``GET /v1/files/{id}[/content]``,
+    ``POST /v1/batch/jobs``, ``GET /v1/batch/jobs[/{id}]``, ``POST /v1/batch/jobs/{id}/cancel``.
+    Both run their batches on the OpenAI batch engine (:mod:`providers.emulator.translated`).
     Controls: ``GET /_emulator/billing``, ``GET|POST /_emulator/config``,
     ``POST /_emulator/reset``, ``GET /_emulator/health``.
 

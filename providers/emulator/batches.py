@@ -104,20 +104,36 @@ class BatchEngine:
     # ------------------------------------------------------------- creation
 
     def create_openai(
-        self, input_file_id: str, endpoint: str, window: str, metadata: Any
+        self,
+        input_file_id: str,
+        endpoint: str,
+        window: str,
+        metadata: Any,
+        *,
+        batch_id: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A new OpenAI batch; its answer says ``validating``."""
+        """A new OpenAI batch; its answer says ``validating``.
+
+        ``batch_id`` and ``extra`` serve the APIs run on this engine (Gemini,
+        Mistral): their own id shape, and a ``wire`` field naming the API,
+        which keeps the batch out of OpenAI's list.
+        """
         now = time.time()
         data = self.state.files[input_file_id].content()
         tokens = openai_tokens(data)
-        # Over the enqueued-token limit: accepted, then failed when validated.
-        refused = openai_refusal(
-            self.state.batches.values(), tokens, self.config.enqueued_token_limit
-        )
+        # Over the enqueued-token limit: accepted, then failed when validated
+        # (the APIs translated onto this engine refuse at their own edge).
+        refused = None
+        if not (extra or {}).get("wire"):
+            refused = openai_refusal(
+                self.state.batches.values(), tokens, self.config.enqueued_token_limit
+            )
         if refused:
             self.state.queue_refusals += 1
         rec: dict[str, Any] = {
-            "id": ids.hex_time_id("batch_", now),
+            **(extra or {}),
+            "id": batch_id or ids.hex_time_id("batch_", now),
             "provider": "openai",
             "created": now,
             "T": self.config.batch_seconds,
@@ -207,7 +223,8 @@ class BatchEngine:
             return None
         partial = self.config.partial_done
         if fault == "expire":
-            return ("expired", partial, t0 + T)
+            # An API whose expired batches return nothing (Gemini) runs none of its items.
+            return ("expired", rec.get("expired_done", partial), t0 + T)
         if fault == "cancel":
             return ("cancelled", partial, t0 + T)
         return ("completed", 1.0, t0 + T)
@@ -304,7 +321,11 @@ class BatchEngine:
     async def list_openai(self, limit: int, after: str | None) -> dict[str, Any]:
         """A page of batches, newest first."""
         recs = sorted(
-            (r for r in self.state.batches.values() if r["provider"] == "openai"),
+            (
+                r
+                for r in self.state.batches.values()
+                if r["provider"] == "openai" and "wire" not in r
+            ),
             key=lambda r: r["created"],
             reverse=True,
         )

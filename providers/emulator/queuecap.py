@@ -11,11 +11,13 @@ for every provider:
   ``max_completion_tokens`` or ``max_output_tokens``; nothing when it sets none);
 - a model's enqueued tokens are the sum over its batches that have not ended
   (neither completed, failed, expired nor cancelled);
+- the count is per API (OpenAI, Anthropic, Gemini, Mistral) and model;
 - a batch that would take its model past the limit is refused as the real APIs
   refuse it: OpenAI accepts the create, then the batch goes ``validating`` →
   ``failed`` with ``errors.data[0].code = "token_limit_exceeded"``; Anthropic
-  answers the create with a 429 ``rate_limit_error``. A refused batch holds no
-  room, bills nothing and counts as never seen.
+  answers the create with a 429 ``rate_limit_error``, Gemini with a 429
+  ``RESOURCE_EXHAUSTED``, Mistral with a 429 ``rate_limited``. A refused batch
+  holds no room, bills nothing and counts as never seen.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from providers.emulator.answers import count_tokens
 __all__ = [
     "anthropic_refusal",
     "anthropic_tokens",
+    "chat_tokens",
     "enqueued",
     "openai_refusal",
     "openai_tokens",
     "request_tokens",
+    "wire_refusal",
 ]
 
 #: The organisation named in the refusals (as in the emulator's rate-limit messages).
@@ -81,22 +85,36 @@ def anthropic_tokens(requests: Iterable[Any]) -> dict[str, int]:
     return tokens
 
 
-def enqueued(batches: Iterable[Mapping[str, Any]], provider: str, model: str) -> int:
-    """Tokens ``model`` has in ``provider``'s batches that have not ended."""
+def chat_tokens(items: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, int]:
+    """Enqueued tokens by model of ``(custom_id, chat body)`` items (Gemini, Mistral)."""
+    tokens: dict[str, int] = {}
+    for _, body in items:
+        model = str(body.get("model"))
+        tokens[model] = tokens.get(model, 0) + request_tokens(body, len(orjson.dumps(body)))
+    return tokens
+
+
+def _api(rec: Mapping[str, Any]) -> str:
+    # Gemini and Mistral batches run on the OpenAI engine, named by their wire.
+    return str(rec.get("wire") or rec["provider"])
+
+
+def enqueued(batches: Iterable[Mapping[str, Any]], api: str, model: str) -> int:
+    """Tokens ``model`` has in ``api``'s batches that have not ended."""
     return sum(
         int((rec.get("tokens") or {}).get(model, 0))
         for rec in batches
-        if rec["provider"] == provider and rec["final"] is None and not rec.get("refused")
+        if _api(rec) == api and rec["final"] is None and not rec.get("refused")
     )
 
 
 def _over(
-    batches: Iterable[Mapping[str, Any]], provider: str, tokens: Mapping[str, int], limit: int
+    batches: Iterable[Mapping[str, Any]], api: str, tokens: Mapping[str, int], limit: int
 ) -> str | None:
     """The first model of ``tokens`` that the new batch would take past ``limit``."""
     recs = list(batches)
     for model, count in tokens.items():
-        if enqueued(recs, provider, model) + count > limit:
+        if enqueued(recs, api, model) + count > limit:
             return model
     return None
 
@@ -132,4 +150,19 @@ def anthropic_refusal(
     return (
         f"Your organization has reached its limit of {limit:,} enqueued tokens for {model} "
         "in message batches being processed. Please try again once some batches have ended."
+    )
+
+
+def wire_refusal(
+    batches: Iterable[Mapping[str, Any]], wire: str, tokens: Mapping[str, int], limit: int | None
+) -> str | None:
+    """The message of the 429 refusing a Gemini or Mistral batch over the limit, or ``None``."""
+    if limit is None:
+        return None
+    model = _over(batches, wire, tokens, limit)
+    if model is None:
+        return None
+    return (
+        f"Enqueued token limit of {limit:,} reached for {model} batches. "
+        "Please try again once some batches have ended."
     )

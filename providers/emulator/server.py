@@ -123,6 +123,10 @@ class EmulatorApp:
         r.add_get("/v1/messages/batches/{id}", self._anthropic(self.msgbatch_get))
         r.add_get("/v1/messages/batches/{id}/results", self._anthropic(self.msgbatch_results))
         r.add_post("/v1/messages/batches/{id}/cancel", self._anthropic(self.msgbatch_cancel))
+        from providers.emulator import gemini, mistral
+
+        gemini.add_routes(app, self)
+        mistral.add_routes(app, self)
         r.add_get("/_emulator/billing", self.ctl_billing)
         r.add_get("/_emulator/config", self.ctl_config_get)
         r.add_post("/_emulator/config", self.ctl_config)

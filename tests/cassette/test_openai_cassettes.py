@@ -141,10 +141,13 @@ async def test_a_wrong_key_is_refused(vcr: Any) -> None:
 def test_no_cassette_holds_a_real_key() -> None:
     import re
 
-    pattern = re.compile(rb"sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|Bearer [A-Za-z0-9._-]{20,}")
+    pattern = re.compile(
+        rb"sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|Bearer [A-Za-z0-9._-]{20,}|AIza[0-9A-Za-z_-]{35}"
+    )
     files = list(CASSETTES.rglob("*.yaml"))
     assert files, "no cassettes found"
     for file in files:
         data = file.read_bytes()
         assert not pattern.search(data), f"{file} holds something that looks like an API key"
         assert b"authorization" not in data.lower().replace(b"www-authorization", b"")
+        assert b"x-goog-api-key" not in data.lower()

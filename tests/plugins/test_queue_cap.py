@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,24 +14,44 @@ import pytest
 from plugins.batch.queuecap import QueueRoom, request_tokens
 from plugins.factory import open_connector
 from plugins.progress import ProgressObserver
+from providers.emulator import Emulator, EmulatorConfig
 from providers.emulator.queuecap import anthropic_tokens, openai_tokens
 from providers.types import BatchInfo, BatchState
 from tests.plugins.batch_helpers import Entry, _die, gather
 
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-haiku-4-5",
+    "gemini": "gemini-2.5-flash",
+    "mistral": "mistral-small-latest",
+}
+# Where each API is served on the emulator.
+PATHS = {"openai": "/v1", "anthropic": "", "gemini": "", "mistral": "/mistral"}
 PROMPTS = [f"queue word {i}" for i in range(10, 22)]  # 12 requests: 4 shards of 3
 SHARD = 3
 
 
-def _settings(make_settings: Any, emu: Any, provider: str, **provider_opts: Any) -> Any:
-    base = emu.base_url if provider == "anthropic" else emu.base_url + "/v1"
+def _settings(
+    make_settings: Any, emu: Any, provider: str, db: Path | None = None, **provider_opts: Any
+) -> Any:
+    connector = {"model": MODELS[provider]} | ({"db": str(db)} if db else {})
     return make_settings(
         emu,
         provider=provider,
-        connector={"model": MODELS[provider]},
-        providers={provider: {"base_url": base, **provider_opts}},
+        connector=connector,
+        providers={provider: {"base_url": emu.base_url + PATHS[provider], **provider_opts}},
         batch={"max_requests": SHARD},
     )
+
+
+async def _counted_by_the_emulator(make_settings: Any, provider: str, tmp_path: Path) -> list[int]:
+    """Tokens of each shard as the emulator counts them, from a run against another one."""
+    with Emulator(EmulatorConfig()) as probe:
+        await _run_all(
+            _settings(make_settings, probe, provider, db=tmp_path / "probe.db"), provider
+        )
+        batches = sorted(probe.app.state.batches.values(), key=lambda rec: rec["created"])
+        return [sum(rec["tokens"].values()) for rec in batches]
 
 
 def _shard_sizes(settings: Any, provider: str) -> tuple[list[int], list[int]]:
@@ -130,15 +151,17 @@ async def test_shards_wait_for_room_under_the_configured_cap(
     _billed_once(fresh_emulator)
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini", "mistral"])
 async def test_batches_refused_for_the_queue_wait_and_are_sent_again(
     fresh_emulator: Any,
     make_settings: Any,
     provider: str,
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     settings = _settings(make_settings, fresh_emulator, provider)
-    _, theirs = _shard_sizes(settings, provider)
+    theirs = await _counted_by_the_emulator(make_settings, provider, tmp_path)
+    assert len(theirs) == len(PROMPTS) // SHARD
     fresh_emulator.configure(batch_seconds=0.4, enqueued_token_limit=_fits_two(theirs))
     with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
         await _run_all(settings, provider)
@@ -153,8 +176,9 @@ async def test_batches_refused_for_the_queue_wait_and_are_sent_again(
         assert refused and len(batches) == len(PROMPTS) // SHARD + len(refused)
         assert "token_limit_exceeded" in waits[0]
     else:
-        # Anthropic refuses at create: only the batches that ran exist.
+        # The others refuse at create (a 429): only the batches that ran exist.
         assert len(batches) == len(PROMPTS) // SHARD
+        assert fresh_emulator.billing()["queue_refusals"] >= 1
     assert not any("failed" in m and "shard" in m and "refused" not in m for m in messages)
     _billed_once(fresh_emulator)
 

@@ -4,7 +4,8 @@ A :class:`Target` is one provider wired to an emulator of this test's own, so
 the emulator's billing report counts this test's traffic only:
 
 * ``openai`` and ``litellm`` reach an in-process emulator at ``<root>/v1``;
-* ``anthropic`` reaches it at its root (the SDK adds ``/v1``);
+* ``anthropic`` and ``gemini`` reach it at its root (their SDKs add ``/v1`` and ``/v1beta``);
+* ``mistral`` reaches it at ``<root>/mistral`` (where the emulator serves Mistral's API);
 * ``sandbox`` starts its own emulator, as it does for a user, with its state
   in the test's folder.
 
@@ -29,8 +30,13 @@ PRICED_MODELS = {
     "openai": "gpt-4o-mini",
     "anthropic": "claude-haiku-4-5",
     "litellm": "openai/gpt-4o-mini",
+    "gemini": "gemini-2.5-flash",
+    "mistral": "mistral-small-latest",
     "sandbox": "gpt-4o-mini",
 }
+
+#: Where each provider reaches the emulator, from its root.
+BASE_PATHS = {"anthropic": "", "gemini": "", "mistral": "/mistral"}
 
 PROVIDERS = tuple(PRICED_MODELS)
 MODES = ("immediate", "batch")
@@ -75,9 +81,11 @@ class Target:
             "retry": {"backoff_initial": 0.01, "backoff_max": 0.05},
         }
         if self.provider != "sandbox":
-            root = self.own_emulator.base_url
-            base = root if self.provider == "anthropic" else root + "/v1"
+            base = self.own_emulator.base_url + BASE_PATHS.get(self.provider, "/v1")
             data["providers"] = {self.provider: {"base_url": base}}
+            if self.provider == "gemini":
+                # Every shard through a file: upload and download are what can break.
+                data["providers"]["gemini"]["inline_max_bytes"] = 0
         for section, values in sections.items():
             data.setdefault(section, {}).update(values)
         return Settings.model_validate(data)

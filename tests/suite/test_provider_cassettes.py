@@ -1,4 +1,4 @@
-"""Recorded-cassette tests of the Anthropic and LiteLLM providers, replayed strictly.
+"""Recorded-cassette tests of the Anthropic, LiteLLM, Gemini and Mistral providers (strict replay).
 
 For each: one immediate structured call and one full batch cycle (upload,
 create, poll, results). Cassettes live in ``cassettes/test_provider_cassettes/``.
@@ -6,7 +6,9 @@ They were recorded against an emulator serving on ``RECORD_ROOT``
 (``lexibatch emulator --port 18766``, then ``pytest tests/suite/test_provider_cassettes.py
 --record-mode=once``); with ``LEXIBATCH_CASSETTE_TARGET=real`` and real
 ``ANTHROPIC_API_KEY`` / ``OPENAI_API_KEY`` they are recorded against the real
-APIs. Replay fails if any recorded interaction is left unplayed. The OpenAI
+APIs (and ``GEMINI_API_KEY`` / ``MISTRAL_API_KEY`` for those two). Gemini's
+batch goes through a file, so its cassette holds the resumable upload and the
+results download. Replay fails if any recorded interaction is left unplayed. The OpenAI
 provider's cassettes are in ``tests/cassette/``.
 """
 
@@ -30,6 +32,8 @@ REAL = os.environ.get("LEXIBATCH_CASSETTE_TARGET") == "real"
 
 ANTHROPIC_MODEL = "claude-haiku-4-5"
 LITELLM_MODEL = "openai/gpt-4o-mini"
+GEMINI_MODEL = "gemini-2.5-flash"
+MISTRAL_MODEL = "mistral-small-latest"
 
 
 class Capital(BaseModel):
@@ -55,7 +59,28 @@ def _litellm(tmp_path: Path) -> Provider:
     return LiteLLMProvider(api_key=key, base_url=base, model=LITELLM_MODEL)
 
 
-_PROVIDERS = {"anthropic": (_anthropic, ANTHROPIC_MODEL), "litellm": (_litellm, LITELLM_MODEL)}
+def _gemini(tmp_path: Path) -> Provider:
+    from providers.gemini import GeminiProvider
+
+    key = os.environ["GEMINI_API_KEY"] if REAL else "gemini-cassette-dummy"
+    base = None if REAL else RECORD_ROOT
+    return GeminiProvider(api_key=key, base_url=base, inline_max_bytes=0)
+
+
+def _mistral(tmp_path: Path) -> Provider:
+    from providers.mistral import MistralProvider
+
+    key = os.environ["MISTRAL_API_KEY"] if REAL else "mistral-cassette-dummy"
+    base = None if REAL else RECORD_ROOT + "/mistral"
+    return MistralProvider(api_key=key, base_url=base)
+
+
+_PROVIDERS = {
+    "anthropic": (_anthropic, ANTHROPIC_MODEL),
+    "litellm": (_litellm, LITELLM_MODEL),
+    "gemini": (_gemini, GEMINI_MODEL),
+    "mistral": (_mistral, MISTRAL_MODEL),
+}
 
 
 def _request(city: str, model: str) -> Request:

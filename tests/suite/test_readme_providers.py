@@ -63,9 +63,17 @@ async def test_each_config_example_loads_and_serves_a_call(
             monkeypatch.setenv(provider["api_key_env"], "sk-readme-dummy")
     settings = load_settings(cwd=tmp_path, env={})
     provider = settings.connector.provider or "openai"
-    if provider not in {"openai", "anthropic", "litellm"}:
+    # Where each provider's API is on the emulator.
+    paths = {
+        "openai": "/v1",
+        "litellm": "/v1",
+        "anthropic": "",
+        "gemini": "",
+        "mistral": "/mistral",
+    }
+    if provider not in paths:
         pytest.fail(f"unexpected provider {provider!r} in a README example")
-    base = emulator.base_url if provider == "anthropic" else emulator.base_url + "/v1"
+    base = emulator.base_url + paths[provider]
     settings = load_settings(
         cwd=tmp_path,
         env={},

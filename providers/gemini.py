@@ -1,0 +1,578 @@
+"""The Gemini provider: ``generateContent`` and batch mode of the Gemini Developer API.
+
+Immediate calls go to ``models/{model}:generateContent`` with
+``generationConfig.responseMimeType: application/json`` and
+``responseJsonSchema``. Batches go to ``models/{model}:batchGenerateContent``:
+a shard up to ``inline_max_bytes`` is sent inline (its requests in the create
+call, its answers in the finished batch object, in order, each carrying its
+key as ``metadata``); a bigger one is uploaded first (the Files API's
+resumable upload) as JSONL lines ``{"key", "request"}``, and its answers are
+the lines ``{"response" | "error", "key"}`` of the results file the batch names.
+
+The official ``google-genai`` SDK does the HTTP work: auth, base URL, API
+version, the resumable upload and the download, its error classes. Request
+and batch bodies are built and read as plain JSON through its request layer
+(``_api_client.async_request``): the SDK's typed ``BatchJob`` leaves out the
+Gemini API's ``batchStats`` counts, and one body builder then serves the
+immediate call, the inline entry and the file line alike.
+
+**Creating a batch is not idempotent.** A batch is created with the display
+name ``lexibatch-<shard id>``; :meth:`GeminiBatchEndpoint.find` lists batches
+newest first (back to when the shard was journaled) and recognises it by
+that name, so a run killed between sending ``create`` and journaling its
+answer re-attaches instead of paying twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx2
+import orjson
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
+
+from providers.errors import (
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    error_from_status,
+)
+from providers.jsonl import line_batches
+from providers.listing import Page, find_listed
+from providers.types import (
+    BatchInfo,
+    BatchLimits,
+    BatchState,
+    Completion,
+    ItemResult,
+    Request,
+    Usage,
+)
+
+__all__ = [
+    "DISPLAY_PREFIX",
+    "GeminiBatchEndpoint",
+    "GeminiProvider",
+    "batch_info",
+    "build_body",
+    "completion_from_response",
+    "item_result",
+]
+
+#: Prefix of the display name of every batch lexibatch creates (then the shard id).
+DISPLAY_PREFIX = "lexibatch-"
+
+_STATES: dict[str, BatchState] = {
+    "BATCH_STATE_PENDING": BatchState.VALIDATING,
+    "BATCH_STATE_RUNNING": BatchState.IN_PROGRESS,
+    "BATCH_STATE_SUCCEEDED": BatchState.COMPLETED,
+    "BATCH_STATE_FAILED": BatchState.FAILED,
+    "BATCH_STATE_CANCELLED": BatchState.CANCELLED,
+    "BATCH_STATE_EXPIRED": BatchState.EXPIRED,
+}
+# Finish reasons that mean the model declined: no answer to validate.
+_REFUSALS = frozenset(
+    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
+)
+_CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------- bodies
+
+
+def build_body(request: Request) -> dict[str, Any]:
+    """The ``GenerateContentRequest`` JSON for ``request`` (immediate call and batch line alike).
+
+    System messages become ``systemInstruction``; assistant turns have the
+    role ``model``; ``request.extras`` are merged in last, unchanged.
+    """
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    for m in request.messages:
+        if m.role == "system":
+            system.append(m.content)
+        else:
+            role = "model" if m.role == "assistant" else "user"
+            contents.append({"role": role, "parts": [{"text": m.content}]})
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+    config: dict[str, Any] = {}
+    if request.json_schema is not None:
+        config["responseMimeType"] = "application/json"
+        config["responseJsonSchema"] = request.json_schema
+    if request.max_tokens is not None:
+        config["maxOutputTokens"] = request.max_tokens
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if config:
+        body["generationConfig"] = config
+    if request.extras:
+        body.update(request.extras)
+    return body
+
+
+# --------------------------------------------------------------- answers
+
+
+def _int(value: Any) -> int:
+    # Counts come as numbers in answers and as strings in batchStats.
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def completion_from_response(
+    response: Mapping[str, Any], *, provider: str = "gemini"
+) -> Completion:
+    """A :class:`Completion` from a ``GenerateContentResponse`` (REST JSON).
+
+    Thinking tokens are output tokens (they are billed as such) and are also
+    counted as reasoning tokens. A candidate stopped for safety, recitation
+    and the like, or a prompt blocked outright, is a refusal.
+    """
+    candidates = response.get("candidates") or ()
+    candidate = candidates[0] if candidates else {}
+    parts = (candidate.get("content") or {}).get("parts") or ()
+    text = "".join(
+        str(p.get("text") or "") for p in parts if isinstance(p, Mapping) and not p.get("thought")
+    )
+    usage = response.get("usageMetadata") or {}
+    thoughts = _int(usage.get("thoughtsTokenCount"))
+    finish = candidate.get("finishReason")
+    refusal = None
+    blocked = (response.get("promptFeedback") or {}).get("blockReason")
+    if blocked:
+        refusal = f"the prompt was blocked ({blocked})"
+    elif finish in _REFUSALS:
+        refusal = f"the answer was stopped ({finish})"
+    return Completion(
+        text,
+        Usage(
+            _int(usage.get("promptTokenCount")),
+            _int(usage.get("candidatesTokenCount")) + thoughts,
+            _int(usage.get("cachedContentTokenCount")),
+            thoughts,
+        ),
+        str(response.get("modelVersion") or ""),
+        response.get("responseId"),
+        "length" if finish == "MAX_TOKENS" else ("stop" if finish == "STOP" else finish),
+        refusal,
+    )
+
+
+def _status_error(error: Mapping[str, Any], provider: str) -> ProviderError:
+    """A ``google.rpc.Status`` (an item's or an answer's ``error``) in the error tree."""
+    code = _int(error.get("code"))
+    # Item errors carry an HTTP code; an operation's error may carry a gRPC one.
+    status = code if code >= 400 else (400 if code in (3, 5, 9) else 500)
+    message = str(error.get("message") or error.get("status") or "the request failed")
+    return error_from_status(
+        status, message, provider=provider, body=dict(error), code=error.get("status")
+    )
+
+
+def item_result(key: str, item: Mapping[str, Any], *, provider: str = "gemini") -> ItemResult:
+    """One answer of a batch (a results-file line or an inline response), as an item result."""
+    response = item.get("response")
+    if isinstance(response, Mapping):
+        return ItemResult(key, completion=completion_from_response(response, provider=provider))
+    error = item.get("error")
+    if isinstance(error, Mapping):
+        return ItemResult(key, error=_status_error(error, provider))
+    return ItemResult(
+        key, error=ProviderError("batch answer has neither response nor error", provider=provider)
+    )
+
+
+# --------------------------------------------------------------- batches
+
+
+def _timestamp(value: Any) -> float:
+    if not isinstance(value, str):
+        return float("inf")
+    text = value.replace("Z", "+00:00")
+    # Nanoseconds do not parse: keep six digits of the fraction.
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits) :]
+        text = f"{head}.{digits[:6]}{zone}"
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return float("inf")
+
+
+def batch_info(raw: Mapping[str, Any]) -> BatchInfo:
+    """A :class:`BatchInfo` from a batch operation (``{"name", "metadata", "done", ...}``).
+
+    A batch is ready once its state is terminal; a succeeded (or cancelled)
+    one names its results file (``output.responsesFile``) or carries its
+    answers inline. An expired batch has no results: its requests end by its fate.
+    """
+    meta = raw.get("metadata") or {}
+    state = _STATES.get(str(meta.get("state")), BatchState.IN_PROGRESS)
+    stats = meta.get("batchStats") or {}
+    output = meta.get("output") or raw.get("response") or {}
+    error = raw.get("error")
+    errors: tuple[str, ...] = ()
+    if isinstance(error, Mapping):
+        errors = (str(error.get("message") or error.get("code") or "failed"),)
+    total = _int(stats.get("requestCount"))
+    succeeded = _int(stats.get("successfulRequestCount"))
+    failed = _int(stats.get("failedRequestCount"))
+    if state.terminal:
+        # Requests an ended batch never ran (expired, cancelled) failed too.
+        failed = max(failed, total - succeeded)
+    return BatchInfo(
+        id=str(raw.get("name") or meta.get("name")),
+        state=state,
+        total=total,
+        succeeded=succeeded,
+        failed=failed,
+        input_file_id=(meta.get("inputConfig") or {}).get("fileName"),
+        output_file_id=output.get("responsesFile"),
+        results_ready=state.terminal,
+        errors=errors,
+        raw=raw,
+    )
+
+
+def _take_inline(raw: dict[str, Any]) -> list[Any] | None:
+    """Remove a finished inline batch's answers from ``raw`` (counted in its place); them."""
+    found: list[Any] | None = None
+    for holder in ((raw.get("metadata") or {}).get("output"), raw.get("response")):
+        if isinstance(holder, dict) and isinstance(holder.get("inlinedResponses"), dict):
+            answers = holder.pop("inlinedResponses").get("inlinedResponses")
+            if isinstance(answers, list):
+                found = answers
+    if found is not None:
+        raw["inlinedResponseCount"] = len(found)
+    return found
+
+
+def _shard_of(display_name: Any) -> str | None:
+    if isinstance(display_name, str) and display_name.startswith(DISPLAY_PREFIX):
+        return display_name[len(DISPLAY_PREFIX) :]
+    return None
+
+
+class GeminiBatchEndpoint:
+    """Gemini's batch mode as a :class:`providers.protocol.BatchEndpoint`."""
+
+    def __init__(
+        self, provider: GeminiProvider, limits: BatchLimits, inline_max_bytes: int
+    ) -> None:
+        self._provider = provider
+        self._limits = limits
+        self._inline_max_bytes = inline_max_bytes
+        # batch id -> the inline answers of its last poll, until results() reads them
+        self._inline: dict[str, list[Any]] = {}
+
+    @property
+    def limits(self) -> BatchLimits:
+        """Requests and bytes per batch; one model per batch (the model is in the URL)."""
+        return self._limits
+
+    def encode(self, request: Request, custom_id: str) -> bytes:
+        """One JSONL line ``{"key", "request"}``."""
+        return b"".join(
+            (
+                b'{"key":',
+                orjson.dumps(custom_id),
+                b',"request":',
+                orjson.dumps(build_body(request)),
+                b"}",
+            )
+        )
+
+    async def upload(self, path: Path, *, shard_id: str) -> str | None:
+        """Upload a shard bigger than ``inline_max_bytes`` (resumable upload); ``None`` inlines it.
+
+        Returns:
+            The file's name (``files/…``), or ``None`` when the shard goes inline.
+        """
+        size = await asyncio.to_thread(os.path.getsize, path)
+        if size <= self._inline_max_bytes:
+            return None
+        config = genai_types.UploadFileConfig(
+            display_name=f"{DISPLAY_PREFIX}{shard_id}", mime_type="jsonl"
+        )
+        try:
+            uploaded = await self._provider._client.aio.files.upload(file=str(path), config=config)
+        except Exception as exc:
+            raise self._provider._translate(exc) from None
+        return str(uploaded.name)
+
+    async def create(
+        self, path: Path, input_file_id: str | None, *, shard_id: str, model: str
+    ) -> BatchInfo:
+        """Create the batch, named ``lexibatch-<shard_id>``, from the file or inline."""
+        if input_file_id is not None:
+            source: dict[str, Any] = {"fileName": input_file_id}
+        else:
+            source = {"requests": {"requests": await asyncio.to_thread(_inline_entries, path)}}
+        body = {"batch": {"displayName": f"{DISPLAY_PREFIX}{shard_id}", "inputConfig": source}}
+        raw = await self._provider._call("post", f"{_model_path(model)}:batchGenerateContent", body)
+        return batch_info(raw)
+
+    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
+        """The newest batch named for ``shard_id`` created since ``since``, if any."""
+
+        async def fetch(token: str | None) -> Page:
+            query: dict[str, Any] = {"pageSize": 100}
+            if token:
+                query["pageToken"] = token
+            page = await self._provider._call("get", f"batches?{urlencode(query)}")
+            listed = [
+                {
+                    "id": op.get("name"),
+                    "metadata": {
+                        "lexibatch_shard": _shard_of((op.get("metadata") or {}).get("displayName"))
+                    },
+                    "created_at": _timestamp((op.get("metadata") or {}).get("createTime")),
+                }
+                for op in page.get("operations") or ()
+                if isinstance(op, Mapping)
+            ]
+            token = page.get("nextPageToken") or None
+            return listed, token is not None, token
+
+        found = await find_listed(fetch, shard_id, since)
+        return None if found is None else await self.poll(str(found["id"]))
+
+    async def poll(self, batch_id: str) -> BatchInfo:
+        """The batch's state and counts.
+
+        Inline answers are kept aside for :meth:`results`, out of the
+        ``raw`` object: the journal stores that with the shard, and it
+        should not hold megabytes of answers.
+        """
+        raw = await self._provider._call("get", batch_id)
+        inline = _take_inline(raw)
+        if inline is not None:
+            self._inline[batch_id] = inline
+        return batch_info(raw)
+
+    async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
+        """Every answer of an ended batch: the results file's lines, or the inline answers."""
+        name = self._provider.name
+        inline = self._inline.pop(batch.id, None)
+        if inline is None and batch.raw.get("inlinedResponseCount") is not None:
+            # Read by another process (or before a restart): ask for the batch again.
+            inline = _take_inline(await self._provider._call("get", batch.id))
+        if isinstance(inline, list):
+            for i, item in enumerate(inline):
+                key = (item.get("metadata") or {}).get("key") if isinstance(item, Mapping) else None
+                yield item_result(str(key if key is not None else i), item, provider=name)
+            return
+        if not batch.output_file_id:
+            return
+        async for lines in self._download(batch.output_file_id):
+            for line in lines:
+                try:
+                    data = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(data, dict) and data.get("key") is not None:
+                    yield item_result(str(data["key"]), data, provider=name)
+
+    async def _download(self, file_name: str) -> AsyncIterator[list[bytes]]:
+        """The results file, streamed to a temporary file, then read back in chunks."""
+        fd, tmp = tempfile.mkstemp(prefix="lexibatch-gemini-", suffix=".jsonl")
+        os.close(fd)
+        try:
+            try:
+                await self._provider._client.aio.files.download(file=file_name, destination=tmp)
+            except Exception as exc:
+                error = self._provider._translate(exc)
+                if type(error) is ProviderConnectionError:
+                    error = ProviderConnectionError(
+                        f"download of {file_name} broke off: {type(exc).__name__}",
+                        provider=self._provider.name,
+                    )
+                raise error from None
+            async for lines in line_batches(_chunks(Path(tmp))):
+                yield lines
+        finally:
+            await asyncio.to_thread(Path(tmp).unlink, missing_ok=True)
+
+    async def cancel(self, batch_id: str) -> BatchInfo:
+        """Ask Gemini to cancel the batch, then read its state."""
+        await self._provider._call("post", f"{batch_id}:cancel", {})
+        return await self.poll(batch_id)
+
+
+def _model_path(model: str) -> str:
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+
+def _inline_entries(path: Path) -> list[Any]:
+    """The inline requests of a shard: each line's request, its key as metadata."""
+    entries = []
+    for line in path.read_bytes().splitlines():
+        if line.strip():
+            item = orjson.loads(line)
+            entries.append({"request": item["request"], "metadata": {"key": item["key"]}})
+    return entries
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := await asyncio.to_thread(fh.read, _CHUNK):
+            yield chunk
+
+
+# -------------------------------------------------------------- provider
+
+
+class GeminiProvider:
+    """The Gemini Developer API through ``google-genai``, as a :class:`providers.protocol.Provider`.
+
+    Args:
+        name: the registered provider name.
+        api_key: the Gemini API key (sent as ``x-goog-api-key``; never in an error).
+        base_url: the API root (without the version), e.g. an emulator's.
+        api_version: the REST version (``v1beta``: where batch mode lives).
+        timeout: seconds per HTTP call.
+        max_connections: the connection pool size.
+        max_batch_requests: requests per batch.
+        max_batch_bytes: bytes per batch input file (Gemini takes files up to 2 GB).
+        inline_max_bytes: shards up to this size go inline (Gemini caps inline
+            batches at 20 MB); 0 uploads every shard.
+        http_client: an ``httpx2.AsyncClient`` to use instead of a pooled one made here.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "gemini",
+        api_key: str,
+        base_url: str | None = None,
+        api_version: str = "v1beta",
+        timeout: float = 600.0,
+        max_connections: int = 100,
+        max_batch_requests: int = 100_000,
+        max_batch_bytes: int = 2_000_000_000,
+        inline_max_bytes: int = 4 * 1024 * 1024,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self._api_key = api_key
+        if http_client is None:
+            limits = httpx2.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            )
+            http_client = httpx2.AsyncClient(timeout=timeout, limits=limits)
+        self._http = http_client
+        # With its own httpx client the SDK neither retries nor sleeps on a
+        # failed connection: retrying is the strategies' job.
+        options = genai_types.HttpOptions(
+            base_url=base_url,
+            api_version=api_version,
+            timeout=int(timeout * 1000),
+            httpx_async_client=http_client,
+        )
+        self._client = genai.Client(api_key=api_key, http_options=options)
+        self.base_url = base_url or "https://generativelanguage.googleapis.com"
+        self._batch = GeminiBatchEndpoint(
+            self,
+            BatchLimits(max_batch_requests, max_batch_bytes, mixed_models=False),
+            inline_max_bytes,
+        )
+
+    @property
+    def batch(self) -> GeminiBatchEndpoint:
+        """Gemini's batch mode."""
+        return self._batch
+
+    async def complete(self, request: Request) -> Completion:
+        """Run ``request`` through ``generateContent``."""
+        path = f"{_model_path(request.model)}:generateContent"
+        return completion_from_response(
+            await self._call("post", path, build_body(request)), provider=self.name
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._http.aclose()
+
+    async def _call(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One JSON call through the SDK's request layer, errors translated."""
+        try:
+            response = await self._client.aio._api_client.async_request(
+                method, path, dict(body or {})
+            )
+        except Exception as exc:
+            raise self._translate(exc) from None
+        try:
+            data = orjson.loads(response.body or "{}")
+        except orjson.JSONDecodeError:
+            raise ProviderError(
+                f"{self.base_url} answered with something that is not JSON", provider=self.name
+            ) from None
+        if not isinstance(data, dict):
+            raise ProviderError("expected a JSON object", provider=self.name)
+        return data
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if len(self._api_key) >= 4 else text
+
+    def _translate(self, exc: BaseException) -> ProviderError:
+        """The :mod:`providers.errors` counterpart of an SDK or transport exception."""
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, genai_errors.APIError):
+            details = exc.details if isinstance(exc.details, Mapping) else {}
+            inner = details.get("error") if isinstance(details.get("error"), Mapping) else details
+            headers = getattr(exc.response, "headers", None)
+            message = self._redact(str(exc.message or exc.status or exc))
+            code = exc.status
+            if exc.code == 400 and "payload size exceeds the limit" in message:
+                # Gemini's refusal of a batch for its size (inline batches: 20 MB).
+                code = "request_too_large"
+            error = error_from_status(
+                int(exc.code or 500),
+                message,
+                provider=self.name,
+                body=details,
+                headers=dict(headers) if headers is not None else None,
+                code=code,
+            )
+            if error.retry_after is None and isinstance(inner, Mapping):
+                error.retry_after = _retry_delay(inner)
+            return error
+        if isinstance(exc, httpx2.TimeoutException):
+            return ProviderTimeoutError(
+                f"no answer from {self.base_url} in time", provider=self.name
+            )
+        if isinstance(exc, httpx2.HTTPError | OSError):
+            return ProviderConnectionError(
+                f"cannot reach {self.base_url}: {self._redact(str(exc) or type(exc).__name__)}",
+                provider=self.name,
+            )
+        return ProviderError(self._redact(f"{type(exc).__name__}: {exc}"), provider=self.name)
+
+
+def _retry_delay(error: Mapping[str, Any]) -> float | None:
+    """The ``RetryInfo.retryDelay`` (``"5s"``) a 429 carries in its details, in seconds."""
+    for detail in error.get("details") or ():
+        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            delay = str(detail.get("retryDelay") or "")
+            with contextlib.suppress(ValueError):
+                return float(delay.rstrip("s"))
+    return None

@@ -25,7 +25,6 @@ import contextlib
 import os
 import secrets
 import socket
-import sqlite3
 import time
 from typing import TYPE_CHECKING
 
@@ -73,22 +72,13 @@ class ClaimBook:
         if not self._shared:
             return None
         now = time.time()
-
-        def take(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT owner, expires_at FROM claims WHERE provider = ? AND key = ?",
-                (self.provider, key),
-            ).fetchone()
-            if row is not None and row[0] != self.owner and not self._lapsed(row[0], row[1], now):
-                return str(row[0])
-            conn.execute(
-                "INSERT OR REPLACE INTO claims (provider, key, owner, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                (self.provider, key, self.owner, now + self.lease),
-            )
-            return None
-
-        holder = self.store.write_with(take)
+        holder = self.store.take_claim(
+            self.provider,
+            key,
+            self.owner,
+            now + self.lease,
+            lambda owner, expires_at: self._lapsed(owner, expires_at, now),
+        )
         if holder is None:
             self._held.add(key)
             self._start_heartbeat()
@@ -102,13 +92,10 @@ class ClaimBook:
         """The other live process that holds ``key``, if one does (a read, no claim)."""
         if not self._shared:
             return None
-        rows = self.store.query(
-            "SELECT owner, expires_at FROM claims WHERE provider = ? AND key = ?",
-            (self.provider, key),
-        )
-        if not rows:
+        claim = self.store.claim_on(self.provider, key)
+        if claim is None:
             return None
-        owner, expires_at = rows[0]
+        owner, expires_at = claim
         if owner == self.owner or self._lapsed(owner, expires_at, time.time()):
             return None
         return str(owner)
@@ -126,12 +113,7 @@ class ClaimBook:
             self._heartbeat.cancel()
             self._heartbeat = None
         with contextlib.suppress(StoreWriteError):
-            self.store.write_with(
-                lambda conn: conn.execute(
-                    "DELETE FROM claims WHERE provider = ? AND key = ? AND owner = ?",
-                    (self.provider, key, self.owner),
-                )
-            )
+            self.store.release_claim(self.provider, key, self.owner)
 
     async def aclose(self) -> None:
         """Stop the heartbeat and let every claim still held go."""
@@ -143,9 +125,7 @@ class ClaimBook:
         if self._held and self._shared:
             self._held.clear()
             with contextlib.suppress(StoreWriteError):
-                self.store.write_with(
-                    lambda conn: conn.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
-                )
+                self.store.release_claims(self.owner)
 
     def _lapsed(self, owner: str, expires_at: float, now: float) -> bool:
         """Whether a claim may be taken over: its lease ran out, or its owner is gone."""
@@ -179,10 +159,4 @@ class ClaimBook:
             await asyncio.sleep(self.lease / 3)
             # A renewal the store refuses is tried again at the next beat.
             with contextlib.suppress(StoreWriteError):
-                self.store.write_with(self._renew)
-
-    def _renew(self, conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "UPDATE claims SET expires_at = ? WHERE owner = ?",
-            (time.time() + self.lease, self.owner),
-        )
+                self.store.renew_claims(self.owner, self.lease)

@@ -207,6 +207,7 @@ class LexiConnector:
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
+        self._hooks.request_started(request=request)
         cached = self._from_cache(request)
         if cached is not None:
             self._finished(request, cached, None)

@@ -12,7 +12,14 @@ from plugins.manager import PluginManager, get_plugin_manager
 from plugins.sandbox import SANDBOX
 from plugins.store import Store
 
-__all__ = ["open_connector", "resolve_provider_name"]
+__all__ = ["SANDBOX_NOTICE", "open_connector", "resolve_provider_name"]
+
+#: What the sandbox is, said once: its answers must not be mistaken for real ones.
+SANDBOX_NOTICE = (
+    "no provider configured — using the offline sandbox, whose answers are synthetic "
+    "placeholders, not real definitions (set [connector] provider or pass --provider "
+    "to use a real one)"
+)
 
 # Polling a local emulator every 30 s (the right pace for a real provider) would
 # make the sandbox demo crawl; unless the user set it, poll it briskly.
@@ -29,11 +36,7 @@ def resolve_provider_name(settings: Settings, *, announce: bool = True) -> str:
         return name
     if announce and not _announced:
         _announced = True
-        print(
-            "lexibatch: no provider configured — using the offline sandbox "
-            "(set [connector] provider or pass --provider to use a real one)",
-            file=sys.stderr,
-        )
+        print(f"lexibatch: {SANDBOX_NOTICE}", file=sys.stderr)
     return SANDBOX
 
 

@@ -123,6 +123,18 @@ def batch_waiting_for_room(
 
 
 @hookspec
+def request_started(request: Request) -> None:
+    """A request is being looked up and, unless the store has its answer, sent.
+
+    Called once per request that will end in :func:`request_finished`
+    (a duplicate awaiting the same request in flight is neither started nor
+    finished), so observers know the work queued before it ends.
+
+    :param request: the request.
+    """
+
+
+@hookspec
 def request_finished(
     request: Request, response: Response | None, error: LexibatchError | None
 ) -> None:
@@ -141,6 +153,7 @@ OBSERVER_HOOKS: tuple[str, ...] = (
     "batch_submitted",
     "batch_status_changed",
     "batch_waiting_for_room",
+    "request_started",
     "request_finished",
 )
 

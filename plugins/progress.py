@@ -1,160 +1,134 @@
-"""A progress display fed by the lifecycle hooks: requests done, and batch states.
+"""The progress a command shows while it runs: live, in plain lines, or not at all.
 
-It is a plugin like any other: the CLI registers an instance for the length
-of a command. It draws nothing when output is not a terminal.
+:class:`ProgressObserver` registers a :class:`~plugins.dashboard.RunState`
+with the hooks for the length of a command and shows it on stderr:
+
+- in a terminal, as a live dashboard (rich ``Live``), redrawn a few times a second;
+- when stderr is a file or a pipe, as plain lines a person can read later:
+  one when a batch is submitted or changes state (or a wait starts or ends),
+  and one every ``interval`` seconds while the run goes on, never one per request;
+- with ``quiet``, nothing at all.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+import threading
+from typing import IO, Any, Literal
 
-from plugins.hookspecs import hookimpl
-from providers.errors import LexibatchError
-from providers.types import BatchInfo, BatchState, Request, Response
+from plugins.dashboard import RunState
 
-__all__ = ["ProgressObserver"]
+__all__ = ["ProgressObserver", "Style"]
+
+#: How progress is shown: ``live`` (terminal), ``lines`` (a log), ``none``.
+Style = Literal["live", "lines", "none"]
+
+#: Seconds between two plain progress lines when nothing changes state.
+DEFAULT_INTERVAL = 30.0
 
 
 class ProgressObserver:
-    """Counts finished requests and shows each batch's state, as a rich progress bar."""
+    """Shows a :class:`RunState` on stderr while a command runs.
+
+    Args:
+        state: what is shown (it is also the plugin to register).
+        style: ``live``, ``lines`` or ``none``; by default ``live`` when the
+            stream is a terminal, ``lines`` otherwise.
+        quiet: show nothing (``--quiet``), whatever the style.
+        interval: seconds between plain lines when nothing changes.
+        stream: where to write (stderr by default).
+    """
 
     def __init__(
         self,
-        total: int | None,
+        state: RunState,
         *,
-        description: str = "requests",
-        enabled: bool | None = None,
-        count_requests: bool = True,
+        style: Style | None = None,
+        quiet: bool = False,
+        interval: float = DEFAULT_INTERVAL,
+        stream: IO[str] | None = None,
     ) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
 
-        self.console = Console(file=sys.stderr)
-        self.enabled = self.console.is_terminal if enabled is None else enabled
-        self.succeeded = 0
-        self.failed = 0
-        self.cached = 0
-        self.batches: dict[str, str] = {}
-        # Shards waiting for room in the provider's queue: shard id -> model.
-        self.waiting: dict[str, str] = {}
-        self.done = 0
-        self._count_requests = count_requests
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            disable=not self.enabled,
-            transient=False,
-        )
-        self._task = self._progress.add_task(description, total=total, detail="")
+        self.state = state
+        self.stream = stream if stream is not None else sys.stderr
+        self.console = Console(file=self.stream)
+        if quiet:
+            style = "none"
+        elif style is None:
+            style = "live" if self.console.is_terminal else "lines"
+        self.style: Style = style
+        self.interval = interval
+        self._live: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen_changes = 0
 
-    def __enter__(self) -> ProgressObserver:
-        self._progress.start()
-        return self
+    # The counts, for the command's closing summary.
+    @property
+    def succeeded(self) -> int:
+        """Requests answered (cached ones included)."""
+        return sum(c.succeeded for c in self.state.stages.values())
 
-    def __exit__(self, *exc: object) -> None:
-        self._refresh()
-        self._progress.stop()
+    @property
+    def failed(self) -> int:
+        """Requests that ended in an error."""
+        return sum(c.failed for c in self.state.stages.values())
+
+    @property
+    def cached(self) -> int:
+        """Requests answered from the store."""
+        return sum(c.cached for c in self.state.stages.values())
 
     @property
     def requests(self) -> int:
         """Requests finished so far (cached ones included)."""
         return self.succeeded + self.failed
 
-    def advance_to(self, done: int) -> None:
-        """Set how many units (e.g. words) are done, when the bar does not count requests."""
-        self.done = done
-        self._refresh()
+    def __enter__(self) -> ProgressObserver:
+        if self.style == "live":
+            from rich.live import Live
 
-    def set_total(self, total: int) -> None:
-        """Change the expected number of requests."""
-        self._progress.update(self._task, total=total)
+            self._live = Live(
+                get_renderable=self.state.render,
+                console=self.console,
+                refresh_per_second=4,
+                transient=False,
+            )
+            self._live.start()
+        elif self.style == "lines":
+            self._write_line()
+            self._thread = threading.Thread(
+                target=self._lines, name="lexibatch-progress", daemon=True
+            )
+            self._thread.start()
+        return self
 
-    def _refresh(self) -> None:
-        states: dict[str, int] = {}
-        for state in self.batches.values():
-            states[state] = states.get(state, 0) + 1
-        batch_text = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-        detail = f"ok {self.succeeded} · failed {self.failed} · cached {self.cached}"
-        if batch_text:
-            detail += f" · batches: {batch_text}"
-        if self.waiting:
-            models = ", ".join(sorted(set(self.waiting.values())))
-            detail += f" · {len(self.waiting)} waiting for queue room ({models})"
-        completed = self.requests if self._count_requests else self.done
-        self._progress.update(self._task, completed=completed, detail=detail)
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            self._write_line()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
-    @hookimpl
-    def request_finished(
-        self, request: Request, response: Response | None, error: LexibatchError | None
-    ) -> None:
-        """Count one finished request."""
-        if response is not None:
-            self.succeeded += 1
-            if response.cached:
-                self.cached += 1
-        else:
-            self.failed += 1
-        if self.enabled:
-            self._refresh()
+    def _lines(self) -> None:
+        # Wake often to hear about state changes; write on a change or when the interval is up.
+        tick = min(self.interval, 0.25)
+        waited = 0.0
+        while not self._stop.wait(tick):
+            waited += tick
+            if self.state.changes != self._seen_changes or waited >= self.interval:
+                self._write_line()
+                waited = 0.0
 
-    @hookimpl
-    def batch_submitted(
-        self, batch: BatchInfo, shard_id: str, provider: str, requests: int
-    ) -> None:
-        """Show a new batch."""
-        self.batches[batch.id] = batch.state.value
-        if self.enabled:
-            self._refresh()
-
-    @hookimpl
-    def batch_status_changed(
-        self, batch: BatchInfo, previous: BatchState | None, provider: str
-    ) -> None:
-        """Show a batch's new state; one refused for the queue leaves (it is sent again)."""
-        # Only batch mode calls this hook: its modules are loaded by then.
-        from plugins.batch.queuecap import refused_for_queue
-
-        if refused_for_queue(batch):
-            self.batches.pop(batch.id, None)
-        else:
-            self.batches[batch.id] = batch.state.value
-        if self.enabled:
-            self._refresh()
-
-    @hookimpl
-    def batch_waiting_for_room(
-        self,
-        shard_id: str,
-        provider: str,
-        model: str,
-        enqueued: int,
-        cap: int | None,
-        waiting: bool,
-    ) -> None:
-        """Show how many shards wait for room in the provider's queue, and for which models."""
-        if waiting:
-            self.waiting[shard_id] = model
-        else:
-            self.waiting.pop(shard_id, None)
-        if self.enabled:
-            self._refresh()
-
-    def summary(self) -> dict[str, Any]:
-        """What was counted."""
-        return {
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "cached": self.cached,
-            "batches": len(self.batches),
-        }
+    def _write_line(self) -> None:
+        self._seen_changes = self.state.changes
+        try:
+            self.stream.write(f"lexibatch: {self.state.status_line()}\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            # A closed or broken log must not stop the run: progress is only shown.
+            self._stop.set()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from decimal import Decimal
 
 from plugins.store import CostRow
 from providers.money import format_usd, to_decimal, usd_sum
 
-__all__ = ["print_cost_report", "spent_line", "summary_line"]
+__all__ = ["spent_line", "summary_line"]
 
 
 def spent_line(rows: Sequence[CostRow]) -> str:
@@ -34,46 +33,3 @@ def summary_line(rows: Sequence[CostRow]) -> str:
         f"the same work immediately: {format_usd(immediate)}; "
         f"saved {format_usd(immediate - spent)}"
     )
-
-
-def print_cost_report(rows: Sequence[CostRow]) -> None:
-    """Print a table of the ledger and the saving against immediate mode."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=sys.stdout, width=120)
-    if not rows:
-        console.print("no paid calls recorded yet")
-        return
-    table = Table(title="cost by mode, task and model")
-    for column in (
-        "mode",
-        "task",
-        "model",
-        "calls",
-        "input tok",
-        "output tok",
-        "cost $",
-        "immediate $",
-        "unpriced",
-    ):
-        table.add_column(
-            column, justify="right" if column[0] in "rciou" and column not in ("mode",) else "left"
-        )
-    for row in rows:
-        table.add_row(
-            row.mode,
-            row.task or "-",
-            row.model,
-            f"{row.requests:,}",
-            f"{row.input_tokens:,}",
-            f"{row.output_tokens:,}",
-            format_usd(row.cost_usd).lstrip("$"),
-            format_usd(row.immediate_cost_usd).lstrip("$"),
-            str(row.unpriced),
-        )
-    console.print(table)
-    console.print(summary_line(rows))
-    unpriced = sum(r.unpriced for r in rows)
-    if unpriced:
-        console.print(f"{unpriced} calls on unpriced models are not counted")

@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 
-__all__ = ["format_usd", "to_decimal", "usd_sum"]
+__all__ = ["format_usd", "to_decimal", "usd_json", "usd_sum"]
 
 _CENT = Decimal("0.01")
 _SIGNIFICANT = 3
 # Below this a sum is shown as "under" it rather than as a long row of zeros.
 _SMALLEST = Decimal("0.000001")
+# Machine-readable figures keep this many decimals: far below any price's
+# precision, far above a float sum's noise.
+_JSON_PLACES = Decimal("1e-10")
 
 
 def to_decimal(value: float | Decimal | int | None) -> Decimal:
@@ -54,3 +57,14 @@ def format_usd(value: float | Decimal | int | None) -> str:
         if amount < _CENT:
             return f"{sign}${amount.normalize():f}"
     return f"{sign}${amount.quantize(_CENT, rounding=ROUND_HALF_UP):,}"
+
+
+def usd_json(value: float | Decimal | int | None) -> str:
+    """``"0.00001215"``: an amount for machines, as a decimal string without float noise.
+
+    Rounded (half up) to ten decimals, far finer than any price, so a sum
+    the ledger added up in floating point (``0.000012149999999999999``)
+    reads as what was billed; trailing zeros are dropped.
+    """
+    amount = to_decimal(value).quantize(_JSON_PLACES, rounding=ROUND_HALF_UP).normalize()
+    return f"{amount:f}" if amount else "0"

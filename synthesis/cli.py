@@ -99,19 +99,32 @@ async def _with_connector(settings: Settings, body: Callable[[LexiConnector], Aw
         await connector.aclose()
 
 
-def _observe(total: int | None, description: str, *, count_requests: bool = True) -> Any:
+def _observe(state: Any, *, quiet: bool) -> Any:
+    """Show ``state`` (a :class:`plugins.dashboard.RunState`) on stderr while a command runs."""
     from plugins.manager import get_plugin_manager
     from plugins.progress import ProgressObserver
 
-    observer = ProgressObserver(total, description=description, count_requests=count_requests)
-    get_plugin_manager().pm.register(observer, name=f"progress-{id(observer)}")
-    return observer
+    get_plugin_manager().pm.register(state, name=f"progress-{id(state)}")
+    return ProgressObserver(state, quiet=quiet)
 
 
 def _unobserve(observer: Any) -> None:
     from plugins.manager import get_plugin_manager
 
-    get_plugin_manager().pm.unregister(observer)
+    get_plugin_manager().pm.unregister(observer.state)
+
+
+def _hush(quiet: bool) -> None:
+    """With ``--quiet``, only errors reach stderr (warnings and notes are dropped)."""
+    if quiet:
+        import logging
+
+        logging.getLogger("lexibatch").setLevel(logging.ERROR)
+
+
+def _say(quiet: bool, message: str) -> None:
+    if not quiet:
+        click.echo(message, err=True)
 
 
 _provider_opt = click.option("--provider", help="Provider name (see `lexibatch plugins`).")
@@ -120,6 +133,9 @@ _mode_opt = click.option(
     "--mode", type=click.Choice(["immediate", "batch", "auto"]), help="How requests are sent."
 )
 _db_opt = click.option("--db", type=click.Path(path_type=Path), help="The SQLite store.")
+_quiet_opt = click.option(
+    "--quiet", "-q", is_flag=True, help="Print nothing but errors (no progress, no summary)."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -215,6 +231,7 @@ def emulator(
 @_db_opt
 @click.option("--estimate", is_flag=True, help="Print the expected cost and exit without sending.")
 @click.option("--budget", type=float, help="Refuse to submit past this many USD.")
+@_quiet_opt
 @click.pass_context
 @_guard
 def run(
@@ -223,6 +240,7 @@ def run(
     out: Path,
     estimate: bool,
     budget: float | None,
+    quiet: bool,
     **flags: Any,
 ) -> None:
     """Send provider-neutral requests from a JSONL file; write one result per line."""
@@ -233,8 +251,12 @@ def run(
     items = read_requests(
         requests, default_model=settings.connector.model, route=settings.model_for
     )
+    _hush(quiet)
+    expected_usd: float | None = None
     if estimate or budget is not None:
-        _estimate_or_refuse(settings, [i.request for i in items], estimate=estimate, budget=budget)
+        expected_usd = _estimate_or_refuse(
+            settings, [i.request for i in items], estimate=estimate, budget=budget
+        )
         if estimate:
             return
     # Before anything is sent: a results file that cannot be written is found now.
@@ -243,16 +265,26 @@ def run(
     async def body(connector: LexiConnector) -> None:
         import time
 
+        from plugins.dashboard import RunState
         from plugins.report import spent_line
 
         started = time.time()
-        connector.choose_mode(len(items))
+        connector.choose_mode(len(items), announce=not quiet)
         if connector.batch_mode:
             from plugins.batch.oversize import refuse_oversize
 
             # A line no batch of the provider can hold: refused before anything is sent.
             refuse_oversize(connector.batch_strategy(), items, requests)
-        observer = _observe(len(items), "requests")
+        state = RunState(
+            f"run {requests.name}",
+            total=len(items),
+            stages=["requests"],
+            stage_of=lambda task: "requests",
+            estimate_usd=expected_usd,
+            budget_usd=settings.batch.budget_usd,
+            batch_mode=connector.batch_mode,
+        )
+        observer = _observe(state, quiet=quiet)
         try:
             with observer:
                 summary = await run_requests(connector, items, out)
@@ -260,10 +292,10 @@ def run(
             _unobserve(observer)
         # Every call this run paid for, from the ledger `lexibatch cost` reads.
         spent = connector.store.cost_report(since=started, run=connector.store.run_id)
-        click.echo(
+        _say(
+            quiet,
             f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.cached} from cache; "
             f"cost {spent_line(spent)}; results in {out}",
-            err=True,
         )
         if summary.unreachable is not None:
             click.echo(
@@ -280,7 +312,8 @@ def run(
 
 def _estimate_or_refuse(
     settings: Settings, requests: list[Any], *, estimate: bool, budget: float | None
-) -> None:
+) -> float | None:
+    """Print the estimate, or refuse a run over ``budget``; the estimate in the mode chosen."""
     from plugins.estimate import estimate_requests
     from plugins.factory import resolve_provider_name
     from providers.errors import BudgetExceededError
@@ -296,6 +329,7 @@ def _estimate_or_refuse(
         click.echo(est.describe())
     if budget is not None and chosen is not None and chosen > budget:
         raise BudgetExceededError(chosen, budget)
+    return chosen
 
 
 @main.command()
@@ -326,6 +360,7 @@ def _estimate_or_refuse(
     "--estimate", is_flag=True, help="Print what the run would cost in each mode and exit."
 )
 @click.option("--budget", type=float, help="Refuse to submit past this many USD.")
+@_quiet_opt
 @click.pass_context
 @_guard
 def synthesize(
@@ -336,6 +371,7 @@ def synthesize(
     out: Path,
     estimate: bool,
     budget: float | None,
+    quiet: bool,
     **flags: Any,
 ) -> None:
     """Synthesize dictionary entries for a word list (JSONL out, and in the store)."""
@@ -344,9 +380,10 @@ def synthesize(
     from synthesis.wordlist import read_word_list
 
     settings = _settings(ctx, budget=budget, **flags)
+    _hush(quiet)
     word_list, report = read_word_list(words)
     if not report.clean:
-        click.echo(f"lexibatch: {report.summary()}", err=True)
+        _say(quiet, f"lexibatch: {report.summary()}")
     if not word_list:
         from providers.errors import InputError
 
@@ -359,6 +396,7 @@ def synthesize(
         # Before anything is sent: an output that cannot be written is found now.
         check_writable(out)
     expected: int | None = None
+    expected_usd: float | None = None
     if estimate or budget is not None:
         from synthesis.runner import load_done
 
@@ -366,23 +404,48 @@ def synthesize(
         done = load_done(out, repair=False)
         todo = [w for w in word_list if w.casefold() not in done]
         if len(todo) < len(word_list):
-            click.echo(
+            _say(
+                quiet,
                 f"lexibatch: {len(word_list) - len(todo)} of {len(word_list)} words "
                 f"already in {out}; estimating the other {len(todo)}",
-                err=True,
             )
         est = _estimate_synthesis(settings, todo, chosen, sources)
         if estimate:
             click.echo(est.describe())
             return
-        _refuse_over_budget(settings, est, len(todo), budget)
+        expected_usd = _refuse_over_budget(settings, est, len(todo), budget)
         expected = est.requests
     _run(
         _with_connector(
             settings,
-            lambda c: _synthesize(c, settings, word_list, chosen, sources, out, expected),
+            lambda c: _synthesize(
+                c,
+                settings,
+                word_list,
+                chosen,
+                sources,
+                out,
+                expected,
+                quiet=quiet,
+                estimate_usd=expected_usd,
+            ),
         )
     )
+
+
+def _stage_of(task: str | None) -> str:
+    """The pipeline round (:data:`synthesis.pipeline.STAGES`) a call of ``task`` belongs to."""
+    from synthesis.components import COMPONENTS
+
+    if task in ("cluster", "generate"):
+        return "cluster"
+    if task == "synthesize":
+        return "synthesize"
+    component = COMPONENTS.get(task or "")
+    if component is not None:
+        # Word-level components need no meanings: they run in the first round.
+        return "enhance" if component.level == "definition" else "cluster"
+    return task or "other"
 
 
 async def _synthesize(
@@ -393,7 +456,12 @@ async def _synthesize(
     sources: Any,
     out: Path,
     expected_requests: int | None = None,
+    *,
+    quiet: bool = False,
+    estimate_usd: float | None = None,
 ) -> None:
+    from plugins.dashboard import RunState
+    from synthesis.pipeline import STAGES
     from synthesis.runner import load_done, run_synthesis
 
     done = load_done(out)
@@ -403,15 +471,24 @@ async def _synthesize(
     # word's few dozen calls.
     if expected_requests is None:
         expected_requests = len(todo) * max(len(components), 1) * 2
-    mode = connector.choose_mode(expected_requests)
+    mode = connector.choose_mode(expected_requests, announce=not quiet)
     import time
 
     store = connector.store
     started = time.time()
-    observer = _observe(len(todo), "words", count_requests=False)
+    state = RunState(
+        f"synthesize {len(todo):,} words",
+        stages=STAGES,
+        stage_of=_stage_of,
+        estimate_usd=estimate_usd,
+        budget_usd=settings.batch.budget_usd,
+        batch_mode=mode == "batch",
+    )
+    state.set_units("words", 0, len(todo))
+    observer = _observe(state, quiet=quiet)
 
     def progress(word: str, finished: int, total: int) -> None:
-        observer.advance_to(finished)
+        state.set_units("words", finished, total)
 
     def on_entry(entry: Any) -> None:
         store.put_document("entries", entry.word, entry.model_dump(mode="json"))
@@ -437,11 +514,11 @@ async def _synthesize(
 
     rows = store.cost_report(since=started, run=store.run_id)
     immediate = usd_sum(r.immediate_cost_usd for r in rows)
-    click.echo(
+    _say(
+        quiet,
         f"{summary.written} entries written to {out}, {summary.skipped} already done, "
         f"{summary.failed} failed; {observer.requests} calls ({observer.cached} from cache); "
         f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}",
-        err=True,
     )
     if summary.unreachable is not None:
         click.echo(
@@ -529,8 +606,12 @@ def _estimate_synthesis(
     return est
 
 
-def _refuse_over_budget(settings: Settings, est: Any, size: int, budget: float | None) -> None:
+def _refuse_over_budget(
+    settings: Settings, est: Any, size: int, budget: float | None
+) -> float | None:
     """Refuse a run whose estimate, in the mode it will run in, is over ``budget``.
+
+    Returns that estimate (``None`` without a budget or words to price).
 
     The mode is chosen as the connector will choose it for ``est.requests``
     requests (the ``choose_strategy`` hook), so ``auto`` is priced right.
@@ -541,7 +622,7 @@ def _refuse_over_budget(settings: Settings, est: Any, size: int, budget: float |
     from providers.errors import BudgetExceededError
 
     if budget is None or size == 0:
-        return
+        return None
     manager = get_plugin_manager()
     provider = resolve_provider_name(settings)
     workload = Workload(
@@ -555,25 +636,34 @@ def _refuse_over_budget(settings: Settings, est: Any, size: int, budget: float |
     chosen = est.batch_usd if mode == "batch" else est.immediate_usd
     if chosen > budget:
         raise BudgetExceededError(chosen, budget)
+    return float(chosen)
 
 
 @main.command()
 @_provider_opt
 @_db_opt
+@_quiet_opt
 @click.pass_context
 @_guard
-def resume(ctx: click.Context, **flags: Any) -> None:
+def resume(ctx: click.Context, quiet: bool, **flags: Any) -> None:
     """Finish the journaled work of earlier runs without the original input."""
     settings = _settings(ctx, **flags)
+    _hush(quiet)
 
     async def body(connector: LexiConnector) -> None:
         import time
 
+        from plugins.dashboard import RunState
         from plugins.report import spent_line
 
         started = time.time()
         strategy = connector.batch_strategy()
-        observer = _observe(None, "resume")
+        state = RunState(
+            f"resume ({connector.provider_name})",
+            budget_usd=settings.batch.budget_usd,
+            batch_mode=True,
+        )
+        observer = _observe(state, quiet=quiet)
         try:
             with observer:
                 requeued = await strategy.resume()  # type: ignore[attr-defined]
@@ -581,10 +671,10 @@ def resume(ctx: click.Context, **flags: Any) -> None:
             _unobserve(observer)
         counts = connector.store.count_requests(connector.provider_name)
         spent = connector.store.cost_report(since=started, run=connector.store.run_id)
-        click.echo(
+        _say(
+            quiet,
             f"resumed ({requeued} queued requests sent); cost {spent_line(spent)}; journal now: "
             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
-            err=True,
         )
 
     _run(_with_connector(settings, body))
@@ -598,48 +688,53 @@ def batches() -> None:
 @batches.command("list")
 @_provider_opt
 @_db_opt
+@click.option("--json", "as_json", is_flag=True, help="One JSON array (money as exact strings).")
 @click.pass_context
 @_guard
-def batches_list(ctx: click.Context, **flags: Any) -> None:
-    """List the journaled shards and their provider batches."""
+def batches_list(ctx: click.Context, as_json: bool, **flags: Any) -> None:
+    """List the journaled batches: states, counts, cost, local times and ages."""
     from plugins.store import Store
+    from plugins.tables import batch_json, batch_views, batches_table, stdout_console
 
     settings = _settings(ctx, **flags)
     with Store(settings.connector.db) as store:
-        shards = store.shards()
-    if not shards:
+        views = batch_views(store, store.shards(provider=flags.get("provider")))
+    if as_json:
+        import orjson
+
+        rows = [batch_json(v, raw=False) for v in views]
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+        return
+    if not views:
         click.echo("no batches in the journal")
         return
-    click.echo(
-        f"{'shard':<32} {'provider':<10} {'state':<10} {'batch':<40} {'status':<12} requests"
-    )
-    for s in shards:
-        click.echo(
-            f"{s.shard_id:<32} {s.provider:<10} {s.state:<10} {s.batch_id or '-':<40} "
-            f"{s.batch_status or '-':<12} {s.requests}"
-        )
+    stdout_console().print(batches_table(views))
 
 
 @batches.command("show")
 @click.argument("batch")
 @_db_opt
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (money as exact strings).")
 @click.pass_context
 @_guard
-def batches_show(ctx: click.Context, batch: str, **flags: Any) -> None:
+def batches_show(ctx: click.Context, batch: str, as_json: bool, **flags: Any) -> None:
     """Show one batch (by batch id or shard id), as journaled and as its provider sees it now."""
-    import orjson
+    from plugins.tables import batch_detail, batch_json, batch_views, stdout_console
 
     shard, settings = _shard_and_settings(ctx, batch, flags)
 
     async def body(connector: LexiConnector) -> None:
-        click.echo(orjson.dumps(_shard_dict(shard), option=orjson.OPT_INDENT_2).decode())
+        (view,) = batch_views(connector.store, [shard])
         endpoint = connector.provider.batch
+        info = None
         if shard.batch_id and endpoint is not None:
             info = await endpoint.poll(shard.batch_id)
-            click.echo(
-                f"provider now: {info.state.value}, {info.succeeded}/{info.total} succeeded, "
-                f"{info.failed} failed"
-            )
+        if as_json:
+            import orjson
+
+            click.echo(orjson.dumps(batch_json(view, info), option=orjson.OPT_INDENT_2))
+        else:
+            stdout_console().print(batch_detail(view, info))
 
     _run(_with_connector(settings, body))
 
@@ -733,25 +828,49 @@ def _shard_of(store: Any, ident: str) -> Any:
     return shard
 
 
-def _shard_dict(shard: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(shard).items()}
-
-
 @main.command()
 @_db_opt
+@click.option("--json", "as_json", is_flag=True, help="Rows and totals as JSON (exact strings).")
+@click.option("--chart", is_flag=True, help="Also draw the spend over time, by minute to week.")
 @click.pass_context
 @_guard
-def cost(ctx: click.Context, **flags: Any) -> None:
-    """Report what was spent, by mode, task and model, and the saving against immediate."""
-    from plugins.report import print_cost_report
+def cost(ctx: click.Context, as_json: bool, chart: bool, **flags: Any) -> None:
+    """Report spend by provider, mode, task and model, and the saving against immediate."""
+    from plugins.report import summary_line
+    from plugins.spendchart import spend_buckets, spend_chart
     from plugins.store import Store
+    from plugins.tables import cost_json, cost_rows, cost_table, stdout_console
 
     settings = _settings(ctx, **flags)
     with Store(settings.connector.db) as store:
-        print_cost_report(store.cost_report())
+        rows = cost_rows(store)
+        summary = summary_line(store.cost_report()) if rows else ""
+        buckets, name, fmt = spend_buckets(store) if chart else ([], "", "")
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(cost_json(rows), option=orjson.OPT_INDENT_2))
+        return
+    if not rows:
+        click.echo("no paid calls recorded yet")
+        return
+    console = stdout_console()
+    console.print(cost_table(rows))
+    console.print(summary)
+    if chart:
+        console.print()
+        console.print(spend_chart(buckets, name, fmt))
+
+
+# The lookup commands (show, serve) live in their own module; importing it registers them.
+from synthesis import cli_lookup  # noqa: E402
+
+__all__ = ["cli_lookup", "main"]
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # Run as ``python -m synthesis.cli``, this file is ``__main__``; the lookup
+    # commands registered themselves on the importable module's group.
+    from synthesis.cli import main as registered
+
+    registered()

@@ -332,7 +332,8 @@ class DefinitionSynthesizer:
                     used.add(index)
                     members.append(sources[index])
             if members:
-                clusters.append(MeaningCluster(part_of_speech=group.pos, sources=members))
+                pos = _agreeing_pos(group.pos, members)
+                clusters.append(MeaningCluster(part_of_speech=pos, sources=members))
         left = [i for i in range(len(sources)) if i not in used]
         if left:
             warnings.append(
@@ -366,14 +367,17 @@ class DefinitionSynthesizer:
         kept_source: list[int] = []
         for i, cluster in enumerate(clusters):
             text = texts.get(i)
+            pos = cluster.part_of_speech
             if text is None:
-                text = cluster.sources[0].text
-                kept_source.append(i + 1)
-            definitions.append(
-                Definition(
-                    part_of_speech=cluster.part_of_speech, text=text, sources=cluster.sources
+                # A source's own text stands in: one of the meaning's part of
+                # speech, and labelled as its source labels it.
+                kept = next(
+                    (s for s in cluster.sources if s.part_of_speech == pos), cluster.sources[0]
                 )
-            )
+                text = kept.text
+                pos = kept.part_of_speech or pos
+                kept_source.append(i + 1)
+            definitions.append(Definition(part_of_speech=pos, text=text, sources=cluster.sources))
         if kept_source:
             warnings.append(
                 f"synthesize: no definition written for {_count(kept_source, 'meaning')} "
@@ -469,6 +473,22 @@ class DefinitionSynthesizer:
             if model:
                 out[task] = model
         return out
+
+
+def _agreeing_pos(answered: str | None, members: Sequence[SourceDefinition]) -> str | None:
+    """The part of speech of a meaning: the model's, unless every source contradicts it.
+
+    The sources' own labels are the dictionary's word; a model that files
+    "To deposit in a bank" (a verb in every source) as an abbreviation is
+    overruled by the label most of its sources carry.
+    """
+    labelled = [m.part_of_speech for m in members if m.part_of_speech]
+    if not labelled or answered in labelled:
+        return answered
+    counts: dict[str, int] = {}
+    for pos in labelled:
+        counts[pos] = counts.get(pos, 0) + 1
+    return max(counts, key=lambda pos: counts[pos])
 
 
 def _count(items: Sequence[object], noun: str) -> str:

@@ -6,6 +6,12 @@ on a file opened for appending, so an interrupted run leaves whole lines
 only; should a crash still leave a partial last line, it is cut off when
 the file is next opened. A re-run skips the words whose entries are already
 in the file.
+
+Lines are appended in the order words finish; when a run ends (however many
+words failed) the file is put in the order of the word list, through a
+temporary file renamed into place, so a finished or resumed run reads in
+input order. Entries of words the list does not name (an earlier run's
+list) follow, in their order.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ __all__ = [
     "SynthesisSummary",
     "entry_line",
     "load_done",
+    "order_entries",
     "repair_jsonl",
     "run_synthesis",
 ]
@@ -214,6 +221,58 @@ class JsonlWriter:
         self.close()
 
 
+def order_entries(path: Path, words: Sequence[str]) -> bool:
+    """Put the entry lines of ``path`` in the order of ``words``; returns whether it moved any.
+
+    Words are compared case-insensitively; lines of other words keep their
+    order after them. The file is rewritten only when the order changes,
+    through ``path.tmp`` and a rename, so a reader never sees half of it.
+
+    Raises:
+        OutputWriteError: the file could not be rewritten (it is left as it was).
+    """
+    try:
+        lines = path.read_bytes().splitlines(keepends=True)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise OutputWriteError(
+            f"cannot read {path} to order it: {os_error_reason(exc)}", path=str(path)
+        ) from None
+    rank: dict[str, int] = {}
+    for index, word in enumerate(words):
+        rank.setdefault(word.casefold(), index)
+    after = len(rank)
+
+    def key(item: tuple[int, bytes]) -> tuple[int, int]:
+        position, line = item
+        try:
+            word = orjson.loads(line)["word"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return (after, position)
+        return (rank.get(str(word).casefold(), after), position)
+
+    ordered = [line for _, line in sorted(enumerate(lines), key=key)]
+    if ordered == lines:
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("wb") as fh:
+            fh.writelines(ordered)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputWriteError(
+            f"cannot write the entries to {path} in input order: {os_error_reason(exc)} — "
+            "they are all there, in the order they finished",
+            path=str(path),
+        ) from None
+    return True
+
+
 async def run_synthesis(
     words: Sequence[str],
     connector: Connector,
@@ -298,4 +357,6 @@ async def run_synthesis(
                 max_in_flight=max_in_flight,
                 collect=False,
             )
+    # Whatever finished, in the order the user listed the words.
+    order_entries(out_path, words)
     return summary

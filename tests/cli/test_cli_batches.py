@@ -153,10 +153,19 @@ def test_batches_list_show_cancel_then_rerun(work: Path, fresh_emulator: Any) ->
     listed = _lexibatch(work, "batches", "list")
     assert listed.returncode == 0 and "created" in listed.stdout
     batch_id = next(w for w in listed.stdout.split() if w.startswith("batch_"))
+    assert re.search(rf"{batch_id} +│ openai +│ gpt-4o-mini +│ created +│", listed.stdout)
+    (row,) = json.loads(_lexibatch(work, "batches", "list", "--json").stdout)
+    assert (row["batch_id"], row["state"], row["requests"]) == (batch_id, "created", 8)
+    assert row["cost_usd"] == "0" and row["paid_calls"] == 0 and "raw" not in row
+    assert row["created_at"].startswith(time.strftime("%Y-"))  # ISO, local time
     shown = _lexibatch(work, "batches", "show", batch_id)
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout[: shown.stdout.rindex("}") + 1])["batch_id"] == batch_id
-    assert re.search(r"provider now: (validating|in_progress), 0/\d+ succeeded", shown.stdout)
+    assert re.search(rf"^batch +{batch_id} *$", shown.stdout, re.M)
+    assert re.search(r"provider now +(validating|in_progress), 0/\d+ succeeded", shown.stdout)
+    assert re.search(r"created +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)", shown.stdout)
+    as_json = json.loads(_lexibatch(work, "batches", "show", batch_id, "--json").stdout)
+    assert as_json["batch_id"] == batch_id and as_json["raw"]["id"] == batch_id
+    assert as_json["provider_now"]["state"] in ("validating", "in_progress")
     cancelled = _lexibatch(work, "batches", "cancel", batch_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.strip() in (f"{batch_id}: cancelling", f"{batch_id}: cancelled")
@@ -318,4 +327,4 @@ def test_a_batch_is_shown_through_the_batch_api_of_its_own_model(
         )
     shown = _lexibatch(tmp_path, "batches", "show", batch.id)
     assert shown.returncode == 0, shown.stderr
-    assert "provider now: " in shown.stdout
+    assert re.search(r"^provider now +\w+, \d+/\d+ succeeded", shown.stdout, re.M), shown.stdout

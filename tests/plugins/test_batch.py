@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -760,19 +761,22 @@ async def test_responses_api_lines_through_the_batch_strategy(
 async def test_progress_observer_counts_through_the_hooks(
     fresh_emulator: Any, make_settings: Any
 ) -> None:
+    from plugins.dashboard import RunState
     from plugins.progress import ProgressObserver
 
     connector = open_connector(make_settings(fresh_emulator))
-    observer = ProgressObserver(6, enabled=False)
-    connector.manager.pm.register(observer, name="test-progress")
+    state = RunState("test", total=6, batch_mode=True)
+    observer = ProgressObserver(state, quiet=True)
+    connector.manager.pm.register(state, name="test-progress")
     try:
         connector.enable_batch_mode()
         await gather(connector, [f"p{i}" for i in range(5)])
         await connector.structured("p0", Entry, task="t")  # a cache hit
         assert (observer.succeeded, observer.failed, observer.cached) == (6, 0, 1)
-        assert list(observer.batches.values()) == ["completed"]
+        assert state.stages["t"].started == 6
+        assert [b.state for b in state.batches.values()] == ["completed"]
     finally:
-        connector.manager.pm.unregister(observer)
+        connector.manager.pm.unregister(state)
         await connector.aclose()
 
 
@@ -803,11 +807,12 @@ async def test_output_file_missing_for_a_while_after_completed(
         await connector.aclose()
 
 
-def test_progress_is_quiet_when_output_is_not_a_terminal(capfd: pytest.CaptureFixture[str]) -> None:
+def test_progress_is_silent_when_quiet(capfd: pytest.CaptureFixture[str]) -> None:
+    from plugins.dashboard import RunState
     from plugins.progress import ProgressObserver
 
-    observer = ProgressObserver(3)
-    assert not observer.enabled  # stderr is captured here, not a terminal
-    with observer:
-        observer.advance_to(3)
+    state = RunState("test", total=3)
+    with ProgressObserver(state, quiet=True, interval=0.01):
+        state.set_units("words", 3, 3)
+        time.sleep(0.05)
     assert capfd.readouterr().err == ""

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from plugins.batch.queuecap import QueueRoom, request_tokens
+from plugins.dashboard import RunState
 from plugins.factory import open_connector
-from plugins.progress import ProgressObserver
 from providers.emulator import Emulator, EmulatorConfig
 from providers.emulator.queuecap import anthropic_tokens, openai_tokens
 from providers.types import BatchInfo, BatchState
@@ -259,33 +259,28 @@ async def test_a_batch_refused_for_the_queue_is_never_found_as_the_shards_own(
     assert billing["batch"]["requests"] == 3 and billing["duplicates"] == 0
 
 
-def test_the_progress_line_says_which_shards_wait_for_room() -> None:
-    progress = ProgressObserver(12, enabled=False)
+def test_the_dashboard_says_which_shards_wait_for_room() -> None:
+    state = RunState("run 12 requests", batch_mode=True, clock=lambda: 1000.0)
     refused = BatchInfo(
         "batch_1",
         BatchState.FAILED,
         errors=("token_limit_exceeded: Enqueued token limit reached for gpt-4o-mini",),
     )
-    progress.batch_submitted(batch=refused, shard_id="s1", provider="openai", requests=3)
-    progress.batch_status_changed(batch=refused, previous=None, provider="openai")
-    for shard in ("s1", "s2"):
-        progress.batch_waiting_for_room(
-            shard_id=shard,
-            provider="openai",
-            model="gpt-4o-mini",
-            enqueued=500,
-            cap=600,
-            waiting=True,
-        )
-    progress._refresh()
-    detail = progress._progress.tasks[0].fields["detail"]
-    assert detail.endswith("2 waiting for queue room (gpt-4o-mini)"), detail
+    state.batch_submitted(batch=refused, shard_id="s1", provider="openai", requests=3)
+    state.batch_status_changed(batch=refused, previous=None, provider="openai")
     # The refused batch is not shown as a failed one: it is sent again.
-    assert "failed" not in detail.split("·", 2)[-1]
-    progress.batch_waiting_for_room(
-        shard_id="s1", provider="openai", model="gpt-4o-mini", enqueued=0, cap=600, waiting=False
+    assert "batch_1" not in state.batches
+    for shard in ("s1", "s2"):
+        state.batch_waiting_for_room(
+            shard_id=shard, provider="openai", model="gpt-4o-mini", waiting=True
+        )
+    waiting = state.waiting_for()
+    assert waiting is not None
+    assert waiting.startswith("room in openai's batch queue for gpt-4o-mini: 2 shards held")
+    state.batch_waiting_for_room(
+        shard_id="s1", provider="openai", model="gpt-4o-mini", waiting=False
     )
-    assert progress.waiting == {"s2": "gpt-4o-mini"}
+    assert list(state.held) == ["s2"]
 
 
 async def test_batches_of_an_earlier_run_still_in_flight_count_against_the_cap(

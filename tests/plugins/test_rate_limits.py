@@ -41,8 +41,10 @@ async def test_rpm_holds_calls_past_the_burst(fresh_emulator: Any, make_settings
         elapsed = await _timed(limited, 124, "rpm")
     finally:
         await limited.aclose()
-    assert unlimited < 1.0
-    assert 1.2 <= elapsed < 10
+    # The hold is a floor whatever the machine's load: the 124th call cannot
+    # leave before its slot two seconds in; without a budget nothing waits.
+    assert elapsed >= 1.2
+    assert elapsed < unlimited + 10
 
 
 async def test_tpm_counts_estimated_tokens(fresh_emulator: Any, make_settings: Any) -> None:

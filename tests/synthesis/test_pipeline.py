@@ -25,7 +25,7 @@ from synthesis.pipeline import (
 from synthesis.sources import CombinedSources, GcideSource
 
 
-def src(text: str, pos: str = "noun", n: int = 1) -> SourceDefinition:
+def src(text: str, pos: str | None = "noun", n: int = 1) -> SourceDefinition:
     return SourceDefinition(
         text=text,
         part_of_speech=pos,
@@ -320,7 +320,61 @@ async def test_cluster_answer_is_checked_against_the_sources(make_connector: Any
         ["3"],
         ["1", "4"],
     ]
-    assert [d.part_of_speech for d in entry.definitions] == ["verb", "noun", "noun"]
+    # "verb" contradicted the only source of its group (a noun): the source's label stands.
+    assert [d.part_of_speech for d in entry.definitions] == ["noun", "noun", "noun"]
     assert entry.metadata.warnings == [
         "cluster: 2 source definitions left ungrouped (1, 4); grouped by part of speech"
     ]
+
+
+async def test_a_part_of_speech_never_contradicts_all_its_sources(make_connector: Any) -> None:
+    from synthesis.models import ClusterResponse
+
+    sources = [
+        src("A mound or ridge of earth.", "noun", 1),
+        src("To deposit in a bank.", "verb", 2),
+        src("To keep money in a bank.", "verb", 3),
+        src("An establishment for money.", None, 4),
+    ]
+
+    def confused(call: Any) -> ClusterResponse:
+        return ClusterResponse.model_validate(
+            {
+                "meanings": [
+                    {"pos": "noun", "ids": [1]},
+                    {"pos": "abbreviation", "ids": [2, 3]},
+                    {"pos": "adjective", "ids": [4]},
+                ]
+            }
+        )
+
+    connector = make_connector(answers={"cluster": confused})
+    entry = await DefinitionSynthesizer(connector, components=[]).synthesize_entry(
+        "bank", sources
+    )
+    # Agreeing: kept; contradicting every labelled source: overruled; no label: the model's.
+    assert [d.part_of_speech for d in entry.definitions] == ["noun", "verb", "adjective"]
+
+
+async def test_a_kept_source_text_carries_its_own_part_of_speech(make_connector: Any) -> None:
+    from synthesis.models import ClusterResponse
+
+    sources = [
+        src("To deposit in a bank.", "verb", 1),
+        src("A mound or ridge of earth.", "noun", 2),
+        src("A bench; a seat of judgment.", "noun", 3),
+    ]
+
+    def one_group(call: Any) -> ClusterResponse:
+        return ClusterResponse.model_validate({"meanings": [{"pos": "noun", "ids": [1, 2, 3]}]})
+
+    def nothing(call: Any) -> SynthesizedDefinitionsResponse:
+        return SynthesizedDefinitionsResponse.model_validate({"definitions": []})
+
+    connector = make_connector(answers={"cluster": one_group, "synthesize": nothing})
+    entry = await DefinitionSynthesizer(connector, components=[]).synthesize_entry(
+        "bank", sources
+    )
+    [definition] = entry.definitions
+    # Not "noun: To deposit in a bank.": the kept text is a noun's.
+    assert (definition.part_of_speech, definition.text) == ("noun", "A mound or ridge of earth.")

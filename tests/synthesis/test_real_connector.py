@@ -81,9 +81,9 @@ async def test_batch_rounds_follow_the_stages_not_the_words(real_pipeline: Any) 
 
 
 async def test_a_second_synthesis_ask_adds_one_round(real_pipeline: Any) -> None:
-    # For "book" the emulator's synthesize answer covers some meanings but not
+    # For "band" the emulator's synthesize answer covers some meanings but not
     # all: the pipeline asks again for the rest, one round later.
-    words = [*WORDS, "book"]
+    words = [*WORDS, "band"]
     await real_pipeline.run(words, batch=True, components=("synonyms",))
     by_task = {r.task: r.requests for r in real_pipeline.ledger()}
     assert by_task["synthesize"] == len(words) + 1

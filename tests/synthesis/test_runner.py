@@ -14,6 +14,7 @@ from synthesis.runner import (
     JsonlWriter,
     entry_line,
     load_done,
+    order_entries,
     repair_jsonl,
     run_synthesis,
 )
@@ -184,3 +185,59 @@ def test_load_done_without_repair_only_reads(tmp_path: Path) -> None:
     assert out.read_bytes() == content
     assert load_done(out) == {"alpha"}
     assert out.read_bytes() == b'{"word":"Alpha"}\n'
+
+
+async def test_a_resumed_run_leaves_the_entries_in_input_order(
+    make_connector: Any, tmp_path: Path
+) -> None:
+    def flaky(call: Any) -> Any:
+        if "alpha" in call.prompt:
+            raise ServerError("boom", provider="fake")
+        return None
+
+    out = tmp_path / "entries.jsonl"
+    words = ["alpha", "beta", "gamma", "delta"]
+    first = await run_synthesis(
+        words,
+        make_connector(answers={"facts": flaky}),
+        components=["facts"],
+        sources=None,
+        out_path=out,
+        done=set(),
+        batch_mode=False,
+        progress=None,
+    )
+    assert first.failed == 1
+    assert [line["word"] for line in read_lines(out)] == ["beta", "gamma", "delta"]
+    # The resumed run appends alpha last, then puts the file in the list's order.
+    second = await run_synthesis(
+        words,
+        make_connector(),
+        components=["facts"],
+        sources=None,
+        out_path=out,
+        done=load_done(out),
+        batch_mode=False,
+        progress=None,
+    )
+    assert second.written == 1 and second.skipped == 3
+    assert [line["word"] for line in read_lines(out)] == words
+
+
+def test_order_entries_follows_the_list_and_keeps_other_words_after(tmp_path: Path) -> None:
+    out = tmp_path / "entries.jsonl"
+    finished = ["gamma", "other", "Alpha", "beta", "older"]
+    out.write_bytes(b"".join(entry_line(DictionaryEntry(word=w)) for w in finished))
+    assert order_entries(out, ["alpha", "beta", "gamma"]) is True
+    assert [line["word"] for line in read_lines(out)] == [
+        "Alpha",
+        "beta",
+        "gamma",
+        "other",
+        "older",
+    ]
+    before = out.stat().st_mtime_ns
+    assert order_entries(out, ["alpha", "beta", "gamma"]) is False
+    assert out.stat().st_mtime_ns == before
+    assert not (tmp_path / "entries.jsonl.tmp").exists()
+    assert order_entries(tmp_path / "missing.jsonl", ["alpha"]) is False

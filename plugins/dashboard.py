@@ -1,0 +1,437 @@
+"""What a running command is doing, told from the lifecycle hooks.
+
+:class:`RunState` is a plugin: registered for the length of ``run``,
+``synthesize`` or ``resume``, it counts requests per stage as they start and
+finish, follows every batch through its states, adds up the spend, and works
+out an ETA and what the run is waiting for. It draws two ways:
+
+- :meth:`RunState.render`, a rich renderable, redrawn live in a terminal;
+- :meth:`RunState.status_line`, one plain line, written to a log now and then.
+
+Choosing between them (and drawing nothing with ``--quiet``) is
+:mod:`plugins.progress`'s job.
+
+Shards held back until a provider's queue has room are shown when the
+``batch_waiting_for_room`` hook is called (an optional hook: the dashboard
+works without it). Any other wait can be shown with
+:meth:`RunState.wait_started` and :meth:`RunState.wait_ended`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from plugins.hookspecs import hookimpl
+from plugins.tables import age
+from providers.errors import LexibatchError
+from providers.money import format_usd, to_decimal
+from providers.types import BatchInfo, BatchState, Request, Response
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+__all__ = ["BatchSeen", "RunState", "StageCount"]
+
+#: The stage of a request: by default its task, and untagged ones are "requests".
+StageOf = Callable[[str | None], str]
+
+
+def _by_task(task: str | None) -> str:
+    return task or "requests"
+
+
+@dataclasses.dataclass(slots=True)
+class StageCount:
+    """Requests of one stage: started, and how each one ended."""
+
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cached: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Requests that ended, answered or not."""
+        return self.succeeded + self.failed
+
+
+@dataclasses.dataclass(slots=True)
+class BatchSeen:
+    """One provider batch as the hooks last reported it."""
+
+    id: str
+    provider: str
+    state: str
+    requests: int
+    succeeded: int = 0
+    failed: int = 0
+    first_seen: float = 0.0
+    changed: float = 0.0
+    terminal: bool = False
+
+    @property
+    def progress(self) -> float:
+        """The share of its requests that ended (0 to 1)."""
+        return (self.succeeded + self.failed) / self.requests if self.requests else 0.0
+
+
+class RunState:
+    """Counts, batches, spend, ETA and waits of one command, fed by the hooks.
+
+    Args:
+        title: what the command is (``synthesize 292 words``).
+        total: requests expected, when known (``run``: the input's lines).
+        stages: stage names to list first, in order, even before they start.
+        stage_of: the stage a request's task belongs to.
+        estimate_usd: the estimate of what the run will cost, when there is one.
+        budget_usd: the configured budget, when there is one.
+        batch_mode: whether requests go through batches (what "waiting" means).
+        clock: the time source (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        total: int | None = None,
+        stages: Iterable[str] = (),
+        stage_of: StageOf | None = None,
+        estimate_usd: float | Decimal | None = None,
+        budget_usd: float | Decimal | None = None,
+        batch_mode: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.title = title
+        self.total = total
+        self.stages: dict[str, StageCount] = {name: StageCount() for name in stages}
+        self._stage_of = stage_of or _by_task
+        self.estimate_usd = None if estimate_usd is None else to_decimal(estimate_usd)
+        self.budget_usd = None if budget_usd is None else to_decimal(budget_usd)
+        self.batch_mode = batch_mode
+        self.clock = clock
+        self.started_at = clock()
+        self.spent = Decimal(0)
+        self.unpriced = 0
+        self.batches: dict[str, BatchSeen] = {}
+        self.units: tuple[str, int, int | None] | None = None
+        self._wait: tuple[str, float] | None = None
+        #: Shards waiting for queue room: shard id → (provider, model, since).
+        self.held: dict[str, tuple[str, str, float]] = {}
+        #: Bumped on every change a reader of the log should hear about.
+        self.changes = 0
+
+    # -- what the hooks say ------------------------------------------------
+
+    def _stage(self, request: Request) -> StageCount:
+        name = self._stage_of(request.task)
+        count = self.stages.get(name)
+        if count is None:
+            count = self.stages[name] = StageCount()
+        return count
+
+    @hookimpl
+    def request_started(self, request: Request) -> None:
+        """Count a request of its stage as queued."""
+        self._stage(request).started += 1
+
+    @hookimpl
+    def request_finished(
+        self, request: Request, response: Response | None, error: LexibatchError | None
+    ) -> None:
+        """Count a finished request, and what it cost."""
+        count = self._stage(request)
+        if count.started <= count.finished:
+            count.started += 1  # started before this observer was registered
+        if response is None:
+            count.failed += 1
+            return
+        count.succeeded += 1
+        if response.cached:
+            count.cached += 1
+        elif response.cost_usd is None:
+            self.unpriced += 1
+        else:
+            self.spent += to_decimal(response.cost_usd)
+
+    @hookimpl
+    def batch_submitted(
+        self, batch: BatchInfo, shard_id: str, provider: str, requests: int
+    ) -> None:
+        """Follow a new batch."""
+        now = self.clock()
+        self.batches[batch.id] = BatchSeen(
+            batch.id,
+            provider,
+            batch.state.value,
+            requests or batch.total,
+            batch.succeeded,
+            batch.failed,
+            first_seen=now,
+            changed=now,
+            terminal=batch.state.terminal,
+        )
+        self.changes += 1
+
+    @hookimpl
+    def batch_status_changed(
+        self, batch: BatchInfo, previous: BatchState | None, provider: str
+    ) -> None:
+        """Note a batch's new state or counts; one refused for the queue leaves (it is sent
+        again)."""
+        # Only batch mode calls this hook: its modules are loaded by then.
+        from plugins.batch.queuecap import refused_for_queue
+
+        if refused_for_queue(batch):
+            if self.batches.pop(batch.id, None) is not None:
+                self.changes += 1
+            return
+        now = self.clock()
+        seen = self.batches.get(batch.id)
+        if seen is None:  # a batch of an earlier run, re-attached to
+            seen = self.batches[batch.id] = BatchSeen(
+                batch.id, provider, batch.state.value, batch.total, first_seen=now
+            )
+        if seen.state != batch.state.value:
+            self.changes += 1
+        seen.state = batch.state.value
+        seen.requests = batch.total or seen.requests
+        seen.succeeded, seen.failed = batch.succeeded, batch.failed
+        seen.terminal = batch.state.terminal
+        seen.changed = now
+
+    @hookimpl(optionalhook=True)
+    def batch_waiting_for_room(
+        self, shard_id: str, provider: str, model: str, waiting: bool
+    ) -> None:
+        """Note a shard held back (or let go) until its provider's queue has room."""
+        if waiting:
+            self.held.setdefault(shard_id, (provider, model, self.clock()))
+        else:
+            self.held.pop(shard_id, None)
+        self.changes += 1
+
+    # -- what no hook says ---------------------------------------------------
+
+    def set_units(self, name: str, done: int, total: int | None) -> None:
+        """Show a count of the caller's own units (``words 12 / 292``)."""
+        if self.units is None or self.units[1] != done:
+            self.units = (name, done, total)
+
+    def wait_started(self, what: str) -> None:
+        """Show that the run waits for ``what`` (a queue's room, say), from now on."""
+        self._wait = (what, self.clock())
+        self.changes += 1
+
+    def wait_ended(self) -> None:
+        """The wait shown by :meth:`wait_started` is over."""
+        self._wait = None
+        self.changes += 1
+
+    # -- what it adds up to --------------------------------------------------
+
+    @property
+    def started(self) -> int:
+        """Requests started, all stages."""
+        return sum(c.started for c in list(self.stages.values()))
+
+    @property
+    def finished(self) -> int:
+        """Requests finished, all stages."""
+        return sum(c.finished for c in list(self.stages.values()))
+
+    def _active(self) -> list[BatchSeen]:
+        return sorted(
+            (b for b in list(self.batches.values()) if not b.terminal), key=lambda b: b.first_seen
+        )
+
+    def eta(self) -> tuple[float, str] | None:
+        """Seconds left and how they were worked out, or ``None`` while nothing tells.
+
+        From the batches' own progress when batches run (the slowest one
+        decides); otherwise from the rate requests finish at, when the total
+        is known.
+        """
+        now = self.clock()
+        active = self._active()
+        if active:
+            lefts = []
+            for b in active:
+                if b.progress <= 0:
+                    return None  # one batch without progress yet: no honest figure
+                elapsed = now - b.first_seen
+                lefts.append(elapsed * (1 - b.progress) / b.progress)
+            return max(lefts), "from the batches' progress"
+        total = self.total
+        done = self.finished
+        if total and 0 < done < total:
+            elapsed = now - self.started_at
+            return elapsed * (total - done) / done, "from the requests' rate"
+        return None
+
+    def waiting_for(self) -> str | None:
+        """What the run waits for now, in words; ``None`` when it is just working."""
+        now = self.clock()
+        if self._wait is not None:
+            what, since = self._wait
+            return f"{what} (since {_clock(since)}, {age(now - since)})"
+        held = list(self.held.values())
+        if held:
+            provider, model, since = min(held, key=lambda h: h[2])
+            shards = f"{len(held)} shard" + ("" if len(held) == 1 else "s")
+            return (
+                f"room in {provider}'s batch queue for {model}: {shards} held "
+                f"(since {_clock(since)}, {age(now - since)})"
+            )
+        active = self._active()
+        if active:
+            b = active[0]
+            more = f" and {len(active) - 1} more" if len(active) > 1 else ""
+            return (
+                f"batch {b.id} ({b.provider}) {b.state} since {_clock(b.first_seen)} "
+                f"({age(now - b.first_seen)}), {b.succeeded + b.failed:,}/{b.requests:,} done"
+                f"{more}"
+            )
+        pending = self.started - self.finished
+        if self.batch_mode and pending > 0:
+            return (
+                f"{pending:,} requests not in a running batch yet "
+                "(the next batch is being gathered, or results stored)"
+            )
+        return None
+
+    def batch_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """``(provider, state) → (batches, requests)``."""
+        out: dict[tuple[str, str], tuple[int, int]] = {}
+        for b in list(self.batches.values()):
+            n, r = out.get((b.provider, b.state), (0, 0))
+            out[b.provider, b.state] = (n + 1, r + b.requests)
+        return out
+
+    def spend_text(self) -> str:
+        """``$0.0123 of ~$0.05 estimated, budget $1.00``."""
+        text = format_usd(self.spent)
+        if self.estimate_usd is not None:
+            text += f" of ~{format_usd(self.estimate_usd)} estimated"
+        if self.budget_usd is not None:
+            text += f", budget {format_usd(self.budget_usd)}"
+        if self.unpriced:
+            text += f" (+{self.unpriced:,} unpriced calls)"
+        return text
+
+    # -- drawing -------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """Everything in one plain line, for logs read later."""
+        now = self.clock()
+        parts = [f"{_clock(now)} [{age(now - self.started_at)}]"]
+        total = f"/{self.total:,}" if self.total else ""
+        stages = ", ".join(
+            f"{name} {c.finished:,}/{c.started:,}"
+            for name, c in list(self.stages.items())
+            if c.started
+        )
+        parts.append(f"requests {self.finished:,}{total} done" + (f" ({stages})" if stages else ""))
+        if self.units is not None:
+            name, done, of = self.units
+            parts.append(f"{name} {done:,}" + (f"/{of:,}" if of is not None else ""))
+        batches = self.batch_counts()
+        if batches:
+            parts.append(
+                "batches " + ", ".join(f"{p} {n} {s}" for (p, s), (n, _) in sorted(batches.items()))
+            )
+        parts.append(f"spent {self.spend_text()}")
+        eta = self.eta()
+        if eta is not None:
+            parts.append(f"ETA {age(eta[0])}")
+        waiting = self.waiting_for()
+        if waiting:
+            parts.append(f"waiting for {waiting}")
+        return " · ".join(parts)
+
+    def render(self) -> RenderableType:
+        """The live dashboard: stages, batches, spend, ETA and what it waits for."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        now = self.clock()
+        mode = "batch" if self.batch_mode else "immediate"
+        header = Text.assemble(
+            (f"lexibatch {self.title}", "bold"),
+            f" · {mode} mode · {age(now - self.started_at)} elapsed",
+        )
+        stages = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
+        for name, justify in (
+            ("stage", "left"),
+            ("done / queued", "right"),
+            ("", "left"),
+            ("failed", "right"),
+            ("cached", "right"),
+        ):
+            stages.add_column(name, justify=justify)  # type: ignore[arg-type]
+        rows = list(self.stages.items())
+        if self.total is not None and len(rows) <= 1:
+            name = rows[0][0] if rows else "requests"
+            count = rows[0][1] if rows else StageCount()
+            rows = [(name, dataclasses.replace(count, started=max(count.started, self.total)))]
+        for name, c in rows:
+            stages.add_row(
+                name,
+                f"{c.finished:,} / {c.started:,}",
+                ProgressBar(total=max(c.started, 1), completed=c.finished, width=30),
+                f"[red]{c.failed:,}[/]" if c.failed else "0",
+                f"{c.cached:,}",
+            )
+        if self.units is not None:
+            name, done, of = self.units
+            stages.add_row(
+                name,
+                f"{done:,} / {of:,}" if of is not None else f"{done:,}",
+                ProgressBar(total=max(of or done, 1), completed=done, width=30),
+                "",
+                "",
+            )
+        in_batches = list(self.batches.values())
+        if in_batches:
+            # What the providers have answered, before the results are collected.
+            size = sum(b.requests for b in in_batches)
+            ended = sum(b.succeeded + b.failed for b in in_batches)
+            stages.add_row(
+                "in batches",
+                f"{ended:,} / {size:,}",
+                ProgressBar(total=max(size, 1), completed=ended, width=30),
+                f"[red]{sum(b.failed for b in in_batches):,}[/]"
+                if any(b.failed for b in in_batches)
+                else "0",
+                "",
+            )
+        parts: list[RenderableType] = [header, stages]
+        batches = self.batch_counts()
+        if batches:
+            table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
+            for name in ("provider", "batch state", "batches", "requests"):
+                table.add_column(
+                    name, justify="right" if name in ("batches", "requests") else "left"
+                )
+            for (provider, state), (n, r) in sorted(batches.items()):
+                table.add_row(provider, state, f"{n:,}", f"{r:,}")
+            parts.append(table)
+        info = Table.grid(padding=(0, 1))
+        info.add_column(style="bold")
+        info.add_column()
+        info.add_row("spent", self.spend_text())
+        eta = self.eta()
+        info.add_row("ETA", f"~{age(eta[0])} ({eta[1]})" if eta else "-")
+        info.add_row("waiting for", self.waiting_for() or "-")
+        parts.append(info)
+        return Group(*parts)
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S")

@@ -1,0 +1,157 @@
+"""The cost ledger: one row per paid call, and the cost report that sums them.
+
+``calls``
+    the usage ledger, one row per paid call (never for a cache hit), which
+    the cost report sums.
+
+What a call costs, and writing its row together with its cached answer, is
+:mod:`plugins.ledger`'s job; this module only stores the rows and sums them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from plugins.store.backend import Backend
+from plugins.store.rows import CallRecord, CostRow
+from providers.types import Usage
+
+__all__ = ["CostTables"]
+
+
+class CostTables(Backend):
+    """The ``calls`` table (a mixin of :class:`~plugins.store.Store`)."""
+
+    def record_calls(self, rows: Iterable[CallRecord]) -> int:
+        """Record paid calls in the usage ledger; returns how many were recorded."""
+        now = time.time()
+        values = [
+            (
+                c.provider,
+                c.model,
+                c.task,
+                c.mode,
+                c.key,
+                c.usage.input_tokens,
+                c.usage.output_tokens,
+                c.usage.cached_tokens,
+                c.usage.reasoning_tokens,
+                c.usage.cache_creation_tokens,
+                c.cost_usd,
+                c.immediate_cost_usd,
+                c.batch_id,
+                now if c.ts is None else c.ts,
+                self.run_id,
+            )
+            for c in rows
+        ]
+        return self._changes(
+            "INSERT INTO calls (provider, model, task, mode, key, input_tokens, output_tokens, "
+            "cached_tokens, reasoning_tokens, cache_creation_tokens, cost_usd, "
+            "immediate_cost_usd, batch_id, ts, run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            values,
+        )
+
+    def batch_usage(self, batch_id: str) -> tuple[int, Usage]:
+        """The ledger's calls of one provider batch: how many, and their tokens summed."""
+        rows = self._read(
+            "SELECT COUNT(*), TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cached_tokens), "
+            "TOTAL(reasoning_tokens), TOTAL(cache_creation_tokens) FROM calls WHERE batch_id = ?",
+            (batch_id,),
+        )
+        count, *tokens = rows[0]
+        return int(count), Usage(*(int(t) for t in tokens))
+
+    def cost_report(self, since: float | None = None, *, run: str | None = None) -> list[CostRow]:
+        """Recorded usage and cost, grouped by mode, task and model.
+
+        Args:
+            since: only calls at or after this Unix time.
+            run: only calls recorded through the store instance whose
+                :attr:`run_id` this is (with ``since``, the scan stays on the time index).
+
+        An immediate call without an ``immediate_cost_usd`` counts its own
+        cost as the immediate equivalent. Unpriced calls are counted apart,
+        never as free.
+        """
+        sql = (
+            "SELECT mode, task, model, COUNT(*), TOTAL(input_tokens), TOTAL(output_tokens), "
+            "TOTAL(cached_tokens), TOTAL(reasoning_tokens), TOTAL(cost_usd), "
+            "TOTAL(COALESCE(immediate_cost_usd, "
+            "CASE WHEN mode = 'immediate' THEN cost_usd END)), "
+            "TOTAL(cost_usd IS NULL) FROM calls"
+        )
+        where: list[str] = []
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            where.append("ts >= ?")
+            params += (since,)
+        if run is not None:
+            where.append("run = ?")
+            params += (run,)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " GROUP BY mode, task, model ORDER BY mode, task, model"
+        return [
+            CostRow(
+                mode=r[0],
+                task=r[1],
+                model=r[2],
+                requests=int(r[3]),
+                input_tokens=int(r[4]),
+                output_tokens=int(r[5]),
+                cached_tokens=int(r[6]),
+                reasoning_tokens=int(r[7]),
+                cost_usd=float(r[8]),
+                immediate_cost_usd=float(r[9]),
+                unpriced=int(r[10]),
+            )
+            for r in self._read(sql, params)
+        ]
+
+    def batch_costs(self) -> dict[str, tuple[int, float, int]]:
+        """Per provider batch: ``batch id → (paid calls, cost, unpriced calls)``."""
+        rows = self._read(
+            "SELECT batch_id, COUNT(*), TOTAL(cost_usd), TOTAL(cost_usd IS NULL) "
+            "FROM calls WHERE batch_id IS NOT NULL GROUP BY batch_id"
+        )
+        return {r[0]: (int(r[1]), float(r[2]), int(r[3])) for r in rows}
+
+    def cost_by_provider(self, since: float | None = None) -> list[tuple[Any, ...]]:
+        """The ledger by provider, mode, task and model, in that order.
+
+        Each row: ``(provider, mode, task, model, calls, input tokens, output
+        tokens, cost, immediate cost, unpriced calls)``, summed as in
+        :meth:`cost_report`.
+        """
+        sql = (
+            "SELECT provider, mode, task, model, COUNT(*), TOTAL(input_tokens), "
+            "TOTAL(output_tokens), TOTAL(cost_usd), TOTAL(COALESCE(immediate_cost_usd, "
+            "CASE WHEN mode = 'immediate' THEN cost_usd END)), TOTAL(cost_usd IS NULL) FROM calls"
+        )
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += " WHERE ts >= ?"
+            params = (since,)
+        sql += " GROUP BY provider, mode, task, model ORDER BY provider, mode, task, model"
+        return [tuple(r) for r in self._read(sql, params)]
+
+    def call_span(self, since: float | None = None) -> tuple[float, float] | None:
+        """The first and last call's time, or ``None`` when there is none."""
+        where, params = ("WHERE ts >= ?", (since,)) if since is not None else ("", ())
+        first, last = self._read(f"SELECT MIN(ts), MAX(ts) FROM calls {where}", params)[0]
+        return None if first is None else (float(first), float(last))
+
+    def spend_by_bucket(
+        self, size: int, offset: int = 0, since: float | None = None
+    ) -> dict[int, tuple[float, int]]:
+        """Cost and calls per time bucket: ``(ts + offset) // size → (cost, calls)``."""
+        where, params = ("WHERE ts >= ?", (since,)) if since is not None else ("", ())
+        rows = self._read(
+            "SELECT CAST((ts + ?) / ? AS INTEGER) AS b, TOTAL(cost_usd), COUNT(*) FROM calls "
+            f"{where} GROUP BY b ORDER BY b",
+            (offset, size, *params),
+        )
+        return {int(b): (float(cost), int(calls)) for b, cost, calls in rows}

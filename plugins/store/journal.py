@@ -1,0 +1,301 @@
+"""The request journal: every request a batch run has accepted, and the schemas they refer to.
+
+``requests``
+    every request a batch run has accepted, with the canonical body needed
+    to rebuild it without the original input, and its state (``queued`` →
+    ``submitted`` → ``succeeded`` | ``failed``). A batch's answered requests
+    move to ``succeeded`` together when the last of its results is stored;
+    until then the cache row is the sign of an answer.
+``schemas``
+    each response schema the journal refers to, stored once under a hash of
+    its canonical JSON: a schema is often longer than the prompt, and a
+    journal of millions of requests would otherwise repeat it in every row.
+
+The shards the requests are submitted in are :mod:`plugins.store.shards`'.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from plugins.store.backend import PAGE, Backend
+from plugins.store.rows import REQUEST_STATES, JournalRequest, check_state, dumps, last, second
+
+__all__ = ["JournalTables"]
+
+_REQUEST_COLUMNS = (
+    "key, model, task, body, state, shard_id, attempts, error, created_at, updated_at"
+)
+
+
+def _request_from_row(row: Sequence[Any]) -> JournalRequest:
+    # Positional, and no JSON parse for the usual row without an error: this
+    # runs once per request of a shard when its results are checked.
+    body = row[3]
+    error = row[7]
+    return JournalRequest(
+        row[0],
+        row[1],
+        row[2],
+        body if type(body) is bytes else bytes(body),
+        row[4],
+        row[5],
+        row[6],
+        None if error is None else orjson.loads(error),
+        row[8],
+        row[9],
+    )
+
+
+class JournalTables(Backend):
+    """The ``requests`` and ``schemas`` tables (a mixin of :class:`~plugins.store.Store`)."""
+
+    def add_requests(self, provider: str, rows: Iterable[JournalRequest]) -> int:
+        """Journal requests; returns how many were new (known keys are left as they are)."""
+        now = time.time()
+        values = []
+        for r in rows:
+            check_state(r.state, REQUEST_STATES, "request")
+            values.append(
+                (
+                    provider,
+                    r.key,
+                    r.model,
+                    r.task,
+                    r.body,
+                    r.state,
+                    r.shard_id,
+                    r.attempts,
+                    None if r.error is None else dumps(r.error),
+                    r.created_at or now,
+                    r.updated_at or now,
+                )
+            )
+        values.sort(key=second)
+        return self._changes(
+            "INSERT OR IGNORE INTO requests (provider, key, model, task, body, state, shard_id, "
+            "attempts, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            values,
+        )
+
+    def queue_requests(self, provider: str, rows: Iterable[JournalRequest]) -> int:
+        """Journal requests as queued in their (open) shard; returns rows written.
+
+        Unlike :meth:`add_requests`, a request already journaled as queued or
+        failed (by an earlier run) is queued again in the new shard; one that
+        succeeded or is in a submitted batch is left alone.
+        """
+        now = time.time()
+        values = [
+            (provider, r.key, r.model, r.task, r.body, r.shard_id, r.attempts, now, now)
+            for r in rows
+        ]
+        values.sort(key=second)
+        return self._changes(
+            "INSERT INTO requests (provider, key, model, task, body, state, shard_id, attempts, "
+            "error, created_at, updated_at) VALUES (?,?,?,?,?,'queued',?,?,NULL,?,?) "
+            "ON CONFLICT (provider, key) DO UPDATE SET state = 'queued', "
+            "shard_id = excluded.shard_id, updated_at = excluded.updated_at "
+            "WHERE requests.state IN ('queued', 'failed')",
+            values,
+        )
+
+    def submit_shard_requests(self, provider: str, shard_id: str) -> int:
+        """Move the queued requests of ``shard_id`` to submitted (one more attempt each).
+
+        One statement over the shard index, instead of one update per key.
+        """
+        now = time.time()
+        return self._changes(
+            "UPDATE requests SET state = 'submitted', attempts = attempts + 1, error = NULL, "
+            "updated_at = ? WHERE provider = ? AND shard_id = ? AND state = 'queued'",
+            [(now, provider, shard_id)],
+        )
+
+    def set_request_state(
+        self,
+        provider: str,
+        keys: Iterable[str],
+        state: str,
+        *,
+        shard_id: str | None = None,
+        error: Mapping[str, Any] | None = None,
+        errors: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Move journaled requests to ``state``; returns how many rows changed.
+
+        Args:
+            provider: the provider's registered name.
+            keys: the request keys.
+            state: the new state (see :data:`REQUEST_STATES`).
+            shard_id: the shard they now belong to (``None``: unchanged).
+                Moving a request to ``submitted`` in a shard other than its
+                current one counts one more attempt.
+            error: the error to record (``None`` clears it).
+            errors: per-key errors, taking precedence over ``error``.
+        """
+        check_state(state, REQUEST_STATES, "request")
+        now = time.time()
+        shared = None if error is None else dumps(dict(error))
+        per_key = errors or {}
+        values = []
+        for key in keys:
+            own = per_key.get(key)
+            values.append(
+                (state, shard_id, shared if own is None else dumps(dict(own)), now, provider, key)
+            )
+        values.sort(key=last)
+        return self._changes(
+            "UPDATE requests SET state = ?1, "
+            "attempts = attempts + (?1 = 'submitted' AND ?2 IS NOT NULL AND shard_id IS NOT ?2), "
+            "shard_id = COALESCE(?2, shard_id), error = ?3, updated_at = ?4 "
+            "WHERE provider = ?5 AND key = ?6",
+            values,
+        )
+
+    def requests_in_state(
+        self,
+        provider: str,
+        state: str,
+        *,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JournalRequest]:
+        """Journaled requests in ``state``, oldest first.
+
+        Rows are read a page at a time, so the caller may change their state
+        while iterating.
+        """
+        check_state(state, REQUEST_STATES, "request")
+        remaining = limit
+        last_rowid = 0
+        where = "provider = ? AND state = ? AND rowid > ?"
+        if model is not None:
+            where += " AND model = ?"
+        while remaining is None or remaining > 0:
+            page = PAGE if remaining is None else min(PAGE, remaining)
+            params: list[Any] = [provider, state, last_rowid]
+            if model is not None:
+                params.append(model)
+            params.append(page)
+            rows = self._read(
+                f"SELECT rowid, {_REQUEST_COLUMNS} FROM requests WHERE {where} "
+                "ORDER BY rowid LIMIT ?",
+                params,
+            )
+            for row in rows:
+                yield _request_from_row(row[1:])
+            if len(rows) < page:
+                return
+            last_rowid = rows[-1][0]
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def requests_of_shard(self, shard_id: str) -> list[JournalRequest]:
+        """The requests last submitted in ``shard_id``, in journal order."""
+        rows = self._read(
+            f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shard_id = ? ORDER BY rowid",
+            (shard_id,),
+        )
+        return [_request_from_row(r) for r in rows]
+
+    def shard_keys(self, shard_id: str, state: str | None = None) -> list[str]:
+        """The keys of the requests last submitted in ``shard_id`` (only those in ``state``).
+
+        The light form of :meth:`requests_of_shard` for finding what a batch
+        left unanswered: it reads neither bodies nor errors.
+        """
+        if state is None:
+            rows = self._read(
+                "SELECT key FROM requests WHERE shard_id = ? ORDER BY rowid", (shard_id,)
+            )
+        else:
+            check_state(state, REQUEST_STATES, "request")
+            rows = self._read(
+                "SELECT key FROM requests WHERE shard_id = ? AND state = ? ORDER BY rowid",
+                (shard_id, state),
+            )
+        return [row[0] for row in rows]
+
+    def get_requests(self, provider: str, keys: Iterable[str]) -> dict[str, JournalRequest]:
+        """The journaled requests among ``keys``, by key."""
+        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE provider = ? AND key IN ({{marks}})"
+        return {row[0]: _request_from_row(row) for row in self._read_for_keys(sql, provider, keys)}
+
+    def mark_shard_succeeded(
+        self, provider: str, shard_id: str, *, check_results: bool = True
+    ) -> int:
+        """Move the requests of ``shard_id`` still submitted and answered to succeeded.
+
+        Called once a shard's results are all stored: one statement over the
+        shard index instead of one update per key. A request counts as
+        answered when its result is in the cache; ``check_results=False``
+        skips that lookup when the caller knows every request still
+        submitted was answered.
+        """
+        now = time.time()
+        sql = (
+            "UPDATE requests SET state = 'succeeded', error = NULL, updated_at = ? "
+            "WHERE provider = ? AND shard_id = ? AND state = 'submitted'"
+        )
+        if check_results:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM results WHERE results.provider = "
+                "requests.provider AND results.key = requests.key)"
+            )
+        return self._changes(sql, [(now, provider, shard_id)])
+
+    def request_states(self, provider: str, keys: Iterable[str]) -> dict[str, str]:
+        """The state of each journaled request among ``keys`` (unknown keys are absent)."""
+        sql = "SELECT key, state FROM requests WHERE provider = ? AND key IN ({marks})"
+        return dict(self._read_for_keys(sql, provider, keys))
+
+    def request_places(
+        self, provider: str, keys: Iterable[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        """The state and shard of each journaled request among ``keys`` (unknown: absent)."""
+        sql = "SELECT key, state, shard_id FROM requests WHERE provider = ? AND key IN ({marks})"
+        rows = self._read_for_keys(sql, provider, keys)
+        return {key: (state, shard) for key, state, shard in rows}
+
+    def has_open_requests(self, provider: str) -> bool:
+        """Whether any journaled request of ``provider`` is queued or submitted.
+
+        One probe of the state index, however long the journal.
+        """
+        rows = self._read(
+            "SELECT EXISTS (SELECT 1 FROM requests WHERE provider = ? AND state = 'queued') "
+            "OR EXISTS (SELECT 1 FROM requests WHERE provider = ? AND state = 'submitted')",
+            (provider, provider),
+        )
+        return bool(rows[0][0])
+
+    def count_requests(self, provider: str) -> dict[str, int]:
+        """How many journaled requests of ``provider`` are in each state."""
+        rows = self._read(
+            "SELECT state, COUNT(*) FROM requests WHERE provider = ? GROUP BY state", (provider,)
+        )
+        return {state: int(n) for state, n in rows}
+
+    # --- schemas (referred to by journaled requests) ------------------------
+
+    def add_schemas(self, schemas: Mapping[str, bytes]) -> int:
+        """Store response schemas by reference; returns how many were new.
+
+        A reference names its schema's content, so one already stored (by
+        this run or another process) is left as it is.
+        """
+        now = time.time()
+        rows = sorted((ref, body, now) for ref, body in schemas.items())
+        return self._changes(
+            "INSERT OR IGNORE INTO schemas (ref, body, created_at) VALUES (?,?,?)", rows
+        )
+
+    def get_schemas(self, refs: Iterable[str]) -> dict[str, bytes]:
+        """The stored schemas among ``refs``, by reference (unknown ones are absent)."""
+        sql = "SELECT ref, body FROM schemas WHERE ref IN ({marks})"
+        return {ref: bytes(body) for ref, body in self._read_for_keys(sql, None, refs)}

@@ -1,0 +1,160 @@
+"""The lookup commands of the ``lexibatch`` CLI: ``show`` and ``serve``.
+
+Part of the composition root (like :mod:`synthesis.cli`, it may import
+``plugins``): ``serve`` builds the connector and hands the app only the
+``Connector`` protocol, the store's documents and the report functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from providers.errors import InputError, UserError
+from synthesis.cli import (
+    _db_opt,
+    _guard,
+    _model_opt,
+    _provider_opt,
+    _run,
+    _settings,
+    _with_connector,
+    main,
+)
+
+if TYPE_CHECKING:
+    from plugins.config import Settings
+    from plugins.connector import LexiConnector
+
+__all__ = ["serve", "show"]
+
+
+@main.command()
+@click.argument("word")
+@click.option(
+    "--entries",
+    "entries_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Read the entry from this JSONL output instead of the store.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
+@_db_opt
+@click.pass_context
+@_guard
+def show(
+    ctx: click.Context, word: str, entries_file: Path | None, as_json: bool, **flags: Any
+) -> None:
+    """Print the entry of WORD as a dictionary page (from the store, or --entries)."""
+    from synthesis.page import find_entry, print_entry
+
+    if entries_file is not None:
+        entry = find_entry(word, entries_file)
+    else:
+        from plugins.store import Store
+        from synthesis.page import entry_from_store
+
+        settings = _settings(ctx, **flags)
+        with Store(settings.connector.db) as store:
+            entry = entry_from_store(word, store)
+    if entry is None:
+        where = entries_file or "the store"
+        raise InputError(
+            f"no entry for {word!r} in {where} (synthesize it first, or look it up with "
+            "`lexibatch serve`)"
+        )
+    if as_json:
+        click.echo(entry.model_dump_json(indent=2))
+    else:
+        print_entry(entry)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--token",
+    envvar="LEXIBATCH_SERVE_TOKEN",
+    help="Bearer token the POST routes require (env LEXIBATCH_SERVE_TOKEN).",
+)
+@click.option(
+    "--components",
+    default="all",
+    show_default=True,
+    help="Comma-separated components, or all / definition / word.",
+)
+@_provider_opt
+@_model_opt
+@_db_opt
+@click.pass_context
+@_guard
+def serve(
+    ctx: click.Context, host: str, port: int, token: str | None, components: str, **flags: Any
+) -> None:
+    """Serve lookups over HTTP (now, or queued into batch rounds) and a web page at /."""
+    from synthesis.components import parse_components
+    from synthesis.sources import build_sources
+
+    settings = _settings(ctx, **flags)
+    chosen = parse_components(components)
+    sources = build_sources([])
+    _run(_serve(settings, host, port, token or None, chosen, sources))
+
+
+async def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    token: str | None,
+    components: tuple[str, ...],
+    sources: Any,
+) -> None:
+    import socket
+
+    import uvicorn
+
+    from plugins.factory import SANDBOX_NOTICE
+    from plugins.jsonreport import batches_json, cost_json
+    from plugins.sandbox import SANDBOX
+    from providers.errors import os_error_reason
+    from synthesis.serve import ServeContext, create_app
+
+    # Bound here, before anything starts: a taken port is one line, not a traceback.
+    try:
+        listening = socket.create_server((host, port))
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port}: {os_error_reason(exc)} — choose another --port"
+        ) from None
+    port = listening.getsockname()[1]  # the one chosen, for --port 0
+
+    async def body(connector: LexiConnector) -> None:
+        # Immediate lookups and batch jobs share this connector; each call says its mode.
+        connector.disable_batch_mode()
+        context = ServeContext(
+            connector=connector,
+            documents=connector.store,
+            sources=sources,
+            components=components,
+            model_for=settings.model_for,
+            has_batch=connector.provider.batch is not None,
+            batches=lambda: batches_json(connector.store),
+            cost=lambda: cost_json(connector.store),
+            token=token,
+            notice=SANDBOX_NOTICE if connector.provider_name == SANDBOX else None,
+        )
+        config = uvicorn.Config(
+            create_app(context), host=host, port=port, log_level="warning", lifespan="on"
+        )
+        server = uvicorn.Server(config)
+        # The port is bound already: a client that connects now is answered once it is up.
+        click.echo(
+            f"lexibatch: serving http://{host}:{port}/ (provider {connector.provider_name}; "
+            f"API schema at /openapi.json{'; POST routes need the token' if token else ''})",
+            err=True,
+        )
+        await server.serve(sockets=[listening])
+
+    with listening:
+        await _with_connector(settings, body)

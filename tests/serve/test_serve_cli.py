@@ -1,0 +1,47 @@
+"""The ``serve`` command: its web stack is loaded only when it runs; a taken port is one line."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
+    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_does_not_load_the_web_stack(tmp_path: Path) -> None:
+    done = _python(
+        "import sys\n"
+        "from synthesis.cli import main\n"
+        "try:\n"
+        "    main(['serve', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))\n",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--token" in done.stdout and "LEXIBATCH_SERVE_TOKEN" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_taken_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _python(
+            f"from synthesis.cli import main\nmain(['serve', '--port', '{port}'])\n", tmp_path
+        )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "--port" in lines[0]

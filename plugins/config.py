@@ -131,6 +131,13 @@ class ProviderSettings(_Section):
             ``tool`` (forced tool use) — Anthropic only; ``None`` for the default.
         max_batch_requests: overrides the provider's requests-per-batch limit.
         max_batch_bytes: overrides the provider's bytes-per-batch limit.
+        max_enqueued_tokens: the most tokens (estimated as ``--estimate`` does) one
+            model may have in this provider's batches that have not ended; a shard
+            that would pass it waits before its batch is created. ``None``: no cap
+            is applied ahead (a batch the provider refuses for its queue still
+            waits for room and is sent again).
+        max_enqueued_tokens_by_model: the same cap for some models by name, over
+            ``max_enqueued_tokens``.
         inline_max_bytes: Gemini only: shards up to this size are sent inline
             in the create call, bigger ones uploaded as a file (0: always a file).
     """
@@ -146,6 +153,8 @@ class ProviderSettings(_Section):
     structured_output: Literal["json_schema", "tool"] | None = None
     max_batch_requests: PositiveInt | None = None
     max_batch_bytes: PositiveInt | None = None
+    max_enqueued_tokens: PositiveInt | None = None
+    max_enqueued_tokens_by_model: dict[str, PositiveInt] = Field(default_factory=dict)
     inline_max_bytes: Annotated[int, Field(ge=0)] | None = None
 
     @field_validator("api_key_env", mode="before")
@@ -163,6 +172,10 @@ class ProviderSettings(_Section):
                 "not the key itself",
             )
         return self
+
+    def enqueued_token_cap(self, model: str) -> int | None:
+        """The most tokens ``model`` may have enqueued in batches, or ``None`` (no cap)."""
+        return self.max_enqueued_tokens_by_model.get(model, self.max_enqueued_tokens)
 
     def key_env(self, provider_name: str) -> str | None:
         """The variable this provider's key is read from (``None``: it needs none)."""

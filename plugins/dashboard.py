@@ -181,7 +181,15 @@ class RunState:
     def batch_status_changed(
         self, batch: BatchInfo, previous: BatchState | None, provider: str
     ) -> None:
-        """Note a batch's new state or counts."""
+        """Note a batch's new state or counts; one refused for the queue leaves (it is sent
+        again)."""
+        # Only batch mode calls this hook: its modules are loaded by then.
+        from plugins.batch.queuecap import refused_for_queue
+
+        if refused_for_queue(batch):
+            if self.batches.pop(batch.id, None) is not None:
+                self.changes += 1
+            return
         now = self.clock()
         seen = self.batches.get(batch.id)
         if seen is None:  # a batch of an earlier run, re-attached to

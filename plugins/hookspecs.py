@@ -107,6 +107,22 @@ def batch_status_changed(batch: BatchInfo, previous: BatchState | None, provider
 
 
 @hookspec
+def batch_waiting_for_room(
+    shard_id: str, provider: str, model: str, enqueued: int, cap: int | None, waiting: bool
+) -> None:
+    """A shard starts (``waiting``) or stops waiting for room in the provider's queue.
+
+    :param shard_id: the shard held before its batch is created.
+    :param provider: the provider's registered name.
+    :param model: the model whose queue is full.
+    :param enqueued: the tokens this run has enqueued for ``model``.
+    :param cap: the configured cap (``None``: the provider refused a batch,
+        no cap is configured).
+    :param waiting: whether the shard starts (true) or stops waiting.
+    """
+
+
+@hookspec
 def request_started(request: Request) -> None:
     """A request is being looked up and, unless the store has its answer, sent.
 
@@ -136,6 +152,7 @@ def request_finished(
 OBSERVER_HOOKS: tuple[str, ...] = (
     "batch_submitted",
     "batch_status_changed",
+    "batch_waiting_for_room",
     "request_started",
     "request_finished",
 )

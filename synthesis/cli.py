@@ -188,6 +188,12 @@ def plugins() -> None:
     "--batch-seconds", type=float, default=None, help="Seconds a batch takes to complete."
 )
 @click.option(
+    "--enqueued-token-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tokens a model may have in batches not yet ended; past it batches are refused.",
+)
+@click.option(
     "--api-key",
     "api_keys",
     multiple=True,
@@ -199,6 +205,7 @@ def emulator(
     port: int,
     state: Path | None,
     batch_seconds: float | None,
+    enqueued_token_limit: int | None,
     api_keys: tuple[str, ...],
 ) -> None:
     """Serve the OpenAI, Anthropic, Gemini and Mistral APIs on loopback (synthetic answers).
@@ -210,6 +217,8 @@ def emulator(
     fields: dict[str, Any] = {}
     if batch_seconds is not None:
         fields["batch_seconds"] = batch_seconds
+    if enqueued_token_limit is not None:
+        fields["enqueued_token_limit"] = enqueued_token_limit
     if api_keys:
         fields["api_keys"] = list(api_keys)
     serve(host, port, state, EmulatorConfig(**fields))

@@ -2,9 +2,13 @@
 
 The journal states of a shard, each recorded *before* the next side effect::
 
-    written ──upload──▶ uploaded ──▶ submitting ──create──▶ created
+    written ──upload──▶ uploaded ──room in the queue──▶ submitting ──create──▶ created
         ──poll…──▶ ended ──read results, store each──▶ collected ──▶ files deleted
                               (or failed, when the provider rejected it)
+
+A batch the provider refuses for its queue (a 429 at create, or a batch failed
+with ``token_limit_exceeded``) goes back to ``uploaded`` and waits for room
+(see :mod:`plugins.batch.queuecap`).
 
 A crash anywhere resumes from the recorded state: an uploaded file is not
 uploaded again, a shard in ``submitting`` first asks the provider whether the
@@ -23,6 +27,12 @@ from typing import TYPE_CHECKING, Any
 from plugins.batch.gcpause import GcHold
 from plugins.batch.ledgercheck import check_ledger
 from plugins.batch.polling import PollSchedule
+from plugins.batch.queuecap import (
+    QueueRefusedError,
+    refused_at_create,
+    refused_for_queue,
+    shard_tokens,
+)
 from plugins.retry import is_unreachable
 from providers.errors import LexibatchError, ProviderError, UserError
 from providers.types import BatchInfo, BatchState, ItemResult
@@ -52,6 +62,12 @@ class BatchExecutor:
         self.store = owner.store
         # The provider refused this run's first attempt to create the batch.
         self._refused = False
+        # The shard's tokens by model, once estimated (see plugins.batch.queuecap).
+        self._held_tokens: dict[str, int] | None = None
+        if shard.state in ("submitting", "created"):
+            # Its batch is (or may be) in flight: counted at once, before any
+            # other shard of the run is admitted (executors start in turn).
+            owner.queue.hold(shard.shard_id, self._tokens())
 
     def _update(self, **fields: Any) -> None:
         self.shard = self.store.update_shard(self.shard.shard_id, **fields)
@@ -101,6 +117,98 @@ class BatchExecutor:
             path = Path(str(self.shard.path))
             file_id = await self._step("upload", lambda: self.endpoint.upload(path, shard_id=sid))
             self._update(state="uploaded", input_file_id=file_id)
+        try:
+            info = await self._until_ended()
+        finally:
+            # Ended, or stopped: its tokens no longer hold room in this run's count.
+            self.owner.queue.release(sid)
+        if self.shard.state == "created":
+            self._update(
+                state="ended",
+                batch_status=info.state.value,
+                counts=_counts(info),
+                raw=dict(info.raw),
+            )
+        await self._collect(info)
+        with self.store.in_transaction():
+            self.owner.shard_answered(self.shard)
+            self._update(state="collected")
+            # Journaled with "collected": never before the results are stored.
+            cleanup = self.owner.cleanup.plan(self.shard.shard_id, info)
+        self.owner.shard_collected(self.shard)
+        check_ledger(self.store, info)
+        if cleanup:
+            await self.owner.cleanup.run(self.shard.shard_id)
+
+    async def _until_ended(self) -> BatchInfo:
+        """Create the shard's batch (when there is room) and poll it until it has ended.
+
+        A batch the provider refused for its queue is journaled back to
+        before create, waits for room (:mod:`plugins.batch.queuecap`) and is
+        created again: neither a retry round nor a failure of its requests.
+        """
+        queue = self.owner.queue
+        sid = self.shard.shard_id
+        while True:
+            info: BatchInfo | None = None
+            if self.shard.state in ("uploaded", "submitting"):
+                # Before create, or in doubt after a crash: counted once there is room.
+                await queue.admit(sid, self._tokens)
+                try:
+                    info = await self._create()
+                except QueueRefusedError as refused:
+                    await queue.refused(sid, self._models(), str(refused))
+                    continue
+            if self.shard.state == "created":
+                # Counted while it is in flight (a no-op when already counted).
+                queue.hold(sid, self._tokens())
+            info = await self._poll_until_ready(info)
+            if self.shard.state == "created" and refused_for_queue(info):
+                why = "; ".join(info.errors)
+                # Its batch never ran and is never found again as this shard's
+                # (see _find): the shard goes back to before create.
+                self._update(
+                    state="uploaded", batch_id=None, batch_status=None, counts=None, raw=None
+                )
+                await queue.refused(sid, self._models(), f"batch {info.id} failed: {why}")
+                continue
+            return info
+
+    def _models(self) -> str:
+        """The shard's models, for messages."""
+        models = [m for m in sorted(self._tokens()) if m != "*"]
+        return ", ".join(models) or "its models"
+
+    def _tokens(self) -> dict[str, int]:
+        """The shard's tokens by model (estimated only when a cap is configured)."""
+        if self._held_tokens is None:
+            self._held_tokens = shard_tokens(
+                self.store, self.owner.provider_name, self.shard, estimate=self.owner.queue.capped
+            )
+        return self._held_tokens
+
+    async def _find(self, since: float) -> BatchInfo | None:
+        """The shard's live batch at the provider, if any.
+
+        A batch the provider refused for its queue carries the shard's id too;
+        it never ran and is not the shard's batch. The newest batch is found
+        first, so one made after a refused one is found before it.
+        """
+        sid = self.shard.shard_id
+        found = await self.endpoint.find(sid, since=since)
+        if found is not None and refused_for_queue(found):
+            return None
+        return found
+
+    async def _create(self) -> BatchInfo | None:
+        """Create the shard's batch, unless the provider already has it; ``None``: it had.
+
+        Raises:
+            QueueRefusedError: the provider kept refusing the create with a 429
+                (its queue is full) until the retry policy gave up; the shard
+                is journaled back to ``uploaded``.
+        """
+        sid = self.shard.shard_id
         info: BatchInfo | None = None
         # Its batch, if any, was created after the shard was journaled.
         since = self.shard.created_at
@@ -111,58 +219,48 @@ class BatchExecutor:
             if self.shard.state == "submitting":
                 # A crash may have come between creating the batch and journaling
                 # its id: ask the provider before creating (and paying for) it again.
-                info = await self._step("find", lambda: self.endpoint.find(sid, since=since))
+                info = await self._step("find", lambda: self._find(since))
                 if info is not None:
                     self._created(info)
-                else:
-                    self._update(state="uploaded")
-            if self.shard.state == "uploaded":
-                self._update(state="submitting")
-                shard = self.shard
-                tried = False
+                    return info
+                self._update(state="uploaded")
+            self._update(state="submitting")
+            shard = self.shard
+            tried = False
 
-                async def create_unless_found() -> BatchInfo:
-                    # A failed create may have made the batch (its answer was lost):
-                    # ask the provider before creating (and paying for) it again.
-                    nonlocal tried
-                    if tried:
-                        found = await self.endpoint.find(sid, since=since)
-                        if found is not None:
-                            return found
-                    first, tried = not tried, True
-                    try:
-                        return await self.endpoint.create(
-                            Path(str(shard.path)),
-                            shard.input_file_id,
-                            shard_id=sid,
-                            model=shard.model,
-                        )
-                    except ProviderError as exc:
-                        # Only a refusal of the first attempt proves no batch exists.
-                        self._refused = first and not exc.retryable
-                        raise
+            async def create_unless_found() -> BatchInfo:
+                # A failed create may have made the batch (its answer was lost):
+                # ask the provider before creating (and paying for) it again.
+                nonlocal tried
+                if tried:
+                    found = await self._find(since)
+                    if found is not None:
+                        return found
+                first, tried = not tried, True
+                try:
+                    return await self.endpoint.create(
+                        Path(str(shard.path)),
+                        shard.input_file_id,
+                        shard_id=sid,
+                        model=shard.model,
+                    )
+                except ProviderError as exc:
+                    # Only a refusal of the first attempt proves no batch exists.
+                    self._refused = first and not exc.retryable
+                    raise
 
+            try:
                 info = await self._step("create", create_unless_found)
-                self._created(info)
-        if self.shard.state in ("created", "ended"):
-            info = await self._poll_until_ready(info)
-            if self.shard.state == "created":
-                self._update(
-                    state="ended",
-                    batch_status=info.state.value,
-                    counts=_counts(info),
-                    raw=dict(info.raw),
-                )
-            await self._collect(info)
-            with self.store.in_transaction():
-                self.owner.shard_answered(self.shard)
-                self._update(state="collected")
-                # Journaled with "collected": never before the results are stored.
-                cleanup = self.owner.cleanup.plan(self.shard.shard_id, info)
-            self.owner.shard_collected(self.shard)
-            check_ledger(self.store, info)
-            if cleanup:
-                await self.owner.cleanup.run(self.shard.shard_id)
+            except ProviderError as exc:
+                if not refused_at_create(exc):
+                    raise
+                # Still refused once the retry policy gave up: the queue is full.
+                # Its last try was refused after the provider said it had no batch
+                # of this shard (find), so none was made.
+                self._update(state="uploaded")
+                raise QueueRefusedError(str(exc)) from exc
+            self._created(info)
+            return info
 
     def _created(self, info: BatchInfo) -> None:
         self._update(

@@ -37,6 +37,7 @@ from plugins.batch.journal import SchemaBook
 from plugins.batch.lease import BatchLease
 from plugins.batch.oversize import halved, line_problem, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
+from plugins.batch.queuecap import QueueRoom
 from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
 from plugins.batch.yielding import ClaimYield
@@ -152,6 +153,14 @@ class BatchStrategy:
         )
         #: Held by an executor from journaling "submitting" until its batch is created.
         self.create_lock = asyncio.Lock()
+        #: The tokens each model has enqueued, and the shards waiting for room.
+        pset = context.settings.provider_settings(self.provider_name)
+        self.queue = QueueRoom(
+            pset.enqueued_token_cap,
+            pset.max_enqueued_tokens is not None or bool(pset.max_enqueued_tokens_by_model),
+            (bset.poll_interval, bset.max_poll_interval),
+            functools.partial(_waiting_for_room, self.hooks, self.provider_name),
+        )
         # Requests of shards stopped in this run (their batch may be paid for),
         # by shard: asked again, they wait for that shard collected anew, never
         # for a second batch.
@@ -968,6 +977,25 @@ class BatchStrategy:
             if pending.future is not None and not pending.future.done():
                 pending.future.cancel()
         self._pending.clear()
+
+
+def _waiting_for_room(
+    hooks: Any,
+    provider: str,
+    shard_id: str,
+    model: str,
+    enqueued: int,
+    cap: int | None,
+    waiting: bool,
+) -> None:
+    hooks.batch_waiting_for_room(
+        shard_id=shard_id,
+        provider=provider,
+        model=model,
+        enqueued=enqueued,
+        cap=cap,
+        waiting=waiting,
+    )
 
 
 def _remove(path: str | None) -> None:

@@ -1,5 +1,5 @@
 """``python -m providers.emulator --port P [--state DIR] [--batch-seconds S] [--api-key K]...
-[--config JSON]``."""
+[--enqueued-token-limit N] [--config JSON]``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--state", type=Path, default=None, help="directory that survives restarts")
     parser.add_argument("--batch-seconds", type=float, default=None)
+    parser.add_argument(
+        "--enqueued-token-limit",
+        type=int,
+        default=None,
+        help="tokens a model may have in batches not yet ended; past it batches are refused",
+    )
     parser.add_argument("--config", default=None, help="JSON object of EmulatorConfig fields")
     parser.add_argument(
         "--api-key",
@@ -35,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         fields["api_keys"] = args.api_key
     if args.batch_seconds is not None:
         fields["batch_seconds"] = args.batch_seconds
+    if args.enqueued_token_limit is not None:
+        fields["enqueued_token_limit"] = args.enqueued_token_limit
     serve(args.host, args.port, args.state, EmulatorConfig.model_validate(fields))
 
 

@@ -30,6 +30,12 @@ import orjson
 from providers.emulator import ids
 from providers.emulator.config import EmulatorConfig
 from providers.emulator.jobs import Job, anthropic_job, not_done_line, openai_job
+from providers.emulator.queuecap import (
+    anthropic_refusal,
+    anthropic_tokens,
+    openai_refusal,
+    openai_tokens,
+)
 from providers.emulator.rng import roll
 from providers.emulator.state import State
 
@@ -115,6 +121,16 @@ class BatchEngine:
         """
         now = time.time()
         data = self.state.files[input_file_id].content()
+        tokens = openai_tokens(data)
+        # Over the enqueued-token limit: accepted, then failed when validated
+        # (the APIs translated onto this engine refuse at their own edge).
+        refused = None
+        if not (extra or {}).get("wire"):
+            refused = openai_refusal(
+                self.state.batches.values(), tokens, self.config.enqueued_token_limit
+            )
+        if refused:
+            self.state.queue_refusals += 1
         rec: dict[str, Any] = {
             **(extra or {}),
             "id": batch_id or ids.hex_time_id("batch_", now),
@@ -129,12 +145,22 @@ class BatchEngine:
             "F": self.config.finalizing,
             "n": data.count(b"\n") + (0 if data.endswith(b"\n") else 1),
             "missing_polls": self.config.output_file_missing_polls,
+            "tokens": tokens,
+            "refused": refused,
             "cancel_at": None,
             "final": None,
         }
         self.state.save_batch(rec)
         self._job(rec)
         return self._openai_obj(rec, "validating", {}, {"total": 0, "completed": 0, "failed": 0})
+
+    def anthropic_refusal(self, requests: list[Any]) -> str | None:
+        """Why a message batch of ``requests`` is refused (a 429) for the enqueued-token limit."""
+        return anthropic_refusal(
+            self.state.batches.values(),
+            anthropic_tokens(requests),
+            self.config.enqueued_token_limit,
+        )
 
     def create_anthropic(self, raw: bytes, requests: list[Any], origin: str) -> dict[str, Any]:
         """A new message batch from its create body ``raw``; the answer says ``in_progress``."""
@@ -148,6 +174,7 @@ class BatchEngine:
             "T": self.config.batch_seconds,
             "input_file_id": input_file.id,
             "n": len(requests),
+            "tokens": anthropic_tokens(requests),
             "cancel_at": None,
             "final": None,
         }
@@ -182,6 +209,8 @@ class BatchEngine:
             return None
         if not openai and tc is None and now < t0 + T:
             return None
+        if openai and tc is None and rec.get("refused"):
+            return ("failed", 0.0, t0 + 0.1 * T)
         job = await self._job(rec)
         fault = job.fault
         if openai and fault == "fail":
@@ -238,13 +267,15 @@ class BatchEngine:
                     await loop.run_in_executor(None, self.state.add_file, lines, purpose, name)
                 ).id
             final[f"{kind}_file_id"] = file_id
-        if status == "failed":
+        refused = rec.get("refused")
+        if refused:
+            final["errors"] = [refused]
+        elif status == "failed":
             final["errors"] = job.errors or [
                 {
-                    "code": "token_limit_exceeded",
-                    "message": f"Enqueued token limit reached for {job.model} in organization "
-                    "org-lexibatch-emulator. Limit: 90,000 enqueued tokens. Please try submitting "
-                    "fewer tasks or try again later.",
+                    "code": "batch_failed",
+                    "message": f"The batch for {job.model} failed and none of its requests ran. "
+                    "Please try again later.",
                     "param": None,
                     "line": None,
                 }
@@ -252,7 +283,8 @@ class BatchEngine:
         self.state.batch_done(
             rec["id"],
             job.batch_key,
-            job.custom_ids,
+            # A batch refused for the queue never ran: its items were not seen.
+            [] if refused else job.custom_ids,
             result.billed,
             result.in_tokens,
             result.out_tokens,

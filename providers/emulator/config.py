@@ -114,6 +114,10 @@ class EmulatorConfig(BaseModel):
     """Refuse (413 ``request_too_large``) Anthropic batch creates over this many bytes
     (the real limit is 256 MB)."""
 
+    enqueued_token_limit: int | None = Field(default=None, ge=1)
+    """Tokens one model may have in batches that have not ended (``None``: no limit); a
+    batch past it is refused as the real APIs refuse it (see :mod:`providers.emulator.queuecap`)."""
+
     api_keys: list[str] | None = None
     """The API keys accepted (``None``: any non-empty key); others get each API's 401."""
 

@@ -42,6 +42,7 @@ from providers.emulator.translated import (
     answer_chat,
     create_batch,
     immediate_verdict,
+    queue_refusal,
     result_lines,
     wire_batch,
 )
@@ -387,6 +388,9 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
         if len({cid for cid, _ in items}) < len(items):
             return _error(400, "* requests: the keys in the requests' metadata must be unique")
         extra.update(inline=True, inline_keys=[c for c, _ in items], inline_metadata=metadata)
+    full = queue_refusal(app, WIRE, items)
+    if full is not None:
+        return _error(429, full)
     rec = create_batch(app, batch_id=batch_id, wire=WIRE, items=items, extra=extra)
     op = await _operation(app, rec, poll=False)
     if app.config.step_latency > 0:

@@ -34,6 +34,7 @@ from providers.emulator.translated import (
     answer_chat,
     create_batch,
     immediate_verdict,
+    queue_refusal,
     result_lines,
     wire_batch,
 )
@@ -283,6 +284,9 @@ async def job_create(app: EmulatorApp, request: web.Request) -> web.Response:
             if not isinstance(item_model, str):
                 return _error(422, "model: a model is required (on the job or in each body)")
             items.append((str(line.get("custom_id", n)), {**line["body"], "model": item_model}))
+    full = queue_refusal(app, WIRE, items)
+    if full is not None:
+        return _error(429, full, "rate_limited")
     job_id = str(uuid.uuid4())
     rec = create_batch(
         app,

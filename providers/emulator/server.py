@@ -517,6 +517,10 @@ class EmulatorApp:
         if problem is not None:
             return anthropic_error(400, "invalid_request_error", problem)
         assert isinstance(requests, list)
+        full = self.engine.anthropic_refusal(requests)
+        if full is not None:
+            self.state.queue_refusals += 1
+            return anthropic_error(429, "rate_limit_error", full)
         obj = self.engine.create_anthropic(raw, requests, _origin(request))
         await self._step_latency()
         return json_response(obj, 200, anthropic_headers())

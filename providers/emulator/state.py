@@ -91,6 +91,8 @@ class State:
         self.seen_bodies: dict[str, int] = defaultdict(int)
         self.seen_items: dict[str, int] = defaultdict(int)
         self.seen_batches: dict[str, int] = defaultdict(int)
+        # Batches refused for the enqueued-token limit since the emulator started (or was reset).
+        self.queue_refusals = 0
 
     def _open(self, root: Path) -> None:
         (root / "files").mkdir(parents=True, exist_ok=True)
@@ -257,4 +259,5 @@ class State:
             "batch": dict(self.billed["batch"]),
         }
         report["duplicates"] = dups
+        report["queue_refusals"] = self.queue_refusals
         return report

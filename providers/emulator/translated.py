@@ -9,7 +9,8 @@ vendor's own. A batch record carries ``wire`` (``gemini`` or ``mistral``),
 which keeps it out of OpenAI's list and away from OpenAI's routes. The
 engine's limits apply to them as to OpenAI's batches: ``openai_max_requests``
 fails a batch with more requests, ``openai_max_bytes`` refuses a bigger one
-at create.
+at create. ``enqueued_token_limit`` is counted per API and model; a batch
+past it is refused at create with each API's 429 (see :func:`queue_refusal`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import orjson
 from providers.emulator.answers import canonical, chat_completion
 from providers.emulator.config import parse_markers
 from providers.emulator.ids import Fresh
+from providers.emulator.queuecap import chat_tokens, wire_refusal
 from providers.emulator.rng import body_seed, roll
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ __all__ = [
     "answer_chat",
     "create_batch",
     "immediate_verdict",
+    "queue_refusal",
     "result_lines",
     "wire_batch",
 ]
@@ -142,6 +145,18 @@ def create_batch(
         extra={"wire": wire, **(extra or {})},
     )
     return app.state.batches[batch_id]
+
+
+def queue_refusal(
+    app: EmulatorApp, wire: str, items: list[tuple[str, dict[str, Any]]]
+) -> str | None:
+    """Why a ``wire`` batch of ``items`` is refused (a 429) for the enqueued-token limit."""
+    refusal = wire_refusal(
+        app.state.batches.values(), wire, chat_tokens(items), app.config.enqueued_token_limit
+    )
+    if refusal is not None:
+        app.state.queue_refusals += 1
+    return refusal
 
 
 def wire_batch(app: EmulatorApp, batch_id: str, wire: str) -> dict[str, Any] | None:

@@ -233,3 +233,40 @@ def test_secrets_never_appear_in_messages(
     assert SECRET not in str(error)
     assert SECRET[:12] not in repr(error)
     assert SECRET not in str(error.args)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "max_enqueued_tokens = 0",
+            "providers.openai.max_enqueued_tokens: expected an integer ≥ 1, got 0",
+        ),
+        (
+            'max_enqueued_tokens_by_model = {"gpt-4o-mini" = 0}',
+            "providers.openai.max_enqueued_tokens_by_model.gpt-4o-mini: "
+            "expected an integer ≥ 1, got 0",
+        ),
+        (
+            "max_enqueued_tokens_by_model = 5",
+            "providers.openai.max_enqueued_tokens_by_model: expected a table, got 5",
+        ),
+    ],
+)
+def test_a_bad_queue_cap_names_its_key(tmp_path: Path, line: str, message: str) -> None:
+    error = _error(tmp_path, f"[providers.openai]\n{line}\n")
+    assert str(error) == f"lexibatch.toml: {message}"
+
+
+def test_the_queue_cap_of_a_model_is_its_own_or_the_providers(tmp_path: Path) -> None:
+    (tmp_path / "lexibatch.toml").write_text(
+        "[providers.openai]\n"
+        "max_enqueued_tokens = 2000000\n"
+        'max_enqueued_tokens_by_model = {"gpt-4o" = 900000}\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(None, env={}, cwd=tmp_path)
+    openai = settings.provider_settings("openai")
+    assert openai.enqueued_token_cap("gpt-4o") == 900_000
+    assert openai.enqueued_token_cap("gpt-4o-mini") == 2_000_000
+    assert settings.provider_settings("anthropic").enqueued_token_cap("claude-haiku-4-5") is None

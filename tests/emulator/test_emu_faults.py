@@ -130,7 +130,7 @@ def test_fail_batch_marker_and_once(oai: openai.OpenAI, emu: Emulator) -> None:
     failed = run_batch(oai, batch_file(3, model="gpt-4o-mini@fail-batch"))
     assert failed.status == "failed" and failed.failed_at is not None
     assert failed.errors and failed.errors.data
-    assert failed.errors.data[0].code == "token_limit_exceeded"
+    assert failed.errors.data[0].code == "batch_failed"
     assert failed.request_counts and failed.request_counts.total == 0
     data = batch_file(3, model="gpt-4o-mini@fail-batch-once")
     assert run_batch(oai, data).status == "failed"

@@ -1,0 +1,264 @@
+"""Room in the provider's queue: shards held while their model's enqueued tokens would pass the cap.
+
+Providers cap what one model may have waiting in an organisation's batches
+(OpenAI: enqueued tokens per model — a batch over it ends ``failed`` with
+``token_limit_exceeded``; Anthropic and Gemini refuse the create with a 429,
+which the retry policy tries again first, as any 429).
+
+**Ahead** (``max_enqueued_tokens`` in ``[providers.NAME]``, optionally per
+model): this run knows, per model, the tokens of its shards whose batch has
+not ended — estimated with the one estimator ``--estimate`` uses
+(:func:`providers.tokens.estimate_tokens`: input plus the output guess) — and
+holds a shard before its batch is created while adding it would pass the cap.
+A shard bigger than the cap alone is sent when nothing else of its model is
+in flight (with a warning). Shards of earlier runs whose batch is still in
+flight count from the start. Tokens are released when the shard's batch ends.
+
+**After a refusal**: a batch refused for the queue waits until one of this
+run's batches ends (then asks again; refused again, it waits for the next) —
+or, when none is in flight (another member of the organisation may hold the
+queue), for a backoff that grows from
+``batch.poll_interval`` to ``batch.max_poll_interval`` — and is created again.
+This is not a retry round and fails no request; the executor journals the
+shard back to ``uploaded`` before it waits, so a crash resumes it alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from plugins.batch.journal import SchemaBook
+from providers.errors import RateLimitError
+from providers.tokens import estimate_tokens
+from providers.types import BatchInfo, BatchState, Request
+
+if TYPE_CHECKING:
+    from plugins.store import Shard, Store
+
+__all__ = [
+    "QueueRefusedError",
+    "QueueRoom",
+    "refused_at_create",
+    "refused_for_queue",
+    "request_tokens",
+    "shard_tokens",
+]
+
+log = logging.getLogger("lexibatch.batch")
+
+#: The code OpenAI gives a batch failed because its model's queue was full.
+QUEUE_FULL_CODE: Final = "token_limit_exceeded"
+
+
+class QueueRefusedError(Exception):
+    """The provider refused to create a batch because its model's queue is full.
+
+    Not a provider failure: the executor, which raises it once the shard is
+    journaled back to before create, catches it and waits for room.
+    """
+
+
+def refused_for_queue(info: BatchInfo) -> bool:
+    """Whether a batch ended failed because its model's queue was full (nothing ran)."""
+    return info.state is BatchState.FAILED and any(
+        reason.startswith(QUEUE_FULL_CODE) for reason in info.errors
+    )
+
+
+def refused_at_create(error: BaseException) -> bool:
+    """Whether a create was refused for the queue: a 429 (Anthropic, Gemini, Mistral).
+
+    The retry policy tries a 429 again first (a passing rate limit clears in
+    seconds); one that persists until the policy gives up is a full queue. A
+    429 proves the batch was not made: waiting for room and creating it again
+    never pays twice.
+    """
+    return isinstance(error, RateLimitError)
+
+
+def request_tokens(request: Request) -> int:
+    """The tokens one request holds in the queue: its input plus its output guess."""
+    tokens_in, tokens_out = estimate_tokens(request)
+    return tokens_in + tokens_out
+
+
+class QueueRoom:
+    """The tokens each model has enqueued by this run, and the waits for room.
+
+    A shard is counted under each model it holds requests of (an Anthropic
+    batch may mix models), with the tokens of that model's requests.
+
+    Args:
+        cap: the cap of a model (``None``: no cap ahead).
+        capped: whether any model has a cap (else no tokens are estimated).
+        backoff: ``(first, longest)`` seconds waited after a refusal when none
+            of this run's batches is in flight.
+        notify: called as ``notify(shard_id, model, enqueued, cap, waiting)``
+            when a shard starts (``waiting`` true) and stops waiting.
+    """
+
+    def __init__(
+        self,
+        cap: Callable[[str], int | None],
+        capped: bool,
+        backoff: tuple[float, float],
+        notify: Callable[[str, str, int, int | None, bool], Any],
+    ) -> None:
+        self._cap = cap
+        self.capped = capped
+        self._backoff = backoff
+        self._notify = notify
+        self._held: dict[str, Mapping[str, int]] = {}
+        self._enqueued: dict[str, int] = {}
+        # Refusals in a row with nothing of ours in flight (for the backoff).
+        self._idle_refusals = 0
+        # Batches of this run that ended (released), to wake who waits for one.
+        self._ended = 0
+        # Set, and replaced, at every release: what waiters sleep on.
+        self._changed = asyncio.Event()
+        #: Seconds spent waiting for room, all shards together.
+        self.waited = 0.0
+
+    def cap(self, model: str) -> int | None:
+        """The cap of ``model`` (``None``: none ahead)."""
+        return self._cap(model)
+
+    def enqueued(self, model: str) -> int:
+        """Tokens of ``model`` in this run's shards whose batch has not ended."""
+        return self._enqueued.get(model, 0)
+
+    def in_flight(self, model: str | None = None) -> int:
+        """This run's shards counted (of ``model``, or all) whose batch has not ended."""
+        return sum(1 for held in self._held.values() if model is None or model in held)
+
+    def hold(self, shard_id: str, tokens: Mapping[str, int]) -> None:
+        """Count a shard's tokens by model now, without waiting (its batch is, or may be, in
+        flight)."""
+        if shard_id in self._held:
+            return
+        self._held[shard_id] = dict(tokens)
+        for model, count in tokens.items():
+            self._enqueued[model] = self._enqueued.get(model, 0) + count
+
+    def release(self, shard_id: str) -> None:
+        """The shard's batch ended (or never will be made): its tokens leave the count."""
+        held = self._held.pop(shard_id, None)
+        if held is None:
+            return
+        for model, count in held.items():
+            self._enqueued[model] -= count
+        self._ended += 1
+        self._idle_refusals = 0
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def admit(self, shard_id: str, tokens: Callable[[], Mapping[str, int]]) -> None:
+        """Wait until the shard fits under the cap of each of its models, then count it.
+
+        ``tokens`` (the shard's tokens by model) is called once.
+        """
+        if shard_id in self._held:
+            return
+        need = tokens()
+        for model, count in need.items():
+            cap = self._cap(model)
+            if cap is not None and count > cap:
+                log.warning(
+                    "shard %s alone holds %d tokens for %s, more than the cap of %d enqueued "
+                    "tokens: it is sent when nothing else of that model is in flight",
+                    shard_id,
+                    count,
+                    model,
+                    cap,
+                )
+        full = self._full(need)
+        if full is not None:
+            await self._wait(shard_id, full, lambda: self._full(need) is None, "")
+        self.hold(shard_id, need)
+
+    def _full(self, need: Mapping[str, int]) -> str | None:
+        """The first model whose cap ``need`` would pass, or ``None``."""
+        for model, count in need.items():
+            cap = self._cap(model)
+            if cap is None or not self.in_flight(model):
+                continue
+            if self.enqueued(model) + count > cap:
+                return model
+        return None
+
+    async def refused(self, shard_id: str, model: str, why: str) -> None:
+        """The provider refused the shard's batch for its queue: wait for room.
+
+        Returns once one of this run's batches has ended, or after the backoff
+        when none is in flight.
+        """
+        self.release(shard_id)
+        if self._held:
+            ended = self._ended
+            await self._wait(shard_id, model, lambda: self._ended != ended, why)
+            return
+        count, self._idle_refusals = self._idle_refusals, self._idle_refusals + 1
+        first, longest = self._backoff
+        pause = min(first * 2**count, longest)
+        cap = self._cap(model)
+        log.warning(
+            "waiting for queue room for %s: the provider refused shard %s (%s) and none of "
+            "this run's batches is in flight; asking again in %.3g s",
+            model,
+            shard_id,
+            why,
+            pause,
+        )
+        self._notify(shard_id, model, self.enqueued(model), cap, True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await asyncio.sleep(pause)
+        finally:
+            self.waited += loop.time() - started
+            self._notify(shard_id, model, self.enqueued(model), cap, False)
+
+    async def _wait(self, shard_id: str, model: str, ready: Callable[[], bool], why: str) -> None:
+        enqueued = self.enqueued(model)
+        cap = self._cap(model)
+        limit = f"cap {cap}" if cap is not None else "no cap configured"
+        log.warning(
+            "waiting for queue room for %s: %d tokens enqueued, %s%s (shard %s)",
+            model,
+            enqueued,
+            limit,
+            f"; the provider refused it: {why}" if why else "",
+            shard_id,
+        )
+        self._notify(shard_id, model, enqueued, cap, True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            while not ready():
+                await self._changed.wait()
+        finally:
+            self.waited += loop.time() - started
+            self._notify(shard_id, model, self.enqueued(model), cap, False)
+
+
+def shard_tokens(store: Store, provider: str, shard: Shard, *, estimate: bool) -> dict[str, int]:
+    """The tokens a shard's requests hold in the queue, by model.
+
+    Estimated from the journal (not the spool), so a shard of an earlier run
+    counts the same as one sealed by this run; a request that cannot be
+    rebuilt counts 0. Without ``estimate`` (no cap is configured), the shard
+    counts 0 tokens under its own model (``*`` for a shard of mixed models).
+    """
+    if not estimate:
+        return {shard.model: 0}
+    keys = store.shard_keys(shard.shard_id, "submitted")
+    rows = store.get_requests(provider, keys)
+    tokens: dict[str, int] = {}
+    decoded = SchemaBook(store).decode_each(list(rows), [row.body for row in rows.values()])
+    for row, request in zip(rows.values(), decoded, strict=True):
+        count = request_tokens(request) if isinstance(request, Request) else 0
+        tokens[row.model] = tokens.get(row.model, 0) + count
+    return tokens

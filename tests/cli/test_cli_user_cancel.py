@@ -42,28 +42,34 @@ def _statuses(path: Path) -> dict[str, str]:
     }
 
 
+def _run_and_cancel_its_batch(work: Path) -> tuple[str, int, str]:
+    """A batch ``lexibatch run`` whose batch another process cancels: (batch id, exit, stderr)."""
+    run = subprocess.Popen(
+        command("run", "requests.jsonl", "--mode", "batch", "--out", "out.jsonl"),
+        cwd=work,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        batch_id = _batch_id(work / ".lexibatch" / "lexibatch.db")
+        cancelled = lexibatch("batches", "cancel", batch_id, cwd=work)
+        assert cancelled.returncode == 0, cancelled.stderr
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    return batch_id, run.returncode, stderr
+
+
 def test_a_cancel_from_another_process_is_final_until_retry_cancelled(tmp_path: Path) -> None:
     with EmulatorProcess({"batch_seconds": 20.0}) as emu:
         work = workdir(tmp_path / "work", emu.url + "/v1", N)
-        run = subprocess.Popen(
-            command("run", "requests.jsonl", "--mode", "batch", "--out", "out.jsonl"),
-            cwd=work,
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            batch_id = _batch_id(work / ".lexibatch" / "lexibatch.db")
-            cancelled = lexibatch("batches", "cancel", batch_id, cwd=work)
-            assert cancelled.returncode == 0, cancelled.stderr
-            _, stderr = run.communicate(timeout=120)
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
+        batch_id, returncode, stderr = _run_and_cancel_its_batch(work)
         # The live run ended the unanswered requests as cancelled, sent nothing again.
-        assert run.returncode == 1, stderr
+        assert returncode == 1, stderr
         assert "Traceback" not in stderr
         assert f"batch {batch_id} was cancelled by the user" in stderr
         first = _statuses(work / "out.jsonl")
@@ -103,22 +109,7 @@ def test_a_cancel_from_another_process_is_final_until_retry_cancelled(tmp_path: 
 def test_run_retry_cancelled_sends_them_again(tmp_path: Path) -> None:
     with EmulatorProcess({"batch_seconds": 20.0}) as emu:
         work = workdir(tmp_path / "work", emu.url + "/v1", N)
-        run = subprocess.Popen(
-            command("run", "requests.jsonl", "--mode", "batch", "--out", "out.jsonl"),
-            cwd=work,
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            batch_id = _batch_id(work / ".lexibatch" / "lexibatch.db")
-            assert lexibatch("batches", "cancel", batch_id, cwd=work).returncode == 0
-            run.communicate(timeout=120)
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
+        _run_and_cancel_its_batch(work)
         answered = emu.billing()["batch"]["requests"]
         retried = lexibatch(
             "run",

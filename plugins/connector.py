@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from plugins.batch.lease import runner_elsewhere
 from plugins.batch.usercancel import cancelled_error, cancelled_keys
+from plugins.lease import runner_elsewhere
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.results import cached_response
 from plugins.store import UNFINISHED_SHARD_STATES

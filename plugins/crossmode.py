@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from plugins.batch.lease import runner_elsewhere
+from plugins.lease import runner_elsewhere
 from plugins.results import cached_response
 from providers.errors import SchemaValidationError
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from plugins.batch.lease import BatchLease
+from plugins.lease import BatchLease
 from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import InputError, ProviderError
 

@@ -309,6 +309,10 @@ class BatchStrategy:
         self.accumulator.seal_if_full(request.model)
         self._arm_linger()
 
+    def line_problem(self, request: Request) -> str | None:
+        """Why no batch of this provider can hold ``request``, or ``None``."""
+        return line_problem(self.endpoint, self.limits, request)
+
     def _requeue(self, request: Request, pending: BatchRequest) -> None:
         """Queue an already journaled request into an open shard (a retry round, a split)."""
         self._enqueue(request, pending, journal=False)

@@ -121,11 +121,12 @@ async def test_litellm_batch_api_follows_the_connectors_model(
 
 
 async def test_litellm_model_without_a_batch_api_is_refused_in_one_line(
-    fresh_emulator: Any, make_settings: Any, capsys: pytest.CaptureFixture[str]
+    fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from plugins.factory import open_connector
     from providers.errors import UnsupportedError
 
+    caplog.set_level("INFO", logger="lexibatch.notice")
     settings = make_settings(
         fresh_emulator, provider="litellm", connector={"model": BATCHLESS, "mode": "auto"}
     )
@@ -141,7 +142,8 @@ async def test_litellm_model_without_a_batch_api_is_refused_in_one_line(
         assert connector.choose_mode(10_000) == "immediate" and not connector.batch_mode
     finally:
         await connector.aclose()
-    said = capsys.readouterr().err
+    # A notice the library logs (the command line shows it on stderr).
+    said = caplog.text
     assert "mode auto: immediate (the provider has no batch endpoint)" in said
 
 

@@ -163,7 +163,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @main.command()
 @_guard
 def plugins() -> None:
-    """List registered providers and strategies, and where each comes from."""
+    """List registered providers (their key variable, limits and options) and strategies."""
     from plugins.manager import get_plugin_manager
 
     registry = get_plugin_manager().registry()
@@ -171,6 +171,8 @@ def plugins() -> None:
     for entry in sorted(registry.providers.values(), key=lambda e: e.name):
         batch = "batch" if entry.has_batch else "no batch"
         click.echo(f"  {entry.name:<12} {entry.origin:<24} [{batch}] {entry.description}")
+        for line in entry.spec.describe():
+            click.echo(f"      {line}")
     click.echo("strategies:")
     for sentry in sorted(registry.strategies.values(), key=lambda e: e.name):
         click.echo(f"  {sentry.name:<12} {sentry.origin:<24} {sentry.description}")

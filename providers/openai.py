@@ -46,6 +46,7 @@ from providers.types import (
     BatchState,
     Completion,
     ItemResult,
+    JournaledShard,
     Request,
     Usage,
 )
@@ -429,8 +430,8 @@ class OpenAIBatchEndpoint:
         raw = await self._provider._request("post", "/batches", body=body, batch_path="/batches")
         return batch_info(raw)
 
-    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
-        """The newest batch created since ``since`` whose metadata names ``shard_id``."""
+    async def find(self, shard: JournaledShard) -> BatchInfo | None:
+        """The newest batch, created since the shard was journaled, whose metadata names it."""
 
         async def fetch(after: str | None) -> Page:
             params: dict[str, Any] = {"limit": 100}
@@ -441,7 +442,7 @@ class OpenAIBatchEndpoint:
             )
             return page.get("data") or [], bool(page.get("has_more")), page.get("last_id")
 
-        raw = await find_listed(fetch, shard_id, since)
+        raw = await find_listed(fetch, shard.shard_id, shard.journaled_at)
         return None if raw is None else batch_info(raw)
 
     async def poll(self, batch_id: str) -> BatchInfo:

@@ -40,14 +40,13 @@ from providers.errors import (
     BatchCancelledError,
     BatchExpiredError,
     InvalidRequestError,
-    ProviderConnectionError,
     ProviderError,
-    ProviderTimeoutError,
     error_from_status,
 )
 from providers.jsonl import line_batches
 from providers.listing import not_paging
 from providers.ratelimits import rate_limit_state
+from providers.sdkerrors import SdkErrors, translate_sdk_error
 from providers.transport import transport_error
 from providers.types import (
     BatchInfo,
@@ -302,53 +301,26 @@ def item_result_from_line(line: bytes | str, *, provider: str = "anthropic") -> 
 # --------------------------------------------------------------------------- errors
 
 
+#: The Anthropic SDK's exceptions by what they mean.
+ANTHROPIC_ERRORS = SdkErrors(
+    timeout=(anthropic.APITimeoutError,),
+    connection=(anthropic.APIConnectionError,),
+    status=(anthropic.APIStatusError,),
+    connect_timeout=(httpx2.ConnectTimeout,),
+)
+
+
 def translate_error(
-    exc: BaseException, *, provider: str = "anthropic", api_key: str | None = None
+    exc: BaseException,
+    *,
+    provider: str = "anthropic",
+    api_key: str | None = None,
+    where: str = "the Anthropic API",
 ) -> ProviderError:
     """Translate an SDK exception into the project's error tree (the key never leaks)."""
-
-    def scrub(text: str) -> str:
-        return text.replace(api_key, "***") if api_key else text
-
-    if isinstance(exc, anthropic.APITimeoutError):
-        if isinstance(exc.__cause__, httpx2.ConnectTimeout):
-            # Never reached the provider: unreachable, not a (billed) slow answer.
-            return ProviderConnectionError(
-                scrub(f"connection failed: no connection in time: {exc.message}"),
-                provider=provider,
-            )
-        return ProviderTimeoutError(scrub(f"request timed out: {exc.message}"), provider=provider)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderConnectionError(
-            scrub(f"connection failed: {exc.message}"), provider=provider
-        )
-    if isinstance(exc, anthropic.APIStatusError):
-        body = exc.body
-        message, code = _message_and_code(body, exc.message)
-        return error_from_status(
-            exc.status_code,
-            scrub(message),
-            provider=provider,
-            body=body,
-            headers=dict(exc.response.headers),
-            code=code,
-        )
-    if isinstance(exc, ProviderError):
-        return exc
-    transport = transport_error(exc, provider=provider, doing="the call", redact=api_key)
-    if transport is not None:
-        return transport
-    return ProviderError(scrub(f"{type(exc).__name__}: {exc}"), provider=provider)
-
-
-def _message_and_code(body: Any, fallback: str) -> tuple[str, str | None]:
-    if isinstance(body, Mapping):
-        inner = body.get("error")
-        if isinstance(inner, Mapping):
-            return str(inner.get("message") or fallback), (
-                str(inner["type"]) if inner.get("type") else None
-            )
-    return fallback, None
+    return translate_sdk_error(
+        exc, ANTHROPIC_ERRORS, provider=provider, where=where, api_key=api_key
+    )
 
 
 # --------------------------------------------------------------------------- batches
@@ -748,4 +720,6 @@ class AnthropicProvider:
         await self._client.close()
 
     def _translate(self, exc: BaseException) -> ProviderError:
-        return translate_error(exc, provider=self.name, api_key=self._api_key)
+        return translate_error(
+            exc, provider=self.name, api_key=self._api_key, where=str(self._client.base_url)
+        )

@@ -30,7 +30,6 @@ from providers.errors import (
     BatchCancelledError,
     BatchExpiredError,
     InvalidRequestError,
-    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     UnsupportedError,
@@ -39,6 +38,7 @@ from providers.errors import (
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
 from providers.ratelimits import rate_limit_state
+from providers.sdkerrors import SdkErrors, redact, translate_sdk_error
 from providers.transport import transport_error
 from providers.types import (
     BatchInfo,
@@ -49,6 +49,14 @@ from providers.types import (
     JournaledShard,
     Request,
     Usage,
+)
+
+#: The OpenAI SDK's exceptions by what they mean (LiteLLM's subclass them).
+OPENAI_ERRORS = SdkErrors(
+    timeout=(openai.APITimeoutError,),
+    connection=(openai.APIConnectionError,),
+    status=(openai.APIStatusError,),
+    connect_timeout=(httpx2.ConnectTimeout,),
 )
 
 __all__ = [
@@ -680,9 +688,7 @@ class OpenAIProvider:
         return data
 
     def _redact(self, text: str) -> str:
-        if len(self._api_key) >= 4 and self._api_key in text:
-            text = text.replace(self._api_key, "***")
-        return text
+        return redact(text, self._api_key)
 
     def _raise(self, exc: openai.OpenAIError, *, batch_path: str | None = None) -> NoReturn:
         """Raise the :mod:`providers.errors` counterpart of an SDK exception."""
@@ -691,45 +697,24 @@ class OpenAIProvider:
     def _translate(
         self, exc: openai.OpenAIError, *, batch_path: str | None = None
     ) -> ProviderError | UnsupportedError:
-        if isinstance(exc, openai.APITimeoutError):
-            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
-                # Never reached the provider: unreachable, not a (billed) slow answer.
-                return ProviderConnectionError(
-                    f"cannot reach {self.base_url}: no connection in time", provider=self.name
-                )
-            return ProviderTimeoutError(
-                f"no answer from {self.base_url} in time", provider=self.name
+        status = getattr(exc, "status_code", None)
+        if (
+            batch_path is not None
+            and isinstance(exc, openai.APIStatusError)
+            and status in (404, 405)
+        ):
+            return UnsupportedError(
+                f"{self.base_url} has no Batch API (Files/Batches endpoints answered "
+                f"{status}); use --mode immediate"
             )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = f": {self._redact(str(cause))}" if cause and str(cause) else ""
-            return ProviderConnectionError(
-                f"cannot reach {self.base_url}{detail}", provider=self.name
-            )
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            response = exc.response
-            if batch_path is not None and status in (404, 405):
-                return UnsupportedError(
-                    f"{self.base_url} has no Batch API (Files/Batches endpoints answered "
-                    f"{status}); use --mode immediate"
-                )
-            try:
-                body: Any = orjson.loads(response.content)
-            except (orjson.JSONDecodeError, httpx2.ResponseNotRead):
-                body = exc.body
-            if isinstance(body, str):
-                body = self._redact(body)
-            message, code = _error_message(body, f"HTTP {status}")
-            return error_from_status(
-                status,
-                self._redact(message),
-                provider=self.name,
-                body=body,
-                headers=dict(response.headers),
-                code=code,
-            )
-        return ProviderError(self._redact(str(exc)), provider=self.name)
+        return translate_sdk_error(
+            exc,
+            OPENAI_ERRORS,
+            provider=self.name,
+            where=self.base_url,
+            api_key=self._api_key,
+            message_of=_error_message,
+        )
 
 
 def refusal_error(completion: Completion, provider: str = "openai") -> InvalidRequestError:

@@ -243,7 +243,7 @@ _ENGINE_DEPENDENT: Final = (b'"pattern"', b'"patternProperties"', b'"format"')
 
 
 def _fast_validator(schema: Any, text: bytes) -> Any:
-    """The ``jsonschema_rs`` validator of ``schema``; ``None`` where ``jsonschema`` alone is used."""
+    """The ``jsonschema_rs`` validator of ``schema``; ``None``: ``jsonschema`` alone is used."""
     if any(word in text for word in _ENGINE_DEPENDENT):
         return None
     try:

@@ -16,23 +16,33 @@ ledger, and the final answer lands in the cache.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from plugins.batch.usercancel import cancelled_error, is_cancelled
 from plugins.claims import ClaimBook
-from plugins.crossmode import batch_will_send, wait_for_answer
+from plugins.crossmode import batch_holds, wait_for_answer
 from plugins.ledger import record_paid, record_unanswered
 from plugins.pacing import Pacer
 from plugins.results import build_response, cached_response, more_tokens
-from providers.errors import SchemaValidationError, TruncatedError, UnusableAnswerError
+from providers.errors import (
+    SchemaValidationError,
+    StoreBusyError,
+    TruncatedError,
+    UnsupportedError,
+    UnusableAnswerError,
+)
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
     from aiolimiter import AsyncLimiter
 
-    from plugins.registry import StrategyContext
+    from plugins.crossmode import BatchHold
+    from plugins.registry import Strategy, StrategyContext
 
 __all__ = ["ImmediateStrategy", "estimate_request_tokens"]
+
+log = logging.getLogger("lexibatch.immediate")
 
 # Waiting for another process's answer: the first and the longest pause between looks.
 _CLAIM_POLL_FIRST = 0.05
@@ -68,6 +78,9 @@ class ImmediateStrategy:
         self._claims = ClaimBook(context.store, context.provider_name)
         # Paces by the provider's rate-limit headers, before a 429.
         self._pacer = Pacer()
+        # Said once each: waiting for another process's batches; collecting orphaned ones.
+        self._told_waiting = False
+        self._told_adopting = False
 
     async def run(self, request: Request) -> Response:
         """Send ``request`` now (retrying and re-asking as configured), billed once per store.
@@ -87,20 +100,73 @@ class ImmediateStrategy:
                     if answer is not None:
                         return answer
                 except _InBatch:
-                    # Another process's batch sends it: its answer is waited for.
-                    answer = await wait_for_answer(
-                        self.context.store,
-                        self.provider_name,
-                        request,
-                        still_coming=lambda: batch_will_send(
-                            self.context.store, self.provider_name, request.key
-                        ),
-                    )
+                    answer = await self._from_batch(request)
                     if answer is not None:
                         return answer
                     self._unless_cancelled(request)
         finally:
             self._claims.release(request.key)
+
+    async def _from_batch(self, request: Request) -> Response | None:
+        """The answer of the batch that holds ``request``; ``None`` once none will give it.
+
+        A live batch run of another process is waited for. A batch whose run
+        is gone (killed, stopped) is adopted: this process collects it, as
+        ``lexibatch resume`` would, rather than pay for the request again
+        (see :mod:`plugins.crossmode`).
+        """
+        while True:
+            hold = self._batch_holds(request.key)
+            if hold is None:
+                # Let go without an answer, or answered: the caller looks again.
+                return self._cached(request)
+            if hold == "orphaned":
+                batch = self._adopt()
+                if batch is not None:
+                    return await batch.run(request)
+            elif not self._told_waiting:
+                self._told_waiting = True
+                log.warning(
+                    "some requests are in the batches of another lexibatch process running on "
+                    "this store: they wait for its answers instead of being paid for again"
+                )
+            answer = await wait_for_answer(
+                self.context.store,
+                self.provider_name,
+                request,
+                still_coming=lambda: self._batch_holds(request.key) == "running",
+            )
+            if answer is not None:
+                return answer
+
+    def _batch_holds(self, key: str) -> BatchHold | None:
+        if self.provider.batch is None:
+            # No batch of this provider can hold it.
+            return None
+        return batch_holds(self.context.store, self.provider_name, key)
+
+    def _adopt(self) -> Strategy | None:
+        """The batch strategy of this process, which collects the orphaned shards.
+
+        ``None`` while another process holds the store's batch lease (it took
+        the orphaned batches over first: their answers are waited for).
+        """
+        if self.context.batch is None:
+            raise UnsupportedError(
+                "a request is in a batch that an earlier run submitted and did not collect: "
+                "run `lexibatch resume` to collect it"
+            )
+        try:
+            batch = self.context.batch()
+        except StoreBusyError:
+            return None
+        if not self._told_adopting:
+            self._told_adopting = True
+            log.warning(
+                "some requests are in batches of a lexibatch run that stopped before collecting "
+                "them: they are collected here instead of being paid for again"
+            )
+        return batch
 
     def _unless_cancelled(self, request: Request) -> None:
         """The batch it waited for ended without an answer: a user's cancel is final.
@@ -229,7 +295,7 @@ class ImmediateStrategy:
             raise _Answered(answer)
         # Read after the claim is committed (see plugins.crossmode for why
         # this order never pays twice against a batch run of another process).
-        if batch_will_send(self.context.store, self.provider_name, key):
+        if self._batch_holds(key) is not None:
             self._claims.release(key)
             raise _InBatch(key)
 

@@ -345,6 +345,10 @@ class ImmediateStrategy:
         if self._claims.claim(key) is not None:
             raise _HeldElsewhere(key)
         answer = self._cached(request)
+        if answer is None and self._keep.has_spill():
+            # Another process's answer may wait in the spill, paid for already.
+            take_back(self.context.store)
+            answer = self._cached(request)
         if answer is not None:
             raise _Answered(answer)
         # Read after the claim is committed (see plugins.crossmode for why

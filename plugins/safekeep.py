@@ -45,7 +45,14 @@ from providers.types import Usage
 if TYPE_CHECKING:
     from plugins.store import Store
 
-__all__ = ["RESERVE_BYTES", "SafeKeep", "StoreRefusedError", "take_back"]
+__all__ = [
+    "RESERVE_BYTES",
+    "SafeKeep",
+    "StoreRefusedError",
+    "reserve_path",
+    "spill_path",
+    "take_back",
+]
 
 log = logging.getLogger("lexibatch.safekeep")
 
@@ -118,7 +125,11 @@ class SafeKeep:
             fd = os.open(self.reserve, os.O_WRONLY | os.O_CREAT, 0o644)
             try:
                 # Blocks really allocated: a sparse file would free nothing.
-                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                else:
+                    os.write(fd, bytes(RESERVE_BYTES))
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -151,10 +162,11 @@ class SafeKeep:
             write()
             return
         except StoreWriteError as exc:
-            first = self.refused is None
-            if first:
+            if self.refused is None:
                 self.refused = exc
-        if first and self._let_reserve_go():
+        # Only the first answer refused frees the reserve; those after it
+        # were refused with its room already free.
+        if self._let_reserve_go():
             try:
                 write()
                 return
@@ -182,12 +194,20 @@ class SafeKeep:
                 "next run before it sends anything (never paid for again)"
             )
         if self.lost:
-            reason = os_error_reason(self._spill_error) if self._spill_error else "unknown"
+            reason = (
+                os_error_reason(self._spill_error)
+                if self._spill_error is not None
+                else "the store is in memory"
+            )
             what += (
                 f"; {self.lost} answer{'s' if self.lost != 1 else ''} paid for could not be kept "
                 f"({self.spill}: {reason}) and will be asked again"
             )
         return what
+
+    def has_spill(self) -> bool:
+        """Whether paid answers wait in the spill (of this run or another process)."""
+        return self.spill is not None and self.spill.exists()
 
     def _let_reserve_go(self) -> bool:
         """Delete the space reserve; whether there was one to free."""

@@ -82,6 +82,7 @@ class LexiConnector:
         )
         self._immediate = registry.strategy("immediate").factory(self._context)
         self._context.immediate = self._immediate
+        self._context.batch = self.batch_strategy
         self._batch: Strategy | None = None
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}

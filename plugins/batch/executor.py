@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugins.batch.findshard import journaled_shard
 from plugins.batch.gcpause import GcHold
 from plugins.batch.queuecap import (
     QueueRefusedError,
@@ -187,15 +188,14 @@ class BatchExecutor:
             self._held_tokens = self.kit.tokens(self.shard)
         return self._held_tokens
 
-    async def _find(self, since: float) -> BatchInfo | None:
+    async def _find(self) -> BatchInfo | None:
         """The shard's live batch at the provider, if any.
 
         A batch the provider refused for its queue carries the shard's id too;
         it never ran and is not the shard's batch. The newest batch is found
         first, so one made after a refused one is found before it.
         """
-        sid = self.shard.shard_id
-        found = await self.endpoint.find(sid, since=since)
+        found = await self.endpoint.find(journaled_shard(self.store, self.shard))
         if found is not None and refused_for_queue(found):
             return None
         return found
@@ -210,8 +210,6 @@ class BatchExecutor:
         """
         sid = self.shard.shard_id
         info: BatchInfo | None = None
-        # Its batch, if any, was created after the shard was journaled.
-        since = self.shard.created_at
         # One shard at a time between "submitting" and "created": after a crash
         # at most one is in doubt, so asking the provider for it (find) cannot
         # mistake another shard's batch for its own.
@@ -219,7 +217,7 @@ class BatchExecutor:
             if self.shard.state == "submitting":
                 # A crash may have come between creating the batch and journaling
                 # its id: ask the provider before creating (and paying for) it again.
-                info = await self._step("find", lambda: self._find(since))
+                info = await self._step("find", self._find)
                 if info is not None:
                     self._created(info)
                     return info
@@ -233,7 +231,7 @@ class BatchExecutor:
                 # ask the provider before creating (and paying for) it again.
                 nonlocal tried
                 if tried:
-                    found = await self._find(since)
+                    found = await self._find()
                     if found is not None:
                         return found
                 first, tried = not tried, True

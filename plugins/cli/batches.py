@@ -95,7 +95,9 @@ def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
         batch_id = shard.batch_id
         if not batch_id and shard.state == "submitting":
             # Created, perhaps, but not journaled before a crash: ask the provider.
-            found = await endpoint.find(shard.shard_id, since=shard.created_at)
+            from plugins.batch.findshard import journaled_shard
+
+            found = await endpoint.find(journaled_shard(connector.store, shard))
             batch_id = found.id if found is not None else None
         if not batch_id:
             raise InputError(f"{batch}: this shard never reached the provider; nothing to cancel")

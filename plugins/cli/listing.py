@@ -1,4 +1,7 @@
-"""``lexibatch plugins``: the registered providers and strategies, and where each comes from."""
+"""``lexibatch plugins``: the registered providers and strategies, and where each comes from.
+
+What is printed is :func:`plugin_lines`'s, in one place.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ def plugin_lines() -> Iterator[str]:
     for entry in sorted(registry.providers.values(), key=lambda e: e.name):
         batch = "batch" if entry.has_batch else "no batch"
         yield f"  {entry.name:<12} {entry.origin:<24} [{batch}] {entry.description}"
+        for line in entry.spec.describe():
+            yield f"      {line}"
     yield "strategies:"
     for sentry in sorted(registry.strategies.values(), key=lambda e: e.name):
         yield f"  {sentry.name:<12} {sentry.origin:<24} {sentry.description}"
@@ -29,6 +34,6 @@ def plugin_lines() -> Iterator[str]:
 @main.command()
 @guard
 def plugins() -> None:
-    """List registered providers and strategies, and where each comes from."""
+    """List registered providers (their key variable, limits and options) and strategies."""
     for line in plugin_lines():
         click.echo(line)

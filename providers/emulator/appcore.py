@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from providers.emulator.batches import BatchEngine
+from providers.emulator.batchviews import BatchEngine
 from providers.emulator.config import EmulatorConfig
 from providers.emulator.ratelimit import RateLimiter
 from providers.emulator.state import State

@@ -2,7 +2,7 @@
 
 Both APIs are served by translating at their edge. An immediate call is
 answered by the chat-completion builder and reshaped; a batch becomes an
-internal OpenAI-format input file run by :class:`~providers.emulator.batches.BatchEngine`,
+internal OpenAI-format input file run by :class:`~providers.emulator.batchviews.BatchEngine`,
 so timing, faults, cancellation, persistence (``--state``) and billing are
 the engine's, and only the objects and result lines on the wire are the
 vendor's own. A batch record carries ``wire`` (``gemini`` or ``mistral``),

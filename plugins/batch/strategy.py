@@ -11,11 +11,12 @@ shard before each provider call (see :mod:`plugins.batch.executor`). On
 start, unfinished shards of earlier runs are resumed, and a request that is
 already in a submitted batch is waited for rather than sent again.
 
-Each request ends in exactly one of: succeeded (validated) or a typed error.
-Retryable item failures (expired, cancelled, 5xx, rate limit, timeout,
-schema-invalid content) are sent again — in the next batch round or
-immediately, per ``batch.retry_via`` — for at most ``batch.max_retry_rounds``
-rounds; permanent ones fail that request alone.
+Each request ends in exactly one of: succeeded (validated) or a typed error,
+decided by :mod:`plugins.batch.settlement` as each shard's executor hands it
+the batch's lines. Retryable item failures (expired, cancelled, 5xx, rate
+limit, timeout, schema-invalid content) are sent again — in the next batch
+round or immediately, per ``batch.retry_via`` — for at most
+``batch.max_retry_rounds`` rounds; permanent ones fail that request alone.
 """
 
 from __future__ import annotations

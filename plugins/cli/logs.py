@@ -4,7 +4,8 @@ Library code never prints: it logs to the ``lexibatch`` loggers. The command
 line shows, on stderr, each record at ``WARNING`` or above and the notices
 of :data:`plugins.notices.NOTICE_LOGGER` (which mode ``auto`` chose, that
 the sandbox answers with placeholders), as their bare message, as Python's
-last-resort handler did. ``--quiet`` leaves errors only.
+last-resort handler did. ``--quiet`` drops the warnings
+(:func:`plugins.cli.session.hush`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import click
 
 from plugins.notices import NOTICE_LOGGER
 
-__all__ = ["quiet_logs", "show_logs"]
+__all__ = ["show_logs"]
 
 
 class _TerminalHandler(logging.Handler):
@@ -31,12 +32,9 @@ class _TerminalHandler(logging.Handler):
 def show_logs() -> None:
     """Show the library's warnings, errors and notices on stderr (idempotent)."""
     root = logging.getLogger("lexibatch")
+    # Each command starts from the default level (an earlier --quiet in the
+    # same process does not carry over).
+    root.setLevel(logging.NOTSET)
     if not any(isinstance(h, _TerminalHandler) for h in root.handlers):
         root.addHandler(_TerminalHandler())
     logging.getLogger(NOTICE_LOGGER).setLevel(logging.INFO)
-
-
-def quiet_logs() -> None:
-    """Only errors reach stderr (warnings and notices are dropped): ``--quiet``."""
-    logging.getLogger("lexibatch").setLevel(logging.ERROR)
-    logging.getLogger(NOTICE_LOGGER).setLevel(logging.ERROR)

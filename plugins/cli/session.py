@@ -54,7 +54,10 @@ def unobserve(observer: ProgressObserver) -> None:
 
 
 def hush(quiet: bool) -> None:
-    """With ``--quiet``, only errors reach stderr (warnings and notes are dropped)."""
+    """With ``--quiet``, only errors reach stderr (warnings and notes are dropped).
+
+    A notice stays: that the sandbox answers with placeholders is said even then.
+    """
     if quiet:
         logging.getLogger("lexibatch").setLevel(logging.ERROR)
 

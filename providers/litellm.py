@@ -38,7 +38,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches, split_lines
 from providers.listing import Page, find_listed
-from providers.openai import BodyBuilder, batch_info, parse_result_line
+from providers.openai_wire import BodyBuilder, batch_info, parse_result_line
 from providers.transport import transport_error
 from providers.types import (
     BatchInfo,

@@ -35,7 +35,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import CLOCK_SKEW_S, Page, find_listed
-from providers.openai import parse_result_line
+from providers.openai_wire import parse_result_line
 from providers.types import (
     BatchInfo,
     BatchLimits,

@@ -72,6 +72,10 @@ class StrategyContext:
         prices: the price table.
         hooks: the plugin manager's hook relay, for lifecycle notifications.
         immediate: the immediate strategy, for strategies that fall back to it.
+        batch: the connector's batch strategy, built on first call, for a
+            strategy that must hand a request to the batch that holds it;
+            raises ``UnsupportedError`` without a batch endpoint and
+            ``StoreBusyError`` while another process runs the store's batches.
         retry_policy: the retry policy every call to the provider goes
             through (made from ``settings.retry`` when not given); see :attr:`retry`.
     """
@@ -83,6 +87,7 @@ class StrategyContext:
     prices: PriceTable
     hooks: Any
     immediate: Strategy | None = None
+    batch: Callable[[], Strategy] | None = None
     retry_policy: RetryPolicy | None = None
 
     @property

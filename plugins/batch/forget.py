@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugins.batch.findshard import journaled_shard
-from plugins.batch.lease import BatchLease
+from plugins.lease import BatchLease
 from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import InputError, ProviderError
 

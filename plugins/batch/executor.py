@@ -195,7 +195,7 @@ class BatchExecutor:
         it never ran and is not the shard's batch. The newest batch is found
         first, so one made after a refused one is found before it.
         """
-        found = await self.endpoint.find(journaled_shard(self.store, self.shard))
+        found = await self.endpoint.find(journaled_shard(self.journal, self.shard))
         if found is not None and refused_for_queue(found):
             return None
         return found
@@ -319,9 +319,7 @@ class BatchExecutor:
 
     async def _step(self, what: str, call: Any) -> Any:
         """One provider call of the lifecycle, tried again per the one retry policy."""
-        return await self.kit.retry.call(
-            call, what=f"batch {what} of {self.shard.shard_id}"
-        )
+        return await self.kit.retry.call(call, what=f"batch {what} of {self.shard.shard_id}")
 
 
 def _counts(info: BatchInfo) -> dict[str, int]:

@@ -3,7 +3,7 @@
 ``lexibatch run`` gives the same results file whichever provider serves it;
 LiteLLM's batch API follows the connector's model, and a model whose vendor
 has none is refused in one line (``auto`` falls back to immediate and says
-so); Anthropic keeps its shard records beside the store.
+so); Anthropic keeps no journal beside the store's.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ async def _anthropic_batch(connector: Any) -> None:
     assert isinstance(answer, Answer)
 
 
-async def test_anthropic_shard_records_live_beside_the_store(
+async def test_anthropic_keeps_no_shard_records_of_its_own(
     fresh_emulator: Any, make_settings: Any, tmp_path: Path, clean_env: None
 ) -> None:
     from plugins.factory import open_connector
@@ -179,23 +179,7 @@ async def test_anthropic_shard_records_live_beside_the_store(
         await _anthropic_batch(connector)
     finally:
         await connector.aclose()
-    records = list((settings.connector.db.parent / PROVIDER_STATE_DIR / "anthropic").iterdir())
-    assert len(records) == 1 and records[0].suffix == ".json"
+    # The store's journal is the only one: nothing beside it, nothing in the cache.
+    assert not (settings.connector.db.parent / PROVIDER_STATE_DIR / "anthropic").exists()
     assert not (tmp_path / "cache").exists()
 
-
-async def test_anthropic_shard_records_live_beside_the_store_via_open_connector(
-    fresh_emulator: Any, make_settings: Any, tmp_path: Path, clean_env: None
-) -> None:
-    from plugins.factory import open_connector
-
-    settings = make_settings(
-        fresh_emulator, provider="anthropic", connector={"model": "claude-haiku-4-5"}
-    )
-    connector = open_connector(settings)
-    try:
-        await _anthropic_batch(connector)
-    finally:
-        await connector.aclose()
-    assert not (tmp_path / "cache").exists()
-    assert (settings.connector.db.parent / PROVIDER_STATE_DIR / "anthropic").is_dir()

@@ -55,7 +55,7 @@ from providers.jsonl import line_batches
 from providers.listing import not_paging
 from providers.ratelimits import rate_limit_state
 from providers.sdkerrors import SdkErrors, translate_sdk_error
-from providers.transport import transport_error
+from providers.transport import pooled_client, transport_error
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -355,14 +355,13 @@ class AnthropicProvider:
         self.structured_output: StructuredOutput = structured_output
         self.default_max_tokens = default_max_tokens
         self._api_key = api_key
-        if http_client is None:
-            http_client = anthropic.DefaultAsyncHttpxClient(
-                timeout=httpx2.Timeout(timeout, connect=min(connect_timeout, timeout)),
-                limits=httpx2.Limits(
-                    max_connections=max_connections,
-                    max_keepalive_connections=max_connections,
-                ),
-            )
+        http_client = pooled_client(
+            http_client,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            make=anthropic.DefaultAsyncHttpxClient,
+        )
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,

@@ -49,6 +49,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
+from providers.transport import pooled_client
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -448,6 +449,7 @@ class GeminiProvider:
         base_url: the API root (without the version), e.g. an emulator's.
         api_version: the REST version (``v1beta``: where batch mode lives).
         timeout: seconds per HTTP call.
+        connect_timeout: seconds to wait for a connection (at most ``timeout``).
         max_connections: the connection pool size.
         max_batch_requests: requests per batch.
         max_batch_bytes: bytes per batch input file (Gemini takes files up to 2 GB).
@@ -464,6 +466,7 @@ class GeminiProvider:
         base_url: str | None = None,
         api_version: str = "v1beta",
         timeout: float = 600.0,
+        connect_timeout: float = 5.0,
         max_connections: int = 100,
         max_batch_requests: int = 100_000,
         max_batch_bytes: int = 2_000_000_000,
@@ -472,11 +475,12 @@ class GeminiProvider:
     ) -> None:
         self.name = name
         self._api_key = api_key
-        if http_client is None:
-            limits = httpx2.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            )
-            http_client = httpx2.AsyncClient(timeout=timeout, limits=limits)
+        http_client = pooled_client(
+            http_client,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+        )
         self._http = http_client
         # With its own httpx client the SDK neither retries nor sleeps on a
         # failed connection: retrying is the strategies' job.

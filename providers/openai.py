@@ -43,7 +43,7 @@ from providers.openai_wire import (
 )
 from providers.ratelimits import rate_limit_state
 from providers.sdkerrors import SdkErrors, redact, translate_sdk_error
-from providers.transport import transport_error
+from providers.transport import pooled_client, transport_error
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -294,14 +294,13 @@ class OpenAIProvider:
         self.name = name
         self.api: Api = api
         self._api_key = api_key
-        if http_client is None:
-            http_client = openai.DefaultAsyncHttpxClient(
-                timeout=httpx2.Timeout(timeout, connect=min(connect_timeout, timeout)),
-                limits=httpx2.Limits(
-                    max_connections=max_connections,
-                    max_keepalive_connections=max_connections,
-                ),
-            )
+        http_client = pooled_client(
+            http_client,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            make=openai.DefaultAsyncHttpxClient,
+        )
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or DEFAULT_BASE_URL,

@@ -52,7 +52,7 @@ from providers.errors import (
     ProviderError,
 )
 from providers.jsonl import line_batches
-from providers.listing import not_paging
+from providers.listing import Page, listed_since
 from providers.ratelimits import rate_limit_state
 from providers.sdkerrors import SdkErrors, translate_sdk_error
 from providers.transport import pooled_client, transport_error
@@ -214,32 +214,25 @@ class AnthropicBatchEndpoint:
                 return item.custom_id in keys
         return False
 
-    async def _list_since(self, since: float, shard_id: str) -> AsyncIterator[Mapping[str, Any]]:
-        """Batches newest first, until one older than ``since``."""
-        params: dict[str, Any] = {"limit": 100}
-        seen: set[str] = set()
-        while True:
+    def _list_since(self, since: float, shard_id: str) -> AsyncIterator[Mapping[str, Any]]:
+        """Batches newest first, until a page reaches one older than ``since``."""
+
+        async def fetch(after: str | None) -> Page:
+            params: dict[str, Any] = {"limit": 100}
+            if after:
+                params["after_id"] = after
             try:
                 response = await self._client.get(
                     "/v1/messages/batches", cast_to=httpx2.Response, options={"params": params}
                 )
             except anthropic.NotFoundError:
-                return
+                return [], False, None  # a service without the list endpoint: none to find
             except Exception as exc:
                 raise self._provider._translate(exc) from exc
             page = orjson.loads(response.content)
-            data = page.get("data") or []
-            for batch in data:
-                yield batch
-            created = [_timestamp(b.get("created_at")) for b in data]
-            oldest = min((c for c in created if c is not None), default=None)
-            if not page.get("has_more") or not data or (oldest is not None and oldest < since):
-                return
-            after = str(page.get("last_id") or data[-1].get("id"))
-            if after in seen:
-                raise not_paging(after, shard_id)
-            seen.add(after)
-            params = {"limit": 100, "after_id": after}
+            return page.get("data") or [], bool(page.get("has_more")), page.get("last_id")
+
+        return listed_since(fetch, since, shard_id, lambda b: _timestamp(b.get("created_at")))
 
     async def poll(self, batch_id: str) -> BatchInfo:
         """The batch's state and counts."""

@@ -182,4 +182,3 @@ async def test_anthropic_keeps_no_shard_records_of_its_own(
     # The store's journal is the only one: nothing beside it, nothing in the cache.
     assert not (settings.connector.db.parent / PROVIDER_STATE_DIR / "anthropic").exists()
     assert not (tmp_path / "cache").exists()
-

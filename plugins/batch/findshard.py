@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from providers.types import JournaledShard
 
 if TYPE_CHECKING:
+    from plugins.batch.interfaces import ShardJournal
     from plugins.store.rows import Shard
-
-
-class _ShardKeys(Protocol):
-    def shard_keys(self, shard_id: str, state: str | None = None) -> list[str]: ...
-
 
 __all__ = ["journaled_shard"]
 
 
-def journaled_shard(journal: _ShardKeys, shard: Shard) -> JournaledShard:
+def journaled_shard(store: ShardJournal, shard: Shard) -> JournaledShard:
     """The shard as ``BatchEndpoint.find`` gets it: id, size, keys, when journaled and sent.
 
     A shard in ``submitting`` last changed when its create was about to be
@@ -26,7 +22,7 @@ def journaled_shard(journal: _ShardKeys, shard: Shard) -> JournaledShard:
     return JournaledShard(
         shard_id=shard.shard_id,
         requests=shard.requests,
-        keys=tuple(journal.shard_keys(shard.shard_id)),
+        keys=tuple(store.shard_keys(shard.shard_id)),
         journaled_at=shard.created_at or None,
         sent_at=(shard.updated_at or None) if shard.state == "submitting" else None,
     )

@@ -47,7 +47,7 @@ class ShardJournal(Protocol):
         ...
 
     def shard_keys(self, shard_id: str, state: str | None = None) -> list[str]:
-        """The keys of the requests last submitted in the shard (what ``find()`` is told)."""
+        """The keys of the shard's requests (only those in ``state`` when given)."""
         ...
 
 

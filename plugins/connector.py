@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from plugins.batch.lease import runner_elsewhere
 from plugins.batch.usercancel import cancelled_error, cancelled_keys
+from plugins.lease import runner_elsewhere
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.results import cached_response
 from plugins.store import UNFINISHED_SHARD_STATES
@@ -83,6 +83,7 @@ class LexiConnector:
         )
         self._immediate = registry.strategy("immediate").factory(self._context)
         self._context.immediate = self._immediate
+        self._context.batch = self.batch_strategy
         self._batch: Strategy | None = None
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}

@@ -92,6 +92,7 @@ class OpenAIBatchEndpoint:
         self._file_grace = file_grace
         self._url = _URLS[provider.api].encode()
         self._build = provider._builder.build
+        self._serialized = provider._builder.serialized
         # batch id -> monotonic time it was first seen terminal with a file missing
         self._missing_since: dict[str, float] = {}
         self._warned_missing: set[str] = set()
@@ -110,7 +111,7 @@ class OpenAIBatchEndpoint:
                 b',"method":"POST","url":"',
                 self._url,
                 b'","body":',
-                orjson.dumps(self._build(request)),
+                self._serialized(self._build(request)),
                 b"}",
             )
         )

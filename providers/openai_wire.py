@@ -44,11 +44,13 @@ class BodyBuilder:
     come from here too.
     """
 
-    __slots__ = ("_api", "_formats")
+    __slots__ = ("_api", "_formats", "_serialized")
 
     def __init__(self, api: Api) -> None:
         self._api = api
         self._formats: dict[tuple[int, str | None], tuple[object, dict[str, Any]]] = {}
+        # id(format) -> (the format made here, kept so its id is not reused; its JSON)
+        self._serialized: dict[int, tuple[dict[str, Any], orjson.Fragment]] = {}
 
     def _format(self, schema: Mapping[str, Any], name: str | None) -> dict[str, Any]:
         key = (id(schema), name)
@@ -71,8 +73,27 @@ class BodyBuilder:
             }
         if len(self._formats) >= _FORMAT_CACHE_MAX:
             self._formats.clear()
+            self._serialized.clear()
         self._formats[key] = (schema, fmt)
         return fmt
+
+    def serialized(self, body: dict[str, Any]) -> bytes:
+        """``orjson.dumps(body)`` of a body :meth:`build` made, its schema serialized once.
+
+        The structured-output field of a body is the same object for every
+        request of a schema: its JSON is kept and spliced in unchanged.
+        """
+        field = "response_format" if self._api == "chat" else "text"
+        fmt = body.get(field)
+        if fmt is None:
+            return orjson.dumps(body)
+        hit = self._serialized.get(id(fmt))
+        if hit is None or hit[0] is not fmt:
+            if not any(fmt is made for _, made in self._formats.values()):
+                return orjson.dumps(body)  # not one of ours (an extra replaced it)
+            hit = (fmt, orjson.Fragment(orjson.dumps(fmt)))
+            self._serialized[id(fmt)] = hit
+        return orjson.dumps({**body, field: hit[1]})
 
     def response_format(self, request: Request) -> dict[str, Any] | None:
         """The structured-output field of ``request``'s body; ``None`` without a schema."""

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from plugins.batch.lease import runner_elsewhere
+from plugins.lease import runner_elsewhere
 from plugins.results import cached_response
 from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import SchemaValidationError
@@ -130,23 +130,12 @@ def taken_elsewhere(store: Store, claims: ClaimBook, shard_id: str) -> set[str]:
     process the connector sends identical requests once.
     """
     own = f"{socket.gethostname()}:{os.getpid()}:"
-    rows = store.query(
-        "SELECT c.key, c.owner, c.expires_at FROM requests r "
-        "JOIN claims c ON c.provider = r.provider AND c.key = r.key "
-        "WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
-        (shard_id, claims.provider),
-    )
     taken = {
         key
-        for key, owner, expires_at in rows
-        if not str(owner).startswith(own) and not claims.lapsed(str(owner), float(expires_at))
+        for key, owner, expires_at in store.claims_in_shard(claims.provider, shard_id)
+        if not owner.startswith(own) and not claims.lapsed(owner, expires_at)
     }
-    answered = store.query(
-        "SELECT r.key FROM requests r JOIN results s ON s.provider = r.provider AND s.key = r.key "
-        "WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
-        (shard_id, claims.provider),
-    )
-    taken.update(row[0] for row in answered)
+    taken.update(store.answered_in_shard(claims.provider, shard_id))
     return taken
 
 

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from plugins.providerspec import ProviderSpec
 from providers.errors import ConfigError, UnknownPluginError
 
 if TYPE_CHECKING:
-    from plugins.config import ProviderSettings, Settings
+    from plugins.config import Settings
     from plugins.retry import RetryPolicy
     from plugins.store import Store
     from providers.pricing import PriceTable
@@ -36,7 +37,9 @@ __all__ = [
     "Workload",
 ]
 
-ProviderFactory = Callable[[str, "ProviderSettings"], "Provider"]
+#: ``factory(name, options)`` (plus ``context=`` when it takes one): see
+#: :mod:`plugins.providerspec`.
+ProviderFactory = Callable[..., "Provider"]
 
 
 class Strategy(Protocol):
@@ -110,6 +113,7 @@ class RegisterProvider(Protocol):
         *,
         description: str = "",
         has_batch: bool = False,
+        spec: ProviderSpec | None = None,
     ) -> None: ...
 
 
@@ -121,13 +125,23 @@ class RegisterStrategy(Protocol):
 
 @dataclass(frozen=True)
 class ProviderEntry:
-    """A registered provider."""
+    """A registered provider.
+
+    Attributes:
+        name: the name it is used under.
+        factory: builds it (called only when it is used).
+        description: one line for ``lexibatch plugins``.
+        has_batch: whether it has a batch endpoint.
+        origin: the plugin it came from (``built-in`` or a distribution).
+        spec: what it declared about itself.
+    """
 
     name: str
     factory: ProviderFactory
     description: str
     has_batch: bool
     origin: str
+    spec: ProviderSpec = field(default_factory=ProviderSpec)
 
 
 @dataclass(frozen=True)

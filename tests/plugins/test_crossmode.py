@@ -55,7 +55,7 @@ def _hold_batch_lease(db: str) -> subprocess.Popen[str]:
     """Another process that runs the store's batches (it holds their lease)."""
     code = (
         "import sys, time\n"
-        "from plugins.batch.lease import BatchLease\n"
+        "from plugins.lease import BatchLease\n"
         "lease = BatchLease(sys.argv[1]); lease.acquire()\n"
         "print('held', flush=True)\n"
         "time.sleep(60)\n"

@@ -74,7 +74,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchHold",
     "batch_holds",
-    "batch_will_send",
     "drop_lines",
     "taken_elsewhere",
     "wait_for_answer",
@@ -91,12 +90,6 @@ _BATCH_STATES = ("queued", "submitted")
 #: Who answers a request from a batch: ``"running"``, a live batch run of
 #: another process; ``"orphaned"``, a batch journaled as submitted whose run is gone.
 BatchHold = Literal["running", "orphaned"]
-
-
-def batch_will_send(store: Store, provider: str, key: str) -> bool:
-    """Whether a live batch run of another process holds ``key`` (queued or submitted)."""
-    state = store.request_states(provider, [key]).get(key)
-    return state in _BATCH_STATES and runner_elsewhere(store.path)
 
 
 def batch_holds(store: Store, provider: str, key: str) -> BatchHold | None:

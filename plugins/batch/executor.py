@@ -195,7 +195,7 @@ class BatchExecutor:
         it never ran and is not the shard's batch. The newest batch is found
         first, so one made after a refused one is found before it.
         """
-        found = await self.endpoint.find(journaled_shard(self.store, self.shard))
+        found = await self.endpoint.find(journaled_shard(self.journal, self.shard))
         if found is not None and refused_for_queue(found):
             return None
         return found

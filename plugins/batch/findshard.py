@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 from providers.types import JournaledShard
 
 if TYPE_CHECKING:
-    from plugins.store import Store
+    from plugins.batch.interfaces import ShardJournal
     from plugins.store.rows import Shard
 
 __all__ = ["journaled_shard"]
 
 
-def journaled_shard(store: Store, shard: Shard) -> JournaledShard:
+def journaled_shard(store: ShardJournal, shard: Shard) -> JournaledShard:
     """The shard as ``BatchEndpoint.find`` gets it: id, size, keys, when journaled and sent.
 
     A shard in ``submitting`` last changed when its create was about to be

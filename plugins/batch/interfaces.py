@@ -46,6 +46,10 @@ class ShardJournal(Protocol):
         """Group the calls made inside into one atomic commit."""
         ...
 
+    def shard_keys(self, shard_id: str, state: str | None = None) -> list[str]:
+        """The keys of the shard's requests (only those in ``state`` when given)."""
+        ...
+
 
 class ShardSettlement(Protocol):
     """Where an executor hands what its shard's batch settled.

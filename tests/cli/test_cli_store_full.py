@@ -204,9 +204,9 @@ def test_a_store_that_fills_keeps_the_answers_in_flight_and_the_rerun_pays_nothi
 # (a file written until ENOSPC) once every call of its first round is
 # claimed, that is, sent.
 GENUINE = """
-import json, os, sqlite3, subprocess, sys, time
+import json, os, sqlite3, subprocess, sys, time, urllib.request
 
-work, size, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3])
+work, size, concurrency, emulator = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 folder = os.path.join(work, ".lexibatch")
 db = os.path.join(folder, "lexibatch.db")
 os.makedirs(folder, exist_ok=True)
@@ -249,6 +249,10 @@ with open(filler, "wb") as f:
         pass
 _, err = run.communicate(timeout=120)
 report["first"] = {"code": run.returncode, "stderr": err, "files": sorted(os.listdir(folder))}
+with urllib.request.urlopen(emulator + "/_emulator/billing", timeout=10) as resp:
+    report["first"]["billed"] = json.loads(resp.read())["immediate"]["requests"]
+spill = os.path.join(folder, "lexibatch.db.unsaved.jsonl")
+report["first"]["kept"] = len(open(spill).read().splitlines()) if os.path.exists(spill) else 0
 os.remove(filler)
 report["first"]["ledger"] = counts()
 again = subprocess.run(command, cwd=work, stderr=subprocess.PIPE, text=True, timeout=120)
@@ -275,6 +279,7 @@ def test_a_genuinely_full_file_system_keeps_the_answers_in_flight(tmp_path: Path
     with EmulatorProcess({"latency": 1.0}) as emu:
         work = _workdir(tmp_path, emu)
         argv = [*_NAMESPACE, sys.executable, "-c", GENUINE, str(work), "6m", str(CONCURRENCY)]
+        argv.append(emu.url)
         done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=400)
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -285,11 +290,14 @@ def test_a_genuinely_full_file_system_keeps_the_answers_in_flight(tmp_path: Path
     assert "Traceback" not in first["stderr"], first["stderr"]
     errors = [line for line in first["stderr"].splitlines() if line.startswith("lexibatch: error:")]
     assert len(errors) == 1 and "full" in errors[0], first["stderr"]
-    assert "lexibatch.db.reserve" not in first["files"], "the reserve was not let go"
     assert not [f for f in first["files"] if f.endswith((".tmp", ".part"))]
-    # What the first run paid for is in its ledger, stored or kept in the spill.
-    kept = "lexibatch.db.unsaved.jsonl" in first["files"]
-    assert kept or first["ledger"][0] >= 1, report
+    # Everything the first run paid for was stored (in the reserve's room, if
+    # an answer needed it) or kept in the spill: none is lost.
+    calls, stored = first["ledger"]
+    assert 1 <= first["billed"] < N, report
+    assert calls == stored and calls + first["kept"] == first["billed"], report
+    if first["kept"]:
+        assert "lexibatch.db.reserve" not in first["files"], "kept before the reserve was let go"
     assert second["code"] == 0, second["stderr"]
     assert "Traceback" not in second["stderr"]
     assert second["ledger"] == [N, N]

@@ -324,12 +324,13 @@ class ImmediateStrategy:
             return completion
 
     def _unless_refused(self) -> None:
-        """Send nothing more once the store refused a write: its answer could not be kept.
+        """Send nothing more while the store refuses writes: an answer could not be kept.
 
         Raises:
-            StoreRefusedError: the store refused a write earlier in this run.
+            StoreRefusedError: the store refused a write earlier in this run
+                (and, if that was a while ago, still does).
         """
-        if self._keep.refused is not None:
+        if not self._keep.may_send():
             raise StoreRefusedError(self._keep)
 
     def _claim(self, request: Request) -> None:

@@ -8,7 +8,9 @@ pay for them all again. Three things prevent that:
 
 - **Stop sending.** The first refused write stops the immediate strategy
   from sending anything more (:attr:`SafeKeep.refused`); what is already in
-  flight is answered and kept.
+  flight is answered and kept. A process that lives on (a server) tries the
+  store again after :data:`RECHECK_AFTER` seconds, when a request comes: it
+  sends again once the store takes the spill back.
 - **A space reserve.** Beside the store lies ``DB.reserve``, a file of
   :data:`RESERVE_BYTES` made when the first immediate call is sent. At the
   first refused write it is deleted and the write tried once more: on a disk
@@ -32,6 +34,7 @@ import fcntl
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +62,9 @@ log = logging.getLogger("lexibatch.safekeep")
 #: The space reserve kept beside a store: room for the answers of a few
 #: hundred calls in flight (each commit adds a few pages to SQLite's log).
 RESERVE_BYTES = 4 << 20
+
+#: Seconds after a refusal before the store is tried again (:meth:`SafeKeep.may_send`).
+RECHECK_AFTER = 30.0
 
 # Documents naming the spill entries already stored (an import is exactly-once).
 _IMPORTED = "lexibatch.safekeep.imported"
@@ -95,10 +101,13 @@ class SafeKeep:
 
     Args:
         store: the store the answers belong in.
+        recheck_after: seconds after a refusal before the store is tried again.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, recheck_after: float = RECHECK_AFTER) -> None:
         self.store = store
+        self.recheck_after = recheck_after
+        self._refused_at = 0.0
         self.reserve = reserve_path(store)
         self.spill = spill_path(store)
         #: The store's first refusal in this run; set, nothing more is sent.
@@ -162,8 +171,7 @@ class SafeKeep:
             write()
             return
         except StoreWriteError as exc:
-            if self.refused is None:
-                self.refused = exc
+            self._note(exc)
         # Only the first answer refused frees the reserve; those after it
         # were refused with its room already free.
         if self._let_reserve_go():
@@ -177,9 +185,37 @@ class SafeKeep:
 
     def refuse(self, error: StoreWriteError) -> StoreRefusedError:
         """Stop sending: the store refused ``error``'s write (the first refusal is kept)."""
+        self._note(error)
+        return StoreRefusedError(self)
+
+    def may_send(self) -> bool:
+        """Whether sending may go on: no refusal, or the store takes writes again.
+
+        Within :attr:`recheck_after` seconds of the last refusal it may not.
+        After that the spill is stored (a write that shows whether the store
+        has room again); once it is, the reserve is laid down anew and
+        sending goes on. A store with nothing spilled is tried by the next
+        request's own claim.
+        """
+        if self.refused is None:
+            return True
+        if time.monotonic() - self._refused_at < self.recheck_after:
+            return False
+        try:
+            take_back(self.store)
+        except StoreWriteError:
+            self._refused_at = time.monotonic()
+            return False
+        log.warning("the store %s takes writes again: sending goes on", self.store.path)
+        self.refused = None
+        self.kept = 0
+        self._reserved = False
+        return True
+
+    def _note(self, error: StoreWriteError) -> None:
         if self.refused is None:
             self.refused = error
-        return StoreRefusedError(self)
+        self._refused_at = time.monotonic()
 
     def summary(self) -> str:
         """The one line that tells the user what happened and what to do."""

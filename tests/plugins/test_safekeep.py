@@ -111,3 +111,29 @@ def test_the_first_refused_answer_lets_the_reserve_go_and_is_stored_after_all(
         assert "could not be written" in str(StoreRefusedError(keep))
     finally:
         store.close()
+
+
+def test_sending_goes_on_once_the_store_takes_the_spill_back(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "lexibatch.db"))
+    spill = tmp_path / "lexibatch.db.unsaved.jsonl"
+    try:
+        call = CallRecord("openai", "gpt-4o-mini", None, "immediate", "k", cost_usd=0.25)
+        patient = SafeKeep(store)
+        with pytest.raises(StoreRefusedError):
+            patient.store_paid(_refused, [call], None, "openai")
+        assert not patient.may_send()  # not before RECHECK_AFTER
+
+        keep = SafeKeep(store, recheck_after=0.0)
+        with pytest.raises(StoreRefusedError, match="kept in"):
+            keep.store_paid(_refused, [call], None, "openai")
+        store._conn.execute("PRAGMA query_only = ON")  # still full
+        assert not keep.may_send()
+        assert spill.exists()
+        store._conn.execute("PRAGMA query_only = OFF")  # room again
+        assert keep.may_send()
+        assert (keep.refused, keep.kept) == (None, 0)
+        # Both kept entries are stored, once.
+        assert store.query("SELECT COUNT(*) FROM calls")[0] == (2,)
+        assert not spill.exists()
+    finally:
+        store.close()

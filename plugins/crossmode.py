@@ -103,12 +103,14 @@ def batch_holds(store: Store, provider: str, key: str) -> BatchHold | None:
         batch will answer it (never journaled, only queued by a run that is
         gone, or its batch is over): it may be sent.
     """
-    row = store.get_requests(provider, [key]).get(key)
-    if row is None or row.state not in _BATCH_STATES:
+    # The state alone first: an immediate request is seldom journaled at all.
+    state = store.request_states(provider, [key]).get(key)
+    if state not in _BATCH_STATES:
         return None
     if runner_elsewhere(store.path):
         return "running"
-    if row.state != "submitted" or row.shard_id is None:
+    row = store.get_requests(provider, [key]).get(key) if state == "submitted" else None
+    if row is None or row.state != "submitted" or row.shard_id is None:
         return None
     shard = store.get_shard(row.shard_id)
     if shard is None or shard.state not in UNFINISHED_SHARD_STATES:

@@ -230,14 +230,14 @@ class SafeKeep:
                 "next run before it sends anything (never paid for again)"
             )
         if self.lost:
-            reason = (
-                os_error_reason(self._spill_error)
+            where = (
+                f"{self.spill}: {os_error_reason(self._spill_error)}"
                 if self._spill_error is not None
                 else "the store is in memory"
             )
             what += (
                 f"; {self.lost} answer{'s' if self.lost != 1 else ''} paid for could not be kept "
-                f"({self.spill}: {reason}) and will be asked again"
+                f"({where}) and will be asked again"
             )
         return what
 

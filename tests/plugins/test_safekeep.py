@@ -137,3 +137,19 @@ def test_sending_goes_on_once_the_store_takes_the_spill_back(tmp_path: Path) -> 
         assert not spill.exists()
     finally:
         store.close()
+
+
+def test_an_answer_the_spill_cannot_take_either_is_said_to_be_lost(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "lexibatch.db"))
+    try:
+        (tmp_path / "lexibatch.db.unsaved.jsonl").mkdir()  # the spill cannot be written
+        keep = SafeKeep(store)
+        call = CallRecord("openai", "gpt-4o-mini", None, "immediate", "k", cost_usd=0.25)
+        with pytest.raises(StoreRefusedError) as refused:
+            keep.store_paid(_refused, [call], None, "openai")
+        assert (keep.kept, keep.lost) == (0, 1)
+        message = str(refused.value)
+        assert "1 answer paid for could not be kept" in message and "it is a folder" in message
+        assert "\n" not in message
+    finally:
+        store.close()

@@ -37,9 +37,9 @@ A batch run can die (``kill -9``) while an immediate run waits for one of its
 requests, or before the immediate run first looks. What its journal row says
 decides (:func:`batch_holds`):
 
-- **queued**: the row's shard was never sealed, so nothing of it reached the
-  provider: the immediate run sends it, and the next batch run finds its
-  answer stored and does not send it.
+- **queued**: no batch at the provider holds it (its shard was never sealed,
+  or its earlier batch ended without answering it): the immediate run sends
+  it, and the next batch run finds its answer stored and does not send it.
 - **submitted**, in a shard still unfinished: its batch was created at the
   provider, or may have been (the shard is journaled before the upload and
   the create). Sending it immediately could pay for it a second time, so the

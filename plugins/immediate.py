@@ -86,7 +86,7 @@ class ImmediateStrategy:
         # Answers an earlier run paid for and its store refused: stored
         # before anything is sent (in any mode), so none is paid for again.
         take_back(context.store)
-        self._keep = SafeKeep(context.store)
+        self._keep = SafeKeep(context.store, in_flight=psettings.max_concurrency)
         # Paces by the provider's rate-limit headers, before a 429.
         self._pacer = Pacer()
         # Said once each: waiting for another process's batches; collecting orphaned ones.

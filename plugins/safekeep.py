@@ -12,7 +12,7 @@ pay for them all again. Three things prevent that:
   store again after :data:`RECHECK_AFTER` seconds, when a request comes: it
   sends again once the store takes the spill back.
 - **A space reserve.** Beside the store lies ``DB.reserve``, a file of
-  :data:`RESERVE_BYTES` made when the first immediate call is sent. At the
+  :func:`reserve_bytes` made when the first immediate call is sent. At the
   first refused write it is deleted and the write tried once more: on a disk
   that filled up, the space it frees lets the answers in flight be stored
   after all.
@@ -49,9 +49,10 @@ if TYPE_CHECKING:
     from plugins.store import Store
 
 __all__ = [
-    "RESERVE_BYTES",
+    "RECHECK_AFTER",
     "SafeKeep",
     "StoreRefusedError",
+    "reserve_bytes",
     "reserve_path",
     "spill_path",
     "take_back",
@@ -59,15 +60,22 @@ __all__ = [
 
 log = logging.getLogger("lexibatch.safekeep")
 
-#: The space reserve kept beside a store: room for the answers of a few
-#: hundred calls in flight (each commit adds a few pages to SQLite's log).
-RESERVE_BYTES = 4 << 20
+#: Room the space reserve keeps per call in flight: storing one answer adds
+#: a few pages to SQLite's log (and a line to the spill).
+RESERVE_PER_CALL = 64 << 10
+#: The smallest and the largest space reserve.
+RESERVE_MIN, RESERVE_MAX = 1 << 20, 16 << 20
 
 #: Seconds after a refusal before the store is tried again (:meth:`SafeKeep.may_send`).
 RECHECK_AFTER = 30.0
 
 # Documents naming the spill entries already stored (an import is exactly-once).
 _IMPORTED = "lexibatch.safekeep.imported"
+
+
+def reserve_bytes(in_flight: int) -> int:
+    """The size of the space reserve for ``in_flight`` calls at once (``max_concurrency``)."""
+    return min(max(in_flight * RESERVE_PER_CALL, RESERVE_MIN), RESERVE_MAX)
 
 
 def reserve_path(store: Store) -> Path | None:
@@ -101,11 +109,15 @@ class SafeKeep:
 
     Args:
         store: the store the answers belong in.
+        in_flight: how many calls may be in flight at once (sizes the reserve).
         recheck_after: seconds after a refusal before the store is tried again.
     """
 
-    def __init__(self, store: Store, *, recheck_after: float = RECHECK_AFTER) -> None:
+    def __init__(
+        self, store: Store, *, in_flight: int = 32, recheck_after: float = RECHECK_AFTER
+    ) -> None:
         self.store = store
+        self.reserve_bytes = reserve_bytes(in_flight)
         self.recheck_after = recheck_after
         self._refused_at = 0.0
         self.reserve = reserve_path(store)
@@ -124,7 +136,7 @@ class SafeKeep:
             return
         self._reserved = True
         try:
-            if self.reserve.stat().st_size >= RESERVE_BYTES:
+            if self.reserve.stat().st_size >= self.reserve_bytes:
                 return
         except FileNotFoundError:
             pass
@@ -135,9 +147,9 @@ class SafeKeep:
             try:
                 # Blocks really allocated: a sparse file would free nothing.
                 if hasattr(os, "posix_fallocate"):
-                    os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                    os.posix_fallocate(fd, 0, self.reserve_bytes)
                 else:
-                    os.write(fd, bytes(RESERVE_BYTES))
+                    os.write(fd, bytes(self.reserve_bytes))
                     os.fsync(fd)
             finally:
                 os.close(fd)

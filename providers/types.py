@@ -305,7 +305,7 @@ class JournaledShard:
     Attributes:
         shard_id: lexibatch's id of the shard (what ``create`` attached).
         requests: how many requests it holds.
-        keys: the ``custom_id`` of each of its requests, in input order.
+        keys: the ``custom_id`` of each of its requests.
         journaled_at: when the shard was journaled (epoch seconds): its batch
             cannot be older; ``None``: unknown (look at every batch).
         sent_at: when its create was last journaled as being sent; ``None``

@@ -319,9 +319,7 @@ class BatchExecutor:
 
     async def _step(self, what: str, call: Any) -> Any:
         """One provider call of the lifecycle, tried again per the one retry policy."""
-        return await self.kit.retry.call(
-            call, what=f"batch {what} of {self.shard.shard_id}"
-        )
+        return await self.kit.retry.call(call, what=f"batch {what} of {self.shard.shard_id}")
 
 
 def _counts(info: BatchInfo) -> dict[str, int]:

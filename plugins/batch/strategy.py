@@ -11,11 +11,12 @@ shard before each provider call (see :mod:`plugins.batch.executor`). On
 start, unfinished shards of earlier runs are resumed, and a request that is
 already in a submitted batch is waited for rather than sent again.
 
-Each request ends in exactly one of: succeeded (validated) or a typed error.
-Retryable item failures (expired, cancelled, 5xx, rate limit, timeout,
-schema-invalid content) are sent again — in the next batch round or
-immediately, per ``batch.retry_via`` — for at most ``batch.max_retry_rounds``
-rounds; permanent ones fail that request alone.
+Each request ends in exactly one of: succeeded (validated) or a typed error,
+decided by :mod:`plugins.batch.settlement` as each shard's executor hands it
+the batch's lines. Retryable item failures (expired, cancelled, 5xx, rate
+limit, timeout, schema-invalid content) are sent again — in the next batch
+round or immediately, per ``batch.retry_via`` — for at most
+``batch.max_retry_rounds`` rounds; permanent ones fail that request alone.
 """
 
 from __future__ import annotations
@@ -40,15 +41,14 @@ from plugins.batch.polling import PollSchedule
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.queuecap import QueueRoom, shard_tokens
 from plugins.batch.settlement import Settlement, error_dict, fail_future, retries_used
+from plugins.batch.stopped import say_why_stopped
 from plugins.batch.yielding import ClaimYield
 from plugins.estimate import price_provider
 from plugins.lease import BatchLease
-from plugins.retry import is_unreachable
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     InputError,
     LexibatchError,
-    ProviderError,
     StoreWriteError,
     UnsupportedError,
 )
@@ -309,6 +309,10 @@ class BatchStrategy:
         self.accumulator.seal_if_full(request.model)
         self._arm_linger()
 
+    def line_problem(self, request: Request) -> str | None:
+        """Why no batch of this provider can hold ``request``, or ``None``."""
+        return line_problem(self.endpoint, self.limits, request)
+
     def _requeue(self, request: Request, pending: BatchRequest) -> None:
         """Queue an already journaled request into an open shard (a retry round, a split)."""
         self._enqueue(request, pending, journal=False)
@@ -445,35 +449,7 @@ class BatchStrategy:
         exc = task.exception()
         if exc is None:
             return
-        if isinstance(exc, ProviderError) and not exc.retryable:
-            # The provider refused a batch that exists (or may): trying again
-            # will not help if it is gone; only the user can give it up.
-            log.error(
-                "batch shard %s stopped: %s — it stays journaled; if the provider no longer "
-                "has this batch, `lexibatch batches forget %s` gives it up and the next run "
-                "sends its requests again",
-                shard_id,
-                exc,
-                shard_id,
-            )
-        elif is_unreachable(exc):
-            # Every shard stops alike when the provider cannot be reached: the
-            # error reaches each waiter, and the caller says it once.
-            log.info("batch shard %s stopped, stays journaled: %s", shard_id, exc)
-        elif isinstance(exc, LexibatchError):
-            # The store could not be written, or the provider could not be
-            # reached once the batch existed: the journal resumes the shard
-            # on the next run; one line says why this one stopped.
-            log.error(
-                "batch shard %s stopped: %s — it stays journaled; run the same command "
-                "again (or lexibatch resume) to collect it",
-                shard_id,
-                exc,
-            )
-        else:
-            # A bug, not a provider failure (those are handled in the executor):
-            # fail the shard's waiters loudly rather than leave them hanging.
-            log.error("batch shard %s crashed", shard_id, exc_info=exc)
+        say_why_stopped(shard_id, exc)
         fresh = self._fresh.pop(shard_id, [])
         try:
             # Still submitted in this shard: not those already answered or

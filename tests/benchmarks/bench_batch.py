@@ -140,8 +140,9 @@ def _instrument(connector: Any, meter: Meter) -> None:
         setattr(store, name, _timed_into(meter, getattr(store, name)))
     strategy.accumulator.on_sealed = meter.wrap("seal", strategy.accumulator.on_sealed)
     strategy._dispatch_all = meter.wrap("seal", strategy._dispatch_all)
+    settlement = strategy.settlement
     for name in ("finish_items", "finish_missing", "shard_answered", "shard_collected"):
-        setattr(strategy, name, meter.wrap("finish", getattr(strategy, name)))
+        setattr(settlement, name, meter.wrap("finish", getattr(settlement, name)))
     original = openai_provider.parse_result_line
 
     # Per line, so a cheap wall clock (this section never waits): process_time is a syscall.

@@ -388,6 +388,18 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
         if len({cid for cid, _ in items}) < len(items):
             return _error(400, "* requests: the keys in the requests' metadata must be unique")
         extra.update(inline=True, inline_keys=[c for c, _ in items], inline_metadata=metadata)
+    if app.create_rate_limited():
+        return _error(
+            429,
+            "Quota exceeded for metric: generativelanguage.googleapis.com/"
+            "batch_requests_per_minute. Please retry later.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{app.config.retry_after:g}s",
+                }
+            ],
+        )
     full = queue_refusal(app, WIRE, items)
     if full is not None:
         return _error(429, full)

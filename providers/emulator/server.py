@@ -93,6 +93,14 @@ class EmulatorApp:
         self.limiter.window = self.config.rate_window
         return self.config
 
+    def create_rate_limited(self) -> bool:
+        """Whether this batch create is answered with an ordinary 429 (uses one of
+        ``batch_create_rate_limit``)."""
+        if self.config.batch_create_rate_limit == 0:
+            return False
+        self.configure({"batch_create_rate_limit": self.config.batch_create_rate_limit - 1})
+        return True
+
     def reset(self) -> None:
         """Forget all files, batches, billing and seen-counters."""
         self.state.reset()
@@ -434,6 +442,15 @@ class EmulatorApp:
         for field in ("input_file_id", "endpoint", "completion_window"):
             if not isinstance(body.get(field), str):
                 return openai_error(400, f"Missing required parameter: '{field}'.", param=field)
+        if self.create_rate_limited():
+            return openai_error(
+                429,
+                f"Rate limit reached for batch creation in organization {ORG}: Limit 2000 "
+                f"per 1h. Please try again in {int(self.config.retry_after * 1000)}ms.",
+                "requests",
+                code="rate_limit_exceeded",
+                headers=retry_headers(self.config.retry_after),
+            )
         if body["endpoint"] not in OPENAI_ENDPOINTS:
             return openai_error(
                 400,
@@ -517,6 +534,14 @@ class EmulatorApp:
         if problem is not None:
             return anthropic_error(400, "invalid_request_error", problem)
         assert isinstance(requests, list)
+        if self.create_rate_limited():
+            return anthropic_error(
+                429,
+                "rate_limit_error",
+                "This request would exceed the rate limit for your organization of 50 "
+                "Message Batches API requests per minute. Please try again later.",
+                headers=retry_headers(self.config.retry_after),
+            )
         full = self.engine.anthropic_refusal(requests)
         if full is not None:
             self.state.queue_refusals += 1

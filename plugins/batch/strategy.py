@@ -35,7 +35,7 @@ from plugins.batch.executor import BatchExecutor
 from plugins.batch.gcpause import GcHold
 from plugins.batch.journal import SchemaBook
 from plugins.batch.lease import BatchLease
-from plugins.batch.oversize import halved, line_problem, too_large
+from plugins.batch.oversize import halved, halved_to_fit, line_problem, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.queuecap import QueueRoom
 from plugins.batch.reconcile import reconcile
@@ -689,23 +689,48 @@ class BatchStrategy:
         """
         if shard.requests < 2 or not too_large(error):
             return False
-        self._committed_usd -= self._shard_cost.pop(shard.shard_id, 0.0)
-        self.store.forget_shard(shard.shard_id, f"refused as too large ({error}); sent again split")
-        keys = self.store.shard_keys(shard.shard_id, "queued")
-        self._fresh.pop(shard.shard_id, None)
-        _remove(shard.path)
-        self.resend_smaller(shard, keys, str(error))
+        self._split(shard, f"refused as too large ({error}); sent again split")
+        self.resend_smaller(shard, self.store.shard_keys(shard.shard_id, "queued"), str(error))
         return True
 
-    def resend_smaller(self, shard: Shard, keys: list[str], why: str) -> None:
-        """Queue ``keys`` again in shards half the refused one's size (not a retry round)."""
-        self.accumulator.limits = halved(self.accumulator.limits, shard.requests)
+    def split_for_queue(self, shard: Shard, share: float, why: str) -> None:
+        """Send a shard too big for the provider's queue by itself again, in batches that fit.
+
+        Its batch was never made, or was refused and never ran (never
+        billed): as :meth:`split_refused`, with batches halved until
+        ``share`` of the shard's requests (see :mod:`plugins.batch.queuecap`).
+        """
+        self._split(shard, f"too big for the provider's queue ({why}); sent again split")
+        keys = self.store.shard_keys(shard.shard_id, "queued")
+        limits = halved_to_fit(self.accumulator.limits, shard.requests, share)
+        self.resend_smaller(shard, keys, why, limits=limits, what="too big for the queue")
+
+    def _split(self, shard: Shard, reason: str) -> None:
+        """Journal a shard given up for a split; its requests are queued again."""
+        self._committed_usd -= self._shard_cost.pop(shard.shard_id, 0.0)
+        self.store.forget_shard(shard.shard_id, reason)
+        self._fresh.pop(shard.shard_id, None)
+        _remove(shard.path)
+
+    def resend_smaller(
+        self,
+        shard: Shard,
+        keys: list[str],
+        why: str,
+        *,
+        limits: BatchLimits | None = None,
+        what: str = "refused as too large",
+    ) -> None:
+        """Queue ``keys`` again in shards half the refused one's size, or within ``limits``
+        (not a retry round)."""
+        self.accumulator.limits = limits or halved(self.accumulator.limits, shard.requests)
         log.warning(
-            "batch shard %s (%d requests, %d bytes) refused as too large: %s — sent again in "
+            "batch shard %s (%d requests, %d bytes) %s: %s — sent again in "
             "batches of at most %d requests",
             shard.shard_id,
             shard.requests,
             shard.bytes or 0,
+            what,
             why,
             self.accumulator.limits.max_requests,
         )

@@ -124,6 +124,12 @@ def _hush(quiet: bool) -> None:
         logging.getLogger("lexibatch").setLevel(logging.ERROR)
 
 
+def _room(state: Any) -> str:
+    """``; shards waited … for queue room …`` for a summary line, or nothing."""
+    note = state.room_note()
+    return f"; {note}" if note else ""
+
+
 def _say(quiet: bool, message: str) -> None:
     if not quiet:
         click.echo(message, err=True)
@@ -303,7 +309,7 @@ def run(
         _say(
             quiet,
             f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.cached} from cache; "
-            f"cost {spent_line(spent)}; results in {out}",
+            f"cost {spent_line(spent)}; results in {out}{_room(state)}",
         )
         if summary.unreachable is not None:
             click.echo(
@@ -527,7 +533,8 @@ async def _synthesize(
         quiet,
         f"{summary.written} entries written to {out}, {summary.skipped} already done, "
         f"{summary.failed} failed; {observer.requests} calls ({observer.cached} from cache); "
-        f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}",
+        f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}"
+        f"{_room(state)}",
     )
     if summary.unreachable is not None:
         click.echo(
@@ -690,7 +697,8 @@ def resume(ctx: click.Context, quiet: bool, **flags: Any) -> None:
         _say(
             quiet,
             f"resumed ({requeued} queued requests sent); cost {spent_line(spent)}; journal now: "
-            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            + _room(state),
         )
 
     _run(_with_connector(settings, body))

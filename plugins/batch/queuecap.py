@@ -21,11 +21,11 @@ batch ends.
 run's batches ends (then asks again; refused again, it waits for the next) —
 or, when none is in flight (another member of the organisation may hold the
 queue), for a backoff that grows from ``batch.poll_interval`` to
-``batch.max_poll_interval`` — and is created again. A shard refused with
-nothing of this run in flight is bigger than the provider's limit when the
-refusal states a limit below the shard's estimate: it is split at once to
-fit; one refused :data:`SPLIT_AFTER` times in a row with nothing in flight
-(the provider may count more tokens than the estimate) is halved. None of
+``batch.max_poll_interval`` — and is created again. A shard is bigger than
+the provider's limit by itself when the refusal states a limit below the
+shard's estimate: it is split at once to fit; one refused :data:`SPLIT_AFTER`
+times while none of this run's batches ended (the provider may count more
+tokens than the estimate, or every shard in flight is too big) is halved. None of
 this is a retry round or fails a request, and nothing is billed for a
 refused batch; the executor journals the shard back to ``uploaded`` before
 it waits (or forgets it, its requests queued again, before it is split), so
@@ -207,8 +207,9 @@ class QueueRoom:
         self.waited = 0.0
         #: Waits for room, all shards together.
         self.waits = 0
-        # Refusals in a row of each shard with nothing of this run in flight.
-        self._alone: dict[str, int] = {}
+        # Each refused shard's refusals since the last batch of this run ended:
+        # shard id → (batches ended when its count began, refusals).
+        self._streak: dict[str, tuple[int, int]] = {}
 
     def cap(self, model: str) -> int | None:
         """The cap of ``model`` (``None``: none ahead)."""
@@ -233,15 +234,20 @@ class QueueRoom:
 
     def release(self, shard_id: str) -> None:
         """The shard's batch ended (or never will be made): its tokens leave the count."""
+        if self._drop(shard_id):
+            self._ended += 1
+            self._idle_refusals = 0
+
+    def _drop(self, shard_id: str) -> bool:
+        """Take the shard's tokens out of the count (and wake who waits); whether it was in."""
         held = self._held.pop(shard_id, None)
         if held is None:
-            return
+            return False
         for model, count in held.items():
             self._enqueued[model] -= count
-        self._ended += 1
-        self._idle_refusals = 0
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        return True
 
     async def admit(self, shard_id: str, tokens: Callable[[], Mapping[str, int]]) -> None:
         """Wait until the shard fits under the cap of each of its models, then count it.
@@ -299,25 +305,25 @@ class QueueRoom:
     ) -> float | None:
         """The provider refused the shard's batch for its queue: wait for room, or split it.
 
-        Returns once one of this run's batches has ended, or after the backoff
-        when none is in flight — ``None``: create it again. With ``tokens``
-        (the shard's estimated tokens by model; given for a shard that can be
-        split), a shard refused with nothing of this run in flight that is
-        bigger than the limit the refusal states, or refused
-        :data:`SPLIT_AFTER` times in a row, is not waited for: the share of
-        it that fits the provider's queue is returned at once (half, when the
-        refusal states no limit the estimate passes).
+        Returns once one of this run's batches has ended (or none is left in
+        flight), or after the backoff when none is in flight — ``None``:
+        create it again. With ``tokens`` (the shard's estimated tokens by
+        model; given for a shard that can be split), a shard bigger than the
+        limit the refusal states, or refused :data:`SPLIT_AFTER` times while
+        no batch of this run ended, is not waited for: the share of it that
+        fits the provider's queue is returned at once (half, when the refusal
+        states no limit the estimate passes).
         """
-        self.release(shard_id)
-        if self._held:
-            self._alone.pop(shard_id, None)
-            ended = self._ended
-            await self._wait(shard_id, model, lambda: self._ended != ended, why)
-            return None
+        # Its refused batch held no room: its end makes none for the others.
+        self._drop(shard_id)
         if tokens is not None:
             share = self._split_share(shard_id, why, tokens)
             if share is not None:
                 return share
+        if self._held:
+            ended = self._ended
+            await self._wait(shard_id, model, lambda: self._ended != ended or not self._held, why)
+            return None
         count, self._idle_refusals = self._idle_refusals, self._idle_refusals + 1
         first, longest = self._backoff
         pause = min(first * 2**count, longest)
@@ -343,16 +349,24 @@ class QueueRoom:
     def _split_share(
         self, shard_id: str, why: str, tokens: Callable[[], Mapping[str, int]]
     ) -> float | None:
-        """The share of a shard refused alone that fits the provider's queue, or ``None``."""
+        """The share of a refused shard that fits the provider's queue, or ``None`` (wait).
+
+        A shard is split when the refusal states a limit below its estimate,
+        or when it was refused :data:`SPLIT_AFTER` times while none of this
+        run's batches ended (batches that end make room: one refused while
+        they run waits for them, and is not counted against).
+        """
         largest = max(tokens().values(), default=0)
         limit = stated_limit(why)
         if limit is not None and largest > limit:
-            self._alone.pop(shard_id, None)
+            self._streak.pop(shard_id, None)
             return limit / largest
-        alone = self._alone[shard_id] = self._alone.get(shard_id, 0) + 1
-        if alone >= SPLIT_AFTER:
-            del self._alone[shard_id]
+        since, count = self._streak.get(shard_id, (self._ended, 0))
+        count = count + 1 if since == self._ended else 1
+        if count >= SPLIT_AFTER:
+            self._streak.pop(shard_id, None)
             return 0.5
+        self._streak[shard_id] = (self._ended, count)
         return None
 
     async def _wait(self, shard_id: str, model: str, ready: Callable[[], bool], why: str) -> None:

@@ -22,6 +22,7 @@ BENCHMARKS = (
     "bench_immediate",
     "bench_memory",
     "bench_growth",
+    "bench_scale",
 )
 
 

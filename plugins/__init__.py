@@ -1,14 +1,24 @@
 """Plugins of lexibatch: hook specifications, strategies, the store and the connector.
 
-Third-party plugins mark their hook implementations with :data:`hookimpl`::
+A third-party provider needs only the names exported here (and the types of
+:mod:`providers`)::
 
-    from plugins import hookimpl
+    from plugins import BatchSpec, ProviderSettings, ProviderSpec, hookimpl
+
+    class MyOptions(ProviderSettings):
+        region: str = "eu"
 
     @hookimpl
     def register_providers(register):
-        register("myprovider", make_provider)
+        register(
+            "myprovider",
+            make_provider,
+            spec=ProviderSpec(options=MyOptions, key_env="MYPROVIDER_API_KEY"),
+        )
 """
 
+from plugins.config import ProviderSettings
 from plugins.hookspecs import hookimpl
+from plugins.providerspec import BatchSpec, ProviderContext, ProviderSpec
 
-__all__ = ["hookimpl"]
+__all__ = ["BatchSpec", "ProviderContext", "ProviderSettings", "ProviderSpec", "hookimpl"]

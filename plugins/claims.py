@@ -15,7 +15,7 @@ owner died (``kill -9``) is taken over when its lease runs out, or at once
 when the owner was a process of this host that no longer exists.
 
 Batch requests are not claimed: one process at a time runs a store's
-batches (:mod:`plugins.batch.lease`), and an immediate run and a batch run
+batches (:mod:`plugins.lease`), and an immediate run and a batch run
 at once look at each other's records (:mod:`plugins.crossmode`).
 """
 

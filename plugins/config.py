@@ -8,44 +8,54 @@ Settings come from three layers, each overriding the one before:
    ``LEXIBATCH_MODEL``, ``LEXIBATCH_MODE`` and ``LEXIBATCH_DB`` for the
    ``[connector]`` section, ``LEXIBATCH_<SECTION>_<KEY>`` for any other key
    (``LEXIBATCH_BATCH_LINGER=0.5``), ``LEXIBATCH_PROVIDERS_<NAME>_<KEY>`` for a
-   provider (``LEXIBATCH_PROVIDERS_OPENAI_BASE_URL``) and
+   provider (``LEXIBATCH_PROVIDERS_SANDBOX_BASE_URL``) and
    ``LEXIBATCH_MODELS_<TASK>`` for per-task routing;
 3. command-line flags, passed to :func:`load_settings` as dotted keys.
 
 The key set is closed: an unknown key or a bad value is a
 :class:`~providers.errors.ConfigError` whose one-line message names the source
 (file or variable), the key and what was expected. Values that could be
-secrets are never echoed.
+secrets are never echoed. A provider's ``[providers.NAME]`` table is
+validated by the options model the provider registered
+(:class:`~plugins.providerspec.ProviderSpec`), with the same one-line errors.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from annotated_types import Ge, Gt
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 
+from plugins.configenv import EnvironmentKeys
+from plugins.configerrors import (
+    ENV_PREFIX,
+    KeyedValueError,
+    ProviderOptionsError,
+    config_error,
+    field_at,
+    show,
+)
 from providers.errors import ConfigError, MissingAPIKeyError
+
+if TYPE_CHECKING:
+    from plugins.providerspec import ProviderSpec
 
 __all__ = [
     "CONFIG_FILE",
-    "DEFAULT_API_KEY_ENV",
     "NON_CONFIG_ENV",
     "BatchSettings",
     "ConnectorSettings",
@@ -59,21 +69,10 @@ __all__ = [
 #: The config file looked for in the working directory.
 CONFIG_FILE = "lexibatch.toml"
 
-#: The API-key variable each built-in provider reads unless configured otherwise.
-#: ``None``: the provider needs no key from lexibatch (LiteLLM reads its own).
-DEFAULT_API_KEY_ENV: dict[str, str | None] = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "litellm": None,
-    "sandbox": None,
-}
-
 #: ``LEXIBATCH_*`` variables that are read elsewhere and are not settings.
 NON_CONFIG_ENV: frozenset[str] = frozenset({"LEXIBATCH_LOAD_PLUGINS", "LEXIBATCH_CONFIG"})
 
-_ENV_PREFIX = "LEXIBATCH_"
+_ENV_PREFIX = ENV_PREFIX
 _CONNECTOR_SHORTCUTS = {
     "LEXIBATCH_PROVIDER": "connector.provider",
     "LEXIBATCH_MODEL": "connector.model",
@@ -81,8 +80,6 @@ _CONNECTOR_SHORTCUTS = {
     "LEXIBATCH_DB": "connector.db",
 }
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Strings shaped like credentials are never repeated back in an error message.
-_SECRET_RE = re.compile(r"^(sk|pk|rk|key|api|sess)[-_]|^[A-Za-z0-9_\-+/=.]{32,}$", re.IGNORECASE)
 _MEMORY_DB = ":memory:"
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -113,22 +110,21 @@ class ConnectorSettings(_Section):
 class ProviderSettings(_Section):
     """``[providers.NAME]``: how to reach one provider and how hard to push it.
 
+    These keys are every provider's; a provider that takes more registers a
+    subclass that adds them (its ``ProviderSpec.options``).
+
     Attributes:
         base_url: the API's base URL (an OpenAI-compatible service, a proxy,
             the emulator); ``None`` for the vendor's default.
         api_key_env: the environment variable holding the API key (never the
-            key itself); defaults per provider (:data:`DEFAULT_API_KEY_ENV`).
-            An empty string means the provider needs no key.
+            key itself); defaults to the variable the provider registered
+            (``ProviderSpec.key_env``). An empty string means the provider needs no key.
         max_concurrency: immediate calls in flight at once.
         rpm: requests per minute, when the account is limited.
         tpm: tokens per minute, when the account is limited.
         timeout: seconds one HTTP call may take.
         connect_timeout: seconds to wait for a connection to the provider (at most
             ``timeout``): a provider that cannot be reached is given up on sooner.
-        api: ``chat`` (chat completions) or ``responses`` — OpenAI-style
-            providers only; ``None`` for the provider's default.
-        structured_output: ``json_schema`` (``output_config.format``) or
-            ``tool`` (forced tool use) — Anthropic only; ``None`` for the default.
         max_batch_requests: overrides the provider's requests-per-batch limit.
         max_batch_bytes: overrides the provider's bytes-per-batch limit.
         max_enqueued_tokens: the most tokens (estimated as ``--estimate`` does) one
@@ -138,9 +134,11 @@ class ProviderSettings(_Section):
             waits for room and is sent again).
         max_enqueued_tokens_by_model: the same cap for some models by name, over
             ``max_enqueued_tokens``.
-        inline_max_bytes: Gemini only: shards up to this size are sent inline
-            in the create call, bigger ones uploaded as a file (0: always a file).
     """
+
+    #: How an error message names the providers that take this model's own
+    #: keys (``this key is for ... only``); ``None``: by their names.
+    owner_label: ClassVar[str | None] = None
 
     base_url: str | None = None
     api_key_env: str | None = None
@@ -149,13 +147,10 @@ class ProviderSettings(_Section):
     tpm: PositiveInt | None = None
     timeout: PosFloat = 600.0
     connect_timeout: PosFloat = 5.0
-    api: Literal["chat", "responses"] | None = None
-    structured_output: Literal["json_schema", "tool"] | None = None
     max_batch_requests: PositiveInt | None = None
     max_batch_bytes: PositiveInt | None = None
     max_enqueued_tokens: PositiveInt | None = None
     max_enqueued_tokens_by_model: dict[str, PositiveInt] = Field(default_factory=dict)
-    inline_max_bytes: Annotated[int, Field(ge=0)] | None = None
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -166,7 +161,7 @@ class ProviderSettings(_Section):
     def _check_api_key_env(self) -> ProviderSettings:
         if self.api_key_env and not _ENV_NAME_RE.match(self.api_key_env):
             # The value is deliberately not repeated: it is often a pasted key.
-            raise _KeyedValueError(
+            raise KeyedValueError(
                 "api_key_env",
                 "expected the name of an environment variable (e.g. OPENAI_API_KEY), "
                 "not the key itself",
@@ -181,7 +176,8 @@ class ProviderSettings(_Section):
         """The variable this provider's key is read from (``None``: it needs none)."""
         if "api_key_env" in self.model_fields_set:
             return self.api_key_env or None
-        return DEFAULT_API_KEY_ENV.get(provider_name)
+        spec = registered_spec(provider_name)
+        return spec.key_env if spec is not None else None
 
     def api_key(self, provider_name: str) -> str:
         """The API key, read from the configured environment variable.
@@ -240,7 +236,7 @@ class BatchSettings(_Section):
     @model_validator(mode="after")
     def _check_poll_bounds(self) -> BatchSettings:
         if self.max_poll_interval < self.poll_interval:
-            raise _KeyedValueError(
+            raise KeyedValueError(
                 "max_poll_interval",
                 f"expected a number ≥ batch.poll_interval ({self.poll_interval:g}), "
                 f"got {self.max_poll_interval:g}",
@@ -287,7 +283,7 @@ class RetrySettings(_Section):
     @model_validator(mode="after")
     def _check_backoff_bounds(self) -> RetrySettings:
         if self.backoff_max < self.backoff_initial:
-            raise _KeyedValueError(
+            raise KeyedValueError(
                 "backoff_max",
                 f"expected a number ≥ retry.backoff_initial ({self.backoff_initial:g}), "
                 f"got {self.backoff_max:g}",
@@ -295,21 +291,14 @@ class RetrySettings(_Section):
         return self
 
 
-# Which provider-specific keys each built-in provider rejects. Third-party
-# providers may take either.
-_FOREIGN_OPTIONS: dict[str, tuple[str, ...]] = {
-    "openai": ("structured_output", "inline_max_bytes"),
-    "sandbox": ("structured_output", "inline_max_bytes"),
-    "anthropic": ("api", "inline_max_bytes"),
-    "litellm": ("api", "structured_output", "inline_max_bytes"),
-    "gemini": ("api", "structured_output"),
-    "mistral": ("api", "structured_output", "inline_max_bytes"),
-}
-_OPTION_OWNER = {
-    "api": "OpenAI-style providers",
-    "structured_output": "the anthropic provider",
-    "inline_max_bytes": "the gemini provider",
-}
+class _UnregisteredProvider(ProviderSettings):
+    """The table of a provider no plugin of this process registers.
+
+    Its own keys cannot be checked here; they are, by the provider's options
+    model, when a connector is built with a plugin manager that knows it.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
 
 class Settings(_Section):
@@ -325,26 +314,23 @@ class Settings(_Section):
     """
 
     connector: ConnectorSettings = ConnectorSettings()
-    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    providers: dict[str, SerializeAsAny[ProviderSettings]] = Field(default_factory=dict)
     batch: BatchSettings = BatchSettings()
     immediate: ImmediateSettings = ImmediateSettings()
     retry: RetrySettings = RetrySettings()
     models: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check_providers(self) -> Settings:
-        for name, provider in list(self.providers.items()):
-            if "api_key_env" not in provider.model_fields_set:
-                self.providers[name] = provider.model_copy(
-                    update={"api_key_env": DEFAULT_API_KEY_ENV.get(name)}
-                )
-            for option in _FOREIGN_OPTIONS.get(name, ()):
-                if getattr(provider, option) is not None:
-                    raise _KeyedValueError(
-                        f"providers.{name}.{option}",
-                        f"this key is for {_OPTION_OWNER[option]} only",
-                    )
-        return self
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _validate_provider_options(cls, value: Any) -> Any:
+        # Each table by the options model its provider registered; the
+        # default key variable is filled in as if it had been written.
+        if not isinstance(value, Mapping):
+            return value
+        return {
+            name: _provider_options(str(name), table, registered_spec(str(name)))
+            for name, table in value.items()
+        }
 
     def model_for(self, task: str | None) -> str:
         """The model a task is routed to: ``[models]``, else ``connector.model``."""
@@ -354,16 +340,26 @@ class Settings(_Section):
                 return model
         return self.connector.model
 
-    def provider_settings(self, name: str) -> ProviderSettings:
+    def provider_settings(self, name: str, spec: ProviderSpec | None = None) -> ProviderSettings:
         """The settings of provider ``name``: as configured, or the defaults.
 
-        ``api_key_env`` is filled in with the provider's default variable
-        when the config does not name one.
+        They are an instance of the options model ``spec`` (by default the
+        spec registered as ``name``) declares; ``api_key_env`` is filled in
+        with its default variable when the config does not name one.
+
+        Raises:
+            ConfigError: the table does not suit the options model of ``spec``
+                (a provider registered only in another plugin manager).
         """
-        configured = self.providers.get(name, ProviderSettings())
-        if "api_key_env" in configured.model_fields_set:
+        spec = spec or registered_spec(name)
+        configured = self.providers.get(name)
+        options = spec.options if spec is not None else _UnregisteredProvider
+        if configured is not None and type(configured) is options:
             return configured
-        return configured.model_copy(update={"api_key_env": DEFAULT_API_KEY_ENV.get(name)})
+        try:
+            return _provider_options(name, configured or {}, spec)
+        except ProviderOptionsError as exc:
+            raise _config_error(exc.error, {}, "config", spec, provider=name) from None
 
     @property
     def spool_path(self) -> Path:
@@ -375,13 +371,86 @@ class Settings(_Section):
         return self.connector.db.parent / "spool"
 
 
-class _KeyedValueError(ValueError):
-    """A validation failure that knows the (relative) key at fault."""
+def registered_spec(name: str) -> ProviderSpec | None:
+    """What provider ``name`` declared when it registered (``None``: nothing registers it)."""
+    entry = _registered().get(name)
+    return entry.spec if entry is not None else None
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.message = message
+
+def _registered() -> dict[str, Any]:
+    from plugins.manager import get_plugin_manager
+
+    return get_plugin_manager().registry().providers
+
+
+def _provider_options(name: str, table: Any, spec: ProviderSpec | None) -> ProviderSettings:
+    """``[providers.NAME]`` validated by its provider's options model, key variable filled in.
+
+    Raises:
+        ProviderOptionsError: the model refuses the table.
+    """
+    if isinstance(table, ProviderSettings):
+        table = table.model_dump(exclude_unset=True)
+    options = spec.options if spec is not None else _UnregisteredProvider
+    try:
+        validated = options.model_validate(table)
+    except ValidationError as exc:
+        raise ProviderOptionsError(name, exc) from None
+    if "api_key_env" in validated.model_fields_set:
+        return validated
+    key_env = spec.key_env if spec is not None else None
+    return validated.model_copy(update={"api_key_env": key_env})
+
+
+def _options_of(name: str) -> type[BaseModel]:
+    spec = registered_spec(name)
+    return spec.options if spec is not None else ProviderSettings
+
+
+def _owners_of(name: str, key: str) -> str | None:
+    """Who takes ``key`` when provider ``name`` does not: the registered providers that do."""
+    owners: dict[type[ProviderSettings], list[str]] = {}
+    for entry in _registered().values():
+        if entry.name != name and key in entry.spec.options.model_fields:
+            owners.setdefault(entry.spec.options, []).append(entry.name)
+    labels = [
+        model.owner_label or " and ".join(f"the {n} provider" for n in names)
+        for model, names in owners.items()
+    ]
+    return " or ".join(labels) or None
+
+
+def _config_error(
+    exc: ValidationError,
+    sources: Mapping[str, str],
+    file_label: str,
+    spec: ProviderSpec | None = None,
+    provider: str | None = None,
+) -> ConfigError:
+    """One line for the first error of ``exc`` (of ``provider``'s table by ``spec``, when given)."""
+    options_of = _options_of
+    if provider is not None:
+        wrapped = ProviderOptionsError(provider, exc)
+        exc = ValidationError.from_exception_data(
+            "Settings",
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("providers",),
+                    "input": None,
+                    "ctx": {"error": wrapped},
+                }
+            ],
+        )
+        if spec is not None:
+            given = spec.options
+
+            def options_of(name: str) -> type[BaseModel]:
+                return given if name == provider else _options_of(name)
+
+    return config_error(
+        exc, sources, file_label, root=Settings, options_of=options_of, owners_of=_owners_of
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -403,7 +472,7 @@ def load_settings(
             A path given explicitly must exist.
         env: the environment (default: ``os.environ``).
         overrides: dotted keys from command-line flags, e.g.
-            ``{"connector.provider": "openai", "batch.budget_usd": 5}``;
+            ``{"connector.model": "gpt-4o", "batch.budget_usd": 5}``;
             ``None`` values (a flag not given) are skipped.
         cwd: the working directory (default: the process's); relative paths
             (``connector.db``, ``batch.spool_dir``, the config file) are
@@ -478,247 +547,25 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any, label: str, file_
         elif not isinstance(child, dict):
             where = ".".join(parts[: i + 1])
             raise ConfigError(
-                f"{file_label}: {where}: expected a table, got {_show(child, where)}", key=where
+                f"{file_label}: {where}: expected a table, got {show(child, where)}", key=where
             )
         node = child
     node[parts[-1]] = value
 
 
-# --- environment -----------------------------------------------------------
-
-
-def _section_fields() -> dict[str, type[BaseModel]]:
-    return {
+def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    sections: dict[str, type[BaseModel]] = {
         "connector": ConnectorSettings,
         "batch": BatchSettings,
         "immediate": ImmediateSettings,
         "retry": RetrySettings,
     }
-
-
-def _known_env_names() -> list[str]:
-    names = list(_CONNECTOR_SHORTCUTS)
-    for section, model in _section_fields().items():
-        names += [f"{_ENV_PREFIX}{section.upper()}_{f.upper()}" for f in model.model_fields]
-    for name in DEFAULT_API_KEY_ENV:
-        names += [
-            f"{_ENV_PREFIX}PROVIDERS_{name.upper()}_{f.upper()}"
-            for f in ProviderSettings.model_fields
-        ]
-    return names
-
-
-def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
-    """Dotted key → (value, variable name) for every ``LEXIBATCH_*`` setting in ``env``."""
-    found: dict[str, tuple[Any, str]] = {}
-    for var in sorted(env):
-        if not var.startswith(_ENV_PREFIX) or var in NON_CONFIG_ENV:
-            continue
-        dotted = _env_key(var)
-        if dotted is None:
-            hint = _suggest(var, _known_env_names())
-            raise ConfigError(f"{var}: unknown lexibatch setting{hint}", key=_guess_key(var))
-        found[dotted] = (_env_value(env[var], dotted), var)
-    return found
-
-
-def _env_key(var: str) -> str | None:
-    if var in _CONNECTOR_SHORTCUTS:
-        return _CONNECTOR_SHORTCUTS[var]
-    rest = var[len(_ENV_PREFIX) :]
-    for section, model in _section_fields().items():
-        head = section.upper() + "_"
-        if rest.startswith(head):
-            key = rest[len(head) :].lower()
-            return f"{section}.{key}" if key in model.model_fields else None
-    if rest.startswith("PROVIDERS_"):
-        tail = rest[len("PROVIDERS_") :]
-        # Longest field first, so ..._MAX_BATCH_BYTES is not read as a provider "..._MAX_BATCH".
-        for field in sorted(ProviderSettings.model_fields, key=len, reverse=True):
-            suffix = "_" + field.upper()
-            if tail.endswith(suffix) and len(tail) > len(suffix):
-                return f"providers.{tail[: -len(suffix)].lower()}.{field}"
-        return None
-    if rest.startswith("MODELS_") and len(rest) > len("MODELS_"):
-        return f"models.{rest[len('MODELS_') :].lower()}"
-    return None
-
-
-def _guess_key(var: str) -> str:
-    """The dotted key an unknown variable was probably meant to set, for ``ConfigError.key``."""
-    rest = var[len(_ENV_PREFIX) :].lower()
-    for section in (*_section_fields(), "providers", "models"):
-        if rest.startswith(section + "_"):
-            return f"{section}.{rest[len(section) + 1 :]}"
-    return rest
-
-
-def _env_value(raw: str, dotted: str) -> Any:
-    """A variable's string as a setting value; pydantic then coerces it to the field's type.
-
-    An empty string unsets a key that may be unset (e.g. ``LEXIBATCH_PROVIDER=``).
-    """
-    if raw.strip() == "" and _nullable(dotted):
-        return None
-    return raw.strip()
+    providers = {name: entry.spec.options for name, entry in _registered().items()}
+    return EnvironmentKeys(_CONNECTOR_SHORTCUTS, sections, ProviderSettings, providers).read(
+        env, skip=NON_CONFIG_ENV, nullable=_nullable
+    )
 
 
 def _nullable(dotted: str) -> bool:
-    annotation, _ = _field_at(tuple(dotted.split(".")))
+    annotation, _ = field_at(Settings, tuple(dotted.split(".")), _options_of)
     return annotation is not None and type(None) in typing.get_args(annotation)
-
-
-# --- error messages --------------------------------------------------------
-
-
-def _config_error(exc: ValidationError, sources: Mapping[str, str], file_label: str) -> ConfigError:
-    """The first validation error as one line naming source, key and expectation."""
-    error = exc.errors(include_url=False)[0]
-    loc = tuple(str(part) for part in error["loc"])
-    ctx = error.get("ctx") or {}
-    inner = ctx.get("error")
-    if isinstance(inner, _KeyedValueError):
-        loc = loc + tuple(inner.key.split("."))
-    key = ".".join(loc)
-    source = _source_of(key, sources, file_label)
-    prefix = source if source.startswith(_ENV_PREFIX) else f"{source}: {key}"
-    if isinstance(inner, _KeyedValueError):
-        return ConfigError(f"{prefix}: {inner.message}", key=key)
-    if error["type"] == "extra_forbidden":
-        hint = _suggest(loc[-1], _siblings(loc))
-        return ConfigError(f"{source}: unknown key {key}{hint}", key=key)
-    annotation, info = _field_at(loc)
-    expected = _describe(annotation, info) if annotation is not None else "a valid value"
-    got = _show(error.get("input"), key)
-    return ConfigError(f"{prefix}: expected {expected}, got {got}", key=key)
-
-
-def _source_of(key: str, sources: Mapping[str, str], file_label: str) -> str:
-    parts = key.split(".")
-    for end in range(len(parts), 0, -1):
-        label = sources.get(".".join(parts[:end]))
-        if label is not None:
-            return label
-    return file_label
-
-
-def _siblings(loc: tuple[str, ...]) -> list[str]:
-    parent, _ = _field_at(loc[:-1]) if loc[:-1] else (Settings, None)
-    model = _model_in(parent)
-    return list(model.model_fields) if model is not None else []
-
-
-def _suggest(word: str, candidates: list[str]) -> str:
-    """`` (did you mean X?)`` for the closest candidate, or nothing when none is close.
-
-    Edit distance with transpositions ranks first, so ``modle`` suggests
-    ``model`` rather than the shorter ``mode``; difflib's ratio breaks ties
-    and catches longer words with several slips.
-    """
-    if not candidates:
-        return ""
-    lowered = word.lower()
-
-    def rank(candidate: str) -> tuple[int, int, float]:
-        distance = _edit_distance(lowered, candidate.lower())
-        ratio = difflib.SequenceMatcher(None, lowered, candidate.lower()).ratio()
-        return distance, abs(len(candidate) - len(word)), -ratio
-
-    best = min(candidates, key=rank)
-    distance, _, neg_ratio = rank(best)
-    if distance <= max(1, len(word) // 3) or -neg_ratio >= 0.75:
-        return f" (did you mean {best}?)"
-    return ""
-
-
-def _edit_distance(a: str, b: str) -> int:
-    """Optimal-string-alignment distance: insertions, deletions, substitutions, swaps."""
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            current[j] = min(
-                previous[j] + 1,
-                current[j - 1] + 1,
-                previous[j - 1] + (ca != cb),
-            )
-            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                current[j] = min(current[j], previous2[j - 2] + 1)
-        previous2, previous = previous, current
-    return previous[-1]
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _field_at(loc: tuple[str, ...]) -> tuple[Any, FieldInfo | None]:
-    """The annotation and field info at a validation location (``None`` when unknown)."""
-    annotation: Any = Settings
-    info: FieldInfo | None = None
-    for part in loc:
-        model = _model_in(annotation)
-        if model is not None and part in model.model_fields:
-            info = model.model_fields[part]
-            annotation = info.annotation
-            continue
-        origin = typing.get_origin(annotation)
-        if origin is dict:
-            annotation = typing.get_args(annotation)[1]
-            info = None
-            continue
-        return None, None
-    return annotation, info
-
-
-def _describe(annotation: Any, info: FieldInfo | None) -> str:
-    """What a field takes, in words: ``a number ≥ 0``, ``one of 'chat', 'responses'``."""
-    metadata: list[Any] = list(info.metadata) if info is not None else []
-    if typing.get_origin(annotation) is Annotated:
-        args = typing.get_args(annotation)
-        annotation = args[0]
-        for extra in args[1:]:
-            metadata += getattr(extra, "metadata", [extra])
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(options) == 1:
-            return _describe(options[0], info)
-        return " or ".join(_describe(a, None) for a in options)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
-    if origin is dict or _model_in(annotation) is not None:
-        return "a table"
-    words = {
-        float: "a number",
-        int: "an integer",
-        str: "a string",
-        bool: "true or false",
-        Path: "a path",
-    }
-    text = words.get(annotation, "a valid value")
-    if annotation is str and any(getattr(m, "min_length", None) for m in metadata):
-        return "a non-empty string"
-    for m in metadata:
-        if isinstance(m, Ge):
-            text += f" ≥ {m.ge:g}" if isinstance(m.ge, (int, float)) else f" ≥ {m.ge}"
-        elif isinstance(m, Gt):
-            text += f" > {m.gt:g}" if isinstance(m.gt, (int, float)) else f" > {m.gt}"
-    return text
-
-
-def _show(value: Any, key: str) -> str:
-    """``repr`` of an offending value, unless it may be a secret."""
-    if "key" in key.rsplit(".", 1)[-1].lower():
-        return "<hidden>"
-    if isinstance(value, str) and _SECRET_RE.search(value.strip()):
-        return "<hidden>"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

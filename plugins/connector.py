@@ -10,15 +10,16 @@ strategy depending on the mode.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from plugins.batch.lease import runner_elsewhere
 from plugins.batch.usercancel import cancelled_error, cancelled_keys
+from plugins.lease import runner_elsewhere
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.results import cached_response
 from plugins.store import UNFINISHED_SHARD_STATES
@@ -31,13 +32,16 @@ if TYPE_CHECKING:
     from plugins.config import Settings
     from plugins.manager import PluginManager
     from plugins.registry import Registry
-    from plugins.store import Store
+    from plugins.store import Store, StoredResult
     from providers.pricing import PriceTable
     from providers.protocol import Provider
 
 __all__ = ["LexiConnector"]
 
 T = TypeVar("T", bound=BaseModel)
+
+#: Requests :meth:`LexiConnector.submit_all` queues between two turns of the event loop.
+SUBMIT_CHUNK = 1000
 
 # Options of ``structured`` that shape the request rather than pass through.
 _REQUEST_OPTS = frozenset({"system", "max_tokens", "temperature", "mode"})
@@ -78,6 +82,7 @@ class LexiConnector:
         )
         self._immediate = registry.strategy("immediate").factory(self._context)
         self._context.immediate = self._immediate
+        self._context.batch = self.batch_strategy
         self._batch: Strategy | None = None
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}
@@ -236,6 +241,88 @@ class LexiConnector:
         finally:
             self._inflight.pop(key, None)
 
+    async def submit_all(self, requests: Sequence[Request]) -> list[asyncio.Future[Response]]:
+        """Start every request as :meth:`generate` would; one future each, in order.
+
+        In batch mode, with a strategy that queues without waiting (the
+        built-in one), no coroutine is made per request: the cache is read
+        for all of them at once, the others are queued, yielding to the
+        event loop every :data:`SUBMIT_CHUNK` requests so that a full shard
+        is sent while the next fills. Each future settles as ``generate``
+        would: the response, or the typed error (hooks included). Otherwise
+        each request runs as a ``generate`` task. Await the futures after
+        ``execute_batch()``.
+        """
+        strategy = self.batch_strategy() if self._batch_mode else None
+        if strategy is None or not hasattr(strategy, "submit"):
+            return [asyncio.ensure_future(self.generate(r)) for r in requests]
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Response]] = []
+        for start in range(0, len(requests), SUBMIT_CHUNK):
+            part = requests[start : start + SUBMIT_CHUNK]
+            stored = self.store.get_results(self.provider_name, {r.key for r in part})
+            for request in part:
+                futures.append(self._submit_one(strategy, request, stored, loop))
+            await asyncio.sleep(0)
+        return futures
+
+    def _submit_one(
+        self,
+        strategy: Any,
+        request: Request,
+        stored: Mapping[str, StoredResult],
+        loop: asyncio.AbstractEventLoop,
+    ) -> asyncio.Future[Response]:
+        """One request of :meth:`submit_all`: what ``generate`` does, settled on a future."""
+        future: asyncio.Future[Response] = loop.create_future()
+        try:
+            check_request(request)
+        except InputError as exc:
+            future.set_exception(exc)
+            return future
+        key = request.key
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return pending
+        self._hooks.request_started(request=request)
+        try:
+            row = stored.get(key)
+            cached = None if row is None else self._cached(request, row)
+            if cached is not None:
+                self._finished(request, cached, None)
+                future.set_result(cached)
+                return future
+            self._refuse_cancelled(request)
+            promise = strategy.submit(request)
+        except Exception as exc:
+            if isinstance(exc, LexibatchError):
+                self._finished(request, None, exc)
+            future.set_exception(exc)
+            return future
+        self._inflight[key] = future
+        promise.add_done_callback(functools.partial(self._settle, request, future))
+        return future
+
+    def _settle(
+        self, request: Request, future: asyncio.Future[Response], done: asyncio.Future[Response]
+    ) -> None:
+        """Pass a queued request's outcome on to its :meth:`submit_all` future."""
+        self._inflight.pop(request.key, None)
+        if future.done():
+            return
+        if done.cancelled():
+            future.cancel()
+            return
+        error = done.exception()
+        if error is None:
+            response = done.result()
+            future.set_result(response)
+            self._finished(request, response, None)
+            return
+        future.set_exception(error)
+        if isinstance(error, LexibatchError):
+            self._finished(request, None, error)
+
     def _refuse_cancelled(self, request: Request) -> None:
         """A request whose batch the user cancelled stays cancelled unless asked again.
 
@@ -293,6 +380,12 @@ class LexiConnector:
         stored = self.store.get_result(self.provider_name, request.key)
         if stored is None:
             return None
+        return self._cached(request, stored, look_again=look_again)
+
+    def _cached(
+        self, request: Request, stored: StoredResult, *, look_again: bool = True
+    ) -> Response | None:
+        """The response of a stored answer, or ``None`` once one that no longer fits is retired."""
         try:
             return cached_response(request, stored, provider=self.provider_name)
         except SchemaValidationError as exc:

@@ -31,11 +31,23 @@ made before it began, so for one request the two commits are ordered:
   answer; ``B2`` may or may not see the short-lived claim — either way the
   batch still holds the request or queues it again, and it is sent once.
 
-In every order at most one side sends each request. Rows of a batch run
-that died (no process holds the store's batch lease) are not waited for:
-an immediate run sends a queued one, and the next batch run finds its answer
-stored and does not send it; a submitted one is routed by the connector to
-the batch strategy, which collects its batch.
+In every order at most one side sends each request.
+
+A batch run can die (``kill -9``) while an immediate run waits for one of its
+requests, or before the immediate run first looks. What its journal row says
+decides (:func:`batch_holds`):
+
+- **queued**: the row's shard was never sealed, so nothing of it reached the
+  provider: the immediate run sends it, and the next batch run finds its
+  answer stored and does not send it.
+- **submitted**, in a shard still unfinished: its batch was created at the
+  provider, or may have been (the shard is journaled before the upload and
+  the create). Sending it immediately could pay for it a second time, so the
+  immediate run *adopts* the orphaned batch instead: it takes the store's
+  batch lease and collects the shard as ``lexibatch resume`` would (finding
+  the batch at the provider when its creation was never heard back, creating
+  it only when it provably does not exist). Should another process take the
+  lease first, that process collects it and the answer is waited for.
 """
 
 from __future__ import annotations
@@ -45,12 +57,13 @@ import os
 import socket
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from plugins.batch.lease import runner_elsewhere
+from plugins.lease import runner_elsewhere
 from plugins.results import cached_response
+from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import SchemaValidationError
 
 if TYPE_CHECKING:
@@ -59,6 +72,8 @@ if TYPE_CHECKING:
     from providers.types import Request, Response
 
 __all__ = [
+    "BatchHold",
+    "batch_holds",
     "batch_will_send",
     "drop_lines",
     "taken_elsewhere",
@@ -73,10 +88,39 @@ _POLL_MAX = 1.0
 _BATCH_STATES = ("queued", "submitted")
 
 
+#: Who answers a request from a batch: ``"running"``, a live batch run of
+#: another process; ``"orphaned"``, a batch journaled as submitted whose run is gone.
+BatchHold = Literal["running", "orphaned"]
+
+
 def batch_will_send(store: Store, provider: str, key: str) -> bool:
     """Whether a live batch run of another process holds ``key`` (queued or submitted)."""
     state = store.request_states(provider, [key]).get(key)
     return state in _BATCH_STATES and runner_elsewhere(store.path)
+
+
+def batch_holds(store: Store, provider: str, key: str) -> BatchHold | None:
+    """Whether a batch answers ``key``, so that sending it immediately could pay twice.
+
+    Returns:
+        ``"running"`` while another process runs the store's batches and
+        holds ``key`` (queued, or submitted); ``"orphaned"`` when no process
+        runs them and ``key`` is in a shard journaled as submitted and not
+        finished (its batch exists at the provider, or may); ``None`` when no
+        batch will answer it (never journaled, only queued by a run that is
+        gone, or its batch is over): it may be sent.
+    """
+    row = store.get_requests(provider, [key]).get(key)
+    if row is None or row.state not in _BATCH_STATES:
+        return None
+    if runner_elsewhere(store.path):
+        return "running"
+    if row.state != "submitted" or row.shard_id is None:
+        return None
+    shard = store.get_shard(row.shard_id)
+    if shard is None or shard.state not in UNFINISHED_SHARD_STATES:
+        return None
+    return "orphaned"
 
 
 def taken_elsewhere(store: Store, claims: ClaimBook, shard_id: str) -> set[str]:
@@ -86,23 +130,12 @@ def taken_elsewhere(store: Store, claims: ClaimBook, shard_id: str) -> set[str]:
     process the connector sends identical requests once.
     """
     own = f"{socket.gethostname()}:{os.getpid()}:"
-    rows = store.query(
-        "SELECT c.key, c.owner, c.expires_at FROM requests r "
-        "JOIN claims c ON c.provider = r.provider AND c.key = r.key "
-        "WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
-        (shard_id, claims.provider),
-    )
     taken = {
         key
-        for key, owner, expires_at in rows
-        if not str(owner).startswith(own) and not claims.lapsed(str(owner), float(expires_at))
+        for key, owner, expires_at in store.claims_in_shard(claims.provider, shard_id)
+        if not owner.startswith(own) and not claims.lapsed(owner, expires_at)
     }
-    answered = store.query(
-        "SELECT r.key FROM requests r JOIN results s ON s.provider = r.provider AND s.key = r.key "
-        "WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
-        (shard_id, claims.provider),
-    )
-    taken.update(row[0] for row in answered)
+    taken.update(store.answered_in_shard(claims.provider, shard_id))
     return taken
 
 

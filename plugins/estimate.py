@@ -14,12 +14,15 @@ __all__ = ["Estimate", "estimate_requests", "price_provider"]
 
 
 def price_provider(provider: str) -> str | None:
-    """The provider whose prices apply: the sandbox stands in for OpenAI."""
-    if provider == "sandbox":
-        return "openai"
-    if provider == "litellm":
-        return None
-    return provider
+    """The price map's provider for the provider registered as ``provider``.
+
+    It is what the provider declared (``ProviderSpec.prices``; ``None``: the
+    model string decides); a provider nothing registers is looked up by its name.
+    """
+    from plugins.config import registered_spec
+
+    spec = registered_spec(provider)
+    return spec.prices if spec is not None else provider
 
 
 @dataclass

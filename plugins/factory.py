@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from plugins.builtin_providers import provider_context
 from plugins.config import Settings
 from plugins.connector import LexiConnector
 from plugins.manager import PluginManager, get_plugin_manager
+from plugins.providerspec import ProviderContext, call_factory
 from plugins.sandbox import SANDBOX
 from plugins.store import Store
 
@@ -20,10 +20,6 @@ SANDBOX_NOTICE = (
     "placeholders, not real definitions (set [connector] provider or pass --provider "
     "to use a real one)"
 )
-
-# Polling a local emulator every 30 s (the right pace for a real provider) would
-# make the sandbox demo crawl; unless the user set it, poll it briskly.
-_SANDBOX_POLL_INTERVAL = 0.25
 
 _announced = False
 
@@ -48,8 +44,12 @@ def open_connector(
 ) -> LexiConnector:
     """Build the connector the settings describe.
 
+    The provider is built from the options model and key variable it
+    registered; a pace of polling it declared applies unless the user set one.
+
     Raises:
         providers.errors.UnknownPluginError: the provider is not registered.
+        providers.errors.ConfigError: its ``[providers.NAME]`` table does not suit it.
         providers.errors.MissingAPIKeyError: its API key variable is unset.
     """
     from providers.pricing import PriceTable
@@ -59,13 +59,13 @@ def open_connector(
     name = resolve_provider_name(settings)
     entry = registry.provider(name)
     db_path = Path(settings.connector.db)
-    if name == SANDBOX and "poll_interval" not in settings.batch.model_fields_set:
-        batch = settings.batch.model_copy(update={"poll_interval": _SANDBOX_POLL_INTERVAL})
+    pace = entry.spec.poll_interval
+    if pace is not None and "poll_interval" not in settings.batch.model_fields_set:
+        batch = settings.batch.model_copy(update={"poll_interval": pace})
         settings = settings.model_copy(update={"batch": batch})
-    # Built-in factories read the model and the store's folder from this
-    # context (the hook contract gives a factory only its name and settings).
-    with provider_context(model=settings.connector.model, db=db_path):
-        provider = entry.factory(name, settings.provider_settings(name))
+    options = settings.provider_settings(name, entry.spec)
+    context = ProviderContext(model=settings.connector.model, db=db_path)
+    provider = call_factory(entry.factory, name, options, context)
     if store is None:
         store = Store(db_path)
     return LexiConnector(

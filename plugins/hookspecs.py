@@ -14,7 +14,8 @@ the ``lexibatch`` entry-point group::
 
     @hookimpl
     def register_providers(register):
-        register("myprovider", make_provider, description="My service")
+        register("myprovider", make_provider, description="My service",
+                 spec=ProviderSpec(key_env="MYPROVIDER_API_KEY"))
 
 Every hook is called with keyword arguments; an implementation may accept
 any subset of a spec's parameters.
@@ -45,11 +46,21 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_providers(register: RegisterProvider) -> None:
     """Register providers.
 
-    Call ``register(name, factory, description=..., has_batch=...)`` once per
-    provider. ``factory(name, settings)`` receives the name the provider is
-    used under and its :class:`plugins.config.ProviderSettings` (``base_url``,
-    ``api_key_env``, limits and provider-specific options; ``settings.api_key(name)``
-    reads the key) and returns an object that meets
+    Call ``register(name, factory, description=..., spec=ProviderSpec(...))``
+    once per provider. The :class:`plugins.providerspec.ProviderSpec` declares
+    what the core needs to know without building the provider: the options
+    model of its ``[providers.NAME]`` table (a
+    :class:`plugins.config.ProviderSettings` subclass), its default API-key
+    variable, the price-map entry that prices it, its batch limits and
+    abilities. (``has_batch=True`` without a spec still registers a provider
+    that has a batch endpoint, with every provider's options only.)
+
+    ``factory(name, settings)`` receives the name the provider is used under
+    and its options (an instance of ``spec.options``: ``base_url``,
+    ``api_key_env``, limits and its own keys; ``settings.api_key(name)`` reads
+    the key) — plus ``context=`` (a :class:`plugins.providerspec.ProviderContext`:
+    the connector's model and where its store lives) when it has a ``context``
+    parameter — and returns an object that meets
     :class:`providers.protocol.Provider`. It is called only when the provider
     is used, so heavy SDK imports belong inside it.
 

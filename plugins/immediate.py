@@ -11,28 +11,45 @@ again. An answer that fails schema validation is re-asked a bounded number of
 times, telling the model what was wrong; one cut at ``max_tokens`` is asked
 again with twice the limit, as many times. Every paid call is recorded in the
 ledger, and the final answer lands in the cache.
+
+A store that refuses a write stops the sending; the answers already paid
+for are kept safe until it can take them (:mod:`plugins.safekeep`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 from plugins.batch.usercancel import cancelled_error, is_cancelled
 from plugins.claims import ClaimBook
-from plugins.crossmode import batch_will_send, wait_for_answer
-from plugins.ledger import record_paid, record_unanswered
+from plugins.crossmode import batch_holds, wait_for_answer
+from plugins.ledger import call_record, paid_rows
 from plugins.pacing import Pacer
 from plugins.results import build_response, cached_response, more_tokens
-from providers.errors import SchemaValidationError, TruncatedError, UnusableAnswerError
+from plugins.safekeep import SafeKeep, StoreRefusedError, take_back
+from providers.errors import (
+    SchemaValidationError,
+    StoreBusyError,
+    StoreWriteError,
+    TruncatedError,
+    UnsupportedError,
+    UnusableAnswerError,
+)
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
     from aiolimiter import AsyncLimiter
 
-    from plugins.registry import StrategyContext
+    from plugins.crossmode import BatchHold
+    from plugins.registry import Strategy, StrategyContext
+    from plugins.store import CallRecord, StoredResult
 
 __all__ = ["ImmediateStrategy", "estimate_request_tokens"]
+
+log = logging.getLogger("lexibatch.immediate")
 
 # Waiting for another process's answer: the first and the longest pause between looks.
 _CLAIM_POLL_FIRST = 0.05
@@ -66,8 +83,15 @@ class ImmediateStrategy:
         self._reask = context.settings.immediate.reask
         self._retry = context.retry
         self._claims = ClaimBook(context.store, context.provider_name)
+        # Answers an earlier run paid for and its store refused: stored
+        # before anything is sent (in any mode), so none is paid for again.
+        take_back(context.store)
+        self._keep = SafeKeep(context.store)
         # Paces by the provider's rate-limit headers, before a 429.
         self._pacer = Pacer()
+        # Said once each: waiting for another process's batches; collecting orphaned ones.
+        self._told_waiting = False
+        self._told_adopting = False
 
     async def run(self, request: Request) -> Response:
         """Send ``request`` now (retrying and re-asking as configured), billed once per store.
@@ -87,20 +111,73 @@ class ImmediateStrategy:
                     if answer is not None:
                         return answer
                 except _InBatch:
-                    # Another process's batch sends it: its answer is waited for.
-                    answer = await wait_for_answer(
-                        self.context.store,
-                        self.provider_name,
-                        request,
-                        still_coming=lambda: batch_will_send(
-                            self.context.store, self.provider_name, request.key
-                        ),
-                    )
+                    answer = await self._from_batch(request)
                     if answer is not None:
                         return answer
                     self._unless_cancelled(request)
         finally:
             self._claims.release(request.key)
+
+    async def _from_batch(self, request: Request) -> Response | None:
+        """The answer of the batch that holds ``request``; ``None`` once none will give it.
+
+        A live batch run of another process is waited for. A batch whose run
+        is gone (killed, stopped) is adopted: this process collects it, as
+        ``lexibatch resume`` would, rather than pay for the request again
+        (see :mod:`plugins.crossmode`).
+        """
+        while True:
+            hold = self._batch_holds(request.key)
+            if hold is None:
+                # Let go without an answer, or answered: the caller looks again.
+                return self._cached(request)
+            if hold == "orphaned":
+                batch = self._adopt()
+                if batch is not None:
+                    return await batch.run(request)
+            elif not self._told_waiting:
+                self._told_waiting = True
+                log.warning(
+                    "some requests are in the batches of another lexibatch process running on "
+                    "this store: they wait for its answers instead of being paid for again"
+                )
+            answer = await wait_for_answer(
+                self.context.store,
+                self.provider_name,
+                request,
+                still_coming=lambda: self._batch_holds(request.key) == "running",
+            )
+            if answer is not None:
+                return answer
+
+    def _batch_holds(self, key: str) -> BatchHold | None:
+        if self.provider.batch is None:
+            # No batch of this provider can hold it.
+            return None
+        return batch_holds(self.context.store, self.provider_name, key)
+
+    def _adopt(self) -> Strategy | None:
+        """The batch strategy of this process, which collects the orphaned shards.
+
+        ``None`` while another process holds the store's batch lease (it took
+        the orphaned batches over first: their answers are waited for).
+        """
+        if self.context.batch is None:
+            raise UnsupportedError(
+                "a request is in a batch that an earlier run submitted and did not collect: "
+                "run `lexibatch resume` to collect it"
+            )
+        try:
+            batch = self.context.batch()
+        except StoreBusyError:
+            return None
+        if not self._told_adopting:
+            self._told_adopting = True
+            log.warning(
+                "some requests are in batches of a lexibatch run that stopped before collecting "
+                "them: they are collected here instead of being paid for again"
+            )
+        return batch
 
     def _unless_cancelled(self, request: Request) -> None:
         """The batch it waited for ended without an answer: a user's cancel is final.
@@ -149,7 +226,7 @@ class ImmediateStrategy:
             except BaseException:
                 # A re-ask that failed: the answers before it were paid for all the same.
                 if calls:
-                    record_unanswered(self.context, request, calls, mode="immediate")
+                    self._ledger_unanswered(request, calls)
                 raise
             calls.append(completion)
             usage = usage + completion.usage
@@ -164,7 +241,7 @@ class ImmediateStrategy:
                 )
             except SchemaValidationError as exc:
                 if attempt >= self._reask:
-                    record_unanswered(self.context, request, calls, mode="immediate")
+                    self._ledger_unanswered(request, calls)
                     raise
                 current = current.with_messages(
                     [
@@ -177,20 +254,47 @@ class ImmediateStrategy:
             except TruncatedError as exc:
                 # Cut at max_tokens: the same request would be cut again.
                 if exc.retry_max_tokens is None or attempt >= self._reask:
-                    record_unanswered(self.context, request, calls, mode="immediate")
+                    self._ledger_unanswered(request, calls)
                     raise
                 current = more_tokens(current, exc)
                 continue
             except UnusableAnswerError:
                 # Paid for, and unusable however often it is asked: ledgered, not re-asked.
-                record_unanswered(self.context, request, calls, mode="immediate")
+                self._ledger_unanswered(request, calls)
                 raise
-            # The answer is stored and the claim let go in one commit.
-            with self.context.store.in_transaction():
-                paid = record_paid(self.context, request, calls, final=response, mode="immediate")
-                self._claims.release(request.key)
+            paid, records, result = paid_rows(
+                self.context, request, calls, final=response, mode="immediate"
+            )
+            self._store_answer(request.key, records, result)
             return paid
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _store_answer(self, key: str, records: list[CallRecord], result: StoredResult) -> None:
+        """Store a paid answer with its ledger rows (kept safe if the store refuses).
+
+        Raises:
+            StoreRefusedError: the store refused it; it waits in the spill.
+        """
+        store = self.context.store
+
+        def write() -> None:
+            # The answer is stored and the claim let go in one commit.
+            with store.in_transaction():
+                store.record_calls(records)
+                store.put_results(self.provider_name, [result])
+                self._claims.release(key)
+
+        self._keep.store_paid(write, records, result, self.provider_name)
+
+    def _ledger_unanswered(self, request: Request, calls: list[Completion]) -> None:
+        """Ledger paid calls that produced no usable answer (kept safe if the store refuses)."""
+        records = [call_record(self.context, request, c, mode="immediate") for c in calls]
+        store = self.context.store
+        # The request's own error is the one to raise; the refusal stops the run.
+        with contextlib.suppress(StoreRefusedError):
+            self._keep.store_paid(
+                lambda: store.record_calls(records), records, None, self.provider_name
+            )
 
     async def _call_with_retries(self, request: Request, claim: Request | None) -> Completion:
         return await self._retry.call(
@@ -199,18 +303,34 @@ class ImmediateStrategy:
 
     async def _call_once(self, request: Request, claim: Request | None) -> Completion:
         async with self._semaphore:
+            self._unless_refused()
+            # Room for the answers in flight, should the disk fill up.
+            self._keep.make_reserve()
             if claim is not None:
                 # Claimed once it is about to be sent, so another process may
                 # take the requests this one has not reached yet.
-                self._claim(claim)
+                try:
+                    self._claim(claim)
+                except StoreWriteError as exc:
+                    raise self._keep.refuse(exc) from None
             await self._pacer.wait()
             if self._rpm is not None:
                 await self._rpm.acquire()
             if self._tpm is not None:
                 await self._tpm.acquire(min(estimate_request_tokens(request), self._tpm.max_rate))
+            self._unless_refused()
             completion = await self.provider.complete(request)
             self._pacer.observe(completion.rate_limit)
             return completion
+
+    def _unless_refused(self) -> None:
+        """Send nothing more once the store refused a write: its answer could not be kept.
+
+        Raises:
+            StoreRefusedError: the store refused a write earlier in this run.
+        """
+        if self._keep.refused is not None:
+            raise StoreRefusedError(self._keep)
 
     def _claim(self, request: Request) -> None:
         """Hold ``request``'s claim, or say why it is not to be sent.
@@ -225,11 +345,15 @@ class ImmediateStrategy:
         if self._claims.claim(key) is not None:
             raise _HeldElsewhere(key)
         answer = self._cached(request)
+        if answer is None and self._keep.has_spill():
+            # Another process's answer may wait in the spill, paid for already.
+            take_back(self.context.store)
+            answer = self._cached(request)
         if answer is not None:
             raise _Answered(answer)
         # Read after the claim is committed (see plugins.crossmode for why
         # this order never pays twice against a batch run of another process).
-        if batch_will_send(self.context.store, self.provider_name, key):
+        if self._batch_holds(key) is not None:
             self._claims.release(key)
             raise _InBatch(key)
 

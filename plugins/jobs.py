@@ -22,7 +22,7 @@ from plugins.requestfile import JobItem, read_requests
 from plugins.retry import is_unreachable
 from providers.errors import ProviderError, StoreWriteError
 from providers.money import to_decimal
-from providers.types import Response
+from providers.types import Request, Response
 
 if TYPE_CHECKING:
     from plugins.connector import LexiConnector
@@ -59,10 +59,10 @@ async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path
             (the first such error, once; nothing answered is lost).
         OutputWriteError: ``out`` could not be written (the answers are in the store).
     """
-    coros = [connector.generate(item.request) for item in items]
     if connector.batch_mode:
-        outcomes = await _gather_batched(connector, coros)
+        outcomes = await _gather_batched(connector, [item.request for item in items])
     else:
+        coros = [connector.generate(item.request) for item in items]
         outcomes = await asyncio.gather(*coros, return_exceptions=True)
     # The environment failed, not the requests: one error for the run, not one per line.
     for outcome in outcomes:
@@ -79,18 +79,29 @@ async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path
     return summary
 
 
-async def _gather_batched(connector: LexiConnector, coros: list[Any]) -> list[Any]:
-    tasks = [asyncio.ensure_future(c) for c in coros]
+async def _gather_batched(connector: LexiConnector, requests: list[Request]) -> list[Any]:
+    futures: list[asyncio.Future[Response]] = []
     try:
+        futures = await connector.submit_all(requests)
         await connector.execute_batch()
     except BaseException:
         # Dispatching failed: the waiters are stopped and their outcomes read,
         # so none is reported as "never retrieved".
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for future in futures:
+            future.cancel()
+        await asyncio.gather(*futures, return_exceptions=True)
         raise
-    return list(await asyncio.gather(*tasks, return_exceptions=True))
+    waiting = [f for f in futures if not f.done()]
+    if waiting:
+        await asyncio.gather(*waiting, return_exceptions=True)
+    return [_outcome(f) for f in futures]
+
+
+def _outcome(future: asyncio.Future[Response]) -> Any:
+    """What ``gather(..., return_exceptions=True)`` gives for a settled future."""
+    if future.cancelled():
+        return asyncio.CancelledError()
+    return future.exception() or future.result()
 
 
 def _result_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, Any]:

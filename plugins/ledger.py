@@ -20,7 +20,14 @@ from providers.types import Completion, Mode, Request, Response, Usage
 if TYPE_CHECKING:
     from plugins.registry import StrategyContext
 
-__all__ = ["Pricer", "call_record", "record_paid", "record_unanswered", "stored_result"]
+__all__ = [
+    "Pricer",
+    "call_record",
+    "paid_rows",
+    "record_paid",
+    "record_unanswered",
+    "stored_result",
+]
 
 
 _Rates = Rates
@@ -114,16 +121,29 @@ def record_paid(
         ``final`` with its cost set to the sum of the calls' costs (``None``
         when any of them is unpriced).
     """
+    final, records, result = paid_rows(context, request, calls, final=final, mode=mode)
+    store = context.store
+    with store.in_transaction():
+        store.record_calls(records)
+        store.put_results(context.provider_name, [result])
+    return final
+
+
+def paid_rows(
+    context: StrategyContext,
+    request: Request,
+    calls: Sequence[Completion],
+    *,
+    final: Response,
+    mode: Mode,
+) -> tuple[Response, list[CallRecord], StoredResult]:
+    """What :func:`record_paid` writes: ``final`` priced, its ledger rows, its cache row."""
     records = [call_record(context, request, c, mode=mode) for c in calls]
     total: float | None = 0.0
     for rec in records:
         total = None if total is None or rec.cost_usd is None else total + rec.cost_usd
     final = dataclasses.replace(final, cost_usd=total)
-    store = context.store
-    with store.in_transaction():
-        store.record_calls(records)
-        store.put_results(context.provider_name, [stored_result(request, final)])
-    return final
+    return final, records, stored_result(request, final)
 
 
 def record_unanswered(

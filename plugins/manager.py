@@ -21,6 +21,7 @@ from typing import Any
 import pluggy
 
 from plugins import hookspecs
+from plugins.providerspec import ProviderSpec
 from plugins.registry import (
     ProviderEntry,
     ProviderFactory,
@@ -139,9 +140,16 @@ class PluginManager:
 
 def _provider_register(registry: Registry, origin: str) -> Callable[..., None]:
     def register(
-        name: str, factory: ProviderFactory, *, description: str = "", has_batch: bool = False
+        name: str,
+        factory: ProviderFactory,
+        *,
+        description: str = "",
+        has_batch: bool = False,
+        spec: ProviderSpec | None = None,
     ) -> None:
-        registry.add_provider(ProviderEntry(name, factory, description, has_batch, origin))
+        spec = spec or ProviderSpec()
+        batch = has_batch or spec.batch is not None
+        registry.add_provider(ProviderEntry(name, factory, description, batch, origin, spec))
 
     return register
 

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from plugins.providerspec import ProviderSpec
 from providers.errors import ConfigError, UnknownPluginError
 
 if TYPE_CHECKING:
-    from plugins.config import ProviderSettings, Settings
+    from plugins.config import Settings
     from plugins.retry import RetryPolicy
     from plugins.store import Store
     from providers.pricing import PriceTable
@@ -36,7 +37,9 @@ __all__ = [
     "Workload",
 ]
 
-ProviderFactory = Callable[[str, "ProviderSettings"], "Provider"]
+#: ``factory(name, options)`` (plus ``context=`` when it takes one): see
+#: :mod:`plugins.providerspec`.
+ProviderFactory = Callable[..., "Provider"]
 
 
 class Strategy(Protocol):
@@ -69,6 +72,10 @@ class StrategyContext:
         prices: the price table.
         hooks: the plugin manager's hook relay, for lifecycle notifications.
         immediate: the immediate strategy, for strategies that fall back to it.
+        batch: the connector's batch strategy, built on first call, for a
+            strategy that must hand a request to the batch that holds it;
+            raises ``UnsupportedError`` without a batch endpoint and
+            ``StoreBusyError`` while another process runs the store's batches.
         retry_policy: the retry policy every call to the provider goes
             through (made from ``settings.retry`` when not given); see :attr:`retry`.
     """
@@ -80,6 +87,7 @@ class StrategyContext:
     prices: PriceTable
     hooks: Any
     immediate: Strategy | None = None
+    batch: Callable[[], Strategy] | None = None
     retry_policy: RetryPolicy | None = None
 
     @property
@@ -105,6 +113,7 @@ class RegisterProvider(Protocol):
         *,
         description: str = "",
         has_batch: bool = False,
+        spec: ProviderSpec | None = None,
     ) -> None: ...
 
 
@@ -116,13 +125,23 @@ class RegisterStrategy(Protocol):
 
 @dataclass(frozen=True)
 class ProviderEntry:
-    """A registered provider."""
+    """A registered provider.
+
+    Attributes:
+        name: the name it is used under.
+        factory: builds it (called only when it is used).
+        description: one line for ``lexibatch plugins``.
+        has_batch: whether it has a batch endpoint.
+        origin: the plugin it came from (``built-in`` or a distribution).
+        spec: what it declared about itself.
+    """
 
     name: str
     factory: ProviderFactory
     description: str
     has_batch: bool
     origin: str
+    spec: ProviderSpec = field(default_factory=ProviderSpec)
 
 
 @dataclass(frozen=True)

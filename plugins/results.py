@@ -208,8 +208,7 @@ def _first_schema_error(
     schema: Mapping[str, Any], value: Any, content: str, provider: str
 ) -> str | None:
     try:
-        validator = schema_validator(schema)
-        error = next(iter(validator.iter_errors(value)), None)
+        error = schema_validator(schema).first_error(value)
     except InputError as exc:
         # Sent before schemas were checked up front (an older run's journal).
         raise UnusableAnswerError(

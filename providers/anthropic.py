@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -37,18 +35,18 @@ import anthropic
 import httpx2
 import orjson
 
+from providers.anthropic_records import default_records_dir, read_record
 from providers.errors import (
     BatchCancelledError,
     BatchExpiredError,
     InvalidRequestError,
-    ProviderConnectionError,
     ProviderError,
-    ProviderTimeoutError,
     error_from_status,
 )
 from providers.jsonl import line_batches
 from providers.listing import not_paging
 from providers.ratelimits import rate_limit_state
+from providers.sdkerrors import SdkErrors, translate_sdk_error
 from providers.transport import transport_error
 from providers.types import (
     BatchInfo,
@@ -56,6 +54,7 @@ from providers.types import (
     BatchState,
     Completion,
     ItemResult,
+    JournaledShard,
     Request,
     Usage,
 )
@@ -302,53 +301,26 @@ def item_result_from_line(line: bytes | str, *, provider: str = "anthropic") -> 
 # --------------------------------------------------------------------------- errors
 
 
+#: The Anthropic SDK's exceptions by what they mean.
+ANTHROPIC_ERRORS = SdkErrors(
+    timeout=(anthropic.APITimeoutError,),
+    connection=(anthropic.APIConnectionError,),
+    status=(anthropic.APIStatusError,),
+    connect_timeout=(httpx2.ConnectTimeout,),
+)
+
+
 def translate_error(
-    exc: BaseException, *, provider: str = "anthropic", api_key: str | None = None
+    exc: BaseException,
+    *,
+    provider: str = "anthropic",
+    api_key: str | None = None,
+    where: str = "the Anthropic API",
 ) -> ProviderError:
     """Translate an SDK exception into the project's error tree (the key never leaks)."""
-
-    def scrub(text: str) -> str:
-        return text.replace(api_key, "***") if api_key else text
-
-    if isinstance(exc, anthropic.APITimeoutError):
-        if isinstance(exc.__cause__, httpx2.ConnectTimeout):
-            # Never reached the provider: unreachable, not a (billed) slow answer.
-            return ProviderConnectionError(
-                scrub(f"connection failed: no connection in time: {exc.message}"),
-                provider=provider,
-            )
-        return ProviderTimeoutError(scrub(f"request timed out: {exc.message}"), provider=provider)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderConnectionError(
-            scrub(f"connection failed: {exc.message}"), provider=provider
-        )
-    if isinstance(exc, anthropic.APIStatusError):
-        body = exc.body
-        message, code = _message_and_code(body, exc.message)
-        return error_from_status(
-            exc.status_code,
-            scrub(message),
-            provider=provider,
-            body=body,
-            headers=dict(exc.response.headers),
-            code=code,
-        )
-    if isinstance(exc, ProviderError):
-        return exc
-    transport = transport_error(exc, provider=provider, doing="the call", redact=api_key)
-    if transport is not None:
-        return transport
-    return ProviderError(scrub(f"{type(exc).__name__}: {exc}"), provider=provider)
-
-
-def _message_and_code(body: Any, fallback: str) -> tuple[str, str | None]:
-    if isinstance(body, Mapping):
-        inner = body.get("error")
-        if isinstance(inner, Mapping):
-            return str(inner.get("message") or fallback), (
-                str(inner["type"]) if inner.get("type") else None
-            )
-    return fallback, None
+    return translate_sdk_error(
+        exc, ANTHROPIC_ERRORS, provider=provider, where=where, api_key=api_key
+    )
 
 
 # --------------------------------------------------------------------------- batches
@@ -423,60 +395,14 @@ def batch_info_from_dict(data: Mapping[str, Any], *, retry_after: float | None =
     )
 
 
-def _request_body(path: Path) -> tuple[bytes, int, str | None, str | None]:
+def _request_body(path: Path) -> bytes:
     """The ``{"requests": [...]}`` body from the JSONL shard at ``path``.
 
     The lines are already encoded entries, so they are joined as bytes rather
-    than parsed and serialized again. Also returns the entry count and the
-    first and last custom ids (read from those two lines only).
+    than parsed and serialized again.
     """
     lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-    if not lines:
-        return b'{"requests":[]}', 0, None, None
-    first = orjson.loads(lines[0]).get("custom_id")
-    last = orjson.loads(lines[-1]).get("custom_id")
-    return b'{"requests":[' + b",".join(lines) + b"]}", len(lines), first, last
-
-
-@dataclass
-class _ShardRecord:
-    """What is known locally about a shard sent to ``create`` (for :meth:`find`)."""
-
-    shard_id: str
-    count: int
-    first_custom_id: str | None
-    last_custom_id: str | None
-    sent_at: float
-    batch_id: str | None = None
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "shard_id": self.shard_id,
-                "count": self.count,
-                "first_custom_id": self.first_custom_id,
-                "last_custom_id": self.last_custom_id,
-                "sent_at": self.sent_at,
-                "batch_id": self.batch_id,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> _ShardRecord:
-        data = orjson.loads(raw)
-        return cls(
-            shard_id=str(data["shard_id"]),
-            count=int(data["count"]),
-            first_custom_id=data.get("first_custom_id"),
-            last_custom_id=data.get("last_custom_id"),
-            sent_at=float(data["sent_at"]),
-            batch_id=data.get("batch_id"),
-        )
-
-
-def _default_state_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lexibatch" / "anthropic-shards"
+    return b'{"requests":[' + b",".join(lines) + b"]}"
 
 
 class AnthropicBatchEndpoint:
@@ -486,17 +412,11 @@ class AnthropicBatchEndpoint:
     results are the JSONL at the batch's ``results_url``, read as a stream.
 
     Message batches carry no metadata, so the shard a batch was made for
-    cannot be read back from the provider. ``create`` therefore writes a small
-    record per shard to ``state_dir`` (its entry count, first and last
-    custom_id, when it was sent, and the batch id once answered); see
-    :meth:`find` for how it is used after a crash.
+    cannot be read back from the provider: :meth:`find` recognises it from
+    what the journal knows of the shard (its size, its keys, when its create
+    was sent).
     """
 
-    #: Records older than this are removed when a new one is written. A record
-    #: is the only trace of a create whose answer was lost, so it outlives the
-    #: batch's results (Anthropic keeps them 29 days): until then, a shard
-    #: resumed however late finds its batch instead of paying for it again.
-    RECORD_TTL = 30 * 24 * 3600.0
     #: How far before ``sent_at`` a matching batch may have been stamped
     #: (clock skew between this host and the provider).
     CLOCK_SKEW = 120.0
@@ -512,8 +432,7 @@ class AnthropicBatchEndpoint:
         self._provider = provider
         self._client = provider._client
         self._limits = limits
-        self._state_dir = state_dir or _default_state_dir()
-        self._records: dict[str, _ShardRecord] = {}
+        self._records_dir = state_dir or default_records_dir()
 
     @property
     def limits(self) -> BatchLimits:
@@ -532,9 +451,7 @@ class AnthropicBatchEndpoint:
         self, path: Path, input_file_id: str | None, *, shard_id: str, model: str
     ) -> BatchInfo:
         """Create a message batch from the encoded entries in ``path``."""
-        body, count, first, last = await asyncio.to_thread(_request_body, path)
-        record = _ShardRecord(shard_id, count, first, last, time.time())
-        self._remember(record)
+        body = await asyncio.to_thread(_request_body, path)
         try:
             response = await self._client.post(
                 "/v1/messages/batches",
@@ -544,52 +461,60 @@ class AnthropicBatchEndpoint:
             )
         except Exception as exc:
             raise self._provider._translate(exc) from exc
-        info = batch_info_from_dict(orjson.loads(response.content))
-        record.batch_id = info.id
-        self._remember(record)
-        return info
+        return batch_info_from_dict(orjson.loads(response.content))
 
-    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
-        """The batch created for ``shard_id``, when it can be told apart.
+    async def find(self, shard: JournaledShard) -> BatchInfo | None:
+        """The batch created for ``shard``, when it can be told apart.
 
-        If the batch id was recorded (the create call was answered), that batch
-        is returned. If the process stopped after sending ``create`` but before
-        its answer, recent batches are listed and one is accepted only when it
-        is the single batch whose total request count equals the shard's and
-        whose ``created_at`` lies within :attr:`CREATE_WINDOW` after the send
-        (allowing :attr:`CLOCK_SKEW` before) and that no other recorded shard
-        owns.
+        Recent batches are listed, and one is accepted only when it is the
+        single batch whose total request count equals the shard's and whose
+        ``created_at`` lies within :attr:`CREATE_WINDOW` after the create was
+        sent (allowing :attr:`CLOCK_SKEW` before); a candidate that has ended
+        must also carry one of the shard's keys in its results. A record an
+        earlier version kept for the shard (:mod:`providers.anthropic_records`)
+        is honoured: the batch it names, or the send time it gives.
 
-        ``since`` is not needed: the record says when the create was sent.
-
-        Limits of this heuristic: with no record (another host, or
-        ``state_dir`` lost) it returns ``None``; two shards of the same size
-        sent within the window by other processes on the same account are
+        Limits of this heuristic: two unfinished batches of the same size sent
+        within the window by other processes on the same account are
         ambiguous and give ``None``, so the shard is created again (and may be
         paid twice); a provider without the list endpoint gives ``None``.
         """
-        record = self._recall(shard_id)
-        if record is None:
-            return None
-        if record.batch_id:
+        record = read_record(self._records_dir, shard.shard_id)
+        if record is not None and record.batch_id:
             return await self.poll(record.batch_id)
-        owned = {r.batch_id for r in self._all_records() if r.batch_id}
-        lo = record.sent_at - self.CLOCK_SKEW
-        hi = record.sent_at + self.CREATE_WINDOW
-        matches: list[Mapping[str, Any]] = []
-        async for batch in self._list_since(lo, shard_id):
+        keys = set(shard.keys)
+        count, sent = shard.requests, shard.sent_at
+        if record is not None:
+            count, sent = record.count, record.sent_at
+            keys |= {k for k in (record.first_custom_id, record.last_custom_id) if k}
+        if sent is not None:
+            lo, hi = sent - self.CLOCK_SKEW, sent + self.CREATE_WINDOW
+        elif shard.journaled_at is not None:
+            lo, hi = shard.journaled_at - self.CLOCK_SKEW, float("inf")
+        else:
+            return None
+        matches: list[BatchInfo] = []
+        async for batch in self._list_since(lo, shard.shard_id):
             created = _timestamp(batch.get("created_at"))
-            if created is None or not lo <= created <= hi or batch.get("id") in owned:
+            if created is None or not lo <= created <= hi:
                 continue
             info = batch_info_from_dict(batch)
-            if info.total == record.count:
-                matches.append(batch)
-        if len(matches) != 1:
-            return None
-        info = batch_info_from_dict(matches[0])
-        record.batch_id = info.id
-        self._remember(record)
-        return info
+            if info.total == count and await self._may_carry(info, keys):
+                matches.append(info)
+        return matches[0] if len(matches) == 1 else None
+
+    async def _may_carry(self, info: BatchInfo, keys: set[str]) -> bool:
+        """Whether ``info`` may be the batch of a shard of ``keys``.
+
+        Only an ended batch shows what it carries (its results); the first
+        result line's custom id settles it.
+        """
+        if not info.results_ready or not keys:
+            return True
+        async with aclosing(self.results(info)) as items:
+            async for item in items:
+                return item.custom_id in keys
+        return False
 
     async def _list_since(self, since: float, shard_id: str) -> AsyncIterator[Mapping[str, Any]]:
         """Batches newest first, until one older than ``since``."""
@@ -634,7 +559,7 @@ class AnthropicBatchEndpoint:
             orjson.loads(response.content), retry_after=_retry_after(response.headers)
         )
 
-    async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
+    async def results(self, batch: BatchInfo) -> AsyncGenerator[ItemResult, None]:
         """Every result line of an ended batch, streamed, in the provider's order.
 
         Raises:
@@ -683,64 +608,6 @@ class AnthropicBatchEndpoint:
         """Ask Anthropic to cancel the batch (it moves to ``canceling``)."""
         return await self._batch_call("post", f"/v1/messages/batches/{batch_id}/cancel")
 
-    # -- shard records
-
-    def _record_path(self, shard_id: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "_-." else "_" for c in shard_id)
-        return self._state_dir / f"{safe}.json"
-
-    def _remember(self, record: _ShardRecord) -> None:
-        self._records[record.shard_id] = record
-        try:
-            self._state_dir.mkdir(parents=True, exist_ok=True)
-            target = self._record_path(record.shard_id)
-            tmp = target.with_suffix(".tmp")
-            tmp.write_bytes(record.to_json())
-            tmp.replace(target)
-            self._prune()
-        except OSError:
-            # The record only narrows find() after a crash; an unwritable
-            # state dir must not stop the batch itself.
-            pass
-
-    def _recall(self, shard_id: str) -> _ShardRecord | None:
-        record = self._records.get(shard_id)
-        if record is not None:
-            return record
-        try:
-            raw = self._record_path(shard_id).read_bytes()
-        except OSError:
-            return None
-        try:
-            record = _ShardRecord.from_json(raw)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return None
-        self._records[shard_id] = record
-        return record
-
-    def _all_records(self) -> list[_ShardRecord]:
-        records = dict(self._records)
-        try:
-            paths = list(self._state_dir.glob("*.json"))
-        except OSError:
-            paths = []
-        for path in paths:
-            try:
-                record = _ShardRecord.from_json(path.read_bytes())
-            except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-            records.setdefault(record.shard_id, record)
-        return list(records.values())
-
-    def _prune(self) -> None:
-        cutoff = time.time() - self.RECORD_TTL
-        for path in self._state_dir.glob("*.json"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-            except OSError:
-                continue
-
 
 # --------------------------------------------------------------------------- provider
 
@@ -762,8 +629,8 @@ class AnthropicProvider:
         default_max_tokens: ``max_tokens`` for requests that set none.
         http_client: an ``httpx2.AsyncClient`` (what the installed SDK is built
             on) to use instead of a pooled one made here.
-        state_dir: where shard records for :meth:`AnthropicBatchEndpoint.find`
-            are kept (default: ``~/.cache/lexibatch/anthropic-shards``).
+        state_dir: where an earlier version kept its shard records, read by
+            :meth:`AnthropicBatchEndpoint.find` (default: the user's cache folder).
     """
 
     def __init__(
@@ -853,4 +720,6 @@ class AnthropicProvider:
         await self._client.close()
 
     def _translate(self, exc: BaseException) -> ProviderError:
-        return translate_error(exc, provider=self.name, api_key=self._api_key)
+        return translate_error(
+            exc, provider=self.name, api_key=self._api_key, where=str(self._client.base_url)
+        )

@@ -55,6 +55,7 @@ from providers.types import (
     BatchState,
     Completion,
     ItemResult,
+    JournaledShard,
     Request,
     Usage,
 )
@@ -328,8 +329,8 @@ class GeminiBatchEndpoint:
         raw = await self._provider._call("post", f"{_model_path(model)}:batchGenerateContent", body)
         return batch_info(raw)
 
-    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
-        """The newest batch named for ``shard_id`` created since ``since``, if any."""
+    async def find(self, shard: JournaledShard) -> BatchInfo | None:
+        """The newest batch named for the shard, created since it was journaled, if any."""
 
         async def fetch(token: str | None) -> Page:
             query: dict[str, Any] = {"pageSize": 100}
@@ -350,7 +351,7 @@ class GeminiBatchEndpoint:
             token = page.get("nextPageToken") or None
             return listed, token is not None, token
 
-        found = await find_listed(fetch, shard_id, since)
+        found = await find_listed(fetch, shard.shard_id, shard.journaled_at)
         return None if found is None else await self.poll(str(found["id"]))
 
     async def poll(self, batch_id: str) -> BatchInfo:

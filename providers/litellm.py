@@ -40,7 +40,15 @@ from providers.jsonl import line_batches, split_lines
 from providers.listing import Page, find_listed
 from providers.openai import BodyBuilder, batch_info, parse_result_line
 from providers.transport import transport_error
-from providers.types import BatchInfo, BatchLimits, Completion, ItemResult, Request, Usage
+from providers.types import (
+    BatchInfo,
+    BatchLimits,
+    Completion,
+    ItemResult,
+    JournaledShard,
+    Request,
+    Usage,
+)
 
 __all__ = [
     "BATCH_PROVIDERS",
@@ -311,8 +319,8 @@ class LiteLLMBatchEndpoint:
             raise self._provider._translate(exc) from exc
         return batch_info(_as_dict(batch))
 
-    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
-        """The newest batch created since ``since`` whose metadata names ``shard_id``.
+    async def find(self, shard: JournaledShard) -> BatchInfo | None:
+        """The newest batch, created since the shard was journaled, whose metadata names it.
 
         A service without the list endpoint (404, 405) has none to find.
         """
@@ -324,7 +332,7 @@ class LiteLLMBatchEndpoint:
             return data, bool(_get(page, "has_more")), _get(page, "last_id")
 
         try:
-            raw = await find_listed(fetch, shard_id, since)
+            raw = await find_listed(fetch, shard.shard_id, shard.journaled_at)
         except Exception as exc:
             error = self._provider._translate(exc)
             if error.status_code in (404, 405):

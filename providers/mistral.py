@@ -42,6 +42,7 @@ from providers.types import (
     BatchState,
     Completion,
     ItemResult,
+    JournaledShard,
     Request,
     Usage,
 )
@@ -196,8 +197,9 @@ class MistralBatchEndpoint:
             raise self._provider._translate(exc) from None
         return batch_info(job)
 
-    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
-        """The newest job whose metadata names ``shard_id``, created since ``since``."""
+    async def find(self, shard: JournaledShard) -> BatchInfo | None:
+        """The newest job whose metadata names the shard, created since it was journaled."""
+        shard_id, since = shard.shard_id, shard.journaled_at
         after = None if since is None else datetime.fromtimestamp(since - CLOCK_SKEW_S, UTC)
         jobs = self._provider._client.batch.jobs
 

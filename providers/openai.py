@@ -30,7 +30,6 @@ from providers.errors import (
     BatchCancelledError,
     BatchExpiredError,
     InvalidRequestError,
-    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     UnsupportedError,
@@ -39,6 +38,7 @@ from providers.errors import (
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
 from providers.ratelimits import rate_limit_state
+from providers.sdkerrors import SdkErrors, redact, translate_sdk_error
 from providers.transport import transport_error
 from providers.types import (
     BatchInfo,
@@ -46,8 +46,17 @@ from providers.types import (
     BatchState,
     Completion,
     ItemResult,
+    JournaledShard,
     Request,
     Usage,
+)
+
+#: The OpenAI SDK's exceptions by what they mean (LiteLLM's subclass them).
+OPENAI_ERRORS = SdkErrors(
+    timeout=(openai.APITimeoutError,),
+    connection=(openai.APIConnectionError,),
+    status=(openai.APIStatusError,),
+    connect_timeout=(httpx2.ConnectTimeout,),
 )
 
 __all__ = [
@@ -429,8 +438,8 @@ class OpenAIBatchEndpoint:
         raw = await self._provider._request("post", "/batches", body=body, batch_path="/batches")
         return batch_info(raw)
 
-    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
-        """The newest batch created since ``since`` whose metadata names ``shard_id``."""
+    async def find(self, shard: JournaledShard) -> BatchInfo | None:
+        """The newest batch, created since the shard was journaled, whose metadata names it."""
 
         async def fetch(after: str | None) -> Page:
             params: dict[str, Any] = {"limit": 100}
@@ -441,7 +450,7 @@ class OpenAIBatchEndpoint:
             )
             return page.get("data") or [], bool(page.get("has_more")), page.get("last_id")
 
-        raw = await find_listed(fetch, shard_id, since)
+        raw = await find_listed(fetch, shard.shard_id, shard.journaled_at)
         return None if raw is None else batch_info(raw)
 
     async def poll(self, batch_id: str) -> BatchInfo:
@@ -679,9 +688,7 @@ class OpenAIProvider:
         return data
 
     def _redact(self, text: str) -> str:
-        if len(self._api_key) >= 4 and self._api_key in text:
-            text = text.replace(self._api_key, "***")
-        return text
+        return redact(text, self._api_key)
 
     def _raise(self, exc: openai.OpenAIError, *, batch_path: str | None = None) -> NoReturn:
         """Raise the :mod:`providers.errors` counterpart of an SDK exception."""
@@ -690,45 +697,24 @@ class OpenAIProvider:
     def _translate(
         self, exc: openai.OpenAIError, *, batch_path: str | None = None
     ) -> ProviderError | UnsupportedError:
-        if isinstance(exc, openai.APITimeoutError):
-            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
-                # Never reached the provider: unreachable, not a (billed) slow answer.
-                return ProviderConnectionError(
-                    f"cannot reach {self.base_url}: no connection in time", provider=self.name
-                )
-            return ProviderTimeoutError(
-                f"no answer from {self.base_url} in time", provider=self.name
+        status = getattr(exc, "status_code", None)
+        if (
+            batch_path is not None
+            and isinstance(exc, openai.APIStatusError)
+            and status in (404, 405)
+        ):
+            return UnsupportedError(
+                f"{self.base_url} has no Batch API (Files/Batches endpoints answered "
+                f"{status}); use --mode immediate"
             )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = f": {self._redact(str(cause))}" if cause and str(cause) else ""
-            return ProviderConnectionError(
-                f"cannot reach {self.base_url}{detail}", provider=self.name
-            )
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            response = exc.response
-            if batch_path is not None and status in (404, 405):
-                return UnsupportedError(
-                    f"{self.base_url} has no Batch API (Files/Batches endpoints answered "
-                    f"{status}); use --mode immediate"
-                )
-            try:
-                body: Any = orjson.loads(response.content)
-            except (orjson.JSONDecodeError, httpx2.ResponseNotRead):
-                body = exc.body
-            if isinstance(body, str):
-                body = self._redact(body)
-            message, code = _error_message(body, f"HTTP {status}")
-            return error_from_status(
-                status,
-                self._redact(message),
-                provider=self.name,
-                body=body,
-                headers=dict(response.headers),
-                code=code,
-            )
-        return ProviderError(self._redact(str(exc)), provider=self.name)
+        return translate_sdk_error(
+            exc,
+            OPENAI_ERRORS,
+            provider=self.name,
+            where=self.base_url,
+            api_key=self._api_key,
+            message_of=_error_message,
+        )
 
 
 def refusal_error(completion: Completion, provider: str = "openai") -> InvalidRequestError:

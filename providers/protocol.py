@@ -28,6 +28,7 @@ from providers.types import (
     BatchLimits,
     Completion,
     ItemResult,
+    JournaledShard,
     Message,
     Request,
     Response,
@@ -129,13 +130,14 @@ class BatchEndpoint(Protocol):
         """Create the batch; ``shard_id`` is attached so :meth:`find` can see it."""
         ...
 
-    async def find(self, shard_id: str, *, since: float | None = None) -> BatchInfo | None:
-        """A batch already created for ``shard_id``, if the provider has one.
+    async def find(self, shard: JournaledShard) -> BatchInfo | None:
+        """A batch already created for ``shard``, if the provider has one.
 
         Used after a crash between sending ``create`` and journaling its
         answer, so that the shard is not submitted (and paid for) twice.
-        ``since`` is when the shard was journaled (epoch seconds): its batch
-        cannot be older, however long ago that was; ``None``: look at all.
+        The journaled shard gives its id (which ``create`` attached), its
+        request count and keys, and when it was journaled and sent: its batch
+        cannot be older, however long ago that was.
         """
         ...
 

@@ -29,6 +29,7 @@ __all__ = [
     "BatchState",
     "Completion",
     "ItemResult",
+    "JournaledShard",
     "Message",
     "Mode",
     "Request",
@@ -292,6 +293,30 @@ class Response:
     cached: bool = False
     stop_reason: StopReason | None = None
     raw_stop_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournaledShard:
+    """What the journal knows of a shard whose batch may already exist at the provider.
+
+    ``BatchEndpoint.find`` gets it after a crash between sending ``create``
+    and journaling its answer, to recognise the batch that create made.
+
+    Attributes:
+        shard_id: lexibatch's id of the shard (what ``create`` attached).
+        requests: how many requests it holds.
+        keys: the ``custom_id`` of each of its requests, in input order.
+        journaled_at: when the shard was journaled (epoch seconds): its batch
+            cannot be older; ``None``: unknown (look at every batch).
+        sent_at: when its create was last journaled as being sent; ``None``
+            when that is unknown.
+    """
+
+    shard_id: str
+    requests: int = 0
+    keys: tuple[str, ...] = ()
+    journaled_at: float | None = None
+    sent_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,7 +169,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @main.command()
 @_guard
 def plugins() -> None:
-    """List registered providers and strategies, and where each comes from."""
+    """List registered providers (their key variable, limits and options) and strategies."""
     from plugins.manager import get_plugin_manager
 
     registry = get_plugin_manager().registry()
@@ -177,6 +177,8 @@ def plugins() -> None:
     for entry in sorted(registry.providers.values(), key=lambda e: e.name):
         batch = "batch" if entry.has_batch else "no batch"
         click.echo(f"  {entry.name:<12} {entry.origin:<24} [{batch}] {entry.description}")
+        for line in entry.spec.describe():
+            click.echo(f"      {line}")
     click.echo("strategies:")
     for sentry in sorted(registry.strategies.values(), key=lambda e: e.name):
         click.echo(f"  {sentry.name:<12} {sentry.origin:<24} {sentry.description}")
@@ -781,7 +783,9 @@ def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
         batch_id = shard.batch_id
         if not batch_id and shard.state == "submitting":
             # Created, perhaps, but not journaled before a crash: ask the provider.
-            found = await endpoint.find(shard.shard_id, since=shard.created_at)
+            from plugins.batch.findshard import journaled_shard
+
+            found = await endpoint.find(journaled_shard(connector.store, shard))
             batch_id = found.id if found is not None else None
         if not batch_id:
             raise InputError(f"{batch}: this shard never reached the provider; nothing to cancel")

@@ -27,22 +27,20 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugins.batch.findshard import journaled_shard
 from plugins.batch.gcpause import GcHold
-from plugins.batch.ledgercheck import check_ledger
-from plugins.batch.polling import PollSchedule
 from plugins.batch.queuecap import (
     QueueRefusedError,
     create_refusal,
     refused_at_create,
     refused_for_queue,
-    shard_tokens,
 )
 from plugins.retry import is_unreachable
 from providers.errors import LexibatchError, ProviderError, RateLimitError, UserError
 from providers.types import BatchInfo, BatchState, ItemResult
 
 if TYPE_CHECKING:
-    from plugins.batch.strategy import BatchStrategy
+    from plugins.batch.interfaces import ExecutorKit
     from plugins.store import Shard
     from providers.protocol import BatchEndpoint
 
@@ -57,13 +55,19 @@ RESULT_CHUNK = 10_000
 
 
 class BatchExecutor:
-    """Drives one shard (one provider batch) from its journaled state to collected."""
+    """Drives one shard (one provider batch) from its journaled state to collected.
 
-    def __init__(self, owner: BatchStrategy, shard: Shard) -> None:
-        self.owner = owner
+    It knows only its :class:`~plugins.batch.interfaces.ExecutorKit`: the
+    journal it writes before each step, and the settlement it hands each
+    chunk of results, the missing lines and the batch's fate to.
+    """
+
+    def __init__(self, kit: ExecutorKit, shard: Shard) -> None:
+        self.kit = kit
         self.shard = shard
-        self.endpoint: BatchEndpoint = owner.endpoint
-        self.store = owner.store
+        self.endpoint: BatchEndpoint = kit.endpoint
+        self.journal = kit.journal
+        self.settlement = kit.settlement
         # The provider refused this run's first attempt to create the batch.
         self._refused = False
         # The shard's tokens by model, once estimated (see plugins.batch.queuecap).
@@ -73,10 +77,10 @@ class BatchExecutor:
         if shard.state in ("submitting", "created"):
             # Its batch is (or may be) in flight: counted at once, before any
             # other shard of the run is admitted (executors start in turn).
-            owner.queue.hold(shard.shard_id, self._tokens())
+            kit.queue.hold(shard.shard_id, self._tokens())
 
     def _update(self, **fields: Any) -> None:
-        self.shard = self.store.update_shard(self.shard.shard_id, **fields)
+        self.shard = self.journal.update_shard(self.shard.shard_id, **fields)
 
     async def run(self) -> None:
         """Run the shard to the end; provider failures fail its requests, never the process."""
@@ -100,11 +104,11 @@ class BatchExecutor:
                 # create: a 429 proves no batch was made); the same command
                 # resumes it.
                 raise
-            if self.owner.split_refused(self.shard, exc):
+            if self.settlement.split_refused(self.shard, exc):
                 return
             log.warning("batch shard %s failed: %s", self.shard.shard_id, exc)
             self._update(state="failed", error=str(exc))
-            self.owner.fail_shard(self.shard, exc)
+            self.settlement.fail_shard(self.shard, exc)
 
     def _may_be_paid(self, exc: LexibatchError) -> bool:
         """Whether the shard's batch may exist at the provider despite ``exc``.
@@ -131,7 +135,7 @@ class BatchExecutor:
             info = await self._until_ended()
         finally:
             # Ended, or stopped: its tokens no longer hold room in this run's count.
-            self.owner.queue.release(sid)
+            self.kit.queue.release(sid)
         if info is None:
             return  # split: its requests went to smaller shards
         if self.shard.state == "created":
@@ -142,15 +146,14 @@ class BatchExecutor:
                 raw=dict(info.raw),
             )
         await self._collect(info)
-        with self.store.in_transaction():
-            self.owner.shard_answered(self.shard)
+        with self.journal.in_transaction():
+            self.settlement.shard_answered(self.shard)
             self._update(state="collected")
             # Journaled with "collected": never before the results are stored.
-            cleanup = self.owner.cleanup.plan(self.shard.shard_id, info)
-        self.owner.shard_collected(self.shard)
-        check_ledger(self.store, info)
+            cleanup = self.kit.cleanup.plan(self.shard.shard_id, info)
+        self.settlement.shard_collected(self.shard, info)
         if cleanup:
-            await self.owner.cleanup.run(self.shard.shard_id)
+            await self.kit.cleanup.run(self.shard.shard_id)
 
     async def _until_ended(self) -> BatchInfo | None:
         """Create the shard's batch (when there is room) and poll it until it has ended.
@@ -160,7 +163,7 @@ class BatchExecutor:
         created again: neither a retry round nor a failure of its requests.
         ``None``: the shard was too big for the queue and was split.
         """
-        queue = self.owner.queue
+        queue = self.kit.queue
         sid = self.shard.shard_id
         while True:
             info: BatchInfo | None = None
@@ -193,7 +196,7 @@ class BatchExecutor:
         """Wait for room after the provider refused the shard for its queue; whether it was
         split instead (too big for the queue by itself)."""
         splittable = self.shard.requests > 1
-        share = await self.owner.queue.refused(
+        share = await self.kit.queue.refused(
             self.shard.shard_id,
             self._models(),
             why,
@@ -201,12 +204,12 @@ class BatchExecutor:
         )
         if share is None:
             return False
-        self.owner.split_for_queue(self.shard, share, why)
+        self.settlement.split_for_queue(self.shard, share, why)
         return True
 
     def _split_over_cap(self) -> bool:
         """Split a shard not yet created that passes a configured cap by itself; whether it was."""
-        queue = self.owner.queue
+        queue = self.kit.queue
         if self.shard.state not in ("written", "uploaded") or self.shard.requests < 2:
             return False
         if not queue.capped:
@@ -215,7 +218,7 @@ class BatchExecutor:
         if over is None:
             return False
         model, share = over
-        self.owner.split_for_queue(
+        self.settlement.split_for_queue(
             self.shard,
             share,
             f"it holds {self._tokens()[model]:,} tokens for {model}, more than the cap of "
@@ -230,31 +233,26 @@ class BatchExecutor:
 
     def _estimated(self) -> dict[str, int]:
         """The shard's tokens by model, estimated even when no cap is configured."""
-        if self.owner.queue.capped:
+        if self.kit.queue.capped or self.kit.estimated is None:
             return self._tokens()
         if self._estimate is None:
-            self._estimate = shard_tokens(
-                self.store, self.owner.provider_name, self.shard, estimate=True
-            )
+            self._estimate = self.kit.estimated(self.shard)
         return self._estimate
 
     def _tokens(self) -> dict[str, int]:
         """The shard's tokens by model (estimated only when a cap is configured)."""
         if self._held_tokens is None:
-            self._held_tokens = shard_tokens(
-                self.store, self.owner.provider_name, self.shard, estimate=self.owner.queue.capped
-            )
+            self._held_tokens = self.kit.tokens(self.shard)
         return self._held_tokens
 
-    async def _find(self, since: float) -> BatchInfo | None:
+    async def _find(self) -> BatchInfo | None:
         """The shard's live batch at the provider, if any.
 
         A batch the provider refused for its queue carries the shard's id too;
         it never ran and is not the shard's batch. The newest batch is found
         first, so one made after a refused one is found before it.
         """
-        sid = self.shard.shard_id
-        found = await self.endpoint.find(sid, since=since)
+        found = await self.endpoint.find(journaled_shard(self.journal, self.shard))
         if found is not None and refused_for_queue(found):
             return None
         return found
@@ -272,16 +270,14 @@ class BatchExecutor:
         """
         sid = self.shard.shard_id
         info: BatchInfo | None = None
-        # Its batch, if any, was created after the shard was journaled.
-        since = self.shard.created_at
         # One shard at a time between "submitting" and "created": after a crash
         # at most one is in doubt, so asking the provider for it (find) cannot
         # mistake another shard's batch for its own.
-        async with self.owner.create_lock:
+        async with self.kit.create_lock:
             if self.shard.state == "submitting":
                 # A crash may have come between creating the batch and journaling
                 # its id: ask the provider before creating (and paying for) it again.
-                info = await self._step("find", lambda: self._find(since))
+                info = await self._step("find", self._find)
                 if info is not None:
                     self._created(info)
                     return info
@@ -295,7 +291,7 @@ class BatchExecutor:
                 # ask the provider before creating (and paying for) it again.
                 nonlocal tried
                 if tried:
-                    found = await self._find(since)
+                    found = await self._find()
                     if found is not None:
                         return found
                 first, tried = not tried, True
@@ -342,18 +338,10 @@ class BatchExecutor:
             counts=_counts(info),
             raw=dict(info.raw),
         )
-        self.owner.hooks.batch_submitted(
-            batch=info,
-            shard_id=self.shard.shard_id,
-            provider=self.owner.provider_name,
-            requests=self.shard.requests,
-        )
+        self.kit.events.submitted(info, self.shard)
 
     async def _poll_until_ready(self, info: BatchInfo | None) -> BatchInfo:
-        settings = self.owner.settings.batch
-        schedule = PollSchedule(
-            settings.first_poll, settings.poll_interval, settings.max_poll_interval
-        )
+        schedule = self.kit.polls()
         previous: BatchState | None = None
         last: tuple[Any, ...] | None = None
         batch_id = str(self.shard.batch_id)
@@ -362,9 +350,7 @@ class BatchExecutor:
         while True:
             snapshot = (info.state, info.total, info.succeeded, info.failed, info.results_ready)
             if snapshot != last:
-                self.owner.hooks.batch_status_changed(
-                    batch=info, previous=previous, provider=self.owner.provider_name
-                )
+                self.kit.events.status_changed(info, previous)
                 if last is None or info.state != previous:
                     self._update(batch_status=info.state.value, counts=_counts(info))
                 previous, last = info.state, snapshot
@@ -374,7 +360,7 @@ class BatchExecutor:
             info = await self._step("poll", lambda: self.endpoint.poll(batch_id))
 
     async def _collect(self, info: BatchInfo) -> None:
-        owner = self.owner
+        settlement = self.settlement
         seen: set[str] = set()
         chunk: list[ItemResult] = []
         results = self.endpoint.results(info)
@@ -388,24 +374,22 @@ class BatchExecutor:
                 seen.add(item.custom_id)
                 chunk.append(item)
                 if len(chunk) >= RESULT_CHUNK:
-                    owner.finish_items(self.shard, info, chunk)
+                    settlement.finish_items(self.shard, info, chunk)
                     chunk = []
                     GcHold.release()
                     holding = False
                     # Let awaiting callers run (and queue their next stage) between chunks.
                     await asyncio.sleep(0)
             if chunk:
-                owner.finish_items(self.shard, info, chunk)
+                settlement.finish_items(self.shard, info, chunk)
         finally:
             if holding:
                 GcHold.release()
-        owner.finish_missing(self.shard, info, seen)
+        settlement.finish_missing(self.shard, info, seen)
 
     async def _step(self, what: str, call: Any) -> Any:
         """One provider call of the lifecycle, tried again per the one retry policy."""
-        return await self.owner.context.retry.call(
-            call, what=f"batch {what} of {self.shard.shard_id}"
-        )
+        return await self.kit.retry.call(call, what=f"batch {what} of {self.shard.shard_id}")
 
 
 def _counts(info: BatchInfo) -> dict[str, int]:

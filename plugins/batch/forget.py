@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from plugins.batch.lease import BatchLease
+from plugins.batch.findshard import journaled_shard
+from plugins.lease import BatchLease
 from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import InputError, ProviderError
 
@@ -82,7 +83,7 @@ async def forget_batch(
         if current is None or current.state not in UNFINISHED_SHARD_STATES:
             state = "gone" if current is None else current.state
             raise InputError(f"{_name(shard)} is {state}: there is nothing to forget")
-        says = await _provider_state(endpoint, current, confirmed)
+        says = await _provider_state(endpoint, current, confirmed, store)
         answered, resend = store.forget_shard(
             current.shard_id, f"forgotten by hand (the provider: {says})"
         )
@@ -92,7 +93,9 @@ async def forget_batch(
     return Forgotten(current.shard_id, current.batch_id, says, answered, resend)
 
 
-async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, confirmed: bool) -> str:
+async def _provider_state(
+    endpoint: BatchEndpoint | None, shard: Shard, confirmed: bool, store: Store
+) -> str:
     """What the provider says of the shard's batch; raises unless forgetting it may go on."""
     if shard.state in ("written", "uploaded"):
         return "no batch was created"  # it never reached the provider: nothing to pay twice
@@ -104,7 +107,7 @@ async def _provider_state(endpoint: BatchEndpoint | None, shard: Shard, confirme
             info: BatchInfo | None = await endpoint.poll(shard.batch_id)
         else:
             # Its create may have reached the provider: only ``find`` can tell.
-            info = await endpoint.find(shard.shard_id, since=shard.created_at)
+            info = await endpoint.find(journaled_shard(store, shard))
     except ProviderError as exc:
         # Not found, or a list of batches that cannot be searched: either way
         # the provider cannot show one, and only a confirmation goes on.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -92,3 +92,7 @@ class BatchPromise:
     def result(self) -> Response:
         """The response, once :meth:`done` (raises the typed error on failure)."""
         return self._future.result()
+
+    def add_done_callback(self, fn: Callable[[asyncio.Future[Response]], object]) -> None:
+        """Call ``fn`` with the settled future once the result (or error) has arrived."""
+        self._future.add_done_callback(fn)

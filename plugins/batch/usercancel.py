@@ -31,12 +31,6 @@ __all__ = [
     "user_cancelled",
 ]
 
-# Requests failed because the user cancelled their batch: found by the error
-# code the journal keeps with each failed request.
-_CANCELLED_ROWS = (
-    "provider = ? AND state = 'failed' AND error IS NOT NULL AND json_extract(error, '$.code') = ?"
-)
-
 
 def record_user_cancel(store: Store, shard_id: str) -> None:
     """Journal that the user cancelled the batch of ``shard_id`` (before the provider is asked)."""
@@ -45,10 +39,7 @@ def record_user_cancel(store: Store, shard_id: str) -> None:
 
 def user_cancelled(store: Store, shard_id: str) -> bool:
     """Whether the user cancelled the batch of ``shard_id``."""
-    rows = store.query(
-        "SELECT cancelled_by_user_at IS NOT NULL FROM shards WHERE shard_id = ?", (shard_id,)
-    )
-    return bool(rows and rows[0][0])
+    return store.cancelled_by_user(shard_id)
 
 
 def cancelled_error(batch_id: str | None, provider: str) -> CancelledByUserError:
@@ -63,19 +54,13 @@ def cancelled_error(batch_id: str | None, provider: str) -> CancelledByUserError
 
 def cancelled_keys(store: Store, provider: str) -> set[str]:
     """The keys of ``provider``'s requests that ended because the user cancelled their batch."""
-    rows = store.query(
-        f"SELECT key FROM requests WHERE {_CANCELLED_ROWS}", (provider, CANCELLED_BY_USER)
-    )
-    return {row[0] for row in rows}
+    # Found by the error code the journal keeps with each failed request.
+    return store.failed_keys(provider, CANCELLED_BY_USER)
 
 
 def is_cancelled(store: Store, provider: str, key: str) -> bool:
     """Whether ``key`` ended because the user cancelled its batch."""
-    rows = store.query(
-        f"SELECT 1 FROM requests WHERE {_CANCELLED_ROWS} AND key = ?",
-        (provider, CANCELLED_BY_USER, key),
-    )
-    return bool(rows)
+    return bool(store.failed_keys(provider, CANCELLED_BY_USER, [key]))
 
 
 def requeue_cancelled(store: Store, provider: str) -> int:

@@ -11,15 +11,16 @@ next shard. :mod:`plugins.crossmode` says why this order never pays twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plugins.claims import ClaimBook
 from plugins.crossmode import drop_lines, taken_elsewhere, wait_for_answer
 
 if TYPE_CHECKING:
-    from plugins.batch.strategy import BatchStrategy
-    from plugins.store import Shard
+    from plugins.batch.settlement import Settlement
+    from plugins.store import Shard, Store
 
 __all__ = ["ClaimYield"]
 
@@ -27,15 +28,30 @@ log = logging.getLogger("lexibatch.batch")
 
 
 class ClaimYield:
-    """Takes out of this run's shards what another process is answering."""
+    """Takes out of this run's shards what another process is answering.
 
-    def __init__(self, owner: BatchStrategy) -> None:
-        self.owner = owner
-        self.store = owner.store
-        self.provider = owner.provider_name
+    Args:
+        store: the store the processes share.
+        provider: the provider's name.
+        settlement: ends a request answered elsewhere, or queues it again.
+        side_task: runs the wait for another process's answer alongside
+            the executors.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        provider: str,
+        settlement: Settlement,
+        side_task: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.settlement = settlement
+        self.side_task = side_task
         # Only read: whose claims are alive (this strategy never claims).
-        self.claims = ClaimBook(owner.store, owner.provider_name)
-        self._shared = owner.store.path != ":memory:"
+        self.claims = ClaimBook(store, provider)
+        self._shared = store.path != ":memory:"
 
     def take_out(self, shard: Shard, keys: list[str]) -> tuple[Shard | None, list[str]]:
         """The shard without the requests another process answers, and the keys it keeps.
@@ -67,7 +83,7 @@ class ClaimYield:
             len(taken),
         )
         for key in taken:
-            self.owner.side_task(self._await(key))
+            self.side_task(self._await(key))
         if not kept:
             Path(str(shard.path)).unlink(missing_ok=True)
             return None, []
@@ -75,7 +91,7 @@ class ClaimYield:
 
     async def _await(self, key: str) -> None:
         """The other process's answer for ``key``; queued again here if none comes."""
-        pending = self.owner.pending_of(key)
+        pending = self.settlement.pending_of(key)
         if pending is None:
             return
         answer = await wait_for_answer(
@@ -85,6 +101,6 @@ class ClaimYield:
             still_coming=lambda: self.claims.holder(key) is not None,
         )
         if answer is not None:
-            self.owner.answered_elsewhere(key, answer)
+            self.settlement.answered_elsewhere(key, answer)
         else:
-            self.owner.send_again(key)
+            self.settlement.send_again(key)

@@ -27,6 +27,10 @@ whose parts share one connection, so that one transaction can span tables
     the batch journal (``shards``).
 ``documents``
     namespaced JSON documents (``documents``).
+``keys``
+    request keys as stored (24 bytes for lexibatch's own keys).
+``refs``
+    the batch and run ids rows refer to, stored once (``batches``, ``runs``).
 ``claims``
     which process is sending an immediate request (``claims``; the policy is
     :mod:`plugins.claims`').

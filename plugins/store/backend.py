@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final, Self, TypeVar
 
+from plugins.store.keys import key_cells
+
 __all__ = ["PAGE", "Backend", "ConstraintError"]
 
 T = TypeVar("T")
@@ -62,13 +64,17 @@ class Backend(ABC):
         """The rows of the query ``sql`` (retried while another writer holds the lock)."""
 
     @abstractmethod
-    def _read_for_keys(self, sql: str, scope: str | None, keys: Iterable[str]) -> list[Any]:
+    def _read_for_keys(self, sql: str, scope: str | None, keys: Iterable[bytes | str]) -> list[Any]:
         """The rows of ``sql`` for every key of ``keys``.
 
         ``sql`` takes the scope (provider or namespace; ``None``: none) and
         then the keys in an ``IN ({marks})`` list; the keys are sent in
         sorted chunks under the engine's bound-parameter limit.
         """
+
+    def _read_keys(self, sql: str, scope: str | None, keys: Iterable[str]) -> list[Any]:
+        """:meth:`_read_for_keys` for request keys, sent as stored (:mod:`plugins.store.keys`)."""
+        return self._read_for_keys(sql, scope, key_cells(keys))
 
     @abstractmethod
     def _changes(self, sql: str, rows: list[tuple[Any, ...]], *, durable: bool = False) -> int:
@@ -95,6 +101,10 @@ class Backend(ABC):
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement inside :meth:`_write`; returns how many rows it changed."""
+
+    @abstractmethod
+    def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run ``sql`` once per row inside :meth:`_write`; returns how many rows changed."""
 
     @abstractmethod
     def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Any:

@@ -15,78 +15,55 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
-
-from plugins.store.backend import Backend
-from plugins.store.rows import StoredResult, dumps, second
+from plugins.store.keys import key_cell, key_text
+from plugins.store.refs import BATCH_ID_OF, RefTables
+from plugins.store.rows import StoredResult, dumps, row_key_order
 from providers.types import Usage
 
 __all__ = ["CacheTables"]
 
-_RESULT_COLUMNS = "key, model, task, mode, text, usage, cost_usd, request_id, batch_id, created_at"
+_USAGE_COLUMNS = (
+    "input_tokens, output_tokens, cached_tokens, reasoning_tokens, cache_creation_tokens, "
+    "cache_creation_1h_tokens"
+)
+_RESULT_COLUMNS = (
+    f"key, model, task, mode, text, {_USAGE_COLUMNS}, cost_usd, request_id, "
+    f"{BATCH_ID_OF.format(t='r')}, created_at"
+)
+_RESULT_INSERT = (
+    f"provider, key, model, task, mode, text, {_USAGE_COLUMNS}, cost_usd, request_id, batch, "
+    "created_at"
+)
 
 
-def _usage_json(usage: Usage) -> str:
-    # Hour-long cache writes are rare: written only when there are some.
-    hour = usage.cache_creation_1h_tokens
-    return (
-        f'{{"input_tokens":{usage.input_tokens},"output_tokens":{usage.output_tokens},'
-        f'"cached_tokens":{usage.cached_tokens},"reasoning_tokens":{usage.reasoning_tokens},'
-        f'"cache_creation_tokens":{usage.cache_creation_tokens}'
-        + (f',"cache_creation_1h_tokens":{hour}}}' if hour else "}")
-    )
-
-
-def _usage_from_json(text: str, memo: dict[str, Usage]) -> Usage:
-    # Rows often share token counts (same template, same answer size): parse each once.
-    usage = memo.get(text)
+def _result_from_row(row: Sequence[Any], memo: dict[tuple[int, ...], Usage]) -> StoredResult:
+    # Rows often share token counts (same template, same answer size): one Usage each.
+    counts = tuple(row[5:11])
+    usage = memo.get(counts)
     if usage is None:
-        data = orjson.loads(text)
-        get = data.get
-        usage = memo[text] = Usage(
-            get("input_tokens", 0),
-            get("output_tokens", 0),
-            get("cached_tokens", 0),
-            get("reasoning_tokens", 0),
-            get("cache_creation_tokens", 0),
-            get("cache_creation_1h_tokens", 0),
-        )
-    return usage
-
-
-def _result_from_row(row: Sequence[Any], memo: dict[str, Usage]) -> StoredResult:
+        usage = memo[counts] = Usage(*counts)
     return StoredResult(
-        key=row[0],
-        model=row[1],
-        task=row[2],
-        mode=row[3],
-        text=row[4],
-        usage=_usage_from_json(row[5], memo),
-        cost_usd=row[6],
-        request_id=row[7],
-        batch_id=row[8],
-        created_at=row[9],
+        key_text(row[0]), row[1], row[2], row[3], row[4], usage, row[11], row[12], row[13], row[14]
     )
 
 
-class CacheTables(Backend):
+class CacheTables(RefTables):
     """The ``results`` and ``retired_results`` tables (a mixin of :class:`~plugins.store.Store`)."""
 
     def get_result(self, provider: str, key: str) -> StoredResult | None:
         """The cached result of request ``key`` at ``provider``, if there is one."""
         rows = self._read(
-            f"SELECT {_RESULT_COLUMNS} FROM results WHERE provider = ? AND key = ?",
-            (provider, key),
+            f"SELECT {_RESULT_COLUMNS} FROM results r WHERE provider = ? AND key = ?",
+            (provider, key_cell(key)),
         )
         return _result_from_row(rows[0], {}) if rows else None
 
     def get_results(self, provider: str, keys: Iterable[str]) -> dict[str, StoredResult]:
         """The cached results among ``keys``, by key (missing keys are absent)."""
-        memo: dict[str, Usage] = {}
-        sql = f"SELECT {_RESULT_COLUMNS} FROM results WHERE provider = ? AND key IN ({{marks}})"
-        return {
-            row[0]: _result_from_row(row, memo) for row in self._read_for_keys(sql, provider, keys)
-        }
+        memo: dict[tuple[int, ...], Usage] = {}
+        sql = f"SELECT {_RESULT_COLUMNS} FROM results r WHERE provider = ? AND key IN ({{marks}})"
+        found = (_result_from_row(row, memo) for row in self._read_keys(sql, provider, keys))
+        return {result.key: result for result in found}
 
     def put_results(self, provider: str, results: Iterable[StoredResult]) -> int:
         """Cache results; returns how many were new.
@@ -95,33 +72,46 @@ class CacheTables(Backend):
         later never overwrites a paid result.
         """
         now = time.time()
-        rows = [
-            (
-                provider,
-                r.key,
-                r.model,
-                r.task,
-                r.mode,
-                r.text,
-                _usage_json(r.usage),
-                r.cost_usd,
-                r.request_id,
-                r.batch_id,
-                r.created_at or now,
+        stored = list(results)
+        if not stored:
+            return 0
+
+        def run() -> int:
+            refs = self._batch_refs(r.batch_id for r in stored)
+            rows = [
+                (
+                    provider,
+                    key_cell(r.key),
+                    r.model,
+                    r.task,
+                    r.mode,
+                    r.text,
+                    r.usage.input_tokens,
+                    r.usage.output_tokens,
+                    r.usage.cached_tokens,
+                    r.usage.reasoning_tokens,
+                    r.usage.cache_creation_tokens,
+                    r.usage.cache_creation_1h_tokens,
+                    r.cost_usd,
+                    r.request_id,
+                    refs[r.batch_id],
+                    r.created_at or now,
+                )
+                for r in stored
+            ]
+            rows.sort(key=row_key_order)
+            return self._execute_many(
+                f"INSERT OR IGNORE INTO results ({_RESULT_INSERT}) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
             )
-            for r in results
-        ]
-        rows.sort(key=second)
-        return self._changes(
-            "INSERT OR IGNORE INTO results (provider, key, model, task, mode, text, usage, "
-            "cost_usd, request_id, batch_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
+
+        return self._write(run)
 
     def result_keys(self, provider: str, keys: Iterable[str]) -> set[str]:
         """The keys among ``keys`` that have a cached result (no result is read)."""
         sql = "SELECT key FROM results WHERE provider = ? AND key IN ({marks})"
-        return {row[0] for row in self._read_for_keys(sql, provider, keys)}
+        return {key_text(row[0]) for row in self._read_keys(sql, provider, keys)}
 
     def count_results(self, provider: str | None = None) -> int:
         """How many results are cached (for one provider, or all)."""
@@ -146,23 +136,22 @@ class CacheTables(Backend):
         """
         now = time.time()
         error = dumps({"type": "SchemaValidationError", "message": reason})
+        cell = key_cell(key)
 
         def run() -> bool:
             moved = self._execute(
-                "INSERT INTO retired_results (provider, key, model, task, mode, text, usage, "
-                "cost_usd, request_id, batch_id, created_at, retired_at, reason) "
-                "SELECT provider, key, model, task, mode, text, usage, cost_usd, request_id, "
-                "batch_id, created_at, ?, ? FROM results "
+                f"INSERT INTO retired_results ({_RESULT_INSERT}, retired_at, reason) "
+                f"SELECT {_RESULT_INSERT}, ?, ? FROM results "
                 "WHERE provider = ? AND key = ? AND text = ?",
-                (now, reason, provider, key, text),
+                (now, reason, provider, cell, text),
             )
             if not moved:
                 return False
-            self._execute("DELETE FROM results WHERE provider = ? AND key = ?", (provider, key))
+            self._execute("DELETE FROM results WHERE provider = ? AND key = ?", (provider, cell))
             self._execute(
                 "UPDATE requests SET state = 'failed', error = ?, updated_at = ? "
                 "WHERE provider = ? AND key = ? AND state = 'succeeded'",
-                (error, now, provider, key),
+                (error, now, provider, cell),
             )
             return True
 
@@ -171,9 +160,9 @@ class CacheTables(Backend):
     def retired_results(self, provider: str, key: str) -> list[StoredResult]:
         """The answers of ``key`` set aside by :meth:`retire_result`, oldest first."""
         rows = self._read(
-            f"SELECT {_RESULT_COLUMNS} FROM retired_results WHERE provider = ? AND key = ? "
+            f"SELECT {_RESULT_COLUMNS} FROM retired_results r WHERE provider = ? AND key = ? "
             "ORDER BY id",
-            (provider, key),
+            (provider, key_cell(key)),
         )
         return [_result_from_row(row, {}) for row in rows]
 
@@ -183,5 +172,8 @@ class CacheTables(Backend):
         Such an answer was stored, and billed in the ledger, before it was
         retired: reading the batch's results again must not bill it again.
         """
-        sql = "SELECT key, batch_id FROM retired_results WHERE provider = ? AND key IN ({marks})"
-        return {key for key, bid in self._read_for_keys(sql, provider, keys) if bid == batch_id}
+        ref = self._batch_ref(batch_id)
+        if ref is None:
+            return set()
+        sql = "SELECT key, batch FROM retired_results WHERE provider = ? AND key IN ({marks})"
+        return {key_text(key) for key, bid in self._read_keys(sql, provider, keys) if bid == ref}

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from plugins.store.backend import Backend
+from plugins.store.keys import key_cell, key_text
 
 __all__ = ["ClaimTables"]
 
@@ -42,18 +43,19 @@ class ClaimTables(Backend):
         Raises:
             StoreWriteError: the store cannot be written.
         """
+        cell = key_cell(key)
 
         def run() -> str | None:
             row = self._fetch_one(
                 "SELECT owner, expires_at FROM claims WHERE provider = ? AND key = ?",
-                (provider, key),
+                (provider, cell),
             )
             if row is not None and row[0] != owner and not lapsed(row[0], row[1]):
                 return str(row[0])
             self._execute(
                 "INSERT OR REPLACE INTO claims (provider, key, owner, expires_at) "
                 "VALUES (?, ?, ?, ?)",
-                (provider, key, owner, expires_at),
+                (provider, cell, owner, expires_at),
             )
             return None
 
@@ -63,7 +65,7 @@ class ClaimTables(Backend):
         """The owner of the claim on ``key`` and when its lease runs out (``None``: unclaimed)."""
         rows = self._read(
             "SELECT owner, expires_at FROM claims WHERE provider = ? AND key = ?",
-            (provider, key),
+            (provider, key_cell(key)),
         )
         if not rows:
             return None
@@ -75,7 +77,7 @@ class ClaimTables(Backend):
         self._write(
             lambda: self._execute(
                 "DELETE FROM claims WHERE provider = ? AND key = ? AND owner = ?",
-                (provider, key, owner),
+                (provider, key_cell(key), owner),
             )
         )
 
@@ -90,3 +92,17 @@ class ClaimTables(Backend):
                 "UPDATE claims SET expires_at = ? WHERE owner = ?", (time.time() + lease, owner)
             )
         )
+
+    def claims_in_shard(self, provider: str, shard_id: str) -> list[tuple[str, str, float]]:
+        """The claims on ``shard_id``'s submitted requests: ``(key, owner, expires_at)`` each.
+
+        A request a batch has sent may be sent immediately by another process
+        too (:mod:`plugins.crossmode`): these are the ones someone holds.
+        """
+        rows = self._read(
+            "SELECT c.key, c.owner, c.expires_at FROM requests r "
+            "JOIN claims c ON c.provider = r.provider AND c.key = r.key "
+            "WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
+            (shard_id, provider),
+        )
+        return [(key_text(key), str(owner), float(expires)) for key, owner, expires in rows]

@@ -14,52 +14,67 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from plugins.store.backend import Backend
+from plugins.store.keys import key_cell
+from plugins.store.refs import RefTables
 from plugins.store.rows import CallRecord, CostRow
 from providers.types import Usage
 
 __all__ = ["CostTables"]
 
 
-class CostTables(Backend):
+class CostTables(RefTables):
     """The ``calls`` table (a mixin of :class:`~plugins.store.Store`)."""
 
     def record_calls(self, rows: Iterable[CallRecord]) -> int:
         """Record paid calls in the usage ledger; returns how many were recorded."""
         now = time.time()
-        values = [
-            (
-                c.provider,
-                c.model,
-                c.task,
-                c.mode,
-                c.key,
-                c.usage.input_tokens,
-                c.usage.output_tokens,
-                c.usage.cached_tokens,
-                c.usage.reasoning_tokens,
-                c.usage.cache_creation_tokens,
-                c.cost_usd,
-                c.immediate_cost_usd,
-                c.batch_id,
-                now if c.ts is None else c.ts,
-                self.run_id,
+        calls = list(rows)
+        if not calls:
+            return 0
+
+        def run() -> int:
+            refs = self._batch_refs(c.batch_id for c in calls)
+            run_ref = self._run_ref()
+            values = [
+                (
+                    c.provider,
+                    c.model,
+                    c.task,
+                    c.mode,
+                    key_cell(c.key),
+                    c.usage.input_tokens,
+                    c.usage.output_tokens,
+                    c.usage.cached_tokens,
+                    c.usage.reasoning_tokens,
+                    c.usage.cache_creation_tokens,
+                    c.cost_usd,
+                    c.immediate_cost_usd,
+                    refs[c.batch_id],
+                    now if c.ts is None else c.ts,
+                    run_ref,
+                )
+                for c in calls
+            ]
+            return self._execute_many(
+                "INSERT INTO calls (provider, model, task, mode, key, input_tokens, "
+                "output_tokens, cached_tokens, reasoning_tokens, cache_creation_tokens, "
+                "cost_usd, immediate_cost_usd, batch, ts, run) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                values,
             )
-            for c in rows
-        ]
-        return self._changes(
-            "INSERT INTO calls (provider, model, task, mode, key, input_tokens, output_tokens, "
-            "cached_tokens, reasoning_tokens, cache_creation_tokens, cost_usd, "
-            "immediate_cost_usd, batch_id, ts, run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            values,
-        )
+
+        return self._write(run)
 
     def batch_usage(self, batch_id: str) -> tuple[int, Usage]:
         """The ledger's calls of one provider batch: how many, and their tokens summed."""
+        ref = self._batch_ref(batch_id)
+        if ref is None:
+            return 0, Usage()
         rows = self._read(
             "SELECT COUNT(*), TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cached_tokens), "
-            "TOTAL(reasoning_tokens), TOTAL(cache_creation_tokens) FROM calls WHERE batch_id = ?",
-            (batch_id,),
+            "TOTAL(reasoning_tokens), TOTAL(cache_creation_tokens) FROM calls "
+            "WHERE batch = ? AND batch IS NOT NULL",
+            (ref,),
         )
         count, *tokens = rows[0]
         return int(count), Usage(*(int(t) for t in tokens))
@@ -89,7 +104,7 @@ class CostTables(Backend):
             where.append("ts >= ?")
             params += (since,)
         if run is not None:
-            where.append("run = ?")
+            where.append("run = (SELECT id FROM runs WHERE run_id = ?)")
             params += (run,)
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -114,8 +129,9 @@ class CostTables(Backend):
     def batch_costs(self) -> dict[str, tuple[int, float, int]]:
         """Per provider batch: ``batch id → (paid calls, cost, unpriced calls)``."""
         rows = self._read(
-            "SELECT batch_id, COUNT(*), TOTAL(cost_usd), TOTAL(cost_usd IS NULL) "
-            "FROM calls WHERE batch_id IS NOT NULL GROUP BY batch_id"
+            "SELECT batches.batch_id, n, cost, unpriced FROM (SELECT batch, COUNT(*) AS n, "
+            "TOTAL(cost_usd) AS cost, TOTAL(cost_usd IS NULL) AS unpriced FROM calls "
+            "WHERE batch IS NOT NULL GROUP BY batch) JOIN batches ON batches.id = batch"
         )
         return {r[0]: (int(r[1]), float(r[2]), int(r[3])) for r in rows}
 

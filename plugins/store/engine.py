@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 
 from plugins.store.backend import Backend, ConstraintError
+from plugins.store.keys import cell_order, key_cell
 from plugins.store.migrations import SCHEMA_VERSION, pending_statements
 from providers.errors import ConfigError, StoreWriteError, os_error_reason
 
@@ -240,6 +241,8 @@ class SQLiteEngine(Backend):
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -32000")
+        # The migration to schema 6 stores request keys as plugins.store.keys does.
+        conn.create_function("lb_key", 1, key_cell, deterministic=True)
         if self.schema_version() != SCHEMA_VERSION:
             self._write(self._migrate)
         if not self._memory:
@@ -475,7 +478,12 @@ class SQLiteEngine(Backend):
     def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(sql, params).fetchone()
 
-    def _read_for_keys(self, sql: str, scope: str | None, keys: Iterable[str]) -> list[Any]:
+    def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        before = self._conn.total_changes
+        self._conn.executemany(sql, rows)
+        return self._conn.total_changes - before
+
+    def _read_for_keys(self, sql: str, scope: str | None, keys: Iterable[bytes | str]) -> list[Any]:
         """The rows of ``sql`` for every key of ``keys``.
 
         ``sql`` takes the scope (provider or namespace; ``None``: none) and
@@ -485,7 +493,7 @@ class SQLiteEngine(Backend):
         rows: list[Any] = []
         scoped = () if scope is None else (scope,)
         with self._lock:
-            for chunk in _chunks(sorted(set(keys))):
+            for chunk in _chunks(sorted(set(keys), key=cell_order)):
                 marks = ",".join("?" * len(chunk))
                 rows.extend(self._read(sql.format(marks=marks), (*scoped, *chunk)))
         return rows
@@ -494,12 +502,7 @@ class SQLiteEngine(Backend):
         if not rows:
             return 0
 
-        def run() -> int:
-            before = self._conn.total_changes
-            self._conn.executemany(sql, rows)
-            return self._conn.total_changes - before
-
-        return self._write(run, durable=durable)
+        return self._write(lambda: self._execute_many(sql, rows), durable=durable)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """The rows of one read-only statement (for reports and checks that read the store)."""

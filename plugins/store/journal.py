@@ -1,11 +1,12 @@
 """The request journal: every request a batch run has accepted, and the schemas they refer to.
 
 ``requests``
-    every request a batch run has accepted, with the canonical body needed
-    to rebuild it without the original input, and its state (``queued`` →
-    ``submitted`` → ``succeeded`` | ``failed``). A batch's answered requests
-    move to ``succeeded`` together when the last of its results is stored;
-    until then the cache row is the sign of an answer.
+    every request a batch run has accepted, its state (``queued`` →
+    ``submitted`` → ``succeeded`` | ``failed``) and, until it succeeds, the
+    canonical body needed to rebuild it without the original input. A
+    batch's answered requests move to ``succeeded`` together when the last
+    of its results is stored; until then the cache row is the sign of an
+    answer.
 ``schemas``
     each response schema the journal refers to, stored once under a hash of
     its canonical JSON: a schema is often longer than the prompt, and a
@@ -18,14 +19,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from plugins.store.backend import PAGE, Backend
-from plugins.store.rows import REQUEST_STATES, JournalRequest, check_state, dumps, last, second
+from plugins.store.keys import key_cell, key_text
+from plugins.store.rows import (
+    REQUEST_STATES,
+    JournalRequest,
+    check_state,
+    dumps,
+    last_key_order,
+    row_key_order,
+)
 
-__all__ = ["JournalTables"]
+__all__ = ["OPEN", "JournalTables"]
+
+#: The condition of the partial index ``requests_open``: SQLite uses that
+#: index only for a query that states it word for word, so every query
+#: looking for unfinished requests by state carries it.
+OPEN: Final = "state <> 'succeeded'"
 
 _REQUEST_COLUMNS = (
     "key, model, task, body, state, shard_id, attempts, error, created_at, updated_at"
@@ -38,10 +52,10 @@ def _request_from_row(row: Sequence[Any]) -> JournalRequest:
     body = row[3]
     error = row[7]
     return JournalRequest(
-        row[0],
+        key_text(row[0]),
         row[1],
         row[2],
-        body if type(body) is bytes else bytes(body),
+        b"" if body is None else body if type(body) is bytes else bytes(body),
         row[4],
         row[5],
         row[6],
@@ -52,7 +66,12 @@ def _request_from_row(row: Sequence[Any]) -> JournalRequest:
 
 
 class JournalTables(Backend):
-    """The ``requests`` and ``schemas`` tables (a mixin of :class:`~plugins.store.Store`)."""
+    """The ``requests`` and ``schemas`` tables (a mixin of :class:`~plugins.store.Store`).
+
+    A request that succeeded keeps its key, model, task, state and times:
+    its body (its answer is in the cache) and its shard (collected) are
+    dropped, so the journal of a long job holds little more than its keys.
+    """
 
     def add_requests(self, provider: str, rows: Iterable[JournalRequest]) -> int:
         """Journal requests; returns how many were new (known keys are left as they are)."""
@@ -60,22 +79,23 @@ class JournalTables(Backend):
         values = []
         for r in rows:
             check_state(r.state, REQUEST_STATES, "request")
+            done = r.state == "succeeded"
             values.append(
                 (
                     provider,
-                    r.key,
+                    key_cell(r.key),
                     r.model,
                     r.task,
-                    r.body,
+                    None if done else r.body,
                     r.state,
-                    r.shard_id,
+                    None if done else r.shard_id,
                     r.attempts,
                     None if r.error is None else dumps(r.error),
                     r.created_at or now,
                     r.updated_at or now,
                 )
             )
-        values.sort(key=second)
+        values.sort(key=row_key_order)
         return self._changes(
             "INSERT OR IGNORE INTO requests (provider, key, model, task, body, state, shard_id, "
             "attempts, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -86,19 +106,20 @@ class JournalTables(Backend):
         """Journal requests as queued in their (open) shard; returns rows written.
 
         Unlike :meth:`add_requests`, a request already journaled as queued or
-        failed (by an earlier run) is queued again in the new shard; one that
+        failed (by an earlier run) is queued again in the new shard, with its
+        body (a failed request whose answer was retired had none); one that
         succeeded or is in a submitted batch is left alone.
         """
         now = time.time()
         values = [
-            (provider, r.key, r.model, r.task, r.body, r.shard_id, r.attempts, now, now)
+            (provider, key_cell(r.key), r.model, r.task, r.body, r.shard_id, r.attempts, now, now)
             for r in rows
         ]
-        values.sort(key=second)
+        values.sort(key=row_key_order)
         return self._changes(
             "INSERT INTO requests (provider, key, model, task, body, state, shard_id, attempts, "
             "error, created_at, updated_at) VALUES (?,?,?,?,?,'queued',?,?,NULL,?,?) "
-            "ON CONFLICT (provider, key) DO UPDATE SET state = 'queued', "
+            "ON CONFLICT (provider, key) DO UPDATE SET state = 'queued', body = excluded.body, "
             "shard_id = excluded.shard_id, updated_at = excluded.updated_at "
             "WHERE requests.state IN ('queued', 'failed')",
             values,
@@ -120,10 +141,33 @@ class JournalTables(Backend):
         """Queue again ``provider``'s failed requests whose error has ``code``; how many."""
         return self._changes(
             "UPDATE requests SET state = 'queued', error = NULL, updated_at = ? "
-            "WHERE provider = ? AND state = 'failed' AND error IS NOT NULL "
+            f"WHERE provider = ? AND state = 'failed' AND {OPEN} AND error IS NOT NULL "
             "AND json_extract(error, '$.code') = ?",
             [(time.time(), provider, code)],
         )
+
+    def failed_keys(self, provider: str, code: str, keys: Iterable[str] | None = None) -> set[str]:
+        """The keys of ``provider``'s failed requests whose error has ``code``.
+
+        Args:
+            keys: only among these (``None``: all of them).
+        """
+        where = (
+            f"provider = ? AND state = 'failed' AND {OPEN} AND error IS NOT NULL "
+            "AND json_extract(error, '$.code') = ?"
+        )
+        if keys is None:
+            rows = self._read(f"SELECT key FROM requests WHERE {where}", (provider, code))
+            return {key_text(row[0]) for row in rows}
+        sql = (
+            "SELECT key, error FROM requests WHERE provider = ? AND key IN ({marks}) "
+            "AND state = 'failed' AND error IS NOT NULL"
+        )
+        return {
+            key_text(key)
+            for key, error in self._read_keys(sql, provider, keys)
+            if orjson.loads(error).get("code") == code
+        }
 
     def unshard_requests(self, provider: str, shard_id: str, keys: Iterable[str]) -> int:
         """Take ``keys`` out of ``shard_id`` before its batch exists; how many.
@@ -135,7 +179,10 @@ class JournalTables(Backend):
             "UPDATE requests SET state = 'queued', shard_id = NULL, "
             "attempts = MAX(attempts - 1, 0), updated_at = ? "
             "WHERE provider = ? AND key = ? AND shard_id = ?",
-            [(now, provider, key, shard_id) for key in sorted(keys)],
+            sorted(
+                ((now, provider, key_cell(key), shard_id) for key in keys),
+                key=lambda row: row_key_order(row[1:]),
+            ),
         )
 
     def set_request_state(
@@ -150,6 +197,8 @@ class JournalTables(Backend):
     ) -> int:
         """Move journaled requests to ``state``; returns how many rows changed.
 
+        A request that succeeds loses its body and its shard (see the class).
+
         Args:
             provider: the provider's registered name.
             keys: the request keys.
@@ -162,15 +211,28 @@ class JournalTables(Backend):
         """
         check_state(state, REQUEST_STATES, "request")
         now = time.time()
+        if state == "succeeded":
+            return self._changes(
+                "UPDATE requests SET state = 'succeeded', body = NULL, shard_id = NULL, "
+                "error = NULL, updated_at = ? WHERE provider = ? AND key = ?",
+                sorted(((now, provider, key_cell(key)) for key in keys), key=last_key_order),
+            )
         shared = None if error is None else dumps(dict(error))
         per_key = errors or {}
         values = []
         for key in keys:
             own = per_key.get(key)
             values.append(
-                (state, shard_id, shared if own is None else dumps(dict(own)), now, provider, key)
+                (
+                    state,
+                    shard_id,
+                    shared if own is None else dumps(dict(own)),
+                    now,
+                    provider,
+                    key_cell(key),
+                )
             )
-        values.sort(key=last)
+        values.sort(key=last_key_order)
         return self._changes(
             "UPDATE requests SET state = ?1, "
             "attempts = attempts + (?1 = 'submitted' AND ?2 IS NOT NULL AND shard_id IS NOT ?2), "
@@ -190,63 +252,80 @@ class JournalTables(Backend):
         """Journaled requests in ``state``, oldest first.
 
         Rows are read a page at a time, so the caller may change their state
-        while iterating.
+        while iterating. Succeeded requests come without their body.
         """
         check_state(state, REQUEST_STATES, "request")
         remaining = limit
-        last_rowid = 0
-        where = "provider = ? AND state = ? AND rowid > ?"
+        after: tuple[float, bytes | str] | None = None
+        where = "provider = ? AND state = ?"
+        if state != "succeeded":
+            where += f" AND {OPEN}"
         if model is not None:
             where += " AND model = ?"
         while remaining is None or remaining > 0:
             page = PAGE if remaining is None else min(PAGE, remaining)
-            params: list[Any] = [provider, state, last_rowid]
+            params: list[Any] = [provider, state]
             if model is not None:
                 params.append(model)
+            sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE {where}"
+            if after is not None:
+                # Row values: the next page starts after the last row read, ties on time
+                # broken by key (SQLite's order: text keys before blob keys).
+                sql += " AND (created_at, key) > (?, ?)"
+                params += after
             params.append(page)
-            rows = self._read(
-                f"SELECT rowid, {_REQUEST_COLUMNS} FROM requests WHERE {where} "
-                "ORDER BY rowid LIMIT ?",
-                params,
-            )
+            rows = self._read(sql + " ORDER BY created_at, key LIMIT ?", params)
             for row in rows:
-                yield _request_from_row(row[1:])
+                yield _request_from_row(row)
             if len(rows) < page:
                 return
-            last_rowid = rows[-1][0]
+            after = (rows[-1][8], rows[-1][0])
             if remaining is not None:
                 remaining -= len(rows)
 
     def requests_of_shard(self, shard_id: str) -> list[JournalRequest]:
-        """The requests last submitted in ``shard_id``, in journal order."""
+        """The unfinished requests last submitted in ``shard_id``, in key order.
+
+        A request that succeeded leaves its shard (see the class).
+        """
         rows = self._read(
-            f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shard_id = ? ORDER BY rowid",
+            f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shard_id = ? ORDER BY key",
             (shard_id,),
         )
         return [_request_from_row(r) for r in rows]
 
     def shard_keys(self, shard_id: str, state: str | None = None) -> list[str]:
-        """The keys of the requests last submitted in ``shard_id`` (only those in ``state``).
+        """The keys of the unfinished requests last submitted in ``shard_id`` (in ``state``).
 
         The light form of :meth:`requests_of_shard` for finding what a batch
         left unanswered: it reads neither bodies nor errors.
         """
         if state is None:
             rows = self._read(
-                "SELECT key FROM requests WHERE shard_id = ? ORDER BY rowid", (shard_id,)
+                "SELECT key FROM requests WHERE shard_id = ? ORDER BY key", (shard_id,)
             )
         else:
             check_state(state, REQUEST_STATES, "request")
             rows = self._read(
-                "SELECT key FROM requests WHERE shard_id = ? AND state = ? ORDER BY rowid",
+                "SELECT key FROM requests WHERE shard_id = ? AND state = ? ORDER BY key",
                 (shard_id, state),
             )
-        return [row[0] for row in rows]
+        return [key_text(row[0]) for row in rows]
 
     def get_requests(self, provider: str, keys: Iterable[str]) -> dict[str, JournalRequest]:
-        """The journaled requests among ``keys``, by key."""
+        """The journaled requests among ``keys``, by key (a succeeded one without its body)."""
         sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE provider = ? AND key IN ({{marks}})"
-        return {row[0]: _request_from_row(row) for row in self._read_for_keys(sql, provider, keys)}
+        found = (_request_from_row(row) for row in self._read_keys(sql, provider, keys))
+        return {row.key: row for row in found}
+
+    def answered_in_shard(self, provider: str, shard_id: str) -> set[str]:
+        """The keys of ``shard_id``'s submitted requests whose answer is cached already."""
+        rows = self._read(
+            "SELECT r.key FROM requests r JOIN results s ON s.provider = r.provider "
+            "AND s.key = r.key WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
+            (shard_id, provider),
+        )
+        return {key_text(row[0]) for row in rows}
 
     def mark_shard_succeeded(
         self, provider: str, shard_id: str, *, check_results: bool = True
@@ -261,7 +340,8 @@ class JournalTables(Backend):
         """
         now = time.time()
         sql = (
-            "UPDATE requests SET state = 'succeeded', error = NULL, updated_at = ? "
+            "UPDATE requests SET state = 'succeeded', body = NULL, shard_id = NULL, "
+            "error = NULL, updated_at = ? "
             "WHERE provider = ? AND shard_id = ? AND state = 'submitted'"
         )
         if check_results:
@@ -274,24 +354,25 @@ class JournalTables(Backend):
     def request_states(self, provider: str, keys: Iterable[str]) -> dict[str, str]:
         """The state of each journaled request among ``keys`` (unknown keys are absent)."""
         sql = "SELECT key, state FROM requests WHERE provider = ? AND key IN ({marks})"
-        return dict(self._read_for_keys(sql, provider, keys))
+        return {key_text(key): state for key, state in self._read_keys(sql, provider, keys)}
 
     def request_places(
         self, provider: str, keys: Iterable[str]
     ) -> dict[str, tuple[str, str | None]]:
         """The state and shard of each journaled request among ``keys`` (unknown: absent)."""
         sql = "SELECT key, state, shard_id FROM requests WHERE provider = ? AND key IN ({marks})"
-        rows = self._read_for_keys(sql, provider, keys)
-        return {key: (state, shard) for key, state, shard in rows}
+        rows = self._read_keys(sql, provider, keys)
+        return {key_text(key): (state, shard) for key, state, shard in rows}
 
     def has_open_requests(self, provider: str) -> bool:
         """Whether any journaled request of ``provider`` is queued or submitted.
 
-        One probe of the state index, however long the journal.
+        One probe of the index of unfinished requests, however long the journal.
         """
         rows = self._read(
-            "SELECT EXISTS (SELECT 1 FROM requests WHERE provider = ? AND state = 'queued') "
-            "OR EXISTS (SELECT 1 FROM requests WHERE provider = ? AND state = 'submitted')",
+            "SELECT EXISTS (SELECT 1 FROM requests WHERE provider = ? AND state = 'queued' "
+            f"AND {OPEN}) OR EXISTS (SELECT 1 FROM requests WHERE provider = ? "
+            f"AND state = 'submitted' AND {OPEN})",
             (provider, provider),
         )
         return bool(rows[0][0])

@@ -5,7 +5,8 @@ Each table is described where it is used: ``results`` and
 :mod:`plugins.store.costs`, ``requests`` and ``schemas`` in
 :mod:`plugins.store.journal`, ``shards`` in :mod:`plugins.store.shards`,
 ``documents`` in :mod:`plugins.store.documents`, ``claims`` in
-:mod:`plugins.store.claims`. The engine runs the
+:mod:`plugins.store.claims`, ``batches`` and ``runs`` (the ids rows refer
+to) in :mod:`plugins.store.refs`. The engine runs the
 pending migrations in order inside one write transaction when a store is
 opened (see :meth:`plugins.store.engine.SQLiteEngine.schema_version`).
 """
@@ -18,6 +19,151 @@ from typing import Final
 from providers.errors import ConfigError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "pending_statements"]
+
+# The token counts of a version-5 ``usage`` JSON column, as columns.
+_USAGE: Final = ", ".join(
+    f"COALESCE(json_extract(usage, '$.{name}'), 0)"
+    for name in (
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "cache_creation_tokens",
+        "cache_creation_1h_tokens",
+    )
+)
+
+# Version 6: flat costs as the store grows. Request keys are stored as
+# their 24 bytes (``lb_key``, plugins.store.keys); token counts as integer
+# columns, not JSON; batch and run ids, repeated on every row of a batch
+# or a run, once each in ``batches`` and ``runs``; the journal is keyed by
+# ``(provider, key)`` alone (no rowid and no second copy of the key), and a
+# succeeded request keeps its key, model, state and times but not its body
+# or shard. Its indexes hold only the unfinished requests, the ones resume
+# and the shards look for, so they do not grow with the requests answered.
+_COMPACT_ROWS: Final = (
+    "CREATE TABLE batches (id INTEGER PRIMARY KEY, batch_id TEXT NOT NULL UNIQUE)",
+    "CREATE TABLE runs (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE)",
+    "INSERT OR IGNORE INTO batches (batch_id) "
+    "SELECT batch_id FROM calls WHERE batch_id IS NOT NULL ORDER BY id",
+    "INSERT OR IGNORE INTO batches (batch_id) "
+    "SELECT batch_id FROM results WHERE batch_id IS NOT NULL",
+    "INSERT OR IGNORE INTO batches (batch_id) "
+    "SELECT batch_id FROM retired_results WHERE batch_id IS NOT NULL ORDER BY id",
+    "INSERT OR IGNORE INTO runs (run_id) SELECT run FROM calls WHERE run IS NOT NULL ORDER BY id",
+    """
+    CREATE TABLE results_v6 (
+        provider                 TEXT NOT NULL,
+        key                      BLOB NOT NULL,
+        model                    TEXT NOT NULL,
+        task                     TEXT,
+        mode                     TEXT NOT NULL,
+        text                     TEXT NOT NULL,
+        input_tokens             INTEGER NOT NULL,
+        output_tokens            INTEGER NOT NULL,
+        cached_tokens            INTEGER NOT NULL,
+        reasoning_tokens         INTEGER NOT NULL,
+        cache_creation_tokens    INTEGER NOT NULL,
+        cache_creation_1h_tokens INTEGER NOT NULL,
+        cost_usd                 REAL,
+        request_id               TEXT,
+        batch                    INTEGER,
+        created_at               REAL NOT NULL,
+        PRIMARY KEY (provider, key)
+    ) WITHOUT ROWID
+    """,
+    f"INSERT INTO results_v6 SELECT provider, lb_key(key), model, task, mode, text, {_USAGE}, "
+    "cost_usd, request_id, (SELECT id FROM batches b WHERE b.batch_id = results.batch_id), "
+    "created_at FROM results",
+    "DROP TABLE results",
+    "ALTER TABLE results_v6 RENAME TO results",
+    """
+    CREATE TABLE retired_v6 (
+        id                       INTEGER PRIMARY KEY,
+        provider                 TEXT NOT NULL,
+        key                      BLOB NOT NULL,
+        model                    TEXT NOT NULL,
+        task                     TEXT,
+        mode                     TEXT NOT NULL,
+        text                     TEXT NOT NULL,
+        input_tokens             INTEGER NOT NULL,
+        output_tokens            INTEGER NOT NULL,
+        cached_tokens            INTEGER NOT NULL,
+        reasoning_tokens         INTEGER NOT NULL,
+        cache_creation_tokens    INTEGER NOT NULL,
+        cache_creation_1h_tokens INTEGER NOT NULL,
+        cost_usd                 REAL,
+        request_id               TEXT,
+        batch                    INTEGER,
+        created_at               REAL NOT NULL,
+        retired_at               REAL NOT NULL,
+        reason                   TEXT NOT NULL
+    )
+    """,
+    f"INSERT INTO retired_v6 SELECT id, provider, lb_key(key), model, task, mode, text, {_USAGE}, "
+    "cost_usd, request_id, (SELECT id FROM batches b WHERE b.batch_id = r.batch_id), "
+    "created_at, retired_at, reason FROM retired_results r ORDER BY id",
+    "DROP TABLE retired_results",
+    "ALTER TABLE retired_v6 RENAME TO retired_results",
+    "CREATE INDEX retired_results_key ON retired_results (provider, key)",
+    """
+    CREATE TABLE calls_v6 (
+        id                    INTEGER PRIMARY KEY,
+        provider              TEXT NOT NULL,
+        model                 TEXT NOT NULL,
+        task                  TEXT,
+        mode                  TEXT NOT NULL,
+        key                   BLOB NOT NULL,
+        input_tokens          INTEGER NOT NULL,
+        output_tokens         INTEGER NOT NULL,
+        cached_tokens         INTEGER NOT NULL,
+        reasoning_tokens      INTEGER NOT NULL,
+        cache_creation_tokens INTEGER NOT NULL,
+        cost_usd              REAL,
+        immediate_cost_usd    REAL,
+        batch                 INTEGER,
+        ts                    REAL NOT NULL,
+        run                   INTEGER
+    )
+    """,
+    "INSERT INTO calls_v6 SELECT id, provider, model, task, mode, lb_key(key), input_tokens, "
+    "output_tokens, cached_tokens, reasoning_tokens, cache_creation_tokens, cost_usd, "
+    "immediate_cost_usd, (SELECT id FROM batches b WHERE b.batch_id = c.batch_id), ts, "
+    "(SELECT id FROM runs WHERE runs.run_id = c.run) FROM calls c ORDER BY id",
+    "DROP TABLE calls",
+    "ALTER TABLE calls_v6 RENAME TO calls",
+    "CREATE INDEX calls_ts ON calls (ts)",
+    # batch_usage() checks each ended batch against the ledger: a probe, not a scan.
+    "CREATE INDEX calls_batch ON calls (batch) WHERE batch IS NOT NULL",
+    """
+    CREATE TABLE requests_v6 (
+        provider   TEXT NOT NULL,
+        key        BLOB NOT NULL,
+        model      TEXT NOT NULL,
+        task       TEXT,
+        state      TEXT NOT NULL,
+        body       BLOB,
+        shard_id   TEXT,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        error      TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (provider, key)
+    ) WITHOUT ROWID
+    """,
+    "INSERT INTO requests_v6 SELECT provider, lb_key(key), model, task, state, "
+    "CASE WHEN state = 'succeeded' THEN NULL ELSE body END, "
+    "CASE WHEN state = 'succeeded' THEN NULL ELSE shard_id END, "
+    "attempts, error, created_at, updated_at FROM requests ORDER BY rowid",
+    "DROP TABLE requests",
+    "ALTER TABLE requests_v6 RENAME TO requests",
+    # Partial: a query uses it only when it says ``state <> 'succeeded'`` in
+    # so many words (plugins.store.journal.OPEN).
+    "CREATE INDEX requests_open ON requests (provider, state, created_at) "
+    "WHERE state <> 'succeeded'",
+    "CREATE INDEX requests_shard ON requests (shard_id) WHERE shard_id IS NOT NULL",
+    "UPDATE claims SET key = lb_key(key)",
+)
 
 #: The schema, as an ordered list of migrations; migration ``i`` takes
 #: ``user_version`` from ``i`` to ``i + 1``. Append, never edit.
@@ -158,6 +304,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # its unanswered requests end as cancelled, never sent again unasked.
         "ALTER TABLE shards ADD COLUMN cancelled_by_user_at REAL",
     ),
+    _COMPACT_ROWS,
 )
 
 #: The schema version this code reads and writes.

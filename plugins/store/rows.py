@@ -12,6 +12,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
+from plugins.store.keys import cell_order
 from providers.types import Usage
 
 __all__ = [
@@ -25,8 +26,9 @@ __all__ = [
     "StoredResult",
     "check_state",
     "dumps",
-    "last",
+    "last_key_order",
     "loads_opt",
+    "row_key_order",
     "second",
 ]
 
@@ -141,7 +143,8 @@ class JournalRequest(NamedTuple):
         key: the request key (the batch ``custom_id``).
         model: the model it is sent to.
         task: its task tag.
-        body: the canonical request JSON, enough to rebuild the request.
+        body: the canonical request JSON, enough to rebuild the request;
+            empty once the request succeeded (its body is not kept then).
         state: ``queued``, ``submitted``, ``succeeded`` or ``failed``.
         shard_id: the shard it was last submitted in.
         attempts: how many shards it has been submitted in (batch rounds).
@@ -227,6 +230,11 @@ def second(row: tuple[Any, ...]) -> Any:
     return row[1]
 
 
-def last(row: tuple[Any, ...]) -> Any:
-    """A row's last value (the key, in the rows of a keyed ``UPDATE``)."""
-    return row[-1]
+def row_key_order(row: tuple[Any, ...]) -> tuple[bool, bytes | str]:
+    """The order of rows whose second value is a stored request key (see :func:`second`)."""
+    return cell_order(row[1])
+
+
+def last_key_order(row: tuple[Any, ...]) -> tuple[bool, bytes | str]:
+    """The order of rows whose last value is a stored request key (a keyed ``UPDATE``)."""
+    return cell_order(row[-1])

@@ -207,6 +207,13 @@ class ShardTables(JournalTables):
             durable=True,
         )
 
+    def cancelled_by_user(self, shard_id: str) -> bool:
+        """Whether the user cancelled the batch of ``shard_id`` (:meth:`mark_cancelled_by_user`)."""
+        rows = self._read(
+            "SELECT cancelled_by_user_at IS NOT NULL FROM shards WHERE shard_id = ?", (shard_id,)
+        )
+        return bool(rows and rows[0][0])
+
     def get_shard(self, shard_id: str) -> Shard | None:
         """The shard with that id, if there is one."""
         rows = self._read(f"SELECT {_SHARD_COLUMNS} FROM shards WHERE shard_id = ?", (shard_id,))

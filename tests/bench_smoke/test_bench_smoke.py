@@ -23,6 +23,14 @@ EXPECTED = {
         "client CPU / (bare + journal)",
         "ours / instructor throughput",
     ],
+    "bench_run": [
+        "library rate",
+        "run rate",
+        "library CPU per request",
+        "run CPU per request",
+        "run / library rate",
+        "run / library CPU per request",
+    ],
     "bench_immediate": ["connector", "openai SDK (raw)", "litellm", "connector / openai SDK"],
     "bench_growth": [
         "round 1 rate",

@@ -19,6 +19,7 @@ from tests.benchmarks.common import ROOT, Row, parser, print_table
 BENCHMARKS = (
     "bench_startup",
     "bench_batch",
+    "bench_run",
     "bench_immediate",
     "bench_memory",
     "bench_growth",

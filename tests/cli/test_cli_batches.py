@@ -195,7 +195,7 @@ def test_a_second_batch_run_on_a_busy_store_stops_in_one_line(work: Path) -> Non
     db.parent.mkdir(parents=True, exist_ok=True)
     code = (
         "import time\n"
-        "from plugins.batch.lease import BatchLease\n"
+        "from plugins.lease import BatchLease\n"
         f"lease = BatchLease({str(db)!r})\n"
         "lease.acquire()\n"
         "print('held', flush=True)\n"

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
+from plugins.batch.settlement import Settlement
 from plugins.batch.strategy import BatchStrategy
 from plugins.factory import open_connector
 from providers.errors import (
@@ -576,9 +577,9 @@ async def test_journal_rows_a_full_store_refused_are_written_when_it_has_room_ag
 async def test_a_store_that_fills_up_while_results_are_stored_loses_none_of_them(
     fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = BatchStrategy.finish_items
+    original = Settlement.finish_items
 
-    def fill_up_then_finish(self: BatchStrategy, *args: Any) -> None:
+    def fill_up_then_finish(self: Settlement, *args: Any) -> None:
         fill_up(self.store)
         original(self, *args)
 
@@ -586,7 +587,7 @@ async def test_a_store_that_fills_up_while_results_are_stored_loses_none_of_them
     prompts = [f"paid {i}" for i in range(60)]
     first = open_connector(settings)
     first.enable_batch_mode()
-    monkeypatch.setattr(BatchStrategy, "finish_items", fill_up_then_finish)
+    monkeypatch.setattr(Settlement, "finish_items", fill_up_then_finish)
     try:
         results = await gather(first, prompts)
         assert all(isinstance(r, StoreWriteError) for r in results), results[:3]
@@ -596,7 +597,7 @@ async def test_a_store_that_fills_up_while_results_are_stored_loses_none_of_them
         free_up(first.store)
     finally:
         await first.aclose()
-    monkeypatch.setattr(BatchStrategy, "finish_items", original)
+    monkeypatch.setattr(Settlement, "finish_items", original)
     second = open_connector(settings)
     try:
         second.enable_batch_mode()
@@ -679,13 +680,12 @@ async def test_results_read_again_after_a_crash_mid_collection_are_billed_once(
     fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import plugins.batch.executor as executor
-    from plugins.batch.strategy import BatchStrategy
 
     monkeypatch.setattr(executor, "RESULT_CHUNK", 4)
-    original = BatchStrategy.finish_items
+    original = Settlement.finish_items
     calls = 0
 
-    def crash_after_first_chunk(self: BatchStrategy, *args: Any) -> None:
+    def crash_after_first_chunk(self: Settlement, *args: Any) -> None:
         nonlocal calls
         calls += 1
         if calls == 2:
@@ -695,7 +695,7 @@ async def test_results_read_again_after_a_crash_mid_collection_are_billed_once(
     settings = make_settings(fresh_emulator)
     first = open_connector(settings)
     first.enable_batch_mode()
-    monkeypatch.setattr(BatchStrategy, "finish_items", crash_after_first_chunk)
+    monkeypatch.setattr(Settlement, "finish_items", crash_after_first_chunk)
     try:
         results = await gather(first, [f"c{i}" for i in range(10)])
         # The first chunk was stored and answered; the shard stays ended, its
@@ -706,7 +706,7 @@ async def test_results_read_again_after_a_crash_mid_collection_are_billed_once(
         assert first.store.count_results("openai") == 4
     finally:
         await first.aclose()
-    monkeypatch.setattr(BatchStrategy, "finish_items", original)
+    monkeypatch.setattr(Settlement, "finish_items", original)
 
     second = open_connector(settings)
     try:

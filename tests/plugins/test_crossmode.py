@@ -55,7 +55,7 @@ def _hold_batch_lease(db: str) -> subprocess.Popen[str]:
     """Another process that runs the store's batches (it holds their lease)."""
     code = (
         "import sys, time\n"
-        "from plugins.batch.lease import BatchLease\n"
+        "from plugins.lease import BatchLease\n"
         "lease = BatchLease(sys.argv[1]); lease.acquire()\n"
         "print('held', flush=True)\n"
         "time.sleep(60)\n"
@@ -119,3 +119,40 @@ async def test_an_immediate_request_a_live_batch_run_holds_waits_for_it(
             await connector.aclose()
         billing = emu.billing()
     assert billing["immediate"]["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("state", "shard_state", "runner", "expected"),
+    [
+        ("queued", None, False, None),  # only queued by a run that is gone: never sent
+        ("queued", None, True, "running"),
+        ("submitted", "written", True, "running"),
+        ("submitted", "written", False, "orphaned"),  # journaled before the create
+        ("submitted", "submitting", False, "orphaned"),  # the create may have happened
+        ("submitted", "created", False, "orphaned"),
+        ("submitted", "collected", False, None),  # its batch is over
+        ("succeeded", "collected", True, None),
+    ],
+)
+def test_what_a_batch_holds_says_who_answers_a_request(
+    tmp_path: Path, state: str, shard_state: str | None, runner: bool, expected: str | None
+) -> None:
+    from plugins.crossmode import batch_holds
+    from plugins.store import JournalRequest, Shard, Store
+
+    store = Store(str(tmp_path / "lexibatch.db"))
+    holder = _hold_batch_lease(store.path) if runner else None
+    try:
+        if shard_state is not None:
+            store.add_shard(Shard("shard_1", "openai", "gpt-4o-mini", state=shard_state))
+        shard = "shard_1" if shard_state is not None else "open_shard"
+        store.add_requests(
+            "openai", [JournalRequest("k1", "gpt-4o-mini", None, b"{}", state, shard, 0)]
+        )
+        assert batch_holds(store, "openai", "k1") == expected
+        assert batch_holds(store, "openai", "never-journaled") is None
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        store.close()

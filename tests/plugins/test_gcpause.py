@@ -13,7 +13,7 @@ from pydantic import BaseModel
 import plugins.batch.executor as executor
 import plugins.batch.strategy as strategy_module
 from plugins.batch.gcpause import GcHold
-from plugins.batch.strategy import BatchStrategy
+from plugins.batch.settlement import Settlement
 from plugins.factory import open_connector
 
 
@@ -80,16 +80,16 @@ async def test_collecting_results_leaves_the_collector_on_even_when_storing_fail
     batch_connector: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(executor, "RESULT_CHUNK", 3)
-    original = BatchStrategy.finish_items
+    original = Settlement.finish_items
     states: list[bool] = []
 
-    def observe(self: BatchStrategy, *args: Any) -> None:
+    def observe(self: Settlement, *args: Any) -> None:
         states.append(gc.isenabled())
         if len(states) == 2:
             raise RuntimeError("storing failed")
         original(self, *args)
 
-    monkeypatch.setattr(BatchStrategy, "finish_items", observe)
+    monkeypatch.setattr(Settlement, "finish_items", observe)
     strategy = batch_connector.batch_strategy()
     promises = [strategy.submit(batch_connector.build_request(f"w{i}", Word)) for i in range(7)]
     await batch_connector.execute_batch()

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from plugins.batch.lease import BatchLease
 from plugins.factory import open_connector
+from plugins.lease import BatchLease
 from providers.errors import StoreBusyError
 
 
@@ -43,7 +43,7 @@ def test_a_killed_holder_leaves_no_lease_behind(tmp_path: Path) -> None:
     db = str(tmp_path / "store.db")
     code = (
         "import sys, time\n"
-        "from plugins.batch.lease import BatchLease\n"
+        "from plugins.lease import BatchLease\n"
         f"lease = BatchLease({db!r})\n"
         "lease.acquire()\n"
         "print('held', flush=True)\n"

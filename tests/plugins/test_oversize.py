@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from plugins.batch.strategy import BatchStrategy
+from plugins.batch.settlement import Settlement
 from plugins.factory import open_connector
 from providers.errors import InputError
 from tests.plugins.batch_helpers import Entry, gather
@@ -114,7 +114,7 @@ async def test_a_split_interrupted_before_its_halves_are_sent_resumes_without_pa
         def die(self: Any, shard: Any, keys: list[str], why: str) -> None:
             died.set()
 
-        patch.setattr(BatchStrategy, "resend_smaller", die)
+        patch.setattr(Settlement, "resend_smaller", die)
         first = open_connector(settings)
         first.enable_batch_mode()
         tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in prompts]

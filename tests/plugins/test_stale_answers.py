@@ -16,6 +16,7 @@ import pytest
 
 from plugins.factory import open_connector
 from plugins.store import Store
+from plugins.store.keys import key_cell
 from tests.plugins.batch_helpers import Entry, crash_once, gather
 
 PROMPTS = [f"stale {i}" for i in range(4)]
@@ -29,7 +30,9 @@ def _spoil_answers(db: Path, prompts: list[str], settings: Any) -> list[str]:
     keys = [connector.build_request(p, Entry, task="t").key for p in prompts]
     connector.store.close()
     with sqlite3.connect(db) as conn:
-        conn.executemany("UPDATE results SET text = ? WHERE key = ?", [(STALE, k) for k in keys])
+        conn.executemany(
+            "UPDATE results SET text = ? WHERE key = ?", [(STALE, key_cell(k)) for k in keys]
+        )
         assert conn.total_changes == len(keys)
     return keys
 
@@ -154,7 +157,7 @@ async def test_an_answer_another_run_replaced_meanwhile_is_used_not_asked_again(
         # Between our read and our retire, another run retired the stale
         # answer and stored a new one.
         with sqlite3.connect(tmp_path / "store.db") as conn:
-            conn.execute("UPDATE results SET text = ? WHERE key = ?", (fresh, key))
+            conn.execute("UPDATE results SET text = ? WHERE key = ?", (fresh, key_cell(key)))
         return original(self, provider, key, **kwargs)
 
     monkeypatch.setattr(Store, "retire_result", replaced_first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from providers.errors import (
     ServerError,
 )
 from providers.protocol import BatchEndpoint, Provider
-from providers.types import BatchState, Message, Request
+from providers.types import BatchState, JournaledShard, Message, Request
 
 API_KEY = "sk-ant-test-DO-NOT-LEAK-0123456789"
 
@@ -526,9 +527,8 @@ async def test_create_sends_entries_inline(tmp_path: Path) -> None:
     sent = orjson.loads(seen[0])
     assert [r["custom_id"] for r in sent["requests"]] == ids
     assert sent["requests"][0]["params"]["messages"] == [{"role": "user", "content": "word 0"}]
-    # The record made at create time lets find() re-attach without listing.
-    found = await _provider(lambda r: _json(200, BATCH_CREATED), tmp_path).batch.find("s1")
-    assert found is not None and found.id == info.id
+    # The journal is the store's: create leaves no record of its own.
+    assert not (tmp_path / "state").exists()
 
 
 async def test_results_stream_every_type(tmp_path: Path) -> None:
@@ -625,9 +625,9 @@ async def test_find_after_lost_answer_matches_count_and_time(tmp_path: Path) -> 
         "last_id": "msgbatch_old",
     }
     provider = _provider(lambda r: _json(200, page), tmp_path)
-    found = await provider.batch.find("s9")
+    found = await provider.batch.find(JournaledShard("s9", 3, sent_at=time.time()))
     assert found is not None and found.id == "msgbatch_ours"
-    assert await provider.batch.find("never-created") is None
+    assert await provider.batch.find(JournaledShard("never-created")) is None
 
 
 async def test_find_is_none_when_ambiguous(tmp_path: Path) -> None:
@@ -640,24 +640,23 @@ async def test_find_is_none_when_ambiguous(tmp_path: Path) -> None:
         "has_more": False,
     }
     provider = _provider(lambda r: _json(200, page), tmp_path)
-    assert await provider.batch.find("s10") is None
+    assert await provider.batch.find(JournaledShard("s10", 3, sent_at=time.time())) is None
 
 
 async def test_a_create_in_doubt_for_a_week_is_still_found(tmp_path: Path) -> None:
-    import os
-    import time
     from datetime import UTC, datetime
 
     await _crash_after_send(tmp_path, "s11")
-    record = tmp_path / "state" / "s11.json"
-    assert record.is_file()
-    week = time.time() - 8 * 86_400
-    os.utime(record, (week, week))  # resumed eight days later...
+    week = time.time() - 8 * 86_400  # journaled eight days ago, sent at last...
     await _crash_after_send(tmp_path, "s12")  # ...after another shard's create
     now = datetime.now(UTC).isoformat()
     page = {"data": [_listed("msgbatch_ours", now, 3)], "has_more": False}
     provider = _provider(lambda r: _json(200, page), tmp_path)
-    found = await provider.batch.find("s11")
+    shard = JournaledShard("s11", 3, journaled_at=week, sent_at=time.time())
+    found = await provider.batch.find(shard)
+    assert found is not None and found.id == "msgbatch_ours"
+    # Not sent yet as far as the journal knows: any batch since it was journaled counts.
+    found = await provider.batch.find(JournaledShard("s11", 3, journaled_at=week))
     assert found is not None and found.id == "msgbatch_ours"
 
 
@@ -674,5 +673,77 @@ async def test_find_on_a_list_that_does_not_page_is_an_error_not_none(tmp_path: 
         return _json(200, page)
 
     with pytest.raises(ProviderError, match="does not page past x"):
-        await _provider(handler, tmp_path).batch.find("s13")
+        await _provider(handler, tmp_path).batch.find(JournaledShard("s13", 3, sent_at=time.time()))
     assert len(calls) == 2
+
+
+def _old_record(tmp_path: Path, shard_id: str, **fields: Any) -> None:
+    """A shard record as an earlier version wrote it (``state_dir/<shard>.json``)."""
+    record = {
+        "shard_id": shard_id,
+        "count": 3,
+        "first_custom_id": "lb-0000",
+        "last_custom_id": "lb-0002",
+        "sent_at": time.time(),
+        "batch_id": None,
+    }
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / f"{shard_id}.json").write_bytes(orjson.dumps({**record, **fields}))
+
+
+async def test_an_old_record_naming_its_batch_is_honoured(tmp_path: Path) -> None:
+    _old_record(tmp_path, "s20", batch_id="msgbatch_01MxdL3LT4Dizo9t3j6FY9Ap")
+    asked: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        asked.append(request.url.path)
+        return _json(200, BATCH_CREATED)
+
+    # The journal knows nothing of when it was sent: the record does.
+    found = await _provider(handler, tmp_path).batch.find(JournaledShard("s20"))
+    assert found is not None and found.id == "msgbatch_01MxdL3LT4Dizo9t3j6FY9Ap"
+    assert asked == ["/v1/messages/batches/msgbatch_01MxdL3LT4Dizo9t3j6FY9Ap"]
+
+
+async def test_an_old_record_of_a_lost_answer_gives_its_size_and_send_time(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    _old_record(tmp_path, "s21", count=4)
+    now = datetime.now(UTC).isoformat()
+    page = {
+        "data": [_listed("msgbatch_three", now, 3), _listed("msgbatch_four", now, 4)],
+        "has_more": False,
+    }
+    provider = _provider(lambda r: _json(200, page), tmp_path)
+    found = await provider.batch.find(JournaledShard("s21"))
+    assert found is not None and found.id == "msgbatch_four"
+    # A record of another shard, copied under this shard's name, is not taken.
+    (tmp_path / "state" / "s22.json").write_bytes((tmp_path / "state" / "s21.json").read_bytes())
+    assert await provider.batch.find(JournaledShard("s22")) is None
+
+
+async def test_an_ended_candidate_must_carry_one_of_the_shards_keys(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    theirs = {**_listed("msgbatch_theirs", now, 3), "processing_status": "ended"}
+    theirs["results_url"] = "https://api.anthropic.com/v1/messages/batches/msgbatch_theirs/results"
+    ours = _listed("msgbatch_ours", now, 3)
+    page = {"data": [theirs, ours], "has_more": False}
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/results"):
+            line = b'{"custom_id":"lb-not-ours","result":{"type":"canceled"}}\n'
+            return httpx2.Response(200, stream=httpx2.ByteStream(line))
+        return _json(200, page)
+
+    shard = JournaledShard("s23", 3, keys=("lb-a", "lb-b", "lb-c"), sent_at=time.time())
+    found = await _provider(handler, tmp_path).batch.find(shard)
+    assert found is not None and found.id == "msgbatch_ours"
+    # Without keys the two cannot be told apart.
+    assert (
+        await _provider(handler, tmp_path).batch.find(JournaledShard("s23", 3, sent_at=time.time()))
+        is None
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from providers.errors import (
     RateLimitError,
     ServerError,
 )
-from providers.types import BatchInfo, BatchState, ItemResult, Message, Request
+from providers.types import BatchInfo, BatchState, ItemResult, JournaledShard, Message, Request
 
 
 class Sense(BaseModel):
@@ -106,8 +107,10 @@ async def test_full_batch_cycle(provider: AnthropicProvider, tmp_path: Path) -> 
     for item in items:
         assert item.completion is not None, item.error
         Sense.model_validate_json(item.completion.content)
-    # Re-attaching after the fact finds the same batch.
-    found = await provider.batch.find("shard-1")
+    # Re-attaching after the fact finds the same batch, told apart by its keys.
+    keys = tuple(r.key for r in requests)
+    shard = JournaledShard("shard-1", 25, keys=keys, sent_at=time.time() - 5)
+    found = await provider.batch.find(shard)
     assert found is not None and found.id == info.id
 
 
@@ -115,13 +118,12 @@ async def test_find_by_listing_after_a_lost_answer(
     emulator: Emulator, provider: AnthropicProvider, tmp_path: Path
 ) -> None:
     requests = _requests(4)
+    sent = time.time()
     info, _ = await _run_batch(provider, requests, tmp_path / "shard.jsonl", "lost-1")
+    # A fresh process that never heard the answer knows what the journal knows.
     fresh = AnthropicProvider(api_key="k", base_url=emulator.base_url, state_dir=tmp_path / "state")
-    # Forget the answer, as if the process stopped before it arrived.
-    record = fresh.batch._recall("lost-1")
-    assert record is not None
-    record.batch_id = None
-    found = await fresh.batch.find("lost-1")
+    shard = JournaledShard("lost-1", 4, keys=tuple(r.key for r in requests), sent_at=sent)
+    found = await fresh.batch.find(shard)
     await fresh.aclose()
     assert found is not None and found.id == info.id
 

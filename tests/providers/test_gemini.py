@@ -32,7 +32,7 @@ from providers.gemini import (
     completion_from_response,
     item_result,
 )
-from providers.types import BatchState, Message, Request
+from providers.types import BatchState, JournaledShard, Message, Request
 
 MODEL = "gemini-2.5-flash"
 
@@ -235,12 +235,12 @@ async def test_batch_cycle_and_find_by_display_name(
     try:
         file_id = await endpoint.upload(path, shard_id="shard_g1")
         assert (file_id is None) == bool(inline_max_bytes)
-        assert await endpoint.find("shard_g1", since=None) is None
+        assert await endpoint.find(JournaledShard("shard_g1")) is None
         created = await endpoint.create(path, file_id, shard_id="shard_g1", model=MODEL)
         # A run that never heard back finds its batch by display name.
-        found = await endpoint.find("shard_g1", since=None)
+        found = await endpoint.find(JournaledShard("shard_g1"))
         assert found is not None and found.id == created.id
-        assert await endpoint.find("shard_other", since=None) is None
+        assert await endpoint.find(JournaledShard("shard_other")) is None
         info = await endpoint.poll(created.id)
         assert info.state is BatchState.COMPLETED and info.results_ready and info.succeeded == 3
         # The journal keeps info.raw: inline answers are not in it.
@@ -272,10 +272,11 @@ async def test_find_pages_back_to_the_journal_time_and_cancel(tmp_path: Path) ->
             first = await endpoint.create(path, None, shard_id="old", model=MODEL)
             for i in range(120):  # more than one page of the list
                 await endpoint.create(path, None, shard_id=f"new{i}", model=MODEL)
-            found = await endpoint.find("old", since=None)
+            found = await endpoint.find(JournaledShard("old"))
             assert found is not None and found.id == first.id
             # A shard journaled after every listed batch was made has none of them.
-            assert await endpoint.find("old", since=time.time() + 3600) is None
+            later = JournaledShard("old", journaled_at=time.time() + 3600)
+            assert await endpoint.find(later) is None
             cancelled = await endpoint.cancel(first.id)
             assert cancelled.state in (BatchState.IN_PROGRESS, BatchState.CANCELLED)
         finally:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from providers.emulator import Emulator, EmulatorConfig
 from providers.errors import ProviderConnectionError, RateLimitError, ServerError
 from providers.litellm import LiteLLMProvider
-from providers.types import BatchState, Message, Request
+from providers.types import BatchState, JournaledShard, Message, Request
 
 MODEL = "openai/gpt-4o-mini"
 
@@ -93,9 +93,9 @@ async def test_full_batch_cycle(provider: LiteLLMProvider, tmp_path: Path) -> No
     file_id = await endpoint.upload(path, shard_id="shard-7")
     assert file_id
     info = await endpoint.create(path, file_id, shard_id="shard-7", model=MODEL)
-    found = await endpoint.find("shard-7")
+    found = await endpoint.find(JournaledShard("shard-7"))
     assert found is not None and found.id == info.id
-    assert await endpoint.find("no-such-shard") is None
+    assert await endpoint.find(JournaledShard("no-such-shard")) is None
     for _ in range(200):
         if info.state.terminal and info.results_ready:
             break

@@ -14,7 +14,7 @@ from providers.emulator import Emulator
 from providers.errors import AuthenticationError, RateLimitError, ServerError
 from providers.mistral import MistralProvider, build_body
 from providers.openai import parse_result_line
-from providers.types import BatchState, Message, Request
+from providers.types import BatchState, JournaledShard, Message, Request
 
 MODEL = "mistral-small-latest"
 
@@ -118,10 +118,10 @@ async def test_job_cycle_and_find_by_metadata(fresh_emulator: Emulator, tmp_path
     try:
         file_id = await endpoint.upload(path, shard_id="shard_m1")
         assert file_id
-        assert await endpoint.find("shard_m1", since=None) is None
+        assert await endpoint.find(JournaledShard("shard_m1")) is None
         created = await endpoint.create(path, file_id, shard_id="shard_m1", model=MODEL)
         assert created.state is BatchState.VALIDATING
-        found = await endpoint.find("shard_m1", since=None)
+        found = await endpoint.find(JournaledShard("shard_m1"))
         assert found is not None and found.id == created.id
         info = await endpoint.poll(created.id)
         assert info.state is BatchState.COMPLETED and info.results_ready

@@ -27,7 +27,7 @@ from providers.errors import (
 from providers.openai import OpenAIProvider, batch_info, parse_result_line, refusal_error
 from providers.protocol import BatchEndpoint, Provider
 from providers.stop import StopReason
-from providers.types import BatchState, Completion, Message, Request
+from providers.types import BatchState, Completion, JournaledShard, Message, Request
 
 API_KEY = "sk-test-DO-NOT-LEAK-0123456789"
 
@@ -651,11 +651,11 @@ async def test_find_pages_through_recent_batches() -> None:
         return httpx2.Response(200, json=pages[after])
 
     p = provider(handler)
-    found = await p.batch.find("s-1")
+    found = await p.batch.find(JournaledShard("s-1"))
     assert found is not None
     assert found.id == "batch_c"
     assert seen == [None, "batch_b"]
-    assert await p.batch.find("s-unknown") is None
+    assert await p.batch.find(JournaledShard("s-unknown")) is None
 
 
 async def test_find_pages_past_old_batches_back_to_when_the_shard_was_journaled() -> None:
@@ -694,13 +694,13 @@ async def test_find_pages_past_old_batches_back_to_when_the_shard_was_journaled(
         seen.append(req.url.params.get("after"))
         return httpx2.Response(200, json=pages[req.url.params.get("after")])
 
-    found = await provider(handler).batch.find("s-1", since=journaled)
+    found = await provider(handler).batch.find(JournaledShard("s-1", journaled_at=journaled))
     assert found is not None and found.id == "batch_ours"
     assert seen == [None, "batch_n99"]
     # Another shard's batch is not there: paging stops at the first batch made
     # before that shard was journaled (less the clock margin), not at the end.
     seen.clear()
-    assert await provider(handler).batch.find("s-2", since=journaled) is None
+    assert await provider(handler).batch.find(JournaledShard("s-2", journaled_at=journaled)) is None
     assert seen == [None, "batch_n99"]
 
 
@@ -717,7 +717,9 @@ async def test_find_stops_at_batches_older_than_the_shard() -> None:
         calls.append(req)
         return httpx2.Response(200, json=old)
 
-    assert await provider(handler).batch.find("s-1", since=2_000_000.0) is None
+    assert (
+        await provider(handler).batch.find(JournaledShard("s-1", journaled_at=2_000_000.0)) is None
+    )
     assert len(calls) == 1
 
 
@@ -831,7 +833,7 @@ async def test_service_without_batch_api_is_unsupported(tmp_path: Path, status: 
     with pytest.raises(UnsupportedError):
         await p.batch.create(path, "file-1", shard_id="s", model="m")
     with pytest.raises(UnsupportedError):
-        await p.batch.find("s")
+        await p.batch.find(JournaledShard("s"))
 
 
 class _Broken(httpx2.AsyncByteStream):

@@ -19,7 +19,7 @@ from providers.errors import (
 )
 from providers.openai import OpenAIProvider
 from providers.pricing import PriceTable
-from providers.types import BatchInfo, BatchState, ItemResult, Message, Request
+from providers.types import BatchInfo, BatchState, ItemResult, JournaledShard, Message, Request
 
 
 class Sense(BaseModel):
@@ -132,10 +132,10 @@ async def test_full_batch_cycle(
         assert item.completion is not None
         Sense.model_validate_json(item.completion.content)
         assert item.completion.usage.input_tokens > 0
-    found = await openai_provider.batch.find("shard-full")
+    found = await openai_provider.batch.find(JournaledShard("shard-full"))
     assert found is not None
     assert found.id == info.id
-    assert await openai_provider.batch.find("shard-never-created") is None
+    assert await openai_provider.batch.find(JournaledShard("shard-never-created")) is None
 
 
 @pytest.mark.parametrize("one_piece", [True, False], ids=["from-memory", "streamed"])

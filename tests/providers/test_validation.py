@@ -121,3 +121,34 @@ def test_a_schema_is_checked_and_compiled_once_per_distinct_schema() -> None:
     assert schema_validator(copy.deepcopy(schema)) is first  # an equal one: found by content
     with pytest.raises(InputError, match="strin"):
         schema_validator({"type": "strin"})
+
+
+def test_answers_are_judged_and_worded_as_jsonschema_does() -> None:
+    checker = schema_validator(
+        {
+            "type": "object",
+            "properties": {"word": {"type": "string"}, "n": {"type": "integer"}},
+            "required": ["word", "n"],
+            "additionalProperties": False,
+        }
+    )
+    assert checker.first_error({"word": "cat", "n": 1}) is None
+    assert checker.first_error({"word": "cat", "n": 1.0}) is None  # 1.0 is an integer
+    assert list(checker.iter_errors({"word": "cat", "n": 2})) == []
+    wrong = checker.first_error({"word": 3, "n": 1})
+    assert wrong is not None
+    assert list(wrong.absolute_path) == ["word"]
+    assert wrong.message == "3 is not of type 'string'"
+    extra = checker.first_error({"word": "cat", "n": 1, "more": True})
+    assert extra is not None and "more" in extra.message
+    assert len(list(checker.iter_errors({"word": 3}))) == 2
+
+
+def test_regular_expressions_in_a_schema_keep_pythons_meaning() -> None:
+    # Python's \w matches "é"; ECMA 262's (another engine's) does not.
+    checker = schema_validator({"type": "string", "pattern": "^\\w+$"})
+    assert checker.first_error("café") is None
+    assert checker.first_error("two words") is not None
+    not_words = schema_validator({"type": "string", "pattern": "^\\W+$"})
+    assert not_words.first_error("é") is not None
+    assert not_words.first_error("?!") is None

@@ -58,8 +58,17 @@ class Process:
 def emulator(tmp_path: Path) -> Iterator[Process]:
     config = json.dumps({"batch_seconds": 3.0})
     emu = Process(
-        [sys.executable, "-m", "providers.emulator", "--port", "0",
-         "--state", str(tmp_path / "emulator-state"), "--config", config],
+        [
+            sys.executable,
+            "-m",
+            "providers.emulator",
+            "--port",
+            "0",
+            "--state",
+            str(tmp_path / "emulator-state"),
+            "--config",
+            config,
+        ],
         cwd=tmp_path,
         env=dict(os.environ),
     )
@@ -73,8 +82,16 @@ def _serve(work: Path) -> Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
     env.update({"LEXIBATCH_LOAD_PLUGINS": "", "OPENAI_API_KEY": "sk-serve-test"})
     return Process(
-        [sys.executable, "-m", "synthesis.cli", "serve", "--port", str(free_port()),
-         "--components", "synonyms,examples,pronunciation"],
+        [
+            sys.executable,
+            "-m",
+            "synthesis.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--components",
+            "synonyms,examples,pronunciation",
+        ],
         cwd=work,
         env=env,
     )

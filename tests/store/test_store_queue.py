@@ -33,7 +33,7 @@ def test_queue_requeues_queued_and_failed_but_not_settled_rows(store: Store) -> 
     assert {k: (r.state, r.shard_id) for k, r in rows.items()} == {
         "queued": ("queued", "new"),
         "failed": ("queued", "new"),
-        "ok": ("succeeded", "old"),
+        "ok": ("succeeded", None),  # a succeeded request leaves its shard
         "sent": ("submitted", "old"),
     }
     assert store.submit_shard_requests("p", "new") == 2

@@ -11,16 +11,19 @@ def _journal(store: Store, keys: list[str]) -> None:
     store.add_requests("openai", [JournalRequest(k, "m", None, b'{"c":{}}') for k in keys])
 
 
-def test_shard_keys_lists_the_shard_in_journal_order_filtered_by_state(store: Store) -> None:
-    _journal(store, ["k3", "k1", "k2", "other"])
-    store.set_request_state("openai", ["k3", "k1", "k2"], "submitted", shard_id="s1")
+def test_shard_keys_lists_the_unfinished_requests_of_a_shard_by_state(store: Store) -> None:
+    _journal(store, ["k3", "k1", "k2", "k4", "other"])
+    store.set_request_state("openai", ["k3", "k1", "k2", "k4"], "submitted", shard_id="s1")
     store.set_request_state("openai", ["other"], "submitted", shard_id="s2")
+    store.set_request_state("openai", ["k4"], "failed", error={"type": "X"})
+    # A request that succeeded leaves its shard: the journal keeps its key and state only.
     store.set_request_state("openai", ["k1"], "succeeded")
     in_order = [r.key for r in store.requests_of_shard("s1")]
-    assert store.shard_keys("s1") == in_order
-    assert sorted(in_order) == ["k1", "k2", "k3"]
-    assert store.shard_keys("s1", "submitted") == [k for k in in_order if k != "k1"]
-    assert store.shard_keys("s1", "succeeded") == ["k1"]
+    assert store.shard_keys("s1") == in_order == ["k2", "k3", "k4"]
+    assert store.shard_keys("s1", "submitted") == ["k2", "k3"]
+    assert store.shard_keys("s1", "failed") == ["k4"]
+    assert store.shard_keys("s1", "succeeded") == []
+    assert store.get_requests("openai", ["k1"])["k1"].state == "succeeded"
     assert store.shard_keys("s2") == ["other"]
     assert store.shard_keys("nope") == []
 

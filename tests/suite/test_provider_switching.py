@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from pydantic import BaseModel
 
-from plugins.builtin_providers import PROVIDER_STATE_DIR, provider_context
+from plugins.providerspec import PROVIDER_STATE_DIR
 
 BATCHLESS = "anthropic/claude-haiku-4-5"
 
@@ -107,8 +107,7 @@ async def test_litellm_batch_api_follows_the_connectors_model(
     from plugins.factory import open_connector
 
     settings = make_settings(fresh_emulator, provider="litellm")
-    with provider_context(model="openai/gpt-4o-mini", db=settings.connector.db):
-        connector = open_connector(settings)
+    connector = open_connector(settings)
     try:
         assert connector.provider.batch is not None
         assert connector.provider.batch.vendor == "openai"
@@ -129,8 +128,7 @@ async def test_litellm_model_without_a_batch_api_is_refused_in_one_line(
     settings = make_settings(
         fresh_emulator, provider="litellm", connector={"model": BATCHLESS, "mode": "auto"}
     )
-    with provider_context(model=BATCHLESS, db=settings.connector.db):
-        connector = open_connector(settings)
+    connector = open_connector(settings)
     try:
         assert connector.provider.batch is None
         with pytest.raises(UnsupportedError) as info:
@@ -176,8 +174,7 @@ async def test_anthropic_shard_records_live_beside_the_store(
     settings = make_settings(
         fresh_emulator, provider="anthropic", connector={"model": "claude-haiku-4-5"}
     )
-    with provider_context(model=settings.connector.model, db=settings.connector.db):
-        connector = open_connector(settings)
+    connector = open_connector(settings)
     try:
         await _anthropic_batch(connector)
     finally:

@@ -349,9 +349,7 @@ async def test_a_part_of_speech_never_contradicts_all_its_sources(make_connector
         )
 
     connector = make_connector(answers={"cluster": confused})
-    entry = await DefinitionSynthesizer(connector, components=[]).synthesize_entry(
-        "bank", sources
-    )
+    entry = await DefinitionSynthesizer(connector, components=[]).synthesize_entry("bank", sources)
     # Agreeing: kept; contradicting every labelled source: overruled; no label: the model's.
     assert [d.part_of_speech for d in entry.definitions] == ["noun", "verb", "adjective"]
 
@@ -372,9 +370,7 @@ async def test_a_kept_source_text_carries_its_own_part_of_speech(make_connector:
         return SynthesizedDefinitionsResponse.model_validate({"definitions": []})
 
     connector = make_connector(answers={"cluster": one_group, "synthesize": nothing})
-    entry = await DefinitionSynthesizer(connector, components=[]).synthesize_entry(
-        "bank", sources
-    )
+    entry = await DefinitionSynthesizer(connector, components=[]).synthesize_entry("bank", sources)
     [definition] = entry.definitions
     # Not "noun: To deposit in a bank.": the kept text is a noun's.
     assert (definition.part_of_speech, definition.text) == ("noun", "A mound or ridge of earth.")

@@ -1,0 +1,221 @@
+"""What a provider declares when it registers: its options, key, prices, limits and abilities.
+
+The core reads everything it needs to know about a provider from its
+:class:`ProviderSpec` — the ``[providers.NAME]`` options it takes, the
+environment variable its key is read from, the price-map entry that prices
+it, how much one of its batches may hold and what its API can do — so no
+module outside the provider's own registration names a provider::
+
+    register(
+        "acme",
+        make_acme,
+        description="Acme's chat and batch API",
+        spec=ProviderSpec(
+            options=AcmeOptions,             # a ProviderSettings subclass
+            key_env="ACME_API_KEY",
+            batch=BatchSpec(max_requests=10_000, max_bytes=100 * 1024 * 1024),
+        ),
+    )
+
+The factory is then called as ``factory(name, options)`` with an instance of
+``options``; a factory that also accepts a ``context`` parameter gets a
+:class:`ProviderContext` (the connector's model, where its store lives).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from plugins.config import ProviderSettings
+from providers.types import BatchLimits
+
+if TYPE_CHECKING:
+    from providers.protocol import Provider
+
+__all__ = [
+    "PROVIDER_STATE_DIR",
+    "BatchSpec",
+    "OptionInfo",
+    "ProviderContext",
+    "ProviderSpec",
+    "call_factory",
+]
+
+#: The folder beside the store where providers keep local state, one
+#: sub-folder per provider name (:meth:`ProviderContext.state_dir`).
+PROVIDER_STATE_DIR = "provider-state"
+
+#: How a provider takes a batch's requests: an uploaded file, inline in the
+#: create call, or either (small batches inline, big ones as a file).
+BatchInput = Literal["file", "inline", "file or inline"]
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """A provider's batch endpoint: its documented limits and how it behaves.
+
+    Attributes:
+        max_requests: requests one batch may hold (``[providers.NAME]
+            max_batch_requests`` lowers it).
+        max_bytes: bytes of input one batch may hold (``max_batch_bytes`` lowers it).
+        mixed_models: whether one batch may carry requests for several models.
+        input: how the requests reach the provider (``file``, ``inline`` or both).
+        idempotent_create: whether sending the same create twice makes one
+            batch; when not, a create whose answer was lost is recognised
+            through ``find()`` before anything is sent again.
+    """
+
+    max_requests: int
+    max_bytes: int
+    mixed_models: bool = False
+    input: BatchInput = "file"
+    idempotent_create: bool = False
+
+    def describe(self) -> str:
+        """One line: the limits and behaviour of the endpoint."""
+        return (
+            f"{self.max_requests:,} requests / {_size(self.max_bytes)} a batch, "
+            f"{'models mixed' if self.mixed_models else 'one model'} per batch, "
+            f"{self.input} input, create {'' if self.idempotent_create else 'not '}idempotent"
+        )
+
+    def limits(self, options: ProviderSettings) -> BatchLimits:
+        """The limits of one batch: the documented ones, lowered by the options."""
+        return BatchLimits(
+            max_requests=options.max_batch_requests or self.max_requests,
+            max_bytes=options.max_batch_bytes or self.max_bytes,
+            mixed_models=self.mixed_models,
+        )
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """Everything the core knows about a provider without building it.
+
+    Attributes:
+        options: the settings model of its ``[providers.NAME]`` table: a
+            :class:`~plugins.config.ProviderSettings` subclass that adds the
+            provider's own keys (validated like the rest of the config).
+        key_env: the environment variable its API key is read from unless
+            ``api_key_env`` says otherwise; ``None``: it needs none from lexibatch.
+        prices: the provider whose entries of the price map (LiteLLM's
+            ``litellm_provider``) price its models; ``None``: the model
+            string's own prefix decides (``anthropic/claude-...``), as for LiteLLM.
+        structured_output: the ways it can be made to answer in a schema,
+            the default first.
+        batch: its batch endpoint, or ``None`` when it has none.
+        poll_interval: seconds between status polls that suit it when the
+            user has not set ``batch.poll_interval`` (``None``: the config's default).
+    """
+
+    options: type[ProviderSettings] = ProviderSettings
+    key_env: str | None = None
+    prices: str | None = None
+    structured_output: tuple[str, ...] = ("json_schema",)
+    batch: BatchSpec | None = None
+    poll_interval: float | None = None
+
+    def describe(self) -> list[str]:
+        """What ``lexibatch plugins`` says of the provider, line by line."""
+        key = self.key_env or "none needed"
+        lines = [
+            f"key: {key} · prices: {self.prices or 'by the model name'} · "
+            f"structured output: {', '.join(self.structured_output)}"
+        ]
+        if self.batch is not None:
+            lines.append("batch: " + self.batch.describe())
+        options = self.option_infos()
+        if options:
+            shown = [f"{o.name} ({o.type}, default {o.default!r})" for o in options]
+            lines.append("options: " + "; ".join(shown))
+        return lines
+
+    def option_infos(self) -> list[OptionInfo]:
+        """The provider's own options (those beyond every provider's), for listings."""
+        common = ProviderSettings.model_fields
+        return [
+            OptionInfo(key, _type_name(info.annotation), info.default)
+            for key, info in self.options.model_fields.items()
+            if key not in common
+        ]
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One option of a provider: its key, its type in words, its default."""
+
+    name: str
+    type: str
+    default: Any
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What the connector being built tells a provider factory that asks for it.
+
+    Attributes:
+        model: the connector's default model (``[connector] model``).
+        db: the store's path (``[connector] db``); ``None`` or ``:memory:``
+            for none on disk.
+    """
+
+    model: str | None = None
+    db: Path | None = None
+
+    def state_dir(self, name: str) -> Path | None:
+        """Where provider ``name`` keeps local state beside the store (``None``: no store)."""
+        if self.db is None or str(self.db) == ":memory:":
+            return None
+        return self.db.parent / PROVIDER_STATE_DIR / name
+
+
+def call_factory(
+    factory: Callable[..., Provider],
+    name: str,
+    options: ProviderSettings,
+    context: ProviderContext,
+) -> Provider:
+    """Build a provider: ``factory(name, options)``, plus ``context=`` when it takes one."""
+    if _takes_context(factory):
+        return factory(name, options, context=context)
+    return factory(name, options)
+
+
+def _takes_context(factory: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return "context" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def _type_name(annotation: Any) -> str:
+    """A field's type as a reader would write it: ``int | None``, ``'chat' | 'responses'``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if args and origin is not None and origin not in (dict, list, tuple, set):
+        # A union (typing.Union or X | Y).
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(_type_name(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1_000_000_000), ("MB", 1024 * 1024)):
+        if count >= scale:
+            return f"{count / scale:g} {unit}"
+    return f"{count:,} bytes"

@@ -1,0 +1,113 @@
+"""Paid answers a store refused: kept in the spill, stored once (plugins.safekeep)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins.factory import open_connector
+from plugins.safekeep import SafeKeep, StoreRefusedError, spill_path, take_back
+from plugins.store import CallRecord, Store, StoredResult
+from providers.errors import StoreWriteError
+from providers.types import Usage
+from tests.plugins.batch_helpers import Entry
+
+
+def _refused() -> None:
+    raise StoreWriteError("the store could not be written (database or disk is full)")
+
+
+def test_a_spill_whose_import_was_cut_short_adds_nothing_twice(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "lexibatch.db"))
+    try:
+        keep = SafeKeep(store)
+        usage = Usage(input_tokens=5, output_tokens=7)
+        for n in range(3):
+            call = CallRecord("openai", "gpt-4o-mini", "t", "immediate", f"k{n}", usage, 0.5)
+            result = StoredResult(f"k{n}", "gpt-4o-mini", "t", "immediate", "{}", usage, 0.5)
+            with pytest.raises(StoreRefusedError, match="kept in"):
+                keep.store_paid(_refused, [call], result, "openai")
+        assert keep.kept == 3 and keep.refused is not None
+        spill = tmp_path / "lexibatch.db.unsaved.jsonl"
+        text = spill.read_text()
+        assert take_back(store) == 3 and not spill.exists()
+        # Cut short after its commit, before the spill was deleted: imported again, nothing added.
+        spill.write_text(text)
+        assert take_back(store) == 0 and not spill.exists()
+        assert store.count_results("openai") == 3
+        assert store.query("SELECT COUNT(*), TOTAL(cost_usd) FROM calls")[0] == (3, 1.5)
+    finally:
+        store.close()
+
+
+def test_an_import_the_store_refuses_keeps_the_spill(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "lexibatch.db"))
+    try:
+        call = CallRecord("openai", "gpt-4o-mini", None, "immediate", "k", cost_usd=0.25)
+        with pytest.raises(StoreWriteError):
+            SafeKeep(store).store_paid(_refused, [call], None, "openai")
+        store._conn.execute("PRAGMA query_only = ON")  # the store refuses every write
+        with pytest.raises(StoreWriteError, match="wait there until it can"):
+            take_back(store)
+        assert (tmp_path / "lexibatch.db.unsaved.jsonl").exists()
+        store._conn.execute("PRAGMA query_only = OFF")
+        assert take_back(store) == 1
+        assert store.query("SELECT COUNT(*) FROM calls")[0] == (1,)
+    finally:
+        store.close()
+
+
+async def test_an_answer_another_process_kept_is_taken_from_its_spill_not_paid_again(
+    make_settings: Any,
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    with Emulator(EmulatorConfig()) as emu:
+        connector = open_connector(make_settings(emu))
+        try:
+            request = connector.build_request("kept elsewhere", Entry, task="t")
+            # Another process on the store was paid for it, and its store refused the answer.
+            usage = Usage(input_tokens=3, output_tokens=4)
+            call = CallRecord("openai", request.model, "t", "immediate", request.key, usage, 0.1)
+            text = '{"word": "kept", "level": "easy"}'
+            result = StoredResult(request.key, request.model, "t", "immediate", text, usage, 0.1)
+            elsewhere = SafeKeep(Store(connector.store.path))
+            with pytest.raises(StoreRefusedError):
+                elsewhere.store_paid(_refused, [call], result, "openai")
+            elsewhere.store.close()
+            answer = await connector.structured("kept elsewhere", Entry, task="t")
+            spill_left = spill_path(connector.store)
+        finally:
+            await connector.aclose()
+        billing = emu.billing()
+    assert answer == Entry(word="kept", level="easy")
+    assert spill_left is not None and not spill_left.exists()
+    assert billing["immediate"]["requests"] == 0
+
+
+def test_the_first_refused_answer_lets_the_reserve_go_and_is_stored_after_all(
+    tmp_path: Path,
+) -> None:
+    store = Store(str(tmp_path / "lexibatch.db"))
+    try:
+        keep = SafeKeep(store)
+        keep.make_reserve()
+        reserve = tmp_path / "lexibatch.db.reserve"
+        assert reserve.stat().st_size >= 4 << 20
+        tries: list[bool] = []
+
+        def full_until_room() -> None:
+            # Refused while the reserve takes the disk's last room.
+            tries.append(reserve.exists())
+            if reserve.exists():
+                _refused()
+
+        keep.store_paid(full_until_room, [], None, "openai")
+        assert tries == [True, False] and keep.refused is not None
+        assert keep.kept == 0 and not (tmp_path / "lexibatch.db.unsaved.jsonl").exists()
+        # Sending stops all the same: the disk is full.
+        assert "could not be written" in str(StoreRefusedError(keep))
+    finally:
+        store.close()

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.ledgercheck import check_ledger
-from plugins.batch.oversize import halved, too_large
+from plugins.batch.oversize import halved, halved_to_fit, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
@@ -50,7 +50,7 @@ from providers.errors import (
     ProviderError,
     StoreWriteError,
 )
-from providers.types import BatchInfo, BatchState, ItemResult, Mode, Request, Response
+from providers.types import BatchInfo, BatchLimits, BatchState, ItemResult, Mode, Request, Response
 
 if TYPE_CHECKING:
     from plugins.batch.accumulator import BatchAccumulator
@@ -289,23 +289,49 @@ class Settlement:
         """
         if shard.requests < 2 or not too_large(error):
             return False
-        self.budget.give_back(shard.shard_id)
-        self.store.forget_shard(shard.shard_id, f"refused as too large ({error}); sent again split")
-        keys = self.store.shard_keys(shard.shard_id, "queued")
-        self.fresh.pop(shard.shard_id, None)
-        _remove(shard.path)
-        self.resend_smaller(shard, keys, str(error))
+        self._split(shard, f"refused as too large ({error}); sent again split")
+        self.resend_smaller(shard, self.store.shard_keys(shard.shard_id, "queued"), str(error))
         return True
 
-    def resend_smaller(self, shard: Shard, keys: list[str], why: str) -> None:
-        """Queue ``keys`` again in shards half the refused one's size (not a retry round)."""
-        self.accumulator.limits = halved(self.accumulator.limits, shard.requests)
+    def split_for_queue(self, shard: Shard, share: float, why: str) -> None:
+        """Send a shard too big for the provider's queue by itself again, in batches that fit.
+
+        Its batch was never made, or was refused and never ran (never
+        billed): as :meth:`split_refused`, with batches halved until
+        ``share`` of the shard's requests (see :mod:`plugins.batch.queuecap`).
+        """
+        self._split(shard, f"too big for the provider's queue ({why}); sent again split")
+        keys = self.store.shard_keys(shard.shard_id, "queued")
+        limits = halved_to_fit(self.accumulator.limits, shard.requests, share)
+        self.resend_smaller(shard, keys, why, limits=limits, what="too big for the queue")
+
+    def _split(self, shard: Shard, reason: str) -> None:
+        """Journal a shard given up for a split (one durable commit); its requests are queued
+        again."""
+        self.budget.give_back(shard.shard_id)
+        self.store.forget_shard(shard.shard_id, reason)
+        self.fresh.pop(shard.shard_id, None)
+        _remove(shard.path)
+
+    def resend_smaller(
+        self,
+        shard: Shard,
+        keys: list[str],
+        why: str,
+        *,
+        limits: BatchLimits | None = None,
+        what: str = "refused as too large",
+    ) -> None:
+        """Queue ``keys`` again in shards half the refused one's size, or within ``limits``
+        (not a retry round)."""
+        self.accumulator.limits = limits or halved(self.accumulator.limits, shard.requests)
         log.warning(
-            "batch shard %s (%d requests, %d bytes) refused as too large: %s — sent again in "
+            "batch shard %s (%d requests, %d bytes) %s: %s — sent again in "
             "batches of at most %d requests",
             shard.shard_id,
             shard.requests,
             shard.bytes or 0,
+            what,
             why,
             self.accumulator.limits.max_requests,
         )

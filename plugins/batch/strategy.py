@@ -162,6 +162,9 @@ class BatchStrategy:
             tokens=functools.partial(
                 shard_tokens, self.store, self.provider_name, estimate=queue.capped
             ),
+            estimated=functools.partial(
+                shard_tokens, self.store, self.provider_name, estimate=True
+            ),
         )
         # Requests of shards stopped in this run (their batch may be paid for),
         # by shard: asked again, they wait for that shard collected anew, never

@@ -29,6 +29,7 @@ from providers.types import Request, Response
 from providers.validation import check_request
 
 if TYPE_CHECKING:
+    from plugins.batch.promise import BatchPromise
     from plugins.config import Settings
     from plugins.manager import PluginManager
     from plugins.registry import Registry
@@ -304,7 +305,7 @@ class LexiConnector:
         return future
 
     def _settle(
-        self, request: Request, future: asyncio.Future[Response], done: asyncio.Future[Response]
+        self, request: Request, future: asyncio.Future[Response], done: BatchPromise
     ) -> None:
         """Pass a queued request's outcome on to its :meth:`submit_all` future."""
         self._inflight.pop(request.key, None)

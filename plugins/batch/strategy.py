@@ -162,6 +162,9 @@ class BatchStrategy:
             tokens=functools.partial(
                 shard_tokens, self.store, self.provider_name, estimate=queue.capped
             ),
+            estimated=functools.partial(
+                shard_tokens, self.store, self.provider_name, estimate=True
+            ),
         )
         # Requests of shards stopped in this run (their batch may be paid for),
         # by shard: asked again, they wait for that shard collected anew, never
@@ -194,20 +197,20 @@ class BatchStrategy:
         if pending is not None:
             if pending.future is None:
                 # A retry of an earlier run's request, already queued: wait for it.
-                pending.future = asyncio.get_running_loop().create_future()
-            return BatchPromise(key, pending.future)
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+                pending.future = BatchPromise(key)
+            return pending.future
+        future = BatchPromise(key)
         stopped = self._stopped.get(key)
         if stopped is not None and self._restart(stopped):
             row = self.store.get_requests(self.provider_name, [key]).get(key)
             attempts = retries_used(row.attempts) if row is not None else 0
             self._pending[key] = BatchRequest.of(request, future, attempts=attempts)
-            return BatchPromise(key, future)
+            return future
         if self._resumable and self._attach_to_submitted(request, future):
-            return BatchPromise(key, future)
+            return future
         pending = BatchRequest.of(request, future)
         self._enqueue(request, pending, journal=True)
-        return BatchPromise(key, future)
+        return future
 
     def _hold_for_burst(self) -> None:
         # Requests queued in one loop turn (a gather starting thousands of
@@ -239,7 +242,7 @@ class BatchStrategy:
         self._start_executor(shard)
         return True
 
-    def _attach_to_submitted(self, request: Request, future: asyncio.Future[Response]) -> bool:
+    def _attach_to_submitted(self, request: Request, future: BatchPromise) -> bool:
         row = self.store.get_requests(self.provider_name, [request.key]).get(request.key)
         task = self._executors.get(row.shard_id or "") if row is not None else None
         if row is None or row.state != "submitted" or task is None or task.done():
@@ -531,8 +534,9 @@ class BatchStrategy:
             if isinstance(request, InputError):
                 self.settlement.fail_unbuilt(row.key, request)
                 continue
-            future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-            pending = BatchRequest.of(request, future, retries_used(row.attempts))
+            pending = BatchRequest.of(
+                request, BatchPromise(request.key), retries_used(row.attempts)
+            )
             self._enqueue(request, pending, journal=False)
             requeued += 1
         await self.flush()
@@ -563,5 +567,3 @@ class BatchStrategy:
             if pending.future is not None and not pending.future.done():
                 pending.future.cancel()
         self._pending.clear()
-
-

@@ -19,7 +19,15 @@ from plugins.cli.options import (
     retry_cancelled_opt,
     settings_from,
 )
-from plugins.cli.session import hush, observe, run_coroutine, say, unobserve, with_connector
+from plugins.cli.session import (
+    hush,
+    observe,
+    room_suffix,
+    run_coroutine,
+    say,
+    unobserve,
+    with_connector,
+)
 
 if TYPE_CHECKING:
     from plugins.config import Settings
@@ -107,7 +115,7 @@ def run(
         say(
             quiet,
             f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.cached} from cache; "
-            f"cost {spent_line(spent)}; results in {out}",
+            f"cost {spent_line(spent)}; results in {out}{room_suffix(state)}",
         )
         if summary.unreachable is not None:
             click.echo(
@@ -186,7 +194,8 @@ def resume(ctx: click.Context, quiet: bool, **flags: Any) -> None:
         say(
             quiet,
             f"resumed ({requeued} queued requests sent); cost {spent_line(spent)}; journal now: "
-            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            + room_suffix(state),
         )
 
     run_coroutine(with_connector(settings, body))

@@ -53,6 +53,12 @@ def unobserve(observer: ProgressObserver) -> None:
     get_plugin_manager().pm.unregister(observer.state)
 
 
+def room_suffix(state: Any) -> str:
+    """``; shards waited … for queue room …`` for a summary line, or nothing."""
+    note = state.room_note()
+    return f"; {note}" if note else ""
+
+
 def hush(quiet: bool) -> None:
     """With ``--quiet``, only errors reach stderr (warnings and notes are dropped).
 

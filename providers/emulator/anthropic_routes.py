@@ -9,7 +9,12 @@ from providers.emulator.appcore import AppCore, origin
 from providers.emulator.batches import Conflict, NotFound, NotReady
 from providers.emulator.jobs import validate_anthropic
 from providers.emulator.limits import anthropic_too_large
-from providers.emulator.replies import anthropic_error, anthropic_headers, json_response
+from providers.emulator.replies import (
+    anthropic_error,
+    anthropic_headers,
+    json_response,
+    retry_headers,
+)
 
 __all__ = [
     "msgbatch_cancel",
@@ -36,6 +41,14 @@ async def msgbatch_create(app: AppCore, request: web.Request) -> web.Response:
     if problem is not None:
         return anthropic_error(400, "invalid_request_error", problem)
     assert isinstance(requests, list)
+    if app.create_rate_limited():
+        return anthropic_error(
+            429,
+            "rate_limit_error",
+            "This request would exceed the rate limit for your organization of 50 "
+            "Message Batches API requests per minute. Please try again later.",
+            headers=retry_headers(app.config.retry_after),
+        )
     full = app.engine.anthropic_refusal(requests)
     if full is not None:
         app.state.queue_refusals += 1

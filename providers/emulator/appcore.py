@@ -43,6 +43,14 @@ class AppCore:
         self.limiter.window = self.config.rate_window
         return self.config
 
+    def create_rate_limited(self) -> bool:
+        """Whether this batch create is answered with an ordinary 429 (uses one of
+        ``batch_create_rate_limit``)."""
+        if self.config.batch_create_rate_limit == 0:
+            return False
+        self.configure({"batch_create_rate_limit": self.config.batch_create_rate_limit - 1})
+        return True
+
     def reset(self) -> None:
         """Forget all files, batches, billing and seen-counters."""
         self.state.reset()

@@ -357,6 +357,18 @@ async def batch_create(app: AppCore, request: web.Request, model: str) -> web.Re
         if len({cid for cid, _ in items}) < len(items):
             return wire_error(400, "* requests: the keys in the requests' metadata must be unique")
         extra.update(inline=True, inline_keys=[c for c, _ in items], inline_metadata=metadata)
+    if app.create_rate_limited():
+        return wire_error(
+            429,
+            "Quota exceeded for metric: generativelanguage.googleapis.com/"
+            "batch_requests_per_minute. Please retry later.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{app.config.retry_after:g}s",
+                }
+            ],
+        )
     full = queue_refusal(app, WIRE, items)
     if full is not None:
         return wire_error(429, full)

@@ -285,6 +285,10 @@ async def job_create(app: AppCore, request: web.Request) -> web.Response:
             if not isinstance(item_model, str):
                 return _error(422, "model: a model is required (on the job or in each body)")
             items.append((str(line.get("custom_id", n)), {**line["body"], "model": item_model}))
+    if app.create_rate_limited():
+        limited = _error(429, "Requests rate limit exceeded", "rate_limited", "1300")
+        limited.headers["retry-after"] = f"{app.config.retry_after:g}"
+        return limited
     full = queue_refusal(app, WIRE, items)
     if full is not None:
         return _error(429, full, "rate_limited")

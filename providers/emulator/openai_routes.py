@@ -13,7 +13,13 @@ from providers.emulator.batches import OPENAI_ENDPOINTS, Conflict, NotFound
 from providers.emulator.files import delete_file, list_files
 from providers.emulator.limits import openai_too_large
 from providers.emulator.multipart import multipart_boundary, parse_multipart
-from providers.emulator.replies import json_response, openai_error, openai_headers
+from providers.emulator.replies import (
+    ORG,
+    json_response,
+    openai_error,
+    openai_headers,
+    retry_headers,
+)
 
 __all__ = [
     "batch_cancel",
@@ -101,6 +107,15 @@ async def batch_create(app: AppCore, request: web.Request) -> web.Response:
     for field in ("input_file_id", "endpoint", "completion_window"):
         if not isinstance(body.get(field), str):
             return openai_error(400, f"Missing required parameter: '{field}'.", param=field)
+    if app.create_rate_limited():
+        return openai_error(
+            429,
+            f"Rate limit reached for batch creation in organization {ORG}: Limit 2000 "
+            f"per 1h. Please try again in {int(app.config.retry_after * 1000)}ms.",
+            "requests",
+            code="rate_limit_exceeded",
+            headers=retry_headers(app.config.retry_after),
+        )
     if body["endpoint"] not in OPENAI_ENDPOINTS:
         return openai_error(
             400,

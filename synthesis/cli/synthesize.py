@@ -18,7 +18,15 @@ from plugins.cli.options import (
     retry_cancelled_opt,
     settings_from,
 )
-from plugins.cli.session import hush, observe, run_coroutine, say, unobserve, with_connector
+from plugins.cli.session import (
+    hush,
+    observe,
+    room_suffix,
+    run_coroutine,
+    say,
+    unobserve,
+    with_connector,
+)
 from synthesis.cli.estimate import estimate_synthesis, refuse_over_budget
 
 if TYPE_CHECKING:
@@ -215,7 +223,8 @@ async def _synthesize(
         quiet,
         f"{summary.written} entries written to {out}, {summary.skipped} already done, "
         f"{summary.failed} failed; {observer.requests} calls ({observer.cached} from cache); "
-        f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}",
+        f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}"
+        f"{room_suffix(state)}",
     )
     if summary.unreachable is not None:
         click.echo(

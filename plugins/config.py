@@ -22,6 +22,7 @@ validated by the options model the provider registered
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import tomllib
@@ -408,11 +409,21 @@ def _options_of(name: str) -> type[BaseModel]:
 
 
 def _owners_of(name: str, key: str) -> str | None:
-    """Who takes ``key`` when provider ``name`` does not: the registered providers that do."""
+    """Who takes ``key`` when provider ``name`` does not: the registered providers that do.
+
+    Providers whose options inherit the key from one model are named as that
+    model's owners (its ``owner_label``).
+    """
     owners: dict[type[ProviderSettings], list[str]] = {}
     for entry in _registered().values():
         if entry.name != name and key in entry.spec.options.model_fields:
-            owners.setdefault(entry.spec.options, []).append(entry.name)
+            declared = next(
+                model
+                for model in reversed(entry.spec.options.__mro__)
+                if key in inspect.get_annotations(model)
+                and issubclass(model, ProviderSettings)
+            )
+            owners.setdefault(declared, []).append(entry.name)
     labels = [
         model.owner_label or " and ".join(f"the {n} provider" for n in names)
         for model, names in owners.items()

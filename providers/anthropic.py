@@ -197,6 +197,8 @@ class AnthropicBatchEndpoint:
             if created is None or not lo <= created <= hi:
                 continue
             info = batch_info_from_dict(batch)
+            if info.id in shard.taken:
+                continue  # another shard's, as the journal says
             if info.total == count and await self._may_carry(info, keys):
                 matches.append(info)
         return matches[0] if len(matches) == 1 else None

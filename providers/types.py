@@ -335,6 +335,8 @@ class JournaledShard:
             cannot be older; ``None``: unknown (look at every batch).
         sent_at: when its create was last journaled as being sent; ``None``
             when that is unknown.
+        taken: the batch ids the journal gives to other shards of the
+            provider: none of them is this shard's.
     """
 
     shard_id: str
@@ -342,6 +344,7 @@ class JournaledShard:
     keys: tuple[str, ...] = ()
     journaled_at: float | None = None
     sent_at: float | None = None
+    taken: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

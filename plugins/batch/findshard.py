@@ -25,4 +25,9 @@ def journaled_shard(store: ShardJournal, shard: Shard) -> JournaledShard:
         keys=tuple(store.shard_keys(shard.shard_id)),
         journaled_at=shard.created_at or None,
         sent_at=(shard.updated_at or None) if shard.state == "submitting" else None,
+        taken=frozenset(
+            other.batch_id
+            for other in store.shards(provider=shard.provider)
+            if other.batch_id and other.shard_id != shard.shard_id
+        ),
     )

@@ -17,7 +17,7 @@ made it:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -48,6 +48,12 @@ class ShardJournal(Protocol):
 
     def shard_keys(self, shard_id: str, state: str | None = None) -> list[str]:
         """The keys of the shard's requests (only those in ``state`` when given)."""
+        ...
+
+    def shards(
+        self, provider: str | None = None, states: Iterable[str] | None = None
+    ) -> list[Shard]:
+        """Journaled shards, oldest first, optionally of one provider and in some states."""
         ...
 
 

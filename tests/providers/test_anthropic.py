@@ -747,3 +747,22 @@ async def test_an_ended_candidate_must_carry_one_of_the_shards_keys(tmp_path: Pa
         await _provider(handler, tmp_path).batch.find(JournaledShard("s23", 3, sent_at=time.time()))
         is None
     )
+
+
+async def test_a_batch_the_journal_gives_another_shard_is_never_found(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    page = {
+        "data": [_listed("msgbatch_other_shard", now, 3), _listed("msgbatch_ours", now, 3)],
+        "has_more": False,
+    }
+    provider = _provider(lambda r: _json(200, page), tmp_path)
+    both = JournaledShard("s24", 3, sent_at=time.time())
+    assert await provider.batch.find(both) is None  # ambiguous: two of its size
+    known = JournaledShard("s24", 3, sent_at=time.time(), taken=frozenset({"msgbatch_other_shard"}))
+    found = await provider.batch.find(known)
+    assert found is not None and found.id == "msgbatch_ours"
+    only_taken = {"data": [_listed("msgbatch_other_shard", now, 3)], "has_more": False}
+    provider = _provider(lambda r: _json(200, only_taken), tmp_path)
+    assert await provider.batch.find(known) is None

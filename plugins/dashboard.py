@@ -122,6 +122,13 @@ class RunState:
         self._wait: tuple[str, float] | None = None
         #: Shards waiting for queue room: shard id → (provider, model, since).
         self.held: dict[str, tuple[str, str, float]] = {}
+        #: Seconds shards waited for queue room, all shards together (two
+        #: shards held for a minute count two).
+        self.room_waited = 0.0
+        #: Seconds during which at least one shard waited for queue room.
+        self.room_held = 0.0
+        # When the first of the shards held now started waiting.
+        self._held_since: float | None = None
         #: Bumped on every change a reader of the log should hear about.
         self.changes = 0
 
@@ -209,10 +216,18 @@ class RunState:
         self, shard_id: str, provider: str, model: str, waiting: bool
     ) -> None:
         """Note a shard held back (or let go) until its provider's queue has room."""
+        now = self.clock()
         if waiting:
-            self.held.setdefault(shard_id, (provider, model, self.clock()))
+            self.held.setdefault(shard_id, (provider, model, now))
+            if self._held_since is None:
+                self._held_since = now
         else:
-            self.held.pop(shard_id, None)
+            held = self.held.pop(shard_id, None)
+            if held is not None:
+                self.room_waited += now - held[2]
+            if not self.held and self._held_since is not None:
+                self.room_held += now - self._held_since
+                self._held_since = None
         self.changes += 1
 
     # -- what no hook says ---------------------------------------------------
@@ -233,6 +248,20 @@ class RunState:
         self.changes += 1
 
     # -- what it adds up to --------------------------------------------------
+
+    def room_note(self) -> str | None:
+        """How long shards waited for queue room, in words; ``None`` when none waited.
+
+        ``shards waited 95.0 s for queue room (the run was held 40.0 s)``: the
+        first figure adds up every shard's wait, the second is the time during
+        which at least one shard waited (a wait still going counts up to now).
+        """
+        now = self.clock()
+        waited = self.room_waited + sum(now - since for _, _, since in self.held.values())
+        held = self.room_held + (now - self._held_since if self._held_since is not None else 0.0)
+        if waited <= 0:
+            return None
+        return f"shards waited {waited:,.1f} s for queue room (the run was held {held:,.1f} s)"
 
     @property
     def started(self) -> int:
@@ -351,6 +380,9 @@ class RunState:
         waiting = self.waiting_for()
         if waiting:
             parts.append(f"waiting for {waiting}")
+        room = self.room_note()
+        if room:
+            parts.append(room)
         return " · ".join(parts)
 
     def render(self) -> RenderableType:
@@ -429,6 +461,9 @@ class RunState:
         eta = self.eta()
         info.add_row("ETA", f"~{age(eta[0])} ({eta[1]})" if eta else "-")
         info.add_row("waiting for", self.waiting_for() or "-")
+        room = self.room_note()
+        if room:
+            info.add_row("queue room", room)
         parts.append(info)
         return Group(*parts)
 

@@ -6,9 +6,12 @@ The journal states of a shard, each recorded *before* the next side effect::
         ──poll…──▶ ended ──read results, store each──▶ collected ──▶ files deleted
                               (or failed, when the provider rejected it)
 
-A batch the provider refuses for its queue (a 429 at create, or a batch failed
-with ``token_limit_exceeded``) goes back to ``uploaded`` and waits for room
-(see :mod:`plugins.batch.queuecap`).
+A batch the provider refuses for its queue (a 429 naming the queue at create,
+or a batch failed with ``token_limit_exceeded``) goes back to ``uploaded`` and
+waits for room (see :mod:`plugins.batch.queuecap`); a shard bigger than the
+queue holds is split instead (forgotten, its requests queued again in smaller
+shards). Any other 429 goes through the retry policy; one it gives up on at
+create leaves the shard journaled before create, for the next run.
 
 A crash anywhere resumes from the recorded state: an uploaded file is not
 uploaded again, a shard in ``submitting`` first asks the provider whether the
@@ -28,11 +31,12 @@ from plugins.batch.findshard import journaled_shard
 from plugins.batch.gcpause import GcHold
 from plugins.batch.queuecap import (
     QueueRefusedError,
+    create_refusal,
     refused_at_create,
     refused_for_queue,
 )
 from plugins.retry import is_unreachable
-from providers.errors import LexibatchError, ProviderError, UserError
+from providers.errors import LexibatchError, ProviderError, RateLimitError, UserError
 from providers.types import BatchInfo, BatchState, ItemResult
 
 if TYPE_CHECKING:
@@ -68,6 +72,8 @@ class BatchExecutor:
         self._refused = False
         # The shard's tokens by model, once estimated (see plugins.batch.queuecap).
         self._held_tokens: dict[str, int] | None = None
+        # The same, estimated whether or not a cap is configured (to split a refused shard).
+        self._estimate: dict[str, int] | None = None
         if shard.state in ("submitting", "created"):
             # Its batch is (or may be) in flight: counted at once, before any
             # other shard of the run is admitted (executors start in turn).
@@ -91,10 +97,12 @@ class BatchExecutor:
                 # Failing the shard would re-send (and pay again for) requests
                 # whose batch exists: it stays journaled for the next run.
                 raise
-            if is_unreachable(exc):
-                # The retry policy gave up on reaching the provider: not the
-                # batch's fate, and a retry round would only try again as
-                # long. The shard stays journaled; the same command resumes it.
+            if is_unreachable(exc) or isinstance(exc, RateLimitError):
+                # The retry policy gave up on reaching the provider, or on a
+                # rate limit: not the batch's fate, and a retry round would
+                # only try again as long. The shard stays journaled (before
+                # create: a 429 proves no batch was made); the same command
+                # resumes it.
                 raise
             if self.settlement.split_refused(self.shard, exc):
                 return
@@ -117,6 +125,8 @@ class BatchExecutor:
 
     async def _run(self) -> None:
         sid = self.shard.shard_id
+        if self._split_over_cap():
+            return
         if self.shard.state == "written":
             path = Path(str(self.shard.path))
             file_id = await self._step("upload", lambda: self.endpoint.upload(path, shard_id=sid))
@@ -126,6 +136,8 @@ class BatchExecutor:
         finally:
             # Ended, or stopped: its tokens no longer hold room in this run's count.
             self.kit.queue.release(sid)
+        if info is None:
+            return  # split: its requests went to smaller shards
         if self.shard.state == "created":
             self._update(
                 state="ended",
@@ -143,12 +155,13 @@ class BatchExecutor:
         if cleanup:
             await self.kit.cleanup.run(self.shard.shard_id)
 
-    async def _until_ended(self) -> BatchInfo:
+    async def _until_ended(self) -> BatchInfo | None:
         """Create the shard's batch (when there is room) and poll it until it has ended.
 
         A batch the provider refused for its queue is journaled back to
         before create, waits for room (:mod:`plugins.batch.queuecap`) and is
         created again: neither a retry round nor a failure of its requests.
+        ``None``: the shard was too big for the queue and was split.
         """
         queue = self.kit.queue
         sid = self.shard.shard_id
@@ -160,7 +173,8 @@ class BatchExecutor:
                 try:
                     info = await self._create()
                 except QueueRefusedError as refused:
-                    await queue.refused(sid, self._models(), str(refused))
+                    if await self._split_or_wait(str(refused)):
+                        return None
                     continue
             if self.shard.state == "created":
                 # Counted while it is in flight (a no-op when already counted).
@@ -173,14 +187,57 @@ class BatchExecutor:
                 self._update(
                     state="uploaded", batch_id=None, batch_status=None, counts=None, raw=None
                 )
-                await queue.refused(sid, self._models(), f"batch {info.id} failed: {why}")
+                if await self._split_or_wait(f"batch {info.id} failed: {why}"):
+                    return None
                 continue
             return info
+
+    async def _split_or_wait(self, why: str) -> bool:
+        """Wait for room after the provider refused the shard for its queue; whether it was
+        split instead (too big for the queue by itself)."""
+        splittable = self.shard.requests > 1
+        share = await self.kit.queue.refused(
+            self.shard.shard_id,
+            self._models(),
+            why,
+            tokens=self._estimated if splittable else None,
+        )
+        if share is None:
+            return False
+        self.settlement.split_for_queue(self.shard, share, why)
+        return True
+
+    def _split_over_cap(self) -> bool:
+        """Split a shard not yet created that passes a configured cap by itself; whether it was."""
+        queue = self.kit.queue
+        if self.shard.state not in ("written", "uploaded") or self.shard.requests < 2:
+            return False
+        if not queue.capped:
+            return False
+        over = queue.over_cap(self._tokens())
+        if over is None:
+            return False
+        model, share = over
+        self.settlement.split_for_queue(
+            self.shard,
+            share,
+            f"it holds {self._tokens()[model]:,} tokens for {model}, more than the cap of "
+            f"{queue.cap(model):,} enqueued tokens",
+        )
+        return True
 
     def _models(self) -> str:
         """The shard's models, for messages."""
         models = [m for m in sorted(self._tokens()) if m != "*"]
         return ", ".join(models) or "its models"
+
+    def _estimated(self) -> dict[str, int]:
+        """The shard's tokens by model, estimated even when no cap is configured."""
+        if self.kit.queue.capped or self.kit.estimated is None:
+            return self._tokens()
+        if self._estimate is None:
+            self._estimate = self.kit.estimated(self.shard)
+        return self._estimate
 
     def _tokens(self) -> dict[str, int]:
         """The shard's tokens by model (estimated only when a cap is configured)."""
@@ -204,9 +261,12 @@ class BatchExecutor:
         """Create the shard's batch, unless the provider already has it; ``None``: it had.
 
         Raises:
-            QueueRefusedError: the provider kept refusing the create with a 429
-                (its queue is full) until the retry policy gave up; the shard
-                is journaled back to ``uploaded``.
+            QueueRefusedError: the provider refused the create for its full
+                queue (a 429 naming the queue, or one of a provider that words
+                its full queue as any quota, once the retry policy gave up);
+                the shard is journaled back to ``uploaded``.
+            RateLimitError: another 429 the retry policy gave up on; the
+                shard is journaled back to ``uploaded`` (no batch was made).
         """
         sid = self.shard.shard_id
         info: BatchInfo | None = None
@@ -245,18 +305,28 @@ class BatchExecutor:
                 except ProviderError as exc:
                     # Only a refusal of the first attempt proves no batch exists.
                     self._refused = first and not exc.retryable
+                    if create_refusal(exc) == "queue":
+                        # A full queue: waited for room, not tried again at once.
+                        raise QueueRefusedError(str(exc)) from exc
                     raise
 
             try:
                 info = await self._step("create", create_unless_found)
-            except ProviderError as exc:
-                if not refused_at_create(exc):
-                    raise
-                # Still refused once the retry policy gave up: the queue is full.
-                # Its last try was refused after the provider said it had no batch
-                # of this shard (find), so none was made.
+            except QueueRefusedError:
+                # A 429 proves this try made no batch; any earlier try was
+                # asked for (find) before it, so none was made.
                 self._update(state="uploaded")
-                raise QueueRefusedError(str(exc)) from exc
+                raise
+            except ProviderError as exc:
+                if create_refusal(exc) != "rate":
+                    raise
+                # Still refused once the retry policy gave up: its last try was
+                # refused after the provider said it had no batch of this shard
+                # (find), so none was made.
+                self._update(state="uploaded")
+                if refused_at_create(exc):
+                    raise QueueRefusedError(str(exc)) from exc
+                raise
             self._created(info)
             return info
 
@@ -319,9 +389,7 @@ class BatchExecutor:
 
     async def _step(self, what: str, call: Any) -> Any:
         """One provider call of the lifecycle, tried again per the one retry policy."""
-        return await self.kit.retry.call(
-            call, what=f"batch {what} of {self.shard.shard_id}"
-        )
+        return await self.kit.retry.call(call, what=f"batch {what} of {self.shard.shard_id}")
 
 
 def _counts(info: BatchInfo) -> dict[str, int]:

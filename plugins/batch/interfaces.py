@@ -82,6 +82,11 @@ class ShardSettlement(Protocol):
         """Whether the shard, refused as too large, was queued again in smaller shards."""
         ...
 
+    def split_for_queue(self, shard: Shard, share: float, why: str) -> None:
+        """Queue the shard's requests again in shards of ``share`` its size, or smaller (the
+        provider's queue cannot hold it whole)."""
+        ...
+
 
 class BatchEvents(Protocol):
     """The observers of a batch's life (the lifecycle hooks, for a strategy's provider)."""
@@ -111,6 +116,8 @@ class ExecutorKit:
             created, so at most one shard is ever in doubt after a crash.
         polls: a fresh schedule of waits between polls, one per batch.
         tokens: a shard's tokens by model, for the queue's count.
+        estimated: a shard's tokens by model estimated even when no cap is
+            configured (to split a shard the queue refuses); ``None``: ``tokens``.
     """
 
     endpoint: BatchEndpoint
@@ -123,3 +130,4 @@ class ExecutorKit:
     create_lock: asyncio.Lock
     polls: Callable[[], PollSchedule]
     tokens: Callable[[Shard], dict[str, int]]
+    estimated: Callable[[Shard], dict[str, int]] | None = None

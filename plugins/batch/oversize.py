@@ -12,6 +12,11 @@ Two cases, both settled without paying for anything:
   was not billed. Its requests are queued again and sent in batches of at
   most half as many requests (:func:`too_large`), which the strategy keeps to
   for the rest of the run. A request refused alone fails with the refusal.
+- A shard bigger than the provider's queue holds by itself (its tokens pass
+  ``max_enqueued_tokens``, or the provider refuses it for its queue with
+  nothing else in flight; see :mod:`plugins.batch.queuecap`): it is halved
+  until the share that fits is reached (:func:`halved_to_fit`), the same way.
+  A single request is not split: it waits for an empty queue.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ if TYPE_CHECKING:
     from plugins.requestfile import JobItem
     from providers.protocol import BatchEndpoint
 
-__all__ = ["halved", "line_problem", "refuse_oversize", "too_large"]
+__all__ = ["halved", "halved_to_fit", "line_problem", "refuse_oversize", "too_large"]
 
 # How the providers word a refusal of a whole batch for its size: OpenAI's
 # "File is too large." (upload) and "The batch input file is larger than the
@@ -103,4 +108,15 @@ def _any_too_large(reasons: Iterable[str]) -> bool:
 def halved(limits: BatchLimits, requests: int) -> BatchLimits:
     """Limits under which a batch of ``requests`` refused as too large goes in two or more."""
     most = max(1, min(limits.max_requests, (requests + 1) // 2))
+    return BatchLimits(most, limits.max_bytes, mixed_models=limits.mixed_models)
+
+
+def halved_to_fit(limits: BatchLimits, requests: int, share: float) -> BatchLimits:
+    """Limits under which a batch of ``requests``, of which only ``share`` fits, is halved
+    until it fits (one halving at least, down to one request a batch)."""
+    most = min(limits.max_requests, requests)
+    while True:
+        most = max(1, (most + 1) // 2)
+        if most <= 1 or most <= requests * share:
+            break
     return BatchLimits(most, limits.max_bytes, mixed_models=limits.mixed_models)

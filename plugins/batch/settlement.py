@@ -25,7 +25,6 @@ neither stored nor billed twice.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -34,8 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.ledgercheck import check_ledger
-from plugins.batch.oversize import halved, too_large
-from plugins.batch.promise import BatchRequest
+from plugins.batch.oversize import halved, halved_to_fit, too_large
+from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
 from plugins.ledger import Pricer, call_record, stored_result
@@ -51,7 +50,7 @@ from providers.errors import (
     ProviderError,
     StoreWriteError,
 )
-from providers.types import BatchInfo, BatchState, ItemResult, Mode, Request, Response
+from providers.types import BatchInfo, BatchLimits, BatchState, ItemResult, Mode, Request, Response
 
 if TYPE_CHECKING:
     from plugins.batch.accumulator import BatchAccumulator
@@ -290,23 +289,49 @@ class Settlement:
         """
         if shard.requests < 2 or not too_large(error):
             return False
-        self.budget.give_back(shard.shard_id)
-        self.store.forget_shard(shard.shard_id, f"refused as too large ({error}); sent again split")
-        keys = self.store.shard_keys(shard.shard_id, "queued")
-        self.fresh.pop(shard.shard_id, None)
-        _remove(shard.path)
-        self.resend_smaller(shard, keys, str(error))
+        self._split(shard, f"refused as too large ({error}); sent again split")
+        self.resend_smaller(shard, self.store.shard_keys(shard.shard_id, "queued"), str(error))
         return True
 
-    def resend_smaller(self, shard: Shard, keys: list[str], why: str) -> None:
-        """Queue ``keys`` again in shards half the refused one's size (not a retry round)."""
-        self.accumulator.limits = halved(self.accumulator.limits, shard.requests)
+    def split_for_queue(self, shard: Shard, share: float, why: str) -> None:
+        """Send a shard too big for the provider's queue by itself again, in batches that fit.
+
+        Its batch was never made, or was refused and never ran (never
+        billed): as :meth:`split_refused`, with batches halved until
+        ``share`` of the shard's requests (see :mod:`plugins.batch.queuecap`).
+        """
+        self._split(shard, f"too big for the provider's queue ({why}); sent again split")
+        keys = self.store.shard_keys(shard.shard_id, "queued")
+        limits = halved_to_fit(self.accumulator.limits, shard.requests, share)
+        self.resend_smaller(shard, keys, why, limits=limits, what="too big for the queue")
+
+    def _split(self, shard: Shard, reason: str) -> None:
+        """Journal a shard given up for a split (one durable commit); its requests are queued
+        again."""
+        self.budget.give_back(shard.shard_id)
+        self.store.forget_shard(shard.shard_id, reason)
+        self.fresh.pop(shard.shard_id, None)
+        _remove(shard.path)
+
+    def resend_smaller(
+        self,
+        shard: Shard,
+        keys: list[str],
+        why: str,
+        *,
+        limits: BatchLimits | None = None,
+        what: str = "refused as too large",
+    ) -> None:
+        """Queue ``keys`` again in shards half the refused one's size, or within ``limits``
+        (not a retry round)."""
+        self.accumulator.limits = limits or halved(self.accumulator.limits, shard.requests)
         log.warning(
-            "batch shard %s (%d requests, %d bytes) refused as too large: %s — sent again in "
+            "batch shard %s (%d requests, %d bytes) %s: %s — sent again in "
             "batches of at most %d requests",
             shard.shard_id,
             shard.requests,
             shard.bytes or 0,
+            what,
             why,
             self.accumulator.limits.max_requests,
         )
@@ -498,14 +523,12 @@ class Settlement:
             fail_future(pending.future, error)
 
 
-
-def fail_future(future: asyncio.Future[Response], error: BaseException) -> None:
+def fail_future(future: BatchPromise, error: BaseException) -> None:
     future.set_exception(error)
     # The error is the promise's to report: a request nobody awaits (queued
     # with submit(), or resumed from the journal) must not make asyncio log
     # it as never retrieved. An awaiting caller still receives it.
     future.exception()
-
 
 
 def _remove(path: str | None) -> None:

@@ -36,16 +36,15 @@ at once migrate it exactly once.
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 
+from plugins.retry import retry_while_busy
 from plugins.store.backend import Backend, ConstraintError
 from plugins.store.keys import in_order, key_cell
 from plugins.store.migrations import SCHEMA_VERSION, pending_statements
@@ -87,6 +86,11 @@ _CHUNK = 900
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _busy_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying another connection holds the lock."""
+    return isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -412,17 +416,8 @@ class SQLiteEngine(Backend):
             os.close(fd)
 
     def _retry(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying while another connection holds the lock."""
-        deadline = time.monotonic() + self._lock_timeout
-        delay = 0.002
-        while True:
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.1)
+        """Run ``fn``, retrying while another connection holds the lock (the one retry policy)."""
+        return retry_while_busy(fn, busy=_busy_error, give_up_after=self._lock_timeout)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:

@@ -86,6 +86,11 @@ class EmulatorConfig(BaseModel):
     schema_invalid: float = Fraction
     """Fraction of answers whose content does not fit the requested schema."""
 
+    batch_create_rate_limit: int = Field(default=0, ge=0)
+    """How many of the next batch creates (any API) are answered with an ordinary 429 —
+    a rate limit on creating batches, with ``retry-after``, worded as each API words a
+    rate limit (not a full queue: see ``enqueued_token_limit``). Each such answer uses one."""
+
     download_cuts: int = Field(default=0, ge=0)
     """How many of the next file and results downloads break off mid-body: the
     answer promises the whole file, sends its first line and part of the second,

@@ -1,8 +1,9 @@
 """Every benchmark, one after the other, each in its own process; then one summary table.
 
 ``python -m tests.benchmarks.run_all [--quick | --tiny]`` from the repository
-root (about 10 minutes in full, 2 with ``--quick``). Each benchmark prints its
-own figures as it runs; the summary repeats every figure against its target.
+root (about 25 minutes in full on two cores — ``bench_scale`` alone takes
+ten — and 3 with ``--quick``). Each benchmark prints its own figures as it
+runs; the summary repeats every figure against its target.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BENCHMARKS = (
     "bench_immediate",
     "bench_memory",
     "bench_growth",
+    "bench_scale",
 )
 
 

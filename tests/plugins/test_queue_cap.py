@@ -187,6 +187,7 @@ async def test_a_refusal_with_nothing_in_flight_backs_off_and_sends_again(
     fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Another member of the organisation holds the queue: every create is refused.
+    # (One request: a shard of more would be split, as too big for the queue.)
     fresh_emulator.configure(enqueued_token_limit=1)
     settings = _settings(make_settings, fresh_emulator, "anthropic")
     connector = open_connector(settings)
@@ -194,7 +195,7 @@ async def test_a_refusal_with_nothing_in_flight_backs_off_and_sends_again(
         connector.enable_batch_mode()
         with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
             tasks = [
-                asyncio.ensure_future(connector.structured(p, Entry, task="t")) for p in PROMPTS[:2]
+                asyncio.ensure_future(connector.structured(p, Entry, task="t")) for p in PROMPTS[:1]
             ]
             backoffs: list[str] = []
             for _ in range(200):
@@ -209,25 +210,26 @@ async def test_a_refusal_with_nothing_in_flight_backs_off_and_sends_again(
         # Asked again and again, journaled before create each time, nothing failed.
         assert len(backoffs) >= 2, backoffs
         assert [s.state for s in connector.store.shards()] == ["uploaded"]
-        assert connector.store.count_requests("anthropic") == {"submitted": 2}
+        assert connector.store.count_requests("anthropic") == {"submitted": 1}
         assert not any(t.done() for t in tasks)
         fresh_emulator.configure(enqueued_token_limit=None)  # the queue drains
         results = await asyncio.gather(*tasks)
         assert all(isinstance(r, Entry) for r in results)
     finally:
         await connector.aclose()
-    assert fresh_emulator.billing()["batch"]["requests"] == 2
+    assert fresh_emulator.billing()["batch"]["requests"] == 1
 
 
 async def test_a_batch_refused_for_the_queue_is_never_found_as_the_shards_own(
     fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Every batch is refused: the shard's failed batch carries its id in its metadata.
+    # (One request: a shard of more would be split, as too big for the queue.)
     fresh_emulator.configure(enqueued_token_limit=1)
     settings = _settings(make_settings, fresh_emulator, "openai")
     first = open_connector(settings)
     first.enable_batch_mode()
-    tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in PROMPTS[:3]]
+    tasks = [asyncio.ensure_future(first.structured(p, Entry, task="t")) for p in PROMPTS[:1]]
     for _ in range(200):
         await asyncio.sleep(0.02)
         if any("none of this run's batches" in r.getMessage() for r in caplog.records):
@@ -247,7 +249,7 @@ async def test_a_batch_refused_for_the_queue_is_never_found_as_the_shards_own(
     again = open_connector(settings)
     try:
         again.enable_batch_mode()
-        results = await gather(again, PROMPTS[:3])
+        results = await gather(again, PROMPTS[:1])
         assert all(isinstance(r, Entry) for r in results), results
         [shard] = again.store.shards()
         # Its batch is a new one, not the refused one found by its metadata.
@@ -256,7 +258,7 @@ async def test_a_batch_refused_for_the_queue_is_never_found_as_the_shards_own(
         await again.aclose()
     assert not any("waiting for queue room" in r.getMessage() for r in caplog.records)
     billing = fresh_emulator.billing()
-    assert billing["batch"]["requests"] == 3 and billing["duplicates"] == 0
+    assert billing["batch"]["requests"] == 1 and billing["duplicates"] == 0
 
 
 def test_the_dashboard_says_which_shards_wait_for_room() -> None:
@@ -316,7 +318,7 @@ async def test_batches_of_an_earlier_run_still_in_flight_count_against_the_cap(
     _billed_once(fresh_emulator)
 
 
-async def test_a_shard_bigger_than_the_cap_goes_alone(
+async def test_a_single_request_bigger_than_the_cap_goes_alone(
     fresh_emulator: Any,
     make_settings: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -326,11 +328,34 @@ async def test_a_shard_bigger_than_the_cap_goes_alone(
     settings = _settings(make_settings, fresh_emulator, "openai", max_enqueued_tokens=10)
     held = _watch_holds(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
-        await _run_all(settings, "openai")
-    ours, _ = _shard_sizes(settings, "openai")
-    # One at a time: never more than one shard enqueued.
-    assert held and max(held) == max(ours)
-    alone = [r.getMessage() for r in caplog.records if "more than the cap" in r.getMessage()]
-    assert len(alone) == len(PROMPTS) // SHARD
+        connector = open_connector(settings)
+        try:
+            connector.enable_batch_mode()
+            results = await gather(connector, PROMPTS)
+            assert all(isinstance(r, Entry) for r in results), results
+            shards = connector.store.shards()
+            assert connector.store.count_requests("openai") == {"succeeded": len(PROMPTS)}
+        finally:
+            await connector.aclose()
+    singles = [request_tokens_of(settings, p) for p in PROMPTS]
+    # Every shard of three was split down to single requests, sent one at a time.
+    collected = [s for s in shards if s.state == "collected"]
+    assert len(collected) == len(PROMPTS) and {s.requests for s in collected} == {1}
+    assert held and max(held) == max(singles)
+    messages = [r.getMessage() for r in caplog.records]
+    split = [m for m in messages if "too big for the queue" in m]
+    assert len(split) == len(PROMPTS) // SHARD, split
+    assert "cap of 10 enqueued tokens — sent again in batches of at most 1 " in split[0]
+    alone = [m for m in messages if "it is sent when nothing else" in m]
+    assert len(alone) == len(PROMPTS)
     assert "more than the cap of 10 enqueued tokens: it is sent when nothing else" in alone[0]
     _billed_once(fresh_emulator)
+
+
+def request_tokens_of(settings: Any, prompt: str) -> int:
+    """The tokens one request of ``prompt`` holds in the queue, as this client estimates them."""
+    connector = open_connector(settings)
+    try:
+        return request_tokens(connector.build_request(prompt, Entry, task="t"))
+    finally:
+        connector.store.close()

@@ -7,12 +7,14 @@ per request (the run's process alone), and the store's bytes per request so
 far; then the last round's rate against the first's. A store whose journal
 keeps what it no longer needs, or whose indexes do not fit the access
 pattern, shows here as a rate that falls and bytes that grow round by round.
+At the end it prints where the store's bytes are, by table and index.
 """
 
 from __future__ import annotations
 
 import json
 import resource
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,6 +42,18 @@ def _write_requests(path: Path, first: int, count: int) -> None:
 
 def _store_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("lexibatch.db*"))
+
+
+def _table_bytes(db: Path) -> list[tuple[str, int]]:
+    """Bytes of each table and index of the store, largest first (empty without ``dbstat``)."""
+    try:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+            ).fetchall()
+    except sqlite3.OperationalError:  # SQLite built without the dbstat table
+        return []
+    return [(str(name), int(size)) for name, size in rows]
 
 
 def _children_cpu() -> float:
@@ -96,6 +110,12 @@ def main(argv: list[str] | None = None) -> None:
                 f"client CPU {cpu / per_round * 1e6:,.0f} µs/request, "
                 f"store {stored:,.0f} bytes/request"
             )
+        tables = _table_bytes(work / "store" / "lexibatch.db")
+    if tables:
+        total = ROUNDS * per_round
+        print("  store by table and index, bytes/request: " + ", ".join(
+            f"{name} {size / total:,.0f}" for name, size in tables if size / total >= 1
+        ))  # fmt: skip
     ratio = rates[-1] / rates[0]
     print(f"  last / first round rate: {ratio:.2f}x; CPU last / first {cpus[-1] / cpus[0]:.2f}x")
     rows = [

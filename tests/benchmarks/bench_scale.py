@@ -114,7 +114,7 @@ def _prices(usage_in: int, usage_out: int) -> tuple[float | None, float | None]:
 
 
 def _batches(store: Path) -> tuple[int, int]:
-    """Shards collected, and shards given up (split or refused), from the journal."""
+    """Shards collected, and shards given up (split as too big), from the journal."""
     from plugins.store import Store
 
     db = Store(store / "lexibatch.db")
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"  wall {wall:,.1f} s ({per_word * 1000:,.1f} ms a word), {requests:,} requests "
         f"({requests / len(words):.1f} a word), {batches:,} batches "
-        f"({given_up} refused or split), queue refusals {billing['queue_refusals']:,}, "
+        f"({given_up} split as too big), batches the provider refused for its queue "
+        f"{billing['queue_refusals']:,}, "
         f"held for queue room {held:,.1f} s (shards waited {waited:,.1f} s in all)"
     )
     print(

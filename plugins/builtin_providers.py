@@ -60,6 +60,20 @@ class GeminiOptions(ProviderSettings):
     inline_max_bytes: Annotated[int, Field(ge=0)] | None = None
 
 
+class SandboxOptions(OpenAIOptions):
+    """``[providers.sandbox]``: the OpenAI-style keys, plus which API the sandbox speaks.
+
+    Attributes:
+        speaks: the API of the emulator the sandbox talks to — ``openai``
+            (the default), ``anthropic``, ``gemini`` or ``mistral`` — through
+            that provider's own adapter, so any of them can be tried offline.
+    """
+
+    owner_label: ClassVar[str | None] = "the sandbox"
+
+    speaks: Literal["openai", "anthropic", "gemini", "mistral"] = "openai"
+
+
 # The providers' documented per-batch limits (DESIGN section 9). Gemini takes
 # input files up to 2 GB (inline batches up to 20 MB); Mistral jobs up to
 # 1,000,000 requests.
@@ -93,7 +107,7 @@ MISTRAL = ProviderSpec(
 # The sandbox stands in for OpenAI, priced like it; polling a local emulator
 # every 30 s (the right pace for a real provider) would make it crawl.
 SANDBOX = ProviderSpec(
-    options=OpenAIOptions, prices="openai", batch=OPENAI.batch, poll_interval=0.25
+    options=SandboxOptions, prices="openai", batch=OPENAI.batch, poll_interval=0.25
 )
 
 
@@ -126,13 +140,19 @@ def make_anthropic(
     name: str, settings: ProviderSettings, context: ProviderContext | None = None
 ) -> Provider:
     """The ``anthropic`` provider."""
+    return _anthropic(name, settings, context, api_key=settings.api_key(name))
+
+
+def _anthropic(
+    name: str, settings: ProviderSettings, context: ProviderContext | None, *, api_key: str
+) -> Provider:
     from providers.anthropic import AnthropicProvider
 
     assert ANTHROPIC.batch is not None
     limits = ANTHROPIC.batch.limits(settings)
     return AnthropicProvider(
         name=name,
-        api_key=settings.api_key(name),
+        api_key=api_key,
         base_url=settings.base_url,
         structured_output=getattr(settings, "structured_output", None) or "json_schema",
         timeout=settings.timeout,
@@ -173,6 +193,10 @@ def make_litellm(
 
 def make_gemini(name: str, settings: ProviderSettings) -> Provider:
     """The ``gemini`` provider (Gemini Developer API, batch mode included)."""
+    return _gemini(name, settings, api_key=settings.api_key(name))
+
+
+def _gemini(name: str, settings: ProviderSettings, *, api_key: str) -> Provider:
     from providers.gemini import GeminiProvider
 
     assert GEMINI.batch is not None
@@ -180,9 +204,10 @@ def make_gemini(name: str, settings: ProviderSettings) -> Provider:
     inline = getattr(settings, "inline_max_bytes", None)
     return GeminiProvider(
         name=name,
-        api_key=settings.api_key(name),
+        api_key=api_key,
         base_url=settings.base_url,
         timeout=settings.timeout,
+        connect_timeout=settings.connect_timeout,
         max_connections=max(settings.max_concurrency, 1) * 2,
         max_batch_requests=limits.max_requests,
         max_batch_bytes=limits.max_bytes,
@@ -192,15 +217,20 @@ def make_gemini(name: str, settings: ProviderSettings) -> Provider:
 
 def make_mistral(name: str, settings: ProviderSettings) -> Provider:
     """The ``mistral`` provider (chat completions and batch jobs)."""
+    return _mistral(name, settings, api_key=settings.api_key(name))
+
+
+def _mistral(name: str, settings: ProviderSettings, *, api_key: str) -> Provider:
     from providers.mistral import MistralProvider
 
     assert MISTRAL.batch is not None
     limits = MISTRAL.batch.limits(settings)
     return MistralProvider(
         name=name,
-        api_key=settings.api_key(name),
+        api_key=api_key,
         base_url=settings.base_url,
         timeout=settings.timeout,
+        connect_timeout=settings.connect_timeout,
         max_connections=max(settings.max_concurrency, 1) * 2,
         max_batch_requests=limits.max_requests,
         max_batch_bytes=limits.max_bytes,
@@ -210,15 +240,25 @@ def make_mistral(name: str, settings: ProviderSettings) -> Provider:
 def make_sandbox(
     name: str, settings: ProviderSettings, context: ProviderContext | None = None
 ) -> Provider:
-    """The offline ``sandbox``: the OpenAI provider against an emulator this process starts.
+    """The offline ``sandbox``: a provider's adapter against an emulator this process starts.
 
-    The emulator keeps its files and batches beside the store, so a killed
-    sandbox batch run re-attaches to its batches like a real one.
+    It speaks OpenAI's API unless ``speaks`` names another. The emulator keeps
+    its files and batches beside the store, so a killed sandbox batch run
+    re-attaches to its batches like a real one.
     """
     from plugins.sandbox import start_sandbox_emulator
 
-    base_url = start_sandbox_emulator((context or ProviderContext()).state_dir(name))
-    return _openai(name, settings, api_key="sandbox", base_url=base_url + "/v1")
+    root = start_sandbox_emulator((context or ProviderContext()).state_dir(name))
+    speaks = getattr(settings, "speaks", "openai")
+    if speaks == "openai":
+        return _openai(name, settings, api_key="sandbox", base_url=root + "/v1")
+    path = "/mistral" if speaks == "mistral" else ""
+    local = settings.model_copy(update={"base_url": root + path})
+    if speaks == "anthropic":
+        return _anthropic(name, local, context, api_key="sandbox")
+    if speaks == "gemini":
+        return _gemini(name, local, api_key="sandbox")
+    return _mistral(name, local, api_key="sandbox")
 
 
 @hookimpl

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +19,7 @@ from pydantic import BaseModel
 
 from plugins.batch.usercancel import cancelled_error, cancelled_keys
 from plugins.lease import runner_elsewhere
+from plugins.notices import notice
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.results import cached_response
 from plugins.store import UNFINISHED_SHARD_STATES
@@ -29,6 +29,7 @@ from providers.types import Request, Response
 from providers.validation import check_request
 
 if TYPE_CHECKING:
+    from plugins.batch.promise import BatchPromise
     from plugins.config import Settings
     from plugins.manager import PluginManager
     from plugins.registry import Registry
@@ -137,7 +138,7 @@ class LexiConnector:
                 if workload.has_batch is False
                 else f"{expected_requests} requests, batch from {workload.auto_threshold}"
             )
-            print(f"mode auto: {chosen} ({why})", file=sys.stderr)
+            notice(f"mode auto: {chosen} ({why})")
         return str(chosen)
 
     def batch_strategy(self) -> Strategy:
@@ -304,7 +305,7 @@ class LexiConnector:
         return future
 
     def _settle(
-        self, request: Request, future: asyncio.Future[Response], done: asyncio.Future[Response]
+        self, request: Request, future: asyncio.Future[Response], done: BatchPromise
     ) -> None:
         """Pass a queued request's outcome on to its :meth:`submit_all` future."""
         self._inflight.pop(request.key, None)

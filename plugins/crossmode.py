@@ -37,9 +37,9 @@ A batch run can die (``kill -9``) while an immediate run waits for one of its
 requests, or before the immediate run first looks. What its journal row says
 decides (:func:`batch_holds`):
 
-- **queued**: the row's shard was never sealed, so nothing of it reached the
-  provider: the immediate run sends it, and the next batch run finds its
-  answer stored and does not send it.
+- **queued**: no batch at the provider holds it (its shard was never sealed,
+  or its earlier batch ended without answering it): the immediate run sends
+  it, and the next batch run finds its answer stored and does not send it.
 - **submitted**, in a shard still unfinished: its batch was created at the
   provider, or may have been (the shard is journaled before the upload and
   the create). Sending it immediately could pay for it a second time, so the
@@ -74,7 +74,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchHold",
     "batch_holds",
-    "batch_will_send",
     "drop_lines",
     "taken_elsewhere",
     "wait_for_answer",
@@ -93,12 +92,6 @@ _BATCH_STATES = ("queued", "submitted")
 BatchHold = Literal["running", "orphaned"]
 
 
-def batch_will_send(store: Store, provider: str, key: str) -> bool:
-    """Whether a live batch run of another process holds ``key`` (queued or submitted)."""
-    state = store.request_states(provider, [key]).get(key)
-    return state in _BATCH_STATES and runner_elsewhere(store.path)
-
-
 def batch_holds(store: Store, provider: str, key: str) -> BatchHold | None:
     """Whether a batch answers ``key``, so that sending it immediately could pay twice.
 
@@ -110,12 +103,14 @@ def batch_holds(store: Store, provider: str, key: str) -> BatchHold | None:
         batch will answer it (never journaled, only queued by a run that is
         gone, or its batch is over): it may be sent.
     """
-    row = store.get_requests(provider, [key]).get(key)
-    if row is None or row.state not in _BATCH_STATES:
+    # The state alone first: an immediate request is seldom journaled at all.
+    state = store.request_states(provider, [key]).get(key)
+    if state not in _BATCH_STATES:
         return None
     if runner_elsewhere(store.path):
         return "running"
-    if row.state != "submitted" or row.shard_id is None:
+    row = store.get_requests(provider, [key]).get(key) if state == "submitted" else None
+    if row is None or row.state != "submitted" or row.shard_id is None:
         return None
     shard = store.get_shard(row.shard_id)
     if shard is None or shard.state not in UNFINISHED_SHARD_STATES:

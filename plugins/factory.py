@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from plugins.config import Settings
 from plugins.connector import LexiConnector
 from plugins.manager import PluginManager, get_plugin_manager
+from plugins.notices import notice
 from plugins.providerspec import ProviderContext, call_factory
 from plugins.sandbox import SANDBOX
 from plugins.store import Store
@@ -25,14 +25,14 @@ _announced = False
 
 
 def resolve_provider_name(settings: Settings, *, announce: bool = True) -> str:
-    """The configured provider, or the sandbox (said once on stderr)."""
+    """The configured provider, or the sandbox (said once, as a notice)."""
     global _announced
     name = settings.connector.provider
     if name:
         return name
     if announce and not _announced:
         _announced = True
-        print(f"lexibatch: {SANDBOX_NOTICE}", file=sys.stderr)
+        notice(f"lexibatch: {SANDBOX_NOTICE}")
     return SANDBOX
 
 

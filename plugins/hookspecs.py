@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from plugins.registry import RegisterProvider, RegisterStrategy, Workload
     from providers.errors import LexibatchError
     from providers.types import BatchInfo, BatchState, Request, Response
@@ -93,6 +95,32 @@ def choose_strategy(workload: Workload) -> str | None:
     :param workload: the requested mode, the number of requests expected and
         what the provider can do.
     :return: a registered strategy name, or ``None`` to let others decide.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``lexibatch`` command line.
+
+    Called once, before the command line lists or runs a command, with the
+    root :class:`click.Group`; attach commands or groups to it::
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            def hello():
+                "Say hello."
+                click.echo("hello")
+
+    The engine's own commands (``run``, ``resume``, ``batches``, ``cost``,
+    ``emulator``, ``plugins``) are on the group already; the dictionary's
+    (``synthesize``, ``show``, ``serve``) come through this hook.
+    :mod:`plugins.cli.guard`, :mod:`plugins.cli.options` and
+    :mod:`plugins.cli.session` hold what a command needs to behave like
+    the others (one-line errors and exit codes, the shared options, a
+    connector built from the configuration).
+
+    :param cli: the root command group.
     """
 
 

@@ -86,7 +86,7 @@ class ImmediateStrategy:
         # Answers an earlier run paid for and its store refused: stored
         # before anything is sent (in any mode), so none is paid for again.
         take_back(context.store)
-        self._keep = SafeKeep(context.store)
+        self._keep = SafeKeep(context.store, in_flight=psettings.max_concurrency)
         # Paces by the provider's rate-limit headers, before a 429.
         self._pacer = Pacer()
         # Said once each: waiting for another process's batches; collecting orphaned ones.
@@ -324,12 +324,13 @@ class ImmediateStrategy:
             return completion
 
     def _unless_refused(self) -> None:
-        """Send nothing more once the store refused a write: its answer could not be kept.
+        """Send nothing more while the store refuses writes: an answer could not be kept.
 
         Raises:
-            StoreRefusedError: the store refused a write earlier in this run.
+            StoreRefusedError: the store refused a write earlier in this run
+                (and, if that was a while ago, still does).
         """
-        if self._keep.refused is not None:
+        if not self._keep.may_send():
             raise StoreRefusedError(self._keep)
 
     def _claim(self, request: Request) -> None:

@@ -24,6 +24,11 @@ the ``[retry]`` section (:class:`plugins.config.RetrySettings`):
   provider is taken to be unreachable; every other call then gets one try
   (not a full round of retries), so a run of many requests gives up in the
   time of one. The first call that gets through takes that back.
+
+The store's writes and reads, when another process holds its lock, are tried
+again here too (:func:`retry_while_busy`): a short jittered backoff from
+:data:`BUSY_BACKOFF` up to :data:`BUSY_BACKOFF_MAX` seconds, for as long as
+the store's ``lock_timeout`` allows.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from typing import TYPE_CHECKING, TypeGuard, TypeVar
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    Retrying,
     retry_if_exception,
     stop_after_attempt,
+    stop_after_delay,
     stop_before_delay,
     wait_random_exponential,
 )
@@ -53,11 +60,22 @@ from providers.errors import (
 if TYPE_CHECKING:
     from plugins.config import RetrySettings
 
-__all__ = ["RetryPolicy", "is_retryable", "is_unreachable"]
+__all__ = [
+    "BUSY_BACKOFF",
+    "BUSY_BACKOFF_MAX",
+    "RetryPolicy",
+    "is_retryable",
+    "is_unreachable",
+    "retry_while_busy",
+]
 
 T = TypeVar("T")
 
 log = logging.getLogger("lexibatch.retry")
+
+#: Seconds of the first wait for a lock another process holds, and of the longest.
+BUSY_BACKOFF = 0.002
+BUSY_BACKOFF_MAX = 0.1
 
 
 def is_retryable(exc: BaseException | None) -> bool:
@@ -204,3 +222,30 @@ def _gave_up(exc: ProviderError, tries: int, seconds: float) -> ProviderError:
         code=exc.code,
     )
     return clone
+
+
+def retry_while_busy(
+    fn: Callable[[], T], *, busy: Callable[[BaseException], bool], give_up_after: float
+) -> T:
+    """``fn()``, tried again while it fails because another process holds a lock.
+
+    The first try costs nothing more than the call; only a failure that
+    ``busy`` recognises is tried again, with a jittered, doubling wait, until
+    ``give_up_after`` seconds have passed since the first retry.
+
+    Raises:
+        Exception: what ``fn`` raised, when it is not ``busy``, or still is
+            once the time is up.
+    """
+    try:
+        return fn()
+    except Exception as exc:
+        if not busy(exc):
+            raise
+    retrying = Retrying(
+        stop=stop_after_delay(give_up_after),
+        wait=wait_random_exponential(multiplier=BUSY_BACKOFF, max=BUSY_BACKOFF_MAX),
+        retry=retry_if_exception(busy),
+        reraise=True,
+    )
+    return retrying(fn)

@@ -8,9 +8,11 @@ pay for them all again. Three things prevent that:
 
 - **Stop sending.** The first refused write stops the immediate strategy
   from sending anything more (:attr:`SafeKeep.refused`); what is already in
-  flight is answered and kept.
+  flight is answered and kept. A process that lives on (a server) tries the
+  store again after :data:`RECHECK_AFTER` seconds, when a request comes: it
+  sends again once the store takes the spill back.
 - **A space reserve.** Beside the store lies ``DB.reserve``, a file of
-  :data:`RESERVE_BYTES` made when the first immediate call is sent. At the
+  :func:`reserve_bytes` made when the first immediate call is sent. At the
   first refused write it is deleted and the write tried once more: on a disk
   that filled up, the space it frees lets the answers in flight be stored
   after all.
@@ -32,6 +34,7 @@ import fcntl
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,9 +49,10 @@ if TYPE_CHECKING:
     from plugins.store import Store
 
 __all__ = [
-    "RESERVE_BYTES",
+    "RECHECK_AFTER",
     "SafeKeep",
     "StoreRefusedError",
+    "reserve_bytes",
     "reserve_path",
     "spill_path",
     "take_back",
@@ -56,12 +60,22 @@ __all__ = [
 
 log = logging.getLogger("lexibatch.safekeep")
 
-#: The space reserve kept beside a store: room for the answers of a few
-#: hundred calls in flight (each commit adds a few pages to SQLite's log).
-RESERVE_BYTES = 4 << 20
+#: Room the space reserve keeps per call in flight: storing one answer adds
+#: a few pages to SQLite's log (and a line to the spill).
+RESERVE_PER_CALL = 64 << 10
+#: The smallest and the largest space reserve.
+RESERVE_MIN, RESERVE_MAX = 1 << 20, 16 << 20
+
+#: Seconds after a refusal before the store is tried again (:meth:`SafeKeep.may_send`).
+RECHECK_AFTER = 30.0
 
 # Documents naming the spill entries already stored (an import is exactly-once).
 _IMPORTED = "lexibatch.safekeep.imported"
+
+
+def reserve_bytes(in_flight: int) -> int:
+    """The size of the space reserve for ``in_flight`` calls at once (``max_concurrency``)."""
+    return min(max(in_flight * RESERVE_PER_CALL, RESERVE_MIN), RESERVE_MAX)
 
 
 def reserve_path(store: Store) -> Path | None:
@@ -95,10 +109,17 @@ class SafeKeep:
 
     Args:
         store: the store the answers belong in.
+        in_flight: how many calls may be in flight at once (sizes the reserve).
+        recheck_after: seconds after a refusal before the store is tried again.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, *, in_flight: int = 32, recheck_after: float = RECHECK_AFTER
+    ) -> None:
         self.store = store
+        self.reserve_bytes = reserve_bytes(in_flight)
+        self.recheck_after = recheck_after
+        self._refused_at = 0.0
         self.reserve = reserve_path(store)
         self.spill = spill_path(store)
         #: The store's first refusal in this run; set, nothing more is sent.
@@ -115,7 +136,7 @@ class SafeKeep:
             return
         self._reserved = True
         try:
-            if self.reserve.stat().st_size >= RESERVE_BYTES:
+            if self.reserve.stat().st_size >= self.reserve_bytes:
                 return
         except FileNotFoundError:
             pass
@@ -126,9 +147,9 @@ class SafeKeep:
             try:
                 # Blocks really allocated: a sparse file would free nothing.
                 if hasattr(os, "posix_fallocate"):
-                    os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                    os.posix_fallocate(fd, 0, self.reserve_bytes)
                 else:
-                    os.write(fd, bytes(RESERVE_BYTES))
+                    os.write(fd, bytes(self.reserve_bytes))
                     os.fsync(fd)
             finally:
                 os.close(fd)
@@ -162,8 +183,7 @@ class SafeKeep:
             write()
             return
         except StoreWriteError as exc:
-            if self.refused is None:
-                self.refused = exc
+            self._note(exc)
         # Only the first answer refused frees the reserve; those after it
         # were refused with its room already free.
         if self._let_reserve_go():
@@ -177,9 +197,37 @@ class SafeKeep:
 
     def refuse(self, error: StoreWriteError) -> StoreRefusedError:
         """Stop sending: the store refused ``error``'s write (the first refusal is kept)."""
+        self._note(error)
+        return StoreRefusedError(self)
+
+    def may_send(self) -> bool:
+        """Whether sending may go on: no refusal, or the store takes writes again.
+
+        Within :attr:`recheck_after` seconds of the last refusal it may not.
+        After that the spill is stored (a write that shows whether the store
+        has room again); once it is, the reserve is laid down anew and
+        sending goes on. A store with nothing spilled is tried by the next
+        request's own claim.
+        """
+        if self.refused is None:
+            return True
+        if time.monotonic() - self._refused_at < self.recheck_after:
+            return False
+        try:
+            take_back(self.store)
+        except StoreWriteError:
+            self._refused_at = time.monotonic()
+            return False
+        log.warning("the store %s takes writes again: sending goes on", self.store.path)
+        self.refused = None
+        self.kept = 0
+        self._reserved = False
+        return True
+
+    def _note(self, error: StoreWriteError) -> None:
         if self.refused is None:
             self.refused = error
-        return StoreRefusedError(self)
+        self._refused_at = time.monotonic()
 
     def summary(self) -> str:
         """The one line that tells the user what happened and what to do."""
@@ -194,14 +242,14 @@ class SafeKeep:
                 "next run before it sends anything (never paid for again)"
             )
         if self.lost:
-            reason = (
-                os_error_reason(self._spill_error)
+            where = (
+                f"{self.spill}: {os_error_reason(self._spill_error)}"
                 if self._spill_error is not None
                 else "the store is in memory"
             )
             what += (
                 f"; {self.lost} answer{'s' if self.lost != 1 else ''} paid for could not be kept "
-                f"({self.spill}: {reason}) and will be asked again"
+                f"({where}) and will be asked again"
             )
         return what
 

@@ -26,37 +26,43 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import anthropic
 import httpx2
 import orjson
 
 from providers.anthropic_records import default_records_dir, read_record
+from providers.anthropic_wire import (
+    _JSON_HEADERS,
+    _RESULTS_HEADERS,
+    StructuredOutput,
+    _request_body,
+    _retry_after,
+    _timestamp,
+    batch_info_from_dict,
+    build_body,
+    completion_from_message,
+    error_from_anthropic_error,
+    item_result_from_line,
+    results_path,
+)
 from providers.errors import (
-    BatchCancelledError,
-    BatchExpiredError,
-    InvalidRequestError,
     ProviderError,
-    error_from_status,
 )
 from providers.jsonl import line_batches
-from providers.listing import not_paging
+from providers.listing import Page, listed_since
 from providers.ratelimits import rate_limit_state
 from providers.sdkerrors import SdkErrors, translate_sdk_error
-from providers.transport import transport_error
+from providers.transport import pooled_client, transport_error
 from providers.types import (
     BatchInfo,
     BatchLimits,
-    BatchState,
     Completion,
     ItemResult,
     JournaledShard,
     Request,
-    Usage,
 )
 
 __all__ = [
@@ -71,232 +77,6 @@ __all__ = [
     "results_path",
     "translate_error",
 ]
-
-StructuredOutput = Literal["json_schema", "tool"]
-
-_JSON_HEADERS = {"content-type": "application/json"}
-_RESULTS_HEADERS = {"accept": "application/binary"}
-
-# The inner ``error.type`` of an Anthropic error, and the HTTP status it
-# stands for; batch ``errored`` results carry only the type.
-_ERROR_TYPE_STATUS: dict[str, int] = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
-_TOOL_DESCRIPTION = "Record the answer. Its input is the complete structured answer."
-
-
-# --------------------------------------------------------------------------- bodies
-
-
-def _tool_name(name: str | None) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in (name or "response"))
-    return cleaned[:64] or "response"
-
-
-class _SchemaCache:
-    """The SDK's Anthropic-ready rewrite of each schema, computed once per schema object.
-
-    Anthropic's structured output refuses some JSON-schema constraints
-    (``minimum``, ``maxLength``, ...); the SDK's ``transform_schema`` moves
-    them into the description, which is what its own typed helper sends.
-    """
-
-    _MAX = 1024
-
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
-
-    def get(self, schema: Mapping[str, Any]) -> dict[str, Any]:
-        entry = self._entries.get(id(schema))
-        # The identity check guards against an id reused by a new object.
-        if entry is not None and entry[0] is schema:
-            return entry[1]
-        transformed = _transform_schema(dict(schema))
-        if len(self._entries) >= self._MAX:
-            self._entries.clear()
-        self._entries[id(schema)] = (schema, transformed)
-        return transformed
-
-
-def _transform_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    from anthropic.lib._parse._transform import transform_schema
-
-    return transform_schema(schema)
-
-
-_SCHEMAS = _SchemaCache()
-
-
-def build_body(
-    request: Request,
-    *,
-    structured_output: StructuredOutput = "json_schema",
-    default_max_tokens: int = 1024,
-) -> dict[str, Any]:
-    """The Messages API body for ``request`` (shared by immediate calls and batch lines).
-
-    System messages are joined into the top-level ``system``; ``max_tokens``,
-    which Anthropic requires, falls back to ``default_max_tokens``;
-    ``request.extras`` are merged in last, unchanged.
-    """
-    system: list[str] = []
-    messages: list[dict[str, str]] = []
-    for m in request.messages:
-        if m.role == "system":
-            system.append(m.content)
-        else:
-            messages.append({"role": m.role, "content": m.content})
-    body: dict[str, Any] = {
-        "model": request.model,
-        "max_tokens": request.max_tokens or default_max_tokens,
-        "messages": messages,
-    }
-    if system:
-        body["system"] = "\n\n".join(system)
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    schema = request.json_schema
-    if schema is not None:
-        if structured_output == "tool":
-            name = _tool_name(request.schema_name)
-            body["tools"] = [
-                {"name": name, "description": _TOOL_DESCRIPTION, "input_schema": schema}
-            ]
-            body["tool_choice"] = {"type": "tool", "name": name}
-        else:
-            body["output_config"] = {
-                "format": {"type": "json_schema", "schema": _SCHEMAS.get(schema)}
-            }
-    if request.extras:
-        body.update(request.extras)
-    return body
-
-
-# --------------------------------------------------------------------------- answers
-
-
-def _usage(data: Mapping[str, Any] | None) -> Usage:
-    """Anthropic's usage in lexibatch's terms.
-
-    Anthropic's ``input_tokens`` are only the tokens after the last cache
-    breakpoint; cache reads and writes are counted apart. They are added in
-    here, so that ``input_tokens`` is the whole prompt as for every provider.
-    The ``cache_creation`` breakdown tells five-minute from one-hour writes.
-    """
-    if not data:
-        return Usage()
-    read = data.get("cache_read_input_tokens") or 0
-    split = data.get("cache_creation") or {}
-    hour = split.get("ephemeral_1h_input_tokens") or 0
-    written = data.get("cache_creation_input_tokens")
-    if written is None:
-        written = hour + (split.get("ephemeral_5m_input_tokens") or 0)
-    return Usage(
-        input_tokens=(data.get("input_tokens") or 0) + read + written,
-        output_tokens=data.get("output_tokens") or 0,
-        cached_tokens=read,
-        cache_creation_tokens=written,
-        cache_creation_1h_tokens=hour,
-    )
-
-
-def completion_from_message(
-    message: Mapping[str, Any], *, request_id: str | None = None, provider: str = "anthropic"
-) -> Completion:
-    """A :class:`Completion` from a Messages API ``message`` object (parsed JSON).
-
-    The content is the input of the first ``tool_use`` block as JSON when there
-    is one (forced tool use), otherwise the text blocks joined (``thinking``
-    blocks are skipped).
-
-    Raises:
-        InvalidRequestError: with code ``refusal`` when the model refused.
-    """
-    blocks = message.get("content") or ()
-    content: str | None = None
-    texts: list[str] = []
-    for block in blocks:
-        kind = block.get("type")
-        if kind == "text":
-            texts.append(block.get("text") or "")
-        elif kind == "tool_use" and content is None:
-            content = orjson.dumps(block.get("input") or {}).decode()
-    if content is None:
-        content = texts[0] if len(texts) == 1 else "".join(texts)
-    stop = message.get("stop_reason")
-    if stop == "refusal":
-        raise InvalidRequestError(
-            "the model refused to answer" + (f": {content[:200]}" if content else ""),
-            provider=provider,
-            code="refusal",
-            body=dict(message),
-        )
-    return Completion(
-        content=content,
-        usage=_usage(message.get("usage")),
-        model=message.get("model") or "",
-        request_id=request_id or message.get("id"),
-        finish_reason=stop,
-    )
-
-
-def error_from_anthropic_error(
-    error: Mapping[str, Any] | None, *, provider: str = "anthropic"
-) -> ProviderError:
-    """Map an Anthropic error object to the project's error tree.
-
-    Accepts the envelope ``{"type": "error", "error": {"type", "message"}}``
-    (what an ``errored`` batch result carries) or the inner object.
-    """
-    error = error or {}
-    inner = error.get("error")
-    if isinstance(inner, Mapping):
-        error = inner
-    kind = str(error.get("type") or "api_error")
-    message = str(error.get("message") or kind)
-    status = _ERROR_TYPE_STATUS.get(kind, 500 if "overloaded" in kind else 400)
-    return error_from_status(status, message, provider=provider, body=dict(error), code=kind)
-
-
-def item_result_from_line(line: bytes | str, *, provider: str = "anthropic") -> ItemResult:
-    """One results-JSONL line of a message batch, as an :class:`ItemResult`."""
-    data = orjson.loads(line)
-    custom_id = str(data.get("custom_id"))
-    result = data.get("result") or {}
-    kind = result.get("type")
-    if kind == "succeeded":
-        try:
-            completion = completion_from_message(result.get("message") or {}, provider=provider)
-        except ProviderError as exc:
-            return ItemResult(custom_id, error=exc)
-        return ItemResult(custom_id, completion=completion)
-    error: ProviderError
-    if kind == "errored":
-        error = error_from_anthropic_error(result.get("error"), provider=provider)
-    elif kind == "canceled":
-        error = BatchCancelledError(
-            "the batch was cancelled before this request ran", provider=provider, code="canceled"
-        )
-    elif kind == "expired":
-        error = BatchExpiredError(
-            "the batch expired before this request ran", provider=provider, code="expired"
-        )
-    else:
-        error = ProviderError(
-            f"unknown batch result type {kind!r}", provider=provider, body=dict(result)
-        )
-    return ItemResult(custom_id, error=error)
-
 
 # --------------------------------------------------------------------------- errors
 
@@ -321,88 +101,6 @@ def translate_error(
     return translate_sdk_error(
         exc, ANTHROPIC_ERRORS, provider=provider, where=where, api_key=api_key
     )
-
-
-# --------------------------------------------------------------------------- batches
-
-
-def _timestamp(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and seconds >= 0 else None
-
-
-def results_path(batch: BatchInfo) -> str:
-    """Where to read ``batch``'s results, relative to the configured base URL.
-
-    Anthropic's ``results_url`` is absolute (``https://api.anthropic.com/v1/
-    messages/batches/…/results``): followed as it is, it would bypass a
-    proxy or gateway given as ``base_url``, and send the key there. Only its
-    path (and query) is kept; the client puts its own base URL before it.
-    """
-    url = batch.raw.get("results_url")
-    if not url:
-        return f"/v1/messages/batches/{batch.id}/results"
-    parts = urlsplit(str(url))
-    return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-def batch_info_from_dict(data: Mapping[str, Any], *, retry_after: float | None = None) -> BatchInfo:
-    """A :class:`BatchInfo` from a ``message_batch`` object.
-
-    ``ended`` maps to ``CANCELLED`` when a cancel was initiated, to ``EXPIRED``
-    when any request expired, and to ``COMPLETED`` otherwise.
-    """
-    counts = data.get("request_counts") or {}
-    processing = counts.get("processing") or 0
-    succeeded = counts.get("succeeded") or 0
-    errored = counts.get("errored") or 0
-    canceled = counts.get("canceled") or 0
-    expired = counts.get("expired") or 0
-    status = data.get("processing_status")
-    if status == "ended":
-        if data.get("cancel_initiated_at"):
-            state = BatchState.CANCELLED
-        elif expired > 0 and processing == 0:
-            state = BatchState.EXPIRED
-        else:
-            state = BatchState.COMPLETED
-    elif status == "canceling":
-        state = BatchState.CANCELLING
-    else:
-        state = BatchState.IN_PROGRESS
-    return BatchInfo(
-        id=str(data.get("id")),
-        state=state,
-        total=processing + succeeded + errored + canceled + expired,
-        succeeded=succeeded,
-        failed=errored + canceled + expired,
-        results_ready=status == "ended" and bool(data.get("results_url")),
-        raw=dict(data),
-        retry_after=retry_after,
-    )
-
-
-def _request_body(path: Path) -> bytes:
-    """The ``{"requests": [...]}`` body from the JSONL shard at ``path``.
-
-    The lines are already encoded entries, so they are joined as bytes rather
-    than parsed and serialized again.
-    """
-    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-    return b'{"requests":[' + b",".join(lines) + b"]}"
 
 
 class AnthropicBatchEndpoint:
@@ -516,32 +214,25 @@ class AnthropicBatchEndpoint:
                 return item.custom_id in keys
         return False
 
-    async def _list_since(self, since: float, shard_id: str) -> AsyncIterator[Mapping[str, Any]]:
-        """Batches newest first, until one older than ``since``."""
-        params: dict[str, Any] = {"limit": 100}
-        seen: set[str] = set()
-        while True:
+    def _list_since(self, since: float, shard_id: str) -> AsyncIterator[Mapping[str, Any]]:
+        """Batches newest first, until a page reaches one older than ``since``."""
+
+        async def fetch(after: str | None) -> Page:
+            params: dict[str, Any] = {"limit": 100}
+            if after:
+                params["after_id"] = after
             try:
                 response = await self._client.get(
                     "/v1/messages/batches", cast_to=httpx2.Response, options={"params": params}
                 )
             except anthropic.NotFoundError:
-                return
+                return [], False, None  # a service without the list endpoint: none to find
             except Exception as exc:
                 raise self._provider._translate(exc) from exc
             page = orjson.loads(response.content)
-            data = page.get("data") or []
-            for batch in data:
-                yield batch
-            created = [_timestamp(b.get("created_at")) for b in data]
-            oldest = min((c for c in created if c is not None), default=None)
-            if not page.get("has_more") or not data or (oldest is not None and oldest < since):
-                return
-            after = str(page.get("last_id") or data[-1].get("id"))
-            if after in seen:
-                raise not_paging(after, shard_id)
-            seen.add(after)
-            params = {"limit": 100, "after_id": after}
+            return page.get("data") or [], bool(page.get("has_more")), page.get("last_id")
+
+        return listed_since(fetch, since, shard_id, lambda b: _timestamp(b.get("created_at")))
 
     async def poll(self, batch_id: str) -> BatchInfo:
         """The batch's state and counts."""
@@ -657,14 +348,13 @@ class AnthropicProvider:
         self.structured_output: StructuredOutput = structured_output
         self.default_max_tokens = default_max_tokens
         self._api_key = api_key
-        if http_client is None:
-            http_client = anthropic.DefaultAsyncHttpxClient(
-                timeout=httpx2.Timeout(timeout, connect=min(connect_timeout, timeout)),
-                limits=httpx2.Limits(
-                    max_connections=max_connections,
-                    max_keepalive_connections=max_connections,
-                ),
-            )
+        http_client = pooled_client(
+            http_client,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            make=anthropic.DefaultAsyncHttpxClient,
+        )
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,

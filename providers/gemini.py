@@ -9,12 +9,13 @@ key as ``metadata``); a bigger one is uploaded first (the Files API's
 resumable upload) as JSONL lines ``{"key", "request"}``, and its answers are
 the lines ``{"response" | "error", "key"}`` of the results file the batch names.
 
-The official ``google-genai`` SDK does the HTTP work: auth, base URL, API
-version, the resumable upload and the download, its error classes. Request
-and batch bodies are built and read as plain JSON through its request layer
-(``_api_client.async_request``): the SDK's typed ``BatchJob`` leaves out the
-Gemini API's ``batchStats`` counts, and one body builder then serves the
-immediate call, the inline entry and the file line alike.
+The official ``google-genai`` SDK does the resumable upload and the download
+and reads every error answer (``errors.APIError.raise_for_async_response``).
+Request and batch bodies are sent and read as plain JSON over the documented
+REST API, through the same HTTP client: the SDK's typed ``BatchJob`` leaves
+out the Gemini API's ``batchStats`` counts, the SDK has no public call for a
+raw request, and one body builder then serves the immediate call, the inline
+entry and the file line alike.
 
 **Creating a batch is not idempotent.** A batch is created with the display
 name ``lexibatch-<shard id>``; :meth:`GeminiBatchEndpoint.find` lists batches
@@ -49,6 +50,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
+from providers.transport import pooled_client
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -448,6 +450,7 @@ class GeminiProvider:
         base_url: the API root (without the version), e.g. an emulator's.
         api_version: the REST version (``v1beta``: where batch mode lives).
         timeout: seconds per HTTP call.
+        connect_timeout: seconds to wait for a connection (at most ``timeout``).
         max_connections: the connection pool size.
         max_batch_requests: requests per batch.
         max_batch_bytes: bytes per batch input file (Gemini takes files up to 2 GB).
@@ -464,6 +467,7 @@ class GeminiProvider:
         base_url: str | None = None,
         api_version: str = "v1beta",
         timeout: float = 600.0,
+        connect_timeout: float = 5.0,
         max_connections: int = 100,
         max_batch_requests: int = 100_000,
         max_batch_bytes: int = 2_000_000_000,
@@ -472,11 +476,12 @@ class GeminiProvider:
     ) -> None:
         self.name = name
         self._api_key = api_key
-        if http_client is None:
-            limits = httpx2.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            )
-            http_client = httpx2.AsyncClient(timeout=timeout, limits=limits)
+        http_client = pooled_client(
+            http_client,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+        )
         self._http = http_client
         # With its own httpx client the SDK neither retries nor sleeps on a
         # failed connection: retrying is the strategies' job.
@@ -487,7 +492,8 @@ class GeminiProvider:
             httpx_async_client=http_client,
         )
         self._client = genai.Client(api_key=api_key, http_options=options)
-        self.base_url = base_url or "https://generativelanguage.googleapis.com"
+        self.base_url = (base_url or "https://generativelanguage.googleapis.com").rstrip("/")
+        self._api_root = f"{self.base_url}/{api_version}/"
         self._batch = GeminiBatchEndpoint(
             self,
             BatchLimits(max_batch_requests, max_batch_bytes, mixed_models=False),
@@ -513,15 +519,18 @@ class GeminiProvider:
     async def _call(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """One JSON call through the SDK's request layer, errors translated."""
+        """One JSON call to the REST API, errors translated."""
+        headers = {"x-goog-api-key": self._api_key, "content-type": "application/json"}
+        content = orjson.dumps(body) if body is not None else None
         try:
-            response = await self._client.aio._api_client.async_request(
-                method, path, dict(body or {})
+            response = await self._http.request(
+                method.upper(), self._api_root + path, content=content, headers=headers
             )
+            await genai_errors.APIError.raise_for_async_response(response)
         except Exception as exc:
             raise self._translate(exc) from None
         try:
-            data = orjson.loads(response.body or "{}")
+            data = orjson.loads(response.content or b"{}")
         except orjson.JSONDecodeError:
             raise ProviderError(
                 f"{self.base_url} answered with something that is not JSON", provider=self.name

@@ -10,12 +10,12 @@ age, so a shard resumed days later behind hundreds of newer batches is found.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from providers.errors import ProviderError
 
-__all__ = ["CLOCK_SKEW_S", "Page", "find_listed", "not_paging"]
+__all__ = ["CLOCK_SKEW_S", "Page", "find_listed", "listed_since", "not_paging"]
 
 #: How far the provider's clock may run behind ours when it stamps a batch.
 CLOCK_SKEW_S = 600.0
@@ -35,17 +35,43 @@ async def find_listed(
         since: when the shard was journaled (epoch seconds); ``None`` reads every page.
     """
     horizon = None if since is None else since - CLOCK_SKEW_S
+    async for raw in listed_since(fetch, horizon, shard_id):
+        if (raw.get("metadata") or {}).get("lexibatch_shard") == shard_id:
+            return raw
+    return None
+
+
+async def listed_since(
+    fetch: Callable[[str | None], Awaitable[Page]],
+    horizon: float | None,
+    shard_id: str,
+    created: Callable[[Mapping[str, Any]], float | None] | None = None,
+) -> AsyncIterator[Mapping[str, Any]]:
+    """Every listed batch, newest first, until a page reaches one older than ``horizon``.
+
+    Args:
+        fetch: reads the page after a cursor (``None``: the first page).
+        horizon: epoch seconds; ``None`` reads every page.
+        shard_id: the shard looked for (named by the error of a list that does not page).
+        created: when a listed batch was made (default: its ``created_at``
+            epoch seconds); ``None`` for a stamp that cannot be read, which
+            never ends the listing.
+
+    Raises:
+        ProviderError: the cursor does not move (:func:`not_paging`).
+    """
+    created = created or _created
     after: str | None = None
     seen: set[str] = set()
     while True:
         data, has_more, last_id = await fetch(after)
         for raw in data:
-            if (raw.get("metadata") or {}).get("lexibatch_shard") == shard_id:
-                return raw
+            yield raw
         if not data or not has_more:
-            return None
-        if horizon is not None and any(_created(raw) < horizon for raw in data):
-            return None
+            return
+        stamps = [created(raw) for raw in data]
+        if horizon is not None and any(c is not None and c < horizon for c in stamps):
+            return
         after = last_id or str(data[-1].get("id"))
         if after in seen:
             raise not_paging(after, shard_id)
@@ -67,7 +93,6 @@ def not_paging(after: str, shard_id: str) -> ProviderError:
     )
 
 
-def _created(raw: Mapping[str, Any]) -> float:
+def _created(raw: Mapping[str, Any]) -> float | None:
     value = raw.get("created_at")
-    # An unreadable stamp tells nothing about age: it never ends the search.
-    return float(value) if isinstance(value, int | float) else float("inf")
+    return float(value) if isinstance(value, int | float) else None

@@ -38,7 +38,8 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches, split_lines
 from providers.listing import Page, find_listed
-from providers.openai import BodyBuilder, batch_info, parse_result_line
+from providers.openai_wire import BodyBuilder, batch_info, parse_result_line
+from providers.sdkerrors import redact
 from providers.transport import transport_error
 from providers.types import (
     BatchInfo,
@@ -208,10 +209,7 @@ def translate_error(
     """
     import openai
 
-    def scrub(text: str) -> str:
-        return text.replace(api_key, "***") if api_key else text
-
-    message = scrub(str(getattr(exc, "message", None) or exc) or type(exc).__name__)
+    message = redact(str(getattr(exc, "message", None) or exc) or type(exc).__name__, api_key)
     if isinstance(exc, ProviderError):
         return exc
     # LiteLLM re-raises some connection failures as a 500 whose cause is the

@@ -35,7 +35,8 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches
 from providers.listing import CLOCK_SKEW_S, Page, find_listed
-from providers.openai import parse_result_line
+from providers.openai_wire import parse_result_line
+from providers.transport import pooled_client
 from providers.types import (
     BatchInfo,
     BatchLimits,
@@ -273,6 +274,7 @@ class MistralProvider:
         api_key: the Mistral API key (never in an error message).
         base_url: the API root (without ``/v1``), e.g. an emulator's ``…/mistral``.
         timeout: seconds per HTTP call.
+        connect_timeout: seconds to wait for a connection (at most ``timeout``).
         max_connections: the connection pool size.
         max_batch_requests: requests per job (Mistral's limit: 1,000,000).
         max_batch_bytes: bytes per job input file.
@@ -286,6 +288,7 @@ class MistralProvider:
         api_key: str,
         base_url: str | None = None,
         timeout: float = 600.0,
+        connect_timeout: float = 5.0,
         max_connections: int = 100,
         max_batch_requests: int = 1_000_000,
         max_batch_bytes: int = 512 * 1024 * 1024,
@@ -293,11 +296,12 @@ class MistralProvider:
     ) -> None:
         self.name = name
         self._api_key = api_key
-        if http_client is None:
-            limits = httpx2.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            )
-            http_client = httpx2.AsyncClient(timeout=timeout, limits=limits)
+        http_client = pooled_client(
+            http_client,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+        )
         self._http = http_client
         self.base_url = (base_url or DEFAULT_SERVER_URL).rstrip("/")
         # No retry_config: retrying is the strategies' job.

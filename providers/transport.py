@@ -1,4 +1,4 @@
-"""One table translating the HTTP stack's transport failures into the error tree.
+"""The HTTP stack under the adapters: one table of its failures, and the pooled client.
 
 The SDKs wrap a failure that happens while they make a call (``APITimeoutError``,
 ``APIConnectionError``), but not one that happens after they hand a streamed
@@ -11,6 +11,9 @@ or :class:`~providers.errors.ProviderConnectionError` (both retryable) in the
 same words, and nothing above the provider layer sees an HTTP library's
 exception.
 
+:func:`pooled_client` is the ``http_client`` seam every adapter shares: the
+client a test hands in, or a pool made with the provider's timeouts.
+
 The HTTP libraries are imported on first use, not with this module: start-up
 stays fast and a library that is not installed is simply not in the table.
 """
@@ -18,11 +21,16 @@ stays fast and a library that is not installed is simply not in the table.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from providers.errors import ProviderConnectionError, ProviderError, ProviderTimeoutError
 
-__all__ = ["transport_error"]
+if TYPE_CHECKING:
+    import httpx2
+
+__all__ = ["pooled_client", "transport_error"]
 
 # (module, timeout classes, every other failure to carry a request or its answer).
 # Not an answered status (httpx's HTTPStatusError): that is the SDK's to translate.
@@ -70,3 +78,33 @@ def transport_error(
         reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         return ProviderConnectionError(f"{doing} broke off ({reason})", provider=provider)
     return None
+
+
+def pooled_client(
+    given: httpx2.AsyncClient | None,
+    *,
+    timeout: float,
+    connect_timeout: float,
+    max_connections: int,
+    make: Callable[..., httpx2.AsyncClient] | None = None,
+) -> httpx2.AsyncClient:
+    """The HTTP client an adapter sends through: ``given`` (the test seam), or a pool of its own.
+
+    Every adapter takes an ``http_client`` (an ``httpx2.AsyncClient``, e.g.
+    with a ``MockTransport``) and otherwise makes this one: ``timeout`` per
+    call, at most ``connect_timeout`` (never more than ``timeout``) to
+    connect, ``max_connections`` kept alive. ``make`` is the SDK's own
+    client class when it has one (its default headers and proxies apply);
+    by default ``httpx2.AsyncClient``.
+    """
+    if given is not None:
+        return given
+    import httpx2
+
+    options: dict[str, Any] = {
+        "timeout": httpx2.Timeout(timeout, connect=min(connect_timeout, timeout)),
+        "limits": httpx2.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    }
+    return (make or httpx2.AsyncClient)(**options)

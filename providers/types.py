@@ -92,6 +92,25 @@ def _canonical_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages]
 
 
+# (response model, schema name) -> the canonical body's "schema" part, serialized.
+_SCHEMA_PARTS: dict[tuple[type[BaseModel], str | None], orjson.Fragment] = {}
+_SCHEMA_PARTS_MAX = 1024
+
+
+def _schema_part(
+    model: type[BaseModel], name: str | None, schema: Mapping[str, Any]
+) -> orjson.Fragment:
+    """``{"name", "schema"}`` of a response model's schema, serialized with sorted keys once."""
+    part = _SCHEMA_PARTS.get((model, name))
+    if part is None:
+        if len(_SCHEMA_PARTS) >= _SCHEMA_PARTS_MAX:
+            _SCHEMA_PARTS.clear()
+        body = {"name": name, "schema": schema}
+        part = orjson.Fragment(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+        _SCHEMA_PARTS[(model, name)] = part
+    return part
+
+
 @dataclass(frozen=True)
 class Request:
     """One provider-neutral LLM call.
@@ -152,7 +171,13 @@ class Request:
         4 KiB whatever their length, which a hundred thousand requests
         awaiting a batch would hold for nothing once :attr:`key` is known.
         """
-        return orjson.dumps(self.canonical(), option=orjson.OPT_SORT_KEYS)
+        body = self.canonical()
+        model = self.response_model
+        if model is not None and self.json_schema is schema_for(model):
+            # A model's schema is made once per class (schema_for): its part
+            # of the body is serialized once too, and spliced in unchanged.
+            body["schema"] = _schema_part(model, self.schema_name, self.json_schema)
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
     @_once
     def key(self) -> str:
@@ -305,7 +330,7 @@ class JournaledShard:
     Attributes:
         shard_id: lexibatch's id of the shard (what ``create`` attached).
         requests: how many requests it holds.
-        keys: the ``custom_id`` of each of its requests, in input order.
+        keys: the ``custom_id`` of each of its requests.
         journaled_at: when the shard was journaled (epoch seconds): its batch
             cannot be older; ``None``: unknown (look at every batch).
         sent_at: when its create was last journaled as being sent; ``None``

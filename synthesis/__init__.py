@@ -9,11 +9,11 @@ provider or strategy answers: only :class:`providers.protocol.Connector`.
 """
 
 from synthesis.components import COMPONENTS, Component, parse_components
+from synthesis.enhance import enhance_definitions_parallel
 from synthesis.models import Definition, DictionaryEntry, SourceDefinition, Word
 from synthesis.pipeline import (
     STAGES,
     DefinitionSynthesizer,
-    enhance_definitions_parallel,
     synthesize_many,
 )
 from synthesis.runner import SynthesisSummary, load_done, run_synthesis

@@ -42,29 +42,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
     Iterator,
     Mapping,
     Sequence,
 )
-from contextlib import contextmanager
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from providers.errors import UserError
 from providers.protocol import Connector
+from synthesis.calls import ask, batch_scope, both, gather_all
 from synthesis.components import (
     ALL_COMPONENTS,
     COMPONENTS,
-    DEFINITION_COMPONENTS,
     Component,
     definition_components,
     word_components,
 )
-from synthesis.dedup import assign_exclusive, dedupe_sources
+from synthesis.dedup import dedupe_sources
+from synthesis.enhance import enhance
 from synthesis.models import (
     ClusterResponse,
     Definition,
@@ -77,7 +74,7 @@ from synthesis.models import (
     SynthesizedDefinitionsResponse,
     Word,
 )
-from synthesis.prompts import render
+from synthesis.senses import agreeing_pos, sense_hints
 from synthesis.sources import SourceLookup
 
 __all__ = [
@@ -85,8 +82,6 @@ __all__ = [
     "DEFAULT_IMMEDIATE_IN_FLIGHT",
     "STAGES",
     "DefinitionSynthesizer",
-    "batch_scope",
-    "enhance_definitions_parallel",
     "iter_entries",
     "synthesize_many",
 ]
@@ -104,123 +99,7 @@ DEFAULT_IMMEDIATE_IN_FLIGHT = 256
 #: usual organisation limits, however long the word list.
 DEFAULT_BATCH_IN_FLIGHT = 5_000
 
-_SENSE_HINTS = 3
-_SENSE_HINT_CHARS = 90
-_MAX_TOKENS_CAP = 4000
-
-T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
-
 ModelFor = Callable[[str], str | None]
-
-
-@contextmanager
-def batch_scope(connector: Connector, enabled: bool) -> Iterator[None]:
-    """Batch mode on the connector for the block, when ``enabled``; restored after."""
-    if not enabled or connector.batch_mode:
-        yield
-        return
-    connector.enable_batch_mode()
-    try:
-        yield
-    finally:
-        connector.disable_batch_mode()
-
-
-async def _gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:
-    """Await all; if any failed, raise the first failure once all have ended.
-
-    Unlike a plain ``gather``, no call is left running unobserved when one
-    fails, and unlike a task group, no sibling is cancelled: in batch mode
-    their answers are already paid for.
-    """
-    results = await asyncio.gather(*aws, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results  # type: ignore[return-value]
-
-
-A = TypeVar("A")
-B = TypeVar("B")
-
-
-async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Await both together; like :func:`_gather_all` for two of different types."""
-    a, b = await asyncio.gather(first, second, return_exceptions=True)
-    if isinstance(a, BaseException):
-        raise a
-    if isinstance(b, BaseException):
-        raise b
-    return a, b
-
-
-async def _ask(
-    connector: Connector, template: str, model: type[M], task: str, max_tokens: int, **ctx: Any
-) -> M:
-    prompt = render(template, **ctx)
-    return await connector.structured(
-        prompt, model, task=task, max_tokens=min(max_tokens, _MAX_TOKENS_CAP)
-    )
-
-
-# --------------------------------------------------------------------------- enhancement
-
-
-async def _enhance(
-    definitions: Sequence[Definition],
-    word: str,
-    connector: Connector,
-    components: Sequence[Component],
-) -> None:
-    async def one(definition: Definition, component: Component) -> None:
-        answer = await _ask(
-            connector,
-            component.template,
-            component.response_model,
-            component.task,
-            component.max_tokens,
-            word=word,
-            pos=definition.part_of_speech or "",
-            definition=definition.text,
-        )
-        component.apply(definition, answer)
-
-    await _gather_all(one(d, c) for d in definitions for c in components)
-    names = {c.name for c in components}
-    for field in ("synonyms", "antonyms"):
-        if field in names:
-            assign_exclusive(definitions, field, word)
-
-
-async def enhance_definitions_parallel(
-    definitions: Sequence[Definition],
-    word: str | Word,
-    connector: Connector,
-    components: Iterable[str] = DEFINITION_COMPONENTS,
-    batch_mode: bool = False,
-) -> list[Definition]:
-    """Enhance every definition with every selected definition-level component.
-
-    All calls (definitions times components) are issued at once. Word-level
-    names in ``components`` are ignored here. A synonym or antonym is kept
-    only on the definition where it fits best (see :mod:`synthesis.dedup`).
-
-    Args:
-        definitions: the meanings to enhance; they are not modified.
-        word: the headword.
-        connector: where the calls go.
-        components: component names (default: every definition-level one).
-        batch_mode: route the calls through the batch endpoint for this call.
-
-    Returns:
-        Enhanced copies of ``definitions``, in the same order.
-    """
-    text = word.text if isinstance(word, Word) else word
-    copies = [d.model_copy() for d in definitions]
-    with batch_scope(connector, batch_mode):
-        await _enhance(copies, text, connector, definition_components(components))
-    return copies
 
 
 # --------------------------------------------------------------------------- one word
@@ -281,7 +160,7 @@ class DefinitionSynthesizer:
     async def _entry(self, word: str, sources: list[SourceDefinition]) -> DictionaryEntry:
         entry = DictionaryEntry(word=word)
         warnings: list[str] = []
-        definitions, _ = await _both(
+        definitions, _ = await both(
             self._definitions(word, sources, warnings), self._word_level(entry, sources)
         )
         entry.definitions = definitions
@@ -305,7 +184,7 @@ class DefinitionSynthesizer:
         else:
             definitions = await self._generate(word)
         if self._definition_components and definitions:
-            await _enhance(definitions, word, self.connector, self._definition_components)
+            await enhance(definitions, word, self.connector, self._definition_components)
         return definitions
 
     async def _cluster(
@@ -313,7 +192,7 @@ class DefinitionSynthesizer:
     ) -> list[MeaningCluster]:
         if len(sources) == 1:
             return [MeaningCluster(part_of_speech=sources[0].part_of_speech, sources=sources)]
-        answer = await _ask(
+        answer = await ask(
             self.connector,
             "cluster.j2",
             ClusterResponse,
@@ -332,7 +211,7 @@ class DefinitionSynthesizer:
                     used.add(index)
                     members.append(sources[index])
             if members:
-                pos = _agreeing_pos(group.pos, members)
+                pos = agreeing_pos(group.pos, members)
                 clusters.append(MeaningCluster(part_of_speech=pos, sources=members))
         left = [i for i in range(len(sources)) if i not in used]
         if left:
@@ -386,7 +265,7 @@ class DefinitionSynthesizer:
         return definitions
 
     async def _ask_synthesis(self, word: str, clusters: list[MeaningCluster]) -> dict[int, str]:
-        answer = await _ask(
+        answer = await ask(
             self.connector,
             "synthesize.j2",
             SynthesizedDefinitionsResponse,
@@ -406,7 +285,7 @@ class DefinitionSynthesizer:
         return texts
 
     async def _generate(self, word: str) -> list[Definition]:
-        answer = await _ask(
+        answer = await ask(
             self.connector, "generate.j2", GeneratedDefinitionsResponse, "generate", 600, word=word
         )
         definitions = []
@@ -438,12 +317,12 @@ class DefinitionSynthesizer:
         context = {
             "word": word,
             "parts_of_speech": parts,
-            "senses": _sense_hints(sources),
+            "senses": sense_hints(sources),
             "hint": hint,
         }
 
         async def one(component: Component) -> None:
-            answer = await _ask(
+            answer = await ask(
                 self.connector,
                 component.template,
                 component.response_model,
@@ -453,7 +332,7 @@ class DefinitionSynthesizer:
             )
             component.apply(entry, answer)
 
-        await _gather_all(one(c) for c in self._word_components)
+        await gather_all(one(c) for c in self._word_components)
 
     def _models(self, *, generated: bool, clustered: bool) -> dict[str, str]:
         if self._model_for is None:
@@ -475,22 +354,6 @@ class DefinitionSynthesizer:
         return out
 
 
-def _agreeing_pos(answered: str | None, members: Sequence[SourceDefinition]) -> str | None:
-    """The part of speech of a meaning: the model's, unless every source contradicts it.
-
-    The sources' own labels are the dictionary's word; a model that files
-    "To deposit in a bank" (a verb in every source) as an abbreviation is
-    overruled by the label most of its sources carry.
-    """
-    labelled = [m.part_of_speech for m in members if m.part_of_speech]
-    if not labelled or answered in labelled:
-        return answered
-    counts: dict[str, int] = {}
-    for pos in labelled:
-        counts[pos] = counts.get(pos, 0) + 1
-    return max(counts, key=lambda pos: counts[pos])
-
-
 def _count(items: Sequence[object], noun: str) -> str:
     return f"1 {noun}" if len(items) == 1 else f"{len(items)} {noun}s"
 
@@ -498,28 +361,6 @@ def _count(items: Sequence[object], noun: str) -> str:
 def _numbers(numbers: Sequence[int], limit: int = 10) -> str:
     shown = ", ".join(map(str, numbers[:limit]))
     return shown + (", ..." if len(numbers) > limit else "")
-
-
-def _sense_hints(sources: Sequence[SourceDefinition]) -> list[str]:
-    """A few short glosses, one per part of speech first, to tell homographs apart."""
-    chosen: list[SourceDefinition] = []
-    seen_pos: set[str | None] = set()
-    for source in sources:
-        if source.part_of_speech not in seen_pos:
-            seen_pos.add(source.part_of_speech)
-            chosen.append(source)
-    for source in sources:
-        if len(chosen) >= _SENSE_HINTS:
-            break
-        if source not in chosen:
-            chosen.append(source)
-    hints = []
-    for source in chosen[:_SENSE_HINTS]:
-        text = source.text
-        if len(text) > _SENSE_HINT_CHARS:
-            text = text[:_SENSE_HINT_CHARS].rsplit(" ", 1)[0] + "…"
-        hints.append(text)
-    return hints
 
 
 # --------------------------------------------------------------------------- many words

@@ -40,7 +40,7 @@ class BatchRequest:
         task: str | None,
         response_model: type[BaseModel] | None,
         json_schema: Mapping[str, Any] | None,
-        future: asyncio.Future[Response] | None,
+        future: BatchPromise | None,
         attempts: int = 0,
         est_cost: float = 0.0,
     ) -> None:
@@ -54,9 +54,7 @@ class BatchRequest:
         self.est_cost = est_cost
 
     @classmethod
-    def of(
-        cls, request: Request, future: asyncio.Future[Response] | None, attempts: int = 0
-    ) -> BatchRequest:
+    def of(cls, request: Request, future: BatchPromise | None, attempts: int = 0) -> BatchRequest:
         """The pending record of ``request`` (``future`` is ``None`` when nobody waits)."""
         return cls(
             request.key,
@@ -69,30 +67,118 @@ class BatchRequest:
         )
 
 
+# A promise's states.
+_PENDING, _RESULT, _ERROR, _CANCELLED = 0, 1, 2, 3
+
+
 class BatchPromise:
-    """Awaitable result of one batched request.
+    """Awaitable result of one batched request, settled by the batch strategy.
 
     ``await promise`` returns the request's :class:`Response` once its batch
-    result has been stored, or raises its typed error.
+    result has been stored, or raises its typed error. Awaiting is optional:
+    an error nobody reads is not logged.
+
+    It keeps its outcome itself and makes an ``asyncio`` future only for a
+    caller that waits before the outcome is there (hundreds of thousands of
+    requests queued at once would otherwise keep a future each). The
+    strategy settles it with the future's methods: :meth:`set_result`,
+    :meth:`set_exception`, :meth:`cancel`.
     """
 
-    __slots__ = ("_future", "key")
+    __slots__ = ("_callbacks", "_state", "_value", "_waiter", "key")
 
-    def __init__(self, key: str, future: asyncio.Future[Response]) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
-        self._future = future
+        self._state = _PENDING
+        self._value: Any = None
+        self._waiter: asyncio.Future[Response] | None = None
+        self._callbacks: list[Callable[[BatchPromise], object]] | None = None
 
     def __await__(self) -> Generator[Any, None, Response]:
-        return asyncio.shield(self._future).__await__()
+        if self._state != _PENDING:
+            return self.result()
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        # Shielded: a caller that stops waiting does not cancel the request.
+        return (yield from asyncio.shield(self._waiter).__await__())
 
     def done(self) -> bool:
         """Whether the result (or error) has arrived."""
-        return self._future.done()
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        """Whether the request was cancelled (the strategy closed before it ended)."""
+        return self._state == _CANCELLED
 
     def result(self) -> Response:
-        """The response, once :meth:`done` (raises the typed error on failure)."""
-        return self._future.result()
+        """The response, once :meth:`done` (raises the typed error on failure).
 
-    def add_done_callback(self, fn: Callable[[asyncio.Future[Response]], object]) -> None:
-        """Call ``fn`` with the settled future once the result (or error) has arrived."""
-        self._future.add_done_callback(fn)
+        Raises:
+            asyncio.InvalidStateError: it has not settled yet.
+            asyncio.CancelledError: it was cancelled.
+        """
+        if self._state == _RESULT:
+            value: Response = self._value
+            return value
+        if self._state == _ERROR:
+            raise self._value
+        if self._state == _CANCELLED:
+            raise asyncio.CancelledError
+        raise asyncio.InvalidStateError("the batch result has not arrived yet")
+
+    def exception(self) -> BaseException | None:
+        """The typed error, once :meth:`done` (``None`` after a result).
+
+        Raises:
+            asyncio.InvalidStateError: it has not settled yet.
+            asyncio.CancelledError: it was cancelled.
+        """
+        if self._state == _PENDING:
+            raise asyncio.InvalidStateError("the batch result has not arrived yet")
+        if self._state == _CANCELLED:
+            raise asyncio.CancelledError
+        return self._value if self._state == _ERROR else None
+
+    def add_done_callback(self, fn: Callable[[BatchPromise], object]) -> None:
+        """Call ``fn(promise)`` soon after it settles (at once if it has), as futures do."""
+        if self._state != _PENDING:
+            asyncio.get_running_loop().call_soon(fn, self)
+        elif self._callbacks is None:
+            self._callbacks = [fn]
+        else:
+            self._callbacks.append(fn)
+
+    def set_result(self, response: Response) -> None:
+        """Settle with ``response`` (the strategy's call)."""
+        self._settle(_RESULT, response)
+
+    def set_exception(self, error: BaseException) -> None:
+        """Settle with the typed ``error`` (the strategy's call)."""
+        self._settle(_ERROR, error)
+
+    def cancel(self) -> bool:
+        """Settle as cancelled; ``False`` when it had settled already."""
+        if self._state != _PENDING:
+            return False
+        self._settle(_CANCELLED, None)
+        return True
+
+    def _settle(self, state: int, value: Any) -> None:
+        if self._state != _PENDING:
+            raise asyncio.InvalidStateError(f"batch result of {self.key} settled twice")
+        self._state, self._value = state, value
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if state == _RESULT:
+                waiter.set_result(value)
+            elif state == _ERROR:
+                waiter.set_exception(value)
+                # A caller that stopped waiting never reads it: not "never retrieved".
+                waiter.exception()
+            else:
+                waiter.cancel()
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks:
+            loop = asyncio.get_running_loop()
+            for fn in callbacks:
+                loop.call_soon(fn, self)

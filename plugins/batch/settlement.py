@@ -25,7 +25,6 @@ neither stored nor billed twice.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugins.batch.ledgercheck import check_ledger
 from plugins.batch.oversize import halved, halved_to_fit, too_large
-from plugins.batch.promise import BatchRequest
+from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
 from plugins.ledger import Pricer, call_record, stored_result
@@ -524,7 +523,7 @@ class Settlement:
             fail_future(pending.future, error)
 
 
-def fail_future(future: asyncio.Future[Response], error: BaseException) -> None:
+def fail_future(future: BatchPromise, error: BaseException) -> None:
     future.set_exception(error)
     # The error is the promise's to report: a request nobody awaits (queued
     # with submit(), or resumed from the journal) must not make asyncio log

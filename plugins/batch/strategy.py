@@ -11,11 +11,12 @@ shard before each provider call (see :mod:`plugins.batch.executor`). On
 start, unfinished shards of earlier runs are resumed, and a request that is
 already in a submitted batch is waited for rather than sent again.
 
-Each request ends in exactly one of: succeeded (validated) or a typed error.
-Retryable item failures (expired, cancelled, 5xx, rate limit, timeout,
-schema-invalid content) are sent again — in the next batch round or
-immediately, per ``batch.retry_via`` — for at most ``batch.max_retry_rounds``
-rounds; permanent ones fail that request alone.
+Each request ends in exactly one of: succeeded (validated) or a typed error,
+decided by :mod:`plugins.batch.settlement` as each shard's executor hands it
+the batch's lines. Retryable item failures (expired, cancelled, 5xx, rate
+limit, timeout, schema-invalid content) are sent again — in the next batch
+round or immediately, per ``batch.retry_via`` — for at most
+``batch.max_retry_rounds`` rounds; permanent ones fail that request alone.
 """
 
 from __future__ import annotations
@@ -40,15 +41,14 @@ from plugins.batch.polling import PollSchedule
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.queuecap import QueueRoom, shard_tokens
 from plugins.batch.settlement import Settlement, error_dict, fail_future, retries_used
+from plugins.batch.stopped import say_why_stopped
 from plugins.batch.yielding import ClaimYield
 from plugins.estimate import price_provider
 from plugins.lease import BatchLease
-from plugins.retry import is_unreachable
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     InputError,
     LexibatchError,
-    ProviderError,
     StoreWriteError,
     UnsupportedError,
 )
@@ -197,20 +197,20 @@ class BatchStrategy:
         if pending is not None:
             if pending.future is None:
                 # A retry of an earlier run's request, already queued: wait for it.
-                pending.future = asyncio.get_running_loop().create_future()
-            return BatchPromise(key, pending.future)
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+                pending.future = BatchPromise(key)
+            return pending.future
+        future = BatchPromise(key)
         stopped = self._stopped.get(key)
         if stopped is not None and self._restart(stopped):
             row = self.store.get_requests(self.provider_name, [key]).get(key)
             attempts = retries_used(row.attempts) if row is not None else 0
             self._pending[key] = BatchRequest.of(request, future, attempts=attempts)
-            return BatchPromise(key, future)
+            return future
         if self._resumable and self._attach_to_submitted(request, future):
-            return BatchPromise(key, future)
+            return future
         pending = BatchRequest.of(request, future)
         self._enqueue(request, pending, journal=True)
-        return BatchPromise(key, future)
+        return future
 
     def _hold_for_burst(self) -> None:
         # Requests queued in one loop turn (a gather starting thousands of
@@ -242,7 +242,7 @@ class BatchStrategy:
         self._start_executor(shard)
         return True
 
-    def _attach_to_submitted(self, request: Request, future: asyncio.Future[Response]) -> bool:
+    def _attach_to_submitted(self, request: Request, future: BatchPromise) -> bool:
         row = self.store.get_requests(self.provider_name, [request.key]).get(request.key)
         task = self._executors.get(row.shard_id or "") if row is not None else None
         if row is None or row.state != "submitted" or task is None or task.done():
@@ -311,6 +311,10 @@ class BatchStrategy:
         # A full shard leaves now, its rows journaled, whatever the linger.
         self.accumulator.seal_if_full(request.model)
         self._arm_linger()
+
+    def line_problem(self, request: Request) -> str | None:
+        """Why no batch of this provider can hold ``request``, or ``None``."""
+        return line_problem(self.endpoint, self.limits, request)
 
     def _requeue(self, request: Request, pending: BatchRequest) -> None:
         """Queue an already journaled request into an open shard (a retry round, a split)."""
@@ -448,35 +452,7 @@ class BatchStrategy:
         exc = task.exception()
         if exc is None:
             return
-        if isinstance(exc, ProviderError) and not exc.retryable:
-            # The provider refused a batch that exists (or may): trying again
-            # will not help if it is gone; only the user can give it up.
-            log.error(
-                "batch shard %s stopped: %s — it stays journaled; if the provider no longer "
-                "has this batch, `lexibatch batches forget %s` gives it up and the next run "
-                "sends its requests again",
-                shard_id,
-                exc,
-                shard_id,
-            )
-        elif is_unreachable(exc):
-            # Every shard stops alike when the provider cannot be reached: the
-            # error reaches each waiter, and the caller says it once.
-            log.info("batch shard %s stopped, stays journaled: %s", shard_id, exc)
-        elif isinstance(exc, LexibatchError):
-            # The store could not be written, or the provider could not be
-            # reached once the batch existed: the journal resumes the shard
-            # on the next run; one line says why this one stopped.
-            log.error(
-                "batch shard %s stopped: %s — it stays journaled; run the same command "
-                "again (or lexibatch resume) to collect it",
-                shard_id,
-                exc,
-            )
-        else:
-            # A bug, not a provider failure (those are handled in the executor):
-            # fail the shard's waiters loudly rather than leave them hanging.
-            log.error("batch shard %s crashed", shard_id, exc_info=exc)
+        say_why_stopped(shard_id, exc)
         fresh = self._fresh.pop(shard_id, [])
         try:
             # Still submitted in this shard: not those already answered or
@@ -558,8 +534,9 @@ class BatchStrategy:
             if isinstance(request, InputError):
                 self.settlement.fail_unbuilt(row.key, request)
                 continue
-            future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-            pending = BatchRequest.of(request, future, retries_used(row.attempts))
+            pending = BatchRequest.of(
+                request, BatchPromise(request.key), retries_used(row.attempts)
+            )
             self._enqueue(request, pending, journal=False)
             requeued += 1
         await self.flush()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final, Self, TypeVar
 
-from plugins.store.keys import key_cells
+from plugins.store.keys import key_cell
 
 __all__ = ["PAGE", "Backend", "ConstraintError"]
 
@@ -74,7 +74,7 @@ class Backend(ABC):
 
     def _read_keys(self, sql: str, scope: str | None, keys: Iterable[str]) -> list[Any]:
         """:meth:`_read_for_keys` for request keys, sent as stored (:mod:`plugins.store.keys`)."""
-        return self._read_for_keys(sql, scope, key_cells(keys))
+        return self._read_for_keys(sql, scope, {key_cell(k) for k in keys})
 
     @abstractmethod
     def _changes(self, sql: str, rows: list[tuple[Any, ...]], *, durable: bool = False) -> int:

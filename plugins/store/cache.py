@@ -17,7 +17,7 @@ from typing import Any
 
 from plugins.store.keys import key_cell, key_text
 from plugins.store.refs import BATCH_ID_OF, RefTables
-from plugins.store.rows import StoredResult, dumps, row_key_order
+from plugins.store.rows import StoredResult, dumps, sort_by_key
 from providers.types import Usage
 
 __all__ = ["CacheTables"]
@@ -99,7 +99,7 @@ class CacheTables(RefTables):
                 )
                 for r in stored
             ]
-            rows.sort(key=row_key_order)
+            sort_by_key(rows, 1)
             return self._execute_many(
                 f"INSERT OR IGNORE INTO results ({_RESULT_INSERT}) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

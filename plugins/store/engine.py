@@ -36,18 +36,17 @@ at once migrate it exactly once.
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 
+from plugins.retry import retry_while_busy
 from plugins.store.backend import Backend, ConstraintError
-from plugins.store.keys import cell_order, key_cell
+from plugins.store.keys import in_order, key_cell
 from plugins.store.migrations import SCHEMA_VERSION, pending_statements
 from providers.errors import ConfigError, StoreWriteError, os_error_reason
 
@@ -87,6 +86,11 @@ _CHUNK = 900
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _busy_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying another connection holds the lock."""
+    return isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -240,7 +244,12 @@ class SQLiteEngine(Backend):
                 raise sqlite3.DatabaseError(f"cannot switch to WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
-        conn.execute("PRAGMA cache_size = -32000")
+        # 64 MiB of page cache at most (taken as pages are read): a commit of
+        # ten thousand results lands on as many random leaves of the cache and
+        # of the journal; once that is more than the cache holds, SQLite
+        # spills pages to the WAL mid-transaction and reads them back, and a
+        # batch run slows down as the store grows.
+        conn.execute("PRAGMA cache_size = -65536")
         # The migration to schema 6 stores request keys as plugins.store.keys does.
         conn.create_function("lb_key", 1, key_cell, deterministic=True)
         if self.schema_version() != SCHEMA_VERSION:
@@ -407,17 +416,8 @@ class SQLiteEngine(Backend):
             os.close(fd)
 
     def _retry(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying while another connection holds the lock."""
-        deadline = time.monotonic() + self._lock_timeout
-        delay = 0.002
-        while True:
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.1)
+        """Run ``fn``, retrying while another connection holds the lock (the one retry policy)."""
+        return retry_while_busy(fn, busy=_busy_error, give_up_after=self._lock_timeout)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -493,7 +493,7 @@ class SQLiteEngine(Backend):
         rows: list[Any] = []
         scoped = () if scope is None else (scope,)
         with self._lock:
-            for chunk in _chunks(sorted(set(keys), key=cell_order)):
+            for chunk in _chunks(in_order(set(keys))):
                 marks = ",".join("?" * len(chunk))
                 rows.extend(self._read(sql.format(marks=marks), (*scoped, *chunk)))
         return rows

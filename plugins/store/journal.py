@@ -30,8 +30,7 @@ from plugins.store.rows import (
     JournalRequest,
     check_state,
     dumps,
-    last_key_order,
-    row_key_order,
+    sort_by_key,
 )
 
 __all__ = ["OPEN", "JournalTables"]
@@ -95,7 +94,7 @@ class JournalTables(Backend):
                     r.updated_at or now,
                 )
             )
-        values.sort(key=row_key_order)
+        sort_by_key(values, 1)
         return self._changes(
             "INSERT OR IGNORE INTO requests (provider, key, model, task, body, state, shard_id, "
             "attempts, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -115,7 +114,7 @@ class JournalTables(Backend):
             (provider, key_cell(r.key), r.model, r.task, r.body, r.shard_id, r.attempts, now, now)
             for r in rows
         ]
-        values.sort(key=row_key_order)
+        sort_by_key(values, 1)
         return self._changes(
             "INSERT INTO requests (provider, key, model, task, body, state, shard_id, attempts, "
             "error, created_at, updated_at) VALUES (?,?,?,?,?,'queued',?,?,NULL,?,?) "
@@ -175,14 +174,13 @@ class JournalTables(Backend):
         They are queued again with no shard, and their submission is not counted.
         """
         now = time.time()
+        values = [(now, provider, key_cell(key), shard_id) for key in keys]
+        sort_by_key(values, 2)
         return self._changes(
             "UPDATE requests SET state = 'queued', shard_id = NULL, "
             "attempts = MAX(attempts - 1, 0), updated_at = ? "
             "WHERE provider = ? AND key = ? AND shard_id = ?",
-            sorted(
-                ((now, provider, key_cell(key), shard_id) for key in keys),
-                key=lambda row: row_key_order(row[1:]),
-            ),
+            values,
         )
 
     def set_request_state(
@@ -212,10 +210,12 @@ class JournalTables(Backend):
         check_state(state, REQUEST_STATES, "request")
         now = time.time()
         if state == "succeeded":
+            done = [(now, provider, key_cell(key)) for key in keys]
+            sort_by_key(done, -1)
             return self._changes(
                 "UPDATE requests SET state = 'succeeded', body = NULL, shard_id = NULL, "
                 "error = NULL, updated_at = ? WHERE provider = ? AND key = ?",
-                sorted(((now, provider, key_cell(key)) for key in keys), key=last_key_order),
+                done,
             )
         shared = None if error is None else dumps(dict(error))
         per_key = errors or {}
@@ -232,7 +232,7 @@ class JournalTables(Backend):
                     key_cell(key),
                 )
             )
-        values.sort(key=last_key_order)
+        sort_by_key(values, -1)
         return self._changes(
             "UPDATE requests SET state = ?1, "
             "attempts = attempts + (?1 = 'submitted' AND ?2 IS NOT NULL AND shard_id IS NOT ?2), "

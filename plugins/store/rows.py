@@ -8,6 +8,7 @@ dataclass costs several times as much to build.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -26,10 +27,9 @@ __all__ = [
     "StoredResult",
     "check_state",
     "dumps",
-    "last_key_order",
     "loads_opt",
-    "row_key_order",
     "second",
+    "sort_by_key",
 ]
 
 
@@ -230,11 +230,14 @@ def second(row: tuple[Any, ...]) -> Any:
     return row[1]
 
 
-def row_key_order(row: tuple[Any, ...]) -> tuple[bool, bytes | str]:
-    """The order of rows whose second value is a stored request key (see :func:`second`)."""
-    return cell_order(row[1])
+def sort_by_key(rows: list[tuple[Any, ...]], index: int) -> None:
+    """Sort ``rows`` by the stored request key at ``index``, in SQLite's order (in place).
 
-
-def last_key_order(row: tuple[Any, ...]) -> tuple[bool, bytes | str]:
-    """The order of rows whose last value is a stored request key (a keyed ``UPDATE``)."""
-    return cell_order(row[-1])
+    Rows are written sorted by key, so that one write touches index pages in
+    order. Keys are usually all blobs: sorted as they are, with no tuple made
+    per row; a mix of text and blob keys is sorted text first, as SQLite does.
+    """
+    try:
+        rows.sort(key=itemgetter(index))
+    except TypeError:
+        rows.sort(key=lambda row: cell_order(row[index]))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import orjson
@@ -43,7 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         fields["batch_seconds"] = args.batch_seconds
     if args.enqueued_token_limit is not None:
         fields["enqueued_token_limit"] = args.enqueued_token_limit
-    serve(args.host, args.port, args.state, EmulatorConfig.model_validate(fields))
+    serve(args.host, args.port, args.state, EmulatorConfig.model_validate(fields), ready=_say)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

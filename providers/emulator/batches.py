@@ -39,7 +39,17 @@ from providers.emulator.queuecap import (
 from providers.emulator.rng import roll
 from providers.emulator.state import State
 
-__all__ = ["BatchEngine", "NotFound", "NotReady", "iso"]
+__all__ = [
+    "DAY",
+    "OPENAI_ENDPOINTS",
+    "BatchLifecycle",
+    "Conflict",
+    "NotFound",
+    "NotReady",
+    "batch_usage",
+    "finalizing_share",
+    "iso",
+]
 
 DAY = 24 * 3600
 OPENAI_ENDPOINTS = ("/v1/chat/completions", "/v1/responses")
@@ -63,8 +73,11 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
 
 
-class BatchEngine:
-    """Creates, advances, cancels, lists and finishes batches."""
+class BatchLifecycle:
+    """Creates batches, advances them on the clock and finishes them (results, billing).
+
+    What each API shows of them is :class:`~providers.emulator.batchviews.BatchEngine`'s.
+    """
 
     def __init__(self, state: State, config: EmulatorConfig) -> None:
         self.state = state
@@ -103,7 +116,7 @@ class BatchEngine:
 
     # ------------------------------------------------------------- creation
 
-    def create_openai(
+    def record_openai(
         self,
         input_file_id: str,
         endpoint: str,
@@ -113,7 +126,7 @@ class BatchEngine:
         batch_id: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A new OpenAI batch; its answer says ``validating``.
+        """A new OpenAI batch, journaled; its record.
 
         ``batch_id`` and ``extra`` serve the APIs run on this engine (Gemini,
         Mistral): their own id shape, and a ``wire`` field naming the API,
@@ -152,7 +165,7 @@ class BatchEngine:
         }
         self.state.save_batch(rec)
         self._job(rec)
-        return self._openai_obj(rec, "validating", {}, {"total": 0, "completed": 0, "failed": 0})
+        return rec
 
     def anthropic_refusal(self, requests: list[Any]) -> str | None:
         """Why a message batch of ``requests`` is refused (a 429) for the enqueued-token limit."""
@@ -162,8 +175,8 @@ class BatchEngine:
             self.config.enqueued_token_limit,
         )
 
-    def create_anthropic(self, raw: bytes, requests: list[Any], origin: str) -> dict[str, Any]:
-        """A new message batch from its create body ``raw``; the answer says ``in_progress``."""
+    def record_anthropic(self, raw: bytes, requests: list[Any]) -> dict[str, Any]:
+        """A new message batch from its create body ``raw``, journaled; its record."""
         now = time.time()
         batch_id = ids.anthropic_id("msgbatch_")
         input_file = self.state.add_file(raw, "anthropic_batch_input", f"{batch_id}_requests.json")
@@ -180,7 +193,7 @@ class BatchEngine:
         }
         self.state.save_batch(rec)
         self._job(rec)
-        return self._anthropic_obj(rec, "in_progress", origin)
+        return rec
 
     # -------------------------------------------------------------- timeline
 
@@ -195,7 +208,7 @@ class BatchEngine:
         T = float(rec["T"])
         if T <= 0:
             return 0.0
-        span = (0.9 - _finalizing(rec)) * T
+        span = (0.9 - finalizing_share(rec)) * T
         return min(1.0, max(0.0, (t - float(rec["created"]) - 0.1 * T) / span))
 
     async def _terminal(self, rec: dict[str, Any], now: float) -> tuple[str, float, float] | None:
@@ -300,265 +313,8 @@ class BatchEngine:
             if rec["final"] is None and rec["T"] > 0:
                 await self._settle(rec, now)
 
-    # ---------------------------------------------------------------- OpenAI
 
-    async def get_openai(self, batch_id: str) -> dict[str, Any]:
-        """The batch object as a poll sees it now."""
-        rec = self._get(batch_id, "openai")
-        rec["polled"] = True
-        now = time.time()
-        await self._settle(rec, now)
-        return await self._openai_view(rec, now, poll=True)
-
-    async def cancel_openai(self, batch_id: str) -> dict[str, Any]:
-        """Ask for cancellation: the answer says ``cancelling``."""
-        rec = self._get(batch_id, "openai")
-        now = time.time()
-        await self._settle(rec, now)
-        if rec["final"] is not None:
-            raise Conflict(f"Cannot cancel a batch with status '{rec['final']['status']}'.")
-        if rec["cancel_at"] is None:
-            rec["cancel_at"] = now
-            self.state.save_batch(rec)
-        return await self._openai_view(rec, now, poll=False, answering_cancel=True)
-
-    async def list_openai(self, limit: int, after: str | None) -> dict[str, Any]:
-        """A page of batches, newest first."""
-        recs = sorted(
-            (
-                r
-                for r in self.state.batches.values()
-                if r["provider"] == "openai" and "wire" not in r
-            ),
-            key=lambda r: r["created"],
-            reverse=True,
-        )
-        start = 0
-        if after is not None:
-            for i, r in enumerate(recs):
-                if r["id"] == after:
-                    start = i + 1
-                    break
-        page = recs[start : start + limit]
-        now = time.time()
-        data = [await self._openai_view(r, now, poll=False) for r in page]
-        return {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": start + limit < len(recs),
-        }
-
-    async def _openai_view(
-        self, rec: dict[str, Any], now: float, *, poll: bool, answering_cancel: bool = False
-    ) -> dict[str, Any]:
-        t0, T, n = rec["created"], rec["T"], rec["n"]
-        final = rec["final"]
-        at: dict[str, int] = {}
-        if final is not None:
-            status = final["status"]
-            when = final["when"]
-            if status != "failed":
-                at["in_progress_at"] = int(t0 + 0.1 * T)
-            if status == "completed":
-                # Set even when finalizing passed between two polls.
-                at["finalizing_at"] = int(t0 + (1 - _finalizing(rec)) * T)
-                at["completed_at"] = int(when)
-            elif status == "failed":
-                at["failed_at"] = int(when)
-            elif status == "expired":
-                at["expired_at"] = int(when)
-            elif status == "cancelled":
-                tc = rec["cancel_at"] if rec["cancel_at"] is not None else t0 + 0.5 * T
-                at["cancelling_at"] = int(tc)
-                at["cancelled_at"] = int(when)
-            counts = final["counts"]
-            output_file_id = final["output_file_id"]
-            if poll and status == "completed" and rec.get("missing_polls", 0) > 0:
-                rec["missing_polls"] -= 1
-                self.state.save_batch(rec)
-                output_file_id = None
-            errors = {"object": "list", "data": final["errors"]} if "errors" in final else None
-            return self._openai_obj(
-                rec, status, at, counts, output_file_id, final["error_file_id"], errors
-            )
-        tc = rec["cancel_at"]
-        validating = now < t0 + 0.1 * T or (T <= 0 and not rec.get("polled"))
-        if tc is not None:
-            started = T > 0 and tc >= t0 + 0.1 * T
-            if started:
-                at["in_progress_at"] = int(t0 + 0.1 * T)
-            at["cancelling_at"] = int(tc)
-            done = int(n * self._progress(rec, tc))
-            total = n if started else 0
-            return self._openai_obj(
-                rec, "cancelling", at, {"total": total, "completed": done, "failed": 0}
-            )
-        if validating:
-            return self._openai_obj(
-                rec, "validating", at, {"total": 0, "completed": 0, "failed": 0}
-            )
-        at["in_progress_at"] = int(t0 + 0.1 * T)
-        job = self._jobs.get(rec["id"])
-        fault = job.result().fault if job is not None and job.done() else None
-        counts = {"total": n, "completed": int(n * self._progress(rec, now)), "failed": 0}
-        if fault == "cancel" and now >= t0 + 0.5 * T:
-            at["cancelling_at"] = int(t0 + 0.5 * T)
-            return self._openai_obj(rec, "cancelling", at, counts)
-        if now >= t0 + (1 - _finalizing(rec)) * T and fault not in ("expire", "cancel"):
-            at["finalizing_at"] = int(t0 + (1 - _finalizing(rec)) * T)
-            return self._openai_obj(
-                rec, "finalizing", at, {"total": n, "completed": n, "failed": 0}
-            )
-        return self._openai_obj(rec, "in_progress", at, counts)
-
-    @staticmethod
-    def _openai_obj(
-        rec: dict[str, Any],
-        status: str,
-        at: dict[str, int],
-        counts: dict[str, int],
-        output_file_id: str | None = None,
-        error_file_id: str | None = None,
-        errors: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        t0 = rec["created"]
-        final = rec["final"]
-        spent = final.get("usage") if final is not None and status == "completed" else None
-        return {
-            "id": rec["id"],
-            "object": "batch",
-            "endpoint": rec["endpoint"],
-            "errors": errors,
-            "input_file_id": rec["input_file_id"],
-            "completion_window": rec["completion_window"],
-            "status": status,
-            "output_file_id": output_file_id,
-            "error_file_id": error_file_id,
-            "created_at": int(t0),
-            "in_progress_at": at.get("in_progress_at"),
-            "expires_at": int(t0) + DAY,
-            "finalizing_at": at.get("finalizing_at"),
-            "completed_at": at.get("completed_at"),
-            "failed_at": at.get("failed_at"),
-            "expired_at": at.get("expired_at"),
-            "cancelling_at": at.get("cancelling_at"),
-            "cancelled_at": at.get("cancelled_at"),
-            "request_counts": dict(counts),
-            "metadata": rec["metadata"],
-            # Unknown while validating, as on the real API.
-            "model": rec.get("model") if status != "validating" else None,
-            "usage": _batch_usage(spent or (0, 0)),
-        }
-
-    # ------------------------------------------------------------- Anthropic
-
-    async def get_anthropic(self, batch_id: str, origin: str) -> dict[str, Any]:
-        """The message batch as a poll sees it now."""
-        rec = self._get(batch_id, "anthropic")
-        rec["polled"] = True
-        now = time.time()
-        await self._settle(rec, now)
-        return self._anthropic_view(rec, now, origin)
-
-    async def cancel_anthropic(self, batch_id: str, origin: str) -> dict[str, Any]:
-        """Ask for cancellation: the answer says ``canceling``."""
-        rec = self._get(batch_id, "anthropic")
-        now = time.time()
-        await self._settle(rec, now)
-        if rec["final"] is not None:
-            raise Conflict(f"Batch {batch_id} has already ended and cannot be canceled.")
-        if rec["cancel_at"] is None:
-            rec["cancel_at"] = now
-            self.state.save_batch(rec)
-        return self._anthropic_obj(rec, "canceling", origin)
-
-    async def list_anthropic(
-        self, limit: int, after_id: str | None, before_id: str | None, origin: str
-    ) -> dict[str, Any]:
-        """A page of message batches, newest first."""
-        recs = sorted(
-            (r for r in self.state.batches.values() if r["provider"] == "anthropic"),
-            key=lambda r: r["created"],
-            reverse=True,
-        )
-        position = {r["id"]: i for i, r in enumerate(recs)}
-        if after_id is not None and after_id in position:
-            start = position[after_id] + 1
-            page = recs[start : start + limit]
-            has_more = start + limit < len(recs)
-        elif before_id is not None and before_id in position:
-            end = position[before_id]
-            page = recs[max(0, end - limit) : end]
-            has_more = end - limit > 0
-        else:
-            page = recs[:limit]
-            has_more = limit < len(recs)
-        now = time.time()
-        data = [self._anthropic_view(r, now, origin) for r in page]
-        return {
-            "data": data,
-            "has_more": has_more,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        }
-
-    async def results_anthropic(self, batch_id: str) -> str:
-        """The id of the results file; :class:`NotReady` before the batch has ended."""
-        rec = self._get(batch_id, "anthropic")
-        await self._settle(rec, time.time())
-        final = rec["final"]
-        if final is None:
-            raise NotReady(batch_id)
-        return str(final["output_file_id"])
-
-    def _anthropic_view(self, rec: dict[str, Any], now: float, origin: str) -> dict[str, Any]:
-        final = rec["final"]
-        if final is not None:
-            return self._anthropic_obj(rec, "ended", origin)
-        t0, T = rec["created"], rec["T"]
-        job = self._jobs.get(rec["id"])
-        fault = job.result().fault if job is not None and job.done() else None
-        if rec["cancel_at"] is not None or (fault == "cancel" and now >= t0 + 0.5 * T):
-            return self._anthropic_obj(rec, "canceling", origin)
-        return self._anthropic_obj(rec, "in_progress", origin)
-
-    def _anthropic_obj(self, rec: dict[str, Any], status: str, origin: str) -> dict[str, Any]:
-        t0, T = rec["created"], rec["T"]
-        final = rec["final"]
-        cancel_at = rec["cancel_at"]
-        if (cancel_at is None and final is not None and final["status"] == "cancelled") or (
-            cancel_at is None and status == "canceling"
-        ):
-            cancel_at = t0 + 0.5 * T
-        if final is not None:
-            counts = final["counts"]
-        else:
-            counts = {
-                "processing": rec["n"],
-                "succeeded": 0,
-                "errored": 0,
-                "canceled": 0,
-                "expired": 0,
-            }
-        return {
-            "id": rec["id"],
-            "type": "message_batch",
-            "processing_status": status,
-            "request_counts": dict(counts),
-            "ended_at": iso(final["when"]) if final is not None else None,
-            "created_at": iso(t0),
-            "expires_at": iso(t0 + DAY),
-            "archived_at": None,
-            "cancel_initiated_at": iso(cancel_at) if cancel_at is not None else None,
-            "results_url": f"{origin}/v1/messages/batches/{rec['id']}/results"
-            if final is not None
-            else None,
-        }
-
-
-def _finalizing(rec: dict[str, Any]) -> float:
+def finalizing_share(rec: dict[str, Any]) -> float:
     return float(rec.get("F", 0.2))
 
 
@@ -573,7 +329,7 @@ def _first_model(data: bytes) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def _batch_usage(tokens: Any) -> dict[str, Any]:
+def batch_usage(tokens: Any) -> dict[str, Any]:
     """A batch's ``usage`` object from its billed ``(input, output)`` tokens."""
     in_tokens, out_tokens = (int(t) for t in tokens)
     return {

@@ -29,15 +29,22 @@ no results. Requests are authenticated by ``x-goog-api-key`` (or ``?key=``).
 from __future__ import annotations
 
 import asyncio
-import random
-import string
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
+from providers.emulator.gemini_wire import (
+    B64URL,
+    LOWER,
+    STATUS_NAMES,
+    id_rng,
+    last_segment,
+    wire_error,
+    wire_ok,
+    wire_time,
+)
 from providers.emulator.translated import (
     answer_chat,
     create_batch,
@@ -48,15 +55,13 @@ from providers.emulator.translated import (
 )
 
 if TYPE_CHECKING:
-    from providers.emulator.server import EmulatorApp
+    from providers.emulator.appcore import AppCore
 
 __all__ = ["add_routes", "chat_body", "gemini_response"]
 
 WIRE = "gemini"
 _BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
 _OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
-_LOWER = string.ascii_lowercase + string.digits
-_B64URL = string.ascii_letters + string.digits + "-_"
 _STATES = {
     "validating": "BATCH_STATE_PENDING",
     "in_progress": "BATCH_STATE_RUNNING",
@@ -67,46 +72,6 @@ _STATES = {
     "expired": "BATCH_STATE_EXPIRED",
     "cancelled": "BATCH_STATE_CANCELLED",
 }
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-_rand = random.Random()
-
-
-def _ts(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
-
-
-def _error(status: int, message: str, details: list[Any] | None = None) -> web.Response:
-    body: dict[str, Any] = {
-        "error": {
-            "code": status,
-            "message": message,
-            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
-        }
-    }
-    if details:
-        body["error"]["details"] = details
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _ok(data: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), content_type="application/json", charset="UTF-8", headers=headers
-    )
-
-
-def last_segment(request: web.Request) -> str:
-    """The path's last segment: ``{id}``, ``{id}:verb`` or ``{model}:verb``."""
-    return request.path.rsplit("/", 1)[-1]
-
-
 def _authorized(request: web.Request) -> bool:
     return bool(request.headers.get("x-goog-api-key", "").strip() or request.query.get("key"))
 
@@ -152,7 +117,7 @@ def chat_body(model: str, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _response_id() -> str:
-    return "".join(_rand.choices(_B64URL, k=23))
+    return "".join(id_rng.choices(B64URL, k=23))
 
 
 def gemini_response(chat: dict[str, Any], model: str) -> dict[str, Any]:
@@ -191,7 +156,7 @@ def _item_error(line: dict[str, Any]) -> dict[str, Any] | None:
         status = int(response.get("status_code") or 500)
         err = (response.get("body") or {}).get("error") or {}
         message = str(err.get("message") or "Internal error encountered.")
-        return {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}
+        return {"code": status, "message": message, "status": STATUS_NAMES.get(status, "UNKNOWN")}
     code = (line.get("error") or {}).get("code")
     if code == "request_timeout":
         return {
@@ -209,7 +174,7 @@ def _name(rec: dict[str, Any]) -> str:
     return f"batches/{rec['id']}"
 
 
-def _results(app: EmulatorApp, rec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _results(app: AppCore, rec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """``(key, {"response"|"error": …})`` of every item the ended batch ran."""
     model = rec["gemini_model"]
     out: list[tuple[str, dict[str, Any]]] = []
@@ -224,7 +189,7 @@ def _results(app: EmulatorApp, rec: dict[str, Any]) -> list[tuple[str, dict[str,
     return out
 
 
-def _output(app: EmulatorApp, rec: dict[str, Any]) -> dict[str, Any]:
+def _output(app: AppCore, rec: dict[str, Any]) -> dict[str, Any]:
     """The batch's ``output``: its results file (made once) or its inline responses."""
     if rec.get("inline"):
         keys = rec.get("inline_keys") or []
@@ -247,7 +212,7 @@ def _output(app: EmulatorApp, rec: dict[str, Any]) -> dict[str, Any]:
     return {"responsesFile": f"files/{file_id}"}
 
 
-async def _operation(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> dict[str, Any]:
+async def _operation(app: AppCore, rec: dict[str, Any], *, poll: bool) -> dict[str, Any]:
     """The batch as an operation, as a ``GET`` sees it now.
 
     A list sees it without polling and, as the real list, without the
@@ -293,10 +258,10 @@ async def _operation(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> di
     op: dict[str, Any] = {"name": _name(rec), "metadata": meta}
     if final is not None and status in ("completed", "cancelled") and (poll or not inline):
         meta["output"] = _output(app, rec)
-    meta["createTime"] = _ts(created)
+    meta["createTime"] = wire_time(created)
     if final is not None:
-        meta["endTime"] = _ts(float(final["when"]))
-    meta["updateTime"] = _ts(float(final["when"]) if final is not None else created)
+        meta["endTime"] = wire_time(float(final["when"]))
+    meta["updateTime"] = wire_time(float(final["when"]) if final is not None else created)
     meta["batchStats"] = stats
     meta["state"] = _STATES.get(status, "BATCH_STATE_PENDING")
     meta["name"] = _name(rec)
@@ -312,7 +277,7 @@ async def _operation(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> di
     return op
 
 
-def _file_items(app: EmulatorApp, batch_id: str, data: bytes, model: str) -> list[Any] | str:
+def _file_items(app: AppCore, batch_id: str, data: bytes, model: str) -> list[Any] | str:
     """``(key, chat body)`` of each ``{"key", "request"}`` line, or why the file is refused."""
     items: list[tuple[str, dict[str, Any]]] = []
     for n, raw in enumerate(data.split(b"\n"), 1):
@@ -331,20 +296,20 @@ def _file_items(app: EmulatorApp, batch_id: str, data: bytes, model: str) -> lis
     return items
 
 
-async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> web.Response:
+async def batch_create(app: AppCore, request: web.Request, model: str) -> web.Response:
     """``POST /v1beta/models/{model}:batchGenerateContent``."""
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
-        return _error(400, "Invalid JSON payload received.")
+        return wire_error(400, "Invalid JSON payload received.")
     batch = body.get("batch") if isinstance(body, dict) else None
     config = batch.get("inputConfig") if isinstance(batch, dict) else None
     if not isinstance(config, dict):
-        return _error(
+        return wire_error(
             400, "* BatchGenerateContentRequest.batch.input_config: input_config is required"
         )
     assert isinstance(batch, dict)
-    batch_id = "".join(_rand.choices(_LOWER, k=36))
+    batch_id = "".join(id_rng.choices(LOWER, k=36))
     # An expired Gemini batch has no results: none of its items is run or billed.
     extra: dict[str, Any] = {
         "gemini_model": model,
@@ -356,28 +321,32 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
         name = str(config["fileName"])
         source = app.state.files.get(name.removeprefix("files/"))
         if source is None or not source.purpose.startswith("gemini:"):
-            return _error(404, f"File {name} not found.")
+            return wire_error(404, f"File {name} not found.")
         if limit is not None and source.size > limit:
-            return _error(400, f"Request payload size exceeds the limit: {limit} bytes.")
+            return wire_error(400, f"Request payload size exceeds the limit: {limit} bytes.")
         loop = asyncio.get_running_loop()
         items = await loop.run_in_executor(
             None, _file_items, app, batch_id, source.content(), model
         )
         if isinstance(items, str):
-            return _error(400, items)
+            return wire_error(400, items)
         extra["gemini_file"] = name
     else:
         if limit is not None and request.content_length and request.content_length > limit:
-            return _error(400, f"Request payload size exceeds the limit: {limit} bytes.")
+            return wire_error(400, f"Request payload size exceeds the limit: {limit} bytes.")
         inline = (config.get("requests") or {}).get("requests")
         if not isinstance(inline, list) or not inline:
-            return _error(400, "* BatchGenerateContentRequest.batch.input_config.requests: empty")
+            return wire_error(
+                400, "* BatchGenerateContentRequest.batch.input_config.requests: empty"
+            )
         items = []
         metadata: list[Any] = []
         for i, entry in enumerate(inline):
             req = entry.get("request") if isinstance(entry, dict) else None
             if not isinstance(req, dict) or not req.get("contents"):
-                return _error(400, f"* requests[{i}].request.contents: contents is not specified")
+                return wire_error(
+                    400, f"* requests[{i}].request.contents: contents is not specified"
+                )
             # The key in an entry's metadata names its item, as a file line's key does.
             meta = entry.get("metadata")
             key = meta.get("key") if isinstance(meta, dict) else None
@@ -386,10 +355,10 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
             )
             metadata.append(meta)
         if len({cid for cid, _ in items}) < len(items):
-            return _error(400, "* requests: the keys in the requests' metadata must be unique")
+            return wire_error(400, "* requests: the keys in the requests' metadata must be unique")
         extra.update(inline=True, inline_keys=[c for c, _ in items], inline_metadata=metadata)
     if app.create_rate_limited():
-        return _error(
+        return wire_error(
             429,
             "Quota exceeded for metric: generativelanguage.googleapis.com/"
             "batch_requests_per_minute. Please retry later.",
@@ -402,35 +371,35 @@ async def batch_create(app: EmulatorApp, request: web.Request, model: str) -> we
         )
     full = queue_refusal(app, WIRE, items)
     if full is not None:
-        return _error(429, full)
+        return wire_error(429, full)
     rec = create_batch(app, batch_id=batch_id, wire=WIRE, items=items, extra=extra)
     op = await _operation(app, rec, poll=False)
     if app.config.step_latency > 0:
         await asyncio.sleep(app.config.step_latency)
-    return _ok(op)
+    return wire_ok(op)
 
 
-async def batch_get(app: EmulatorApp, request: web.Request) -> web.StreamResponse:
+async def batch_get(app: AppCore, request: web.Request) -> web.StreamResponse:
     """``GET /v1beta/batches/{id}``, ``POST …:cancel``, ``DELETE``."""
     tail = last_segment(request)
     batch_id, _, verb = tail.partition(":")
     rec = wire_batch(app, batch_id, WIRE)
     if rec is None:
-        return _error(404, f"Requested entity was not found. batches/{batch_id}")
+        return wire_error(404, f"Requested entity was not found. batches/{batch_id}")
     if request.method == "POST" and verb == "cancel":
         if rec.get("final") is None:
             await app.engine.cancel_openai(batch_id)
-        return _ok({})
+        return wire_ok({})
     if request.method == "DELETE":
         rec["deleted"] = True
         app.state.save_batch(rec)
-        return _ok({})
+        return wire_ok({})
     if rec.get("deleted"):
-        return _error(404, f"Requested entity was not found. batches/{batch_id}")
-    return _ok(await _operation(app, rec, poll=True))
+        return wire_error(404, f"Requested entity was not found. batches/{batch_id}")
+    return wire_ok(await _operation(app, rec, poll=True))
 
 
-async def batch_list(app: EmulatorApp, request: web.Request) -> web.Response:
+async def batch_list(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1beta/batches?pageSize=&pageToken=`` newest first (no inline responses)."""
     size = int(request.query.get("pageSize") or 50)
     start = int(request.query.get("pageToken") or 0)
@@ -445,43 +414,43 @@ async def batch_list(app: EmulatorApp, request: web.Request) -> web.Response:
     page: dict[str, Any] = {"operations": ops}
     if start + size < len(recs):
         page["nextPageToken"] = str(start + size)
-    return _ok(page)
+    return wire_ok(page)
 
 
 # ------------------------------------------------------------------ routes
 
 
-async def generate(app: EmulatorApp, request: web.Request, model: str) -> web.Response:
+async def generate(app: AppCore, request: web.Request, model: str) -> web.Response:
     """``POST /v1beta/models/{model}:generateContent``."""
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
-        return _error(400, "Invalid JSON payload received.")
+        return wire_error(400, "Invalid JSON payload received.")
     if not body.get("contents"):
-        return _error(400, "* GenerateContentRequest.contents: contents is not specified")
+        return wire_error(400, "* GenerateContentRequest.contents: contents is not specified")
     verdict = await immediate_verdict(app, {"model": model, **body}, model)
     if verdict.kind == "rate_limit":
         delay = f"{app.config.retry_after:g}s"
-        return _error(
+        return wire_error(
             429,
             "You exceeded your current quota, please check your plan and billing details.",
             [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}],
         )
     if verdict.kind == "server_error":
         if verdict.other:
-            return _error(503, "The model is overloaded. Please try again later.")
-        return _error(
+            return wire_error(503, "The model is overloaded. Please try again later.")
+        return wire_error(
             500,
             "An internal error has occurred. Please retry or report in "
             "https://developers.generativeai.google/guide/troubleshooting",
         )
     chat = answer_chat(app, chat_body(model, body), verdict)
-    return _ok(gemini_response(chat, model))
+    return wire_ok(gemini_response(chat, model))
 
 
-def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
+def add_routes(app: web.Application, emulator: AppCore) -> None:
     """Serve the Gemini API from ``emulator`` on ``app``."""
     from providers.emulator.gemini_files import Uploads, file_get, file_list, upload
 
@@ -494,9 +463,9 @@ def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
             valid = emulator.config.api_keys
             key = request.headers.get("x-goog-api-key", "").strip() or request.query.get("key")
             if valid is not None and key and key not in valid and not chunk:
-                return _error(400, "API key not valid. Please pass a valid API key.")
+                return wire_error(400, "API key not valid. Please pass a valid API key.")
             if not _authorized(request) and not chunk:
-                return _error(
+                return wire_error(
                     403,
                     "Method doesn't allow unregistered callers (callers without established "
                     "identity). Please use API Key or other form of API consumer identity to "
@@ -513,7 +482,7 @@ def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
             return await generate(emulator, request, model)
         if verb == "batchGenerateContent":
             return await batch_create(emulator, request, model)
-        return _error(404, f"Method {verb} not found for models/{model}.")
+        return wire_error(404, f"Method {verb} not found for models/{model}.")
 
     routes: dict[tuple[str, bool], Any] = {
         ("batches", False): guarded(lambda q: batch_list(emulator, q)),

@@ -18,10 +18,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from providers.emulator.gemini import _B64URL, _LOWER, _error, _ok, _rand, _ts, last_segment
+from providers.emulator.gemini_wire import (
+    B64URL,
+    LOWER,
+    id_rng,
+    last_segment,
+    wire_error,
+    wire_ok,
+    wire_time,
+)
 
 if TYPE_CHECKING:
-    from providers.emulator.server import EmulatorApp
+    from providers.emulator.appcore import AppCore
 
 __all__ = ["Uploads", "file_get", "file_list", "upload"]
 
@@ -37,9 +45,9 @@ def _file_obj(rec: Any, origin: str) -> dict[str, Any]:
     obj.update(
         mimeType=rec.purpose.removeprefix("gemini:"),
         sizeBytes=str(rec.size),
-        createTime=_ts(rec.created_at),
-        updateTime=_ts(rec.created_at),
-        expirationTime=_ts(rec.created_at + _FILE_TTL),
+        createTime=wire_time(rec.created_at),
+        updateTime=wire_time(rec.created_at),
+        expirationTime=wire_time(rec.created_at + _FILE_TTL),
         sha256Hash=base64.b64encode(digest).decode(),
         uri=f"{origin}/v1beta/files/{rec.id}",
     )
@@ -56,7 +64,7 @@ class Uploads:
         self.sessions: dict[str, dict[str, Any]] = {}
 
 
-async def upload(app: EmulatorApp, uploads: Uploads, request: web.Request) -> web.Response:
+async def upload(app: AppCore, uploads: Uploads, request: web.Request) -> web.Response:
     """``POST /upload/v1beta/files``: ``start``, then ``upload[, finalize]`` chunks."""
     command = request.headers.get("x-goog-upload-command", "").replace(" ", "")
     origin = f"{request.scheme}://{request.host}"
@@ -64,8 +72,8 @@ async def upload(app: EmulatorApp, uploads: Uploads, request: web.Request) -> we
         try:
             meta = orjson.loads(await request.read() or b"{}").get("file") or {}
         except (orjson.JSONDecodeError, AttributeError):
-            return _error(400, "Invalid JSON payload received.")
-        upload_id = "".join(_rand.choices(_B64URL, k=64))
+            return wire_error(400, "Invalid JSON payload received.")
+        upload_id = "".join(id_rng.choices(B64URL, k=64))
         uploads.sessions[upload_id] = {
             "mime": request.headers.get("x-goog-upload-header-content-type")
             or meta.get("mimeType")
@@ -99,7 +107,7 @@ async def upload(app: EmulatorApp, uploads: Uploads, request: web.Request) -> we
     if "finalize" not in command.split(","):
         return web.Response(text="", headers={"x-goog-upload-status": "active"})
     del uploads.sessions[request.query["upload_id"]]
-    file_id = "".join(_rand.choices(_LOWER, k=12))
+    file_id = "".join(id_rng.choices(LOWER, k=12))
     loop = asyncio.get_running_loop()
     rec = await loop.run_in_executor(
         None,
@@ -111,25 +119,25 @@ async def upload(app: EmulatorApp, uploads: Uploads, request: web.Request) -> we
     )
     if app.config.step_latency > 0:
         await asyncio.sleep(app.config.step_latency)
-    return _ok({"file": _file_obj(rec, origin)}, headers={"x-goog-upload-status": "final"})
+    return wire_ok({"file": _file_obj(rec, origin)}, headers={"x-goog-upload-status": "final"})
 
 
-async def file_get(app: EmulatorApp, request: web.Request) -> web.StreamResponse:
+async def file_get(app: AppCore, request: web.Request) -> web.StreamResponse:
     """``GET /v1beta/files/{id}`` and ``GET /v1beta/files/{id}:download?alt=media``."""
     file_id, _, verb = last_segment(request).partition(":")
     rec = app.state.files.get(file_id)
     if rec is None or not rec.purpose.startswith("gemini:"):
-        return _error(404, f"File files/{file_id} not found.")
+        return wire_error(404, f"File files/{file_id} not found.")
     if verb == "download":
         if not file_id.startswith("batch-"):
-            return _error(400, "Only generated files can be downloaded.")
+            return wire_error(400, "Only generated files can be downloaded.")
         if app.config.step_latency > 0:
             await asyncio.sleep(app.config.step_latency)
-        return await app._file_response(request, rec, {"Content-Type": "application/octet-stream"})
-    return _ok(_file_obj(rec, f"{request.scheme}://{request.host}"))
+        return await app.file_response(request, rec, {"Content-Type": "application/octet-stream"})
+    return wire_ok(_file_obj(rec, f"{request.scheme}://{request.host}"))
 
 
-async def file_list(app: EmulatorApp, request: web.Request) -> web.Response:
+async def file_list(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1beta/files``, newest first."""
     origin = f"{request.scheme}://{request.host}"
     recs = sorted(
@@ -137,4 +145,4 @@ async def file_list(app: EmulatorApp, request: web.Request) -> web.Response:
         key=lambda r: r.created_at,
         reverse=True,
     )
-    return _ok({"files": [_file_obj(r, origin) for r in recs]})
+    return wire_ok({"files": [_file_obj(r, origin) for r in recs]})

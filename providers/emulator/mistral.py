@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from providers.emulator.multipart import multipart_boundary, parse_multipart
 from providers.emulator.translated import (
     answer_chat,
     create_batch,
@@ -40,7 +41,7 @@ from providers.emulator.translated import (
 )
 
 if TYPE_CHECKING:
-    from providers.emulator.server import EmulatorApp
+    from providers.emulator.appcore import AppCore
 
 __all__ = ["PREFIX", "add_routes", "mistral_completion"]
 
@@ -143,7 +144,7 @@ def _file_obj(rec: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------- batches
 
 
-def _result_files(app: EmulatorApp, rec: dict[str, Any]) -> tuple[str | None, str | None, int, int]:
+def _result_files(app: AppCore, rec: dict[str, Any]) -> tuple[str | None, str | None, int, int]:
     """The job's output and error files (made once), with its succeeded and failed counts."""
     made = rec.get("mistral_files")
     if made is None:
@@ -200,7 +201,7 @@ def _result_files(app: EmulatorApp, rec: dict[str, Any]) -> tuple[str | None, st
     return made[0], made[1], int(made[2]), int(made[3])
 
 
-async def _job(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> dict[str, Any]:
+async def _job(app: AppCore, rec: dict[str, Any], *, poll: bool) -> dict[str, Any]:
     view = (
         await app.engine.get_openai(rec["id"])
         if poll
@@ -245,7 +246,7 @@ async def _job(app: EmulatorApp, rec: dict[str, Any], *, poll: bool) -> dict[str
     }
 
 
-async def job_create(app: EmulatorApp, request: web.Request) -> web.Response:
+async def job_create(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/batch/jobs``."""
     try:
         body = orjson.loads(await request.read())
@@ -306,7 +307,7 @@ async def job_create(app: EmulatorApp, request: web.Request) -> web.Response:
     return _ok(job)
 
 
-async def job_get(app: EmulatorApp, request: web.Request) -> web.Response:
+async def job_get(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1/batch/jobs/{id}``."""
     rec = wire_batch(app, request.match_info["id"], WIRE)
     if rec is None:
@@ -314,7 +315,7 @@ async def job_get(app: EmulatorApp, request: web.Request) -> web.Response:
     return _ok(await _job(app, rec, poll=True))
 
 
-async def job_cancel(app: EmulatorApp, request: web.Request) -> web.Response:
+async def job_cancel(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/batch/jobs/{id}/cancel``: ``CANCELLATION_REQUESTED``, later ``CANCELLED``."""
     rec = wire_batch(app, request.match_info["id"], WIRE)
     if rec is None:
@@ -325,7 +326,7 @@ async def job_cancel(app: EmulatorApp, request: web.Request) -> web.Response:
     return _ok(await _job(app, rec, poll=False))
 
 
-async def job_list(app: EmulatorApp, request: web.Request) -> web.Response:
+async def job_list(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1/batch/jobs?page=&page_size=&metadata=&created_after=``, newest first."""
     try:
         page = int(request.query.get("page", "0"))
@@ -351,14 +352,12 @@ async def job_list(app: EmulatorApp, request: web.Request) -> web.Response:
 # ------------------------------------------------------------------- files
 
 
-async def upload(app: EmulatorApp, request: web.Request) -> web.Response:
+async def upload(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/files`` (multipart: ``file`` and ``purpose``)."""
-    from providers.emulator.server import _boundary, _multipart
-
-    boundary = request.content_type.startswith("multipart/") and _boundary(request)
+    boundary = request.content_type.startswith("multipart/") and multipart_boundary(request)
     if not boundary:
         return _error(422, "Expected a multipart/form-data body")
-    fields = _multipart(await request.read(), boundary)
+    fields = parse_multipart(await request.read(), boundary)
     if "file" not in fields:
         return _error(422, "file: Field required")
     purpose = fields["purpose"][1].decode() if "purpose" in fields else "fine-tune"
@@ -375,14 +374,14 @@ async def upload(app: EmulatorApp, request: web.Request) -> web.Response:
     return _ok(_file_obj(rec))
 
 
-def _file(app: EmulatorApp, request: web.Request) -> Any:
+def _file(app: AppCore, request: web.Request) -> Any:
     rec = app.state.files.get(request.match_info["id"])
     if rec is None or not rec.purpose.startswith("mistral_"):
         return None
     return rec
 
 
-async def file_get(app: EmulatorApp, request: web.Request) -> web.Response:
+async def file_get(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1/files/{id}``."""
     rec = _file(app, request)
     if rec is None:
@@ -390,7 +389,7 @@ async def file_get(app: EmulatorApp, request: web.Request) -> web.Response:
     return _ok(_file_obj(rec))
 
 
-async def file_content(app: EmulatorApp, request: web.Request) -> web.StreamResponse:
+async def file_content(app: AppCore, request: web.Request) -> web.StreamResponse:
     """``GET /v1/files/{id}/content`` (octet-stream)."""
     rec = _file(app, request)
     if rec is None:
@@ -398,13 +397,13 @@ async def file_content(app: EmulatorApp, request: web.Request) -> web.StreamResp
     if app.config.step_latency > 0:
         await asyncio.sleep(app.config.step_latency)
     headers = {**_headers(), "Content-Type": "application/octet-stream"}
-    return await app._file_response(request, rec, headers)
+    return await app.file_response(request, rec, headers)
 
 
 # -------------------------------------------------------------- immediate
 
 
-async def chat(app: EmulatorApp, request: web.Request) -> web.Response:
+async def chat(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/chat/completions``."""
     try:
         body = orjson.loads(await request.read())
@@ -428,7 +427,7 @@ async def chat(app: EmulatorApp, request: web.Request) -> web.Response:
     return _ok(mistral_completion(answer_chat(app, body, verdict)))
 
 
-def add_routes(app: web.Application, emulator: EmulatorApp) -> None:
+def add_routes(app: web.Application, emulator: AppCore) -> None:
     """Serve the Mistral API from ``emulator`` on ``app`` under :data:`PREFIX`."""
 
     def guarded(handler: Any) -> Any:

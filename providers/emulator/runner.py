@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -141,8 +141,18 @@ class Emulator:
         self.stop()
 
 
-def serve(host: str, port: int, state_dir: Path | None, config: EmulatorConfig) -> None:
-    """Serve until SIGINT or SIGTERM; prints one ``listening on`` line to stderr."""
+def serve(
+    host: str,
+    port: int,
+    state_dir: Path | None,
+    config: EmulatorConfig,
+    *,
+    ready: Callable[[str], object],
+) -> None:
+    """Serve until SIGINT or SIGTERM; ``ready(line)`` once listening (the line names the URL).
+
+    The command line that called it shows the line: this module prints nothing.
+    """
 
     async def main() -> None:
         app = EmulatorApp(config, state_dir)
@@ -152,7 +162,7 @@ def serve(host: str, port: int, state_dir: Path | None, config: EmulatorConfig) 
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        print(f"lexibatch emulator listening on http://{host}:{bound}", file=sys.stderr, flush=True)
+        ready(f"lexibatch emulator listening on http://{host}:{bound}")
         try:
             await stop.wait()
         finally:

@@ -2,7 +2,7 @@
 
 Both APIs are served by translating at their edge. An immediate call is
 answered by the chat-completion builder and reshaped; a batch becomes an
-internal OpenAI-format input file run by :class:`~providers.emulator.batches.BatchEngine`,
+internal OpenAI-format input file run by :class:`~providers.emulator.batchviews.BatchEngine`,
 so timing, faults, cancellation, persistence (``--state``) and billing are
 the engine's, and only the objects and result lines on the wire are the
 vendor's own. A batch record carries ``wire`` (``gemini`` or ``mistral``),
@@ -31,7 +31,7 @@ from providers.emulator.queuecap import chat_tokens, wire_refusal
 from providers.emulator.rng import body_seed, roll
 
 if TYPE_CHECKING:
-    from providers.emulator.server import EmulatorApp
+    from providers.emulator.appcore import AppCore
 
 __all__ = [
     "CHAT_ENDPOINT",
@@ -67,7 +67,7 @@ class Verdict:
     other: bool = False
 
 
-async def immediate_verdict(app: EmulatorApp, body: dict[str, Any], model: str) -> Verdict:
+async def immediate_verdict(app: AppCore, body: dict[str, Any], model: str) -> Verdict:
     """Decide (and wait out) the faults of one immediate call, as the OpenAI routes do.
 
     A refused call is recorded as seen but not billed; the caller bills an
@@ -101,7 +101,7 @@ async def immediate_verdict(app: EmulatorApp, body: dict[str, Any], model: str) 
     return Verdict("ok", digest, invalid=invalid)
 
 
-def answer_chat(app: EmulatorApp, chat_body: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
+def answer_chat(app: AppCore, chat_body: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
     """The chat completion answering ``chat_body`` (billed), for the caller to reshape."""
     answer = chat_completion(
         chat_body,
@@ -117,7 +117,7 @@ def answer_chat(app: EmulatorApp, chat_body: dict[str, Any], verdict: Verdict) -
 
 
 def create_batch(
-    app: EmulatorApp,
+    app: AppCore,
     *,
     batch_id: str,
     wire: str,
@@ -148,7 +148,7 @@ def create_batch(
 
 
 def queue_refusal(
-    app: EmulatorApp, wire: str, items: list[tuple[str, dict[str, Any]]]
+    app: AppCore, wire: str, items: list[tuple[str, dict[str, Any]]]
 ) -> str | None:
     """Why a ``wire`` batch of ``items`` is refused (a 429) for the enqueued-token limit."""
     refusal = wire_refusal(
@@ -159,7 +159,7 @@ def queue_refusal(
     return refusal
 
 
-def wire_batch(app: EmulatorApp, batch_id: str, wire: str) -> dict[str, Any] | None:
+def wire_batch(app: AppCore, batch_id: str, wire: str) -> dict[str, Any] | None:
     """The record of ``wire``'s batch ``batch_id`` (``None``: no such batch of that API)."""
     rec = app.state.batches.get(batch_id)
     if rec is None or rec.get("wire") != wire:
@@ -167,7 +167,7 @@ def wire_batch(app: EmulatorApp, batch_id: str, wire: str) -> dict[str, Any] | N
     return rec
 
 
-def result_lines(app: EmulatorApp, rec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def result_lines(app: AppCore, rec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The internal result lines (OpenAI format) of an ended batch: output, then errors."""
     final = rec.get("final") or {}
     for key in ("output_file_id", "error_file_id"):

@@ -67,6 +67,10 @@ from tests.benchmarks.common import (
 CHUNK = 1000
 WARM_UP = 100
 PROVIDER_LIMIT = 50_000  # OpenAI's requests per batch
+#: The targets: requests per second end to end, and client CPU against the
+#: bare pipeline plus the journal alone (what any durable Python client pays).
+RATE_TARGET = 20_000
+CPU_TARGET = 1.5
 
 
 class Meter:
@@ -140,8 +144,9 @@ def _instrument(connector: Any, meter: Meter) -> None:
         setattr(store, name, _timed_into(meter, getattr(store, name)))
     strategy.accumulator.on_sealed = meter.wrap("seal", strategy.accumulator.on_sealed)
     strategy._dispatch_all = meter.wrap("seal", strategy._dispatch_all)
+    settlement = strategy.settlement
     for name in ("finish_items", "finish_missing", "shard_answered", "shard_collected"):
-        setattr(strategy, name, meter.wrap("finish", getattr(strategy, name)))
+        setattr(settlement, name, meter.wrap("finish", getattr(settlement, name)))
     original = openai_provider.parse_result_line
 
     # Per line, so a cheap wall clock (this section never waits): process_time is a syscall.
@@ -469,8 +474,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     ratio = ours["cpu"] / floor_total
     bound = floor["bare"] + floor["journal"]
+    over_bound = ours["cpu"] / bound
+    print(
+        f"targets: {rate:,.0f} requests/s = {rate / RATE_TARGET:.2f}x the {RATE_TARGET:,} "
+        f"target; client CPU / (bare + journal alone) = {over_bound:.2f}x "
+        f"(target <= {CPU_TARGET}x)"
+    )
     rows = [
-        Row("batch end to end", rate, "req/s", ">= 10,000", rate >= 10_000),
+        Row("batch end to end", rate, "req/s", f">= {RATE_TARGET:,}", rate >= RATE_TARGET),
+        Row("batch rate / target", rate / RATE_TARGET, "x", ">= 1x", rate >= RATE_TARGET),
         Row("client CPU per request", _us(ours["cpu"], n), "us", "-", None),
         Row("  building", _us(ours["build"], n), "us", "-", None),
         Row("  finishing (parse+finish)", _us(ours["parse"] + ours["finish"], n), "us", "-", None),
@@ -478,13 +490,19 @@ def main(argv: list[str] | None = None) -> None:
         Row("  of all: SQLite store", _us(ours["sqlite"], n), "us", "-", None),
         Row("  of all: garbage collector", _us(ours["gc"], n), "us", "-", None),
         Row("floor per request", _us(floor_total, n), "us", "-", None),
-        Row("client CPU / floor", ratio, "x", "<= 3x", ratio <= 3),
+        Row("client CPU / floor", ratio, "x", "-", None),
         Row("journal alone per request", _us(floor["journal"], n), "us", "-", None),
         Row("journal alone / floor", floor["journal"] / floor_total, "x", "-", None),
         Row("bare pipeline per request", _us(floor["bare"], n), "us", "-", None),
         Row("bare pipeline / floor", floor["bare"] / floor_total, "x", "-", None),
         Row("(bare + journal) / floor", bound / floor_total, "x", "-", None),
-        Row("client CPU / (bare + journal)", ours["cpu"] / bound, "x", "-", None),
+        Row(
+            "client CPU / (bare + journal)",
+            over_bound,
+            "x",
+            f"<= {CPU_TARGET}x",
+            over_bound <= CPU_TARGET,
+        ),
         Row(
             "build+finish / floor",
             (ours["build"] + ours["parse"] + ours["finish"]) / floor_total,

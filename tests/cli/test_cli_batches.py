@@ -147,7 +147,9 @@ def test_resume_finishes_without_the_input(work: Path, fresh_emulator: Any) -> N
 
 
 def test_batches_list_show_cancel_then_rerun(work: Path, fresh_emulator: Any) -> None:
-    fresh_emulator.configure(batch_seconds=30.0)
+    # Long enough that no request is answered before the cancel, however slow
+    # the machine is at listing and showing.
+    fresh_emulator.configure(batch_seconds=200.0)
     name = _requests(work, 8)
     _kill_when_created(work, name)
     listed = _lexibatch(work, "batches", "list")

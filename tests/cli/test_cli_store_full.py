@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.cli_helpers import SCHEMA, EmulatorProcess, lexibatch, results
+from tests.cli.cli_helpers import SCHEMA, EmulatorProcess, env, lexibatch, results
 
 N = 12
 CONCURRENCY = 4
@@ -194,3 +196,114 @@ def test_a_store_that_fills_keeps_the_answers_in_flight_and_the_rerun_pays_nothi
     assert _ledger(db) == (N, N)
     assert not spill.exists()
     assert (folder / "lexibatch.db.reserve").stat().st_size > 0
+
+
+# A genuinely full file system, where the system lets a normal user make one:
+# a small tmpfs mounted on the store's folder in a user and mount namespace
+# of its own. The run is started in it, and the file system is filled up
+# (SQLite's log emptied, then a file written until ENOSPC) once every call
+# of its first round is claimed, that is, sent.
+GENUINE = """
+import json, os, sqlite3, subprocess, sys, time, urllib.request
+
+work, size, concurrency, emulator = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+folder = os.path.join(work, ".lexibatch")
+db = os.path.join(folder, "lexibatch.db")
+os.makedirs(folder, exist_ok=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", folder], check=True)
+command = [sys.executable, "-m", "synthesis.cli", "run", "requests.jsonl", "--out", "out.jsonl"]
+
+
+def claimed():
+    try:
+        conn = sqlite3.connect(db, timeout=1)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def counts():
+    conn = sqlite3.connect(db, timeout=5)
+    try:
+        tables = ("calls", "results")
+        return [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables]
+    finally:
+        conn.close()
+
+
+report = {}
+run = subprocess.Popen(command, cwd=work, stderr=subprocess.PIPE, text=True)
+deadline = time.monotonic() + 60
+while claimed() < concurrency and time.monotonic() < deadline and run.poll() is None:
+    time.sleep(0.005)
+# SQLite's log emptied first: its next commit must grow it, not reuse its room.
+conn = sqlite3.connect(db, timeout=5)
+conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+conn.close()
+filler = os.path.join(folder, "filler")
+with open(filler, "wb") as f:
+    try:
+        while True:
+            f.write(b"\\0" * 65536)
+            f.flush()
+    except OSError:
+        pass
+_, err = run.communicate(timeout=120)
+report["first"] = {"code": run.returncode, "stderr": err, "files": sorted(os.listdir(folder))}
+with urllib.request.urlopen(emulator + "/_emulator/billing", timeout=10) as resp:
+    report["first"]["billed"] = json.loads(resp.read())["immediate"]["requests"]
+spill = os.path.join(folder, "lexibatch.db.unsaved.jsonl")
+report["first"]["kept"] = len(open(spill).read().splitlines()) if os.path.exists(spill) else 0
+os.remove(filler)
+report["first"]["ledger"] = counts()
+again = subprocess.run(command, cwd=work, stderr=subprocess.PIPE, text=True, timeout=120)
+report["second"] = {"code": again.returncode, "stderr": again.stderr, "ledger": counts()}
+report["second"]["files"] = sorted(os.listdir(folder))
+print(json.dumps(report))
+"""
+
+_NAMESPACE = ["unshare", "--user", "--map-root-user", "--mount"]
+
+
+def _namespaces() -> bool:
+    """Whether this user may mount a tmpfs in a namespace of its own."""
+    probe = "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d && umount $d; rmdir $d"
+    try:
+        done = subprocess.run([*_NAMESPACE, "sh", "-c", probe], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(not _namespaces(), reason="no user namespaces to mount a small tmpfs in")
+def test_a_genuinely_full_file_system_keeps_the_answers_in_flight(tmp_path: Path) -> None:
+    with EmulatorProcess({"latency": 1.0}) as emu:
+        work = _workdir(tmp_path, emu)
+        argv = [*_NAMESPACE, sys.executable, "-c", GENUINE, str(work), "6m", str(CONCURRENCY)]
+        argv.append(emu.url)
+        done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=400)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        billed = _billed(emu)
+        duplicates = emu.billing()["duplicates"]
+    first, second = report["first"], report["second"]
+    assert first["code"] == 2, first["stderr"]
+    assert "Traceback" not in first["stderr"], first["stderr"]
+    errors = [line for line in first["stderr"].splitlines() if line.startswith("lexibatch: error:")]
+    assert len(errors) == 1 and "full" in errors[0], first["stderr"]
+    assert not [f for f in first["files"] if f.endswith((".tmp", ".part"))]
+    # The first answer refused let the reserve go; everything the first run
+    # paid for was stored in its room (or kept in the spill): none is lost.
+    assert "lexibatch.db.reserve" not in first["files"], report
+    calls, stored = first["ledger"]
+    assert 1 <= first["billed"] <= CONCURRENCY, report
+    assert calls == stored and calls + first["kept"] == first["billed"], report
+    assert second["code"] == 0, second["stderr"]
+    assert "Traceback" not in second["stderr"]
+    assert second["ledger"] == [N, N]
+    assert "lexibatch.db.unsaved.jsonl" not in second["files"]
+    assert len(billed) == N and set(billed.values()) == {1}, billed
+    assert duplicates == 0

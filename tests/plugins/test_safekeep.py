@@ -95,7 +95,8 @@ def test_the_first_refused_answer_lets_the_reserve_go_and_is_stored_after_all(
         keep = SafeKeep(store)
         keep.make_reserve()
         reserve = tmp_path / "lexibatch.db.reserve"
-        assert reserve.stat().st_size >= 4 << 20
+        assert reserve.stat().st_size == 2 << 20  # 64 KiB for each of 32 calls in flight
+        assert reserve.stat().st_blocks * 512 >= 2 << 20  # allocated, not sparse
         tries: list[bool] = []
 
         def full_until_room() -> None:
@@ -109,5 +110,47 @@ def test_the_first_refused_answer_lets_the_reserve_go_and_is_stored_after_all(
         assert keep.kept == 0 and not (tmp_path / "lexibatch.db.unsaved.jsonl").exists()
         # Sending stops all the same: the disk is full.
         assert "could not be written" in str(StoreRefusedError(keep))
+    finally:
+        store.close()
+
+
+def test_sending_goes_on_once_the_store_takes_the_spill_back(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "lexibatch.db"))
+    spill = tmp_path / "lexibatch.db.unsaved.jsonl"
+    try:
+        call = CallRecord("openai", "gpt-4o-mini", None, "immediate", "k", cost_usd=0.25)
+        patient = SafeKeep(store)
+        with pytest.raises(StoreRefusedError):
+            patient.store_paid(_refused, [call], None, "openai")
+        assert not patient.may_send()  # not before RECHECK_AFTER
+
+        keep = SafeKeep(store, recheck_after=0.0)
+        with pytest.raises(StoreRefusedError, match="kept in"):
+            keep.store_paid(_refused, [call], None, "openai")
+        store._conn.execute("PRAGMA query_only = ON")  # still full
+        assert not keep.may_send()
+        assert spill.exists()
+        store._conn.execute("PRAGMA query_only = OFF")  # room again
+        assert keep.may_send()
+        assert (keep.refused, keep.kept) == (None, 0)
+        # Both kept entries are stored, once.
+        assert store.query("SELECT COUNT(*) FROM calls")[0] == (2,)
+        assert not spill.exists()
+    finally:
+        store.close()
+
+
+def test_an_answer_the_spill_cannot_take_either_is_said_to_be_lost(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "lexibatch.db"))
+    try:
+        (tmp_path / "lexibatch.db.unsaved.jsonl").mkdir()  # the spill cannot be written
+        keep = SafeKeep(store)
+        call = CallRecord("openai", "gpt-4o-mini", None, "immediate", "k", cost_usd=0.25)
+        with pytest.raises(StoreRefusedError) as refused:
+            keep.store_paid(_refused, [call], None, "openai")
+        assert (keep.kept, keep.lost) == (0, 1)
+        message = str(refused.value)
+        assert "1 answer paid for could not be kept" in message and "it is a folder" in message
+        assert "\n" not in message
     finally:
         store.close()

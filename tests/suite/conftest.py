@@ -7,7 +7,11 @@ the emulator's billing report counts this test's traffic only:
 * ``anthropic`` and ``gemini`` reach it at its root (their SDKs add ``/v1`` and ``/v1beta``);
 * ``mistral`` reaches it at ``<root>/mistral`` (where the emulator serves Mistral's API);
 * ``sandbox`` starts its own emulator, as it does for a user, with its state
-  in the test's folder.
+  in the test's folder;
+* ``acme`` is a provider from outside (``tests/outside/acme``): its package is
+  installed for the session (setuptools writes its metadata, entry point
+  included, from its ``pyproject.toml``), found through the ``lexibatch``
+  entry-point group, and reaches the emulator's OpenAI API at ``<root>/v1``.
 
 Each uses a model the price table knows, so costs are real numbers.
 """
@@ -15,6 +19,9 @@ Each uses a model the price table knows, so costs are real numbers.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +40,11 @@ PRICED_MODELS = {
     "gemini": "gemini-2.5-flash",
     "mistral": "mistral-small-latest",
     "sandbox": "gpt-4o-mini",
+    "acme": "gpt-4o-mini",
 }
+
+#: The outside provider's package, as its author would publish it.
+OUTSIDE_PACKAGE = Path(__file__).resolve().parents[1] / "outside" / "acme"
 
 #: Where each provider reaches the emulator, from its root.
 BASE_PATHS = {"anthropic": "", "gemini": "", "mistral": "/mistral"}
@@ -124,6 +135,38 @@ def fresh_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     sandbox.stop_sandbox_emulator()
 
 
+@pytest.fixture(scope="session")
+def acme_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where the outside provider's package is installed, for ``sys.path``.
+
+    The installed setuptools builds the package's metadata (its ``lexibatch``
+    entry point included) from its ``pyproject.toml``, offline, from a copy
+    (so the source folder stays clean).
+    """
+    root = tmp_path_factory.mktemp("acme")
+    source, site = root / "source", root / "site"
+    shutil.copytree(OUTSIDE_PACKAGE, source)
+    site.mkdir()
+    command = [sys.executable, "-c", "import setuptools; setuptools.setup()"]
+    command += ["-q", "egg_info", "--egg-base", str(site)]
+    subprocess.run(command, cwd=source, check=True, capture_output=True)
+    shutil.copy(source / "lexibatch_acme.py", site)
+    return site
+
+
+@pytest.fixture
+def acme_installed(acme_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The ``acme`` package on ``sys.path``, its entry point allowed, its key variable set."""
+    from plugins.manager import reset_plugin_manager
+
+    monkeypatch.syspath_prepend(str(acme_site))
+    monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "acme")
+    monkeypatch.setenv("ACME_API_KEY", "acme-test-dummy")
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
 @pytest.fixture(params=PROVIDERS)
 def target(
     request: pytest.FixtureRequest,
@@ -131,10 +174,12 @@ def target(
     api_keys: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Target]:
-    """Each built-in provider in turn, against an emulator of the test's own."""
+    """Each provider in turn (the built-ins and ``acme``), against an emulator of the test's own."""
     # Shard records and any other per-user cache land in the test's folder.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     provider = str(request.param)
+    if provider == "acme":
+        request.getfixturevalue("acme_installed")
     if provider == "sandbox":
         request.getfixturevalue("fresh_sandbox")
         target = Target(provider, tmp_path)

@@ -1,8 +1,9 @@
 """One connector-level suite for every built-in provider, in both modes, against the emulator.
 
-Every test takes ``target`` (openai, anthropic, litellm, gemini, mistral, sandbox) and most
-take ``mode`` (immediate, batch): the same calling code must give the same
-typed results, cache, outcomes, resume and costs whichever provider serves it.
+Every test takes ``target`` (openai, anthropic, litellm, gemini, mistral, sandbox, and
+``acme``, a provider from outside) and most take ``mode`` (immediate, batch): the same
+calling code must give the same typed results, cache, outcomes, resume and costs
+whichever provider serves it.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 ``lexibatch run`` gives the same results file whichever provider serves it;
 LiteLLM's batch API follows the connector's model, and a model whose vendor
 has none is refused in one line (``auto`` falls back to immediate and says
-so); Anthropic keeps its shard records beside the store.
+so); Anthropic keeps no journal beside the store's; the sandbox speaks any of the
+emulated APIs through that provider's own adapter.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,11 +122,12 @@ async def test_litellm_batch_api_follows_the_connectors_model(
 
 
 async def test_litellm_model_without_a_batch_api_is_refused_in_one_line(
-    fresh_emulator: Any, make_settings: Any, capsys: pytest.CaptureFixture[str]
+    fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from plugins.factory import open_connector
     from providers.errors import UnsupportedError
 
+    caplog.set_level("INFO", logger="lexibatch.notice")
     settings = make_settings(
         fresh_emulator, provider="litellm", connector={"model": BATCHLESS, "mode": "auto"}
     )
@@ -139,7 +142,8 @@ async def test_litellm_model_without_a_batch_api_is_refused_in_one_line(
         assert connector.choose_mode(10_000) == "immediate" and not connector.batch_mode
     finally:
         await connector.aclose()
-    said = capsys.readouterr().err
+    # A notice the library logs (the command line shows it on stderr).
+    said = caplog.text
     assert "mode auto: immediate (the provider has no batch endpoint)" in said
 
 
@@ -166,7 +170,7 @@ async def _anthropic_batch(connector: Any) -> None:
     assert isinstance(answer, Answer)
 
 
-async def test_anthropic_shard_records_live_beside_the_store(
+async def test_anthropic_keeps_no_shard_records_of_its_own(
     fresh_emulator: Any, make_settings: Any, tmp_path: Path, clean_env: None
 ) -> None:
     from plugins.factory import open_connector
@@ -179,23 +183,51 @@ async def test_anthropic_shard_records_live_beside_the_store(
         await _anthropic_batch(connector)
     finally:
         await connector.aclose()
-    records = list((settings.connector.db.parent / PROVIDER_STATE_DIR / "anthropic").iterdir())
-    assert len(records) == 1 and records[0].suffix == ".json"
+    # The store's journal is the only one: nothing beside it, nothing in the cache.
+    assert not (settings.connector.db.parent / PROVIDER_STATE_DIR / "anthropic").exists()
     assert not (tmp_path / "cache").exists()
 
 
-async def test_anthropic_shard_records_live_beside_the_store_via_open_connector(
-    fresh_emulator: Any, make_settings: Any, tmp_path: Path, clean_env: None
-) -> None:
-    from plugins.factory import open_connector
+# --------------------------------------------------------------------------- sandbox
 
-    settings = make_settings(
-        fresh_emulator, provider="anthropic", connector={"model": "claude-haiku-4-5"}
+
+@pytest.mark.parametrize("mode", ["immediate", "batch"])
+@pytest.mark.parametrize(
+    ("speaks", "adapter", "model"),
+    [
+        ("anthropic", "AnthropicProvider", "claude-haiku-4-5"),
+        ("gemini", "GeminiProvider", "gemini-2.5-flash"),
+        ("mistral", "MistralProvider", "mistral-small-latest"),
+    ],
+)
+async def test_the_sandbox_speaks_any_providers_api(
+    fresh_sandbox: None,
+    tmp_path: Path,
+    clean_env: None,
+    speaks: str,
+    adapter: str,
+    model: str,
+    mode: str,
+) -> None:
+    from plugins.config import Settings
+    from plugins.factory import open_connector
+    from plugins.sandbox import sandbox_emulator
+
+    settings = Settings.model_validate(
+        {
+            "connector": {"provider": "sandbox", "model": model, "db": str(tmp_path / "s.db")},
+            "providers": {"sandbox": {"speaks": speaks}},
+            "batch": {"linger": 0.05},
+        }
     )
     connector = open_connector(settings)
     try:
-        await _anthropic_batch(connector)
+        assert type(connector.provider).__name__ == adapter
+        if mode == "batch":
+            connector.enable_batch_mode()
+        answers = await asyncio.gather(*(connector.structured(f"q{i}", Answer) for i in range(3)))
+        assert all(isinstance(a, Answer) for a in answers)
     finally:
         await connector.aclose()
-    assert not (tmp_path / "cache").exists()
-    assert (settings.connector.db.parent / PROVIDER_STATE_DIR / "anthropic").is_dir()
+    billing = sandbox_emulator().billing()
+    assert billing[mode]["requests"] == 3 and billing["duplicates"] == 0

@@ -2,16 +2,15 @@
 
 Each ``lexibatch.toml`` snippet of the Configuration and OpenAI-compatible
 sections is loaded with ``load_settings`` and then used for one structured
-call, with only ``base_url`` pointed at the emulator; the plugin example
-registers through a ``lexibatch`` entry point and serves a call.
+call, with only ``base_url`` pointed at the emulator; the "Write a provider"
+walkthrough quotes the package of ``tests/outside/acme`` (installed through its
+entry point) and its config serves a call.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import textwrap
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -94,53 +93,42 @@ async def test_each_config_example_loads_and_serves_a_call(
     assert isinstance(answer, Answer)
 
 
-PLUGIN = textwrap.dedent(
-    '''
-    from plugins.builtin_providers import make_openai
+OUTSIDE = Path(__file__).resolve().parents[1] / "outside" / "acme"
 
 
-    def MyProvider(name, settings):
-        """An OpenAI-compatible service under a name of its own."""
-        return make_openai(name, settings)
+def test_the_write_a_provider_walkthrough_quotes_the_package_it_describes() -> None:
+
+    module = (OUTSIDE / "lexibatch_acme.py").read_text()
+    python = _blocks("python", "## Plugins", "## The emulator")
+    assert len(python) == 2, "the walkthrough lost its code"
+    for block in python:
+        # Each quoted piece is the package's own code (a method quoted dedented).
+        assert block in module or textwrap.indent(block, "    ") in module, block
+    (entry,) = [b for b in _blocks("toml", "## Plugins", "## The emulator") if "entry" in b]
+    assert entry.strip() in (OUTSIDE / "pyproject.toml").read_text()
 
 
-    '''
-)
-
-
-async def test_the_plugin_example_registers_through_the_entry_point(
-    tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch
+async def test_the_walkthroughs_config_uses_the_installed_provider(
+    tmp_path: Path, emulator: Any, acme_installed: None
 ) -> None:
-    from plugins import manager as manager_module
     from plugins.config import load_settings
     from plugins.factory import open_connector
 
-    (python,) = _blocks("python", "## Plugins", "## The emulator")
-    (tmp_path / "myprovider_plugin.py").write_text(PLUGIN + python)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "myprovider_plugin", raising=False)
-    (pyproject,) = [b for b in _blocks("toml", "## Plugins", "## The emulator") if "entry" in b]
-    name, value = re.findall(r'^(\w+) = "([\w.]+)"$', pyproject, flags=re.MULTILINE)[0]
-    entry = metadata.EntryPoint(name=name, value=value, group="lexibatch")
-    monkeypatch.setattr(manager_module, "_entry_points", lambda: [entry])
-    monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", name)
-    manager = manager_module.PluginManager()
-    assert "myprovider" in manager.registry().providers
-
     (config,) = [b for b in _blocks("toml", "## Plugins", "## The emulator") if "[connector]" in b]
     (tmp_path / "lexibatch.toml").write_text(config)
-    monkeypatch.setenv("MYPROVIDER_API_KEY", "sk-readme-dummy")
     settings = load_settings(
         cwd=tmp_path,
         env={},
         overrides={
-            "providers.myprovider.base_url": emulator.base_url + "/v1",
+            "providers.acme.base_url": emulator.base_url + "/v1",
             "connector.db": str(tmp_path / "store.db"),
         },
     )
-    assert settings.connector.provider == "myprovider"
-    connector = open_connector(settings, manager=manager)
+    assert settings.connector.provider == "acme"
+    assert settings.provider_settings("acme").organization == "dictionary-team"  # type: ignore[attr-defined]
+    connector = open_connector(settings)
     try:
+        connector.enable_batch_mode()
         assert isinstance(await connector.structured("question", Answer), Answer)
     finally:
         await connector.aclose()

@@ -315,19 +315,25 @@ class RealPipeline:
         return Store(self.folder / db)
 
     def rounds(self, db: str = "store.db") -> list[list[str]]:
-        """Per batch shard, oldest first, the headword of each request it held."""
+        """Per batch shard, oldest first, the headword of each request it held.
+
+        Read from the batch input file the provider was sent (kept by the
+        emulator: the journal keeps no body once a request succeeded).
+        """
         store = self.store(db)
         try:
-            out = []
-            for shard in store.shards():
-                words = []
-                for request in store.requests_of_shard(shard.shard_id):
-                    messages = orjson.loads(request.body)["c"]["messages"]
-                    words.append(word_of_prompt("\n".join(m["content"] for m in messages)))
-                out.append(words)
-            return out
+            shards = store.shards()
         finally:
             store.close()
+        files = self.emulator.app.state.files
+        out = []
+        for shard in shards:
+            words = []
+            for line in files[shard.input_file_id].content().splitlines():
+                messages = orjson.loads(line)["body"]["messages"]
+                words.append(word_of_prompt("\n".join(m["content"] for m in messages)))
+            out.append(words)
+        return out
 
     def ledger(self, db: str = "store.db") -> list[Any]:
         """The cost report of store ``db``."""
@@ -339,6 +345,17 @@ class RealPipeline:
 
 
 @pytest.fixture
-def real_pipeline(fresh_emulator: Any, make_settings: Any, tmp_path: Any, gcide: Any) -> Any:
-    """The pipeline on the real connector against an emulator of the test's own."""
+def real_pipeline(
+    fresh_emulator: Any,
+    make_settings: Any,
+    tmp_path: Any,
+    gcide: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """The pipeline on the real connector against an emulator of the test's own.
+
+    The emulator keeps every batch input file after lexibatch deletes it, for
+    :meth:`RealPipeline.rounds` to read.
+    """
+    monkeypatch.setattr(fresh_emulator.app.state, "delete_file", lambda file_id: True)
     return RealPipeline(fresh_emulator, make_settings, tmp_path, gcide)

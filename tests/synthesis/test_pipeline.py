@@ -8,6 +8,7 @@ import pytest
 
 from providers.errors import BudgetExceededError, ServerError
 from synthesis.components import ALL_COMPONENTS, DEFINITION_COMPONENTS, WORD_COMPONENTS
+from synthesis.enhance import enhance_definitions_parallel
 from synthesis.models import (
     Definition,
     Provenance,
@@ -18,7 +19,6 @@ from synthesis.models import (
 from synthesis.pipeline import (
     STAGES,
     DefinitionSynthesizer,
-    enhance_definitions_parallel,
     iter_entries,
     synthesize_many,
 )

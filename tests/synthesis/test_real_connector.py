@@ -157,11 +157,11 @@ def test_the_estimate_counts_the_calls_a_run_makes_and_leaves_nothing_behind(
     import asyncio
 
     from plugins.sandbox import sandbox_emulator
-    from synthesis.cli import _estimate_synthesis
+    from synthesis.cli.estimate import estimate_synthesis
 
     settings = real_pipeline.settings()
     sandbox_before = sandbox_emulator()
-    est = _estimate_synthesis(settings, WORDS, SOME, real_pipeline.sources)
+    est = estimate_synthesis(settings, WORDS, SOME, real_pipeline.sources)
     assert _recorders() == []
     assert sandbox_emulator() is sandbox_before  # one it started is stopped again
     assert not (real_pipeline.folder / "store.db").exists()
@@ -179,12 +179,12 @@ def test_the_estimate_unregisters_its_recorder_when_the_dry_run_fails(
 ) -> None:
     import synthesis.pipeline
     from providers.errors import InputError
-    from synthesis.cli import _estimate_synthesis
+    from synthesis.cli.estimate import estimate_synthesis
 
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise InputError("no sources")
 
     monkeypatch.setattr(synthesis.pipeline, "synthesize_many", broken)
     with pytest.raises(InputError, match="no sources"):
-        _estimate_synthesis(real_pipeline.settings(), WORDS, SOME, real_pipeline.sources)
+        estimate_synthesis(real_pipeline.settings(), WORDS, SOME, real_pipeline.sources)
     assert _recorders() == []

@@ -1,7 +1,7 @@
 """The lookup commands of the ``lexibatch`` CLI: ``show`` and ``serve``.
 
-Part of the composition root (like :mod:`synthesis.cli`, it may import
-``plugins``): ``serve`` builds the connector and hands the app only the
+Part of the composition root (the :mod:`synthesis.cli` package, which may
+import ``plugins``): ``serve`` builds the connector and hands the app only the
 ``Connector`` protocol, the store's documents and the report functions.
 """
 
@@ -12,17 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from plugins.cli.guard import guard
+from plugins.cli.options import db_opt, model_opt, provider_opt, settings_from
+from plugins.cli.session import run_coroutine, with_connector
 from providers.errors import InputError, UserError
-from synthesis.cli import (
-    _db_opt,
-    _guard,
-    _model_opt,
-    _provider_opt,
-    _run,
-    _settings,
-    _with_connector,
-    main,
-)
 
 if TYPE_CHECKING:
     from plugins.config import Settings
@@ -31,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["serve", "show"]
 
 
-@main.command()
+@click.command()
 @click.argument("word")
 @click.option(
     "--entries",
@@ -40,9 +33,9 @@ __all__ = ["serve", "show"]
     help="Read the entry from this JSONL output instead of the store.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
-@_db_opt
+@db_opt
 @click.pass_context
-@_guard
+@guard
 def show(
     ctx: click.Context, word: str, entries_file: Path | None, as_json: bool, **flags: Any
 ) -> None:
@@ -55,7 +48,7 @@ def show(
         from plugins.store import Store
         from synthesis.page import entry_from_store
 
-        settings = _settings(ctx, **flags)
+        settings = settings_from(ctx, **flags)
         with Store(settings.connector.db) as store:
             entry = entry_from_store(word, store)
     if entry is None:
@@ -70,7 +63,7 @@ def show(
         print_entry(entry)
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option(
@@ -84,11 +77,11 @@ def show(
     show_default=True,
     help="Comma-separated components, or all / definition / word.",
 )
-@_provider_opt
-@_model_opt
-@_db_opt
+@provider_opt
+@model_opt
+@db_opt
 @click.pass_context
-@_guard
+@guard
 def serve(
     ctx: click.Context, host: str, port: int, token: str | None, components: str, **flags: Any
 ) -> None:
@@ -96,10 +89,10 @@ def serve(
     from synthesis.components import parse_components
     from synthesis.sources import build_sources
 
-    settings = _settings(ctx, **flags)
+    settings = settings_from(ctx, **flags)
     chosen = parse_components(components)
     sources = build_sources([])
-    _run(_serve(settings, host, port, token or None, chosen, sources))
+    run_coroutine(_serve(settings, host, port, token or None, chosen, sources))
 
 
 async def _serve(
@@ -157,4 +150,4 @@ async def _serve(
         await server.serve(sockets=[listening])
 
     with listening:
-        await _with_connector(settings, body)
+        await with_connector(settings, body)

@@ -1,0 +1,75 @@
+"""The ``lexibatch`` command group, open to plugins.
+
+The engine's commands are attached to :data:`main` by the modules of
+:mod:`plugins.cli`. Any plugin adds its own through the
+``register_commands(cli)`` hook (:mod:`plugins.hookspecs`), called once,
+the first time the group lists or looks up a command — so ``--help`` shows
+them all. A program built on the engine (``synthesis.cli``) hands the group
+its own plugin with :meth:`LexibatchGroup.add_plugin` before that.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plugins.cli.guard import EXIT_USER, fail
+from plugins.cli.logs import show_logs
+from providers.errors import ConfigError
+
+__all__ = ["LexibatchGroup", "main"]
+
+
+class LexibatchGroup(click.Group):
+    """A click group that asks the plugins for their commands before it lists any."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plugins: list[object] = []
+        self._loaded = False
+
+    def add_plugin(self, plugin: object) -> None:
+        """Register ``plugin`` (built into the program) before the hook is called."""
+        self._plugins.append(plugin)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def _load_plugin_commands(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        from plugins.manager import BUILTIN_ORIGIN, get_plugin_manager
+
+        manager = get_plugin_manager()
+        try:
+            for plugin in self._plugins:
+                manager.register(plugin, origin=BUILTIN_ORIGIN)
+            manager.hook.register_commands(cli=self)
+        except ConfigError as exc:
+            # A plugin that cannot be loaded: one line, as every command says it.
+            fail(str(exc), EXIT_USER)
+
+
+@click.group(cls=LexibatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="LEXIBATCH_CONFIG",
+    help="Config file (default: ./lexibatch.toml).",
+)
+@click.version_option(package_name="lexibatch")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """Many small structured LLM calls, immediately or through batch endpoints."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    show_logs()
+    ctx.obj = {"config": config}

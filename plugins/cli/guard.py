@@ -1,0 +1,59 @@
+"""One line and an exit code for every error a command meets.
+
+2 for what the user must change (input, configuration), 1 for what a
+provider did, 130 for an interrupt (nothing paid for is lost: the same
+command continues). No traceback reaches the user for the project's errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from providers.errors import InputError, LexibatchError, UserError
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_PROVIDER", "EXIT_USER", "fail", "guard"]
+
+T = TypeVar("T")
+
+EXIT_USER = 2
+EXIT_PROVIDER = 1
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``lexibatch: error: <message>`` on stderr and exit with ``code``."""
+    click.echo(f"lexibatch: error: {message}", err=True)
+    sys.exit(code)
+
+
+def guard(func: Callable[..., T]) -> Callable[..., T]:
+    """Turn the project's errors raised by a command into one line and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            # Every bad line of an input on its own line, then what it adds up to.
+            if exc.message != "; ".join(exc.problems):
+                for problem in exc.problems:
+                    click.echo(f"lexibatch: error: {problem}", err=True)
+            fail(str(exc), EXIT_USER)
+        except UserError as exc:
+            fail(str(exc), EXIT_USER)
+        except LexibatchError as exc:
+            fail(str(exc), EXIT_PROVIDER)
+        except KeyboardInterrupt:
+            click.echo(
+                "lexibatch: interrupted — everything paid for is stored; "
+                "run the same command again to continue",
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper

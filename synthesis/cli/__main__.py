@@ -1,0 +1,5 @@
+"""``python -m synthesis.cli``: the ``lexibatch`` program."""
+
+from synthesis.cli import main
+
+main()

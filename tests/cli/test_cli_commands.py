@@ -1,0 +1,120 @@
+"""The command line is open to plugins: ``register_commands`` adds commands beside the engine's."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+#: The commands ``lexibatch --help`` lists: the engine's, then the dictionary's.
+ENGINE_COMMANDS = ["batches", "cost", "emulator", "plugins", "resume", "run"]
+DICTIONARY_COMMANDS = ["serve", "show", "synthesize"]
+
+GREETER_SOURCE = textwrap.dedent(
+    '''
+    """A third-party plugin adding one command."""
+    import click
+    from plugins import hookimpl
+    from plugins.cli.guard import guard
+    from providers.errors import InputError
+
+    @hookimpl
+    def register_commands(cli):
+        @cli.command()
+        @click.argument("name")
+        @guard
+        def greet(name):
+            """Greet NAME."""
+            if not name.isalpha():
+                raise InputError(f"{name!r} is not a name")
+            click.echo(f"hello, {name}")
+    '''
+)
+
+
+def _lexibatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "synthesis.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def _commands(help_text: str) -> list[str]:
+    listed = help_text.split("Commands:", 1)[1]
+    return re.findall(r"^  (\S+)", listed, flags=re.MULTILINE)
+
+
+def test_help_lists_the_engine_commands_and_the_dictionary_commands() -> None:
+    done = _lexibatch("--help")
+    assert done.returncode == 0, done.stderr
+    assert _commands(done.stdout) == sorted(ENGINE_COMMANDS + DICTIONARY_COMMANDS)
+
+
+def test_the_engine_group_alone_has_the_engine_commands() -> None:
+    from plugins.cli.group import main
+
+    # The engine's commands are on the group itself; the dictionary's come
+    # through the hook, once a program built on the engine hands it its plugin.
+    assert set(ENGINE_COMMANDS) <= set(main.commands)
+
+
+def test_the_dictionary_registers_its_commands_through_the_hook() -> None:
+    import click
+
+    from synthesis.cli import commands
+
+    group = click.Group("probe")
+    commands.register_commands(cli=group)
+    assert sorted(group.commands) == DICTIONARY_COMMANDS
+
+
+@pytest.fixture
+def greeter_plugin(tmp_path: Path) -> dict[str, str]:
+    """``lexi_greeter`` installed as a distribution with a ``lexibatch`` entry point."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "lexi_greeter.py").write_text(GREETER_SOURCE)
+    dist = site / "lexi_greeter-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lexi-greeter\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[lexibatch]\ngreeter = lexi_greeter\n")
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{site}:{Path.cwd()}",
+        "LEXIBATCH_LOAD_PLUGINS": "greeter",
+    }
+
+
+def test_a_plugin_adds_a_command_that_help_lists_and_that_runs(
+    greeter_plugin: dict[str, str],
+) -> None:
+    listed = _lexibatch("--help", env=greeter_plugin)
+    assert listed.returncode == 0, listed.stderr
+    assert _commands(listed.stdout) == sorted([*ENGINE_COMMANDS, *DICTIONARY_COMMANDS, "greet"])
+    greeted = _lexibatch("greet", "ada", env=greeter_plugin)
+    assert (greeted.returncode, greeted.stdout) == (0, "hello, ada\n"), greeted.stderr
+    refused = _lexibatch("greet", "4da", env=greeter_plugin)
+    assert refused.returncode == 2
+    assert refused.stderr == "lexibatch: error: '4da' is not a name\n"
+
+
+def test_a_plugin_that_fails_to_load_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "lexi_broken.py").write_text("raise RuntimeError('half installed')\n")
+    dist = site / "lexi_broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lexi-broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[lexibatch]\nbroken = lexi_broken\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{site}:{Path.cwd()}"}
+    done = _lexibatch("--help", env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("lexibatch: error: plugin broken (lexi_broken) failed to load")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

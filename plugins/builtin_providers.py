@@ -99,10 +99,13 @@ GEMINI = ProviderSpec(
     batch=BatchSpec(max_requests=100_000, max_bytes=2_000_000_000, input="file or inline"),
 )
 GEMINI_INLINE_MAX_BYTES = 4 * _MB
+# Mistral's batch jobs cost half the immediate price; LiteLLM's price map
+# lists no batch prices for its chat models.
 MISTRAL = ProviderSpec(
     key_env="MISTRAL_API_KEY",
     prices="mistral",
     batch=BatchSpec(max_requests=1_000_000, max_bytes=512 * _MB),
+    batch_price_share=0.5,
 )
 # The sandbox stands in for OpenAI, priced like it; polling a local emulator
 # every 30 s (the right pace for a real provider) would make it crawl.

@@ -378,6 +378,11 @@ def registered_spec(name: str) -> ProviderSpec | None:
     return entry.spec if entry is not None else None
 
 
+def registered_specs() -> dict[str, ProviderSpec]:
+    """What each registered provider declared, by name."""
+    return {name: entry.spec for name, entry in _registered().items()}
+
+
 def _registered() -> dict[str, Any]:
     from plugins.manager import get_plugin_manager
 

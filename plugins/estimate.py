@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from providers.money import format_usd
 from providers.pricing import PriceTable
 from providers.tokens import estimate_tokens
 from providers.types import Request, Usage
+
+if TYPE_CHECKING:
+    from plugins.providerspec import ProviderSpec
 
 __all__ = ["Estimate", "estimate_requests", "price_provider"]
 
@@ -23,6 +27,25 @@ def price_provider(provider: str) -> str | None:
 
     spec = registered_spec(provider)
     return spec.prices if spec is not None else provider
+
+
+def price_table(specs: Mapping[str, ProviderSpec] | None = None) -> PriceTable:
+    """The price map, with the batch prices providers declare and it leaves out.
+
+    ``specs``: the providers' declarations (by default, those registered).
+    Every cost lexibatch computes (the ledger, ``--estimate``, ``--budget``)
+    is priced from this table.
+    """
+    if specs is None:
+        from plugins.config import registered_specs
+
+        specs = registered_specs()
+    shares = {
+        spec.prices: spec.batch_price_share
+        for spec in specs.values()
+        if spec.prices is not None and spec.batch_price_share is not None
+    }
+    return PriceTable.load().with_batch_shares(shares)
 
 
 @dataclass
@@ -72,7 +95,7 @@ def estimate_requests(
     requests: Iterable[Request], *, provider: str, prices: PriceTable | None = None
 ) -> Estimate:
     """Estimate ``requests`` against the price table, per mode."""
-    prices = prices or PriceTable.load()
+    prices = prices or price_table()
     pprov = price_provider(provider)
     est = Estimate()
     for request in requests:

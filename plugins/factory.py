@@ -6,6 +6,7 @@ from pathlib import Path
 
 from plugins.config import Settings
 from plugins.connector import LexiConnector
+from plugins.estimate import price_table
 from plugins.manager import PluginManager, get_plugin_manager
 from plugins.notices import notice
 from plugins.providerspec import ProviderContext, call_factory
@@ -52,8 +53,6 @@ def open_connector(
         providers.errors.ConfigError: its ``[providers.NAME]`` table does not suit it.
         providers.errors.MissingAPIKeyError: its API key variable is unset.
     """
-    from providers.pricing import PriceTable
-
     manager = manager or get_plugin_manager()
     registry = manager.registry()
     name = resolve_provider_name(settings)
@@ -73,7 +72,7 @@ def open_connector(
         provider_name=name,
         settings=settings,
         store=store,
-        prices=PriceTable.load(),
+        prices=price_table({n: e.spec for n, e in registry.providers.items()}),
         manager=manager,
         registry=registry,
     )

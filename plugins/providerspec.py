@@ -109,6 +109,10 @@ class ProviderSpec:
         structured_output: the ways it can be made to answer in a schema,
             the default first.
         batch: its batch endpoint, or ``None`` when it has none.
+        batch_price_share: its batch price as a share of the immediate one
+            (its published discount: ``0.5`` for half price), for models
+            whose entry in the price map gives no batch price; ``None``:
+            such models are priced in batch as immediately.
         poll_interval: seconds between status polls that suit it when the
             user has not set ``batch.poll_interval`` (``None``: the config's default).
     """
@@ -119,6 +123,12 @@ class ProviderSpec:
     structured_output: tuple[str, ...] = ("json_schema",)
     batch: BatchSpec | None = None
     poll_interval: float | None = None
+    batch_price_share: float | None = None
+
+    def __post_init__(self) -> None:
+        share = self.batch_price_share
+        if share is not None and not 0 < share <= 1:
+            raise ValueError(f"batch_price_share must be in (0, 1], not {share}")
 
     def describe(self) -> list[str]:
         """What ``lexibatch plugins`` says of the provider, line by line."""
@@ -128,7 +138,13 @@ class ProviderSpec:
             f"structured output: {', '.join(self.structured_output)}"
         ]
         if self.batch is not None:
-            lines.append("batch: " + self.batch.describe())
+            batch = "batch: " + self.batch.describe()
+            if self.batch_price_share is not None:
+                batch += (
+                    f" · priced at {self.batch_price_share:.0%} of immediate where the "
+                    "price map has no batch price"
+                )
+            lines.append(batch)
         options = self.option_infos()
         if options:
             shown = [f"{o.name} ({o.type}, default {o.default!r})" for o in options]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -189,9 +189,18 @@ class PriceTable:
     the ``provider`` argument picks among entries of the same name.
     """
 
-    def __init__(self, entries: Mapping[str, Mapping[str, Any]], source: Path | None = None):
+    def __init__(
+        self,
+        entries: Mapping[str, Mapping[str, Any]],
+        source: Path | None = None,
+        *,
+        batch_shares: Mapping[str, float] | None = None,
+    ):
         self.source = source
         self._entries = entries
+        # Price-map provider -> its batch price as a share of the immediate one,
+        # for its models whose entries give no batch price (see with_batch_shares).
+        self._batch_shares: dict[str, float] = dict(batch_shares or {})
         self._providers = frozenset(
             p for e in entries.values() if isinstance(p := e.get("litellm_provider"), str)
         )
@@ -210,6 +219,27 @@ class PriceTable:
         """A table from an already parsed price map."""
         return cls({k: v for k, v in data.items() if isinstance(v, Mapping)})
 
+    def with_batch_shares(self, shares: Mapping[str, float]) -> PriceTable:
+        """This table, with batch prices for the providers in ``shares`` the map leaves out.
+
+        ``shares`` maps a price-map provider (``mistral``) to its published
+        batch price as a share of the immediate one (``0.5``). A model of
+        that provider whose entry has no batch price is priced in batch at
+        that share of each immediate rate; an entry's own batch prices win.
+        """
+        if not shares:
+            return self
+        for provider, share in shares.items():
+            if not 0 < share <= 1:
+                raise ValueError(
+                    f"batch price share of {provider!r} must be in (0, 1], not {share}"
+                )
+        return PriceTable(
+            self._entries,
+            source=self.source,
+            batch_shares={**self._batch_shares, **shares},
+        )
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -217,8 +247,21 @@ class PriceTable:
         """The price of ``model``, or ``None`` when the table does not know it."""
         key = (model, provider)
         if key not in self._resolved:
-            self._resolved[key] = self._resolve(model, provider)
+            self._resolved[key] = self._with_share(self._resolve(model, provider))
         return self._resolved[key]
+
+    def _with_share(self, price: ModelPrice | None) -> ModelPrice | None:
+        """``price`` with the batch prices its provider's declared share gives, if it has none."""
+        if price is None or price.batch_discount_known or price.provider is None:
+            return price
+        share = self._batch_shares.get(price.provider)
+        if share is None:
+            return price
+        return replace(
+            price,
+            batch_input=price.input * share,
+            batch_output=price.output * share,
+        )
 
     def cost(
         self, model: str, usage: Usage, mode: Mode, provider: str | None = None

@@ -158,6 +158,8 @@ def test_lexibatch_plugins_shows_each_providers_options_and_key(acme: None) -> N
     assert "inline_max_bytes (int | None, default None)" in lines[gemini + 3]
     litellm = next(i for i, line in enumerate(lines) if line.split()[:1] == ["litellm"])
     assert "key: none needed · prices: by the model name" in lines[litellm + 1]
+    mistral = next(i for i, line in enumerate(lines) if line.split()[:1] == ["mistral"])
+    assert "priced at 50% of immediate where the price map has no batch price" in lines[mistral + 2]
 
 
 @pytest.mark.parametrize(

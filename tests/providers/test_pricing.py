@@ -198,3 +198,41 @@ def test_estimate_for_unpriced_model_is_none(table: PriceTable) -> None:
     immediate = table.estimate(request, "immediate")
     assert batch is not None and immediate is not None
     assert 0 < batch < immediate
+
+
+def test_a_declared_batch_share_prices_a_providers_models_the_map_gives_no_batch_price() -> None:
+    entries = {
+        "mistral-small-latest": {
+            "litellm_provider": "mistral",
+            "input_cost_per_token": 2e-7,
+            "output_cost_per_token": 6e-7,
+        },
+        "mistral-own-batch": {
+            "litellm_provider": "mistral",
+            "input_cost_per_token": 2e-7,
+            "output_cost_per_token": 6e-7,
+            "input_cost_per_token_batches": 1.5e-7,
+            "output_cost_per_token_batches": 4.5e-7,
+        },
+        "other-model": {
+            "litellm_provider": "other",
+            "input_cost_per_token": 1e-6,
+            "output_cost_per_token": 2e-6,
+        },
+    }
+    plain = PriceTable(entries)
+    shared = plain.with_batch_shares({"mistral": 0.5})
+    usage = Usage(input_tokens=1_000, output_tokens=1_000)
+    immediate = plain.cost("mistral-small-latest", usage, "immediate")
+    assert immediate == pytest.approx(8e-4)
+    # Without the share the map's missing batch price means the immediate one.
+    assert plain.cost("mistral-small-latest", usage, "batch") == pytest.approx(immediate)
+    assert shared.cost("mistral-small-latest", usage, "batch") == pytest.approx(immediate / 2)
+    assert shared.cost("mistral-small-latest", usage, "immediate") == pytest.approx(immediate)
+    price = shared.price("mistral-small-latest")
+    assert price is not None and price.batch_discount_known
+    # An entry's own batch price wins over the share; another provider is untouched.
+    assert shared.cost("mistral-own-batch", usage, "batch") == pytest.approx(6e-4)
+    assert shared.cost("other-model", usage, "batch") == pytest.approx(3e-3)
+    with pytest.raises(ValueError, match="must be in"):
+        plain.with_batch_shares({"mistral": 1.5})

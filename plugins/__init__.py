@@ -17,8 +17,8 @@ A third-party provider needs only the names exported here (and the types of
         )
 """
 
-from plugins.config import ProviderSettings
 from plugins.hookspecs import hookimpl
+from plugins.provideroptions import ProviderSettings
 from plugins.providerspec import BatchSpec, ProviderContext, ProviderSpec
 
 __all__ = ["BatchSpec", "ProviderContext", "ProviderSettings", "ProviderSpec", "hookimpl"]

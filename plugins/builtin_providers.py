@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from plugins.config import ProviderSettings
 from plugins.hookspecs import hookimpl
+from plugins.provideroptions import ProviderSettings
 from plugins.providerspec import BatchSpec, ProviderContext, ProviderSpec
 
 if TYPE_CHECKING:

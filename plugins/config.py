@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -50,7 +49,14 @@ from plugins.configerrors import (
     field_at,
     show,
 )
-from providers.errors import ConfigError, MissingAPIKeyError
+from plugins.provideroptions import (
+    NonNegFloat,
+    PosFloat,
+    PositiveInt,
+    ProviderSettings,
+    Section,
+)
+from providers.errors import ConfigError
 
 if TYPE_CHECKING:
     from plugins.providerspec import ProviderSpec
@@ -80,16 +86,9 @@ _CONNECTOR_SHORTCUTS = {
     "LEXIBATCH_MODE": "connector.mode",
     "LEXIBATCH_DB": "connector.db",
 }
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMORY_DB = ":memory:"
 
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+_Section = Section
 
 
 class ConnectorSettings(_Section):
@@ -106,95 +105,6 @@ class ConnectorSettings(_Section):
     model: str = "gpt-4o-mini"
     mode: Literal["immediate", "batch", "auto"] = "immediate"
     db: Path = Path(".lexibatch/lexibatch.db")
-
-
-class ProviderSettings(_Section):
-    """``[providers.NAME]``: how to reach one provider and how hard to push it.
-
-    These keys are every provider's; a provider that takes more registers a
-    subclass that adds them (its ``ProviderSpec.options``).
-
-    Attributes:
-        base_url: the API's base URL (an OpenAI-compatible service, a proxy,
-            the emulator); ``None`` for the vendor's default.
-        api_key_env: the environment variable holding the API key (never the
-            key itself); defaults to the variable the provider registered
-            (``ProviderSpec.key_env``). An empty string means the provider needs no key.
-        max_concurrency: immediate calls in flight at once.
-        rpm: requests per minute, when the account is limited.
-        tpm: tokens per minute, when the account is limited.
-        timeout: seconds one HTTP call may take.
-        connect_timeout: seconds to wait for a connection to the provider (at most
-            ``timeout``): a provider that cannot be reached is given up on sooner.
-        max_batch_requests: overrides the provider's requests-per-batch limit.
-        max_batch_bytes: overrides the provider's bytes-per-batch limit.
-        max_enqueued_tokens: the most tokens (estimated as ``--estimate`` does) one
-            model may have in this provider's batches that have not ended; a shard
-            that would pass it waits before its batch is created. ``None``: no cap
-            is applied ahead (a batch the provider refuses for its queue still
-            waits for room and is sent again).
-        max_enqueued_tokens_by_model: the same cap for some models by name, over
-            ``max_enqueued_tokens``.
-    """
-
-    #: How an error message names the providers that take this model's own
-    #: keys (``this key is for ... only``); ``None``: by their names.
-    owner_label: ClassVar[str | None] = None
-
-    base_url: str | None = None
-    api_key_env: str | None = None
-    max_concurrency: PositiveInt = 32
-    rpm: PositiveInt | None = None
-    tpm: PositiveInt | None = None
-    timeout: PosFloat = 600.0
-    connect_timeout: PosFloat = 5.0
-    max_batch_requests: PositiveInt | None = None
-    max_batch_bytes: PositiveInt | None = None
-    max_enqueued_tokens: PositiveInt | None = None
-    max_enqueued_tokens_by_model: dict[str, PositiveInt] = Field(default_factory=dict)
-
-    @field_validator("api_key_env", mode="before")
-    @classmethod
-    def _empty_means_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @model_validator(mode="after")
-    def _check_api_key_env(self) -> ProviderSettings:
-        if self.api_key_env and not _ENV_NAME_RE.match(self.api_key_env):
-            # The value is deliberately not repeated: it is often a pasted key.
-            raise KeyedValueError(
-                "api_key_env",
-                "expected the name of an environment variable (e.g. OPENAI_API_KEY), "
-                "not the key itself",
-            )
-        return self
-
-    def enqueued_token_cap(self, model: str) -> int | None:
-        """The most tokens ``model`` may have enqueued in batches, or ``None`` (no cap)."""
-        return self.max_enqueued_tokens_by_model.get(model, self.max_enqueued_tokens)
-
-    def key_env(self, provider_name: str) -> str | None:
-        """The variable this provider's key is read from (``None``: it needs none)."""
-        if "api_key_env" in self.model_fields_set:
-            return self.api_key_env or None
-        spec = registered_spec(provider_name)
-        return spec.key_env if spec is not None else None
-
-    def api_key(self, provider_name: str) -> str:
-        """The API key, read from the configured environment variable.
-
-        Returns an empty string when the provider needs no key.
-
-        Raises:
-            MissingAPIKeyError: the variable is unset or empty (names it).
-        """
-        env_var = self.key_env(provider_name)
-        if env_var is None:
-            return ""
-        value = os.environ.get(env_var, "").strip()
-        if not value:
-            raise MissingAPIKeyError(provider_name, env_var)
-        return value
 
 
 class BatchSettings(_Section):

@@ -52,7 +52,7 @@ def register_providers(register: RegisterProvider) -> None:
     once per provider. The :class:`plugins.providerspec.ProviderSpec` declares
     what the core needs to know without building the provider: the options
     model of its ``[providers.NAME]`` table (a
-    :class:`plugins.config.ProviderSettings` subclass), its default API-key
+    :class:`plugins.provideroptions.ProviderSettings` subclass), its default API-key
     variable, the price-map entry that prices it, its batch limits and
     abilities. (``has_batch=True`` without a spec still registers a provider
     that has a batch endpoint, with every provider's options only.)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from plugins.config import ProviderSettings
+from plugins.provideroptions import ProviderSettings
 from providers.types import BatchLimits
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class ProviderSpec:
 
     Attributes:
         options: the settings model of its ``[providers.NAME]`` table: a
-            :class:`~plugins.config.ProviderSettings` subclass that adds the
+            :class:`~plugins.provideroptions.ProviderSettings` subclass that adds the
             provider's own keys (validated like the rest of the config).
         key_env: the environment variable its API key is read from unless
             ``api_key_env`` says otherwise; ``None``: it needs none from lexibatch.

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,11 +114,32 @@ def _shards(db: Path) -> list[tuple[str, str | None]]:
         return []
 
 
+def _rerun_answers_all_billed_once(
+    work: Path, emu: EmulatorProcess, *, timeout: float
+) -> Any:
+    """Run the same command again: every request answered, each billed once in batch.
+
+    Returns the emulator's billing, for the caller's own checks.
+    """
+    rerun = _start_run(work)
+    _, err = rerun.communicate(timeout=timeout)
+    assert rerun.returncode == 0, err
+    results = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
+    assert sorted(int(r["id"]) for r in results) == list(range(N))
+    assert all(r["status"] == "succeeded" for r in results)
+    billing = emu.call("/_emulator/billing")
+    assert billing["batch"]["requests"] == N
+    assert billing["duplicates"] == 0
+    assert all(count == 1 for count in billing["by_key"]["batch"].values())
+    assert billing["immediate"]["requests"] == 0
+    return billing
+
+
 def _until(run: subprocess.Popen[str], what: str, ready: object) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert run.poll() is None, f"run ended before {what}: {run.communicate()}"
-        if ready():  # type: ignore[operator]
+        if ready():
             return
         time.sleep(0.02)
     raise AssertionError(f"{what}: not reached")
@@ -155,17 +177,6 @@ def test_kill9_while_a_shard_waits_for_queue_room_then_rerun_pays_once(
     emu.call("/_emulator/config", {"step_latency": 0.0})
 
     # The limit still holds: the re-run counts the batches still in flight and waits again.
-    rerun = _start_run(work)
-    _, err = rerun.communicate(timeout=120)
-    assert rerun.returncode == 0, err
-    results = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
-    assert sorted(int(r["id"]) for r in results) == list(range(N))
-    assert all(r["status"] == "succeeded" for r in results)
-
-    billing = emu.call("/_emulator/billing")
-    assert billing["batch"]["requests"] == N
-    assert billing["duplicates"] == 0
-    assert all(count == 1 for count in billing["by_key"]["batch"].values())
-    assert billing["immediate"]["requests"] == 0
+    _rerun_answers_all_billed_once(work, emu, timeout=120)
     ran = [b for b in _batches(emu) if not b.get("refused")]
     assert len(ran) == N // SHARD  # one batch that ran per shard

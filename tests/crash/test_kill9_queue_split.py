@@ -9,7 +9,6 @@ request billed once, in batches smaller than the shards first sealed.
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tests.crash.test_kill9_queue_cap import (
     SHARD,
     N,
     _batches,
+    _rerun_answers_all_billed_once,
     _shards,
     _start_run,
     _until,
@@ -52,18 +52,7 @@ def test_kill9_while_shards_are_split_for_the_queue_then_rerun_pays_once(
     # Single-request batches go one at a time: quick ones keep the test short.
     emu.call("/_emulator/config", {"step_latency": 0.0, "batch_seconds": 0.2})
 
-    rerun = _start_run(work)
-    _, err = rerun.communicate(timeout=180)
-    assert rerun.returncode == 0, err
-    results = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
-    assert sorted(int(r["id"]) for r in results) == list(range(N))
-    assert all(r["status"] == "succeeded" for r in results)
-
-    billing = emu.call("/_emulator/billing")
-    assert billing["batch"]["requests"] == N
-    assert billing["duplicates"] == 0
-    assert all(count == 1 for count in billing["by_key"]["batch"].values())
-    assert billing["immediate"]["requests"] == 0
+    billing = _rerun_answers_all_billed_once(work, emu, timeout=180)
     assert billing["queue_refusals"] >= 1
     # Each request ran once, and batches smaller than the shards first sealed did run.
     ran = [int(str(b["n"])) for b in _batches(emu) if not b.get("refused")]

@@ -200,7 +200,7 @@ class BatchStrategy:
                 pending.future = BatchPromise(key)
             return pending.future
         future = BatchPromise(key)
-        stopped = self._stopped.get(key)
+        stopped = self._stopped.pop(key, None)
         if stopped is not None and self._restart(stopped):
             row = self.store.get_requests(self.provider_name, [key]).get(key)
             attempts = retries_used(row.attempts) if row is not None else 0
@@ -230,15 +230,17 @@ class BatchStrategy:
             GcHold.release()
 
     def _restart(self, shard_id: str) -> bool:
-        """Run a shard stopped earlier in this run again; whether it is running now."""
+        """Run a shard stopped earlier in this run again; whether it is running now.
+
+        Its other requests stay noted as stopped in it: asked again while it
+        runs, they wait for it too, never for a second batch of their own.
+        """
         task = self._executors.get(shard_id)
         if task is not None and not task.done():
             return True
         shard = self.store.get_shard(shard_id)
         if shard is None or shard.state not in UNFINISHED_SHARD_STATES:
             return False
-        for key in [k for k, sid in self._stopped.items() if sid == shard_id]:
-            del self._stopped[key]
         self._start_executor(shard)
         return True
 
@@ -451,6 +453,10 @@ class BatchStrategy:
             return
         exc = task.exception()
         if exc is None:
+            if self._stopped:
+                # Collected at last: its requests are answered, no longer stopped.
+                for key in [k for k, sid in self._stopped.items() if sid == shard_id]:
+                    del self._stopped[key]
             return
         say_why_stopped(shard_id, exc)
         fresh = self._fresh.pop(shard_id, [])

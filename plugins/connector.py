@@ -80,6 +80,7 @@ class LexiConnector:
             store=store,
             prices=prices,
             hooks=self._hooks,
+            spec=registry.provider(provider_name).spec,
         )
         self._immediate = registry.strategy("immediate").factory(self._context)
         self._context.immediate = self._immediate

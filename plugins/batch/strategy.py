@@ -165,6 +165,7 @@ class BatchStrategy:
             estimated=functools.partial(
                 shard_tokens, self.store, self.provider_name, estimate=True
             ),
+            queue_full_as_quota=bool(context.spec.batch and context.spec.batch.queue_full_as_quota),
         )
         # Requests of shards stopped in this run (their batch may be paid for),
         # by shard: asked again, they wait for that shard collected anew, never

@@ -55,6 +55,7 @@ from providers.types import BatchInfo, BatchLimits, BatchState, ItemResult, Mode
 if TYPE_CHECKING:
     from plugins.batch.accumulator import BatchAccumulator
     from plugins.batch.budget import BatchBudget
+    from plugins.batch.cleanup import FileCleanup
     from plugins.batch.journal import SchemaBook
     from plugins.registry import StrategyContext
     from plugins.store import CallRecord, Shard, StoredResult
@@ -81,6 +82,7 @@ class Settlement:
         side_task: runs a coroutine alongside the executors (the strategy's
             ``flush`` waits for it).
         estimate: a request's estimated cost in a mode (the one estimator).
+        cleanup: deletes the uploaded input of a shard given up for a split.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class Settlement:
         requeue: Callable[[Request, BatchRequest], None],
         side_task: Callable[[Coroutine[Any, Any, None]], None],
         estimate: Callable[[Request, Mode], float],
+        cleanup: FileCleanup | None = None,
     ) -> None:
         self.context = context
         self.store = context.store
@@ -108,6 +111,7 @@ class Settlement:
         self.requeue = requeue
         self.side_task = side_task
         self.estimate = estimate
+        self.cleanup = cleanup
         # Journaled requests failed because they cannot be rebuilt or sent (see fail_unbuilt).
         self._unbuilt = 0
         # Shards found cancelled by the user (said once each).
@@ -309,9 +313,17 @@ class Settlement:
         """Journal a shard given up for a split (one durable commit); its requests are queued
         again."""
         self.budget.give_back(shard.shard_id)
-        self.store.forget_shard(shard.shard_id, reason)
+        cleanup = self.cleanup
+        drop_input = False
+        with self.store.in_transaction(durable=True):
+            self.store.forget_shard(shard.shard_id, reason)
+            if cleanup is not None:
+                # Its uploaded input is never used again: deleted at the provider.
+                drop_input = cleanup.plan_unused_input(shard)
         self.fresh.pop(shard.shard_id, None)
         _remove(shard.path)
+        if drop_input and cleanup is not None:
+            self.side_task(_delete_files(cleanup, shard.shard_id))
 
     def resend_smaller(
         self,
@@ -521,6 +533,10 @@ class Settlement:
         pending = self.pending.pop(key, None) or pending
         if pending is not None and pending.future is not None and not pending.future.done():
             fail_future(pending.future, error)
+
+
+async def _delete_files(cleanup: FileCleanup, shard_id: str) -> None:
+    await cleanup.run(shard_id)
 
 
 def fail_future(future: BatchPromise, error: BaseException) -> None:

@@ -123,6 +123,7 @@ class BatchStrategy:
         # the settlement, which ends them.
         self._pending: dict[str, BatchRequest] = {}
         self._fresh: dict[str, list[str]] = {}
+        cleanup = FileCleanup(self.store, endpoint, self.provider_name, enabled=bset.delete_files)
         #: Ends each request of this strategy's batches.
         self.settlement = Settlement(
             context,
@@ -134,6 +135,7 @@ class BatchStrategy:
             requeue=self._requeue,
             side_task=self._side_task,
             estimate=self._estimate_cost,
+            cleanup=cleanup,
         )
         events = HookEvents(self.hooks, self.provider_name)
         pset = context.settings.provider_settings(self.provider_name)
@@ -151,9 +153,7 @@ class BatchStrategy:
             events=events,
             retry=context.retry,
             queue=queue,
-            cleanup=FileCleanup(
-                self.store, endpoint, self.provider_name, enabled=bset.delete_files
-            ),
+            cleanup=cleanup,
             # Held by an executor from journaling "submitting" until its batch is created.
             create_lock=asyncio.Lock(),
             polls=functools.partial(

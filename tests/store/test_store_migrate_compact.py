@@ -99,7 +99,10 @@ def _rewrite_as_version_5(db: Path, bodies: dict[str, bytes]) -> None:
              row["immediate_cost_usd"], batch_of.get(row["batch"]), row["ts"],
              run_of.get(row["run"])),
         )  # fmt: skip
-    for row in conn.execute("SELECT * FROM made.requests ORDER BY created_at").fetchall():
+    for row in conn.execute(
+        "SELECT r.*, b.body FROM made.requests r "
+        "LEFT JOIN made.request_bodies b ON b.id = r.id ORDER BY r.created_at"
+    ).fetchall():
         key = key_text(row["key"])
         conn.execute(
             "INSERT INTO requests (provider, key, model, task, body, state, shard_id, attempts, "

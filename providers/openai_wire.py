@@ -133,6 +133,26 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
+# Usage values already made, by their token counts: a batch's answers repeat a
+# few thousand distinct counts at most, and a frozen Usage costs five
+# attribute writes to make. Shared instances are safe: Usage is immutable.
+_USAGES: dict[tuple[int, int, int, int, int], Usage] = {}
+_USAGES_MAX = 8192
+
+
+def _usage(counts: tuple[int, int, int, int, int]) -> Usage:
+    """The :class:`Usage` of ``counts`` (input, output, cached, reasoning, cache writes)."""
+    try:
+        usage = _USAGES.get(counts)
+    except TypeError:  # a count of an unhashable type: made as it came, as ever
+        return Usage(*counts)
+    if usage is None:
+        if len(_USAGES) >= _USAGES_MAX:
+            _USAGES.clear()
+        usage = _USAGES[counts] = Usage(*counts)
+    return usage
+
+
 def _chat_completion(body: Mapping[str, Any], request_id: str | None) -> Completion:
     # Positional construction and inline lookups: this runs once per result line.
     choices = body.get("choices")
@@ -143,12 +163,14 @@ def _chat_completion(body: Mapping[str, Any], request_id: str | None) -> Complet
     completion_details = usage.get("completion_tokens_details") or {}
     return Completion(
         message.get("content") or "",
-        Usage(
-            usage.get("prompt_tokens") or 0,
-            usage.get("completion_tokens") or 0,
-            prompt_details.get("cached_tokens") or 0,
-            completion_details.get("reasoning_tokens") or 0,
-            prompt_details.get("cache_write_tokens") or 0,
+        _usage(
+            (
+                usage.get("prompt_tokens") or 0,
+                usage.get("completion_tokens") or 0,
+                prompt_details.get("cached_tokens") or 0,
+                completion_details.get("reasoning_tokens") or 0,
+                prompt_details.get("cache_write_tokens") or 0,
+            )
         ),
         body.get("model") or "",
         request_id or body.get("id"),

@@ -140,12 +140,36 @@ class Request:
     task: str | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.response_model is not None and self.json_schema is None:
-            object.__setattr__(self, "json_schema", schema_for(self.response_model))
-        if self.json_schema is not None and self.schema_name is None:
-            name = self.response_model.__name__ if self.response_model else "response"
-            object.__setattr__(self, "schema_name", name)
+    def __init__(
+        self,
+        model: str,
+        messages: tuple[Message, ...],
+        response_model: type[BaseModel] | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+        schema_name: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        task: str | None = None,
+        extras: Mapping[str, Any] | None = None,
+    ) -> None:
+        # Written out rather than generated: a frozen dataclass's __init__ sets
+        # each field through object.__setattr__, several times the cost of a
+        # store into the instance's dict, and requests are made by the hundred
+        # thousand. The fields are those declared above, in order.
+        if response_model is not None and json_schema is None:
+            json_schema = schema_for(response_model)
+        if json_schema is not None and schema_name is None:
+            schema_name = response_model.__name__ if response_model else "response"
+        fields = self.__dict__
+        fields["model"] = model
+        fields["messages"] = messages
+        fields["response_model"] = response_model
+        fields["json_schema"] = json_schema
+        fields["schema_name"] = schema_name
+        fields["max_tokens"] = max_tokens
+        fields["temperature"] = temperature
+        fields["task"] = task
+        fields["extras"] = {} if extras is None else extras
 
     def canonical(self) -> dict[str, Any]:
         """The canonical, provider-neutral body the key is computed from."""

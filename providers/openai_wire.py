@@ -50,7 +50,7 @@ class BodyBuilder:
         self._api = api
         self._formats: dict[tuple[int, str | None], tuple[object, dict[str, Any]]] = {}
         # id(format) -> (the format made here, kept so its id is not reused; its JSON)
-        self._serialized: dict[int, tuple[dict[str, Any], orjson.Fragment]] = {}
+        self._serialized: dict[int, tuple[object, orjson.Fragment]] = {}
 
     def _format(self, schema: Mapping[str, Any], name: str | None) -> dict[str, Any]:
         key = (id(schema), name)
@@ -85,15 +85,38 @@ class BodyBuilder:
         """
         field = "response_format" if self._api == "chat" else "text"
         fmt = body.get(field)
-        if fmt is None:
+        fragment = None if fmt is None else self._fragment(fmt)
+        if fragment is None:
             return orjson.dumps(body)
+        return orjson.dumps({**body, field: fragment})
+
+    def line(self, request: Request, custom_id: str, url: str) -> bytes:
+        """One batch input line, ``{"custom_id", "method": "POST", "url", "body"}``, serialized.
+
+        The bytes of ``orjson.dumps`` of that line with the body :meth:`build`
+        makes, in one call: the body's structured-output field goes in as
+        its JSON, made once per schema (see :meth:`serialized`).
+        """
+        body = self.build(request)
+        field = "response_format" if self._api == "chat" else "text"
+        fmt = body.get(field)
+        if fmt is not None:
+            fragment = self._fragment(fmt)
+            if fragment is not None:
+                # The body was made for this line alone: its field is replaced in place.
+                body[field] = fragment
+        return orjson.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": body})
+
+    def _fragment(self, fmt: object) -> orjson.Fragment | None:
+        """The JSON of a structured-output field made here; ``None`` for one that is not
+        (an extra replaced it)."""
         hit = self._serialized.get(id(fmt))
         if hit is None or hit[0] is not fmt:
             if not any(fmt is made for _, made in self._formats.values()):
-                return orjson.dumps(body)  # not one of ours (an extra replaced it)
+                return None
             hit = (fmt, orjson.Fragment(orjson.dumps(fmt)))
             self._serialized[id(fmt)] = hit
-        return orjson.dumps({**body, field: hit[1]})
+        return hit[1]
 
     def response_format(self, request: Request) -> dict[str, Any] | None:
         """The structured-output field of ``request``'s body; ``None`` without a schema."""

@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel
 
 from providers.errors import ProviderError
+from providers.frozen import fast_init
 from providers.ratelimits import RateLimitState
 from providers.schema import schema_for
 from providers.stop import StopReason, normalize_stop
@@ -45,6 +46,7 @@ Mode = Literal["immediate", "batch"]
 KEY_PREFIX = "lb-"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """One chat message."""
@@ -223,6 +225,7 @@ class Request:
         return dataclasses.replace(self, messages=tuple(messages))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts of one call.
@@ -278,6 +281,7 @@ class Usage:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Completion:
     """What a provider returns for one successful call, before validation.
@@ -307,6 +311,7 @@ class Completion:
         return normalize_stop(self.finish_reason)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Response:
     """The result of one request, in either mode.
@@ -444,6 +449,7 @@ class BatchInfo:
     retry_after: float | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ItemResult:
     """One line of a batch's results: a completion or an error for a custom_id."""

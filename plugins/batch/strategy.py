@@ -414,9 +414,9 @@ class BatchStrategy:
             for key in sealed.keys:
                 self.settlement.reject(key, error)
             return None
-        rounds = max(
-            (self._pending[k].attempts for k in sealed.keys if k in self._pending), default=0
-        )
+        # Only a request queued again (a retry round, a resume) has rounds behind it.
+        rejoined = [k for k in sealed.keys if k in self._rejoined] if self._rejoined else []
+        rounds = max((self._pending[k].attempts for k in rejoined if k in self._pending), default=0)
         shard = Shard(
             shard_id=sealed.shard_id,
             provider=self.provider_name,
@@ -427,7 +427,6 @@ class BatchStrategy:
             requests=len(sealed.keys),
             bytes=sealed.bytes,
         )
-        rejoined = [k for k in sealed.keys if k in self._rejoined]
         self._rejoined.difference_update(rejoined)
         with self.store.in_transaction():
             self.store.add_shard(shard)

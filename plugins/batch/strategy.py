@@ -228,6 +228,8 @@ class BatchStrategy:
         if self._burst:
             self._burst = 0
             GcHold.release()
+            # The turn's last request came at most this long ago (see _arm_linger).
+            self._last_arrival = asyncio.get_running_loop().time()
 
     def _restart(self, shard_id: str) -> bool:
         """Run a shard stopped earlier in this run again; whether it is running now."""
@@ -344,6 +346,10 @@ class BatchStrategy:
         self._journal_refused = False
 
     def _arm_linger(self) -> None:
+        if self._burst and self._linger_handle is not None:
+            # Within a turn of submits: its end (_end_burst, called before any
+            # timer the turn made due) marks the arrival, not each request.
+            return
         loop = asyncio.get_running_loop()
         self._last_arrival = loop.time()
         if self._linger_handle is None:

@@ -199,5 +199,3 @@ def resume(ctx: click.Context, quiet: bool, **flags: Any) -> None:
         )
 
     run_coroutine(with_connector(settings, body))
-
-

@@ -24,9 +24,7 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-async def with_connector(
-    settings: Settings, body: Callable[[LexiConnector], Awaitable[T]]
-) -> T:
+async def with_connector(settings: Settings, body: Callable[[LexiConnector], Awaitable[T]]) -> T:
     """``await body(connector)`` with a connector built from ``settings``, closed at the end."""
     from plugins.factory import open_connector
 

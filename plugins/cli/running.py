@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,7 +128,14 @@ def run(
         if summary.failed:
             sys.exit(EXIT_PROVIDER)
 
-    run_coroutine(with_connector(settings, body))
+    # The requests live until the command ends: moved out of the collector's
+    # sight (with everything imported so far), no full collection walks them
+    # again and again while their answers are stored.
+    gc.freeze()
+    try:
+        run_coroutine(with_connector(settings, body))
+    finally:
+        gc.unfreeze()
 
 
 def estimate_or_refuse(

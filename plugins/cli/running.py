@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from plugins.cli.options import (
 from plugins.cli.session import (
     hush,
     observe,
+    requests_kept,
     room_suffix,
     run_coroutine,
     say,
@@ -128,14 +128,8 @@ def run(
         if summary.failed:
             sys.exit(EXIT_PROVIDER)
 
-    # The requests live until the command ends: moved out of the collector's
-    # sight (with everything imported so far), no full collection walks them
-    # again and again while their answers are stored.
-    gc.freeze()
-    try:
+    with requests_kept():
         run_coroutine(with_connector(settings, body))
-    finally:
-        gc.unfreeze()
 
 
 def estimate_or_refuse(

@@ -59,16 +59,19 @@ def requests_kept() -> Iterator[None]:
     far), no full collection walks them again; and full collections, which
     walk every answer held so far, are ten times rarer. The young
     generations are collected as usual, so short-lived cycles are still
-    freed. Both are undone at the end.
+    freed. Both are undone at the end (objects frozen by the caller before
+    stay frozen, with the requests: a freeze cannot be undone in part).
     """
     threshold = gc.get_threshold()
+    frozen_before = gc.get_freeze_count()
     gc.freeze()
     gc.set_threshold(threshold[0], threshold[1], max(threshold[2], _FULL_COLLECTION_EVERY))
     try:
         yield
     finally:
         gc.set_threshold(*threshold)
-        gc.unfreeze()
+        if not frozen_before:
+            gc.unfreeze()
 
 
 def observe(state: Any, *, quiet: bool) -> ProgressObserver:

@@ -62,6 +62,19 @@ def encode_request(request: Request, ref: str | None) -> bytes:
     )
 
 
+def _canonical_without_schema(request: Request) -> dict[str, Any]:
+    """``request.canonical()`` without its schema (which it does not build at all)."""
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.extras:
+        body["extras"] = dict(request.extras)
+    return body
+
+
 def decode_request(body: bytes, schemas: Mapping[str, bytes]) -> Request:
     """Rebuild a request from its journal body.
 
@@ -121,6 +134,8 @@ class SchemaBook:
         self.store = store
         # The reference of each response model's schema, by model class and schema name.
         self._of_model: dict[tuple[type[BaseModel], str | None], tuple[str, bytes]] = {}
+        # The end of a journal body (schema reference, task, model), by reference, task and model.
+        self._tails: dict[tuple[str, str | None, type[BaseModel]], bytes] = {}
         self._named: dict[str, bytes] = {}
         self._read: dict[str, Mapping[str, Any]] = {}
 
@@ -142,9 +157,21 @@ class SchemaBook:
                 self._of_model[(model, request.schema_name)] = known
         else:
             known = schema_ref(request.schema_name, schema)
+            self._named[known[0]] = known[1]
+            return encode_request(request, known[0])
         ref, stored = known
         self._named[ref] = stored
-        return encode_request(request, ref)
+        # Everything after the canonical body is the same for every request of
+        # a task and model: serialized once, appended to each body unchanged
+        # (the same bytes encode_request writes).
+        tail = self._tails.get((ref, request.task, model))
+        if tail is None:
+            if len(self._tails) >= _REMEMBERED:
+                self._tails.clear()
+            whole = orjson.dumps({"s": ref, "t": request.task, "m": model_ref(model)})
+            tail = b"," + whole[1:]
+            self._tails[(ref, request.task, model)] = tail
+        return b'{"c":%b%b' % (orjson.dumps(_canonical_without_schema(request)), tail)
 
     def take(self) -> dict[str, bytes]:
         """The schemas named by the bodies encoded since the last take, by reference."""

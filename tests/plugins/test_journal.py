@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,27 @@ def test_a_body_naming_a_schema_the_store_lacks_is_a_clear_error(store: Store) -
     with pytest.raises(ConfigError, match=r"s-0123456789abcdef.*damaged") as info:
         SchemaBook(store).decode(body)
     assert info.value.key == "connector.db"
+
+
+def test_bodies_of_one_model_are_the_same_bytes_as_encoding_each_alone(store: Store) -> None:
+    class Local(BaseModel):  # no importable path: its body names no model
+        word: str
+
+    book = SchemaBook(store)
+    requests = [
+        _request("one"),
+        _request("two", max_tokens=9, temperature=0.5, extras={"seed": 3, "top_p": 0.9}),
+        _request("unicode: é “quoted” \\ \n"),
+        dataclasses.replace(_request("three"), task=None),
+        dataclasses.replace(_request("four"), task="other"),
+        _request("five", model=Local),
+        _request("one"),  # the remembered end of the body, again
+    ]
+    for request in requests:
+        ref = schema_ref(request.schema_name, request.json_schema or {})[0]
+        body = book.encode(request)
+        assert body == encode_request(request, ref)
+        data = orjson.loads(body)
+        assert data["t"] == request.task and data["s"] == ref
+    assert orjson.loads(book.encode(requests[-2]))["m"] is None
+    assert orjson.loads(book.encode(requests[0]))["m"] == "tests.plugins.test_journal:Entry"

@@ -99,10 +99,13 @@ class ClaimTables(Backend):
         A request a batch has sent may be sent immediately by another process
         too (:mod:`plugins.crossmode`): these are the ones someone holds.
         """
+        # From the claims (the immediate requests in flight, a few at most)
+        # to their journal rows, not from a shard's tens of thousands of rows
+        # to claims that are seldom there: CROSS JOIN fixes that order.
         rows = self._read(
-            "SELECT c.key, c.owner, c.expires_at FROM requests r "
-            "JOIN claims c ON c.provider = r.provider AND c.key = r.key "
-            "WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
-            (shard_id, provider),
+            "SELECT c.key, c.owner, c.expires_at FROM claims c "
+            "CROSS JOIN requests r ON r.provider = c.provider AND r.key = c.key "
+            "WHERE c.provider = ? AND r.shard_id = ? AND r.state = 'submitted'",
+            (provider, shard_id),
         )
         return [(key_text(key), str(owner), float(expires)) for key, owner, expires in rows]

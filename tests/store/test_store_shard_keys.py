@@ -39,3 +39,18 @@ def test_requests_of_shard_keeps_errors_and_bodies(store: Store) -> None:
     (row,) = store.requests_of_shard("s")
     assert row.body == b'{"c":{}}' and isinstance(row.body, bytes)
     assert row.error == {"type": "X"} and row.state == "failed" and row.shard_id == "s"
+
+
+def test_claims_in_shard_are_the_claims_on_its_submitted_requests_only(store: Store) -> None:
+    _journal(store, ["a", "b", "c", "d", "e"])
+    store.set_request_state("openai", ["a", "b", "c"], "submitted", shard_id="s1")
+    store.set_request_state("openai", ["d"], "submitted", shard_id="s2")
+    store.set_request_state("openai", ["c"], "failed", error={"type": "X"})
+    never = lambda owner, expires: False  # noqa: E731 - no claim lapses here
+    for key in ("a", "c", "d", "e"):
+        assert store.take_claim("openai", key, f"host:1:{key}", 9e9, never) is None
+    # A claim of another provider on the same key is not this shard's.
+    assert store.take_claim("anthropic", "b", "host:2:x", 9e9, never) is None
+    assert store.claims_in_shard("openai", "s1") == [("a", "host:1:a", 9e9)]
+    assert store.claims_in_shard("openai", "s2") == [("d", "host:1:d", 9e9)]
+    assert store.claims_in_shard("anthropic", "s1") == []

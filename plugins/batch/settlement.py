@@ -37,8 +37,9 @@ from plugins.batch.oversize import halved, halved_to_fit, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
-from plugins.ledger import Pricer, call_record, stored_result
+from plugins.ledger import Pricer
 from plugins.results import build_response, more_tokens, storable, unusable
+from plugins.store import CallRecord, StoredResult
 from providers.errors import (
     AuthenticationError,
     BatchCancelledError,
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from plugins.batch.cleanup import FileCleanup
     from plugins.batch.journal import SchemaBook
     from plugins.registry import StrategyContext
-    from plugins.store import CallRecord, Shard, StoredResult
+    from plugins.store import Shard
 
 __all__ = ["Settlement", "error_dict", "fail_future", "retries_used"]
 
@@ -173,7 +174,9 @@ class Settlement:
         stubs = self.stubs_for(unwaited)
         results: list[StoredResult] = []
         calls: list[CallRecord] = []
-        pricer = Pricer(self.context)
+        costs = Pricer(self.context).costs
+        provider = self.provider_name
+        batch_id = info.id
         now = time.time()
         succeeded: list[tuple[BatchRequest, Response]] = []
         failed: list[tuple[BatchRequest, LexibatchError]] = []
@@ -197,28 +200,36 @@ class Settlement:
                         error = cancelled_error(info.id, self.provider_name)
                 failed.append((pending, error))
                 continue
-            record = call_record(
-                self.context,
-                pending,  # type: ignore[arg-type]
-                completion,
-                mode="batch",
-                batch_id=info.id,
-                pricer=pricer,
-                ts=now,
-            )
+            # The ledger and cache rows (call_record, stored_result) made inline:
+            # this runs once per answer.
+            model = completion.model or pending.model
+            usage = completion.usage
+            cost, immediate = costs(model, usage, "batch")
             if key not in billed:
-                calls.append(record)
+                calls.append(
+                    CallRecord(
+                        provider,
+                        model,
+                        pending.task,
+                        "batch",
+                        key,
+                        usage,
+                        cost,
+                        immediate,
+                        batch_id,
+                        now,
+                    )
+                )
             try:
                 response = build_response(
                     pending,  # type: ignore[arg-type]
                     completion,
-                    provider=self.provider_name,
+                    provider=provider,
                     mode="batch",
-                    cost_usd=record.cost_usd,
-                    batch_id=info.id,
+                    cost_usd=cost,
+                    batch_id=batch_id,
                 )
-                result = stored_result(pending, response)  # type: ignore[arg-type]
-                storable(result)
+                storable(response.text)
             except ProviderError as exc:
                 # Does not fit, was cut at max_tokens, was refused, or cannot be used at all.
                 failed.append((pending, exc))
@@ -227,7 +238,19 @@ class Settlement:
                 # Whatever this one answer does, the rest of the batch is stored.
                 failed.append((pending, unusable(exc, completion.content, self.provider_name)))
                 continue
-            results.append(result)
+            results.append(
+                StoredResult(
+                    key,
+                    response.model,
+                    pending.task,
+                    "batch",
+                    response.text,
+                    usage,
+                    cost,
+                    response.request_id,
+                    batch_id,
+                )
+            )
             succeeded.append((pending, response))
         with self.store.in_transaction():
             self.store.record_calls(calls)

@@ -229,6 +229,8 @@ class BatchStrategy:
         if self._burst:
             self._burst = 0
             GcHold.release()
+            # The turn's last request came at most this long ago (see _arm_linger).
+            self._last_arrival = asyncio.get_running_loop().time()
 
     def _restart(self, shard_id: str) -> bool:
         """Run a shard stopped earlier in this run again; whether it is running now.
@@ -347,6 +349,10 @@ class BatchStrategy:
         self._journal_refused = False
 
     def _arm_linger(self) -> None:
+        if self._burst and self._linger_handle is not None:
+            # Within a turn of submits: its end (_end_burst, called before any
+            # timer the turn made due) marks the arrival, not each request.
+            return
         loop = asyncio.get_running_loop()
         self._last_arrival = loop.time()
         if self._linger_handle is None:
@@ -417,9 +423,9 @@ class BatchStrategy:
             for key in sealed.keys:
                 self.settlement.reject(key, error)
             return None
-        rounds = max(
-            (self._pending[k].attempts for k in sealed.keys if k in self._pending), default=0
-        )
+        # Only a request queued again (a retry round, a resume) has rounds behind it.
+        rejoined = [k for k in sealed.keys if k in self._rejoined] if self._rejoined else []
+        rounds = max((self._pending[k].attempts for k in rejoined if k in self._pending), default=0)
         shard = Shard(
             shard_id=sealed.shard_id,
             provider=self.provider_name,
@@ -430,7 +436,6 @@ class BatchStrategy:
             requests=len(sealed.keys),
             bytes=sealed.bytes,
         )
-        rejoined = [k for k in sealed.keys if k in self._rejoined]
         self._rejoined.difference_update(rejoined)
         with self.store.in_transaction():
             self.store.add_shard(shard)

@@ -1,9 +1,11 @@
 """The result cache: every paid answer, kept by provider and request key.
 
 ``results``
-    the cache, keyed by ``(provider, request key)``. The first stored result
-    wins: a later identical request never overwrites a paid answer, unless
-    that answer was retired first (``retired_results``).
+    the cache, one row per ``(provider, request key)`` (the unique index
+    ``results_key``), in the order the answers were stored: appending keeps
+    the pages a commit writes few, however large the cache grows. The first
+    stored result wins: a later identical request never overwrites a paid
+    answer, unless that answer was retired first (``retired_results``).
 ``retired_results``
     cached answers set aside because they no longer fit their response
     model (see :meth:`CacheTables.retire_result`); kept, since they were paid for.

@@ -1,12 +1,16 @@
 """The request journal: every request a batch run has accepted, and the schemas they refer to.
 
 ``requests``
-    every request a batch run has accepted, its state (``queued`` →
-    ``submitted`` → ``succeeded`` | ``failed``) and, until it succeeds, the
-    canonical body needed to rebuild it without the original input. A
+    every request a batch run has accepted and its state (``queued`` →
+    ``submitted`` → ``succeeded`` | ``failed``), in the order it was
+    journaled (found by key through the unique index ``requests_key``). A
     batch's answered requests move to ``succeeded`` together when the last
     of its results is stored; until then the cache row is the sign of an
     answer.
+``request_bodies``
+    the canonical body of each request that has not succeeded, under the
+    request's id: enough to rebuild it without the original input. It is
+    deleted when the request succeeds.
 ``schemas``
     each response schema the journal refers to, stored once under a hash of
     its canonical JSON: a schema is often longer than the prompt, and a
@@ -41,7 +45,14 @@ __all__ = ["OPEN", "JournalTables"]
 OPEN: Final = "state <> 'succeeded'"
 
 _REQUEST_COLUMNS = (
-    "key, model, task, body, state, shard_id, attempts, error, created_at, updated_at"
+    "r.key, r.model, r.task, b.body, r.state, r.shard_id, r.attempts, r.error, r.created_at, "
+    "r.updated_at"
+)
+#: The journal's rows with the body each one still has.
+_REQUESTS = "requests r LEFT JOIN request_bodies b ON b.id = r.id"
+_APPEND = (
+    "INSERT OR IGNORE INTO requests (id, provider, key, model, task, state, shard_id, attempts, "
+    "error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -65,7 +76,9 @@ def _request_from_row(row: Sequence[Any]) -> JournalRequest:
 
 
 class JournalTables(Backend):
-    """The ``requests`` and ``schemas`` tables (a mixin of :class:`~plugins.store.Store`).
+    """The ``requests``, ``request_bodies`` and ``schemas`` tables.
+
+    A mixin of :class:`~plugins.store.Store`.
 
     A request that succeeded keeps its key, model, task, state and times:
     its body (its answer is in the cache) and its shard (collected) are
@@ -85,21 +98,19 @@ class JournalTables(Backend):
                     key_cell(r.key),
                     r.model,
                     r.task,
-                    None if done else r.body,
                     r.state,
                     None if done else r.shard_id,
                     r.attempts,
                     None if r.error is None else dumps(r.error),
                     r.created_at or now,
                     r.updated_at or now,
+                    None if done else r.body,
                 )
             )
+        if not values:
+            return 0
         sort_by_key(values, 1)
-        return self._changes(
-            "INSERT OR IGNORE INTO requests (provider, key, model, task, body, state, shard_id, "
-            "attempts, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            values,
-        )
+        return self._write(lambda: len(self._append(values)))
 
     def queue_requests(self, provider: str, rows: Iterable[JournalRequest]) -> int:
         """Journal requests as queued in their (open) shard; returns rows written.
@@ -111,18 +122,59 @@ class JournalTables(Backend):
         """
         now = time.time()
         values = [
-            (provider, key_cell(r.key), r.model, r.task, r.body, r.shard_id, r.attempts, now, now)
+            (provider, key_cell(r.key), r.model, r.task, "queued", r.shard_id, r.attempts, None,
+             now, now, r.body)
             for r in rows
-        ]
+        ]  # fmt: skip
+        if not values:
+            return 0
         sort_by_key(values, 1)
-        return self._changes(
-            "INSERT INTO requests (provider, key, model, task, body, state, shard_id, attempts, "
-            "error, created_at, updated_at) VALUES (?,?,?,?,?,'queued',?,?,NULL,?,?) "
-            "ON CONFLICT (provider, key) DO UPDATE SET state = 'queued', body = excluded.body, "
-            "shard_id = excluded.shard_id, updated_at = excluded.updated_at "
-            "WHERE requests.state IN ('queued', 'failed')",
-            values,
+
+        def run() -> int:
+            new = self._append(values)
+            if len(new) == len(values):
+                return len(new)
+            known = [values[i] for i in sorted(set(range(len(values))) - set(new))]
+            # The shard that queues them again is the one their rows name after the update.
+            again = self._execute_many(
+                "UPDATE requests SET state = 'queued', shard_id = ?, updated_at = ? "
+                "WHERE provider = ? AND key = ? AND state IN ('queued', 'failed')",
+                [(v[5], now, v[0], v[1]) for v in known],
+            )
+            if again:
+                self._execute_many(
+                    "INSERT OR REPLACE INTO request_bodies (id, body) SELECT id, ? FROM requests "
+                    "WHERE provider = ? AND key = ? AND state = 'queued' AND shard_id IS ?",
+                    [(v[10], v[0], v[1], v[5]) for v in known],
+                )
+            return len(new) + again
+
+        return self._write(run)
+
+    def _append(self, values: Sequence[tuple[Any, ...]]) -> list[int]:
+        """Journal the rows among ``values`` whose key is new, inside a write; their positions.
+
+        ``values`` are rows of :data:`_APPEND`'s columns after the id, with
+        the body last (``None``: none kept). Each new row takes the next id,
+        so the rows of one write sit together at the end of the table and a
+        shard's later updates touch only its own pages; its body is stored
+        under that id. A row whose key is journaled already is left as it is.
+        """
+        first = int(self._fetch_one("SELECT COALESCE(MAX(id), 0) + 1 FROM requests")[0])
+        added = self._execute_many(
+            _APPEND, [(first + i, *row[:-1]) for i, row in enumerate(values)]
         )
+        if added == len(values):
+            new: list[int] = list(range(len(values)))
+        else:
+            rows = self._read("SELECT id FROM requests WHERE id >= ? ORDER BY id", (first,))
+            new = [int(row[0]) - first for row in rows]
+        bodies = [(first + i, values[i][-1]) for i in new if values[i][-1] is not None]
+        if bodies:
+            self._execute_many(
+                "INSERT OR REPLACE INTO request_bodies (id, body) VALUES (?, ?)", bodies
+            )
+        return new
 
     def submit_shard_requests(self, provider: str, shard_id: str) -> int:
         """Move the queued requests of ``shard_id`` to submitted (one more attempt each).
@@ -211,12 +263,23 @@ class JournalTables(Backend):
         now = time.time()
         if state == "succeeded":
             done = [(now, provider, key_cell(key)) for key in keys]
+            if not done:
+                return 0
             sort_by_key(done, -1)
-            return self._changes(
-                "UPDATE requests SET state = 'succeeded', body = NULL, shard_id = NULL, "
-                "error = NULL, updated_at = ? WHERE provider = ? AND key = ?",
-                done,
-            )
+
+            def succeed() -> int:
+                self._execute_many(
+                    "DELETE FROM request_bodies WHERE id = "
+                    "(SELECT id FROM requests WHERE provider = ? AND key = ?)",
+                    [row[1:] for row in done],
+                )
+                return self._execute_many(
+                    "UPDATE requests SET state = 'succeeded', shard_id = NULL, error = NULL, "
+                    "updated_at = ? WHERE provider = ? AND key = ?",
+                    done,
+                )
+
+            return self._write(succeed)
         shared = None if error is None else dumps(dict(error))
         per_key = errors or {}
         values = []
@@ -267,7 +330,7 @@ class JournalTables(Backend):
             params: list[Any] = [provider, state]
             if model is not None:
                 params.append(model)
-            sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE {where}"
+            sql = f"SELECT {_REQUEST_COLUMNS} FROM {_REQUESTS} WHERE {where}"
             if after is not None:
                 # Row values: the next page starts after the last row read, ties on time
                 # broken by key (SQLite's order: text keys before blob keys).
@@ -289,7 +352,7 @@ class JournalTables(Backend):
         A request that succeeded leaves its shard (see the class).
         """
         rows = self._read(
-            f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE shard_id = ? ORDER BY key",
+            f"SELECT {_REQUEST_COLUMNS} FROM {_REQUESTS} WHERE shard_id = ? ORDER BY key",
             (shard_id,),
         )
         return [_request_from_row(r) for r in rows]
@@ -314,7 +377,9 @@ class JournalTables(Backend):
 
     def get_requests(self, provider: str, keys: Iterable[str]) -> dict[str, JournalRequest]:
         """The journaled requests among ``keys``, by key (a succeeded one without its body)."""
-        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE provider = ? AND key IN ({{marks}})"
+        sql = (
+            f"SELECT {_REQUEST_COLUMNS} FROM {_REQUESTS} WHERE provider = ? AND key IN ({{marks}})"
+        )
         found = (_request_from_row(row) for row in self._read_keys(sql, provider, keys))
         return {row.key: row for row in found}
 
@@ -339,17 +404,26 @@ class JournalTables(Backend):
         submitted was answered.
         """
         now = time.time()
-        sql = (
-            "UPDATE requests SET state = 'succeeded', body = NULL, shard_id = NULL, "
-            "error = NULL, updated_at = ? "
-            "WHERE provider = ? AND shard_id = ? AND state = 'submitted'"
-        )
+        where = "provider = ? AND shard_id = ? AND state = 'submitted'"
         if check_results:
-            sql += (
+            where += (
                 " AND EXISTS (SELECT 1 FROM results WHERE results.provider = "
                 "requests.provider AND results.key = requests.key)"
             )
-        return self._changes(sql, [(now, provider, shard_id)])
+
+        def run() -> int:
+            # The shard's rows were journaled together: their bodies sit together too.
+            self._execute(
+                f"DELETE FROM request_bodies WHERE id IN (SELECT id FROM requests WHERE {where})",
+                (provider, shard_id),
+            )
+            return self._execute(
+                "UPDATE requests SET state = 'succeeded', shard_id = NULL, error = NULL, "
+                f"updated_at = ? WHERE {where}",
+                (now, provider, shard_id),
+            )
+
+        return self._write(run)
 
     def request_states(self, provider: str, keys: Iterable[str]) -> dict[str, str]:
         """The state of each journaled request among ``keys`` (unknown keys are absent)."""

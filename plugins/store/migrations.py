@@ -2,8 +2,8 @@
 
 Each table is described where it is used: ``results`` and
 ``retired_results`` in :mod:`plugins.store.cache`, ``calls`` in
-:mod:`plugins.store.costs`, ``requests`` and ``schemas`` in
-:mod:`plugins.store.journal`, ``shards`` in :mod:`plugins.store.shards`,
+:mod:`plugins.store.costs`, ``requests``, ``request_bodies`` and
+``schemas`` in :mod:`plugins.store.journal`, ``shards`` in :mod:`plugins.store.shards`,
 ``documents`` in :mod:`plugins.store.documents`, ``claims`` in
 :mod:`plugins.store.claims`, ``batches`` and ``runs`` (the ids rows refer
 to) in :mod:`plugins.store.refs`. The engine runs the
@@ -165,6 +165,82 @@ _COMPACT_ROWS: Final = (
     "UPDATE claims SET key = lb_key(key)",
 )
 
+# The columns versions 6 and 7 share (migration 7 copies them over).
+_RESULT_COLUMNS: Final = (
+    "provider, key, model, task, mode, text, input_tokens, output_tokens, cached_tokens, "
+    "reasoning_tokens, cache_creation_tokens, cache_creation_1h_tokens, cost_usd, request_id, "
+    "batch, created_at"
+)
+_JOURNAL_COLUMNS: Final = (
+    "provider, key, model, task, state, shard_id, attempts, error, created_at, updated_at"
+)
+
+# Version 7: rows in the order they were written. A batch run journals,
+# submits and settles its requests a shard at a time, and stores their
+# answers as they come; with the journal and the cache keyed by their random
+# request keys, every commit of ten thousand rows rewrote pages all over both
+# tables, and more pages each round as the store grew. Now both are appended
+# in rowid order, so a shard's rows sit together and its updates touch only
+# its own pages; the random key is found through a small unique index of
+# ``(provider, key)``. A request's body lives in ``request_bodies`` under the
+# request's id, and is deleted when the request succeeds: the journal row
+# that stays is short and its page stays full.
+_ORDERED_ROWS: Final = (
+    """
+    CREATE TABLE results_v7 (
+        id                       INTEGER PRIMARY KEY,
+        provider                 TEXT NOT NULL,
+        key                      BLOB NOT NULL,
+        model                    TEXT NOT NULL,
+        task                     TEXT,
+        mode                     TEXT NOT NULL,
+        text                     TEXT NOT NULL,
+        input_tokens             INTEGER NOT NULL,
+        output_tokens            INTEGER NOT NULL,
+        cached_tokens            INTEGER NOT NULL,
+        reasoning_tokens         INTEGER NOT NULL,
+        cache_creation_tokens    INTEGER NOT NULL,
+        cache_creation_1h_tokens INTEGER NOT NULL,
+        cost_usd                 REAL,
+        request_id               TEXT,
+        batch                    INTEGER,
+        created_at               REAL NOT NULL
+    )
+    """,
+    f"INSERT INTO results_v7 ({_RESULT_COLUMNS}) SELECT {_RESULT_COLUMNS} FROM results "
+    "ORDER BY created_at, provider, key",
+    "DROP TABLE results",
+    "ALTER TABLE results_v7 RENAME TO results",
+    "CREATE UNIQUE INDEX results_key ON results (provider, key)",
+    """
+    CREATE TABLE requests_v7 (
+        id         INTEGER PRIMARY KEY,
+        provider   TEXT NOT NULL,
+        key        BLOB NOT NULL,
+        model      TEXT NOT NULL,
+        task       TEXT,
+        state      TEXT NOT NULL,
+        shard_id   TEXT,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        error      TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """,
+    f"INSERT INTO requests_v7 ({_JOURNAL_COLUMNS}) SELECT {_JOURNAL_COLUMNS} FROM requests "
+    "ORDER BY created_at, provider, key",
+    "CREATE TABLE request_bodies (id INTEGER PRIMARY KEY, body BLOB NOT NULL)",
+    "INSERT INTO request_bodies (id, body) SELECT n.id, o.body FROM requests_v7 n "
+    "JOIN requests o ON o.provider = n.provider AND o.key = n.key "
+    "WHERE o.body IS NOT NULL ORDER BY n.id",
+    "DROP TABLE requests",
+    "ALTER TABLE requests_v7 RENAME TO requests",
+    "CREATE UNIQUE INDEX requests_key ON requests (provider, key)",
+    "CREATE INDEX requests_open ON requests (provider, state, created_at) "
+    "WHERE state <> 'succeeded'",
+    "CREATE INDEX requests_shard ON requests (shard_id) WHERE shard_id IS NOT NULL",
+)
+
 #: The schema, as an ordered list of migrations; migration ``i`` takes
 #: ``user_version`` from ``i`` to ``i + 1``. Append, never edit.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -305,6 +381,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE shards ADD COLUMN cancelled_by_user_at REAL",
     ),
     _COMPACT_ROWS,
+    _ORDERED_ROWS,
 )
 
 #: The schema version this code reads and writes.

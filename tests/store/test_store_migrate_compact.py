@@ -99,7 +99,10 @@ def _rewrite_as_version_5(db: Path, bodies: dict[str, bytes]) -> None:
              row["immediate_cost_usd"], batch_of.get(row["batch"]), row["ts"],
              run_of.get(row["run"])),
         )  # fmt: skip
-    for row in conn.execute("SELECT * FROM made.requests ORDER BY created_at").fetchall():
+    for row in conn.execute(
+        "SELECT r.*, b.body FROM made.requests r "
+        "LEFT JOIN made.request_bodies b ON b.id = r.id ORDER BY r.created_at"
+    ).fetchall():
         key = key_text(row["key"])
         conn.execute(
             "INSERT INTO requests (provider, key, model, task, body, state, shard_id, attempts, "
@@ -130,7 +133,7 @@ def _shard_of(conn: sqlite3.Connection, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-async def _make_rows(settings: Any) -> tuple[dict[str, bytes], str, str]:
+async def make_rows(settings: Any) -> tuple[dict[str, bytes], str, str]:
     """Real runs' rows in a store of this version.
 
     Returns every request's body, the key whose answer was retired and the claimed key.
@@ -190,74 +193,93 @@ async def test_a_version_5_store_resumes_serves_and_reports_the_same_after_migra
     with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
         settings = make_settings(emu)
         db = Path(settings.connector.db)
-        bodies, retired, claimed = await _make_rows(settings)
+        bodies, retired, claimed = await make_rows(settings)
         _rewrite_as_version_5(db, bodies)
-        with sqlite3.connect(db) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
-            old_costs = conn.execute(_V5_COST_REPORT).fetchall()
-            old_states = dict(conn.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"))
-        billed_before = emu.billing()
-        assert old_states == {"succeeded": 4, "submitted": 6, "queued": 1, "failed": 1}
+        await check_migrated_store(emu, settings, 5, bodies, retired, claimed, tmp_path)
 
-        # `lexibatch cost` on the old store: it migrates it and reports the same totals.
-        report = lexibatch("cost", "--db", str(db), cwd=tmp_path)
-        assert report.returncode == 0, report.stderr
-        total = re.search(r"total \$([\d.,]+) for ([\d,]+) paid calls", report.stdout)
-        assert total is not None, report.stdout
-        assert int(total.group(2)) == sum(row[3] for row in old_costs) == 3 + 4
-        assert abs(float(total.group(1)) - sum(row[8] for row in old_costs)) < 0.005
 
-        with Store(db) as store:
-            assert store.schema_version() == SCHEMA_VERSION
-            assert store.integrity_check() == "ok"
-            new_costs = [
-                (r.mode, r.task, r.model, r.requests, r.input_tokens, r.output_tokens,
-                 r.cached_tokens, r.reasoning_tokens, r.cost_usd, r.immediate_cost_usd,
-                 r.unpriced)
-                for r in store.cost_report()
-            ]  # fmt: skip
-            assert new_costs == [tuple(row) for row in old_costs]
-            assert store.count_requests("openai") == old_states
-            # Succeeded requests kept their key and state, not their body or shard.
-            succeeded = list(store.requests_in_state("openai", "succeeded"))
-            assert len(succeeded) == 4 and all(r.body == b"" for r in succeeded)
-            assert all(r.shard_id is None for r in succeeded)
-            flight = list(store.requests_in_state("openai", "submitted"))
-            assert [bool(r.body) for r in flight] == [True] * 6
-            assert cancelled_keys(store, "openai") == {
-                k for k, b in bodies.items() if b"cancelled 0" in b
-            }
-            assert [r.text for r in store.retired_results("openai", retired)]
-            assert store.get_document("entries", "word") == {"headword": "word"}
-            assert store.claim_on("openai", claimed) == ("host:1:x", 4e9)
-            batch_ids = {s.batch_id for s in store.shards() if s.state == "collected"}
-            (collected,) = batch_ids
-            assert collected is not None and store.batch_usage(collected)[0] == 4
+async def check_migrated_store(
+    emu: Any,
+    settings: Any,
+    version: int,
+    bodies: dict[str, bytes],
+    retired: str,
+    claimed: str,
+    tmp_path: Path,
+) -> None:
+    """Check that the store of schema ``version`` made from :func:`make_rows` works migrated.
 
-        # Resume: the batch in flight is collected, the queued request sent, nothing twice.
-        resumed = open_connector(settings)
-        try:
-            resumed.enable_batch_mode()
-            assert await resumed.batch_strategy().resume() == 1  # the queued request
-            shards = resumed.store.shards()
-            assert resumed.store.count_requests("openai") == {"succeeded": 11, "failed": 1}
-        finally:
-            await resumed.aclose()
-        assert [s.state for s in shards] == ["collected"] * 3
-        billed = emu.billing()
-        assert billed["duplicates"] == 0
-        # Each request paid once: the collected four, the six in flight, the queued one.
-        assert billed["batch"]["requests"] == 4 + 6 + 1
-        assert billed["immediate"] == billed_before["immediate"]
+    ``lexibatch cost`` migrates it and reports the same costs; its rows read
+    back the same; resume collects the batch in flight and sends the queued
+    request, paying each once; cached answers are served without paying.
+    """
+    db = Path(settings.connector.db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
+        old_costs = conn.execute(_V5_COST_REPORT).fetchall()
+        old_states = dict(conn.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"))
+    billed_before = emu.billing()
+    assert old_states == {"succeeded": 4, "submitted": 6, "queued": 1, "failed": 1}
 
-        # Cached answers are served without paying.
-        cached = open_connector(settings)
-        try:
-            again = await gather(cached, [*PAID, *DONE, *FLIGHT, QUEUED])
-        finally:
-            await cached.aclose()
-        assert all(isinstance(r, Entry) for r in again), again
-        after = emu.billing()
-        assert (after["batch"], after["immediate"]) == (billed["batch"], billed["immediate"])
-        with Store(db) as store:
-            assert sum(r.requests for r in store.cost_report()) == 3 + 4 + 6 + 1
+    # `lexibatch cost` on the old store: it migrates it and reports the same totals.
+    report = lexibatch("cost", "--db", str(db), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    total = re.search(r"total \$([\d.,]+) for ([\d,]+) paid calls", report.stdout)
+    assert total is not None, report.stdout
+    assert int(total.group(2)) == sum(row[3] for row in old_costs) == 3 + 4
+    assert abs(float(total.group(1)) - sum(row[8] for row in old_costs)) < 0.005
+
+    with Store(db) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.integrity_check() == "ok"
+        new_costs = [
+            (r.mode, r.task, r.model, r.requests, r.input_tokens, r.output_tokens,
+             r.cached_tokens, r.reasoning_tokens, r.cost_usd, r.immediate_cost_usd,
+             r.unpriced)
+            for r in store.cost_report()
+        ]  # fmt: skip
+        assert new_costs == [tuple(row) for row in old_costs]
+        assert store.count_requests("openai") == old_states
+        # Succeeded requests kept their key and state, not their body or shard.
+        succeeded = list(store.requests_in_state("openai", "succeeded"))
+        assert len(succeeded) == 4 and all(r.body == b"" for r in succeeded)
+        assert all(r.shard_id is None for r in succeeded)
+        flight = list(store.requests_in_state("openai", "submitted"))
+        assert [bool(r.body) for r in flight] == [True] * 6
+        assert cancelled_keys(store, "openai") == {
+            k for k, b in bodies.items() if b"cancelled 0" in b
+        }
+        assert [r.text for r in store.retired_results("openai", retired)]
+        assert store.get_document("entries", "word") == {"headword": "word"}
+        assert store.claim_on("openai", claimed) == ("host:1:x", 4e9)
+        batch_ids = {s.batch_id for s in store.shards() if s.state == "collected"}
+        (collected,) = batch_ids
+        assert collected is not None and store.batch_usage(collected)[0] == 4
+
+    # Resume: the batch in flight is collected, the queued request sent, nothing twice.
+    resumed = open_connector(settings)
+    try:
+        resumed.enable_batch_mode()
+        assert await resumed.batch_strategy().resume() == 1  # the queued request
+        shards = resumed.store.shards()
+        assert resumed.store.count_requests("openai") == {"succeeded": 11, "failed": 1}
+    finally:
+        await resumed.aclose()
+    assert [s.state for s in shards] == ["collected"] * 3
+    billed = emu.billing()
+    assert billed["duplicates"] == 0
+    # Each request paid once: the collected four, the six in flight, the queued one.
+    assert billed["batch"]["requests"] == 4 + 6 + 1
+    assert billed["immediate"] == billed_before["immediate"]
+
+    # Cached answers are served without paying.
+    cached = open_connector(settings)
+    try:
+        again = await gather(cached, [*PAID, *DONE, *FLIGHT, QUEUED])
+    finally:
+        await cached.aclose()
+    assert all(isinstance(r, Entry) for r in again), again
+    after = emu.billing()
+    assert (after["batch"], after["immediate"]) == (billed["batch"], billed["immediate"])
+    with Store(db) as store:
+        assert sum(r.requests for r in store.cost_report()) == 3 + 4 + 6 + 1

@@ -96,7 +96,13 @@ GEMINI = ProviderSpec(
     options=GeminiOptions,
     key_env="GEMINI_API_KEY",
     prices="gemini",
-    batch=BatchSpec(max_requests=100_000, max_bytes=2_000_000_000, input="file or inline"),
+    # Gemini words a full batch queue as any exhausted quota.
+    batch=BatchSpec(
+        max_requests=100_000,
+        max_bytes=2_000_000_000,
+        input="file or inline",
+        queue_full_as_quota=True,
+    ),
 )
 GEMINI_INLINE_MAX_BYTES = 4 * _MB
 # Mistral's batch jobs cost half the immediate price; LiteLLM's price map

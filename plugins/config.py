@@ -335,8 +335,7 @@ def _owners_of(name: str, key: str) -> str | None:
             declared = next(
                 model
                 for model in reversed(entry.spec.options.__mro__)
-                if key in inspect.get_annotations(model)
-                and issubclass(model, ProviderSettings)
+                if key in inspect.get_annotations(model) and issubclass(model, ProviderSettings)
             )
             owners.setdefault(declared, []).append(entry.name)
     labels = [

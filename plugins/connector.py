@@ -80,6 +80,7 @@ class LexiConnector:
             store=store,
             prices=prices,
             hooks=self._hooks,
+            spec=registry.provider(provider_name).spec,
         )
         self._immediate = registry.strategy("immediate").factory(self._context)
         self._context.immediate = self._immediate
@@ -242,7 +243,9 @@ class LexiConnector:
         finally:
             self._inflight.pop(key, None)
 
-    async def submit_all(self, requests: Sequence[Request]) -> list[asyncio.Future[Response]]:
+    async def submit_all(
+        self, requests: Sequence[Request], *, checked: bool = False
+    ) -> list[asyncio.Future[Response]]:
         """Start every request as :meth:`generate` would; one future each, in order.
 
         In batch mode, with a strategy that queues without waiting (the
@@ -253,6 +256,11 @@ class LexiConnector:
         would: the response, or the typed error (hooks included). Otherwise
         each request runs as a ``generate`` task. Await the futures after
         ``execute_batch()``.
+
+        ``checked``: every request has passed
+        :func:`~providers.validation.check_request` already (a request file
+        is checked whole before anything is sent), so queued requests are
+        not checked again.
         """
         strategy = self.batch_strategy() if self._batch_mode else None
         if strategy is None or not hasattr(strategy, "submit"):
@@ -263,7 +271,7 @@ class LexiConnector:
             part = requests[start : start + SUBMIT_CHUNK]
             stored = self.store.get_results(self.provider_name, {r.key for r in part})
             for request in part:
-                futures.append(self._submit_one(strategy, request, stored, loop))
+                futures.append(self._submit_one(strategy, request, stored, loop, checked))
             await asyncio.sleep(0)
         return futures
 
@@ -273,14 +281,16 @@ class LexiConnector:
         request: Request,
         stored: Mapping[str, StoredResult],
         loop: asyncio.AbstractEventLoop,
+        checked: bool,
     ) -> asyncio.Future[Response]:
         """One request of :meth:`submit_all`: what ``generate`` does, settled on a future."""
         future: asyncio.Future[Response] = loop.create_future()
-        try:
-            check_request(request)
-        except InputError as exc:
-            future.set_exception(exc)
-            return future
+        if not checked:
+            try:
+                check_request(request)
+            except InputError as exc:
+                future.set_exception(exc)
+                return future
         key = request.key
         pending = self._inflight.get(key)
         if pending is not None:

@@ -54,7 +54,12 @@ def register_providers(register: RegisterProvider) -> None:
     model of its ``[providers.NAME]`` table (a
     :class:`plugins.provideroptions.ProviderSettings` subclass), its default API-key
     variable, the price-map entry that prices it, its batch limits and
-    abilities. (``has_batch=True`` without a spec still registers a provider
+    abilities — a :class:`plugins.providerspec.BatchSpec`: requests and bytes
+    a batch, mixed models, file or inline input, whether create is
+    idempotent, and ``queue_full_as_quota`` when its API words a full batch
+    queue as any exhausted quota (a 429 that does not name the queue; a
+    lasting one at create then waits for room instead of stopping the
+    shard). (``has_batch=True`` without a spec still registers a provider
     that has a batch endpoint, with every provider's options only.)
 
     ``factory(name, settings)`` receives the name the provider is used under

@@ -82,7 +82,8 @@ async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path
 async def _gather_batched(connector: LexiConnector, requests: list[Request]) -> list[Any]:
     futures: list[asyncio.Future[Response]] = []
     try:
-        futures = await connector.submit_all(requests)
+        # A job item's request was checked when its line was read.
+        futures = await connector.submit_all(requests, checked=True)
         await connector.execute_batch()
     except BaseException:
         # Dispatching failed: the waiters are stopped and their outcomes read,

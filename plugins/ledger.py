@@ -44,9 +44,23 @@ class Pricer:
         self._prices = context.prices
         self._provider = price_provider(context.provider_name)
         self._rates: dict[tuple[str, Mode], tuple[_Rates, _Rates] | None] = {}
+        # The last costs worked out, by the identity of their usage: a batch's
+        # parser shares one Usage among answers of the same token counts.
+        self._last: dict[int, tuple[Usage, str, Mode, tuple[float | None, float | None]]] = {}
 
     def costs(self, model: str, usage: Usage, mode: Mode) -> tuple[float | None, float | None]:
         """``(cost in mode, cost had it run immediately)``; ``None`` when unpriced."""
+        last = self._last.get(id(usage))
+        # The entry holds its usage, so its id cannot be another's meanwhile.
+        if last is not None and last[0] is usage and last[1] == model and last[2] == mode:
+            return last[3]
+        both = self._costs(model, usage, mode)
+        if len(self._last) >= 4096:
+            self._last.clear()
+        self._last[id(usage)] = (usage, model, mode, both)
+        return both
+
+    def _costs(self, model: str, usage: Usage, mode: Mode) -> tuple[float | None, float | None]:
         key = (model, mode)
         try:
             rates = self._rates[key]

@@ -68,6 +68,11 @@ class BatchSpec:
         idempotent_create: whether sending the same create twice makes one
             batch; when not, a create whose answer was lost is recognised
             through ``find()`` before anything is sent again.
+        queue_full_as_quota: whether the provider words a full batch queue as
+            any exhausted quota (a 429 that does not name the queue, as
+            Gemini's ``RESOURCE_EXHAUSTED``): a 429 at create that outlasts the
+            retry policy is then taken for a full queue, and the shard waits
+            for room instead of stopping.
     """
 
     max_requests: int
@@ -75,6 +80,7 @@ class BatchSpec:
     mixed_models: bool = False
     input: BatchInput = "file"
     idempotent_create: bool = False
+    queue_full_as_quota: bool = False
 
     def describe(self) -> str:
         """One line: the limits and behaviour of the endpoint."""
@@ -82,6 +88,7 @@ class BatchSpec:
             f"{self.max_requests:,} requests / {_size(self.max_bytes)} a batch, "
             f"{'models mixed' if self.mixed_models else 'one model'} per batch, "
             f"{self.input} input, create {'' if self.idempotent_create else 'not '}idempotent"
+            + (", a lasting 429 at create is a full queue" if self.queue_full_as_quota else "")
         )
 
     def limits(self, options: ProviderSettings) -> BatchLimits:

@@ -78,6 +78,8 @@ class StrategyContext:
             ``StoreBusyError`` while another process runs the store's batches.
         retry_policy: the retry policy every call to the provider goes
             through (made from ``settings.retry`` when not given); see :attr:`retry`.
+        spec: what the provider declared when it registered (its batch
+            endpoint's behaviour included).
     """
 
     provider: Provider
@@ -89,6 +91,7 @@ class StrategyContext:
     immediate: Strategy | None = None
     batch: Callable[[], Strategy] | None = None
     retry_policy: RetryPolicy | None = None
+    spec: ProviderSpec = field(default_factory=ProviderSpec)
 
     @property
     def retry(self) -> RetryPolicy:

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import orjson
 
+from plugins.batch.gcpause import GcHold
 from providers.errors import InputError
 from providers.schema import make_strict
 from providers.types import Message, Request
@@ -91,20 +92,27 @@ def read_requests(
     bad = 0
     # Identical schemas become one object: checked and compiled once, kept once.
     schemas: dict[bytes, Mapping[str, Any]] = {}
-    with handle:
-        for lineno, raw in enumerate(handle, 1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                item = _parse_line(raw, where, lineno, default_model, route, schemas)
-                check_request(item.request, where=where)
-            except InputError as exc:
-                bad += 1
-                if len(problems) < MAX_PROBLEMS_SHOWN:
-                    problems.append(exc.message)
-                continue
-            items.append(item)
+    # Every line's parsed JSON is freed as soon as its request is made, by
+    # reference counting; the collector, held off, does not walk the growing
+    # list of requests again and again while the file is read (see gcpause).
+    GcHold.hold()
+    try:
+        with handle:
+            for lineno, raw in enumerate(handle, 1):
+                if not raw.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    item = _parse_line(raw, where, lineno, default_model, route, schemas)
+                    check_request(item.request, where=where)
+                except InputError as exc:
+                    bad += 1
+                    if len(problems) < MAX_PROBLEMS_SHOWN:
+                        problems.append(exc.message)
+                    continue
+                items.append(item)
+    finally:
+        GcHold.release()
     if bad == 1:
         raise InputError(f"{problems[0]} — nothing was sent")
     if bad:
@@ -134,8 +142,8 @@ def _parse_line(
         raise InputError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a JSON object per line")
-    unknown = set(obj) - _KNOWN
-    if unknown:
+    if not _KNOWN.issuperset(obj):
+        unknown = set(obj) - _KNOWN
         raise InputError(
             f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(_KNOWN))}"

@@ -7,11 +7,12 @@ same way whether it came immediately, from a batch, or from the store.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import SchemaValidator
 
 from providers.errors import (
     InputError,
@@ -48,20 +49,20 @@ def validate_content(request: Request, content: str, *, provider: str = "") -> A
         UnusableAnswerError: the answer cannot be checked at all: the
             request's schema is broken, or its model's validator crashed.
     """
-    if request.response_model is not None:
+    model = request.response_model
+    if model is not None:
         try:
-            return request.response_model.model_validate_json(content)
+            return _json_validator(model)(content)
         except ValidationError as exc:
             raise SchemaValidationError(
-                f"answer does not fit {request.response_model.__name__}: {_summarize(exc)}",
+                f"answer does not fit {model.__name__}: {_summarize(exc)}",
                 content=content,
                 provider=provider,
             ) from None
         except Exception as exc:
             # A validator of the model raised something pydantic does not wrap.
             raise UnusableAnswerError(
-                f"the answer could not be validated against {request.response_model.__name__}: "
-                f"{_brief(exc)}",
+                f"the answer could not be validated against {model.__name__}: {_brief(exc)}",
                 content=content,
                 provider=provider,
                 code="unusable_answer",
@@ -80,6 +81,32 @@ def validate_content(request: Request, content: str, *, provider: str = "") -> A
             )
         return value
     return content
+
+
+# The JSON validator of each response model: its compiled validator's
+# ``validate_json``, which is what ``model_validate_json`` calls after checking
+# its keyword arguments (once per answer, a hundred thousand times a batch).
+_MODEL_VALIDATE_JSON = BaseModel.model_validate_json.__func__  # type: ignore[attr-defined]
+_VALIDATORS: dict[type[BaseModel], tuple[SchemaValidator, Callable[[str], Any]]] = {}
+_VALIDATORS_MAX = 1024
+
+
+def _json_validator(model: type[BaseModel]) -> Callable[[str], Any]:
+    """What validates JSON text against ``model``, as ``model.model_validate_json`` does."""
+    validator = model.__pydantic_validator__
+    known = _VALIDATORS.get(model)
+    # Checked each time: a model rebuilt since has another validator.
+    if known is not None and known[0] is validator:
+        return known[1]
+    own = getattr(model.model_validate_json, "__func__", None)
+    if not isinstance(validator, SchemaValidator) or own is not _MODEL_VALIDATE_JSON:
+        # Not built yet (pydantic builds it on first use), or the model
+        # validates JSON its own way: asked each time.
+        return model.model_validate_json
+    if len(_VALIDATORS) >= _VALIDATORS_MAX:
+        _VALIDATORS.clear()
+    _VALIDATORS[model] = (validator, validator.validate_json)
+    return validator.validate_json
 
 
 def build_response(
@@ -237,19 +264,20 @@ def _brief(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def storable(result: StoredResult) -> None:
-    """Check that the store can write ``result``, so one answer cannot sink its whole chunk.
+def storable(text: str) -> None:
+    """Check that the store can write an answer's ``text``, so one answer cannot sink its
+    whole chunk.
 
     Raises:
-        UnusableAnswerError: its text cannot be stored (e.g. a lone surrogate
-            that SQLite refuses to encode).
+        UnusableAnswerError: it cannot be stored (e.g. a lone surrogate that
+            SQLite refuses to encode).
     """
     try:
-        result.text.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise UnusableAnswerError(
             f"the answer cannot be stored: {_brief(exc)}",
-            content=result.text,
+            content=text,
             code="unstorable_answer",
         ) from None
 

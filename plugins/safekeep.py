@@ -17,10 +17,12 @@ pay for them all again. Three things prevent that:
   that filled up, the space it frees lets the answers in flight be stored
   after all.
 - **A spill.** An answer the store still refuses is appended, with its
-  ledger rows, to ``DB.unsaved.jsonl`` and synced before its caller hears of
-  the failure. The next connector on the store (any mode, any command that
-  opens one) stores what the spill holds before it sends anything — each
-  entry once, even if that import is itself interrupted — then deletes it.
+  ledger rows and the id of the run that paid for it, to
+  ``DB.unsaved.jsonl`` and synced (the file, and its folder when the file is
+  new) before its caller hears of the failure. The next connector on the
+  store (any mode, any command that opens one) stores what the spill holds
+  before it sends anything — each entry once, even if that import is itself
+  interrupted, its ledger rows under the run that paid — then deletes it.
 
 The run ends with one error that names the store, the spill when it holds
 anything, and what to do; the same command then takes every kept answer
@@ -277,6 +279,8 @@ class SafeKeep:
     ) -> None:
         entry = {
             "id": secrets.token_hex(8),
+            # The run that paid: the ledger rows stay its own when a later run stores them.
+            "run": self.store.run_id,
             "provider": provider,
             "result": None if result is None else _result_dict(result),
             "calls": [_call_dict(c) for c in calls],
@@ -286,9 +290,13 @@ class SafeKeep:
             self.lost += 1
             return
         try:
+            new = not self.spill.exists()
             with _locked(self.spill, create=True) as fd:
                 os.write(fd, line)
                 os.fsync(fd)
+            if new:
+                # The file's name in its folder is what a crash must not lose.
+                _sync_folder(self.spill.parent)
         except OSError as exc:
             self.lost += 1
             self._spill_error = exc
@@ -333,7 +341,12 @@ def _store_entries(store: Store, entries: list[dict[str, Any]]) -> int:
             done = store.has_documents(_IMPORTED, [e["id"] for e in entries])
             todo = [e for e in entries if e["id"] not in done]
             for entry in todo:
-                store.record_calls(_call_from(c) for c in entry["calls"])
+                # A spill written before entries named their run: the importing run's.
+                run = entry.get("run")
+                store.record_calls(
+                    (_call_from(c) for c in entry["calls"]),
+                    run_id=run if isinstance(run, str) and run else None,
+                )
                 if entry["result"] is not None:
                     store.put_results(entry["provider"], [_result_from(entry["result"])])
             store.put_documents(_IMPORTED, ((e["id"], {"n": len(e["calls"])}) for e in todo))
@@ -357,6 +370,15 @@ def _entries(data: bytes, path: Path) -> Iterator[dict[str, Any]]:
             continue
         if isinstance(entry, dict):
             yield entry
+
+
+def _sync_folder(folder: Path) -> None:
+    """Sync ``folder`` itself, so that a file just created in it survives a crash."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_all(fd: int) -> bytes:

@@ -90,9 +90,8 @@ class OpenAIBatchEndpoint:
         self._provider = provider
         self._limits = limits
         self._file_grace = file_grace
-        self._url = _URLS[provider.api].encode()
-        self._build = provider._builder.build
-        self._serialized = provider._builder.serialized
+        self._url = _URLS[provider.api]
+        self._line = provider._builder.line
         # batch id -> monotonic time it was first seen terminal with a file missing
         self._missing_since: dict[str, float] = {}
         self._warned_missing: set[str] = set()
@@ -104,17 +103,7 @@ class OpenAIBatchEndpoint:
 
     def encode(self, request: Request, custom_id: str) -> bytes:
         """One JSONL input line: ``{"custom_id", "method", "url", "body"}``."""
-        return b"".join(
-            (
-                b'{"custom_id":',
-                orjson.dumps(custom_id),
-                b',"method":"POST","url":"',
-                self._url,
-                b'","body":',
-                self._serialized(self._build(request)),
-                b"}",
-            )
-        )
+        return self._line(request, custom_id, self._url)
 
     async def upload(self, path: Path, *, shard_id: str) -> str | None:
         """Upload the JSONL file with ``purpose=batch``, streamed from disk."""

@@ -50,7 +50,7 @@ class BodyBuilder:
         self._api = api
         self._formats: dict[tuple[int, str | None], tuple[object, dict[str, Any]]] = {}
         # id(format) -> (the format made here, kept so its id is not reused; its JSON)
-        self._serialized: dict[int, tuple[dict[str, Any], orjson.Fragment]] = {}
+        self._serialized: dict[int, tuple[object, orjson.Fragment]] = {}
 
     def _format(self, schema: Mapping[str, Any], name: str | None) -> dict[str, Any]:
         key = (id(schema), name)
@@ -85,15 +85,38 @@ class BodyBuilder:
         """
         field = "response_format" if self._api == "chat" else "text"
         fmt = body.get(field)
-        if fmt is None:
+        fragment = None if fmt is None else self._fragment(fmt)
+        if fragment is None:
             return orjson.dumps(body)
+        return orjson.dumps({**body, field: fragment})
+
+    def line(self, request: Request, custom_id: str, url: str) -> bytes:
+        """One batch input line, ``{"custom_id", "method": "POST", "url", "body"}``, serialized.
+
+        The bytes of ``orjson.dumps`` of that line with the body :meth:`build`
+        makes, in one call: the body's structured-output field goes in as
+        its JSON, made once per schema (see :meth:`serialized`).
+        """
+        body = self.build(request)
+        field = "response_format" if self._api == "chat" else "text"
+        fmt = body.get(field)
+        if fmt is not None:
+            fragment = self._fragment(fmt)
+            if fragment is not None:
+                # The body was made for this line alone: its field is replaced in place.
+                body[field] = fragment
+        return orjson.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": body})
+
+    def _fragment(self, fmt: object) -> orjson.Fragment | None:
+        """The JSON of a structured-output field made here; ``None`` for one that is not
+        (an extra replaced it)."""
         hit = self._serialized.get(id(fmt))
         if hit is None or hit[0] is not fmt:
             if not any(fmt is made for _, made in self._formats.values()):
-                return orjson.dumps(body)  # not one of ours (an extra replaced it)
+                return None
             hit = (fmt, orjson.Fragment(orjson.dumps(fmt)))
             self._serialized[id(fmt)] = hit
-        return orjson.dumps({**body, field: hit[1]})
+        return hit[1]
 
     def response_format(self, request: Request) -> dict[str, Any] | None:
         """The structured-output field of ``request``'s body; ``None`` without a schema."""
@@ -133,6 +156,26 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
+# Usage values already made, by their token counts: a batch's answers repeat a
+# few thousand distinct counts at most, and a frozen Usage costs five
+# attribute writes to make. Shared instances are safe: Usage is immutable.
+_USAGES: dict[tuple[int, int, int, int, int], Usage] = {}
+_USAGES_MAX = 8192
+
+
+def _usage(counts: tuple[int, int, int, int, int]) -> Usage:
+    """The :class:`Usage` of ``counts`` (input, output, cached, reasoning, cache writes)."""
+    try:
+        usage = _USAGES.get(counts)
+    except TypeError:  # a count of an unhashable type: made as it came, as ever
+        return Usage(*counts)
+    if usage is None:
+        if len(_USAGES) >= _USAGES_MAX:
+            _USAGES.clear()
+        usage = _USAGES[counts] = Usage(*counts)
+    return usage
+
+
 def _chat_completion(body: Mapping[str, Any], request_id: str | None) -> Completion:
     # Positional construction and inline lookups: this runs once per result line.
     choices = body.get("choices")
@@ -143,12 +186,14 @@ def _chat_completion(body: Mapping[str, Any], request_id: str | None) -> Complet
     completion_details = usage.get("completion_tokens_details") or {}
     return Completion(
         message.get("content") or "",
-        Usage(
-            usage.get("prompt_tokens") or 0,
-            usage.get("completion_tokens") or 0,
-            prompt_details.get("cached_tokens") or 0,
-            completion_details.get("reasoning_tokens") or 0,
-            prompt_details.get("cache_write_tokens") or 0,
+        _usage(
+            (
+                usage.get("prompt_tokens") or 0,
+                usage.get("completion_tokens") or 0,
+                prompt_details.get("cached_tokens") or 0,
+                completion_details.get("reasoning_tokens") or 0,
+                prompt_details.get("cache_write_tokens") or 0,
+            )
         ),
         body.get("model") or "",
         request_id or body.get("id"),

@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel
 
 from providers.errors import ProviderError
+from providers.frozen import fast_init
 from providers.ratelimits import RateLimitState
 from providers.schema import schema_for
 from providers.stop import StopReason, normalize_stop
@@ -45,6 +46,7 @@ Mode = Literal["immediate", "batch"]
 KEY_PREFIX = "lb-"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """One chat message."""
@@ -140,12 +142,36 @@ class Request:
     task: str | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.response_model is not None and self.json_schema is None:
-            object.__setattr__(self, "json_schema", schema_for(self.response_model))
-        if self.json_schema is not None and self.schema_name is None:
-            name = self.response_model.__name__ if self.response_model else "response"
-            object.__setattr__(self, "schema_name", name)
+    def __init__(
+        self,
+        model: str,
+        messages: tuple[Message, ...],
+        response_model: type[BaseModel] | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+        schema_name: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        task: str | None = None,
+        extras: Mapping[str, Any] | None = None,
+    ) -> None:
+        # Written out rather than generated: a frozen dataclass's __init__ sets
+        # each field through object.__setattr__, several times the cost of a
+        # store into the instance's dict, and requests are made by the hundred
+        # thousand. The fields are those declared above, in order.
+        if response_model is not None and json_schema is None:
+            json_schema = schema_for(response_model)
+        if json_schema is not None and schema_name is None:
+            schema_name = response_model.__name__ if response_model else "response"
+        fields = self.__dict__
+        fields["model"] = model
+        fields["messages"] = messages
+        fields["response_model"] = response_model
+        fields["json_schema"] = json_schema
+        fields["schema_name"] = schema_name
+        fields["max_tokens"] = max_tokens
+        fields["temperature"] = temperature
+        fields["task"] = task
+        fields["extras"] = {} if extras is None else extras
 
     def canonical(self) -> dict[str, Any]:
         """The canonical, provider-neutral body the key is computed from."""
@@ -199,6 +225,7 @@ class Request:
         return dataclasses.replace(self, messages=tuple(messages))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts of one call.
@@ -254,6 +281,7 @@ class Usage:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Completion:
     """What a provider returns for one successful call, before validation.
@@ -283,6 +311,7 @@ class Completion:
         return normalize_stop(self.finish_reason)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Response:
     """The result of one request, in either mode.
@@ -420,6 +449,7 @@ class BatchInfo:
     retry_after: float | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ItemResult:
     """One line of a batch's results: a completion or an error for a custom_id."""

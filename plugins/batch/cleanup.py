@@ -5,12 +5,18 @@ storage: its input (up to 200 MB), its output and its error file. At the
 scale of hundreds of batches they would fill that storage, so each is deleted
 once the batch is collected (``batch.delete_files``, on by default).
 
+A shard given up before any batch of it ran — refused for the provider's
+queue, or as too large, and sent again split — leaves its uploaded input
+file behind too; it is never used again (the smaller shards upload their
+own), so it is deleted alike.
+
 Journaled: the files to delete are written to the store in the same
-transaction that marks the shard collected, so a crash can never delete a
-file whose results were not stored, and a crash before the deletion leaves
-the list behind for the next run to finish. A file the provider no longer
-has counts as deleted; one it refuses to delete stays listed and is tried
-again on the next run.
+transaction that marks the shard collected (or given up), so a crash can
+never delete a file whose results were not stored, or that a batch still
+to be made needs, and a crash before the deletion leaves the list behind
+for the next run to finish. A file the provider no longer has counts as
+deleted; one it refuses to delete stays listed and is tried again on the
+next run.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from providers.errors import LexibatchError
 from providers.protocol import BatchFiles
 
 if TYPE_CHECKING:
-    from plugins.store import Store
+    from plugins.store import Shard, Store
     from providers.protocol import BatchEndpoint
     from providers.types import BatchInfo
 
@@ -51,13 +57,26 @@ class FileCleanup:
         """
         if self.files is None:
             return False
-        file_ids = self.files.batch_files(batch)
+        return self._journal(shard_id, batch.id, self.files.batch_files(batch))
+
+    def plan_unused_input(self, shard: Shard) -> bool:
+        """Journal the uploaded input file of a shard given up before any batch of it ran;
+        whether there is one to delete.
+
+        Call it inside the transaction that gives the shard up (its requests
+        go to new shards, which upload files of their own).
+        """
+        if self.files is None or not shard.input_file_id:
+            return False
+        return self._journal(shard.shard_id, shard.batch_id, [shard.input_file_id])
+
+    def _journal(self, shard_id: str, batch_id: str | None, file_ids: list[str]) -> bool:
         if not file_ids:
             return False
         self.store.put_document(
             NAMESPACE,
             shard_id,
-            {"provider": self.provider, "batch_id": batch.id, "files": file_ids},
+            {"provider": self.provider, "batch_id": batch_id, "files": file_ids},
         )
         return True
 
@@ -89,10 +108,11 @@ class FileCleanup:
                 if await self.files.delete_file(left[0]):
                     deleted += 1
             except LexibatchError as exc:
+                batch_id = doc.get("batch_id")
                 log.warning(
-                    "batch %s: file %s could not be deleted at the provider (%s); "
+                    "%s: file %s could not be deleted at the provider (%s); "
                     "the next run tries again",
-                    doc.get("batch_id"),
+                    f"batch {batch_id}" if batch_id else f"shard {shard_id}",
                     left[0],
                     exc,
                 )

@@ -327,7 +327,7 @@ class BatchExecutor:
                 # refused after the provider said it had no batch of this shard
                 # (find), so none was made.
                 self._update(state="uploaded")
-                if refused_at_create(exc):
+                if refused_at_create(exc, quota_worded=self.kit.queue_full_as_quota):
                     raise QueueRefusedError(str(exc)) from exc
                 raise
             self._created(info)

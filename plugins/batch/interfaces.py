@@ -124,6 +124,9 @@ class ExecutorKit:
         tokens: a shard's tokens by model, for the queue's count.
         estimated: a shard's tokens by model estimated even when no cap is
             configured (to split a shard the queue refuses); ``None``: ``tokens``.
+        queue_full_as_quota: the provider words a full batch queue as any
+            exhausted quota (its ``BatchSpec`` says so): a lasting 429 at
+            create is a full queue.
     """
 
     endpoint: BatchEndpoint
@@ -137,3 +140,4 @@ class ExecutorKit:
     polls: Callable[[], PollSchedule]
     tokens: Callable[[Shard], dict[str, int]]
     estimated: Callable[[Shard], dict[str, int]] | None = None
+    queue_full_as_quota: bool = False

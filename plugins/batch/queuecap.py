@@ -38,9 +38,11 @@ wording) waits for room at once, without a retry round. Any other 429 — a
 rate limit on creating batches, say — goes through the one retry policy
 (:mod:`plugins.retry`, honouring ``retry-after``); if it is still refused
 when the policy gives up, the shard stops, journaled before create, and the
-same command resumes it. Gemini words a full batch queue as any exhausted
-quota ("You exceeded your current quota …", ``RESOURCE_EXHAUSTED``): a 429
-of Gemini's that outlasts the retry policy is taken for a full queue.
+same command resumes it. A provider that words a full batch queue as any
+exhausted quota (Gemini: "You exceeded your current quota …",
+``RESOURCE_EXHAUSTED``) says so when it registers
+(``BatchSpec.queue_full_as_quota``): a 429 of its that outlasts the retry
+policy is taken for a full queue.
 """
 
 from __future__ import annotations
@@ -93,9 +95,6 @@ _QUEUE_WORDS: Final = re.compile(
     r"batches being processed|batch queue",
     re.IGNORECASE,
 )
-# Providers whose full batch queue is worded as any exhausted quota: a 429 of
-# theirs that outlasts the retry policy is taken for a full queue.
-_QUOTA_WORDED: Final = frozenset({"gemini"})
 # The limit a refusal states: "Limit: 2,000,000 enqueued tokens",
 # "limit of 1,234 enqueued tokens", "Enqueued token limit of 1,234 reached".
 _STATED: Final = (
@@ -136,20 +135,17 @@ def create_refusal(error: BaseException) -> CreateRefusal | None:
     return "rate"
 
 
-def refused_at_create(error: BaseException) -> bool:
+def refused_at_create(error: BaseException, *, quota_worded: bool = False) -> bool:
     """Whether a create refused once the retry policy gave up on it is a full queue.
 
     A 429 naming the queue is one (it never reaches the policy: see
-    :func:`create_refusal`); so is a lasting 429 of a provider that words a
-    full queue as any exhausted quota (Gemini). Any other lasting 429 is a
+    :func:`create_refusal`); so is any lasting 429 when ``quota_worded`` (the
+    provider words a full queue as any exhausted quota, as its
+    ``BatchSpec.queue_full_as_quota`` declares). Any other lasting 429 is a
     rate limit the policy gave up on, not a full queue.
     """
     refusal = create_refusal(error)
-    if refusal == "queue":
-        return True
-    return (
-        refusal == "rate" and isinstance(error, RateLimitError) and error.provider in _QUOTA_WORDED
-    )
+    return refusal == "queue" or (refusal == "rate" and quota_worded)
 
 
 def stated_limit(why: str) -> int | None:

@@ -37,8 +37,9 @@ from plugins.batch.oversize import halved, halved_to_fit, too_large
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
-from plugins.ledger import Pricer, call_record, stored_result
+from plugins.ledger import Pricer
 from plugins.results import build_response, more_tokens, storable, unusable
+from plugins.store import CallRecord, StoredResult
 from providers.errors import (
     AuthenticationError,
     BatchCancelledError,
@@ -55,9 +56,10 @@ from providers.types import BatchInfo, BatchLimits, BatchState, ItemResult, Mode
 if TYPE_CHECKING:
     from plugins.batch.accumulator import BatchAccumulator
     from plugins.batch.budget import BatchBudget
+    from plugins.batch.cleanup import FileCleanup
     from plugins.batch.journal import SchemaBook
     from plugins.registry import StrategyContext
-    from plugins.store import CallRecord, Shard, StoredResult
+    from plugins.store import Shard
 
 __all__ = ["Settlement", "error_dict", "fail_future", "retries_used"]
 
@@ -81,6 +83,7 @@ class Settlement:
         side_task: runs a coroutine alongside the executors (the strategy's
             ``flush`` waits for it).
         estimate: a request's estimated cost in a mode (the one estimator).
+        cleanup: deletes the uploaded input of a shard given up for a split.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class Settlement:
         requeue: Callable[[Request, BatchRequest], None],
         side_task: Callable[[Coroutine[Any, Any, None]], None],
         estimate: Callable[[Request, Mode], float],
+        cleanup: FileCleanup | None = None,
     ) -> None:
         self.context = context
         self.store = context.store
@@ -108,6 +112,7 @@ class Settlement:
         self.requeue = requeue
         self.side_task = side_task
         self.estimate = estimate
+        self.cleanup = cleanup
         # Journaled requests failed because they cannot be rebuilt or sent (see fail_unbuilt).
         self._unbuilt = 0
         # Shards found cancelled by the user (said once each).
@@ -169,7 +174,9 @@ class Settlement:
         stubs = self.stubs_for(unwaited)
         results: list[StoredResult] = []
         calls: list[CallRecord] = []
-        pricer = Pricer(self.context)
+        costs = Pricer(self.context).costs
+        provider = self.provider_name
+        batch_id = info.id
         now = time.time()
         succeeded: list[tuple[BatchRequest, Response]] = []
         failed: list[tuple[BatchRequest, LexibatchError]] = []
@@ -193,28 +200,36 @@ class Settlement:
                         error = cancelled_error(info.id, self.provider_name)
                 failed.append((pending, error))
                 continue
-            record = call_record(
-                self.context,
-                pending,  # type: ignore[arg-type]
-                completion,
-                mode="batch",
-                batch_id=info.id,
-                pricer=pricer,
-                ts=now,
-            )
+            # The ledger and cache rows (call_record, stored_result) made inline:
+            # this runs once per answer.
+            model = completion.model or pending.model
+            usage = completion.usage
+            cost, immediate = costs(model, usage, "batch")
             if key not in billed:
-                calls.append(record)
+                calls.append(
+                    CallRecord(
+                        provider,
+                        model,
+                        pending.task,
+                        "batch",
+                        key,
+                        usage,
+                        cost,
+                        immediate,
+                        batch_id,
+                        now,
+                    )
+                )
             try:
                 response = build_response(
                     pending,  # type: ignore[arg-type]
                     completion,
-                    provider=self.provider_name,
+                    provider=provider,
                     mode="batch",
-                    cost_usd=record.cost_usd,
-                    batch_id=info.id,
+                    cost_usd=cost,
+                    batch_id=batch_id,
                 )
-                result = stored_result(pending, response)  # type: ignore[arg-type]
-                storable(result)
+                storable(response.text)
             except ProviderError as exc:
                 # Does not fit, was cut at max_tokens, was refused, or cannot be used at all.
                 failed.append((pending, exc))
@@ -223,7 +238,19 @@ class Settlement:
                 # Whatever this one answer does, the rest of the batch is stored.
                 failed.append((pending, unusable(exc, completion.content, self.provider_name)))
                 continue
-            results.append(result)
+            results.append(
+                StoredResult(
+                    key,
+                    response.model,
+                    pending.task,
+                    "batch",
+                    response.text,
+                    usage,
+                    cost,
+                    response.request_id,
+                    batch_id,
+                )
+            )
             succeeded.append((pending, response))
         with self.store.in_transaction():
             self.store.record_calls(calls)
@@ -309,9 +336,17 @@ class Settlement:
         """Journal a shard given up for a split (one durable commit); its requests are queued
         again."""
         self.budget.give_back(shard.shard_id)
-        self.store.forget_shard(shard.shard_id, reason)
+        cleanup = self.cleanup
+        drop_input = False
+        with self.store.in_transaction(durable=True):
+            self.store.forget_shard(shard.shard_id, reason)
+            if cleanup is not None:
+                # Its uploaded input is never used again: deleted at the provider.
+                drop_input = cleanup.plan_unused_input(shard)
         self.fresh.pop(shard.shard_id, None)
         _remove(shard.path)
+        if drop_input and cleanup is not None:
+            self.side_task(_delete_files(cleanup, shard.shard_id))
 
     def resend_smaller(
         self,
@@ -521,6 +556,10 @@ class Settlement:
         pending = self.pending.pop(key, None) or pending
         if pending is not None and pending.future is not None and not pending.future.done():
             fail_future(pending.future, error)
+
+
+async def _delete_files(cleanup: FileCleanup, shard_id: str) -> None:
+    await cleanup.run(shard_id)
 
 
 def fail_future(future: BatchPromise, error: BaseException) -> None:

@@ -126,6 +126,7 @@ class BatchStrategy:
         # the settlement, which ends them.
         self._pending: dict[str, BatchRequest] = {}
         self._fresh: dict[str, list[str]] = {}
+        cleanup = FileCleanup(self.store, endpoint, self.provider_name, enabled=bset.delete_files)
         #: Ends each request of this strategy's batches.
         self.settlement = Settlement(
             context,
@@ -137,6 +138,7 @@ class BatchStrategy:
             requeue=self._requeue,
             side_task=self._side_task,
             estimate=self._estimate_cost,
+            cleanup=cleanup,
         )
         events = HookEvents(self.hooks, self.provider_name)
         pset = context.settings.provider_settings(self.provider_name)
@@ -154,9 +156,7 @@ class BatchStrategy:
             events=events,
             retry=context.retry,
             queue=queue,
-            cleanup=FileCleanup(
-                self.store, endpoint, self.provider_name, enabled=bset.delete_files
-            ),
+            cleanup=cleanup,
             # Held by an executor from journaling "submitting" until its batch is created.
             create_lock=asyncio.Lock(),
             polls=functools.partial(
@@ -168,6 +168,7 @@ class BatchStrategy:
             estimated=functools.partial(
                 shard_tokens, self.store, self.provider_name, estimate=True
             ),
+            queue_full_as_quota=bool(context.spec.batch and context.spec.batch.queue_full_as_quota),
         )
         # Requests of shards stopped in this run (their batch may be paid for),
         # by shard: asked again, they wait for that shard collected anew, never
@@ -203,7 +204,7 @@ class BatchStrategy:
                 pending.future = BatchPromise(key)
             return pending.future
         future = BatchPromise(key)
-        stopped = self._stopped.get(key)
+        stopped = self._stopped.pop(key, None)
         if stopped is not None and self._restart(stopped):
             row = self.store.get_requests(self.provider_name, [key]).get(key)
             attempts = retries_used(row.attempts) if row is not None else 0
@@ -231,17 +232,21 @@ class BatchStrategy:
         if self._burst:
             self._burst = 0
             GcHold.release()
+            # The turn's last request came at most this long ago (see _arm_linger).
+            self._last_arrival = asyncio.get_running_loop().time()
 
     def _restart(self, shard_id: str) -> bool:
-        """Run a shard stopped earlier in this run again; whether it is running now."""
+        """Run a shard stopped earlier in this run again; whether it is running now.
+
+        Its other requests stay noted as stopped in it: asked again while it
+        runs, they wait for it too, never for a second batch of their own.
+        """
         task = self._executors.get(shard_id)
         if task is not None and not task.done():
             return True
         shard = self.store.get_shard(shard_id)
         if shard is None or shard.state not in UNFINISHED_SHARD_STATES:
             return False
-        for key in [k for k, sid in self._stopped.items() if sid == shard_id]:
-            del self._stopped[key]
         self._start_executor(shard)
         return True
 
@@ -347,6 +352,10 @@ class BatchStrategy:
         self._journal_refused = False
 
     def _arm_linger(self) -> None:
+        if self._burst and self._linger_handle is not None:
+            # Within a turn of submits: its end (_end_burst, called before any
+            # timer the turn made due) marks the arrival, not each request.
+            return
         loop = asyncio.get_running_loop()
         self._last_arrival = loop.time()
         if self._linger_handle is None:
@@ -417,9 +426,9 @@ class BatchStrategy:
             for key in sealed.keys:
                 self.settlement.reject(key, error)
             return None
-        rounds = max(
-            (self._pending[k].attempts for k in sealed.keys if k in self._pending), default=0
-        )
+        # Only a request queued again (a retry round, a resume) has rounds behind it.
+        rejoined = [k for k in sealed.keys if k in self._rejoined] if self._rejoined else []
+        rounds = max((self._pending[k].attempts for k in rejoined if k in self._pending), default=0)
         shard = Shard(
             shard_id=sealed.shard_id,
             provider=self.provider_name,
@@ -430,7 +439,6 @@ class BatchStrategy:
             requests=len(sealed.keys),
             bytes=sealed.bytes,
         )
-        rejoined = [k for k in sealed.keys if k in self._rejoined]
         self._rejoined.difference_update(rejoined)
         with self.store.in_transaction():
             self.store.add_shard(shard)
@@ -454,6 +462,10 @@ class BatchStrategy:
             return
         exc = task.exception()
         if exc is None:
+            if self._stopped:
+                # Collected at last: its requests are answered, no longer stopped.
+                for key in [k for k, sid in self._stopped.items() if sid == shard_id]:
+                    del self._stopped[key]
             return
         say_why_stopped(shard_id, exc)
         fresh = self._fresh.pop(shard_id, [])

@@ -171,5 +171,3 @@ def _shard_of(store: Any, ident: str) -> Any:
             f"no batch or shard {ident!r} in the journal (see `lexibatch batches list`)"
         )
     return shard
-
-

@@ -45,5 +45,3 @@ def cost(ctx: click.Context, as_json: bool, chart: bool, **flags: Any) -> None:
     if chart:
         console.print()
         console.print(spend_chart(buckets, name, fmt))
-
-

@@ -60,5 +60,3 @@ def emulator(
         fields["api_keys"] = list(api_keys)
     config = EmulatorConfig(**fields)
     serve(host, port, state, config, ready=lambda line: click.echo(line, err=True))
-
-

@@ -22,6 +22,7 @@ from plugins.cli.options import (
 from plugins.cli.session import (
     hush,
     observe,
+    requests_kept,
     room_suffix,
     run_coroutine,
     say,
@@ -127,7 +128,8 @@ def run(
         if summary.failed:
             sys.exit(EXIT_PROVIDER)
 
-    run_coroutine(with_connector(settings, body))
+    with requests_kept():
+        run_coroutine(with_connector(settings, body))
 
 
 def estimate_or_refuse(
@@ -199,5 +201,3 @@ def resume(ctx: click.Context, quiet: bool, **flags: Any) -> None:
         )
 
     run_coroutine(with_connector(settings, body))
-
-

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -14,7 +16,19 @@ if TYPE_CHECKING:
     from plugins.connector import LexiConnector
     from plugins.progress import ProgressObserver
 
-__all__ = ["hush", "observe", "run_coroutine", "say", "unobserve", "with_connector"]
+__all__ = [
+    "hush",
+    "observe",
+    "requests_kept",
+    "run_coroutine",
+    "say",
+    "unobserve",
+    "with_connector",
+]
+
+# Full collections while requests read from a file are answered: one for every
+# this many collections of the middle generation (Python's default: 10).
+_FULL_COLLECTION_EVERY = 100
 
 T = TypeVar("T")
 
@@ -24,9 +38,7 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-async def with_connector(
-    settings: Settings, body: Callable[[LexiConnector], Awaitable[T]]
-) -> T:
+async def with_connector(settings: Settings, body: Callable[[LexiConnector], Awaitable[T]]) -> T:
     """``await body(connector)`` with a connector built from ``settings``, closed at the end."""
     from plugins.factory import open_connector
 
@@ -35,6 +47,29 @@ async def with_connector(
         return await body(connector)
     finally:
         await connector.aclose()
+
+
+@contextmanager
+def requests_kept() -> Iterator[None]:
+    """While a command answers the requests it has read, keep them out of the collector's way.
+
+    They live until the command ends: frozen (with everything imported so
+    far), no full collection walks them again; and full collections, which
+    walk every answer held so far, are ten times rarer. The young
+    generations are collected as usual, so short-lived cycles are still
+    freed. Both are undone at the end (objects frozen by the caller before
+    stay frozen, with the requests: a freeze cannot be undone in part).
+    """
+    threshold = gc.get_threshold()
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    gc.set_threshold(threshold[0], threshold[1], max(threshold[2], _FULL_COLLECTION_EVERY))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        if not frozen_before:
+            gc.unfreeze()
 
 
 def observe(state: Any, *, quiet: bool) -> ProgressObserver:

@@ -25,8 +25,13 @@ __all__ = ["CostTables"]
 class CostTables(RefTables):
     """The ``calls`` table (a mixin of :class:`~plugins.store.Store`)."""
 
-    def record_calls(self, rows: Iterable[CallRecord]) -> int:
-        """Record paid calls in the usage ledger; returns how many were recorded."""
+    def record_calls(self, rows: Iterable[CallRecord], *, run_id: str | None = None) -> int:
+        """Record paid calls in the usage ledger; returns how many were recorded.
+
+        ``run_id``: the run that paid for them, when another than this store's
+        (answers an earlier run kept aside, stored now); it is added to the
+        runs if new.
+        """
         now = time.time()
         calls = list(rows)
         if not calls:
@@ -34,7 +39,7 @@ class CostTables(RefTables):
 
         def run() -> int:
             refs = self._batch_refs(c.batch_id for c in calls)
-            run_ref = self._run_ref()
+            run_ref = self._run_ref(run_id)
             values = [
                 (
                     c.provider,

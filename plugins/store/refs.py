@@ -40,9 +40,9 @@ class RefTables(Backend):
             refs[batch_id] = self._ref("batches", "batch_id", batch_id)
         return refs
 
-    def _run_ref(self) -> int:
-        """The number of this store's run id (stored if new), inside a write."""
-        return self._ref("runs", "run_id", self.run_id)
+    def _run_ref(self, run_id: str | None = None) -> int:
+        """The number of a run id (this store's by default), stored if new, inside a write."""
+        return self._ref("runs", "run_id", self.run_id if run_id is None else run_id)
 
     def _ref(self, table: str, column: str, value: str) -> int:
         row = self._fetch_one(f"SELECT id FROM {table} WHERE {column} = ?", (value,))

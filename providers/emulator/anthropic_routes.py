@@ -57,6 +57,7 @@ async def msgbatch_create(app: AppCore, request: web.Request) -> web.Response:
     await app.step_latency()
     return json_response(obj, 200, anthropic_headers())
 
+
 async def msgbatch_get(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1/messages/batches/{id}``."""
     batch_id = request.match_info["id"]
@@ -70,6 +71,7 @@ async def msgbatch_get(app: AppCore, request: web.Request) -> web.Response:
         headers["retry-after"] = f"{app.config.poll_retry_after:g}"
     return json_response(obj, 200, headers)
 
+
 async def msgbatch_cancel(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/messages/batches/{id}/cancel``."""
     batch_id = request.match_info["id"]
@@ -81,22 +83,20 @@ async def msgbatch_cancel(app: AppCore, request: web.Request) -> web.Response:
         return anthropic_error(400, "invalid_request_error", str(exc))
     return json_response(obj, 200, anthropic_headers())
 
+
 async def msgbatch_list(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1/messages/batches?limit=&after_id=&before_id=``."""
     try:
         limit = int(request.query.get("limit", "20"))
     except ValueError:
-        return anthropic_error(
-            400, "invalid_request_error", "limit: Input should be an integer"
-        )
+        return anthropic_error(400, "invalid_request_error", "limit: Input should be an integer")
     if not 1 <= limit <= 1000:
-        return anthropic_error(
-            400, "invalid_request_error", "limit: must be between 1 and 1000"
-        )
+        return anthropic_error(400, "invalid_request_error", "limit: must be between 1 and 1000")
     obj = await app.engine.list_anthropic(
         limit, request.query.get("after_id"), request.query.get("before_id"), origin(request)
     )
     return json_response(obj, 200, anthropic_headers())
+
 
 async def msgbatch_results(app: AppCore, request: web.Request) -> web.StreamResponse:
     """``GET /v1/messages/batches/{id}/results`` (JSONL, 404 until the batch has ended)."""

@@ -72,6 +72,8 @@ _STATES = {
     "expired": "BATCH_STATE_EXPIRED",
     "cancelled": "BATCH_STATE_CANCELLED",
 }
+
+
 def _authorized(request: web.Request) -> bool:
     return bool(request.headers.get("x-goog-api-key", "").strip() or request.query.get("key"))
 

@@ -14,7 +14,10 @@ __all__ = [
     "B64URL",
     "LOWER",
     "STATUS_NAMES",
-    "id_rng", "last_segment", "wire_error", "wire_ok",
+    "id_rng",
+    "last_segment",
+    "wire_error",
+    "wire_ok",
     "wire_time",
 ]
 

@@ -92,9 +92,7 @@ async def immediate(app: AppCore, request: web.Request, openai: bool, kind: str)
         cfg.slow > 0 and roll(seed, "slow", digest, seen) < cfg.slow
     ):
         await asyncio.sleep(cfg.slow_seconds)
-        if not cfg.bill_abandoned and (
-            request.transport is None or request.transport.is_closing()
-        ):
+        if not cfg.bill_abandoned and (request.transport is None or request.transport.is_closing()):
             # The client hung up while it waited: this provider forgets the call.
             return web.Response(status=499)
     if markers.wants("rate-limit", seen) or (
@@ -141,8 +139,7 @@ async def immediate(app: AppCore, request: web.Request, openai: bool, kind: str)
             return anthropic_error(529, "overloaded_error", "Overloaded")
         return anthropic_error(500, "api_error", "Internal server error")
     invalid = markers.wants("schema-invalid", seen) or (
-        cfg.schema_invalid > 0
-        and roll(seed, "schema_invalid", digest, seen) < cfg.schema_invalid
+        cfg.schema_invalid > 0 and roll(seed, "schema_invalid", digest, seen) < cfg.schema_invalid
     )
     answer_seed = body_seed(seed, canon)
     created = int(time.time())
@@ -175,6 +172,7 @@ async def immediate(app: AppCore, request: web.Request, openai: bool, kind: str)
     headers = openai_headers() if openai else anthropic_headers()
     return json_response(answer.body, 200, headers)
 
+
 def over_limit(app: AppCore, openai: bool, model: str, wait: float) -> web.Response:
     """The 429 of a call past the emulator's own rate limits."""
     cfg = app.config
@@ -196,6 +194,7 @@ def over_limit(app: AppCore, openai: bool, model: str, wait: float) -> web.Respo
         headers=retry,
     )
 
+
 async def inference(app: AppCore, request: web.Request, openai: bool, kind: str) -> web.Response:
     # Every answer of an inference route, errors included, reports the rate limits.
     response = await immediate(app, request, openai, kind)
@@ -203,13 +202,16 @@ async def inference(app: AppCore, request: web.Request, openai: bool, kind: str)
     response.headers.update(app.limiter.headers(openai, cfg.rpm_limit, cfg.tpm_limit))
     return response
 
+
 async def chat(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/chat/completions``."""
     return await inference(app, request, True, "chat")
 
+
 async def responses(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/responses``."""
     return await inference(app, request, True, "responses")
+
 
 async def messages(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/messages``."""

@@ -59,6 +59,7 @@ async def upload(app: AppCore, request: web.Request) -> web.Response:
     await app.step_latency()
     return json_response(rec.obj(fresh_upload=True), 200, openai_headers())
 
+
 def _file(app: AppCore, request: web.Request) -> Any:
     file_id = request.match_info["id"]
     rec = app.state.files.get(file_id)
@@ -66,13 +67,16 @@ def _file(app: AppCore, request: web.Request) -> Any:
         return openai_error(404, f"No such File object: {file_id}", param="id")
     return rec
 
+
 async def file_list(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1/files``."""
     return list_files(app.state, request)
 
+
 async def file_delete(app: AppCore, request: web.Request) -> web.Response:
     """``DELETE /v1/files/{id}``."""
     return delete_file(app.state, request)
+
 
 async def file_get(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1/files/{id}``."""
@@ -80,6 +84,7 @@ async def file_get(app: AppCore, request: web.Request) -> web.Response:
     if isinstance(rec, web.Response):
         return rec
     return json_response(rec.obj(), 200, openai_headers())
+
 
 async def file_content(app: AppCore, request: web.Request) -> web.StreamResponse:
     """``GET /v1/files/{id}/content`` (streamed)."""
@@ -94,7 +99,9 @@ async def file_content(app: AppCore, request: web.Request) -> web.StreamResponse
     await app.step_latency()
     return await app.file_response(request, rec, headers)
 
+
 # -------------------------------------------------------- OpenAI batches
+
 
 async def batch_create(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/batches``."""
@@ -150,6 +157,7 @@ async def batch_create(app: AppCore, request: web.Request) -> web.Response:
     await app.step_latency()
     return json_response(obj, 200, openai_headers())
 
+
 async def batch_get(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1/batches/{id}``."""
     batch_id = request.match_info["id"]
@@ -158,6 +166,7 @@ async def batch_get(app: AppCore, request: web.Request) -> web.Response:
     except NotFound:
         return openai_error(404, f"No batch found with id '{batch_id}'.")
     return json_response(obj, 200, openai_headers())
+
 
 async def batch_cancel(app: AppCore, request: web.Request) -> web.Response:
     """``POST /v1/batches/{id}/cancel``."""
@@ -169,6 +178,7 @@ async def batch_cancel(app: AppCore, request: web.Request) -> web.Response:
     except Conflict as exc:
         return openai_error(409, str(exc))
     return json_response(obj, 200, openai_headers())
+
 
 async def batch_list(app: AppCore, request: web.Request) -> web.Response:
     """``GET /v1/batches?limit=&after=``."""

@@ -147,9 +147,7 @@ def create_batch(
     return app.state.batches[batch_id]
 
 
-def queue_refusal(
-    app: AppCore, wire: str, items: list[tuple[str, dict[str, Any]]]
-) -> str | None:
+def queue_refusal(app: AppCore, wire: str, items: list[tuple[str, dict[str, Any]]]) -> str | None:
     """Why a ``wire`` batch of ``items`` is refused (a 429) for the enqueued-token limit."""
     refusal = wire_refusal(
         app.state.batches.values(), wire, chat_tokens(items), app.config.enqueued_token_limit

@@ -88,8 +88,11 @@ async def _die(connector: Any, tasks: list[asyncio.Future[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def break_results_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first read of a batch's results fails as a dropped connection."""
+def break_results_once(monkeypatch: pytest.MonkeyPatch, *, then_slow: float = 0.0) -> None:
+    """The first read of a batch's results fails as a dropped connection.
+
+    ``then_slow``: seconds every later read waits before its first line.
+    """
     from providers.openai import OpenAIBatchEndpoint
 
     original = OpenAIBatchEndpoint.results
@@ -99,6 +102,8 @@ def break_results_once(monkeypatch: pytest.MonkeyPatch) -> None:
         if not state["broken"]:
             state["broken"] = True
             raise ProviderConnectionError("connection reset while reading the output file")
+        if then_slow:
+            await asyncio.sleep(then_slow)
         async for item in original(self, batch):
             yield item
 

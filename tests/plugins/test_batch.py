@@ -321,6 +321,42 @@ async def test_execute_batch_dispatches_without_waiting_for_linger(
         await connector.aclose()
 
 
+async def test_a_shard_leaves_a_linger_after_the_last_burst_of_requests_not_the_first(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    # Requests queued in bursts (one event-loop turn each): the linger counts
+    # from the last burst, so a second burst before it ends holds the shard.
+    linger = 2.0
+    settings = make_settings(fresh_emulator, batch={"linger": linger})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        strategy = connector.batch_strategy()
+        sealed = asyncio.Event()
+        sealed_at: list[float] = []
+        on_sealed = strategy.accumulator.on_sealed
+
+        def seal(shard: Any) -> None:
+            sealed_at.append(time.monotonic())
+            sealed.set()
+            on_sealed(shard)
+
+        strategy.accumulator.on_sealed = seal
+        build = connector.build_request
+        first = [strategy.submit(build(f"burst one {i}", Entry)) for i in range(20)]
+        await asyncio.sleep(linger / 2)
+        second = [strategy.submit(build(f"burst two {i}", Entry)) for i in range(20)]
+        second_at = time.monotonic()
+        await asyncio.wait_for(sealed.wait(), timeout=30)
+        # Not at the first burst's linger: at the second's.
+        assert sealed_at[0] - second_at >= linger * 0.99
+        await asyncio.wait_for(connector.execute_batch(), timeout=30)
+        assert all(isinstance(p.result().output, Entry) for p in first + second)
+        assert [s.requests for s in connector.store.shards()] == [40]
+    finally:
+        await connector.aclose()
+
+
 async def test_a_full_shard_leaves_at_once_whatever_the_linger(
     fresh_emulator: Any, make_settings: Any
 ) -> None:

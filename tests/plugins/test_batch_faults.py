@@ -87,6 +87,29 @@ async def test_asking_again_after_a_stopped_collection_collects_the_same_batch(
     assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
 
 
+async def test_requests_asked_again_all_wait_for_their_stopped_batch_not_a_new_one(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Collecting the batch anew takes longer than the linger (0.05 s): the
+    # requests asked again after the first must not go into a shard of
+    # their own meanwhile (their batch is paid for already).
+    break_results_once(monkeypatch, then_slow=0.5)
+    prompts = [f"h2d {i}" for i in range(8)]
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        first = await gather(connector, prompts)
+        assert all(isinstance(r, ProviderConnectionError) for r in first), first
+        again = await asyncio.wait_for(gather(connector, prompts), 20)
+        assert all(isinstance(r, Entry) for r in again), again
+        await connector.execute_batch()  # anything still queued would be sent now
+        assert [(s.state, s.requests) for s in connector.store.shards()] == [("collected", 8)]
+    finally:
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
+
+
 async def test_asking_again_after_a_resumed_batch_stopped_does_not_hang(
     make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

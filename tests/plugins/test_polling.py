@@ -80,8 +80,30 @@ def _poll_times(connector: Any) -> list[float]:
     return times
 
 
-async def test_polls_against_the_emulator_follow_the_schedule(make_settings: Any) -> None:
+class _SleepLog:
+    """``asyncio`` as the executor sees it, with every non-zero sleep written down."""
+
+    def __init__(self, log: list[tuple[str, float]]) -> None:
+        self._log = log
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds:
+            self._log.append(("sleep", seconds))
+        await asyncio.sleep(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+
+async def test_polls_against_the_emulator_follow_the_schedule(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plugins.batch.executor as executor
+
     config = EmulatorConfig(batch_seconds=1.0, finalizing=0.0)
+    # In order: the batch created, each wait asked for, each poll and what it saw.
+    events: list[tuple[str, float]] = []
+    monkeypatch.setattr(executor, "asyncio", _SleepLog(events))
     with Emulator(config) as emu:
         settings = make_settings(
             emu,
@@ -89,26 +111,44 @@ async def test_polls_against_the_emulator_follow_the_schedule(make_settings: Any
         )
         connector = open_connector(settings)
         try:
-            times = _poll_times(connector)
+            endpoint = connector.provider.batch
+            create, poll = endpoint.create, endpoint.poll
+
+            async def created(*args: Any, **kwargs: Any) -> Any:
+                info = await create(*args, **kwargs)
+                events.append(("created", time.monotonic()))
+                return info
+
+            async def polled(batch_id: str) -> Any:
+                at = time.monotonic()
+                info = await poll(batch_id)
+                events.append(("ended" if info.state.terminal else "running", at))
+                return info
+
+            endpoint.create, endpoint.poll = created, polled
             connector.enable_batch_mode()
-            started = time.monotonic()
             pending = asyncio.ensure_future(connector.structured("swift", Word))
             await connector.execute_batch()
-            done = time.monotonic()
             assert (await pending).word
         finally:
             await connector.aclose()
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(times) >= 3
-    # First poll 0.1 s after the create (plus the 0.05 s linger), then 0.125, 0.156,
-    # ... s: growing, never past the interval (plus scheduling slack).
-    assert times[0] - started < 0.05 + 0.1 + 0.3
-    assert gaps[0] == pytest.approx(0.125, abs=0.06)
-    assert gaps[1] == pytest.approx(0.156, abs=0.06)
-    assert all(g < 0.55 for g in gaps)
-    assert all(b >= a - 0.08 for a, b in itertools.pairwise(gaps))
-    # The batch ends about 1 s after creation; it is collected within one interval of that.
-    assert done - started < 1.0 + 0.4 + 0.5
+    kinds = [kind for kind, _ in events]
+    # Created, then wait and poll in turn until a poll sees the batch ended:
+    # polling stops at once then.
+    polls = len(kinds) // 2 - 1
+    assert polls >= 2
+    assert kinds == ["created"] + ["sleep", "running"] * polls + ["sleep", "ended"], kinds
+    # The waits are the schedule's: 0.1 s, then 0.125, 0.156, ... s, growing,
+    # never past the interval. The batch ends about 1 s after creation; the
+    # last wait, and so the delay in collecting it, is at most one interval.
+    waits = [seconds for kind, seconds in events if kind == "sleep"]
+    schedule = PollSchedule(first=0.1, interval=0.4, ceiling=0.4)
+    assert waits == [schedule.next_wait() for _ in waits]
+    assert waits[:3] == [0.1, 0.125, 0.15625] and max(waits) <= 0.4
+    # Each poll came no sooner than its wait after the one before (or the create).
+    moments = [at for kind, at in events if kind != "sleep"]
+    for wait, (before, after) in zip(waits, itertools.pairwise(moments), strict=True):
+        assert after - before >= wait - 0.005
 
 
 async def test_anthropic_polls_wait_what_retry_after_asks(make_settings: Any) -> None:

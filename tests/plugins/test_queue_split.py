@@ -17,6 +17,7 @@ from plugins.batch.queuecap import (
     refused_at_create,
     stated_limit,
 )
+from plugins.config import registered_spec
 from plugins.dashboard import RunState
 from plugins.factory import open_connector
 from providers.errors import RateLimitError, ServerError, error_from_status
@@ -112,7 +113,10 @@ def test_a_full_queue_429_is_told_from_a_rate_limit(
     error = _429(provider, message, code)
     assert isinstance(error, RateLimitError)
     assert create_refusal(error) == kind
-    assert refused_at_create(error) is waits_when_lasting
+    spec = registered_spec(provider)
+    assert spec is not None and spec.batch is not None
+    quota_worded = spec.batch.queue_full_as_quota
+    assert refused_at_create(error, quota_worded=quota_worded) is waits_when_lasting
 
 
 def test_only_a_429_is_a_refusal_at_create() -> None:

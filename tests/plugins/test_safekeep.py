@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from plugins.factory import open_connector
@@ -152,5 +153,76 @@ def test_an_answer_the_spill_cannot_take_either_is_said_to_be_lost(tmp_path: Pat
         message = str(refused.value)
         assert "1 answer paid for could not be kept" in message and "it is a folder" in message
         assert "\n" not in message
+    finally:
+        store.close()
+
+
+def test_answers_taken_from_the_spill_stay_in_the_ledger_of_the_run_that_paid(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "lexibatch.db")
+    paying = Store(path)
+    usage = Usage(input_tokens=5, output_tokens=7)
+    try:
+        keep = SafeKeep(paying)
+        for n in range(2):
+            call = CallRecord("openai", "gpt-4o-mini", "t", "immediate", f"k{n}", usage, 0.5)
+            with pytest.raises(StoreRefusedError):
+                keep.store_paid(_refused, [call], None, "openai")
+        paid_by = paying.run_id
+    finally:
+        paying.close()
+    rerun = Store(path)
+    try:
+        assert rerun.run_id != paid_by
+        assert take_back(rerun) == 2
+        # The re-run paid nothing: `lexibatch cost` of its run counts none of them.
+        assert rerun.cost_report(run=rerun.run_id) == []
+        [row] = rerun.cost_report(run=paid_by)
+        assert (row.requests, row.cost_usd) == (2, 1.0)
+        assert rerun.query("SELECT COUNT(*) FROM runs WHERE run_id = ?", (paid_by,)) == [(1,)]
+        # A spill of an earlier version names no run: its rows go to the importing run.
+        old = {"id": "old0", "provider": "openai", "result": None, "calls": []}
+        call = CallRecord("openai", "gpt-4o-mini", "t", "immediate", "k9", usage, 0.25)
+        old["calls"] = [{**call._asdict(), "usage": usage.to_dict()}]
+        spill_path(rerun).write_bytes(orjson.dumps(old) + b"\n")  # type: ignore[union-attr]
+        assert take_back(rerun) == 1
+        [mine] = rerun.cost_report(run=rerun.run_id)
+        assert (mine.requests, mine.cost_usd) == (1, 0.25)
+    finally:
+        rerun.close()
+
+
+def test_a_new_spill_file_is_synced_into_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    synced: list[tuple[bool, int]] = []
+    fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append((stat.S_ISDIR(info.st_mode), info.st_ino))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    store = Store(str(tmp_path / "lexibatch.db"))
+    try:
+        keep = SafeKeep(store)
+        folder = tmp_path.stat().st_ino
+        for n in range(2):
+            call = CallRecord("openai", "gpt-4o-mini", "t", "immediate", f"k{n}", cost_usd=0.1)
+            with pytest.raises(StoreRefusedError):
+                keep.store_paid(_refused, [call], None, "openai")
+            spill = spill_path(store)
+            assert spill is not None
+            if n == 0:
+                # The line, then the folder that now names the new file.
+                assert synced == [(False, spill.stat().st_ino), (True, folder)]
+                synced.clear()
+        # Appended to a file that exists: the line alone.
+        assert synced == [(False, spill.stat().st_ino)]
     finally:
         store.close()

@@ -249,7 +249,7 @@ class SQLiteEngine(Backend):
         # key indexes of the cache and of the journal (about 44 bytes a
         # request each); once they outgrow the cache, SQLite spills pages to
         # the WAL mid-transaction and reads them back, and a batch run slows
-        # down as the store grows (not before a million or so requests).
+        # down as the store grows (past some 700,000 requests).
         conn.execute("PRAGMA cache_size = -65536")
         # The migration to schema 6 stores request keys as plugins.store.keys does.
         conn.create_function("lb_key", 1, key_cell, deterministic=True)

@@ -21,8 +21,9 @@ from plugins.outfile import write_atomically
 from plugins.requestfile import JobItem, read_requests
 from plugins.retry import is_unreachable
 from providers.errors import ProviderError, StoreWriteError
+from providers.jsonl import dumps_kept
 from providers.money import to_decimal
-from providers.types import Request, Response
+from providers.types import Request, Response, Usage
 
 if TYPE_CHECKING:
     from plugins.connector import LexiConnector
@@ -68,15 +69,15 @@ async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path
     for outcome in outcomes:
         if isinstance(outcome, StoreWriteError):
             raise outcome
-    summary = JobSummary(total=len(items))
+    lines = _ResultLines(JobSummary(total=len(items)))
     write_atomically(
         out,
         (
-            orjson.dumps(_result_line(item, outcome, summary)) + b"\n"
+            orjson.dumps(lines.line(item, outcome), option=orjson.OPT_APPEND_NEWLINE)
             for item, outcome in zip(items, outcomes, strict=True)
         ),
     )
-    return summary
+    return lines.summary
 
 
 async def _gather_batched(connector: LexiConnector, requests: list[Request]) -> list[Any]:
@@ -105,26 +106,68 @@ def _outcome(future: asyncio.Future[Response]) -> Any:
     return future.exception() or future.result()
 
 
-def _result_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, Any]:
-    if isinstance(outcome, Response):
+# Usage values and prices remembered while result lines are written.
+_REMEMBERED = 4096
+
+
+class _ResultLines:
+    """Result lines of one run, counted into its summary.
+
+    Answers often share their usage values and prices, so each usage is
+    serialized and each price made exact once, not per line (the most recent
+    :data:`_REMEMBERED` of each are kept).
+    """
+
+    __slots__ = ("_exact", "_usages", "summary")
+
+    def __init__(self, summary: JobSummary) -> None:
+        self.summary = summary
+        self._exact: dict[float, Decimal] = {}
+        # id(usage) -> (the usage, kept so its id is not reused; its JSON)
+        self._usages: dict[int, tuple[Usage, orjson.Fragment]] = {}
+
+    def line(self, item: JobItem, outcome: Any) -> dict[str, Any]:
+        """The result line of ``item`` (its outcome counted into the summary)."""
+        if isinstance(outcome, Response):
+            return self._answered(item, outcome)
+        return _failed_line(item, outcome, self.summary)
+
+    def _answered(self, item: JobItem, outcome: Response) -> dict[str, Any]:
+        summary = self.summary
         summary.succeeded += 1
         summary.cached += int(outcome.cached)
-        if outcome.cost_usd is None:
+        cost = outcome.cost_usd
+        if cost is None:
             summary.unpriced += 1
         else:
-            summary.cost_usd += to_decimal(outcome.cost_usd)
+            exact = self._exact.get(cost)
+            if exact is None:
+                if len(self._exact) >= _REMEMBERED:
+                    self._exact.clear()
+                exact = self._exact[cost] = to_decimal(cost)
+            summary.cost_usd += exact
+        usage = outcome.usage
+        known = self._usages.get(id(usage))
+        if known is None or known[0] is not usage:
+            if len(self._usages) >= _REMEMBERED:
+                self._usages.clear()
+            known = (usage, orjson.Fragment(dumps_kept(usage.to_dict())))
+            self._usages[id(usage)] = known
         return {
             "id": item.id,
             "key": item.request.key,
             "status": "succeeded",
             "output": outcome.output,
-            "usage": outcome.usage.to_dict(),
-            "cost_usd": outcome.cost_usd,
+            "usage": known[1],
+            "cost_usd": cost,
             "mode": outcome.mode,
             "model": outcome.model,
             "batch_id": outcome.batch_id,
             "cached": outcome.cached,
         }
+
+
+def _failed_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, Any]:
     if not isinstance(outcome, Exception):
         # An interrupt or a cancellation: not the request's outcome.
         raise outcome

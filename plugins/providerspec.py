@@ -66,8 +66,11 @@ class BatchSpec:
         mixed_models: whether one batch may carry requests for several models.
         input: how the requests reach the provider (``file``, ``inline`` or both).
         idempotent_create: whether sending the same create twice makes one
-            batch; when not, a create whose answer was lost is recognised
-            through ``find()`` before anything is sent again.
+            batch (shown by ``lexibatch plugins``). A create whose answer was
+            lost is looked for through ``find()`` before anything is sent
+            again either way: a provider's deduplication lasts a while, a
+            shard may wait in doubt across days, and a batch refused for the
+            queue must be made anew, not handed back.
         queue_full_as_quota: whether the provider words a full batch queue as
             any exhausted quota (a 429 that does not name the queue, as
             Gemini's ``RESOURCE_EXHAUSTED``): a 429 at create that outlasts the
@@ -114,7 +117,10 @@ class ProviderSpec:
             ``litellm_provider``) price its models; ``None``: the model
             string's own prefix decides (``anthropic/claude-...``), as for LiteLLM.
         structured_output: the ways it can be made to answer in a schema,
-            the default first.
+            the default first; empty when its API takes no schema (its
+            adapter then asks in the prompt: :mod:`providers.jsonprompt`).
+            Shown by ``lexibatch plugins``; the engine validates every
+            answer against its schema either way.
         batch: its batch endpoint, or ``None`` when it has none.
         batch_price_share: its batch price as a share of the immediate one
             (its published discount: ``0.5`` for half price), for models
@@ -140,9 +146,10 @@ class ProviderSpec:
     def describe(self) -> list[str]:
         """What ``lexibatch plugins`` says of the provider, line by line."""
         key = self.key_env or "none needed"
+        structured = ", ".join(self.structured_output) or "none (asked in the prompt)"
         lines = [
             f"key: {key} · prices: {self.prices or 'by the model name'} · "
-            f"structured output: {', '.join(self.structured_output)}"
+            f"structured output: {structured}"
         ]
         if self.batch is not None:
             batch = "batch: " + self.batch.describe()

@@ -148,13 +148,16 @@ def _parse_line(
             f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(_KNOWN))}"
         )
+    get = obj.get
     messages: list[Message] = []
-    if obj.get("system") is not None:
-        messages.append(Message("system", _text(obj["system"], "system", where)))
+    system = get("system")
+    if system is not None:
+        messages.append(Message("system", _text(system, "system", where)))
     if "messages" in obj:
-        if not isinstance(obj["messages"], list) or not obj["messages"]:
+        given = obj["messages"]
+        if not isinstance(given, list) or not given:
             raise InputError(f"{where}: messages must be a non-empty list")
-        for i, m in enumerate(obj["messages"]):
+        for i, m in enumerate(given):
             if not isinstance(m, dict) or m.get("role") not in _ROLES:
                 raise InputError(
                     f"{where}: messages[{i}] needs a role of system, user or assistant"
@@ -166,30 +169,35 @@ def _parse_line(
         messages.append(Message("user", _text(obj["prompt"], "prompt", where)))
     else:
         raise InputError(f"{where}: needs messages or prompt")
-    line_id = obj.get("id", lineno)
-    if not isinstance(line_id, str | int) or isinstance(line_id, bool):
+    line_id = get("id", lineno)
+    if type(line_id) is not str and (not isinstance(line_id, int) or isinstance(line_id, bool)):
         raise InputError(f"{where}: id must be a string or an integer, got {line_id!r}")
-    task = obj.get("task")
-    if task is not None and not isinstance(task, str):
+    task = get("task")
+    if task is not None and type(task) is not str:
         raise InputError(f"{where}: task must be a string, got {task!r}")
     # A model given is used as it is (checked below); only an absent one is routed.
-    model = obj["model"] if obj.get("model") is not None else None
+    model = get("model")
     if model is None:
         model = (route(task) if route else None) or default_model
-    schema = obj.get("schema")
-    if schema is not None and not isinstance(schema, dict):
+    schema = get("schema")
+    if schema is None:
+        json_schema = None
+    elif type(schema) is dict:
+        json_schema = _strict(schema, schemas, where)
+    else:
         raise InputError(f"{where}: schema must be a JSON schema object, got {schema!r:.60}")
+    extras = get("extras")
     request = Request(
         model=model,
         messages=tuple(messages),
-        json_schema=_strict(schema, schemas, where) if schema is not None else None,
-        schema_name=obj.get("schema_name") or ("response" if schema is not None else None),
-        max_tokens=obj.get("max_tokens"),
-        temperature=obj.get("temperature"),
+        json_schema=json_schema,
+        schema_name=get("schema_name") or ("response" if schema is not None else None),
+        max_tokens=get("max_tokens"),
+        temperature=get("temperature"),
         task=task,
-        extras=obj["extras"] if obj.get("extras") is not None else {},
+        extras=extras if extras is not None else {},
     )
-    return JobItem(str(line_id), request, lineno)
+    return JobItem(line_id if type(line_id) is str else str(line_id), request, lineno)
 
 
 def _strict(
@@ -207,6 +215,6 @@ def _strict(
 
 
 def _text(value: Any, field: str, where: str) -> str:
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise InputError(f"{where}: {field} must be a string, got {value!r:.60}")
     return value

@@ -49,9 +49,12 @@ __all__ = ["BatchExecutor"]
 log = logging.getLogger("lexibatch.batch")
 
 # Results are stored in chunks: one transaction per chunk keeps a 50,000-line
-# batch to a handful of commits (each commit of randomly keyed rows is dear)
-# while a crash loses at most one chunk of work, which is read again on resume.
-RESULT_CHUNK = 10_000
+# batch to two commits (each commit rewrites every page of the cache's key
+# index its random keys land on, nearly all of them once the cache holds a
+# few hundred thousand answers) while a crash loses at most one chunk of
+# work, which is read again on resume; the chunk's lines are held in memory
+# until it is stored, which bounds it.
+RESULT_CHUNK = 25_000
 
 
 class BatchExecutor:

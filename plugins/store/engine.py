@@ -245,10 +245,11 @@ class SQLiteEngine(Backend):
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
         # 64 MiB of page cache at most (taken as pages are read): a commit of
-        # ten thousand results lands on as many random leaves of the cache and
-        # of the journal; once that is more than the cache holds, SQLite
-        # spills pages to the WAL mid-transaction and reads them back, and a
-        # batch run slows down as the store grows.
+        # tens of thousands of answers lands on as many random leaves of the
+        # key indexes of the cache and of the journal (about 44 bytes a
+        # request each); once they outgrow the cache, SQLite spills pages to
+        # the WAL mid-transaction and reads them back, and a batch run slows
+        # down as the store grows (past some 700,000 requests).
         conn.execute("PRAGMA cache_size = -65536")
         # The migration to schema 6 stores request keys as plugins.store.keys does.
         conn.create_function("lb_key", 1, key_cell, deterministic=True)

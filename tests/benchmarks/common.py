@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +16,23 @@ from typing import Any
 
 from pydantic import BaseModel
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.emulated_run import ROOT, EmulatorProcess
+
+__all__ = [
+    "ROOT",
+    "Clock",
+    "EmulatorProcess",
+    "Entry",
+    "Row",
+    "clock",
+    "finish",
+    "parser",
+    "peak_rss_mb",
+    "print_table",
+    "prompt",
+    "settings",
+    "size",
+]
 
 # The benchmarks never reach a real provider: dummy keys, no entry-point plugins.
 os.environ.setdefault("LEXIBATCH_LOAD_PLUGINS", "")
@@ -39,67 +53,6 @@ def prompt(i: int, size: int = 0) -> str:
     if size > len(text):
         text += " " + ("lorem ipsum " * (size // 12 + 1))[: size - len(text) - 1]
     return text
-
-
-class EmulatorProcess:
-    """``python -m providers.emulator`` on a free loopback port, as a separate process."""
-
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        self.config = {"batch_seconds": 0.0, **(config or {})}
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
-
-    def __enter__(self) -> EmulatorProcess:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "providers.emulator",
-                "--port",
-                "0",
-                "--config",
-                json.dumps(self.config),
-            ],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if match is None:
-            self.proc.kill()
-            raise RuntimeError(f"the emulator did not start: {line!r}")
-        self.port = int(match.group(1))
-        return self
-
-    @property
-    def url(self) -> str:
-        """The emulator's base URL (append ``/v1`` for the OpenAI SDK)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the emulator and its children so far (Linux /proc)."""
-        assert self.proc is not None
-        total = 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        # utime, stime, cutime, cstime (fields 14-17 of stat; 0-based 11-14 after the name)
-        total += sum(int(v) for v in fields[11:15]) / tick
-        return total
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
 
 
 def settings(emulator_url: str, db: Path, **batch: Any) -> Any:

@@ -15,20 +15,19 @@ display name, by its metadata) instead of creating and paying for it twice.
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.emulated_run import EmulatorProcess, run_env, work_folder
 
 N = 120
 PHASES = ["queued", "written", "submitting", "created", "ended"]
@@ -42,7 +41,7 @@ class Wire:
     base: str
     key_env: str
     model: str
-    extra: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def batches(self, emu: EmulatorProcess) -> list[Any]:
         """Every batch the emulator holds for this provider."""
@@ -56,106 +55,35 @@ class Wire:
 
 WIRES = {
     "openai": Wire("openai", "/v1", "OPENAI_API_KEY", "gpt-4o-mini"),
-    "gemini": Wire("gemini", "", "GEMINI_API_KEY", "gemini-2.5-flash", "inline_max_bytes = 0\n"),
+    "gemini": Wire("gemini", "", "GEMINI_API_KEY", "gemini-2.5-flash", {"inline_max_bytes": 0}),
     "mistral": Wire("mistral", "/mistral", "MISTRAL_API_KEY", "mistral-small-latest"),
 }
 
 
-class EmulatorProcess:
-    """``python -m providers.emulator`` with a state folder, restartable on the same port."""
-
-    def __init__(self, state: Path, config: dict[str, Any]) -> None:
-        self.state = state
-        self.config = config
-        self.port = 0
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "providers.emulator",
-                "--port",
-                str(self.port),
-                "--state",
-                str(self.state),
-                "--config",
-                json.dumps(self.config),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        assert match, f"emulator did not start: {line!r}"
-        self.port = int(match.group(1))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def call(self, path: str, body: dict[str, Any] | None = None, *, google: bool = False) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method="POST" if data else "GET")
-        req.add_header("Content-Type", "application/json")
-        req.add_header("Authorization", "Bearer sk-crash-test")
-        if google:
-            req.add_header("x-goog-api-key", "sk-crash-test")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
 @pytest.fixture
 def emulator_process(tmp_path: Path) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path / "emulator-state", {"batch_seconds": 2.0, "step_latency": 1.5})
-    emu.start()
-    try:
+    config = {"batch_seconds": 2.0, "step_latency": 1.5}
+    with EmulatorProcess(config, state=tmp_path / "emulator-state") as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 def _workdir(tmp_path: Path, emu: EmulatorProcess, wire: Wire = WIRES["openai"]) -> Path:
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "lexibatch.toml").write_text(
-        "[connector]\n"
-        f'provider = "{wire.name}"\n'
-        f'model = "{wire.model}"\n'
-        'mode = "batch"\n'
-        f"[providers.{wire.name}]\n"
-        f'base_url = "{emu.url}{wire.base}"\n'
-        f"{wire.extra}"
-        "[batch]\n"
-        "linger = 1.0\n"
-        "poll_interval = 0.1\n"
-        "max_poll_interval = 0.2\n"
-        "max_requests = 50\n"
+    return work_folder(
+        tmp_path / "work",
+        f"{emu.url}{wire.base}",
+        provider=wire.name,
+        connector={"model": wire.model, "mode": "batch"},
+        options=wire.options,
+        batch={"linger": 1.0, "max_requests": 50},
+        prompts=(f"crash question {i}" for i in range(N)),
     )
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
-    lines = [
-        json.dumps({"id": str(i), "prompt": f"crash question {i}", "schema": schema})
-        for i in range(N)
-    ]
-    (work / "requests.jsonl").write_text("\n".join(lines) + "\n")
-    return work
 
 
 def _start_run(work: Path, wire: Wire = WIRES["openai"]) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
-    env.update({"LEXIBATCH_LOAD_PLUGINS": "", wire.key_env: "sk-crash-test"})
     return subprocess.Popen(
         [sys.executable, "-m", "synthesis.cli", "run", "requests.jsonl", "--out", "out.jsonl"],
         cwd=work,
-        env=env,
+        env=run_env(**{wire.key_env: "sk-crash-test"}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -14,7 +14,6 @@ run's own re-run.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from typing import IO, Any
 
 import pytest
 
-from tests.crash.test_kill9 import EmulatorProcess, _shard_states
+from tests.crash.test_kill9 import _shard_states
+from tests.support.emulated_run import EmulatorProcess, run_env, work_folder
 
 N = 30
 WAITING = "wait for its answers instead of being paid for again"
@@ -36,45 +36,27 @@ ADOPTING = "collected here instead of being paid for again"
 def emulator_process(tmp_path: Path) -> Iterator[EmulatorProcess]:
     # Batches stay in progress for a while, and each upload and create
     # answers late: the immediate run is waiting well before the kill.
-    emu = EmulatorProcess(tmp_path / "emulator-state", {"batch_seconds": 4.0, "step_latency": 2.5})
-    emu.start()
-    try:
+    config = {"batch_seconds": 4.0, "step_latency": 2.5}
+    with EmulatorProcess(config, state=tmp_path / "emulator-state") as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 def _workdir(tmp_path: Path, emu: EmulatorProcess) -> Path:
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "lexibatch.toml").write_text(
-        "[connector]\n"
-        'provider = "openai"\n'
-        'model = "gpt-4o-mini"\n'
-        "[providers.openai]\n"
-        f'base_url = "{emu.url}/v1"\n'
-        "[batch]\n"
-        "linger = 0.3\n"
-        "poll_interval = 0.1\n"
-        "max_poll_interval = 0.2\n"
+    return work_folder(
+        tmp_path / "work",
+        f"{emu.url}/v1",
+        connector={"model": "gpt-4o-mini"},
+        batch={"linger": 0.3},
+        prompts=(f"cross-mode question {i}" for i in range(N)),
     )
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
-    lines = [
-        json.dumps({"id": str(i), "prompt": f"cross-mode question {i}", "schema": schema})
-        for i in range(N)
-    ]
-    (work / "requests.jsonl").write_text("\n".join(lines) + "\n")
-    return work
 
 
 def _start(work: Path, mode: str, out: str, stderr: IO[str] | int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
-    env.update({"LEXIBATCH_LOAD_PLUGINS": "", "OPENAI_API_KEY": "sk-crash-test"})
     command = ["run", "requests.jsonl", "--mode", mode, "--out", out]
     return subprocess.Popen(
         [sys.executable, "-m", "synthesis.cli", *command],
         cwd=work,
-        env=env,
+        env=run_env(OPENAI_API_KEY="sk-crash-test"),
         stdout=subprocess.DEVNULL,
         stderr=stderr,
         text=True,

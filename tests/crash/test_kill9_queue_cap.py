@@ -9,7 +9,6 @@ The same command then completes, every request billed once.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.crash.test_kill9 import EmulatorProcess
+from tests.support.emulated_run import EmulatorProcess, run_env, work_folder
 
 N = 40
 SHARD = 10
@@ -32,61 +31,29 @@ MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
 def emulator_process(tmp_path: Path) -> Iterator[EmulatorProcess]:
     # Batches stay in progress for a while; each create answers a little late,
     # so the limit is set between the first create and the third.
-    emu = EmulatorProcess(tmp_path / "emulator-state", {"batch_seconds": 3.0, "step_latency": 0.4})
-    emu.start()
-    try:
+    config = {"batch_seconds": 3.0, "step_latency": 0.4}
+    with EmulatorProcess(config, state=tmp_path / "emulator-state") as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 def _workdir(tmp_path: Path, emu: EmulatorProcess, provider: str) -> Path:
-    work = tmp_path / "work"
-    work.mkdir()
-    base = emu.url if provider == "anthropic" else f"{emu.url}/v1"
-    (work / "lexibatch.toml").write_text(
-        "[connector]\n"
-        f'provider = "{provider}"\n'
-        f'model = "{MODELS[provider]}"\n'
-        'mode = "batch"\n'
-        f"[providers.{provider}]\n"
-        f'base_url = "{base}"\n'
-        "[batch]\n"
-        "linger = 0.5\n"
-        "poll_interval = 0.1\n"
-        "max_poll_interval = 0.2\n"
-        f"max_requests = {SHARD}\n"
+    return work_folder(
+        tmp_path / "work",
+        emu.url if provider == "anthropic" else f"{emu.url}/v1",
+        provider=provider,
+        connector={"model": MODELS[provider], "mode": "batch"},
+        batch={"linger": 0.5, "max_requests": SHARD},
         # A 429 at create is tried again first; soon given up on, the shard waits for room.
-        "[retry]\n"
-        "backoff_initial = 0.05\n"
-        "backoff_max = 0.2\n"
+        more={"retry": {"backoff_initial": 0.05, "backoff_max": 0.2}},
+        prompts=(f"queue question {i:03d}" for i in range(N)),
     )
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
-    lines = [
-        json.dumps({"id": str(i), "prompt": f"queue question {i:03d}", "schema": schema})
-        for i in range(N)
-    ]
-    (work / "requests.jsonl").write_text("\n".join(lines) + "\n")
-    return work
 
 
 def _start_run(work: Path) -> subprocess.Popen[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LEXIBATCH_", "OPENAI_", "ANTHROPIC_"))
-    }
-    env.update(
-        {
-            "LEXIBATCH_LOAD_PLUGINS": "",
-            "OPENAI_API_KEY": "sk-crash-test",
-            "ANTHROPIC_API_KEY": "sk-ant-crash-test",
-        }
-    )
     return subprocess.Popen(
         [sys.executable, "-m", "synthesis.cli", "run", "requests.jsonl", "--out", "out.jsonl"],
         cwd=work,
-        env=env,
+        env=run_env(OPENAI_API_KEY="sk-crash-test", ANTHROPIC_API_KEY="sk-ant-crash-test"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -114,9 +81,7 @@ def _shards(db: Path) -> list[tuple[str, str | None]]:
         return []
 
 
-def _rerun_answers_all_billed_once(
-    work: Path, emu: EmulatorProcess, *, timeout: float
-) -> Any:
+def _rerun_answers_all_billed_once(work: Path, emu: EmulatorProcess, *, timeout: float) -> Any:
     """Run the same command again: every request answered, each billed once in batch.
 
     Returns the emulator's billing, for the caller's own checks.

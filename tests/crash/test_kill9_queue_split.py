@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.crash.test_kill9 import EmulatorProcess
 from tests.crash.test_kill9_queue_cap import (
     SHARD,
     N,
@@ -26,6 +25,7 @@ from tests.crash.test_kill9_queue_cap import (
     _workdir,
     emulator_process,
 )
+from tests.support.emulated_run import EmulatorProcess
 
 __all__ = ["emulator_process"]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.crash.test_kill9 import EmulatorProcess, N, _start_run, _workdir
+from tests.crash.test_kill9 import N, _start_run, _workdir
+from tests.support.emulated_run import EmulatorProcess
 
 
 def _shards(db: Path) -> list[tuple[str, int]]:
@@ -33,12 +34,8 @@ def _shards(db: Path) -> list[tuple[str, int]]:
 @pytest.fixture
 def emulator_process(tmp_path: Path) -> Iterator[EmulatorProcess]:
     config = {"batch_seconds": 2.0, "step_latency": 1.0, "openai_max_requests": 30}
-    emu = EmulatorProcess(tmp_path / "emulator-state", config)
-    emu.start()
-    try:
+    with EmulatorProcess(config, state=tmp_path / "emulator-state") as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.mark.parametrize("phase", ["halves-written", "half-created"])

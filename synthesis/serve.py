@@ -480,4 +480,3 @@ def create_app(context: ServeContext) -> FastAPI:
         return context.cost()
 
     return app
-

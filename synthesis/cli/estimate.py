@@ -115,5 +115,3 @@ def refuse_over_budget(
     if chosen > budget:
         raise BudgetExceededError(chosen, budget)
     return float(chosen)
-
-

@@ -238,5 +238,3 @@ async def _synthesize(
             click.echo(f"  failed: {word}: {message}", err=True)
     if summary.failed:
         sys.exit(EXIT_PROVIDER)
-
-

@@ -173,13 +173,17 @@ class Request:
         fields["task"] = task
         fields["extras"] = {} if extras is None else extras
 
-    def canonical(self) -> dict[str, Any]:
-        """The canonical, provider-neutral body the key is computed from."""
+    def canonical(self, *, schema: bool = True) -> dict[str, Any]:
+        """The canonical, provider-neutral body the key is computed from.
+
+        ``schema=False`` leaves the schema out (and does not build it): the
+        journal stores a schema once and refers to it from each body.
+        """
         body: dict[str, Any] = {
             "model": self.model,
             "messages": _canonical_messages(self.messages),
         }
-        if self.json_schema is not None:
+        if schema and self.json_schema is not None:
             body["schema"] = {"name": self.schema_name, "schema": self.json_schema}
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens

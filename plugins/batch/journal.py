@@ -62,19 +62,6 @@ def encode_request(request: Request, ref: str | None) -> bytes:
     )
 
 
-def _canonical_without_schema(request: Request) -> dict[str, Any]:
-    """``request.canonical()`` without its schema (which it does not build at all)."""
-    messages = [{"role": m.role, "content": m.content} for m in request.messages]
-    body: dict[str, Any] = {"model": request.model, "messages": messages}
-    if request.max_tokens is not None:
-        body["max_tokens"] = request.max_tokens
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.extras:
-        body["extras"] = dict(request.extras)
-    return body
-
-
 def decode_request(body: bytes, schemas: Mapping[str, bytes]) -> Request:
     """Rebuild a request from its journal body.
 
@@ -171,7 +158,7 @@ class SchemaBook:
             whole = orjson.dumps({"s": ref, "t": request.task, "m": model_ref(model)})
             tail = b"," + whole[1:]
             self._tails[(ref, request.task, model)] = tail
-        return b'{"c":%b%b' % (orjson.dumps(_canonical_without_schema(request)), tail)
+        return b'{"c":%b%b' % (orjson.dumps(request.canonical(schema=False)), tail)
 
     def take(self) -> dict[str, bytes]:
         """The schemas named by the bodies encoded since the last take, by reference."""

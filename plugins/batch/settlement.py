@@ -32,9 +32,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugins.batch.fates import batch_fate, error_dict, fail_future, retries_used
 from plugins.batch.ledgercheck import check_ledger
 from plugins.batch.oversize import halved, halved_to_fit, too_large
-from plugins.batch.promise import BatchPromise, BatchRequest
+from plugins.batch.promise import BatchRequest
 from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
 from plugins.ledger import Pricer
@@ -43,7 +44,6 @@ from plugins.store import CallRecord, StoredResult
 from providers.errors import (
     AuthenticationError,
     BatchCancelledError,
-    BatchExpiredError,
     BatchFailedError,
     BatchItemError,
     InputError,
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from plugins.registry import StrategyContext
     from plugins.store import Shard
 
-__all__ = ["Settlement", "error_dict", "fail_future", "retries_used"]
+__all__ = ["Settlement"]
 
 log = logging.getLogger("lexibatch.batch")
 
@@ -287,7 +287,7 @@ class Settlement:
                 return
         if not missing:
             return
-        error = _batch_fate(info, self.provider_name)
+        error = batch_fate(info, self.provider_name)
         if isinstance(error, BatchCancelledError) and self._user_cancelled(shard):
             # The user's cancel is final: these end as cancelled, not sent again.
             error = cancelled_error(info.id, self.provider_name)
@@ -562,40 +562,6 @@ async def _delete_files(cleanup: FileCleanup, shard_id: str) -> None:
     await cleanup.run(shard_id)
 
 
-def fail_future(future: BatchPromise, error: BaseException) -> None:
-    future.set_exception(error)
-    # The error is the promise's to report: a request nobody awaits (queued
-    # with submit(), or resumed from the journal) must not make asyncio log
-    # it as never retrieved. An awaiting caller still receives it.
-    future.exception()
-
-
 def _remove(path: str | None) -> None:
     if path:
         Path(path).unlink(missing_ok=True)
-
-
-def retries_used(submissions: int) -> int:
-    """Retry rounds used, from the journal's count of submissions."""
-    return max(submissions - 1, 0)
-
-
-def _batch_fate(info: BatchInfo, provider: str) -> LexibatchError:
-    if info.state is BatchState.FAILED:
-        reasons = "; ".join(info.errors) or "no reason given"
-        return BatchFailedError(f"batch {info.id} failed: {reasons}", provider=provider)
-    if info.state is BatchState.EXPIRED:
-        return BatchExpiredError(
-            f"batch {info.id} expired before this request ran", provider=provider
-        )
-    if info.state is BatchState.CANCELLED:
-        return BatchCancelledError(
-            f"batch {info.id} was cancelled before this request ran", provider=provider
-        )
-    return BatchItemError(f"batch {info.id} returned no result for this request", provider=provider)
-
-
-def error_dict(error: LexibatchError) -> dict[str, Any]:
-    if isinstance(error, ProviderError):
-        return error.to_dict()
-    return {"type": type(error).__name__, "message": error.message, "retryable": error.retryable}

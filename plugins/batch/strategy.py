@@ -33,6 +33,7 @@ from plugins.batch.budget import BatchBudget
 from plugins.batch.cleanup import FileCleanup
 from plugins.batch.events import HookEvents
 from plugins.batch.executor import BatchExecutor
+from plugins.batch.fates import error_dict, fail_future, retries_used
 from plugins.batch.gcpause import GcHold
 from plugins.batch.interfaces import ExecutorKit
 from plugins.batch.journal import SchemaBook
@@ -40,7 +41,7 @@ from plugins.batch.oversize import line_problem
 from plugins.batch.polling import PollSchedule
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.queuecap import QueueRoom, shard_tokens
-from plugins.batch.settlement import Settlement, error_dict, fail_future, retries_used
+from plugins.batch.settlement import Settlement
 from plugins.batch.stopped import say_why_stopped
 from plugins.batch.yielding import ClaimYield
 from plugins.estimate import price_provider

@@ -341,12 +341,16 @@ def measure_journal(requests: list[Any], contents: list[str], db: Path) -> float
 
     The rows our batch path writes, prebuilt, through the same ``Store``
     calls in the same groups: the response schema stored once, requests
-    journaled as queued (10,000 a commit), each shard of 50,000 journaled and its requests marked
-    submitted, then results and ledger rows (10,000 a transaction) and the
+    journaled as queued in the strategy's groups (``JOURNAL_CHUNK`` rows or
+    ``JOURNAL_CHUNK_BYTES`` of bodies a commit), each shard of 50,000
+    journaled and its requests marked submitted, then results and ledger rows
+    in the collector's chunks (``RESULT_CHUNK`` a transaction) and the
     shard's requests marked succeeded. Nothing else: no encoding, parsing,
     validation, futures or HTTP.
     """
+    from plugins.batch.executor import RESULT_CHUNK
     from plugins.batch.journal import encode_request, schema_ref
+    from plugins.batch.strategy import JOURNAL_CHUNK, JOURNAL_CHUNK_BYTES
     from plugins.store import CallRecord, JournalRequest, Shard, Store, StoredResult
     from providers.types import Usage
 
@@ -366,6 +370,19 @@ def measure_journal(requests: list[Any], contents: list[str], db: Path) -> float
         CallRecord("openai", r.model, r.task, "batch", r.key, usage, 1e-5, 2e-5, "batch_b", 0.0)
         for r in requests
     ]
+    # The strategy's journal groups: a commit per JOURNAL_CHUNK rows or
+    # JOURNAL_CHUNK_BYTES of bodies, within each shard of 50,000.
+    groups: list[list[JournalRequest]] = []
+    for start in range(0, len(requests), 50_000):
+        shard_groups: list[list[JournalRequest]] = [[]]
+        held = 0
+        for row in journal_rows[start : start + 50_000]:
+            shard_groups[-1].append(row)
+            held += len(row.body)
+            if len(shard_groups[-1]) >= JOURNAL_CHUNK or held >= JOURNAL_CHUNK_BYTES:
+                shard_groups.append([])
+                held = 0
+        groups.append([group for group in shard_groups if group])
     store = Store(db)
     try:
         with clock() as took:
@@ -373,16 +390,16 @@ def measure_journal(requests: list[Any], contents: list[str], db: Path) -> float
             for start in range(0, len(requests), 50_000):
                 shard_id = f"s{start // 50_000}"
                 end = min(start + 50_000, len(requests))
-                for part in range(start, end, 10_000):
-                    store.queue_requests("openai", journal_rows[part : min(part + 10_000, end)])
+                for group in groups[start // 50_000]:
+                    store.queue_requests("openai", group)
                 with store.in_transaction():
                     shard = Shard(shard_id, "openai", "gpt-4o-mini", requests=end - start)
                     store.add_shard(shard)
                     store.submit_shard_requests("openai", shard_id)
             for start in range(0, len(requests), 50_000):
                 end = min(start + 50_000, len(requests))
-                for part in range(start, end, 10_000):
-                    stop = min(part + 10_000, end)
+                for part in range(start, end, RESULT_CHUNK):
+                    stop = min(part + RESULT_CHUNK, end)
                     with store.in_transaction():
                         store.record_calls(calls[part:stop])
                         store.put_results("openai", results[part:stop])

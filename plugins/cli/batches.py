@@ -10,6 +10,7 @@ from plugins.cli.group import main
 from plugins.cli.guard import guard
 from plugins.cli.options import db_opt, provider_opt, settings_from
 from plugins.cli.session import run_coroutine, with_connector
+from providers.errors import ProviderError
 
 if TYPE_CHECKING:
     from plugins.config import Settings
@@ -66,7 +67,13 @@ def batches_show(ctx: click.Context, batch: str, as_json: bool, **flags: Any) ->
         endpoint = connector.provider.batch
         info = None
         if shard.batch_id and endpoint is not None:
-            info = await endpoint.poll(shard.batch_id)
+            try:
+                info = await endpoint.poll(shard.batch_id)
+            except ProviderError as exc:
+                # A collected batch may be deleted at the provider (Gemini's
+                # are, with their files): the journal is all there is to show.
+                if exc.status_code != 404 or shard.state != "collected":
+                    raise
         if as_json:
             import orjson
 

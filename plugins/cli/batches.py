@@ -143,11 +143,18 @@ def batches_forget(ctx: click.Context, batch: str, yes: bool, **flags: Any) -> N
     async def body(connector: LexiConnector) -> None:
         from plugins.batch.forget import forget_batch
 
-        done = await forget_batch(connector.store, connector.provider.batch, shard, confirmed=yes)
+        done = await forget_batch(
+            connector.store,
+            connector.provider.batch,
+            shard,
+            confirmed=yes,
+            delete_files=settings.batch.delete_files,
+        )
         click.echo(
             f"{done.batch_id or done.shard_id}: forgotten (the provider: {done.provider_says}); "
             f"{done.answered} answered requests kept, {done.resend} queued again for the next "
             f"run (or lexibatch resume --provider {shard.provider})"
+            + (f"; its input file {done.input_deleted} deleted" if done.input_deleted else "")
         )
 
     run_coroutine(with_connector(settings, body))

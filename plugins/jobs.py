@@ -10,7 +10,7 @@ per input line, in input order: ``{"id", "key", "status": "succeeded",
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from plugins.outfile import write_atomically
-from plugins.requestfile import JobItem, read_requests
+from plugins.requestfile import MAX_PROBLEMS_SHOWN, JobItem, read_requests
 from plugins.retry import is_unreachable
-from providers.errors import ProviderError, StoreWriteError
+from providers.errors import InputError, ProviderError, StoreWriteError
 from providers.jsonl import dumps_kept
 from providers.money import to_decimal
 from providers.types import Request, Response, Usage
@@ -46,6 +46,31 @@ class JobSummary:
     unreachable: ProviderError | None = None
     #: Requests that failed because the provider could not be reached.
     not_reached: int = 0
+    #: Requests refused when they were queued, before anything was journaled or
+    #: sent for them: too large for any batch of the provider, or a request its
+    #: adapter cannot write. Each fails its own line.
+    refused: int = 0
+    #: The first :data:`~plugins.requestfile.MAX_PROBLEMS_SHOWN` of them: (line number, why).
+    refusals: list[tuple[int, str]] = field(default_factory=list)
+
+    def refusal_error(self, path: Path, out: Path) -> InputError:
+        """The one error a run ends with when it refused requests (``path``: the request file).
+
+        Each refused line is named as ``FILE:LINE: why``; the rest of the run
+        was answered and written to ``out``.
+        """
+        shown = [f"{path}:{line}: {why}" for line, why in self.refusals]
+        if self.refused == 1:
+            return InputError(
+                f"{shown[0]} — it was not sent; the other requests were (results in {out})"
+            )
+        if self.refused > len(shown):
+            shown.append(f"{path}: ... and {self.refused - len(shown)} more refused requests")
+        return InputError(
+            f"{path}: {self.refused} requests were refused and not sent; the other requests "
+            f"were (results in {out})",
+            problems=shown,
+        )
 
 
 async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path) -> JobSummary:
@@ -174,6 +199,10 @@ def _failed_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, 
     # Any other error fails its own line only: the rest of the run is written.
     summary.failed += 1
     error = outcome
+    if isinstance(error, InputError):
+        summary.refused += 1
+        if len(summary.refusals) < MAX_PROBLEMS_SHOWN:
+            summary.refusals.append((item.line, error.message))
     if is_unreachable(error):
         summary.not_reached += 1
         if summary.unreachable is None:

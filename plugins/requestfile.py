@@ -11,7 +11,9 @@ One request per line::
 adds a system message before it. Every line is parsed and checked (see
 :mod:`providers.validation`) before the first request is sent: a file with
 bad lines is refused whole, each bad line reported as ``FILE:LINE: what is
-wrong``, and nothing is paid for.
+wrong``, and nothing is paid for. A request too large for any batch of the
+provider is found later, as it is queued, from the one batch line written
+for it: it alone fails, never sent (see :mod:`plugins.batch.oversize`).
 """
 
 from __future__ import annotations

@@ -90,12 +90,9 @@ def run(
         from plugins.report import spent_line
 
         started = time.time()
+        # A line no batch of the provider can hold is refused as it is queued,
+        # from the one batch line written for it: it fails alone, never sent.
         connector.choose_mode(len(items), announce=not quiet)
-        if connector.batch_mode:
-            from plugins.batch.oversize import refuse_oversize
-
-            # A line no batch of the provider can hold: refused before anything is sent.
-            refuse_oversize(connector.batch_strategy(), items, requests)
         state = RunState(
             f"run {requests.name}",
             total=len(items),
@@ -125,6 +122,8 @@ def run(
                 "to resume (what was answered is kept)",
                 err=True,
             )
+        if summary.refused:
+            raise summary.refusal_error(requests, out)
         if summary.failed:
             sys.exit(EXIT_PROVIDER)
 

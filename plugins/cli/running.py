@@ -26,6 +26,7 @@ from plugins.cli.session import (
     room_suffix,
     run_coroutine,
     say,
+    skip_final_collection,
     unobserve,
     with_connector,
 )
@@ -127,6 +128,7 @@ def run(
         if summary.failed:
             sys.exit(EXIT_PROVIDER)
 
+    skip_final_collection()
     with requests_kept():
         run_coroutine(with_connector(settings, body))
 

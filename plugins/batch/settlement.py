@@ -209,20 +209,21 @@ class Settlement:
         """
         fresh = self.fresh.get(shard.shard_id)
         keys = fresh if fresh is not None else self.store.shard_keys(shard.shard_id, "submitted")
-        missing = [k for k in keys if k not in seen]
         rejected = info.state is BatchState.FAILED and not seen and not info.succeeded
-        if not rejected:
-            reconcile(
-                self.store, self.provider_name, shard, info, waiting=keys, sent=fresh, seen=seen
-            )
         if rejected:
             # Rejected whole, nothing ran, nothing billed: its estimate leaves the budget.
+            # Nothing was read: every request waiting is missing.
+            missing = list(keys)
             self.budget.give_back(shard.shard_id)
             if len(missing) > 1 and too_large(info=info):
                 with self.store.in_transaction():
                     self.store.set_request_state(self.provider_name, missing, "queued")
                 self.resend_smaller(shard, missing, "; ".join(info.errors))
                 return
+        else:
+            missing = reconcile(
+                self.store, self.provider_name, shard, info, waiting=keys, sent=fresh, seen=seen
+            ).missing
         if not missing:
             return
         error = batch_fate(info, self.provider_name)

@@ -96,6 +96,7 @@ def judge_items(
     # meaning, found once a chunk rather than once an answer.
     validators: dict[type[BaseModel], Callable[[str], Any]] = {}
     stops: dict[Any, StopReason | None] = {}
+    prices: dict[int, tuple[Usage, str, tuple[float | None, float | None]]] = {}
     for item in items:
         key = item.custom_id
         if key in done:
@@ -113,20 +114,28 @@ def judge_items(
             continue
         model = completion.model or pending.model
         usage = completion.usage
-        cost, immediate = costs(model, usage, "batch")
+        # A parser shares one Usage among answers of the same token counts:
+        # each is priced once a chunk (the entry holds it, so its id is not reused).
+        priced = prices.get(id(usage))
+        if priced is None or priced[0] is not usage or priced[1] != model:
+            priced = prices[id(usage)] = (usage, model, costs(model, usage, "batch"))
+        cost, immediate = priced[2]
         if key not in billed:
             calls(
-                CallRecord(
-                    provider,
-                    model,
-                    pending.task,
-                    "batch",
-                    key,
-                    usage,
-                    cost,
-                    immediate,
-                    batch_id,
-                    now,
+                _row(
+                    CallRecord,
+                    (
+                        provider,
+                        model,
+                        pending.task,
+                        "batch",
+                        key,
+                        usage,
+                        cost,
+                        immediate,
+                        batch_id,
+                        now,
+                    ),
                 )
             )
         response: Response | None = None
@@ -138,7 +147,8 @@ def judge_items(
                     validate = validators[response_model] = model_validator(response_model)
                 content = completion.content
                 output = validate(content)
-                storable(content)
+                # What storable() checks: text SQLite can encode.
+                content.encode()
                 finish = completion.finish_reason
                 stop = stops.get(finish, _UNSEEN)
                 if stop is _UNSEEN:
@@ -182,21 +192,29 @@ def judge_items(
                 failed((pending, unusable(exc, completion.content, provider)))
                 continue
         results(
-            StoredResult(
-                key,
-                response.model,
-                pending.task,
-                "batch",
-                response.text,
-                usage,
-                cost,
-                response.request_id,
-                batch_id,
+            _row(
+                StoredResult,
+                (
+                    key,
+                    response.model,
+                    pending.task,
+                    "batch",
+                    response.text,
+                    usage,
+                    cost,
+                    response.request_id,
+                    batch_id,
+                    0.0,
+                ),
             )
         )
         succeeded((pending, response))
     return judged
 
+
+# A named tuple made from a tuple of all its fields, without the Python-level
+# __new__ that takes them one by one (two rows an answer).
+_row = tuple.__new__
 
 # A stop reason not looked up yet (None is one that was: the provider gave none).
 _UNSEEN: Any = object()

@@ -197,10 +197,15 @@ def settle_answers(
     for request, response in answered:
         pop(request.key, None)
         promise = request.future
-        if promise is None or promise._state != _PENDING:
+        if promise is None:
             continue
-        if promise._waiter is None and promise._callbacks is None:
-            promise._state = _RESULT
-            promise._value = response
-        else:
-            promise.set_result(response)
+        if type(promise) is not BatchPromise:
+            # Another kind of future: settled through its own methods.
+            if not promise.done():
+                promise.set_result(response)
+        elif promise._state == _PENDING:
+            if promise._waiter is None and promise._callbacks is None:
+                promise._state = _RESULT
+                promise._value = response
+            else:
+                promise.set_result(response)

@@ -223,3 +223,12 @@ def test_a_promise_settled_by_settle_answers_cannot_be_settled_again() -> None:
     settle_answers([(pending, response)], {})
     with pytest.raises(asyncio.InvalidStateError):
         pending.future.set_result(response)
+
+
+async def test_settling_answers_sets_a_plain_future_through_its_own_methods() -> None:
+    pending = _pending("f")
+    future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+    pending.future = future  # type: ignore[assignment]
+    response = Response("out", "text", USAGE, 0.5, "openai", "m", "batch", "f")
+    settle_answers([(pending, response)], {"f": pending})
+    assert future.result() is response

@@ -225,6 +225,8 @@ class LexiConnector:
         cached = self._from_cache(request)
         if cached is not None:
             self._finished(request, cached, None)
+            # One awaited call: its observers have heard of it when the await returns.
+            self._events.flush()
             return cached
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
@@ -245,6 +247,7 @@ class LexiConnector:
             return response
         finally:
             self._inflight.pop(key, None)
+            self._events.flush()
 
     async def submit_all(
         self, requests: Sequence[Request], *, checked: bool = False

@@ -194,7 +194,8 @@ def requests_finished(outcomes: Sequence[RequestOutcome]) -> None:
     ``(request, response, error)`` with exactly one of ``response`` and
     ``error`` set; cache hits are included (``response.cached`` is then
     true). A request's :func:`requests_started` call comes before (or is the
-    same turn's, made first).
+    same turn's, made first). The outcome of one awaited call (``generate``,
+    ``structured``) is told by the time the await returns.
 
     :param outcomes: how each request ended, in the order they ended.
     """

@@ -7,9 +7,9 @@ tells the ``requests_started`` and ``requests_finished`` hooks once per turn
 of the event loop, each call carrying every request of that turn (a chunk
 of a request file, a batch's answers); :meth:`RequestEvents.flush` tells
 them at once (the connector does when one awaited call ends, and when it
-closes). A plugin that implements the
-per-request hooks ``request_started`` and ``request_finished`` is still
-called once per request, at the moment it happens, as before.
+closes). A plugin that implements the per-request hooks
+``request_started`` and ``request_finished`` is still called once per
+request, at the moment it happens, as before.
 """
 
 from __future__ import annotations

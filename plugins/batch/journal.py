@@ -53,13 +53,15 @@ def schema_ref(name: str | None, schema: Mapping[str, Any]) -> tuple[str, bytes]
 
 
 def encode_request(request: Request, ref: str | None) -> bytes:
-    """The journal body of ``request``, its schema named by ``ref`` (see :func:`schema_ref`)."""
-    canonical = request.canonical()
-    canonical.pop("schema", None)
-    # Kept in the journal buffer until its group commits.
-    return dumps_kept(
-        {"c": canonical, "s": ref, "t": request.task, "m": model_ref(request.response_model)}
-    )
+    """The journal body of ``request``, its schema named by ``ref`` (see :func:`schema_ref`).
+
+    ``"c"`` is the canonical body without its schema, with sorted keys
+    (:meth:`Request.canonical_json_without_schema`).
+    """
+    tail = orjson.dumps({"s": ref, "t": request.task, "m": model_ref(request.response_model)})
+    # Joined into new bytes sized to their content: kept in the journal buffer until its
+    # group commits (see providers.jsonl.dumps_kept).
+    return b'{"c":%b,%b' % (request.canonical_json_without_schema(), tail[1:])
 
 
 def decode_request(body: bytes, schemas: Mapping[str, bytes]) -> Request:
@@ -158,7 +160,7 @@ class SchemaBook:
             whole = orjson.dumps({"s": ref, "t": request.task, "m": model_ref(model)})
             tail = b"," + whole[1:]
             self._tails[(ref, request.task, model)] = tail
-        return b'{"c":%b%b' % (orjson.dumps(request.canonical(schema=False)), tail)
+        return b'{"c":%b%b' % (request.canonical_json_without_schema(), tail)
 
     def take(self) -> dict[str, bytes]:
         """The schemas named by the bodies encoded since the last take, by reference."""

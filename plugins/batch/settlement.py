@@ -218,6 +218,7 @@ class Settlement:
                         immediate,
                         batch_id,
                         now,
+                        pending.key_bytes,
                     )
                 )
             try:
@@ -249,6 +250,8 @@ class Settlement:
                     cost,
                     response.request_id,
                     batch_id,
+                    0.0,
+                    pending.key_bytes,
                 )
             )
             succeeded.append((pending, response))

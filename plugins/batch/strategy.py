@@ -300,7 +300,17 @@ class BatchStrategy:
             body = self._schemas.encode(request)
             self._journal_buffer.append(
                 JournalRequest(
-                    key, request.model, request.task, body, "queued", shard_id, pending.attempts
+                    key,
+                    request.model,
+                    request.task,
+                    body,
+                    "queued",
+                    shard_id,
+                    pending.attempts,
+                    None,
+                    0.0,
+                    0.0,
+                    pending.key_bytes,
                 )
             )
             self._journal_bytes += len(body)

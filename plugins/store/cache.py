@@ -83,7 +83,7 @@ class CacheTables(RefTables):
             rows = [
                 (
                     provider,
-                    key_cell(r.key),
+                    r.cell or key_cell(r.key),
                     r.model,
                     r.task,
                     r.mode,

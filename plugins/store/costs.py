@@ -46,7 +46,7 @@ class CostTables(RefTables):
                     c.model,
                     c.task,
                     c.mode,
-                    key_cell(c.key),
+                    c.cell or key_cell(c.key),
                     c.usage.input_tokens,
                     c.usage.output_tokens,
                     c.usage.cached_tokens,

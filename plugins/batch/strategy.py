@@ -197,6 +197,9 @@ class BatchStrategy:
         """
         self._ensure_started()
         self._hold_for_burst()
+        # Serialized once: the key is hashed from these bytes (when not known
+        # yet), and the journal row is written from them.
+        bare = request.canonical_json_without_schema()
         key = request.key
         pending = self._pending.get(key)
         if pending is not None:
@@ -214,7 +217,7 @@ class BatchStrategy:
         if self._resumable and self._attach_to_submitted(request, future):
             return future
         pending = BatchRequest.of(request, future)
-        self._enqueue(request, pending, journal=True)
+        self._enqueue(request, pending, journal=True, bare=bare)
         return future
 
     def _hold_for_burst(self) -> None:
@@ -260,8 +263,12 @@ class BatchStrategy:
         self._pending[request.key] = pending
         return True
 
-    def _enqueue(self, request: Request, pending: BatchRequest, *, journal: bool) -> None:
+    def _enqueue(
+        self, request: Request, pending: BatchRequest, *, journal: bool, bare: bytes | None = None
+    ) -> None:
         """Spool ``request`` into an open shard (journaling it as queued, if new).
+
+        ``bare``: the request's :meth:`~Request.canonical_json_without_schema`, if made already.
 
         Raises:
             InputError: a new request is too large for any batch, or the provider
@@ -297,7 +304,7 @@ class BatchStrategy:
         if journal:
             # Journaled with its open shard's id, so sealing marks the whole
             # shard submitted in one statement.
-            body = self._schemas.encode(request)
+            body = self._schemas.encode(request, bare)
             self._journal_buffer.append(
                 JournalRequest(
                     key,

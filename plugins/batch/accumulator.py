@@ -81,6 +81,8 @@ class BatchAccumulator:
         self.on_sealed = on_sealed
         self.on_lost = on_lost
         self._open: dict[str, _OpenShard] = {}
+        #: Whether the line just added filled its shard (see :meth:`seal_if_full`).
+        self.full = False
         try:
             spool_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -114,28 +116,32 @@ class BatchAccumulator:
             shard = _OpenShard(shard_id, model, path, fh)
             self._open[group] = shard
         try:
-            shard.fh.write(line)
-            shard.fh.write(b"\n")
+            # One write of a copy: two calls cost more than copying a line.
+            shard.fh.write(line + b"\n")
         except OSError as exc:
             # The file may hold part of the line: the whole shard is lost.
             error = spool_error(self.spool_dir, exc)
             self._lose(group, error)
             raise error from None
-        shard.keys.append(key)
+        keys = shard.keys
+        keys.append(key)
         shard.bytes += size
         shard.est_cost += est_cost
+        self.full = len(keys) >= self.limits.max_requests
         return shard.shard_id
 
     def seal_if_full(self, model: str) -> None:
         """Seal the open shard ``model``'s requests go into if it holds all it may.
 
         Called once the line just added is journaled, so a full shard leaves at
-        once instead of waiting for the next request or the linger.
+        once instead of waiting for the next request or the linger; :attr:`full`
+        says whether that line filled it.
         """
         group = "*" if self.limits.mixed_models else model
         shard = self._open.get(group)
         if shard is not None and len(shard.keys) >= self.limits.max_requests:
             self._seal(group)
+        self.full = False
 
     def seal_all(self) -> None:
         """Seal every open shard (dispatch now)."""

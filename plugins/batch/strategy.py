@@ -106,6 +106,9 @@ class BatchStrategy:
         self.accumulator = BatchAccumulator(
             context.settings.spool_path, self.limits, self._on_sealed, self._on_spool_lost
         )
+        # Read once, not per request: the settings of a strategy do not change.
+        self._encode = endpoint.encode
+        self._budgeted = bset.budget_usd is not None
         self._journal_buffer: list[JournalRequest] = []
         self._journal_bytes = 0
         self._executors: dict[str, asyncio.Task[None]] = {}
@@ -277,7 +280,7 @@ class BatchStrategy:
         key = pending.key
         problem: str | None = None
         try:
-            line = self.endpoint.encode(request, key)
+            line = self._encode(request, key)
         except Exception as exc:
             # The provider's adapter cannot write it (e.g. a schema it cannot convert).
             what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
@@ -293,7 +296,7 @@ class BatchStrategy:
             self.settlement.fail_unbuilt(key, error)
             return
         self._pending[key] = pending
-        if self.settings.batch.budget_usd is not None:
+        if self._budgeted:
             pending.est_cost = self._estimate_cost(request)
         try:
             shard_id = self.accumulator.add(key, request.model, line, pending.est_cost)
@@ -335,8 +338,10 @@ class BatchStrategy:
             # Already journaled (a retry round): its row names an older shard.
             self._rejoined.add(key)
         # A full shard leaves now, its rows journaled, whatever the linger.
-        self.accumulator.seal_if_full(request.model)
-        self._arm_linger()
+        if self.accumulator.full:
+            self.accumulator.seal_if_full(request.model)
+        if not self._burst or self._linger_handle is None:
+            self._arm_linger()
 
     def line_problem(self, request: Request) -> str | None:
         """Why no batch of this provider can hold ``request``, or ``None``."""
@@ -372,7 +377,8 @@ class BatchStrategy:
     def _arm_linger(self) -> None:
         if self._burst and self._linger_handle is not None:
             # Within a turn of submits: its end (_end_burst, called before any
-            # timer the turn made due) marks the arrival, not each request.
+            # timer the turn made due) marks the arrival, not each request
+            # (_enqueue does not call this then).
             return
         loop = asyncio.get_running_loop()
         self._last_arrival = loop.time()

@@ -267,15 +267,13 @@ class Request:
         if self.json_schema is None:
             return hashlib.sha256(bare).digest()[:24]
         # Sorted, "schema" follows "model" and precedes "temperature", the last key if any.
-        end = 1
+        cut = -1
         if self.temperature is not None:
-            end += len(_TEMPERATURE_KEY) + len(orjson.dumps(self.temperature))
-        cut = len(bare) - end
-        view = memoryview(bare)
-        digest = hashlib.sha256(view[:cut])
+            cut -= len(_TEMPERATURE_KEY) + len(orjson.dumps(self.temperature))
+        digest = hashlib.sha256(bare[:cut])
         digest.update(_SCHEMA_KEY)
         digest.update(self._schema_json())
-        digest.update(view[cut:])
+        digest.update(bare[cut:])
         return digest.digest()[:24]
 
     @_once

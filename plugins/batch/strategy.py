@@ -109,6 +109,8 @@ class BatchStrategy:
         # Read once, not per request: the settings of a strategy do not change.
         self._encode = endpoint.encode
         self._budgeted = bset.budget_usd is not None
+        # A line of this many bytes (and its newline) is over the batch limit.
+        self._max_line = self.limits.max_bytes
         self._journal_buffer: list[JournalRequest] = []
         self._journal_bytes = 0
         self._executors: dict[str, asyncio.Task[None]] = {}
@@ -198,8 +200,12 @@ class BatchStrategy:
 
         Awaiting the promise is optional: an error nobody reads is not logged.
         """
-        self._ensure_started()
-        self._hold_for_burst()
+        if not self._started:
+            self._ensure_started()
+        if self._burst and self._burst % BURST_HOLD_REQUESTS:
+            self._burst += 1  # within a turn's burst, the collector held already
+        else:
+            self._hold_for_burst()
         # Serialized once: the key is hashed from these bytes (when not known
         # yet), and the journal row is written from them.
         bare = request.canonical_json_without_schema()
@@ -211,7 +217,7 @@ class BatchStrategy:
                 pending.future = BatchPromise(key)
             return pending.future
         future = BatchPromise(key)
-        stopped = self._stopped.pop(key, None)
+        stopped = self._stopped.pop(key, None) if self._stopped else None
         if stopped is not None and self._restart(stopped):
             row = self.store.get_requests(self.provider_name, [key]).get(key)
             attempts = retries_used(row.attempts) if row is not None else 0
@@ -286,7 +292,7 @@ class BatchStrategy:
             what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             line, problem = b"", f"the provider cannot encode it ({what})"
         else:
-            if len(line) + 1 > self.limits.max_bytes:
+            if len(line) >= self._max_line:
                 problem = line_problem(self.endpoint, self.limits, request)
         if problem is not None:
             error = InputError(f"request {key}: {problem}")
@@ -308,7 +314,8 @@ class BatchStrategy:
             # Journaled with its open shard's id, so sealing marks the whole
             # shard submitted in one statement.
             body = self._schemas.encode(request, bare)
-            self._journal_buffer.append(
+            buffer = self._journal_buffer
+            buffer.append(
                 JournalRequest(
                     key,
                     request.model,
@@ -327,8 +334,7 @@ class BatchStrategy:
             # A store that refused a write is tried again when the shard is
             # sealed (only then do its requests fail), not at every request.
             if not self._journal_refused and (
-                len(self._journal_buffer) >= JOURNAL_CHUNK
-                or self._journal_bytes >= JOURNAL_CHUNK_BYTES
+                len(buffer) >= JOURNAL_CHUNK or self._journal_bytes >= JOURNAL_CHUNK_BYTES
             ):
                 try:
                     self._flush_journal()

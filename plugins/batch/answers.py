@@ -135,6 +135,7 @@ def judge_items(
                         immediate,
                         batch_id,
                         now,
+                        pending.key_bytes,
                     ),
                 )
             )
@@ -205,6 +206,7 @@ def judge_items(
                     response.request_id,
                     batch_id,
                     0.0,
+                    pending.key_bytes,
                 ),
             )
         )

@@ -28,6 +28,7 @@ class BatchRequest:
         "future",
         "json_schema",
         "key",
+        "key_bytes",
         "model",
         "response_model",
         "task",
@@ -43,8 +44,12 @@ class BatchRequest:
         future: BatchPromise | None,
         attempts: int = 0,
         est_cost: float = 0.0,
+        key_bytes: bytes | None = None,
     ) -> None:
         self.key = key
+        #: The key as the store keeps it (:attr:`Request.key_bytes`), carried to
+        #: the journal, cache and ledger rows so none converts the key again.
+        self.key_bytes = key_bytes
         self.model = model
         self.task = task
         self.response_model = response_model
@@ -64,6 +69,8 @@ class BatchRequest:
             request.json_schema,
             future,
             attempts,
+            0.0,
+            request.key_bytes,
         )
 
 

@@ -28,7 +28,6 @@ class BatchRequest:
         "future",
         "json_schema",
         "key",
-        "key_bytes",
         "model",
         "response_model",
         "task",
@@ -44,12 +43,11 @@ class BatchRequest:
         future: BatchPromise | None,
         attempts: int = 0,
         est_cost: float = 0.0,
-        key_bytes: bytes | None = None,
     ) -> None:
+        # No copy of the key's bytes here: a million waiting requests would
+        # hold 65 MB more. The journal row takes them from the request; an
+        # answer converts its key once for its cache and ledger rows.
         self.key = key
-        #: The key as the store keeps it (:attr:`Request.key_bytes`), carried to
-        #: the journal, cache and ledger rows so none converts the key again.
-        self.key_bytes = key_bytes
         self.model = model
         self.task = task
         self.response_model = response_model
@@ -69,8 +67,6 @@ class BatchRequest:
             request.json_schema,
             future,
             attempts,
-            0.0,
-            request.key_bytes,
         )
 
 

@@ -21,11 +21,12 @@ from plugins.batch.usercancel import cancelled_error, cancelled_keys
 from plugins.lease import runner_elsewhere
 from plugins.notices import notice
 from plugins.registry import Strategy, StrategyContext, Workload
+from plugins.requestevents import RequestEvents
 from plugins.results import cached_response
 from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import InputError, LexibatchError, SchemaValidationError, UnsupportedError
 from providers.protocol import Prompt, as_messages
-from providers.types import Request, Response
+from providers.types import Message, Request, Response
 from providers.validation import check_request
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class LexiConnector:
         self.manager = manager
         self.registry = registry
         self._hooks = manager.hook
+        # Started and finished requests, told to the observers once per loop turn.
+        self._events = RequestEvents(self._hooks)
         self._context = StrategyContext(
             provider=provider,
             provider_name=provider_name,
@@ -92,6 +95,7 @@ class LexiConnector:
         self._warned_stale = False
         # Keys whose batch the user cancelled: read once, when first needed.
         self._user_cancelled: set[str] | None = None
+        self._model_checked: type[BaseModel] | None = None
 
     # -- modes -------------------------------------------------------------
 
@@ -188,11 +192,28 @@ class LexiConnector:
         Raises:
             InputError: ``response_model`` is not a pydantic model class.
         """
-        if response_model is not None and not (
-            isinstance(response_model, type) and issubclass(response_model, BaseModel)
+        if (
+            response_model is not None
+            and response_model is not self._model_checked
+            and not (isinstance(response_model, type) and issubclass(response_model, BaseModel))
         ):
             raise InputError(
                 f"request: response_model must be a pydantic model class, got {response_model!r}"
+            )
+        # The model class checked last: a run asks for one or a few, request after request.
+        self._model_checked = response_model
+        if not opts:
+            # A prompt and a model, nothing else: the usual call, made the short way.
+            return Request(
+                model or self.settings.model_for(task),
+                (Message("user", prompt),) if type(prompt) is str else as_messages(prompt),
+                response_model,
+                None,
+                None,
+                None,
+                None,
+                task,
+                None,
             )
         extras: Mapping[str, Any] = {k: v for k, v in opts.items() if k not in _REQUEST_OPTS}
         return Request(
@@ -218,7 +239,7 @@ class LexiConnector:
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        self._hooks.request_started(request=request)
+        self._events.started(request)
         cached = self._from_cache(request)
         if cached is not None:
             self._finished(request, cached, None)
@@ -295,7 +316,7 @@ class LexiConnector:
         pending = self._inflight.get(key)
         if pending is not None:
             return pending
-        self._hooks.request_started(request=request)
+        self._events.started(request)
         try:
             row = stored.get(key)
             cached = None if row is None else self._cached(request, row)
@@ -421,7 +442,7 @@ class LexiConnector:
     def _finished(
         self, request: Request, response: Response | None, error: LexibatchError | None
     ) -> None:
-        self._hooks.request_finished(request=request, response=response, error=error)
+        self._events.finished(request, response, error)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -432,6 +453,8 @@ class LexiConnector:
                 await self._batch.aclose()
             await self._immediate.aclose()
         finally:
+            # Observers hear of every request before the connector is gone.
+            self._events.flush()
             await self.provider.aclose()
             self.store.close()
 

@@ -22,16 +22,10 @@ class BatchRequest:
     in the spool file and the journal.
     """
 
-    __slots__ = (
-        "attempts",
-        "est_cost",
-        "future",
-        "json_schema",
-        "key",
-        "model",
-        "response_model",
-        "task",
-    )
+    # Six slots, 80 bytes a waiting request: the response model and the raw
+    # schema share one (a request has a schema of its own only without a
+    # model), and nothing is kept that only queuing needs.
+    __slots__ = ("_shape", "attempts", "future", "key", "model", "task")
 
     def __init__(
         self,
@@ -42,7 +36,6 @@ class BatchRequest:
         json_schema: Mapping[str, Any] | None,
         future: BatchPromise | None,
         attempts: int = 0,
-        est_cost: float = 0.0,
     ) -> None:
         # No copy of the key's bytes here: a million waiting requests would
         # hold 65 MB more. The journal row takes them from the request; an
@@ -50,11 +43,23 @@ class BatchRequest:
         self.key = key
         self.model = model
         self.task = task
-        self.response_model = response_model
-        self.json_schema = json_schema
+        self._shape: type[BaseModel] | Mapping[str, Any] | None = (
+            json_schema if response_model is None else response_model
+        )
         self.future = future
         self.attempts = attempts
-        self.est_cost = est_cost
+
+    @property
+    def response_model(self) -> type[BaseModel] | None:
+        """The model its answer is validated into, if any."""
+        shape = self._shape
+        return shape if isinstance(shape, type) else None
+
+    @property
+    def json_schema(self) -> Mapping[str, Any] | None:
+        """The raw JSON schema its answer is checked against, when it has no model."""
+        shape = self._shape
+        return None if shape is None or isinstance(shape, type) else shape
 
     @classmethod
     def of(cls, request: Request, future: BatchPromise | None, attempts: int = 0) -> BatchRequest:

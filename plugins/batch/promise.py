@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from plugins.store.keys import key_cell
 from providers.types import Request, Response
 
 __all__ = ["BatchPromise", "BatchRequest"]
@@ -28,7 +29,6 @@ class BatchRequest:
         "future",
         "json_schema",
         "key",
-        "key_bytes",
         "model",
         "response_model",
         "task",
@@ -44,12 +44,8 @@ class BatchRequest:
         future: BatchPromise | None,
         attempts: int = 0,
         est_cost: float = 0.0,
-        key_bytes: bytes | None = None,
     ) -> None:
         self.key = key
-        #: The key as the store keeps it (:attr:`Request.key_bytes`), carried to
-        #: the journal, cache and ledger rows so none converts the key again.
-        self.key_bytes = key_bytes
         self.model = model
         self.task = task
         self.response_model = response_model
@@ -69,9 +65,17 @@ class BatchRequest:
             request.json_schema,
             future,
             attempts,
-            0.0,
-            request.key_bytes,
         )
+
+    @property
+    def cell(self) -> bytes | str:
+        """The key as the store keeps it (:func:`plugins.store.keys.key_cell`), made anew.
+
+        Not kept: hundreds of thousands of requests wait at once, and their
+        keys' bytes would be that many more objects; the request's own
+        :attr:`~providers.types.Request.key_bytes` serve while it is queued.
+        """
+        return key_cell(self.key)
 
 
 # A promise's states.

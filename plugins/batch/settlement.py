@@ -205,6 +205,8 @@ class Settlement:
             model = completion.model or pending.model
             usage = completion.usage
             cost, immediate = costs(model, usage, "batch")
+            # The key's stored form, made once for its ledger and cache rows.
+            cell = pending.cell
             if key not in billed:
                 calls.append(
                     CallRecord(
@@ -218,7 +220,7 @@ class Settlement:
                         immediate,
                         batch_id,
                         now,
-                        pending.key_bytes,
+                        cell,
                     )
                 )
             try:
@@ -251,7 +253,7 @@ class Settlement:
                     response.request_id,
                     batch_id,
                     0.0,
-                    pending.key_bytes,
+                    cell,
                 )
             )
             succeeded.append((pending, response))

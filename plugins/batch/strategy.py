@@ -327,7 +327,7 @@ class BatchStrategy:
                     None,
                     0.0,
                     0.0,
-                    pending.key_bytes,
+                    request.key_bytes,
                 )
             )
             self._journal_bytes += len(body)

@@ -1,4 +1,4 @@
-"""A batched request's key is turned into its stored form once, when the key is made."""
+"""A batched request's key is turned into its stored form once, not for each row it writes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+import plugins.batch.promise
 import plugins.store.cache
 import plugins.store.costs
 import plugins.store.journal
@@ -23,8 +24,14 @@ async def test_journal_cache_and_ledger_rows_reuse_the_key_bytes(
         converted.append(key)
         return key_cell(key)
 
-    # Where the journal, cache and ledger rows are written.
-    for module in (plugins.store.journal, plugins.store.cache, plugins.store.costs):
+    # Where the journal, cache and ledger rows are written, and where an answer's row is made.
+    modules = (
+        plugins.store.journal,
+        plugins.store.cache,
+        plugins.store.costs,
+        plugins.batch.promise,
+    )
+    for module in modules:
         monkeypatch.setattr(module, "key_cell", counted)
     connector = open_connector(make_settings(fresh_emulator))
     try:
@@ -40,4 +47,6 @@ async def test_journal_cache_and_ledger_rows_reuse_the_key_bytes(
         assert row.requests == 20
     finally:
         await connector.aclose()
-    assert converted == []
+    # The journal rows carry the bytes the key was made from; an answer's ledger
+    # and cache rows share one conversion of its key.
+    assert sorted(converted) == sorted(keys)

@@ -117,7 +117,7 @@ class BatchSettings(_Section):
         poll_interval: the wait between polls the schedule reaches quickly.
         max_poll_interval: the longest wait between polls (the backoff's cap).
         delete_files: delete a batch's input, output and error files at the
-            provider once its results are stored.
+            provider once its results are stored (Gemini: the batch too).
         max_requests: requests per batch (``None``: the provider's limit).
         max_bytes: bytes per batch (``None``: the provider's limit).
         max_retry_rounds: how many times a retryable item failure is sent again.

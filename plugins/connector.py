@@ -21,6 +21,7 @@ from plugins.batch.usercancel import cancelled_error, cancelled_keys
 from plugins.lease import runner_elsewhere
 from plugins.notices import notice
 from plugins.registry import Strategy, StrategyContext, Workload
+from plugins.requestevents import RequestEvents
 from plugins.results import cached_response
 from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import InputError, LexibatchError, SchemaValidationError, UnsupportedError
@@ -73,6 +74,8 @@ class LexiConnector:
         self.manager = manager
         self.registry = registry
         self._hooks = manager.hook
+        # Started and finished requests, told to the observers once per loop turn.
+        self._events = RequestEvents(self._hooks)
         self._context = StrategyContext(
             provider=provider,
             provider_name=provider_name,
@@ -236,7 +239,7 @@ class LexiConnector:
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        self._hooks.request_started(request=request)
+        self._events.started(request)
         cached = self._from_cache(request)
         if cached is not None:
             self._finished(request, cached, None)
@@ -313,7 +316,7 @@ class LexiConnector:
         pending = self._inflight.get(key)
         if pending is not None:
             return pending
-        self._hooks.request_started(request=request)
+        self._events.started(request)
         try:
             row = stored.get(key)
             cached = None if row is None else self._cached(request, row)
@@ -439,7 +442,7 @@ class LexiConnector:
     def _finished(
         self, request: Request, response: Response | None, error: LexibatchError | None
     ) -> None:
-        self._hooks.request_finished(request=request, response=response, error=error)
+        self._events.finished(request, response, error)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -450,6 +453,8 @@ class LexiConnector:
                 await self._batch.aclose()
             await self._immediate.aclose()
         finally:
+            # Observers hear of every request before the connector is gone.
+            self._events.flush()
             await self.provider.aclose()
             self.store.close()
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from plugins.hookspecs import hookimpl
+from plugins.requestevents import RequestOutcome
 from plugins.tables import age
 from providers.errors import LexibatchError
 from providers.money import format_usd, to_decimal
@@ -142,28 +143,44 @@ class RunState:
         return count
 
     @hookimpl
-    def request_started(self, request: Request) -> None:
-        """Count a request of its stage as queued."""
-        self._stage(request).started += 1
+    def requests_started(self, requests: Sequence[Request]) -> None:
+        """Count requests of their stages as queued."""
+        stage = self._stage
+        for request in requests:
+            stage(request).started += 1
 
     @hookimpl
+    def requests_finished(self, outcomes: Sequence[RequestOutcome]) -> None:
+        """Count finished requests, and what they cost."""
+        stage = self._stage
+        spent: dict[float, int] = {}
+        for request, response, _error in outcomes:
+            count = stage(request)
+            if count.started <= count.finished:
+                count.started += 1  # started before this observer was registered
+            if response is None:
+                count.failed += 1
+                continue
+            count.succeeded += 1
+            if response.cached:
+                count.cached += 1
+            elif response.cost_usd is None:
+                self.unpriced += 1
+            else:
+                # Answers share few prices: each is made exact once per call.
+                spent[response.cost_usd] = spent.get(response.cost_usd, 0) + 1
+        for cost, times in spent.items():
+            self.spent += to_decimal(cost) * times
+
+    def request_started(self, request: Request) -> None:
+        """Count one request of its stage as queued."""
+        self.requests_started((request,))
+
     def request_finished(
         self, request: Request, response: Response | None, error: LexibatchError | None
     ) -> None:
-        """Count a finished request, and what it cost."""
-        count = self._stage(request)
-        if count.started <= count.finished:
-            count.started += 1  # started before this observer was registered
-        if response is None:
-            count.failed += 1
-            return
-        count.succeeded += 1
-        if response.cached:
-            count.cached += 1
-        elif response.cost_usd is None:
-            self.unpriced += 1
-        else:
-            self.spent += to_decimal(response.cost_usd)
+        """Count one finished request, and what it cost."""
+        self.requests_finished((RequestOutcome(request, response, error),))
 
     @hookimpl
     def batch_submitted(

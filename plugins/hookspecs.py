@@ -23,7 +23,7 @@ any subset of a spec's parameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import click
 
     from plugins.registry import RegisterProvider, RegisterStrategy, Workload
+    from plugins.requestevents import RequestOutcome
     from providers.errors import LexibatchError
     from providers.types import BatchInfo, BatchState, Request, Response
 
@@ -167,12 +168,44 @@ def batch_waiting_for_room(
 
 
 @hookspec
-def request_started(request: Request) -> None:
-    """A request is being looked up and, unless the store has its answer, sent.
+def requests_started(requests: Sequence[Request]) -> None:
+    """Requests are being looked up and, unless the store has their answers, sent.
 
-    Called once per request that will end in :func:`request_finished`
-    (a duplicate awaiting the same request in flight is neither started nor
-    finished), so observers know the work queued before it ends.
+    Called once for many requests: those started in one turn of the event
+    loop (a chunk of a request file, a ``gather`` of calls), so a run of
+    100,000 requests makes about a hundred calls, not 100,000. Each request
+    is in exactly one call, and every request that will end in
+    :func:`requests_finished` is told here first (a duplicate awaiting the
+    same request in flight is neither started nor finished), so observers
+    know the work queued before it ends. This is the hook a progress display
+    implements (:class:`plugins.dashboard.RunState` does).
+
+    :param requests: the requests started, in the order they started.
+    """
+
+
+@hookspec
+def requests_finished(outcomes: Sequence[RequestOutcome]) -> None:
+    """Requests ended; one call for those that ended in one turn of the event loop.
+
+    Each outcome is a :class:`plugins.requestevents.RequestOutcome`
+    ``(request, response, error)`` with exactly one of ``response`` and
+    ``error`` set; cache hits are included (``response.cached`` is then
+    true). A request's :func:`requests_started` call comes before (or is the
+    same turn's, made first).
+
+    :param outcomes: how each request ended, in the order they ended.
+    """
+
+
+@hookspec
+def request_started(request: Request) -> None:
+    """One request is being looked up and, unless the store has its answer, sent.
+
+    The per-request form of :func:`requests_started`: called at the moment
+    each request starts, once per request, and only when some plugin
+    implements it (every call costs a walk through the hook machinery, so a
+    plugin that only counts should implement :func:`requests_started`).
 
     :param request: the request.
     """
@@ -182,9 +215,11 @@ def request_started(request: Request) -> None:
 def request_finished(
     request: Request, response: Response | None, error: LexibatchError | None
 ) -> None:
-    """A request ended: exactly one of ``response`` and ``error`` is set.
+    """One request ended: exactly one of ``response`` and ``error`` is set.
 
-    Called for cache hits too (``response.cached`` is then true).
+    The per-request form of :func:`requests_finished`: called at the moment
+    each request ends, cache hits too (``response.cached`` is then true),
+    only when some plugin implements it.
 
     :param request: the request.
     :param response: its response, when it succeeded.
@@ -197,6 +232,8 @@ OBSERVER_HOOKS: tuple[str, ...] = (
     "batch_submitted",
     "batch_status_changed",
     "batch_waiting_for_room",
+    "requests_started",
+    "requests_finished",
     "request_started",
     "request_finished",
 )

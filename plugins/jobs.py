@@ -10,7 +10,7 @@ per input line, in input order: ``{"id", "key", "status": "succeeded",
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from plugins.outfile import write_atomically
-from plugins.requestfile import JobItem, read_requests
+from plugins.requestfile import MAX_PROBLEMS_SHOWN, JobItem, read_requests
 from plugins.retry import is_unreachable
-from providers.errors import ProviderError, StoreWriteError
+from providers.errors import InputError, ProviderError, StoreWriteError
 from providers.jsonl import dumps_kept
 from providers.money import to_decimal
 from providers.types import Request, Response, Usage
@@ -46,6 +46,31 @@ class JobSummary:
     unreachable: ProviderError | None = None
     #: Requests that failed because the provider could not be reached.
     not_reached: int = 0
+    #: Requests refused when they were queued, before anything was journaled or
+    #: sent for them: too large for any batch of the provider, or a request its
+    #: adapter cannot write. Each fails its own line.
+    refused: int = 0
+    #: The first :data:`~plugins.requestfile.MAX_PROBLEMS_SHOWN` of them: (line number, why).
+    refusals: list[tuple[int, str]] = field(default_factory=list)
+
+    def refusal_error(self, path: Path, out: Path) -> InputError:
+        """The one error a run ends with when it refused requests (``path``: the request file).
+
+        Each refused line is named as ``FILE:LINE: why``; the rest of the run
+        was answered and written to ``out``.
+        """
+        shown = [f"{path}:{line}: {why}" for line, why in self.refusals]
+        if self.refused == 1:
+            return InputError(
+                f"{shown[0]} — it was not sent; the other requests were (results in {out})"
+            )
+        if self.refused > len(shown):
+            shown.append(f"{path}: ... and {self.refused - len(shown)} more refused requests")
+        return InputError(
+            f"{path}: {self.refused} requests were refused and not sent; the other requests "
+            f"were (results in {out})",
+            problems=shown,
+        )
 
 
 async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path) -> JobSummary:
@@ -106,64 +131,74 @@ def _outcome(future: asyncio.Future[Response]) -> Any:
     return future.exception() or future.result()
 
 
-# Usage values and prices remembered while result lines are written.
+# Usage values remembered while result lines are written.
 _REMEMBERED = 4096
 
 
 class _ResultLines:
     """Result lines of one run, counted into its summary.
 
-    Answers often share their usage values and prices, so each usage is
-    serialized and each price made exact once, not per line (the most recent
-    :data:`_REMEMBERED` of each are kept).
+    Answers often share their usage values and prices, so each usage value
+    is serialized once (the most recent :data:`_REMEMBERED` are kept) and
+    each price is made exact once, when the summary is read: lines count how
+    many answers cost each price.
     """
 
-    __slots__ = ("_exact", "_usages", "summary")
+    __slots__ = ("_costs", "_summary", "_usages")
 
     def __init__(self, summary: JobSummary) -> None:
-        self.summary = summary
-        self._exact: dict[float, Decimal] = {}
-        # id(usage) -> (the usage, kept so its id is not reused; its JSON)
-        self._usages: dict[int, tuple[Usage, orjson.Fragment]] = {}
+        self._summary = summary
+        # price -> answers written at that price
+        self._costs: dict[float, int] = {}
+        # usage value -> its JSON
+        self._usages: dict[Usage, orjson.Fragment] = {}
+
+    @property
+    def summary(self) -> JobSummary:
+        """The run's summary, with the exact cost of the answers written so far."""
+        summary = self._summary
+        if self._costs:
+            summary.cost_usd += sum(
+                (to_decimal(cost) * times for cost, times in self._costs.items()), Decimal(0)
+            )
+            self._costs.clear()
+        return summary
 
     def line(self, item: JobItem, outcome: Any) -> dict[str, Any]:
         """The result line of ``item`` (its outcome counted into the summary)."""
         if isinstance(outcome, Response):
             return self._answered(item, outcome)
-        return _failed_line(item, outcome, self.summary)
+        return _failed_line(item, outcome, self._summary)
 
     def _answered(self, item: JobItem, outcome: Response) -> dict[str, Any]:
-        summary = self.summary
+        summary = self._summary
         summary.succeeded += 1
-        summary.cached += int(outcome.cached)
+        cached = outcome.cached
+        if cached:
+            summary.cached += 1
         cost = outcome.cost_usd
         if cost is None:
             summary.unpriced += 1
         else:
-            exact = self._exact.get(cost)
-            if exact is None:
-                if len(self._exact) >= _REMEMBERED:
-                    self._exact.clear()
-                exact = self._exact[cost] = to_decimal(cost)
-            summary.cost_usd += exact
+            costs = self._costs
+            costs[cost] = costs.get(cost, 0) + 1
         usage = outcome.usage
-        known = self._usages.get(id(usage))
-        if known is None or known[0] is not usage:
+        usage_json = self._usages.get(usage)
+        if usage_json is None:
             if len(self._usages) >= _REMEMBERED:
                 self._usages.clear()
-            known = (usage, orjson.Fragment(dumps_kept(usage.to_dict())))
-            self._usages[id(usage)] = known
+            usage_json = self._usages[usage] = orjson.Fragment(dumps_kept(usage.to_dict()))
         return {
             "id": item.id,
             "key": item.request.key,
             "status": "succeeded",
             "output": outcome.output,
-            "usage": known[1],
+            "usage": usage_json,
             "cost_usd": cost,
             "mode": outcome.mode,
             "model": outcome.model,
             "batch_id": outcome.batch_id,
-            "cached": outcome.cached,
+            "cached": cached,
         }
 
 
@@ -174,6 +209,10 @@ def _failed_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, 
     # Any other error fails its own line only: the rest of the run is written.
     summary.failed += 1
     error = outcome
+    if isinstance(error, InputError):
+        summary.refused += 1
+        if len(summary.refusals) < MAX_PROBLEMS_SHOWN:
+            summary.refusals.append((item.line, error.message))
     if is_unreachable(error):
         summary.not_reached += 1
         if summary.unreachable is None:

@@ -77,8 +77,7 @@ def write_atomically(path: Path, lines: Iterable[bytes]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as fh:
-            for line in lines:
-                fh.write(line)
+            fh.writelines(lines)
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)

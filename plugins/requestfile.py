@@ -11,15 +11,16 @@ One request per line::
 adds a system message before it. Every line is parsed and checked (see
 :mod:`providers.validation`) before the first request is sent: a file with
 bad lines is refused whole, each bad line reported as ``FILE:LINE: what is
-wrong``, and nothing is paid for.
+wrong``, and nothing is paid for. A request too large for any batch of the
+provider is found later, as it is queued, from the one batch line written
+for it: it alone fails, never sent (see :mod:`plugins.batch.oversize`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -27,7 +28,7 @@ from plugins.batch.gcpause import GcHold
 from providers.errors import InputError
 from providers.schema import make_strict
 from providers.types import Message, Request
-from providers.validation import check_request
+from providers.validation import request_problems
 
 __all__ = ["MAX_PROBLEMS_SHOWN", "JobItem", "read_requests"]
 
@@ -52,8 +53,7 @@ _KNOWN: Final = frozenset(
 _ROLES: Final = frozenset({"system", "user", "assistant"})
 
 
-@dataclass(frozen=True)
-class JobItem:
+class JobItem(NamedTuple):
     """One input line: its id, its request and where it came from.
 
     Attributes:
@@ -65,6 +65,10 @@ class JobItem:
     id: str
     request: Request
     line: int = 0
+
+
+class _BadLine(Exception):
+    """What is wrong with one line (its ``FILE:LINE`` is added by the reader)."""
 
 
 def read_requests(
@@ -99,18 +103,20 @@ def read_requests(
     try:
         with handle:
             for lineno, raw in enumerate(handle, 1):
-                if not raw.strip():
-                    continue
-                where = f"{path}:{lineno}"
                 try:
-                    item = _parse_line(raw, where, lineno, default_model, route, schemas)
-                    check_request(item.request, where=where)
-                except InputError as exc:
-                    bad += 1
-                    if len(problems) < MAX_PROBLEMS_SHOWN:
-                        problems.append(exc.message)
-                    continue
-                items.append(item)
+                    item = _parse_line(raw, lineno, default_model, route, schemas)
+                except _BadLine as exc:
+                    found = [str(exc)]
+                else:
+                    if item is None:  # a blank line
+                        continue
+                    found = request_problems(item.request)
+                    if not found:
+                        items.append(item)
+                        continue
+                bad += 1
+                if len(problems) < MAX_PROBLEMS_SHOWN:
+                    problems.append("; ".join(f"{path}:{lineno}: {p}" for p in found))
     finally:
         GcHold.release()
     if bad == 1:
@@ -130,51 +136,52 @@ def read_requests(
 
 def _parse_line(
     raw: bytes,
-    where: str,
     lineno: int,
     default_model: str,
     route: Callable[[str | None], str] | None,
     schemas: dict[bytes, Mapping[str, Any]],
-) -> JobItem:
+) -> JobItem | None:
+    """The line's item (``None``: a blank line).
+
+    Raises:
+        _BadLine: what is wrong with it.
+    """
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InputError(f"{where}: not valid JSON ({exc})") from None
+        if not raw.strip():
+            return None
+        raise _BadLine(f"not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
-        raise InputError(f"{where}: expected a JSON object per line")
+        raise _BadLine("expected a JSON object per line")
     if not _KNOWN.issuperset(obj):
         unknown = set(obj) - _KNOWN
-        raise InputError(
-            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_KNOWN))}"
+        raise _BadLine(
+            f"unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_KNOWN))}"
         )
     get = obj.get
     messages: list[Message] = []
     system = get("system")
     if system is not None:
-        messages.append(Message("system", _text(system, "system", where)))
+        messages.append(Message("system", _text(system, "system")))
     if "messages" in obj:
         given = obj["messages"]
         if not isinstance(given, list) or not given:
-            raise InputError(f"{where}: messages must be a non-empty list")
+            raise _BadLine("messages must be a non-empty list")
         for i, m in enumerate(given):
             if not isinstance(m, dict) or m.get("role") not in _ROLES:
-                raise InputError(
-                    f"{where}: messages[{i}] needs a role of system, user or assistant"
-                )
-            messages.append(
-                Message(m["role"], _text(m.get("content"), f"messages[{i}].content", where))
-            )
+                raise _BadLine(f"messages[{i}] needs a role of system, user or assistant")
+            messages.append(Message(m["role"], _text(m.get("content"), f"messages[{i}].content")))
     elif "prompt" in obj:
-        messages.append(Message("user", _text(obj["prompt"], "prompt", where)))
+        messages.append(Message("user", _text(obj["prompt"], "prompt")))
     else:
-        raise InputError(f"{where}: needs messages or prompt")
+        raise _BadLine("needs messages or prompt")
     line_id = get("id", lineno)
     if type(line_id) is not str and (not isinstance(line_id, int) or isinstance(line_id, bool)):
-        raise InputError(f"{where}: id must be a string or an integer, got {line_id!r}")
+        raise _BadLine(f"id must be a string or an integer, got {line_id!r}")
     task = get("task")
     if task is not None and type(task) is not str:
-        raise InputError(f"{where}: task must be a string, got {task!r}")
+        raise _BadLine(f"task must be a string, got {task!r}")
     # A model given is used as it is (checked below); only an absent one is routed.
     model = get("model")
     if model is None:
@@ -183,9 +190,9 @@ def _parse_line(
     if schema is None:
         json_schema = None
     elif type(schema) is dict:
-        json_schema = _strict(schema, schemas, where)
+        json_schema = _strict(schema, schemas)
     else:
-        raise InputError(f"{where}: schema must be a JSON schema object, got {schema!r:.60}")
+        raise _BadLine(f"schema must be a JSON schema object, got {schema!r:.60}")
     extras = get("extras")
     request = Request(
         model=model,
@@ -200,21 +207,19 @@ def _parse_line(
     return JobItem(line_id if type(line_id) is str else str(line_id), request, lineno)
 
 
-def _strict(
-    schema: dict[str, Any], schemas: dict[bytes, Mapping[str, Any]], where: str
-) -> Mapping[str, Any]:
+def _strict(schema: dict[str, Any], schemas: dict[bytes, Mapping[str, Any]]) -> Mapping[str, Any]:
     text = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
     strict = schemas.get(text)
     if strict is None:
         try:
             strict = make_strict(schema)
         except RecursionError:
-            raise InputError(f"{where}: schema is nested too deeply") from None
+            raise _BadLine("schema is nested too deeply") from None
         schemas[text] = strict
     return strict
 
 
-def _text(value: Any, field: str, where: str) -> str:
+def _text(value: Any, field: str) -> str:
     if type(value) is not str:
-        raise InputError(f"{where}: {field} must be a string, got {value!r:.60}")
+        raise _BadLine(f"{field} must be a string, got {value!r:.60}")
     return value

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "build_response",
     "cached_response",
+    "model_validator",
     "more_tokens",
     "storable",
     "unusable",
@@ -107,6 +108,16 @@ def _json_validator(model: type[BaseModel]) -> Callable[[str], Any]:
         _VALIDATORS.clear()
     _VALIDATORS[model] = (validator, validator.validate_json)
     return validator.validate_json
+
+
+def model_validator(model: type[BaseModel]) -> Callable[[str], Any]:
+    """What validates an answer's JSON text against response model ``model``.
+
+    The model's compiled validator (as :func:`validate_content` uses it),
+    for callers that validate answers by the thousand; it raises what
+    ``model.model_validate_json`` raises.
+    """
+    return _json_validator(model)
 
 
 def build_response(

@@ -88,6 +88,9 @@ _REFUSALS = frozenset(
     {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 )
 _CHUNK = 1 << 20
+_BATCHES = "batches/"
+# Gemini's words for a file it does not have (a 403, not a 404).
+_MAY_NOT_EXIST = "or it may not exist"
 
 
 # ---------------------------------------------------------------- bodies
@@ -416,6 +419,37 @@ class GeminiBatchEndpoint:
         """Ask Gemini to cancel the batch, then read its state."""
         await self._provider._call("post", f"{batch_id}:cancel", {})
         return await self.poll(batch_id)
+
+    def batch_files(self, batch: BatchInfo) -> list[str]:
+        """What ``batch`` leaves at Gemini: its uploaded input, its results file, and itself.
+
+        Names, as Gemini gives them: ``files/…`` (kept 48 hours, counted
+        against the project's 20 GB of files) and ``batches/…`` (the batch,
+        holding an inline batch's answers until it is deleted).
+        """
+        names = (batch.input_file_id, batch.output_file_id, batch.id)
+        return [name for name in names if name]
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete a file (``files/…``) or a batch (``batches/…``); ``False`` when it was gone.
+
+        Gemini answers for a file it does not have with a 403 that says the
+        file "may not exist" (it will not tell a missing file from another
+        project's): that is a file gone, not an error.
+        """
+        try:
+            if file_id.startswith(_BATCHES):
+                await self._provider._call("delete", file_id)
+            else:
+                await self._provider._client.aio.files.delete(name=file_id)
+        except Exception as exc:
+            error = self._provider._translate(exc)
+            if error.status_code == 404 or (
+                error.status_code == 403 and _MAY_NOT_EXIST in error.message
+            ):
+                return False
+            raise error from None
+        return True
 
 
 def _model_path(model: str) -> str:

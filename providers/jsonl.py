@@ -37,8 +37,10 @@ class LineSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The lines completed by ``chunk`` (an unfinished last line is kept for later)."""
-        data = self._rest + chunk if self._rest else chunk
-        lines = data.split(b"\n")
+        lines = chunk.split(b"\n")
+        if self._rest:
+            # Only the straddling line is joined: the chunk itself is not copied.
+            lines[0] = self._rest + lines[0]
         self._rest = lines.pop()
         return [line for line in lines if line and not line.isspace()]
 

@@ -265,6 +265,22 @@ class MistralBatchEndpoint:
             raise self._provider._translate(exc) from None
         return batch_info(job)
 
+    def batch_files(self, batch: BatchInfo) -> list[str]:
+        """The job's files at Mistral: its input, output and error files (jobs are not deleted)."""
+        ids = (batch.input_file_id, batch.output_file_id, batch.error_file_id)
+        return [file_id for file_id in ids if file_id]
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete one file (``DELETE /v1/files/{id}``); ``False`` when it was gone already."""
+        try:
+            await self._provider._client.files.delete_async(file_id=file_id)
+        except Exception as exc:
+            error = self._provider._translate(exc)
+            if error.status_code == 404:
+                return False
+            raise error from None
+        return True
+
 
 class MistralProvider:
     """Mistral through ``mistralai``, as a :class:`providers.protocol.Provider`.

@@ -78,7 +78,9 @@ _PATHS: dict[str, str] = {"chat": "/chat/completions", "responses": "/responses"
 _URLS: dict[str, str] = {"chat": "/v1/chat/completions", "responses": "/v1/responses"}
 
 
-_DOWNLOAD_CHUNK = 1 << 20
+# A batch's output file is read in the pieces it arrives in (up to 64 KiB
+# each): gathering them into bigger chunks would copy the whole file once more.
+_DOWNLOAD_CHUNK: int | None = None
 # Batch input files up to this size are uploaded from memory in one piece.
 _UPLOAD_IN_ONE_PIECE = 64 * 1024 * 1024
 

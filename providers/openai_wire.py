@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+import msgspec
 import orjson
 
 from providers.errors import (
@@ -282,16 +283,119 @@ def _item_error(code: str | None, message: str, provider: str) -> ProviderError:
     return ProviderError(message, provider=provider, code=code)
 
 
+# The common line of an output file, a chat completion answered with HTTP 200,
+# decoded straight into these types: only the fields read are made, where a
+# JSON parser makes a dict for every object of the line. Fields are optional,
+# as the general parser reads them; a line of any other shape or type fails
+# to decode and is read by the general parser. gc=False: they hold no cycles.
+
+
+class _Details(msgspec.Struct, gc=False):
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct, gc=False):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    prompt_tokens_details: _Details | None = None
+    completion_tokens_details: _Details | None = None
+
+
+class _Message(msgspec.Struct, gc=False):
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _Choice(msgspec.Struct, gc=False):
+    message: _Message | None = None
+    finish_reason: str | None = None
+
+
+class _Body(msgspec.Struct, gc=False):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    model: str | None = None
+    id: str | None = None
+    object: str | None = None
+    # Present in a Responses API body, which the general parser reads.
+    output: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+class _Response(msgspec.Struct, gc=False):
+    status_code: int | None = None
+    request_id: str | None = None
+    body: _Body | None = None
+
+
+class _Line(msgspec.Struct, gc=False):
+    custom_id: str
+    response: _Response | None = None
+
+
+_decode_line = msgspec.json.Decoder(_Line).decode
+
+
 def parse_result_line(line: bytes | str, provider: str = "openai") -> ItemResult:
     """One line of a batch output or error file, as an :class:`ItemResult`.
 
     Output lines carry ``response: {status_code, request_id, body}``; error-file
     lines either a non-200 ``response`` with ``body.error`` or ``response: null``
     and ``error: {code, message}`` (``batch_expired``, ``batch_cancelled``,
-    ``request_timeout``, ...).
+    ``request_timeout``, ...). A chat completion answered with HTTP 200 is
+    decoded typed (see ``_Line``), any other line as JSON; both read it the
+    same way.
 
     Raises:
         ValueError: the line is not a JSON object with a ``custom_id``.
+    """
+    try:
+        parsed = _decode_line(line)
+    except msgspec.DecodeError:  # its ValidationError too: another shape, read below
+        return _parse_any_line(line, provider)
+    response = parsed.response
+    if response is None or response.status_code != 200:
+        return _parse_any_line(line, provider)
+    body = response.body
+    if body is None or body.object == "response" or body.output is not msgspec.UNSET:
+        return _parse_any_line(line, provider)
+    choices = body.choices
+    choice = choices[0] if choices else None
+    message = None if choice is None else choice.message
+    usage = body.usage
+    if usage is None:
+        counts = (0, 0, 0, 0, 0)
+    else:
+        prompt = usage.prompt_tokens_details
+        output = usage.completion_tokens_details
+        counts = (
+            usage.prompt_tokens or 0,
+            usage.completion_tokens or 0,
+            (prompt.cached_tokens or 0) if prompt is not None else 0,
+            (output.reasoning_tokens or 0) if output is not None else 0,
+            (prompt.cache_write_tokens or 0) if prompt is not None else 0,
+        )
+    return ItemResult(
+        parsed.custom_id,
+        Completion(
+            (message.content or "") if message is not None else "",
+            _usage(counts),
+            body.model or "",
+            response.request_id or body.id,
+            None if choice is None else choice.finish_reason,
+            None if message is None else message.refusal,
+        ),
+    )
+
+
+def _parse_any_line(line: bytes | str, provider: str) -> ItemResult:
+    """Any line of a batch output or error file (see :func:`parse_result_line`).
+
+    Output lines carry ``response: {status_code, request_id, body}``; error-file
+    lines either a non-200 ``response`` with ``body.error`` or ``response: null``
+    and ``error: {code, message}`` (``batch_expired``, ``batch_cancelled``,
+    ``request_timeout``, ...).
     """
     data = orjson.loads(line)
     if not isinstance(data, dict) or "custom_id" not in data:

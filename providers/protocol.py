@@ -156,18 +156,21 @@ class BatchEndpoint(Protocol):
 
 @runtime_checkable
 class BatchFiles(Protocol):
-    """A batch endpoint whose batches leave files at the provider (OpenAI's Files API).
+    """A batch endpoint whose batches leave files at the provider (a Files API).
 
     Optional: an endpoint that has it gets its batches' files deleted once
-    their results are stored (``batch.delete_files``).
+    their results are stored (``batch.delete_files``), and the uploaded
+    input of a shard given up before or without its batch.
     """
 
     def batch_files(self, batch: BatchInfo) -> list[str]:
-        """The ids of the provider's files that belong to ``batch``."""
+        """The ids of what ``batch`` leaves at the provider: its files (and, where the
+        provider keeps answers in the batch itself, the batch), all deleted by
+        :meth:`delete_file`."""
         ...
 
     async def delete_file(self, file_id: str) -> bool:
-        """Delete one file; ``False`` when it was gone already (not an error)."""
+        """Delete one of them; ``False`` when it was gone already (not an error)."""
         ...
 
 

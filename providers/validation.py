@@ -67,6 +67,8 @@ def check_request(request: Request, *, where: str = "request") -> None:
 
 def request_problems(request: Request) -> list[str]:
     """What is wrong with ``request`` (empty when nothing is), one entry per field."""
+    if _plainly_valid(request):
+        return []
     problems: list[str] = []
     # Typed as Any: a caller may have built the request from untyped data.
     fields: Any = request
@@ -110,6 +112,64 @@ def request_problems(request: Request) -> list[str]:
         if problem is not None:
             problems.append(f"schema: {problem}")
     return problems
+
+
+# Schema names seen valid (most requests share one or two).
+_GOOD_NAMES: set[str] = set()
+
+
+def _plainly_valid(request: Request) -> bool:
+    """Whether ``request`` has the usual shape and every field of it is valid.
+
+    The common case, decided without building the list of problems: every
+    ``True`` here is a request :func:`request_problems` finds nothing wrong
+    with (anything unusual is left to it, ``False``). Requests are checked by
+    the hundred thousand when a request file is read.
+    """
+    # Typed as Any: a caller may have built the request from untyped data.
+    fields: Any = request
+    model = fields.model
+    if type(model) is not str or not model.strip():
+        return False
+    messages = fields.messages
+    if type(messages) is not tuple or not messages:
+        return False
+    for message in messages:
+        if type(message) is not Message or message.role not in _ROLES:
+            return False
+        if type(message.content) is not str:
+            return False
+    max_tokens = fields.max_tokens
+    if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+        return False
+    temperature = fields.temperature
+    if temperature is not None and (
+        # NaN and infinities fail the comparison.
+        type(temperature) not in (int, float) or not 0 <= temperature <= MAX_TEMPERATURE
+    ):
+        return False
+    task = fields.task
+    if task is not None and type(task) is not str:
+        return False
+    extras = fields.extras
+    if type(extras) is not dict or extras:
+        return False
+    response_model = fields.response_model
+    if response_model is not None and not (
+        isinstance(response_model, type) and issubclass(response_model, BaseModel)
+    ):
+        return False
+    schema = fields.json_schema
+    if schema is None:
+        return True
+    name = fields.schema_name
+    if name is not None and (type(name) is not str or name not in _GOOD_NAMES):
+        if type(name) is not str or not _SCHEMA_NAME.fullmatch(name):
+            return False
+        if len(_GOOD_NAMES) >= _REMEMBERED:
+            _GOOD_NAMES.clear()
+        _GOOD_NAMES.add(name)
+    return isinstance(schema, Mapping) and _checked(schema)[0] is None
 
 
 def _message_problems(messages: Any) -> Iterator[str]:

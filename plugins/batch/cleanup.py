@@ -1,9 +1,13 @@
 """Deleting a batch's files at the provider once its results are stored.
 
 A batch of OpenAI's leaves up to three files in the organisation's file
-storage: its input (up to 200 MB), its output and its error file. At the
-scale of hundreds of batches they would fill that storage, so each is deleted
-once the batch is collected (``batch.delete_files``, on by default).
+storage: its input (up to 200 MB), its output and its error file; Mistral's
+jobs the same three; Gemini's batches their uploaded input and results file
+(the project holds 20 GB of files), and the batch itself, which keeps an
+inline batch's answers. At the scale of hundreds of batches they would fill
+that storage, so each is deleted once the batch is collected
+(``batch.delete_files``, on by default) — by every provider whose batch
+endpoint can delete them (:class:`~providers.protocol.BatchFiles`).
 
 A shard given up before any batch of it ran — refused for the provider's
 queue, or as too large, and sent again split — leaves its uploaded input

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -366,6 +367,7 @@ class BatchExecutor:
         settlement = self.settlement
         seen: set[str] = set()
         chunk: list[ItemResult] = []
+        add = chunk.append
         results = self.endpoint.results(info)
         holding = False
         try:
@@ -374,16 +376,18 @@ class BatchExecutor:
                     # From a chunk's first line until it is stored (see gcpause).
                     GcHold.hold()
                     holding = True
-                seen.add(item.custom_id)
-                chunk.append(item)
+                add(item)
                 if len(chunk) >= RESULT_CHUNK:
+                    seen.update(map(_custom_id, chunk))
                     settlement.finish_items(self.shard, info, chunk)
                     chunk = []
+                    add = chunk.append
                     GcHold.release()
                     holding = False
                     # Let awaiting callers run (and queue their next stage) between chunks.
                     await asyncio.sleep(0)
             if chunk:
+                seen.update(map(_custom_id, chunk))
                 settlement.finish_items(self.shard, info, chunk)
         finally:
             if holding:
@@ -393,6 +397,10 @@ class BatchExecutor:
     async def _step(self, what: str, call: Any) -> Any:
         """One provider call of the lifecycle, tried again per the one retry policy."""
         return await self.kit.retry.call(call, what=f"batch {what} of {self.shard.shard_id}")
+
+
+# The id each result line names (read for a whole chunk at once).
+_custom_id = attrgetter("custom_id")
 
 
 def _counts(info: BatchInfo) -> dict[str, int]:

@@ -15,6 +15,13 @@ else it says (the batch ended, or is not found, which may also mean it was
 made under another key) is shown, and the shard is forgotten only when the
 caller confirms (``confirmed``). A shard that never reached the provider
 needs no confirmation.
+
+The shard's uploaded input file is of no more use (its requests are sent
+again in new shards, with files of their own), so it is deleted at the
+provider as a collected batch's files are (``batch.delete_files``):
+journaled in the transaction that gives the shard up, so a failed or
+interrupted delete is finished by the next run. Its output and error files,
+if any, are left alone: they hold answers that were paid for.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from plugins.batch.cleanup import FileCleanup
 from plugins.batch.findshard import journaled_shard
 from plugins.lease import BatchLease
 from plugins.store import UNFINISHED_SHARD_STATES
@@ -47,6 +55,7 @@ class Forgotten:
         provider_says: the batch's state at the provider, or why it has none.
         answered: its requests whose results were stored; they stay answered.
         resend: its requests a later run sends again.
+        input_deleted: its uploaded input file, when it was deleted at the provider.
     """
 
     shard_id: str
@@ -54,10 +63,16 @@ class Forgotten:
     provider_says: str
     answered: int
     resend: int
+    input_deleted: str | None = None
 
 
 async def forget_batch(
-    store: Store, endpoint: BatchEndpoint | None, shard: Shard, *, confirmed: bool = False
+    store: Store,
+    endpoint: BatchEndpoint | None,
+    shard: Shard,
+    *,
+    confirmed: bool = False,
+    delete_files: bool = True,
 ) -> Forgotten:
     """Journal ``shard`` as given up on, once its provider shows it runs no more.
 
@@ -68,6 +83,8 @@ async def forget_batch(
         confirmed: the caller accepts that its unanswered requests are sent
             (and paid for) again although the provider may still hold a
             batch of them (ended, or not visible with this key).
+        delete_files: delete its uploaded input file at the provider
+            (``batch.delete_files``), when the endpoint can delete files.
 
     Raises:
         InputError: the shard is finished already, or its batch still runs,
@@ -84,13 +101,25 @@ async def forget_batch(
             state = "gone" if current is None else current.state
             raise InputError(f"{_name(shard)} is {state}: there is nothing to forget")
         says = await _provider_state(endpoint, current, confirmed, store)
-        answered, resend = store.forget_shard(
-            current.shard_id, f"forgotten by hand (the provider: {says})"
+        cleanup = (
+            FileCleanup(store, endpoint, current.provider, enabled=delete_files)
+            if endpoint is not None
+            else None
         )
+        with store.in_transaction(durable=True):
+            answered, resend = store.forget_shard(
+                current.shard_id, f"forgotten by hand (the provider: {says})"
+            )
+            # With the requests queued again: never before they are.
+            planned = cleanup is not None and cleanup.plan_unused_input(current)
     finally:
         lease.release()
     _drop_spool(current)
-    return Forgotten(current.shard_id, current.batch_id, says, answered, resend)
+    # A failed delete is logged and left journaled for the next run.
+    deleted = None
+    if cleanup is not None and planned and await cleanup.run(current.shard_id) > 0:
+        deleted = current.input_file_id
+    return Forgotten(current.shard_id, current.batch_id, says, answered, resend, deleted)
 
 
 async def _provider_state(

@@ -3,10 +3,13 @@
 Two cases, both settled without paying for anything:
 
 - One request whose batch line alone is over the per-batch byte limit
-  (``batch.max_bytes``, or the provider's own): no batch can hold it. It is
-  refused before it is journaled (:func:`line_problem`); ``lexibatch run``
-  refuses the whole file up front, naming each such line
-  (:func:`refuse_oversize`).
+  (``batch.max_bytes``, or the provider's own): no batch can hold it. The
+  strategy finds it from the one line it encodes to spool, as it spools it:
+  the request is refused there with an
+  :class:`~providers.errors.InputError`
+  (:func:`line_problem` says why), before it is journaled, so it is never
+  uploaded, and the requests around it go on. ``lexibatch run`` fails that
+  line alone, names it as ``FILE:LINE`` and exits 2 once the rest is answered.
 - A batch the provider refuses as too large (more requests or bytes than it
   takes; its limit may be lower than the one declared): it never ran, so it
   was not billed. Its requests are queued again and sent in batches of at
@@ -22,18 +25,16 @@ Two cases, both settled without paying for anything:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
 
-from providers.errors import InputError, LexibatchError, ProviderError, RateLimitError
+from providers.errors import LexibatchError, ProviderError, RateLimitError
 from providers.types import BatchInfo, BatchLimits, BatchState, Request
 
 if TYPE_CHECKING:
-    from plugins.requestfile import JobItem
     from providers.protocol import BatchEndpoint
 
-__all__ = ["halved", "halved_to_fit", "line_problem", "refuse_oversize", "too_large"]
+__all__ = ["halved", "halved_to_fit", "line_problem", "too_large"]
 
 # How the providers word a refusal of a whole batch for its size: OpenAI's
 # "File is too large." (upload) and "The batch input file is larger than the
@@ -59,32 +60,6 @@ def line_problem(endpoint: BatchEndpoint, limits: BatchLimits, request: Request)
         "bytes one batch may hold (batch.max_bytes, or the provider's limit) — shorten it, "
         "or send it with --mode immediate"
     )
-
-
-def refuse_oversize(strategy: Any, items: Sequence[JobItem], path: Path) -> None:
-    """Refuse a request file with a line no batch can hold, before anything is sent.
-
-    ``strategy`` is the connector's batch strategy; one that does not say
-    how large a request may be (a plugin's) is not asked.
-
-    Raises:
-        InputError: naming each such line as ``FILE:LINE: what is wrong``.
-    """
-    check = getattr(strategy, "line_problem", None)
-    if check is None:
-        return
-    problems = []
-    for item in items:
-        problem = check(item.request)
-        if problem is not None:
-            problems.append(f"{path}:{item.line}: {problem}")
-    if len(problems) == 1:
-        raise InputError(f"{problems[0]} — nothing was sent")
-    if problems:
-        raise InputError(
-            f"{path}: {len(problems)} requests are too large for a batch; nothing was sent",
-            problems=problems,
-        )
 
 
 def too_large(error: LexibatchError | None = None, info: BatchInfo | None = None) -> bool:

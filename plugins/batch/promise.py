@@ -8,10 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from plugins.store.keys import key_cell
 from providers.types import Request, Response
 
-__all__ = ["BatchPromise", "BatchRequest"]
+__all__ = ["BatchPromise", "BatchRequest", "settle_answers"]
 
 
 class BatchRequest:
@@ -45,6 +44,9 @@ class BatchRequest:
         attempts: int = 0,
         est_cost: float = 0.0,
     ) -> None:
+        # No copy of the key's bytes here: a million waiting requests would
+        # hold 65 MB more. The journal row takes them from the request; an
+        # answer converts its key once for its cache and ledger rows.
         self.key = key
         self.model = model
         self.task = task
@@ -66,16 +68,6 @@ class BatchRequest:
             future,
             attempts,
         )
-
-    @property
-    def cell(self) -> bytes | str:
-        """The key as the store keeps it (:func:`plugins.store.keys.key_cell`), made anew.
-
-        Not kept: hundreds of thousands of requests wait at once, and their
-        keys' bytes would be that many more objects; the request's own
-        :attr:`~providers.types.Request.key_bytes` serve while it is queued.
-        """
-        return key_cell(self.key)
 
 
 # A promise's states.
@@ -193,3 +185,30 @@ class BatchPromise:
             loop = asyncio.get_running_loop()
             for fn in callbacks:
                 loop.call_soon(fn, self)
+
+
+def settle_answers(
+    answered: list[tuple[BatchRequest, Response]], pending: dict[str, BatchRequest]
+) -> None:
+    """Hand each stored answer to its caller's promise; none of them is pending any more.
+
+    The same as ``set_result`` on each promise not settled yet, done in one
+    loop: a batch's answers are handed over by the tens of thousands, and
+    most promises have nobody awaiting them yet (no waiter, no callback).
+    """
+    pop = pending.pop
+    for request, response in answered:
+        pop(request.key, None)
+        promise = request.future
+        if promise is None:
+            continue
+        if type(promise) is not BatchPromise:
+            # Another kind of future: settled through its own methods.
+            if not promise.done():
+                promise.set_result(response)
+        elif promise._state == _PENDING:
+            if promise._waiter is None and promise._callbacks is None:
+                promise._state = _RESULT
+                promise._value = response
+            else:
+                promise.set_result(response)

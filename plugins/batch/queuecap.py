@@ -7,8 +7,9 @@ with a 429 whose message names the queue).
 
 **Ahead** (``max_enqueued_tokens`` in ``[providers.NAME]``, optionally per
 model): this run knows, per model, the tokens of its shards whose batch has
-not ended — estimated with the one estimator ``--estimate`` uses
-(:func:`providers.tokens.estimate_tokens`: input plus the output guess) — and
+not ended — their input tokens, estimated with the one estimator ``--estimate``
+uses (:func:`providers.tokens.estimate_tokens`), as the providers count a
+queue in prompt tokens — and
 holds a shard before its batch is created while adding it would pass the cap.
 A shard bigger than the cap alone is split before it is sent (halved until
 it fits, as :mod:`plugins.batch.oversize` does for a batch refused as too
@@ -160,9 +161,13 @@ def stated_limit(why: str) -> int | None:
 
 
 def request_tokens(request: Request) -> int:
-    """The tokens one request holds in the queue: its input plus its output guess."""
-    tokens_in, tokens_out = estimate_tokens(request)
-    return tokens_in + tokens_out
+    """The tokens one request holds in the queue: its input tokens.
+
+    The providers count a queue in prompt tokens ("enqueued prompt tokens";
+    what a request may output does not count), so the output guess that
+    ``--estimate`` prices is left out here.
+    """
+    return estimate_tokens(request)[0]
 
 
 class QueueRoom:

@@ -61,8 +61,7 @@ def reconcile(
         seen: every ``custom_id`` read from the output and error files.
     """
     missing = [k for k in waiting if k not in seen]
-    ours = set(sent) if sent is not None else set(store.shard_keys(shard.shard_id))
-    extra = [k for k in seen if k not in ours]
+    extra = list(seen.difference(sent if sent is not None else store.shard_keys(shard.shard_id)))
     if extra:
         # A request moved on to a later shard (a retry round) is still ours.
         known = store.request_places(provider, extra)

@@ -32,23 +32,21 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugins.batch.answers import judge_items
 from plugins.batch.fates import batch_fate, error_dict, fail_future, retries_used
 from plugins.batch.ledgercheck import check_ledger
 from plugins.batch.oversize import halved, halved_to_fit, too_large
-from plugins.batch.promise import BatchRequest
+from plugins.batch.promise import BatchRequest, settle_answers
 from plugins.batch.reconcile import reconcile
 from plugins.batch.usercancel import cancelled_error, user_cancelled
 from plugins.ledger import Pricer
-from plugins.results import build_response, more_tokens, storable, unusable
-from plugins.store import CallRecord, StoredResult
+from plugins.results import more_tokens
 from providers.errors import (
     AuthenticationError,
     BatchCancelledError,
     BatchFailedError,
-    BatchItemError,
     InputError,
     LexibatchError,
-    ProviderError,
     StoreWriteError,
 )
 from providers.types import BatchInfo, BatchLimits, BatchState, ItemResult, Mode, Request, Response
@@ -172,99 +170,34 @@ class Settlement:
         # A line of this shard with nobody waiting (its caller gave up) is still
         # stored and billed: it was paid for.
         stubs = self.stubs_for(unwaited)
-        results: list[StoredResult] = []
-        calls: list[CallRecord] = []
-        costs = Pricer(self.context).costs
-        provider = self.provider_name
-        batch_id = info.id
-        now = time.time()
-        succeeded: list[tuple[BatchRequest, Response]] = []
-        failed: list[tuple[BatchRequest, LexibatchError]] = []
         # Asked once a chunk, at its first cancelled line.
         user_cancel: bool | None = None
-        for item in items:
-            key = item.custom_id
-            if key in done:
-                continue
-            pending = pending_of.get(key) or stubs.get(key)
-            if pending is None:
-                continue
-            done.add(key)
-            completion = item.completion
-            if completion is None:
-                error = item.error or BatchItemError("no result", provider=self.provider_name)
-                if isinstance(error, BatchCancelledError):
-                    if user_cancel is None:
-                        user_cancel = self._user_cancelled(shard)
-                    if user_cancel:
-                        error = cancelled_error(info.id, self.provider_name)
-                failed.append((pending, error))
-                continue
-            # The ledger and cache rows (call_record, stored_result) made inline:
-            # this runs once per answer.
-            model = completion.model or pending.model
-            usage = completion.usage
-            cost, immediate = costs(model, usage, "batch")
-            # The key's stored form, made once for its ledger and cache rows.
-            cell = pending.cell
-            if key not in billed:
-                calls.append(
-                    CallRecord(
-                        provider,
-                        model,
-                        pending.task,
-                        "batch",
-                        key,
-                        usage,
-                        cost,
-                        immediate,
-                        batch_id,
-                        now,
-                        cell,
-                    )
-                )
-            try:
-                response = build_response(
-                    pending,  # type: ignore[arg-type]
-                    completion,
-                    provider=provider,
-                    mode="batch",
-                    cost_usd=cost,
-                    batch_id=batch_id,
-                )
-                storable(response.text)
-            except ProviderError as exc:
-                # Does not fit, was cut at max_tokens, was refused, or cannot be used at all.
-                failed.append((pending, exc))
-                continue
-            except Exception as exc:
-                # Whatever this one answer does, the rest of the batch is stored.
-                failed.append((pending, unusable(exc, completion.content, self.provider_name)))
-                continue
-            results.append(
-                StoredResult(
-                    key,
-                    response.model,
-                    pending.task,
-                    "batch",
-                    response.text,
-                    usage,
-                    cost,
-                    response.request_id,
-                    batch_id,
-                    0.0,
-                    cell,
-                )
-            )
-            succeeded.append((pending, response))
+
+        def cancelled(error: BatchCancelledError) -> LexibatchError:
+            nonlocal user_cancel
+            if user_cancel is None:
+                user_cancel = self._user_cancelled(shard)
+            return cancelled_error(info.id, self.provider_name) if user_cancel else error
+
+        judged = judge_items(
+            items,
+            waiting=pending_of,
+            stubs=stubs,
+            done=done,
+            billed=billed,
+            costs=Pricer(self.context).costs,
+            provider=self.provider_name,
+            batch_id=info.id,
+            now=time.time(),
+            cancelled=cancelled,
+        )
+        failed = judged.failed
         with self.store.in_transaction():
-            self.store.record_calls(calls)
-            self.store.put_results(self.provider_name, results)
+            self.store.record_calls(judged.calls)
+            self.store.put_results(self.provider_name, judged.results)
             retry = self._journal_failures(failed)
-        for pending, response in succeeded:
-            self.pending.pop(pending.key, None)
-            if pending.future is not None and not pending.future.done():
-                pending.future.set_result(response)
+        # Only once stored: a caller is never told of an answer a crash could lose.
+        settle_answers(judged.succeeded, self.pending)
         self._after_failures(failed, retry)
 
     def finish_missing(self, shard: Shard, info: BatchInfo, seen: set[str]) -> None:
@@ -276,20 +209,21 @@ class Settlement:
         """
         fresh = self.fresh.get(shard.shard_id)
         keys = fresh if fresh is not None else self.store.shard_keys(shard.shard_id, "submitted")
-        missing = [k for k in keys if k not in seen]
         rejected = info.state is BatchState.FAILED and not seen and not info.succeeded
-        if not rejected:
-            reconcile(
-                self.store, self.provider_name, shard, info, waiting=keys, sent=fresh, seen=seen
-            )
         if rejected:
             # Rejected whole, nothing ran, nothing billed: its estimate leaves the budget.
+            # Nothing was read: every request waiting is missing.
+            missing = list(keys)
             self.budget.give_back(shard.shard_id)
             if len(missing) > 1 and too_large(info=info):
                 with self.store.in_transaction():
                     self.store.set_request_state(self.provider_name, missing, "queued")
                 self.resend_smaller(shard, missing, "; ".join(info.errors))
                 return
+        else:
+            missing = reconcile(
+                self.store, self.provider_name, shard, info, waiting=keys, sent=fresh, seen=seen
+            ).missing
         if not missing:
             return
         error = batch_fate(info, self.provider_name)

@@ -10,6 +10,7 @@ from plugins.cli.group import main
 from plugins.cli.guard import guard
 from plugins.cli.options import db_opt, provider_opt, settings_from
 from plugins.cli.session import run_coroutine, with_connector
+from providers.errors import ProviderError
 
 if TYPE_CHECKING:
     from plugins.config import Settings
@@ -66,7 +67,13 @@ def batches_show(ctx: click.Context, batch: str, as_json: bool, **flags: Any) ->
         endpoint = connector.provider.batch
         info = None
         if shard.batch_id and endpoint is not None:
-            info = await endpoint.poll(shard.batch_id)
+            try:
+                info = await endpoint.poll(shard.batch_id)
+            except ProviderError as exc:
+                # A collected batch may be deleted at the provider (Gemini's
+                # are, with their files): the journal is all there is to show.
+                if exc.status_code != 404 or shard.state != "collected":
+                    raise
         if as_json:
             import orjson
 
@@ -136,11 +143,18 @@ def batches_forget(ctx: click.Context, batch: str, yes: bool, **flags: Any) -> N
     async def body(connector: LexiConnector) -> None:
         from plugins.batch.forget import forget_batch
 
-        done = await forget_batch(connector.store, connector.provider.batch, shard, confirmed=yes)
+        done = await forget_batch(
+            connector.store,
+            connector.provider.batch,
+            shard,
+            confirmed=yes,
+            delete_files=settings.batch.delete_files,
+        )
         click.echo(
             f"{done.batch_id or done.shard_id}: forgotten (the provider: {done.provider_says}); "
             f"{done.answered} answered requests kept, {done.resend} queued again for the next "
             f"run (or lexibatch resume --provider {shard.provider})"
+            + (f"; its input file {done.input_deleted} deleted" if done.input_deleted else "")
         )
 
     run_coroutine(with_connector(settings, body))

@@ -26,6 +26,7 @@ from plugins.cli.session import (
     room_suffix,
     run_coroutine,
     say,
+    skip_final_collection,
     unobserve,
     with_connector,
 )
@@ -90,12 +91,9 @@ def run(
         from plugins.report import spent_line
 
         started = time.time()
+        # A line no batch of the provider can hold is refused as it is queued,
+        # from the one batch line written for it: it fails alone, never sent.
         connector.choose_mode(len(items), announce=not quiet)
-        if connector.batch_mode:
-            from plugins.batch.oversize import refuse_oversize
-
-            # A line no batch of the provider can hold: refused before anything is sent.
-            refuse_oversize(connector.batch_strategy(), items, requests)
         state = RunState(
             f"run {requests.name}",
             total=len(items),
@@ -125,9 +123,12 @@ def run(
                 "to resume (what was answered is kept)",
                 err=True,
             )
+        if summary.refused:
+            raise summary.refusal_error(requests, out)
         if summary.failed:
             sys.exit(EXIT_PROVIDER)
 
+    skip_final_collection()
     with requests_kept():
         run_coroutine(with_connector(settings, body))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -22,6 +23,7 @@ __all__ = [
     "requests_kept",
     "run_coroutine",
     "say",
+    "skip_final_collection",
     "unobserve",
     "with_connector",
 ]
@@ -70,6 +72,26 @@ def requests_kept() -> Iterator[None]:
         gc.set_threshold(*threshold)
         if not frozen_before:
             gc.unfreeze()
+
+
+_final_collection_skipped = False
+
+
+def skip_final_collection() -> None:
+    """When this process exits, the interpreter's last full collection is skipped.
+
+    A command that answered hundreds of thousands of requests leaves millions
+    of objects, and the collector's pass at exit walks every one of them to
+    find cycles to free, moments before the whole memory goes back to the
+    system (about a third of a second for 100,000 requests). Frozen at exit
+    (``gc.freeze``), they are left out of that pass. Nothing the command
+    writes waits on it: the results file, the store and the logs are closed
+    and flushed before the command returns. Registered once per process.
+    """
+    global _final_collection_skipped
+    if not _final_collection_skipped:
+        _final_collection_skipped = True
+        atexit.register(gc.freeze)
 
 
 def observe(state: Any, *, quiet: bool) -> ProgressObserver:

@@ -80,26 +80,39 @@ class CacheTables(RefTables):
 
         def run() -> int:
             refs = self._batch_refs(r.batch_id for r in stored)
+            # Unpacked, not read by field name: this runs once per answer.
             rows = [
                 (
                     provider,
-                    r.cell or key_cell(r.key),
-                    r.model,
-                    r.task,
-                    r.mode,
-                    r.text,
-                    r.usage.input_tokens,
-                    r.usage.output_tokens,
-                    r.usage.cached_tokens,
-                    r.usage.reasoning_tokens,
-                    r.usage.cache_creation_tokens,
-                    r.usage.cache_creation_1h_tokens,
-                    r.cost_usd,
-                    r.request_id,
-                    refs[r.batch_id],
-                    r.created_at or now,
+                    cell or key_cell(key),
+                    model,
+                    task,
+                    mode,
+                    text,
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cached_tokens,
+                    usage.reasoning_tokens,
+                    usage.cache_creation_tokens,
+                    usage.cache_creation_1h_tokens,
+                    cost,
+                    request_id,
+                    refs[batch],
+                    created or now,
                 )
-                for r in stored
+                for (
+                    key,
+                    model,
+                    task,
+                    mode,
+                    text,
+                    usage,
+                    cost,
+                    request_id,
+                    batch,
+                    created,
+                    cell,
+                ) in stored
             ]
             sort_by_key(rows, 1)
             return self._execute_many(

@@ -40,25 +40,38 @@ class CostTables(RefTables):
         def run() -> int:
             refs = self._batch_refs(c.batch_id for c in calls)
             run_ref = self._run_ref(run_id)
+            # Unpacked, not read by field name: this runs once per paid call.
             values = [
                 (
-                    c.provider,
-                    c.model,
-                    c.task,
-                    c.mode,
-                    c.cell or key_cell(c.key),
-                    c.usage.input_tokens,
-                    c.usage.output_tokens,
-                    c.usage.cached_tokens,
-                    c.usage.reasoning_tokens,
-                    c.usage.cache_creation_tokens,
-                    c.cost_usd,
-                    c.immediate_cost_usd,
-                    refs[c.batch_id],
-                    now if c.ts is None else c.ts,
+                    provider,
+                    model,
+                    task,
+                    mode,
+                    cell or key_cell(key),
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cached_tokens,
+                    usage.reasoning_tokens,
+                    usage.cache_creation_tokens,
+                    cost,
+                    immediate,
+                    refs[batch],
+                    now if ts is None else ts,
                     run_ref,
                 )
-                for c in calls
+                for (
+                    provider,
+                    model,
+                    task,
+                    mode,
+                    key,
+                    usage,
+                    cost,
+                    immediate,
+                    batch,
+                    ts,
+                    cell,
+                ) in calls
             ]
             return self._execute_many(
                 "INSERT INTO calls (provider, model, task, mode, key, input_tokens, "

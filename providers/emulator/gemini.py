@@ -9,8 +9,8 @@ Routes (the SDK's base URL is the emulator's root):
   ``DELETE /v1beta/batches/{id}``
 * the resumable upload ``POST /upload/v1beta/files`` (``x-goog-upload-command:
   start`` answers ``x-goog-upload-url``; ``upload, finalize`` answers the file),
-  ``GET /v1beta/files``, ``GET /v1beta/files/{id}``, and the download
-  ``GET /v1beta/files/{id}:download?alt=media``
+  ``GET /v1beta/files``, ``GET /v1beta/files/{id}``, ``DELETE /v1beta/files/{id}``,
+  and the download ``GET /v1beta/files/{id}:download?alt=media``
 
 The same routes answer under ``/v1`` (google-genai 3 calls that version by
 default); there ``/v1/batches`` and ``/v1/files`` are OpenAI's paths too, and
@@ -207,10 +207,16 @@ def _output(app: AppCore, rec: dict[str, Any]) -> dict[str, Any]:
             responses.append(item)
         return {"inlinedResponses": {"inlinedResponses": responses}}
     file_id = f"batch-{rec['id']}"
-    if file_id not in app.state.files:
-        lines = [orjson.dumps({**item, "key": key}) for key, item in _results(app, rec)]
-        data = b"\n".join(lines) + b"\n" if lines else b""
-        app.state.add_file(data, "gemini:application/jsonl", f"{file_id}.jsonl", file_id=file_id)
+    if not rec.get("gemini_results_made"):
+        if file_id not in app.state.files:
+            lines = [orjson.dumps({**item, "key": key}) for key, item in _results(app, rec)]
+            data = b"\n".join(lines) + b"\n" if lines else b""
+            app.state.add_file(
+                data, "gemini:application/jsonl", f"{file_id}.jsonl", file_id=file_id
+            )
+        # Made once: a results file the user deleted stays deleted (the batch still names it).
+        rec["gemini_results_made"] = True
+        app.state.save_batch(rec)
     return {"responsesFile": f"files/{file_id}"}
 
 
@@ -386,18 +392,18 @@ async def batch_get(app: AppCore, request: web.Request) -> web.StreamResponse:
     tail = last_segment(request)
     batch_id, _, verb = tail.partition(":")
     rec = wire_batch(app, batch_id, WIRE)
-    if rec is None:
+    if rec is None or rec.get("deleted"):
+        # A deleted batch is gone for every call, a second delete too.
         return wire_error(404, f"Requested entity was not found. batches/{batch_id}")
     if request.method == "POST" and verb == "cancel":
         if rec.get("final") is None:
             await app.engine.cancel_openai(batch_id)
         return wire_ok({})
     if request.method == "DELETE":
+        # The batch's record and answers go; its results file stays (deleted on its own).
         rec["deleted"] = True
         app.state.save_batch(rec)
         return wire_ok({})
-    if rec.get("deleted"):
-        return wire_error(404, f"Requested entity was not found. batches/{batch_id}")
     return wire_ok(await _operation(app, rec, poll=True))
 
 
@@ -454,9 +460,16 @@ async def generate(app: AppCore, request: web.Request, model: str) -> web.Respon
 
 def add_routes(app: web.Application, emulator: AppCore) -> None:
     """Serve the Gemini API from ``emulator`` on ``app``."""
-    from providers.emulator.gemini_files import Uploads, file_get, file_list, upload
+    from providers.emulator.gemini_files import Uploads, file_delete, file_get, file_list, upload
 
     uploads = Uploads()
+
+    async def file_one(request: web.Request) -> web.StreamResponse:
+        if request.method == "DELETE":
+            return await file_delete(emulator, request)
+        if request.method == "GET":
+            return await file_get(emulator, request)
+        return wire_error(404, f"Method {request.method} not found for files.")
 
     def guarded(handler: Any) -> Any:
         async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -490,7 +503,7 @@ def add_routes(app: web.Application, emulator: AppCore) -> None:
         ("batches", False): guarded(lambda q: batch_list(emulator, q)),
         ("batches", True): guarded(lambda q: batch_get(emulator, q)),
         ("files", False): guarded(lambda q: file_list(emulator, q)),
-        ("files", True): guarded(lambda q: file_get(emulator, q)),
+        ("files", True): guarded(file_one),
     }
     r = app.router
     for version in ("v1beta", "v1"):
@@ -499,7 +512,7 @@ def add_routes(app: web.Application, emulator: AppCore) -> None:
     r.add_get("/v1beta/batches", routes["batches", False])
     r.add_route("*", "/v1beta/batches/{tail}", routes["batches", True])
     r.add_get("/v1beta/files", routes["files", False])
-    r.add_get("/v1beta/files/{tail}", routes["files", True])
+    r.add_route("*", "/v1beta/files/{tail}", routes["files", True])
 
     @web.middleware
     async def v1(request: web.Request, handler: Any) -> web.StreamResponse:

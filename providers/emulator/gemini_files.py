@@ -5,7 +5,10 @@ session and answers its ``x-goog-upload-url``; chunks follow with ``upload``
 and the last with ``upload, finalize``, which answers the file. Files are
 named ``files/<12 lowercase alphanumerics>``; a batch's results file is
 ``files/batch-<batch id>`` and, being generated, the only kind that can be
-downloaded (``GET /v1beta/files/{id}:download?alt=media``).
+downloaded (``GET /v1beta/files/{id}:download?alt=media``). Either kind is
+deleted by ``DELETE /v1beta/files/{id}``, which answers ``{}``; a file that is
+not there (never was, or deleted) is answered as the real API answers it: a
+403 ``PERMISSION_DENIED`` that says it "may not exist".
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from providers.emulator.gemini_wire import (
 if TYPE_CHECKING:
     from providers.emulator.appcore import AppCore
 
-__all__ = ["Uploads", "file_get", "file_list", "upload"]
+__all__ = ["Uploads", "file_delete", "file_get", "file_list", "missing_file", "upload"]
 
 _FILE_TTL = 48 * 3600
 
@@ -122,12 +125,19 @@ async def upload(app: AppCore, uploads: Uploads, request: web.Request) -> web.Re
     return wire_ok({"file": _file_obj(rec, origin)}, headers={"x-goog-upload-status": "final"})
 
 
+def missing_file(file_id: str) -> web.Response:
+    """How Gemini answers for a file it does not have: it will not say whether it ever did."""
+    return wire_error(
+        403, f"You do not have permission to access the File {file_id} or it may not exist."
+    )
+
+
 async def file_get(app: AppCore, request: web.Request) -> web.StreamResponse:
     """``GET /v1beta/files/{id}`` and ``GET /v1beta/files/{id}:download?alt=media``."""
     file_id, _, verb = last_segment(request).partition(":")
     rec = app.state.files.get(file_id)
     if rec is None or not rec.purpose.startswith("gemini:"):
-        return wire_error(404, f"File files/{file_id} not found.")
+        return missing_file(file_id)
     if verb == "download":
         if not file_id.startswith("batch-"):
             return wire_error(400, "Only generated files can be downloaded.")
@@ -135,6 +145,16 @@ async def file_get(app: AppCore, request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(app.config.step_latency)
         return await app.file_response(request, rec, {"Content-Type": "application/octet-stream"})
     return wire_ok(_file_obj(rec, f"{request.scheme}://{request.host}"))
+
+
+async def file_delete(app: AppCore, request: web.Request) -> web.Response:
+    """``DELETE /v1beta/files/{id}``: an uploaded or a generated (results) file; ``{}``."""
+    file_id = last_segment(request)
+    rec = app.state.files.get(file_id)
+    if rec is None or not rec.purpose.startswith("gemini:"):
+        return missing_file(file_id)
+    await asyncio.get_running_loop().run_in_executor(None, app.state.delete_file, file_id)
+    return wire_ok({})
 
 
 async def file_list(app: AppCore, request: web.Request) -> web.Response:

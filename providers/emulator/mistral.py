@@ -6,7 +6,8 @@ the emulator serves Mistral under ``/mistral``: the SDK's ``server_url`` is
 
 * ``POST /v1/chat/completions`` (``response_format`` ``json_schema``)
 * ``POST /v1/files`` (multipart ``file`` + ``purpose``), ``GET /v1/files/{id}``,
-  ``GET /v1/files/{id}/content``
+  ``GET /v1/files/{id}/content``, ``DELETE /v1/files/{id}`` (``{"id", "object":
+  "file", "deleted": true}``; a job's output and error files too)
 * ``POST /v1/batch/jobs`` (``input_files``, ``endpoint``, ``model``, ``metadata``),
   ``GET /v1/batch/jobs`` (``page``, ``page_size``, ``metadata``, ``created_after``),
   ``GET /v1/batch/jobs/{id}``, ``POST /v1/batch/jobs/{id}/cancel``
@@ -400,6 +401,19 @@ async def file_content(app: AppCore, request: web.Request) -> web.StreamResponse
     return await app.file_response(request, rec, headers)
 
 
+async def file_delete(app: AppCore, request: web.Request) -> web.Response:
+    """``DELETE /v1/files/{id}``: ``{"id", "object": "file", "deleted": true}``.
+
+    A job keeps naming its output and error files once they are deleted, as
+    the real API's jobs do; downloading one is then a 404.
+    """
+    rec = _file(app, request)
+    if rec is None:
+        return _error(404, "File not found", code="3310")
+    await asyncio.get_running_loop().run_in_executor(None, app.state.delete_file, rec.id)
+    return _ok({"id": rec.id, "object": "file", "deleted": True})
+
+
 # -------------------------------------------------------------- immediate
 
 
@@ -453,6 +467,7 @@ def add_routes(app: web.Application, emulator: AppCore) -> None:
     r.add_post(f"{PREFIX}/v1/files", guarded(upload))
     r.add_get(f"{PREFIX}/v1/files/{{id}}", guarded(file_get))
     r.add_get(f"{PREFIX}/v1/files/{{id}}/content", guarded(file_content))
+    r.add_delete(f"{PREFIX}/v1/files/{{id}}", guarded(file_delete))
     r.add_post(f"{PREFIX}/v1/batch/jobs", guarded(job_create))
     r.add_get(f"{PREFIX}/v1/batch/jobs", guarded(job_list))
     r.add_get(f"{PREFIX}/v1/batch/jobs/{{id}}", guarded(job_get))

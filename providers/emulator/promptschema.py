@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["schema_in_prompt", "texts_of"]
+__all__ = ["content_texts", "schema_in_prompt", "texts_of"]
 
 _DECODER = json.JSONDecoder()
 # Cheap test before any parsing: a schema names its types or properties.
@@ -45,7 +45,8 @@ def schema_in_prompt(texts: Iterable[str]) -> dict[str, Any] | None:
     return None
 
 
-def _content_texts(content: Any) -> list[str]:
+def content_texts(content: Any) -> list[str]:
+    """The texts of a message's content: a string, or its parts' texts."""
     if isinstance(content, str):
         return [content]
     out: list[str] = []
@@ -62,7 +63,7 @@ def _content_texts(content: Any) -> list[str]:
 
 def texts_of(body: Mapping[str, Any]) -> list[str]:
     """The prompt's texts, system and instructions first, of any API's body."""
-    texts = _content_texts(body.get("system"))
+    texts = content_texts(body.get("system"))
     if isinstance(body.get("instructions"), str):
         texts.append(body["instructions"])
     messages = body.get("messages")
@@ -77,5 +78,5 @@ def texts_of(body: Mapping[str, Any]) -> list[str]:
             key=lambda m: m.get("role") not in ("system", "developer"),
         )
         for m in ordered:
-            texts.extend(_content_texts(m.get("content")))
+            texts.extend(content_texts(m.get("content")))
     return texts

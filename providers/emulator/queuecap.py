@@ -5,10 +5,14 @@ Enabled by ``enqueued_token_limit`` (see
 organisation may have waiting per model; the emulator counts it the same way
 for every provider:
 
-- a request's enqueued tokens are its prompt, counted as the emulator counts
-  every prompt (about one token per four bytes of the request body as sent,
-  schema included), plus the output it may produce (``max_tokens``,
-  ``max_completion_tokens`` or ``max_output_tokens``; nothing when it sets none);
+- a request's enqueued tokens are its input (prompt) tokens, as the real APIs
+  count them for their queues ("enqueued prompt tokens"; what a request may
+  output does not count): each message's text and role with the chat framing
+  (three tokens a message, three for the reply), and the JSON schema it asks
+  for or its tools' parameters, as sent — counted with a real tokenizer
+  (tiktoken's encoding of the model, ``o200k_base`` for models it does not
+  know; characters / 4 where no encoding is on disk), the count
+  :func:`providers.tokens.count_tokens` makes;
 - a model's enqueued tokens are the sum over its batches that have not ended
   (neither completed, failed, expired nor cancelled);
 - the count is per API (OpenAI, Anthropic, Gemini, Mistral) and model;
@@ -27,7 +31,8 @@ from typing import Any
 
 import orjson
 
-from providers.emulator.answers import count_tokens
+from providers.emulator.promptschema import content_texts
+from providers.tokens import count_tokens
 
 __all__ = [
     "anthropic_refusal",
@@ -43,18 +48,45 @@ __all__ = [
 #: The organisation named in the refusals (as in the emulator's rate-limit messages).
 ORG = "org-lexibatch-emulator"
 
-_OUTPUT_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+# Chat framing: per message (its role counted as one more), and for the reply's start.
+_PER_MESSAGE = 3
+_PER_REPLY = 3
 
 
-def request_tokens(body: Mapping[str, Any], size: int) -> int:
-    """The enqueued tokens of one request: its ``size``-byte body plus its maximum output."""
-    output = 0
-    for key in _OUTPUT_KEYS:
-        value = body.get(key)
-        if isinstance(value, int) and value > 0:
-            output = value
-            break
-    return count_tokens(size) + output
+def _schemas(body: Mapping[str, Any]) -> list[Any]:
+    """The JSON schemas a body sends: its response format's, and its tools' parameters."""
+    found: list[Any] = []
+    fmt = body.get("response_format")  # OpenAI chat, Mistral (and Gemini's, translated)
+    if isinstance(fmt, Mapping) and isinstance(fmt.get("json_schema"), Mapping):
+        found.append(fmt["json_schema"].get("schema"))
+    for holder, key in ((body.get("output_config"), "format"), (body, "output_format")):
+        fmt = holder.get(key) if isinstance(holder, Mapping) else None  # Anthropic
+        if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
+            found.append(fmt.get("schema"))
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, Mapping):
+            fn = tool.get("function")
+            found.append(fn.get("parameters") if isinstance(fn, Mapping) else None)
+            found.append(tool.get("input_schema"))
+    return [schema for schema in found if schema is not None]
+
+
+def request_tokens(body: Mapping[str, Any]) -> int:
+    """The enqueued tokens of one request body: its prompt's tokens, framing and schema included."""
+    model = str(body.get("model") or "")
+    tokens = _PER_REPLY
+    system = body.get("system")  # Anthropic's, beside the messages
+    if system:
+        tokens += _PER_MESSAGE + 1 + sum(count_tokens(t, model) for t in content_texts(system))
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if isinstance(message, Mapping):
+            texts = content_texts(message.get("content"))
+            tokens += _PER_MESSAGE + 1 + sum(count_tokens(t, model) for t in texts)
+    for schema in _schemas(body):
+        tokens += count_tokens(orjson.dumps(schema).decode(), model)
+    return tokens
 
 
 def openai_tokens(data: bytes) -> dict[str, int]:
@@ -69,7 +101,7 @@ def openai_tokens(data: bytes) -> dict[str, int]:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             continue
         if isinstance(body, dict):
-            tokens[model] = tokens.get(model, 0) + request_tokens(body, len(orjson.dumps(body)))
+            tokens[model] = tokens.get(model, 0) + request_tokens(body)
     return tokens
 
 
@@ -81,7 +113,7 @@ def anthropic_tokens(requests: Iterable[Any]) -> dict[str, int]:
         if not isinstance(params, dict):
             continue
         model = str(params.get("model"))
-        tokens[model] = tokens.get(model, 0) + request_tokens(params, len(orjson.dumps(params)))
+        tokens[model] = tokens.get(model, 0) + request_tokens(params)
     return tokens
 
 
@@ -90,7 +122,7 @@ def chat_tokens(items: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, int
     tokens: dict[str, int] = {}
     for _, body in items:
         model = str(body.get("model"))
-        tokens[model] = tokens.get(model, 0) + request_tokens(body, len(orjson.dumps(body)))
+        tokens[model] = tokens.get(model, 0) + request_tokens(body)
     return tokens
 
 

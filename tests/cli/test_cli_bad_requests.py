@@ -1,4 +1,5 @@
-"""``lexibatch run`` with bad lines: each named as FILE:LINE, exit 2, nothing sent or paid."""
+"""``lexibatch run`` with bad lines: each named as FILE:LINE, exit 2; malformed ones stop the file
+before anything is sent, one too large for a batch fails alone and is never sent."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def test_many_bad_lines_are_reported_up_to_a_limit(tmp_path: Path) -> None:
     assert "25 of 25 request lines are invalid" in err[-1]
 
 
-def test_a_line_no_batch_can_hold_is_refused_with_its_number(tmp_path: Path) -> None:
+def test_a_line_no_batch_can_hold_fails_alone_named_by_its_number(tmp_path: Path) -> None:
     (tmp_path / "lexibatch.toml").write_text("[batch]\nmax_bytes = 3000\n")
     _write(
         tmp_path / "requests.jsonl",
@@ -85,15 +86,46 @@ def test_a_line_no_batch_can_hold_is_refused_with_its_number(tmp_path: Path) -> 
     done = _lexibatch("run", "requests.jsonl", "--mode", "batch", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    assert "requests.jsonl:2: the request is " in done.stderr
-    assert "more than the 3,000 bytes one batch may hold" in done.stderr
-    assert "nothing was sent" in done.stderr
-    assert _store_rows(tmp_path) == (0, 0)
-    # The same file runs immediately (no batch limit applies).
+    err = done.stderr.splitlines()
+    assert re.fullmatch(
+        r"lexibatch: error: requests\.jsonl:2: request lb-\S+: the request is [0-9,]+ bytes "
+        r"as a batch line, more than the 3,000 bytes one batch may hold .* — it was not "
+        r"sent; the other requests were \(results in results\.jsonl\)",
+        err[-1],
+    ), err
+    results = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in results] == ["succeeded", "failed", "succeeded"]
+    assert results[1]["error"]["type"] == "InputError"
+    assert "--mode immediate" in results[1]["error"]["message"]
+    # Never journaled, never sent: only the two short ones were.
+    assert _store_rows(tmp_path) == (2, 2)
+    # The same file runs immediately (no batch limit applies); the two answered are kept.
     now = _lexibatch("run", "requests.jsonl", "--mode", "immediate", cwd=tmp_path)
     assert now.returncode == 0, now.stderr
     results = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["status"] for r in results] == ["succeeded"] * 3
+    assert [r["cached"] for r in results] == [True, False, True]
+
+
+def test_many_lines_no_batch_can_hold_are_each_named(tmp_path: Path) -> None:
+    (tmp_path / "lexibatch.toml").write_text("[batch]\nmax_bytes = 3000\n")
+    lines: list[dict[str, object]] = [{"prompt": f"long {i} " + "word " * 1000} for i in range(3)]
+    _write(tmp_path / "requests.jsonl", [{"prompt": "short"}, *lines])
+    done = _lexibatch("run", "requests.jsonl", "--mode", "batch", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.splitlines()
+    assert [n for n in (2, 3, 4) if any(f"requests.jsonl:{n}: request lb-" in e for e in err)] == [
+        2,
+        3,
+        4,
+    ]
+    assert err[-1] == (
+        "lexibatch: error: requests.jsonl: 3 requests were refused and not sent; the other "
+        "requests were (results in results.jsonl)"
+    )
+    results = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in results] == ["succeeded", "failed", "failed", "failed"]
+    assert _store_rows(tmp_path) == (1, 1)
 
 
 def test_resume_fails_a_journaled_request_it_cannot_rebuild_and_sends_the_rest(

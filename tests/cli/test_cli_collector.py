@@ -69,3 +69,22 @@ def test_a_run_that_fails_restores_the_collector_too(
     done = CliRunner().invoke(main, ["run", str(requests_file), "--out", "out.jsonl"])
     assert done.exit_code != 0
     assert _collector() == before
+
+
+def test_a_run_leaves_its_objects_out_of_the_collection_at_exit_once(
+    requests_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import atexit
+
+    from plugins.cli import session
+
+    before = _collector()
+    registered: list[Any] = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(session, "_final_collection_skipped", False)
+    for _ in range(2):
+        done = CliRunner().invoke(main, ["run", str(requests_file), "--out", "out.jsonl"])
+        assert done.exit_code == 0, done.output
+    # Frozen when the process exits, not now: the collector is as it was.
+    assert registered == [gc.freeze]
+    assert _collector() == before

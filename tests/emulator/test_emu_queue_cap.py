@@ -103,10 +103,41 @@ def test_the_limit_is_set_through_the_control_endpoint(http: httpx.Client) -> No
     assert bad.status_code == 400
 
 
-def test_a_request_counts_its_body_and_its_maximum_output() -> None:
-    line = {"custom_id": "a", "body": {"model": "m", "max_tokens": 100, "messages": []}}
-    body_size = len(orjson.dumps(line["body"]))
-    assert openai_tokens(orjson.dumps(line)) == {"m": (body_size + 3) // 4 + 100}
+def test_a_request_counts_its_prompt_tokens_not_its_maximum_output() -> None:
+    from providers.tokens import count_tokens
+
+    text = "Define the word 'serendipity' for a learner: ünïcødé, 漢字."
+    schema = {"type": "object", "properties": {"word": {"type": "string"}}}
+    body: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": schema}},
+    }
+    prompt = (
+        3  # the reply's start
+        + (3 + 1 + count_tokens("Be brief.", "gpt-4o-mini"))  # framing, role, text
+        + (3 + 1 + count_tokens(text, "gpt-4o-mini"))
+        + count_tokens(orjson.dumps(schema).decode(), "gpt-4o-mini")
+    )
+    # As the real queues count: tokens of the prompt (a real tokenizer's), not bytes / 4 ...
+    assert openai_tokens(orjson.dumps({"custom_id": "a", "body": body})) == {"gpt-4o-mini": prompt}
+    assert prompt < len(orjson.dumps(body)) // 4
+    # ... and nothing for what the request may output.
+    capped = {**body, "max_completion_tokens": 4000}
+    assert openai_tokens(orjson.dumps({"custom_id": "a", "body": capped})) == {
+        "gpt-4o-mini": prompt
+    }
+    # Anthropic's system prompt and a forced tool's schema count alike.
+    params = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 4000,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
+        "tools": [{"name": "w", "input_schema": schema}],
+        "tool_choice": {"type": "tool", "name": "w"},
+    }
+    counted = anthropic_tokens([{"custom_id": "a", "params": params}])
+    assert counted == {"claude-haiku-4-5": prompt}
 
 
 def run_batch_by_id(oai: openai.OpenAI, batch_id: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -114,3 +115,89 @@ async def test_an_anthropic_create_in_doubt_whose_batch_is_gone_can_be_forgotten
         finally:
             await connector.aclose()
         assert emu.billing()["batch"]["requests"] == 3
+
+
+def _file_ids(emu: Any) -> set[str]:
+    import httpx
+
+    with httpx.Client(base_url=emu.base_url, headers={"Authorization": "Bearer k"}) as http:
+        return {f["id"] for f in http.get("/v1/files").json()["data"]}
+
+
+async def test_a_forgotten_shard_leaves_no_input_file_but_keeps_the_paid_output(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(fresh_emulator)
+    await _stopped_after_its_batch_ended(settings, monkeypatch)
+    connector = open_connector(settings)
+    try:
+        (shard,) = connector.store.shards()
+        batch = await connector.provider.batch.poll(shard.batch_id)  # type: ignore[union-attr,arg-type]
+        assert shard.input_file_id and batch.output_file_id
+        assert {shard.input_file_id, batch.output_file_id} <= _file_ids(fresh_emulator)
+        done = await forget_batch(connector.store, connector.provider.batch, shard, confirmed=True)
+        assert done.input_deleted == shard.input_file_id
+        # The input is of no more use; the output holds answers that were paid for.
+        left = _file_ids(fresh_emulator)
+        assert shard.input_file_id not in left and batch.output_file_id in left
+    finally:
+        await connector.aclose()
+
+
+async def test_a_forgotten_shards_input_is_kept_when_files_are_kept(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(fresh_emulator)
+    await _stopped_after_its_batch_ended(settings, monkeypatch)
+    connector = open_connector(settings)
+    try:
+        (shard,) = connector.store.shards()
+        done = await forget_batch(
+            connector.store, connector.provider.batch, shard, confirmed=True, delete_files=False
+        )
+        assert done.input_deleted is None and done.resend == len(PROMPTS)
+        assert shard.input_file_id in _file_ids(fresh_emulator)
+    finally:
+        await connector.aclose()
+
+
+async def test_a_failed_delete_of_a_forgotten_input_is_left_to_the_next_run(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    import logging
+
+    from plugins.batch.cleanup import NAMESPACE
+
+    settings = make_settings(fresh_emulator)
+    await _stopped_after_its_batch_ended(settings, monkeypatch)
+    state = fresh_emulator.app.state
+    works = state.delete_file
+
+    def broken(file_id: str) -> bool:
+        raise OSError("the file service is down")  # the emulator answers a 500
+
+    connector = open_connector(settings)
+    try:
+        (shard,) = connector.store.shards()
+        state.delete_file = broken
+        with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
+            done = await forget_batch(
+                connector.store, connector.provider.batch, shard, confirmed=True
+            )
+        # Forgotten all the same; the delete is journaled for the next run.
+        assert done.input_deleted is None and done.resend == len(PROMPTS)
+        assert "could not be deleted" in caplog.text
+        assert [k for k, _ in connector.store.iter_documents(NAMESPACE)] == [shard.shard_id]
+        state.delete_file = works
+        connector.enable_batch_mode()
+        results = await gather(connector, PROMPTS)
+        assert all(isinstance(r, Entry) for r in results), results
+        # The next batch run deletes it, beside its own work.
+        for _ in range(100):
+            if connector.store.get_document(NAMESPACE, shard.shard_id) is None:
+                break
+            await asyncio.sleep(0.05)
+        assert connector.store.get_document(NAMESPACE, shard.shard_id) is None
+        assert shard.input_file_id not in _file_ids(fresh_emulator)
+    finally:
+        await connector.aclose()

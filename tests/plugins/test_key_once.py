@@ -1,4 +1,9 @@
-"""A batched request's key is turned into its stored form once, not for each row it writes."""
+"""A batched request's key is turned into its stored form at most once after it is made.
+
+The journal row takes the bytes the key was made from; an answer's cache and
+ledger rows share one conversion. The waiting request keeps no copy of them
+(memory per queued request stays flat).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import plugins.batch.promise
+import plugins.batch.answers
 import plugins.store.cache
 import plugins.store.costs
 import plugins.store.journal
@@ -15,7 +20,7 @@ from plugins.store.keys import key_cell
 from tests.plugins.batch_helpers import Entry
 
 
-async def test_journal_cache_and_ledger_rows_reuse_the_key_bytes(
+async def test_journal_rows_reuse_the_key_bytes_and_an_answer_converts_its_key_once(
     fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     converted: list[str] = []
@@ -24,14 +29,13 @@ async def test_journal_cache_and_ledger_rows_reuse_the_key_bytes(
         converted.append(key)
         return key_cell(key)
 
-    # Where the journal, cache and ledger rows are written, and where an answer's row is made.
-    modules = (
+    # Where the journal, cache and ledger rows are written, and where answers are judged.
+    for module in (
         plugins.store.journal,
         plugins.store.cache,
         plugins.store.costs,
-        plugins.batch.promise,
-    )
-    for module in modules:
+        plugins.batch.answers,
+    ):
         monkeypatch.setattr(module, "key_cell", counted)
     connector = open_connector(make_settings(fresh_emulator))
     try:
@@ -47,6 +51,5 @@ async def test_journal_cache_and_ledger_rows_reuse_the_key_bytes(
         assert row.requests == 20
     finally:
         await connector.aclose()
-    # The journal rows carry the bytes the key was made from; an answer's ledger
-    # and cache rows share one conversion of its key.
+    # One conversion an answer (for its cache and ledger rows), none for the journal.
     assert sorted(converted) == sorted(keys)

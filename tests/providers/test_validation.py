@@ -60,6 +60,12 @@ def test_a_good_request_and_a_model_class_request_pass() -> None:
         ({"messages": ("hi",)}, "messages[0] must be a Message, got 'hi'"),
         ({"task": 3}, "task must be a string, got 3 (int)"),
         ({"schema_name": "has space"}, "schema_name must be 1 to 64 letters"),
+        # Unusual values the common case must leave to the full check.
+        ({"temperature": float("inf")}, "temperature must be a number from 0 to 2"),
+        ({"max_tokens": 0}, "max_tokens must be a positive integer, got 0 (int)"),
+        ({"schema_name": ["a"]}, "schema_name must be 1 to 64 letters"),
+        ({"response_model": dict}, "response_model must be a pydantic model class"),
+        ({"messages": [Message("user", "x"), Message("user", 7)]}, "messages[1].content"),  # type: ignore[arg-type]
     ],
 )
 def test_each_bad_field_is_named(fields: dict[str, Any], expected: str) -> None:

@@ -302,10 +302,9 @@ class BatchStrategy:
             self.settlement.fail_unbuilt(key, error)
             return
         self._pending[key] = pending
-        if self._budgeted:
-            pending.est_cost = self._estimate_cost(request)
+        est_cost = self._estimate_cost(request) if self._budgeted else 0.0
         try:
-            shard_id = self.accumulator.add(key, request.model, line, pending.est_cost)
+            shard_id = self.accumulator.add(key, request.model, line, est_cost)
         except StoreWriteError:
             # The spool refused it: not queued, so nothing may wait for it here.
             self._pending.pop(key, None)

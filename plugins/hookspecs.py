@@ -178,7 +178,9 @@ def requests_started(requests: Sequence[Request]) -> None:
     :func:`requests_finished` is told here first (a duplicate awaiting the
     same request in flight is neither started nor finished), so observers
     know the work queued before it ends. This is the hook a progress display
-    implements (:class:`plugins.dashboard.RunState` does).
+    implements (:class:`plugins.dashboard.RunState` does). A plugin
+    implements this form or the per-request one (:func:`request_started`),
+    not both: with both, it is told of each request twice.
 
     :param requests: the requests started, in the order they started.
     """

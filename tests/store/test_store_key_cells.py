@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from plugins.store import CallRecord, JournalRequest, Store, StoredResult
-from plugins.store.keys import key_cell
+from plugins.store.keys import key_cell, key_text
 from providers.types import Message, Request, Usage
 
 
@@ -48,3 +48,17 @@ def test_carried_and_converted_cells_are_the_same_rows(store: Store) -> None:
     again = [JournalRequest(k, "gpt-4o-mini", "t", b"{}", cell=c) for k, c in carried]
     store.queue_requests("openai", again)
     assert _stored(store, "requests") == cells
+
+
+def test_only_the_exact_form_of_a_key_is_stored_as_bytes() -> None:
+    lower = "lb-" + "0a" * 24
+    digits = "lb-" + "01" * 24  # no letter at all: still the exact form
+    for key in (lower, digits):
+        cell = key_cell(key)
+        assert type(cell) is bytes and len(cell) == 24 and key_text(cell) == key
+    upper = "lb-" + "0A" * 24
+    mixed = "lb-" + "0a" * 23 + "0B"
+    spaced = "lb-" + "0a " * 16
+    short = "lb-" + "0a" * 23
+    for key in (upper, mixed, spaced, short, "k1", "lb-" + "zz" * 24):
+        assert key_cell(key) == key and key_text(key_cell(key)) == key

@@ -17,7 +17,6 @@ a shard was sent, and its file is removed.
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import os
 import secrets
@@ -71,16 +70,14 @@ class _OpenShard:
     keys: list[str] = field(default_factory=list)
     bytes: int = 0
     est_cost: float = 0.0
-    # Lines not written to the file yet, and their size with a newline each.
-    lines: list[builtins.bytes] = field(default_factory=list)  # (a field is named "bytes")
-    unwritten: int = 0
+    # Lines not written to the file yet, each with its newline. Copied in, not
+    # kept as the encoder's bytes: each of those holds 4 KiB whatever its length.
+    unwritten: bytearray = field(default_factory=bytearray)
 
     def write_out(self) -> None:
         """Write the lines held so far (raises :class:`OSError` as the file does)."""
-        self.fh.write(b"\n".join(self.lines))
-        self.fh.write(b"\n")
-        self.lines = []
-        self.unwritten = 0
+        self.fh.write(self.unwritten)
+        self.unwritten.clear()
 
 
 class BatchAccumulator:
@@ -132,9 +129,10 @@ class BatchAccumulator:
                 raise spool_error(self.spool_dir, exc) from None
             shard = _OpenShard(shard_id, model, path, fh)
             self._open[group] = shard
-        shard.lines.append(line)
-        shard.unwritten += size
-        if shard.unwritten >= WRITE_BYTES:
+        unwritten = shard.unwritten
+        unwritten += line
+        unwritten += b"\n"
+        if len(unwritten) >= WRITE_BYTES:
             try:
                 shard.write_out()
             except OSError as exc:
@@ -171,7 +169,7 @@ class BatchAccumulator:
     def _seal(self, group: str) -> None:
         shard = self._open[group]
         try:
-            if shard.lines:
+            if shard.unwritten:
                 shard.write_out()
             shard.fh.flush()
             # The journal will say this file is written; make that true on disk first.

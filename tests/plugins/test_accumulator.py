@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from plugins.batch.accumulator import WRITE_BYTES, BatchAccumulator, SealedShard
@@ -42,6 +44,29 @@ def test_every_line_is_in_the_file_in_order_once_the_shard_is_sealed(tmp_path: P
     (sealed,) = spool.sealed
     assert {sealed.shard_id} == shard_ids and sealed.keys == [f"k{i}" for i in range(len(lines))]
     assert path.read_bytes() == whole and sealed.bytes == len(whole)
+
+
+def test_lines_waiting_for_their_write_hold_about_their_own_size(tmp_path: Path) -> None:
+    def encoded(i: int) -> bytes:
+        # As the encoder returns it: such bytes keep a 4 KiB buffer whatever their length.
+        return orjson.dumps({"custom_id": f"k{i}", "pad": "x" * 150})
+
+    keys = [f"k{i}" for i in range(1000)]
+    whole = b"".join(b"%b\n" % encoded(i) for i in range(1000))
+    assert len(whole) < WRITE_BYTES  # none written yet: all of them wait in memory
+    spool = _Spool(tmp_path, max_requests=10_000)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i, key in enumerate(keys):
+            spool.acc.add(key, "gpt", encoded(i))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The lines' own bytes (and the list of their keys), not 4 KiB a line.
+    assert held - before < 2 * len(whole)
+    spool.acc.seal_all()
+    assert spool.sealed[0].path.read_bytes() == whole
 
 
 def test_a_full_shard_is_flagged_and_sealed_when_asked(tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ def _encoding_on_disk(name: str) -> bool:
     return (_cache_dir() / key).is_file()
 
 
+@cache
 def _encoding_name(model: str) -> str:
     bare = model.rsplit("/", 1)[-1]
     try:

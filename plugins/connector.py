@@ -26,7 +26,7 @@ from plugins.results import cached_response
 from plugins.store import UNFINISHED_SHARD_STATES
 from providers.errors import InputError, LexibatchError, SchemaValidationError, UnsupportedError
 from providers.protocol import Prompt, as_messages
-from providers.types import Request, Response
+from providers.types import Message, Request, Response
 from providers.validation import check_request
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class LexiConnector:
         self._warned_stale = False
         # Keys whose batch the user cancelled: read once, when first needed.
         self._user_cancelled: set[str] | None = None
+        self._model_checked: type[BaseModel] | None = None
 
     # -- modes -------------------------------------------------------------
 
@@ -191,11 +192,28 @@ class LexiConnector:
         Raises:
             InputError: ``response_model`` is not a pydantic model class.
         """
-        if response_model is not None and not (
-            isinstance(response_model, type) and issubclass(response_model, BaseModel)
+        if (
+            response_model is not None
+            and response_model is not self._model_checked
+            and not (isinstance(response_model, type) and issubclass(response_model, BaseModel))
         ):
             raise InputError(
                 f"request: response_model must be a pydantic model class, got {response_model!r}"
+            )
+        # The model class checked last: a run asks for one or a few, request after request.
+        self._model_checked = response_model
+        if not opts:
+            # A prompt and a model, nothing else: the usual call, made the short way.
+            return Request(
+                model or self.settings.model_for(task),
+                (Message("user", prompt),) if type(prompt) is str else as_messages(prompt),
+                response_model,
+                None,
+                None,
+                None,
+                None,
+                task,
+                None,
             )
         extras: Mapping[str, Any] = {k: v for k, v in opts.items() if k not in _REQUEST_OPTS}
         return Request(

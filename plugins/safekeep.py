@@ -443,7 +443,10 @@ def _result_from(d: dict[str, Any]) -> StoredResult:
 
 
 def _call_dict(c: CallRecord) -> dict[str, Any]:
-    return {**c._asdict(), "usage": c.usage.to_dict()}
+    data = {**c._asdict(), "usage": c.usage.to_dict()}
+    # The key's stored form is made again when the call is recorded.
+    del data["cell"]
+    return data
 
 
 def _call_from(d: dict[str, Any]) -> CallRecord:

@@ -6,6 +6,7 @@ these build and reads what they parse.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -159,13 +160,32 @@ def _usage(data: Mapping[str, Any] | None) -> Usage:
     written = data.get("cache_creation_input_tokens")
     if written is None:
         written = hour + (split.get("ephemeral_5m_input_tokens") or 0)
-    return Usage(
-        input_tokens=(data.get("input_tokens") or 0) + read + written,
-        output_tokens=data.get("output_tokens") or 0,
-        cached_tokens=read,
-        cache_creation_tokens=written,
-        cache_creation_1h_tokens=hour,
-    )
+    counts = ((data.get("input_tokens") or 0) + read + written, data.get("output_tokens") or 0)
+    key = (*counts, read, written, hour)
+    try:
+        usage = _USAGES.get(key)
+    except TypeError:  # a count of an unhashable type: made as it came, as ever
+        usage = None
+    if usage is None:
+        usage = Usage(
+            input_tokens=counts[0],
+            output_tokens=counts[1],
+            cached_tokens=read,
+            cache_creation_tokens=written,
+            cache_creation_1h_tokens=hour,
+        )
+        if len(_USAGES) >= _USAGES_MAX:
+            _USAGES.clear()
+        with contextlib.suppress(TypeError):
+            _USAGES[key] = usage
+    return usage
+
+
+# Usage values already made, by their token counts: a batch's answers repeat a
+# few thousand distinct counts at most, and answers sharing one Usage are
+# priced once (plugins.ledger.Pricer). Shared instances are safe: Usage is immutable.
+_USAGES: dict[tuple[Any, ...], Usage] = {}
+_USAGES_MAX = 8192
 
 
 def completion_from_message(

@@ -6,7 +6,7 @@ build and reads what they parse (LiteLLM's OpenAI-shaped batches too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -45,13 +45,15 @@ class BodyBuilder:
     come from here too.
     """
 
-    __slots__ = ("_api", "_formats", "_serialized")
+    __slots__ = ("_api", "_formats", "_jsons", "_serialized")
 
     def __init__(self, api: Api) -> None:
         self._api = api
         self._formats: dict[tuple[int, str | None], tuple[object, dict[str, Any]]] = {}
         # id(format) -> (the format made here, kept so its id is not reused; its JSON)
         self._serialized: dict[int, tuple[object, orjson.Fragment]] = {}
+        # (id(schema), name) -> (the schema, kept so its id is not reused; its format's JSON)
+        self._jsons: dict[tuple[int, str | None], tuple[object, orjson.Fragment]] = {}
 
     def _format(self, schema: Mapping[str, Any], name: str | None) -> dict[str, Any]:
         key = (id(schema), name)
@@ -75,6 +77,7 @@ class BodyBuilder:
         if len(self._formats) >= _FORMAT_CACHE_MAX:
             self._formats.clear()
             self._serialized.clear()
+            self._jsons.clear()
         self._formats[key] = (schema, fmt)
         return fmt
 
@@ -96,17 +99,18 @@ class BodyBuilder:
 
         The bytes of ``orjson.dumps`` of that line with the body :meth:`build`
         makes, in one call: the body's structured-output field goes in as
-        its JSON, made once per schema (see :meth:`serialized`).
+        its JSON, made once per schema.
         """
-        body = self.build(request)
-        field = "response_format" if self._api == "chat" else "text"
-        fmt = body.get(field)
-        if fmt is not None:
-            fragment = self._fragment(fmt)
-            if fragment is not None:
-                # The body was made for this line alone: its field is replaced in place.
-                body[field] = fragment
+        body = self._body(request, request.model, self._format_json)
         return orjson.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": body})
+
+    def _format_json(self, schema: Mapping[str, Any], name: str | None) -> orjson.Fragment:
+        """The JSON of :meth:`_format`'s field for ``schema`` and ``name``, made once."""
+        hit = self._jsons.get((id(schema), name))
+        if hit is None or hit[0] is not schema:
+            fragment = orjson.Fragment(orjson.dumps(self._format(schema, name)))
+            hit = self._jsons[(id(schema), name)] = (schema, fragment)
+        return hit[1]
 
     def _fragment(self, fmt: object) -> orjson.Fragment | None:
         """The JSON of a structured-output field made here; ``None`` for one that is not
@@ -130,17 +134,26 @@ class BodyBuilder:
 
         ``model`` replaces the request's model name (e.g. without a routing prefix).
         """
+        return self._body(request, model or request.model, self._format)
+
+    def _body(
+        self,
+        request: Request,
+        model: str,
+        field_of: Callable[[Mapping[str, Any], str | None], object],
+    ) -> dict[str, Any]:
+        """The body :meth:`build` makes, its structured-output field ``field_of(schema, name)``."""
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         if self._api == "chat":
-            body: dict[str, Any] = {"model": model or request.model, "messages": messages}
+            body: dict[str, Any] = {"model": model, "messages": messages}
             if request.json_schema is not None:
-                body["response_format"] = self._format(request.json_schema, request.schema_name)
+                body["response_format"] = field_of(request.json_schema, request.schema_name)
             if request.max_tokens is not None:
                 body["max_completion_tokens"] = request.max_tokens
         else:
-            body = {"model": model or request.model, "input": messages}
+            body = {"model": model, "input": messages}
             if request.json_schema is not None:
-                body["text"] = self._format(request.json_schema, request.schema_name)
+                body["text"] = field_of(request.json_schema, request.schema_name)
             if request.max_tokens is not None:
                 body["max_output_tokens"] = request.max_tokens
         if request.temperature is not None:

@@ -1,4 +1,4 @@
-"""Token counts estimated before a request is sent (for ``--estimate`` and budgets).
+"""Token counts estimated before a request is sent (for ``--estimate``, budgets and the queue cap).
 
 Input tokens are counted with tiktoken when its encoding file is on disk:
 LiteLLM ships tiktoken's cache files (cl100k_base, o200k_base, p50k_base)
@@ -6,7 +6,8 @@ inside its package, and ``TIKTOKEN_CACHE_DIR`` is pointed there unless the
 user set it. An encoding is only used when its file is already present, so
 counting never touches the network; otherwise a chars / 4 heuristic is used.
 Output tokens are a guess: what the schema's shape suggests, capped by
-``max_tokens``.
+``max_tokens``. The queue cap counts the input alone, as the providers
+count their queues; the emulator's queue counts with the same tokenizer.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def _encoding_on_disk(name: str) -> bool:
     return (_cache_dir() / key).is_file()
 
 
+@cache
 def _encoding_name(model: str) -> str:
     bare = model.rsplit("/", 1)[-1]
     try:

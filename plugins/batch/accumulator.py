@@ -1,7 +1,10 @@
 """Collecting pending requests into shards that fit a provider's batch limits.
 
-Encoded lines go straight to a spool file per open shard as they arrive, so
-memory holds only keys, whatever the prompt size. A shard is sealed when one
+Encoded lines go to a spool file per open shard as they arrive, written in
+groups of up to :data:`WRITE_BYTES` (one write call per group, not per line),
+so memory holds only keys and that much of each open shard's lines, whatever
+the prompt size. A shard's last lines are written when it is sealed, before
+its file is synced. A shard is sealed when one
 more line would break the provider's limit by count or by bytes; one model
 per shard when the provider needs that (OpenAI).
 
@@ -26,7 +29,10 @@ from typing import BinaryIO
 from providers.errors import StoreWriteError, os_error_reason
 from providers.types import BatchLimits
 
-__all__ = ["BatchAccumulator", "SealedShard", "new_shard_id", "spool_error"]
+__all__ = ["WRITE_BYTES", "BatchAccumulator", "SealedShard", "new_shard_id", "spool_error"]
+
+#: Lines of an open shard are written once they reach this many bytes (and when it is sealed).
+WRITE_BYTES = 256 << 10
 
 
 def spool_error(spool_dir: Path, exc: OSError) -> StoreWriteError:
@@ -64,6 +70,14 @@ class _OpenShard:
     keys: list[str] = field(default_factory=list)
     bytes: int = 0
     est_cost: float = 0.0
+    # Lines not written to the file yet, each with its newline. Copied in, not
+    # kept as the encoder's bytes: each of those holds 4 KiB whatever its length.
+    unwritten: bytearray = field(default_factory=bytearray)
+
+    def write_out(self) -> None:
+        """Write the lines held so far (raises :class:`OSError` as the file does)."""
+        self.fh.write(self.unwritten)
+        self.unwritten.clear()
 
 
 class BatchAccumulator:
@@ -81,6 +95,8 @@ class BatchAccumulator:
         self.on_sealed = on_sealed
         self.on_lost = on_lost
         self._open: dict[str, _OpenShard] = {}
+        #: Whether the line just added filled its shard (see :meth:`seal_if_full`).
+        self.full = False
         try:
             spool_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -113,29 +129,37 @@ class BatchAccumulator:
                 raise spool_error(self.spool_dir, exc) from None
             shard = _OpenShard(shard_id, model, path, fh)
             self._open[group] = shard
-        try:
-            shard.fh.write(line)
-            shard.fh.write(b"\n")
-        except OSError as exc:
-            # The file may hold part of the line: the whole shard is lost.
-            error = spool_error(self.spool_dir, exc)
-            self._lose(group, error)
-            raise error from None
-        shard.keys.append(key)
+        unwritten = shard.unwritten
+        unwritten += line
+        unwritten += b"\n"
+        if len(unwritten) >= WRITE_BYTES:
+            try:
+                shard.write_out()
+            except OSError as exc:
+                # The file may hold part of the lines: the whole shard is lost
+                # (this line's request gets the error; the others go to on_lost).
+                error = spool_error(self.spool_dir, exc)
+                self._lose(group, error)
+                raise error from None
+        keys = shard.keys
+        keys.append(key)
         shard.bytes += size
         shard.est_cost += est_cost
+        self.full = len(keys) >= self.limits.max_requests
         return shard.shard_id
 
     def seal_if_full(self, model: str) -> None:
         """Seal the open shard ``model``'s requests go into if it holds all it may.
 
         Called once the line just added is journaled, so a full shard leaves at
-        once instead of waiting for the next request or the linger.
+        once instead of waiting for the next request or the linger; :attr:`full`
+        says whether that line filled it.
         """
         group = "*" if self.limits.mixed_models else model
         shard = self._open.get(group)
         if shard is not None and len(shard.keys) >= self.limits.max_requests:
             self._seal(group)
+        self.full = False
 
     def seal_all(self) -> None:
         """Seal every open shard (dispatch now)."""
@@ -145,6 +169,8 @@ class BatchAccumulator:
     def _seal(self, group: str) -> None:
         shard = self._open[group]
         try:
+            if shard.unwritten:
+                shard.write_out()
             shard.fh.flush()
             # The journal will say this file is written; make that true on disk first.
             os.fsync(shard.fh.fileno())

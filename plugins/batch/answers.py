@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugins.results import build_response, model_validator, storable, unusable
 from plugins.store import CallRecord, StoredResult
+from plugins.store.keys import key_cell
 from providers.errors import BatchCancelledError, BatchItemError, LexibatchError, ProviderError
 from providers.stop import StopReason, normalize_stop
 from providers.types import ItemResult, Response, Usage
@@ -120,6 +121,8 @@ def judge_items(
         if priced is None or priced[0] is not usage or priced[1] != model:
             priced = prices[id(usage)] = (usage, model, costs(model, usage, "batch"))
         cost, immediate = priced[2]
+        # The key as the store keeps it, converted once for both rows.
+        cell = key_cell(key)
         if key not in billed:
             calls(
                 _row(
@@ -135,6 +138,7 @@ def judge_items(
                         immediate,
                         batch_id,
                         now,
+                        cell,
                     ),
                 )
             )
@@ -205,6 +209,7 @@ def judge_items(
                     response.request_id,
                     batch_id,
                     0.0,
+                    cell,
                 ),
             )
         )

@@ -52,14 +52,18 @@ def schema_ref(name: str | None, schema: Mapping[str, Any]) -> tuple[str, bytes]
     return "s-" + hashlib.sha256(body).hexdigest()[:32], body
 
 
-def encode_request(request: Request, ref: str | None) -> bytes:
-    """The journal body of ``request``, its schema named by ``ref`` (see :func:`schema_ref`)."""
-    canonical = request.canonical()
-    canonical.pop("schema", None)
-    # Kept in the journal buffer until its group commits.
-    return dumps_kept(
-        {"c": canonical, "s": ref, "t": request.task, "m": model_ref(request.response_model)}
-    )
+def encode_request(request: Request, ref: str | None, bare: bytes | None = None) -> bytes:
+    """The journal body of ``request``, its schema named by ``ref`` (see :func:`schema_ref`).
+
+    ``"c"`` is the canonical body without its schema, with sorted keys:
+    ``bare`` when given, else :meth:`Request.canonical_json_without_schema`.
+    """
+    if bare is None:
+        bare = request.canonical_json_without_schema()
+    tail = orjson.dumps({"s": ref, "t": request.task, "m": model_ref(request.response_model)})
+    # Joined into new bytes sized to their content: kept in the journal buffer until its
+    # group commits (see providers.jsonl.dumps_kept).
+    return b'{"c":%b,%b' % (bare, tail[1:])
 
 
 def decode_request(body: bytes, schemas: Mapping[str, bytes]) -> Request:
@@ -126,11 +130,17 @@ class SchemaBook:
         self._named: dict[str, bytes] = {}
         self._read: dict[str, Mapping[str, Any]] = {}
 
-    def encode(self, request: Request) -> bytes:
-        """The journal body of ``request``; its schema is named until the next :meth:`take`."""
+    def encode(self, request: Request, bare: bytes | None = None) -> bytes:
+        """The journal body of ``request``; its schema is named until the next :meth:`take`.
+
+        ``bare``: :meth:`Request.canonical_json_without_schema`, when the caller
+        has it already (it computed the key from them).
+        """
+        if bare is None:
+            bare = request.canonical_json_without_schema()
         schema = request.json_schema
         if schema is None:
-            return encode_request(request, None)
+            return encode_request(request, None, bare)
         model = request.response_model
         # A model's schema is computed once per class (schema_for) and so is its
         # reference; a raw schema is a caller's dict, which may change between
@@ -145,7 +155,7 @@ class SchemaBook:
         else:
             known = schema_ref(request.schema_name, schema)
             self._named[known[0]] = known[1]
-            return encode_request(request, known[0])
+            return encode_request(request, known[0], bare)
         ref, stored = known
         self._named[ref] = stored
         # Everything after the canonical body is the same for every request of
@@ -158,7 +168,7 @@ class SchemaBook:
             whole = orjson.dumps({"s": ref, "t": request.task, "m": model_ref(model)})
             tail = b"," + whole[1:]
             self._tails[(ref, request.task, model)] = tail
-        return b'{"c":%b%b' % (orjson.dumps(request.canonical(schema=False)), tail)
+        return b'{"c":%b%b' % (bare, tail)
 
     def take(self) -> dict[str, bytes]:
         """The schemas named by the bodies encoded since the last take, by reference."""

@@ -22,16 +22,10 @@ class BatchRequest:
     in the spool file and the journal.
     """
 
-    __slots__ = (
-        "attempts",
-        "est_cost",
-        "future",
-        "json_schema",
-        "key",
-        "model",
-        "response_model",
-        "task",
-    )
+    # Six slots, 80 bytes a waiting request: the response model and the raw
+    # schema share one (a request has a schema of its own only without a
+    # model), and nothing is kept that only queuing needs.
+    __slots__ = ("_shape", "attempts", "future", "key", "model", "task")
 
     def __init__(
         self,
@@ -42,16 +36,30 @@ class BatchRequest:
         json_schema: Mapping[str, Any] | None,
         future: BatchPromise | None,
         attempts: int = 0,
-        est_cost: float = 0.0,
     ) -> None:
+        # No copy of the key's bytes here: a million waiting requests would
+        # hold 65 MB more. The journal row takes them from the request; an
+        # answer converts its key once for its cache and ledger rows.
         self.key = key
         self.model = model
         self.task = task
-        self.response_model = response_model
-        self.json_schema = json_schema
+        self._shape: type[BaseModel] | Mapping[str, Any] | None = (
+            json_schema if response_model is None else response_model
+        )
         self.future = future
         self.attempts = attempts
-        self.est_cost = est_cost
+
+    @property
+    def response_model(self) -> type[BaseModel] | None:
+        """The model its answer is validated into, if any."""
+        shape = self._shape
+        return shape if isinstance(shape, type) else None
+
+    @property
+    def json_schema(self) -> Mapping[str, Any] | None:
+        """The raw JSON schema its answer is checked against, when it has no model."""
+        shape = self._shape
+        return None if shape is None or isinstance(shape, type) else shape
 
     @classmethod
     def of(cls, request: Request, future: BatchPromise | None, attempts: int = 0) -> BatchRequest:
@@ -67,8 +75,23 @@ class BatchRequest:
         )
 
 
-# A promise's states.
-_PENDING, _RESULT, _ERROR, _CANCELLED = 0, 1, 2, 3
+class _Mark:
+    """What a promise holds instead of an outcome: nothing yet, or cancelled."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+# A promise holds its state in its one value slot (a million waiting
+# promises are 16 MB smaller without a state slot): one of these marks, the
+# response, or the typed error (an exception is never a response).
+_PENDING = _Mark("pending")
+_CANCELLED = _Mark("cancelled")
 
 
 class BatchPromise:
@@ -85,17 +108,16 @@ class BatchPromise:
     :meth:`set_exception`, :meth:`cancel`.
     """
 
-    __slots__ = ("_callbacks", "_state", "_value", "_waiter", "key")
+    __slots__ = ("_callbacks", "_value", "_waiter", "key")
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self._state = _PENDING
-        self._value: Any = None
+        self._value: Any = _PENDING
         self._waiter: asyncio.Future[Response] | None = None
         self._callbacks: list[Callable[[BatchPromise], object]] | None = None
 
     def __await__(self) -> Generator[Any, None, Response]:
-        if self._state != _PENDING:
+        if self._value is not _PENDING:
             return self.result()
         if self._waiter is None:
             self._waiter = asyncio.get_running_loop().create_future()
@@ -104,11 +126,11 @@ class BatchPromise:
 
     def done(self) -> bool:
         """Whether the result (or error) has arrived."""
-        return self._state != _PENDING
+        return self._value is not _PENDING
 
     def cancelled(self) -> bool:
         """Whether the request was cancelled (the strategy closed before it ended)."""
-        return self._state == _CANCELLED
+        return self._value is _CANCELLED
 
     def result(self) -> Response:
         """The response, once :meth:`done` (raises the typed error on failure).
@@ -117,14 +139,17 @@ class BatchPromise:
             asyncio.InvalidStateError: it has not settled yet.
             asyncio.CancelledError: it was cancelled.
         """
-        if self._state == _RESULT:
-            value: Response = self._value
+        value = self._value
+        if type(value) is Response:
             return value
-        if self._state == _ERROR:
-            raise self._value
-        if self._state == _CANCELLED:
+        if value is _PENDING:
+            raise asyncio.InvalidStateError("the batch result has not arrived yet")
+        if value is _CANCELLED:
             raise asyncio.CancelledError
-        raise asyncio.InvalidStateError("the batch result has not arrived yet")
+        if isinstance(value, BaseException):
+            raise value
+        response: Response = value  # a subclass of Response
+        return response
 
     def exception(self) -> BaseException | None:
         """The typed error, once :meth:`done` (``None`` after a result).
@@ -133,15 +158,16 @@ class BatchPromise:
             asyncio.InvalidStateError: it has not settled yet.
             asyncio.CancelledError: it was cancelled.
         """
-        if self._state == _PENDING:
+        value = self._value
+        if value is _PENDING:
             raise asyncio.InvalidStateError("the batch result has not arrived yet")
-        if self._state == _CANCELLED:
+        if value is _CANCELLED:
             raise asyncio.CancelledError
-        return self._value if self._state == _ERROR else None
+        return value if isinstance(value, BaseException) else None
 
     def add_done_callback(self, fn: Callable[[BatchPromise], object]) -> None:
         """Call ``fn(promise)`` soon after it settles (at once if it has), as futures do."""
-        if self._state != _PENDING:
+        if self._value is not _PENDING:
             asyncio.get_running_loop().call_soon(fn, self)
         elif self._callbacks is None:
             self._callbacks = [fn]
@@ -150,33 +176,33 @@ class BatchPromise:
 
     def set_result(self, response: Response) -> None:
         """Settle with ``response`` (the strategy's call)."""
-        self._settle(_RESULT, response)
+        self._settle(response)
 
     def set_exception(self, error: BaseException) -> None:
         """Settle with the typed ``error`` (the strategy's call)."""
-        self._settle(_ERROR, error)
+        self._settle(error)
 
     def cancel(self) -> bool:
         """Settle as cancelled; ``False`` when it had settled already."""
-        if self._state != _PENDING:
+        if self._value is not _PENDING:
             return False
-        self._settle(_CANCELLED, None)
+        self._settle(_CANCELLED)
         return True
 
-    def _settle(self, state: int, value: Any) -> None:
-        if self._state != _PENDING:
+    def _settle(self, value: Any) -> None:
+        if self._value is not _PENDING:
             raise asyncio.InvalidStateError(f"batch result of {self.key} settled twice")
-        self._state, self._value = state, value
+        self._value = value
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            if state == _RESULT:
-                waiter.set_result(value)
-            elif state == _ERROR:
+            if value is _CANCELLED:
+                waiter.cancel()
+            elif isinstance(value, BaseException):
                 waiter.set_exception(value)
                 # A caller that stopped waiting never reads it: not "never retrieved".
                 waiter.exception()
             else:
-                waiter.cancel()
+                waiter.set_result(value)
         callbacks, self._callbacks = self._callbacks, None
         if callbacks:
             loop = asyncio.get_running_loop()
@@ -203,9 +229,8 @@ def settle_answers(
             # Another kind of future: settled through its own methods.
             if not promise.done():
                 promise.set_result(response)
-        elif promise._state == _PENDING:
+        elif promise._value is _PENDING:
             if promise._waiter is None and promise._callbacks is None:
-                promise._state = _RESULT
                 promise._value = response
             else:
                 promise.set_result(response)

@@ -106,6 +106,11 @@ class BatchStrategy:
         self.accumulator = BatchAccumulator(
             context.settings.spool_path, self.limits, self._on_sealed, self._on_spool_lost
         )
+        # Read once, not per request: the settings of a strategy do not change.
+        self._encode = endpoint.encode
+        self._budgeted = bset.budget_usd is not None
+        # A line of this many bytes (and its newline) is over the batch limit.
+        self._max_line = self.limits.max_bytes
         self._journal_buffer: list[JournalRequest] = []
         self._journal_bytes = 0
         self._executors: dict[str, asyncio.Task[None]] = {}
@@ -195,8 +200,15 @@ class BatchStrategy:
 
         Awaiting the promise is optional: an error nobody reads is not logged.
         """
-        self._ensure_started()
-        self._hold_for_burst()
+        if not self._started:
+            self._ensure_started()
+        if self._burst and self._burst % BURST_HOLD_REQUESTS:
+            self._burst += 1  # within a turn's burst, the collector held already
+        else:
+            self._hold_for_burst()
+        # Serialized once: the key is hashed from these bytes (when not known
+        # yet), and the journal row is written from them.
+        bare = request.canonical_json_without_schema()
         key = request.key
         pending = self._pending.get(key)
         if pending is not None:
@@ -205,7 +217,7 @@ class BatchStrategy:
                 pending.future = BatchPromise(key)
             return pending.future
         future = BatchPromise(key)
-        stopped = self._stopped.pop(key, None)
+        stopped = self._stopped.pop(key, None) if self._stopped else None
         if stopped is not None and self._restart(stopped):
             row = self.store.get_requests(self.provider_name, [key]).get(key)
             attempts = retries_used(row.attempts) if row is not None else 0
@@ -214,7 +226,7 @@ class BatchStrategy:
         if self._resumable and self._attach_to_submitted(request, future):
             return future
         pending = BatchRequest.of(request, future)
-        self._enqueue(request, pending, journal=True)
+        self._enqueue(request, pending, journal=True, bare=bare)
         return future
 
     def _hold_for_burst(self) -> None:
@@ -260,8 +272,12 @@ class BatchStrategy:
         self._pending[request.key] = pending
         return True
 
-    def _enqueue(self, request: Request, pending: BatchRequest, *, journal: bool) -> None:
+    def _enqueue(
+        self, request: Request, pending: BatchRequest, *, journal: bool, bare: bytes | None = None
+    ) -> None:
         """Spool ``request`` into an open shard (journaling it as queued, if new).
+
+        ``bare``: the request's :meth:`~Request.canonical_json_without_schema`, if made already.
 
         Raises:
             InputError: a new request is too large for any batch, or the provider
@@ -270,13 +286,13 @@ class BatchStrategy:
         key = pending.key
         problem: str | None = None
         try:
-            line = self.endpoint.encode(request, key)
+            line = self._encode(request, key)
         except Exception as exc:
             # The provider's adapter cannot write it (e.g. a schema it cannot convert).
             what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             line, problem = b"", f"the provider cannot encode it ({what})"
         else:
-            if len(line) + 1 > self.limits.max_bytes:
+            if len(line) >= self._max_line:
                 problem = line_problem(self.endpoint, self.limits, request)
         if problem is not None:
             error = InputError(f"request {key}: {problem}")
@@ -286,10 +302,9 @@ class BatchStrategy:
             self.settlement.fail_unbuilt(key, error)
             return
         self._pending[key] = pending
-        if self.settings.batch.budget_usd is not None:
-            pending.est_cost = self._estimate_cost(request)
+        est_cost = self._estimate_cost(request) if self._budgeted else 0.0
         try:
-            shard_id = self.accumulator.add(key, request.model, line, pending.est_cost)
+            shard_id = self.accumulator.add(key, request.model, line, est_cost)
         except StoreWriteError:
             # The spool refused it: not queued, so nothing may wait for it here.
             self._pending.pop(key, None)
@@ -297,18 +312,28 @@ class BatchStrategy:
         if journal:
             # Journaled with its open shard's id, so sealing marks the whole
             # shard submitted in one statement.
-            body = self._schemas.encode(request)
-            self._journal_buffer.append(
+            body = self._schemas.encode(request, bare)
+            buffer = self._journal_buffer
+            buffer.append(
                 JournalRequest(
-                    key, request.model, request.task, body, "queued", shard_id, pending.attempts
+                    key,
+                    request.model,
+                    request.task,
+                    body,
+                    "queued",
+                    shard_id,
+                    pending.attempts,
+                    None,
+                    0.0,
+                    0.0,
+                    request.key_bytes,
                 )
             )
             self._journal_bytes += len(body)
             # A store that refused a write is tried again when the shard is
             # sealed (only then do its requests fail), not at every request.
             if not self._journal_refused and (
-                len(self._journal_buffer) >= JOURNAL_CHUNK
-                or self._journal_bytes >= JOURNAL_CHUNK_BYTES
+                len(buffer) >= JOURNAL_CHUNK or self._journal_bytes >= JOURNAL_CHUNK_BYTES
             ):
                 try:
                     self._flush_journal()
@@ -318,8 +343,10 @@ class BatchStrategy:
             # Already journaled (a retry round): its row names an older shard.
             self._rejoined.add(key)
         # A full shard leaves now, its rows journaled, whatever the linger.
-        self.accumulator.seal_if_full(request.model)
-        self._arm_linger()
+        if self.accumulator.full:
+            self.accumulator.seal_if_full(request.model)
+        if not self._burst or self._linger_handle is None:
+            self._arm_linger()
 
     def line_problem(self, request: Request) -> str | None:
         """Why no batch of this provider can hold ``request``, or ``None``."""
@@ -355,7 +382,8 @@ class BatchStrategy:
     def _arm_linger(self) -> None:
         if self._burst and self._linger_handle is not None:
             # Within a turn of submits: its end (_end_burst, called before any
-            # timer the turn made due) marks the arrival, not each request.
+            # timer the turn made due) marks the arrival, not each request
+            # (_enqueue does not call this then).
             return
         loop = asyncio.get_running_loop()
         self._last_arrival = loop.time()

@@ -84,7 +84,7 @@ class CacheTables(RefTables):
             rows = [
                 (
                     provider,
-                    key_cell(key),
+                    cell or key_cell(key),
                     model,
                     task,
                     mode,
@@ -100,7 +100,19 @@ class CacheTables(RefTables):
                     refs[batch],
                     created or now,
                 )
-                for key, model, task, mode, text, usage, cost, request_id, batch, created in stored
+                for (
+                    key,
+                    model,
+                    task,
+                    mode,
+                    text,
+                    usage,
+                    cost,
+                    request_id,
+                    batch,
+                    created,
+                    cell,
+                ) in stored
             ]
             sort_by_key(rows, 1)
             return self._execute_many(

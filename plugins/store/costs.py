@@ -47,7 +47,7 @@ class CostTables(RefTables):
                     model,
                     task,
                     mode,
-                    key_cell(key),
+                    cell or key_cell(key),
                     usage.input_tokens,
                     usage.output_tokens,
                     usage.cached_tokens,
@@ -59,7 +59,19 @@ class CostTables(RefTables):
                     now if ts is None else ts,
                     run_ref,
                 )
-                for provider, model, task, mode, key, usage, cost, immediate, batch, ts in calls
+                for (
+                    provider,
+                    model,
+                    task,
+                    mode,
+                    key,
+                    usage,
+                    cost,
+                    immediate,
+                    batch,
+                    ts,
+                    cell,
+                ) in calls
             ]
             return self._execute_many(
                 "INSERT INTO calls (provider, model, task, mode, key, input_tokens, "

@@ -95,7 +95,7 @@ class JournalTables(Backend):
             values.append(
                 (
                     provider,
-                    key_cell(r.key),
+                    r.cell or key_cell(r.key),
                     r.model,
                     r.task,
                     r.state,
@@ -122,7 +122,8 @@ class JournalTables(Backend):
         """
         now = time.time()
         values = [
-            (provider, key_cell(r.key), r.model, r.task, "queued", r.shard_id, r.attempts, None,
+            (provider, r.cell or key_cell(r.key), r.model, r.task, "queued", r.shard_id, r.attempts,
+             None,
              now, now, r.body)
             for r in rows
         ]  # fmt: skip

@@ -34,7 +34,9 @@ def key_cell(key: str) -> bytes | str:
         except ValueError:
             return key
         # fromhex also reads upper case and spaces: only the exact form round-trips.
-        if len(raw) == 24 and raw.hex() == digits:
+        # 24 bytes from 48 characters leave no room for spaces; then a digit
+        # string with a letter and no upper case (islower) is the exact form.
+        if len(raw) == 24 and (digits.islower() or raw.hex() == digits):
             return raw
     return key
 

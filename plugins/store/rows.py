@@ -57,6 +57,8 @@ class StoredResult(NamedTuple):
         request_id: the provider's id of the call.
         batch_id: the provider's batch id, when batched.
         created_at: when it was stored (Unix time; 0 until stored).
+        cell: ``key`` as the store keeps it (:func:`plugins.store.keys.key_cell`
+            of it), when the caller has it at hand; ``None``: converted on write.
     """
 
     key: str
@@ -69,6 +71,7 @@ class StoredResult(NamedTuple):
     request_id: str | None = None
     batch_id: str | None = None
     created_at: float = 0.0
+    cell: bytes | str | None = None
 
 
 class CallRecord(NamedTuple):
@@ -86,6 +89,8 @@ class CallRecord(NamedTuple):
             (``None``: unknown; an immediate call's own cost counts then).
         batch_id: the provider's batch id, when batched.
         ts: when the call finished (Unix time; ``None``: now).
+        cell: ``key`` as the store keeps it (:func:`plugins.store.keys.key_cell`
+            of it), when the caller has it at hand; ``None``: converted on write.
     """
 
     provider: str
@@ -98,6 +103,7 @@ class CallRecord(NamedTuple):
     immediate_cost_usd: float | None = None
     batch_id: str | None = None
     ts: float | None = None
+    cell: bytes | str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,8 @@ class JournalRequest(NamedTuple):
         error: the last error (``ProviderError.to_dict()`` form), if any.
         created_at: when it was journaled (0 until stored).
         updated_at: when its state last changed (0 until stored).
+        cell: ``key`` as the store keeps it (:func:`plugins.store.keys.key_cell`
+            of it), when the caller has it at hand; ``None``: converted on write.
     """
 
     key: str
@@ -163,6 +171,7 @@ class JournalRequest(NamedTuple):
     error: dict[str, Any] | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    cell: bytes | str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ for every provider:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -85,8 +86,14 @@ def request_tokens(body: Mapping[str, Any]) -> int:
             texts = content_texts(message.get("content"))
             tokens += _PER_MESSAGE + 1 + sum(count_tokens(t, model) for t in texts)
     for schema in _schemas(body):
-        tokens += count_tokens(orjson.dumps(schema).decode(), model)
+        tokens += _schema_tokens(orjson.dumps(schema).decode(), model)
     return tokens
+
+
+@lru_cache(maxsize=256)
+def _schema_tokens(schema_json: str, model: str) -> int:
+    # A batch's requests share a handful of schemas: each is counted once.
+    return count_tokens(schema_json, model)
 
 
 def openai_tokens(data: bytes) -> dict[str, int]:

@@ -139,11 +139,25 @@ def test_answers_that_do_not_validate_fail_with_their_typed_error_and_are_still_
 
 
 def test_an_answer_the_store_cannot_write_fails_alone() -> None:
-    waiting = {"bad": _pending("bad"), "good": _pending("good")}
-    judged = _judge([_line("bad", '{"word": "\ud800", "level": "A1"}'), _line("good")], waiting)
-    [(pending, error)] = judged.failed
-    assert pending.key == "bad" and isinstance(error, (UnusableAnswerError, SchemaValidationError))
+    waiting = {
+        "bad": _pending("bad"),
+        "bad_text": _pending("bad_text", response_model=None),
+        "good": _pending("good"),
+    }
+    items = [
+        _line("bad", '{"word": "\ud800", "level": "A1"}'),
+        _line("bad_text", "a lone \ud800 surrogate"),
+        _line("good"),
+    ]
+    judged = _judge(items, waiting)
+    errors = {pending.key: error for pending, error in judged.failed}
+    # A model's validator refuses the text before the store would.
+    assert isinstance(errors["bad"], SchemaValidationError)
+    # A plain text answer reaches the store's check, and fails alone.
+    assert isinstance(errors["bad_text"], UnusableAnswerError)
+    assert errors["bad_text"].code == "unstorable_answer"
     assert [r.key for r in judged.results] == ["good"]
+    assert [p.key for p, _ in judged.succeeded] == ["good"]
 
 
 def test_requests_without_a_model_take_the_general_path() -> None:

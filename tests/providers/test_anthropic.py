@@ -31,7 +31,7 @@ from providers.errors import (
     ServerError,
 )
 from providers.protocol import BatchEndpoint, Provider
-from providers.types import BatchState, JournaledShard, Message, Request
+from providers.types import BatchState, JournaledShard, Message, Request, Usage
 
 API_KEY = "sk-ant-test-DO-NOT-LEAK-0123456789"
 
@@ -272,6 +272,23 @@ def test_cache_tokens_are_recorded() -> None:
     }
     usage = completion_from_message(message).usage
     assert (usage.cached_tokens, usage.cache_creation_tokens) == (900, 40)
+
+
+def test_answers_with_the_same_token_counts_share_one_usage() -> None:
+    def usage_of(counts: dict[str, Any]) -> Any:
+        return completion_from_message({**NATIVE_OUTPUT_MESSAGE, "usage": counts}).usage
+
+    counts = {
+        "input_tokens": 10,
+        "output_tokens": 2,
+        "cache_read_input_tokens": 900,
+        "cache_creation": {"ephemeral_1h_input_tokens": 30, "ephemeral_5m_input_tokens": 10},
+    }
+    first, second = usage_of(counts), usage_of(dict(counts))
+    assert first is second
+    assert first == Usage(950, 2, 900, 0, 40, 30)
+    other = usage_of({**counts, "output_tokens": 3})
+    assert other is not first and other.output_tokens == 3
 
 
 def test_refusal_is_an_invalid_request() -> None:

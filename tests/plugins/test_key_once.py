@@ -1,0 +1,55 @@
+"""A batched request's key is turned into its stored form at most once after it is made.
+
+The journal row takes the bytes the key was made from; an answer's cache and
+ledger rows share one conversion. The waiting request keeps no copy of them
+(memory per queued request stays flat).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import plugins.batch.answers
+import plugins.store.cache
+import plugins.store.costs
+import plugins.store.journal
+from plugins.factory import open_connector
+from plugins.store.keys import key_cell
+from tests.plugins.batch_helpers import Entry
+
+
+async def test_journal_rows_reuse_the_key_bytes_and_an_answer_converts_its_key_once(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    converted: list[str] = []
+
+    def counted(key: str) -> bytes | str:
+        converted.append(key)
+        return key_cell(key)
+
+    # Where the journal, cache and ledger rows are written, and where answers are judged.
+    for module in (
+        plugins.store.journal,
+        plugins.store.cache,
+        plugins.store.costs,
+        plugins.batch.answers,
+    ):
+        monkeypatch.setattr(module, "key_cell", counted)
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        strategy = connector.batch_strategy()
+        build = connector.build_request
+        promises = [strategy.submit(build(f"word {i}", Entry, task="t")) for i in range(20)]
+        await connector.execute_batch()
+        assert all(isinstance(p.result().output, Entry) for p in promises)
+        keys = [build(f"word {i}", Entry, task="t").key for i in range(20)]
+        assert set(connector.store.get_results(connector.provider_name, keys)) == set(keys)
+        (row,) = connector.store.cost_report()
+        assert row.requests == 20
+    finally:
+        await connector.aclose()
+    # One conversion an answer (for its cache and ledger rows), none for the journal.
+    assert sorted(converted) == sorted(keys)

@@ -16,7 +16,7 @@ import click
 
 from providers.errors import InputError, LexibatchError, UserError
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_PROVIDER", "EXIT_USER", "fail", "guard"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_PROVIDER", "EXIT_USER", "fail", "guard", "say_input_error"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,14 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def say_input_error(exc: InputError) -> None:
+    """Print every bad line of an input on its own line, then what it adds up to."""
+    if exc.message != "; ".join(exc.problems):
+        for problem in exc.problems:
+            click.echo(f"lexibatch: error: {problem}", err=True)
+    click.echo(f"lexibatch: error: {exc}", err=True)
+
+
 def guard(func: Callable[..., T]) -> Callable[..., T]:
     """Turn the project's errors raised by a command into one line and an exit code."""
 
@@ -39,11 +47,8 @@ def guard(func: Callable[..., T]) -> Callable[..., T]:
         try:
             return func(*args, **kwargs)
         except InputError as exc:
-            # Every bad line of an input on its own line, then what it adds up to.
-            if exc.message != "; ".join(exc.problems):
-                for problem in exc.problems:
-                    click.echo(f"lexibatch: error: {problem}", err=True)
-            fail(str(exc), EXIT_USER)
+            say_input_error(exc)
+            sys.exit(EXIT_USER)
         except UserError as exc:
             fail(str(exc), EXIT_USER)
         except LexibatchError as exc:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from plugins.cli.group import main
-from plugins.cli.guard import EXIT_PROVIDER, guard
+from plugins.cli.guard import EXIT_PROVIDER, guard, say_input_error
 from plugins.cli.options import (
     db_opt,
     mode_opt,
@@ -124,7 +124,14 @@ def run(
                 err=True,
             )
         if summary.refused:
-            raise summary.refusal_error(requests, out)
+            refusal = summary.refusal_error(requests, out)
+            if summary.failed == summary.refused:
+                raise refusal
+            # Others failed at the provider as well: the refused lines are named
+            # all the same, and the exit is a provider failure's, so a script that
+            # runs the command again on 1 does so.
+            say_input_error(refusal)
+            sys.exit(EXIT_PROVIDER)
         if summary.failed:
             sys.exit(EXIT_PROVIDER)
 

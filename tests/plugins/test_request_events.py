@@ -106,14 +106,16 @@ async def test_a_plugin_of_the_per_request_hooks_is_still_told_each_request_at_o
     assert grouped.calls == [("started", [ok.key, bad.key]), ("finished", [ok.key, bad.key])]
 
 
-def test_outside_a_running_loop_they_are_told_at_once_and_flush_tells_the_rest() -> None:
+def test_outside_a_running_loop_they_are_told_at_once_and_an_empty_flush_tells_nothing() -> None:
     grouped = _Grouped()
     events = RequestEvents(_manager(grouped).hook)
     r = _request(7)
     events.started(r)
     assert grouped.calls == [("started", [r.key])]
+    events.finished(r, _response(r), None)
+    assert grouped.calls == [("started", [r.key]), ("finished", [r.key])]
     events.flush()  # nothing gathered: no call
-    assert grouped.calls == [("started", [r.key])]
+    assert grouped.calls == [("started", [r.key]), ("finished", [r.key])]
 
 
 async def test_flush_tells_what_is_gathered_now_and_the_turn_adds_nothing_twice() -> None:

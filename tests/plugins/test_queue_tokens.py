@@ -13,14 +13,8 @@ from plugins.factory import open_connector
 from providers.emulator import Emulator, EmulatorConfig
 from providers.emulator.gemini import chat_body
 from providers.emulator.queuecap import anthropic_tokens, chat_tokens, openai_tokens
+from tests.plugins.test_queue_cap import MODELS, PATHS
 
-MODELS = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-haiku-4-5",
-    "gemini": "gemini-2.5-flash",
-    "mistral": "mistral-small-latest",
-}
-PATHS = {"openai": "/v1", "anthropic": "", "gemini": "", "mistral": "/mistral"}
 # Short and long, prose, code, punctuation and scripts a tokenizer cuts finely.
 PROMPTS = [
     "a",

@@ -31,7 +31,6 @@ import contextlib
 import os
 import tempfile
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -48,18 +47,26 @@ from providers.errors import (
     ProviderTimeoutError,
     error_from_status,
 )
+from providers.gemini_wire import (
+    DISPLAY_PREFIX,
+    batch_info,
+    build_body,
+    completion_from_response,
+    item_result,
+    shard_of,
+    take_inline,
+    timestamp,
+)
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
 from providers.transport import pooled_client
 from providers.types import (
     BatchInfo,
     BatchLimits,
-    BatchState,
     Completion,
     ItemResult,
     JournaledShard,
     Request,
-    Usage,
 )
 
 __all__ = [
@@ -72,207 +79,10 @@ __all__ = [
     "item_result",
 ]
 
-#: Prefix of the display name of every batch lexibatch creates (then the shard id).
-DISPLAY_PREFIX = "lexibatch-"
-
-_STATES: dict[str, BatchState] = {
-    "BATCH_STATE_PENDING": BatchState.VALIDATING,
-    "BATCH_STATE_RUNNING": BatchState.IN_PROGRESS,
-    "BATCH_STATE_SUCCEEDED": BatchState.COMPLETED,
-    "BATCH_STATE_FAILED": BatchState.FAILED,
-    "BATCH_STATE_CANCELLED": BatchState.CANCELLED,
-    "BATCH_STATE_EXPIRED": BatchState.EXPIRED,
-}
-# Finish reasons that mean the model declined: no answer to validate.
-_REFUSALS = frozenset(
-    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
-)
 _CHUNK = 1 << 20
 _BATCHES = "batches/"
 # Gemini's words for a file it does not have (a 403, not a 404).
 _MAY_NOT_EXIST = "or it may not exist"
-
-
-# ---------------------------------------------------------------- bodies
-
-
-def build_body(request: Request) -> dict[str, Any]:
-    """The ``GenerateContentRequest`` JSON for ``request`` (immediate call and batch line alike).
-
-    System messages become ``systemInstruction``; assistant turns have the
-    role ``model``; ``request.extras`` are merged in last, unchanged.
-    """
-    system: list[str] = []
-    contents: list[dict[str, Any]] = []
-    for m in request.messages:
-        if m.role == "system":
-            system.append(m.content)
-        else:
-            role = "model" if m.role == "assistant" else "user"
-            contents.append({"role": role, "parts": [{"text": m.content}]})
-    body: dict[str, Any] = {"contents": contents}
-    if system:
-        body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
-    config: dict[str, Any] = {}
-    if request.json_schema is not None:
-        config["responseMimeType"] = "application/json"
-        config["responseJsonSchema"] = request.json_schema
-    if request.max_tokens is not None:
-        config["maxOutputTokens"] = request.max_tokens
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
-    if config:
-        body["generationConfig"] = config
-    if request.extras:
-        body.update(request.extras)
-    return body
-
-
-# --------------------------------------------------------------- answers
-
-
-def _int(value: Any) -> int:
-    # Counts come as numbers in answers and as strings in batchStats.
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def completion_from_response(
-    response: Mapping[str, Any], *, provider: str = "gemini"
-) -> Completion:
-    """A :class:`Completion` from a ``GenerateContentResponse`` (REST JSON).
-
-    Thinking tokens are output tokens (they are billed as such) and are also
-    counted as reasoning tokens. A candidate stopped for safety, recitation
-    and the like, or a prompt blocked outright, is a refusal.
-    """
-    candidates = response.get("candidates") or ()
-    candidate = candidates[0] if candidates else {}
-    parts = (candidate.get("content") or {}).get("parts") or ()
-    text = "".join(
-        str(p.get("text") or "") for p in parts if isinstance(p, Mapping) and not p.get("thought")
-    )
-    usage = response.get("usageMetadata") or {}
-    thoughts = _int(usage.get("thoughtsTokenCount"))
-    finish = candidate.get("finishReason")
-    refusal = None
-    blocked = (response.get("promptFeedback") or {}).get("blockReason")
-    if blocked:
-        refusal = f"the prompt was blocked ({blocked})"
-    elif finish in _REFUSALS:
-        refusal = f"the answer was stopped ({finish})"
-    return Completion(
-        text,
-        Usage(
-            _int(usage.get("promptTokenCount")),
-            _int(usage.get("candidatesTokenCount")) + thoughts,
-            _int(usage.get("cachedContentTokenCount")),
-            thoughts,
-        ),
-        str(response.get("modelVersion") or ""),
-        response.get("responseId"),
-        "length" if finish == "MAX_TOKENS" else ("stop" if finish == "STOP" else finish),
-        refusal,
-    )
-
-
-def _status_error(error: Mapping[str, Any], provider: str) -> ProviderError:
-    """A ``google.rpc.Status`` (an item's or an answer's ``error``) in the error tree."""
-    code = _int(error.get("code"))
-    # Item errors carry an HTTP code; an operation's error may carry a gRPC one.
-    status = code if code >= 400 else (400 if code in (3, 5, 9) else 500)
-    message = str(error.get("message") or error.get("status") or "the request failed")
-    return error_from_status(
-        status, message, provider=provider, body=dict(error), code=error.get("status")
-    )
-
-
-def item_result(key: str, item: Mapping[str, Any], *, provider: str = "gemini") -> ItemResult:
-    """One answer of a batch (a results-file line or an inline response), as an item result."""
-    response = item.get("response")
-    if isinstance(response, Mapping):
-        return ItemResult(key, completion=completion_from_response(response, provider=provider))
-    error = item.get("error")
-    if isinstance(error, Mapping):
-        return ItemResult(key, error=_status_error(error, provider))
-    return ItemResult(
-        key, error=ProviderError("batch answer has neither response nor error", provider=provider)
-    )
-
-
-# --------------------------------------------------------------- batches
-
-
-def _timestamp(value: Any) -> float:
-    if not isinstance(value, str):
-        return float("inf")
-    text = value.replace("Z", "+00:00")
-    # Nanoseconds do not parse: keep six digits of the fraction.
-    head, dot, rest = text.partition(".")
-    if dot:
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return float("inf")
-
-
-def batch_info(raw: Mapping[str, Any]) -> BatchInfo:
-    """A :class:`BatchInfo` from a batch operation (``{"name", "metadata", "done", ...}``).
-
-    A batch is ready once its state is terminal; a succeeded (or cancelled)
-    one names its results file (``output.responsesFile``) or carries its
-    answers inline. An expired batch has no results: its requests end by its fate.
-    """
-    meta = raw.get("metadata") or {}
-    state = _STATES.get(str(meta.get("state")), BatchState.IN_PROGRESS)
-    stats = meta.get("batchStats") or {}
-    output = meta.get("output") or raw.get("response") or {}
-    error = raw.get("error")
-    errors: tuple[str, ...] = ()
-    if isinstance(error, Mapping):
-        errors = (str(error.get("message") or error.get("code") or "failed"),)
-    total = _int(stats.get("requestCount"))
-    succeeded = _int(stats.get("successfulRequestCount"))
-    failed = _int(stats.get("failedRequestCount"))
-    if state.terminal:
-        # Requests an ended batch never ran (expired, cancelled) failed too.
-        failed = max(failed, total - succeeded)
-    return BatchInfo(
-        id=str(raw.get("name") or meta.get("name")),
-        state=state,
-        total=total,
-        succeeded=succeeded,
-        failed=failed,
-        input_file_id=(meta.get("inputConfig") or {}).get("fileName"),
-        output_file_id=output.get("responsesFile"),
-        results_ready=state.terminal,
-        errors=errors,
-        raw=raw,
-    )
-
-
-def _take_inline(raw: dict[str, Any]) -> list[Any] | None:
-    """Remove a finished inline batch's answers from ``raw`` (counted in its place); them."""
-    found: list[Any] | None = None
-    for holder in ((raw.get("metadata") or {}).get("output"), raw.get("response")):
-        if isinstance(holder, dict) and isinstance(holder.get("inlinedResponses"), dict):
-            answers = holder.pop("inlinedResponses").get("inlinedResponses")
-            if isinstance(answers, list):
-                found = answers
-    if found is not None:
-        raw["inlinedResponseCount"] = len(found)
-    return found
-
-
-def _shard_of(display_name: Any) -> str | None:
-    if isinstance(display_name, str) and display_name.startswith(DISPLAY_PREFIX):
-        return display_name[len(DISPLAY_PREFIX) :]
-    return None
 
 
 class GeminiBatchEndpoint:
@@ -346,9 +156,9 @@ class GeminiBatchEndpoint:
                 {
                     "id": op.get("name"),
                     "metadata": {
-                        "lexibatch_shard": _shard_of((op.get("metadata") or {}).get("displayName"))
+                        "lexibatch_shard": shard_of((op.get("metadata") or {}).get("displayName"))
                     },
-                    "created_at": _timestamp((op.get("metadata") or {}).get("createTime")),
+                    "created_at": timestamp((op.get("metadata") or {}).get("createTime")),
                 }
                 for op in page.get("operations") or ()
                 if isinstance(op, Mapping)
@@ -367,7 +177,7 @@ class GeminiBatchEndpoint:
         should not hold megabytes of answers.
         """
         raw = await self._provider._call("get", batch_id)
-        inline = _take_inline(raw)
+        inline = take_inline(raw)
         if inline is not None:
             self._inline[batch_id] = inline
         return batch_info(raw)
@@ -378,7 +188,7 @@ class GeminiBatchEndpoint:
         inline = self._inline.pop(batch.id, None)
         if inline is None and batch.raw.get("inlinedResponseCount") is not None:
             # Read by another process (or before a restart): ask for the batch again.
-            inline = _take_inline(await self._provider._call("get", batch.id))
+            inline = take_inline(await self._provider._call("get", batch.id))
         if isinstance(inline, list):
             for i, item in enumerate(inline):
                 key = (item.get("metadata") or {}).get("key") if isinstance(item, Mapping) else None

@@ -31,16 +31,13 @@ from typing import TYPE_CHECKING, Any
 from plugins.batch.accumulator import BatchAccumulator, SealedShard
 from plugins.batch.budget import BatchBudget
 from plugins.batch.cleanup import FileCleanup
-from plugins.batch.events import HookEvents
 from plugins.batch.executor import BatchExecutor
 from plugins.batch.fates import error_dict, fail_future, retries_used
 from plugins.batch.gcpause import GcHold
-from plugins.batch.interfaces import ExecutorKit
 from plugins.batch.journal import SchemaBook
+from plugins.batch.kit import executor_kit
 from plugins.batch.oversize import line_problem
-from plugins.batch.polling import PollSchedule
 from plugins.batch.promise import BatchPromise, BatchRequest
-from plugins.batch.queuecap import QueueRoom, shard_tokens
 from plugins.batch.settlement import Settlement
 from plugins.batch.stopped import say_why_stopped
 from plugins.batch.yielding import ClaimYield
@@ -146,36 +143,8 @@ class BatchStrategy:
             estimate=self._estimate_cost,
             cleanup=cleanup,
         )
-        events = HookEvents(self.hooks, self.provider_name)
-        pset = context.settings.provider_settings(self.provider_name)
-        queue = QueueRoom(
-            pset.enqueued_token_cap,
-            pset.max_enqueued_tokens is not None or bool(pset.max_enqueued_tokens_by_model),
-            (bset.poll_interval, bset.max_poll_interval),
-            events.waiting_for_room,
-        )
         #: What every executor of this strategy is given (not the strategy itself).
-        self.kit = ExecutorKit(
-            endpoint=endpoint,
-            journal=self.store,
-            settlement=self.settlement,
-            events=events,
-            retry=context.retry,
-            queue=queue,
-            cleanup=cleanup,
-            # Held by an executor from journaling "submitting" until its batch is created.
-            create_lock=asyncio.Lock(),
-            polls=functools.partial(
-                PollSchedule, bset.first_poll, bset.poll_interval, bset.max_poll_interval
-            ),
-            tokens=functools.partial(
-                shard_tokens, self.store, self.provider_name, estimate=queue.capped
-            ),
-            estimated=functools.partial(
-                shard_tokens, self.store, self.provider_name, estimate=True
-            ),
-            queue_full_as_quota=bool(context.spec.batch and context.spec.batch.queue_full_as_quota),
-        )
+        self.kit = executor_kit(context, endpoint, self.settlement, cleanup)
         # Requests of shards stopped in this run (their batch may be paid for),
         # by shard: asked again, they wait for that shard collected anew, never
         # for a second batch.
@@ -347,10 +316,6 @@ class BatchStrategy:
             self.accumulator.seal_if_full(request.model)
         if not self._burst or self._linger_handle is None:
             self._arm_linger()
-
-    def line_problem(self, request: Request) -> str | None:
-        """Why no batch of this provider can hold ``request``, or ``None``."""
-        return line_problem(self.endpoint, self.limits, request)
 
     def _requeue(self, request: Request, pending: BatchRequest) -> None:
         """Queue an already journaled request into an open shard (a retry round, a split)."""

@@ -97,7 +97,6 @@ def judge_items(
     # meaning, found once a chunk rather than once an answer.
     validators: dict[type[BaseModel], Callable[[str], Any]] = {}
     stops: dict[Any, StopReason | None] = {}
-    prices: dict[int, tuple[Usage, str, tuple[float | None, float | None]]] = {}
     for item in items:
         key = item.custom_id
         if key in done:
@@ -115,12 +114,8 @@ def judge_items(
             continue
         model = completion.model or pending.model
         usage = completion.usage
-        # A parser shares one Usage among answers of the same token counts:
-        # each is priced once a chunk (the entry holds it, so its id is not reused).
-        priced = prices.get(id(usage))
-        if priced is None or priced[0] is not usage or priced[1] != model:
-            priced = prices[id(usage)] = (usage, model, costs(model, usage, "batch"))
-        cost, immediate = priced[2]
+        # Priced once per shared Usage: the pricer remembers the last costs by usage.
+        cost, immediate = costs(model, usage, "batch")
         # The key as the store keeps it, converted once for both rows.
         cell = key_cell(key)
         if key not in billed:

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from plugins.outfile import write_atomically
+from plugins.outfile import AtomicFile
 from plugins.requestfile import MAX_PROBLEMS_SHOWN, JobItem, read_requests
 from plugins.retry import is_unreachable
 from providers.errors import InputError, ProviderError, StoreWriteError
 from providers.jsonl import dumps_kept
 from providers.money import to_decimal
-from providers.types import Request, Response, Usage
+from providers.types import Response, Usage
 
 if TYPE_CHECKING:
     from plugins.connector import LexiConnector
@@ -76,59 +76,104 @@ class JobSummary:
 async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path) -> JobSummary:
     """Send every item through the connector (in its current mode); write results in input order.
 
-    The output is written to a temporary file and renamed into place, so an
-    interrupted run never leaves a half-written results file; what was paid
-    for is in the store and a re-run takes it from there at no cost.
+    Result lines are written as their turn comes: while later requests are
+    still in flight (a batch still running), the answered prefix is already
+    on its way to disk. The output goes to a temporary file renamed into place
+    at the end, so an interrupted run never leaves a half-written results
+    file; what was paid for is in the store and a re-run takes it from there
+    at no cost.
 
     Raises:
         StoreWriteError: the store or the spool folder could not be written
             (the first such error, once; nothing answered is lost).
         OutputWriteError: ``out`` could not be written (the answers are in the store).
     """
-    if connector.batch_mode:
-        outcomes = await _gather_batched(connector, [item.request for item in items])
-    else:
-        coros = [connector.generate(item.request) for item in items]
-        outcomes = await asyncio.gather(*coros, return_exceptions=True)
-    # The environment failed, not the requests: one error for the run, not one per line.
-    for outcome in outcomes:
-        if isinstance(outcome, StoreWriteError):
-            raise outcome
     lines = _ResultLines(JobSummary(total=len(items)))
-    write_atomically(
-        out,
-        (
-            orjson.dumps(lines.line(item, outcome), option=orjson.OPT_APPEND_NEWLINE)
-            for item, outcome in zip(items, outcomes, strict=True)
-        ),
-    )
+    with AtomicFile(out) as sink:
+        futures = await _start(connector, items)
+        writer = asyncio.ensure_future(_write_in_order(futures, items, lines, sink))
+        try:
+            if connector.batch_mode:
+                await connector.execute_batch()
+            stopped = await writer
+            if stopped is not None:
+                waiting = [f for f in futures if not f.done()]
+                if waiting:
+                    await asyncio.wait(waiting)
+        except BaseException:
+            # Stopped from outside: the waiters are stopped and their outcomes
+            # read, so none is reported as "never retrieved".
+            writer.cancel()
+            for future in futures:
+                future.cancel()
+            await asyncio.gather(writer, *futures, return_exceptions=True)
+            raise
+        if stopped is not None:
+            # The environment failed, not the requests: one error for the run,
+            # not one per line (a store error first, wherever it came).
+            for future in futures:
+                outcome = _outcome(future)
+                if isinstance(outcome, StoreWriteError):
+                    raise outcome
+            raise stopped
+        sink.commit()
     return lines.summary
 
 
-async def _gather_batched(connector: LexiConnector, requests: list[Request]) -> list[Any]:
+async def _start(connector: LexiConnector, items: list[JobItem]) -> list[asyncio.Future[Any]]:
+    """Every item's request started (queued, in batch mode): one future each, in order."""
+    if not connector.batch_mode:
+        return [asyncio.ensure_future(connector.generate(item.request)) for item in items]
     futures: list[asyncio.Future[Response]] = []
     try:
         # A job item's request was checked when its line was read.
-        futures = await connector.submit_all(requests, checked=True)
-        await connector.execute_batch()
+        futures = await connector.submit_all([item.request for item in items], checked=True)
     except BaseException:
-        # Dispatching failed: the waiters are stopped and their outcomes read,
-        # so none is reported as "never retrieved".
         for future in futures:
             future.cancel()
         await asyncio.gather(*futures, return_exceptions=True)
         raise
-    waiting = [f for f in futures if not f.done()]
-    if waiting:
-        await asyncio.gather(*waiting, return_exceptions=True)
-    return [_outcome(f) for f in futures]
+    return futures
 
 
-def _outcome(future: asyncio.Future[Response]) -> Any:
+def _outcome(future: asyncio.Future[Any]) -> Any:
     """What ``gather(..., return_exceptions=True)`` gives for a settled future."""
     if future.cancelled():
         return asyncio.CancelledError()
     return future.exception() or future.result()
+
+
+#: Result lines handed to the file at a time; the event loop runs between groups.
+_WRITE_GROUP = 2048
+
+
+async def _write_in_order(
+    futures: list[asyncio.Future[Any]], items: list[JobItem], lines: _ResultLines, sink: AtomicFile
+) -> BaseException | None:
+    """Write each item's result line once its outcome and every earlier one are known.
+
+    Returns ``None`` when every line is written, or the outcome that stops
+    the run instead of being written: a store write error, an interrupt or a
+    cancellation (nothing after it is written).
+    """
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    group: list[bytes] = []
+    for item, future in zip(items, futures, strict=True):
+        if not future.done():
+            if group:
+                sink.write(group)
+                group.clear()
+            await asyncio.wait((future,))
+        outcome = _outcome(future)
+        if isinstance(outcome, StoreWriteError) or not isinstance(outcome, Exception | Response):
+            return outcome
+        group.append(dumps(lines.line(item, outcome), option=newline))
+        if len(group) >= _WRITE_GROUP:
+            sink.write(group)
+            group.clear()
+            await asyncio.sleep(0)
+    sink.write(group)
+    return None
 
 
 # Usage values remembered while result lines are written.
@@ -164,7 +209,7 @@ class _ResultLines:
             self._costs.clear()
         return summary
 
-    def line(self, item: JobItem, outcome: Any) -> dict[str, Any]:
+    def line(self, item: JobItem, outcome: Response | Exception) -> dict[str, Any]:
         """The result line of ``item`` (its outcome counted into the summary)."""
         if isinstance(outcome, Response):
             return self._answered(item, outcome)
@@ -202,13 +247,9 @@ class _ResultLines:
         }
 
 
-def _failed_line(item: JobItem, outcome: Any, summary: JobSummary) -> dict[str, Any]:
-    if not isinstance(outcome, Exception):
-        # An interrupt or a cancellation: not the request's outcome.
-        raise outcome
-    # Any other error fails its own line only: the rest of the run is written.
+def _failed_line(item: JobItem, error: Exception, summary: JobSummary) -> dict[str, Any]:
+    # An error fails its own line only: the rest of the run is written.
     summary.failed += 1
-    error = outcome
     if isinstance(error, InputError):
         summary.refused += 1
         if len(summary.refusals) < MAX_PROBLEMS_SHOWN:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
+from typing import BinaryIO
 
 from providers.errors import OutputWriteError, os_error_reason
 
-__all__ = ["check_writable", "temp_path", "write_atomically"]
+__all__ = ["AtomicFile", "check_writable", "temp_path", "write_atomically"]
 
 _KEPT = (
     "every answer is kept in the store: run the same command again once it can be "
@@ -66,6 +68,75 @@ def check_writable(path: Path) -> None:
         _remove(probe)
 
 
+class AtomicFile:
+    """A file written through ``path.tmp`` and renamed into place by :meth:`commit`.
+
+    Lines may be added over time (a run writes its results as their turn
+    comes); a reader sees the old ``path`` until the commit, and the whole
+    new one after it. Leaving the ``with`` block without a commit (an error,
+    an interrupt) removes the ``.tmp`` file and leaves ``path`` as it was.
+
+    Raises:
+        OutputWriteError: from any method: the file system refused; the
+            ``.tmp`` file is removed.
+    """
+
+    __slots__ = ("_fh", "_path", "_tmp")
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._tmp = temp_path(path)
+        self._fh: BinaryIO | None = None
+
+    def __enter__(self) -> AtomicFile:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self._tmp.open("wb")
+        except OSError as exc:
+            raise self._refused(exc) from None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fh is not None:
+            # Not committed: whatever was written is not a results file.
+            self._fh.close()
+            self._fh = None
+            _remove(self._tmp)
+
+    def write(self, lines: Iterable[bytes]) -> None:
+        """Add ``lines`` (each with its newline) to the file."""
+        assert self._fh is not None, "write() outside the with block"
+        try:
+            self._fh.writelines(lines)
+        except OSError as exc:
+            raise self._refused(exc) from None
+
+    def commit(self) -> None:
+        """Sync the file and rename it into place."""
+        fh = self._fh
+        assert fh is not None, "commit() outside the with block"
+        try:
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            self._fh = None
+            self._tmp.replace(self._path)
+        except OSError as exc:
+            raise self._refused(exc) from None
+
+    def _refused(self, exc: OSError) -> OutputWriteError:
+        if self._fh is not None:
+            with suppress(OSError):
+                self._fh.close()
+            self._fh = None
+        _remove(self._tmp)
+        return OutputWriteError(
+            f"cannot write the results to {self._path}: {os_error_reason(exc)} — free space or "
+            f"choose another --out; {_KEPT}",
+            path=str(self._path),
+        )
+
+
 def write_atomically(path: Path, lines: Iterable[bytes]) -> None:
     """Write ``lines`` (each with its newline) to ``path`` through ``path.tmp`` and a rename.
 
@@ -73,24 +144,9 @@ def write_atomically(path: Path, lines: Iterable[bytes]) -> None:
         OutputWriteError: the file system refused; the ``.tmp`` file is removed
             and an earlier ``path`` is left as it was.
     """
-    tmp = temp_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except OSError as exc:
-        _remove(tmp)
-        raise OutputWriteError(
-            f"cannot write the results to {path}: {os_error_reason(exc)} — free space or "
-            f"choose another --out; {_KEPT}",
-            path=str(path),
-        ) from None
-    except BaseException:
-        _remove(tmp)
-        raise
+    with AtomicFile(path) as file:
+        file.write(lines)
+        file.commit()
 
 
 def _remove(path: Path) -> None:

@@ -35,7 +35,9 @@ Routes:
     ``POST /v1/batch/jobs``, ``GET /v1/batch/jobs[/{id}]``, ``POST /v1/batch/jobs/{id}/cancel``.
     Both run their batches on the OpenAI batch engine (:mod:`providers.emulator.translated`).
     Controls: ``GET /_emulator/billing``, ``GET|POST /_emulator/config``,
-    ``POST /_emulator/reset``, ``GET /_emulator/health``.
+    ``POST /_emulator/reset``, ``GET /_emulator/health``,
+    ``GET /_emulator/batches/{id}/tokens`` (a batch's enqueued tokens by model,
+    ``{"id", "tokens": {model: n}}``, as :mod:`providers.emulator.queuecap` counts them).
 
 Authentication is checked like the real APIs: OpenAI wants
 ``Authorization: Bearer <anything non-empty>``, Anthropic wants ``x-api-key``

@@ -49,11 +49,11 @@ async def msgbatch_create(app: AppCore, request: web.Request) -> web.Response:
             "Message Batches API requests per minute. Please try again later.",
             headers=retry_headers(app.config.retry_after),
         )
-    full = app.engine.anthropic_refusal(requests)
+    full, tokens = app.engine.anthropic_refusal(requests)
     if full is not None:
         app.state.queue_refusals += 1
         return anthropic_error(429, "rate_limit_error", full)
-    obj = app.engine.create_anthropic(raw, requests, origin(request))
+    obj = app.engine.create_anthropic(raw, requests, origin(request), tokens)
     await app.step_latency()
     return json_response(obj, 200, anthropic_headers())
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,6 +85,37 @@ class BatchLifecycle:
         self.config = config
         self._jobs: dict[str, asyncio.Future[Job]] = {}
         self._finishing: dict[str, asyncio.Task[None]] = {}
+        state.before_delete = self._keep_counts
+
+    # ------------------------------------------------------- enqueued tokens
+
+    def batch_tokens(self, rec: Mapping[str, Any]) -> Mapping[str, int]:
+        """A batch's enqueued tokens by model, counted from its input the first time asked.
+
+        A batch whose input file is gone (deleted after it ended) holds ``{}``.
+        """
+        tokens: Mapping[str, int] | None = rec.get("tokens")
+        if tokens is None:
+            tokens = self._count(rec)
+            if isinstance(rec, dict):
+                rec["tokens"] = tokens  # counted once (the record is not rewritten for it)
+        return tokens
+
+    def _count(self, rec: Mapping[str, Any]) -> dict[str, int]:
+        file = self.state.files.get(rec["input_file_id"])
+        if file is None:
+            return {}
+        data = file.content()
+        if rec["provider"] == "openai":
+            return openai_tokens(data)
+        parsed = orjson.loads(data)
+        return anthropic_tokens(parsed["requests"] if isinstance(parsed, dict) else parsed)
+
+    def _keep_counts(self, file_id: str) -> None:
+        """Count the batches not ended that read ``file_id``, before it is deleted."""
+        for rec in list(self.state.batches.values()):
+            if rec["input_file_id"] == file_id and rec["final"] is None:
+                self.batch_tokens(rec)
 
     def forget(self) -> None:
         """Drop in-memory jobs (after a reset)."""
@@ -134,14 +166,15 @@ class BatchLifecycle:
         """
         now = time.time()
         data = self.state.files[input_file_id].content()
-        tokens = openai_tokens(data)
         # Over the enqueued-token limit: accepted, then failed when validated
         # (the APIs translated onto this engine refuse at their own edge).
+        # Without a limit nothing is counted until a count is asked for.
+        limit = self.config.enqueued_token_limit
+        tokens = None
         refused = None
-        if not (extra or {}).get("wire"):
-            refused = openai_refusal(
-                self.state.batches.values(), tokens, self.config.enqueued_token_limit
-            )
+        if limit is not None and not (extra or {}).get("wire"):
+            tokens = openai_tokens(data)
+            refused = openai_refusal(self.state.batches.values(), tokens, limit, self.batch_tokens)
         if refused:
             self.state.queue_refusals += 1
         rec: dict[str, Any] = {
@@ -158,25 +191,35 @@ class BatchLifecycle:
             "F": self.config.finalizing,
             "n": data.count(b"\n") + (0 if data.endswith(b"\n") else 1),
             "missing_polls": self.config.output_file_missing_polls,
-            "tokens": tokens,
             "refused": refused,
             "cancel_at": None,
             "final": None,
         }
+        if tokens is not None:
+            rec["tokens"] = tokens
         self.state.save_batch(rec)
         self._job(rec)
         return rec
 
-    def anthropic_refusal(self, requests: list[Any]) -> str | None:
-        """Why a message batch of ``requests`` is refused (a 429) for the enqueued-token limit."""
-        return anthropic_refusal(
-            self.state.batches.values(),
-            anthropic_tokens(requests),
-            self.config.enqueued_token_limit,
-        )
+    def anthropic_refusal(self, requests: list[Any]) -> tuple[str | None, dict[str, int] | None]:
+        """Why a message batch of ``requests`` is refused (a 429) for the enqueued-token limit.
 
-    def record_anthropic(self, raw: bytes, requests: list[Any]) -> dict[str, Any]:
-        """A new message batch from its create body ``raw``, journaled; its record."""
+        Also the batch's tokens by model, counted only while a limit is set (else ``None``).
+        """
+        limit = self.config.enqueued_token_limit
+        if limit is None:
+            return None, None
+        tokens = anthropic_tokens(requests)
+        refusal = anthropic_refusal(self.state.batches.values(), tokens, limit, self.batch_tokens)
+        return refusal, tokens
+
+    def record_anthropic(
+        self, raw: bytes, requests: list[Any], tokens: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """A new message batch from its create body ``raw``, journaled; its record.
+
+        ``tokens``: its enqueued tokens by model, if they were counted already.
+        """
         now = time.time()
         batch_id = ids.anthropic_id("msgbatch_")
         input_file = self.state.add_file(raw, "anthropic_batch_input", f"{batch_id}_requests.json")
@@ -187,10 +230,11 @@ class BatchLifecycle:
             "T": self.config.batch_seconds,
             "input_file_id": input_file.id,
             "n": len(requests),
-            "tokens": anthropic_tokens(requests),
             "cancel_at": None,
             "final": None,
         }
+        if tokens is not None:
+            rec["tokens"] = tokens
         self.state.save_batch(rec)
         self._job(rec)
         return rec

@@ -47,9 +47,19 @@ class BatchEngine(BatchLifecycle):
         )
         return self._openai_obj(rec, "validating", {}, {"total": 0, "completed": 0, "failed": 0})
 
-    def create_anthropic(self, raw: bytes, requests: list[Any], origin: str) -> dict[str, Any]:
-        """A new message batch from its create body ``raw``; the answer says ``in_progress``."""
-        return self._anthropic_obj(self.record_anthropic(raw, requests), "in_progress", origin)
+    def create_anthropic(
+        self,
+        raw: bytes,
+        requests: list[Any],
+        origin: str,
+        tokens: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """A new message batch from its create body ``raw``; the answer says ``in_progress``.
+
+        ``tokens``: its enqueued tokens by model, if they were counted already.
+        """
+        rec = self.record_anthropic(raw, requests, tokens)
+        return self._anthropic_obj(rec, "in_progress", origin)
 
     # ---------------------------------------------------------------- OpenAI
 

@@ -22,11 +22,19 @@ for every provider:
   answers the create with a 429 ``rate_limit_error``, Gemini with a 429
   ``RESOURCE_EXHAUSTED``, Mistral with a 429 ``rate_limited``. A refused batch
   holds no room, bills nothing and counts as never seen.
+
+Counting a batch's tokens costs a tokenizer pass over every prompt, so a
+batch is counted when its count is first needed, not when it is created: at
+its create while a limit is set, at the first create under a limit set later
+(every batch not ended is counted then), before its input file is deleted
+while it has not ended, and when ``GET /_emulator/batches/{id}/tokens`` asks.
+The sums, and so every refusal, are the same as counting each batch at its
+create.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +44,7 @@ from providers.emulator.promptschema import content_texts
 from providers.tokens import count_tokens
 
 __all__ = [
+    "TokensOf",
     "anthropic_refusal",
     "anthropic_tokens",
     "chat_tokens",
@@ -52,6 +61,14 @@ ORG = "org-lexibatch-emulator"
 # Chat framing: per message (its role counted as one more), and for the reply's start.
 _PER_MESSAGE = 3
 _PER_REPLY = 3
+
+#: A batch record's enqueued tokens by model (counted when first asked for).
+TokensOf = Callable[[Mapping[str, Any]], Mapping[str, int]]
+
+
+def _stored(rec: Mapping[str, Any]) -> Mapping[str, int]:
+    tokens: Mapping[str, int] = rec.get("tokens") or {}
+    return tokens
 
 
 def _schemas(body: Mapping[str, Any]) -> list[Any]:
@@ -138,33 +155,46 @@ def _api(rec: Mapping[str, Any]) -> str:
     return str(rec.get("wire") or rec["provider"])
 
 
-def enqueued(batches: Iterable[Mapping[str, Any]], api: str, model: str) -> int:
-    """Tokens ``model`` has in ``api``'s batches that have not ended."""
+def enqueued(
+    batches: Iterable[Mapping[str, Any]], api: str, model: str, tokens_of: TokensOf = _stored
+) -> int:
+    """Tokens ``model`` has in ``api``'s batches that have not ended.
+
+    ``tokens_of`` gives a batch's count (by default the record's own ``tokens``);
+    it is asked only for the batches that count.
+    """
     return sum(
-        int((rec.get("tokens") or {}).get(model, 0))
+        int(tokens_of(rec).get(model, 0))
         for rec in batches
         if _api(rec) == api and rec["final"] is None and not rec.get("refused")
     )
 
 
 def _over(
-    batches: Iterable[Mapping[str, Any]], api: str, tokens: Mapping[str, int], limit: int
+    batches: Iterable[Mapping[str, Any]],
+    api: str,
+    tokens: Mapping[str, int],
+    limit: int,
+    tokens_of: TokensOf,
 ) -> str | None:
     """The first model of ``tokens`` that the new batch would take past ``limit``."""
     recs = list(batches)
     for model, count in tokens.items():
-        if enqueued(recs, api, model) + count > limit:
+        if enqueued(recs, api, model, tokens_of) + count > limit:
             return model
     return None
 
 
 def openai_refusal(
-    batches: Iterable[Mapping[str, Any]], tokens: Mapping[str, int], limit: int | None
+    batches: Iterable[Mapping[str, Any]],
+    tokens: Mapping[str, int],
+    limit: int | None,
+    tokens_of: TokensOf = _stored,
 ) -> dict[str, Any] | None:
     """The ``errors.data`` entry of an OpenAI batch over the limit, or ``None``."""
     if limit is None:
         return None
-    model = _over(batches, "openai", tokens, limit)
+    model = _over(batches, "openai", tokens, limit, tokens_of)
     if model is None:
         return None
     return {
@@ -178,12 +208,15 @@ def openai_refusal(
 
 
 def anthropic_refusal(
-    batches: Iterable[Mapping[str, Any]], tokens: Mapping[str, int], limit: int | None
+    batches: Iterable[Mapping[str, Any]],
+    tokens: Mapping[str, int],
+    limit: int | None,
+    tokens_of: TokensOf = _stored,
 ) -> str | None:
     """The message of the 429 refusing a message batch over the limit, or ``None``."""
     if limit is None:
         return None
-    model = _over(batches, "anthropic", tokens, limit)
+    model = _over(batches, "anthropic", tokens, limit, tokens_of)
     if model is None:
         return None
     return (
@@ -193,12 +226,16 @@ def anthropic_refusal(
 
 
 def wire_refusal(
-    batches: Iterable[Mapping[str, Any]], wire: str, tokens: Mapping[str, int], limit: int | None
+    batches: Iterable[Mapping[str, Any]],
+    wire: str,
+    tokens: Mapping[str, int],
+    limit: int | None,
+    tokens_of: TokensOf = _stored,
 ) -> str | None:
     """The message of the 429 refusing a Gemini or Mistral batch over the limit, or ``None``."""
     if limit is None:
         return None
-    model = _over(batches, wire, tokens, limit)
+    model = _over(batches, wire, tokens, limit, tokens_of)
     if model is None:
         return None
     return (

@@ -73,6 +73,7 @@ class EmulatorApp(AppCore):
         r.add_post("/_emulator/config", self.ctl_config)
         r.add_post("/_emulator/reset", self.ctl_reset)
         r.add_get("/_emulator/health", self.ctl_health)
+        r.add_get("/_emulator/batches/{id}/tokens", self.ctl_batch_tokens)
         app.on_startup.append(self._start_ticker)
         app.on_cleanup.append(self._stop_ticker)
         return app
@@ -124,6 +125,13 @@ class EmulatorApp(AppCore):
         """``POST /_emulator/reset``."""
         self.reset()
         return json_response({"reset": True})
+
+    async def ctl_batch_tokens(self, request: web.Request) -> web.Response:
+        """``GET /_emulator/batches/{id}/tokens``: a batch's enqueued tokens by model."""
+        rec = self.state.batches.get(request.match_info["id"])
+        if rec is None:
+            return json_response({"error": f"no batch {request.match_info['id']}"}, 404)
+        return json_response({"id": rec["id"], "tokens": dict(self.engine.batch_tokens(rec))})
 
     async def ctl_health(self, request: web.Request) -> web.Response:
         """``GET /_emulator/health``."""

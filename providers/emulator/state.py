@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,8 @@ class State:
         self.files: dict[str, FileRecord] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self._log_fd: int | None = None
+        #: Called with a file's id before the file is deleted (the batch engine's hook).
+        self.before_delete: Callable[[str], None] | None = None
         self._clear_memory()
         if root is not None:
             self._open(root)
@@ -161,6 +164,8 @@ class State:
 
     def delete_file(self, file_id: str) -> bool:
         """Forget a file (on disk too); whether there was one."""
+        if file_id in self.files and self.before_delete is not None:
+            self.before_delete(file_id)
         rec = self.files.pop(file_id, None)
         if rec is None:
             return False

@@ -149,8 +149,11 @@ def create_batch(
 
 def queue_refusal(app: AppCore, wire: str, items: list[tuple[str, dict[str, Any]]]) -> str | None:
     """Why a ``wire`` batch of ``items`` is refused (a 429) for the enqueued-token limit."""
+    limit = app.config.enqueued_token_limit
+    if limit is None:
+        return None  # nothing is counted while no limit is set
     refusal = wire_refusal(
-        app.state.batches.values(), wire, chat_tokens(items), app.config.enqueued_token_limit
+        app.state.batches.values(), wire, chat_tokens(items), limit, app.engine.batch_tokens
     )
     if refusal is not None:
         app.state.queue_refusals += 1

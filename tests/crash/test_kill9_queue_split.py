@@ -18,6 +18,7 @@ from tests.crash.test_kill9_queue_cap import (
     SHARD,
     N,
     _batches,
+    _first_batch_tokens,
     _rerun_answers_all_billed_once,
     _shards,
     _start_run,
@@ -40,7 +41,7 @@ def test_kill9_while_shards_are_split_for_the_queue_then_rerun_pays_once(
     run = _start_run(work)
     try:
         _until(run, "a first batch", lambda: _batches(emu))
-        tokens = int(next(iter(_batches(emu)[0]["tokens"].values())))  # type: ignore[attr-defined]
+        tokens = _first_batch_tokens(emu)
         # One request of a shard fits; two never do.
         one = tokens // SHARD
         emu.call("/_emulator/config", {"enqueued_token_limit": one + one // 2})

@@ -25,6 +25,7 @@ __all__ = [
     "canonical",
     "chat_completion",
     "count_tokens",
+    "messages_len",
     "prompt_chars",
     "responses_answer",
 ]
@@ -67,7 +68,8 @@ def _text_len(content: Any) -> int:
     return 0
 
 
-def _messages_len(messages: Any) -> int:
+def messages_len(messages: Any) -> int:
+    """Characters of the text of chat ``messages`` (or of a bare content)."""
     if not isinstance(messages, list):
         return _text_len(messages)
     total = 0
@@ -80,10 +82,10 @@ def _messages_len(messages: Any) -> int:
 
 def prompt_chars(body: Mapping[str, Any]) -> int:
     """Characters of a request's prompt, whichever API's body it is."""
-    chars = _messages_len(body.get("messages")) + _text_len(body.get("system"))
+    chars = messages_len(body.get("messages")) + _text_len(body.get("system"))
     inp = body.get("input")
     if inp is not None:
-        chars += _text_len(inp) if isinstance(inp, str) else _messages_len(inp)
+        chars += _text_len(inp) if isinstance(inp, str) else messages_len(inp)
     instructions = body.get("instructions")
     if isinstance(instructions, str):
         chars += len(instructions)
@@ -136,7 +138,7 @@ def chat_completion(
     """A ``chat.completion`` for a ``/v1/chat/completions`` body."""
     model = str(body.get("model", ""))
     rng = Rng(seed)
-    in_chars = _messages_len(body.get("messages"))
+    in_chars = messages_len(body.get("messages"))
     schema = _format_schema(body.get("response_format"), nested=True)
     tool = _forced_openai_tool(body)
     if tool is None and (schema is None or _json_mode(body.get("response_format"))):
@@ -270,7 +272,7 @@ def responses_answer(
     model = str(body.get("model", ""))
     rng = Rng(seed)
     inp = body.get("input")
-    in_chars = _text_len(inp) if isinstance(inp, str) else _messages_len(inp)
+    in_chars = _text_len(inp) if isinstance(inp, str) else messages_len(inp)
     instructions = body.get("instructions")
     if isinstance(instructions, str):
         in_chars += len(instructions)
@@ -374,7 +376,7 @@ def anthropic_message(
     """A ``message`` for a ``/v1/messages`` body (also a batch item's ``params``)."""
     model = str(body.get("model", ""))
     rng = Rng(seed)
-    in_chars = _messages_len(body.get("messages")) + _text_len(body.get("system"))
+    in_chars = messages_len(body.get("messages")) + _text_len(body.get("system"))
     schema = None
     for holder in (body.get("output_config"), body):
         fmt = (

@@ -160,6 +160,8 @@ class EmulatorConfig(BaseModel):
 
 def context_window(cfg: EmulatorConfig, model: str) -> int:
     """The context window of ``model``: the longest matching ``context_windows`` entry."""
+    if not cfg.context_windows:
+        return cfg.context_window
     name = model.split("@", 1)[0]
     best: tuple[int, int] | None = None
     for prefix, tokens in cfg.context_windows.items():

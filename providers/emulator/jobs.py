@@ -31,6 +31,7 @@ from providers.emulator.answers import (
     chat_completion,
     responses_answer,
 )
+from providers.emulator.chatlines import ChatLines
 from providers.emulator.config import EmulatorConfig, parse_markers
 from providers.emulator.context import anthropic_context_error, openai_context_error, over_context
 from providers.emulator.ids import Stem, reseed
@@ -123,6 +124,8 @@ def batch_fault(cfg: EmulatorConfig, model: str, key: str, seen: int) -> str | N
 
 
 def _item_fault(cfg: EmulatorConfig, model: str, cid: str, seen: int) -> tuple[bool, bool]:
+    if "@" not in model and cfg.item_error <= 0 and cfg.schema_invalid <= 0:
+        return False, False  # no marker, no fraction: nothing to roll
     markers = parse_markers(model)
     error = markers.wants("item-error", seen) or (
         cfg.item_error > 0 and roll(cfg.seed, "item_error", cid, seen) < cfg.item_error
@@ -444,6 +447,8 @@ class _Answerer:
         self.openai = openai
         self.stem = Stem()
         self.created = int(time.time())
+        # Chat items with a JSON schema, the common case, are rendered straight to bytes.
+        self.chat = ChatLines(self.stem, self.created) if builder is chat_completion else None
 
     def _refuse(self, cid: str, i: int, too_long: tuple[int, int]) -> None:
         job = self.job
@@ -503,6 +508,14 @@ class _Answerer:
             self._refuse(cid, i, too_long)
             return
         answer_seed = body_seed(cfg.seed, canonical(body))
+        if self.chat is not None:
+            rendered = self.chat.render(cid, body, answer_seed, invalid=invalid, index=i)
+            if rendered is not None:
+                job.ok.append(True)
+                job.in_tokens.append(rendered.input_tokens)
+                job.out_tokens.append(rendered.output_tokens)
+                job.lines.append(rendered.line)
+                return
         if self.openai:
             answer = self.builder(
                 body,

@@ -20,7 +20,7 @@ import orjson
 from plugins.outfile import AtomicFile
 from plugins.requestfile import MAX_PROBLEMS_SHOWN, JobItem, read_requests
 from plugins.retry import is_unreachable
-from providers.errors import InputError, OutputWriteError, ProviderError, StoreWriteError
+from providers.errors import InputError, ProviderError, StoreWriteError
 from providers.jsonl import dumps_kept
 from providers.money import to_decimal
 from providers.types import Response, Usage
@@ -179,7 +179,7 @@ async def _write_in_order(
                 group.clear()
                 await asyncio.sleep(0)
         sink.write(group)
-    except OutputWriteError as exc:
+    except Exception as exc:  # the file system refused (or a line could not be made)
         return exc
     return None
 

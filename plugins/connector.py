@@ -289,13 +289,20 @@ class LexiConnector:
         strategy = self.batch_strategy() if self._batch_mode else None
         if strategy is None or not hasattr(strategy, "submit"):
             return [asyncio.ensure_future(self.generate(r)) for r in requests]
+        from plugins.batch.strategy import BatchStrategy
+
+        # The built-in strategy journals a request from the bytes its key is
+        # hashed from: serialized here, for the cache lookup, they are handed on.
+        serialized = isinstance(strategy, BatchStrategy)
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Response]] = []
         for start in range(0, len(requests), SUBMIT_CHUNK):
             part = requests[start : start + SUBMIT_CHUNK]
+            bares = [r.canonical_json_without_schema() for r in part] if serialized else None
             stored = self.store.get_results(self.provider_name, {r.key for r in part})
-            for request in part:
-                futures.append(self._submit_one(strategy, request, stored, loop, checked))
+            for i, request in enumerate(part):
+                bare = bares[i] if bares is not None else None
+                futures.append(self._submit_one(strategy, request, stored, loop, checked, bare))
             await asyncio.sleep(0)
         return futures
 
@@ -306,8 +313,13 @@ class LexiConnector:
         stored: Mapping[str, StoredResult],
         loop: asyncio.AbstractEventLoop,
         checked: bool,
+        bare: bytes | None,
     ) -> asyncio.Future[Response]:
-        """One request of :meth:`submit_all`: what ``generate`` does, settled on a future."""
+        """One request of :meth:`submit_all`: what ``generate`` does, settled on a future.
+
+        ``bare``: the request's :meth:`~providers.types.Request.canonical_json_without_schema`
+        for the built-in strategy (``None``: another strategy, which takes the request alone).
+        """
         future: asyncio.Future[Response] = loop.create_future()
         if not checked:
             try:
@@ -328,7 +340,7 @@ class LexiConnector:
                 future.set_result(cached)
                 return future
             self._refuse_cancelled(request)
-            promise = strategy.submit(request)
+            promise = strategy.submit(request) if bare is None else strategy.submit(request, bare)
         except Exception as exc:
             if isinstance(exc, LexibatchError):
                 self._finished(request, None, exc)

@@ -29,7 +29,7 @@ import orjson
 from plugins.batch.gcpause import GcHold
 from plugins.usuallines import UsualLines
 from providers.errors import InputError
-from providers.schema import make_strict
+from providers.schema import fix_schema, make_strict
 from providers.types import Message, Request
 from providers.validation import request_problems
 
@@ -228,7 +228,9 @@ def _strict(schema: dict[str, Any], schemas: dict[bytes, Mapping[str, Any]]) -> 
     strict = schemas.get(text)
     if strict is None:
         try:
-            strict = make_strict(schema)
+            # Made here and handed to no one who changes it: fixed, so each
+            # request serializes it no more (see providers.schema.fix_schema).
+            strict = fix_schema(make_strict(schema))
         except RecursionError:
             raise _BadLine("schema is nested too deeply") from None
         schemas[text] = strict

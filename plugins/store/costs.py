@@ -145,22 +145,18 @@ class CostTables(RefTables):
         first = self._read(f"SELECT mode, task, model FROM calls{scope} LIMIT 1", params)
         if not first:
             return []
-        # Grouping sorts every row, at three times the cost of summing them.
-        # The calls of one run most often share one mode, task and model: a
-        # scan that stops at the first call of another group finds out, and
-        # one group is summed without sorting. Each report is read in one
-        # statement (one snapshot): the single group's sums also count the
-        # calls of other groups written meanwhile, and are not used if any were.
-        other = "(mode IS NOT ? OR task IS NOT ? OR model IS NOT ?)"
+        # Grouping sorts every row, at twice the cost of summing them. The
+        # calls of one run most often share one mode, task and model: they
+        # are summed without sorting, in one statement (one snapshot) that
+        # also counts the calls of any other group, and grouped only if there
+        # are some (a report of several groups pays that one scan more).
         group = (first[0][0], first[0][1], first[0][2])
-        and_other = f"{scope} AND {other}" if scope else f" WHERE {other}"
-        if not self._read(f"SELECT EXISTS(SELECT 1 FROM calls{and_other})", params + group)[0][0]:
-            rows = self._read(
-                f"SELECT ?, ?, ?, {_SUMS}, TOTAL({other}) FROM calls{scope}",
-                group + group + params,
-            )
-            if not rows[0][-1]:
-                return [_cost_row(rows[0])] if rows[0][3] else []
+        other = "(mode IS NOT ? OR task IS NOT ? OR model IS NOT ?)"
+        one = self._read(
+            f"SELECT ?, ?, ?, {_SUMS}, TOTAL({other}) FROM calls{scope}", group + group + params
+        )[0]
+        if not one[-1]:
+            return [_cost_row(one)] if one[3] else []
         return [
             _cost_row(r)
             for r in self._read(

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from plugins.jobs import JobItem, JobSummary, _ResultLines, _write_in_order
+from plugins.jobs import JobItem, JobSummary, _ResultLines, _write_in_order, run_requests
 from plugins.outfile import AtomicFile, temp_path
-from providers.errors import BatchItemError, StoreWriteError
+from providers.errors import BatchItemError, OutputWriteError, StoreWriteError
 from providers.types import Message, Request, Response, Usage
 
 
@@ -112,3 +112,58 @@ def test_an_atomic_file_left_without_commit_leaves_no_temp_and_the_old_file(tmp_
         sink.write([b"b\n"])
         sink.commit()
     assert out.read_bytes() == b"a\nb\n" and not temp_path(out).exists()
+
+
+async def test_a_results_file_the_disk_refuses_stops_the_writing_not_the_requests() -> None:
+    loop = asyncio.get_running_loop()
+    items = _items(3)
+    futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in items]
+    refused = OutputWriteError(
+        "cannot write the results to out.jsonl: the disk is full", path="out.jsonl"
+    )
+
+    class _Full(_Sink):
+        def write(self, lines: Any) -> None:
+            raise refused
+
+    futures[0].set_result(_answer(0))
+    writer = asyncio.ensure_future(
+        _write_in_order(futures, items, _ResultLines(JobSummary(total=3)), _Full())  # type: ignore[arg-type]
+    )
+    await _turns()
+    assert writer.done() and writer.result() is refused
+    # The requests still in flight were left alone.
+    assert not any(f.cancelled() for f in futures)
+
+
+async def test_an_immediate_run_whose_results_file_fails_still_stores_every_answer(
+    fresh_emulator: Any, make_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugins.factory import open_connector
+
+    def full(self: AtomicFile, lines: Any) -> None:
+        raise OutputWriteError("cannot write the results: the disk is full", path=str(self))
+
+    monkeypatch.setattr(AtomicFile, "write", full)
+    schema = {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}
+    items = [
+        JobItem(
+            f"id{i}",
+            Request("gpt-4o-mini", (Message("user", f"word {i}"),), json_schema=schema),
+            i + 1,
+        )
+        for i in range(12)
+    ]
+    out = tmp_path / "out.jsonl"
+    # Some answers come late: lines are written (and refused) while they are in flight.
+    fresh_emulator.configure(slow=0.5, slow_seconds=0.3)
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        with pytest.raises(OutputWriteError):
+            await run_requests(connector, items, out)
+        keys = [item.request.key for item in items]
+        assert set(connector.store.get_results(connector.provider_name, keys)) == set(keys)
+    finally:
+        await connector.aclose()
+    assert fresh_emulator.billing()["immediate"]["requests"] == 12
+    assert not out.exists() and not temp_path(out).exists()

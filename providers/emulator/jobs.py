@@ -101,8 +101,8 @@ class Job:
 
 def _batch_key(model: str, custom_ids: list[str]) -> str:
     h = blake2b(model.encode(), digest_size=12)
-    for cid in sorted(custom_ids):
-        h.update(cid.encode() + b"\n")
+    # One update of the whole text hashes as one update per line would.
+    h.update("".join([cid + "\n" for cid in sorted(custom_ids)]).encode())
     return h.hexdigest()
 
 

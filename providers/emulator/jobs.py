@@ -4,8 +4,10 @@ A job parses the batch's input once, decides the batch-level fault, and
 renders each item's output line (or error line) as bytes. It runs in a worker
 thread right after the batch is created; the batch's status timeline decides
 later which of these lines end up in the output, the error file or as
-expired / cancelled items. Jobs are not persisted: they are deterministic,
-so a restarted emulator simply computes them again.
+expired / cancelled items. Chat items asking for a JSON schema, the usual
+batch, are rendered by :mod:`providers.emulator.chatlines`. Jobs are not
+persisted: they are deterministic, so a restarted emulator simply computes
+them again.
 """
 
 from __future__ import annotations

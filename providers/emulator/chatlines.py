@@ -26,15 +26,13 @@ from providers.emulator.schemagen import Generator, generator_for, invalidate
 
 __all__ = ["ChatLines", "Rendered"]
 
-# The keys of a chat body that shape its answer beyond the messages and the format.
-_GENERAL = ("tools", "n")
-
+# ``%%`` survives the first formatting, which bakes in a batch's id stems and ``created``.
 _LINE = (
-    b'{"id":"%b","custom_id":%b,"response":{"status_code":200,"request_id":"%b",'
-    b'"body":{"id":"%b","object":"chat.completion","created":%d,"model":%b,'
-    b'"choices":[{"index":0,"message":{"role":"assistant","content":%b,"refusal":null,'
-    b'"annotations":[]},"logprobs":null,"finish_reason":"%b"}],'
-    b'"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
+    b'{"id":"%b%%08x","custom_id":%%b,"response":{"status_code":200,"request_id":"%b%%08x",'
+    b'"body":{"id":"%b%%08x","object":"chat.completion","created":%d,"model":%%b,'
+    b'"choices":[{"index":0,"message":{"role":"assistant","content":%%b,"refusal":null,'
+    b'"annotations":[]},"logprobs":null,"finish_reason":"%%b"}],'
+    b'"usage":{"prompt_tokens":%%d,"completion_tokens":%%d,"total_tokens":%%d,'
     b'"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},'
     b'"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,'
     b'"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},'
@@ -61,11 +59,16 @@ class _Plan(NamedTuple):
 class ChatLines:
     """Renders the output lines of one batch's chat items (see the module docstring)."""
 
-    __slots__ = ("_created", "_plans", "_stem")
+    __slots__ = ("_line", "_model", "_model_json", "_plans")
 
     def __init__(self, stem: Stem, created: int) -> None:
-        self._stem = stem
-        self._created = created
+        batch_req, request_hex, chatcmpl = (
+            part.encode().replace(b"%", b"%%") for part in stem.chat_line_stems()
+        )
+        # The batch's template: its ids' stems and its ``created`` filled in once.
+        self._line = _LINE % (batch_req, request_hex, chatcmpl, created)
+        self._model = ""
+        self._model_json = b'""'
         # By the format's exact bytes: equal bytes mean equal values of equal types.
         self._plans: dict[bytes, _Plan | None] = {}
 
@@ -85,6 +88,8 @@ class ChatLines:
         if plan is None:
             return None
         model = str(body.get("model", ""))
+        if model != self._model:  # a batch's items name one model, as a rule
+            self._model, self._model_json = model, orjson.dumps(model)
         rng = Rng(seed)
         value = plan.gen(rng, 0)
         if invalid:
@@ -97,14 +102,12 @@ class ChatLines:
             finish = b"length"
         out_tokens = count_tokens(len(text))
         in_tokens = count_tokens(messages_len(body.get("messages")) + plan.schema_chars)
-        stem = self._stem
-        line = _LINE % (
-            stem.batch_req(index).encode(),
+        line = self._line % (
+            index,
             orjson.dumps(cid),
-            stem.request_hex(index).encode(),
-            stem.chatcmpl(index).encode(),
-            self._created,
-            orjson.dumps(model),
+            index,
+            index,
+            self._model_json,
             orjson.dumps(text),
             finish,
             in_tokens,

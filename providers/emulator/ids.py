@@ -86,6 +86,11 @@ class Stem:
         self._hex = f"{_random.getrandbits(64):016x}"
         self._alnum = alnum(21)
 
+    def chat_line_stems(self) -> tuple[str, str, str]:
+        """What :meth:`batch_req`, :meth:`request_hex` and :meth:`chatcmpl` put before ``i:08x``."""
+        batch_req = f"batch_req_{self._time}{self._hex}"
+        return batch_req, f"{self._hex}{self._time}", f"chatcmpl-{self._alnum}"
+
     def batch_req(self, i: int) -> str:
         """``batch_req_`` + 32 hex."""
         return f"batch_req_{self._time}{self._hex}{i:08x}"

@@ -148,7 +148,8 @@ class EmulatorConfig(BaseModel):
     """Share of ``batch_seconds`` an OpenAI batch spends ``finalizing`` (0: never seen)."""
 
     parallel: bool = True
-    """Answer batches of 20,000+ items in two processes (a forked child does half)."""
+    """Answer batches of 20,000+ items in two processes (a forked child does half), on a
+    machine of three cores or more (see :mod:`providers.emulator.workers`)."""
 
     @field_validator("batch_fail_pattern", "batch_expire_pattern", "batch_cancel_pattern")
     @classmethod

@@ -12,20 +12,18 @@ them again.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import pickle
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
 import orjson
 
+from providers.emulator import workers
 from providers.emulator.answers import (
     Answer,
     anthropic_message,
@@ -38,6 +36,7 @@ from providers.emulator.config import EmulatorConfig, parse_markers
 from providers.emulator.context import anthropic_context_error, openai_context_error, over_context
 from providers.emulator.ids import Stem, reseed
 from providers.emulator.rng import body_seed, roll
+from providers.emulator.workers import MIN_CORES_FOR_A_CHILD, gc_paused
 from providers.jsonl import dumps_kept
 
 __all__ = ["Job", "anthropic_job", "batch_fault", "openai_job"]
@@ -142,6 +141,13 @@ Builder = Callable[..., Answer]
 
 
 _FORK_AT = 20_000  # items; below this a second process costs more than it saves
+#: Cores the emulator may use (see :mod:`providers.emulator.workers`).
+_CORES = workers.CORES
+
+
+def _fork(cfg: EmulatorConfig) -> bool:
+    """Whether a large job is split with a forked child (asked for, and a core free for it)."""
+    return cfg.parallel and _CORES >= MIN_CORES_FOR_A_CHILD
 
 
 def openai_job(
@@ -156,10 +162,10 @@ def openai_job(
     A large file is split in two at a line boundary and the second half is
     answered in a forked child process, so both cores work on it.
     """
-    with _gc_paused():
+    with gc_paused():
         mid = data.find(b"\n", len(data) // 2) + 1
         child = None
-        if cfg.parallel and mid > 0 and data.count(b"\n", 0, mid) >= _FORK_AT // 2:
+        if _fork(cfg) and mid > 0 and data.count(b"\n", 0, mid) >= _FORK_AT // 2:
             offset = data.count(b"\n", 0, mid)
             child = _in_child(
                 lambda: _openai_part(data[mid:], endpoint, cfg, seen_items, offset, offset)
@@ -294,10 +300,10 @@ def anthropic_job(
     seen_batches: Mapping[str, int],
 ) -> Job:
     """Answer the (already validated) inline requests of an Anthropic message batch."""
-    with _gc_paused():
+    with gc_paused():
         mid = len(requests) // 2
         child = None
-        if cfg.parallel and len(requests) >= _FORK_AT:
+        if _fork(cfg) and len(requests) >= _FORK_AT:
             child = _in_child(lambda: _anthropic_part(requests[mid:], cfg, seen_items, mid))
         if child is None:
             job = _anthropic_part(requests, cfg, seen_items, 0)
@@ -376,27 +382,6 @@ def _in_child(work: Callable[[], Job]) -> Callable[[], Job | None] | None:
         return Job(model, "", None, errors, cids, ok, lines, in_tok, out_tok, seen)
 
     return wait
-
-
-_gc_lock = threading.Lock()
-_gc_users = 0
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: it would rescan the growing job again and again."""
-    global _gc_users
-    with _gc_lock:
-        _gc_users += 1
-        if _gc_users == 1:
-            gc.disable()
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0:
-                gc.enable()
 
 
 def validate_anthropic(requests: Any, limit: int | None) -> str | None:

@@ -292,17 +292,24 @@ class LexiConnector:
         strategy = self.batch_strategy() if self._batch_mode else None
         if strategy is None or not hasattr(strategy, "submit"):
             return [asyncio.ensure_future(self.generate(r)) for r in requests]
+        from plugins.batch.strategy import BatchStrategy
+
+        # The built-in strategy journals a request from the bytes its key is
+        # hashed from: serialized here, for the cache lookup, they are handed on.
+        serialized = isinstance(strategy, BatchStrategy)
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Response]] = []
         add = futures.append
         submit_one = self._submit_one
         for start in range(0, len(requests), SUBMIT_CHUNK):
             part = requests[start : start + SUBMIT_CHUNK]
+            bares = [r.canonical_json_without_schema() for r in part] if serialized else None
             stored = self.store.get_results(self.provider_name, {r.key for r in part})
             # Asked once a chunk: whether any request may be one the user cancelled.
             refuse = self._may_be_cancelled()
-            for request in part:
-                add(submit_one(strategy, request, stored, loop, checked, refuse))
+            for i, request in enumerate(part):
+                bare = bares[i] if bares is not None else None
+                add(submit_one(strategy, request, stored, loop, checked, bare, refuse))
             await asyncio.sleep(0)
         return futures
 
@@ -313,10 +320,13 @@ class LexiConnector:
         stored: Mapping[str, StoredResult],
         loop: asyncio.AbstractEventLoop,
         checked: bool,
+        bare: bytes | None,
         refuse: bool,
     ) -> asyncio.Future[Response]:
         """One request of :meth:`submit_all`: what ``generate`` does, settled on a future.
 
+        ``bare``: the request's :meth:`~providers.types.Request.canonical_json_without_schema`
+        for the built-in strategy (``None``: another strategy, which takes the request alone).
         ``refuse``: whether to look the request up among those the user
         cancelled (there are some, and they are not to be sent again).
         """
@@ -342,7 +352,7 @@ class LexiConnector:
                 return future
             if refuse:
                 self._refuse_cancelled(request)
-            promise = strategy.submit(request)
+            promise = strategy.submit(request) if bare is None else strategy.submit(request, bare)
         except Exception as exc:
             if isinstance(exc, LexibatchError):
                 self._finished(request, None, exc)

@@ -110,7 +110,8 @@ async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path
             raise
         if stopped is not None:
             # The environment failed, not the requests: one error for the run,
-            # not one per line (a store error first, wherever it came).
+            # not one per line (a store error first, wherever it came), once
+            # every request has ended and its answer is stored.
             for future in futures:
                 outcome = _outcome(future)
                 if isinstance(outcome, StoreWriteError):
@@ -152,27 +153,34 @@ async def _write_in_order(
 ) -> BaseException | None:
     """Write each item's result line once its outcome and every earlier one are known.
 
-    Returns ``None`` when every line is written, or the outcome that stops
-    the run instead of being written: a store write error, an interrupt or a
-    cancellation (nothing after it is written).
+    Returns ``None`` when every line is written, or what stops the writing:
+    an outcome that ends the run instead of being written (a store write
+    error, an interrupt or a cancellation), or the file system refusing the
+    results file. It never raises: requests still in flight are not stopped
+    by the results file, so every answer paid for is still stored.
     """
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     group: list[bytes] = []
-    for item, future in zip(items, futures, strict=True):
-        if not future.done():
-            if group:
+    try:
+        for item, future in zip(items, futures, strict=True):
+            if not future.done():
+                if group:
+                    sink.write(group)
+                    group.clear()
+                await asyncio.wait((future,))
+            outcome = _outcome(future)
+            if isinstance(outcome, StoreWriteError) or not isinstance(
+                outcome, Exception | Response
+            ):
+                return outcome
+            group.append(dumps(lines.line(item, outcome), option=newline))
+            if len(group) >= _WRITE_GROUP:
                 sink.write(group)
                 group.clear()
-            await asyncio.wait((future,))
-        outcome = _outcome(future)
-        if isinstance(outcome, StoreWriteError) or not isinstance(outcome, Exception | Response):
-            return outcome
-        group.append(dumps(lines.line(item, outcome), option=newline))
-        if len(group) >= _WRITE_GROUP:
-            sink.write(group)
-            group.clear()
-            await asyncio.sleep(0)
-    sink.write(group)
+                await asyncio.sleep(0)
+        sink.write(group)
+    except Exception as exc:  # the file system refused (or a line could not be made)
+        return exc
     return None
 
 

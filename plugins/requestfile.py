@@ -11,7 +11,9 @@ One request per line::
 adds a system message before it. Every line is parsed and checked (see
 :mod:`providers.validation`) before the first request is sent: a file with
 bad lines is refused whole, each bad line reported as ``FILE:LINE: what is
-wrong``, and nothing is paid for. A request too large for any batch of the
+wrong``, and nothing is paid for. Lines of the usual shape are decoded typed,
+their schema looked up by its text (:mod:`plugins.usuallines`); any other
+line is parsed as a dict, and read the same. A request too large for any batch of the
 provider is found later, as it is queued, from the one batch line written
 for it: it alone fails, never sent (see :mod:`plugins.batch.oversize`).
 """
@@ -25,8 +27,9 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from plugins.batch.gcpause import GcHold
+from plugins.usuallines import UsualLines
 from providers.errors import InputError
-from providers.schema import make_strict
+from providers.schema import fix_schema, make_strict
 from providers.types import Message, Request
 from providers.validation import request_problems
 
@@ -96,6 +99,10 @@ def read_requests(
     bad = 0
     # Identical schemas become one object: checked and compiled once, kept once.
     schemas: dict[bytes, Mapping[str, Any]] = {}
+    # Lines of the usual shape are read without a dict per line; the others,
+    # and the first line of each schema text, by _parse_line.
+    usual = UsualLines(default_model, route)
+    read_usual, learn = usual.read, usual.learn
     # Every line's parsed JSON is freed as soon as its request is made, by
     # reference counting; the collector, held off, does not walk the growing
     # list of requests again and again while the file is read (see gcpause).
@@ -103,17 +110,26 @@ def read_requests(
     try:
         with handle:
             for lineno, raw in enumerate(handle, 1):
-                try:
-                    item = _parse_line(raw, lineno, default_model, route, schemas)
-                except _BadLine as exc:
-                    found = [str(exc)]
-                else:
-                    if item is None:  # a blank line
-                        continue
-                    found = request_problems(item.request)
+                read = read_usual(raw, lineno)
+                if read is not None:
+                    request = read[1]
+                    found = request_problems(request)
                     if not found:
-                        items.append(item)
+                        items.append(JobItem(read[0], request, lineno))
                         continue
+                else:
+                    try:
+                        item = _parse_line(raw, lineno, default_model, route, schemas)
+                    except _BadLine as exc:
+                        found = [str(exc)]
+                    else:
+                        if item is None:  # a blank line
+                            continue
+                        found = request_problems(item.request)
+                        if not found:
+                            learn(raw, item.request)
+                            items.append(item)
+                            continue
                 bad += 1
                 if len(problems) < MAX_PROBLEMS_SHOWN:
                     problems.append("; ".join(f"{path}:{lineno}: {p}" for p in found))
@@ -212,7 +228,9 @@ def _strict(schema: dict[str, Any], schemas: dict[bytes, Mapping[str, Any]]) -> 
     strict = schemas.get(text)
     if strict is None:
         try:
-            strict = make_strict(schema)
+            # Made here and handed to no one who changes it: fixed, so each
+            # request serializes it no more (see providers.schema.fix_schema).
+            strict = fix_schema(make_strict(schema))
         except RecursionError:
             raise _BadLine("schema is nested too deeply") from None
         schemas[text] = strict

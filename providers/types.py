@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from providers.errors import ProviderError
 from providers.frozen import fast_init
 from providers.ratelimits import RateLimitState
-from providers.schema import schema_for
+from providers.schema import fixed_schema_part, schema_for
 from providers.stop import StopReason, normalize_stop
 
 __all__ = [
@@ -253,12 +253,16 @@ class Request:
 
     def _schema_json(self) -> bytes:
         """The canonical body's ``{"name", "schema"}`` part, serialized with sorted keys."""
-        model = self.response_model
-        if model is not None and self.json_schema is schema_for(model):
+        model, schema = self.response_model, self.json_schema
+        assert schema is not None, "a request without a schema has no schema part"
+        if model is not None and schema is schema_for(model):
             # A model's schema is made once per class (schema_for): its part
             # of the body is serialized once too.
-            return _schema_part(model, self.schema_name, self.json_schema)
-        body = {"name": self.schema_name, "schema": self.json_schema}
+            return _schema_part(model, self.schema_name, schema)
+        part = fixed_schema_part(schema, self.schema_name)
+        if part is not None:
+            return part
+        body = {"name": self.schema_name, "schema": schema}
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
     def _digest(self, bare: bytes) -> bytes:

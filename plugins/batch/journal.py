@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from plugins.store import Store
 from providers.errors import ConfigError, InputError
 from providers.jsonl import dumps_kept
-from providers.schema import schema_for
+from providers.schema import fixed_schema_part, schema_for
 from providers.types import Message, Request
 from providers.validation import request_problems
 
@@ -49,7 +49,12 @@ def schema_ref(name: str | None, schema: Mapping[str, Any]) -> tuple[str, bytes]
     sorted keys; the reference is a hash of them, so equal schemas share one.
     """
     body = dumps_kept({"name": name, "schema": schema}, option=orjson.OPT_SORT_KEYS)
-    return "s-" + hashlib.sha256(body).hexdigest()[:32], body
+    return _ref_of(body), body
+
+
+def _ref_of(body: bytes) -> str:
+    """The reference of a schema stored as ``body`` (see :func:`schema_ref`)."""
+    return "s-" + hashlib.sha256(body).hexdigest()[:32]
 
 
 def encode_request(request: Request, ref: str | None, bare: bytes | None = None) -> bytes:
@@ -125,8 +130,10 @@ class SchemaBook:
         self.store = store
         # The reference of each response model's schema, by model class and schema name.
         self._of_model: dict[tuple[type[BaseModel], str | None], tuple[str, bytes]] = {}
+        # The reference of each fixed schema, by its serialized part (bytes keep their hash).
+        self._of_part: dict[bytes, tuple[str, bytes]] = {}
         # The end of a journal body (schema reference, task, model), by reference, task and model.
-        self._tails: dict[tuple[str, str | None, type[BaseModel]], bytes] = {}
+        self._tails: dict[tuple[str, str | None, type[BaseModel] | None], bytes] = {}
         self._named: dict[str, bytes] = {}
         self._read: dict[str, Mapping[str, Any]] = {}
 
@@ -143,7 +150,8 @@ class SchemaBook:
             return encode_request(request, None, bare)
         model = request.response_model
         # A model's schema is computed once per class (schema_for) and so is its
-        # reference; a raw schema is a caller's dict, which may change between
+        # reference; so is a fixed schema's (see providers.schema.fix_schema). Any
+        # other raw schema is a caller's dict, which may change between
         # requests, and is hashed each time.
         if model is not None and schema is schema_for(model):
             known = self._of_model.get((model, request.schema_name))
@@ -153,9 +161,16 @@ class SchemaBook:
                 known = schema_ref(request.schema_name, schema)
                 self._of_model[(model, request.schema_name)] = known
         else:
-            known = schema_ref(request.schema_name, schema)
-            self._named[known[0]] = known[1]
-            return encode_request(request, known[0], bare)
+            part = fixed_schema_part(schema, request.schema_name)
+            if part is None:
+                known = schema_ref(request.schema_name, schema)
+                self._named[known[0]] = known[1]
+                return encode_request(request, known[0], bare)
+            known = self._of_part.get(part)
+            if known is None:
+                if len(self._of_part) >= _REMEMBERED:
+                    self._of_part.clear()
+                known = self._of_part[part] = (_ref_of(part), part)
         ref, stored = known
         self._named[ref] = stored
         # Everything after the canonical body is the same for every request of

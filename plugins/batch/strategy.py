@@ -164,10 +164,13 @@ class BatchStrategy:
         """Queue ``request`` into a shared batch and wait for its result."""
         return await self.submit(request)
 
-    def submit(self, request: Request) -> BatchPromise:
+    def submit(self, request: Request, bare: bytes | None = None) -> BatchPromise:
         """Queue ``request`` without waiting; the returned promise resolves with its result.
 
         Awaiting the promise is optional: an error nobody reads is not logged.
+        ``bare``: the request's
+        :meth:`~providers.types.Request.canonical_json_without_schema`, when
+        the caller serialized it already (its key was hashed from them).
         """
         if not self._started:
             self._ensure_started()
@@ -177,7 +180,8 @@ class BatchStrategy:
             self._hold_for_burst()
         # Serialized once: the key is hashed from these bytes (when not known
         # yet), and the journal row is written from them.
-        bare = request.canonical_json_without_schema()
+        if bare is None:
+            bare = request.canonical_json_without_schema()
         key = request.key
         pending = self._pending.get(key)
         if pending is not None:

@@ -70,8 +70,11 @@ def run(
     from plugins.outfile import check_writable
 
     settings = settings_from(ctx, budget=budget, **flags)
-    items = read_requests(
-        requests, default_model=settings.connector.model, route=settings.model_for
+    items = requests_kept(
+        ctx,
+        lambda: read_requests(
+            requests, default_model=settings.connector.model, route=settings.model_for
+        ),
     )
     hush(quiet)
     expected_usd: float | None = None
@@ -136,8 +139,7 @@ def run(
             sys.exit(EXIT_PROVIDER)
 
     skip_final_collection()
-    with requests_kept():
-        run_coroutine(with_connector(settings, body))
+    run_coroutine(with_connector(settings, body))
 
 
 def estimate_or_refuse(

@@ -6,8 +6,7 @@ import asyncio
 import atexit
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -51,27 +50,38 @@ async def with_connector(settings: Settings, body: Callable[[LexiConnector], Awa
         await connector.aclose()
 
 
-@contextmanager
-def requests_kept() -> Iterator[None]:
-    """While a command answers the requests it has read, keep them out of the collector's way.
+def requests_kept(ctx: click.Context, read: Callable[[], T]) -> T:
+    """What ``read()`` returns, kept out of the collector's way until the command ends.
 
-    They live until the command ends: frozen (with everything imported so
-    far), no full collection walks them again; and full collections, which
-    walk every answer held so far, are ten times rarer. The young
-    generations are collected as usual, so short-lived cycles are still
-    freed. Both are undone at the end (objects frozen by the caller before
+    ``read()`` runs with the collector held off, and everything it made is
+    frozen as soon as it returns (with everything imported so far), before
+    any collection: none walks the requests, neither the young collection
+    that would follow the reading nor a full one while they are answered;
+    and full collections, which walk every answer held so far, are ten
+    times rarer. The young generations are collected as usual, so
+    short-lived cycles are still freed. Both are undone when the command's
+    context closes, however it ends (objects frozen by the caller before
     stay frozen, with the requests: a freeze cannot be undone in part).
     """
+    from plugins.batch.gcpause import GcHold
+
     threshold = gc.get_threshold()
     frozen_before = gc.get_freeze_count()
-    gc.freeze()
-    gc.set_threshold(threshold[0], threshold[1], max(threshold[2], _FULL_COLLECTION_EVERY))
+    GcHold.hold()
     try:
-        yield
+        kept = read()
+        gc.freeze()
     finally:
+        GcHold.release()
+
+    def restore() -> None:
         gc.set_threshold(*threshold)
         if not frozen_before:
             gc.unfreeze()
+
+    ctx.call_on_close(restore)
+    gc.set_threshold(threshold[0], threshold[1], max(threshold[2], _FULL_COLLECTION_EVERY))
+    return kept
 
 
 _final_collection_skipped = False

@@ -88,3 +88,37 @@ def test_a_run_leaves_its_objects_out_of_the_collection_at_exit_once(
     # Frozen when the process exits, not now: the collector is as it was.
     assert registered == [gc.freeze]
     assert _collector() == before
+
+
+def test_the_requests_are_frozen_before_any_collection_sees_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "")
+    # Enough lines that reading them makes more objects than the young
+    # generation's threshold: a collection is due as soon as reading ends.
+    lines = [json.dumps({"id": f"q{i}", "prompt": f"question {i}"}) for i in range(400)]
+    Path("requests.jsonl").write_text("\n".join(lines) + "\n")
+    read = plugins.jobs.read_requests
+    items: list[Any] = []
+    seen_unfrozen: list[bool] = []
+
+    def kept_read(*args: Any, **kwargs: Any) -> Any:
+        items.extend(read(*args, **kwargs))
+        return items
+
+    def first_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and items and not seen_unfrozen:
+            # Frozen objects are in no generation.
+            listed = {id(o) for o in gc.get_objects()}
+            seen_unfrozen.append(any(id(i) in listed for i in items))
+
+    monkeypatch.setattr(plugins.jobs, "read_requests", kept_read)
+    gc.callbacks.append(first_collection)
+    try:
+        done = CliRunner().invoke(main, ["run", "requests.jsonl", "--out", "out.jsonl"])
+    finally:
+        gc.callbacks.remove(first_collection)
+    assert done.exit_code == 0, done.output
+    assert len(items) == 400
+    assert seen_unfrozen == [False]

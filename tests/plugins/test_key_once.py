@@ -17,6 +17,8 @@ import plugins.store.costs
 import plugins.store.journal
 from plugins.factory import open_connector
 from plugins.store.keys import key_cell
+from providers.schema import fix_schema, make_strict
+from providers.types import Message, Request
 from tests.plugins.batch_helpers import Entry
 
 
@@ -53,3 +55,32 @@ async def test_journal_rows_reuse_the_key_bytes_and_an_answer_converts_its_key_o
         await connector.aclose()
     # One conversion an answer (for its cache and ledger rows), none for the journal.
     assert sorted(converted) == sorted(keys)
+
+
+async def test_submit_all_serializes_each_request_once_for_its_key_and_its_journal_row(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serialized: list[str] = []
+    plain = Request.canonical_json_without_schema
+
+    def counted(self: Request) -> bytes:
+        serialized.append(self.messages[-1].content)
+        return plain(self)
+
+    monkeypatch.setattr(Request, "canonical_json_without_schema", counted)
+    schema = fix_schema(make_strict(Entry.model_json_schema()))
+    requests = [
+        Request("gpt-4o-mini", (Message("user", f"word {i}"),), json_schema=schema, task="t")
+        for i in range(20)
+    ]
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        connector.enable_batch_mode()
+        futures = await connector.submit_all(requests, checked=True)
+        await connector.execute_batch()
+        assert all(f.result().output.keys() == {"word", "level"} for f in futures)
+        journaled = connector.store.get_requests(connector.provider_name, [r.key for r in requests])
+        assert set(journaled) == {r.key for r in requests}
+    finally:
+        await connector.aclose()
+    assert sorted(serialized) == sorted(f"word {i}" for i in range(20))

@@ -1,0 +1,103 @@
+"""The cost report: one group summed without sorting, several grouped; the same figures."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import pytest
+
+from plugins.store import CallRecord, Store
+from plugins.store.rows import CostRow
+from providers.types import Usage
+
+# The report as plain grouping makes it: what every shortcut must give.
+_GROUPED = (
+    "SELECT mode, task, model, COUNT(*), TOTAL(input_tokens), TOTAL(output_tokens), "
+    "TOTAL(cached_tokens), TOTAL(reasoning_tokens), TOTAL(cost_usd), "
+    "TOTAL(COALESCE(immediate_cost_usd, CASE WHEN mode = 'immediate' THEN cost_usd END)), "
+    "TOTAL(cost_usd IS NULL) FROM calls{where} "
+    "GROUP BY mode, task, model ORDER BY mode, task, model"
+)
+
+
+def _grouped(store: Store, where: str = "", params: tuple[Any, ...] = ()) -> list[CostRow]:
+    return [
+        CostRow(r[0], r[1], r[2], *(int(v) for v in r[3:8]), float(r[8]), float(r[9]), int(r[10]))
+        for r in store.query(_GROUPED.format(where=where), params)
+    ]
+
+
+def _calls(groups: list[tuple[str, str | None, str]], n: int, seed: int) -> list[CallRecord]:
+    rnd = random.Random(seed)
+    calls = []
+    for i in range(n):
+        mode, task, model = rnd.choice(groups)
+        usage = Usage(rnd.randint(1, 500), rnd.randint(1, 50), rnd.randint(0, 5), rnd.randint(0, 3))
+        cost = None if rnd.random() < 0.1 else rnd.random() / 1000
+        immediate = None if rnd.random() < 0.5 else rnd.random() / 500
+        key = f"k{seed}-{i}"
+        calls.append(CallRecord("openai", model, task, mode, key, usage, cost, immediate))
+    return calls
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        [("batch", "define", "m1")],
+        [("batch", None, "m1")],
+        [("immediate", "define", "m1")],
+        [("batch", "define", "m1"), ("batch", "define", "m2")],
+        [("batch", "define", "m1"), ("batch", None, "m1")],
+        [("batch", None, "m1"), ("immediate", None, "m1")],
+        [("batch", "define", "m1"), ("batch", "enhance", "m1"), ("immediate", "define", "m2")],
+    ],
+)
+def test_the_report_is_what_grouping_gives(
+    store: Store, groups: list[tuple[str, str | None, str]]
+) -> None:
+    store.record_calls(_calls(groups, 300, seed=len(groups)))
+    report = store.cost_report()
+    assert report == _grouped(store)
+    assert len(report) == len(groups)
+    assert sum(r.requests for r in report) == 300
+
+
+def test_a_run_in_one_group_is_reported_apart_from_another_runs_calls(db_path: Any) -> None:
+    with Store(db_path) as first, Store(db_path) as second:
+        started = time.time()
+        first.record_calls(_calls([("batch", "define", "m1")], 50, seed=1))
+        second.record_calls(_calls([("immediate", "enhance", "m2")], 40, seed=2))
+        mine = first.cost_report(since=started, run=first.run_id)
+        assert [(r.mode, r.task, r.model, r.requests) for r in mine] == [
+            ("batch", "define", "m1", 50)
+        ]
+        assert mine == _grouped(
+            first,
+            " WHERE ts >= ? AND run = (SELECT id FROM runs WHERE run_id = ?)",
+            (started, first.run_id),
+        )
+        assert len(first.cost_report()) == 2
+        assert first.cost_report(since=time.time() + 60) == []
+
+
+def test_calls_of_another_group_written_while_the_report_is_read_are_grouped(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.record_calls(_calls([("batch", "define", "m1")], 20, seed=3))
+    read = store._read
+    written: list[int] = []
+
+    def racing(sql: str, params: Any = ()) -> list[Any]:
+        rows = read(sql, params)
+        if "LIMIT 1" in sql and not written:
+            # Another process records a call of another group once the first is read.
+            written.append(store.record_calls(_calls([("batch", "define", "m9")], 1, seed=4)))
+        return rows
+
+    monkeypatch.setattr(store, "_read", racing)
+    report = store.cost_report()
+    assert written == [1]
+    assert [(r.model, r.requests) for r in report] == [("m1", 20), ("m9", 1)]
+    assert report == _grouped(store)

@@ -146,17 +146,25 @@ class RunState:
     def requests_started(self, requests: Sequence[Request]) -> None:
         """Count requests of their stages as queued."""
         stage = self._stage
+        # A stage depends on the task alone: found once per task of the call.
+        counts: dict[str | None, StageCount] = {}
         for request in requests:
-            stage(request).started += 1
+            count = counts.get(request.task)
+            if count is None:
+                count = counts[request.task] = stage(request)
+            count.started += 1
 
     @hookimpl
     def requests_finished(self, outcomes: Sequence[RequestOutcome]) -> None:
         """Count finished requests, and what they cost."""
         stage = self._stage
+        counts: dict[str | None, StageCount] = {}
         spent: dict[float, int] = {}
         for request, response, _error in outcomes:
-            count = stage(request)
-            if count.started <= count.finished:
+            count = counts.get(request.task)
+            if count is None:
+                count = counts[request.task] = stage(request)
+            if count.started <= count.succeeded + count.failed:
                 count.started += 1  # started before this observer was registered
             if response is None:
                 count.failed += 1

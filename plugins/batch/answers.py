@@ -3,12 +3,14 @@
 A batch's answers arrive by the tens of thousands, so a chunk is judged in
 one pass that makes, for each answer, only what is kept: its ledger row,
 its cache row and the :class:`~providers.types.Response` its caller gets.
-An answer that validates against its response model takes the short way
-(the model's compiled validator, then the response made directly); any
-other answer (a refusal, a raw JSON schema, a text request, content that
-does not fit or cannot be stored) goes through
+An answer that fits takes the short way: its content is checked once by
+what was compiled for its shape (a response model's validator, a raw JSON
+schema's checker from :func:`~providers.validation.schema_validator`, or
+nothing for a text request), then its response is made directly. Any other
+answer (a refusal, content that does not fit or cannot be stored, a schema
+that cannot check answers) goes through
 :func:`~plugins.results.build_response`, which says what is wrong with it.
-Both ways validate with the same compiled validator, and the short way
+Both ways validate with the same compiled validators, and the short way
 makes the same :class:`Response` that :func:`build_response` makes.
 
 Nothing is written here: :class:`~plugins.batch.settlement.Settlement`
@@ -17,8 +19,11 @@ stores the rows in one transaction before any caller is told.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from plugins.results import build_response, model_validator, storable, unusable
 from plugins.store import CallRecord, StoredResult
@@ -26,6 +31,7 @@ from plugins.store.keys import key_cell
 from providers.errors import BatchCancelledError, BatchItemError, LexibatchError, ProviderError
 from providers.stop import StopReason, normalize_stop
 from providers.types import ItemResult, Response, Usage
+from providers.validation import schema_validator
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -93,9 +99,10 @@ def judge_items(
     waiting_get = waiting.get
     stubs_get = stubs.get
     add_done = done.add
-    # Each response model's compiled validator and each raw stop reason's
-    # meaning, found once a chunk rather than once an answer.
-    validators: dict[type[BaseModel], Callable[[str], Any]] = {}
+    # What judges each shape of answer (by the shape's identity: the waiting
+    # requests keep their shapes alive) and each raw stop reason's meaning,
+    # found once a chunk rather than once an answer.
+    judges: dict[int, Callable[[str], Any] | None] = {}
     stops: dict[Any, StopReason | None] = {}
     for item in items:
         key = item.custom_id
@@ -138,39 +145,40 @@ def judge_items(
                 )
             )
         response: Response | None = None
-        response_model = pending.response_model
-        if response_model is not None and not completion.refusal:
-            try:
-                validate = validators.get(response_model)
-                if validate is None:
-                    validate = validators[response_model] = model_validator(response_model)
-                content = completion.content
-                output = validate(content)
-                # What storable() checks: text SQLite can encode.
-                content.encode()
-                finish = completion.finish_reason
-                stop = stops.get(finish, _UNSEEN)
-                if stop is _UNSEEN:
-                    stop = stops[finish] = normalize_stop(finish)
-                # As build_response makes it for an answer that validates.
-                response = Response(
-                    output,
-                    content,
-                    usage,
-                    cost,
-                    provider,
-                    model,
-                    "batch",
-                    key,
-                    completion.request_id,
-                    batch_id,
-                    False,
-                    stop,
-                    finish,
-                )
-            except Exception:
-                # Judged again the long way below, which names what is wrong.
-                response = None
+        if not completion.refusal:
+            shape = pending.shape
+            judge = judges.get(id(shape), _UNSEEN)
+            if judge is _UNSEEN:
+                judge = judges[id(shape)] = _judge_of(shape)
+            if judge is not None:
+                try:
+                    content = completion.content
+                    output = judge(content)
+                    # What storable() checks: text SQLite can encode.
+                    content.encode()
+                    finish = completion.finish_reason
+                    stop = stops.get(finish, _UNSEEN)
+                    if stop is _UNSEEN:
+                        stop = stops[finish] = normalize_stop(finish)
+                    # As build_response makes it for an answer that fits.
+                    response = Response(
+                        output,
+                        content,
+                        usage,
+                        cost,
+                        provider,
+                        model,
+                        "batch",
+                        key,
+                        completion.request_id,
+                        batch_id,
+                        False,
+                        stop,
+                        finish,
+                    )
+                except Exception:
+                    # Judged again the long way below, which names what is wrong.
+                    response = None
         if response is None:
             try:
                 response = build_response(
@@ -210,6 +218,42 @@ def judge_items(
         )
         succeeded((pending, response))
     return judged
+
+
+def _judge_of(shape: type[BaseModel] | Mapping[str, Any] | None) -> Callable[[str], Any] | None:
+    """What makes an answer's output from its content the short way, for answers of ``shape``.
+
+    The callable returns the output :func:`~plugins.results.validate_content`
+    returns for content that fits, and raises (anything) for content that
+    does not; ``None``: every answer of ``shape`` goes the long way.
+    """
+    if shape is None:
+        return _as_text
+    if isinstance(shape, type):
+        return model_validator(shape)
+    try:
+        checker = schema_validator(shape)
+    except Exception:
+        # A schema that cannot check answers: the long way says so for each.
+        return None
+    return functools.partial(_fitting, checker.first_error)
+
+
+def _as_text(content: str) -> str:
+    """The output of a request without a schema: its text."""
+    return content
+
+
+def _fitting(first_error: Callable[[Any], Any], content: str) -> Any:
+    """``content`` parsed once, if it fits the schema whose ``first_error`` is given."""
+    value = orjson.loads(content)
+    if first_error(value) is not None:
+        raise _Unfit
+    return value
+
+
+class _Unfit(Exception):
+    """An answer that does not fit its schema (the long way says how)."""
 
 
 # A named tuple made from a tuple of all its fields, without the Python-level

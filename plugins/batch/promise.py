@@ -25,7 +25,11 @@ class BatchRequest:
     # Six slots, 80 bytes a waiting request: the response model and the raw
     # schema share one (a request has a schema of its own only without a
     # model), and nothing is kept that only queuing needs.
-    __slots__ = ("_shape", "attempts", "future", "key", "model", "task")
+    __slots__ = ("attempts", "future", "key", "model", "shape", "task")
+
+    #: What its answer is judged against: the response model (a class), the
+    #: raw JSON schema (a mapping), or ``None`` for a text answer.
+    shape: type[BaseModel] | Mapping[str, Any] | None
 
     def __init__(
         self,
@@ -43,22 +47,20 @@ class BatchRequest:
         self.key = key
         self.model = model
         self.task = task
-        self._shape: type[BaseModel] | Mapping[str, Any] | None = (
-            json_schema if response_model is None else response_model
-        )
+        self.shape = json_schema if response_model is None else response_model
         self.future = future
         self.attempts = attempts
 
     @property
     def response_model(self) -> type[BaseModel] | None:
         """The model its answer is validated into, if any."""
-        shape = self._shape
+        shape = self.shape
         return shape if isinstance(shape, type) else None
 
     @property
     def json_schema(self) -> Mapping[str, Any] | None:
         """The raw JSON schema its answer is checked against, when it has no model."""
-        shape = self._shape
+        shape = self.shape
         return None if shape is None or isinstance(shape, type) else shape
 
     @classmethod

@@ -160,7 +160,7 @@ def test_an_answer_the_store_cannot_write_fails_alone() -> None:
     assert [p.key for p, _ in judged.succeeded] == ["good"]
 
 
-def test_requests_without_a_model_take_the_general_path() -> None:
+def test_requests_without_a_model_are_judged_by_their_schema_or_as_text() -> None:
     schema = {"type": "object", "required": ["word"], "properties": {"word": {"type": "string"}}}
     waiting = {
         "raw": _pending("raw", response_model=None, json_schema=schema),

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from plugins.batch.promise import BatchPromise
 from plugins.batch.usercancel import cancelled_error, cancelled_keys
 from plugins.lease import runner_elsewhere
 from plugins.notices import notice
+from plugins.queuedcalls import QueuedCalls
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.requestevents import RequestEvents
 from plugins.results import cached_response
@@ -30,7 +32,6 @@ from providers.types import Message, Request, Response
 from providers.validation import check_request
 
 if TYPE_CHECKING:
-    from plugins.batch.promise import BatchPromise
     from plugins.config import Settings
     from plugins.manager import PluginManager
     from plugins.registry import Registry
@@ -91,6 +92,8 @@ class LexiConnector:
         self._batch: Strategy | None = None
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}
+        # The futures of requests submit_all queued, settled as their batches answer.
+        self._queued = QueuedCalls(self._inflight, self._events)
         self._warned_earlier_batch = False
         self._warned_stale = False
         # Keys whose batch the user cancelled: read once, when first needed.
@@ -277,9 +280,9 @@ class LexiConnector:
         for all of them at once, the others are queued, yielding to the
         event loop every :data:`SUBMIT_CHUNK` requests so that a full shard
         is sent while the next fills. Each future settles as ``generate``
-        would: the response, or the typed error (hooks included). Otherwise
-        each request runs as a ``generate`` task. Await the futures after
-        ``execute_batch()``.
+        would: the response, or the typed error (hooks included), the moment
+        the batch's answer is stored. Otherwise each request runs as a
+        ``generate`` task. Await the futures after ``execute_batch()``.
 
         ``checked``: every request has passed
         :func:`~providers.validation.check_request` already (a request file
@@ -296,13 +299,17 @@ class LexiConnector:
         serialized = isinstance(strategy, BatchStrategy)
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Response]] = []
+        add = futures.append
+        submit_one = self._submit_one
         for start in range(0, len(requests), SUBMIT_CHUNK):
             part = requests[start : start + SUBMIT_CHUNK]
             bares = [r.canonical_json_without_schema() for r in part] if serialized else None
             stored = self.store.get_results(self.provider_name, {r.key for r in part})
+            # Asked once a chunk: whether any request may be one the user cancelled.
+            refuse = self._may_be_cancelled()
             for i, request in enumerate(part):
                 bare = bares[i] if bares is not None else None
-                futures.append(self._submit_one(strategy, request, stored, loop, checked, bare))
+                add(submit_one(strategy, request, stored, loop, checked, bare, refuse))
             await asyncio.sleep(0)
         return futures
 
@@ -314,23 +321,27 @@ class LexiConnector:
         loop: asyncio.AbstractEventLoop,
         checked: bool,
         bare: bytes | None,
+        refuse: bool,
     ) -> asyncio.Future[Response]:
         """One request of :meth:`submit_all`: what ``generate`` does, settled on a future.
 
         ``bare``: the request's :meth:`~providers.types.Request.canonical_json_without_schema`
         for the built-in strategy (``None``: another strategy, which takes the request alone).
+        ``refuse``: whether to look the request up among those the user
+        cancelled (there are some, and they are not to be sent again).
         """
-        future: asyncio.Future[Response] = loop.create_future()
         if not checked:
             try:
                 check_request(request)
             except InputError as exc:
+                future: asyncio.Future[Response] = loop.create_future()
                 future.set_exception(exc)
                 return future
         key = request.key
         pending = self._inflight.get(key)
         if pending is not None:
             return pending
+        future = loop.create_future()
         self._events.started(request)
         try:
             row = stored.get(key)
@@ -339,19 +350,24 @@ class LexiConnector:
                 self._finished(request, cached, None)
                 future.set_result(cached)
                 return future
-            self._refuse_cancelled(request)
+            if refuse:
+                self._refuse_cancelled(request)
             promise = strategy.submit(request) if bare is None else strategy.submit(request, bare)
         except Exception as exc:
             if isinstance(exc, LexibatchError):
                 self._finished(request, None, exc)
             future.set_exception(exc)
             return future
-        self._inflight[key] = future
-        promise.add_done_callback(functools.partial(self._settle, request, future))
+        if type(promise) is BatchPromise:
+            self._queued.add(request, future, promise)
+        else:
+            # Another strategy's future: told of its outcome by a callback.
+            self._inflight[key] = future
+            promise.add_done_callback(functools.partial(self._settle, request, future))
         return future
 
     def _settle(
-        self, request: Request, future: asyncio.Future[Response], done: BatchPromise
+        self, request: Request, future: asyncio.Future[Response], done: asyncio.Future[Response]
     ) -> None:
         """Pass a queued request's outcome on to its :meth:`submit_all` future."""
         self._inflight.pop(request.key, None)
@@ -369,6 +385,14 @@ class LexiConnector:
         future.set_exception(error)
         if isinstance(error, LexibatchError):
             self._finished(request, None, error)
+
+    def _may_be_cancelled(self) -> bool:
+        """Whether a request may be one whose batch the user cancelled, never to be sent again."""
+        if self.settings.batch.retry_cancelled:
+            return False
+        if self._user_cancelled is None:
+            self._user_cancelled = cancelled_keys(self.store, self.provider_name)
+        return bool(self._user_cancelled)
 
     def _refuse_cancelled(self, request: Request) -> None:
         """A request whose batch the user cancelled stays cancelled unless asked again.

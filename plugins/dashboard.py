@@ -20,7 +20,9 @@ works without it). Any other wait can be shown with
 from __future__ import annotations
 
 import dataclasses
+import operator
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -40,6 +42,9 @@ __all__ = ["BatchSeen", "RunState", "StageCount"]
 
 #: The stage of a request: by default its task, and untagged ones are "requests".
 StageOf = Callable[[str | None], str]
+
+
+_TASK = operator.attrgetter("task")
 
 
 def _by_task(task: str | None) -> str:
@@ -135,40 +140,51 @@ class RunState:
 
     # -- what the hooks say ------------------------------------------------
 
-    def _stage(self, request: Request) -> StageCount:
-        name = self._stage_of(request.task)
+    def _stage(self, task: str | None) -> StageCount:
+        name = self._stage_of(task)
         count = self.stages.get(name)
         if count is None:
             count = self.stages[name] = StageCount()
         return count
 
+    # Requests come to the hooks by the thousand and share few tasks: they
+    # are counted by task first, and each task's counts added to its stage once.
+
     @hookimpl
     def requests_started(self, requests: Sequence[Request]) -> None:
         """Count requests of their stages as queued."""
-        stage = self._stage
-        for request in requests:
-            stage(request).started += 1
+        for task, started in Counter(map(_TASK, requests)).items():
+            self._stage(task).started += started
 
     @hookimpl
     def requests_finished(self, outcomes: Sequence[RequestOutcome]) -> None:
         """Count finished requests, and what they cost."""
-        stage = self._stage
+        # task -> [ended, failed, cached]
+        tallies: dict[str | None, list[int]] = {}
         spent: dict[float, int] = {}
         for request, response, _error in outcomes:
-            count = stage(request)
-            if count.started <= count.finished:
-                count.started += 1  # started before this observer was registered
+            tally = tallies.get(request.task)
+            if tally is None:
+                tally = tallies[request.task] = [0, 0, 0]
+            tally[0] += 1
             if response is None:
-                count.failed += 1
-                continue
-            count.succeeded += 1
-            if response.cached:
-                count.cached += 1
+                tally[1] += 1
+            elif response.cached:
+                tally[2] += 1
             elif response.cost_usd is None:
                 self.unpriced += 1
             else:
                 # Answers share few prices: each is made exact once per call.
                 spent[response.cost_usd] = spent.get(response.cost_usd, 0) + 1
+        for task, (ended, failed, cached) in tallies.items():
+            count = self._stage(task)
+            # Requests that started before this observer was registered are
+            # counted as started when they end (as many as end past the
+            # requests already started and not yet ended).
+            count.started += max(0, ended - max(0, count.started - count.finished))
+            count.failed += failed
+            count.succeeded += ended - failed
+            count.cached += cached
         for cost, times in spent.items():
             self.spent += to_decimal(cost) * times
 

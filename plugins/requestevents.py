@@ -32,6 +32,11 @@ class RequestOutcome(NamedTuple):
     error: LexibatchError | None
 
 
+# A named tuple made from a tuple of its fields, without the Python-level
+# __new__ that takes them one by one (one outcome per request).
+_outcome = tuple.__new__
+
+
 class RequestEvents:
     """Started and finished requests, gathered and told to the hooks once per loop turn.
 
@@ -72,7 +77,7 @@ class RequestEvents:
         """``request`` ended with ``response`` or ``error``."""
         if self._one_finished.get_hookimpls():
             self._one_finished(request=request, response=response, error=error)
-        self._finished.append(RequestOutcome(request, response, error))
+        self._finished.append(_outcome(RequestOutcome, (request, response, error)))
         if not self._scheduled:
             self._schedule()
 

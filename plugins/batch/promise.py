@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from providers.types import Request, Response
 
-__all__ = ["BatchPromise", "BatchRequest", "settle_answers"]
+__all__ = ["BatchPromise", "BatchRequest", "Follower", "settle_answers"]
 
 
 class BatchRequest:
@@ -96,6 +96,29 @@ _PENDING = _Mark("pending")
 _CANCELLED = _Mark("cancelled")
 
 
+class Follower:
+    """What many promises tell, each the moment it settles (see :meth:`BatchPromise.follow`).
+
+    One follower follows any number of promises, so following one costs no
+    object of its own (a callback per promise would be one more object, and
+    one more turn of the event loop, for each of hundreds of thousands of
+    requests). :meth:`settled` is called in the settling code's own turn,
+    in the middle of a batch's answers being handed over: it must be quick
+    and must not raise.
+    """
+
+    __slots__ = ()
+
+    def settled(self, promise: BatchPromise) -> None:
+        """``promise`` has just settled (:meth:`BatchPromise.done` is true)."""
+        raise NotImplementedError
+
+
+# What a promise tells when it settles: nothing, its follower, or callbacks
+# (functions called soon, as a future's are, and at most one follower).
+_Told = list["Callable[[BatchPromise], object] | Follower"] | Follower | None
+
+
 class BatchPromise:
     """Awaitable result of one batched request, settled by the batch strategy.
 
@@ -116,7 +139,7 @@ class BatchPromise:
         self.key = key
         self._value: Any = _PENDING
         self._waiter: asyncio.Future[Response] | None = None
-        self._callbacks: list[Callable[[BatchPromise], object]] | None = None
+        self._callbacks: _Told = None
 
     def __await__(self) -> Generator[Any, None, Response]:
         if self._value is not _PENDING:
@@ -171,10 +194,29 @@ class BatchPromise:
         """Call ``fn(promise)`` soon after it settles (at once if it has), as futures do."""
         if self._value is not _PENDING:
             asyncio.get_running_loop().call_soon(fn, self)
-        elif self._callbacks is None:
-            self._callbacks = [fn]
         else:
-            self._callbacks.append(fn)
+            self._tell(fn)
+
+    def follow(self, follower: Follower) -> None:
+        """Tell ``follower`` the moment this settles (at once if it has), in the same turn.
+
+        Unlike :meth:`add_done_callback`, nothing waits for the event loop:
+        whoever settles the promise calls ``follower.settled(promise)``.
+        """
+        if self._value is not _PENDING:
+            follower.settled(self)
+        else:
+            self._tell(follower)
+
+    def _tell(self, told: Callable[[BatchPromise], object] | Follower) -> None:
+        callbacks = self._callbacks
+        if callbacks is None:
+            # A follower alone is kept as it is, without a list (the usual case).
+            self._callbacks = told if isinstance(told, Follower) else [told]
+        elif isinstance(callbacks, Follower):
+            self._callbacks = [callbacks, told]
+        else:
+            callbacks.append(told)
 
     def set_result(self, response: Response) -> None:
         """Settle with ``response`` (the strategy's call)."""
@@ -206,9 +248,16 @@ class BatchPromise:
             else:
                 waiter.set_result(value)
         callbacks, self._callbacks = self._callbacks, None
-        if callbacks:
-            loop = asyncio.get_running_loop()
-            for fn in callbacks:
+        if callbacks is None:
+            return
+        if isinstance(callbacks, Follower):
+            callbacks.settled(self)
+            return
+        loop = asyncio.get_running_loop()
+        for fn in callbacks:
+            if isinstance(fn, Follower):
+                fn.settled(self)
+            else:
                 loop.call_soon(fn, self)
 
 
@@ -219,7 +268,8 @@ def settle_answers(
 
     The same as ``set_result`` on each promise not settled yet, done in one
     loop: a batch's answers are handed over by the tens of thousands, and
-    most promises have nobody awaiting them yet (no waiter, no callback).
+    most promises have nobody awaiting them yet (no waiter, no callback) or
+    only a follower, told at once.
     """
     pop = pending.pop
     for request, response in answered:
@@ -232,7 +282,11 @@ def settle_answers(
             if not promise.done():
                 promise.set_result(response)
         elif promise._value is _PENDING:
-            if promise._waiter is None and promise._callbacks is None:
-                promise._value = response
-            else:
+            told = promise._callbacks
+            if promise._waiter is not None or isinstance(told, list):
                 promise.set_result(response)
+            else:
+                promise._value = response
+                if told is not None:
+                    promise._callbacks = None
+                    told.settled(promise)

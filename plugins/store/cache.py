@@ -61,11 +61,23 @@ class CacheTables(RefTables):
         return _result_from_row(rows[0], {}) if rows else None
 
     def get_results(self, provider: str, keys: Iterable[str]) -> dict[str, StoredResult]:
-        """The cached results among ``keys``, by key (missing keys are absent)."""
+        """The cached results among ``keys``, by key (missing keys are absent).
+
+        A cache holding no result of ``provider`` (a new store, a first run)
+        answers from one probe of its index, without converting and sending
+        every key.
+        """
+        if not self.has_results(provider):
+            return {}
         memo: dict[tuple[int, ...], Usage] = {}
         sql = f"SELECT {_RESULT_COLUMNS} FROM results r WHERE provider = ? AND key IN ({{marks}})"
         found = (_result_from_row(row, memo) for row in self._read_keys(sql, provider, keys))
         return {result.key: result for result in found}
+
+    def has_results(self, provider: str) -> bool:
+        """Whether the cache holds any result of ``provider`` (one probe of its index)."""
+        rows = self._read("SELECT EXISTS (SELECT 1 FROM results WHERE provider = ?)", (provider,))
+        return bool(rows[0][0])
 
     def put_results(self, provider: str, results: Iterable[StoredResult]) -> int:
         """Cache results; returns how many were new.

@@ -146,17 +146,21 @@ class CostTables(RefTables):
         if not first:
             return []
         # Grouping sorts every row, at twice the cost of summing them. The
-        # calls of one run most often share one mode, task and model: they
-        # are summed without sorting, in one statement (one snapshot) that
-        # also counts the calls of any other group, and grouped only if there
-        # are some (a report of several groups pays that one scan more).
+        # calls of one run most often share one mode, task and model: a scan
+        # that stops at the first call of another group finds out, and then
+        # they are summed without sorting, in one statement (one snapshot)
+        # that also counts the calls of other groups written meanwhile, and
+        # is not used if there are any.
         group = (first[0][0], first[0][1], first[0][2])
         other = "(mode IS NOT ? OR task IS NOT ? OR model IS NOT ?)"
-        one = self._read(
-            f"SELECT ?, ?, ?, {_SUMS}, TOTAL({other}) FROM calls{scope}", group + group + params
-        )[0]
-        if not one[-1]:
-            return [_cost_row(one)] if one[3] else []
+        scope_other = f"{scope} AND {other}" if scope else f" WHERE {other}"
+        if not self._read(f"SELECT EXISTS(SELECT 1 FROM calls{scope_other})", params + group)[0][0]:
+            one = self._read(
+                f"SELECT ?, ?, ?, {_SUMS}, TOTAL({other}) FROM calls{scope}",
+                group + group + params,
+            )[0]
+            if not one[-1]:
+                return [_cost_row(one)] if one[3] else []
         return [
             _cost_row(r)
             for r in self._read(

@@ -219,3 +219,22 @@ def test_past_the_remembered_schema_texts_lines_are_read_all_the_same(
     _general_only(monkeypatch)
     assert typed == _seen(_read(tmp_path, lines))
     assert MAX_SCHEMA_TEXTS > 100
+
+
+def test_a_repeated_field_reads_as_its_last_value_both_ways(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, last = '{"type": "object", "title": "A"}', '{"type": "object", "title": "B"}'
+    lines = [
+        '{"id": "x", "id": "y", "prompt": "p", "schema": ' + first + ', "schema": ' + last + "}",
+        '{"prompt": "p", "schema": ' + first + "}",
+        '{"prompt": "p", "schema": ' + last + "}",
+        '{"prompt": "p", "schema": ' + first + ', "schema": ' + last + "}",
+    ]
+    typed = _read(tmp_path, lines)
+    assert isinstance(typed, list)
+    assert [i.id for i in typed] == ["y", "2", "3", "4"]
+    titles = [i.request.json_schema["title"] for i in typed]  # type: ignore[index]
+    assert titles == ["B", "A", "B", "B"]
+    _general_only(monkeypatch)
+    assert _seen(typed) == _seen(_read(tmp_path, lines))

@@ -82,8 +82,9 @@ def test_a_run_in_one_group_is_reported_apart_from_another_runs_calls(db_path: A
         assert first.cost_report(since=time.time() + 60) == []
 
 
+@pytest.mark.parametrize("after", ["LIMIT 1", "EXISTS"])
 def test_calls_of_another_group_written_while_the_report_is_read_are_grouped(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch, after: str
 ) -> None:
     store.record_calls(_calls([("batch", "define", "m1")], 20, seed=3))
     read = store._read
@@ -91,8 +92,8 @@ def test_calls_of_another_group_written_while_the_report_is_read_are_grouped(
 
     def racing(sql: str, params: Any = ()) -> list[Any]:
         rows = read(sql, params)
-        if "LIMIT 1" in sql and not written:
-            # Another process records a call of another group once the first is read.
+        if after in sql and not written:
+            # Another process records a call of another group between two reads.
             written.append(store.record_calls(_calls([("batch", "define", "m9")], 1, seed=4)))
         return rows
 
@@ -101,3 +102,21 @@ def test_calls_of_another_group_written_while_the_report_is_read_are_grouped(
     assert written == [1]
     assert [(r.model, r.requests) for r in report] == [("m1", 20), ("m9", 1)]
     assert report == _grouped(store)
+
+
+def test_several_groups_are_found_at_the_first_call_of_another(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.record_calls(_calls([("batch", "define", "m1"), ("batch", "enhance", "m1")], 50, 5))
+    statements: list[str] = []
+    read = store._read
+
+    def seen(sql: str, params: Any = ()) -> list[Any]:
+        statements.append(sql)
+        return read(sql, params)
+
+    monkeypatch.setattr(store, "_read", seen)
+    assert len(store.cost_report()) == 2
+    # No sums of the first group alone: straight from the probe to grouping.
+    assert ["LIMIT 1" in s for s in statements] == [True, False, False]
+    assert "EXISTS" in statements[1] and "GROUP BY" in statements[2]

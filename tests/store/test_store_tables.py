@@ -83,6 +83,30 @@ def test_get_results_many_keys_across_chunks(store: Store) -> None:
     assert all(found[k].text == k for k in found)
 
 
+def test_a_cache_without_results_of_a_provider_finds_none_from_one_index_probe(
+    store: Store,
+) -> None:
+    keys = [f"k{i}" for i in range(1500)]
+    assert not store.has_results("openai") and store.get_results("openai", keys) == {}
+    store.put_results("anthropic", [_result("k1")])
+    # Another provider's answers are not this one's.
+    assert not store.has_results("openai") and store.get_results("openai", keys) == {}
+    assert store.has_results("anthropic")
+    assert set(store.get_results("anthropic", keys)) == {"k1"}
+    store.put_results("openai", [_result("k1499", text="late")])
+    assert store.has_results("openai")
+    assert {k: r.text for k, r in store.get_results("openai", keys).items()} == {"k1499": "late"}
+    [plan] = [
+        row[3]
+        for row in store.query(
+            "EXPLAIN QUERY PLAN SELECT EXISTS (SELECT 1 FROM results WHERE provider = ?)",
+            ("openai",),
+        )
+        if "results" in row[3]
+    ]
+    assert "INDEX results_key" in plan
+
+
 def test_unpriced_result_keeps_none_cost(store: Store) -> None:
     store.put_results("openai", [_result("k1", cost_usd=None, task=None)])
     got = store.get_result("openai", "k1")

@@ -21,7 +21,7 @@ from plugins.batch.promise import BatchPromise
 from plugins.batch.usercancel import cancelled_error, cancelled_keys
 from plugins.lease import runner_elsewhere
 from plugins.notices import notice
-from plugins.queuedcalls import QueuedCalls
+from plugins.queuedcalls import QueuedCalls, pass_on
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.requestevents import RequestEvents
 from plugins.results import cached_response
@@ -373,18 +373,9 @@ class LexiConnector:
         self._inflight.pop(request.key, None)
         if future.done():
             return
-        if done.cancelled():
-            future.cancel()
-            return
-        error = done.exception()
-        if error is None:
-            response = done.result()
-            future.set_result(response)
-            self._finished(request, response, None)
-            return
-        future.set_exception(error)
-        if isinstance(error, LexibatchError):
-            self._finished(request, None, error)
+        told = pass_on(done, future)
+        if told is not None:
+            self._finished(request, *told)
 
     def _may_be_cancelled(self) -> bool:
         """Whether a request may be one whose batch the user cancelled, never to be sent again."""

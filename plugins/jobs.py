@@ -112,8 +112,9 @@ async def run_requests(connector: LexiConnector, items: list[JobItem], out: Path
             # The environment failed, not the requests: one error for the run,
             # not one per line (a store error first, wherever it came), once
             # every request has ended and its answer is stored.
-            for future in futures:
-                outcome = _outcome(future)
+            # Every outcome is read first, so none is reported as "never retrieved".
+            outcomes = [_outcome(future) for future in futures]
+            for outcome in outcomes:
                 if isinstance(outcome, StoreWriteError):
                     raise outcome
             raise stopped

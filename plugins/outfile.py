@@ -1,16 +1,21 @@
 """Writing an output file safely: checked before anything is spent, replaced atomically.
 
-A results file is written to ``NAME.tmp`` beside it and renamed into place,
-so a reader never sees half a file. Whatever the file system refuses — a
-folder that cannot be made, a file where a folder should be, a read-only
-mount, a full disk, a denied permission — becomes one
+A results file is written to a temporary file of its own beside it
+(``.NAME.<unique>.tmp``) and renamed into place, so a reader never sees half a
+file, and two commands writing the same ``--out`` never write into, or
+remove, each other's temporary file (the last to finish wins, whole).
+Whatever the file system refuses — a folder that cannot be made, a file
+where a folder should be, a read-only mount, a full disk, a denied
+permission — becomes one
 :class:`~providers.errors.OutputWriteError` naming the path and what to do,
-and no ``.tmp`` file is left behind.
+and no temporary file is left behind.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import secrets
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
@@ -18,7 +23,7 @@ from typing import BinaryIO
 
 from providers.errors import OutputWriteError, os_error_reason
 
-__all__ = ["AtomicFile", "check_writable", "temp_path", "write_atomically"]
+__all__ = ["AtomicFile", "check_writable", "temp_paths"]
 
 _KEPT = (
     "every answer is kept in the store: run the same command again once it can be "
@@ -26,9 +31,23 @@ _KEPT = (
 )
 
 
-def temp_path(path: Path) -> Path:
-    """Where ``path`` is written before it is renamed into place."""
-    return path.with_name(path.name + ".tmp")
+def temp_paths(path: Path) -> list[Path]:
+    """The temporary files beside ``path`` that writers of it have open now."""
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``path``, made for this writer alone: its descriptor and path.
+
+    Created exclusively under a name no other writer uses, with the mode a
+    plain ``open`` gives (the process's umask applies).
+    """
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def check_writable(path: Path) -> None:
@@ -47,10 +66,10 @@ def check_writable(path: Path) -> None:
             "nothing was sent",
             path=str(path),
         )
-    probe = temp_path(path)
+    probe: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd, probe = _open_temp(path)
         try:
             os.write(fd, b"\n")
             os.fsync(fd)
@@ -65,33 +84,35 @@ def check_writable(path: Path) -> None:
             path=str(path),
         ) from None
     finally:
-        _remove(probe)
+        if probe is not None:
+            _remove(probe)
 
 
 class AtomicFile:
-    """A file written through ``path.tmp`` and renamed into place by :meth:`commit`.
+    """A file written through a temporary file of its own and renamed into place by :meth:`commit`.
 
     Lines may be added over time (a run writes its results as their turn
     comes); a reader sees the old ``path`` until the commit, and the whole
     new one after it. Leaving the ``with`` block without a commit (an error,
-    an interrupt) removes the ``.tmp`` file and leaves ``path`` as it was.
+    an interrupt) removes the temporary file and leaves ``path`` as it was.
 
     Raises:
         OutputWriteError: from any method: the file system refused; the
-            ``.tmp`` file is removed.
+            temporary file is removed.
     """
 
     __slots__ = ("_fh", "_path", "_tmp")
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._tmp = temp_path(path)
+        self._tmp: Path | None = None
         self._fh: BinaryIO | None = None
 
     def __enter__(self) -> AtomicFile:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self._tmp.open("wb")
+            fd, self._tmp = _open_temp(self._path)
+            self._fh = os.fdopen(fd, "wb")
         except OSError as exc:
             raise self._refused(exc) from None
         return self
@@ -99,9 +120,12 @@ class AtomicFile:
     def __exit__(self, *exc_info: object) -> None:
         if self._fh is not None:
             # Not committed: whatever was written is not a results file.
-            self._fh.close()
+            with suppress(OSError):
+                self._fh.close()
             self._fh = None
+        if self._tmp is not None:
             _remove(self._tmp)
+            self._tmp = None
 
     def write(self, lines: Iterable[bytes]) -> None:
         """Add ``lines`` (each with its newline) to the file."""
@@ -113,40 +137,25 @@ class AtomicFile:
 
     def commit(self) -> None:
         """Sync the file and rename it into place."""
-        fh = self._fh
-        assert fh is not None, "commit() outside the with block"
+        fh, tmp = self._fh, self._tmp
+        assert fh is not None and tmp is not None, "commit() outside the with block"
         try:
             fh.flush()
             os.fsync(fh.fileno())
             fh.close()
             self._fh = None
-            self._tmp.replace(self._path)
+            tmp.replace(self._path)
+            self._tmp = None
         except OSError as exc:
             raise self._refused(exc) from None
 
     def _refused(self, exc: OSError) -> OutputWriteError:
-        if self._fh is not None:
-            with suppress(OSError):
-                self._fh.close()
-            self._fh = None
-        _remove(self._tmp)
+        self.__exit__()
         return OutputWriteError(
             f"cannot write the results to {self._path}: {os_error_reason(exc)} — free space or "
             f"choose another --out; {_KEPT}",
             path=str(self._path),
         )
-
-
-def write_atomically(path: Path, lines: Iterable[bytes]) -> None:
-    """Write ``lines`` (each with its newline) to ``path`` through ``path.tmp`` and a rename.
-
-    Raises:
-        OutputWriteError: the file system refused; the ``.tmp`` file is removed
-            and an earlier ``path`` is left as it was.
-    """
-    with AtomicFile(path) as file:
-        file.write(lines)
-        file.commit()
 
 
 def _remove(path: Path) -> None:

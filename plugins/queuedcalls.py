@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plugins.batch.promise import BatchPromise, Follower
 from providers.errors import LexibatchError
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from plugins.requestevents import RequestEvents
     from providers.types import Request, Response
 
-__all__ = ["QueuedCalls"]
+__all__ = ["QueuedCalls", "pass_on"]
 
 log = logging.getLogger("lexibatch.connector")
 
@@ -69,18 +69,9 @@ class QueuedCalls(Follower):
         if request is None or future is None or future.done():
             # Its caller stopped waiting (the future was cancelled): nothing to tell.
             return
-        if promise.cancelled():
-            future.cancel()
-            return
-        error = promise.exception()
-        if error is None:
-            response = promise.result()
-            future.set_result(response)
-            self._finished(request, response, None)
-            return
-        future.set_exception(error)
-        if isinstance(error, LexibatchError):
-            self._finished(request, None, error)
+        told = pass_on(promise, future)
+        if told is not None:
+            self._finished(request, *told)
 
     def _finished(
         self, request: Request, response: Response | None, error: LexibatchError | None
@@ -91,3 +82,24 @@ class QueuedCalls(Follower):
             # Reported, not raised: the answers handed over with this one
             # still reach their callers.
             log.error("an observer of finished requests failed: %s", exc, exc_info=exc)
+
+
+def pass_on(
+    done: Any, future: asyncio.Future[Response]
+) -> tuple[Response | None, LexibatchError | None] | None:
+    """Settle ``future`` as ``done`` (a promise or a future) settled.
+
+    Returns what the observers are told of it (the response, or the
+    lexibatch error), or ``None`` when there is nothing to tell: cancelled,
+    or failed with an error that is not lexibatch's.
+    """
+    if done.cancelled():
+        future.cancel()
+        return None
+    error = done.exception()
+    if error is None:
+        response = done.result()
+        future.set_result(response)
+        return response, None
+    future.set_exception(error)
+    return (None, error) if isinstance(error, LexibatchError) else None

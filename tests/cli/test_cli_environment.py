@@ -47,7 +47,8 @@ def fail_fsync(fd):
 
 
 def fail_create(file, mode="r", *args, **kwargs):
-    if at == "create" and set(mode) & set("wax+") and refused(file):
+    # An open descriptor (os.fdopen) was created through os.open, checked there.
+    if at == "create" and not isinstance(file, int) and set(mode) & set("wax+") and refused(file):
         raise OSError(code, os.strerror(code), os.fsdecode(file))
     return real_io_open(file, mode, *args, **kwargs)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 import plugins.batch.answers
 import plugins.store.cache
 import plugins.store.costs
 import plugins.store.journal
+from plugins.batch.journal import SchemaBook
 from plugins.factory import open_connector
 from plugins.store.keys import key_cell
 from providers.schema import fix_schema, make_strict
@@ -68,6 +70,15 @@ async def test_submit_all_serializes_each_request_once_for_its_key_and_its_journ
         return plain(self)
 
     monkeypatch.setattr(Request, "canonical_json_without_schema", counted)
+    encoded: list[tuple[Request, bytes]] = []
+    encode = SchemaBook.encode
+
+    def recorded(self: SchemaBook, request: Request, bare: bytes | None = None) -> bytes:
+        body = encode(self, request, bare)
+        encoded.append((request, body))
+        return body
+
+    monkeypatch.setattr(SchemaBook, "encode", recorded)
     schema = fix_schema(make_strict(Entry.model_json_schema()))
     requests = [
         Request("gpt-4o-mini", (Message("user", f"word {i}"),), json_schema=schema, task="t")
@@ -84,3 +95,7 @@ async def test_submit_all_serializes_each_request_once_for_its_key_and_its_journ
     finally:
         await connector.aclose()
     assert sorted(serialized) == sorted(f"word {i}" for i in range(20))
+    # Each journal row holds its own request's body: the one its key was hashed from.
+    assert len(encoded) == 20
+    for request, body in encoded:
+        assert orjson.loads(body)["c"] == orjson.loads(plain(request))

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from plugins.jobs import JobItem, JobSummary, _ResultLines, _write_in_order, run_requests
-from plugins.outfile import AtomicFile, temp_path
+from plugins.outfile import AtomicFile, check_writable, temp_paths
 from providers.errors import BatchItemError, OutputWriteError, StoreWriteError
 from providers.types import Message, Request, Response, Usage
 
@@ -104,14 +104,14 @@ def test_an_atomic_file_left_without_commit_leaves_no_temp_and_the_old_file(tmp_
     out.write_bytes(b"old\n")
     with pytest.raises(RuntimeError), AtomicFile(out) as sink:
         sink.write([b"new\n"])
-        assert temp_path(out).exists()
+        assert len(temp_paths(out)) == 1
         raise RuntimeError("interrupted")
-    assert out.read_bytes() == b"old\n" and not temp_path(out).exists()
+    assert out.read_bytes() == b"old\n" and not temp_paths(out)
     with AtomicFile(out) as sink:
         sink.write([b"a\n"])
         sink.write([b"b\n"])
         sink.commit()
-    assert out.read_bytes() == b"a\nb\n" and not temp_path(out).exists()
+    assert out.read_bytes() == b"a\nb\n" and not temp_paths(out)
 
 
 async def test_a_results_file_the_disk_refuses_stops_the_writing_not_the_requests() -> None:
@@ -166,4 +166,104 @@ async def test_an_immediate_run_whose_results_file_fails_still_stores_every_answ
     finally:
         await connector.aclose()
     assert fresh_emulator.billing()["immediate"]["requests"] == 12
-    assert not out.exists() and not temp_path(out).exists()
+    assert not out.exists() and not temp_paths(out)
+
+
+def test_two_writers_of_one_results_file_never_touch_each_others_lines(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    check_writable(out)
+    with AtomicFile(out) as first:
+        first.write([b'{"id":"A1"}\n'])
+        # A second command given the same --out starts meanwhile: its probe
+        # and its own results file leave the first one's lines alone.
+        check_writable(out)
+        with AtomicFile(out) as second:
+            second.write([b'{"id":"B1"}\n'])
+            assert len(temp_paths(out)) == 2
+            first.write([b'{"id":"A2"}\n'])
+            first.commit()
+            assert out.read_bytes() == b'{"id":"A1"}\n{"id":"A2"}\n'
+            second.commit()
+    # The last to finish wins, whole; nothing is left behind.
+    assert out.read_bytes() == b'{"id":"B1"}\n' and not temp_paths(out)
+
+
+def test_a_results_file_gets_the_mode_a_plain_file_would(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    out = tmp_path / "out.jsonl"
+    with AtomicFile(out) as sink:
+        sink.write([b"x\n"])
+        sink.commit()
+    assert out.stat().st_mode == plain.stat().st_mode
+
+
+class _FakeConnector:
+    """Immediate mode: each request's answer comes after ``delay`` seconds, or its error."""
+
+    batch_mode = False
+
+    def __init__(self, delay: float, fail: dict[int, BaseException]) -> None:
+        self.delay, self.fail = delay, fail
+        self.started = 0
+        self.ended = 0
+
+    async def generate(self, request: Request) -> Response:
+        i = int(request.messages[-1].content.split()[-1])
+        self.started += 1
+        await asyncio.sleep(self.delay * (i % 3 + 1))
+        self.ended += 1
+        if i in self.fail:
+            raise self.fail[i]
+        return _answer(i)
+
+
+async def test_a_store_error_wins_over_a_refused_file_and_every_outcome_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    def full(self: AtomicFile, lines: Any) -> None:
+        raise OutputWriteError("cannot write the results: the disk is full", path=str(self))
+
+    monkeypatch.setattr(AtomicFile, "write", full)
+    fail: dict[int, BaseException] = {
+        i: StoreWriteError(f"store full at {i}") for i in range(5, 30)
+    }
+    connector = _FakeConnector(0.005, fail)
+    out = tmp_path / "out.jsonl"
+    raised = ""
+    try:
+        await run_requests(connector, _items(30), out)  # type: ignore[arg-type]
+    except StoreWriteError as exc:  # not kept: its traceback would keep the requests alive
+        raised = str(exc)
+    assert raised == "store full at 5"
+    assert connector.ended == 30
+    # The errors' tracebacks hold the run's frame, and with it the requests' tasks.
+    del connector, fail
+    gc.collect()
+    await _turns()
+    assert "never retrieved" not in caplog.text
+    assert not out.exists() and not temp_paths(out)
+
+
+async def test_a_cancelled_run_stops_its_requests_and_leaves_no_results_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    connector = _FakeConnector(0.05, {})
+    out = tmp_path / "out.jsonl"
+    run = asyncio.ensure_future(run_requests(connector, _items(12), out))  # type: ignore[arg-type]
+    await asyncio.sleep(0.06)  # the first answers are in, the others in flight
+    assert 0 < connector.ended < 12
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    ended = connector.ended
+    await asyncio.sleep(0.2)
+    assert connector.ended == ended, "a request went on after the run was cancelled"
+    gc.collect()
+    await _turns()
+    assert "never retrieved" not in caplog.text
+    assert not out.exists() and not temp_paths(out)

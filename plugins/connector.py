@@ -304,7 +304,7 @@ class LexiConnector:
         for start in range(0, len(requests), SUBMIT_CHUNK):
             part = requests[start : start + SUBMIT_CHUNK]
             bares = [r.canonical_json_without_schema() for r in part] if serialized else None
-            stored = self.store.get_results(self.provider_name, {r.key for r in part})
+            stored = self.store.get_results_of(self.provider_name, part)
             # Asked once a chunk: whether any request may be one the user cancelled.
             refuse = self._may_be_cancelled()
             for i, request in enumerate(part):

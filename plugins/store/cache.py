@@ -20,7 +20,7 @@ from typing import Any
 from plugins.store.keys import key_cell, key_text
 from plugins.store.refs import BATCH_ID_OF, RefTables
 from plugins.store.rows import StoredResult, dumps, sort_by_key
-from providers.types import Usage
+from providers.types import Request, Usage
 
 __all__ = ["CacheTables"]
 
@@ -69,9 +69,25 @@ class CacheTables(RefTables):
         """
         if not self.has_results(provider):
             return {}
+        return self._results_stored_as(provider, {key_cell(k) for k in keys})
+
+    def get_results_of(self, provider: str, requests: Iterable[Request]) -> dict[str, StoredResult]:
+        """The cached results of ``requests``, by key (as :meth:`get_results`).
+
+        Each key is sent as the bytes its request keeps
+        (:attr:`~providers.types.Request.key_bytes`), not read back from its digits.
+        """
+        if not self.has_results(provider):
+            return {}
+        return self._results_stored_as(provider, {r.key_bytes for r in requests})
+
+    def _results_stored_as(
+        self, provider: str, cells: Iterable[bytes | str]
+    ) -> dict[str, StoredResult]:
+        """The cached results among the keys stored as ``cells`` (see plugins.store.keys)."""
         memo: dict[tuple[int, ...], Usage] = {}
         sql = f"SELECT {_RESULT_COLUMNS} FROM results r WHERE provider = ? AND key IN ({{marks}})"
-        found = (_result_from_row(row, memo) for row in self._read_keys(sql, provider, keys))
+        found = (_result_from_row(row, memo) for row in self._read_for_keys(sql, provider, cells))
         return {result.key: result for result in found}
 
     def has_results(self, provider: str) -> bool:

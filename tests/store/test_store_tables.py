@@ -107,6 +107,20 @@ def test_a_cache_without_results_of_a_provider_finds_none_from_one_index_probe(
     assert "INDEX results_key" in plan
 
 
+def test_results_of_requests_are_found_by_the_key_bytes_they_keep(store: Store) -> None:
+    from providers.types import Message, Request
+
+    requests = [Request("gpt-4o-mini", (Message("user", f"word {i}"),)) for i in range(1200)]
+    assert store.get_results_of("openai", requests) == {}
+    answered = requests[::3]
+    store.put_results("openai", [_result(r.key, text=r.messages[0].content) for r in answered])
+    found = store.get_results_of("openai", requests)
+    # The same answers, keyed the same, as looking the keys up as text gives.
+    assert found == store.get_results("openai", [r.key for r in requests])
+    assert {k: v.text for k, v in found.items()} == {r.key: r.messages[0].content for r in answered}
+    assert store.get_results_of("anthropic", requests) == {}
+
+
 def test_unpriced_result_keeps_none_cost(store: Store) -> None:
     store.put_results("openai", [_result("k1", cost_usd=None, task=None)])
     got = store.get_result("openai", "k1")

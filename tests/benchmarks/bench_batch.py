@@ -58,6 +58,7 @@ from tests.benchmarks.common import (
     EmulatorProcess,
     Entry,
     Row,
+    add_rounds,
     clock,
     finish,
     parser,
@@ -314,12 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-n", type=int, default=None, help="requests (default 100,000)")
     p.add_argument("--no-peer", action="store_true", help="skip instructor")
     p.add_argument("--profile", action="store_true", help="print cProfile's top functions")
-    p.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="rounds of our path and its floor, side by side; medians are reported (default 3)",
-    )
+    add_rounds(p, "--rounds", "rounds of our path and its floor, side by side")
     args = p.parse_args(argv)
     n = args.n or size(args, 100_000, 20_000, 300)
     rounds = max(1, args.rounds)

@@ -16,7 +16,6 @@ At the end it prints where the store's bytes are, by table and index.
 from __future__ import annotations
 
 import json
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -25,7 +24,17 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from tests.benchmarks.common import ROOT, EmulatorProcess, Row, finish, parser, size
+from tests.benchmarks.common import (
+    EmulatorProcess,
+    Row,
+    add_rounds,
+    child_env,
+    children_cpu,
+    compile_sources,
+    finish,
+    parser,
+    size,
+)
 
 ROUNDS = 5
 
@@ -58,11 +67,6 @@ def _table_bytes(db: Path) -> list[tuple[str, int]]:
     except sqlite3.OperationalError:  # SQLite built without the dbstat table
         return []
     return [(str(name), int(size)) for name, size in rows]
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _config(url: str) -> str:
@@ -99,13 +103,13 @@ def _series(per_round: int, label: str) -> Series:
         for n in range(ROUNDS):
             requests = work / f"round{n}.jsonl"
             _write_requests(requests, n * per_round, per_round)
-            cpu0, wall0 = _children_cpu(), time.perf_counter()
+            cpu0, wall0 = children_cpu(), time.perf_counter()
             done = subprocess.run(
                 [sys.executable, "-m", "synthesis.cli", "run", str(requests),
                  "--mode", "batch", "--out", str(work / f"out{n}.jsonl")],
-                cwd=work, capture_output=True, text=True, env=_env(),
+                cwd=work, capture_output=True, text=True, env=child_env(),
             )  # fmt: skip
-            wall, cpu = time.perf_counter() - wall0, _children_cpu() - cpu0
+            wall, cpu = time.perf_counter() - wall0, children_cpu() - cpu0
             if done.returncode != 0:
                 raise SystemExit(f"round {n + 1} failed: {done.stderr.strip()[-2000:]}")
             stored = _store_bytes(work / "store") / ((n + 1) * per_round)
@@ -124,12 +128,7 @@ def _series(per_round: int, label: str) -> Series:
 def main(argv: list[str] | None = None) -> None:
     """Run the growth benchmark and print its figures and table."""
     p = parser(__doc__.splitlines()[0])
-    p.add_argument(
-        "--series",
-        type=int,
-        default=3,
-        help="series of rounds, each into a fresh store; medians are reported (default 3)",
-    )
+    add_rounds(p, "--series", "series of rounds, each into a fresh store")
     args = p.parse_args(argv)
     per_round = size(args, 100_000, 20_000, 300)
     count = max(1, args.series)
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         f"growth: {ROUNDS} rounds of {per_round:,} new requests, one store, `lexibatch run`; "
         f"{count} series, medians reported"
     )
-    _compile_sources()
+    compile_sources()
     series: list[Series] = []
     for k in range(count):
         one = _series(per_round, f"series {k + 1}, " if count > 1 else "")
@@ -168,23 +167,6 @@ def main(argv: list[str] | None = None) -> None:
         Row("store bytes per request", sizes[-1], "B", "<= 600 B", sizes[-1] <= 600),
     ]
     finish("growth", rows, args.report)
-
-
-def _compile_sources() -> None:
-    # As an install's: each round's process reads the project's bytecode
-    # instead of compiling every module again (where writing bytecode is off).
-    import compileall
-
-    for package in ("providers", "plugins", "synthesis"):
-        compileall.compile_dir(ROOT / package, quiet=1)
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 if __name__ == "__main__":

@@ -23,10 +23,7 @@ over the rounds, the ratios the medians of each round's ratio.
 from __future__ import annotations
 
 import asyncio
-import compileall
 import json
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,7 +36,11 @@ from tests.benchmarks.common import (
     EmulatorProcess,
     Entry,
     Row,
+    add_rounds,
+    child_env,
+    children_cpu,
     clock,
+    compile_sources,
     finish,
     parser,
     prompt,
@@ -106,29 +107,9 @@ def _config(url: str) -> str:
     )
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _compile_sources() -> None:
-    # An installed lexibatch runs from bytecode compiled once. Where writing
-    # bytecode is turned off (PYTHONDONTWRITEBYTECODE), every fresh process
-    # would compile each of the project's modules again (~0.15 s a run here),
-    # a cost no user pays: compiled beforehand, it is read like an install's.
-    for package in ("providers", "plugins", "synthesis"):
-        compileall.compile_dir(ROOT / package, quiet=1)
-
-
 def run_command(emu: EmulatorProcess, n: int, work: Path) -> dict[str, float]:
     """``lexibatch run --mode batch`` as a fresh process; its wall and CPU seconds."""
-    _compile_sources()
+    compile_sources()
     (work / "lexibatch.toml").write_text(_config(emu.url))
     schema = Entry.model_json_schema()
     requests = work / "requests.jsonl"
@@ -137,22 +118,22 @@ def run_command(emu: EmulatorProcess, n: int, work: Path) -> dict[str, float]:
             line = {"id": f"r{i}", "prompt": prompt(i), "task": "bench", "schema": schema}
             fh.write(json.dumps(line).encode() + b"\n")
     out = work / "results.jsonl"
-    cpu0, wall0 = _children_cpu(), time.perf_counter()
+    cpu0, wall0 = children_cpu(), time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "synthesis.cli", "run", str(requests),
          "--mode", "batch", "--out", str(out)],
-        cwd=work, capture_output=True, text=True, env=_env(),
+        cwd=work, capture_output=True, text=True, env=child_env(),
     )  # fmt: skip
-    wall, cpu = time.perf_counter() - wall0, _children_cpu() - cpu0
+    wall, cpu = time.perf_counter() - wall0, children_cpu() - cpu0
     if done.returncode != 0:
         raise SystemExit(f"lexibatch run failed: {done.stderr.strip()[-2000:]}")
     with out.open("rb") as fh:
         statuses = [json.loads(line)["status"] for line in fh]
     assert len(statuses) == n and set(statuses) == {"succeeded"}, statuses[:3]
     # The fixed part: a fresh interpreter importing what the run imports.
-    cpu0, wall0 = _children_cpu(), time.perf_counter()
-    subprocess.run([sys.executable, "-c", _IMPORTS], cwd=ROOT, check=True, env=_env())
-    start_wall, start_cpu = time.perf_counter() - wall0, _children_cpu() - cpu0
+    cpu0, wall0 = children_cpu(), time.perf_counter()
+    subprocess.run([sys.executable, "-c", _IMPORTS], cwd=ROOT, check=True, env=child_env())
+    start_wall, start_cpu = time.perf_counter() - wall0, children_cpu() - cpu0
     return {"wall": wall, "cpu": cpu, "start_wall": start_wall, "start_cpu": start_cpu}
 
 
@@ -164,12 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run both paths on the same requests and print their rates, CPU and ratios."""
     p = parser(__doc__.splitlines()[0])
     p.add_argument("-n", type=int, default=None, help="requests (default 100,000)")
-    p.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="rounds of both paths, side by side; medians are reported (default 3)",
-    )
+    add_rounds(p, "--rounds", "rounds of both paths, side by side")
     args = p.parse_args(argv)
     n = args.n or size(args, 100_000, 20_000, 300)
     rounds = max(1, args.rounds)

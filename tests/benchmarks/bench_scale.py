@@ -21,7 +21,6 @@ by the project's price table, the one ``lexibatch cost`` uses).
 from __future__ import annotations
 
 import json
-import os
 import re
 import resource
 import subprocess
@@ -33,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from tests.benchmarks.common import ROOT, EmulatorProcess, Row, finish, parser
+from tests.benchmarks.common import EmulatorProcess, Row, child_env, finish, parser
 
 #: The first user's job, in words.
 TARGET_WORDS = 600_000
@@ -94,10 +93,7 @@ def _store_bytes(folder: Path) -> int:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["COLUMNS"] = "200"
-    return env
+    return {**child_env(), "COLUMNS": "200"}
 
 
 def _prices(usage_in: int, usage_out: int) -> tuple[float | None, float | None]:

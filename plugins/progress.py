@@ -12,6 +12,7 @@ with the hooks for the length of a command and shows it on stderr:
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import IO, Any, Literal
@@ -25,6 +26,10 @@ Style = Literal["live", "lines", "none"]
 
 #: Seconds between two plain progress lines when nothing changes state.
 DEFAULT_INTERVAL = 30.0
+
+# The environment variables by which rich may take a stream that is not a
+# terminal for one.
+_MAY_FORCE_TERMINAL = frozenset({"FORCE_COLOR", "TTY_COMPATIBLE"})
 
 
 class ProgressObserver:
@@ -48,15 +53,14 @@ class ProgressObserver:
         interval: float = DEFAULT_INTERVAL,
         stream: IO[str] | None = None,
     ) -> None:
-        from rich.console import Console
-
         self.state = state
         self.stream = stream if stream is not None else sys.stderr
-        self.console = Console(file=self.stream)
+        #: rich's console, made only for a live dashboard (or to decide on one).
+        self.console: Any = None
         if quiet:
             style = "none"
         elif style is None:
-            style = "live" if self.console.is_terminal else "lines"
+            style = "live" if self._is_terminal() else "lines"
         self.style: Style = style
         self.interval = interval
         self._live: Any = None
@@ -85,13 +89,32 @@ class ProgressObserver:
         """Requests finished so far (cached ones included)."""
         return self.succeeded + self.failed
 
+    def _is_terminal(self) -> bool:
+        # rich decides (its environment variables, Jupyter, IDLE); a stream
+        # that is no terminal, with none of the variables that say otherwise,
+        # is answered without importing rich.
+        if not _MAY_FORCE_TERMINAL.intersection(os.environ):
+            try:
+                if not self.stream.isatty():
+                    return False
+            except (AttributeError, ValueError):  # no isatty, or a closed stream
+                return False
+        return bool(self._rich_console().is_terminal)
+
+    def _rich_console(self) -> Any:
+        if self.console is None:
+            from rich.console import Console
+
+            self.console = Console(file=self.stream)
+        return self.console
+
     def __enter__(self) -> ProgressObserver:
         if self.style == "live":
             from rich.live import Live
 
             self._live = Live(
                 get_renderable=self.state.render,
-                console=self.console,
+                console=self._rich_console(),
                 refresh_per_second=4,
                 transient=False,
             )

@@ -13,9 +13,20 @@ commands are :data:`plugins.cli.main`'s; the dictionary's (``synthesize``,
 - :mod:`~synthesis.cli.lookup` — ``show`` and ``serve``.
 """
 
+from typing import NoReturn
+
 from plugins.cli import main
+from plugins.cli.quickexit import run_and_exit
 from synthesis.cli import commands
 
 main.add_plugin(commands)
 
-__all__ = ["main"]
+__all__ = ["main", "program"]
+
+
+def program() -> NoReturn:
+    """The ``lexibatch`` console script: :data:`main` run, then the process ended at once.
+
+    See :mod:`plugins.cli.quickexit`.
+    """
+    run_and_exit(main)

@@ -1,5 +1,5 @@
 """``python -m synthesis.cli``: the ``lexibatch`` program."""
 
-from synthesis.cli import main
+from synthesis.cli import program
 
-main()
+program()

@@ -1,4 +1,7 @@
-"""``lexibatch run`` imports what it runs with: no other provider's SDK, LiteLLM or web stack."""
+"""``lexibatch run`` imports what it runs with: no other provider's SDK, LiteLLM or web stack.
+
+Nor rich, when its progress goes to a file or a pipe (plain lines, no dashboard).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,16 @@ import pytest
 
 # Packages a run through the OpenAI API (the sandbox's) has no use for, and its SDK.
 _UNUSED = ["litellm", "anthropic", "google", "mistralai", "fastapi", "uvicorn", "starlette"]
-_WATCHED = [*_UNUSED, "jinja2", "openai"]
+_WATCHED = [*_UNUSED, "jinja2", "openai", "rich"]
 
 
 def _imported(tmp_path: Path, *args: str) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LEXIBATCH_", "OPENAI_"))
+        and k not in ("FORCE_COLOR", "TTY_COMPATIBLE")
+    }
     env["LEXIBATCH_LOAD_PLUGINS"] = ""
     code = (
         "import json, sys\n"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import time
 from datetime import datetime
 
+import pytest
 from rich.console import Console
 
 from plugins.dashboard import RunState
@@ -219,3 +221,26 @@ def test_the_dashboard_registers_beside_the_built_in_plugins() -> None:
         assert manager.pm.is_registered(state)
     finally:
         manager.pm.unregister(state)
+
+
+def test_progress_to_a_file_is_plain_lines_and_to_a_terminal_a_live_dashboard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    state, _ = _fed()
+    assert ProgressObserver(state, stream=io.StringIO()).style == "lines"
+    leader, follower = os.openpty()
+    try:
+        with os.fdopen(follower, "w", closefd=False) as terminal:
+            assert ProgressObserver(state, stream=terminal).style == "live"
+    finally:
+        os.close(leader)
+        os.close(follower)
+    # rich's own variables still decide for a stream that is no terminal.
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert ProgressObserver(state, stream=io.StringIO()).style == "live"
+    monkeypatch.setenv("FORCE_COLOR", "")
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    assert ProgressObserver(state, stream=io.StringIO()).style == "lines"
+    assert ProgressObserver(state, quiet=True, stream=io.StringIO()).style == "none"

@@ -1,0 +1,91 @@
+"""The ``lexibatch`` process ends at once: exit handlers run, output and status kept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plugins.cli.quickexit import exit_status
+
+# A program as the console script runs it. Its module keeps an object whose
+# finalizer marks the interpreter's teardown; its command registers an exit
+# handler, writes a long output, and ends as asked.
+_PROGRAM = """
+import atexit, sys, threading, time
+import click
+from plugins.cli.quickexit import run_and_exit
+
+class TornDown:
+    def __init__(self, path):
+        import os
+        self.write, self.fd = os.write, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+
+    def __del__(self):
+        self.write(self.fd, b"torn down\\n")
+
+MARKS = sys.argv[1]
+kept = TornDown(MARKS)
+
+@click.command()
+@click.argument("marks")
+@click.argument("how")
+def command(marks, how):
+    def handler():
+        with open(marks, "a") as fh:
+            fh.write("exit handler\\n")
+    atexit.register(handler)
+    sys.stdout.write("x" * 300_000 + "\\n")
+    if how == "thread":
+        threading.Thread(target=time.sleep, args=(0.3,)).start()
+    elif how == "message":
+        sys.exit("lexibatch: error: told")
+    elif how != "ok":
+        sys.exit(int(how))
+
+run_and_exit(command)
+"""
+
+
+def _run(tmp_path: Path, how: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    marks = tmp_path / "marks"
+    done = subprocess.run(
+        [sys.executable, "-c", _PROGRAM, str(marks), how],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done, marks.read_text().splitlines() if marks.exists() else []
+
+
+@pytest.mark.parametrize(("how", "status"), [("ok", 0), ("0", 0), ("2", 2), ("130", 130)])
+def test_the_status_output_and_exit_handlers_are_kept_and_teardown_skipped(
+    tmp_path: Path, how: str, status: int
+) -> None:
+    done, marks = _run(tmp_path, how)
+    assert done.returncode == status, done.stderr
+    assert done.stdout == "x" * 300_000 + "\n"
+    assert marks == ["exit handler"]
+
+
+def test_a_message_is_printed_with_status_one(tmp_path: Path) -> None:
+    done, marks = _run(tmp_path, "message")
+    assert done.returncode == 1
+    assert done.stderr == "lexibatch: error: told\n"
+    assert marks == ["exit handler"]
+
+
+def test_a_thread_still_running_is_waited_for_as_usual(tmp_path: Path) -> None:
+    done, marks = _run(tmp_path, "thread")
+    assert done.returncode == 0, done.stderr
+    # The interpreter's own exit: it joined the thread, then tore the module down.
+    assert marks == ["exit handler", "torn down"]
+
+
+def test_exit_status_is_what_sys_exit_ends_with(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_status(None) == 0
+    assert exit_status(3) == 3
+    assert exit_status("why") == 1
+    assert capsys.readouterr().err == "why\n"

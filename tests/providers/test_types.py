@@ -18,10 +18,10 @@ class Entry(BaseModel):
     level: str
 
 
-def _request(i: int) -> Request:
+def _request(i: int, repeat: int = 8) -> Request:
     return Request(
         model="gpt-4o-mini",
-        messages=(Message("user", f"Give the CEFR level of word number {i}. " * 8),),
+        messages=(Message("user", f"Give the CEFR level of word number {i}. " * repeat),),
         response_model=Entry,
         task="cefr",
     )
@@ -36,7 +36,12 @@ def test_the_key_is_a_hash_of_the_canonical_body_and_ignores_the_task() -> None:
 
 
 def test_requests_awaiting_a_batch_hold_no_serialized_body() -> None:
-    requests = [_request(i) for i in range(300)]
+    # Bodies of ~5 KB: a copy kept would show at its size. What a known key
+    # costs (the key, its bytes, the attribute dict grown to hold them) is a
+    # few hundred bytes whatever the body, though how many depends on the
+    # attributes earlier code gave other requests (CPython's key-sharing dicts).
+    requests = [_request(i, repeat=120) for i in range(300)]
+    body = len(requests[0].canonical_json)
     tracemalloc.start()
     try:
         before = tracemalloc.take_snapshot()
@@ -45,9 +50,7 @@ def test_requests_awaiting_a_batch_hold_no_serialized_body() -> None:
     finally:
         tracemalloc.stop()
     held = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
-    body = len(requests[0].canonical_json)
-    # What a known key costs per request: the key itself, not a copy of the ~600-byte body.
-    assert len(set(keys)) == 300 and held / 300 < min(body, 400), (held / 300, body)
+    assert len(set(keys)) == 300 and body > 4000 and held / 300 < 1000, (held / 300, body)
 
 
 def test_kept_json_is_sized_to_its_content() -> None:

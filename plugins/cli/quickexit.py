@@ -18,6 +18,10 @@ renamed into place and the store closed before the command returns, and
 the store's journal is safe even against an abrupt end (the crash tests
 kill -9 a run in every phase). When a thread that is not a daemon is still
 running, the interpreter's usual exit waits for it as always.
+
+A command hands what it holds to the end with :func:`keep_until_exit` (a
+run's requests: freeing 100,000 of them one by one takes a twentieth of a
+second), so that it is not freed when the command returns either.
 """
 
 from __future__ import annotations
@@ -32,11 +36,28 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     import click
 
-__all__ = ["exit_status", "run_and_exit"]
+__all__ = ["exit_status", "keep_until_exit", "run_and_exit"]
+
+# What commands hand to the end of the process, while run_and_exit runs them.
+_kept: list[object] = []
+_ending_at_once = False
+
+
+def keep_until_exit(held: object) -> None:
+    """Hold ``held`` until the process ends, if :func:`run_and_exit` ends it.
+
+    The memory then goes back to the system at once, never freed object by
+    object. Otherwise (a program run another way, a test's runner) nothing
+    is held: ``held`` is freed as usual.
+    """
+    if _ending_at_once:
+        _kept.append(held)
 
 
 def run_and_exit(program: click.Command) -> NoReturn:
     """Run ``program`` on this process's arguments, then end the process with its status."""
+    global _ending_at_once
+    _ending_at_once = True
     try:
         program.main()  # in standalone mode it always ends by SystemExit
     except SystemExit as exc:

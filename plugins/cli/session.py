@@ -62,8 +62,11 @@ def requests_kept(ctx: click.Context, read: Callable[[], T]) -> T:
     short-lived cycles are still freed. Both are undone when the command's
     context closes, however it ends (objects frozen by the caller before
     stay frozen, with the requests: a freeze cannot be undone in part).
+    When the program ends its process at once, what ``read()`` returned is
+    held until then (:func:`plugins.cli.quickexit.keep_until_exit`).
     """
     from plugins.batch.gcpause import GcHold
+    from plugins.cli.quickexit import keep_until_exit
 
     threshold = gc.get_threshold()
     frozen_before = gc.get_freeze_count()
@@ -81,6 +84,7 @@ def requests_kept(ctx: click.Context, read: Callable[[], T]) -> T:
 
     ctx.call_on_close(restore)
     gc.set_threshold(threshold[0], threshold[1], max(threshold[2], _FULL_COLLECTION_EVERY))
+    keep_until_exit(kept)
     return kept
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
 
-from plugins.cli.quickexit import exit_status
+from plugins.cli.quickexit import exit_status, keep_until_exit
 
 # A program as the console script runs it. Its module keeps an object whose
 # finalizer marks the interpreter's teardown; its command registers an exit
@@ -16,7 +17,7 @@ from plugins.cli.quickexit import exit_status
 _PROGRAM = """
 import atexit, sys, threading, time
 import click
-from plugins.cli.quickexit import run_and_exit
+from plugins.cli.quickexit import keep_until_exit, run_and_exit
 
 class TornDown:
     def __init__(self, path):
@@ -38,11 +39,19 @@ def command(marks, how):
             fh.write("exit handler\\n")
     atexit.register(handler)
     sys.stdout.write("x" * 300_000 + "\\n")
+    if how == "keep":
+        held = TornDown(marks)
+        keep_until_exit(held)
+        del held
+        with open(marks, "a") as fh:
+            fh.write("command ended\\n")
     if how == "thread":
         threading.Thread(target=time.sleep, args=(0.3,)).start()
+    elif how == "crash":
+        raise RuntimeError("a bug")
     elif how == "message":
         sys.exit("lexibatch: error: told")
-    elif how != "ok":
+    elif how not in ("ok", "keep", "crash"):
         sys.exit(int(how))
 
 run_and_exit(command)
@@ -70,11 +79,35 @@ def test_the_status_output_and_exit_handlers_are_kept_and_teardown_skipped(
     assert marks == ["exit handler"]
 
 
+def test_what_a_command_keeps_until_exit_is_never_freed_one_by_one(tmp_path: Path) -> None:
+    done, marks = _run(tmp_path, "keep")
+    assert done.returncode == 0, done.stderr
+    assert marks == ["command ended", "exit handler"]
+
+
+def test_outside_the_program_nothing_is_kept() -> None:
+    class Held:
+        pass
+
+    held = Held()
+    alive = weakref.ref(held)
+    keep_until_exit(held)
+    del held
+    assert alive() is None
+
+
 def test_a_message_is_printed_with_status_one(tmp_path: Path) -> None:
     done, marks = _run(tmp_path, "message")
     assert done.returncode == 1
     assert done.stderr == "lexibatch: error: told\n"
     assert marks == ["exit handler"]
+
+
+def test_an_uncaught_exception_ends_as_it_always_did(tmp_path: Path) -> None:
+    done, marks = _run(tmp_path, "crash")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "RuntimeError: a bug" in done.stderr
+    assert marks == ["exit handler", "torn down"]
 
 
 def test_a_thread_still_running_is_waited_for_as_usual(tmp_path: Path) -> None:

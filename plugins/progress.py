@@ -97,7 +97,7 @@ class ProgressObserver:
             try:
                 if not self.stream.isatty():
                     return False
-            except (AttributeError, ValueError):  # no isatty, or a closed stream
+            except (AttributeError, ValueError, OSError):  # no isatty, a closed stream
                 return False
         return bool(self._rich_console().is_terminal)
 

@@ -11,7 +11,8 @@ not skip:
 
 * the exit handlers run (:mod:`atexit`: the log handlers are flushed and
   closed, a plugin's own handlers are called), as at any exit;
-* standard output and standard error are flushed.
+* standard output and standard error are flushed (if that fails, the
+  interpreter's own exit takes over and reports it, as it always has).
 
 Nothing a command writes waits for the teardown: the results file is
 renamed into place and the store closed before the command returns, and
@@ -65,10 +66,15 @@ def run_and_exit(program: click.Command) -> NoReturn:
     if _others_running():
         sys.exit(status)
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        # A reader that went away (a closed pipe): nothing more can reach it.
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: the descriptor was closed before the start
+                stream.flush()
+    except (OSError, ValueError):
+        # What could not be written (a full disk, a reader gone): the
+        # interpreter's exit tries once more and reports it as it always has
+        # (status 120).
+        sys.exit(status)
     os._exit(status)
 
 
@@ -78,8 +84,9 @@ def exit_status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code
-    with contextlib.suppress(OSError, ValueError):
-        print(code, file=sys.stderr)
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(code, file=sys.stderr)
     return 1
 
 

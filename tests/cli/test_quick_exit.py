@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +40,12 @@ def command(marks, how):
         with open(marks, "a") as fh:
             fh.write("exit handler\\n")
     atexit.register(handler)
-    sys.stdout.write("x" * 300_000 + "\\n")
+    out = sys.stdout  # None when the descriptor is closed
+    if out is not None:
+        # Past the buffer (written through at once), then a tail the buffer keeps.
+        if how != "small":
+            out.write("x" * 300_000 + "\\n")
+        out.write("tail\\n")
     if how == "keep":
         held = TornDown(marks)
         keep_until_exit(held)
@@ -51,20 +58,28 @@ def command(marks, how):
         raise RuntimeError("a bug")
     elif how == "message":
         sys.exit("lexibatch: error: told")
-    elif how not in ("ok", "keep", "crash"):
+    elif how not in ("ok", "small", "keep", "crash"):
         sys.exit(int(how))
 
 run_and_exit(command)
 """
 
 
-def _run(tmp_path: Path, how: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+_OUTPUT = "x" * 300_000 + "\ntail\n"
+
+
+def _run(
+    tmp_path: Path, how: str, *, stdout: Any = subprocess.PIPE, shell_suffix: str = ""
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     marks = tmp_path / "marks"
+    # Buffered as a console script's output is, unless the caller's
+    # environment says otherwise: the flush at the end is what is tested.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    command = [sys.executable, "-c", _PROGRAM, str(marks), how]
+    if shell_suffix:
+        command = ["sh", "-c", '"$0" "$@" ' + shell_suffix, *command]
     done = subprocess.run(
-        [sys.executable, "-c", _PROGRAM, str(marks), how],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        command, stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, timeout=60
     )
     return done, marks.read_text().splitlines() if marks.exists() else []
 
@@ -75,7 +90,7 @@ def test_the_status_output_and_exit_handlers_are_kept_and_teardown_skipped(
 ) -> None:
     done, marks = _run(tmp_path, how)
     assert done.returncode == status, done.stderr
-    assert done.stdout == "x" * 300_000 + "\n"
+    assert done.stdout == _OUTPUT
     assert marks == ["exit handler"]
 
 
@@ -94,6 +109,22 @@ def test_outside_the_program_nothing_is_kept() -> None:
     keep_until_exit(held)
     del held
     assert alive() is None
+
+
+def test_a_closed_standard_output_is_no_error(tmp_path: Path) -> None:
+    done, marks = _run(tmp_path, "ok", stdout=None, shell_suffix=">&-")
+    assert done.returncode == 0, done.stderr
+    assert marks == ["exit handler"]
+
+
+def test_output_that_cannot_be_written_is_reported_as_the_interpreter_does(
+    tmp_path: Path,
+) -> None:
+    with Path("/dev/full").open("w") as full:
+        done, marks = _run(tmp_path, "small", stdout=full)
+    assert done.returncode == 120
+    assert "No space left on device" in done.stderr
+    assert marks == ["exit handler", "torn down"]
 
 
 def test_a_message_is_printed_with_status_one(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import os
 import re
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -229,6 +230,8 @@ def test_progress_to_a_file_is_plain_lines_and_to_a_terminal_a_live_dashboard(
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
     state, _ = _fed()
+    with Path(os.devnull).open("w") as file:
+        assert ProgressObserver(state, stream=file).style == "lines"
     assert ProgressObserver(state, stream=io.StringIO()).style == "lines"
     leader, follower = os.openpty()
     try:
@@ -243,4 +246,7 @@ def test_progress_to_a_file_is_plain_lines_and_to_a_terminal_a_live_dashboard(
     monkeypatch.setenv("FORCE_COLOR", "")
     monkeypatch.setenv("TTY_COMPATIBLE", "0")
     assert ProgressObserver(state, stream=io.StringIO()).style == "lines"
+    monkeypatch.delenv("FORCE_COLOR")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    assert ProgressObserver(state, stream=io.StringIO()).style == "live"
     assert ProgressObserver(state, quiet=True, stream=io.StringIO()).style == "none"

@@ -12,6 +12,7 @@ with the hooks for the length of a command and shows it on stderr:
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
@@ -54,7 +55,13 @@ class ProgressObserver:
         stream: IO[str] | None = None,
     ) -> None:
         self.state = state
-        self.stream = stream if stream is not None else sys.stderr
+        if stream is None:
+            stream = sys.stderr
+        if stream is None:
+            # The process was started with its standard error closed: there
+            # is nowhere to show anything, and the run goes on all the same.
+            stream, quiet = io.StringIO(), True
+        self.stream = stream
         #: rich's console, made only for a live dashboard (or to decide on one).
         self.console: Any = None
         if quiet:

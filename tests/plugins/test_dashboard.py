@@ -250,3 +250,14 @@ def test_progress_to_a_file_is_plain_lines_and_to_a_terminal_a_live_dashboard(
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     assert ProgressObserver(state, stream=io.StringIO()).style == "live"
     assert ProgressObserver(state, quiet=True, stream=io.StringIO()).style == "none"
+
+
+def test_with_no_standard_error_nothing_is_shown_and_nothing_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state, _ = _fed()
+    monkeypatch.setattr("sys.stderr", None)
+    observer = ProgressObserver(state, interval=0.01)
+    assert observer.style == "none"
+    with observer:
+        time.sleep(0.05)

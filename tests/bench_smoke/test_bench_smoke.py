@@ -34,7 +34,7 @@ EXPECTED = {
     "bench_immediate": ["connector", "openai SDK (raw)", "litellm", "connector / openai SDK"],
     "bench_growth": [
         "round 1 rate",
-        "last / first round rate",
+        "round 5 / round 1 rate",
         "client CPU per request, round 1",
         "store bytes per request",
     ],

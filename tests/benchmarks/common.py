@@ -156,8 +156,13 @@ def finish(title: str, rows: list[Row], report: Path | None) -> None:
 
 def children_cpu() -> float:
     """CPU seconds of this process's finished children (user and system)."""
+    return sum(children_times())
+
+
+def children_times() -> tuple[float, float]:
+    """User and system CPU seconds of this process's finished children."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 def child_env() -> dict[str, str]:

@@ -16,6 +16,10 @@ the latter from the emulator's billing records), then a projection to
 600,000 words: requests, client CPU hours, store size, and what the tokens
 billed would cost for gpt-4o-mini through batches and immediately (priced
 by the project's price table, the one ``lexibatch cost`` uses).
+
+The projection scales this run's figures linearly. For the client's CPU
+that is a lower bound: the store's cost per request rises as it grows
+(``bench_growth --rounds 30`` follows it to three million requests).
 """
 
 from __future__ import annotations
@@ -201,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     projected_requests = requests * scale
     print(f"  projection to {TARGET_WORDS:,} words (x{scale:,.1f}):")
     print(
-        f"    {projected_requests:,.0f} requests, client CPU {cpu * scale / 3600:,.1f} h, "
+        f"    {projected_requests:,.0f} requests, client CPU {cpu * scale / 3600:,.1f} h "
+        f"(at this run's cost per request: a lower bound, see bench_growth --rounds), "
         f"store {store_bytes * scale / 1e9:,.1f} GB"
     )
     print(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import random
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,3 +124,55 @@ def test_several_groups_are_found_at_the_first_call_of_another(
     # No sums of the first group alone: straight from the probe to grouping.
     assert ["LIMIT 1" in s for s in statements] == [True, False, False]
     assert "EXISTS" in statements[1] and "GROUP BY" in statements[2]
+
+
+class _SQLiteMemory:
+    """The memory SQLite itself holds in this process (its C allocations, which
+    Python's own counters do not see), read from the library ``sqlite3`` uses."""
+
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("sqlite3")
+        if name is None:
+            pytest.skip("the SQLite library is not a shared library here")
+        lib = ctypes.CDLL(name)
+        if lib.sqlite3_libversion_number() != _version_number(sqlite3.sqlite_version_info):
+            pytest.skip("ctypes finds another SQLite library than the sqlite3 module's")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+        lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
+        self._lib = lib
+
+    def used(self) -> int:
+        return int(self._lib.sqlite3_memory_used())
+
+    def peak_since_reset(self, reset: bool) -> int:
+        return int(self._lib.sqlite3_memory_highwater(1 if reset else 0))
+
+
+def _version_number(info: tuple[int, int, int]) -> int:
+    return info[0] * 1_000_000 + info[1] * 1_000 + info[2]
+
+
+def test_a_report_over_more_calls_than_the_page_cache_holds_sorts_outside_memory(
+    db_path: Path,
+) -> None:
+    # Twenty groups, so the report groups (sorts) its calls. A store holds
+    # its page cache; the sort of a report larger than it spills to a
+    # temporary file instead of growing SQLite's memory by the calls' size.
+    memory = _SQLiteMemory()
+    groups: list[tuple[str, str | None, str]] = [("batch", f"task{i}", "m1") for i in range(20)]
+    with Store(db_path) as store:
+        store.record_calls(_calls(groups, 150_000, seed=11))
+    with Store(db_path) as store:
+        assert memory.used() > 0, "ctypes reads another copy of SQLite than the store uses"
+        # A 1 MiB page cache, which also bounds what a sort keeps in memory.
+        store._conn.execute("PRAGMA cache_size = -1024")
+        store.query("SELECT COUNT(*), TOTAL(input_tokens), TOTAL(cost_usd) FROM calls")
+        base = memory.used()
+        memory.peak_since_reset(reset=True)
+        report = store.cost_report()
+        grew = memory.peak_since_reset(reset=False) - base
+        assert report == _grouped(store)
+        assert len(report) == 20 and sum(r.requests for r in report) == 150_000
+    # Held in memory, the sort takes about 9 MB here (some 60 bytes a call).
+    assert grew < 3_000_000, f"SQLite's memory grew {grew:,} bytes for the report"

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -227,38 +229,73 @@ def order_entries(path: Path, words: Sequence[str]) -> bool:
     Words are compared case-insensitively; lines of other words keep their
     order after them. The file is rewritten only when the order changes,
     through ``path.tmp`` and a rename, so a reader never sees half of it.
+    Only each line's place is held in memory, never the lines: the entries
+    of a large job are gigabytes, and they are read twice instead (once to
+    find each line's word, once to copy the lines in order).
 
     Raises:
         OutputWriteError: the file could not be rewritten (it is left as it was).
     """
+    rank: dict[str, int] = {}
+    for index, word in enumerate(words):
+        rank.setdefault(word.casefold(), index)
     try:
-        lines = path.read_bytes().splitlines(keepends=True)
+        source = path.open("rb")
     except FileNotFoundError:
         return False
     except OSError as exc:
         raise OutputWriteError(
             f"cannot read {path} to order it: {os_error_reason(exc)}", path=str(path)
         ) from None
-    rank: dict[str, int] = {}
-    for index, word in enumerate(words):
-        rank.setdefault(word.casefold(), index)
-    after = len(rank)
+    with source:
+        try:
+            keys, starts = _line_places(source, rank)
+        except OSError as exc:
+            raise OutputWriteError(
+                f"cannot read {path} to order it: {os_error_reason(exc)}", path=str(path)
+            ) from None
+        if all(a < b for a, b in pairwise(keys)):
+            return False
+        _write_in_order(path, source, sorted(keys), starts)
+    return True
 
-    def key(item: tuple[int, bytes]) -> tuple[int, int]:
-        position, line = item
+
+def _line_places(source: BinaryIO, rank: Mapping[str, int]) -> tuple[array[int], array[int]]:
+    """Each line's sort key (its word's rank, then its position, in one integer)
+    and where each line starts (one more: where the file ends)."""
+    after = len(rank)
+    keys: array[int] = array("q")
+    starts: array[int] = array("q", [0])
+    end = 0
+    for position, line in enumerate(source):
         try:
             word = orjson.loads(line)["word"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            return (after, position)
-        return (rank.get(str(word).casefold(), after), position)
+            order = after
+        else:
+            order = rank.get(str(word).casefold(), after)
+        keys.append(order << _POSITION_BITS | position)
+        end += len(line)
+        starts.append(end)
+    return keys, starts
 
-    ordered = [line for _, line in sorted(enumerate(lines), key=key)]
-    if ordered == lines:
-        return False
+
+# A line's position in the low bits of its sort key, its word's rank above them.
+_POSITION_BITS = 32
+_POSITION_MASK = (1 << _POSITION_BITS) - 1
+
+
+def _write_in_order(path: Path, source: BinaryIO, order: list[int], starts: array[int]) -> None:
+    """Copy the lines of ``source`` into ``path`` in ``order`` (through ``path.tmp``)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with tmp.open("wb") as fh:
-            fh.writelines(ordered)
+            for key in order:
+                position = key & _POSITION_MASK
+                source.seek(starts[position])
+                line = source.read(starts[position + 1] - starts[position])
+                # A last line cut short of its newline is not run into the next one.
+                fh.write(line if line.endswith(b"\n") else line + b"\n")
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
@@ -270,7 +307,6 @@ def order_entries(path: Path, words: Sequence[str]) -> bool:
             "they are all there, in the order they finished",
             path=str(path),
         ) from None
-    return True
 
 
 async def run_synthesis(

@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import NamedTuple
 
 from tests.benchmarks.common import (
     EmulatorProcess,
@@ -94,15 +95,21 @@ def _config(url: str) -> str:
     )
 
 
-Series = tuple[list[float], list[float], list[float], list[tuple[str, int]], list[float]]
+class Series(NamedTuple):
+    """One series' figures by round, and its store's bytes by table and index at the end."""
+
+    rates: list[float]
+    cpus: list[float]
+    sizes: list[float]
+    tables: list[tuple[str, int]]
+    system: list[float]
 
 
 def _series(per_round: int, rounds: int, label: str) -> Series:
     """One series of ``rounds`` rounds into a fresh store.
 
-    Returns the rates, the CPU µs and the store bytes per request by round,
-    the store's bytes by table and index at the end, and the system part of
-    the CPU µs by round.
+    Returns the rates, the CPU µs (and its system part) and the store bytes
+    per request by round, and the store's bytes by table and index at the end.
     """
     rates: list[float] = []
     cpus: list[float] = []
@@ -138,7 +145,7 @@ def _series(per_round: int, rounds: int, label: str) -> Series:
                 f"system {sys_:,.0f}), store {stored:,.0f} bytes/request"
             )
         tables = _table_bytes(work / "store" / "lexibatch.db")
-    return rates, cpus, sizes, tables, system
+    return Series(rates, cpus, sizes, tables, system)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -164,23 +171,22 @@ def main(argv: list[str] | None = None) -> None:
     series: list[Series] = []
     for k in range(count):
         one = _series(per_round, rounds, f"series {k + 1}, " if count > 1 else "")
-        print(
-            f"  series {k + 1}: round {ROUNDS} / round 1 rate {one[0][ROUNDS - 1] / one[0][0]:.2f}x"
-        )
+        own = one.rates[ROUNDS - 1] / one.rates[0]
+        print(f"  series {k + 1}: round {ROUNDS} / round 1 rate {own:.2f}x")
         series.append(one)
-    tables = series[-1][3]
-    rates = [statistics.median(s[0][i] for s in series) for i in range(rounds)]
-    cpus = [statistics.median(s[1][i] for s in series) for i in range(rounds)]
-    system = [statistics.median(s[4][i] for s in series) for i in range(rounds)]
-    sizes = [statistics.median(s[2][i] for s in series) for i in range(rounds)]
+    tables = series[-1].tables
+    rates = [statistics.median(s.rates[i] for s in series) for i in range(rounds)]
+    cpus = [statistics.median(s.cpus[i] for s in series) for i in range(rounds)]
+    system = [statistics.median(s.system[i] for s in series) for i in range(rounds)]
+    sizes = [statistics.median(s.sizes[i] for s in series) for i in range(rounds)]
     if tables:
         total = rounds * per_round
         print("  store by table and index, bytes/request: " + ", ".join(
             f"{name} {size / total:,.0f}" for name, size in tables if size / total >= 1
         ))  # fmt: skip
     # Each series' ratio is measured within it; the median of those is the verdict.
-    ratio = statistics.median(s[0][ROUNDS - 1] / s[0][0] for s in series)
-    cpu_ratio = statistics.median(s[1][ROUNDS - 1] / s[1][0] for s in series)
+    ratio = statistics.median(s.rates[ROUNDS - 1] / s.rates[0] for s in series)
+    cpu_ratio = statistics.median(s.cpus[ROUNDS - 1] / s.cpus[0] for s in series)
     print(
         "  medians by round: "
         + ", ".join(f"{r:,.0f} requests/s ({c:,.0f} µs)" for r, c in zip(rates, cpus, strict=True))

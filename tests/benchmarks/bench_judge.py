@@ -21,9 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from plugins.batch.executor import RESULT_CHUNK
 from tests.benchmarks.common import Entry, Row, finish, parser, size
-
-RESULT_CHUNK = 25_000
 
 
 def _answers(n: int, shape: Any) -> tuple[list[Any], dict[str, Any]]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from providers.gemini_wire import (
 )
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
+from providers.scratch import scratch_file
 from providers.transport import pooled_client
 from providers.types import (
     BatchInfo,
@@ -206,12 +206,11 @@ class GeminiBatchEndpoint:
                     yield item_result(str(data["key"]), data, provider=name)
 
     async def _download(self, file_name: str) -> AsyncIterator[list[bytes]]:
-        """The results file, streamed to a temporary file, then read back in chunks."""
-        fd, tmp = tempfile.mkstemp(prefix="lexibatch-gemini-", suffix=".jsonl")
-        os.close(fd)
-        try:
+        """The results file, streamed to a scratch file, then read back in chunks."""
+        async with scratch_file("gemini", ".jsonl") as tmp:
             try:
-                await self._provider._client.aio.files.download(file=file_name, destination=tmp)
+                files = self._provider._client.aio.files
+                await files.download(file=file_name, destination=str(tmp))
             except Exception as exc:
                 error = self._provider._translate(exc)
                 if type(error) is ProviderConnectionError:
@@ -220,10 +219,8 @@ class GeminiBatchEndpoint:
                         provider=self._provider.name,
                     )
                 raise error from None
-            async for lines in line_batches(_chunks(Path(tmp))):
+            async for lines in line_batches(_chunks(tmp)):
                 yield lines
-        finally:
-            await asyncio.to_thread(Path(tmp).unlink, missing_ok=True)
 
     async def cancel(self, batch_id: str) -> BatchInfo:
         """Ask Gemini to cancel the batch, then read its state."""

@@ -80,10 +80,13 @@ def _workdir(tmp_path: Path, emu: EmulatorProcess, wire: Wire = WIRES["openai"])
 
 
 def _start_run(work: Path, wire: Wire = WIRES["openai"]) -> subprocess.Popen[str]:
+    # A temporary folder of the test's own: what a killed run leaves there is seen.
+    scratch = work.parent / "tmp"
+    scratch.mkdir(exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "synthesis.cli", "run", "requests.jsonl", "--out", "out.jsonl"],
         cwd=work,
-        env=run_env(**{wire.key_env: "sk-crash-test"}),
+        env=run_env(**{wire.key_env: "sk-crash-test", "TMPDIR": str(scratch)}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -153,6 +156,8 @@ def test_kill9_at_each_phase_then_rerun_pays_once(
     results = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
     assert [r["id"] for r in results] == [str(i) for i in range(N)]
     assert all(r["status"] == "succeeded" for r in results)
+    # A results file the killed run was reading went with the rerun's own.
+    assert list((work.parent / "tmp").glob("lexibatch-*")) == []
 
     billing = emulator_process.call("/_emulator/billing")
     assert billing["batch"]["requests"] == N

@@ -8,6 +8,9 @@ tokens); the batch cycle runs against the emulator in both input modes.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -260,6 +263,41 @@ async def test_batch_cycle_and_find_by_display_name(
         assert item.completion is not None
         City.model_validate_json(item.completion.content)
     assert fresh_emulator.billing()["batch"]["requests"] == 3
+
+
+def _left_by_an_ended_run(folder: Path) -> None:
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    (folder / f"lexibatch-gemini-{ended.pid}-abcd1234.jsonl").write_bytes(b'{"key": "k0"}\n')
+
+
+def _files(folder: Path) -> list[Path]:
+    return list(folder.iterdir())
+
+
+async def test_a_results_file_is_read_from_a_scratch_file_left_nowhere(
+    fresh_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download's file goes once read, and so does one a killed run left."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    _left_by_an_ended_run(scratch)
+    provider = GeminiProvider(api_key="k", base_url=fresh_emulator.base_url, inline_max_bytes=0)
+    endpoint = provider.batch
+    requests = [_request(f"Capital {c}?") for c in ("Paris", "Rome")]
+    path = tmp_path / "shard.jsonl"
+    path.write_bytes(b"".join(endpoint.encode(r, r.key) + b"\n" for r in requests))
+    try:
+        file_id = await endpoint.upload(path, shard_id="shard_s1")
+        created = await endpoint.create(path, file_id, shard_id="shard_s1", model=MODEL)
+        info = await endpoint.poll(created.id)
+        assert info.output_file_id
+        items = [item async for item in endpoint.results(info)]
+    finally:
+        await provider.aclose()
+    assert sorted(i.custom_id for i in items) == sorted(r.key for r in requests)
+    assert _files(scratch) == []
 
 
 async def test_find_pages_back_to_the_journal_time_and_cancel(tmp_path: Path) -> None:

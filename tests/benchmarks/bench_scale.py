@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -36,7 +35,15 @@ from typing import Any
 
 import orjson
 
-from tests.benchmarks.common import EmulatorProcess, Row, child_env, finish, parser
+from tests.benchmarks.common import (
+    EmulatorProcess,
+    Row,
+    child_env,
+    children_peak_mib,
+    children_times,
+    finish,
+    parser,
+)
 
 #: The first user's job, in words.
 TARGET_WORDS = 600_000
@@ -84,12 +91,6 @@ def _config(url: str, shard: int, cap: int) -> str:
         "max_poll_interval = 0.5\n"
         f"max_requests = {shard}\n"
     )
-
-
-def _children_usage() -> tuple[float, float]:
-    """CPU seconds and peak RSS (MiB) of the finished child processes."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def _store_bytes(folder: Path) -> int:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         (work / "store").mkdir()
         (work / "lexibatch.toml").write_text(_config(emu.url, shard, cap))
         (work / "words.txt").write_text("\n".join(words) + "\n")
-        cpu0, _ = _children_usage()
+        cpu0 = sum(children_times())
         wall0 = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "synthesis.cli", "synthesize", "words.txt",
@@ -162,8 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             cwd=work, capture_output=True, text=True, env=_env(),
         )  # fmt: skip
         wall = time.perf_counter() - wall0
-        cpu1, rss = _children_usage()
-        cpu = cpu1 - cpu0
+        cpu, rss = sum(children_times()) - cpu0, children_peak_mib()
         if done.returncode not in (0, 1):
             raise SystemExit(f"synthesize failed ({done.returncode}): {done.stderr[-3000:]}")
         billing = _get(emu.url, "/_emulator/billing")

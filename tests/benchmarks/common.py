@@ -165,6 +165,11 @@ def children_times() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
+def children_peak_mib() -> float:
+    """The peak RSS (MiB) of the largest of this process's finished children."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def child_env() -> dict[str, str]:
     """The environment of a ``lexibatch`` child process: the repository on its path."""
     env = dict(os.environ)

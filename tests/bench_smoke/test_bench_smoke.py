@@ -35,6 +35,7 @@ EXPECTED = {
     "bench_growth": [
         "round 1 rate",
         "round 5 / round 1 rate",
+        "round 5 / a first round beside it",
         "client CPU per request, round 1",
         "store bytes per request",
     ],

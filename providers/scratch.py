@@ -6,7 +6,7 @@ system's temporary folder under a name that carries the id of the process
 writing it, and removed when it has been read. A process killed mid-read
 (kill -9, a power cut) cannot remove its own: the next process to make a
 scratch file of the same kind removes every one whose process has ended.
-A results file holds every answer of a batch, up to hundreds of megabytes,
+A results file holds every answer of a batch, up to gigabytes,
 so a crash-and-resume loop must not pile them up.
 """
 

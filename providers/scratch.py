@@ -41,13 +41,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep(kind: str, folder: Path | None = None) -> int:
+def sweep(kind: str) -> int:
     """Remove the scratch files of ``kind`` whose process has ended; how many.
 
     Only this user's files named by :func:`scratch_file` are looked at; one
     whose process is alive (or whose id was reused) is left alone.
     """
-    where = Path(folder or tempfile.gettempdir())
+    where = Path(tempfile.gettempdir())
     head = _pattern(kind)
     removed = 0
     uid = os.getuid() if hasattr(os, "getuid") else None

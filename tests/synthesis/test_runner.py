@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -268,9 +270,6 @@ def test_order_entries_moves_lines_it_cannot_read_after_and_never_joins_two(
 
 
 def test_order_entries_holds_the_lines_places_not_the_lines(tmp_path: Path) -> None:
-    import random
-    import tracemalloc
-
     # 4,000 entries of 5 KB (20 MB), finished in a shuffled order.
     words = [f"word{i:05d}" for i in range(4_000)]
     finished = words[:]

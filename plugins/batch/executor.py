@@ -50,14 +50,12 @@ __all__ = ["BatchExecutor"]
 log = logging.getLogger("lexibatch.batch")
 
 # Results are stored in chunks: one transaction per chunk keeps a 50,000-line
-# batch (OpenAI's largest) to one commit. Each commit rewrites every page of
-# the cache's key index its random keys land on, nearly all of them once the
-# cache holds a few hundred thousand answers, so halving the commits halves
-# that; with the strategy's journal groups of a whole shard, a 100,000-
-# request run into a store of 400,000 wrote 623 MB in all instead of 811
-# (into an empty one: about 410 either way). A crash loses at most one
-# chunk of work, which is read again on resume; the chunk's lines are held
-# in memory until it is stored, which bounds it.
+# batch (OpenAI's largest) to one commit. A batch's answers go in under their
+# journal rows' ids (plugins.store.keyids), beside each other, and only read
+# the key index; fewer commits still write fewer pages of the write-ahead
+# log. A crash loses at most one chunk of work, which is read again on
+# resume; the chunk's lines are held in memory until it is stored, which
+# bounds it.
 RESULT_CHUNK = 50_000
 
 

@@ -194,7 +194,7 @@ class Settlement:
         failed = judged.failed
         with self.store.in_transaction():
             self.store.record_calls(judged.calls)
-            self.store.put_results(self.provider_name, judged.results)
+            self.store.put_results(self.provider_name, judged.results, journaled=True)
             retry = self._journal_failures(failed)
         # Only once stored: a caller is never told of an answer a crash could lose.
         settle_answers(judged.succeeded, self.pending)

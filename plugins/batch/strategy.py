@@ -66,11 +66,10 @@ BURST_HOLD_REQUESTS = 20_000
 # Journal rows are written in groups; a group is always flushed before the
 # shard holding its requests is journaled, so "queued" precedes "written".
 # The rows are appended, but each commit rewrites every page of the key
-# index its random keys land on; once that index outgrows a group, larger
-# groups write fewer pages per row (with the executor's result chunks, a
+# index (``keys``, plugins.store.keyids) its random new keys land on; once
+# that index outgrows a group, larger groups write fewer pages per row (a
 # batch run into a store of 500,000 requests spent a third of the commit
-# time it did with groups of 10,000; RESULT_CHUNK there has the figures for
-# groups of a whole shard). The byte bound keeps the buffer small when
+# time it did with groups of 10,000). The byte bound keeps the buffer small when
 # prompts are long: short ones (about 200 bytes of body) fill a group of
 # 50,000, 4 KB ones flush at about 4,000 rows.
 JOURNAL_CHUNK = 50_000

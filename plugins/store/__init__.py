@@ -17,8 +17,11 @@ whose parts share one connection, so that one transaction can span tables
     the rows read and written (:class:`StoredResult`, :class:`CallRecord`,
     :class:`CostRow`, :class:`JournalRequest`, :class:`Shard`) and the
     journal's states.
+``keyids``
+    each request key's one id, under which its journal row and its cached
+    result are both kept (``keys``, the one index of request keys).
 ``cache``
-    the result cache (``results``, ``retired_results``).
+    the result cache (``results``, ``result_providers``, ``retired_results``).
 ``costs``
     the cost ledger (``calls``) and the cost report.
 ``journal``

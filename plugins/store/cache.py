@@ -1,11 +1,15 @@
 """The result cache: every paid answer, kept by provider and request key.
 
 ``results``
-    the cache, one row per ``(provider, request key)`` (the unique index
-    ``results_key``), in the order the answers were stored: appending keeps
-    the pages a commit writes few, however large the cache grows. The first
-    stored result wins: a later identical request never overwrites a paid
-    answer, unless that answer was retired first (``retired_results``).
+    the cache, one row per ``(provider, request key)``, under the key's id
+    (:mod:`plugins.store.keyids`): the answers to a shard's requests sit
+    together, beside their journal rows' ids, and a commit writes few pages
+    however large the cache grows. The first stored result wins: a later
+    identical request never overwrites a paid answer, unless that answer
+    was retired first (``retired_results``).
+``result_providers``
+    every provider the cache has held a result of: one probe says whether
+    looking up a run's keys is worth it at all.
 ``retired_results``
     cached answers set aside because they no longer fit their response
     model (see :meth:`CacheTables.retire_result`); kept, since they were paid for.
@@ -17,6 +21,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from plugins.store.keyids import BY_KEY, BY_KEYS, KeyIds
 from plugins.store.keys import key_cell, key_text
 from plugins.store.refs import BATCH_ID_OF, RefTables
 from plugins.store.rows import StoredResult, dumps, sort_by_key
@@ -38,6 +43,16 @@ _RESULT_INSERT = (
 )
 
 
+#: One answer under its key's id; its parameters are :data:`_RESULT_INSERT`'s columns.
+_PUT_RESULT = (
+    f"INSERT OR IGNORE INTO results (id, {_RESULT_INSERT}) SELECT id, "
+    + ", ".join(f"?{i}" for i in range(1, 17))
+    + " FROM keys WHERE provider = ?1 AND key = ?2"
+)
+_BY_KEY = BY_KEY.format(t="results")
+_BY_KEYS = BY_KEYS.format(t="r")
+
+
 def _result_from_row(row: Sequence[Any], memo: dict[tuple[int, ...], Usage]) -> StoredResult:
     # Rows often share token counts (same template, same answer size): one Usage each.
     counts = tuple(row[5:11])
@@ -49,13 +64,16 @@ def _result_from_row(row: Sequence[Any], memo: dict[tuple[int, ...], Usage]) -> 
     )
 
 
-class CacheTables(RefTables):
-    """The ``results`` and ``retired_results`` tables (a mixin of :class:`~plugins.store.Store`)."""
+class CacheTables(RefTables, KeyIds):
+    """The ``results``, ``result_providers`` and ``retired_results`` tables.
+
+    A mixin of :class:`~plugins.store.Store`.
+    """
 
     def get_result(self, provider: str, key: str) -> StoredResult | None:
         """The cached result of request ``key`` at ``provider``, if there is one."""
         rows = self._read(
-            f"SELECT {_RESULT_COLUMNS} FROM results r WHERE provider = ? AND key = ?",
+            f"SELECT {_RESULT_COLUMNS} FROM results r WHERE {BY_KEY.format(t='r')}",
             (provider, key_cell(key)),
         )
         return _result_from_row(rows[0], {}) if rows else None
@@ -86,20 +104,33 @@ class CacheTables(RefTables):
     ) -> dict[str, StoredResult]:
         """The cached results among the keys stored as ``cells`` (see plugins.store.keys)."""
         memo: dict[tuple[int, ...], Usage] = {}
-        sql = f"SELECT {_RESULT_COLUMNS} FROM results r WHERE provider = ? AND key IN ({{marks}})"
+        sql = f"SELECT {_RESULT_COLUMNS} FROM results r WHERE {_BY_KEYS}"
         found = (_result_from_row(row, memo) for row in self._read_for_keys(sql, provider, cells))
         return {result.key: result for result in found}
 
     def has_results(self, provider: str) -> bool:
-        """Whether the cache holds any result of ``provider`` (one probe of its index)."""
-        rows = self._read("SELECT EXISTS (SELECT 1 FROM results WHERE provider = ?)", (provider,))
+        """Whether the cache has held a result of ``provider`` (one probe).
+
+        Still true once they were all retired: it says whether looking up
+        keys may find anything, and a lookup that finds nothing is correct.
+        """
+        rows = self._read(
+            "SELECT EXISTS (SELECT 1 FROM result_providers WHERE provider = ?)", (provider,)
+        )
         return bool(rows[0][0])
 
-    def put_results(self, provider: str, results: Iterable[StoredResult]) -> int:
+    def put_results(
+        self, provider: str, results: Iterable[StoredResult], *, journaled: bool = False
+    ) -> int:
         """Cache results; returns how many were new.
 
         The first stored result for a key wins: an identical request answered
         later never overwrites a paid result.
+
+        Args:
+            journaled: the answers are of journaled requests (a batch's), so
+                their keys have ids already and are not entered first. Only
+                a hint: keys that turn out new are entered all the same.
         """
         now = time.time()
         stored = list(results)
@@ -142,18 +173,28 @@ class CacheTables(RefTables):
                     cell,
                 ) in stored
             ]
+            # Each row goes in under its key's id, found inside SQLite. A
+            # shard's keys took their ids in key order when journaled, so in
+            # key order its answers go in beside each other.
             sort_by_key(rows, 1)
-            return self._execute_many(
-                f"INSERT OR IGNORE INTO results ({_RESULT_INSERT}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
+            self._execute(
+                "INSERT OR IGNORE INTO result_providers (provider) VALUES (?)", (provider,)
             )
+            if not journaled:
+                self._enter_keys(provider, [row[1] for row in rows])
+            added = self._execute_many(_PUT_RESULT, rows)
+            if journaled and added < len(rows):
+                # Keys never journaled, or answers stored already: the
+                # latter are left alone again, the former now go in.
+                self._enter_keys(provider, [row[1] for row in rows])
+                added += self._execute_many(_PUT_RESULT, rows)
+            return added
 
         return self._write(run)
 
     def result_keys(self, provider: str, keys: Iterable[str]) -> set[str]:
         """The keys among ``keys`` that have a cached result (no result is read)."""
-        sql = "SELECT key FROM results WHERE provider = ? AND key IN ({marks})"
+        sql = f"SELECT key FROM results r WHERE {_BY_KEYS}"
         return {key_text(row[0]) for row in self._read_keys(sql, provider, keys)}
 
     def count_results(self, provider: str | None = None) -> int:
@@ -185,15 +226,15 @@ class CacheTables(RefTables):
             moved = self._execute(
                 f"INSERT INTO retired_results ({_RESULT_INSERT}, retired_at, reason) "
                 f"SELECT {_RESULT_INSERT}, ?, ? FROM results "
-                "WHERE provider = ? AND key = ? AND text = ?",
+                f"WHERE {_BY_KEY} AND text = ?",
                 (now, reason, provider, cell, text),
             )
             if not moved:
                 return False
-            self._execute("DELETE FROM results WHERE provider = ? AND key = ?", (provider, cell))
+            self._execute(f"DELETE FROM results WHERE {_BY_KEY}", (provider, cell))
             self._execute(
                 "UPDATE requests SET state = 'failed', error = ?, updated_at = ? "
-                "WHERE provider = ? AND key = ? AND state = 'succeeded'",
+                f"WHERE {BY_KEY.format(t='requests')} AND state = 'succeeded'",
                 (error, now, provider, cell),
             )
             return True

@@ -104,7 +104,8 @@ class ClaimTables(Backend):
         # to claims that are seldom there: CROSS JOIN fixes that order.
         rows = self._read(
             "SELECT c.key, c.owner, c.expires_at FROM claims c "
-            "CROSS JOIN requests r ON r.provider = c.provider AND r.key = c.key "
+            "CROSS JOIN keys k ON k.provider = c.provider AND k.key = c.key "
+            "CROSS JOIN requests r ON r.id = k.id "
             "WHERE c.provider = ? AND r.shard_id = ? AND r.state = 'submitted'",
             (provider, shard_id),
         )

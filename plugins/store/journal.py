@@ -2,8 +2,8 @@
 
 ``requests``
     every request a batch run has accepted and its state (``queued`` →
-    ``submitted`` → ``succeeded`` | ``failed``), in the order it was
-    journaled (found by key through the unique index ``requests_key``). A
+    ``submitted`` → ``succeeded`` | ``failed``), under its key's id
+    (:mod:`plugins.store.keyids`), so in the order it was journaled. A
     batch's answered requests move to ``succeeded`` together when the last
     of its results is stored; until then the cache row is the sign of an
     answer.
@@ -27,7 +27,8 @@ from typing import Any, Final
 
 import orjson
 
-from plugins.store.backend import PAGE, Backend
+from plugins.store.backend import PAGE
+from plugins.store.keyids import BY_KEY, BY_KEYS, KeyIds
 from plugins.store.keys import key_cell, key_text
 from plugins.store.rows import (
     REQUEST_STATES,
@@ -50,6 +51,9 @@ _REQUEST_COLUMNS = (
 )
 #: The journal's rows with the body each one still has.
 _REQUESTS = "requests r LEFT JOIN request_bodies b ON b.id = r.id"
+#: Journal rows found by key, through ``keys``: one key, or any of ``{marks}`` (alias ``r``).
+_BY_KEY = BY_KEY.format(t="requests")
+_BY_KEYS = BY_KEYS.format(t="r")
 _APPEND = (
     "INSERT OR IGNORE INTO requests (id, provider, key, model, task, state, shard_id, attempts, "
     "error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
@@ -75,7 +79,7 @@ def _request_from_row(row: Sequence[Any]) -> JournalRequest:
     )
 
 
-class JournalTables(Backend):
+class JournalTables(KeyIds):
     """The ``requests``, ``request_bodies`` and ``schemas`` tables.
 
     A mixin of :class:`~plugins.store.Store`.
@@ -139,13 +143,13 @@ class JournalTables(Backend):
             # The shard that queues them again is the one their rows name after the update.
             again = self._execute_many(
                 "UPDATE requests SET state = 'queued', shard_id = ?, updated_at = ? "
-                "WHERE provider = ? AND key = ? AND state IN ('queued', 'failed')",
+                f"WHERE {_BY_KEY} AND state IN ('queued', 'failed')",
                 [(v[5], now, v[0], v[1]) for v in known],
             )
             if again:
                 self._execute_many(
                     "INSERT OR REPLACE INTO request_bodies (id, body) SELECT id, ? FROM requests "
-                    "WHERE provider = ? AND key = ? AND state = 'queued' AND shard_id IS ?",
+                    f"WHERE {_BY_KEY} AND state = 'queued' AND shard_id IS ?",
                     [(v[10], v[0], v[1], v[5]) for v in known],
                 )
             return len(new) + again
@@ -155,22 +159,25 @@ class JournalTables(Backend):
     def _append(self, values: Sequence[tuple[Any, ...]]) -> list[int]:
         """Journal the rows among ``values`` whose key is new, inside a write; their positions.
 
-        ``values`` are rows of :data:`_APPEND`'s columns after the id, with
-        the body last (``None``: none kept). Each new row takes the next id,
-        so the rows of one write sit together at the end of the table and a
-        shard's later updates touch only its own pages; its body is stored
-        under that id. A row whose key is journaled already is left as it is.
+        ``values`` are rows of :data:`_APPEND`'s columns after the id, all
+        of one provider, with the body last (``None``: none kept). A row
+        takes its key's id, and a new key the next one, so the new rows of
+        one write sit together at the end of the table and a shard's later
+        updates touch only its own pages; its body is stored under that id.
+        A row whose key is journaled already is left as it is.
         """
-        first = int(self._fetch_one("SELECT COALESCE(MAX(id), 0) + 1 FROM requests")[0])
-        added = self._execute_many(
-            _APPEND, [(first + i, *row[:-1]) for i, row in enumerate(values)]
-        )
-        if added == len(values):
+        ids, fresh = self._give_key_ids(values[0][0], [row[1] for row in values])
+        if fresh:
             new: list[int] = list(range(len(values)))
         else:
-            rows = self._read("SELECT id FROM requests WHERE id >= ? ORDER BY id", (first,))
-            new = [int(row[0]) - first for row in rows]
-        bodies = [(first + i, values[i][-1]) for i in new if values[i][-1] is not None]
+            taken = self._ids_present("requests", ids)
+            new = []
+            for i, id_ in enumerate(ids):
+                if id_ not in taken:
+                    taken.add(id_)
+                    new.append(i)
+        self._execute_many(_APPEND, [(ids[i], *values[i][:-1]) for i in new])
+        bodies = [(ids[i], values[i][-1]) for i in new if values[i][-1] is not None]
         if bodies:
             self._execute_many(
                 "INSERT OR REPLACE INTO request_bodies (id, body) VALUES (?, ?)", bodies
@@ -212,7 +219,7 @@ class JournalTables(Backend):
             rows = self._read(f"SELECT key FROM requests WHERE {where}", (provider, code))
             return {key_text(row[0]) for row in rows}
         sql = (
-            "SELECT key, error FROM requests WHERE provider = ? AND key IN ({marks}) "
+            f"SELECT key, error FROM requests r WHERE {_BY_KEYS} "
             "AND state = 'failed' AND error IS NOT NULL"
         )
         return {
@@ -232,7 +239,7 @@ class JournalTables(Backend):
         return self._changes(
             "UPDATE requests SET state = 'queued', shard_id = NULL, "
             "attempts = MAX(attempts - 1, 0), updated_at = ? "
-            "WHERE provider = ? AND key = ? AND shard_id = ?",
+            f"WHERE {_BY_KEY} AND shard_id = ?",
             values,
         )
 
@@ -270,13 +277,12 @@ class JournalTables(Backend):
 
             def succeed() -> int:
                 self._execute_many(
-                    "DELETE FROM request_bodies WHERE id = "
-                    "(SELECT id FROM requests WHERE provider = ? AND key = ?)",
+                    f"DELETE FROM request_bodies WHERE {BY_KEY.format(t='request_bodies')}",
                     [row[1:] for row in done],
                 )
                 return self._execute_many(
                     "UPDATE requests SET state = 'succeeded', shard_id = NULL, error = NULL, "
-                    "updated_at = ? WHERE provider = ? AND key = ?",
+                    f"updated_at = ? WHERE {_BY_KEY}",
                     done,
                 )
 
@@ -301,7 +307,7 @@ class JournalTables(Backend):
             "UPDATE requests SET state = ?1, "
             "attempts = attempts + (?1 = 'submitted' AND ?2 IS NOT NULL AND shard_id IS NOT ?2), "
             "shard_id = COALESCE(?2, shard_id), error = ?3, updated_at = ?4 "
-            "WHERE provider = ?5 AND key = ?6",
+            "WHERE requests.id = (SELECT id FROM keys WHERE provider = ?5 AND key = ?6)",
             values,
         )
 
@@ -378,17 +384,15 @@ class JournalTables(Backend):
 
     def get_requests(self, provider: str, keys: Iterable[str]) -> dict[str, JournalRequest]:
         """The journaled requests among ``keys``, by key (a succeeded one without its body)."""
-        sql = (
-            f"SELECT {_REQUEST_COLUMNS} FROM {_REQUESTS} WHERE provider = ? AND key IN ({{marks}})"
-        )
+        sql = f"SELECT {_REQUEST_COLUMNS} FROM {_REQUESTS} WHERE {_BY_KEYS}"
         found = (_request_from_row(row) for row in self._read_keys(sql, provider, keys))
         return {row.key: row for row in found}
 
     def answered_in_shard(self, provider: str, shard_id: str) -> set[str]:
         """The keys of ``shard_id``'s submitted requests whose answer is cached already."""
         rows = self._read(
-            "SELECT r.key FROM requests r JOIN results s ON s.provider = r.provider "
-            "AND s.key = r.key WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
+            "SELECT r.key FROM requests r JOIN results s ON s.id = r.id "
+            "WHERE r.shard_id = ? AND r.provider = ? AND r.state = 'submitted'",
             (shard_id, provider),
         )
         return {key_text(row[0]) for row in rows}
@@ -407,10 +411,7 @@ class JournalTables(Backend):
         now = time.time()
         where = "provider = ? AND shard_id = ? AND state = 'submitted'"
         if check_results:
-            where += (
-                " AND EXISTS (SELECT 1 FROM results WHERE results.provider = "
-                "requests.provider AND results.key = requests.key)"
-            )
+            where += " AND EXISTS (SELECT 1 FROM results WHERE results.id = requests.id)"
 
         def run() -> int:
             # The shard's rows were journaled together: their bodies sit together too.
@@ -428,14 +429,14 @@ class JournalTables(Backend):
 
     def request_states(self, provider: str, keys: Iterable[str]) -> dict[str, str]:
         """The state of each journaled request among ``keys`` (unknown keys are absent)."""
-        sql = "SELECT key, state FROM requests WHERE provider = ? AND key IN ({marks})"
+        sql = f"SELECT key, state FROM requests r WHERE {_BY_KEYS}"
         return {key_text(key): state for key, state in self._read_keys(sql, provider, keys)}
 
     def request_places(
         self, provider: str, keys: Iterable[str]
     ) -> dict[str, tuple[str, str | None]]:
         """The state and shard of each journaled request among ``keys`` (unknown: absent)."""
-        sql = "SELECT key, state, shard_id FROM requests WHERE provider = ? AND key IN ({marks})"
+        sql = f"SELECT key, state, shard_id FROM requests r WHERE {_BY_KEYS}"
         rows = self._read_keys(sql, provider, keys)
         return {key_text(key): (state, shard) for key, state, shard in rows}
 

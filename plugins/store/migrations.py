@@ -1,6 +1,7 @@
 """The schema of the store, as an ordered list of migrations.
 
-Each table is described where it is used: ``results`` and
+Each table is described where it is used: ``keys`` in
+:mod:`plugins.store.keyids`, ``results``, ``result_providers`` and
 ``retired_results`` in :mod:`plugins.store.cache`, ``calls`` in
 :mod:`plugins.store.costs`, ``requests``, ``request_bodies`` and
 ``schemas`` in :mod:`plugins.store.journal`, ``shards`` in :mod:`plugins.store.shards`,
@@ -241,6 +242,33 @@ _ORDERED_ROWS: Final = (
     "CREATE INDEX requests_shard ON requests (shard_id) WHERE shard_id IS NOT NULL",
 )
 
+# Version 8: one index of request keys. The journal and the cache each kept a
+# unique index of ``(provider, key)``, and every commit of a batch's rows
+# inserted its random keys all over both, rewriting nearly every page of each
+# once they outgrew a commit. Now ``keys`` gives each key one id, found
+# through the one index of keys (see plugins.store.keyids): a key's journal
+# row keeps the id it had, its cached result moves under the same id, and
+# the two indexes are dropped. A shard's rows meet their answers by id; a new
+# key is inserted at a random place once.
+_SHARED_KEYS: Final = (
+    "CREATE TABLE keys (id INTEGER PRIMARY KEY, provider TEXT NOT NULL, key BLOB NOT NULL)",
+    "INSERT INTO keys (id, provider, key) SELECT id, provider, key FROM requests ORDER BY id",
+    "INSERT INTO keys (id, provider, key) SELECT "
+    "(SELECT COALESCE(MAX(id), 0) FROM requests) + ROW_NUMBER() OVER (ORDER BY id), provider, key "
+    "FROM results r WHERE NOT EXISTS "
+    "(SELECT 1 FROM requests q WHERE q.provider = r.provider AND q.key = r.key) ORDER BY id",
+    "CREATE UNIQUE INDEX keys_key ON keys (provider, key)",
+    _ORDERED_ROWS[0].replace("results_v7", "results_v8"),
+    f"INSERT INTO results_v8 (id, {_RESULT_COLUMNS}) SELECT "
+    "(SELECT id FROM keys k WHERE k.provider = r.provider AND k.key = r.key) AS kid, "
+    f"{_RESULT_COLUMNS} FROM results r ORDER BY kid",
+    "CREATE TABLE result_providers (provider TEXT PRIMARY KEY) WITHOUT ROWID",
+    "INSERT INTO result_providers (provider) SELECT DISTINCT provider FROM results",
+    "DROP TABLE results",
+    "ALTER TABLE results_v8 RENAME TO results",
+    "DROP INDEX requests_key",
+)
+
 #: The schema, as an ordered list of migrations; migration ``i`` takes
 #: ``user_version`` from ``i`` to ``i + 1``. Append, never edit.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -382,6 +410,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     ),
     _COMPACT_ROWS,
     _ORDERED_ROWS,
+    _SHARED_KEYS,
 )
 
 #: The schema version this code reads and writes.

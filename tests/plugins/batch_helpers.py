@@ -111,7 +111,12 @@ def break_results_once(monkeypatch: pytest.MonkeyPatch, *, then_slow: float = 0.
 
 
 def fill_up(store: Any) -> None:
-    """Cap the store at its current size: SQLite then fails as on a full disk."""
+    """Cap the store at its current size: SQLite then fails as on a full disk.
+
+    The pages its migrations freed (dropped tables) are given back first, or
+    new rows would go into them under the cap.
+    """
+    store._conn.execute("VACUUM")
     pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
     store._conn.execute(f"PRAGMA max_page_count = {pages}")
 

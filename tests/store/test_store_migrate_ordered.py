@@ -17,6 +17,7 @@ from typing import Any
 from plugins.store import MIGRATIONS, Store
 from plugins.store.keys import key_cell
 from tests.store.test_store_migrate_compact import check_migrated_store, make_rows
+from tests.store.test_store_migrate_keys import check_keys_shared
 
 # Tables whose shape version 7 left as version 6 had it.
 _SAME = ("calls", "retired_results", "batches", "runs", "shards", "schemas", "documents", "claims")
@@ -81,9 +82,4 @@ async def test_a_version_6_store_resumes_serves_and_reports_the_same_after_migra
         assert [(i, bytes(b)) for i, b in kept_bodies] == [
             (failed, next(b for b in bodies.values() if b"cancelled 0" in b))
         ]
-        indexes = {
-            name: unique
-            for _, name, unique, *_ in store.query("PRAGMA index_list(requests)")
-            + store.query("PRAGMA index_list(results)")
-        }
-        assert indexes["requests_key"] == 1 and indexes["results_key"] == 1
+        check_keys_shared(store)

@@ -55,6 +55,13 @@ def test_two_processes_share_a_fresh_database(tmp_path: Path) -> None:
         assert count("SELECT COUNT(*) FROM calls") == 2 * ROUNDS
         assert count("SELECT COUNT(*) FROM shards WHERE state = 'collected'") == 2 * ROUNDS
         assert count("SELECT COUNT(*) FROM documents") == 2 * ROUNDS
+        # Each key took one id, under which its journal row and its result both are.
+        assert count("SELECT COUNT(*) - COUNT(DISTINCT id) FROM keys") == 0
+        for table in ("requests", "results"):
+            assert count(
+                f"SELECT COUNT(*) FROM {table} t JOIN keys k "
+                "ON k.provider = t.provider AND k.key = t.key AND k.id = t.id"
+            ) == count(f"SELECT COUNT(*) FROM {table}")
         # First result wins: a shared key keeps one writer's text, never a mix.
         texts = {r[0] for r in conn.execute("SELECT text FROM results WHERE key LIKE 'shared-%'")}
         assert texts <= {"w1", "w2"}

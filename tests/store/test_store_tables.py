@@ -99,12 +99,12 @@ def test_a_cache_without_results_of_a_provider_finds_none_from_one_index_probe(
     [plan] = [
         row[3]
         for row in store.query(
-            "EXPLAIN QUERY PLAN SELECT EXISTS (SELECT 1 FROM results WHERE provider = ?)",
+            "EXPLAIN QUERY PLAN SELECT EXISTS (SELECT 1 FROM result_providers WHERE provider = ?)",
             ("openai",),
         )
-        if "results" in row[3]
+        if "result_providers" in row[3]
     ]
-    assert "INDEX results_key" in plan
+    assert plan.startswith("SEARCH result_providers USING PRIMARY KEY")
 
 
 def test_results_of_requests_are_found_by_the_key_bytes_they_keep(store: Store) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -25,7 +26,7 @@ from plugins.batch.journal import SchemaBook
 from plugins.batch.usercancel import cancelled_error, cancelled_keys
 from plugins.factory import open_connector
 from plugins.store import MIGRATIONS, SCHEMA_VERSION, JournalRequest, Store
-from plugins.store.keys import key_text
+from plugins.store.keys import key_cell, key_text
 from tests.cli.cli_helpers import lexibatch
 from tests.plugins.batch_helpers import Entry, crash_once, gather
 
@@ -36,6 +37,8 @@ QUEUED = "queued 0"
 CANCELLED = "cancelled 0"
 
 # What version 5's cost report ran (plugins.store.costs at that version).
+T = TypeVar("T")
+
 _V5_COST_REPORT = (
     "SELECT mode, task, model, COUNT(*), TOTAL(input_tokens), TOTAL(output_tokens), "
     "TOTAL(cached_tokens), TOTAL(reasoning_tokens), TOTAL(cost_usd), "
@@ -57,6 +60,35 @@ def _usage_json(row: sqlite3.Row) -> str:
     if row["cache_creation_1h_tokens"]:
         counts["cache_creation_1h_tokens"] = row["cache_creation_1h_tokens"]
     return orjson.dumps(counts).decode()
+
+
+def open_as_version(db: Path, version: int, same: Iterable[str] = ()) -> sqlite3.Connection:
+    """Move the store ``db`` aside and open an empty store of schema ``version`` in its place.
+
+    The old store is attached as ``made``, and the rows of the tables in
+    ``same`` (those ``version`` shaped alike) are copied; the caller copies
+    the rest, then calls :func:`close_old`.
+    """
+    made = db.with_name("made.db")
+    db.rename(made)
+    conn = sqlite3.connect(db)
+    # Migration 6 converts the (here absent) rows of version 5 with this function.
+    conn.create_function("lb_key", 1, key_cell, deterministic=True)
+    for statements in MIGRATIONS[:version]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.execute("ATTACH DATABASE ? AS made", (str(made),))
+    for table in same:
+        conn.execute(f"INSERT INTO {table} SELECT * FROM made.{table}")
+    return conn
+
+
+def close_old(conn: sqlite3.Connection) -> None:
+    """Commit the store :func:`open_as_version` opened, and close it."""
+    conn.commit()
+    conn.execute("DETACH DATABASE made")
+    conn.close()
 
 
 def _rewrite_as_version_5(db: Path, bodies: dict[str, bytes]) -> None:
@@ -185,17 +217,37 @@ async def make_rows(settings: Any) -> tuple[dict[str, bytes], str, str]:
     return bodies, retired, claimed
 
 
-async def test_a_version_5_store_resumes_serves_and_reports_the_same_after_migration(
-    make_settings: Any, tmp_path: Path
-) -> None:
+async def migrate_old_store(
+    make_settings: Any,
+    tmp_path: Path,
+    version: int,
+    rewrite: Callable[[Path, dict[str, bytes]], None],
+    before: Callable[[sqlite3.Connection], T],
+) -> tuple[Path, dict[str, bytes], T]:
+    """Make :func:`make_rows`' rows, rewrite them as a store of ``version``, migrate and check it.
+
+    ``rewrite(db, bodies)`` makes the old store; ``before`` reads it before
+    anything migrates it. Returns the store's path, every request's body and
+    what ``before`` returned, for checks of the migrated store beyond the
+    common ones of :func:`check_migrated_store`.
+    """
     from providers.emulator import Emulator, EmulatorConfig
 
     with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
         settings = make_settings(emu)
         db = Path(settings.connector.db)
         bodies, retired, claimed = await make_rows(settings)
-        _rewrite_as_version_5(db, bodies)
-        await check_migrated_store(emu, settings, 5, bodies, retired, claimed, tmp_path)
+        rewrite(db, bodies)
+        with sqlite3.connect(db) as conn:
+            seen = before(conn)
+        await check_migrated_store(emu, settings, version, bodies, retired, claimed, tmp_path)
+    return db, bodies, seen
+
+
+async def test_a_version_5_store_resumes_serves_and_reports_the_same_after_migration(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    await migrate_old_store(make_settings, tmp_path, 5, _rewrite_as_version_5, lambda _: None)
 
 
 async def check_migrated_store(

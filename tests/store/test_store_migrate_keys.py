@@ -15,9 +15,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from plugins.store import MIGRATIONS, Store
-from plugins.store.keys import key_cell
-from tests.store.test_store_migrate_compact import check_migrated_store, make_rows
+from plugins.store import Store
+from tests.store.test_store_migrate_compact import (
+    close_old,
+    migrate_old_store,
+    open_as_version,
+)
 
 # Tables whose shape version 8 left as version 7 had it.
 _SAME = (
@@ -52,48 +55,32 @@ def _rewrite_as_version_7(db: Path) -> None:
     in the order they were stored (here from 1001): none is under its
     journal row's id.
     """
-    made = db.with_name("made.db")
-    db.rename(made)
-    conn = sqlite3.connect(db)
-    # Migration 6 converts the (here absent) rows of version 5 with this function.
-    conn.create_function("lb_key", 1, key_cell, deterministic=True)
-    for statements in MIGRATIONS[:7]:
-        for statement in statements:
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 7")
-    conn.execute("ATTACH DATABASE ? AS made", (str(made),))
-    for table in _SAME:
-        conn.execute(f"INSERT INTO {table} SELECT * FROM made.{table}")
+    conn = open_as_version(db, 7, _SAME)
     conn.execute(
         f"INSERT INTO results (id, {_RESULT_COLUMNS}) SELECT 1000 + ROW_NUMBER() OVER "
         f"(ORDER BY created_at, id), {_RESULT_COLUMNS} FROM made.results ORDER BY created_at, id"
     )
-    conn.commit()
-    conn.execute("DETACH DATABASE made")
-    conn.close()
+    close_old(conn)
+
+
+def _ids_before(conn: sqlite3.Connection) -> tuple[dict[Any, int], list[tuple[int, bytes]]]:
+    """The journal's ids by key, and the bodies kept, in the version-7 store."""
+    moved = conn.execute(
+        "SELECT COUNT(*) FROM results s JOIN requests r "
+        "ON r.provider = s.provider AND r.key = s.key WHERE r.id <> s.id"
+    ).fetchone()[0]
+    # Answers whose journal row has another id: the migration has ids to change.
+    assert moved == 4
+    bodies = conn.execute("SELECT id, body FROM request_bodies ORDER BY id").fetchall()
+    return dict(conn.execute("SELECT key, id FROM requests")), bodies
 
 
 async def test_a_version_7_store_resumes_serves_and_reports_the_same_after_migration(
     make_settings: Any, tmp_path: Path
 ) -> None:
-    from providers.emulator import Emulator, EmulatorConfig
-
-    with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
-        settings = make_settings(emu)
-        db = Path(settings.connector.db)
-        bodies, retired, claimed = await make_rows(settings)
-        _rewrite_as_version_7(db)
-        with sqlite3.connect(db) as conn:
-            moved = conn.execute(
-                "SELECT COUNT(*) FROM results s JOIN requests r "
-                "ON r.provider = s.provider AND r.key = s.key WHERE r.id <> s.id"
-            ).fetchone()[0]
-            # Answers whose journal row has another id: the migration has ids to change.
-            assert moved == 4
-            old_ids = dict(conn.execute("SELECT key, id FROM requests"))
-            old_bodies = conn.execute("SELECT id, body FROM request_bodies ORDER BY id").fetchall()
-        await check_migrated_store(emu, settings, 7, bodies, retired, claimed, tmp_path)
-
+    db, _, (old_ids, old_bodies) = await migrate_old_store(
+        make_settings, tmp_path, 7, lambda db, _: _rewrite_as_version_7(db), _ids_before
+    )
     with Store(db) as store:
         assert store.integrity_check() == "ok"
         check_keys_shared(store)

@@ -14,9 +14,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from plugins.store import MIGRATIONS, Store
-from plugins.store.keys import key_cell
-from tests.store.test_store_migrate_compact import check_migrated_store, make_rows
+from plugins.store import Store
+from tests.store.test_store_migrate_compact import (
+    close_old,
+    migrate_old_store,
+    open_as_version,
+)
 from tests.store.test_store_migrate_keys import check_keys_shared
 
 # Tables whose shape version 7 left as version 6 had it.
@@ -30,18 +33,7 @@ _RESULT_COLUMNS = (
 
 def _rewrite_as_version_6(db: Path) -> None:
     """Replace the store ``db`` by a store of schema version 6 holding the same rows."""
-    made = db.with_name("made.db")
-    db.rename(made)
-    conn = sqlite3.connect(db)
-    # Migration 6 converts the (here absent) rows of version 5 with this function.
-    conn.create_function("lb_key", 1, key_cell, deterministic=True)
-    for statements in MIGRATIONS[:6]:
-        for statement in statements:
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 6")
-    conn.execute("ATTACH DATABASE ? AS made", (str(made),))
-    for table in _SAME:
-        conn.execute(f"INSERT INTO {table} SELECT * FROM made.{table}")
+    conn = open_as_version(db, 6, _SAME)
     conn.execute(
         f"INSERT INTO results ({_RESULT_COLUMNS}) SELECT {_RESULT_COLUMNS} FROM made.results"
     )
@@ -51,27 +43,21 @@ def _rewrite_as_version_6(db: Path) -> None:
         "b.body, r.shard_id, r.attempts, r.error, r.created_at, r.updated_at "
         "FROM made.requests r LEFT JOIN made.request_bodies b ON b.id = r.id"
     )
-    conn.commit()
-    conn.execute("DETACH DATABASE made")
-    conn.close()
+    close_old(conn)
+
+
+def _bodies_kept_in_rows(conn: sqlite3.Connection) -> None:
+    # Version 6 kept the bodies of the eight unfinished requests in their rows.
+    kept = conn.execute("SELECT COUNT(*) FROM requests WHERE body IS NOT NULL")
+    assert kept.fetchone()[0] == 8
 
 
 async def test_a_version_6_store_resumes_serves_and_reports_the_same_after_migration(
     make_settings: Any, tmp_path: Path
 ) -> None:
-    from providers.emulator import Emulator, EmulatorConfig
-
-    with Emulator(EmulatorConfig(batch_seconds=1.5)) as emu:
-        settings = make_settings(emu)
-        db = Path(settings.connector.db)
-        bodies, retired, claimed = await make_rows(settings)
-        _rewrite_as_version_6(db)
-        with sqlite3.connect(db) as conn:
-            # Version 6 kept the bodies of the eight unfinished requests in their rows.
-            kept = conn.execute("SELECT COUNT(*) FROM requests WHERE body IS NOT NULL")
-            assert kept.fetchone()[0] == 8
-        await check_migrated_store(emu, settings, 6, bodies, retired, claimed, tmp_path)
-
+    db, bodies, _ = await migrate_old_store(
+        make_settings, tmp_path, 6, lambda db, _: _rewrite_as_version_6(db), _bodies_kept_in_rows
+    )
     with Store(db) as store:
         assert store.integrity_check() == "ok"
         rows = store.query("SELECT id, created_at, state FROM requests ORDER BY id")

@@ -170,7 +170,11 @@ class JournalTables(KeyIds):
         if fresh:
             new: list[int] = list(range(len(values)))
         else:
-            taken = self._ids_present("requests", ids)
+            # The keys known already may have a journal row: those are left alone.
+            rows = self._read_for_keys(
+                f"SELECT id FROM requests r WHERE {_BY_KEYS}", values[0][0], [v[1] for v in values]
+            )
+            taken = {int(row[0]) for row in rows}
             new = []
             for i, id_ in enumerate(ids):
                 if id_ not in taken:

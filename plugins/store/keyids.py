@@ -29,8 +29,6 @@ BY_KEY: Final = "{t}.id = (SELECT id FROM keys WHERE provider = ? AND key = ?)"
 #: As :data:`BY_KEY` for any of the keys in ``{{marks}}`` (see ``Backend._read_for_keys``).
 BY_KEYS: Final = "{t}.id IN (SELECT id FROM keys WHERE provider = ? AND key IN ({{marks}}))"
 
-_CHUNK: Final = 900
-
 
 class KeyIds(Backend):
     """The ``keys`` table (a mixin of :class:`~plugins.store.Store`)."""
@@ -70,14 +68,3 @@ class KeyIds(Backend):
             return list(range(first, first + len(cells))), True
         ids = self._key_ids(provider, cells)
         return [ids[cell] for cell in cells], False
-
-    def _ids_present(self, table: str, ids: Iterable[int]) -> set[int]:
-        """The ids among ``ids`` that have a row in ``table`` (``requests`` or ``results``)."""
-        wanted = sorted(set(ids))
-        present: set[int] = set()
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._read(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk)
-            present.update(int(row[0]) for row in rows)
-        return present

@@ -48,6 +48,7 @@ EXPECTED = {
         "client CPU per request",
         "peak RSS",
         "store bytes per request",
+        "runs killed with SIGKILL",
         "failed",
         "billed twice",
         "projected requests, 600,000 words",

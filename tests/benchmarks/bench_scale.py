@@ -17,6 +17,13 @@ the latter from the emulator's billing records), then a projection to
 billed would cost for gpt-4o-mini through batches and immediately (priced
 by the project's price table, the one ``lexibatch cost`` uses).
 
+With ``--kills K`` the run is killed with ``SIGKILL`` K times, each time
+``--kill-after`` seconds after it (re)started, and the same command is run
+again until it finishes, as a supervisor would: the words failed and the
+requests billed twice are then the proof that nothing paid for was lost or
+asked again across the crashes. Wall time, CPU and peak RSS then cover
+every run, killed ones included.
+
 The projection scales this run's figures linearly. For the client's CPU
 that is a lower bound: the store's cost per request rises as it grows
 (``bench_growth --rounds 30`` follows it to three million requests).
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -131,6 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     """Run the scale benchmark and print its figures, its projection and its table."""
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--words", type=int, default=None, help="headwords (default 20,000)")
+    p.add_argument("--kills", type=int, default=0, help="kill -9 the run this many times")
+    p.add_argument(
+        "--kill-after", type=float, default=40.0, help="seconds after each start (default 40)"
+    )
     args = p.parse_args(argv)
     if args.words is not None:
         count = args.words
@@ -157,11 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         (work / "words.txt").write_text("\n".join(words) + "\n")
         cpu0 = sum(children_times())
         wall0 = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "synthesis.cli", "synthesize", "words.txt",
-             "--mode", "batch", "--out", "entries.jsonl"],
-            cwd=work, capture_output=True, text=True, env=_env(),
-        )  # fmt: skip
+        runs, kills = _run_until_done(work, args.kills, args.kill_after)
+        done = runs[-1]
         wall = time.perf_counter() - wall0
         cpu, rss = sum(children_times()) - cpu0, children_peak_mib()
         if done.returncode not in (0, 1):
@@ -175,6 +184,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no summary line from synthesize: {done.stderr[-3000:]}")
     line = summary[-1]
     print(f"  {line.strip()}")
+    if args.kills:
+        print(
+            f"  killed with SIGKILL {kills} time(s), {args.kill_after:g} s after each start; "
+            f"{len(runs)} runs of the same command in all"
+        )
     waited_match = _WAITED.search(line)
     waited, held = (
         (_number(waited_match.group(1)), _number(waited_match.group(2)))
@@ -224,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         Row("client CPU per request", per_request_cpu, "µs", "-", None),
         Row("peak RSS", rss, "MiB", "-", None),
         Row("store bytes per request", store_bytes / max(requests, 1), "B", "-", None),
+        Row("runs killed with SIGKILL", kills, "", "-", None),
         Row("failed", failed, "words", "0", failed == 0),
         Row("billed twice", twice, "requests", "0", twice == 0),
         Row(f"projected requests, {TARGET_WORDS:,} words", projected_requests, "", "-", None),
@@ -235,6 +250,33 @@ def main(argv: list[str] | None = None) -> None:
     finish("scale", rows, args.report)
     if done.returncode != 0:
         raise SystemExit(f"synthesize exited {done.returncode}: {done.stderr[-2000:]}")
+
+
+def _run_until_done(
+    work: Path, kills: int, kill_after: float
+) -> tuple[list[subprocess.CompletedProcess[str]], int]:
+    """Run ``lexibatch synthesize`` in ``work``, killing it ``kills`` times, until it ends.
+
+    Returns every run (the last one ended by itself) and how many were killed.
+    """
+    argv = [sys.executable, "-m", "synthesis.cli", "synthesize", "words.txt",
+            "--mode", "batch", "--out", "entries.jsonl"]  # fmt: skip
+    runs: list[subprocess.CompletedProcess[str]] = []
+    killed = 0
+    while True:
+        with subprocess.Popen(
+            argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        ) as proc:
+            try:
+                out, err = proc.communicate(timeout=kill_after if killed < kills else None)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                out, err = proc.communicate()
+                killed += 1
+                runs.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+                continue
+        runs.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+        return runs, killed
 
 
 def _number(text: str) -> float:

@@ -44,11 +44,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 
+from plugins.lease import BatchLease
 from plugins.retry import retry_while_busy
 from plugins.store.backend import Backend, ConstraintError
 from plugins.store.keys import in_order, key_cell
-from plugins.store.migrations import SCHEMA_VERSION, pending_statements
-from providers.errors import ConfigError, StoreWriteError, os_error_reason
+from plugins.store.migrations import SCHEMA_VERSION, check_readable, pending_statements
+from providers.errors import ConfigError, StoreBusyError, StoreWriteError, os_error_reason
 
 __all__ = ["SQLiteEngine"]
 
@@ -260,13 +261,45 @@ class SQLiteEngine(Backend):
         conn.execute("PRAGMA cache_size = -65536")
         # The migration to schema 6 stores request keys as plugins.store.keys does.
         conn.create_function("lb_key", 1, key_cell, deterministic=True)
-        if self.schema_version() != SCHEMA_VERSION:
-            self._write(self._migrate)
+        version = self.schema_version()
+        if version != SCHEMA_VERSION:
+            check_readable(version, self.path)
+            self._migrate_alone(version)
         if not self._memory:
             # Checkpoints run on their own thread (see _Checkpointer); the
             # in-line one stays only as a backstop should the WAL outgrow it.
             conn.execute(f"PRAGMA wal_autocheckpoint = {_BACKSTOP_CHECKPOINT_PAGES}")
             self._checkpointer = _Checkpointer(self.path)
+
+    def _migrate_alone(self, version: int) -> None:
+        """Bring the store to :data:`SCHEMA_VERSION`, unless another process's batch run holds it.
+
+        A process of an older lexibatch goes on writing in the layout it
+        knows, and a newer layout may take those writes with another
+        meaning: version 8 would have taken a version-7 answer under
+        another key's id. The batch lease is held while the store is
+        upgraded, so a batch run of any version (the long-lived writer)
+        keeps its store until it ends; a process of this version finding
+        the store upgraded under it stops at its next write (see :meth:`_begin`).
+        """
+        if self._memory or version == 0:
+            # A new store: nobody wrote in an older layout.
+            self._write(self._migrate)
+            return
+        lease = BatchLease(self.path)
+        try:
+            lease.acquire()
+        except StoreBusyError:
+            raise StoreBusyError(
+                f"the store {self.path} must be upgraded (schema version {version} to "
+                f"{SCHEMA_VERSION}) for this lexibatch, and another process (an older "
+                "lexibatch?) is running its batches — let that run finish or stop it, then "
+                "run this command again"
+            ) from None
+        try:
+            self._write(self._migrate)
+        finally:
+            lease.release()
 
     def _migrate(self) -> None:
         # Read again under the write lock: another process may have migrated meanwhile.
@@ -364,6 +397,19 @@ class SQLiteEngine(Backend):
             if durable:
                 self._conn.execute("PRAGMA synchronous = NORMAL")
             raise
+        # Read under the write lock, which an upgrade needs too: a newer
+        # lexibatch that upgraded the store since it was opened here would
+        # read this process's writes in its own layout (see _migrate_alone).
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            self._conn.execute("ROLLBACK")
+            if durable:
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+            raise StoreWriteError(
+                f"the store {self.path} was upgraded to schema version {version} by a newer "
+                f"lexibatch while this one ({SCHEMA_VERSION}) had it open: this process writes "
+                "no more to it — run the newer lexibatch; what was stored before is kept"
+            )
         self._depth = 1
         self._durable_tx = durable
         self._sync_after_commit = False

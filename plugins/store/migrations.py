@@ -19,7 +19,7 @@ from typing import Final
 
 from providers.errors import ConfigError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "pending_statements"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "check_readable", "pending_statements"]
 
 # The token counts of a version-5 ``usage`` JSON column, as columns.
 _USAGE: Final = ", ".join(
@@ -417,8 +417,8 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
-def pending_statements(version: int, path: str) -> Iterator[str]:
-    """The statements that take a store from schema ``version`` to :data:`SCHEMA_VERSION`.
+def check_readable(version: int, path: str) -> None:
+    """Raise unless this lexibatch reads a store of schema ``version``.
 
     Raises:
         ConfigError: the store (at ``path``) was written by a newer lexibatch.
@@ -429,5 +429,14 @@ def pending_statements(version: int, path: str) -> Iterator[str]:
             f"lexibatch reads ({SCHEMA_VERSION}) — upgrade lexibatch",
             key="connector.db",
         )
+
+
+def pending_statements(version: int, path: str) -> Iterator[str]:
+    """The statements that take a store from schema ``version`` to :data:`SCHEMA_VERSION`.
+
+    Raises:
+        ConfigError: the store (at ``path``) was written by a newer lexibatch.
+    """
+    check_readable(version, path)
     for statements in MIGRATIONS[version:]:
         yield from statements

@@ -1,0 +1,136 @@
+"""A store is upgraded only when no older process writes to it in the layout it knows.
+
+A process of an older lexibatch keeps writing the rows it knows how to
+write, and a newer schema may take them with another meaning: schema 8
+would file a schema-7 answer under another key's id. So an old store is
+not upgraded while a batch run (the process that lives for days) holds its
+lease, and a process that finds its store upgraded by a newer lexibatch
+stops at its next write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugins.lease import runner_elsewhere
+from plugins.store import Store, StoredResult
+from plugins.store.keys import key_cell
+from plugins.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from providers.errors import ConfigError, StoreBusyError, StoreWriteError
+from providers.types import Usage
+from tests.support.emulated_run import ROOT
+
+
+def _result(key: str) -> StoredResult:
+    return StoredResult(key, "gpt-4o-mini", "define", "batch", '{"a": 1}', Usage(10, 5), 0.001)
+
+
+def _old_store(db: Path, version: int) -> None:
+    conn = sqlite3.connect(db)
+    conn.create_function("lb_key", 1, key_cell, deterministic=True)
+    for statements in MIGRATIONS[:version]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.commit()
+    conn.close()
+
+
+def _version(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+@pytest.fixture
+def batch_run_elsewhere(tmp_path: Path) -> Iterator[Path]:
+    """The path of a store whose batch lease another process holds (until the test ends)."""
+    db = tmp_path / "lexibatch.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from plugins.lease import BatchLease; "
+         f"lease = BatchLease({str(db)!r}); lease.acquire(); print('held', flush=True); "
+         "sys.stdin.read()"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield db
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+
+
+def test_an_old_store_is_not_upgraded_while_another_process_runs_its_batches(
+    batch_run_elsewhere: Path,
+) -> None:
+    db = batch_run_elsewhere
+    _old_store(db, SCHEMA_VERSION - 1)
+    with pytest.raises(StoreBusyError) as refused:
+        Store(db)
+    message = str(refused.value)
+    assert f"must be upgraded (schema version {SCHEMA_VERSION - 1} to {SCHEMA_VERSION})" in message
+    assert "let that run finish or stop it" in message
+    assert "\n" not in message
+    # Left as the running process knows it.
+    assert _version(db) == SCHEMA_VERSION - 1
+
+
+def test_a_current_or_new_store_opens_whatever_runs_its_batches(
+    batch_run_elsewhere: Path, tmp_path: Path
+) -> None:
+    # Nothing to upgrade: a second process of this version reads and writes as usual.
+    Store(batch_run_elsewhere).close()
+    store = Store(batch_run_elsewhere)
+    try:
+        assert store.put_results("openai", [_result("k1")]) == 1
+    finally:
+        store.close()
+    assert _version(batch_run_elsewhere) == SCHEMA_VERSION
+
+
+def test_an_old_store_is_upgraded_once_no_batch_run_holds_it(tmp_path: Path) -> None:
+    db = tmp_path / "lexibatch.db"
+    _old_store(db, SCHEMA_VERSION - 1)
+    store = Store(db)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.put_results("openai", [_result("k1")]) == 1
+    finally:
+        store.close()
+    # The lease was only borrowed for the upgrade.
+    assert not runner_elsewhere(str(db))
+
+
+def test_a_process_writes_no_more_once_a_newer_lexibatch_upgraded_its_store(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "lexibatch.db"
+    store = Store(db)
+    try:
+        assert store.put_results("openai", [_result("k1")]) == 1
+        # A newer lexibatch opens the same file and upgrades it.
+        with sqlite3.connect(db) as newer:
+            newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        with pytest.raises(StoreWriteError) as stopped:
+            store.put_results("openai", [_result("k2")])
+        message = str(stopped.value)
+        assert f"upgraded to schema version {SCHEMA_VERSION + 1} by a newer lexibatch" in message
+        assert "what was stored before is kept" in message
+        with pytest.raises(StoreWriteError), store.in_transaction():
+            pass
+        # Nothing more was written, and the store is not left in a transaction.
+        assert store.query("SELECT COUNT(*) FROM results")[0][0] == 1
+        with pytest.raises(StoreWriteError):
+            store.put_results("openai", [_result("k3")], journaled=True)
+    finally:
+        store.close()
+    # Opened anew by this version, it is refused as before: it is newer than this one reads.
+    with pytest.raises(ConfigError, match="newer than this lexibatch reads"):
+        Store(db)

@@ -34,12 +34,12 @@ _USAGE_COLUMNS = (
     "cache_creation_1h_tokens"
 )
 _RESULT_COLUMNS = (
-    f"key, model, task, mode, text, {_USAGE_COLUMNS}, cost_usd, request_id, "
+    f"key, model, task, mode, text, {_USAGE_COLUMNS}, cost_usd, provider_request_id, "
     f"{BATCH_ID_OF.format(t='r')}, created_at"
 )
 _RESULT_INSERT = (
-    f"provider, key, model, task, mode, text, {_USAGE_COLUMNS}, cost_usd, request_id, batch, "
-    "created_at"
+    f"provider, key, model, task, mode, text, {_USAGE_COLUMNS}, cost_usd, provider_request_id, "
+    "batch, created_at"
 )
 
 

@@ -46,7 +46,7 @@ __all__ = ["OPEN", "JournalTables"]
 OPEN: Final = "state <> 'succeeded'"
 
 _REQUEST_COLUMNS = (
-    "r.key, r.model, r.task, b.body, r.state, r.shard_id, r.attempts, r.error, r.created_at, "
+    "r.key, r.model, r.task, b.body, r.state, r.shard_id, r.submissions, r.error, r.created_at, "
     "r.updated_at"
 )
 #: The journal's rows with the body each one still has.
@@ -55,7 +55,7 @@ _REQUESTS = "requests r LEFT JOIN request_bodies b ON b.id = r.id"
 _BY_KEY = BY_KEY.format(t="requests")
 _BY_KEYS = BY_KEYS.format(t="r")
 _APPEND = (
-    "INSERT OR IGNORE INTO requests (id, provider, key, model, task, state, shard_id, attempts, "
+    "INSERT OR IGNORE INTO requests (id, provider, key, model, task, state, shard_id, submissions, "
     "error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
 
@@ -195,7 +195,7 @@ class JournalTables(KeyIds):
         """
         now = time.time()
         return self._changes(
-            "UPDATE requests SET state = 'submitted', attempts = attempts + 1, error = NULL, "
+            "UPDATE requests SET state = 'submitted', submissions = submissions + 1, error = NULL, "
             "updated_at = ? WHERE provider = ? AND shard_id = ? AND state = 'queued'",
             [(now, provider, shard_id)],
         )
@@ -242,7 +242,7 @@ class JournalTables(KeyIds):
         sort_by_key(values, 2)
         return self._changes(
             "UPDATE requests SET state = 'queued', shard_id = NULL, "
-            "attempts = MAX(attempts - 1, 0), updated_at = ? "
+            "submissions = MAX(submissions - 1, 0), updated_at = ? "
             f"WHERE {_BY_KEY} AND shard_id = ?",
             values,
         )
@@ -309,7 +309,8 @@ class JournalTables(KeyIds):
         sort_by_key(values, -1)
         return self._changes(
             "UPDATE requests SET state = ?1, "
-            "attempts = attempts + (?1 = 'submitted' AND ?2 IS NOT NULL AND shard_id IS NOT ?2), "
+            "submissions = submissions "
+            "+ (?1 = 'submitted' AND ?2 IS NOT NULL AND shard_id IS NOT ?2), "
             "shard_id = COALESCE(?2, shard_id), error = ?3, updated_at = ?4 "
             "WHERE requests.id = (SELECT id FROM keys WHERE provider = ?5 AND key = ?6)",
             values,

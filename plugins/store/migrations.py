@@ -269,6 +269,17 @@ _SHARED_KEYS: Final = (
     "DROP INDEX requests_key",
 )
 
+# Version 9: the columns every write of an older lexibatch names are renamed,
+# so that such a process, still running when a newer one upgrades its store,
+# fails at its next write instead of writing in a layout it no longer has:
+# version 8 took a version-7 answer under another key's id. Later versions
+# are fenced by the version check at each write (plugins.store.engine).
+_FENCED_COLUMNS: Final = (
+    "ALTER TABLE requests RENAME COLUMN attempts TO submissions",
+    "ALTER TABLE results RENAME COLUMN request_id TO provider_request_id",
+    "ALTER TABLE retired_results RENAME COLUMN request_id TO provider_request_id",
+)
+
 #: The schema, as an ordered list of migrations; migration ``i`` takes
 #: ``user_version`` from ``i`` to ``i + 1``. Append, never edit.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -411,6 +422,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     _COMPACT_ROWS,
     _ORDERED_ROWS,
     _SHARED_KEYS,
+    _FENCED_COLUMNS,
 )
 
 #: The schema version this code reads and writes.

@@ -111,15 +111,16 @@ def _rewrite_as_version_5(db: Path, bodies: dict[str, bytes]) -> None:
         conn.execute(
             "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (row["provider"], key_text(row["key"]), row["model"], row["task"], row["mode"],
-             row["text"], _usage_json(row), row["cost_usd"], row["request_id"],
+             row["text"], _usage_json(row), row["cost_usd"], row["provider_request_id"],
              batch_of.get(row["batch"]), row["created_at"]),
         )  # fmt: skip
     for row in conn.execute("SELECT * FROM made.retired_results").fetchall():
         conn.execute(
             "INSERT INTO retired_results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (row["id"], row["provider"], key_text(row["key"]), row["model"], row["task"],
-             row["mode"], row["text"], _usage_json(row), row["cost_usd"], row["request_id"],
-             batch_of.get(row["batch"]), row["created_at"], row["retired_at"], row["reason"]),
+             row["mode"], row["text"], _usage_json(row), row["cost_usd"],
+             row["provider_request_id"], batch_of.get(row["batch"]), row["created_at"],
+             row["retired_at"], row["reason"]),
         )  # fmt: skip
     for row in conn.execute("SELECT * FROM made.calls ORDER BY id").fetchall():
         conn.execute(
@@ -140,7 +141,7 @@ def _rewrite_as_version_5(db: Path, bodies: dict[str, bytes]) -> None:
             "INSERT INTO requests (provider, key, model, task, body, state, shard_id, attempts, "
             "error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (row["provider"], key, row["model"], row["task"], row["body"] or bodies[key],
-             row["state"], row["shard_id"] or _shard_of(conn, key), row["attempts"],
+             row["state"], row["shard_id"] or _shard_of(conn, key), row["submissions"],
              row["error"], row["created_at"], row["updated_at"]),
         )  # fmt: skip
     for table in ("shards", "schemas", "documents"):

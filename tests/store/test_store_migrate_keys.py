@@ -32,6 +32,8 @@ _RESULT_COLUMNS = (
     "reasoning_tokens, cache_creation_tokens, cache_creation_1h_tokens, cost_usd, request_id, "
     "batch, created_at"
 )
+# The same columns in the store the rows were made in (named as this version names them).
+_MADE_COLUMNS = _RESULT_COLUMNS.replace("request_id", "provider_request_id")
 
 
 def check_keys_shared(store: Store) -> None:
@@ -58,7 +60,7 @@ def _rewrite_as_version_7(db: Path) -> None:
     conn = open_as_version(db, 7, _SAME)
     conn.execute(
         f"INSERT INTO results (id, {_RESULT_COLUMNS}) SELECT 1000 + ROW_NUMBER() OVER "
-        f"(ORDER BY created_at, id), {_RESULT_COLUMNS} FROM made.results ORDER BY created_at, id"
+        f"(ORDER BY created_at, id), {_MADE_COLUMNS} FROM made.results ORDER BY created_at, id"
     )
     close_old(conn)
 

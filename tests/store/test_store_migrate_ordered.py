@@ -29,18 +29,20 @@ _RESULT_COLUMNS = (
     "reasoning_tokens, cache_creation_tokens, cache_creation_1h_tokens, cost_usd, request_id, "
     "batch, created_at"
 )
+# The same columns in the store the rows were made in (named as this version names them).
+_MADE_COLUMNS = _RESULT_COLUMNS.replace("request_id", "provider_request_id")
 
 
 def _rewrite_as_version_6(db: Path) -> None:
     """Replace the store ``db`` by a store of schema version 6 holding the same rows."""
     conn = open_as_version(db, 6, _SAME)
     conn.execute(
-        f"INSERT INTO results ({_RESULT_COLUMNS}) SELECT {_RESULT_COLUMNS} FROM made.results"
+        f"INSERT INTO results ({_RESULT_COLUMNS}) SELECT {_MADE_COLUMNS} FROM made.results"
     )
     conn.execute(
         "INSERT INTO requests (provider, key, model, task, state, body, shard_id, attempts, "
         "error, created_at, updated_at) SELECT r.provider, r.key, r.model, r.task, r.state, "
-        "b.body, r.shard_id, r.attempts, r.error, r.created_at, r.updated_at "
+        "b.body, r.shard_id, r.submissions, r.error, r.created_at, r.updated_at "
         "FROM made.requests r LEFT JOIN made.request_bodies b ON b.id = r.id"
     )
     close_old(conn)

@@ -50,7 +50,7 @@ def test_two_processes_share_a_fresh_database(tmp_path: Path) -> None:
         assert count("SELECT COUNT(*) FROM requests") == 2 * ROUNDS + ROUNDS
         assert count("SELECT COUNT(*) FROM requests WHERE state = 'succeeded'") == 2 * ROUNDS
         assert count("SELECT COUNT(*) FROM requests WHERE state = 'queued'") == ROUNDS
-        assert count("SELECT COUNT(*) FROM requests WHERE attempts = 1") == 2 * ROUNDS
+        assert count("SELECT COUNT(*) FROM requests WHERE submissions = 1") == 2 * ROUNDS
         assert count("SELECT COUNT(*) FROM results") == 3 * ROUNDS + 2 * BULK_ROUNDS * 500
         assert count("SELECT COUNT(*) FROM calls") == 2 * ROUNDS
         assert count("SELECT COUNT(*) FROM shards WHERE state = 'collected'") == 2 * ROUNDS

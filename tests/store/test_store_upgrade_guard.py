@@ -5,7 +5,9 @@ write, and a newer schema may take them with another meaning: schema 8
 would file a schema-7 answer under another key's id. So an old store is
 not upgraded while a batch run (the process that lives for days) holds its
 lease, and a process that finds its store upgraded by a newer lexibatch
-stops at its next write.
+stops at its next write. Versions from before that check (schemas 7 and 8)
+fail at their next write too: schema 9 renamed a column each of their
+writes names.
 """
 
 from __future__ import annotations
@@ -134,3 +136,46 @@ def test_a_process_writes_no_more_once_a_newer_lexibatch_upgraded_its_store(
     # Opened anew by this version, it is refused as before: it is newer than this one reads.
     with pytest.raises(ConfigError, match="newer than this lexibatch reads"):
         Store(db)
+
+
+# The writes of the two versions before the check at each write, as they
+# wrote them: an answer (schema 7 numbered it on its own; 8 under its key's
+# id) and a journal row.
+_OLDER_WRITES = {
+    "an answer, schema 7": (
+        "INSERT OR IGNORE INTO results (provider, key, model, task, mode, text, input_tokens, "
+        "output_tokens, cached_tokens, reasoning_tokens, cache_creation_tokens, "
+        "cache_creation_1h_tokens, cost_usd, request_id, batch, created_at) "
+        "VALUES ('openai', 'k9', 'm', NULL, 'batch', '{}', 1, 1, 0, 0, 0, 0, NULL, NULL, NULL, 0)"
+    ),
+    "an answer, schema 8": (
+        "INSERT OR IGNORE INTO results (id, provider, key, model, task, mode, text, input_tokens, "
+        "output_tokens, cached_tokens, reasoning_tokens, cache_creation_tokens, "
+        "cache_creation_1h_tokens, cost_usd, request_id, batch, created_at) SELECT id, provider, "
+        "key, 'm', NULL, 'batch', '{}', 1, 1, 0, 0, 0, 0, NULL, NULL, NULL, 0 FROM keys"
+    ),
+    "a journal row, schemas 7 and 8": (
+        "INSERT OR IGNORE INTO requests (id, provider, key, model, task, state, shard_id, "
+        "attempts, error, created_at, updated_at) "
+        "VALUES (99, 'openai', 'k9', 'm', NULL, 'queued', NULL, 0, NULL, 0, 0)"
+    ),
+}
+
+
+@pytest.mark.parametrize("write", sorted(_OLDER_WRITES))
+def test_an_older_lexibatch_still_running_fails_to_write_into_the_upgraded_store(
+    tmp_path: Path, write: str
+) -> None:
+    db = tmp_path / "lexibatch.db"
+    store = Store(db)
+    try:
+        store.put_results("openai", [_result("k1")])
+    finally:
+        store.close()
+    # A process of an older version opened the store before it was upgraded: its
+    # writes fail outright instead of filing rows where this version reads others.
+    with sqlite3.connect(db) as older:
+        with pytest.raises(sqlite3.OperationalError, match="no column named"):
+            older.execute(_OLDER_WRITES[write])
+        assert older.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+        assert older.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 0

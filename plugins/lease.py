@@ -15,9 +15,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from providers.errors import StoreBusyError
+from providers.errors import StoreBusyError, StoreWriteError, os_error_reason
 
-__all__ = ["BatchLease", "runner_elsewhere"]
+__all__ = ["BatchLease", "lease_held_here", "runner_elsewhere"]
 
 _MEMORY = ":memory:"
 
@@ -27,6 +27,11 @@ _START_GRACE = 1.0
 
 # The leases this process holds, by lock file.
 _HELD_HERE: set[Path] = set()
+
+
+def lease_held_here(db_path: str) -> bool:
+    """Whether this process holds the lease of the store at ``db_path``."""
+    return Path(f"{db_path}.batches.lock") in _HELD_HERE
 
 
 def runner_elsewhere(db_path: str) -> bool:
@@ -44,6 +49,9 @@ def runner_elsewhere(db_path: str) -> bool:
         probe.acquire()
     except Timeout:
         return True
+    except OSError:
+        # The lock file cannot be made here: no runner could have taken it either.
+        return False
     probe.release()
     return False
 
@@ -82,6 +90,12 @@ class BatchLease:
                 f"another lexibatch process is running the batches of this store "
                 f"({self.path} is locked) — wait for it to finish, or give this run a "
                 f"store of its own (--db)"
+            ) from None
+        except OSError as exc:
+            raise StoreWriteError(
+                f"the lock file {self.path} beside the store cannot be made "
+                f"({os_error_reason(exc)}): the store's folder must be writable — fix it or "
+                "set connector.db (or --db) to a writable place"
             ) from None
         assert self.path is not None
         _HELD_HERE.add(self.path)

@@ -44,7 +44,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 
-from plugins.lease import BatchLease
+from plugins.lease import BatchLease, lease_held_here
 from plugins.retry import retry_while_busy
 from plugins.store.backend import Backend, ConstraintError
 from plugins.store.keys import in_order, key_cell
@@ -282,19 +282,24 @@ class SQLiteEngine(Backend):
         keeps its store until it ends; a process of this version finding
         the store upgraded under it stops at its next write (see :meth:`_begin`).
         """
-        if self._memory or version == 0:
-            # A new store: nobody wrote in an older layout.
+        if self._memory or version == 0 or lease_held_here(self.path):
+            # A new store (nobody wrote in an older layout), or this process runs its batches.
             self._write(self._migrate)
             return
         lease = BatchLease(self.path)
         try:
             lease.acquire()
         except StoreBusyError:
+            # Held by a batch run, or by another process of this version
+            # upgrading the store: the write lock, which the upgrade holds
+            # until it commits, tells them apart.
+            if self._write(self.schema_version) == SCHEMA_VERSION:
+                return
             raise StoreBusyError(
                 f"the store {self.path} must be upgraded (schema version {version} to "
-                f"{SCHEMA_VERSION}) for this lexibatch, and another process (an older "
-                "lexibatch?) is running its batches — let that run finish or stop it, then "
-                "run this command again"
+                f"{SCHEMA_VERSION}) for this lexibatch, and another lexibatch process (an older "
+                "version?) is running its batches — let that run finish or stop it, then run "
+                "this command again"
             ) from None
         try:
             self._write(self._migrate)
@@ -393,26 +398,33 @@ class SQLiteEngine(Backend):
             self._conn.execute("PRAGMA synchronous = FULL")
         try:
             self._retry(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+            try:
+                self._check_version()
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
         except BaseException:
             if durable:
                 self._conn.execute("PRAGMA synchronous = NORMAL")
             raise
-        # Read under the write lock, which an upgrade needs too: a newer
-        # lexibatch that upgraded the store since it was opened here would
-        # read this process's writes in its own layout (see _migrate_alone).
+        self._depth = 1
+        self._durable_tx = durable
+        self._sync_after_commit = False
+
+    def _check_version(self) -> None:
+        """Inside a write transaction: raise if a newer lexibatch upgraded the store meanwhile.
+
+        Read under the write lock, which an upgrade needs too: the newer
+        version would read this process's writes in its own layout (see
+        :meth:`_migrate_alone`).
+        """
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
-            self._conn.execute("ROLLBACK")
-            if durable:
-                self._conn.execute("PRAGMA synchronous = NORMAL")
             raise StoreWriteError(
                 f"the store {self.path} was upgraded to schema version {version} by a newer "
                 f"lexibatch while this one ({SCHEMA_VERSION}) had it open: this process writes "
                 "no more to it — run the newer lexibatch; what was stored before is kept"
             )
-        self._depth = 1
-        self._durable_tx = durable
-        self._sync_after_commit = False
 
     def _check_open(self) -> None:
         """Raise if SQLite rolled the open transaction back on its own.

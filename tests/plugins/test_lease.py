@@ -99,3 +99,26 @@ async def test_two_connectors_cannot_run_the_batches_of_one_store_at_once(
         assert second.store.count_requests("openai") == {"succeeded": 2}
     finally:
         await second.aclose()
+
+
+def test_a_lock_file_that_cannot_be_made_is_one_line_that_says_what_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from filelock import FileLock
+
+    from plugins.lease import runner_elsewhere
+    from providers.errors import StoreWriteError
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(1, "Operation not permitted", f"{tmp_path}/store.db.batches.lock")
+
+    # What a folder the process may not create files in gives (read-only, immutable).
+    monkeypatch.setattr(FileLock, "acquire", refuse)
+    db = str(tmp_path / "store.db")
+    with pytest.raises(StoreWriteError) as refused:
+        BatchLease(db).acquire()
+    message = str(refused.value)
+    assert "store.db.batches.lock beside the store cannot be made" in message
+    assert "folder must be writable" in message and "\n" not in message
+    # Nobody could have taken such a lock: no runner elsewhere.
+    assert runner_elsewhere(db) is False

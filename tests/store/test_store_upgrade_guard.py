@@ -97,6 +97,67 @@ def test_a_current_or_new_store_opens_whatever_runs_its_batches(
     assert _version(batch_run_elsewhere) == SCHEMA_VERSION
 
 
+def test_a_second_opener_of_this_version_waits_for_the_upgrade_under_way(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "lexibatch.db"
+    _old_store(db, SCHEMA_VERSION - 1)
+    # Another process of this version upgrades the store and holds its lease
+    # (and the write lock) a moment longer than the statements take.
+    upgrading = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from plugins.store import Store, engine\n"
+         "upgrade = engine.SQLiteEngine._migrate\n"
+         "def slow(self):\n"
+         "    upgrade(self); print('upgrading', flush=True); time.sleep(2)\n"
+         "engine.SQLiteEngine._migrate = slow\n"
+         f"Store({str(db)!r}).close()\n"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert upgrading.stdout is not None
+        assert upgrading.stdout.readline().strip() == "upgrading"
+        # Refused by the lease, but the store is upgraded by the time the write lock is had.
+        store = Store(db)
+        try:
+            assert store.schema_version() == SCHEMA_VERSION
+            assert store.put_results("openai", [_result("k1")]) == 1
+        finally:
+            store.close()
+    finally:
+        assert upgrading.wait(timeout=30) == 0
+
+
+def test_a_failure_while_checking_the_version_leaves_no_transaction_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugins.store.engine import SQLiteEngine
+
+    store = Store(tmp_path / "lexibatch.db")
+    try:
+        check = SQLiteEngine._check_version
+
+        def interrupted(self: SQLiteEngine) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(SQLiteEngine, "_check_version", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            store.put_results("openai", [_result("k1")])
+        with pytest.raises(KeyboardInterrupt), store.in_transaction(durable=True):
+            pass
+        monkeypatch.setattr(SQLiteEngine, "_check_version", check)
+        # Rolled back: the next write starts its own transaction, and another
+        # connection is not locked out.
+        assert store.put_results("openai", [_result("k2")]) == 1
+        with sqlite3.connect(tmp_path / "lexibatch.db", timeout=1) as other:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        assert store.query("PRAGMA synchronous")[0][0] == 1  # NORMAL again after a durable try
+    finally:
+        store.close()
+
+
 def test_an_old_store_is_upgraded_once_no_batch_run_holds_it(tmp_path: Path) -> None:
     db = tmp_path / "lexibatch.db"
     _old_store(db, SCHEMA_VERSION - 1)

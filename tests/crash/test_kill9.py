@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.emulated_run import EmulatorProcess, run_env, work_folder
+from tests.support.emulated_run import EmulatorProcess, run_env, shard_states, work_folder
 
 N = 120
 PHASES = ["queued", "written", "submitting", "created", "ended"]
@@ -93,16 +92,6 @@ def _start_run(work: Path, wire: Wire = WIRES["openai"]) -> subprocess.Popen[str
     )
 
 
-def _shard_states(db: Path) -> list[str]:
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(db, timeout=1) as conn:
-            return [row[0] for row in conn.execute("SELECT state FROM shards")]
-    except sqlite3.OperationalError:
-        return []
-
-
 def _wait_for_phase(run: subprocess.Popen[str], db: Path, phase: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -112,10 +101,10 @@ def _wait_for_phase(run: subprocess.Popen[str], db: Path, phase: str) -> None:
             # reached the provider yet (checked by the caller).
             if db.exists():
                 return
-        elif phase in _shard_states(db):
+        elif phase in shard_states(db):
             return
         time.sleep(0.02)
-    raise AssertionError(f"phase {phase} not reached: {_shard_states(db)}")
+    raise AssertionError(f"phase {phase} not reached: {shard_states(db)}")
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -136,7 +125,7 @@ def test_kill9_at_each_phase_then_rerun_pays_once(
             while not wire.batches(emulator_process) and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert wire.batches(emulator_process), "the batch was never created"
-            assert "submitting" in _shard_states(db)
+            assert "submitting" in shard_states(db)
     finally:
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=10)

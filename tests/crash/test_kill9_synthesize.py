@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.emulated_run import EmulatorProcess, run_env, write_config
+from tests.support.emulated_run import EmulatorProcess, run_env, shard_states, write_config
 
 WORDS = ["apple", "run", "house", "light", "water", "book", "happy", "bright", "time", "quickly"]
 # Collected shards the run must have before each kill (counted over all runs so far).
@@ -75,22 +75,12 @@ def _start(work: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _shard_states(db: Path) -> list[str]:
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(db, timeout=1) as conn:
-            return [row[0] for row in conn.execute("SELECT state FROM shards")]
-    except sqlite3.OperationalError:
-        return []
-
-
 def _kill_mid_batch(run: subprocess.Popen[str], db: Path, collected: int) -> None:
     """Kill ``run`` once ``collected`` shards were collected and another one is at the provider."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert run.poll() is None, f"the run ended before the kill: {run.communicate()}"
-        states = _shard_states(db)
+        states = shard_states(db)
         if states.count("collected") >= collected and {"submitting", "created"} & set(states):
             run.send_signal(signal.SIGKILL)
             run.wait(timeout=10)
@@ -98,7 +88,7 @@ def _kill_mid_batch(run: subprocess.Popen[str], db: Path, collected: int) -> Non
         time.sleep(0.01)
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=10)
-    raise AssertionError(f"never {collected} shards collected with one out: {_shard_states(db)}")
+    raise AssertionError(f"never {collected} shards collected with one out: {shard_states(db)}")
 
 
 def test_synthesize_killed_three_times_in_different_rounds_then_rerun_pays_once(
@@ -108,7 +98,7 @@ def test_synthesize_killed_three_times_in_different_rounds_then_rerun_pays_once(
     db = work / ".lexibatch" / "lexibatch.db"
     for collected in KILL_AFTER_COLLECTED:
         _kill_mid_batch(_start(work), db, collected)
-    killed_with = _shard_states(db)
+    killed_with = shard_states(db)
     # The kills came while batches were out, across more than one round.
     assert killed_with.count("collected") >= KILL_AFTER_COLLECTED[-1]
 

@@ -62,6 +62,16 @@ def _usage_json(row: sqlite3.Row) -> str:
     return orjson.dumps(counts).decode()
 
 
+def old_schema(conn: sqlite3.Connection, version: int) -> None:
+    """Make the empty store ``conn`` opened a store of schema ``version``."""
+    # Migration 6 converts the (here absent) rows of version 5 with this function.
+    conn.create_function("lb_key", 1, key_cell, deterministic=True)
+    for statements in MIGRATIONS[:version]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+
+
 def open_as_version(db: Path, version: int, same: Iterable[str] = ()) -> sqlite3.Connection:
     """Move the store ``db`` aside and open an empty store of schema ``version`` in its place.
 
@@ -72,12 +82,7 @@ def open_as_version(db: Path, version: int, same: Iterable[str] = ()) -> sqlite3
     made = db.with_name("made.db")
     db.rename(made)
     conn = sqlite3.connect(db)
-    # Migration 6 converts the (here absent) rows of version 5 with this function.
-    conn.create_function("lb_key", 1, key_cell, deterministic=True)
-    for statements in MIGRATIONS[:version]:
-        for statement in statements:
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {version}")
+    old_schema(conn, version)
     conn.execute("ATTACH DATABASE ? AS made", (str(made),))
     for table in same:
         conn.execute(f"INSERT INTO {table} SELECT * FROM made.{table}")

@@ -22,10 +22,10 @@ import pytest
 
 from plugins.lease import runner_elsewhere
 from plugins.store import Store, StoredResult
-from plugins.store.keys import key_cell
-from plugins.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from plugins.store.migrations import SCHEMA_VERSION
 from providers.errors import ConfigError, StoreBusyError, StoreWriteError
 from providers.types import Usage
+from tests.store.test_store_migrate_compact import old_schema
 from tests.support.emulated_run import ROOT
 
 
@@ -35,13 +35,19 @@ def _result(key: str) -> StoredResult:
 
 def _old_store(db: Path, version: int) -> None:
     conn = sqlite3.connect(db)
-    conn.create_function("lb_key", 1, key_cell, deterministic=True)
-    for statements in MIGRATIONS[:version]:
-        for statement in statements:
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {version}")
+    old_schema(conn, version)
     conn.commit()
     conn.close()
+
+
+def _check_upgraded(db: Path) -> None:
+    """The store ``db`` opens at this version and takes an answer."""
+    store = Store(db)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.put_results("openai", [_result("k1")]) == 1
+    finally:
+        store.close()
 
 
 def _version(db: Path) -> int:
@@ -119,12 +125,7 @@ def test_a_second_opener_of_this_version_waits_for_the_upgrade_under_way(
         assert upgrading.stdout is not None
         assert upgrading.stdout.readline().strip() == "upgrading"
         # Refused by the lease, but the store is upgraded by the time the write lock is had.
-        store = Store(db)
-        try:
-            assert store.schema_version() == SCHEMA_VERSION
-            assert store.put_results("openai", [_result("k1")]) == 1
-        finally:
-            store.close()
+        _check_upgraded(db)
     finally:
         assert upgrading.wait(timeout=30) == 0
 
@@ -161,12 +162,7 @@ def test_a_failure_while_checking_the_version_leaves_no_transaction_open(
 def test_an_old_store_is_upgraded_once_no_batch_run_holds_it(tmp_path: Path) -> None:
     db = tmp_path / "lexibatch.db"
     _old_store(db, SCHEMA_VERSION - 1)
-    store = Store(db)
-    try:
-        assert store.schema_version() == SCHEMA_VERSION
-        assert store.put_results("openai", [_result("k1")]) == 1
-    finally:
-        store.close()
+    _check_upgraded(db)
     # The lease was only borrowed for the upgrade.
     assert not runner_elsewhere(str(db))
 

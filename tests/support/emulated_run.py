@@ -8,6 +8,7 @@ benchmarks run without pytest, so nothing here imports it.
   survive a restart, which reuses the port).
 - :func:`work_folder`: a folder with a ``lexibatch.toml`` pointing one
   provider at the emulator and a ``requests.jsonl`` for ``lexibatch run``.
+- :func:`shard_states`: the shards a run has journaled, read from outside.
 - :func:`run_env`: the environment of a ``lexibatch`` process (dummy keys,
   no entry-point plugins, nothing of the caller's own settings).
 """
@@ -18,6 +19,7 @@ import collections
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,6 +33,7 @@ __all__ = [
     "SCHEMA",
     "EmulatorProcess",
     "run_env",
+    "shard_states",
     "work_folder",
     "write_config",
     "write_requests",
@@ -163,6 +166,17 @@ class EmulatorProcess:
         # utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 after the name.
         fields = stat.rsplit(")", 1)[1].split()
         return sum(int(v) for v in fields[11:15]) / tick
+
+
+def shard_states(db: Path) -> list[str]:
+    """The state of each shard journaled in the store ``db`` so far (none while it is made)."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            return [row[0] for row in conn.execute("SELECT state FROM shards")]
+    except sqlite3.OperationalError:
+        return []
 
 
 def run_env(**keys: str) -> dict[str, str]:

@@ -24,8 +24,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.crash.test_kill9 import _shard_states
-from tests.support.emulated_run import EmulatorProcess, run_env, work_folder
+from tests.support.emulated_run import EmulatorProcess, run_env, shard_states, work_folder
 
 N = 30
 WAITING = "wait for its answers instead of being paid for again"
@@ -89,7 +88,7 @@ def test_an_immediate_run_collects_the_batch_of_a_killed_batch_run_and_pays_once
     log_path = tmp_path / "immediate.err"
     # Every request is journaled (submitted, with its sealed shard) before
     # the immediate run looks at it: it waits for the batch run.
-    _until("the batch run's shard", lambda: "written" in _shard_states(db), batch_run)
+    _until("the batch run's shard", lambda: "written" in shard_states(db), batch_run)
     with log_path.open("w") as log:
         immediate = _start(work, "immediate", "now.jsonl", log)
         try:
@@ -97,9 +96,9 @@ def test_an_immediate_run_collects_the_batch_of_a_killed_batch_run_and_pays_once
             if phase == "submitting":
                 # The provider made the batch; the run has not heard back yet.
                 _until("the batch created", batches, batch_run)
-                assert "submitting" in _shard_states(db)
+                assert "submitting" in shard_states(db)
             else:
-                _until("the batch created", lambda: "created" in _shard_states(db), batch_run)
+                _until("the batch created", lambda: "created" in shard_states(db), batch_run)
             billing = emulator_process.call("/_emulator/billing")
             assert billing["immediate"]["requests"] == 0
         finally:

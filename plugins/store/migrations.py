@@ -269,9 +269,10 @@ _SHARED_KEYS: Final = (
     "DROP INDEX requests_key",
 )
 
-# Version 9: the columns every write of an older lexibatch names are renamed,
-# so that such a process, still running when a newer one upgrades its store,
-# fails at its next write instead of writing in a layout it no longer has:
+# Version 9: a column that every answer and journal write of an older
+# lexibatch names is renamed, so that such a process, still running when a
+# newer one upgrades its store, fails at its next such write instead of
+# writing in a layout it no longer has:
 # version 8 took a version-7 answer under another key's id. Later versions
 # are fenced by the version check at each write (plugins.store.engine).
 _FENCED_COLUMNS: Final = (

@@ -62,6 +62,16 @@ def _usage_json(row: sqlite3.Row) -> str:
     return orjson.dumps(counts).decode()
 
 
+#: The cache's columns in schemas 6 to 8 (an old store's ``results``), and the
+#: same columns as this version names them (a store made by real runs).
+OLD_RESULT_COLUMNS = (
+    "provider, key, model, task, mode, text, input_tokens, output_tokens, cached_tokens, "
+    "reasoning_tokens, cache_creation_tokens, cache_creation_1h_tokens, cost_usd, request_id, "
+    "batch, created_at"
+)
+MADE_RESULT_COLUMNS = OLD_RESULT_COLUMNS.replace("request_id", "provider_request_id")
+
+
 def old_schema(conn: sqlite3.Connection, version: int) -> None:
     """Make the empty store ``conn`` opened a store of schema ``version``."""
     # Migration 6 converts the (here absent) rows of version 5 with this function.

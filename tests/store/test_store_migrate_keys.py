@@ -17,6 +17,8 @@ from typing import Any
 
 from plugins.store import Store
 from tests.store.test_store_migrate_compact import (
+    MADE_RESULT_COLUMNS,
+    OLD_RESULT_COLUMNS,
     close_old,
     migrate_old_store,
     open_as_version,
@@ -27,13 +29,6 @@ _SAME = (
     "calls", "retired_results", "batches", "runs", "shards", "schemas", "documents", "claims",
     "requests", "request_bodies",
 )  # fmt: skip
-_RESULT_COLUMNS = (
-    "provider, key, model, task, mode, text, input_tokens, output_tokens, cached_tokens, "
-    "reasoning_tokens, cache_creation_tokens, cache_creation_1h_tokens, cost_usd, request_id, "
-    "batch, created_at"
-)
-# The same columns in the store the rows were made in (named as this version names them).
-_MADE_COLUMNS = _RESULT_COLUMNS.replace("request_id", "provider_request_id")
 
 
 def check_keys_shared(store: Store) -> None:
@@ -59,8 +54,9 @@ def _rewrite_as_version_7(db: Path) -> None:
     """
     conn = open_as_version(db, 7, _SAME)
     conn.execute(
-        f"INSERT INTO results (id, {_RESULT_COLUMNS}) SELECT 1000 + ROW_NUMBER() OVER "
-        f"(ORDER BY created_at, id), {_MADE_COLUMNS} FROM made.results ORDER BY created_at, id"
+        f"INSERT INTO results (id, {OLD_RESULT_COLUMNS}) SELECT 1000 + ROW_NUMBER() OVER "
+        f"(ORDER BY created_at, id), {MADE_RESULT_COLUMNS} FROM made.results "
+        "ORDER BY created_at, id"
     )
     close_old(conn)
 

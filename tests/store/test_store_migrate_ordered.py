@@ -16,6 +16,8 @@ from typing import Any
 
 from plugins.store import Store
 from tests.store.test_store_migrate_compact import (
+    MADE_RESULT_COLUMNS,
+    OLD_RESULT_COLUMNS,
     close_old,
     migrate_old_store,
     open_as_version,
@@ -24,20 +26,13 @@ from tests.store.test_store_migrate_keys import check_keys_shared
 
 # Tables whose shape version 7 left as version 6 had it.
 _SAME = ("calls", "retired_results", "batches", "runs", "shards", "schemas", "documents", "claims")
-_RESULT_COLUMNS = (
-    "provider, key, model, task, mode, text, input_tokens, output_tokens, cached_tokens, "
-    "reasoning_tokens, cache_creation_tokens, cache_creation_1h_tokens, cost_usd, request_id, "
-    "batch, created_at"
-)
-# The same columns in the store the rows were made in (named as this version names them).
-_MADE_COLUMNS = _RESULT_COLUMNS.replace("request_id", "provider_request_id")
 
 
 def _rewrite_as_version_6(db: Path) -> None:
     """Replace the store ``db`` by a store of schema version 6 holding the same rows."""
     conn = open_as_version(db, 6, _SAME)
     conn.execute(
-        f"INSERT INTO results ({_RESULT_COLUMNS}) SELECT {_MADE_COLUMNS} FROM made.results"
+        f"INSERT INTO results ({OLD_RESULT_COLUMNS}) SELECT {MADE_RESULT_COLUMNS} FROM made.results"
     )
     conn.execute(
         "INSERT INTO requests (provider, key, model, task, state, body, shard_id, attempts, "

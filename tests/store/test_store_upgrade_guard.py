@@ -91,7 +91,7 @@ def test_an_old_store_is_not_upgraded_while_another_process_runs_its_batches(
 
 
 def test_a_current_or_new_store_opens_whatever_runs_its_batches(
-    batch_run_elsewhere: Path, tmp_path: Path
+    batch_run_elsewhere: Path,
 ) -> None:
     # Nothing to upgrade: a second process of this version reads and writes as usual.
     Store(batch_run_elsewhere).close()

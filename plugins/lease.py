@@ -11,6 +11,7 @@ it with the process, so a run killed with ``kill -9`` never leaves it behind.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -29,9 +30,19 @@ _START_GRACE = 1.0
 _HELD_HERE: set[Path] = set()
 
 
+def _lock_path(db_path: str) -> Path:
+    """The lock file of the store at ``db_path``, beside the database file itself.
+
+    The path is resolved first: a process reaching the store through a symlink,
+    a relative path or a linked folder must lock the same file as one using the
+    real path, or both would run the store's batches at once.
+    """
+    return Path(f"{os.path.realpath(db_path)}.batches.lock")
+
+
 def lease_held_here(db_path: str) -> bool:
     """Whether this process holds the lease of the store at ``db_path``."""
-    return Path(f"{db_path}.batches.lock") in _HELD_HERE
+    return _lock_path(db_path) in _HELD_HERE
 
 
 def runner_elsewhere(db_path: str) -> bool:
@@ -41,7 +52,7 @@ def runner_elsewhere(db_path: str) -> bool:
     """
     if db_path == _MEMORY:
         return False
-    path = Path(f"{db_path}.batches.lock")
+    path = _lock_path(db_path)
     if path in _HELD_HERE:
         return False
     probe = FileLock(path, thread_local=False, timeout=0)
@@ -65,7 +76,7 @@ class BatchLease:
     """
 
     def __init__(self, db_path: str) -> None:
-        self.path: Path | None = None if db_path == _MEMORY else Path(f"{db_path}.batches.lock")
+        self.path: Path | None = None if db_path == _MEMORY else _lock_path(db_path)
         self._lock = (
             None if self.path is None else FileLock(self.path, thread_local=False, timeout=0)
         )

@@ -122,3 +122,70 @@ def test_a_lock_file_that_cannot_be_made_is_one_line_that_says_what_to_fix(
     assert "folder must be writable" in message and "\n" not in message
     # Nobody could have taken such a lock: no runner elsewhere.
     assert runner_elsewhere(db) is False
+
+
+def test_one_store_reached_by_a_symlink_a_linked_folder_or_a_relative_path_has_one_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugins.lease import lease_held_here, runner_elsewhere
+
+    real = tmp_path / "data" / "store.db"
+    real.parent.mkdir()
+    real.touch()
+    (tmp_path / "link.db").symlink_to(real)
+    (tmp_path / "linked").symlink_to(real.parent, target_is_directory=True)
+    monkeypatch.chdir(real.parent)
+    other_names = [
+        str(tmp_path / "link.db"),
+        str(tmp_path / "linked" / "store.db"),
+        "store.db",
+        "./../data/store.db",
+    ]
+    holder = BatchLease(str(real))
+    holder.acquire()
+    try:
+        for name in other_names:
+            with pytest.raises(StoreBusyError, match="is locked"):
+                BatchLease(name).acquire()
+            # This process holds it, whatever name the store is given.
+            assert lease_held_here(name) and not runner_elsewhere(name)
+    finally:
+        holder.release()
+    for name in other_names:
+        assert not lease_held_here(name)
+    # The lock file sits beside the real database, not beside a link to it.
+    assert (real.parent / "store.db.batches.lock").exists()
+    assert not (tmp_path / "link.db.batches.lock").exists()
+
+
+def test_a_runner_using_a_symlink_is_seen_by_a_process_using_the_real_path(
+    tmp_path: Path,
+) -> None:
+    from plugins.lease import runner_elsewhere
+
+    real = tmp_path / "store.db"
+    real.touch()
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    code = (
+        "import sys, time\n"
+        "from plugins.lease import BatchLease\n"
+        "lease = BatchLease(sys.argv[1])\n"
+        "lease.acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(link)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert runner_elsewhere(str(real))
+        with pytest.raises(StoreBusyError, match="another lexibatch process"):
+            BatchLease(str(real)).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)

@@ -11,8 +11,10 @@ looks at the other's record, in this order:
    for it: the claim is let go and the batch's answer is waited for.
 2. **Batch** (``B1``, ``B2``): journal the sealed shard's rows as submitted
    and commit (``B1``); then, before uploading or creating anything, read
-   which of the shard's requests another live process has claimed or already
-   answered (``B2``, one query joined on the shard's keys). Those lines are
+   which of the shard's requests someone else has claimed or already answered
+   (``B2``, one query joined on the shard's keys): another live process, or
+   in this process another connector, or an immediate call for a request
+   whose batch-mode caller gave up while it waited in the open shard. Those lines are
    taken out of the spool file, their rows leave the shard, and their callers
    wait for the claim holder's answer (sent in a batch again only if the
    holder lets its claim go without one).
@@ -53,8 +55,6 @@ decides (:func:`batch_holds`):
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -119,16 +119,20 @@ def batch_holds(store: Store, provider: str, key: str) -> BatchHold | None:
 
 
 def taken_elsewhere(store: Store, claims: ClaimBook, shard_id: str) -> set[str]:
-    """Requests of ``shard_id`` another live process has claimed, or whose answer is stored.
+    """Requests of ``shard_id`` someone else is answering now, or whose answer is stored.
 
-    Claims of this process's own immediate strategy do not count: within one
-    process the connector sends identical requests once.
+    Someone else is any live claim holder: another process, and also another
+    connector of this process, or this connector's immediate strategy asked
+    for a request whose batch-mode caller gave up (cancelled) while it waited
+    in the open shard. Neither of those is covered by the connector's
+    one-call-per-request rule, and the immediate side sends a request that is
+    only queued here (see :func:`batch_holds`), so the batch must leave it out.
+    ``claims`` is the batch's own book, which never claims.
     """
-    own = f"{socket.gethostname()}:{os.getpid()}:"
     taken = {
         key
         for key, owner, expires_at in store.claims_in_shard(claims.provider, shard_id)
-        if not owner.startswith(own) and not claims.lapsed(owner, expires_at)
+        if owner != claims.owner and not claims.lapsed(owner, expires_at)
     }
     taken.update(store.answered_in_shard(claims.provider, shard_id))
     return taken

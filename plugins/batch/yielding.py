@@ -1,9 +1,10 @@
-"""A batch run gives way to another process answering some of its requests.
+"""A batch run gives way to whoever else answers some of its requests.
 
 Right after a sealed shard's rows are committed, and before anything is
-uploaded, the requests of the shard that another live process has claimed
-(an immediate run on this store) or already answered leave the shard: their
-lines are taken out of the spool file and their callers wait for that answer.
+uploaded, the requests of the shard that someone else has claimed (an
+immediate run on this store, in another process or this one) or already
+answered leave the shard: their lines are taken out of the spool file and
+their callers wait for that answer.
 A request whose claim is let go without an answer is queued again, in the
 next shard. :mod:`plugins.crossmode` says why this order never pays twice.
 """

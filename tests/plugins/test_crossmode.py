@@ -156,3 +156,76 @@ def test_what_a_batch_holds_says_who_answers_a_request(
             holder.kill()
             holder.wait()
         store.close()
+
+
+# ---------------------------------------------------------------------------
+# Within one process: a request waiting in a batch's open shard is asked for
+# immediately by a caller the connector's one-call-per-request rule does not
+# cover. The immediate side sends it (only queued, no batch holds it yet) and
+# the batch leaves it out of its shard when it seals: paid once.
+
+
+def _slow_answers() -> Any:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    # Immediate answers take 1 s: the claims are still held when the shard
+    # seals (linger 0.3 s), which is the window in question.
+    return Emulator(EmulatorConfig(batch_seconds=0.2, latency=1.0))
+
+
+async def test_two_connectors_of_one_process_pay_once_for_a_request_of_an_open_shard(
+    make_settings: Any,
+) -> None:
+    prompts = [f"two connectors {i}" for i in range(5)]
+    with _slow_answers() as emu:
+        settings = make_settings(emu, batch={"linger": 0.3})
+        batch, immediate = open_connector(settings), open_connector(settings)
+        try:
+            batch.enable_batch_mode()
+            queued = asyncio.ensure_future(gather(batch, prompts))
+            await asyncio.sleep(0.05)  # in the batch's open shard, not sealed
+            assert not batch.store.shards()
+            now = await gather(immediate, prompts)
+            later = await asyncio.wait_for(queued, 30)
+            left_out = [s.requests for s in batch.store.shards()]
+        finally:
+            await batch.aclose()
+            await immediate.aclose()
+        billing = emu.billing()
+    assert all(isinstance(r, Entry) for r in now), now
+    assert all(isinstance(r, Entry) for r in later), later
+    # The batch's callers got the immediate side's answers.
+    assert [r.word for r in later] == [r.word for r in now]
+    assert left_out == [0], left_out  # the sealed shard kept none of them
+    assert (billing["immediate"]["requests"], billing["batch"]["requests"]) == (5, 0), billing
+
+
+async def test_a_request_whose_batch_caller_gave_up_is_paid_once_when_asked_immediately(
+    make_settings: Any,
+) -> None:
+    prompts = [f"gave up {i}" for i in range(5)]
+    with _slow_answers() as emu:
+        connector = open_connector(make_settings(emu, batch={"linger": 0.3}))
+        try:
+            # Each batch-mode caller gives up (a timeout, a task group's
+            # cancel): its request stays in the open shard.
+            tries = await asyncio.gather(
+                *(
+                    asyncio.wait_for(connector.structured(p, Entry, task="t", mode="batch"), 0.05)
+                    for p in prompts
+                ),
+                return_exceptions=True,
+            )
+            assert all(isinstance(t, TimeoutError) for t in tries), tries
+            now = await asyncio.gather(
+                *(connector.structured(p, Entry, task="t", mode="immediate") for p in prompts),
+                return_exceptions=True,
+            )
+            await connector.execute_batch()
+            left_out = [s.requests for s in connector.store.shards()]
+        finally:
+            await connector.aclose()
+        billing = emu.billing()
+    assert all(isinstance(r, Entry) for r in now), now
+    assert left_out == [0], left_out
+    assert (billing["immediate"]["requests"], billing["batch"]["requests"]) == (5, 0), billing

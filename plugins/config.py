@@ -76,8 +76,21 @@ __all__ = [
 #: The config file looked for in the working directory.
 CONFIG_FILE = "lexibatch.toml"
 
-#: ``LEXIBATCH_*`` variables that are read elsewhere and are not settings.
-NON_CONFIG_ENV: frozenset[str] = frozenset({"LEXIBATCH_LOAD_PLUGINS", "LEXIBATCH_CONFIG"})
+#: ``LEXIBATCH_*`` variables that are read elsewhere and are not settings:
+#: any of them may be exported in the shell every command runs from.
+NON_CONFIG_ENV: frozenset[str] = frozenset(
+    {
+        "LEXIBATCH_LOAD_PLUGINS",
+        "LEXIBATCH_CONFIG",
+        # `lexibatch serve --token`
+        "LEXIBATCH_SERVE_TOKEN",
+        # The test suite's and the benchmarks' own switches (see the README).
+        "LEXIBATCH_CASSETTE_TARGET",
+        "LEXIBATCH_REAL_CASSETTES",
+        "LEXIBATCH_BENCH_PROFILE_LINES",
+        "LEXIBATCH_CI_VENV",
+    }
+)
 
 _ENV_PREFIX = ENV_PREFIX
 _CONNECTOR_SHORTCUTS = {
@@ -383,11 +396,11 @@ def _config_error(
 
 
 def load_settings(
-    config_path: Path | None = None,
+    config_path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
-    cwd: Path | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> Settings:
     """Read, merge and validate the configuration.
 
@@ -408,12 +421,12 @@ def load_settings(
             key or a bad value — one line naming the source and the key.
     """
     env = os.environ if env is None else env
-    base = Path.cwd() if cwd is None else cwd
+    base = Path.cwd() if cwd is None else Path(cwd)
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
     file_label = CONFIG_FILE
-    explicit = config_path
+    explicit = None if config_path is None else Path(config_path)
     if explicit is None and env.get("LEXIBATCH_CONFIG"):
         explicit = Path(env["LEXIBATCH_CONFIG"])
     if explicit is not None:

@@ -238,6 +238,7 @@ class ImmediateStrategy:
                     mode="immediate",
                     cost_usd=None,
                     usage=usage,
+                    sent_max_tokens=current.max_tokens,
                 )
             except SchemaValidationError as exc:
                 if attempt >= self._reask:

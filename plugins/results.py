@@ -130,13 +130,16 @@ def build_response(
     batch_id: str | None = None,
     usage: Usage | None = None,
     cached: bool = False,
+    sent_max_tokens: int | None = None,
 ) -> Response:
     """Validate ``completion`` against ``request`` and wrap it as a :class:`Response`.
 
     A structured answer cut at the output-token limit that does not fit its
     schema is a :class:`TruncatedError` (to be retried with more tokens),
     not a schema failure; a text answer cut there is returned, its
-    ``stop_reason`` saying so.
+    ``stop_reason`` saying so. ``sent_max_tokens`` is the limit the answer
+    was asked with when a re-ask raised it above ``request``'s own: the
+    error names the limit the answer hit, and offers only a larger one.
 
     Raises:
         InvalidRequestError: the model refused (code ``refusal``) or the
@@ -156,7 +159,11 @@ def build_response(
         output = validate_content(request, completion.content, provider=provider)
     except SchemaValidationError:
         if stop is not None and stop.truncated:
-            limit = getattr(request, "max_tokens", None) or completion.usage.output_tokens
+            limit = (
+                sent_max_tokens
+                or getattr(request, "max_tokens", None)
+                or completion.usage.output_tokens
+            )
             raise TruncatedError(
                 f"the answer was cut at the output-token limit ({limit or 'unknown'} tokens, "
                 f"stop reason {completion.finish_reason!r}) before it was complete",

@@ -180,6 +180,17 @@ def test_unknown_environment_variable(tmp_path: Path) -> None:
     assert str(error).startswith("LEXIBATCH_SOMETHING: unknown lexibatch setting")
 
 
+def test_variables_read_elsewhere_are_not_taken_for_settings(tmp_path: Path) -> None:
+    from plugins.config import NON_CONFIG_ENV
+
+    # The serve token, the plugin switch, the tests' own switches: exported
+    # in a shell, none of them stops a command from starting.
+    assert {"LEXIBATCH_SERVE_TOKEN", "LEXIBATCH_CASSETTE_TARGET"} <= NON_CONFIG_ENV
+    env = {name: "1" for name in NON_CONFIG_ENV - {"LEXIBATCH_CONFIG"}}
+    settings = load_settings(None, env=env, cwd=tmp_path)
+    assert settings.connector.provider is None
+
+
 def test_bad_flag_value_and_unknown_flag_key(tmp_path: Path) -> None:
     error = _error(tmp_path, overrides={"batch.budget_usd": -5})
     assert str(error) == "command line: batch.budget_usd: expected a number ≥ 0, got -5"
@@ -270,3 +281,11 @@ def test_the_queue_cap_of_a_model_is_its_own_or_the_providers(tmp_path: Path) ->
     assert openai.enqueued_token_cap("gpt-4o") == 900_000
     assert openai.enqueued_token_cap("gpt-4o-mini") == 2_000_000
     assert settings.provider_settings("anthropic").enqueued_token_cap("claude-haiku-4-5") is None
+
+
+def test_a_config_path_given_as_text_is_read_like_a_path(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text('[connector]\nmodel = "gpt-4o"\n', encoding="utf-8")
+    settings = load_settings("mine.toml", env={}, cwd=str(tmp_path))
+    assert settings.connector.model == "gpt-4o"
+    with pytest.raises(ConfigError, match=r"^missing\.toml: config file not found$"):
+        load_settings("missing.toml", env={}, cwd=str(tmp_path))

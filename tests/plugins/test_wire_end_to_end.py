@@ -101,6 +101,23 @@ async def test_without_room_to_retry_a_cut_answer_is_a_truncated_error(make_sett
         assert info.value.retry_max_tokens == 2 and info.value.raw_stop_reason == "length"
 
 
+async def test_a_cut_answer_asked_again_and_cut_again_names_the_last_limit(
+    make_settings: Any,
+) -> None:
+    with Emulator(EmulatorConfig()) as emu:
+        settings = make_settings(emu, immediate={"reask": 1})
+        connector = open_connector(settings)
+        try:
+            with pytest.raises(TruncatedError) as info:
+                await connector.structured("swift", Word, max_tokens=1)
+        finally:
+            await connector.aclose()
+        assert emu.billing()["immediate"]["requests"] == 2  # 1 token, then 2
+    # Cut at 2, the limit of the last ask: only a larger one is offered.
+    assert info.value.max_tokens == 2 and info.value.retry_max_tokens == 4
+    assert "(2 tokens" in str(info.value)
+
+
 async def test_immediate_calls_pause_before_the_limit_rather_than_meet_a_429(
     make_settings: Any,
 ) -> None:

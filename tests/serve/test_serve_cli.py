@@ -45,3 +45,63 @@ def test_a_taken_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "--port" in lines[0]
+
+
+def test_the_token_from_the_environment_guards_serve_and_leaves_other_commands_alone(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    import httpx
+
+    from tests.serve.serve_helpers import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
+    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    # Exported once in the shell, for `serve`; every other command runs beside it.
+    env["LEXIBATCH_SERVE_TOKEN"] = "s3cret"
+    cost = subprocess.run(
+        [sys.executable, "-m", "synthesis.cli", "cost", "--db", str(tmp_path / "c.db")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cost.returncode == 0, cost.stderr
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "synthesis.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "s.db"),
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                httpx.get(url + "/cost", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.2)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            assert client.post("/lookup/kettle").status_code == 401
+            ok = client.post("/lookup/kettle", headers={"Authorization": "Bearer s3cret"})
+            assert ok.status_code == 200, ok.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from plugins.batch.budget import BatchBudget
     from plugins.batch.cleanup import FileCleanup
     from plugins.batch.journal import SchemaBook
+    from plugins.batch.promise import BatchPromise
+    from plugins.batch.unasked import UnaskedRequests
     from plugins.registry import StrategyContext
     from plugins.store import Shard
 
@@ -115,6 +117,10 @@ class Settlement:
         self._unbuilt = 0
         # Shards found cancelled by the user (said once each).
         self._cancel_told: set[str] = set()
+        #: When set (``lexibatch resume``), each request of an earlier run
+        #: this one finishes gets a promise it follows, and its outcome is
+        #: told to the observers as a caller's would be.
+        self.unasked: UnaskedRequests | None = None
 
     def answered_elsewhere(self, key: str, response: Response) -> None:
         """Another process answered ``key`` (its answer is stored): its caller has it."""
@@ -316,7 +322,7 @@ class Settlement:
                 self.fail_unbuilt(row.key, request)
                 continue
             pending = self.pending.get(row.key) or BatchRequest.of(
-                request, None, retries_used(row.attempts)
+                request, self._promise_for(request), retries_used(row.attempts)
             )
             self.requeue(request, pending)
 
@@ -389,8 +395,14 @@ class Settlement:
             if isinstance(request, InputError):
                 self.fail_unbuilt(row.key, request)
             else:
-                stubs[row.key] = BatchRequest.of(request, None, attempts=retries_used(row.attempts))
+                stubs[row.key] = BatchRequest.of(
+                    request, self._promise_for(request), attempts=retries_used(row.attempts)
+                )
         return stubs
+
+    def _promise_for(self, request: Request) -> BatchPromise | None:
+        """What a request of an earlier run settles: nothing, unless its outcome is told."""
+        return None if self.unasked is None else self.unasked.promise_for(request)
 
     def _journal_failures(
         self, failed: list[tuple[BatchRequest, LexibatchError]], *, whole_batch: bool = False

@@ -40,9 +40,11 @@ from plugins.batch.oversize import line_problem
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.settlement import Settlement
 from plugins.batch.stopped import say_why_stopped
+from plugins.batch.unasked import UnaskedRequests
 from plugins.batch.yielding import ClaimYield
 from plugins.estimate import price_provider
 from plugins.lease import BatchLease
+from plugins.requestevents import RequestEvents
 from plugins.store import UNFINISHED_SHARD_STATES, JournalRequest, Shard
 from providers.errors import (
     InputError,
@@ -530,6 +532,8 @@ class BatchStrategy:
             How many queued requests were submitted anew.
         """
         self._ensure_started()
+        # Nobody awaits what this finishes: the observers are told all the same.
+        unasked = self.settlement.unasked = UnaskedRequests(RequestEvents(self.context.hooks))
         requeued = 0
         queued = [
             row
@@ -549,11 +553,14 @@ class BatchStrategy:
                 self.settlement.fail_unbuilt(row.key, request)
                 continue
             pending = BatchRequest.of(
-                request, BatchPromise(request.key), retries_used(row.attempts)
+                request, unasked.promise_for(request), retries_used(row.attempts)
             )
             self._enqueue(request, pending, journal=False)
             requeued += 1
-        await self.flush()
+        try:
+            await self.flush()
+        finally:
+            unasked.flush()
         return requeued
 
     async def aclose(self) -> None:

@@ -156,3 +156,8 @@ def test_resume_fails_a_journaled_request_it_cannot_rebuild_and_sends_the_rest(
         r"journal now: 1 failed, 1 succeeded",
         done.stderr,
     ), done.stderr
+    # The queued request it sent and paid for is in its progress.
+    progress = [line for line in done.stderr.splitlines() if " · spent $" in line][-1]
+    cost = re.search(r"cost (\$[0-9.]+) for 1 paid call", done.stderr)
+    assert cost is not None and cost.group(1) != "$0.00"
+    assert "requests 1 done" in progress and progress.endswith(f"spent {cost.group(1)}"), progress

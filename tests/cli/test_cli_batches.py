@@ -137,6 +137,11 @@ def test_resume_finishes_without_the_input(work: Path, fresh_emulator: Any) -> N
     resumed = _lexibatch(work, "resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "15 succeeded" in resumed.stderr
+    # Its progress counts what it finished and spent, though nobody asked for them.
+    progress = [line for line in resumed.stderr.splitlines() if " · spent $" in line][-1]
+    assert "requests 15 done" in progress, resumed.stderr
+    cost = re.search(r"cost (\$[0-9.]+) for 15 paid calls", resumed.stderr)
+    assert cost is not None and progress.endswith(f"spent {cost.group(1)}"), resumed.stderr
     billing = fresh_emulator.billing()
     assert billing["batch"]["requests"] == 15 and billing["duplicates"] == 0
     # The same work again is all cache: nothing more is billed.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import stat
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import BinaryIO
 
 from providers.errors import OutputWriteError, os_error_reason
 
-__all__ = ["AtomicFile", "check_writable", "temp_paths"]
+__all__ = ["AtomicFile", "check_writable", "temp_paths", "writes_through"]
 
 _KEPT = (
     "every answer is kept in the store: run the same command again once it can be "
@@ -50,15 +51,76 @@ def _open_temp(path: Path) -> tuple[int, Path]:
             continue
 
 
-def check_writable(path: Path) -> None:
+# The files of a store beside its database file (SQLite's own, and ours).
+_STORE_FILES = ("", "-wal", "-shm", "-journal", ".reserve", ".batches.lock")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.samefile(b)  # a hard link, or another name of one file
+    except OSError:
+        return False
+
+
+def _refuse_overwriting(
+    path: Path, store: str | os.PathLike[str] | None, inputs: Iterable[Path]
+) -> None:
+    """Refuse an output that is the store or one of the command's own input files."""
+    if store is not None and str(store) != ":memory:":
+        for suffix in _STORE_FILES:
+            if _same_file(path, Path(f"{store}{suffix}")):
+                raise OutputWriteError(
+                    f"--out {path} is the store's own file ({store}{suffix}): writing the "
+                    "results there would destroy every answer paid for — give --out another "
+                    "file name; nothing was sent",
+                    path=str(path),
+                )
+    for source in inputs:
+        if _same_file(path, source):
+            raise OutputWriteError(
+                f"--out {path} is the input file {source}: the results would replace the "
+                "requests — give --out another file name; nothing was sent",
+                path=str(path),
+            )
+
+
+def writes_through(path: Path) -> bool:
+    """Whether ``path`` is a device or a pipe (``/dev/stdout``, a FIFO): written as it is.
+
+    Such a file cannot be replaced by renaming another onto it (that would put
+    a plain file where the device or pipe was), nor written beside.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def check_writable(
+    path: Path,
+    *,
+    store: str | os.PathLike[str] | None = None,
+    inputs: Iterable[Path] = (),
+) -> None:
     """Make sure ``path`` can be written, before anything is sent (or paid for).
 
     Missing folders are made. A probe file is written (one byte, synced) and
     removed, so a read-only mount or a full disk shows here, not after the
-    run has paid for its answers.
+    run has paid for its answers. A device or a pipe is checked for writing
+    only (see :func:`writes_through`).
+
+    Args:
+        path: the output file.
+        store: the store's database file: ``path`` may not be it, nor any
+            file of the store beside it.
+        inputs: the command's input files, which ``path`` may not be either.
 
     Raises:
-        OutputWriteError: it cannot be written; names the path, why, and what to do.
+        OutputWriteError: it cannot be written, or must not be; names the
+            path, why, and what to do.
     """
     if path.is_dir():
         raise OutputWriteError(
@@ -66,6 +128,15 @@ def check_writable(path: Path) -> None:
             "nothing was sent",
             path=str(path),
         )
+    _refuse_overwriting(path, store, inputs)
+    if writes_through(path):
+        if not os.access(path, os.W_OK):
+            raise OutputWriteError(
+                f"cannot write the results to {path}: permission denied — choose another "
+                "--out; nothing was sent",
+                path=str(path),
+            )
+        return
     probe: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,15 +172,21 @@ class AtomicFile:
             temporary file is removed.
     """
 
-    __slots__ = ("_fh", "_path", "_tmp")
+    __slots__ = ("_fh", "_path", "_through", "_tmp")
 
     def __init__(self, path: Path) -> None:
-        self._path = path
+        # A symlink's target is replaced, not the link itself.
+        self._path = Path(os.path.realpath(path)) if path.is_symlink() else path
         self._tmp: Path | None = None
         self._fh: BinaryIO | None = None
+        self._through = writes_through(self._path)
 
     def __enter__(self) -> AtomicFile:
         try:
+            if self._through:
+                # A device or a pipe: written as it is, line by line (see writes_through).
+                self._fh = self._path.open("wb")
+                return self
             self._path.parent.mkdir(parents=True, exist_ok=True)
             fd, self._tmp = _open_temp(self._path)
             self._fh = os.fdopen(fd, "wb")
@@ -138,8 +215,13 @@ class AtomicFile:
     def commit(self) -> None:
         """Sync the file and rename it into place."""
         fh, tmp = self._fh, self._tmp
-        assert fh is not None and tmp is not None, "commit() outside the with block"
+        assert fh is not None, "commit() outside the with block"
         try:
+            if tmp is None:
+                # Written through: nothing to sync or rename.
+                fh.close()
+                self._fh = None
+                return
             fh.flush()
             os.fsync(fh.fileno())
             fh.close()

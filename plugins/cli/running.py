@@ -85,7 +85,7 @@ def run(
         if estimate:
             return
     # Before anything is sent: a results file that cannot be written is found now.
-    check_writable(out)
+    check_writable(out, store=settings.connector.db, inputs=[requests])
 
     async def body(connector: LexiConnector) -> None:
         import time

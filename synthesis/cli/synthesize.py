@@ -99,7 +99,11 @@ def synthesize(
         from plugins.outfile import check_writable
 
         # Before anything is sent: an output that cannot be written is found now.
-        check_writable(out)
+        check_writable(
+            out,
+            store=settings.connector.db,
+            inputs=[words, *([sources_file] if sources_file else [])],
+        )
     expected: int | None = None
     expected_usd: float | None = None
     if estimate or budget is not None:

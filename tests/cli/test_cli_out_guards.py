@@ -1,0 +1,106 @@
+"""``--out`` never destroys what it must not: the store, the input; links and pipes are kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import _lexibatch
+
+REQUESTS = "".join(json.dumps({"id": str(i), "prompt": f"guard {i}"}) + "\n" for i in range(3))
+
+
+def _one_line_refusal(done: subprocess.CompletedProcess[str], *phrases: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lexibatch: error: "), lines
+    assert "Traceback" not in lines[0] and "nothing was sent" in lines[0]
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", ".reserve"])
+def test_run_refuses_to_write_its_results_onto_its_store(tmp_path: Path, suffix: str) -> None:
+    (tmp_path / "r.jsonl").write_text(REQUESTS)
+    first = _lexibatch("run", "r.jsonl", "--db", "s.db", "--out", "out.jsonl", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    store = (tmp_path / "s.db").read_bytes()
+    done = _lexibatch("run", "r.jsonl", "--db", "s.db", "--out", f"s.db{suffix}", cwd=tmp_path)
+    _one_line_refusal(done, f"--out s.db{suffix} is the store's own file", "another file name")
+    assert (tmp_path / "s.db").read_bytes() == store
+    # The answers paid for are all still there: the same run is answered from the store.
+    again = _lexibatch("run", "r.jsonl", "--db", "s.db", "--out", "out2.jsonl", cwd=tmp_path)
+    assert again.returncode == 0 and "3 from cache" in again.stderr, again.stderr
+
+
+def test_run_refuses_its_store_reached_by_another_name(tmp_path: Path) -> None:
+    (tmp_path / "r.jsonl").write_text(REQUESTS)
+    assert _lexibatch("run", "r.jsonl", "--db", "s.db", "--out", "o", cwd=tmp_path).returncode == 0
+    (tmp_path / "link.db").symlink_to(tmp_path / "s.db")
+    os.link(tmp_path / "s.db", tmp_path / "hard.db")
+    for name in ("link.db", "hard.db", "./sub/../s.db"):
+        done = _lexibatch("run", "r.jsonl", "--db", "s.db", "--out", name, cwd=tmp_path)
+        _one_line_refusal(done, "is the store's own file")
+
+
+def test_run_refuses_to_write_its_results_onto_its_request_file(tmp_path: Path) -> None:
+    (tmp_path / "r.jsonl").write_text(REQUESTS)
+    done = _lexibatch("run", "r.jsonl", "--db", "s.db", "--out", "r.jsonl", cwd=tmp_path)
+    _one_line_refusal(done, "--out r.jsonl is the input file r.jsonl")
+    assert (tmp_path / "r.jsonl").read_text() == REQUESTS
+
+
+def test_synthesize_refuses_its_store_and_its_word_list_as_output(tmp_path: Path) -> None:
+    (tmp_path / "words.txt").write_text("apple\n")
+    first = _lexibatch("synthesize", "words.txt", "--db", "s.db", "--out", "e.jsonl", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    store = (tmp_path / "s.db").read_bytes()
+    onto_store = _lexibatch(
+        "synthesize", "words.txt", "--db", "s.db", "--out", "s.db", cwd=tmp_path
+    )
+    _one_line_refusal(onto_store, "is the store's own file")
+    assert (tmp_path / "s.db").read_bytes() == store
+    onto_words = _lexibatch(
+        "synthesize", "words.txt", "--db", "s.db", "--out", "words.txt", cwd=tmp_path
+    )
+    _one_line_refusal(onto_words, "is the input file words.txt")
+    assert (tmp_path / "words.txt").read_text() == "apple\n"
+
+
+def test_results_written_through_a_symlink_replace_its_target_and_keep_the_link(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "r.jsonl").write_text(REQUESTS)
+    (tmp_path / "results").mkdir()
+    target = tmp_path / "results" / "latest.jsonl"
+    target.write_text("old\n")
+    (tmp_path / "out.jsonl").symlink_to(target)
+    done = _lexibatch("run", "r.jsonl", "--db", "s.db", "--out", "out.jsonl", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.jsonl").is_symlink()
+    lines = target.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["0", "1", "2"]
+
+
+def test_results_written_to_a_pipe_reach_its_reader_and_the_pipe_stays(tmp_path: Path) -> None:
+    (tmp_path / "r.jsonl").write_text(REQUESTS)
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with fifo.open("rb") as reader:
+            received.append(reader.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    done = _lexibatch("run", "r.jsonl", "--db", "s.db", "--out", str(fifo), cwd=tmp_path)
+    reader.join(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert fifo.is_fifo() and not list(tmp_path.glob(".results.fifo.*"))
+    assert [json.loads(line)["id"] for line in received[0].splitlines()] == ["0", "1", "2"]

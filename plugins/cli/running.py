@@ -80,7 +80,7 @@ def run(
     expected_usd: float | None = None
     if estimate or budget is not None:
         expected_usd = estimate_or_refuse(
-            settings, [i.request for i in items], estimate=estimate, budget=budget
+            settings, [i.request for i in items], estimate=estimate, budget=budget, quiet=quiet
         )
         if estimate:
             return
@@ -143,15 +143,32 @@ def run(
 
 
 def estimate_or_refuse(
-    settings: Settings, requests: list[Any], *, estimate: bool, budget: float | None
+    settings: Settings,
+    requests: list[Any],
+    *,
+    estimate: bool,
+    budget: float | None,
+    quiet: bool = False,
 ) -> float | None:
-    """Print the estimate, or refuse a run over ``budget``; the estimate in the mode chosen."""
+    """Print the estimate, or refuse a run over ``budget``; the estimate in the mode chosen.
+
+    Only what the run would pay for is estimated: requests whose answer is in
+    the store, or which a batch of an earlier run holds, cost it nothing.
+    """
     from plugins.estimate import estimate_requests
     from plugins.factory import resolve_provider_name
     from providers.errors import BudgetExceededError
 
     provider = resolve_provider_name(settings)
-    est = estimate_requests(requests, provider=provider)
+    paid = _paid_already(settings, provider, requests)
+    if paid:
+        say(
+            quiet,
+            f"lexibatch: {len(paid):,} of {len(requests):,} requests are answered in the store "
+            f"or in a batch sent earlier (no cost); estimating the other "
+            f"{len(requests) - len(paid):,}",
+        )
+    est = estimate_requests((r for r in requests if r.key not in paid), provider=provider)
     mode = settings.connector.mode
     batch_mode = mode == "batch" or (
         mode == "auto" and len(requests) >= settings.batch.auto_threshold
@@ -162,6 +179,21 @@ def estimate_or_refuse(
     if budget is not None and chosen is not None and chosen > budget:
         raise BudgetExceededError(chosen, budget)
     return chosen
+
+
+def _paid_already(settings: Settings, provider: str, requests: list[Any]) -> set[str]:
+    """The keys among ``requests`` this run will not pay for: answered, or in a sent batch."""
+    db = settings.connector.db
+    if str(db) == ":memory:" or not Path(db).is_file():
+        return set()
+    from plugins.store import Store
+
+    keys = [r.key for r in requests]
+    with Store(db) as store:
+        paid = store.result_keys(provider, keys)
+        states = store.request_states(provider, [k for k in keys if k not in paid])
+    paid.update(k for k, state in states.items() if state == "submitted")
+    return paid
 
 
 @main.command()

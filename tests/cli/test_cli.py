@@ -172,3 +172,28 @@ def test_a_budget_just_above_the_printed_estimate_runs_and_just_below_refuses(
     assert above.returncode == 0, above.stderr
     results = [json.loads(x) for x in (tmp_path / "above.jsonl").read_text().splitlines()]
     assert len(results) == 400 and all(r["status"] == "succeeded" for r in results)
+
+
+def test_a_budget_counts_only_what_the_run_would_pay_for(tmp_path: Path) -> None:
+    # A job resumed under a budget: what the store answered already costs it nothing.
+    import re
+
+    lines = [json.dumps({"id": f"q{i}", "prompt": f"resumed question {i}"}) for i in range(30)]
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines[:20]) + "\n")
+    first = _lexibatch("run", "requests.jsonl", "--out", "first.jsonl", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    # The same 20: nothing to pay, so a budget of nothing lets it through.
+    again = _lexibatch("run", "requests.jsonl", "--budget", "0", "--out", "a.jsonl", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "20 of 20 requests are answered in the store" in again.stderr
+    assert "20 from cache" in again.stderr
+    # Ten new ones: only they are estimated, and only they count against the budget.
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    estimate = _lexibatch("run", "requests.jsonl", "--estimate", cwd=tmp_path)
+    assert estimate.returncode == 0, estimate.stderr
+    assert "estimating the other 10" in estimate.stderr
+    assert "estimate for 10 requests" in estimate.stdout
+    found = re.search(r"immediate:\s+\$([0-9.]+)", estimate.stdout)
+    assert found is not None and float(found.group(1)) > 0, estimate.stdout
+    refused = _lexibatch("run", "requests.jsonl", "--budget", "0", "--out", "b.jsonl", cwd=tmp_path)
+    assert refused.returncode == 2 and "exceeds the budget" in refused.stderr, refused.stderr

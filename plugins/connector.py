@@ -476,6 +476,24 @@ class LexiConnector:
 
     # -- lifecycle ---------------------------------------------------------
 
+    def stop_sending(self) -> int:
+        """Send no new call to the provider; how many requests sent are still to land.
+
+        For an interrupted command (Ctrl-C): a call already sent may be paid
+        for whatever happens to it, so it is left to finish and its answer is
+        stored (await :meth:`sent_calls_landed`); nothing else goes out. A
+        batch already created needs no such wait: its journal re-attaches to
+        it on the next run.
+        """
+        stop = getattr(self._immediate, "stop_sending", None)
+        return int(stop()) if stop is not None else 0
+
+    async def sent_calls_landed(self) -> None:
+        """Wait until every request sent before :meth:`stop_sending` has landed."""
+        landed = getattr(self._immediate, "sent_calls_landed", None)
+        if landed is not None:
+            await landed()
+
     async def aclose(self) -> None:
         """Finish pending batches, then release the provider and the store."""
         try:

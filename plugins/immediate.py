@@ -92,6 +92,37 @@ class ImmediateStrategy:
         # Said once each: waiting for another process's batches; collecting orphaned ones.
         self._told_waiting = False
         self._told_adopting = False
+        # Requests whose call went out and whose answer is not stored yet
+        # (see stop_sending); set when the last of them lands.
+        self._in_flight = 0
+        self._landed: asyncio.Event | None = None
+        self._stopping = False
+
+    def stop_sending(self) -> int:
+        """Send no new call from now on; how many requests sent are still to land.
+
+        A call already sent may be paid for whether or not its answer is read
+        (the provider bills what it made), so it goes on, and its answer is
+        stored. Every other call waits, unsent, to be cancelled with the run.
+        What an interrupted command calls first (see ``plugins.cli.session``).
+        """
+        self._stopping = True
+        return self._in_flight
+
+    async def sent_calls_landed(self) -> None:
+        """Wait until every request sent has its answer stored, or has failed."""
+        while self._in_flight:
+            if self._landed is None or self._landed.is_set():
+                self._landed = asyncio.Event()
+            await self._landed.wait()
+
+    def _land(self, flight: _Flight) -> None:
+        """``flight``'s request sends nothing more: it no longer counts as in flight."""
+        if flight.open:
+            flight.open = False
+            self._in_flight -= 1
+            if not self._in_flight and self._landed is not None:
+                self._landed.set()
 
     async def run(self, request: Request) -> Response:
         """Send ``request`` now (retrying and re-asking as configured), billed once per store.
@@ -215,13 +246,20 @@ class ImmediateStrategy:
             return None
 
     async def _send(self, request: Request) -> Response:
+        flight = _Flight()
+        try:
+            return await self._send_in(request, flight)
+        finally:
+            self._land(flight)
+
+    async def _send_in(self, request: Request, flight: _Flight) -> Response:
         usage = Usage()
         current = request
         calls: list[Completion] = []
         for attempt in range(self._reask + 1):
             try:
                 completion = await self._call_with_retries(
-                    current, request if attempt == 0 else None
+                    current, request if attempt == 0 else None, flight
                 )
             except BaseException:
                 # A re-ask that failed: the answers before it were paid for all the same.
@@ -297,12 +335,18 @@ class ImmediateStrategy:
                 lambda: store.record_calls(records), records, None, self.provider_name
             )
 
-    async def _call_with_retries(self, request: Request, claim: Request | None) -> Completion:
+    async def _call_with_retries(
+        self, request: Request, claim: Request | None, flight: _Flight
+    ) -> Completion:
         return await self._retry.call(
-            lambda: self._call_once(request, claim), what=f"request {request.key}", paid=True
+            lambda: self._call_once(request, claim, flight),
+            what=f"request {request.key}",
+            paid=True,
         )
 
-    async def _call_once(self, request: Request, claim: Request | None) -> Completion:
+    async def _call_once(
+        self, request: Request, claim: Request | None, flight: _Flight
+    ) -> Completion:
         async with self._semaphore:
             self._unless_refused()
             # Room for the answers in flight, should the disk fill up.
@@ -320,6 +364,14 @@ class ImmediateStrategy:
             if self._tpm is not None:
                 await self._tpm.acquire(min(estimate_request_tokens(request), self._tpm.max_rate))
             self._unless_refused()
+            if self._stopping:
+                # Interrupted: nothing new is sent (a re-ask or a retry
+                # neither); this waits, unsent, to be cancelled with the run.
+                self._land(flight)
+                await asyncio.get_running_loop().create_future()
+            if not flight.open:
+                flight.open = True
+                self._in_flight += 1
             completion = await self.provider.complete(request)
             self._pacer.observe(completion.rate_limit)
             return completion
@@ -365,6 +417,15 @@ class ImmediateStrategy:
     async def aclose(self) -> None:
         """Let go of the claims still held (the connector closes the provider)."""
         await self._claims.aclose()
+
+
+class _Flight:
+    """Whether one request's call went out and its answer is not stored yet."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = False
 
 
 class _HeldElsewhere(Exception):

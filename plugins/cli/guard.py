@@ -53,9 +53,13 @@ def guard(func: Callable[..., T]) -> Callable[..., T]:
             fail(str(exc), EXIT_USER)
         except LexibatchError as exc:
             fail(str(exc), EXIT_PROVIDER)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            # A second Ctrl-C that gave up calls already sent says so (plugins.cli.session).
+            said = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
             click.echo(
-                "lexibatch: interrupted — everything paid for is stored; "
+                f"lexibatch: {said}"
+                if said
+                else "lexibatch: interrupted — everything paid for is stored; "
                 "run the same command again to continue",
                 err=True,
             )

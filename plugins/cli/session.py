@@ -34,9 +34,77 @@ _FULL_COLLECTION_EVERY = 100
 T = TypeVar("T")
 
 
+# The connectors the running command has open (see run_coroutine's Ctrl-C).
+_open_connectors: list[LexiConnector] = []
+
+
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's async body to its end."""
-    return asyncio.run(coro)
+    """Run a command's async body to its end.
+
+    Ctrl-C stops it as ``KeyboardInterrupt``, after the calls already sent
+    to the provider have landed: they may be paid for whatever happens, so
+    their answers are stored first, and nothing new is sent meanwhile. A
+    second Ctrl-C stops at once, and says how many sent calls it gave up.
+    """
+    return asyncio.run(_interruptible(coro))
+
+
+async def _interruptible(coro: Coroutine[Any, Any, T]) -> T:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    interrupts = 0
+    abandoned = 0
+    landing: set[asyncio.Task[None]] = set()
+
+    def on_interrupt() -> None:
+        nonlocal interrupts, abandoned
+        interrupts += 1
+        if interrupts > 1:
+            abandoned = sum(c.stop_sending() for c in _open_connectors)
+            task.cancel()
+            return
+        sending = sum(c.stop_sending() for c in _open_connectors)
+        if not sending:
+            task.cancel()
+            return
+        click.echo(
+            f"lexibatch: interrupted — waiting for the {sending:,} calls already sent, so "
+            "that their answers are stored; nothing new is sent (Ctrl-C again to stop now: "
+            "the provider may charge for those answers without their being stored)",
+            err=True,
+        )
+
+        async def then_stop() -> None:
+            await asyncio.gather(*(c.sent_calls_landed() for c in list(_open_connectors)))
+            task.cancel()
+
+        landed = loop.create_task(then_stop())
+        landing.add(landed)
+        landed.add_done_callback(landing.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    except (NotImplementedError, RuntimeError, ValueError):
+        # Not the main thread (or no such signals here): asyncio's own handling stands.
+        return await task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not interrupts:
+            raise
+        if abandoned:
+            raise KeyboardInterrupt(
+                f"interrupted again — {abandoned:,} calls already sent were given up: the "
+                "provider may charge for their answers, which are not stored; run the same "
+                "command again to continue"
+            ) from None
+        raise KeyboardInterrupt from None
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        for landed in landing:
+            landed.cancel()
 
 
 async def with_connector(settings: Settings, body: Callable[[LexiConnector], Awaitable[T]]) -> T:
@@ -44,10 +112,14 @@ async def with_connector(settings: Settings, body: Callable[[LexiConnector], Awa
     from plugins.factory import open_connector
 
     connector = open_connector(settings)
+    _open_connectors.append(connector)
     try:
         return await body(connector)
     finally:
-        await connector.aclose()
+        try:
+            await connector.aclose()
+        finally:
+            _open_connectors.remove(connector)
 
 
 def requests_kept(ctx: click.Context, read: Callable[[], T]) -> T:

@@ -54,6 +54,8 @@ class RateLimiter:
         self.window = window
         #: Calls refused for a limit so far.
         self.refused = 0
+        #: Calls admitted so far (counted as they arrive, before any answer).
+        self.admitted = 0
         self._requests: deque[float] = deque()
         self._tokens: deque[tuple[float, int]] = deque()
         self._token_sum = 0
@@ -90,6 +92,7 @@ class RateLimiter:
             self.refused += 1
             return max(0.001, max(waits))
         self._requests.append(now)
+        self.admitted += 1
         return None
 
     def spend(self, tokens: int) -> None:

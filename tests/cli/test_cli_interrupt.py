@@ -1,0 +1,122 @@
+"""Ctrl-C during an immediate run: the calls already sent land and are stored, nothing new goes.
+
+A provider bills an answer it made whether or not the client reads it (the
+emulator does too: ``bill_abandoned``). So the first Ctrl-C lets the calls
+in flight finish and stores their answers, and the run that follows pays
+only for the rest; a second Ctrl-C stops at once and says what it gave up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from providers.emulator import Emulator, EmulatorConfig
+
+PROMPTS = 12
+IN_FLIGHT = 4
+INTERRUPTED = (
+    "lexibatch: interrupted — everything paid for is stored; run the same command again to continue"
+)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
+    env.update({"LEXIBATCH_LOAD_PLUGINS": "", "OPENAI_API_KEY": "sk-interrupt-test"})
+    return env
+
+
+def _sigint_default() -> None:
+    # As a terminal's Ctrl-C finds it, even when the tests run in a background job.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _setup(work: Path, emu: Any) -> list[str]:
+    (work / "lexibatch.toml").write_text(
+        '[connector]\nprovider = "openai"\n'
+        f'[providers.openai]\nbase_url = "{emu.base_url}/v1"\nmax_concurrency = {IN_FLIGHT}\n'
+    )
+    lines = [json.dumps({"id": str(i), "prompt": f"interrupted {i}"}) for i in range(PROMPTS)]
+    (work / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    return [sys.executable, "-m", "synthesis.cli", "run", "requests.jsonl", "--out", "out.jsonl"]
+
+
+def _interrupt(work: Path, emu: Any, command: list[str], signals: int) -> tuple[int, str]:
+    """Start ``command``, Ctrl-C it ``signals`` times once its first calls reached the provider."""
+    run = subprocess.Popen(
+        command,
+        cwd=work,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_default,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # Sent, not answered yet (each answer takes the emulator's latency).
+        while emu.app.limiter.admitted < IN_FLIGHT:
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.01)
+        for _ in range(signals):
+            run.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    return run.returncode, stderr
+
+
+def _ledger(work: Path) -> int:
+    with sqlite3.connect(work / ".lexibatch" / "lexibatch.db") as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+
+def test_the_calls_in_flight_land_and_are_stored_and_the_rerun_pays_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    with Emulator(EmulatorConfig(latency=1.5)) as emu:
+        command = _setup(tmp_path, emu)
+        status, stderr = _interrupt(tmp_path, emu, command, signals=1)
+        assert status == 130, stderr
+        assert "Traceback" not in stderr
+        assert f"waiting for the {IN_FLIGHT} calls already sent" in stderr, stderr
+        assert stderr.splitlines()[-1] == INTERRUPTED
+        billed = emu.billing()["immediate"]["requests"]
+        # Every call the provider answered (and billed) is in the ledger, its answer stored.
+        assert billed == IN_FLIGHT and _ledger(tmp_path) == IN_FLIGHT
+        assert not (tmp_path / "out.jsonl").exists()
+        again = subprocess.run(
+            command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120
+        )
+        assert again.returncode == 0, again.stderr
+        assert f"{IN_FLIGHT} from cache" in again.stderr, again.stderr
+        billing = emu.billing()
+    assert billing["immediate"]["requests"] == PROMPTS and billing["duplicates"] == 0
+
+
+@pytest.mark.parametrize("signals", [2])
+def test_a_second_ctrl_c_stops_at_once_and_says_what_it_gave_up(
+    tmp_path: Path, signals: int
+) -> None:
+    with Emulator(EmulatorConfig(latency=3.0)) as emu:
+        command = _setup(tmp_path, emu)
+        started = time.monotonic()
+        status, stderr = _interrupt(tmp_path, emu, command, signals=signals)
+        stopped = time.monotonic() - started
+    assert status == 130, stderr
+    assert "Traceback" not in stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith(f"lexibatch: interrupted again — {IN_FLIGHT} calls already sent were")
+    assert "not stored" in last and "run the same command again" in last
+    assert stopped < 3.0 + 10  # did not wait for the calls (3 s each) to land

@@ -120,9 +120,20 @@ SANDBOX = ProviderSpec(
 )
 
 
+# What an SDK is given for a service that needs no key (``api_key_env = ""``,
+# a local vLLM, a proxy that adds its own): the SDKs refuse an empty key, or
+# send a header no HTTP client accepts; such a service ignores this one.
+_NO_KEY = "no-key"
+
+
+def _sdk_key(settings: ProviderSettings, name: str) -> str:
+    """The provider's API key, or :data:`_NO_KEY` when it is configured to need none."""
+    return settings.api_key(name) or _NO_KEY
+
+
 def make_openai(name: str, settings: ProviderSettings) -> Provider:
     """The ``openai`` provider (also any OpenAI-compatible service via ``base_url``)."""
-    return _openai(name, settings, api_key=settings.api_key(name), base_url=settings.base_url)
+    return _openai(name, settings, api_key=_sdk_key(settings, name), base_url=settings.base_url)
 
 
 def _openai(
@@ -149,7 +160,7 @@ def make_anthropic(
     name: str, settings: ProviderSettings, context: ProviderContext | None = None
 ) -> Provider:
     """The ``anthropic`` provider."""
-    return _anthropic(name, settings, context, api_key=settings.api_key(name))
+    return _anthropic(name, settings, context, api_key=_sdk_key(settings, name))
 
 
 def _anthropic(
@@ -202,7 +213,7 @@ def make_litellm(
 
 def make_gemini(name: str, settings: ProviderSettings) -> Provider:
     """The ``gemini`` provider (Gemini Developer API, batch mode included)."""
-    return _gemini(name, settings, api_key=settings.api_key(name))
+    return _gemini(name, settings, api_key=_sdk_key(settings, name))
 
 
 def _gemini(name: str, settings: ProviderSettings, *, api_key: str) -> Provider:
@@ -226,7 +237,7 @@ def _gemini(name: str, settings: ProviderSettings, *, api_key: str) -> Provider:
 
 def make_mistral(name: str, settings: ProviderSettings) -> Provider:
     """The ``mistral`` provider (chat completions and batch jobs)."""
-    return _mistral(name, settings, api_key=settings.api_key(name))
+    return _mistral(name, settings, api_key=_sdk_key(settings, name))
 
 
 def _mistral(name: str, settings: ProviderSettings, *, api_key: str) -> Provider:

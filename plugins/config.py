@@ -456,12 +456,22 @@ def load_settings(
 
 def _read_toml(path: Path, label: str) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{label}: invalid TOML: {exc}", key=None) from None
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read the config file: {exc.strerror}") from None
+    try:
+        # A byte-order mark (as some editors save) is not TOML, but harmless.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{label}: not a TOML text file (byte {exc.start} is not UTF-8) — "
+            "give --config the lexibatch.toml file",
+            key=None,
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: invalid TOML: {exc}", key=None) from None
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:

@@ -82,6 +82,20 @@ class ProviderSettings(Section):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
+    def _check_base_url(self) -> ProviderSettings:
+        url = self.base_url
+        if url is None:
+            return self
+        scheme, sep, rest = url.strip().partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            raise KeyedValueError(
+                "base_url",
+                f"expected an http:// or https:// URL (e.g. https://api.example.com/v1), "
+                f"got {url!r}",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_api_key_env(self) -> ProviderSettings:
         if self.api_key_env and not _ENV_NAME_RE.match(self.api_key_env):
             # The value is deliberately not repeated: it is often a pasted key.

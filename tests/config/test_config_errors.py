@@ -289,3 +289,28 @@ def test_a_config_path_given_as_text_is_read_like_a_path(tmp_path: Path) -> None
     assert settings.connector.model == "gpt-4o"
     with pytest.raises(ConfigError, match=r"^missing\.toml: config file not found$"):
         load_settings("missing.toml", env={}, cwd=str(tmp_path))
+
+
+def test_a_base_url_that_is_no_http_url_is_a_config_error(tmp_path: Path) -> None:
+    for url in ("not a url", "ftp://example.com", "https://", "localhost:8000"):
+        toml = f'[connector]\nprovider = "openai"\n[providers.openai]\nbase_url = "{url}"\n'
+        error = _error(tmp_path, toml)
+        assert str(error) == (
+            "lexibatch.toml: providers.openai.base_url: expected an http:// or https:// URL "
+            f"(e.g. https://api.example.com/v1), got {url!r}"
+        )
+    good = '[providers.openai]\nbase_url = "HTTP://127.0.0.1:8000/v1"\n'
+    (tmp_path / "lexibatch.toml").write_text(good, encoding="utf-8")
+    settings = load_settings(None, env={}, cwd=tmp_path)
+    assert settings.provider_settings("openai").base_url == "HTTP://127.0.0.1:8000/v1"
+
+
+def test_a_config_file_that_is_not_text_is_one_line_and_a_byte_order_mark_is_read(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe\x00garbage")
+    error = _error(tmp_path, config_path=Path("binary.toml"))
+    assert str(error).startswith("binary.toml: not a TOML text file (byte 0 is not UTF-8)")
+    (tmp_path / "bom.toml").write_bytes(b'\xef\xbb\xbf[connector]\nmodel = "gpt-4o"\n')
+    settings = load_settings(Path("bom.toml"), env={}, cwd=tmp_path)
+    assert settings.connector.model == "gpt-4o"

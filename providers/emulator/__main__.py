@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve until interrupted."""
     parser = argparse.ArgumentParser(
         prog="python -m providers.emulator",
-        description="Serve the OpenAI and Anthropic API emulator on loopback.",
+        description="Serve the OpenAI, Anthropic, Gemini and Mistral API emulator on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

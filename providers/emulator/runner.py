@@ -148,20 +148,32 @@ def serve(
     config: EmulatorConfig,
     *,
     ready: Callable[[str], object],
-) -> None:
+) -> int:
     """Serve until SIGINT or SIGTERM; ``ready(line)`` once listening (the line names the URL).
 
     The command line that called it shows the line: this module prints nothing.
+
+    Returns:
+        The signal that stopped it.
+
+    Raises:
+        OSError: it cannot listen there, or ``state_dir`` cannot be written.
     """
+    stopped_by = [int(signal.SIGINT)]
 
     async def main() -> None:
         app = EmulatorApp(config, state_dir)
         runner, bound = await _listen(app, host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on(sig: int) -> None:
+            stopped_by[0] = sig
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on, int(sig))
         ready(f"lexibatch emulator listening on http://{host}:{bound}")
         try:
             await stop.wait()
@@ -170,3 +182,4 @@ def serve(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+    return stopped_by[0]

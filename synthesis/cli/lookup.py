@@ -65,7 +65,7 @@ def show(
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option(
     "--token",
     envvar="LEXIBATCH_SERVE_TOKEN",
@@ -114,6 +114,13 @@ async def _serve(
     from synthesis.serve import ServeContext, create_app
 
     # Bound here, before anything starts: a taken port is one line, not a traceback.
+    try:
+        socket.getaddrinfo(host, port)
+    except socket.gaierror as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port}: no such address ({exc.strerror}) — "
+            "give --host an address of this machine (127.0.0.1, or 0.0.0.0 for all)"
+        ) from None
     try:
         listening = socket.create_server((host, port))
     except OSError as exc:

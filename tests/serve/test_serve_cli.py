@@ -105,3 +105,16 @@ def test_the_token_from_the_environment_guards_serve_and_leaves_other_commands_a
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_an_address_not_of_this_machine_or_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    done = _python(
+        "from synthesis.cli import main\nmain(['serve', '--host', 'nosuch.invalid'])\n", tmp_path
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot listen on nosuch.invalid:8000" in lines[0], lines
+    assert "give --host an address of this machine" in lines[0]
+    done = _python("from synthesis.cli import main\nmain(['serve', '--port', '70000'])\n", tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "70000 is not in the range 0<=x<=65535" in done.stderr

@@ -46,6 +46,9 @@ class JobSummary:
     unreachable: ProviderError | None = None
     #: Requests that failed because the provider could not be reached.
     not_reached: int = 0
+    #: The first request that failed at the provider (not refused, not
+    #: unreached): its line number and error, for the run's closing error line.
+    first_failure: tuple[int, Exception] | None = None
     #: Requests refused when they were queued, before anything was journaled or
     #: sent for them: too large for any batch of the provider, or a request its
     #: adapter cannot write. Each fails its own line.
@@ -267,6 +270,8 @@ def _failed_line(item: JobItem, error: Exception, summary: JobSummary) -> dict[s
         summary.not_reached += 1
         if summary.unreachable is None:
             summary.unreachable = error
+    elif summary.first_failure is None and not isinstance(error, InputError):
+        summary.first_failure = (item.line, error)
     detail = (
         error.to_dict()
         if isinstance(error, ProviderError)

@@ -136,6 +136,16 @@ def run(
             say_input_error(refusal)
             sys.exit(EXIT_PROVIDER)
         if summary.failed:
+            failed_here = summary.failed - summary.not_reached
+            if summary.first_failure is not None and failed_here:
+                # Shown even with --quiet, which hides everything but errors.
+                line, error = summary.first_failure
+                more = f" (and {failed_here - 1:,} more)" if failed_here > 1 else ""
+                click.echo(
+                    f"lexibatch: error: {requests}:{line}: {type(error).__name__}: {error}{more} "
+                    f"— each failed request's error is in {out}",
+                    err=True,
+                )
             sys.exit(EXIT_PROVIDER)
 
     skip_final_collection()

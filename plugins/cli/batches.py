@@ -94,8 +94,15 @@ def batches_cancel(ctx: click.Context, batch: str, **flags: Any) -> None:
     shard, settings = _shard_andsettings_from(ctx, batch, flags)
 
     async def body(connector: LexiConnector) -> None:
+        from plugins.store import UNFINISHED_SHARD_STATES
         from providers.errors import InputError, UnsupportedError
 
+        if shard.state == "ended" or shard.state not in UNFINISHED_SHARD_STATES:
+            # Nothing runs at the provider any more: asking it would only be refused.
+            raise InputError(
+                f"{batch} is {shard.state}: its batch has ended, there is nothing to cancel"
+                + (" (its results are collected by the next run)" if shard.state == "ended" else "")
+            )
         endpoint = connector.provider.batch
         if endpoint is None:
             raise UnsupportedError(f"provider {connector.provider_name!r} has no batch endpoint")

@@ -187,6 +187,14 @@ def test_batches_list_show_cancel_then_rerun(work: Path, fresh_emulator: Any) ->
     codes = [json.loads(line)["error"]["code"] for line in (work / "out.jsonl").open()]
     assert codes == ["cancelled_by_user"] * 8
     assert fresh_emulator.billing()["batch"]["requests"] == 0
+    # Its batch is collected now: there is nothing left to cancel, and the
+    # provider is not asked (it would refuse a finished batch).
+    again = _lexibatch(work, "batches", "cancel", batch_id)
+    assert again.returncode == 2, again.stderr
+    assert again.stderr.strip() == (
+        f"lexibatch: error: {batch_id} is collected: its batch has ended, there is nothing "
+        "to cancel"
+    )
     # Asked for, they are sent again, once.
     retried = _lexibatch(
         work, "run", name, "--mode", "batch", "--out", "out.jsonl", "--retry-cancelled"

@@ -54,6 +54,7 @@ _KNOWN: Final = frozenset(
     }
 )
 _ROLES: Final = frozenset({"system", "user", "assistant"})
+_MESSAGE_FIELDS: Final = frozenset({"role", "content"})
 
 
 class JobItem(NamedTuple):
@@ -181,12 +182,20 @@ def _parse_line(
     if system is not None:
         messages.append(Message("system", _text(system, "system")))
     if "messages" in obj:
+        if "prompt" in obj:
+            raise _BadLine(
+                "has both messages and prompt: give one (prompt is a single user message)"
+            )
         given = obj["messages"]
         if not isinstance(given, list) or not given:
             raise _BadLine("messages must be a non-empty list")
         for i, m in enumerate(given):
             if not isinstance(m, dict) or m.get("role") not in _ROLES:
                 raise _BadLine(f"messages[{i}] needs a role of system, user or assistant")
+            if len(m) > 2 and not _MESSAGE_FIELDS.issuperset(m):
+                # Not dropped unseen: what is sent would not be what the line says.
+                extra = ", ".join(sorted(set(m) - _MESSAGE_FIELDS))
+                raise _BadLine(f"messages[{i}]: unknown field(s) {extra}; known: content, role")
             messages.append(Message(m["role"], _text(m.get("content"), f"messages[{i}].content")))
     elif "prompt" in obj:
         messages.append(Message("user", _text(obj["prompt"], "prompt")))

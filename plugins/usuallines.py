@@ -13,7 +13,7 @@ Left to the general reader:
 
 * a value of another type than those below (a JSON ``null`` for a field that
   takes none, a float for an integer, an unknown field or message field,
-  ``extras``), or an empty list of messages;
+  ``extras``), an empty list of messages, or messages and a prompt both;
 * an integer outside 64 bits, which the general reader's parser reads as a
   float;
 * a schema whose text was not read before, or a ``null`` one.
@@ -99,7 +99,7 @@ class UsualLines:
                 return None
         given = line.messages
         if given is not msgspec.UNSET:
-            if not given:
+            if not given or line.prompt is not msgspec.UNSET:
                 return None
             messages = [Message(m.role, m.content) for m in given]
         elif line.prompt is not msgspec.UNSET:

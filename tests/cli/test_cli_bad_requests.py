@@ -39,6 +39,8 @@ def test_every_bad_line_is_named_and_nothing_is_sent(tmp_path: Path) -> None:
         {"prompt": "x", "temperature": "hot"},
         {"prompt": "x", "model": 5},
         {"prompt": "x", "extras": [1]},
+        {"prompt": "x", "messages": [{"role": "user", "content": "y"}]},
+        {"messages": [{"role": "user", "content": "y", "name": "ann"}]},
     ]
     _write(tmp_path / "requests.jsonl", lines)
     for mode in ("immediate", "batch"):
@@ -55,12 +57,14 @@ def test_every_bad_line_is_named_and_nothing_is_sent(tmp_path: Path) -> None:
             7: "temperature must be a number from 0 to 2, got 'hot'",
             8: "model must be a non-empty string, got 5 (int)",
             9: "extras must be an object of provider body fields, got [1] (list)",
+            10: "has both messages and prompt: give one (prompt is a single user message)",
+            11: "messages[0]: unknown field(s) name; known: content, role",
         }
         for number, what in expected.items():
             assert any(f"requests.jsonl:{number}: {what}" in line for line in err), (number, err)
         assert not any("requests.jsonl:1:" in line or "requests.jsonl:4:" in line for line in err)
         assert err[-1].endswith(
-            "requests.jsonl: 7 of 9 request lines are invalid; nothing was sent "
+            "requests.jsonl: 9 of 11 request lines are invalid; nothing was sent "
             "— fix them and run again"
         )
         assert not (tmp_path / "results.jsonl").exists()

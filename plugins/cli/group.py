@@ -11,6 +11,7 @@ its own plugin with :meth:`LexibatchGroup.add_plugin` before that.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,17 @@ from plugins.cli.logs import show_logs
 from providers.errors import ConfigError
 
 __all__ = ["LexibatchGroup", "main"]
+
+
+def _command_starting() -> None:
+    """From here on Ctrl-C is ``KeyboardInterrupt``, which every command turns into exit 130.
+
+    Until now the console script (``synthesis.launch``) ended the process at
+    once on Ctrl-C: nothing had been read, journaled or sent.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    if getattr(handler, "before_command", False):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class LexibatchGroup(click.Group):
@@ -34,6 +46,11 @@ class LexibatchGroup(click.Group):
     def add_plugin(self, plugin: object) -> None:
         """Register ``plugin`` (built into the program) before the hook is called."""
         self._plugins.append(plugin)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command line's group and its command (see :func:`_command_starting`)."""
+        _command_starting()
+        return super().invoke(ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()

@@ -120,3 +120,30 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_it_gave_up(
     assert last.startswith(f"lexibatch: interrupted again — {IN_FLIGHT} calls already sent were")
     assert "not stored" in last and "run the same command again" in last
     assert stopped < 3.0 + 10  # did not wait for the calls (3 s each) to land
+
+
+@pytest.mark.parametrize("after", [0.15, 0.3, 0.6])
+def test_ctrl_c_while_the_program_starts_is_one_line_and_exit_130(
+    tmp_path: Path, after: float
+) -> None:
+    # The console script, as a user starts it: Ctrl-C may land while it imports
+    # (not in the interpreter's own first milliseconds, before any of ours runs).
+    script = Path(sys.executable).with_name("lexibatch")
+    lines = [json.dumps({"id": str(i), "prompt": f"early {i}"}) for i in range(3000)]
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEXIBATCH_")}
+    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    run = subprocess.Popen(
+        [str(script), "run", "requests.jsonl", "--out", "out.jsonl"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_default,
+    )
+    time.sleep(after)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Panic" not in stderr, stderr
+    assert stderr.splitlines()[-1].startswith("lexibatch: interrupted"), stderr

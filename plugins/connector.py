@@ -125,7 +125,8 @@ class LexiConnector:
 
         ``auto`` asks the ``choose_strategy`` hook (batch from
         ``batch.auto_threshold`` requests when the provider has a batch
-        endpoint). Returns the chosen strategy name.
+        endpoint); a mode the user named is used as it is. Returns the
+        chosen strategy name.
         """
         requested = self.settings.connector.mode
         workload = Workload(
@@ -135,7 +136,10 @@ class LexiConnector:
             has_batch=self.provider.batch is not None,
             auto_threshold=self.settings.batch.auto_threshold,
         )
-        chosen = self._hooks.choose_strategy(workload=workload) or "immediate"
+        if requested != "auto":
+            chosen: str = requested
+        else:
+            chosen = self._hooks.choose_strategy(workload=workload) or "immediate"
         if chosen == "batch":
             self.enable_batch_mode()
         else:

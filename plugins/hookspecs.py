@@ -90,13 +90,14 @@ def register_strategies(register: RegisterStrategy) -> None:
 
 @hookspec(firstresult=True)
 def choose_strategy(workload: Workload) -> str | None:
-    """Pick the strategy for a workload; the first non-``None`` answer wins.
+    """Pick the strategy for a workload in ``mode = "auto"``; the first non-``None`` answer wins.
 
-    This is where ``mode = "auto"`` lives: the built-in implementation picks
-    ``batch`` when the workload is at least ``batch.auto_threshold`` requests
-    and the provider has a batch endpoint, ``immediate`` otherwise. A plugin
-    may decide differently (by time of day, by budget, ...) by answering
-    first.
+    This is where ``mode = "auto"`` lives, and only it: a mode the user named
+    (``immediate``, ``batch``) is used without asking. The built-in
+    implementation picks ``batch`` when the workload is at least
+    ``batch.auto_threshold`` requests and the provider has a batch endpoint,
+    ``immediate`` otherwise. A plugin may decide differently (by time of day,
+    by budget, ...) by answering first.
 
     :param workload: the requested mode, the number of requests expected and
         what the provider can do.

@@ -144,3 +144,34 @@ def test_cli_lists_plugins_with_their_origin(installed_plugin: Path) -> None:
     assert "built-in" in lines["openai"] and "[batch]" in lines["openai"]
     assert "lexi-echo-plugin 0.3" in lines["echo"] and "[no batch]" in lines["echo"]
     assert "built-in" in lines["batch"] and "built-in" in lines["immediate"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected", "asked"),
+    [("auto", "batch", True), ("immediate", "immediate", False), ("batch", "batch", False)],
+)
+async def test_choose_strategy_decides_auto_only_and_a_named_mode_stands(
+    tmp_path: Path, mode: str, expected: str, asked: bool
+) -> None:
+    from plugins import hookimpl
+
+    seen: list[str] = []
+
+    class NightBatches:
+        @hookimpl
+        def choose_strategy(self, workload: object) -> str | None:
+            seen.append(getattr(workload, "requested", "?"))
+            return "batch"  # decides for every workload it is asked about
+
+    manager = PluginManager(load_entrypoints=False)
+    manager.register(NightBatches(), name="night", origin="test")
+    settings = Settings.model_validate(
+        {"connector": {"mode": mode, "db": str(tmp_path / "store.db")}}
+    )
+    connector = open_connector(settings, manager=manager)
+    try:
+        # Few requests: the built-in rule would say immediate in auto.
+        assert connector.choose_mode(1, announce=False) == expected
+    finally:
+        await connector.aclose()
+    assert seen == (["auto"] if asked else [])

@@ -8,7 +8,7 @@ import click
 
 from plugins.cli.group import main
 from plugins.cli.guard import guard
-from plugins.cli.options import db_opt, provider_opt, settings_from
+from plugins.cli.options import db_opt, provider_opt, settings_from, store_to_read
 from plugins.cli.session import run_coroutine, with_connector
 from providers.errors import ProviderError
 
@@ -36,8 +36,11 @@ def batches_list(ctx: click.Context, as_json: bool, **flags: Any) -> None:
     from plugins.tables import batch_json, batch_views, batches_table, stdout_console
 
     settings = settings_from(ctx, **flags)
-    with Store(settings.connector.db) as store:
-        views = batch_views(store, store.shards(provider=flags.get("provider")))
+    db = store_to_read(settings, flags)
+    views = []
+    if db is not None:
+        with Store(db) as store:
+            views = batch_views(store, store.shards(provider=flags.get("provider")))
     if as_json:
         import orjson
 
@@ -175,8 +178,12 @@ def _shard_andsettings_from(
     Whatever provider the config names, only the shard's own knows its batch.
     """
     from plugins.store import Store
+    from providers.errors import InputError
 
-    with Store(settings_from(ctx, **flags).connector.db) as store:
+    db = store_to_read(settings_from(ctx, **flags), flags)
+    if db is None:
+        raise InputError(f"no batch {ident!r} in the journal: no run has made the store yet")
+    with Store(db) as store:
         shard = _shard_of(store, ident)
     # The model too: a provider may pick its batch API by model (LiteLLM: azure/…, openai/…).
     model = {"model": shard.model} if shard.model != "*" else {}

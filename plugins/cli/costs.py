@@ -8,7 +8,7 @@ import click
 
 from plugins.cli.group import main
 from plugins.cli.guard import guard
-from plugins.cli.options import db_opt, settings_from
+from plugins.cli.options import db_opt, settings_from, store_to_read
 
 __all__ = ["cost"]
 
@@ -22,15 +22,20 @@ __all__ = ["cost"]
 def cost(ctx: click.Context, as_json: bool, chart: bool, **flags: Any) -> None:
     """Report spend by provider, mode, task and model, and the saving against immediate."""
     from plugins.report import summary_line
-    from plugins.spendchart import spend_buckets, spend_chart
+    from plugins.spendchart import SpendBucket, spend_buckets, spend_chart
     from plugins.store import Store
-    from plugins.tables import cost_json, cost_rows, cost_table, stdout_console
+    from plugins.tables import ProviderCostRow, cost_json, cost_rows, cost_table, stdout_console
 
     settings = settings_from(ctx, **flags)
-    with Store(settings.connector.db) as store:
-        rows = cost_rows(store)
-        summary = summary_line(store.cost_report()) if rows else ""
-        buckets, name, fmt = spend_buckets(store) if chart else ([], "", "")
+    db = store_to_read(settings, flags)
+    rows: list[ProviderCostRow] = []
+    buckets: list[SpendBucket] = []
+    summary, name, fmt = "", "", ""
+    if db is not None:
+        with Store(db) as store:
+            rows = cost_rows(store)
+            summary = summary_line(store.cost_report()) if rows else ""
+            buckets, name, fmt = spend_buckets(store) if chart else ([], "", "")
     if as_json:
         import orjson
 

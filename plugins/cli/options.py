@@ -18,6 +18,7 @@ __all__ = [
     "quiet_opt",
     "retry_cancelled_opt",
     "settings_from",
+    "store_to_read",
 ]
 
 provider_opt = click.option("--provider", help="Provider name (see `lexibatch plugins`).")
@@ -62,3 +63,26 @@ def settings_from(ctx: click.Context, **flags: Any) -> Settings:
         overrides["batch.retry_cancelled"] = True
     config = ctx.obj.get("config") if ctx.obj else None
     return load_settings(Path(config) if config else None, overrides=overrides)
+
+
+def store_to_read(settings: Settings, flags: dict[str, Any]) -> Path | None:
+    """The store a command that only reads opens; ``None`` while none has been made.
+
+    Such a command never makes a store: ``--db`` naming no file is a mistake
+    (a typo would otherwise leave an empty store behind and report nothing
+    spent), while the configured store not made yet simply holds nothing.
+
+    Raises:
+        InputError: ``--db`` names a file that does not exist.
+    """
+    from providers.errors import InputError
+
+    db = Path(settings.connector.db)
+    if str(db) == ":memory:" or db.exists():
+        return db
+    if flags.get("db") is not None:
+        raise InputError(
+            f"no store at {flags['db']}: --db must name the store a run made "
+            "(by default .lexibatch/lexibatch.db in the folder the run started in)"
+        )
+    return None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from plugins.cli.guard import guard
-from plugins.cli.options import db_opt, model_opt, provider_opt, settings_from
+from plugins.cli.options import db_opt, model_opt, provider_opt, settings_from, store_to_read
 from plugins.cli.session import run_coroutine, with_connector
 from providers.errors import InputError, UserError
 
@@ -49,8 +49,11 @@ def show(
         from synthesis.page import entry_from_store
 
         settings = settings_from(ctx, **flags)
-        with Store(settings.connector.db) as store:
-            entry = entry_from_store(word, store)
+        db = store_to_read(settings, flags)
+        entry = None
+        if db is not None:
+            with Store(db) as store:
+                entry = entry_from_store(word, store)
     if entry is None:
         where = entries_file or "the store"
         raise InputError(

@@ -61,7 +61,7 @@ def test_the_token_from_the_environment_guards_serve_and_leaves_other_commands_a
     # Exported once in the shell, for `serve`; every other command runs beside it.
     env["LEXIBATCH_SERVE_TOKEN"] = "s3cret"
     cost = subprocess.run(
-        [sys.executable, "-m", "synthesis.cli", "cost", "--db", str(tmp_path / "c.db")],
+        [sys.executable, "-m", "synthesis.cli", "cost"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from providers.errors import StoreWriteError, os_error_reason
+
 __all__ = ["SANDBOX", "configure_sandbox", "start_sandbox_emulator", "stop_sandbox_emulator"]
 
 #: The registered name of the sandbox provider.
@@ -44,10 +46,19 @@ def start_sandbox_emulator(state_dir: Path | None) -> str:
         if _emulator is None:
             from providers.emulator import Emulator, EmulatorConfig
 
-            if state_dir is not None:
-                state_dir.mkdir(parents=True, exist_ok=True)
-            emulator = Emulator(EmulatorConfig(batch_seconds=_batch_seconds), state_dir=state_dir)
-            emulator.start()
+            try:
+                if state_dir is not None:
+                    state_dir.mkdir(parents=True, exist_ok=True)
+                emulator = Emulator(
+                    EmulatorConfig(batch_seconds=_batch_seconds), state_dir=state_dir
+                )
+                emulator.start()
+            except OSError as exc:
+                raise StoreWriteError(
+                    f"the sandbox cannot keep its state in {state_dir} beside the store "
+                    f"({os_error_reason(exc)}): the store's folder must be writable — fix it or "
+                    "set connector.db (or --db) to a writable place"
+                ) from None
             _emulator = emulator
             atexit.register(stop_sandbox_emulator)
         return str(_emulator.base_url)

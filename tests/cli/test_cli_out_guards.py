@@ -104,3 +104,18 @@ def test_results_written_to_a_pipe_reach_its_reader_and_the_pipe_stays(tmp_path:
     assert done.returncode == 0, done.stderr
     assert fifo.is_fifo() and not list(tmp_path.glob(".results.fifo.*"))
     assert [json.loads(line)["id"] for line in received[0].splitlines()] == ["0", "1", "2"]
+
+
+def test_a_sandbox_that_cannot_keep_its_state_beside_the_store_is_one_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "r.jsonl").write_text(REQUESTS)
+    (tmp_path / "data").mkdir()
+    # A file where the sandbox keeps its folder (as a read-only folder refuses it too).
+    (tmp_path / "data" / "provider-state").write_text("")
+    done = _lexibatch("run", "r.jsonl", "--db", "data/s.db", "--out", "o.jsonl", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "the sandbox cannot keep its state in" in errors[0]
+    assert "the store's folder must be writable" in errors[0]

@@ -121,6 +121,8 @@ def synthesize(
         est = estimate_synthesis(settings, todo, chosen, sources)
         if estimate:
             click.echo(est.describe())
+            # As `run --estimate --budget`: an estimate over the budget exits 2.
+            refuse_over_budget(settings, est, len(todo), budget)
             return
         expected_usd = refuse_over_budget(settings, est, len(todo), budget)
         expected = est.requests

@@ -168,6 +168,12 @@ def test_estimate_prints_both_modes_and_sends_nothing_a_budget_refuses_or_runs(
     assert len(refused.stderr.strip().splitlines()) == 2  # the sandbox notice, then the refusal
     assert "budget" in refused.stderr.splitlines()[-1]
     assert not db.exists() and not (tmp_path / "entries.jsonl").exists()
+    # With --estimate too: the estimate is printed, and over the budget it exits 2 (as `run`).
+    over = _lexibatch(
+        *base, "--mode", "batch", "--estimate", "--budget", f"{batch / 2:.8f}", cwd=tmp_path
+    )
+    assert over.returncode == 2 and over.stdout.startswith("estimate for "), over.stderr
+    assert "exceeds the budget" in over.stderr.splitlines()[-1]
 
     ran = _lexibatch(*base, "--mode", "batch", "--budget", f"{batch * 2:.8f}", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr

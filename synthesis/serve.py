@@ -25,7 +25,6 @@ import contextlib
 import hmac
 import logging
 import time
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from synthesis.models import DictionaryEntry
 from synthesis.page import ENTRIES, entry_from_store
 from synthesis.pipeline import DefinitionSynthesizer, ModelFor
 from synthesis.sources import SourceLookup
-from synthesis.wordlist import clean_word
+from synthesis.wordlist import MAX_WORD_CHARS, clean_word, word_problem
 
 __all__ = [
     "ENTRIES",
@@ -72,8 +71,6 @@ log = logging.getLogger("lexibatch.serve")
 
 #: The document namespace of the server's batch jobs: the journal a restart resumes.
 JOBS = "serve-jobs"
-#: The longest headword or phrase accepted (the longest English words are about 45 letters).
-MAX_WORD_CHARS = 64
 
 JobStatus = Literal["queued", "running", "done", "failed"]
 _UNFINISHED = ("queued", "running")
@@ -196,12 +193,9 @@ def check_word(raw: str) -> str:
     characters, or no letter at all.
     """
     word = clean_word(raw)
-    if not word:
-        raise BadWord("the word is empty")
-    if len(word) > MAX_WORD_CHARS:
-        raise BadWord(f"the word is {len(word)} characters long; at most {MAX_WORD_CHARS}")
-    if not any(unicodedata.category(c).startswith("L") for c in word):
-        raise BadWord(f"{word!r} has no letter: not a word")
+    problem = word_problem(word)
+    if problem is not None:
+        raise BadWord(problem)
     return word
 
 

@@ -16,11 +16,36 @@ from pathlib import Path
 
 from providers.errors import InputError
 
-__all__ = ["WordListReport", "clean_word", "parse_word_list", "read_word_list"]
+__all__ = [
+    "MAX_WORD_CHARS",
+    "WordListReport",
+    "clean_word",
+    "parse_word_list",
+    "read_word_list",
+    "word_problem",
+]
 
 # Cf covers zero-width spaces and joiners, the BOM and bidi marks; Cc the C0/C1 controls.
 _DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 _MAX_EXAMPLES = 5
+
+#: The longest headword or phrase looked up (the longest English words are about 45 letters).
+MAX_WORD_CHARS = 64
+
+
+def word_problem(word: str) -> str | None:
+    """Why a cleaned ``word`` is no word to look up, or ``None`` when it is one.
+
+    Nothing left, more than :data:`MAX_WORD_CHARS` characters, or no letter
+    at all. The same rule for a word list and for the lookup service.
+    """
+    if not word:
+        return "the word is empty"
+    if len(word) > MAX_WORD_CHARS:
+        return f"the word is {len(word)} characters long; at most {MAX_WORD_CHARS}"
+    if not any(unicodedata.category(c).startswith("L") for c in word):
+        return f"{word!r} has no letter: not a word"
+    return None
 
 
 @dataclass
@@ -36,7 +61,8 @@ class WordListReport:
         duplicates: repeated words dropped (as written, first few).
         duplicate_count: how many repeats were dropped.
         cleaned: ``(line, original, cleaned)`` for words whose text changed.
-        unusable: ``(line, original)`` for lines with nothing left after cleaning.
+        unusable: ``(line, original)`` for lines that are no word after
+            cleaning (see :func:`word_problem`).
     """
 
     source: str = "<words>"
@@ -110,7 +136,7 @@ def parse_word_list(
             report.comments += 1
             continue
         word = clean_word(stripped)
-        if not word:
+        if word_problem(word) is not None:
             report.unusable.append((number, stripped))
             continue
         if word != stripped:

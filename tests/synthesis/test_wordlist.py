@@ -92,3 +92,17 @@ def test_sample_word_list_shows_each_kind_of_handling() -> None:
     assert report.empty >= 1
     assert report.cleaned, "the sample has a word with odd Unicode"
     assert 10 <= len(words) <= 20
+
+
+def test_lines_the_lookup_service_would_refuse_are_skipped_as_unusable() -> None:
+    from synthesis.wordlist import MAX_WORD_CHARS, word_problem
+
+    long_line = "a" * (MAX_WORD_CHARS + 1)
+    words, report = parse_word_list(["apple", "12345", long_line, "x" * 10_000_000, "A-1"])
+    assert words == ["apple", "A-1"]
+    assert [n for n, _ in report.unusable] == [2, 3, 4]
+    assert "3 unusable lines skipped (line 2, line 3, line 4)" in report.summary()
+    # One rule for a word list and for `lexibatch serve`.
+    assert word_problem("12345") == "'12345' has no letter: not a word"
+    assert word_problem(long_line) == f"the word is 65 characters long; at most {MAX_WORD_CHARS}"
+    assert word_problem("a" * MAX_WORD_CHARS) is None

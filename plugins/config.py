@@ -23,6 +23,7 @@ validated by the options model the provider registered
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import tomllib
 import typing
@@ -48,6 +49,7 @@ from plugins.configerrors import (
     config_error,
     field_at,
     show,
+    suggest,
 )
 from plugins.provideroptions import (
     NonNegFloat,
@@ -251,6 +253,9 @@ class Settings(_Section):
         # default key variable is filled in as if it had been written.
         if not isinstance(value, Mapping):
             return value
+        for name in value:
+            if registered_spec(str(name)) is None:
+                _unknown_provider_table(str(name))
         return {
             name: _provider_options(str(name), table, registered_spec(str(name)))
             for name, table in value.items()
@@ -293,6 +298,29 @@ class Settings(_Section):
         if str(self.connector.db) == _MEMORY_DB:
             return Path(".lexibatch") / "spool"
         return self.connector.db.parent / "spool"
+
+
+# The [providers.NAME] tables of no registered provider, said once each.
+_told_unknown: set[str] = set()
+
+
+def _unknown_provider_table(name: str) -> None:
+    """Say once that ``[providers.NAME]`` is used by no provider this process knows.
+
+    Not an error: the table may be for a plugin installed elsewhere (or in
+    another plugin manager). But a misspelt name would leave its settings
+    (say, a proxy's ``base_url``) silently unused.
+    """
+    if name in _told_unknown:
+        return
+    _told_unknown.add(name)
+    hint = suggest(name, sorted(_registered()))
+    logging.getLogger("lexibatch.config").warning(
+        "[providers.%s] names no registered provider%s: its settings are not used "
+        "(`lexibatch plugins` lists the providers)",
+        name,
+        hint,
+    )
 
 
 def registered_spec(name: str) -> ProviderSpec | None:

@@ -314,3 +314,21 @@ def test_a_config_file_that_is_not_text_is_one_line_and_a_byte_order_mark_is_rea
     (tmp_path / "bom.toml").write_bytes(b'\xef\xbb\xbf[connector]\nmodel = "gpt-4o"\n')
     settings = load_settings(Path("bom.toml"), env={}, cwd=tmp_path)
     assert settings.connector.model == "gpt-4o"
+
+
+def test_a_table_of_no_registered_provider_is_said_once_with_a_suggestion(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import plugins.config
+
+    plugins.config._told_unknown.discard("opanai")
+    caplog.set_level("WARNING", logger="lexibatch.config")
+    toml = '[providers.opanai]\nbase_url = "http://127.0.0.1:9/v1"\n[providers.openai]\nrpm = 5\n'
+    (tmp_path / "lexibatch.toml").write_text(toml, encoding="utf-8")
+    for _ in range(2):
+        load_settings(None, env={}, cwd=tmp_path)
+    said = [r.getMessage() for r in caplog.records if r.name == "lexibatch.config"]
+    assert said == [
+        "[providers.opanai] names no registered provider (did you mean openai?): its settings "
+        "are not used (`lexibatch plugins` lists the providers)"
+    ]

@@ -210,8 +210,11 @@ class SQLiteEngine(Backend):
                 cached_statements=128,
             )
         except sqlite3.Error as exc:
+            what = "it is a folder" if Path(self.path).is_dir() else str(exc)
             raise ConfigError(
-                f"{self.path}: cannot open the store: {exc}", key="connector.db"
+                f"{self.path or '(empty)'}: cannot open the store: {what} — give --db (or "
+                "connector.db) the path of a store file, in a folder this process may write",
+                key="connector.db",
             ) from None
         try:
             self._setup(busy_timeout)
@@ -505,6 +508,11 @@ class SQLiteEngine(Backend):
                 advice = (
                     f"another process held its write lock for over {self._lock_timeout:g} s — "
                     "let it finish"
+                )
+            elif exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_READONLY:
+                advice = (
+                    "the file (or its folder) is read-only — make it writable or set "
+                    "connector.db to a writable file"
                 )
             else:
                 advice = "free disk space or set connector.db to a writable file"

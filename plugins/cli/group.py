@@ -48,9 +48,18 @@ class LexibatchGroup(click.Group):
         self._plugins.append(plugin)
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command line's group and its command (see :func:`_command_starting`)."""
+        """Run the command line's group and its command (see :func:`_command_starting`).
+
+        A Ctrl-C that reaches here came before the command's own handling
+        (its ``guard``) or from a command without one: one line, exit 130,
+        where click would say ``Aborted!`` and exit 1.
+        """
         _command_starting()
-        return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("lexibatch: interrupted", err=True)
+            ctx.exit(130)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()

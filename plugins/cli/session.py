@@ -38,35 +38,56 @@ T = TypeVar("T")
 _open_connectors: list[LexiConnector] = []
 
 
-def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+def run_coroutine(coro: Coroutine[Any, Any, T], *, land_sent_calls: bool = True) -> T:
     """Run a command's async body to its end.
 
     Ctrl-C stops it as ``KeyboardInterrupt``, after the calls already sent
     to the provider have landed: they may be paid for whatever happens, so
     their answers are stored first, and nothing new is sent meanwhile. A
     second Ctrl-C stops at once, and says how many sent calls it gave up.
+    ``land_sent_calls=False`` leaves Ctrl-C to asyncio (a server that winds
+    down its own requests).
     """
-    return asyncio.run(_interruptible(coro))
+    if not land_sent_calls:
+        return asyncio.run(coro)
+    stopped = _Interrupts()
+    try:
+        return asyncio.run(_interruptible(coro, stopped))
+    except asyncio.CancelledError:
+        if not stopped.count:
+            raise
+        # Raised here, once the event loop is closed, as asyncio's own Ctrl-C is.
+        if stopped.abandoned:
+            raise KeyboardInterrupt(
+                f"interrupted again — {stopped.abandoned:,} calls already sent were given up: "
+                "the provider may charge for their answers, which are not stored; run the same "
+                "command again to continue"
+            ) from None
+        raise KeyboardInterrupt from None
 
 
-async def _interruptible(coro: Coroutine[Any, Any, T]) -> T:
+class _Interrupts:
+    """How often Ctrl-C came, and how many sent calls the last one gave up."""
+
+    __slots__ = ("abandoned", "count")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.abandoned = 0
+
+
+async def _interruptible(coro: Coroutine[Any, Any, T], stopped: _Interrupts) -> T:
     import signal
 
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(coro)
-    interrupts = 0
-    abandoned = 0
     landing: set[asyncio.Task[None]] = set()
 
     def on_interrupt() -> None:
-        nonlocal interrupts, abandoned
-        interrupts += 1
-        if interrupts > 1:
-            abandoned = sum(c.stop_sending() for c in _open_connectors)
-            task.cancel()
-            return
+        stopped.count += 1
         sending = sum(c.stop_sending() for c in _open_connectors)
-        if not sending:
+        if stopped.count > 1 or not sending:
+            stopped.abandoned = sending if stopped.count > 1 else 0
             task.cancel()
             return
         click.echo(
@@ -91,16 +112,6 @@ async def _interruptible(coro: Coroutine[Any, Any, T]) -> T:
         return await task
     try:
         return await task
-    except asyncio.CancelledError:
-        if not interrupts:
-            raise
-        if abandoned:
-            raise KeyboardInterrupt(
-                f"interrupted again — {abandoned:,} calls already sent were given up: the "
-                "provider may charge for their answers, which are not stored; run the same "
-                "command again to continue"
-            ) from None
-        raise KeyboardInterrupt from None
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         for landed in landing:

@@ -95,7 +95,10 @@ def serve(
     settings = settings_from(ctx, **flags)
     chosen = parse_components(components)
     sources = build_sources([])
-    run_coroutine(_serve(settings, host, port, token or None, chosen, sources))
+    # uvicorn winds down on Ctrl-C itself: the lookups under way finish and are stored.
+    run_coroutine(
+        _serve(settings, host, port, token or None, chosen, sources), land_sent_calls=False
+    )
 
 
 async def _serve(

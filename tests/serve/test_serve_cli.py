@@ -118,3 +118,28 @@ def test_an_address_not_of_this_machine_or_a_port_out_of_range_is_refused(tmp_pa
     done = _python("from synthesis.cli import main\nmain(['serve', '--port', '70000'])\n", tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "70000 is not in the range 0<=x<=65535" in done.stderr
+
+
+def test_ctrl_c_stops_the_server_with_exit_130_and_no_traceback(tmp_path: Path) -> None:
+    import signal
+
+    from tests.serve.serve_helpers import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
+    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "synthesis.cli", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert server.stderr is not None
+    while "serving http://" not in (line := server.stderr.readline()):
+        assert line, "the server ended before it served"
+    server.send_signal(signal.SIGINT)
+    rest = server.stderr.read()
+    assert server.wait(timeout=30) == 130
+    assert "Traceback" not in rest and "ERROR" not in rest, rest
+    assert rest.strip().splitlines()[-1].startswith("lexibatch: interrupted")

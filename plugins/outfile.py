@@ -129,6 +129,9 @@ def check_writable(
             path=str(path),
         )
     _refuse_overwriting(path, store, inputs)
+    if path.is_symlink():
+        # What is written is the link's target (see AtomicFile): its folder is probed.
+        path = Path(os.path.realpath(path))
     if writes_through(path):
         if not os.access(path, os.W_OK):
             raise OutputWriteError(

@@ -104,6 +104,7 @@ def check_writable(
     *,
     store: str | os.PathLike[str] | None = None,
     inputs: Iterable[Path] = (),
+    reads_back: bool = False,
 ) -> None:
     """Make sure ``path`` can be written, before anything is sent (or paid for).
 
@@ -117,6 +118,8 @@ def check_writable(
         store: the store's database file: ``path`` may not be it, nor any
             file of the store beside it.
         inputs: the command's input files, which ``path`` may not be either.
+        reads_back: the command reads its output again (to resume): a
+            device or a pipe will not do.
 
     Raises:
         OutputWriteError: it cannot be written, or must not be; names the
@@ -133,6 +136,12 @@ def check_writable(
         # What is written is the link's target (see AtomicFile): its folder is probed.
         path = Path(os.path.realpath(path))
     if writes_through(path):
+        if reads_back:
+            raise OutputWriteError(
+                f"--out {path} is a device or a pipe, and this command reads its output back "
+                "to resume — give --out a file name; nothing was sent",
+                path=str(path),
+            )
         if not os.access(path, os.W_OK):
             raise OutputWriteError(
                 f"cannot write the results to {path}: permission denied — choose another "

@@ -287,6 +287,9 @@ _POSITION_MASK = (1 << _POSITION_BITS) - 1
 
 def _write_in_order(path: Path, source: BinaryIO, order: list[int], starts: array[int]) -> None:
     """Copy the lines of ``source`` into ``path`` in ``order`` (through ``path.tmp``)."""
+    if path.is_symlink():
+        # The link's target is rewritten; the link stays.
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(path.name + ".tmp")
     try:
         with tmp.open("wb") as fh:

@@ -103,6 +103,7 @@ def synthesize(
             out,
             store=settings.connector.db,
             inputs=[words, *([sources_file] if sources_file else [])],
+            reads_back=True,
         )
     expected: int | None = None
     expected_usd: float | None = None

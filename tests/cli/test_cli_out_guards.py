@@ -119,3 +119,23 @@ def test_a_sandbox_that_cannot_keep_its_state_beside_the_store_is_one_line(
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
     assert "the sandbox cannot keep its state in" in errors[0]
     assert "the store's folder must be writable" in errors[0]
+
+
+def test_synthesize_keeps_a_symlinked_output_a_link_and_refuses_a_pipe(tmp_path: Path) -> None:
+    # Out of order on purpose: the entries are put in the list's order at the end.
+    (tmp_path / "words.txt").write_text("zebra\napple\n")
+    target = tmp_path / "kept" / "entries.jsonl"
+    target.parent.mkdir()
+    (tmp_path / "entries.jsonl").symlink_to(target)
+    done = _lexibatch(
+        "synthesize", "words.txt", "--db", "s.db", "--out", "entries.jsonl", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "entries.jsonl").is_symlink()
+    words = [json.loads(line)["word"] for line in target.read_text().splitlines()]
+    assert words == ["zebra", "apple"]
+    fifo = tmp_path / "entries.fifo"
+    os.mkfifo(fifo)
+    piped = _lexibatch("synthesize", "words.txt", "--db", "s.db", "--out", str(fifo), cwd=tmp_path)
+    _one_line_refusal(piped, "is a device or a pipe", "reads its output back")
+    assert fifo.is_fifo()

@@ -288,3 +288,13 @@ def test_order_entries_holds_the_lines_places_not_the_lines(tmp_path: Path) -> N
     assert out.stat().st_size == size
     # Holding the file's lines would take more than the file's size.
     assert peak < size / 20, f"{peak:,} bytes held to order a {size:,}-byte file"
+
+
+def test_order_entries_rewrites_a_symlinks_target_and_keeps_the_link(tmp_path: Path) -> None:
+    target = tmp_path / "kept.jsonl"
+    target.write_text('{"word": "beta"}\n{"word": "alpha"}\n')
+    link = tmp_path / "entries.jsonl"
+    link.symlink_to(target)
+    assert order_entries(link, ["alpha", "beta"]) is True
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text() == '{"word": "alpha"}\n{"word": "beta"}\n'

@@ -90,6 +90,21 @@ class Estimate:
             )
         return "\n".join(lines)
 
+    def check_budget_bounds(self) -> None:
+        """Refuse a budget this estimate cannot check: requests of models with no price.
+
+        Raises:
+            UserError: some models have no price in the table.
+        """
+        if self.unpriced_models:
+            from providers.errors import UserError
+
+            raise UserError(
+                f"the price map has no price for {', '.join(sorted(self.unpriced_models))}: "
+                "--budget cannot bound what its requests cost — run without --budget, or "
+                "choose a priced model"
+            )
+
 
 def estimate_requests(
     requests: Iterable[Request], *, provider: str, prices: PriceTable | None = None

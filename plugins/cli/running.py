@@ -186,6 +186,8 @@ def estimate_or_refuse(
     chosen = est.batch_usd if batch_mode else est.immediate_usd
     if estimate:
         click.echo(est.describe())
+    if budget is not None:
+        est.check_budget_bounds()
     if budget is not None and chosen is not None and chosen > budget:
         raise BudgetExceededError(chosen, budget)
     return chosen

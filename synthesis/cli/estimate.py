@@ -101,6 +101,7 @@ def refuse_over_budget(
 
     if budget is None or size == 0:
         return None
+    est.check_budget_bounds()
     manager = get_plugin_manager()
     provider = resolve_provider_name(settings)
     workload = Workload(
@@ -110,7 +111,11 @@ def refuse_over_budget(
         has_batch=manager.registry().provider(provider).has_batch,
         auto_threshold=settings.batch.auto_threshold,
     )
-    mode = manager.hook.choose_strategy(workload=workload) or "immediate"
+    mode = (
+        workload.requested
+        if workload.requested != "auto"
+        else manager.hook.choose_strategy(workload=workload) or "immediate"
+    )
     chosen = est.batch_usd if mode == "batch" else est.immediate_usd
     if chosen > budget:
         raise BudgetExceededError(chosen, budget)

@@ -197,3 +197,18 @@ def test_a_budget_counts_only_what_the_run_would_pay_for(tmp_path: Path) -> None
     assert found is not None and float(found.group(1)) > 0, estimate.stdout
     refused = _lexibatch("run", "requests.jsonl", "--budget", "0", "--out", "b.jsonl", cwd=tmp_path)
     assert refused.returncode == 2 and "exceeds the budget" in refused.stderr, refused.stderr
+
+
+def test_a_budget_refuses_requests_of_a_model_with_no_price(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"prompt": "priced"}),
+        json.dumps({"prompt": "unpriced", "model": "no-such-model-zz"}),
+    ]
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    refused = _lexibatch("run", "requests.jsonl", "--budget", "5", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "lexibatch: error: the price map has no price for no-such-model-zz: --budget cannot "
+        "bound what its requests cost — run without --budget, or choose a priced model"
+    )
+    assert not (tmp_path / ".lexibatch").exists()  # nothing was sent, or journaled

@@ -202,3 +202,18 @@ def test_a_call_cut_off_by_an_interrupt_is_not_logged_as_an_error(
             time.sleep(0.2)
         time.sleep(0.3)
     assert [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"] == []
+
+
+def test_a_budget_refuses_a_synthesis_on_a_model_with_no_price(tmp_path: Path) -> None:
+    (tmp_path / "words.txt").write_text("apple\n")
+    (tmp_path / "lexibatch.toml").write_text('[connector]\nmodel = "no-such-model-zz"\n')
+    done = _lexibatch("words.txt", "--budget", "5", "--out", "entries.jsonl", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "lexibatch: error: the price map has no price for no-such-model-zz: --budget cannot"
+        )
+    )
+    assert not (tmp_path / "entries.jsonl").exists() and not (tmp_path / ".lexibatch").exists()

@@ -89,33 +89,29 @@ async def test_an_answer_cut_at_max_tokens_is_asked_again_with_more(
             assert billed["duplicates"] == 0
 
 
-async def test_without_room_to_retry_a_cut_answer_is_a_truncated_error(make_settings: Any) -> None:
-    with Emulator(EmulatorConfig()) as emu:
-        settings = make_settings(emu, immediate={"reask": 0})
-        connector = open_connector(settings)
-        try:
-            with pytest.raises(TruncatedError) as info:
-                await connector.structured("swift", Word, max_tokens=1)
-        finally:
-            await connector.aclose()
-        assert info.value.retry_max_tokens == 2 and info.value.raw_stop_reason == "length"
-
-
-async def test_a_cut_answer_asked_again_and_cut_again_names_the_last_limit(
-    make_settings: Any,
+@pytest.mark.parametrize(
+    ("reask", "asked", "hit", "offered"),
+    [
+        (0, 1, 1, 2),  # no room to ask again: cut at 1, 2 offered
+        # Asked again with 2 and cut again: the error names the last limit and
+        # offers only a larger one.
+        (1, 2, 2, 4),
+    ],
+)
+async def test_a_cut_answer_with_no_room_left_is_a_truncated_error_naming_the_last_limit(
+    make_settings: Any, reask: int, asked: int, hit: int, offered: int
 ) -> None:
     with Emulator(EmulatorConfig()) as emu:
-        settings = make_settings(emu, immediate={"reask": 1})
+        settings = make_settings(emu, immediate={"reask": reask})
         connector = open_connector(settings)
         try:
             with pytest.raises(TruncatedError) as info:
                 await connector.structured("swift", Word, max_tokens=1)
         finally:
             await connector.aclose()
-        assert emu.billing()["immediate"]["requests"] == 2  # 1 token, then 2
-    # Cut at 2, the limit of the last ask: only a larger one is offered.
-    assert info.value.max_tokens == 2 and info.value.retry_max_tokens == 4
-    assert "(2 tokens" in str(info.value)
+        assert emu.billing()["immediate"]["requests"] == asked
+    assert info.value.max_tokens == hit and info.value.retry_max_tokens == offered
+    assert f"({hit} tokens" in str(info.value) and info.value.raw_stop_reason == "length"
 
 
 async def test_immediate_calls_pause_before_the_limit_rather_than_meet_a_429(

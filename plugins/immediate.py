@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from plugins.batch.usercancel import cancelled_error, is_cancelled
 from plugins.claims import ClaimBook
@@ -108,6 +108,10 @@ class ImmediateStrategy:
         """
         self._stopping = True
         return self._in_flight
+
+    def stopped(self) -> bool:
+        """Whether :meth:`stop_sending` was called: no new call goes out."""
+        return self._stopping
 
     async def sent_calls_landed(self) -> None:
         """Wait until every request sent has its answer stored, or has failed."""
@@ -347,6 +351,9 @@ class ImmediateStrategy:
     async def _call_once(
         self, request: Request, claim: Request | None, flight: _Flight
     ) -> Completion:
+        if self.stopped():
+            # Before taking a slot: a call still to land may need one for its answer.
+            await self._never_sent(flight)
         async with self._semaphore:
             self._unless_refused()
             # Room for the answers in flight, should the disk fill up.
@@ -364,17 +371,27 @@ class ImmediateStrategy:
             if self._tpm is not None:
                 await self._tpm.acquire(min(estimate_request_tokens(request), self._tpm.max_rate))
             self._unless_refused()
-            if self._stopping:
-                # Interrupted: nothing new is sent (a re-ask or a retry
-                # neither); this waits, unsent, to be cancelled with the run.
-                self._land(flight)
-                await asyncio.get_running_loop().create_future()
+            if self.stopped():  # meanwhile (the waits above)
+                await self._never_sent(flight)
             if not flight.open:
                 flight.open = True
                 self._in_flight += 1
-            completion = await self.provider.complete(request)
+            try:
+                completion = await self.provider.complete(request)
+            except BaseException:
+                # No answer to store: in flight no more (a retry, after its
+                # pause, goes through the checks above again).
+                self._land(flight)
+                raise
             self._pacer.observe(completion.rate_limit)
             return completion
+
+    async def _never_sent(self, flight: _Flight) -> NoReturn:
+        """Interrupted (see :meth:`stop_sending`): nothing new is sent, a retry or a
+        re-ask neither; this waits, unsent, to be cancelled with the run."""
+        self._land(flight)
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")  # pragma: no cover - only ever cancelled
 
     def _unless_refused(self) -> None:
         """Send nothing more while the store refuses writes: an answer could not be kept.

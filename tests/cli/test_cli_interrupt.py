@@ -147,3 +147,41 @@ def test_ctrl_c_while_the_program_starts_is_one_line_and_exit_130(
     assert run.returncode == 130, stderr
     assert "Traceback" not in stderr and "Panic" not in stderr, stderr
     assert stderr.splitlines()[-1].startswith("lexibatch: interrupted"), stderr
+
+
+def test_a_sent_call_that_needs_a_retry_during_the_wait_does_not_hold_the_stop(
+    tmp_path: Path,
+) -> None:
+    # Every call fails with a 500: the call in flight when Ctrl-C comes would
+    # be retried, in the one concurrency slot, which unsent calls also want.
+    with Emulator(EmulatorConfig(latency=1.0, server_error=1.0)) as emu:
+        (tmp_path / "lexibatch.toml").write_text(
+            '[connector]\nprovider = "openai"\n'
+            f'[providers.openai]\nbase_url = "{emu.base_url}/v1"\nmax_concurrency = 1\n'
+            "[retry]\nbackoff_initial = 0.1\nbackoff_max = 0.2\n"
+        )
+        lines = [json.dumps({"id": str(i), "prompt": f"failing {i}"}) for i in range(3)]
+        (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+        run = subprocess.Popen(
+            [sys.executable, "-m", "synthesis.cli", "run", "requests.jsonl", "--out", "o.jsonl"],
+            cwd=tmp_path,
+            env=_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_sigint_default,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while emu.app.limiter.admitted < 1:
+                assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+                time.sleep(0.01)
+            run.send_signal(signal.SIGINT)
+            _, stderr = run.communicate(timeout=20)  # not held by the retry
+        finally:
+            if run.poll() is None:
+                run.kill()
+        admitted = emu.app.limiter.admitted
+    assert run.returncode == 130, stderr
+    assert "waiting for the 1 calls already sent" in stderr, stderr
+    assert stderr.splitlines()[-1] == INTERRUPTED
+    assert admitted == 1  # the retry was never sent

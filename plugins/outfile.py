@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterable
@@ -69,8 +70,11 @@ def _refuse_overwriting(
 ) -> None:
     """Refuse an output that is the store or one of the command's own input files."""
     if store is not None and str(store) != ":memory:":
-        for suffix in _STORE_FILES:
-            if _same_file(path, Path(f"{store}{suffix}")):
+        # Beside the name given and beside the real file (SQLite's -wal and
+        # -shm, and the lease's lock, sit beside the file a link names).
+        names = {str(store), os.path.realpath(store)}
+        for base, suffix in ((name, suffix) for name in names for suffix in _STORE_FILES):
+            if _same_file(path, Path(f"{base}{suffix}")):
                 raise OutputWriteError(
                     f"--out {path} is the store's own file ({store}{suffix}): writing the "
                     "results there would destroy every answer paid for — give --out another "
@@ -86,14 +90,23 @@ def _refuse_overwriting(
             )
 
 
-def writes_through(path: Path) -> bool:
-    """Whether ``path`` is a device or a pipe (``/dev/stdout``, a FIFO): written as it is.
+# A process's own open files by name: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
+_OPEN_FILE_NAMES = re.compile(r"/dev/(stdin|stdout|stderr|fd/\d+)|/proc/(self|\d+)/fd/\d+")
 
-    Such a file cannot be replaced by renaming another onto it (that would put
-    a plain file where the device or pipe was), nor written beside.
+
+def writes_through(path: Path) -> bool:
+    """Whether ``path`` is written as it is, appended to: a device, a pipe, an open file.
+
+    A device or a pipe (``/dev/null``, a FIFO), or one of the process's open
+    files named as such (``/dev/stdout``, even when the shell sent it to a
+    file with ``>>``): none can be replaced by renaming another file onto it
+    (that would put a plain file where the device, the pipe or the shell's
+    file was), nor written beside.
     """
+    if _OPEN_FILE_NAMES.fullmatch(str(path.absolute())):
+        return True
     try:
-        mode = path.stat().st_mode
+        mode = path.stat().st_mode  # what the path finally names
     except OSError:
         return False
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
@@ -132,9 +145,6 @@ def check_writable(
             path=str(path),
         )
     _refuse_overwriting(path, store, inputs)
-    if path.is_symlink():
-        # What is written is the link's target (see AtomicFile): its folder is probed.
-        path = Path(os.path.realpath(path))
     if writes_through(path):
         if reads_back:
             raise OutputWriteError(
@@ -149,6 +159,9 @@ def check_writable(
                 path=str(path),
             )
         return
+    if path.is_symlink():
+        # What is written is the link's target (see AtomicFile): its folder is probed.
+        path = Path(os.path.realpath(path))
     probe: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,17 +200,20 @@ class AtomicFile:
     __slots__ = ("_fh", "_path", "_through", "_tmp")
 
     def __init__(self, path: Path) -> None:
+        self._through = writes_through(path)
         # A symlink's target is replaced, not the link itself.
-        self._path = Path(os.path.realpath(path)) if path.is_symlink() else path
+        self._path = (
+            Path(os.path.realpath(path)) if path.is_symlink() and not self._through else path
+        )
         self._tmp: Path | None = None
         self._fh: BinaryIO | None = None
-        self._through = writes_through(self._path)
 
     def __enter__(self) -> AtomicFile:
         try:
             if self._through:
                 # A device or a pipe: written as it is, line by line (see writes_through).
-                self._fh = self._path.open("wb")
+                # Appended to: a file the shell opened with >> keeps what it held.
+                self._fh = self._path.open("ab")
                 return self
             self._path.parent.mkdir(parents=True, exist_ok=True)
             fd, self._tmp = _open_temp(self._path)

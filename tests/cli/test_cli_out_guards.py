@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -139,3 +140,54 @@ def test_synthesize_keeps_a_symlinked_output_a_link_and_refuses_a_pipe(tmp_path:
     piped = _lexibatch("synthesize", "words.txt", "--db", "s.db", "--out", str(fifo), cwd=tmp_path)
     _one_line_refusal(piped, "is a device or a pipe", "reads its output back")
     assert fifo.is_fifo()
+
+
+def test_results_to_dev_stdout_go_to_a_pipe_or_are_appended_to_the_shells_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "r.jsonl").write_text(REQUESTS)
+    command = [sys.executable, "-m", "synthesis.cli", "run", "r.jsonl", "--db", "s.db"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
+    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    piped = subprocess.run(
+        [*command, "--out", "/dev/stdout", "-q"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert [json.loads(line)["id"] for line in piped.stdout.splitlines()] == ["0", "1", "2"]
+    # As `lexibatch run ... --out /dev/stdout >> log.txt`: what the log held stays.
+    log = tmp_path / "log.txt"
+    log.write_text("kept\n")
+    with log.open("ab") as appended:
+        done = subprocess.run(
+            [*command, "--out", "/dev/stdout", "-q"],
+            cwd=tmp_path,
+            env=env,
+            stdout=appended,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "kept" and [json.loads(x)["id"] for x in lines[1:]] == ["0", "1", "2"]
+
+
+def test_the_store_guard_sees_the_files_beside_a_symlinked_stores_real_file(
+    tmp_path: Path,
+) -> None:
+    from plugins.outfile import check_writable
+    from providers.errors import OutputWriteError
+
+    real = tmp_path / "real" / "s.db"
+    real.parent.mkdir()
+    real.touch()
+    (tmp_path / "link.db").symlink_to(real)
+    for name in ("s.db", "s.db-wal", "s.db-shm", "s.db.batches.lock"):
+        with pytest.raises(OutputWriteError, match="is the store's own file"):
+            check_writable(real.parent / name, store=tmp_path / "link.db")
+    check_writable(real.parent / "results.jsonl", store=tmp_path / "link.db")

@@ -87,7 +87,8 @@ class ProviderSettings(Section):
         if url is None:
             return self
         scheme, sep, rest = url.strip().partition("://")
-        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        host = rest.split("/", 1)[0]
+        if not sep or scheme.lower() not in ("http", "https") or not host:
             raise KeyedValueError(
                 "base_url",
                 f"expected an http:// or https:// URL (e.g. https://api.example.com/v1), "

@@ -192,7 +192,7 @@ def _parse_line(
         for i, m in enumerate(given):
             if not isinstance(m, dict) or m.get("role") not in _ROLES:
                 raise _BadLine(f"messages[{i}] needs a role of system, user or assistant")
-            if len(m) > 2 and not _MESSAGE_FIELDS.issuperset(m):
+            if not _MESSAGE_FIELDS.issuperset(m):
                 # Not dropped unseen: what is sent would not be what the line says.
                 extra = ", ".join(sorted(set(m) - _MESSAGE_FIELDS))
                 raise _BadLine(f"messages[{i}]: unknown field(s) {extra}; known: content, role")

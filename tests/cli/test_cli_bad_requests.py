@@ -41,6 +41,7 @@ def test_every_bad_line_is_named_and_nothing_is_sent(tmp_path: Path) -> None:
         {"prompt": "x", "extras": [1]},
         {"prompt": "x", "messages": [{"role": "user", "content": "y"}]},
         {"messages": [{"role": "user", "content": "y", "name": "ann"}]},
+        {"messages": [{"role": "user", "text": "y"}]},
     ]
     _write(tmp_path / "requests.jsonl", lines)
     for mode in ("immediate", "batch"):
@@ -59,12 +60,13 @@ def test_every_bad_line_is_named_and_nothing_is_sent(tmp_path: Path) -> None:
             9: "extras must be an object of provider body fields, got [1] (list)",
             10: "has both messages and prompt: give one (prompt is a single user message)",
             11: "messages[0]: unknown field(s) name; known: content, role",
+            12: "messages[0]: unknown field(s) text; known: content, role",
         }
         for number, what in expected.items():
             assert any(f"requests.jsonl:{number}: {what}" in line for line in err), (number, err)
         assert not any("requests.jsonl:1:" in line or "requests.jsonl:4:" in line for line in err)
         assert err[-1].endswith(
-            "requests.jsonl: 9 of 11 request lines are invalid; nothing was sent "
+            "requests.jsonl: 10 of 12 request lines are invalid; nothing was sent "
             "— fix them and run again"
         )
         assert not (tmp_path / "results.jsonl").exists()

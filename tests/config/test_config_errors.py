@@ -292,7 +292,7 @@ def test_a_config_path_given_as_text_is_read_like_a_path(tmp_path: Path) -> None
 
 
 def test_a_base_url_that_is_no_http_url_is_a_config_error(tmp_path: Path) -> None:
-    for url in ("not a url", "ftp://example.com", "https://", "localhost:8000"):
+    for url in ("not a url", "ftp://example.com", "https://", "http:///v1", "localhost:8000"):
         toml = f'[connector]\nprovider = "openai"\n[providers.openai]\nbase_url = "{url}"\n'
         error = _error(tmp_path, toml)
         assert str(error) == (

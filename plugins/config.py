@@ -253,13 +253,13 @@ class Settings(_Section):
         # default key variable is filled in as if it had been written.
         if not isinstance(value, Mapping):
             return value
-        for name in value:
-            if registered_spec(str(name)) is None:
+        tables = {}
+        for name, table in value.items():
+            spec = registered_spec(str(name))
+            if spec is None:
                 _unknown_provider_table(str(name))
-        return {
-            name: _provider_options(str(name), table, registered_spec(str(name)))
-            for name, table in value.items()
-        }
+            tables[name] = _provider_options(str(name), table, spec)
+        return tables
 
     def model_for(self, task: str | None) -> str:
         """The model a task is routed to: ``[models]``, else ``connector.model``."""

@@ -136,10 +136,7 @@ class LexiConnector:
             has_batch=self.provider.batch is not None,
             auto_threshold=self.settings.batch.auto_threshold,
         )
-        if requested != "auto":
-            chosen: str = requested
-        else:
-            chosen = self._hooks.choose_strategy(workload=workload) or "immediate"
+        chosen = workload.strategy(self._hooks.choose_strategy)
         if chosen == "batch":
             self.enable_batch_mode()
         else:

@@ -12,9 +12,31 @@ from providers.tokens import estimate_tokens
 from providers.types import Request, Usage
 
 if TYPE_CHECKING:
+    from plugins.config import Settings
     from plugins.providerspec import ProviderSpec
 
-__all__ = ["Estimate", "estimate_requests", "price_provider"]
+__all__ = ["Estimate", "estimate_requests", "price_provider", "priced_mode"]
+
+
+def priced_mode(settings: Settings, provider: str, size: int) -> str:
+    """The mode a run of ``size`` requests will run in, chosen as the connector chooses it.
+
+    The mode named, or for ``auto`` the ``choose_strategy`` hook's answer
+    (batch from ``batch.auto_threshold`` requests when the provider has a
+    batch endpoint): an estimate or a budget prices that mode.
+    """
+    from plugins.manager import get_plugin_manager
+    from plugins.registry import Workload
+
+    manager = get_plugin_manager()
+    workload = Workload(
+        requested=settings.connector.mode,
+        size=size,
+        provider=provider,
+        has_batch=manager.registry().provider(provider).has_batch,
+        auto_threshold=settings.batch.auto_threshold,
+    )
+    return workload.strategy(manager.hook.choose_strategy)
 
 
 def price_provider(provider: str) -> str | None:

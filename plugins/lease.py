@@ -18,7 +18,7 @@ from filelock import FileLock, Timeout
 
 from providers.errors import StoreBusyError, StoreWriteError, os_error_reason
 
-__all__ = ["BatchLease", "lease_held_here", "runner_elsewhere"]
+__all__ = ["LOCK_SUFFIX", "BatchLease", "lease_held_here", "runner_elsewhere"]
 
 _MEMORY = ":memory:"
 
@@ -30,6 +30,10 @@ _START_GRACE = 1.0
 _HELD_HERE: set[Path] = set()
 
 
+#: What the lock file's name adds to the store's.
+LOCK_SUFFIX = ".batches.lock"
+
+
 def _lock_path(db_path: str) -> Path:
     """The lock file of the store at ``db_path``, beside the database file itself.
 
@@ -37,7 +41,7 @@ def _lock_path(db_path: str) -> Path:
     a relative path or a linked folder must lock the same file as one using the
     real path, or both would run the store's batches at once.
     """
-    return Path(f"{os.path.realpath(db_path)}.batches.lock")
+    return Path(f"{os.path.realpath(db_path)}{LOCK_SUFFIX}")
 
 
 def lease_held_here(db_path: str) -> bool:

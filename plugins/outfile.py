@@ -52,8 +52,8 @@ def _open_temp(path: Path) -> tuple[int, Path]:
             continue
 
 
-# The files of a store beside its database file (SQLite's own, and ours).
-_STORE_FILES = ("", "-wal", "-shm", "-journal", ".reserve", ".batches.lock")
+# SQLite's files beside a database file (lexibatch's own are named where they are made).
+_SQLITE_FILES = ("", "-wal", "-shm", "-journal")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -72,8 +72,12 @@ def _refuse_overwriting(
     if store is not None and str(store) != ":memory:":
         # Beside the name given and beside the real file (SQLite's -wal and
         # -shm, and the lease's lock, sit beside the file a link names).
+        from plugins.lease import LOCK_SUFFIX
+        from plugins.safekeep import RESERVE_SUFFIX, SPILL_SUFFIX
+
+        suffixes = (*_SQLITE_FILES, RESERVE_SUFFIX, SPILL_SUFFIX, LOCK_SUFFIX)
         names = {str(store), os.path.realpath(store)}
-        for base, suffix in ((name, suffix) for name in names for suffix in _STORE_FILES):
+        for base, suffix in ((name, suffix) for name in names for suffix in suffixes):
             if _same_file(path, Path(f"{base}{suffix}")):
                 raise OutputWriteError(
                     f"--out {path} is the store's own file ({store}{suffix}): writing the "

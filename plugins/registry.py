@@ -175,6 +175,13 @@ class Workload:
     has_batch: bool
     auto_threshold: int
 
+    def strategy(self, choose_strategy: Any) -> str:
+        """The strategy this workload runs in: the mode named, or for ``auto`` what the
+        ``choose_strategy`` hook (``choose_strategy``, the hook caller) answers."""
+        if self.requested != "auto":
+            return self.requested
+        return str(choose_strategy(workload=self) or "immediate")
+
 
 @dataclass
 class Registry:

@@ -80,14 +80,19 @@ def reserve_bytes(in_flight: int) -> int:
     return min(max(in_flight * RESERVE_PER_CALL, RESERVE_MIN), RESERVE_MAX)
 
 
+#: What the reserve's and the spill's names add to the store's.
+RESERVE_SUFFIX = ".reserve"
+SPILL_SUFFIX = ".unsaved.jsonl"
+
+
 def reserve_path(store: Store) -> Path | None:
     """The space reserve beside ``store`` (``None`` for an in-memory store)."""
-    return None if store.path == ":memory:" else Path(f"{store.path}.reserve")
+    return None if store.path == ":memory:" else Path(f"{store.path}{RESERVE_SUFFIX}")
 
 
 def spill_path(store: Store) -> Path | None:
     """The spill of paid answers beside ``store`` (``None`` for an in-memory store)."""
-    return None if store.path == ":memory:" else Path(f"{store.path}.unsaved.jsonl")
+    return None if store.path == ":memory:" else Path(f"{store.path}{SPILL_SUFFIX}")
 
 
 class StoreRefusedError(StoreWriteError):

@@ -165,7 +165,7 @@ def estimate_or_refuse(
     Only what the run would pay for is estimated: requests whose answer is in
     the store, or which a batch of an earlier run holds, cost it nothing.
     """
-    from plugins.estimate import estimate_requests
+    from plugins.estimate import estimate_requests, priced_mode
     from plugins.factory import resolve_provider_name
     from providers.errors import BudgetExceededError
 
@@ -179,11 +179,8 @@ def estimate_or_refuse(
             f"{len(requests) - len(paid):,}",
         )
     est = estimate_requests((r for r in requests if r.key not in paid), provider=provider)
-    mode = settings.connector.mode
-    batch_mode = mode == "batch" or (
-        mode == "auto" and len(requests) >= settings.batch.auto_threshold
-    )
-    chosen = est.batch_usd if batch_mode else est.immediate_usd
+    mode = priced_mode(settings, provider, len(requests))
+    chosen = est.batch_usd if mode == "batch" else est.immediate_usd
     if estimate:
         click.echo(est.describe())
     if budget is not None:

@@ -94,28 +94,14 @@ def refuse_over_budget(
     The mode is chosen as the connector will choose it for ``est.requests``
     requests (the ``choose_strategy`` hook), so ``auto`` is priced right.
     """
+    from plugins.estimate import priced_mode
     from plugins.factory import resolve_provider_name
-    from plugins.manager import get_plugin_manager
-    from plugins.registry import Workload
     from providers.errors import BudgetExceededError
 
     if budget is None or size == 0:
         return None
     est.check_budget_bounds()
-    manager = get_plugin_manager()
-    provider = resolve_provider_name(settings)
-    workload = Workload(
-        requested=settings.connector.mode,
-        size=est.requests,
-        provider=provider,
-        has_batch=manager.registry().provider(provider).has_batch,
-        auto_threshold=settings.batch.auto_threshold,
-    )
-    mode = (
-        workload.requested
-        if workload.requested != "auto"
-        else manager.hook.choose_strategy(workload=workload) or "immediate"
-    )
+    mode = priced_mode(settings, resolve_provider_name(settings), est.requests)
     chosen = est.batch_usd if mode == "batch" else est.immediate_usd
     if chosen > budget:
         raise BudgetExceededError(chosen, budget)

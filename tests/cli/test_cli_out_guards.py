@@ -25,7 +25,9 @@ def _one_line_refusal(done: subprocess.CompletedProcess[str], *phrases: str) -> 
         assert phrase in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", ".reserve"])
+@pytest.mark.parametrize(
+    "suffix", ["", "-wal", "-shm", ".reserve", ".unsaved.jsonl", ".batches.lock"]
+)
 def test_run_refuses_to_write_its_results_onto_its_store(tmp_path: Path, suffix: str) -> None:
     (tmp_path / "r.jsonl").write_text(REQUESTS)
     first = _lexibatch("run", "r.jsonl", "--db", "s.db", "--out", "out.jsonl", cwd=tmp_path)

@@ -116,7 +116,7 @@ class ConnectorSettings(_Section):
         db: the SQLite store (cache + journal).
     """
 
-    provider: str | None = None
+    provider: str | None = Field(default=None, min_length=1)
     model: str = "gpt-4o-mini"
     mode: Literal["immediate", "batch", "auto"] = "immediate"
     db: Path = Path(".lexibatch/lexibatch.db")

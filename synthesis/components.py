@@ -139,10 +139,12 @@ def parse_components(spec: str | Iterable[str] | None) -> tuple[str, ...]:
 
     ``spec`` is a comma-separated list (or an iterable of such items) of
     component names and the groups ``all``, ``definition`` and ``word``;
-    ``None`` or an empty value means ``all``. ``none`` selects nothing.
+    ``None`` means ``all``, ``none`` selects nothing.
 
     Raises:
-        InputError: an unknown name (the message lists the valid ones).
+        InputError: an unknown name (the message lists the valid ones), or a
+            value naming nothing (``""``, ``","``): it is more likely an unset
+            variable than a wish for every component, which costs the most.
     """
     if spec is None:
         return ALL_COMPONENTS
@@ -150,7 +152,10 @@ def parse_components(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     names = [n.strip().lower().replace("-", "_") for item in items for n in item.split(",")]
     names = [n for n in names if n]
     if not names:
-        return ALL_COMPONENTS
+        raise InputError(
+            f"--components names no component — choose from: all, definition, word, none, "
+            f"{', '.join(ALL_COMPONENTS)}"
+        )
     chosen: set[str] = set()
     unknown: list[str] = []
     for name in names:

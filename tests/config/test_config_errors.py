@@ -199,6 +199,17 @@ def test_bad_flag_value_and_unknown_flag_key(tmp_path: Path) -> None:
     assert str(error) == "command line: unknown key connector.provder (did you mean provider?)"
 
 
+def test_an_empty_provider_name_is_refused_not_read_as_the_sandbox(tmp_path: Path) -> None:
+    # `--provider "$PROVIDER"` with the variable unset must not run on
+    # synthetic answers; an empty environment variable still unsets the key.
+    error = _error(tmp_path, overrides={"connector.provider": ""})
+    assert str(error) == "command line: connector.provider: expected a non-empty string, got ''"
+    error = _error(tmp_path, '[connector]\nprovider = ""\n')
+    assert str(error) == "lexibatch.toml: connector.provider: expected a non-empty string, got ''"
+    settings = load_settings(None, env={"LEXIBATCH_PROVIDER": ""}, cwd=tmp_path)
+    assert settings.connector.provider is None
+
+
 def test_toml_syntax_error_has_the_line(tmp_path: Path) -> None:
     error = _error(tmp_path, '[connector]\nmodel = "ok"\nprovider = \n')
     message = str(error)

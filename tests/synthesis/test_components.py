@@ -58,7 +58,6 @@ def test_table_has_every_component_at_its_level() -> None:
     ("spec", "expected"),
     [
         (None, ALL_COMPONENTS),
-        ("", ALL_COMPONENTS),
         ("all", ALL_COMPONENTS),
         ("definition", DEFINITION_COMPONENTS),
         ("word", WORD_COMPONENTS),
@@ -70,6 +69,12 @@ def test_table_has_every_component_at_its_level() -> None:
 )
 def test_parse_components(spec: Any, expected: tuple[str, ...]) -> None:
     assert parse_components(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["", " , ", []])
+def test_a_value_naming_no_component_is_refused(spec: Any) -> None:
+    with pytest.raises(InputError, match="names no component — choose from: all, definition"):
+        parse_components(spec)
 
 
 def test_unknown_component_lists_the_valid_ones() -> None:

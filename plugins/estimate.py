@@ -123,8 +123,8 @@ class Estimate:
 
             raise UserError(
                 f"the price map has no price for {', '.join(sorted(self.unpriced_models))}: "
-                "--budget cannot bound what its requests cost — run without --budget, or "
-                "choose a priced model"
+                "a budget (--budget, batch.budget_usd) cannot bound what its requests cost — "
+                "choose a priced model, or run without a budget"
             )
 
 

@@ -270,15 +270,26 @@ class BatchStrategy:
         else:
             if len(line) >= self._max_line:
                 problem = line_problem(self.endpoint, self.limits, request)
+        est_cost = 0.0
+        if problem is None and self._budgeted:
+            priced = self.context.prices.estimate(request, "batch", self._price_provider)
+            if priced is None:
+                # Counted as free, it would pass any budget: a budget cannot bound it.
+                problem = (
+                    f"the price map has no price for {request.model}: a budget (--budget, "
+                    "batch.budget_usd) cannot bound what it costs — choose a priced model, "
+                    "or run without a budget"
+                )
+            est_cost = priced or 0.0
         if problem is not None:
             error = InputError(f"request {key}: {problem}")
             if journal:
                 raise error
-            # Journaled by a run with a larger limit, or another version: it fails alone.
+            # Journaled by a run with a larger limit, another version or no
+            # budget: it fails alone.
             self.settlement.fail_unbuilt(key, error)
             return
         self._pending[key] = pending
-        est_cost = self._estimate_cost(request) if self._budgeted else 0.0
         try:
             shard_id = self.accumulator.add(key, request.model, line, est_cost)
         except StoreWriteError:

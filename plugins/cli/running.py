@@ -78,6 +78,8 @@ def run(
     )
     hush(quiet)
     expected_usd: float | None = None
+    # The budget of the command line or of the configuration: one setting.
+    budget = settings.batch.budget_usd
     if estimate or budget is not None:
         expected_usd = estimate_or_refuse(
             settings, [i.request for i in items], estimate=estimate, budget=budget, quiet=quiet

@@ -107,6 +107,8 @@ def synthesize(
         )
     expected: int | None = None
     expected_usd: float | None = None
+    # The budget of the command line or of the configuration: one setting.
+    budget = settings.batch.budget_usd
     if estimate or budget is not None:
         from synthesis.runner import load_done
 

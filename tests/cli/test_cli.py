@@ -208,7 +208,14 @@ def test_a_budget_refuses_requests_of_a_model_with_no_price(tmp_path: Path) -> N
     refused = _lexibatch("run", "requests.jsonl", "--budget", "5", cwd=tmp_path)
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.strip().splitlines()[-1] == (
-        "lexibatch: error: the price map has no price for no-such-model-zz: --budget cannot "
-        "bound what its requests cost — run without --budget, or choose a priced model"
+        "lexibatch: error: the price map has no price for no-such-model-zz: a budget (--budget, "
+        "batch.budget_usd) cannot bound what its requests cost — choose a priced model, or run "
+        "without a budget"
     )
     assert not (tmp_path / ".lexibatch").exists()  # nothing was sent, or journaled
+    # The configured budget is the same setting as the flag.
+    (tmp_path / "lexibatch.toml").write_text("[batch]\nbudget_usd = 5\n")
+    configured = _lexibatch("run", "requests.jsonl", cwd=tmp_path)
+    assert configured.returncode == 2, configured.stderr
+    assert configured.stderr.strip().splitlines()[-1] == refused.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / ".lexibatch").exists()

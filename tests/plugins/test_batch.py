@@ -17,6 +17,7 @@ from plugins.factory import open_connector
 from providers.errors import (
     BatchFailedError,
     BudgetExceededError,
+    InputError,
     ProviderConnectionError,
     ProviderTimeoutError,
     RateLimitError,
@@ -409,6 +410,26 @@ async def test_budget_refuses_to_submit(fresh_emulator: Any, make_settings: Any)
     finally:
         await connector.aclose()
     assert fresh_emulator.billing()["batch"]["requests"] == 0
+
+
+async def test_a_budget_refuses_a_model_it_cannot_price_and_sends_the_priced_ones(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    # Priced at $0, an unpriced model's requests would pass any budget.
+    settings = make_settings(fresh_emulator, batch={"budget_usd": 5.0})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        unpriced = await gather(connector, ["u1", "u2"], model="no-such-model-zz")
+        priced = await gather(connector, ["p1", "p2"])
+    finally:
+        await connector.aclose()
+    for error in unpriced:
+        assert isinstance(error, InputError)
+        assert "no price for no-such-model-zz: a budget (--budget, batch.budget_usd)" in str(error)
+    assert all(isinstance(e, Entry) for e in priced)
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 2 and billing["immediate"]["requests"] == 0
 
 
 async def test_resume_after_a_crash_reattaches_and_pays_once(

@@ -213,7 +213,8 @@ def test_a_budget_refuses_a_synthesis_on_a_model_with_no_price(tmp_path: Path) -
         done.stderr.strip()
         .splitlines()[-1]
         .startswith(
-            "lexibatch: error: the price map has no price for no-such-model-zz: --budget cannot"
+            "lexibatch: error: the price map has no price for no-such-model-zz: a budget "
+            "(--budget, batch.budget_usd) cannot"
         )
     )
     assert not (tmp_path / "entries.jsonl").exists() and not (tmp_path / ".lexibatch").exists()

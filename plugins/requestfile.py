@@ -98,6 +98,9 @@ def read_requests(
     items: list[JobItem] = []
     problems: list[str] = []
     bad = 0
+    # Results are matched to their lines by id: each line's must be its own.
+    first_line: dict[str, int] = {}
+    taken = first_line.__contains__
     # Identical schemas become one object: checked and compiled once, kept once.
     schemas: dict[bytes, Mapping[str, Any]] = {}
     # Lines of the usual shape are read without a dict per line; the others,
@@ -113,10 +116,11 @@ def read_requests(
             for lineno, raw in enumerate(handle, 1):
                 read = read_usual(raw, lineno)
                 if read is not None:
-                    request = read[1]
+                    line_id, request = read
                     found = request_problems(request)
-                    if not found:
-                        items.append(JobItem(read[0], request, lineno))
+                    if not found and line_id and not taken(line_id):
+                        first_line[line_id] = lineno
+                        items.append(JobItem(line_id, request, lineno))
                         continue
                 else:
                     try:
@@ -126,11 +130,15 @@ def read_requests(
                     else:
                         if item is None:  # a blank line
                             continue
+                        line_id = item.id
                         found = request_problems(item.request)
-                        if not found:
+                        if not found and line_id and not taken(line_id):
+                            first_line[line_id] = lineno
                             learn(raw, item.request)
                             items.append(item)
                             continue
+                if not found:
+                    found = [_id_problem(line_id, first_line)]
                 bad += 1
                 if len(problems) < MAX_PROBLEMS_SHOWN:
                     problems.append("; ".join(f"{path}:{lineno}: {p}" for p in found))
@@ -149,6 +157,16 @@ def read_requests(
     if not items:
         raise InputError(f"{path}: no requests in the file")
     return items
+
+
+def _id_problem(line_id: str, first_line: dict[str, int]) -> str:
+    """Why a line's id cannot be used: it is empty, or an earlier line's."""
+    if not line_id:
+        return "id is empty: give the line an id of its own, or none (its line number is used)"
+    return (
+        f"id {line_id!r} is line {first_line[line_id]}'s too: give each request its own id "
+        "(a line without one is known by its line number)"
+    )
 
 
 def _parse_line(

@@ -7,6 +7,7 @@ switched off, and both must give the same requests or the same errors.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,29 @@ def _seen(read: list[JobItem] | tuple[Any, ...]) -> Any:
     return [(item.id, item.line, repr(item.request), item.request.key) for item in read]
 
 
+def _unique_ids(lines: list[str]) -> list[str]:
+    """``lines`` with every id an earlier line has made its own (a file's ids are unique)."""
+    seen: set[str] = set()
+    unique = []
+    for n, line in enumerate(lines, 1):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            given = obj.get("id", n)
+            name = given if isinstance(given, str) else str(given)
+            if name in seen:
+                name = f"again-{n}"
+                if "id" in obj:
+                    line = re.sub(r'"id": ("[^"]*"|-?\d+)', f'"id": "{name}"', line, count=1)
+                else:
+                    line = f'{{"id": "{name}", ' + line.lstrip()[1:]
+            seen.add(name)
+        unique.append(line)
+    return unique
+
+
 def _general_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(UsualLines, "read", lambda self, raw, lineno: None)
     monkeypatch.setattr(UsualLines, "learn", lambda self, raw, request: None)
@@ -146,10 +170,12 @@ def test_every_case_in_one_file_reads_the_same_typed_and_general(
 ) -> None:
     good = [line for line in CASES if not isinstance(_read(tmp_path, [FIRST, line]), tuple)]
     assert len(good) > 20
-    typed = _seen(_read(tmp_path, [FIRST, *good, "", *good]))
+    lines = _unique_ids([FIRST, *good, "", *good])
+    typed = _seen(_read(tmp_path, lines))
+    assert isinstance(typed, list) and len(typed) == 1 + 2 * len(good)
     bad = _read(tmp_path, [FIRST, *CASES])
     _general_only(monkeypatch)
-    assert typed == _seen(_read(tmp_path, [FIRST, *good, "", *good]))
+    assert typed == _seen(_read(tmp_path, lines))
     assert bad == _read(tmp_path, [FIRST, *CASES])
     assert isinstance(bad, tuple) and "nothing was sent" in bad[0]
 
@@ -214,11 +240,46 @@ def test_past_the_remembered_schema_texts_lines_are_read_all_the_same(
 ) -> None:
     monkeypatch.setattr("plugins.usuallines.MAX_SCHEMA_TEXTS", 2)
     texts = [json.dumps({"type": "object", "title": f"T{i}"}) for i in range(4)]
-    lines = ['{"id": "x", "prompt": "p", "schema": ' + t + "}" for t in texts * 2]
+    lines = [
+        f'{{"id": "x{i}", "prompt": "p", "schema": ' + t + "}" for i, t in enumerate(texts * 2)
+    ]
     typed = _seen(_read(tmp_path, lines))
+    assert isinstance(typed, list) and len(typed) == 8
     _general_only(monkeypatch)
     assert typed == _seen(_read(tmp_path, lines))
     assert MAX_SCHEMA_TEXTS > 100
+
+
+def test_an_id_is_refused_when_empty_or_an_earlier_lines_both_ways(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Results are matched to their lines by id; a line without one is its line number.
+    lines = [
+        '{"id": "a", "prompt": "p"}',
+        '{"id": "a", "prompt": "q", "schema": ' + SCHEMA_TEXT + "}",
+        '{"prompt": "r"}',
+        '{"id": 3, "prompt": "s"}',
+        '{"id": "", "prompt": "t"}',
+        '{"id": "b", "messages": [{"role": "user", "content": "u"}]}',
+        '{"id": "b", "messages": [{"role": "user", "content": "u"}]}',
+    ]
+    typed = _read(tmp_path, lines)
+    _general_only(monkeypatch)
+    assert typed == _read(tmp_path, lines)
+    path = tmp_path / "r.jsonl"
+    assert typed == (
+        f"{path}: 4 of 7 request lines are invalid; nothing was sent — fix them and run again",
+        (
+            f"{path}:2: id 'a' is line 1's too: give each request its own id (a line without "
+            "one is known by its line number)",
+            f"{path}:4: id '3' is line 3's too: give each request its own id (a line without "
+            "one is known by its line number)",
+            f"{path}:5: id is empty: give the line an id of its own, or none (its line number "
+            "is used)",
+            f"{path}:7: id 'b' is line 6's too: give each request its own id (a line without "
+            "one is known by its line number)",
+        ),
+    )
 
 
 def test_a_repeated_field_reads_as_its_last_value_both_ways(

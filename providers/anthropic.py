@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from pathlib import Path
@@ -64,6 +65,8 @@ from providers.types import (
     JournaledShard,
     Request,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AnthropicBatchEndpoint",
@@ -283,7 +286,14 @@ class AnthropicBatchEndpoint:
         try:
             async for lines in line_batches(response.aiter_bytes()):
                 for line in lines:
-                    yield item_result_from_line(line, provider=name)
+                    try:
+                        item = item_result_from_line(line, provider=name)
+                    except ValueError:
+                        # The other lines are answers paid for: they are read all the
+                        # same; this one is missing, and the batch's reconciliation says so.
+                        log.warning("skipping a malformed line in the results of %s", batch.id)
+                        continue
+                    yield item
         except Exception as exc:
             error = transport_error(
                 exc,
@@ -381,9 +391,10 @@ class AnthropicProvider:
     async def complete(self, request: Request) -> Completion:
         """Run ``request`` through ``POST /v1/messages``.
 
+        A refusal is returned (``Completion.refusal``): it is billed.
+
         Raises:
-            ProviderError: the SDK's failure translated; ``InvalidRequestError``
-                with code ``refusal`` when the model refused.
+            ProviderError: the SDK's failure translated.
         """
         content = orjson.dumps(self.build_body(request))
         try:

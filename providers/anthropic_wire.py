@@ -18,7 +18,6 @@ import orjson
 from providers.errors import (
     BatchCancelledError,
     BatchExpiredError,
-    InvalidRequestError,
     ProviderError,
     error_from_status,
 )
@@ -195,10 +194,9 @@ def completion_from_message(
 
     The content is the input of the first ``tool_use`` block as JSON when there
     is one (forced tool use), otherwise the text blocks joined (``thinking``
-    blocks are skipped).
-
-    Raises:
-        InvalidRequestError: with code ``refusal`` when the model refused.
+    blocks are skipped). A refusal is a completion too, with ``refusal`` set
+    (its text, or what the stop reason says): it is billed, so its usage
+    reaches the ledger before the request fails as refused.
     """
     blocks = message.get("content") or ()
     content: str | None = None
@@ -212,19 +210,13 @@ def completion_from_message(
     if content is None:
         content = texts[0] if len(texts) == 1 else "".join(texts)
     stop = message.get("stop_reason")
-    if stop == "refusal":
-        raise InvalidRequestError(
-            "the model refused to answer" + (f": {content[:200]}" if content else ""),
-            provider=provider,
-            code="refusal",
-            body=dict(message),
-        )
     return Completion(
         content=content,
         usage=_usage(message.get("usage")),
         model=message.get("model") or "",
         request_id=request_id or message.get("id"),
         finish_reason=stop,
+        refusal=(content[:200] or "stop reason 'refusal'") if stop == "refusal" else None,
     )
 
 
@@ -247,16 +239,19 @@ def error_from_anthropic_error(
 
 
 def item_result_from_line(line: bytes | str, *, provider: str = "anthropic") -> ItemResult:
-    """One results-JSONL line of a message batch, as an :class:`ItemResult`."""
+    """One results-JSONL line of a message batch, as an :class:`ItemResult`.
+
+    Raises:
+        ValueError: the line is not such a JSON object.
+    """
     data = orjson.loads(line)
+    if not isinstance(data, dict) or not isinstance(data.get("result") or {}, dict):
+        raise ValueError(f"not a message batch result line: {line[:80]!r}")
     custom_id = str(data.get("custom_id"))
     result = data.get("result") or {}
     kind = result.get("type")
     if kind == "succeeded":
-        try:
-            completion = completion_from_message(result.get("message") or {}, provider=provider)
-        except ProviderError as exc:
-            return ItemResult(custom_id, error=exc)
+        completion = completion_from_message(result.get("message") or {}, provider=provider)
         return ItemResult(custom_id, completion=completion)
     error: ProviderError
     if kind == "errored":

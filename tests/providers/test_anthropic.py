@@ -291,11 +291,16 @@ def test_answers_with_the_same_token_counts_share_one_usage() -> None:
     assert other is not first and other.output_tokens == 3
 
 
-def test_refusal_is_an_invalid_request() -> None:
+def test_a_refusal_is_a_completion_that_keeps_its_billed_usage() -> None:
+    # Billed like any answer: raising here would keep its tokens out of the ledger.
     message = {**NATIVE_OUTPUT_MESSAGE, "stop_reason": "refusal", "content": []}
-    with pytest.raises(InvalidRequestError) as info:
-        completion_from_message(message)
-    assert info.value.code == "refusal"
+    refused = completion_from_message(message)
+    assert refused.refusal == "stop reason 'refusal'"
+    assert refused.usage == completion_from_message(NATIVE_OUTPUT_MESSAGE).usage
+    assert refused.usage.output_tokens > 0
+    said = {**message, "content": [{"type": "text", "text": "I can't help with that."}]}
+    assert completion_from_message(said).refusal == "I can't help with that."
+    assert completion_from_message(NATIVE_OUTPUT_MESSAGE).refusal is None
 
 
 # ---------------------------------------------------------------- batch result lines
@@ -351,11 +356,32 @@ def test_canceled_and_expired_lines() -> None:
     assert isinstance(expired.error, BatchExpiredError) and expired.error.retryable
 
 
-def test_refused_item_is_an_item_error() -> None:
+def test_a_refused_item_is_billed_then_fails_as_refused() -> None:
+    from plugins.batch.answers import judge_items
+    from plugins.batch.promise import BatchPromise, BatchRequest
+
     message = {**NATIVE_OUTPUT_MESSAGE, "stop_reason": "refusal"}
     line = orjson.dumps({"custom_id": "r", "result": {"type": "succeeded", "message": message}})
     item = item_result_from_line(line)
-    assert isinstance(item.error, InvalidRequestError) and item.error.code == "refusal"
+    assert item.error is None and item.completion is not None and item.completion.refusal
+    pending = BatchRequest("r", "claude", "task", None, None, BatchPromise("r"))
+    judged = judge_items(
+        [item],
+        waiting={"r": pending},
+        stubs={},
+        done=set(),
+        billed=set(),
+        costs=lambda model, usage, mode: (0.5, 1.0),
+        provider="anthropic",
+        batch_id="msgbatch_1",
+        now=1.0,
+        cancelled=lambda error: error,
+    )
+    [(failed, error)] = judged.failed
+    assert failed is pending and isinstance(error, InvalidRequestError)
+    assert error.code == "refusal"
+    [call] = judged.calls
+    assert (call.key, call.cost_usd, call.usage) == ("r", 0.5, item.completion.usage)
 
 
 # ---------------------------------------------------------------- batch states
@@ -569,6 +595,30 @@ async def test_results_stream_every_type(tmp_path: Path) -> None:
     assert isinstance(items[1].error, InvalidRequestError)
     assert isinstance(items[2].error, BatchCancelledError)
     assert isinstance(items[3].error, BatchExpiredError)
+
+
+async def test_a_malformed_results_line_is_skipped_and_the_paid_lines_after_it_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = [
+        SUCCEEDED_LINE,
+        SUCCEEDED_LINE.replace('"custom_id":"1"', '"custom_id":"2"')[:40],
+        "[1, 2]",
+        '{"custom_id":"5","result":"succeeded"}',
+        SUCCEEDED_LINE.replace('"custom_id":"1"', '"custom_id":"3"'),
+    ]
+    assert '"custom_id":"1"' in SUCCEEDED_LINE
+    payload = ("\n".join(lines) + "\n").encode()
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, stream=httpx2.ByteStream(payload))
+
+    provider = _provider(handler, tmp_path)
+    items = [item async for item in provider.batch.results(batch_info_from_dict(BATCH_ENDED))]
+    assert [i.custom_id for i in items] == ["1", "3"]
+    assert all(i.completion is not None for i in items)
+    skipped = [r for r in caplog.records if "skipping a malformed line" in r.getMessage()]
+    assert len(skipped) == 3
 
 
 async def test_results_before_end_is_a_clear_error(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from providers.errors import (
     ProviderTimeoutError,
     error_from_status,
 )
+from providers.filegrace import FileGrace
 from providers.jsonl import line_batches
 from providers.listing import CLOCK_SKEW_S, Page, find_listed
 from providers.openai_wire import parse_result_line
@@ -145,9 +146,10 @@ def batch_info(job: Any) -> BatchInfo:
 class MistralBatchEndpoint:
     """Mistral's batch jobs as a :class:`providers.protocol.BatchEndpoint`."""
 
-    def __init__(self, provider: MistralProvider, limits: BatchLimits) -> None:
+    def __init__(self, provider: MistralProvider, limits: BatchLimits, file_grace: float) -> None:
         self._provider = provider
         self._limits = limits
+        self._grace = FileGrace(file_grace)
 
     @property
     def limits(self) -> BatchLimits:
@@ -226,12 +228,16 @@ class MistralBatchEndpoint:
         return None if found is None else await self.poll(str(found["id"]))
 
     async def poll(self, batch_id: str) -> BatchInfo:
-        """The job's state and counts."""
+        """The job's state and counts; ready when its files are there.
+
+        An ended job that keeps its error file missing for longer than
+        ``file_grace`` seconds is read without it (see :mod:`providers.filegrace`).
+        """
         try:
             job = await self._provider._client.batch.jobs.get_async(job_id=batch_id)
         except Exception as exc:
             raise self._provider._translate(exc) from None
-        return batch_info(job)
+        return self._grace.judge(batch_info(job))
 
     async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
         """Every line of the output file, then of the error file, streamed."""
@@ -295,6 +301,8 @@ class MistralProvider:
         max_batch_requests: requests per job (Mistral's limit: 1,000,000).
         max_batch_bytes: bytes per job input file.
         http_client: an ``httpx2.AsyncClient`` to use instead of a pooled one made here.
+        file_grace: seconds an ended job may miss the error file its counts
+            imply before its results are read without it.
     """
 
     def __init__(
@@ -309,6 +317,7 @@ class MistralProvider:
         max_batch_requests: int = 1_000_000,
         max_batch_bytes: int = 512 * 1024 * 1024,
         http_client: httpx2.AsyncClient | None = None,
+        file_grace: float = 300.0,
     ) -> None:
         self.name = name
         self._api_key = api_key
@@ -329,7 +338,7 @@ class MistralProvider:
             retry_config=None,
         )
         self._batch = MistralBatchEndpoint(
-            self, BatchLimits(max_batch_requests, max_batch_bytes, mixed_models=False)
+            self, BatchLimits(max_batch_requests, max_batch_bytes, mixed_models=False), file_grace
         )
 
     @property

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal, NoReturn
@@ -31,6 +30,7 @@ from providers.errors import (
     ProviderError,
     UnsupportedError,
 )
+from providers.filegrace import FileGrace
 from providers.jsonl import line_batches
 from providers.listing import Page, find_listed
 from providers.openai_wire import (
@@ -91,12 +91,9 @@ class OpenAIBatchEndpoint:
     def __init__(self, provider: OpenAIProvider, limits: BatchLimits, file_grace: float) -> None:
         self._provider = provider
         self._limits = limits
-        self._file_grace = file_grace
+        self._grace = FileGrace(file_grace)
         self._url = _URLS[provider.api]
         self._line = provider._builder.line
-        # batch id -> monotonic time it was first seen terminal with a file missing
-        self._missing_since: dict[str, float] = {}
-        self._warned_missing: set[str] = set()
 
     @property
     def limits(self) -> BatchLimits:
@@ -167,26 +164,7 @@ class OpenAIBatchEndpoint:
         would pay again.
         """
         raw = await self._provider._request("get", f"/batches/{batch_id}")
-        info = batch_info(raw)
-        if info.state.terminal and not info.results_ready:
-            first = self._missing_since.setdefault(batch_id, time.monotonic())
-            if time.monotonic() - first < self._file_grace:
-                pass
-            elif info.succeeded and info.output_file_id is None:
-                if batch_id not in self._warned_missing:
-                    self._warned_missing.add(batch_id)
-                    log.warning(
-                        "batch %s: %d answers are done but their output file is not there "
-                        "yet; still waiting for it",
-                        batch_id,
-                        info.succeeded,
-                    )
-            else:
-                del self._missing_since[batch_id]
-                info = batch_info(raw, files_complete=True)
-        else:
-            self._missing_since.pop(batch_id, None)
-        return info
+        return self._grace.judge(batch_info(raw))
 
     async def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
         """Every line of the output file, then of the error file, streamed."""

@@ -449,13 +449,13 @@ def _batch_errors(raw: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def batch_info(raw: Mapping[str, Any], *, files_complete: bool | None = None) -> BatchInfo:
+def batch_info(raw: Mapping[str, Any]) -> BatchInfo:
     """A :class:`BatchInfo` from an OpenAI Batch object.
 
     ``results_ready`` is true once the batch is terminal and every file its
     counts imply is there (an output file when items completed, an error file
-    when items failed); ``files_complete`` overrides the file check (used
-    when the provider has kept a file missing for longer than the grace).
+    when items failed); see :mod:`providers.filegrace` for a file that stays
+    missing.
     """
     state = _STATES.get(str(raw.get("status")), BatchState.IN_PROGRESS)
     counts = raw.get("request_counts") or {}
@@ -466,11 +466,9 @@ def batch_info(raw: Mapping[str, Any], *, files_complete: bool | None = None) ->
     error_file_id = raw.get("error_file_id") or None
     ready = False
     if state.terminal:
-        if files_complete is None:
-            files_complete = (succeeded == 0 or output_file_id is not None) and (
-                failed == 0 or error_file_id is not None
-            )
-        ready = files_complete
+        ready = (succeeded == 0 or output_file_id is not None) and (
+            failed == 0 or error_file_id is not None
+        )
     model = raw.get("model")
     return BatchInfo(
         id=str(raw.get("id")),

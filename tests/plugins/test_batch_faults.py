@@ -212,7 +212,7 @@ async def test_a_late_output_file_is_waited_for_not_paid_again(
     fresh_emulator.configure(output_file_missing_polls=8)
     connector = open_connector(make_settings(fresh_emulator))
     # Stands for the 300 s default elapsing during a long provider lag.
-    connector.provider.batch._file_grace = 0.1
+    connector.provider.batch._grace.seconds = 0.1
 
     class OnlyTheFirstBatchLags:
         @hookimpl

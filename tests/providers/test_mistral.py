@@ -156,3 +156,42 @@ async def test_item_errors_and_a_cancelled_job(fresh_emulator: Emulator, tmp_pat
         assert cancelling.state is BatchState.CANCELLING
     finally:
         await provider.aclose()
+
+
+async def test_an_ended_job_missing_its_error_file_is_read_without_it_after_the_grace(
+    fresh_emulator: Emulator, tmp_path: Path
+) -> None:
+    # A job that ended with a failed request and no error file would be polled forever.
+    provider = MistralProvider(api_key="k", base_url=fresh_emulator.base_url + "/mistral")
+    path = tmp_path / "shard.jsonl"
+    path.write_bytes(provider.batch.encode(_request(), "k1") + b"\n")
+    try:
+        file_id = await provider.batch.upload(path, shard_id="s")
+        created = await provider.batch.create(path, file_id, shard_id="s", model=MODEL)
+        ended = await provider.batch.poll(created.id)
+    finally:
+        await provider.aclose()
+    assert ended.results_ready and ended.output_file_id
+    job = {**ended.raw, "failed_requests": 1, "total_requests": 2, "error_file": None}
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json=job)
+
+    def over(grace: float) -> MistralProvider:
+        client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+        return MistralProvider(api_key="k", http_client=client, file_grace=grace)
+
+    patient, hasty = over(3600), over(0)
+    try:
+        for _ in range(2):
+            info = await patient.batch.poll(created.id)
+            assert info.state is BatchState.COMPLETED and not info.results_ready
+        info = await hasty.batch.poll(created.id)
+        assert info.results_ready and info.error_file_id is None and info.failed == 1
+        # Answers paid for are waited for past the grace: a missing output file.
+        job["output_file"] = None
+        assert not (await hasty.batch.poll(created.id)).results_ready
+        assert not (await hasty.batch.poll(created.id)).results_ready
+    finally:
+        await patient.aclose()
+        await hasty.aclose()

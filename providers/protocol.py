@@ -142,11 +142,28 @@ class BatchEndpoint(Protocol):
         ...
 
     async def poll(self, batch_id: str) -> BatchInfo:
-        """The batch's current state and counts."""
+        """The batch's current state and counts.
+
+        Set ``results_ready`` once the batch has ended (any terminal state:
+        completed, failed, cancelled, expired) and :meth:`results` can be
+        read — also when it holds no result at all. An ended batch read as
+        not ready is polled again: for ever while ``succeeded`` counts
+        answers (they were paid for; a warning says so after five minutes),
+        and only five minutes when it counts none.
+        """
         ...
 
     def results(self, batch: BatchInfo) -> AsyncIterator[ItemResult]:
-        """Every finished item of an ended batch: output and error lines alike."""
+        """Every finished item of an ended batch: output and error lines alike.
+
+        Each item echoes the ``custom_id`` its input line was given by
+        :meth:`encode` and carries exactly one of ``completion`` (an answer:
+        the billed usage, even for a refusal, which sets ``refusal``) or
+        ``error`` (a :class:`~providers.errors.ProviderError`; ``retryable``
+        when sending it again may succeed). A request with no item is
+        re-queued, so an item dropped or misnamed is paid for again: skip
+        only a line that cannot be read at all (and log it).
+        """
         ...
 
     async def cancel(self, batch_id: str) -> BatchInfo:
@@ -182,10 +199,15 @@ class Provider(Protocol):
     name: str
 
     async def complete(self, request: Request) -> Completion:
-        """Run ``request`` immediately.
+        """Run ``request`` immediately, once: retries are the strategies' job.
+
+        Bound every call in time (the options' ``timeout`` and
+        ``connect_timeout``): lexibatch waits for a call as long as it runs.
+        A refusal is returned with ``Completion.refusal`` set, not raised.
 
         Raises:
-            providers.errors.ProviderError: the provider's failure, translated.
+            providers.errors.ProviderError: the provider's failure, translated
+                (its subclass says whether it is retried).
         """
         ...
 

@@ -23,7 +23,9 @@ billed again).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +59,12 @@ log = logging.getLogger("lexibatch.batch")
 # resume; the chunk's lines are held in memory until it is stored, which
 # bounds it.
 RESULT_CHUNK = 50_000
+
+#: Seconds an ended batch may read as not ready (``BatchInfo.results_ready``)
+#: before it is read all the same, when it says no request of it succeeded:
+#: nothing paid can be missed, and its requests are reconciled. One that
+#: says some succeeded is waited for, with a warning: those were paid for.
+ENDED_UNREADY_GRACE = 300.0
 
 
 class BatchExecutor:
@@ -352,6 +360,8 @@ class BatchExecutor:
         batch_id = str(self.shard.batch_id)
         if info is None:
             info = await self._step("poll", lambda: self.endpoint.poll(batch_id))
+        unready_since: float | None = None
+        warned = False
         while True:
             snapshot = (info.state, info.total, info.succeeded, info.failed, info.results_ready)
             if snapshot != last:
@@ -359,8 +369,30 @@ class BatchExecutor:
                 if last is None or info.state != previous:
                     self._update(batch_status=info.state.value, counts=_counts(info))
                 previous, last = info.state, snapshot
-            if info.state.terminal and info.results_ready:
-                return info
+            if info.state.terminal:
+                if info.results_ready:
+                    return info
+                # A provider (or plugin) that never says its results can be read.
+                unready_since = unready_since or time.monotonic()
+                if time.monotonic() - unready_since >= ENDED_UNREADY_GRACE:
+                    if not info.succeeded:
+                        log.warning(
+                            "batch %s has ended (%s) and its results still read as not "
+                            "ready; reading what it has",
+                            batch_id,
+                            info.state.value,
+                        )
+                        return dataclasses.replace(info, results_ready=True)
+                    if not warned:
+                        warned = True
+                        log.warning(
+                            "batch %s has ended (%s) with %d answers, but its provider does "
+                            "not say they can be read yet (results_ready); still waiting: "
+                            "they were paid for",
+                            batch_id,
+                            info.state.value,
+                            info.succeeded,
+                        )
             await asyncio.sleep(schedule.next_wait(info.retry_after))
             info = await self._step("poll", lambda: self.endpoint.poll(batch_id))
 

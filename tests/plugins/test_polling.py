@@ -171,3 +171,52 @@ async def test_anthropic_polls_wait_what_retry_after_asks(make_settings: Any) ->
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # Every poll after one answered "in progress, retry-after 0.5" came 0.5 s later, not 0.05.
     assert gaps and all(g >= 0.45 for g in gaps)
+
+
+@pytest.mark.parametrize("succeeded", [False, True])
+async def test_an_ended_batch_never_said_ready_is_read_after_the_grace_unless_it_holds_answers(
+    make_settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    succeeded: bool,
+) -> None:
+    # A provider plugin that leaves BatchInfo.results_ready unset once its batch ended.
+    import dataclasses
+
+    import plugins.batch.executor as executor
+
+    monkeypatch.setattr(executor, "ENDED_UNREADY_GRACE", 0.5)
+    with Emulator(EmulatorConfig(batch_seconds=0.2, finalizing=0.0)) as emu:
+        settings = make_settings(
+            emu, batch={"first_poll": 0.05, "poll_interval": 0.1, "max_poll_interval": 0.1}
+        )
+        connector = open_connector(settings)
+        try:
+            endpoint = connector.provider.batch
+            poll = endpoint.poll
+            polls: list[bool] = []
+
+            async def never_ready(batch_id: str) -> Any:
+                info = await poll(batch_id)
+                polls.append(info.state.terminal)
+                counted = info.succeeded if succeeded else 0
+                return dataclasses.replace(info, results_ready=False, succeeded=counted)
+
+            endpoint.poll = never_ready
+            connector.enable_batch_mode()
+            pending = asyncio.ensure_future(connector.structured("swift", Word))
+            if succeeded:
+                # Paid answers are waited for however long: still waiting, said once.
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(pending), 2.0)
+                assert polls.count(True) >= 10
+                assert caplog.text.count("with 1 answers, but its provider does not say") == 1
+                endpoint.poll = poll
+            # Bounded: without the grace, a batch never said ready is polled forever.
+            await asyncio.wait_for(connector.execute_batch(), 30)
+            assert (await pending).word
+        finally:
+            await connector.aclose()
+    ended = [t for t in polls if t]
+    assert len(ended) >= 4  # polled through the grace, then read
+    assert ("reading what it has" in caplog.text) is not succeeded

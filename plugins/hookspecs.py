@@ -69,7 +69,10 @@ def register_providers(register: RegisterProvider) -> None:
     the key) — plus ``context=`` (a :class:`plugins.providerspec.ProviderContext`:
     the connector's model and where its store lives) when it has a ``context``
     parameter — and returns an object that meets
-    :class:`providers.protocol.Provider`. It is called only when the provider
+    :class:`providers.protocol.Provider` (its batch endpoint meets
+    :class:`~providers.protocol.BatchEndpoint`, whose methods say what each
+    must return: when a batch's results are ready, what each result item
+    carries, how long a call may take). It is called only when the provider
     is used, so heavy SDK imports belong inside it.
 
     :param register: the callback that records one provider.
@@ -231,7 +234,8 @@ def request_finished(
     """
 
 
-#: Names of the hooks that only observe; their implementations must not raise.
+#: Names of the hooks that only observe. Each implementation is called alone;
+#: one that raises is logged and passed over (see :mod:`plugins.observers`).
 OBSERVER_HOOKS: tuple[str, ...] = (
     "batch_submitted",
     "batch_status_changed",

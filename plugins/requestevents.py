@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from plugins.observers import GuardedHook
+
 if TYPE_CHECKING:
     from providers.errors import LexibatchError
     from providers.types import Request, Response
@@ -55,10 +57,11 @@ class RequestEvents:
     )
 
     def __init__(self, hooks: Any) -> None:
-        self._many_started = hooks.requests_started
-        self._many_finished = hooks.requests_finished
-        self._one_started = hooks.request_started
-        self._one_finished = hooks.request_finished
+        # An observer that raises is logged and passed over (see plugins.observers).
+        self._many_started = GuardedHook(hooks.requests_started)
+        self._many_finished = GuardedHook(hooks.requests_finished)
+        self._one_started = GuardedHook(hooks.request_started)
+        self._one_finished = GuardedHook(hooks.request_finished)
         self._started: list[Request] = []
         self._finished: list[RequestOutcome] = []
         self._scheduled = False

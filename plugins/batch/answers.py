@@ -28,7 +28,12 @@ import orjson
 from plugins.results import build_response, model_validator, storable, unusable
 from plugins.store import CallRecord, StoredResult
 from plugins.store.keys import key_cell
-from providers.errors import BatchCancelledError, BatchItemError, LexibatchError, ProviderError
+from providers.errors import (
+    BatchCancelledError,
+    LexibatchError,
+    ProviderError,
+    UnusableAnswerError,
+)
 from providers.stop import StopReason, normalize_stop
 from providers.types import ItemResult, Response, Usage
 from providers.validation import schema_validator
@@ -114,7 +119,14 @@ def judge_items(
         add_done(key)
         completion = item.completion
         if completion is None:
-            error: LexibatchError = item.error or BatchItemError("no result", provider=provider)
+            # A line with neither an answer nor an error breaks the provider's
+            # contract (see BatchEndpoint.results); it may be billed, so it is
+            # not sent again.
+            error: LexibatchError = item.error or UnusableAnswerError(
+                "the batch's result line for this request holds neither an answer nor an "
+                "error; not sent again, as it may be paid for (run it again to pay again)",
+                provider=provider,
+            )
             if isinstance(error, BatchCancelledError):
                 error = cancelled(error)
             failed((pending, error))

@@ -12,10 +12,11 @@ from providers.errors import (
     BatchItemError,
     LexibatchError,
     ProviderError,
+    UnusableAnswerError,
 )
 from providers.types import BatchInfo, BatchState
 
-__all__ = ["batch_fate", "error_dict", "fail_future", "retries_used"]
+__all__ = ["batch_fate", "error_dict", "fail_future", "misnamed_error", "retries_used"]
 
 
 def fail_future(future: BatchPromise, error: BaseException) -> None:
@@ -46,6 +47,16 @@ def batch_fate(info: BatchInfo, provider: str) -> LexibatchError:
             f"batch {info.id} was cancelled before this request ran", provider=provider
         )
     return BatchItemError(f"batch {info.id} returned no result for this request", provider=provider)
+
+
+def misnamed_error(info: BatchInfo, foreign: int, provider: str) -> LexibatchError:
+    """The error of a request missing from a batch whose files hold lines under ids not ours."""
+    return UnusableAnswerError(
+        f"batch {info.id} has no line for this request but {foreign} under ids that are not "
+        "ours: its answers may be paid for under other names; not sent again (run it again "
+        "to pay again)",
+        provider=provider,
+    )
 
 
 def error_dict(error: LexibatchError) -> dict[str, Any]:

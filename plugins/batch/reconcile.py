@@ -10,6 +10,11 @@ them are checked against the shard's requests and the provider's own counts:
 - a line whose ``custom_id`` is no request of ours (the journal never had it)
   is stored nowhere and billed to nobody here: one warning gives how many and
   an example id, so a mix-up at the provider is seen rather than dropped.
+
+Both at once — ours missing, lines under ids not ours — most likely means
+answers paid for under other names (a provider, or its plugin, that does not
+keep ``custom_id``): the settlement then fails the missing requests rather
+than pay for them again every round.
 """
 
 from __future__ import annotations

@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.batch.answers import judge_items
-from plugins.batch.fates import batch_fate, error_dict, fail_future, retries_used
+from plugins.batch.fates import (
+    batch_fate,
+    error_dict,
+    fail_future,
+    misnamed_error,
+    retries_used,
+)
 from plugins.batch.ledgercheck import check_ledger
 from plugins.batch.oversize import halved, halved_to_fit, too_large
 from plugins.batch.promise import BatchRequest, settle_answers
@@ -227,9 +233,18 @@ class Settlement:
                 self.resend_smaller(shard, missing, "; ".join(info.errors))
                 return
         else:
-            missing = reconcile(
+            found = reconcile(
                 self.store, self.provider_name, shard, info, waiting=keys, sent=fresh, seen=seen
-            ).missing
+            )
+            missing = found.missing
+            if missing and found.foreign:
+                # Lines under ids not ours where ours are missing: answers paid
+                # for but misnamed (a provider, or its plugin, that does not keep
+                # custom_id). Queued again, they would be paid again, round after round.
+                self._fail_keys(
+                    missing, misnamed_error(info, len(found.foreign), self.provider_name)
+                )
+                return
         if not missing:
             return
         error = batch_fate(info, self.provider_name)

@@ -199,7 +199,9 @@ def test_error_lines_fail_and_a_cancelled_line_asks_whether_the_user_cancelled()
     errors = {pending.key: error for pending, error in judged.failed}
     assert isinstance(errors["k1"], BatchExpiredError)
     assert errors["k2"] is final
-    assert errors["k3"].message == "no result"
+    # Neither an answer nor an error: it may be billed, so it is not sent again.
+    assert isinstance(errors["k3"], UnusableAnswerError) and not errors["k3"].retryable
+    assert "holds neither an answer nor an error" in errors["k3"].message
     assert judged.calls == [] and judged.results == []
 
 

@@ -67,3 +67,32 @@ async def test_a_result_line_naming_no_request_of_ours_is_reported(
         f"batch {shard.batch_id}: 2 result lines name no request of ours "
         f"(e.g. 'foreign-{shard.batch_id}-0'): they are ignored"
     ]
+
+
+async def test_missing_lines_beside_lines_under_foreign_ids_fail_and_are_not_paid_again(
+    make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Answers returned under ids that are not ours (a provider or plugin that does
+    # not keep custom_id): queued again, they would be paid again every round.
+    from providers.emulator import Emulator, EmulatorConfig
+    from providers.errors import UnusableAnswerError
+
+    config = EmulatorConfig(batch_seconds=0.0, drop_result_lines=3, foreign_result_lines=3)
+    with Emulator(config) as emu:
+        connector = open_connector(make_settings(emu))
+        try:
+            connector.enable_batch_mode()
+            results = await gather(connector, [f"misnamed {i}" for i in range(10)])
+            shards = connector.store.shards()
+        finally:
+            await connector.aclose()
+        billing = emu.billing()
+    failed = [r for r in results if not isinstance(r, Entry)]
+    assert len(failed) == 3 and len(shards) == 1
+    for error in failed:
+        assert isinstance(error, UnusableAnswerError) and not error.retryable
+        assert f"batch {shards[0].batch_id} has no line for this request but 3 under ids" in str(
+            error
+        )
+    # One batch, no second round: the emulator bills the 7 lines it returned, once.
+    assert billing["batch"]["requests"] == 7 and billing["duplicates"] == 0

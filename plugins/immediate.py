@@ -31,12 +31,14 @@ from plugins.pacing import Pacer
 from plugins.results import build_response, cached_response, more_tokens
 from plugins.safekeep import SafeKeep, StoreRefusedError, take_back
 from providers.errors import (
+    LexibatchError,
     SchemaValidationError,
     StoreBusyError,
     StoreWriteError,
     TruncatedError,
     UnsupportedError,
     UnusableAnswerError,
+    defect_error,
 )
 from providers.types import Completion, Message, Request, Response, Usage
 
@@ -378,10 +380,12 @@ class ImmediateStrategy:
                 self._in_flight += 1
             try:
                 completion = await self.provider.complete(request)
-            except BaseException:
+            except BaseException as exc:
                 # No answer to store: in flight no more (a retry, after its
                 # pause, goes through the checks above again).
                 self._land(flight)
+                if isinstance(exc, Exception) and not isinstance(exc, LexibatchError):
+                    raise defect_error(exc, provider=self.provider_name, doing="the call") from exc
                 raise
             self._pacer.observe(completion.rate_limit)
             return completion

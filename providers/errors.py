@@ -73,6 +73,7 @@ __all__ = [
     "UnsupportedError",
     "UnusableAnswerError",
     "UserError",
+    "defect_error",
     "error_from_dict",
     "error_from_status",
     "os_error_reason",
@@ -264,6 +265,24 @@ class ProviderError(LexibatchError):
             "status_code": self.status_code,
             "retryable": self.retryable,
         }
+
+
+def defect_error(exc: BaseException, *, provider: str, doing: str) -> ProviderError:
+    """A provider's code raised ``exc``, which is not a :class:`LexibatchError`.
+
+    That is a defect of its adapter or plugin, not a provider failure: said
+    as a provider error (code ``provider_defect``, not retried), so callers
+    meet the one error tree, with the original as its ``__cause__``.
+    """
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    error = ProviderError(
+        f"{doing} raised {what} — a defect of the provider's adapter or plugin "
+        "(not a provider failure; not retried)",
+        provider=provider,
+        code="provider_defect",
+    )
+    error.__cause__ = exc
+    return error
 
 
 class ProviderConnectionError(ProviderError):

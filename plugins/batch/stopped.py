@@ -46,6 +46,13 @@ def say_why_stopped(shard_id: str, exc: BaseException) -> None:
             exc,
         )
     else:
-        # A bug, not a provider failure (those are handled in the executor):
-        # fail the shard's waiters loudly rather than leave them hanging.
-        log.error("batch shard %s crashed", shard_id, exc_info=exc)
+        # A defect (of the provider's adapter or plugin, or ours), not a
+        # provider failure: the shard's waiters fail rather than hang; one
+        # line says so, the traceback goes to the debug log.
+        log.error(
+            "batch shard %s stopped: %s — a defect, not a provider failure; it stays "
+            "journaled, and the same command collects it once the defect is fixed",
+            shard_id,
+            " ".join(f"{type(exc).__name__}: {exc}".split())[:300],
+        )
+        log.debug("batch shard %s stopped here:", shard_id, exc_info=exc)

@@ -51,6 +51,7 @@ from providers.errors import (
     LexibatchError,
     StoreWriteError,
     UnsupportedError,
+    defect_error,
 )
 from providers.types import BatchLimits, Mode, Request, Response
 
@@ -480,6 +481,9 @@ class BatchStrategy:
                     del self._stopped[key]
             return
         say_why_stopped(shard_id, exc)
+        if not isinstance(exc, LexibatchError):
+            # Callers meet the one error tree, whatever the provider's code raised.
+            exc = defect_error(exc, provider=self.provider_name, doing=f"batch shard {shard_id}")
         fresh = self._fresh.pop(shard_id, [])
         try:
             # Still submitted in this shard: not those already answered or

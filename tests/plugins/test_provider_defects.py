@@ -1,0 +1,63 @@
+"""Whatever a provider's code raises, callers meet the one error tree."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from plugins.factory import open_connector
+from providers.errors import ProviderError
+
+
+class Word(BaseModel):
+    word: str
+
+
+async def test_a_call_that_raises_a_non_lexibatch_error_is_a_provider_defect(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+
+    async def broken(request: Any) -> Any:
+        raise KeyError("choices")
+
+    connector.provider.complete = broken
+    try:
+        with pytest.raises(ProviderError) as info:
+            await connector.structured("swift", Word)
+    finally:
+        await connector.aclose()
+    error = info.value
+    assert error.code == "provider_defect" and not error.retryable
+    assert isinstance(error.__cause__, KeyError)
+    assert "the call raised KeyError: 'choices' — a defect of the provider's adapter" in str(error)
+
+
+async def test_a_batch_reader_that_raises_fails_its_requests_with_a_provider_defect(
+    fresh_emulator: Any, make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+
+    async def broken(batch: Any) -> Any:
+        raise AttributeError("'dict' object has no attribute 'custom_id'")
+        yield  # an async generator, as results() is
+
+    connector.provider.batch.results = broken
+    try:
+        connector.enable_batch_mode()
+        with caplog.at_level(logging.ERROR, logger="lexibatch.batch"):
+            with pytest.raises(ProviderError) as info:
+                await connector.structured("swift", Word)
+        shard = connector.store.shards()[0]
+    finally:
+        await connector.aclose()
+    error = info.value
+    assert error.code == "provider_defect" and isinstance(error.__cause__, AttributeError)
+    assert f"batch shard {shard.shard_id} raised AttributeError" in str(error)
+    # One line, no traceback; the shard stays journaled for the next run.
+    [said] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert said.exc_info is None and "a defect, not a provider failure" in said.getMessage()
+    assert shard.state not in ("collected", "failed")

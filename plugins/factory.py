@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from plugins.config import Settings
 from plugins.connector import LexiConnector
@@ -12,6 +13,11 @@ from plugins.notices import notice
 from plugins.providerspec import ProviderContext, call_factory
 from plugins.sandbox import SANDBOX
 from plugins.store import Store
+from providers.errors import ConfigError, LexibatchError
+
+if TYPE_CHECKING:
+    from plugins.registry import ProviderEntry
+    from providers.protocol import Provider
 
 __all__ = ["SANDBOX_NOTICE", "open_connector", "resolve_provider_name"]
 
@@ -64,7 +70,7 @@ def open_connector(
         settings = settings.model_copy(update={"batch": batch})
     options = settings.provider_settings(name, entry.spec)
     context = ProviderContext(model=settings.connector.model, db=db_path)
-    provider = call_factory(entry.factory, name, options, context)
+    provider = _build(entry, name, options, context)
     if store is None:
         store = Store(db_path)
     return LexiConnector(
@@ -76,3 +82,37 @@ def open_connector(
         manager=manager,
         registry=registry,
     )
+
+
+# What a provider, and its batch endpoint, must have (providers.protocol).
+_PROVIDER_NEEDS = ("name", "complete", "batch", "aclose")
+_ENDPOINT_NEEDS = ("limits", "encode", "upload", "create", "find", "poll", "results", "cancel")
+
+
+def _build(entry: ProviderEntry, name: str, options: Any, context: ProviderContext) -> Provider:
+    """The provider ``entry`` makes, checked whole before anything is sent through it.
+
+    Raises:
+        ConfigError: its factory failed with an error that is not lexibatch's
+            (a defect of its plugin), or what it made lacks part of the protocol.
+    """
+    made = f"provider {name!r} ({entry.origin})"
+    advice = "fix or uninstall its plugin, or choose another provider"
+    try:
+        provider = call_factory(entry.factory, name, options, context)
+    except LexibatchError:
+        raise  # a missing key, a bad option: the user's to fix, said as it is
+    except Exception as exc:
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ConfigError(f"{made} could not be built: {what} — {advice}") from exc
+    # Found now rather than at a crash, when a shard in doubt needs find().
+    lacking = [f"{attr}" for attr in _PROVIDER_NEEDS if not hasattr(provider, attr)]
+    endpoint = getattr(provider, "batch", None)
+    if endpoint is not None:
+        lacking += [f"batch.{attr}" for attr in _ENDPOINT_NEEDS if not hasattr(endpoint, attr)]
+    if lacking:
+        raise ConfigError(
+            f"{made} is incomplete: it has no {', '.join(lacking)} (see providers.protocol) "
+            f"— {advice}"
+        )
+    return provider

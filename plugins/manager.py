@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from importlib import metadata
@@ -86,7 +87,9 @@ class PluginManager:
         except pluggy.PluginValidationError as exc:
             self.pm.unregister(plugin)
             self._origins.pop(plugin_name, None)
-            raise ConfigError(f"plugin {plugin_name} ({origin}) is invalid: {exc}") from None
+            raise ConfigError(
+                f"plugin {plugin_name} ({origin}) is invalid: {exc} — {_fix_or_exclude()}"
+            ) from None
         self._registry = None
 
     def origin_of(self, plugin_name: str) -> str:
@@ -109,14 +112,14 @@ class PluginManager:
         allowed = _allow_list()
         for ep in _entry_points():
             dist = ep.dist.name if ep.dist is not None else ""
-            if allowed is not None and ep.name not in allowed and dist not in allowed:
+            if allowed is not None and not {_normal(ep.name), _normal(dist)} & allowed:
                 continue
             try:
                 plugin = ep.load()
             except Exception as exc:
                 raise ConfigError(
                     f"plugin {ep.name} ({ep.value}) failed to load: {exc.__class__.__name__}: "
-                    f"{exc} — fix or uninstall it, or exclude it with {LOAD_PLUGINS_ENV}"
+                    f"{exc} — {_fix_or_exclude()}"
                 ) from exc
             version = ep.dist.version if ep.dist is not None else ""
             origin = f"{dist} {version}".strip() if dist else ep.value
@@ -130,12 +133,35 @@ class PluginManager:
         registry = Registry()
         for impl in self.pm.hook.register_providers.get_hookimpls():
             origin = self.origin_of(impl.plugin_name)
-            impl.function(register=_provider_register(registry, origin))
+            _registering(impl, origin, register=_provider_register(registry, origin))
         for impl in self.pm.hook.register_strategies.get_hookimpls():
             origin = self.origin_of(impl.plugin_name)
-            impl.function(register=_strategy_register(registry, origin))
+            _registering(impl, origin, register=_strategy_register(registry, origin))
         self._registry = registry
         return registry
+
+
+def _registering(impl: Any, origin: str, *, register: Callable[..., None]) -> None:
+    """Call one plugin's registering hook; a mistake in it is one line naming the plugin.
+
+    Raises:
+        ConfigError: the hook raised (a wrong call of ``register``, a spec that
+            does not hold, a name taken by another plugin).
+    """
+    try:
+        impl.function(register=register)
+    except ConfigError as exc:
+        raise ConfigError(f"plugin {impl.plugin_name} ({origin}): {exc.message}") from None
+    except Exception as exc:
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ConfigError(
+            f"plugin {impl.plugin_name} ({origin}) failed in {impl.function.__name__}: "
+            f"{what} — {_fix_or_exclude()}"
+        ) from exc
+
+
+def _fix_or_exclude() -> str:
+    return f"fix or uninstall it, or leave it out of {LOAD_PLUGINS_ENV}"
 
 
 def _provider_register(registry: Registry, origin: str) -> Callable[..., None]:
@@ -147,6 +173,14 @@ def _provider_register(registry: Registry, origin: str) -> Callable[..., None]:
         has_batch: bool = False,
         spec: ProviderSpec | None = None,
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a provider's name must be a non-empty string, got {name!r}")
+        if not callable(factory):
+            raise TypeError(f"provider {name!r}: factory must be callable, got {factory!r}")
+        if spec is not None and not isinstance(spec, ProviderSpec):
+            raise TypeError(
+                f"provider {name!r}: spec must be a ProviderSpec, got {type(spec).__name__}"
+            )
         spec = spec or ProviderSpec()
         batch = has_batch or spec.batch is not None
         registry.add_provider(ProviderEntry(name, factory, description, batch, origin, spec))
@@ -165,7 +199,12 @@ def _allow_list() -> set[str] | None:
     raw = os.environ.get(LOAD_PLUGINS_ENV)
     if raw is None:
         return None
-    return {part.strip() for part in raw.split(",") if part.strip()}
+    return {_normal(part) for part in raw.split(",") if part.strip()}
+
+
+def _normal(name: str) -> str:
+    """A plugin's or distribution's name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def _entry_points() -> Iterable[metadata.EntryPoint]:

@@ -25,6 +25,7 @@ The factory is then called as ``factory(name, options)`` with an instance of
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ __all__ = [
 #: The folder beside the store where providers keep local state, one
 #: sub-folder per provider name (:meth:`ProviderContext.state_dir`).
 PROVIDER_STATE_DIR = "provider-state"
+
+#: What an environment variable's name looks like.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: How a provider takes a batch's requests: an uploaded file, inline in the
 #: create call, or either (small batches inline, big ones as a file).
@@ -84,6 +88,12 @@ class BatchSpec:
     input: BatchInput = "file"
     idempotent_create: bool = False
     queue_full_as_quota: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_requests", "max_bytes"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"BatchSpec.{name} must be a positive integer, not {value!r}")
 
     def describe(self) -> str:
         """One line: the limits and behaviour of the endpoint."""
@@ -139,9 +149,29 @@ class ProviderSpec:
     batch_price_share: float | None = None
 
     def __post_init__(self) -> None:
+        # Checked as the plugin registers: its mistakes are not the user's config.
         share = self.batch_price_share
         if share is not None and not 0 < share <= 1:
             raise ValueError(f"batch_price_share must be in (0, 1], not {share}")
+        if not (isinstance(self.options, type) and issubclass(self.options, ProviderSettings)):
+            raise TypeError(
+                f"ProviderSpec.options must be a ProviderSettings subclass, not {self.options!r}"
+            )
+        if self.key_env is not None and not _ENV_NAME.fullmatch(str(self.key_env)):
+            raise ValueError(
+                f"ProviderSpec.key_env must name an environment variable (such as "
+                f"ACME_API_KEY), not {str(self.key_env)[:4]}…"
+            )
+        if self.prices is not None and not isinstance(self.prices, str):
+            raise TypeError(f"ProviderSpec.prices must be a provider's name, not {self.prices!r}")
+        if self.batch is not None and not isinstance(self.batch, BatchSpec):
+            raise TypeError(f"ProviderSpec.batch must be a BatchSpec, not {self.batch!r}")
+        required = [k for k, f in self.options.model_fields.items() if f.is_required()]
+        if required:
+            raise ValueError(
+                f"ProviderSpec.options: {', '.join(required)} must have defaults (a user "
+                "without a [providers] table for it still builds the provider)"
+            )
 
     def describe(self) -> list[str]:
         """What ``lexibatch plugins`` says of the provider, line by line."""

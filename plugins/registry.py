@@ -180,7 +180,14 @@ class Workload:
         ``choose_strategy`` hook (``choose_strategy``, the hook caller) answers."""
         if self.requested != "auto":
             return self.requested
-        return str(choose_strategy(workload=self) or "immediate")
+        chosen = choose_strategy(workload=self) or "immediate"
+        if chosen not in ("immediate", "batch"):
+            # Run as immediate unseen, a plugin's typo would cost twice the batch price.
+            raise ConfigError(
+                f"a choose_strategy hook answered {chosen!r}: it must answer 'immediate', "
+                "'batch' or None — fix its plugin, or run with --mode immediate or batch"
+            )
+        return str(chosen)
 
 
 @dataclass
@@ -217,7 +224,8 @@ class Registry:
         taken = self.providers.get(entry.name)
         if taken is not None and taken.origin != entry.origin:
             raise ConfigError(
-                f"provider {entry.name!r} is registered twice ({taken.origin} and {entry.origin})"
+                f"provider {entry.name!r} is registered twice ({taken.origin} and "
+                f"{entry.origin}) — uninstall one, or leave one out of LEXIBATCH_LOAD_PLUGINS"
             )
         self.providers[entry.name] = entry
 
@@ -226,6 +234,7 @@ class Registry:
         taken = self.strategies.get(entry.name)
         if taken is not None and taken.origin != entry.origin:
             raise ConfigError(
-                f"strategy {entry.name!r} is registered twice ({taken.origin} and {entry.origin})"
+                f"strategy {entry.name!r} is registered twice ({taken.origin} and "
+                f"{entry.origin}) — uninstall one, or leave one out of LEXIBATCH_LOAD_PLUGINS"
             )
         self.strategies[entry.name] = entry

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,8 +124,10 @@ def test_allow_list_excludes_entry_points(
     assert "echo" not in PluginManager().registry().providers
     monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "something-else")
     assert "echo" not in PluginManager().registry().providers
-    monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "lexi-echo-plugin")
-    assert "echo" in PluginManager().registry().providers
+    # A distribution's name as pip compares them: case, "-", "_" and "." alike.
+    for name in ("lexi-echo-plugin", "lexi_echo_plugin", "Lexi-Echo.Plugin", " ECHO "):
+        monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", f"other,{name}")
+        assert "echo" in PluginManager().registry().providers, name
 
 
 def test_cli_lists_plugins_with_their_origin(installed_plugin: Path) -> None:
@@ -175,3 +178,154 @@ async def test_choose_strategy_decides_auto_only_and_a_named_mode_stands(
     finally:
         await connector.aclose()
     assert seen == (["auto"] if asked else [])
+
+
+class _Complete:
+    """A provider with everything the protocol asks for, and no batch endpoint."""
+
+    batch = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def complete(self, request: object) -> None:
+        raise AssertionError("not called")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _registry_of(register_providers: object) -> Any:
+    from plugins import hookimpl
+
+    class Plugin:
+        pass
+
+    Plugin.register_providers = staticmethod(hookimpl(register_providers))  # type: ignore[attr-defined]
+    manager = PluginManager(load_entrypoints=False)
+    manager.register(Plugin(), name="acme-plugin", origin="acme 1.0")
+    return manager
+
+
+@pytest.mark.parametrize(
+    ("register_providers", "said"),
+    [
+        (
+            lambda register: register("acme", _Complete, "a description"),
+            "failed in <lambda>: TypeError: ",
+        ),
+        (
+            lambda register: register("acme", _Complete, spec={"key_env": "ACME_KEY"}),
+            "provider 'acme': spec must be a ProviderSpec, got dict",
+        ),
+        (
+            lambda register: register("acme", "not callable"),
+            "provider 'acme': factory must be callable",
+        ),
+        (
+            lambda register: (_ for _ in ()).throw(RuntimeError("no network at import")),
+            "failed in <lambda>: RuntimeError: no network at import",
+        ),
+    ],
+)
+def test_a_plugin_registering_wrongly_is_one_line_naming_it(
+    register_providers: object, said: str
+) -> None:
+    manager = _registry_of(register_providers)
+    with pytest.raises(ConfigError) as info:
+        manager.registry()
+    message = str(info.value)
+    assert message.startswith("plugin acme-plugin (acme 1.0)") and said in message, message
+    assert "\n" not in message
+
+
+def test_a_provider_spec_is_checked_as_the_plugin_registers() -> None:
+    from pydantic import BaseModel
+
+    from plugins.provideroptions import ProviderSettings
+    from plugins.providerspec import BatchSpec, ProviderSpec
+
+    class Plain(BaseModel):
+        region: str = "eu"
+
+    class Needy(ProviderSettings):
+        region: str
+
+    with pytest.raises(TypeError, match="options must be a ProviderSettings subclass"):
+        ProviderSpec(options=Plain)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="region must have defaults"):
+        ProviderSpec(options=Needy)
+    with pytest.raises(ValueError, match="must name an environment variable") as pasted:
+        ProviderSpec(key_env="sk-proj-abc123")
+    assert "abc123" not in str(pasted.value)  # a pasted key is not echoed
+    with pytest.raises(ValueError, match="max_requests must be a positive integer"):
+        BatchSpec(max_requests=0, max_bytes=10)
+    with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
+        BatchSpec(max_requests=10, max_bytes=-5)
+    assert ProviderSpec(key_env="ACME_API_KEY").key_env == "ACME_API_KEY"
+
+
+class _NoClose:
+    batch = None
+    name = "acme"
+
+    async def complete(self, request: object) -> None:
+        raise AssertionError("not called")
+
+
+class _HalfEndpoint:
+    limits = None
+
+    def encode(self, request: object, custom_id: str) -> bytes:
+        return b"{}"
+
+
+class _HalfBatch(_Complete):
+    batch = _HalfEndpoint()
+
+
+@pytest.mark.parametrize(
+    ("factory", "said"),
+    [
+        (lambda name, settings: _NoClose(), "is incomplete: it has no aclose (see"),
+        (
+            lambda name, settings: _HalfBatch(name),
+            "is incomplete: it has no batch.upload, batch.create, batch.find, batch.poll, "
+            "batch.results, batch.cancel (see providers.protocol)",
+        ),
+        (lambda name: _Complete(name), "could not be built: TypeError: "),
+    ],
+)
+def test_a_provider_is_checked_whole_when_it_is_built(
+    tmp_path: Path, factory: object, said: str
+) -> None:
+    manager = _registry_of(lambda register: register("acme", factory))
+    settings = Settings.model_validate(
+        {"connector": {"provider": "acme", "db": str(tmp_path / "s.db")}}
+    )
+    with pytest.raises(ConfigError) as info:
+        open_connector(settings, manager=manager)
+    message = str(info.value)
+    assert message.startswith("provider 'acme' (acme 1.0) ") and said in message, message
+    assert message.endswith("fix or uninstall its plugin, or choose another provider")
+
+
+async def test_a_choose_strategy_answer_that_is_no_mode_is_refused(tmp_path: Path) -> None:
+    from plugins import hookimpl
+
+    class Warp:
+        @hookimpl
+        def choose_strategy(self, workload: object) -> str:
+            return "warp"
+
+    manager = PluginManager(load_entrypoints=False)
+    manager.register(Warp(), name="warp", origin="test")
+    settings = Settings.model_validate(
+        {"connector": {"mode": "auto", "db": str(tmp_path / "store.db")}}
+    )
+    connector = open_connector(settings, manager=manager)
+    try:
+        with pytest.raises(ConfigError, match="a choose_strategy hook answered 'warp'"):
+            connector.choose_mode(1, announce=False)
+    finally:
+        await connector.aclose()

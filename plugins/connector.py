@@ -477,17 +477,20 @@ class LexiConnector:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def stop_sending(self) -> int:
+    def stop_sending(self, *, refuse: bool = False) -> int:
         """Send no new call to the provider; how many requests sent are still to land.
 
         For an interrupted command (Ctrl-C): a call already sent may be paid
         for whatever happens to it, so it is left to finish and its answer is
-        stored (await :meth:`sent_calls_landed`); nothing else goes out. A
-        batch already created needs no such wait: its journal re-attaches to
-        it on the next run.
+        stored (await :meth:`sent_calls_landed`); nothing else goes out — a
+        call not sent waits to be cancelled, or with ``refuse`` fails with
+        :class:`~providers.errors.NotSentError`. A batch already created
+        needs no such wait: its journal re-attaches to it on the next run.
         """
         stop = getattr(self._immediate, "stop_sending", None)
-        return int(stop()) if stop is not None else 0
+        if stop is None:
+            return 0
+        return int(stop(refuse=refuse) if refuse else stop())
 
     async def sent_calls_landed(self) -> None:
         """Wait until every request sent before :meth:`stop_sending` has landed."""

@@ -32,6 +32,7 @@ from plugins.results import build_response, cached_response, more_tokens
 from plugins.safekeep import SafeKeep, StoreRefusedError, take_back
 from providers.errors import (
     LexibatchError,
+    NotSentError,
     SchemaValidationError,
     StoreBusyError,
     StoreWriteError,
@@ -99,16 +100,20 @@ class ImmediateStrategy:
         self._in_flight = 0
         self._landed: asyncio.Event | None = None
         self._stopping = False
+        self._refusing = False
 
-    def stop_sending(self) -> int:
+    def stop_sending(self, *, refuse: bool = False) -> int:
         """Send no new call from now on; how many requests sent are still to land.
 
         A call already sent may be paid for whether or not its answer is read
         (the provider bills what it made), so it goes on, and its answer is
-        stored. Every other call waits, unsent, to be cancelled with the run.
-        What an interrupted command calls first (see ``plugins.cli.session``).
+        stored. Every other call waits, unsent, to be cancelled with the run —
+        or, with ``refuse``, fails at once with :class:`NotSentError` (a
+        server, whose requests must end for it to stop). What an interrupted
+        command calls first (see ``plugins.cli.session``).
         """
         self._stopping = True
+        self._refusing = self._refusing or refuse
         return self._in_flight
 
     def stopped(self) -> bool:
@@ -392,8 +397,11 @@ class ImmediateStrategy:
 
     async def _never_sent(self, flight: _Flight) -> NoReturn:
         """Interrupted (see :meth:`stop_sending`): nothing new is sent, a retry or a
-        re-ask neither; this waits, unsent, to be cancelled with the run."""
+        re-ask neither; this waits, unsent, to be cancelled with the run (or, when
+        refusing, fails now)."""
         self._land(flight)
+        if self._refusing:
+            raise NotSentError("not sent: lexibatch is stopping (it was interrupted)")
         await asyncio.get_running_loop().create_future()
         raise AssertionError("unreachable")  # pragma: no cover - only ever cancelled
 

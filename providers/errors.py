@@ -6,6 +6,7 @@ so a CLI can print the first kind as one line and exit, and a strategy can
 decide from the second kind whether to retry::
 
     LexibatchError
+    ├── NotSentError                   not sent: the process is stopping
     ├── UserError                      the caller must change something
     │   ├── ConfigError                bad config key or value (names the key)
     │   ├── MissingAPIKeyError         API-key variable unset (names it)
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidRequestError",
     "LexibatchError",
     "MissingAPIKeyError",
+    "NotSentError",
     "OutputWriteError",
     "ProviderConnectionError",
     "ProviderError",
@@ -92,6 +94,13 @@ class LexibatchError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class NotSentError(LexibatchError):
+    """The call was not sent, nor will be: the process is stopping (Ctrl-C, SIGTERM).
+
+    Nothing was paid for it; the same request asked again later is sent then.
+    """
 
 
 class UserError(LexibatchError):

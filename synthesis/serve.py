@@ -40,7 +40,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from providers.errors import LexibatchError, ProviderError, UserError
+from providers.errors import LexibatchError, NotSentError, ProviderError, UserError
 from providers.protocol import Connector, Prompt
 from providers.types import Request, Response
 from synthesis.components import ALL_COMPONENTS
@@ -291,6 +291,9 @@ class JobRunner:
             self._update(job, status="running")
         try:
             entry = await self.context.synthesizer("batch").synthesize_entry(job["word"])
+        except NotSentError:
+            # The server is stopping: the job stays journaled, and resumes on the next start.
+            return
         except (LexibatchError, UserError) as exc:
             # UserError too: a bad key or an exhausted budget fails the job, not the server.
             self._update(job, status="failed", error=str(exc) or type(exc).__name__)

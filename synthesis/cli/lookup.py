@@ -7,6 +7,9 @@ import ``plugins``): ``serve`` builds the connector and hands the app only the
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +19,7 @@ from plugins.cli.guard import guard
 from plugins.cli.options import db_opt, model_opt, provider_opt, settings_from, store_to_read
 from plugins.cli.session import run_coroutine, with_connector
 from providers.errors import InputError, UserError
+from synthesis.cli.stopping import ServerStop
 
 if TYPE_CHECKING:
     from plugins.config import Settings
@@ -95,10 +99,34 @@ def serve(
     settings = settings_from(ctx, **flags)
     chosen = parse_components(components)
     sources = build_sources([])
-    # uvicorn winds down on Ctrl-C itself: the lookups under way finish and are stored.
-    run_coroutine(
-        _serve(settings, host, port, token or None, chosen, sources), land_sent_calls=False
+    if token is None:
+        # click reads an empty variable as unset; set but empty, it is refused below.
+        token = os.environ.get("LEXIBATCH_SERVE_TOKEN")
+    if token is not None:
+        _check_token(token)
+    # The server takes Ctrl-C and SIGTERM itself (see synthesis.cli.stopping).
+    stop = run_coroutine(
+        _serve(settings, host, port, token, chosen, sources), land_sent_calls=False
     )
+    stop.outcome()
+
+
+def _check_token(token: str) -> None:
+    """Refuse a token no client could send, and an empty one (which would serve openly).
+
+    Raises:
+        UserError: the token is empty, or not printable ASCII without spaces.
+    """
+    where = "the serve token (--token or LEXIBATCH_SERVE_TOKEN)"
+    if not token.strip():
+        # Most likely a secret that was not set: serving without a token is asked for
+        # by giving none, never by an empty one.
+        raise UserError(f"{where} is empty — give a token, or unset it to serve without one")
+    if not (token.isascii() and token.isprintable()) or any(c.isspace() for c in token):
+        raise UserError(
+            f"{where} must be printable ASCII without spaces: a client sends it in an "
+            "Authorization header — choose another"
+        )
 
 
 async def _serve(
@@ -108,7 +136,7 @@ async def _serve(
     token: str | None,
     components: tuple[str, ...],
     sources: Any,
-) -> None:
+) -> ServerStop:
     import socket
 
     import uvicorn
@@ -135,7 +163,13 @@ async def _serve(
         ) from None
     port = listening.getsockname()[1]  # the one chosen, for --port 0
 
-    async def body(connector: LexiConnector) -> None:
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # Not uvicorn's: ServerStop takes SIGINT and SIGTERM.
+            yield
+
+    async def body(connector: LexiConnector) -> ServerStop:
         # Immediate lookups and batch jobs share this connector; each call says its mode.
         connector.disable_batch_mode()
         context = ServeContext(
@@ -150,17 +184,26 @@ async def _serve(
             token=token,
             notice=SANDBOX_NOTICE if connector.provider_name == SANDBOX else None,
         )
-        config = uvicorn.Config(
-            create_app(context), host=host, port=port, log_level="warning", lifespan="on"
-        )
-        server = uvicorn.Server(config)
+        app = create_app(context)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        server = Server(config)
+        stop = ServerStop(server, connector)
+        stop.install()
         # The port is bound already: a client that connects now is answered once it is up.
         click.echo(
             f"lexibatch: serving http://{host}:{port}/ (provider {connector.provider_name}; "
             f"API schema at /openapi.json{'; POST routes need the token' if token else ''})",
             err=True,
         )
-        await server.serve(sockets=[listening])
+        try:
+            await server.serve(sockets=[listening])
+        finally:
+            stop.remove()
+            stop.quiet_uvicorn()
+            # Stopped at once, the app's own shutdown was skipped: its batch
+            # jobs are stopped here (they stay journaled).
+            await app.state.runner.aclose()
+        return stop
 
     with listening:
-        await with_connector(settings, body)
+        return await with_connector(settings, body)

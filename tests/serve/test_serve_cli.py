@@ -142,4 +142,4 @@ def test_ctrl_c_stops_the_server_with_exit_130_and_no_traceback(tmp_path: Path) 
     rest = server.stderr.read()
     assert server.wait(timeout=30) == 130
     assert "Traceback" not in rest and "ERROR" not in rest, rest
-    assert rest.strip().splitlines()[-1].startswith("lexibatch: interrupted")
+    assert rest.strip().splitlines()[-1].startswith("lexibatch: interrupted — every answer")

@@ -48,9 +48,11 @@ async def test_a_batch_reader_that_raises_fails_its_requests_with_a_provider_def
     connector.provider.batch.results = broken
     try:
         connector.enable_batch_mode()
-        with caplog.at_level(logging.ERROR, logger="lexibatch.batch"):
-            with pytest.raises(ProviderError) as info:
-                await connector.structured("swift", Word)
+        with (
+            caplog.at_level(logging.ERROR, logger="lexibatch.batch"),
+            pytest.raises(ProviderError) as info,
+        ):
+            await connector.structured("swift", Word)
         shard = connector.store.shards()[0]
     finally:
         await connector.aclose()

@@ -53,6 +53,10 @@ _REQUEST_OPTS = frozenset({"system", "max_tokens", "temperature", "mode"})
 log = logging.getLogger("lexibatch.connector")
 
 
+# How long release_batches lets batches whose callers are answered finish.
+_WIND_DOWN_SECONDS = 10.0
+
+
 class LexiConnector:
     """Provider + strategies + store behind the ``Connector`` protocol."""
 
@@ -497,6 +501,27 @@ class LexiConnector:
         landed = getattr(self._immediate, "sent_calls_landed", None)
         if landed is not None:
             await landed()
+
+    async def release_batches(self) -> bool:
+        """Close the batch strategy if nothing waits on it; whether it is closed now.
+
+        The store's batch lease goes with it (see :mod:`plugins.lease`), so
+        another process may run the store's batches meanwhile — a long-lived
+        server between jobs, say. The next batch call opens a strategy again,
+        from the journal, taking the lease anew (``StoreBusyError`` while the
+        other process holds it).
+        """
+        batch = self._batch
+        if batch is None:
+            return True
+        wind_down = getattr(batch, "wind_down", None)
+        if wind_down is None or not await wind_down(_WIND_DOWN_SECONDS):
+            return False
+        if self._batch is not batch:
+            return True  # closed meanwhile
+        self._batch = None
+        await batch.aclose()
+        return True
 
     async def aclose(self) -> None:
         """Finish pending batches, then release the provider and the store."""

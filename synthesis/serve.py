@@ -26,7 +26,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Annotated, Any, Literal, Protocol, TypeVar
@@ -40,7 +40,13 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from providers.errors import LexibatchError, NotSentError, ProviderError, UserError
+from providers.errors import (
+    LexibatchError,
+    NotSentError,
+    ProviderError,
+    StoreBusyError,
+    UserError,
+)
 from providers.protocol import Connector, Prompt
 from providers.types import Request, Response
 from synthesis.components import ALL_COMPONENTS
@@ -154,6 +160,9 @@ class ServeContext:
         cost: what ``lexibatch cost --json`` reports.
         token: the bearer token the POST routes require (``None``: open).
         notice: a line every page and entry response carries (the sandbox's warning).
+        release_batches: let the store's batch runs go while no job is under
+            way (``LexiConnector.release_batches``), so that another process
+            may run them; ``None``: held while the server runs.
     """
 
     connector: Connector
@@ -166,6 +175,7 @@ class ServeContext:
     cost: Callable[[], Any] = dict
     token: str | None = None
     notice: str | None = None
+    release_batches: Callable[[], Awaitable[bool]] | None = None
     _synthesizers: dict[str, DefinitionSynthesizer] = field(default_factory=dict, repr=False)
 
     def synthesizer(self, mode: Literal["immediate", "batch"]) -> DefinitionSynthesizer:
@@ -234,6 +244,11 @@ class LookupAnswer(BaseModel):
     notice: str | None = None
 
 
+#: Seconds a batch job waits before asking again for the store's batches
+#: another process runs.
+BUSY_STORE_WAIT = 10.0
+
+
 class JobRunner:
     """Runs batch jobs: journals each before its first call, resumes the unfinished on start."""
 
@@ -287,22 +302,44 @@ class JobRunner:
         self.documents.put_document(JOBS, job["job"], job)
 
     async def _run(self, job: dict[str, Any]) -> None:
+        try:
+            await self._look_up(job)
+        finally:
+            release = self.context.release_batches
+            if release is not None and len(self._tasks) <= 1:
+                # The last job under way: between jobs another process may run
+                # the store's batches (a batch synthesize, a second server).
+                await release()
+
+    async def _look_up(self, job: dict[str, Any]) -> None:
+        """Synthesize the job's word through the batch rounds and record how it ended."""
         if job["status"] != "running":
             self._update(job, status="running")
-        try:
-            entry = await self.context.synthesizer("batch").synthesize_entry(job["word"])
-        except NotSentError:
-            # The server is stopping: the job stays journaled, and resumes on the next start.
-            return
-        except (LexibatchError, UserError) as exc:
-            # UserError too: a bad key or an exhausted budget fails the job, not the server.
-            self._update(job, status="failed", error=str(exc) or type(exc).__name__)
-            return
-        except Exception as exc:
-            # Not the provider's doing: said in the log in full, and the job ends all the same.
-            log.exception("lookup job %s (%s) failed", job["job"], job["word"])
-            self._update(job, status="failed", error=f"internal error: {type(exc).__name__}")
-            return
+        synthesizer = self.context.synthesizer("batch")
+        while True:
+            try:
+                entry = await synthesizer.synthesize_entry(job["word"])
+            except StoreBusyError:
+                # Another process runs this store's batches: the job waits its turn,
+                # journaled, rather than fail for something that ends.
+                if job["status"] != "queued":
+                    self._update(job, status="queued")
+                    log.info("lookup job %s waits for the store's batches", job["job"])
+                await asyncio.sleep(BUSY_STORE_WAIT)
+                continue
+            except NotSentError:
+                # The server is stopping: the job stays journaled, and resumes on the next start.
+                return
+            except (LexibatchError, UserError) as exc:
+                # UserError too: a bad key or an exhausted budget fails the job, not the server.
+                self._update(job, status="failed", error=str(exc) or type(exc).__name__)
+                return
+            except Exception as exc:
+                # Not the provider's doing: said in the log in full, and the job ends all the same.
+                log.exception("lookup job %s (%s) failed", job["job"], job["word"])
+                self._update(job, status="failed", error=f"internal error: {type(exc).__name__}")
+                return
+            break
         self.documents.put_document(ENTRIES, entry.word, entry.model_dump(mode="json"))
         self._update(job, status="done", error=None)
 

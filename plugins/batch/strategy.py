@@ -578,6 +578,25 @@ class BatchStrategy:
             unasked.flush()
         return requeued
 
+    def idle(self) -> bool:
+        """Whether no caller waits on this strategy: no request queued, spooled or waiting.
+
+        Its batches may still be finishing (their files deleted, or collected
+        for no caller of this run); closed now, they stay journaled and the
+        next runner of the store — this process or another — takes them on.
+        """
+        return not self._pending and not self._journal_buffer and not len(self.accumulator)
+
+    async def wind_down(self, seconds: float) -> bool:
+        """Whether this strategy is idle, after its batches under way had ``seconds``
+        seconds to finish (its callers are answered; only their files may be left)."""
+        if not self.idle():
+            return False
+        running = [task for task in self._executors.values() if not task.done()]
+        if running:
+            await asyncio.wait(running, timeout=seconds)
+        return self.idle()
+
     async def aclose(self) -> None:
         """Stop: what was sent stays journaled and resumes on the next run."""
         if self._closed:

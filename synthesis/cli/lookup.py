@@ -183,6 +183,7 @@ async def _serve(
             cost=lambda: cost_json(connector.store),
             token=token,
             notice=SANDBOX_NOTICE if connector.provider_name == SANDBOX else None,
+            release_batches=connector.release_batches,
         )
         app = create_app(context)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")

@@ -70,6 +70,7 @@ def start_server(
                     cost=lambda: cost_json(connector.store),
                     token=token,
                     notice=notice,
+                    release_batches=connector.release_batches,
                 )
                 config = uvicorn.Config(
                     create_app(context), host="127.0.0.1", port=port, log_level="warning"

@@ -45,6 +45,10 @@ __all__ = ["chat", "inference", "messages", "responses"]
 
 _FRESH = ids.Fresh()
 
+#: The requests-per-minute limit a fault's 429 names as used up (message and headers).
+_FAULT_RPM_OPENAI = 500
+_FAULT_RPM_ANTHROPIC = 50
+
 
 async def immediate(app: AppCore, request: web.Request, openai: bool, kind: str) -> web.Response:
     raw = await request.read()
@@ -99,12 +103,17 @@ async def immediate(app: AppCore, request: web.Request, openai: bool, kind: str)
         cfg.rate_limit > 0 and roll(seed, "rate_limit", digest, seen) < cfg.rate_limit
     ):
         app.state.immediate_call(digest, False, 0, 0)
-        retry = retry_headers(cfg.retry_after)
+        # The headers tell the same story as the message: that limit is used up until retry-after.
+        shown = _FAULT_RPM_OPENAI if openai else _FAULT_RPM_ANTHROPIC
+        retry = {
+            **retry_headers(cfg.retry_after),
+            **app.limiter.exhausted_headers(openai, shown, cfg.tpm_limit, cfg.retry_after),
+        }
         if openai:
             return openai_error(
                 429,
                 f"Rate limit reached for {model} in organization {ORG} on requests per min "
-                f"(RPM): Limit 500, Used 500, Requested 1. Please try again in "
+                f"(RPM): Limit {shown}, Used {shown}, Requested 1. Please try again in "
                 f"{int(cfg.retry_after * 1000)}ms.",
                 "requests",
                 code="rate_limit_exceeded",
@@ -113,9 +122,9 @@ async def immediate(app: AppCore, request: web.Request, openai: bool, kind: str)
         return anthropic_error(
             429,
             "rate_limit_error",
-            "This request would exceed the rate limit for your organization of 50 requests "
-            "per minute. Please reduce the prompt length or the maximum tokens requested, or "
-            "try again later.",
+            f"This request would exceed the rate limit for your organization of {shown} "
+            "requests per minute. Please reduce the prompt length or the maximum tokens "
+            "requested, or try again later.",
             headers=retry,
         )
     if markers.wants("server-error", seen) or (
@@ -199,7 +208,9 @@ async def inference(app: AppCore, request: web.Request, openai: bool, kind: str)
     # Every answer of an inference route, errors included, reports the rate limits.
     response = await immediate(app, request, openai, kind)
     cfg = app.config
-    response.headers.update(app.limiter.headers(openai, cfg.rpm_limit, cfg.tpm_limit))
+    for name, value in app.limiter.headers(openai, cfg.rpm_limit, cfg.tpm_limit).items():
+        # A fault's 429 has already written the limit it reports.
+        response.headers.setdefault(name, value)
     return response
 
 

@@ -16,7 +16,10 @@ Anthropic
     ``output-tokens``.
 
 The headers always agree with the limits enforced: ``remaining`` reaches 0
-exactly when the next call would be refused.
+exactly when the next call would be refused. A 429 forced by a fault
+(``rate_limit``, ``@rate-limit``) reports, as a real 429 does, the request
+limit its message names as used up: ``remaining`` 0 and a reset when its
+``retry-after`` ends (:meth:`RateLimiter.exhausted_headers`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from math import ceil
 
 __all__ = ["RateLimiter", "openai_duration"]
 
@@ -44,6 +48,11 @@ def openai_duration(seconds: float) -> str:
 
 def _rfc3339(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rfc3339_after(at: float) -> str:
+    """``at`` rounded up to the second: a reset written no earlier than it happens."""
+    return _rfc3339(float(ceil(at)))
 
 
 class RateLimiter:
@@ -132,4 +141,22 @@ class RateLimiter:
             headers[f"anthropic-ratelimit-{name}-limit"] = str(tpm)
             headers[f"anthropic-ratelimit-{name}-remaining"] = str(left_tokens)
             headers[f"anthropic-ratelimit-{name}-reset"] = _rfc3339(now + reset_tokens)
+        return headers
+
+    def exhausted_headers(
+        self, openai: bool, rpm_shown: int, tpm: int, wait: float
+    ) -> dict[str, str]:
+        """The rate-limit headers of a 429 saying ``rpm_shown`` requests per minute are used up.
+
+        ``remaining-requests`` is 0 and the request limit resets when the
+        ``retry-after`` of ``wait`` seconds ends; the tokens report the real state.
+        """
+        headers = self.headers(openai, rpm_shown, tpm)
+        now = self._now()
+        if openai:
+            headers["x-ratelimit-remaining-requests"] = "0"
+            headers["x-ratelimit-reset-requests"] = openai_duration(wait)
+        else:
+            headers["anthropic-ratelimit-requests-remaining"] = "0"
+            headers["anthropic-ratelimit-requests-reset"] = _rfc3339_after(now + wait)
         return headers

@@ -13,6 +13,11 @@ the batch ``cancelling`` at once and ``cancelled`` ``0.1 T`` later, with the
 items done that its progress had reached. An Anthropic batch is
 ``in_progress`` until ``T`` and ``ended`` after; ``canceling`` likewise.
 
+A batch runs its items in input order (:func:`items_run`): the counts a poll
+shows while it runs are those of its first items, so they only rise, and the
+split it ends with continues them (a batch cut short by a fault never shows
+more items done than it ends with).
+
 Output and error files (Anthropic: the results file) are produced once, when
 a poll (or the background ticker, for ``T > 0``) first sees the batch in a
 terminal state; that is also when the batch is billed.
@@ -50,6 +55,7 @@ __all__ = [
     "batch_usage",
     "finalizing_share",
     "iso",
+    "items_run",
 ]
 
 DAY = 24 * 3600
@@ -278,13 +284,20 @@ class BatchLifecycle:
             return None
         if now < t0 + T:
             return None
-        partial = self.config.partial_done
+        if fault == "expire":
+            return ("expired", self.fault_share(rec, fault), t0 + T)
+        if fault == "cancel":
+            return ("cancelled", self.fault_share(rec, fault), t0 + T)
+        return ("completed", 1.0, t0 + T)
+
+    def fault_share(self, rec: Mapping[str, Any], fault: str | None) -> float:
+        """The share of its items a batch that ``fault`` cuts short has run when it ends."""
         if fault == "expire":
             # An API whose expired batches return nothing (Gemini) runs none of its items.
-            return ("expired", rec.get("expired_done", partial), t0 + T)
+            return float(rec.get("expired_done", self.config.partial_done))
         if fault == "cancel":
-            return ("cancelled", partial, t0 + T)
-        return ("completed", 1.0, t0 + T)
+            return self.config.partial_done
+        return 1.0
 
     async def _settle(self, rec: dict[str, Any], now: float) -> None:
         if rec["final"] is not None:
@@ -362,6 +375,14 @@ def finalizing_share(rec: dict[str, Any]) -> float:
     return float(rec.get("F", 0.2))
 
 
+def items_run(n: int, share: float) -> int:
+    """How many of a batch's ``n`` items have run when ``share`` of its work is done.
+
+    Items run in input order, so these are always its first items.
+    """
+    return n if share >= 1.0 else max(0, int(n * share))
+
+
 def _first_model(data: bytes) -> str | None:
     """The model of a batch input file's first line (every line names the same one)."""
     first = data.split(b"\n", 1)[0]
@@ -423,7 +444,8 @@ def _assemble(
     if status == "failed":
         out.counts = {"total": 0, "completed": 0, "failed": 0}
         return out
-    everything = done >= 1.0
+    run = items_run(job.n, done)
+    everything = run >= job.n
     if openai and everything and not faults.drop and not faults.foreign and all(job.ok):
         # Every item answered, nothing to leave out: the output is the job's lines as they are.
         out.output = b"\n".join(job.lines) + b"\n" if job.lines else b""
@@ -438,7 +460,7 @@ def _assemble(
     n_ok = n_err = n_gone = 0
     stem = ids.Stem()
     for i, cid in enumerate(job.custom_ids):
-        if everything or roll(seed, "done", cid, job.seen[i]) < done:
+        if i < run:
             line = job.lines[i]
             if job.ok[i] and faults.dropped < faults.drop:
                 # Counted as run, but its line is lost (and, here, never billed).

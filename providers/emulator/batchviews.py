@@ -18,9 +18,17 @@ from providers.emulator.batches import (
     batch_usage,
     finalizing_share,
     iso,
+    items_run,
 )
+from providers.emulator.jobs import Job
 
 __all__ = ["BatchEngine"]
+
+
+def _counts(job: Job, run: int) -> dict[str, int]:
+    """OpenAI's ``request_counts`` once the first ``run`` items of ``job`` have run."""
+    completed, failed = job.ran(run)
+    return {"total": job.n, "completed": completed, "failed": failed}
 
 
 class BatchEngine(BatchLifecycle):
@@ -114,7 +122,7 @@ class BatchEngine(BatchLifecycle):
     async def _openai_view(
         self, rec: dict[str, Any], now: float, *, poll: bool, answering_cancel: bool = False
     ) -> dict[str, Any]:
-        t0, T, n = rec["created"], rec["T"], rec["n"]
+        t0, T = rec["created"], rec["T"]
         final = rec["final"]
         at: dict[str, int] = {}
         if final is not None:
@@ -146,33 +154,32 @@ class BatchEngine(BatchLifecycle):
             )
         tc = rec["cancel_at"]
         validating = now < t0 + 0.1 * T or (T <= 0 and not rec.get("polled"))
+        none_yet = {"total": 0, "completed": 0, "failed": 0}
         if tc is not None:
             started = T > 0 and tc >= t0 + 0.1 * T
-            if started:
-                at["in_progress_at"] = int(t0 + 0.1 * T)
             at["cancelling_at"] = int(tc)
-            done = int(n * self._progress(rec, tc))
-            total = n if started else 0
-            return self._openai_obj(
-                rec, "cancelling", at, {"total": total, "completed": done, "failed": 0}
-            )
+            if not started:
+                return self._openai_obj(rec, "cancelling", at, none_yet)
+            at["in_progress_at"] = int(t0 + 0.1 * T)
+            job = await self._job(rec)
+            counts = _counts(job, items_run(job.n, self._progress(rec, tc)))
+            return self._openai_obj(rec, "cancelling", at, counts)
         if validating:
-            return self._openai_obj(
-                rec, "validating", at, {"total": 0, "completed": 0, "failed": 0}
-            )
+            return self._openai_obj(rec, "validating", at, none_yet)
         at["in_progress_at"] = int(t0 + 0.1 * T)
-        job = self._jobs.get(rec["id"])
-        fault = job.result().fault if job is not None and job.done() else None
-        counts = {"total": n, "completed": int(n * self._progress(rec, now)), "failed": 0}
+        # The counts are those of the items run so far, answered or failed as the job has them.
+        job = await self._job(rec)
+        fault = job.fault
+        run = items_run(job.n, self._progress(rec, now))
+        if fault in ("expire", "cancel"):
+            run = min(run, items_run(job.n, self.fault_share(rec, fault)))
         if fault == "cancel" and now >= t0 + 0.5 * T:
             at["cancelling_at"] = int(t0 + 0.5 * T)
-            return self._openai_obj(rec, "cancelling", at, counts)
+            return self._openai_obj(rec, "cancelling", at, _counts(job, run))
         if now >= t0 + (1 - finalizing_share(rec)) * T and fault not in ("expire", "cancel"):
             at["finalizing_at"] = int(t0 + (1 - finalizing_share(rec)) * T)
-            return self._openai_obj(
-                rec, "finalizing", at, {"total": n, "completed": n, "failed": 0}
-            )
-        return self._openai_obj(rec, "in_progress", at, counts)
+            return self._openai_obj(rec, "finalizing", at, _counts(job, job.n))
+        return self._openai_obj(rec, "in_progress", at, _counts(job, run))
 
     @staticmethod
     def _openai_obj(

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from hashlib import blake2b
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -93,11 +94,21 @@ class Job:
     in_tokens: list[int] = field(default_factory=list)
     out_tokens: list[int] = field(default_factory=list)
     seen: list[int] = field(default_factory=list)
+    ok_before: list[int] | None = None
 
     @property
     def n(self) -> int:
         """Number of items."""
         return len(self.custom_ids)
+
+    def ran(self, k: int) -> tuple[int, int]:
+        """``(completed, failed)`` among the first ``k`` items, the ones a batch runs first."""
+        if self.ok_before is None:
+            # Answered items before each index, counted once: polls ask again and again.
+            self.ok_before = list(accumulate(map(int, self.ok), initial=0))
+        k = max(0, min(k, self.n))
+        completed = self.ok_before[k]
+        return completed, k - completed
 
 
 def _batch_key(model: str, custom_ids: list[str]) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from itertools import pairwise
 
 import httpx
-from emu_helpers import HEADERS, chat_body, params
+from emu_helpers import HEADERS, batch_file, chat_body, params
 
 from providers.emulator import Emulator, EmulatorConfig
 
@@ -39,3 +40,55 @@ def test_a_fault_429_reports_its_limit_used_up_until_retry_after() -> None:
         ok = http.post("/v1/chat/completions", json=chat_body("y"))
         assert ok.status_code == 200
         assert int(ok.headers["x-ratelimit-remaining-requests"]) > 0
+
+
+def _poll_counts(http: httpx.Client, data: bytes) -> list[tuple[str, dict[str, int]]]:
+    """Every ``(status, request_counts)`` an OpenAI batch of ``data`` shows until it ends."""
+    f = http.post("/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": "batch"})
+    body = {
+        "input_file_id": f.json()["id"],
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+    }
+    batch = http.post("/v1/batches", json=body).json()
+    seen = [(batch["status"], batch["request_counts"])]
+    deadline = time.time() + 20
+    while seen[-1][0] not in ("completed", "failed", "expired", "cancelled"):
+        assert time.time() < deadline
+        time.sleep(0.01)
+        got = http.get(f"/v1/batches/{batch['id']}").json()
+        seen.append((got["status"], got["request_counts"]))
+    return seen
+
+
+def _only_rise(seen: list[tuple[str, dict[str, int]]]) -> None:
+    started = [counts for status, counts in seen if status != "validating"]
+    for before, after in pairwise(started):
+        assert after["total"] == before["total"]
+        assert after["completed"] >= before["completed"], seen
+        assert after["failed"] >= before["failed"], seen
+
+
+def test_openai_request_counts_only_rise_and_end_as_they_ran() -> None:
+    config = EmulatorConfig(batch_seconds=1.0, item_error=0.4, seed=3)
+    with Emulator(config) as emu, httpx.Client(base_url=emu.base_url, headers=AUTH) as http:
+        seen = _poll_counts(http, batch_file(12))
+        assert [s for s, _ in seen][-1] == "completed"
+        _only_rise(seen)
+        final = seen[-1][1]
+        assert 0 < final["failed"] < 12 and final["completed"] + final["failed"] == 12
+        running = [c for s, c in seen if s == "in_progress"]
+        # Failures show up as their items run, not all at once at the end.
+        assert any(0 < c["failed"] < final["failed"] for c in running), seen
+        assert all(c == final for s, c in seen if s == "finalizing")
+
+        every = _poll_counts(http, batch_file(3, model="gpt-4o-mini@item-error"))
+        _only_rise(every)
+        assert every[-1] == ("completed", {"total": 3, "completed": 0, "failed": 3})
+        assert all(c["completed"] == 0 for _, c in every)
+
+        expired = _poll_counts(http, batch_file(10, model="gpt-4o-mini@expire"))
+        _only_rise(expired)
+        status, counts = expired[-1]
+        assert status == "expired" and counts["completed"] + counts["failed"] == 10
+        assert max(c["completed"] for _, c in expired) == counts["completed"] < 10

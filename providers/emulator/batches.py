@@ -10,7 +10,9 @@ with ``T = 0`` the batch is complete at the first poll. Faults bend this
 timeline: ``failed`` at ``0.1 T``; ``expired`` at ``T``; a fault cancel turns
 ``cancelling`` at ``0.5 T`` and ``cancelled`` at ``T``; a cancel request turns
 the batch ``cancelling`` at once and ``cancelled`` ``0.1 T`` later, with the
-items done that its progress had reached. An Anthropic batch is
+items done that its progress had reached; one cancelled while still
+``validating`` ran nothing and ends with zero ``request_counts``, no output or
+error file and no ``in_progress_at``, as the real one. An Anthropic batch is
 ``in_progress`` until ``T`` and ``ended`` after; ``canceling`` likewise.
 
 A batch runs its items in input order (:func:`items_run`): the counts a poll
@@ -56,6 +58,7 @@ __all__ = [
     "finalizing_share",
     "iso",
     "items_run",
+    "started_before_cancel",
 ]
 
 DAY = 24 * 3600
@@ -338,6 +341,7 @@ class BatchLifecycle:
                 ).id
             final[f"{kind}_file_id"] = file_id
         refused = rec.get("refused")
+        ran = not openai or started_before_cancel(rec)
         if refused:
             final["errors"] = [refused]
         elif status == "failed":
@@ -353,8 +357,9 @@ class BatchLifecycle:
         self.state.batch_done(
             rec["id"],
             job.batch_key,
-            # A batch refused for the queue never ran: its items were not seen.
-            [] if refused else job.custom_ids,
+            # A batch refused for the queue, or cancelled while validating, never ran:
+            # its items were not seen.
+            job.custom_ids if ran and not refused else [],
             result.billed,
             result.in_tokens,
             result.out_tokens,
@@ -373,6 +378,12 @@ class BatchLifecycle:
 
 def finalizing_share(rec: dict[str, Any]) -> float:
     return float(rec.get("F", 0.2))
+
+
+def started_before_cancel(rec: Mapping[str, Any]) -> bool:
+    """Whether an OpenAI batch had left ``validating`` before any cancel request reached it."""
+    tc, T = rec["cancel_at"], float(rec["T"])
+    return tc is None or (T > 0 and tc >= float(rec["created"]) + 0.1 * T)
 
 
 def items_run(n: int, share: float) -> int:
@@ -441,7 +452,8 @@ def _assemble(
     faults = faults or _LineFaults(0, 0)
     out = _Assembled()
     openai = rec["provider"] == "openai"
-    if status == "failed":
+    if status == "failed" or (openai and not started_before_cancel(rec)):
+        # None of its requests ran: nothing is counted and there are no result lines.
         out.counts = {"total": 0, "completed": 0, "failed": 0}
         return out
     run = items_run(job.n, done)

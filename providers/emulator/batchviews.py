@@ -19,6 +19,7 @@ from providers.emulator.batches import (
     finalizing_share,
     iso,
     items_run,
+    started_before_cancel,
 )
 from providers.emulator.jobs import Job
 
@@ -128,7 +129,7 @@ class BatchEngine(BatchLifecycle):
         if final is not None:
             status = final["status"]
             when = final["when"]
-            if status != "failed":
+            if status != "failed" and started_before_cancel(rec):
                 at["in_progress_at"] = int(t0 + 0.1 * T)
             if status == "completed":
                 # Set even when finalizing passed between two polls.
@@ -156,9 +157,8 @@ class BatchEngine(BatchLifecycle):
         validating = now < t0 + 0.1 * T or (T <= 0 and not rec.get("polled"))
         none_yet = {"total": 0, "completed": 0, "failed": 0}
         if tc is not None:
-            started = T > 0 and tc >= t0 + 0.1 * T
             at["cancelling_at"] = int(tc)
-            if not started:
+            if not started_before_cancel(rec):
                 return self._openai_obj(rec, "cancelling", at, none_yet)
             at["in_progress_at"] = int(t0 + 0.1 * T)
             job = await self._job(rec)

@@ -92,3 +92,34 @@ def test_openai_request_counts_only_rise_and_end_as_they_ran() -> None:
         status, counts = expired[-1]
         assert status == "expired" and counts["completed"] + counts["failed"] == 10
         assert max(c["completed"] for _, c in expired) == counts["completed"] < 10
+
+
+def test_an_openai_batch_cancelled_while_validating_ran_nothing() -> None:
+    with (
+        Emulator(EmulatorConfig(batch_seconds=4.0)) as emu,
+        httpx.Client(base_url=emu.base_url, headers=AUTH) as http,
+    ):
+        f = http.post(
+            "/v1/files", files={"file": ("in.jsonl", batch_file(2))}, data={"purpose": "batch"}
+        )
+        body = {
+            "input_file_id": f.json()["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        }
+        batch = http.post("/v1/batches", json=body).json()
+        cancelling = http.post(f"/v1/batches/{batch['id']}/cancel").json()
+        nothing = {"total": 0, "completed": 0, "failed": 0}
+        assert cancelling["status"] == "cancelling"
+        assert cancelling["request_counts"] == nothing
+        assert cancelling["in_progress_at"] is None and cancelling["cancelling_at"] is not None
+        deadline = time.time() + 10
+        got = cancelling
+        while got["status"] != "cancelled":
+            assert time.time() < deadline
+            time.sleep(0.05)
+            got = http.get(f"/v1/batches/{batch['id']}").json()
+        assert got["request_counts"] == nothing
+        assert got["output_file_id"] is None and got["error_file_id"] is None
+        assert got["in_progress_at"] is None and got["cancelled_at"] is not None
+        assert emu.billing()["batch"]["requests"] == 0

@@ -181,10 +181,9 @@ def test_cancel_right_after_create(oai: openai.OpenAI) -> None:
     assert cancelling.request_counts is not None and cancelling.request_counts.total == 0
     done = oai.batches.retrieve(batch.id)
     assert done.status == "cancelled" and done.cancelled_at is not None
-    assert done.output_file_id is None
-    errors = lines_of(oai, done.error_file_id)
-    assert sorted(x["custom_id"] for x in errors) == ["w0", "w1", "w2", "w3"]
-    assert all(x["error"]["code"] == "batch_cancelled" and x["response"] is None for x in errors)
+    # Cancelled while validating: none of its requests ran, so there is nothing to read.
+    assert done.output_file_id is None and done.error_file_id is None
+    assert done.request_counts is not None and done.request_counts.total == 0
     with pytest.raises(openai.ConflictError):
         oai.batches.cancel(batch.id)
     assert oai.batches.retrieve(batch.id).status == "cancelled"

@@ -64,6 +64,12 @@ after ``@`` (several may be chained, e.g. ``gpt-4o-mini@item-error@slow``);
     ``@server-error``    an immediate call gets 500 or 503 (Anthropic 500 or 529)
     ``@slow``            an immediate call waits ``slow_seconds`` first
 
+A batch that expires or is cancelled by a fault (marker, pattern or fraction)
+has run its first ``partial_done`` items (rounded down) and never all of them:
+at least one item of every such batch is hit, however small the batch (a
+batch of one runs none). ``@fail-batch`` hits every item, ``@item-error`` and
+``@schema-invalid`` each item they are named on.
+
 The model in the answer echoes the request's model, markers included.
 
 Billing (``GET /_emulator/billing``): ``{"immediate": {requests,

@@ -264,8 +264,8 @@ class BatchLifecycle:
         span = (0.9 - finalizing_share(rec)) * T
         return min(1.0, max(0.0, (t - float(rec["created"]) - 0.1 * T) / span))
 
-    async def _terminal(self, rec: dict[str, Any], now: float) -> tuple[str, float, float] | None:
-        """``(status, done fraction, when)`` if the batch has reached its end at ``now``."""
+    async def _terminal(self, rec: dict[str, Any], now: float) -> tuple[str, int, float] | None:
+        """``(status, items run, when)`` if the batch has reached its end at ``now``."""
         t0, T = rec["created"], rec["T"]
         openai = rec["provider"] == "openai"
         tc = rec["cancel_at"]
@@ -276,31 +276,36 @@ class BatchLifecycle:
         if not openai and tc is None and now < t0 + T:
             return None
         if openai and tc is None and rec.get("refused"):
-            return ("failed", 0.0, t0 + 0.1 * T)
+            return ("failed", 0, t0 + 0.1 * T)
         job = await self._job(rec)
         fault = job.fault
         if openai and fault == "fail":
-            return ("failed", 0.0, t0 + 0.1 * T)
+            return ("failed", 0, t0 + 0.1 * T)
         if tc is not None:
             if now >= tc + 0.1 * T:
-                return ("cancelled", self._progress(rec, tc), tc + 0.1 * T)
+                return ("cancelled", items_run(job.n, self._progress(rec, tc)), tc + 0.1 * T)
             return None
         if now < t0 + T:
             return None
         if fault == "expire":
-            return ("expired", self.fault_share(rec, fault), t0 + T)
+            return ("expired", self.fault_run(rec, job), t0 + T)
         if fault == "cancel":
-            return ("cancelled", self.fault_share(rec, fault), t0 + T)
-        return ("completed", 1.0, t0 + T)
+            return ("cancelled", self.fault_run(rec, job), t0 + T)
+        return ("completed", job.n, t0 + T)
 
-    def fault_share(self, rec: Mapping[str, Any], fault: str | None) -> float:
-        """The share of its items a batch that ``fault`` cuts short has run when it ends."""
-        if fault == "expire":
+    def fault_run(self, rec: Mapping[str, Any], job: Job) -> int:
+        """How many items a batch cut short by its fault (``expire``, ``cancel``) has run.
+
+        ``partial_done`` of them, rounded down, but never all: a fault named for a
+        batch always hits at least one of its items, however small the batch.
+        """
+        if job.fault not in ("expire", "cancel"):
+            return job.n
+        share = self.config.partial_done
+        if job.fault == "expire":
             # An API whose expired batches return nothing (Gemini) runs none of its items.
-            return float(rec.get("expired_done", self.config.partial_done))
-        if fault == "cancel":
-            return self.config.partial_done
-        return 1.0
+            share = float(rec.get("expired_done", share))
+        return min(items_run(job.n, share), job.n - 1) if job.n else 0
 
     async def _settle(self, rec: dict[str, Any], now: float) -> None:
         if rec["final"] is not None:
@@ -314,12 +319,12 @@ class BatchLifecycle:
             self._finishing[rec["id"]] = task
         await task
 
-    async def _finish(self, rec: dict[str, Any], status: str, done: float, when: float) -> None:
+    async def _finish(self, rec: dict[str, Any], status: str, run: int, when: float) -> None:
         job = await self._job(rec)
         loop = asyncio.get_running_loop()
         faults = _LineFaults(self.config.drop_result_lines, self.config.foreign_result_lines)
         result = await loop.run_in_executor(
-            None, _assemble, rec, job, status, done, self.config.seed, faults
+            None, _assemble, rec, job, status, run, self.config.seed, faults
         )
         # Each fault is used once, by the batch that shows it.
         self.config.drop_result_lines -= faults.dropped
@@ -444,11 +449,14 @@ def _assemble(
     rec: dict[str, Any],
     job: Job,
     status: str,
-    done: float,
+    run: int,
     seed: int,
     faults: _LineFaults | None = None,
 ) -> _Assembled:
-    """Split a job's lines into output and error files for the way the batch ended."""
+    """Split a job's lines into output and error files for the way the batch ended.
+
+    ``run``: how many of its items, the first ones, ran before it ended.
+    """
     faults = faults or _LineFaults(0, 0)
     out = _Assembled()
     openai = rec["provider"] == "openai"
@@ -456,7 +464,6 @@ def _assemble(
         # None of its requests ran: nothing is counted and there are no result lines.
         out.counts = {"total": 0, "completed": 0, "failed": 0}
         return out
-    run = items_run(job.n, done)
     everything = run >= job.n
     if openai and everything and not faults.drop and not faults.foreign and all(job.ok):
         # Every item answered, nothing to leave out: the output is the job's lines as they are.

@@ -172,7 +172,7 @@ class BatchEngine(BatchLifecycle):
         fault = job.fault
         run = items_run(job.n, self._progress(rec, now))
         if fault in ("expire", "cancel"):
-            run = min(run, items_run(job.n, self.fault_share(rec, fault)))
+            run = min(run, self.fault_run(rec, job))
         if fault == "cancel" and now >= t0 + 0.5 * T:
             at["cancelling_at"] = int(t0 + 0.5 * T)
             return self._openai_obj(rec, "cancelling", at, _counts(job, run))

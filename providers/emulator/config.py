@@ -78,7 +78,10 @@ class EmulatorConfig(BaseModel):
     """Regular expression: batches whose model matches it are always cancelled."""
 
     partial_done: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Share of items done in a batch that expires or is cancelled by a fault."""
+    """Share of items done (rounded down) in a batch that expires or is cancelled by a fault.
+
+    Never all of them: at least one item is left undone, so the fault shows in a batch of
+    any size (a batch of one runs none)."""
 
     item_error: float = Fraction
     """Fraction of batch items that end in the error file (Anthropic: ``errored``)."""

@@ -7,7 +7,9 @@ from datetime import datetime
 from itertools import pairwise
 
 import httpx
-from emu_helpers import HEADERS, batch_file, chat_body, params
+import orjson
+import pytest
+from emu_helpers import HEADERS, batch_file, chat_body, params, requests_of
 
 from providers.emulator import Emulator, EmulatorConfig
 
@@ -123,3 +125,33 @@ def test_an_openai_batch_cancelled_while_validating_ran_nothing() -> None:
         assert got["output_file_id"] is None and got["error_file_id"] is None
         assert got["in_progress_at"] is None and got["cancelled_at"] is not None
         assert emu.billing()["batch"]["requests"] == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_batch_fault_hits_a_small_anthropic_batch(n: int) -> None:
+    with (
+        Emulator(EmulatorConfig()) as emu,
+        httpx.Client(base_url=emu.base_url, headers=HEADERS) as http,
+    ):
+        for model, kind in (
+            ("claude-haiku-4-5@expire", "expired"),
+            ("claude-haiku-4-5@cancel", "canceled"),
+        ):
+            made = http.post("/v1/messages/batches", json={"requests": requests_of(n, model)})
+            ended = http.get(f"/v1/messages/batches/{made.json()['id']}").json()
+            assert ended["processing_status"] == "ended"
+            counts = ended["request_counts"]
+            assert counts[kind] >= 1 and counts["succeeded"] == n // 2
+            assert counts["succeeded"] + counts[kind] == n
+            lines = http.get(ended["results_url"]).content.splitlines()
+            kinds = sorted(orjson.loads(x)["result"]["type"] for x in lines)
+            assert kinds.count(kind) == counts[kind] and len(kinds) == n
+
+
+def test_a_batch_fault_leaves_one_item_undone_even_when_all_should_run() -> None:
+    with (
+        Emulator(EmulatorConfig(partial_done=1.0)) as emu,
+        httpx.Client(base_url=emu.base_url, headers=AUTH) as http,
+    ):
+        seen = _poll_counts(http, batch_file(3, model="gpt-4o-mini@expire"))
+        assert seen[-1] == ("expired", {"total": 3, "completed": 2, "failed": 1})

@@ -4,7 +4,9 @@ Mistral's paths (``/v1/chat/completions``, ``/v1/files``) are OpenAI's too, so
 the emulator serves Mistral under ``/mistral``: the SDK's ``server_url`` is
 ``<emulator root>/mistral`` and every path below is relative to it.
 
-* ``POST /v1/chat/completions`` (``response_format`` ``json_schema``)
+* ``POST /v1/chat/completions`` (``response_format`` ``json_schema``), counted against
+  the emulator's rate limits and reporting them in Mistral's ``x-ratelimit-*`` headers
+  (see :mod:`providers.emulator.ratelimit`)
 * ``POST /v1/files`` (multipart ``file`` + ``purpose``), ``GET /v1/files/{id}``,
   ``GET /v1/files/{id}/content``, ``DELETE /v1/files/{id}`` (``{"id", "object":
   "file", "deleted": true}``; a job's output and error files too)
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from providers.emulator.answers import count_tokens, prompt_chars
 from providers.emulator.multipart import multipart_boundary, parse_multipart
 from providers.emulator.translated import (
     answer_chat,
@@ -429,16 +432,38 @@ async def chat(app: AppCore, request: web.Request) -> web.Response:
         return _error(422, "messages: Field required")
     if body.get("stream"):
         return _error(400, "stream: the lexibatch emulator does not stream")
+    cfg = app.config
+    # Counted against the emulator's own limits, which every answer from here on reports.
+    wait = app.limiter.admit(cfg.rpm_limit, cfg.tpm_limit, count_tokens(prompt_chars(body)))
+    if wait is not None:
+        response = _error(429, "Requests rate limit exceeded", "rate_limited", "1300")
+        response.headers["retry-after"] = f"{round(wait, 3):g}"
+        return _reporting_limits(app, response, 0)
     verdict = await immediate_verdict(app, body, body["model"])
     if verdict.kind == "rate_limit":
         response = _error(429, "Requests rate limit exceeded", "rate_limited", "1300")
-        response.headers["retry-after"] = f"{app.config.retry_after:g}"
-        return response
+        response.headers["retry-after"] = f"{cfg.retry_after:g}"
+        return _reporting_limits(app, response, 0, exhausted=True)
     if verdict.kind == "server_error":
         if verdict.other:
-            return _error(503, "Service unavailable", "service_unavailable", "3505")
-        return _error(500, "Internal server error", "internal_server_error", "3000")
-    return _ok(mistral_completion(answer_chat(app, body, verdict)))
+            response = _error(503, "Service unavailable", "service_unavailable", "3505")
+        else:
+            response = _error(500, "Internal server error", "internal_server_error", "3000")
+        return _reporting_limits(app, response, 0)
+    answer = mistral_completion(answer_chat(app, body, verdict))
+    cost = int(answer["usage"]["total_tokens"])
+    app.limiter.spend(cost)
+    return _reporting_limits(app, _ok(answer), cost)
+
+
+def _reporting_limits(
+    app: AppCore, response: web.Response, cost: int, *, exhausted: bool = False
+) -> web.Response:
+    """``response`` with Mistral's rate-limit headers for a call that used ``cost`` tokens."""
+    cfg = app.config
+    headers = app.limiter.mistral_headers(cfg.rpm_limit, cfg.tpm_limit, cost, exhausted=exhausted)
+    response.headers.update(headers)
+    return response
 
 
 def add_routes(app: web.Application, emulator: AppCore) -> None:

@@ -14,6 +14,11 @@ Anthropic
     ``anthropic-ratelimit-requests-limit`` / ``-remaining`` / ``-reset`` (an
     RFC 3339 time), the same for ``tokens``, ``input-tokens`` and
     ``output-tokens``.
+Mistral
+    ``x-ratelimit-limit-req-minute`` / ``x-ratelimit-remaining-req-minute``,
+    the same for ``tokens-minute`` and ``tokens-month`` (a month of
+    :data:`MISTRAL_TOKENS_MONTH`), and ``x-ratelimit-tokens-query-cost`` (the
+    tokens the call used).
 
 The headers always agree with the limits enforced: ``remaining`` reaches 0
 exactly when the next call would be refused. A 429 forced by a fault
@@ -30,9 +35,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from math import ceil
 
-__all__ = ["RateLimiter", "openai_duration"]
+__all__ = ["MISTRAL_TOKENS_MONTH", "RateLimiter", "openai_duration"]
 
 WINDOW = 60.0
+#: The monthly token limit Mistral's headers report (as a real organisation's).
+MISTRAL_TOKENS_MONTH = 10_000_000_000
 
 
 def openai_duration(seconds: float) -> str:
@@ -68,6 +75,8 @@ class RateLimiter:
         self._requests: deque[float] = deque()
         self._tokens: deque[tuple[float, int]] = deque()
         self._token_sum = 0
+        #: Tokens counted since the emulator started (what a month has used).
+        self.spent_total = 0
 
     def _now(self) -> float:
         return self._clock()
@@ -110,6 +119,7 @@ class RateLimiter:
             now = self._now()
             self._tokens.append((now, tokens))
             self._token_sum += tokens
+            self.spent_total += tokens
 
     def _resets(self, now: float) -> tuple[float, float]:
         requests = self._requests[0] + self.window - now if self._requests else 0.0
@@ -160,3 +170,25 @@ class RateLimiter:
             headers["anthropic-ratelimit-requests-remaining"] = "0"
             headers["anthropic-ratelimit-requests-reset"] = _rfc3339_after(now + wait)
         return headers
+
+    def mistral_headers(
+        self, rpm: int, tpm: int, cost: int, *, exhausted: bool = False
+    ) -> dict[str, str]:
+        """The rate-limit headers of a Mistral answer that used ``cost`` tokens.
+
+        ``exhausted``: a 429 forced by a fault, which reports no request left.
+        """
+        now = self._now()
+        self._trim(now)
+        left_requests = 0 if exhausted else max(0, rpm - len(self._requests))
+        return {
+            "x-ratelimit-limit-req-minute": str(rpm),
+            "x-ratelimit-remaining-req-minute": str(left_requests),
+            "x-ratelimit-limit-tokens-minute": str(tpm),
+            "x-ratelimit-remaining-tokens-minute": str(max(0, tpm - self._token_sum)),
+            "x-ratelimit-limit-tokens-month": str(MISTRAL_TOKENS_MONTH),
+            "x-ratelimit-remaining-tokens-month": str(
+                max(0, MISTRAL_TOKENS_MONTH - self.spent_total)
+            ),
+            "x-ratelimit-tokens-query-cost": str(cost),
+        }

@@ -1,0 +1,45 @@
+"""Small wire details of the Gemini and Mistral emulations, as the real APIs send them."""
+
+from __future__ import annotations
+
+import httpx
+
+from providers.emulator import Emulator, EmulatorConfig
+
+MISTRAL = {"Authorization": "Bearer mistral-key"}
+CHAT = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_mistral_answers_report_its_rate_limits() -> None:
+    with (
+        Emulator(EmulatorConfig(rpm_limit=2, tpm_limit=100_000)) as emu,
+        httpx.Client(base_url=emu.base_url + "/mistral", headers=MISTRAL) as http,
+    ):
+        first = http.post("/v1/chat/completions", json=CHAT)
+        assert first.status_code == 200
+        h = first.headers
+        assert h["x-ratelimit-limit-req-minute"] == "2"
+        assert h["x-ratelimit-remaining-req-minute"] == "1"
+        assert h["x-ratelimit-limit-tokens-minute"] == "100000"
+        cost = int(h["x-ratelimit-tokens-query-cost"])
+        assert cost == first.json()["usage"]["total_tokens"] > 0
+        assert int(h["x-ratelimit-remaining-tokens-minute"]) == 100_000 - cost
+        month = int(h["x-ratelimit-limit-tokens-month"])
+        assert int(h["x-ratelimit-remaining-tokens-month"]) == month - cost
+        second = http.post("/v1/chat/completions", json=CHAT)
+        assert second.headers["x-ratelimit-remaining-req-minute"] == "0"
+        third = http.post("/v1/chat/completions", json=CHAT)
+        assert third.status_code == 429 and float(third.headers["retry-after"]) > 0
+        assert third.headers["x-ratelimit-remaining-req-minute"] == "0"
+
+
+def test_a_mistral_fault_429_reports_no_request_left() -> None:
+    with (
+        Emulator(EmulatorConfig()) as emu,
+        httpx.Client(base_url=emu.base_url + "/mistral", headers=MISTRAL) as http,
+    ):
+        body = {**CHAT, "model": "mistral-small-latest@rate-limit"}
+        r = http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 429
+        assert r.headers["x-ratelimit-remaining-req-minute"] == "0"
+        assert r.headers["x-ratelimit-tokens-query-cost"] == "0"

@@ -145,6 +145,7 @@ def gemini_response(chat: dict[str, Any], model: str) -> dict[str, Any]:
             "candidatesTokenCount": out,
             "totalTokenCount": prompt + out,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+            "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": out}],
         },
         "modelVersion": model.split("@", 1)[0],
         "responseId": _response_id(),

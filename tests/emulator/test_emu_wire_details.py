@@ -43,3 +43,20 @@ def test_a_mistral_fault_429_reports_no_request_left() -> None:
         assert r.status_code == 429
         assert r.headers["x-ratelimit-remaining-req-minute"] == "0"
         assert r.headers["x-ratelimit-tokens-query-cost"] == "0"
+
+
+GOOGLE = {"x-goog-api-key": "gemini-key"}
+PROMPT = {"contents": [{"role": "user", "parts": [{"text": "Largest city in Mexico?"}]}]}
+
+
+def test_gemini_usage_details_the_candidates_tokens_as_the_prompt_tokens() -> None:
+    with (
+        Emulator(EmulatorConfig()) as emu,
+        httpx.Client(base_url=emu.base_url, headers=GOOGLE) as http,
+    ):
+        r = http.post("/v1beta/models/gemini-2.5-flash:generateContent", json=PROMPT)
+        usage = r.json()["usageMetadata"]
+        out = usage["candidatesTokenCount"]
+        assert usage["candidatesTokensDetails"] == [{"modality": "TEXT", "tokenCount": out}]
+        prompt = usage["promptTokenCount"]
+        assert usage["promptTokensDetails"] == [{"modality": "TEXT", "tokenCount": prompt}]

@@ -152,13 +152,22 @@ def gemini_response(chat: dict[str, Any], model: str) -> dict[str, Any]:
     }
 
 
+#: Gemini's own words for the failures the engine's error lines (OpenAI's words) stand for.
+_MESSAGES = {
+    429: "You exceeded your current quota, please check your plan and billing details.",
+    500: "An internal error has occurred. Please retry or report in "
+    "https://developers.generativeai.google/guide/troubleshooting",
+    503: "The model is overloaded. Please try again later.",
+}
+
+
 def _item_error(line: dict[str, Any]) -> dict[str, Any] | None:
     """The ``google.rpc.Status`` of an internal error line; ``None`` for an item never run."""
     response = line.get("response")
     if isinstance(response, dict):
         status = int(response.get("status_code") or 500)
         err = (response.get("body") or {}).get("error") or {}
-        message = str(err.get("message") or "Internal error encountered.")
+        message = _MESSAGES.get(status) or str(err.get("message") or "Internal error encountered.")
         return {"code": status, "message": message, "status": STATUS_NAMES.get(status, "UNKNOWN")}
     code = (line.get("error") or {}).get("code")
     if code == "request_timeout":
@@ -444,17 +453,12 @@ async def generate(app: AppCore, request: web.Request, model: str) -> web.Respon
         delay = f"{app.config.retry_after:g}s"
         return wire_error(
             429,
-            "You exceeded your current quota, please check your plan and billing details.",
+            _MESSAGES[429],
             [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}],
         )
     if verdict.kind == "server_error":
-        if verdict.other:
-            return wire_error(503, "The model is overloaded. Please try again later.")
-        return wire_error(
-            500,
-            "An internal error has occurred. Please retry or report in "
-            "https://developers.generativeai.google/guide/troubleshooting",
-        )
+        status = 503 if verdict.other else 500
+        return wire_error(status, _MESSAGES[status])
     chat = answer_chat(app, chat_body(model, body), verdict)
     return wire_ok(gemini_response(chat, model))
 

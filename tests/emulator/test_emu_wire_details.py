@@ -60,3 +60,24 @@ def test_gemini_usage_details_the_candidates_tokens_as_the_prompt_tokens() -> No
         assert usage["candidatesTokensDetails"] == [{"modality": "TEXT", "tokenCount": out}]
         prompt = usage["promptTokenCount"]
         assert usage["promptTokensDetails"] == [{"modality": "TEXT", "tokenCount": prompt}]
+
+
+def test_gemini_item_errors_are_worded_as_googles() -> None:
+    requests = [{"request": PROMPT, "metadata": {"key": f"k{i}"}} for i in range(12)]
+    batch = {"batch": {"displayName": "x", "inputConfig": {"requests": {"requests": requests}}}}
+    with (
+        Emulator(EmulatorConfig()) as emu,
+        httpx.Client(base_url=emu.base_url, headers=GOOGLE) as http,
+    ):
+        made = http.post(
+            "/v1beta/models/gemini-2.5-flash@item-error:batchGenerateContent", json=batch
+        )
+        done = http.get(f"/v1beta/{made.json()['name']}").json()
+        responses = done["response"]["inlinedResponses"]["inlinedResponses"]
+        errors = [r["error"] for r in responses]
+        assert {e["code"] for e in errors} >= {500, 429}
+        for error in errors:
+            assert "openai" not in error["message"].lower()
+            if error["code"] == 500:
+                assert error["status"] == "INTERNAL"
+                assert error["message"].startswith("An internal error has occurred.")

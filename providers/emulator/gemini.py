@@ -265,8 +265,7 @@ async def _operation(app: AppCore, rec: dict[str, Any], *, poll: bool) -> dict[s
             stats["successfulRequestCount"] = str(ok)
         if bad:
             stats["failedRequestCount"] = str(bad)
-        if n - ok - bad and status in ("expired", "cancelled"):
-            stats["pendingRequestCount"] = str(n - ok - bad)
+        # An ended batch has nothing pending, even the requests it never ran (as the real one).
     created = float(rec["created"])
     meta: dict[str, Any] = {"@type": _BATCH_TYPE, "model": f"models/{rec['gemini_model']}"}
     if rec.get("display_name"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from providers.emulator import Emulator, EmulatorConfig
@@ -81,3 +83,33 @@ def test_gemini_item_errors_are_worded_as_googles() -> None:
             if error["code"] == 500:
                 assert error["status"] == "INTERNAL"
                 assert error["message"].startswith("An internal error has occurred.")
+
+
+def test_an_ended_gemini_batch_has_nothing_pending() -> None:
+    requests = [{"request": PROMPT, "metadata": {"key": f"k{i}"}} for i in range(4)]
+    batch = {"batch": {"displayName": "x", "inputConfig": {"requests": {"requests": requests}}}}
+    with (
+        Emulator(EmulatorConfig(batch_seconds=4.0)) as emu,
+        httpx.Client(base_url=emu.base_url, headers=GOOGLE) as http,
+    ):
+        made = http.post("/v1beta/models/gemini-2.5-flash:batchGenerateContent", json=batch)
+        name = made.json()["name"]
+        assert made.json()["metadata"]["batchStats"]["pendingRequestCount"] == "4"
+        assert http.post(f"/v1beta/{name}:cancel").status_code == 200
+        expiring = http.post(
+            "/v1beta/models/gemini-2.5-flash@expire:batchGenerateContent", json=batch
+        ).json()["name"]
+        ended = {}
+        deadline = time.time() + 15
+        while len(ended) < 2:
+            assert time.time() < deadline
+            time.sleep(0.1)
+            for each in (name, expiring):
+                got = http.get(f"/v1beta/{each}").json()
+                if got.get("done"):
+                    ended[each] = got
+        assert ended[name]["metadata"]["state"] == "BATCH_STATE_CANCELLED"
+        assert ended[expiring]["metadata"]["state"] == "BATCH_STATE_EXPIRED"
+        for op in ended.values():
+            stats = op["metadata"]["batchStats"]
+            assert stats["requestCount"] == "4" and "pendingRequestCount" not in stats

@@ -41,6 +41,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from providers.errors import (
+    AuthenticationError,
     LexibatchError,
     NotSentError,
     ProviderError,
@@ -432,8 +433,10 @@ def create_app(context: ServeContext) -> FastAPI:
     @app.exception_handler(LexibatchError)
     async def provider_error(request: HttpRequest, exc: LexibatchError) -> JSONResponse:
         # Never the client's doing (the word was checked): what the provider did is
-        # a bad gateway; the server's own set-up (a missing key, the budget) unavailable.
-        status = 502 if isinstance(exc, ProviderError) else 503
+        # a bad gateway; the server's own set-up (a missing or refused key, the
+        # budget) or its stopping, unavailable.
+        own = not isinstance(exc, ProviderError) or isinstance(exc, AuthenticationError)
+        status = 503 if own else 502
         return JSONResponse({"error": str(exc) or type(exc).__name__}, status_code=status)
 
     errors: dict[int | str, dict[str, Any]] = {
@@ -441,12 +444,14 @@ def create_app(context: ServeContext) -> FastAPI:
         422: {"model": ErrorBody, "description": "not a word"},
     }
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route(
+        "/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+    )
     async def page() -> HTMLResponse:
         return HTMLResponse(_page())
 
     @app.post(
-        "/lookup/{word}",
+        "/lookup/{word:path}",
         response_model=LookupAnswer | Queued,
         status_code=200,
         dependencies=[Depends(guard)],
@@ -454,7 +459,10 @@ def create_app(context: ServeContext) -> FastAPI:
             202: {"model": Queued, "description": "queued into the shared batch rounds"},
             409: {"model": ErrorBody, "description": "the provider has no batch endpoint"},
             502: {"model": ErrorBody, "description": "the provider failed"},
-            503: {"model": ErrorBody, "description": "the server's set-up refused (key, budget)"},
+            503: {
+                "model": ErrorBody,
+                "description": "the server's set-up refused (key, budget), or it is stopping",
+            },
             **errors,
         },
     )
@@ -491,7 +499,7 @@ def create_app(context: ServeContext) -> FastAPI:
         return job_view(found)
 
     @app.get(
-        "/entries/{word}",
+        "/entries/{word:path}",
         response_model=LookupAnswer,
         responses={404: {"model": ErrorBody, "description": "no entry stored"}, **errors},
     )
@@ -505,8 +513,12 @@ def create_app(context: ServeContext) -> FastAPI:
 
     @app.get("/batches", responses={200: {"description": "the journaled batches"}})
     async def batches() -> Any:
-        """The journaled batches, as ``lexibatch batches list --json`` reports them."""
-        return context.batches()
+        """The journaled batches, as ``lexibatch batches list --json`` reports them
+        (without the paths of their files on the server's machine)."""
+        report = context.batches()
+        for batch in report.get("batches", []) if isinstance(report, dict) else []:
+            batch.pop("path", None)
+        return report
 
     @app.get("/cost", responses={200: {"description": "what was spent"}})
     async def cost() -> Any:

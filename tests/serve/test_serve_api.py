@@ -113,7 +113,7 @@ def test_the_store_answers_entries_it_has_and_404_for_others(client: httpx.Clien
         ("/lookup/12345", 422, "no letter"),
         ("/lookup/%E2%80%8B", 422, "empty"),
         ("/lookup/word?batch=perhaps", 422, "batch"),
-        ("/lookup/", 404, "Not Found"),
+        ("/lookup/", 422, "empty"),
     ],
 )
 def test_bad_words_are_a_4xx_with_a_one_line_json_error(
@@ -196,7 +196,8 @@ def test_a_job_the_provider_refuses_fails_with_its_error_and_so_does_a_lookup(
     assert report["status"] == "failed" and report["entry"] is None
     assert report["error"] and "\n" not in report["error"]
     now = client.post("/lookup/thimble")
-    assert "api key" in _one_line_error(now, 502).lower()
+    # A key the provider refuses is the server's set-up, not the provider failing.
+    assert "api key" in _one_line_error(now, 503).lower()
     assert client.get("/entries/thimble").status_code == 404
 
 
@@ -214,3 +215,23 @@ def test_the_sandbox_notice_goes_with_every_entry_and_the_page_shows_it(
 
 def test_without_a_notice_entries_carry_none(client: httpx.Client) -> None:
     assert client.post("/lookup/kettle").json()["notice"] is None
+
+
+def test_a_word_with_a_slash_is_looked_up_and_read_back(client: httpx.Client) -> None:
+    # A word-list line like any other ("and/or"), sent as one path segment.
+    looked = client.post("/lookup/and%2For")
+    assert looked.status_code == 200, looked.text
+    assert looked.json()["entry"]["word"] == "and/or"
+    stored = client.get("/entries/and%2For")
+    assert stored.status_code == 200 and stored.json()["entry"] == looked.json()["entry"]
+
+
+def test_the_page_answers_head_and_the_batches_served_name_no_local_file(
+    live: LiveServer, client: httpx.Client
+) -> None:
+    head = client.head("/")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
+    url = client.post("/lookup/pebble", params={"batch": "true"}).json()["url"]
+    assert wait_for_job(client, url)["status"] == "done"
+    batches = client.get("/batches").json()["batches"]
+    assert batches and all("path" not in b and b["created_at"] for b in batches), batches

@@ -90,3 +90,39 @@ def test_the_page_shows_a_refused_word_as_one_line(
     page.click("#go")
     page.wait_for_selector("#status.error")
     assert "no letter" in page.inner_text("#status")
+
+
+def test_the_page_drops_the_answer_to_a_lookup_since_replaced(
+    start_server: Callable[..., LiveServer], page: Any
+) -> None:
+    live = start_server()
+    live.emulator.configure(latency=1.0)
+    page.goto(live.url + "/")
+    page.fill("#word", "kettle")
+    page.click("#go")
+    page.wait_for_function("document.getElementById('status').textContent.includes('looking up')")
+    page.fill("#word", "..")
+    page.click("#go")
+    page.wait_for_selector("#status.error")
+    assert page.inner_text("#status") == "..: '..' has no letter: not a word"
+    # kettle's answer comes later, and is not shown over what was asked since.
+    page.wait_for_function(
+        "fetch('/entries/kettle').then((r) => r.ok)", polling=200, timeout=60_000
+    )
+    page.wait_for_timeout(500)
+    assert page.inner_text("#status") == "..: '..' has no letter: not a word"
+    assert page.inner_text("#entry") == ""
+
+
+def test_the_batches_table_shows_when_each_batch_was_made(
+    start_server: Callable[..., LiveServer], page: Any
+) -> None:
+    live = start_server()
+    page.goto(live.url + "/")
+    page.fill("#word", "meadow")
+    page.check("#batch")
+    page.click("#go")
+    page.wait_for_selector("#entry h2", timeout=60_000)
+    page.wait_for_function("document.getElementById('batches').textContent.includes('batch_')")
+    created = page.locator("#batches tr td:nth-child(5)").all_inner_texts()
+    assert created and all(len(text) == 19 and text[4] == "-" for text in created), created

@@ -13,7 +13,7 @@ from plugins.notices import notice
 from plugins.providerspec import ProviderContext, call_factory
 from plugins.sandbox import SANDBOX
 from plugins.store import Store
-from providers.errors import ConfigError, LexibatchError
+from providers.errors import ConfigError, LexibatchError, UnknownPluginError
 
 if TYPE_CHECKING:
     from plugins.registry import ProviderEntry
@@ -62,7 +62,15 @@ def open_connector(
     manager = manager or get_plugin_manager()
     registry = manager.registry()
     name = resolve_provider_name(settings)
-    entry = registry.provider(name)
+    try:
+        entry = registry.provider(name)
+    except UnknownPluginError as exc:
+        if not manager.left_out:
+            raise
+        # The provider may be in a plugin that could not be used: say which.
+        raise UnknownPluginError(
+            exc.kind, exc.name, exc.known, left_out="; ".join(manager.left_out)
+        ) from None
     db_path = Path(settings.connector.db)
     pace = entry.spec.poll_interval
     if pace is not None and "poll_interval" not in settings.batch.model_fields_set:

@@ -11,6 +11,7 @@ names; an empty value loads none, which is what the test suite does).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
 import threading
@@ -50,6 +51,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 #: Environment variable restricting which entry-point plugins load.
 LOAD_PLUGINS_ENV = "LEXIBATCH_LOAD_PLUGINS"
 
+log = logging.getLogger("lexibatch.plugins")
+
 BUILTIN_ORIGIN = "built-in"
 
 
@@ -62,6 +65,8 @@ class PluginManager:
         self._origins: dict[str, str] = {}
         self._load_entrypoints = load_entrypoints
         self._registry: Registry | None = None
+        #: Why each entry-point plugin that could not be used was left out.
+        self.left_out: list[str] = []
         self._lock = threading.Lock()
         self._loaded = False
 
@@ -114,16 +119,26 @@ class PluginManager:
             dist = ep.dist.name if ep.dist is not None else ""
             if allowed is not None and not {_normal(ep.name), _normal(dist)} & allowed:
                 continue
+            # A plugin that cannot load is left out, said once: the commands that
+            # do not use it still run (`--help`, `cost`, another provider's run),
+            # and one that names its provider is told why it is missing.
             try:
                 plugin = ep.load()
             except Exception as exc:
-                raise ConfigError(
-                    f"plugin {ep.name} ({ep.value}) failed to load: {exc.__class__.__name__}: "
-                    f"{exc} — {_fix_or_exclude()}"
-                ) from exc
+                what = " ".join(f"{exc.__class__.__name__}: {exc}".split())[:300]
+                self._left_out(f"plugin {ep.name} ({ep.value}) failed to load: {what}")
+                continue
             version = ep.dist.version if ep.dist is not None else ""
             origin = f"{dist} {version}".strip() if dist else ep.value
-            self.register(plugin, name=f"{ep.name}:{ep.value}", origin=origin)
+            try:
+                self.register(plugin, name=f"{ep.name}:{ep.value}", origin=origin)
+            except ConfigError as exc:
+                self._left_out(exc.message.split(" — ")[0])
+
+    def _left_out(self, why: str) -> None:
+        """Leave a plugin out, saying why (as a warning, and again to whoever misses it)."""
+        self.left_out.append(why)
+        log.warning("lexibatch: %s — left out (%s)", why, _fix_or_exclude())
 
     def registry(self) -> Registry:
         """Every registered provider and strategy (built once, then cached)."""

@@ -134,10 +134,12 @@ class MissingAPIKeyError(UserError):
 class UnknownPluginError(UserError):
     """No provider or strategy is registered under the requested name."""
 
-    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+    def __init__(self, kind: str, name: str, known: list[str], *, left_out: str = "") -> None:
         choices = ", ".join(sorted(known)) or "none"
+        why = f"; left out: {left_out}" if left_out else ""
         super().__init__(
             f"unknown {kind} {name!r} — registered {kind}s: {choices} (see `lexibatch plugins`)"
+            + why
         )
         self.kind = kind
         self.name = name

@@ -33,6 +33,7 @@ from plugins.safekeep import SafeKeep, StoreRefusedError, take_back
 from providers.errors import (
     LexibatchError,
     NotSentError,
+    ProviderTimeoutError,
     SchemaValidationError,
     StoreBusyError,
     StoreWriteError,
@@ -70,6 +71,10 @@ def estimate_request_tokens(request: Request) -> int:
     return chars // 4 + 8 * len(request.messages) + (request.max_tokens or 512)
 
 
+#: Seconds past the provider's ``timeout`` a call may run before it is ended.
+_DEADLINE_GRACE = 30.0
+
+
 class ImmediateStrategy:
     """Sends each request at once; the strategy behind ``mode = "immediate"``."""
 
@@ -83,6 +88,10 @@ class ImmediateStrategy:
         self._semaphore = asyncio.Semaphore(psettings.max_concurrency)
         self._rpm = _limiter(psettings.rpm)
         self._tpm = _limiter(psettings.tpm)
+        # A call its adapter leaves unbounded (a plugin's) ends this much after
+        # the provider's own timeout: a timed-out try, as if the client's.
+        self._timeout = psettings.timeout
+        self._deadline = psettings.timeout + _DEADLINE_GRACE
         self._reask = context.settings.immediate.reask
         self._retry = context.retry
         self._claims = ClaimBook(context.store, context.provider_name)
@@ -384,7 +393,15 @@ class ImmediateStrategy:
                 flight.open = True
                 self._in_flight += 1
             try:
-                completion = await self.provider.complete(request)
+                async with asyncio.timeout(self._deadline):
+                    completion = await self.provider.complete(request)
+            except TimeoutError:
+                self._land(flight)
+                raise ProviderTimeoutError(
+                    f"the call did not end within {self._deadline:g} s — its adapter did not "
+                    f"hold it to the provider's timeout ({self._timeout:g} s)",
+                    provider=self.provider_name,
+                ) from None
             except BaseException as exc:
                 # No answer to store: in flight no more (a retry, after its
                 # pause, goes through the checks above again).

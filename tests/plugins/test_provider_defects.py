@@ -63,3 +63,38 @@ async def test_a_batch_reader_that_raises_fails_its_requests_with_a_provider_def
     [said] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert said.exc_info is None and "a defect, not a provider failure" in said.getMessage()
     assert shard.state not in ("collected", "failed")
+
+
+async def test_a_call_its_adapter_never_ends_is_ended_past_the_providers_timeout(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import time
+
+    import plugins.immediate
+    from providers.errors import ProviderTimeoutError
+
+    monkeypatch.setattr(plugins.immediate, "_DEADLINE_GRACE", 0.3)
+    settings = make_settings(
+        fresh_emulator,
+        providers={"openai": {"timeout": 0.2}},
+        retry={"max_attempts": 2, "timeout_retries": 1, "backoff_initial": 0.05},
+    )
+    connector = open_connector(settings)
+    tries = 0
+
+    async def hangs(request: Any) -> Any:
+        nonlocal tries
+        tries += 1
+        await asyncio.Event().wait()
+
+    connector.provider.complete = hangs
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProviderTimeoutError) as info:
+            await connector.structured("swift", Word)
+    finally:
+        await connector.aclose()
+    assert tries == 2 and time.monotonic() - started < 5
+    assert "did not end within 0.5 s" in str(info.value)
+    assert "the provider's timeout (0.2 s)" in str(info.value)

@@ -202,7 +202,8 @@ class Provider(Protocol):
         """Run ``request`` immediately, once: retries are the strategies' job.
 
         Bound every call in time (the options' ``timeout`` and
-        ``connect_timeout``): lexibatch waits for a call as long as it runs.
+        ``connect_timeout``): lexibatch ends a call that runs 30 s past its
+        ``timeout`` as a timed-out try (which the provider may bill).
         A refusal is returned with ``Completion.refusal`` set, not raised.
 
         Raises:

@@ -488,9 +488,13 @@ class LexiConnector:
         for whatever happens to it, so it is left to finish and its answer is
         stored (await :meth:`sent_calls_landed`); nothing else goes out — a
         call not sent waits to be cancelled, or with ``refuse`` fails with
-        :class:`~providers.errors.NotSentError`. A batch already created
-        needs no such wait: its journal re-attaches to it on the next run.
+        :class:`~providers.errors.NotSentError`, and no new batch is created
+        (its shard stays journaled). A batch already created needs no such
+        wait: its journal re-attaches to it on the next run.
         """
+        hold = getattr(self._batch, "stop_creating", None)
+        if hold is not None:
+            hold()
         stop = getattr(self._immediate, "stop_sending", None)
         if stop is None:
             return 0

@@ -122,6 +122,7 @@ class BatchStrategy:
         self._burst = 0
         self._started = False
         self._closed = False
+        self._holding_creates = False
         # One runner per store, claimed before anything is resumed or queued.
         self._lease = BatchLease(self.store.path)
         self._lease.acquire()
@@ -512,6 +513,24 @@ class BatchStrategy:
     async def _delete_leftover_files(self, shard_ids: list[str]) -> None:
         for shard_id in shard_ids:
             await self.kit.cleanup.run(shard_id)
+
+    def stop_creating(self) -> None:
+        """Create no new provider batch from now on (an interrupted run).
+
+        Creating a batch is what pays for it: the shards not created yet stay
+        journaled, and the next run (or ``lexibatch resume``) creates them. A
+        create under way finishes, its batch journaled. Idempotent.
+        """
+        if self._holding_creates:
+            return
+        self._holding_creates = True
+
+        async def hold() -> None:
+            # Every create takes this lock; held until the strategy closes.
+            await self.kit.create_lock.acquire()
+            await asyncio.get_running_loop().create_future()
+
+        self._side_task(hold())
 
     def _side_task(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

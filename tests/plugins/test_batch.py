@@ -875,3 +875,34 @@ def test_progress_is_silent_when_quiet(capfd: pytest.CaptureFixture[str]) -> Non
         state.set_units("words", 3, 3)
         time.sleep(0.05)
     assert capfd.readouterr().err == ""
+
+
+async def test_an_interrupted_run_creates_no_new_batch_and_the_next_run_does(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    # Ctrl-C while immediate calls land (a batch run re-routing to immediate):
+    # a shard sealed meanwhile is not made a batch, so not paid for, until the next run.
+    settings = make_settings(fresh_emulator, batch={"linger": 0.2})
+    first = open_connector(settings)
+    try:
+        first.enable_batch_mode()
+        waiting = [asyncio.ensure_future(first.structured(f"held {i}", Entry)) for i in range(4)]
+        await asyncio.sleep(0)
+        first.batch_strategy()  # opened, as a run in batch mode has it
+        first.stop_sending()
+        await asyncio.sleep(1.5)  # past the linger: the shard is sealed, uploaded
+        assert not any(task.done() for task in waiting)
+        states = [s.state for s in first.store.shards()]
+        assert states and all(state in ("written", "uploaded") for state in states), states
+    finally:
+        await first.aclose()
+    assert fresh_emulator.billing()["batch"]["requests"] == 0
+    second = open_connector(settings)
+    try:
+        second.enable_batch_mode()
+        results = await gather(second, [f"held {i}" for i in range(4)])
+    finally:
+        await second.aclose()
+    assert all(isinstance(r, Entry) for r in results)
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 4 and billing["duplicates"] == 0

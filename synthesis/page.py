@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import orjson
+from pydantic import ValidationError
 
+from providers.errors import InputError
 from synthesis.models import Definition, DictionaryEntry
 
 __all__ = ["ENTRIES", "entry_from_store", "find_entry", "print_entry", "render_entry"]
@@ -29,19 +31,41 @@ def entry_from_store(word: str, documents: _Documents) -> DictionaryEntry | None
 
 
 def find_entry(word: str, path: Path) -> DictionaryEntry | None:
-    """The entry of ``word`` (compared case-insensitively) in the JSONL output ``path``."""
+    """The entry of ``word`` (compared case-insensitively) in the JSONL output ``path``.
+
+    Raises:
+        InputError: ``path`` holds lines but no entry at all (another kind of
+            file), or the line of ``word`` is not an entry.
+    """
     wanted = word.strip().casefold()
+    lines = entries = 0
     with path.open("rb") as f:
-        for line in f:
+        for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            lines += 1
             try:
                 data = orjson.loads(line)
             except orjson.JSONDecodeError:
                 # A partial last line of an interrupted run: not an entry.
                 continue
-            if isinstance(data, dict) and str(data.get("word", "")).casefold() == wanted:
-                return DictionaryEntry.model_validate(data)
+            if not isinstance(data, dict) or "definitions" not in data:
+                continue
+            entries += 1
+            if str(data.get("word", "")).casefold() == wanted:
+                try:
+                    return DictionaryEntry.model_validate(data)
+                except ValidationError as exc:
+                    problem = exc.errors()[0]
+                    where = ".".join(str(p) for p in problem["loc"])
+                    raise InputError(
+                        f"{path}:{lineno}: not a dictionary entry ({where}: {problem['msg']})"
+                    ) from None
+    if lines and not entries:
+        raise InputError(
+            f"{path} holds no dictionary entries: give --entries the output of "
+            "`lexibatch synthesize`"
+        )
     return None
 
 

@@ -67,3 +67,20 @@ def test_show_of_a_word_without_an_entry_is_one_line_and_exit_2(tmp_path: Path) 
     assert missing.returncode == 2
     lines = missing.stderr.strip().splitlines()
     assert len(lines) == 1 and "no entry for 'zyzzyvaqq'" in lines[0]
+
+
+def test_show_from_a_file_that_holds_no_entries_says_so(tmp_path: Path) -> None:
+    (tmp_path / "requests.jsonl").write_text('{"id": "a", "prompt": "bank"}\n')
+    other = _lexibatch("show", "bank", "--entries", "requests.jsonl", cwd=tmp_path)
+    assert (other.returncode, other.stderr) == (
+        2,
+        "lexibatch: error: requests.jsonl holds no dictionary entries: give --entries the "
+        "output of `lexibatch synthesize`\n",
+    )
+    (tmp_path / "bad.jsonl").write_text('{"word": "bank", "definitions": "none"}\n')
+    bad = _lexibatch("show", "bank", "--entries", "bad.jsonl", cwd=tmp_path)
+    assert (bad.returncode, bad.stderr) == (
+        2,
+        "lexibatch: error: bad.jsonl:1: not a dictionary entry (definitions: Input should be "
+        "a valid list)\n",
+    )

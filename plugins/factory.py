@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from plugins.config import Settings
 from plugins.connector import LexiConnector
 from plugins.estimate import price_table
-from plugins.manager import PluginManager, get_plugin_manager
+from plugins.manager import LOAD_PLUGINS_ENV, PluginManager, get_plugin_manager
 from plugins.notices import notice
 from plugins.providerspec import ProviderContext, call_factory
 from plugins.sandbox import SANDBOX
@@ -65,12 +65,15 @@ def open_connector(
     try:
         entry = registry.provider(name)
     except UnknownPluginError as exc:
-        if not manager.left_out:
+        # The provider may be in a plugin that could not be used, or was not asked for.
+        why = list(manager.left_out)
+        if manager.excluded:
+            why.append(
+                f"installed but not in {LOAD_PLUGINS_ENV}: {', '.join(sorted(manager.excluded))}"
+            )
+        if not why:
             raise
-        # The provider may be in a plugin that could not be used: say which.
-        raise UnknownPluginError(
-            exc.kind, exc.name, exc.known, left_out="; ".join(manager.left_out)
-        ) from None
+        raise UnknownPluginError(exc.kind, exc.name, exc.known, left_out="; ".join(why)) from None
     db_path = Path(settings.connector.db)
     pace = entry.spec.poll_interval
     if pace is not None and "poll_interval" not in settings.batch.model_fields_set:

@@ -67,6 +67,8 @@ class PluginManager:
         self._registry: Registry | None = None
         #: Why each entry-point plugin that could not be used was left out.
         self.left_out: list[str] = []
+        #: Installed entry-point plugins the allow-list leaves out.
+        self.excluded: list[str] = []
         self._lock = threading.Lock()
         self._loaded = False
 
@@ -118,6 +120,7 @@ class PluginManager:
         for ep in _entry_points():
             dist = ep.dist.name if ep.dist is not None else ""
             if allowed is not None and not {_normal(ep.name), _normal(dist)} & allowed:
+                self.excluded.append(ep.name)
                 continue
             # A plugin that cannot load is left out, said once: the commands that
             # do not use it still run (`--help`, `cost`, another provider's run),

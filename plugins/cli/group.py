@@ -79,10 +79,34 @@ class LexibatchGroup(click.Group):
         try:
             for plugin in self._plugins:
                 manager.register(plugin, origin=BUILTIN_ORIGIN)
-            manager.hook.register_commands(cli=self)
+            for impl in manager.hook.register_commands.get_hookimpls():
+                plugin = f"plugin {impl.plugin_name} ({manager.origin_of(impl.plugin_name)})"
+                try:
+                    impl.function(cli=self)
+                except ConfigError as exc:
+                    raise ConfigError(f"{plugin}: {exc.message}") from None
+                except Exception as exc:
+                    what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                    raise ConfigError(
+                        f"{plugin} failed in register_commands: {what} — fix or uninstall it"
+                    ) from exc
         except ConfigError as exc:
             # A plugin that cannot be loaded: one line, as every command says it.
             fail(str(exc), EXIT_USER)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Add ``cmd``; a plugin's command never takes the name of one already there.
+
+        Raises:
+            ConfigError: the name is taken (by lexibatch or another plugin).
+        """
+        name = name or cmd.name
+        if name in self.commands:
+            raise ConfigError(
+                f"a plugin's command {name!r} would replace the {name!r} command already "
+                "there — give it another name"
+            )
+        super().add_command(cmd, name)
 
 
 @click.group(cls=LexibatchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -142,3 +142,28 @@ def test_a_plugin_that_fails_to_load_is_left_out_in_one_line(tmp_path: Path) -> 
         "; left out: plugin broken (lexi_broken) failed to load: RuntimeError: half installed"
     )
     assert "Traceback" not in wanted.stderr
+
+
+def test_a_plugin_command_never_replaces_one_already_there(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "lexi_usurper.py").write_text(
+        "import click\n"
+        "from plugins import hookimpl\n"
+        "@hookimpl\n"
+        "def register_commands(cli):\n"
+        "    @cli.command()\n"
+        "    def run():\n"
+        "        click.echo('not the real run')\n"
+    )
+    dist = site / "lexi_usurper-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lexi-usurper\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[lexibatch]\nusurper = lexi_usurper\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{site}:{Path.cwd()}"}
+    done = _lexibatch("run", "requests.jsonl", env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "lexibatch: error: plugin usurper:lexi_usurper (lexi-usurper 0.1): a plugin's command "
+        "'run' would replace the 'run' command already there — give it another name\n"
+    )

@@ -121,7 +121,13 @@ def test_allow_list_excludes_entry_points(
     installed_plugin: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "")
-    assert "echo" not in PluginManager().registry().providers
+    manager = PluginManager()
+    assert "echo" not in manager.registry().providers
+    # A run naming its provider is told why it is unknown.
+    settings = Settings.model_validate({"connector": {"provider": "echo", "db": ":memory:"}})
+    with pytest.raises(UnknownPluginError) as info:
+        open_connector(settings, manager=manager)
+    assert str(info.value).endswith("; left out: installed but not in LEXIBATCH_LOAD_PLUGINS: echo")
     monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "something-else")
     assert "echo" not in PluginManager().registry().providers
     # A distribution's name as pip compares them: case, "-", "_" and "." alike.

@@ -94,6 +94,7 @@ class LexiConnector:
         self._context.immediate = self._immediate
         self._context.batch = self.batch_strategy
         self._batch: Strategy | None = None
+        self._stopping = False
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}
         # The futures of requests submit_all queued, settled as their batches answer.
@@ -161,7 +162,13 @@ class LexiConnector:
                     f"provider {self.provider_name!r} has no batch endpoint — use "
                     f"--mode immediate (or --mode auto to fall back automatically)"
                 )
-            self._batch = self.registry.strategy("batch").factory(self._context)
+            batch = self.registry.strategy("batch").factory(self._context)
+            if self._stopping:
+                # Opened after the stop (a server's job between two): it creates nothing either.
+                hold = getattr(batch, "stop_creating", None)
+                if hold is not None:
+                    hold()
+            self._batch = batch
         return self._batch
 
     async def execute_batch(self) -> None:
@@ -492,6 +499,7 @@ class LexiConnector:
         (its shard stays journaled). A batch already created needs no such
         wait: its journal re-attaches to it on the next run.
         """
+        self._stopping = True
         hold = getattr(self._batch, "stop_creating", None)
         if hold is not None:
             hold()

@@ -104,7 +104,8 @@ def choose_strategy(workload: Workload) -> str | None:
 
     :param workload: the requested mode, the number of requests expected and
         what the provider can do.
-    :return: a registered strategy name, or ``None`` to let others decide.
+    :return: ``"immediate"`` or ``"batch"``, or ``None`` to let others
+        decide (any other answer is refused, one line naming it).
     """
 
 

@@ -392,11 +392,16 @@ class ImmediateStrategy:
             if not flight.open:
                 flight.open = True
                 self._in_flight += 1
+            deadline = asyncio.timeout(self._deadline)
             try:
-                async with asyncio.timeout(self._deadline):
+                async with deadline:
                     completion = await self.provider.complete(request)
-            except TimeoutError:
+            except TimeoutError as exc:
                 self._land(flight)
+                if not deadline.expired():
+                    # The adapter's own timeout, not this deadline: a defect of its
+                    # translation (a provider's timeout is a ProviderTimeoutError).
+                    raise defect_error(exc, provider=self.provider_name, doing="the call") from exc
                 raise ProviderTimeoutError(
                     f"the call did not end within {self._deadline:g} s — its adapter did not "
                     f"hold it to the provider's timeout ({self._timeout:g} s)",

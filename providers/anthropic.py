@@ -52,7 +52,7 @@ from providers.anthropic_wire import (
 from providers.errors import (
     ProviderError,
 )
-from providers.jsonl import line_batches
+from providers.jsonl import line_batches, unreadable_line
 from providers.listing import Page, listed_since
 from providers.ratelimits import rate_limit_state
 from providers.sdkerrors import SdkErrors, translate_sdk_error
@@ -287,13 +287,12 @@ class AnthropicBatchEndpoint:
             async for lines in line_batches(response.aiter_bytes()):
                 for line in lines:
                     try:
-                        item = item_result_from_line(line, provider=name)
-                    except ValueError:
-                        # The other lines are answers paid for: they are read all the
-                        # same; this one is missing, and the batch's reconciliation says so.
-                        log.warning("skipping a malformed line in the results of %s", batch.id)
-                        continue
-                    yield item
+                        item: ItemResult | None = item_result_from_line(line, provider=name)
+                    except Exception as exc:
+                        where = f"the results of {batch.id}"
+                        item = unreadable_line(line, exc, provider=name, where=where)
+                    if item is not None:
+                        yield item
         except Exception as exc:
             error = transport_error(
                 exc,

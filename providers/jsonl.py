@@ -1,5 +1,8 @@
 """JSONL: cutting a streamed body (a batch's result file) into lines, and lines that are kept.
 
+A result line a provider's reader cannot read is never the end of the file:
+:func:`unreadable_line` says what becomes of it.
+
 Result files arrive in chunks of any size; a line may straddle two chunks.
 The lines of each chunk are handed over as one list, so a provider's
 ``results()`` iterates them with a plain loop rather than through another
@@ -8,12 +11,18 @@ asynchronous generator per line (tens of thousands of lines per batch).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import orjson
 
-__all__ = ["LineSplitter", "dumps_kept", "line_batches", "split_lines"]
+from providers.errors import UnusableAnswerError
+from providers.types import ItemResult
+
+__all__ = ["LineSplitter", "dumps_kept", "line_batches", "split_lines", "unreadable_line"]
+
+log = logging.getLogger(__name__)
 
 
 def dumps_kept(value: Any, *, option: int | None = None) -> bytes:
@@ -70,3 +79,35 @@ def split_lines(chunks: Iterable[bytes]) -> list[bytes]:
         lines.extend(splitter.feed(chunk))
     lines.extend(splitter.close())
     return lines
+
+
+def unreadable_line(
+    line: bytes | str, exc: Exception, *, provider: str, where: str
+) -> ItemResult | None:
+    """What a batch result line its reader failed on (with ``exc``) becomes.
+
+    Its request, when its ``custom_id`` can be read, ends with an
+    :class:`~providers.errors.UnusableAnswerError`: the answer may be billed,
+    so it is not sent again by itself. A line naming no id is skipped, with
+    a warning (``None``); the batch's reconciliation then finds its request
+    missing. Either way the lines after it are read: they are answers paid for.
+    """
+    custom_id: Any = None
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        custom_id = data.get("custom_id")
+    if not isinstance(custom_id, (str, int)) or isinstance(custom_id, bool) or custom_id == "":
+        log.warning("skipping a malformed line in %s", where)
+        return None
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    return ItemResult(
+        str(custom_id),
+        error=UnusableAnswerError(
+            f"its result line in {where} could not be read ({what}); not sent again, as its "
+            "answer may be paid for (run it again to pay again)",
+            provider=provider,
+        ),
+    )

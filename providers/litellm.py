@@ -36,7 +36,7 @@ from providers.errors import (
     UnsupportedError,
     error_from_status,
 )
-from providers.jsonl import line_batches, split_lines
+from providers.jsonl import line_batches, split_lines, unreadable_line
 from providers.listing import Page, find_listed
 from providers.openai_wire import BodyBuilder, batch_info, parse_result_line
 from providers.sdkerrors import redact
@@ -361,7 +361,13 @@ class LiteLLMBatchEndpoint:
                 continue
             async for lines in self._line_batches(file_id):
                 for line in lines:
-                    yield parse_result_line(line, name)
+                    try:
+                        item: ItemResult | None = parse_result_line(line, name)
+                    except Exception as exc:
+                        where = f"batch file {file_id}"
+                        item = unreadable_line(line, exc, provider=name, where=where)
+                    if item is not None:
+                        yield item
 
     async def _line_batches(self, file_id: str) -> AsyncIterator[list[bytes]]:
         litellm = load_litellm()

@@ -34,7 +34,7 @@ from providers.errors import (
     error_from_status,
 )
 from providers.filegrace import FileGrace
-from providers.jsonl import line_batches
+from providers.jsonl import line_batches, unreadable_line
 from providers.listing import CLOCK_SKEW_S, Page, find_listed
 from providers.openai_wire import parse_result_line
 from providers.transport import pooled_client
@@ -253,9 +253,12 @@ class MistralBatchEndpoint:
                 async for lines in line_batches(response.aiter_bytes(_CHUNK)):
                     for line in lines:
                         try:
-                            yield parse_result_line(line, name)
-                        except (ValueError, orjson.JSONDecodeError):
-                            continue
+                            item: ItemResult | None = parse_result_line(line, name)
+                        except Exception as exc:
+                            where = f"batch file {file_id}"
+                            item = unreadable_line(line, exc, provider=name, where=where)
+                        if item is not None:
+                            yield item
             except httpx2.HTTPError as exc:
                 raise ProviderConnectionError(
                     f"download of {file_id} broke off: {type(exc).__name__}", provider=name

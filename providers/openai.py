@@ -31,7 +31,7 @@ from providers.errors import (
     UnsupportedError,
 )
 from providers.filegrace import FileGrace
-from providers.jsonl import line_batches
+from providers.jsonl import line_batches, unreadable_line
 from providers.listing import Page, find_listed
 from providers.openai_wire import (
     Api,
@@ -174,9 +174,12 @@ class OpenAIBatchEndpoint:
                 async for lines in self._line_batches(file_id):
                     for line in lines:
                         try:
-                            yield parse_result_line(line, name)
-                        except (ValueError, orjson.JSONDecodeError):
-                            log.warning("skipping a malformed line in batch file %s", file_id)
+                            item: ItemResult | None = parse_result_line(line, name)
+                        except Exception as exc:
+                            where = f"batch file {file_id}"
+                            item = unreadable_line(line, exc, provider=name, where=where)
+                        if item is not None:
+                            yield item
 
     async def _line_batches(self, file_id: str) -> AsyncIterator[list[bytes]]:
         client = self._provider._client

@@ -161,8 +161,9 @@ class BatchEndpoint(Protocol):
         the billed usage, even for a refusal, which sets ``refusal``) or
         ``error`` (a :class:`~providers.errors.ProviderError`; ``retryable``
         when sending it again may succeed). A request with no item is
-        re-queued, so an item dropped or misnamed is paid for again: skip
-        only a line that cannot be read at all (and log it).
+        re-queued, and paid for again (unless the batch also holds lines under
+        ids not ours, when it fails): skip only a line that cannot be read at
+        all (:func:`providers.jsonl.unreadable_line` says what becomes of one).
         """
         ...
 

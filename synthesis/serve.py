@@ -317,16 +317,20 @@ class JobRunner:
         if job["status"] != "running":
             self._update(job, status="running")
         synthesizer = self.context.synthesizer("batch")
+        waits = 0
         while True:
             try:
                 entry = await synthesizer.synthesize_entry(job["word"])
             except StoreBusyError:
-                # Another process runs this store's batches: the job waits its turn,
-                # journaled, rather than fail for something that ends.
+                # Another process runs this store's batches (or this server is letting
+                # them go between jobs): the job waits its turn, journaled, rather than
+                # fail for something that ends. Soon asked again at first, then every
+                # BUSY_STORE_WAIT seconds.
                 if job["status"] != "queued":
                     self._update(job, status="queued")
                     log.info("lookup job %s waits for the store's batches", job["job"])
-                await asyncio.sleep(BUSY_STORE_WAIT)
+                await asyncio.sleep(min(BUSY_STORE_WAIT, 0.5 * 2**waits))
+                waits += 1
                 continue
             except NotSentError:
                 # The server is stopping: the job stays journaled, and resumes on the next start.

@@ -375,7 +375,9 @@ class BatchExecutor:
                 # A provider (or plugin) that never says its results can be read.
                 unready_since = unready_since or time.monotonic()
                 if time.monotonic() - unready_since >= ENDED_UNREADY_GRACE:
-                    if not info.succeeded:
+                    # Read early only when the provider counted its requests and none
+                    # succeeded: counts left at their defaults say nothing.
+                    if info.total and not info.succeeded:
                         log.warning(
                             "batch %s has ended (%s) and its results still read as not "
                             "ready; reading what it has",
@@ -386,12 +388,12 @@ class BatchExecutor:
                     if not warned:
                         warned = True
                         log.warning(
-                            "batch %s has ended (%s) with %d answers, but its provider does "
-                            "not say they can be read yet (results_ready); still waiting: "
-                            "they were paid for",
+                            "batch %s has ended (%s)%s, but its provider does not say its "
+                            "results can be read yet (results_ready); still waiting: the "
+                            "answers it holds were paid for",
                             batch_id,
                             info.state.value,
-                            info.succeeded,
+                            f" with {info.succeeded} answers" if info.succeeded else "",
                         )
             await asyncio.sleep(schedule.next_wait(info.retry_after))
             info = await self._step("poll", lambda: self.endpoint.poll(batch_id))

@@ -74,12 +74,15 @@ def reconcile(
     if missing:
         log.warning(
             "batch %s: %d of its requests have no line in its result files (the provider "
-            "counts %d requests, %d succeeded, %d failed): they are queued again",
+            "counts %d requests, %d succeeded, %d failed): %s",
             info.id,
             len(missing),
             info.total,
             info.succeeded,
             info.failed,
+            "they fail, not sent again: lines under ids not ours may be their answers"
+            if extra
+            else "they are queued again",
         )
     if extra:
         log.warning(

@@ -217,7 +217,8 @@ class Settlement:
 
         The batch is reconciled first (see :mod:`plugins.batch.reconcile`):
         lines missing from a batch that ran are reported and their requests
-        queued again; lines naming no request of ours are reported.
+        queued again — or failed, when lines naming no request of ours came
+        with them (reported too): those may be their answers, paid for.
         """
         fresh = self.fresh.get(shard.shard_id)
         keys = fresh if fresh is not None else self.store.shard_keys(shard.shard_id, "submitted")

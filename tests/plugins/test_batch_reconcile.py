@@ -94,5 +94,9 @@ async def test_missing_lines_beside_lines_under_foreign_ids_fail_and_are_not_pai
         assert f"batch {shards[0].batch_id} has no line for this request but 3 under ids" in str(
             error
         )
+    said = [r.getMessage() for r in caplog.records if "no line in its result" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith(
+        "they fail, not sent again: lines under ids not ours may be their answers"
+    )
     # One batch, no second round: the emulator bills the 7 lines it returned, once.
     assert billing["batch"]["requests"] == 7 and billing["duplicates"] == 0

@@ -173,12 +173,12 @@ async def test_anthropic_polls_wait_what_retry_after_asks(make_settings: Any) ->
     assert gaps and all(g >= 0.45 for g in gaps)
 
 
-@pytest.mark.parametrize("succeeded", [False, True])
+@pytest.mark.parametrize("counts", ["none succeeded", "some succeeded", "not counted"])
 async def test_an_ended_batch_never_said_ready_is_read_after_the_grace_unless_it_holds_answers(
     make_settings: Any,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-    succeeded: bool,
+    counts: str,
 ) -> None:
     # A provider plugin that leaves BatchInfo.results_ready unset once its batch ended.
     import dataclasses
@@ -199,18 +199,23 @@ async def test_an_ended_batch_never_said_ready_is_read_after_the_grace_unless_it
             async def never_ready(batch_id: str) -> Any:
                 info = await poll(batch_id)
                 polls.append(info.state.terminal)
-                counted = info.succeeded if succeeded else 0
-                return dataclasses.replace(info, results_ready=False, succeeded=counted)
+                counted = info.succeeded if counts == "some succeeded" else 0
+                total = 0 if counts == "not counted" else info.total
+                return dataclasses.replace(
+                    info, results_ready=False, succeeded=counted, total=total
+                )
 
             endpoint.poll = never_ready
             connector.enable_batch_mode()
             pending = asyncio.ensure_future(connector.structured("swift", Word))
-            if succeeded:
-                # Paid answers are waited for however long: still waiting, said once.
+            if counts != "none succeeded":
+                # Paid answers, or counts that do not say there are none, are waited
+                # for however long: still waiting, said once.
                 with pytest.raises(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(pending), 2.0)
                 assert polls.count(True) >= 10
-                assert caplog.text.count("with 1 answers, but its provider does not say") == 1
+                assert caplog.text.count("its provider does not say its results can be") == 1
+                assert ("with 1 answers" in caplog.text) is (counts == "some succeeded")
                 endpoint.poll = poll
             # Bounded: without the grace, a batch never said ready is polled forever.
             await asyncio.wait_for(connector.execute_batch(), 30)
@@ -219,4 +224,4 @@ async def test_an_ended_batch_never_said_ready_is_read_after_the_grace_unless_it
             await connector.aclose()
     ended = [t for t in polls if t]
     assert len(ended) >= 4  # polled through the grace, then read
-    assert ("reading what it has" in caplog.text) is not succeeded
+    assert ("reading what it has" in caplog.text) is (counts == "none succeeded")

@@ -29,6 +29,7 @@ from providers.errors import (
     ProviderTimeoutError,
     RateLimitError,
     ServerError,
+    UnusableAnswerError,
 )
 from providers.protocol import BatchEndpoint, Provider
 from providers.types import BatchState, JournaledShard, Message, Request, Usage
@@ -597,16 +598,19 @@ async def test_results_stream_every_type(tmp_path: Path) -> None:
     assert isinstance(items[3].error, BatchExpiredError)
 
 
-async def test_a_malformed_results_line_is_skipped_and_the_paid_lines_after_it_read(
+async def test_an_unreadable_results_line_never_stops_the_paid_lines_after_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    lines = [
-        SUCCEEDED_LINE,
-        SUCCEEDED_LINE.replace('"custom_id":"1"', '"custom_id":"2"')[:40],
-        "[1, 2]",
+    def other(custom_id: str) -> str:
+        return SUCCEEDED_LINE.replace('"custom_id":"1"', f'"custom_id":"{custom_id}"')
+
+    broken = [
         '{"custom_id":"5","result":"succeeded"}',
-        SUCCEEDED_LINE.replace('"custom_id":"1"', '"custom_id":"3"'),
+        '{"custom_id":"6","result":{"type":"succeeded","message":[1]}}',
+        '{"custom_id":"7","result":{"type":"succeeded","message":{"content":"abc"}}}',
+        '{"custom_id":"8","result":{"type":"errored","error":"boom"}}',
     ]
+    lines = [SUCCEEDED_LINE, other("2")[:40], "[1, 2]", *broken, other("3")]
     assert '"custom_id":"1"' in SUCCEEDED_LINE
     payload = ("\n".join(lines) + "\n").encode()
 
@@ -615,10 +619,16 @@ async def test_a_malformed_results_line_is_skipped_and_the_paid_lines_after_it_r
 
     provider = _provider(handler, tmp_path)
     items = [item async for item in provider.batch.results(batch_info_from_dict(BATCH_ENDED))]
-    assert [i.custom_id for i in items] == ["1", "3"]
-    assert all(i.completion is not None for i in items)
+    by_id = {i.custom_id: i for i in items}
+    assert [i.custom_id for i in items] == ["1", "5", "6", "7", "8", "3"]
+    assert by_id["1"].completion is not None and by_id["3"].completion is not None
+    # A line whose id is readable ends its request, not sent again: it may be billed.
+    for key in ("5", "6", "7", "8"):
+        error = by_id[key].error
+        assert isinstance(error, UnusableAnswerError) and not error.retryable, key
+        assert "could not be read" in str(error) and "not sent again" in str(error)
     skipped = [r for r in caplog.records if "skipping a malformed line" in r.getMessage()]
-    assert len(skipped) == 3
+    assert len(skipped) == 2  # the two lines that name no id
 
 
 async def test_results_before_end_is_a_clear_error(tmp_path: Path) -> None:

@@ -117,7 +117,9 @@ class PluginManager:
 
     def _load_entrypoint_plugins(self) -> None:
         allowed = _allow_list()
+        named = set(allowed or ())
         for ep in _entry_points():
+            named -= {_normal(ep.name), _normal(ep.dist.name if ep.dist is not None else "")}
             dist = ep.dist.name if ep.dist is not None else ""
             if allowed is not None and not {_normal(ep.name), _normal(dist)} & allowed:
                 self.excluded.append(ep.name)
@@ -137,6 +139,13 @@ class PluginManager:
                 self.register(plugin, name=f"{ep.name}:{ep.value}", origin=origin)
             except ConfigError as exc:
                 self._left_out(exc.message.split(" — ")[0])
+        if named:
+            # A name that matches nothing installed: most likely a typo.
+            log.warning(
+                "lexibatch: %s names %s, which no installed plugin is called",
+                LOAD_PLUGINS_ENV,
+                ", ".join(sorted(named)),
+            )
 
     def _left_out(self, why: str) -> None:
         """Leave a plugin out, saying why (as a warning, and again to whoever misses it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -118,7 +119,7 @@ def test_entry_point_plugin_is_loaded_and_used_from_config(
 
 
 def test_allow_list_excludes_entry_points(
-    installed_plugin: Path, monkeypatch: pytest.MonkeyPatch
+    installed_plugin: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "")
     manager = PluginManager()
@@ -129,7 +130,12 @@ def test_allow_list_excludes_entry_points(
         open_connector(settings, manager=manager)
     assert str(info.value).endswith("; left out: installed but not in LEXIBATCH_LOAD_PLUGINS: echo")
     monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "something-else")
-    assert "echo" not in PluginManager().registry().providers
+    with caplog.at_level(logging.WARNING, logger="lexibatch.plugins"):
+        assert "echo" not in PluginManager().registry().providers
+    assert caplog.messages == [
+        "lexibatch: LEXIBATCH_LOAD_PLUGINS names something-else, which no installed plugin "
+        "is called"
+    ]
     # A distribution's name as pip compares them: case, "-", "_" and "." alike.
     for name in ("lexi-echo-plugin", "lexi_echo_plugin", "Lexi-Echo.Plugin", " ECHO "):
         monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", f"other,{name}")

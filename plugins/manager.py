@@ -152,6 +152,15 @@ class PluginManager:
         self.left_out.append(why)
         log.warning("lexibatch: %s — left out (%s)", why, _fix_or_exclude())
 
+    def call_each(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation of the registering hook ``hook`` with ``kwargs``.
+
+        Raises:
+            ConfigError: one of them raised; the one line names its plugin.
+        """
+        for impl in getattr(self.hook, hook).get_hookimpls():
+            _registering(impl, self.origin_of(impl.plugin_name), **kwargs)
+
     def registry(self) -> Registry:
         """Every registered provider and strategy (built once, then cached)."""
         self._ensure_loaded()
@@ -168,7 +177,7 @@ class PluginManager:
         return registry
 
 
-def _registering(impl: Any, origin: str, *, register: Callable[..., None]) -> None:
+def _registering(impl: Any, origin: str, **kwargs: Any) -> None:
     """Call one plugin's registering hook; a mistake in it is one line naming the plugin.
 
     Raises:
@@ -176,7 +185,7 @@ def _registering(impl: Any, origin: str, *, register: Callable[..., None]) -> No
             does not hold, a name taken by another plugin).
     """
     try:
-        impl.function(register=register)
+        impl.function(**kwargs)
     except ConfigError as exc:
         raise ConfigError(f"plugin {impl.plugin_name} ({origin}): {exc.message}") from None
     except Exception as exc:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
+import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from pathlib import Path
@@ -52,7 +52,7 @@ from providers.anthropic_wire import (
 from providers.errors import (
     ProviderError,
 )
-from providers.jsonl import line_batches, unreadable_line
+from providers.jsonl import line_batches, result_items
 from providers.listing import Page, listed_since
 from providers.ratelimits import rate_limit_state
 from providers.sdkerrors import SdkErrors, translate_sdk_error
@@ -65,8 +65,6 @@ from providers.types import (
     JournaledShard,
     Request,
 )
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "AnthropicBatchEndpoint",
@@ -283,16 +281,12 @@ class AnthropicBatchEndpoint:
             ) from exc
         except Exception as exc:
             raise self._provider._translate(exc) from exc
+        parse = functools.partial(item_result_from_line, provider=name)
+        where = f"the results of {batch.id}"
         try:
             async for lines in line_batches(response.aiter_bytes()):
-                for line in lines:
-                    try:
-                        item: ItemResult | None = item_result_from_line(line, provider=name)
-                    except Exception as exc:
-                        where = f"the results of {batch.id}"
-                        item = unreadable_line(line, exc, provider=name, where=where)
-                    if item is not None:
-                        yield item
+                for item in result_items(lines, parse, provider=name, where=where):
+                    yield item
         except Exception as exc:
             error = transport_error(
                 exc,

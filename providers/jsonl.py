@@ -12,7 +12,7 @@ asynchronous generator per line (tens of thousands of lines per batch).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -20,7 +20,14 @@ import orjson
 from providers.errors import UnusableAnswerError
 from providers.types import ItemResult
 
-__all__ = ["LineSplitter", "dumps_kept", "line_batches", "split_lines", "unreadable_line"]
+__all__ = [
+    "LineSplitter",
+    "dumps_kept",
+    "line_batches",
+    "result_items",
+    "split_lines",
+    "unreadable_line",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +118,19 @@ def unreadable_line(
             provider=provider,
         ),
     )
+
+
+def result_items(
+    lines: Iterable[bytes], parse: Callable[[bytes], ItemResult], *, provider: str, where: str
+) -> Iterator[ItemResult]:
+    """``parse`` of each of ``lines`` (a chunk of a result file), none the end of them.
+
+    A line ``parse`` fails on becomes what :func:`unreadable_line` says.
+    """
+    for line in lines:
+        try:
+            item: ItemResult | None = parse(line)
+        except Exception as exc:
+            item = unreadable_line(line, exc, provider=provider, where=where)
+        if item is not None:
+            yield item

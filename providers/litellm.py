@@ -19,6 +19,7 @@ Its retries are off: retrying is the strategies' job.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import warnings
 from collections.abc import AsyncIterator, Mapping
@@ -36,7 +37,7 @@ from providers.errors import (
     UnsupportedError,
     error_from_status,
 )
-from providers.jsonl import line_batches, split_lines, unreadable_line
+from providers.jsonl import line_batches, result_items, split_lines
 from providers.listing import Page, find_listed
 from providers.openai_wire import BodyBuilder, batch_info, parse_result_line
 from providers.sdkerrors import redact
@@ -359,15 +360,11 @@ class LiteLLMBatchEndpoint:
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
+            parse = functools.partial(parse_result_line, provider=name)
+            where = f"batch file {file_id}"
             async for lines in self._line_batches(file_id):
-                for line in lines:
-                    try:
-                        item: ItemResult | None = parse_result_line(line, name)
-                    except Exception as exc:
-                        where = f"batch file {file_id}"
-                        item = unreadable_line(line, exc, provider=name, where=where)
-                    if item is not None:
-                        yield item
+                for item in result_items(lines, parse, provider=name, where=where):
+                    yield item
 
     async def _line_batches(self, file_id: str) -> AsyncIterator[list[bytes]]:
         litellm = load_litellm()

@@ -15,6 +15,7 @@ between sending ``create`` and journaling its answer.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from providers.errors import (
     error_from_status,
 )
 from providers.filegrace import FileGrace
-from providers.jsonl import line_batches, unreadable_line
+from providers.jsonl import line_batches, result_items
 from providers.listing import CLOCK_SKEW_S, Page, find_listed
 from providers.openai_wire import parse_result_line
 from providers.transport import pooled_client
@@ -249,16 +250,12 @@ class MistralBatchEndpoint:
                 response = await self._provider._client.files.download_async(file_id=file_id)
             except Exception as exc:
                 raise self._provider._translate(exc) from None
+            parse = functools.partial(parse_result_line, provider=name)
+            where = f"batch file {file_id}"
             try:
                 async for lines in line_batches(response.aiter_bytes(_CHUNK)):
-                    for line in lines:
-                        try:
-                            item: ItemResult | None = parse_result_line(line, name)
-                        except Exception as exc:
-                            where = f"batch file {file_id}"
-                            item = unreadable_line(line, exc, provider=name, where=where)
-                        if item is not None:
-                            yield item
+                    for item in result_items(lines, parse, provider=name, where=where):
+                        yield item
             except httpx2.HTTPError as exc:
                 raise ProviderConnectionError(
                     f"download of {file_id} broke off: {type(exc).__name__}", provider=name

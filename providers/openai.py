@@ -15,6 +15,7 @@ is translated into :mod:`providers.errors` here, at the boundary.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -31,7 +32,7 @@ from providers.errors import (
     UnsupportedError,
 )
 from providers.filegrace import FileGrace
-from providers.jsonl import line_batches, unreadable_line
+from providers.jsonl import line_batches, result_items
 from providers.listing import Page, find_listed
 from providers.openai_wire import (
     Api,
@@ -171,15 +172,11 @@ class OpenAIBatchEndpoint:
         name = self._provider.name
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
+                parse = functools.partial(parse_result_line, provider=name)
+                where = f"batch file {file_id}"
                 async for lines in self._line_batches(file_id):
-                    for line in lines:
-                        try:
-                            item: ItemResult | None = parse_result_line(line, name)
-                        except Exception as exc:
-                            where = f"batch file {file_id}"
-                            item = unreadable_line(line, exc, provider=name, where=where)
-                        if item is not None:
-                            yield item
+                    for item in result_items(lines, parse, provider=name, where=where):
+                        yield item
 
     async def _line_batches(self, file_id: str) -> AsyncIterator[list[bytes]]:
         client = self._provider._client

@@ -79,17 +79,7 @@ class LexibatchGroup(click.Group):
         try:
             for plugin in self._plugins:
                 manager.register(plugin, origin=BUILTIN_ORIGIN)
-            for impl in manager.hook.register_commands.get_hookimpls():
-                plugin = f"plugin {impl.plugin_name} ({manager.origin_of(impl.plugin_name)})"
-                try:
-                    impl.function(cli=self)
-                except ConfigError as exc:
-                    raise ConfigError(f"{plugin}: {exc.message}") from None
-                except Exception as exc:
-                    what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-                    raise ConfigError(
-                        f"{plugin} failed in register_commands: {what} — fix or uninstall it"
-                    ) from exc
+            manager.call_each("register_commands", cli=self)
         except ConfigError as exc:
             # A plugin that cannot be loaded: one line, as every command says it.
             fail(str(exc), EXIT_USER)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -68,6 +69,8 @@ from providers.types import (
     JournaledShard,
     Request,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DISPLAY_PREFIX",
@@ -201,9 +204,12 @@ class GeminiBatchEndpoint:
                 try:
                     data = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    continue
+                    data = None
                 if isinstance(data, dict) and data.get("key") is not None:
                     yield item_result(str(data["key"]), data, provider=name)
+                else:
+                    # No key to end its request with: reconciliation finds it missing.
+                    log.warning("skipping a malformed line in %s", batch.output_file_id)
 
     async def _download(self, file_name: str) -> AsyncIterator[list[bytes]]:
         """The results file, streamed to a scratch file, then read back in chunks."""

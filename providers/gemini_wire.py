@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from providers.errors import ProviderError, error_from_status
+from providers.errors import ProviderError, UnusableAnswerError, error_from_status
 from providers.types import BatchInfo, BatchState, Completion, ItemResult, Request, Usage
 
 __all__ = [
@@ -140,13 +140,28 @@ def _status_error(error: Mapping[str, Any], provider: str) -> ProviderError:
 
 
 def item_result(key: str, item: Mapping[str, Any], *, provider: str = "gemini") -> ItemResult:
-    """One answer of a batch (a results-file line or an inline response), as an item result."""
-    response = item.get("response")
-    if isinstance(response, Mapping):
-        return ItemResult(key, completion=completion_from_response(response, provider=provider))
-    error = item.get("error")
-    if isinstance(error, Mapping):
-        return ItemResult(key, error=_status_error(error, provider))
+    """One answer of a batch (a results-file line or an inline response), as an item result.
+
+    An answer that cannot be read ends its request unretried (it may be paid
+    for): it is never the end of reading the others.
+    """
+    try:
+        response = item.get("response")
+        if isinstance(response, Mapping):
+            return ItemResult(key, completion=completion_from_response(response, provider=provider))
+        error = item.get("error")
+        if isinstance(error, Mapping):
+            return ItemResult(key, error=_status_error(error, provider))
+    except Exception as exc:
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        return ItemResult(
+            key,
+            error=UnusableAnswerError(
+                f"its answer could not be read ({what}); not sent again, as it may be paid "
+                "for (run it again to pay again)",
+                provider=provider,
+            ),
+        )
     return ItemResult(
         key, error=ProviderError("batch answer has neither response nor error", provider=provider)
     )

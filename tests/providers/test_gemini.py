@@ -27,6 +27,7 @@ from providers.errors import (
     ProviderConnectionError,
     RateLimitError,
     ServerError,
+    UnusableAnswerError,
 )
 from providers.gemini import (
     GeminiProvider,
@@ -176,6 +177,22 @@ def test_result_lines_and_item_errors() -> None:
     ]:
         bad = item_result("k", {"error": {"code": code, "message": "m", "status": status}})
         assert isinstance(bad.error, kind) and bad.error.code == status
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"response": {"candidates": "none"}},
+        {"response": {"candidates": [{"content": "text"}]}},
+        {"response": {"usageMetadata": "x", "candidates": [7]}},
+    ],
+)
+def test_an_answer_that_cannot_be_read_ends_its_request_unretried(item: dict[str, Any]) -> None:
+    # It may be paid for; raised, it would stop the batch's other answers being read.
+    read = item_result("k", item)
+    assert read.custom_id == "k" and read.completion is None
+    assert isinstance(read.error, UnusableAnswerError) and not read.error.retryable
+    assert "its answer could not be read" in str(read.error)
 
 
 def _failing(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:

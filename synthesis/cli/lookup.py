@@ -169,6 +169,9 @@ async def _serve(
             # Not uvicorn's: ServerStop takes SIGINT and SIGTERM.
             yield
 
+    # GCIDE's letters load in a thread of their own, not on the loop as lookups ask.
+    sources.preload_in_background()
+
     async def body(connector: LexiConnector) -> ServerStop:
         # Immediate lookups and batch jobs share this connector; each call says its mode.
         connector.disable_batch_mode()

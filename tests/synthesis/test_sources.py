@@ -196,3 +196,18 @@ def test_build_sources_puts_user_files_before_gcide(tmp_path: Path) -> None:
     only_user = build_sources([path], gcide=False)
     assert [s.text for s in only_user.lookup("apple")] == ["Mine."]
     assert only_user.etymology("apple") is None
+
+
+def test_a_server_loads_gcide_in_a_thread_of_its_own_and_lookups_go_on() -> None:
+    import threading
+
+    source = GcideSource()
+    sources = CombinedSources([source])
+    thread = sources.preload_in_background()
+    assert thread is not None and thread.daemon and thread is not threading.current_thread()
+    # A lookup beside it finds what it always finds.
+    assert sources.lookup("apple")
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert set(source._letters) == set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    assert CombinedSources([]).preload_in_background() is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import orjson
 from pydantic import ValidationError
@@ -11,23 +11,7 @@ from pydantic import ValidationError
 from providers.errors import InputError
 from synthesis.models import Definition, DictionaryEntry
 
-__all__ = ["ENTRIES", "entry_from_store", "find_entry", "print_entry", "render_entry"]
-
-#: The document namespace of synthesized entries in the store.
-ENTRIES = "entries"
-
-
-class _Documents(Protocol):
-    def get_document(self, namespace: str, key: str) -> dict[str, Any] | None: ...
-
-
-def entry_from_store(word: str, documents: _Documents) -> DictionaryEntry | None:
-    """The stored entry of ``word`` (as written, else lower-case), if there is one."""
-    for key in dict.fromkeys((word.strip(), word.strip().lower())):
-        found = documents.get_document(ENTRIES, key)
-        if found is not None:
-            return DictionaryEntry.model_validate(found)
-    return None
+__all__ = ["find_entry", "print_entry", "render_entry"]
 
 
 def find_entry(word: str, path: Path) -> DictionaryEntry | None:

@@ -51,8 +51,8 @@ from providers.errors import (
 from providers.protocol import Connector, Prompt
 from providers.types import Request, Response
 from synthesis.components import ALL_COMPONENTS
+from synthesis.entrystore import ENTRIES, claim_spelling, entry_from_store, store_entry
 from synthesis.models import DictionaryEntry
-from synthesis.page import ENTRIES, entry_from_store
 from synthesis.pipeline import DefinitionSynthesizer, ModelFor
 from synthesis.sources import SourceLookup
 from synthesis.wordlist import MAX_WORD_CHARS, clean_word, word_problem
@@ -345,7 +345,7 @@ class JobRunner:
                 self._update(job, status="failed", error=f"internal error: {type(exc).__name__}")
                 return
             break
-        self.documents.put_document(ENTRIES, entry.word, entry.model_dump(mode="json"))
+        store_entry(entry, self.documents)
         self._update(job, status="done", error=None)
 
     async def aclose(self) -> None:
@@ -476,8 +476,12 @@ def create_app(context: ServeContext) -> FastAPI:
             bool, Query(description="Queue into the batch rounds (answers 202).")
         ] = False,
     ) -> Any:
-        """Synthesize the entry of ``word`` now, or queue it for the batch rounds."""
-        text = word_of(word)
+        """Synthesize the entry of ``word`` now, or queue it for the batch rounds.
+
+        A word is one word in any capitals: asked as "Lantern" after "lantern",
+        it is answered under the spelling first asked, from the calls already made.
+        """
+        text = claim_spelling(word_of(word), context.documents)
         if batch:
             if not context.has_batch:
                 raise HTTPException(
@@ -487,7 +491,7 @@ def create_app(context: ServeContext) -> FastAPI:
             queued = Queued(job=job["job"], url=f"/jobs/{job['job']}")
             return JSONResponse(queued.model_dump(), status_code=202)
         entry = await context.synthesizer("immediate").synthesize_entry(text)
-        context.documents.put_document(ENTRIES, entry.word, entry.model_dump(mode="json"))
+        store_entry(entry, context.documents)
         return LookupAnswer(entry=entry, notice=context.notice)
 
     @app.get(
@@ -509,7 +513,7 @@ def create_app(context: ServeContext) -> FastAPI:
     )
     async def entry(word: str) -> LookupAnswer:
         """The stored entry of ``word``, as a lookup or ``lexibatch synthesize`` made it."""
-        text = word_of(word)
+        text = claim_spelling(word_of(word), context.documents)
         found = entry_from_store(text, context.documents)
         if found is None:
             raise HTTPException(404, f"no entry for {text!r} (look it up with POST /lookup/WORD)")

@@ -50,7 +50,7 @@ def show(
         entry = find_entry(word, entries_file)
     else:
         from plugins.store import Store
-        from synthesis.page import entry_from_store
+        from synthesis.entrystore import entry_from_store
 
         settings = settings_from(ctx, **flags)
         db = store_to_read(settings, flags)

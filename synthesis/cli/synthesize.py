@@ -175,9 +175,13 @@ async def _synthesize(
     estimate_usd: float | None = None,
 ) -> None:
     from plugins.dashboard import RunState
+    from synthesis.entrystore import kept_spellings, store_entry
     from synthesis.pipeline import STAGES
     from synthesis.runner import load_done, run_synthesis
 
+    # A word the store keeps in other capitals (a server's lookup made it) is
+    # synthesized under that spelling: its calls are the ones already paid for.
+    words = kept_spellings(words, connector.store)
     done = load_done(out)
     todo = [w for w in words if w.casefold() not in done]
     # The threshold of auto mode counts calls: the estimate's when there is
@@ -205,7 +209,7 @@ async def _synthesize(
         state.set_units("words", finished, total)
 
     def on_entry(entry: Any) -> None:
-        store.put_document("entries", entry.word, entry.model_dump(mode="json"))
+        store_entry(entry, store)
 
     try:
         with observer:

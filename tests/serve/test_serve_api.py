@@ -58,6 +58,32 @@ def test_an_immediate_lookup_returns_the_entry_and_stores_it(
     assert live.emulator.billing()["immediate"]["requests"] == billing["immediate"]["requests"]
 
 
+def test_a_word_in_other_capitals_is_answered_under_its_first_spelling_and_paid_once(
+    live: LiveServer, client: httpx.Client
+) -> None:
+    first = client.post("/lookup/lantern")
+    assert first.status_code == 200, first.text
+    entry = first.json()["entry"]
+    billed = live.emulator.billing()["immediate"]["requests"]
+    assert billed > 0
+
+    for variant in ("Lantern", "LANTERN", "lanTern"):
+        again = client.post(f"/lookup/{variant}")
+        assert again.status_code == 200, again.text
+        assert again.json()["entry"] == entry, variant
+        assert client.get(f"/entries/{variant}").json()["entry"] == entry
+    # A batch job in other capitals too: answered from the calls already made.
+    job = client.post("/lookup/LanterN", params={"batch": "true"}).json()
+    report = wait_for_job(client, job["url"])
+    assert report["status"] == "done", report
+    assert report["word"] == "lantern"
+    assert report["entry"] == entry
+    billing = live.emulator.billing()
+    assert billing["immediate"]["requests"] == billed
+    assert billing["batch"]["requests"] == 0
+    assert billing["duplicates"] == 0
+
+
 def test_batched_lookups_are_queued_share_batches_and_finish_with_their_entries(
     start_server: Callable[..., LiveServer],
 ) -> None:

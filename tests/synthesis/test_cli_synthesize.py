@@ -218,3 +218,41 @@ def test_a_budget_refuses_a_synthesis_on_a_model_with_no_price(tmp_path: Path) -
         )
     )
     assert not (tmp_path / "entries.jsonl").exists() and not (tmp_path / ".lexibatch").exists()
+
+
+def test_a_word_the_store_keeps_in_other_capitals_is_synthesized_under_that_spelling_unpaid(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "first.txt").write_text("lantern\nmeadow\n")
+    (tmp_path / "second.txt").write_text("Lantern\nMEADOW\nanchor\n")
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "alone" / "anchor.txt").write_text("anchor\n")
+    db = tmp_path / ".lexibatch" / "lexibatch.db"
+    base = ("--components", "synonyms,pronunciation", "--mode", "immediate")
+
+    alone = _lexibatch("anchor.txt", *base, "--out", "anchor.jsonl", cwd=tmp_path / "alone")
+    assert alone.returncode == 0, alone.stderr
+    anchor_calls = _ledger_rows(tmp_path / "alone" / ".lexibatch" / "lexibatch.db")
+
+    first = _lexibatch("first.txt", *base, "--out", "first.jsonl", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    paid = _ledger_rows(db)
+    entries = {e["word"]: e for e in _entries(tmp_path / "first.jsonl")}
+    assert sorted(entries) == ["lantern", "meadow"] and paid > 0
+
+    second = _lexibatch("second.txt", *base, "--out", "second.jsonl", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    again = {e["word"]: e for e in _entries(tmp_path / "second.jsonl")}
+    # The two words already made keep their spelling and come from the cache:
+    # only "anchor" is paid for.
+    assert sorted(again) == ["anchor", "lantern", "meadow"]
+    assert again["lantern"] == entries["lantern"] and again["meadow"] == entries["meadow"]
+    assert _ledger_rows(db) == paid + anchor_calls
+    with sqlite3.connect(db) as conn:
+        spellings = {
+            key: json.loads(value)["word"]
+            for key, value in conn.execute(
+                "SELECT key, value FROM documents WHERE namespace = 'spellings'"
+            )
+        }
+    assert spellings == {"lantern": "lantern", "meadow": "meadow", "anchor": "anchor"}

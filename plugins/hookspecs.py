@@ -50,7 +50,10 @@ def register_providers(register: RegisterProvider) -> None:
     """Register providers.
 
     Call ``register(name, factory, description=..., spec=ProviderSpec(...))``
-    once per provider. The :class:`plugins.providerspec.ProviderSpec` declares
+    once per provider. A name is registered once: a second registration of it
+    (by another plugin, another entry point of the same distribution, or the
+    same hook) is refused, one line naming both, rather than one silently
+    replacing the other. The :class:`plugins.providerspec.ProviderSpec` declares
     what the core needs to know without building the provider: the options
     model of its ``[providers.NAME]`` table (a
     :class:`plugins.provideroptions.ProviderSettings` subclass), its default API-key

@@ -220,21 +220,30 @@ class Registry:
             raise UnknownPluginError("strategy", name, list(self.strategies)) from None
 
     def add_provider(self, entry: ProviderEntry) -> None:
-        """Record a provider; a second plugin taking a taken name is an error."""
+        """Record a provider; a name registered a second time, by any plugin, is an error."""
         taken = self.providers.get(entry.name)
-        if taken is not None and taken.origin != entry.origin:
-            raise ConfigError(
-                f"provider {entry.name!r} is registered twice ({taken.origin} and "
-                f"{entry.origin}) — uninstall one, or leave one out of LEXIBATCH_LOAD_PLUGINS"
-            )
+        if taken is not None:
+            raise ConfigError(_twice("provider", entry.name, taken.origin, entry.origin))
         self.providers[entry.name] = entry
 
     def add_strategy(self, entry: StrategyEntry) -> None:
-        """Record a strategy; a second plugin taking a taken name is an error."""
+        """Record a strategy; a name registered a second time, by any plugin, is an error."""
         taken = self.strategies.get(entry.name)
-        if taken is not None and taken.origin != entry.origin:
-            raise ConfigError(
-                f"strategy {entry.name!r} is registered twice ({taken.origin} and "
-                f"{entry.origin}) — uninstall one, or leave one out of LEXIBATCH_LOAD_PLUGINS"
-            )
+        if taken is not None:
+            raise ConfigError(_twice("strategy", entry.name, taken.origin, entry.origin))
         self.strategies[entry.name] = entry
+
+
+def _twice(kind: str, name: str, first: str, second: str) -> str:
+    """The one line refusing ``name`` registered again (a second registration never wins)."""
+    if first == second:
+        # Two entry points of one distribution, or one hook registering the name twice:
+        # which one would run is an accident of load order.
+        return (
+            f"{kind} {name!r} is registered twice by {first} — register each name once "
+            "(one entry point per provider)"
+        )
+    return (
+        f"{kind} {name!r} is registered twice ({first} and {second}) — uninstall one, "
+        "or leave one out of LEXIBATCH_LOAD_PLUGINS"
+    )

@@ -118,6 +118,40 @@ def test_entry_point_plugin_is_loaded_and_used_from_config(
     assert asyncio.run(call()) == Word(text="echo:hello")
 
 
+def test_a_name_registered_twice_by_one_distribution_is_refused_naming_it(
+    installed_plugin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second module of the same distribution, under a second entry point, registers
+    # "echo" again: which would run is an accident of load order, so neither does.
+    (installed_plugin / "lexi_echo_plugin_two.py").write_text(PLUGIN_SOURCE)
+    entry_points = installed_plugin / "lexi_echo_plugin-0.3.dist-info" / "entry_points.txt"
+    entry_points.write_text("[lexibatch]\necho = lexi_echo_plugin\necho2 = lexi_echo_plugin_two\n")
+    monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "lexi-echo-plugin")
+    with pytest.raises(ConfigError) as info:
+        PluginManager().registry()
+    message = str(info.value)
+    assert message.startswith("plugin echo") and "(lexi-echo-plugin 0.3)" in message, message
+    assert "provider 'echo' is registered twice by lexi-echo-plugin 0.3" in message
+    assert "\n" not in message
+
+
+def test_a_name_registered_by_two_distributions_is_refused_naming_both(
+    installed_plugin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (installed_plugin / "other_echo.py").write_text(PLUGIN_SOURCE)
+    other = installed_plugin / "other_echo-2.0.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: other-echo\nVersion: 2.0\n")
+    (other / "entry_points.txt").write_text("[lexibatch]\nother = other_echo\n")
+    monkeypatch.delenv("LEXIBATCH_LOAD_PLUGINS", raising=False)
+    with pytest.raises(ConfigError) as info:
+        PluginManager().registry()
+    message = str(info.value)
+    assert "provider 'echo' is registered twice (" in message, message
+    assert "lexi-echo-plugin 0.3" in message and "other-echo 2.0" in message
+    assert "\n" not in message
+
+
 def test_allow_list_excludes_entry_points(
     installed_plugin: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -79,6 +79,8 @@ class BatchSeen:
     first_seen: float = 0.0
     changed: float = 0.0
     terminal: bool = False
+    #: Ended, but its provider does not say yet that its results can be read.
+    unreadable: bool = False
 
     @property
     def progress(self) -> float:
@@ -242,6 +244,10 @@ class RunState:
         seen.requests = batch.total or seen.requests
         seen.succeeded, seen.failed = batch.succeeded, batch.failed
         seen.terminal = batch.state.terminal
+        unreadable = seen.terminal and not batch.results_ready
+        if seen.unreadable != unreadable:
+            seen.unreadable = unreadable
+            self.changes += 1
         seen.changed = now
 
     @hookimpl(optionalhook=True)
@@ -348,6 +354,16 @@ class RunState:
             return (
                 f"room in {provider}'s batch queue for {model}: {shards} held "
                 f"(since {_clock(since)}, {age(now - since)})"
+            )
+        unreadable = sorted(
+            (b for b in list(self.batches.values()) if b.unreadable), key=lambda b: b.changed
+        )
+        if unreadable:
+            b = unreadable[0]
+            more = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
+            return (
+                f"batch {b.id} ({b.provider}) ended {b.state} at {_clock(b.changed)}; its "
+                f"results cannot be read yet ({age(now - b.changed)}){more}"
             )
         active = self._active()
         if active:

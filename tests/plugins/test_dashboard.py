@@ -141,6 +141,29 @@ def test_requests_gathered_for_the_next_batch_are_what_it_waits_for() -> None:
     assert re.search(r"t +0 / 10", text)
 
 
+def test_an_ended_batch_whose_results_cannot_be_read_yet_is_what_it_waits_for() -> None:
+    clock = Clock()
+    state = RunState("run r.jsonl", total=8, batch_mode=True, clock=clock)
+    for i in range(8):
+        state.request_started(_request(i, "t"))
+    state.batch_submitted(BatchInfo("batch_a", BatchState.IN_PROGRESS, 8), "s1", "acme", 8)
+    clock.now += 30
+    state.batch_status_changed(BatchInfo("batch_a", BatchState.COMPLETED, 8, 8), None, "acme")
+    clock.now += 90
+    ended = datetime.fromtimestamp(clock.now - 90).strftime("%H:%M:%S")
+    assert state.waiting_for() == (
+        f"batch batch_a (acme) ended completed at {ended}; its results cannot be read yet (1m 30s)"
+    )
+    assert "not in a running batch yet" not in _render(state)
+    # Readable now: collecting its answers is no wait.
+    state.batch_status_changed(
+        BatchInfo("batch_a", BatchState.COMPLETED, 8, 8, results_ready=True),
+        BatchState.COMPLETED,
+        "acme",
+    )
+    assert "cannot be read" not in (state.waiting_for() or "")
+
+
 def test_immediate_runs_estimate_from_the_rate_requests_finish_at() -> None:
     clock = Clock()
     state = RunState("run r.jsonl", total=100, stage_of=lambda t: "requests", clock=clock)

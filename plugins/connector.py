@@ -165,9 +165,7 @@ class LexiConnector:
             batch = self.registry.strategy("batch").factory(self._context)
             if self._stopping:
                 # Opened after the stop (a server's job between two): it creates nothing either.
-                hold = getattr(batch, "stop_creating", None)
-                if hold is not None:
-                    hold()
+                self._stop_creating(batch)
             self._batch = batch
         return self._batch
 
@@ -500,13 +498,18 @@ class LexiConnector:
         wait: its journal re-attaches to it on the next run.
         """
         self._stopping = True
-        hold = getattr(self._batch, "stop_creating", None)
-        if hold is not None:
-            hold()
+        self._stop_creating(self._batch)
         stop = getattr(self._immediate, "stop_sending", None)
         if stop is None:
             return 0
         return int(stop(refuse=refuse) if refuse else stop())
+
+    @staticmethod
+    def _stop_creating(batch: Strategy | None) -> None:
+        """Tell ``batch`` (``None``: none is open) to create no new provider batch, if it can."""
+        hold = getattr(batch, "stop_creating", None)
+        if hold is not None:
+            hold()
 
     async def sent_calls_landed(self) -> None:
         """Wait until every request sent before :meth:`stop_sending` has landed."""

@@ -22,7 +22,6 @@ round or immediately, per ``batch.retry_via`` — for at most
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Coroutine
@@ -39,6 +38,7 @@ from plugins.batch.kit import executor_kit
 from plugins.batch.oversize import line_problem
 from plugins.batch.promise import BatchPromise, BatchRequest
 from plugins.batch.settlement import Settlement
+from plugins.batch.shutdown import StrategyShutdown
 from plugins.batch.stopped import say_why_stopped
 from plugins.batch.unasked import UnaskedRequests
 from plugins.batch.yielding import ClaimYield
@@ -79,7 +79,7 @@ JOURNAL_CHUNK = 50_000
 JOURNAL_CHUNK_BYTES = 16 << 20
 
 
-class BatchStrategy:
+class BatchStrategy(StrategyShutdown):
     """Collects requests into provider batches; the strategy behind ``mode = "batch"``."""
 
     name = "batch"
@@ -121,8 +121,6 @@ class BatchStrategy:
         self._rejoined: set[str] = set()
         self._burst = 0
         self._started = False
-        self._closed = False
-        self._holding_creates = False
         # One runner per store, claimed before anything is resumed or queued.
         self._lease = BatchLease(self.store.path)
         self._lease.acquire()
@@ -514,24 +512,6 @@ class BatchStrategy:
         for shard_id in shard_ids:
             await self.kit.cleanup.run(shard_id)
 
-    def stop_creating(self) -> None:
-        """Create no new provider batch from now on (an interrupted run).
-
-        Creating a batch is what pays for it: the shards not created yet stay
-        journaled, and the next run (or ``lexibatch resume``) creates them. A
-        create under way finishes, its batch journaled. Idempotent.
-        """
-        if self._holding_creates:
-            return
-        self._holding_creates = True
-
-        async def hold() -> None:
-            # Every create takes this lock; held until the strategy closes.
-            await self.kit.create_lock.acquire()
-            await asyncio.get_running_loop().create_future()
-
-        self._side_task(hold())
-
     def _side_task(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._side_tasks.add(task)
@@ -596,48 +576,3 @@ class BatchStrategy:
         finally:
             unasked.flush()
         return requeued
-
-    def idle(self) -> bool:
-        """Whether no caller waits on this strategy: no request queued, spooled or waiting.
-
-        Its batches may still be finishing (their files deleted, or collected
-        for no caller of this run); closed now, they stay journaled and the
-        next runner of the store — this process or another — takes them on.
-        """
-        return not self._pending and not self._journal_buffer and not len(self.accumulator)
-
-    async def wind_down(self, seconds: float) -> bool:
-        """Whether this strategy is idle, after its batches under way had ``seconds``
-        seconds to finish (its callers are answered; only their files may be left)."""
-        if not self.idle():
-            return False
-        running = [task for task in self._executors.values() if not task.done()]
-        if running:
-            await asyncio.wait(running, timeout=seconds)
-        return self.idle()
-
-    async def aclose(self) -> None:
-        """Stop: what was sent stays journaled and resumes on the next run."""
-        if self._closed:
-            return
-        self._closed = True
-        self._end_burst()
-        if self._linger_handle is not None:
-            self._linger_handle.cancel()
-        try:
-            self._flush_journal()
-        except StoreWriteError as exc:
-            # Nothing of these was sent; the same command queues them again.
-            log.error("%d queued requests were not journaled: %s", len(self._journal_buffer), exc)
-        self.accumulator.close()
-        tasks = [*self._executors.values(), *self._side_tasks]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._lease.release()
-        for pending in self._pending.values():
-            if pending.future is not None and not pending.future.done():
-                pending.future.cancel()
-        self._pending.clear()

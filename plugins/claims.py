@@ -12,7 +12,8 @@ meanwhile), and sends it itself only if the claim is let go without one.
 The owner renews its leases while it works (a heartbeat task) and lets each
 claim go once the answer is stored or the request failed. A claim whose
 owner died (``kill -9``) is taken over when its lease runs out, or at once
-when the owner was a process of this host that no longer exists.
+when the owner was a process of this host that no longer exists (or whose
+process id this process now has).
 
 Batch requests are not claimed: one process at a time runs a store's
 batches (:mod:`plugins.lease`), and an immediate run and a batch run
@@ -39,6 +40,11 @@ __all__ = ["DEFAULT_LEASE", "ClaimBook"]
 #: Seconds a claim holds without being renewed; renewed every third of it.
 DEFAULT_LEASE = 30.0
 
+#: The owners of this process's open claim books. A claim naming this host and
+#: this process id but none of them was left by an earlier process whose id
+#: this one reuses (a container's process 1 restarted): it is taken over at once.
+_OPEN_OWNERS: set[str] = set()
+
 
 class ClaimBook:
     """This process's claims on immediate requests in one store, for one provider.
@@ -56,6 +62,7 @@ class ClaimBook:
         self.host = socket.gethostname()
         #: Who this process is in the claims table.
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
+        _OPEN_OWNERS.add(self.owner)
         self._shared = store.path != ":memory:"
         self._held: set[str] = set()
         self._heartbeat: asyncio.Task[None] | None = None
@@ -118,6 +125,7 @@ class ClaimBook:
 
     async def aclose(self) -> None:
         """Stop the heartbeat and let every claim still held go."""
+        _OPEN_OWNERS.discard(self.owner)
         beat, self._heartbeat = self._heartbeat, None
         if beat is not None and beat.get_loop() is asyncio.get_running_loop():
             beat.cancel()
@@ -136,6 +144,9 @@ class ClaimBook:
         pid = rest.partition(":")[0]
         if host != self.host or not pid.isdigit():
             return False
+        if int(pid) == os.getpid():
+            # This process: alive only as one of its open claim books.
+            return owner not in _OPEN_OWNERS
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -42,6 +43,27 @@ def test_a_lapsed_lease_or_a_dead_owner_is_taken_over(tmp_path: Path) -> None:
         dead.owner = f"{dead.host}:{gone.pid}:feedbeef"
         assert dead.claim("j") is None
         assert other.claim("j") is None
+
+
+def test_a_claim_left_under_this_process_id_by_an_earlier_process_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    with Store(tmp_path / "s.db") as store:
+        book = ClaimBook(store, "openai")
+        # A process that had this id before (a container's process 1, restarted)
+        # claimed "k" and died: its lease still runs, but it is no open book of ours.
+        earlier = ClaimBook(store, "openai")
+        asyncio.run(earlier.aclose())
+        earlier.owner = f"{earlier.host}:{os.getpid()}:0ldc1a1m"
+        assert earlier.claim("k") is None
+        assert book.holder("k") is None and book.claim("k") is None
+        # A second book open in this same process is alive: its claim holds.
+        sibling = ClaimBook(store, "openai")
+        assert sibling.claim("j") is None
+        assert book.claim("j") == sibling.owner and book.holder("j") == sibling.owner
+        asyncio.run(sibling.aclose())
+        # Closed, it let its claims go.
+        assert book.claim("j") is None
 
 
 async def test_two_connectors_on_one_store_send_each_request_once(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from plugins.config import Settings
     from plugins.providerspec import ProviderSpec
 
-__all__ = ["Estimate", "estimate_requests", "price_provider", "priced_mode"]
+__all__ = ["Estimate", "estimate_requests", "price_provider", "priced_mode", "unknown_prices"]
 
 
 def priced_mode(settings: Settings, provider: str, size: int) -> str:
@@ -49,6 +49,21 @@ def price_provider(provider: str) -> str | None:
 
     spec = registered_spec(provider)
     return spec.prices if spec is not None else provider
+
+
+def unknown_prices(spec: ProviderSpec, table: PriceTable) -> str | None:
+    """What is wrong with the price-map provider ``spec`` declares, if the table has none such.
+
+    ``None`` when it declares none, the table knows it, or the table is empty
+    (no price map installed: nothing is priced anyway).
+    """
+    if spec.prices is None or not len(table) or table.knows_provider(spec.prices):
+        return None
+    share = " and its batch price share is not applied" if spec.batch_price_share else ""
+    return (
+        f"prices={spec.prices!r} names no provider of the price map: its models are priced "
+        f"by their names alone{share}"
+    )
 
 
 def price_table(specs: Mapping[str, ProviderSpec] | None = None) -> PriceTable:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugins.config import Settings
 from plugins.connector import LexiConnector
-from plugins.estimate import price_table
+from plugins.estimate import price_table, unknown_prices
 from plugins.manager import LOAD_PLUGINS_ENV, PluginManager, get_plugin_manager
 from plugins.notices import notice
 from plugins.providerspec import ProviderContext, call_factory
@@ -29,6 +30,10 @@ SANDBOX_NOTICE = (
 )
 
 _announced = False
+# Providers whose declared price-map provider was warned about (once a process).
+_warned_prices: set[str] = set()
+
+log = logging.getLogger("lexibatch.plugins")
 
 
 def resolve_provider_name(settings: Settings, *, announce: bool = True) -> str:
@@ -84,12 +89,18 @@ def open_connector(
     provider = _build(entry, name, options, context)
     if store is None:
         store = Store(db_path)
+    prices = price_table({n: e.spec for n, e in registry.providers.items()})
+    wrong = unknown_prices(entry.spec, prices)
+    if wrong is not None and name not in _warned_prices:
+        # The plugin's mistake, not the user's: the run goes on, priced as well as it can be.
+        _warned_prices.add(name)
+        log.warning("lexibatch: provider %s (%s): %s", name, entry.origin, wrong)
     return LexiConnector(
         provider=provider,
         provider_name=name,
         settings=settings,
         store=store,
-        prices=price_table({n: e.spec for n, e in registry.providers.items()}),
+        prices=prices,
         manager=manager,
         registry=registry,
     )

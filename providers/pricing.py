@@ -243,6 +243,10 @@ class PriceTable:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def knows_provider(self, name: str) -> bool:
+        """Whether the table has entries of the provider ``name`` (their ``litellm_provider``)."""
+        return name in self._providers
+
     def price(self, model: str, provider: str | None = None) -> ModelPrice | None:
         """The price of ``model``, or ``None`` when the table does not know it."""
         key = (model, provider)

@@ -17,15 +17,20 @@ __all__ = ["plugin_lines", "plugins"]
 
 def plugin_lines() -> Iterator[str]:
     """The lines ``lexibatch plugins`` prints: every provider, then every strategy."""
+    from plugins.estimate import price_table, unknown_prices
     from plugins.manager import get_plugin_manager
 
     registry = get_plugin_manager().registry()
+    prices = price_table({n: e.spec for n, e in registry.providers.items()})
     yield "providers:"
     for entry in sorted(registry.providers.values(), key=lambda e: e.name):
         batch = "batch" if entry.has_batch else "no batch"
         yield f"  {entry.name:<12} {entry.origin:<24} [{batch}] {entry.description}"
         for line in entry.spec.describe():
             yield f"      {line}"
+        wrong = unknown_prices(entry.spec, prices)
+        if wrong is not None:
+            yield f"      warning: {wrong}"
     yield "strategies:"
     for sentry in sorted(registry.strategies.values(), key=lambda e: e.name):
         yield f"  {sentry.name:<12} {sentry.origin:<24} {sentry.description}"

@@ -375,3 +375,63 @@ async def test_a_choose_strategy_answer_that_is_no_mode_is_refused(tmp_path: Pat
             connector.choose_mode(1, announce=False)
     finally:
         await connector.aclose()
+
+
+def test_a_price_map_provider_the_map_does_not_have_is_warned_about_once_and_listed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugins import factory
+    from plugins.estimate import unknown_prices
+    from plugins.providerspec import ProviderSpec
+    from providers.pricing import PriceTable
+
+    table = PriceTable.from_mapping(
+        {"gpt-4o-mini": {"litellm_provider": "openai", "input_cost_per_token": 1e-7}}
+    )
+    assert unknown_prices(ProviderSpec(prices="openai"), table) is None
+    assert unknown_prices(ProviderSpec(), table) is None
+    assert unknown_prices(ProviderSpec(prices="acmecorp"), PriceTable.from_mapping({})) is None
+    said = unknown_prices(ProviderSpec(prices="acmecorp"), table)
+    assert said == (
+        "prices='acmecorp' names no provider of the price map: its models are priced by "
+        "their names alone"
+    )
+
+    monkeypatch.setattr(factory, "_warned_prices", set())
+    manager = _registry_of(
+        lambda register: register(
+            "acme", lambda name, settings: _Complete(name), spec=ProviderSpec(prices="acmecorp")
+        )
+    )
+    settings = Settings.model_validate(
+        {"connector": {"provider": "acme", "db": str(tmp_path / "s.db")}}
+    )
+
+    async def open_twice() -> None:
+        for _ in range(2):
+            connector = open_connector(settings, manager=manager)
+            await connector.aclose()
+
+    import asyncio
+
+    with caplog.at_level(logging.WARNING, logger="lexibatch.plugins"):
+        asyncio.run(open_twice())
+    warned = [r.getMessage() for r in caplog.records if "names no provider" in r.getMessage()]
+    assert warned == [
+        "lexibatch: provider acme (acme 1.0): prices='acmecorp' names no provider of "
+        "the price map: its models are priced by their names alone"
+    ]
+    # `lexibatch plugins` says it under the provider (the installed price map knows
+    # every built-in provider's name, so only acme's line is a warning).
+    from plugins.cli.listing import plugin_lines
+
+    monkeypatch.setattr("plugins.manager.get_plugin_manager", lambda: manager)
+    lines = list(plugin_lines())
+    warnings = [line for line in lines if "warning:" in line]
+    assert warnings == [
+        "      warning: prices='acmecorp' names no provider of the price map: its models are "
+        "priced by their names alone"
+    ]
+    assert lines.index(warnings[0]) > next(
+        i for i, line in enumerate(lines) if line.startswith("  acme ")
+    )

@@ -26,7 +26,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Annotated, Any, Literal, Protocol, TypeVar
@@ -51,7 +51,13 @@ from providers.errors import (
 from providers.protocol import Connector, Prompt
 from providers.types import Request, Response
 from synthesis.components import ALL_COMPONENTS
-from synthesis.entrystore import ENTRIES, claim_spelling, entry_from_store, store_entry
+from synthesis.entrystore import (
+    ENTRIES,
+    claim_spelling,
+    entry_from_store,
+    record_old_entries,
+    store_entry,
+)
 from synthesis.models import DictionaryEntry
 from synthesis.pipeline import DefinitionSynthesizer, ModelFor
 from synthesis.sources import SourceLookup
@@ -98,6 +104,14 @@ class Documents(Protocol):
 
     def iter_documents(self, namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every document of a namespace as ``(key, value)``."""
+        ...
+
+    def put_documents(self, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Store (or replace) many documents in one transaction; returns how many."""
+        ...
+
+    def document_keys(self, namespace: str) -> Iterator[str]:
+        """The keys of a namespace, without their documents."""
         ...
 
 
@@ -371,6 +385,8 @@ def create_app(context: ServeContext) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Entries of an older store keep their headword for lookups in other capitals.
+        record_old_entries(context.documents)
         runner.resume()
         try:
             yield
@@ -481,12 +497,14 @@ def create_app(context: ServeContext) -> FastAPI:
         A word is one word in any capitals: asked as "Lantern" after "lantern",
         it is answered under the spelling first asked, from the calls already made.
         """
-        text = claim_spelling(word_of(word), context.documents)
+        text = word_of(word)
+        if batch and not context.has_batch:
+            raise HTTPException(
+                409, "the provider has no batch endpoint: look the word up without ?batch=true"
+            )
+        # Before the word's first call: a later lookup in other capitals finds it.
+        text = claim_spelling(text, context.documents)
         if batch:
-            if not context.has_batch:
-                raise HTTPException(
-                    409, "the provider has no batch endpoint: look the word up without ?batch=true"
-                )
             job = runner.submit(text)
             queued = Queued(job=job["job"], url=f"/jobs/{job['job']}")
             return JSONResponse(queued.model_dump(), status_code=202)
@@ -513,7 +531,7 @@ def create_app(context: ServeContext) -> FastAPI:
     )
     async def entry(word: str) -> LookupAnswer:
         """The stored entry of ``word``, as a lookup or ``lexibatch synthesize`` made it."""
-        text = claim_spelling(word_of(word), context.documents)
+        text = word_of(word)
         found = entry_from_store(text, context.documents)
         if found is None:
             raise HTTPException(404, f"no entry for {text!r} (look it up with POST /lookup/WORD)")

@@ -384,7 +384,10 @@ class BatchExecutor:
                             batch_id,
                             info.state.value,
                         )
-                        return dataclasses.replace(info, results_ready=True)
+                        readable = dataclasses.replace(info, results_ready=True)
+                        # Told as any change is: the display no longer shows it unreadable.
+                        self.kit.events.status_changed(readable, info.state)
+                        return readable
                     if not warned:
                         warned = True
                         log.warning(

@@ -57,7 +57,8 @@ class StrategyShutdown:
         True from then on, after :meth:`aclose` too.
         """
         # Whether the task was made, not whether it still runs: aclose ends it,
-        # and a stop_creating after that must start no hold that nothing ends.
+        # and a stop_creating after that must start no hold that nothing ends
+        # (after an aclose that found none, stop_creating sees it closed).
         return self._create_hold is not None
 
     def stop_creating(self) -> None:
@@ -65,9 +66,10 @@ class StrategyShutdown:
 
         Creating a batch is what pays for it: the shards not created yet stay
         journaled, and the next run (or ``lexibatch resume``) creates them. A
-        create under way finishes, its batch journaled. Idempotent.
+        create under way finishes, its batch journaled. Idempotent; nothing
+        once the strategy is closed.
         """
-        if self._holding_creates:
+        if self._holding_creates or self._closed:
             return
 
         async def hold() -> None:

@@ -65,6 +65,25 @@ class DocumentTables(Backend):
                 return
             last = rows[-1][0]
 
+    def document_keys(self, namespace: str) -> Iterator[str]:
+        """The keys of a namespace, in key order, without reading their documents."""
+        last: str | None = None
+        while True:
+            if last is None:
+                sql = "SELECT key FROM documents WHERE namespace = ? ORDER BY key LIMIT ?"
+                params: tuple[Any, ...] = (namespace, PAGE)
+            else:
+                sql = (
+                    "SELECT key FROM documents WHERE namespace = ? AND key > ? ORDER BY key LIMIT ?"
+                )
+                params = (namespace, last, PAGE)
+            rows = self._read(sql, params)
+            for (key,) in rows:
+                yield key
+            if len(rows) < PAGE:
+                return
+            last = rows[-1][0]
+
     def delete_documents(self, namespace: str, keys: Iterable[str]) -> int:
         """Remove documents of a namespace; returns how many there were."""
         rows = [(namespace, key) for key in sorted(set(keys))]

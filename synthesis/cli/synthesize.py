@@ -175,13 +175,14 @@ async def _synthesize(
     estimate_usd: float | None = None,
 ) -> None:
     from plugins.dashboard import RunState
-    from synthesis.entrystore import kept_spellings, store_entry
+    from synthesis.entrystore import claim_spellings, store_entry
     from synthesis.pipeline import STAGES
     from synthesis.runner import load_done, run_synthesis
 
     # A word the store keeps in other capitals (a server's lookup made it) is
     # synthesized under that spelling: its calls are the ones already paid for.
-    words = kept_spellings(words, connector.store)
+    # The others' spellings are kept now, before their first call.
+    words = claim_spellings(words, connector.store)
     done = load_done(out)
     todo = [w for w in words if w.casefold() not in done]
     # The threshold of auto mode counts calls: the estimate's when there is

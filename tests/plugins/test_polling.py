@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from plugins import hookimpl
 from plugins.batch.polling import PollSchedule
 from plugins.factory import open_connector
 from plugins.pacing import Pacer
@@ -206,6 +207,15 @@ async def test_an_ended_batch_never_said_ready_is_read_after_the_grace_unless_it
                 )
 
             endpoint.poll = never_ready
+            told: list[bool] = []
+
+            class Told:
+                @hookimpl
+                def batch_status_changed(self, batch: Any, previous: Any, provider: str) -> None:
+                    if batch.state.terminal:
+                        told.append(batch.results_ready)
+
+            connector.manager.pm.register(Told(), name="told")
             connector.enable_batch_mode()
             pending = asyncio.ensure_future(connector.structured("swift", Word))
             if counts != "none succeeded":
@@ -221,7 +231,11 @@ async def test_an_ended_batch_never_said_ready_is_read_after_the_grace_unless_it
             await asyncio.wait_for(connector.execute_batch(), 30)
             assert (await pending).word
         finally:
+            if connector.manager.pm.has_plugin("told"):
+                connector.manager.pm.unregister(name="told")
             await connector.aclose()
     ended = [t for t in polls if t]
     assert len(ended) >= 4  # polled through the grace, then read
     assert ("reading what it has" in caplog.text) is (counts == "none succeeded")
+    # The observers (the progress display) heard it ended unreadable, then readable.
+    assert told[0] is False and told[-1] is True, told

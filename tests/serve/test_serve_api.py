@@ -84,6 +84,40 @@ def test_a_word_in_other_capitals_is_answered_under_its_first_spelling_and_paid_
     assert billing["duplicates"] == 0
 
 
+def test_reading_an_entry_or_a_refused_lookup_keeps_no_spelling(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    live = start_server(has_batch=False)
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        assert client.get("/entries/MEADOW").status_code == 404
+        assert client.post("/lookup/ANCHOR", params={"batch": "true"}).status_code == 409
+        for word in ("meadow", "anchor"):
+            response = client.post(f"/lookup/{word}")
+            assert response.status_code == 200, response.text
+            assert response.json()["entry"]["word"] == word
+
+
+def test_an_older_stores_entry_answers_its_word_in_other_capitals_unpaid(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    import sqlite3
+
+    first = start_server()
+    with httpx.Client(base_url=first.url, timeout=60) as client:
+        entry = client.post("/lookup/lantern").json()["entry"]
+    first.stop()
+    billed = first.emulator.billing()["immediate"]["requests"]
+    # As a store made before spellings were kept: its entries, and no spelling.
+    with sqlite3.connect(first.db) as db:
+        db.execute("DELETE FROM documents WHERE namespace LIKE 'spellings%'")
+    again = start_server()
+    with httpx.Client(base_url=again.url, timeout=60) as client:
+        response = client.post("/lookup/Lantern")
+        assert response.status_code == 200, response.text
+        assert response.json()["entry"] == entry
+    assert again.emulator.billing()["immediate"]["requests"] == billed
+
+
 def test_batched_lookups_are_queued_share_batches_and_finish_with_their_entries(
     start_server: Callable[..., LiveServer],
 ) -> None:

@@ -10,10 +10,12 @@ import pytest
 from plugins.store import Store
 from synthesis.entrystore import (
     ENTRIES,
+    SPELLINGS,
     claim_spelling,
+    claim_spellings,
     entry_from_store,
-    kept_spellings,
     known_spelling,
+    record_old_entries,
     store_entry,
 )
 from synthesis.models import DictionaryEntry
@@ -56,10 +58,36 @@ def test_an_entry_kept_before_spellings_were_recorded_is_found_lower_case(store:
     assert found is not None and found.word == "anchor"
 
 
-def test_a_word_list_takes_the_kept_spellings_and_leaves_other_words_as_written(
+def test_a_word_list_takes_the_kept_spellings_and_keeps_its_new_ones_before_any_call(
     store: Store,
 ) -> None:
     claim_spelling("lantern", store)
     claim_spelling("Paris", store)
-    assert kept_spellings(["LANTERN", "paris", "Meadow"], store) == ["lantern", "Paris", "Meadow"]
-    assert kept_spellings([], store) == []
+    words = ["LANTERN", "paris", "Meadow", "MEADOW", "anchor"]
+    assert claim_spellings(words, store) == ["lantern", "Paris", "Meadow", "Meadow", "anchor"]
+    # The new words were kept as first written in the list: a lookup in other capitals
+    # (or the next list) takes them.
+    assert known_spelling("meadow", store) == "Meadow"
+    assert known_spelling("ANCHOR", store) == "anchor"
+    assert claim_spellings([], store) == []
+
+
+def test_an_older_stores_entries_keep_their_headwords_for_words_in_other_capitals(
+    store: Store,
+) -> None:
+    def old_entry(word: str) -> None:
+        store.put_document(ENTRIES, word, DictionaryEntry(word=word).model_dump(mode="json"))
+
+    # Entries stored before spellings were recorded (and one in two capitalizations).
+    for word in ("lantern", "Harbour", "March", "march"):
+        old_entry(word)
+    assert record_old_entries(store) == 3
+    assert known_spelling("LANTERN", store) == "lantern"
+    assert known_spelling("harbour", store) == "Harbour"
+    assert known_spelling("MARCH", store) == "march"  # the lower-case headword wins
+    assert claim_spelling("Lantern", store) == "lantern"
+    assert claim_spellings(["HARBOUR"], store) == ["Harbour"]
+    # Once a store: an entry added later by an older version is not looked for again.
+    old_entry("meadow")
+    assert record_old_entries(store) == 0
+    assert store.get_document(SPELLINGS, "meadow") is None

@@ -18,15 +18,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from plugins.batch.promise import BatchPromise
-from plugins.batch.usercancel import cancelled_error, cancelled_keys
+from plugins.batch.usercancel import UserCancels
 from plugins.lease import runner_elsewhere
 from plugins.notices import notice
 from plugins.queuedcalls import QueuedCalls, pass_on
 from plugins.registry import Strategy, StrategyContext, Workload
 from plugins.requestevents import RequestEvents
-from plugins.results import cached_response
+from plugins.sharedcalls import SharedCalls
 from plugins.store import UNFINISHED_SHARD_STATES
-from providers.errors import InputError, LexibatchError, SchemaValidationError, UnsupportedError
+from plugins.storedanswers import StoredAnswers
+from providers.errors import (
+    ConnectorClosedError,
+    InputError,
+    LexibatchError,
+    UnsupportedError,
+)
 from providers.protocol import Prompt, as_messages
 from providers.types import Message, Request, Response
 from providers.validation import check_request
@@ -51,6 +57,9 @@ _REQUEST_OPTS = frozenset({"system", "max_tokens", "temperature", "mode"})
 
 
 log = logging.getLogger("lexibatch.connector")
+
+#: The modes a call may name (``None``: the connector's own).
+_MODES = (None, "immediate", "batch")
 
 
 # How long release_batches lets batches whose callers are answered finish.
@@ -97,12 +106,17 @@ class LexiConnector:
         self._stopping = False
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}
+        # A request's callers share a task: the immediate strategy says whether
+        # one that every caller left may end (nothing of it out) or must land.
+        self._shared = SharedCalls(self._inflight, self._immediate)
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The futures of requests submit_all queued, settled as their batches answer.
         self._queued = QueuedCalls(self._inflight, self._events)
         self._warned_earlier_batch = False
-        self._warned_stale = False
-        # Keys whose batch the user cancelled: read once, when first needed.
-        self._user_cancelled: set[str] | None = None
+        self._answers = StoredAnswers(store, provider_name)
+        # Requests whose batch the user cancelled: read once, when first needed.
+        self._user_cancels = UserCancels(store, provider_name, retry=settings.batch.retry_cancelled)
         self._model_checked: type[BaseModel] | None = None
 
     # -- modes -------------------------------------------------------------
@@ -247,38 +261,97 @@ class LexiConnector:
                 before anything is looked up, journaled or sent.
             LexibatchError: the typed error the request ended in.
         """
+        self._usable()
+        if mode not in _MODES:
+            raise InputError(f"mode must be 'immediate' or 'batch', not {mode!r}")
         check_request(request)
         key = request.key
         pending = self._inflight.get(key)
         if pending is not None:
-            return await asyncio.shield(pending)
+            return await self._shared.wait(key, pending)
         self._events.started(request)
-        cached = self._from_cache(request)
+        cached = self._answers.lookup(request)
         if cached is not None:
             self._finished(request, cached, None)
             # One awaited call: its observers have heard of it when the await returns.
             self._events.flush()
             return cached
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
         try:
-            self._refuse_cancelled(request)
+            self._user_cancels.refuse(request.key)
             strategy = self._strategy_for(request, mode)
+            submit = None if strategy is self._immediate else getattr(strategy, "submit", None)
+            # A queued request settles a future of its own, whoever waits for it;
+            # one sent now runs as a task its callers share. Either way a caller
+            # that gives up ends its own wait only (see plugins.sharedcalls).
+            queued = None if submit is None else self._queue(request, submit)
+        except LexibatchError as exc:
+            self._finished(request, None, exc)
+            self._events.flush()
+            raise
+        if queued is not None:
+            return await self._shared.wait(key, queued)
+        task = self._shared.start(key, self._run(request, strategy))
+        return await self._shared.wait(key, task)
+
+    def _queue(self, request: Request, submit: Any) -> asyncio.Future[Response]:
+        """Queue ``request`` with a strategy that queues (``submit``); the future it settles."""
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._follow(request, future, submit(request))
+        self._shared.queued(future, functools.partial(self._detach, request.key, future))
+        return future
+
+    def _detach(self, key: str, future: asyncio.Future[Response]) -> None:
+        """Every caller of queued request ``key`` left: it stays queued, waited for by none."""
+        self._queued.forget(key)
+        if self._inflight.get(key) is future:
+            del self._inflight[key]
+        future.cancel()
+
+    def _follow(self, request: Request, future: asyncio.Future[Response], promise: Any) -> None:
+        """Settle ``future`` as ``promise`` (a queued request's) settles."""
+        if type(promise) is BatchPromise:
+            self._queued.add(request, future, promise)
+        else:
+            # Another strategy's future: told of its outcome by a callback.
+            self._inflight[request.key] = future
+            promise.add_done_callback(functools.partial(self._settle, request, future))
+
+    async def _run(self, request: Request, strategy: Strategy) -> Response:
+        """Run ``request`` through ``strategy``, telling the observers how it ended."""
+        try:
             response = await strategy.run(request)
         except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: waiters re-raise it themselves
             if isinstance(exc, LexibatchError):
                 self._finished(request, None, exc)
             raise
         else:
-            future.set_result(response)
             self._finished(request, response, None)
             return response
         finally:
-            self._inflight.pop(key, None)
             self._events.flush()
+
+    def _usable(self) -> None:
+        """Refuse a call the connector cannot make: closed, or on another event loop.
+
+        Raises:
+            ConnectorClosedError: :meth:`aclose` was called.
+            UnsupportedError: the running event loop is not the one the connector
+                was first used on (another ``asyncio.run``, another thread).
+        """
+        if self._closed:
+            raise ConnectorClosedError(
+                "the connector is closed: open a new one (its store keeps every answer)"
+            )
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            # Its clients, locks and tasks belong to the first loop: a call made on
+            # another could be sent, paid for, and fail before its answer is kept.
+            raise UnsupportedError(
+                "this connector was first used on another event loop (another asyncio.run, "
+                "or another thread): open a connector for each event loop"
+            )
 
     async def submit_all(
         self, requests: Sequence[Request], *, checked: bool = False
@@ -299,6 +372,7 @@ class LexiConnector:
         is checked whole before anything is sent), so queued requests are
         not checked again.
         """
+        self._usable()
         strategy = self.batch_strategy() if self._batch_mode else None
         if strategy is None or not hasattr(strategy, "submit"):
             return [asyncio.ensure_future(self.generate(r)) for r in requests]
@@ -316,7 +390,7 @@ class LexiConnector:
             bares = [r.canonical_json_without_schema() for r in part] if serialized else None
             stored = self.store.get_results_of(self.provider_name, part)
             # Asked once a chunk: whether any request may be one the user cancelled.
-            refuse = self._may_be_cancelled()
+            refuse = self._user_cancels.any()
             for i, request in enumerate(part):
                 bare = bares[i] if bares is not None else None
                 add(submit_one(strategy, request, stored, loop, checked, bare, refuse))
@@ -355,61 +429,33 @@ class LexiConnector:
         self._events.started(request)
         try:
             row = stored.get(key)
-            cached = None if row is None else self._cached(request, row)
+            cached = None if row is None else self._answers.of(request, row)
             if cached is not None:
                 self._finished(request, cached, None)
                 future.set_result(cached)
                 return future
             if refuse:
-                self._refuse_cancelled(request)
+                self._user_cancels.refuse(request.key)
             promise = strategy.submit(request) if bare is None else strategy.submit(request, bare)
         except Exception as exc:
             if isinstance(exc, LexibatchError):
                 self._finished(request, None, exc)
             future.set_exception(exc)
             return future
-        if type(promise) is BatchPromise:
-            self._queued.add(request, future, promise)
-        else:
-            # Another strategy's future: told of its outcome by a callback.
-            self._inflight[key] = future
-            promise.add_done_callback(functools.partial(self._settle, request, future))
+        self._follow(request, future, promise)
         return future
 
     def _settle(
         self, request: Request, future: asyncio.Future[Response], done: asyncio.Future[Response]
     ) -> None:
         """Pass a queued request's outcome on to its :meth:`submit_all` future."""
-        self._inflight.pop(request.key, None)
+        if self._inflight.get(request.key) is future:
+            del self._inflight[request.key]
         if future.done():
             return
         told = pass_on(done, future)
         if told is not None:
             self._finished(request, *told)
-
-    def _may_be_cancelled(self) -> bool:
-        """Whether a request may be one whose batch the user cancelled, never to be sent again."""
-        if self.settings.batch.retry_cancelled:
-            return False
-        if self._user_cancelled is None:
-            self._user_cancelled = cancelled_keys(self.store, self.provider_name)
-        return bool(self._user_cancelled)
-
-    def _refuse_cancelled(self, request: Request) -> None:
-        """A request whose batch the user cancelled stays cancelled unless asked again.
-
-        Raises:
-            CancelledByUserError: it ended so, and ``batch.retry_cancelled`` is off.
-        """
-        if self.settings.batch.retry_cancelled:
-            return
-        if self._user_cancelled is None:
-            self._user_cancelled = cancelled_keys(self.store, self.provider_name)
-        if request.key in self._user_cancelled:
-            row = self.store.get_requests(self.provider_name, [request.key]).get(request.key)
-            shard = self.store.get_shard(row.shard_id) if row and row.shard_id else None
-            batch_id = shard.batch_id if shard is not None else None
-            raise cancelled_error(batch_id, self.provider_name)
 
     def _strategy_for(self, request: Request, mode: str | None) -> Strategy:
         if mode == "batch" or (mode is None and self._batch_mode):
@@ -447,37 +493,6 @@ class LexiConnector:
                 shard.batch_id or shard.shard_id,
             )
         return True
-
-    def _from_cache(self, request: Request, *, look_again: bool = True) -> Response | None:
-        stored = self.store.get_result(self.provider_name, request.key)
-        if stored is None:
-            return None
-        return self._cached(request, stored, look_again=look_again)
-
-    def _cached(
-        self, request: Request, stored: StoredResult, *, look_again: bool = True
-    ) -> Response | None:
-        """The response of a stored answer, or ``None`` once one that no longer fits is retired."""
-        try:
-            return cached_response(request, stored, provider=self.provider_name)
-        except SchemaValidationError as exc:
-            # The response model changed since the answer was stored. Set the
-            # old answer aside so the new one is kept, and paid for only once.
-            if self.store.retire_result(
-                self.provider_name, request.key, text=stored.text, reason=exc.message
-            ):
-                if not self._warned_stale:
-                    self._warned_stale = True
-                    log.warning(
-                        "cached answers that no longer fit their response model are asked "
-                        "again and paid for (first: %s); the old answers are kept aside",
-                        exc,
-                    )
-                else:
-                    log.info("cached answer %s no longer fits: asked again", request.key)
-                return None
-            # Another run replaced (or retired) it meanwhile: judge what is there now.
-            return self._from_cache(request, look_again=False) if look_again else None
 
     def _finished(
         self, request: Request, response: Response | None, error: LexibatchError | None
@@ -539,16 +554,44 @@ class LexiConnector:
         return True
 
     async def aclose(self) -> None:
-        """Finish pending batches, then release the provider and the store."""
+        """Close: calls already sent land and are stored; nothing more is sent.
+
+        A request not sent yet ends with :class:`~providers.errors.NotSentError`;
+        one waiting on a batch with :class:`~providers.errors.ConnectorClosedError`
+        (it stays journaled: the next run on the store collects it). Then the
+        provider and the store are released. A second call does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
         try:
+            if self._loop is asyncio.get_running_loop():
+                stop = getattr(self._immediate, "stop_sending", None)
+                if stop is not None:
+                    stop(refuse=True)
+                    await self.sent_calls_landed()
             if self._batch is not None:
                 await self._batch.aclose()
             await self._immediate.aclose()
+            # What still runs waits on something no longer coming (another process's
+            # answer, a closed batch): its callers are told the connector closed.
+            running = self._shared.running()
+            for task in running:
+                task.cancel()
+            if running and self._loop is asyncio.get_running_loop():
+                await asyncio.wait(running)
         finally:
             # Observers hear of every request before the connector is gone.
             self._events.flush()
-            await self.provider.aclose()
-            self.store.close()
+            try:
+                await self.provider.aclose()
+            except RuntimeError:
+                # Closed from another event loop than the one it ran on: its clients'
+                # connections went with that loop.
+                if self._loop in (None, asyncio.get_running_loop()):
+                    raise
+            finally:
+                self.store.close()
 
     async def __aenter__(self) -> LexiConnector:
         return self

@@ -108,6 +108,9 @@ class ImmediateStrategy:
         # (see stop_sending); set when the last of them lands.
         self._in_flight = 0
         self._landed: asyncio.Event | None = None
+        # Each request being sent, by key: whether a call of it is out, and
+        # whether its callers all left (see withdraw).
+        self._flights: dict[str, _Flight] = {}
         self._stopping = False
         self._refusing = False
 
@@ -135,6 +138,24 @@ class ImmediateStrategy:
             if self._landed is None or self._landed.is_set():
                 self._landed = asyncio.Event()
             await self._landed.wait()
+
+    def withdraw(self, key: str) -> bool:
+        """Every caller of request ``key`` left: whether it may end now, nothing of it out.
+
+        ``False`` while one of its calls is out: that call may be billed, so it
+        lands and its answer is stored, but no retry or re-ask follows it.
+        """
+        flight = self._flights.get(key)
+        if flight is None or not flight.open:
+            return True
+        flight.left = True
+        return False
+
+    def keep(self, key: str) -> None:
+        """A caller asks request ``key`` again: it is sent to its end once more."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            flight.left = False
 
     def _land(self, flight: _Flight) -> None:
         """``flight``'s request sends nothing more: it no longer counts as in flight."""
@@ -267,10 +288,14 @@ class ImmediateStrategy:
 
     async def _send(self, request: Request) -> Response:
         flight = _Flight()
+        key = request.key
+        self._flights[key] = flight
         try:
             return await self._send_in(request, flight)
         finally:
             self._land(flight)
+            if self._flights.get(key) is flight:
+                del self._flights[key]
 
     async def _send_in(self, request: Request, flight: _Flight) -> Response:
         usage = Usage()
@@ -367,6 +392,9 @@ class ImmediateStrategy:
     async def _call_once(
         self, request: Request, claim: Request | None, flight: _Flight
     ) -> Completion:
+        if flight.left:
+            # Its callers left while a call was out: that call landed; no other is sent.
+            raise asyncio.CancelledError
         if self.stopped():
             # Before taking a slot: a call still to land may need one for its answer.
             await self._never_sent(flight)
@@ -389,6 +417,8 @@ class ImmediateStrategy:
             self._unless_refused()
             if self.stopped():  # meanwhile (the waits above)
                 await self._never_sent(flight)
+            if flight.left:  # meanwhile: a re-ask whose callers left while it waited
+                raise asyncio.CancelledError
             if not flight.open:
                 flight.open = True
                 self._in_flight += 1
@@ -471,12 +501,14 @@ class ImmediateStrategy:
 
 
 class _Flight:
-    """Whether one request's call went out and its answer is not stored yet."""
+    """Whether one request's call went out and its answer is not stored yet, and
+    whether its callers all left meanwhile."""
 
-    __slots__ = ("open",)
+    __slots__ = ("left", "open")
 
     def __init__(self) -> None:
         self.open = False
+        self.left = False
 
 
 class _HeldElsewhere(Exception):

@@ -98,6 +98,13 @@ class BatchLease:
         """
         if self._lock is None or self._lock.is_locked:
             return
+        if self.path in _HELD_HERE:
+            # Another connector of this very process: waiting would wait for itself.
+            raise StoreBusyError(
+                f"another connector of this process is running the batches of this store "
+                f"({self.path} is locked) — use one connector per store in a process (or "
+                "close the first before opening the next)"
+            )
         try:
             self._lock.acquire(timeout=_START_GRACE)
         except Timeout:

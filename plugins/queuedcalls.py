@@ -57,6 +57,10 @@ class QueuedCalls(Follower):
         self._requests[key] = request
         promise.follow(self)
 
+    def forget(self, key: str) -> None:
+        """Stop following request ``key`` for a caller (every caller of it left)."""
+        self._requests.pop(key, None)
+
     def __len__(self) -> int:
         """How many queued requests have not settled yet."""
         return len(self._requests)
@@ -65,8 +69,11 @@ class QueuedCalls(Follower):
         """Pass ``promise``'s outcome on to its caller's future (see :class:`Follower`)."""
         key = promise.key
         request = self._requests.pop(key, None)
+        if request is None:
+            # Forgotten: every caller left (a later call of it may be under way).
+            return
         future = self._inflight.pop(key, None)
-        if request is None or future is None or future.done():
+        if future is None or future.done():
             # Its caller stopped waiting (the future was cancelled): nothing to tell.
             return
         told = pass_on(promise, future)

@@ -55,6 +55,7 @@ __all__ = [
     "BudgetExceededError",
     "CancelledByUserError",
     "ConfigError",
+    "ConnectorClosedError",
     "ContextLengthError",
     "InputError",
     "InvalidRequestError",
@@ -100,6 +101,15 @@ class NotSentError(LexibatchError):
     """The call was not sent, nor will be: the process is stopping (Ctrl-C, SIGTERM).
 
     Nothing was paid for it; the same request asked again later is sent then.
+    """
+
+
+class ConnectorClosedError(LexibatchError):
+    """The connector was closed before the request was answered, or was used after it closed.
+
+    Nothing paid for is lost: a call already sent was let finish and its answer
+    stored; a request in a batch stays journaled, and the next run (or
+    connector) on the same store collects it.
     """
 
 

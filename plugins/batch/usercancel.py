@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from plugins.store import Store
 
 __all__ = [
+    "UserCancels",
     "cancelled_error",
     "cancelled_keys",
     "is_cancelled",
@@ -66,3 +67,40 @@ def is_cancelled(store: Store, provider: str, key: str) -> bool:
 def requeue_cancelled(store: Store, provider: str) -> int:
     """Queue again the requests the user's cancels ended (``--retry-cancelled``); how many."""
     return store.requeue_failed(provider, CANCELLED_BY_USER)
+
+
+class UserCancels:
+    """The requests the user's cancels ended, as a connector refuses them (read once).
+
+    Args:
+        store: the store whose journal says which requests ended so.
+        provider: the provider they were sent to.
+        retry: ``batch.retry_cancelled``: the user asks for them again (none is refused).
+    """
+
+    def __init__(self, store: Store, provider: str, *, retry: bool) -> None:
+        self.store = store
+        self.provider = provider
+        self.retry = retry
+        self._keys: set[str] | None = None
+
+    def _cancelled(self) -> set[str]:
+        if self._keys is None:
+            self._keys = cancelled_keys(self.store, self.provider)
+        return self._keys
+
+    def any(self) -> bool:
+        """Whether a request may be one whose batch the user cancelled, never to be sent again."""
+        return not self.retry and bool(self._cancelled())
+
+    def refuse(self, key: str) -> None:
+        """A request whose batch the user cancelled stays cancelled unless asked again.
+
+        Raises:
+            CancelledByUserError: request ``key`` ended so, and ``retry`` is off.
+        """
+        if self.retry or key not in self._cancelled():
+            return
+        row = self.store.get_requests(self.provider, [key]).get(key)
+        shard = self.store.get_shard(row.shard_id) if row and row.shard_id else None
+        raise cancelled_error(shard.batch_id if shard is not None else None, self.provider)

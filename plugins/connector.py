@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -104,6 +105,7 @@ class LexiConnector:
         self._context.batch = self.batch_strategy
         self._batch: Strategy | None = None
         self._stopping = False
+        self._giving_up = False
         self._batch_mode = False
         self._inflight: dict[str, asyncio.Future[Response]] = {}
         # A request's callers share a task: the immediate strategy says whether
@@ -111,6 +113,7 @@ class LexiConnector:
         self._shared = SharedCalls(self._inflight, self._immediate)
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._binding = threading.Lock()
         # The futures of requests submit_all queued, settled as their batches answer.
         self._queued = QueuedCalls(self._inflight, self._events)
         self._warned_earlier_batch = False
@@ -343,9 +346,12 @@ class LexiConnector:
                 "the connector is closed: open a new one (its store keeps every answer)"
             )
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif loop is not self._loop:
+        if loop is self._loop:
+            return
+        with self._binding:  # two threads' first calls at once: one loop wins
+            if self._loop is None:
+                self._loop = loop
+        if loop is not self._loop:
             # Its clients, locks and tasks belong to the first loop: a call made on
             # another could be sent, paid for, and fail before its answer is kept.
             raise UnsupportedError(
@@ -510,8 +516,11 @@ class LexiConnector:
         call not sent waits to be cancelled, or with ``refuse`` fails with
         :class:`~providers.errors.NotSentError`, and no new batch is created
         (its shard stays journaled). A batch already created needs no such
-        wait: its journal re-attaches to it on the next run.
+        wait: its journal re-attaches to it on the next run. Called again (a
+        second Ctrl-C), the calls sent are given up: :meth:`aclose` no longer
+        waits for them.
         """
+        self._giving_up = self._stopping
         self._stopping = True
         self._stop_creating(self._batch)
         stop = getattr(self._immediate, "stop_sending", None)
@@ -565,7 +574,7 @@ class LexiConnector:
             return
         self._closed = True
         try:
-            if self._loop is asyncio.get_running_loop():
+            if self._loop is asyncio.get_running_loop() and not self._giving_up:
                 stop = getattr(self._immediate, "stop_sending", None)
                 if stop is not None:
                     stop(refuse=True)

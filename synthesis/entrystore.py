@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from synthesis.models import DictionaryEntry
+from synthesis.wordlist import clean_word
 
 __all__ = [
     "ENTRIES",
@@ -139,13 +140,18 @@ def store_entry(entry: DictionaryEntry, documents: Writable) -> None:
 
 
 def entry_from_store(word: str, documents: Readable) -> DictionaryEntry | None:
-    """The stored entry of ``word`` in any capitals (as written, its kept spelling, lower-case)."""
-    candidates = [word.strip()]
+    """The stored entry of ``word`` in any capitals (as written, its kept spelling, lower-case).
+
+    ``word`` is cleaned as a word list's line is (composed accents, no
+    zero-width characters), as the entries' headwords were.
+    """
+    word = clean_word(word)
+    candidates = [word]
     known = known_spelling(word, documents)
     if known is not None:
         candidates.append(known)
     # An entry of an older store no spelling was recorded for: the usual lower-case headword.
-    candidates.append(word.strip().lower())
+    candidates.append(word.lower())
     for key in dict.fromkeys(candidates):
         found = documents.get_document(ENTRIES, key)
         if found is not None:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from providers.errors import InputError
 from synthesis.models import Definition, DictionaryEntry
+from synthesis.wordlist import clean_word
 
 __all__ = ["find_entry", "print_entry", "render_entry"]
 
@@ -21,7 +22,7 @@ def find_entry(word: str, path: Path) -> DictionaryEntry | None:
         InputError: ``path`` holds lines but no entry at all (another kind of
             file), or the line of ``word`` is not an entry.
     """
-    wanted = word.strip().casefold()
+    wanted = clean_word(word).casefold()
     lines = entries = 0
     with path.open("rb") as f:
         for lineno, line in enumerate(f, 1):

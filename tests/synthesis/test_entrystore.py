@@ -91,3 +91,10 @@ def test_an_older_stores_entries_keep_their_headwords_for_words_in_other_capital
     old_entry("meadow")
     assert record_old_entries(store) == 0
     assert store.get_document(SPELLINGS, "meadow") is None
+
+
+def test_a_word_with_a_decomposed_accent_finds_its_entry(store: Store) -> None:
+    store_entry(DictionaryEntry(word="café", facts=["a place"]), store)
+    found = entry_from_store("Cafe\u0301", store)  # "e" then a combining acute accent
+    assert found is not None and found.facts == ["a place"]
+    assert entry_from_store("ca\u200bfe\u0301", store) == found  # with a zero-width space

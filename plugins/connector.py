@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,12 +27,7 @@ from plugins.requestevents import RequestEvents
 from plugins.sharedcalls import SharedCalls
 from plugins.store import UNFINISHED_SHARD_STATES
 from plugins.storedanswers import StoredAnswers
-from providers.errors import (
-    ConnectorClosedError,
-    InputError,
-    LexibatchError,
-    UnsupportedError,
-)
+from providers.errors import ConnectorClosedError, InputError, LexibatchError, UnsupportedError
 from providers.protocol import Prompt, as_messages
 from providers.types import Message, Request, Response
 from providers.validation import check_request
@@ -112,8 +106,6 @@ class LexiConnector:
         # one that every caller left may end (nothing of it out) or must land.
         self._shared = SharedCalls(self._inflight, self._immediate)
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._binding = threading.Lock()
         # The futures of requests submit_all queued, settled as their batches answer.
         self._queued = QueuedCalls(self._inflight, self._events)
         self._warned_earlier_batch = False
@@ -345,19 +337,7 @@ class LexiConnector:
             raise ConnectorClosedError(
                 "the connector is closed: open a new one (its store keeps every answer)"
             )
-        loop = asyncio.get_running_loop()
-        if loop is self._loop:
-            return
-        with self._binding:  # two threads' first calls at once: one loop wins
-            if self._loop is None:
-                self._loop = loop
-        if loop is not self._loop:
-            # Its clients, locks and tasks belong to the first loop: a call made on
-            # another could be sent, paid for, and fail before its answer is kept.
-            raise UnsupportedError(
-                "this connector was first used on another event loop (another asyncio.run, "
-                "or another thread): open a connector for each event loop"
-            )
+        self._shared.bind()
 
     async def submit_all(
         self, requests: Sequence[Request], *, checked: bool = False
@@ -574,7 +554,7 @@ class LexiConnector:
             return
         self._closed = True
         try:
-            if self._loop is asyncio.get_running_loop() and not self._giving_up:
+            if self._shared.on_running_loop() and not self._giving_up:
                 stop = getattr(self._immediate, "stop_sending", None)
                 if stop is not None:
                     stop(refuse=True)
@@ -587,7 +567,7 @@ class LexiConnector:
             running = self._shared.running()
             for task in running:
                 task.cancel()
-            if running and self._loop is asyncio.get_running_loop():
+            if running and self._shared.on_running_loop():
                 await asyncio.wait(running)
         finally:
             # Observers hear of every request before the connector is gone.
@@ -597,7 +577,7 @@ class LexiConnector:
             except RuntimeError:
                 # Closed from another event loop than the one it ran on: its clients'
                 # connections went with that loop.
-                if self._loop in (None, asyncio.get_running_loop()):
+                if self._shared.loop is None or self._shared.on_running_loop():
                     raise
             finally:
                 self.store.close()

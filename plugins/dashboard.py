@@ -359,16 +359,14 @@ class RunState:
             (b for b in list(self.batches.values()) if b.unreadable), key=lambda b: b.changed
         )
         if unreadable:
-            b = unreadable[0]
-            more = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
+            b, more = unreadable[0], _more(unreadable)
             return (
                 f"batch {b.id} ({b.provider}) ended {b.state} at {_clock(b.changed)}; its "
                 f"results cannot be read yet ({age(now - b.changed)}){more}"
             )
         active = self._active()
         if active:
-            b = active[0]
-            more = f" and {len(active) - 1} more" if len(active) > 1 else ""
+            b, more = active[0], _more(active)
             return (
                 f"batch {b.id} ({b.provider}) {b.state} since {_clock(b.first_seen)} "
                 f"({age(now - b.first_seen)}), {b.succeeded + b.failed:,}/{b.requests:,} done"
@@ -519,3 +517,8 @@ class RunState:
 
 def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+def _more(batches: list[BatchSeen]) -> str:
+    """`` and N more`` after the first of ``batches`` named, when there are more."""
+    return f" and {len(batches) - 1} more" if len(batches) > 1 else ""

@@ -23,10 +23,11 @@ with :class:`~providers.errors.ConnectorClosedError`, never a bare
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from providers.errors import ConnectorClosedError
+from providers.errors import ConnectorClosedError, UnsupportedError
 from providers.types import Response
 
 __all__ = ["SharedCalls"]
@@ -58,6 +59,34 @@ class SharedCalls:
         # Futures of queued requests their callers wait for, and what to do when
         # the last one leaves.
         self._queued: dict[asyncio.Future[Response], Callable[[], None]] = {}
+        #: The event loop the calls run on: the first one a call was made on.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._binding = threading.Lock()
+
+    def bind(self) -> None:
+        """Run the calls on the running event loop, which must be the first one used.
+
+        Raises:
+            UnsupportedError: another loop was used first (another ``asyncio.run``,
+                another thread).
+        """
+        loop = asyncio.get_running_loop()
+        if loop is self.loop:
+            return
+        with self._binding:  # two threads' first calls at once: one loop wins
+            if self.loop is None:
+                self.loop = loop
+        if loop is not self.loop:
+            # The clients, locks and tasks belong to the first loop: a call made on
+            # another could be sent, paid for, and fail before its answer is kept.
+            raise UnsupportedError(
+                "this connector was first used on another event loop (another asyncio.run, "
+                "or another thread): open a connector for each event loop"
+            )
+
+    def on_running_loop(self) -> bool:
+        """Whether the running event loop is the one the calls run on."""
+        return self.loop is asyncio.get_running_loop()
 
     def start(self, key: str, run: Coroutine[Any, Any, Response]) -> asyncio.Task[Response]:
         """Run ``run`` (the request of ``key``) as a task of its own, findable by its key."""

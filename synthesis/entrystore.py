@@ -22,6 +22,9 @@ from synthesis.wordlist import clean_word
 __all__ = [
     "ENTRIES",
     "SPELLINGS",
+    "Listable",
+    "Readable",
+    "Writable",
     "claim_spelling",
     "claim_spellings",
     "entry_from_store",
@@ -50,13 +53,13 @@ class Writable(Readable, Protocol):
 
     def put_document(self, namespace: str, key: str, value: Mapping[str, Any]) -> None: ...
 
+    def add_documents(
+        self, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]
+    ) -> int: ...
+
 
 class Listable(Writable, Protocol):
     """The whole of the store's documents a word list's run uses."""
-
-    def put_documents(
-        self, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]
-    ) -> int: ...
 
     def iter_documents(self, namespace: str) -> Iterator[tuple[str, dict[str, Any]]]: ...
 
@@ -84,8 +87,10 @@ def claim_spelling(word: str, documents: Writable) -> str:
     known = known_spelling(word, documents)
     if known is not None:
         return known
-    documents.put_document(SPELLINGS, fold(word), {"word": word})
-    return word
+    if documents.add_documents(SPELLINGS, [(fold(word), {"word": word})]):
+        return word
+    # Another process claimed the word since it was read: its spelling wins.
+    return known_spelling(word, documents) or word
 
 
 def claim_spellings(words: Sequence[str], documents: Listable) -> list[str]:
@@ -104,8 +109,12 @@ def claim_spellings(words: Sequence[str], documents: Listable) -> list[str]:
             kept[key] = spelling
     new = [(key, {"word": word}) for key, word in wanted.items() if key not in kept]
     if new:
-        documents.put_documents(SPELLINGS, new)
+        added = documents.add_documents(SPELLINGS, new)
         kept.update((key, value["word"]) for key, value in new)
+        if added < len(new):
+            # Another process claimed some of them since they were read: theirs win.
+            for key, _ in new:
+                kept[key] = known_spelling(key, documents) or kept[key]
     return [kept[fold(word)] for word in words]
 
 
@@ -127,7 +136,7 @@ def record_old_entries(documents: Listable) -> int:
     kept = set(documents.document_keys(SPELLINGS))
     new = [(folded, {"word": word}) for folded, word in found.items() if folded not in kept]
     if new:
-        documents.put_documents(SPELLINGS, new)
+        documents.add_documents(SPELLINGS, new)
     documents.put_document(namespace, key, {"entries": len(found)})
     return len(new)
 
@@ -136,7 +145,7 @@ def store_entry(entry: DictionaryEntry, documents: Writable) -> None:
     """Keep ``entry``, and its word's spelling unless the store has one already."""
     documents.put_document(ENTRIES, entry.word, entry.model_dump(mode="json"))
     if known_spelling(entry.word, documents) is None:
-        documents.put_document(SPELLINGS, fold(entry.word), {"word": entry.word})
+        documents.add_documents(SPELLINGS, [(fold(entry.word), {"word": entry.word})])
 
 
 def entry_from_store(word: str, documents: Readable) -> DictionaryEntry | None:

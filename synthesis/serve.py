@@ -26,7 +26,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Annotated, Any, Literal, Protocol, TypeVar
@@ -53,6 +53,7 @@ from providers.types import Request, Response
 from synthesis.components import ALL_COMPONENTS
 from synthesis.entrystore import (
     ENTRIES,
+    Listable,
     claim_spelling,
     entry_from_store,
     record_old_entries,
@@ -91,28 +92,12 @@ _UNFINISHED = ("queued", "running")
 M = TypeVar("M", bound=BaseModel)
 
 
-class Documents(Protocol):
-    """The part of the store the server uses: JSON documents by namespace and key."""
+class Documents(Listable, Protocol):
+    """The part of the store the server uses: JSON documents by namespace and key.
 
-    def put_document(self, namespace: str, key: str, value: Mapping[str, Any]) -> None:
-        """Store (or replace) one document."""
-        ...
-
-    def get_document(self, namespace: str, key: str) -> dict[str, Any] | None:
-        """One document, if it is stored."""
-        ...
-
-    def iter_documents(self, namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every document of a namespace as ``(key, value)``."""
-        ...
-
-    def put_documents(self, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
-        """Store (or replace) many documents in one transaction; returns how many."""
-        ...
-
-    def document_keys(self, namespace: str) -> Iterator[str]:
-        """The keys of a namespace, without their documents."""
-        ...
+    What a word list's run uses (:class:`synthesis.entrystore.Listable`), for
+    entries, spellings and the server's jobs alike.
+    """
 
 
 class ModeConnector:

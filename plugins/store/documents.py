@@ -1,7 +1,8 @@
 """Documents: a namespaced JSON key-value table (synthesized entries, run metadata).
 
 ``documents``
-    one JSON object per ``(namespace, key)``; a later write replaces it.
+    one JSON object per ``(namespace, key)``; a later write replaces it,
+    unless it is an :meth:`~DocumentTables.add_documents`, which keeps the first.
 """
 
 from __future__ import annotations
@@ -32,6 +33,20 @@ class DocumentTables(Backend):
         rows.sort(key=second)
         return self._changes(
             "INSERT OR REPLACE INTO documents (namespace, key, value, updated_at) VALUES (?,?,?,?)",
+            rows,
+        )
+
+    def add_documents(self, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Store the documents whose key is not stored yet, in one transaction; how many.
+
+        A document already stored, by this process or another, is left as it
+        is: the first writer of a key wins, whatever was read before.
+        """
+        now = time.time()
+        rows = [(namespace, key, dumps(dict(value)), now) for key, value in items]
+        rows.sort(key=second)
+        return self._changes(
+            "INSERT OR IGNORE INTO documents (namespace, key, value, updated_at) VALUES (?,?,?,?)",
             rows,
         )
 

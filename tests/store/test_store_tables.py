@@ -340,6 +340,17 @@ def test_documents(store: Store) -> None:
     assert store.has_documents("runs", []) == set()
 
 
+def test_added_documents_keep_the_first_written_and_count_only_the_new(store: Store) -> None:
+    store.put_document("spellings", "lantern", {"word": "Lantern"})
+    added = store.add_documents(
+        "spellings", [("lantern", {"word": "lantern"}), ("anchor", {"word": "anchor"})]
+    )
+    assert added == 1
+    assert store.get_document("spellings", "lantern") == {"word": "Lantern"}
+    assert store.get_document("spellings", "anchor") == {"word": "anchor"}
+    assert store.add_documents("spellings", []) == 0
+
+
 def test_no_secret_columns(store: Store) -> None:
     columns = {
         row[1].lower()

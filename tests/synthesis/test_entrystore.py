@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,77 @@ def test_a_word_with_a_decomposed_accent_finds_its_entry(store: Store) -> None:
     found = entry_from_store("Cafe\u0301", store)  # "e" then a combining acute accent
     assert found is not None and found.facts == ["a place"]
     assert entry_from_store("ca\u200bfe\u0301", store) == found  # with a zero-width space
+
+
+class _ReadBeforeAnotherClaim:
+    """This process's store, whose first read of spellings comes just before another
+    process (a second connection to the same file) claims ``theirs``.
+
+    The read sees the store as it was; the claim lands between it and this
+    process's own write, the window two processes starting on one word share.
+    """
+
+    def __init__(self, path: Path, theirs: list[str]) -> None:
+        self.ours = Store(path)
+        self._other = Store(path)
+        self._theirs = theirs
+
+    def _other_claims(self) -> None:
+        for word in self._theirs:
+            claim_spelling(word, self._other)
+        self._theirs = []
+
+    def get_document(self, namespace: str, key: str) -> dict[str, Any] | None:
+        found = self.ours.get_document(namespace, key)
+        if namespace == SPELLINGS:
+            self._other_claims()
+        return found
+
+    def iter_documents(self, namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        found = list(self.ours.iter_documents(namespace))
+        if namespace == SPELLINGS:
+            self._other_claims()
+        return iter(found)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ours, name)
+
+    def close(self) -> None:
+        self.ours.close()
+        self._other.close()
+
+
+def test_a_word_claimed_by_another_process_after_this_one_read_keeps_the_first_spelling(
+    tmp_path: Path,
+) -> None:
+    racing = _ReadBeforeAnotherClaim(tmp_path / "store.db", ["Lantern"])
+    try:
+        # Read "no spelling yet", then the other process claims "Lantern": ours must not
+        # replace it, or the two processes would synthesize (and pay for) the word twice.
+        assert claim_spelling("lantern", racing) == "Lantern"
+        assert known_spelling("LANTERN", racing.ours) == "Lantern"
+    finally:
+        racing.close()
+
+
+def test_a_word_list_claimed_in_part_by_another_process_takes_that_processs_spellings(
+    tmp_path: Path,
+) -> None:
+    racing = _ReadBeforeAnotherClaim(tmp_path / "store.db", ["Meadow", "Paris"])
+    try:
+        words = ["meadow", "anchor", "PARIS"]
+        assert claim_spellings(words, racing) == ["Meadow", "anchor", "Paris"]
+        assert [known_spelling(w, racing.ours) for w in words] == ["Meadow", "anchor", "Paris"]
+    finally:
+        racing.close()
+
+
+def test_a_stored_entry_does_not_replace_a_spelling_another_process_claimed(
+    tmp_path: Path,
+) -> None:
+    racing = _ReadBeforeAnotherClaim(tmp_path / "store.db", ["Harbour"])
+    try:
+        store_entry(DictionaryEntry(word="harbour", facts=["a port"]), racing)
+        assert known_spelling("harbour", racing.ours) == "Harbour"
+    finally:
+        racing.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from plugins.cli.guard import EXIT_USER, fail
+from plugins.cli.guard import EXIT_USER, StoppedBySignal, fail
 from plugins.cli.logs import show_logs
 from providers.errors import ConfigError
 
@@ -57,6 +57,9 @@ class LexibatchGroup(click.Group):
         _command_starting()
         try:
             return super().invoke(ctx)
+        except StoppedBySignal as exc:
+            click.echo(f"lexibatch: stopped by {exc.name}", err=True)
+            ctx.exit(exc.status)
         except KeyboardInterrupt:
             click.echo("lexibatch: interrupted", err=True)
             ctx.exit(130)

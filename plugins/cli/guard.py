@@ -16,13 +16,37 @@ import click
 
 from providers.errors import InputError, LexibatchError, UserError
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_PROVIDER", "EXIT_USER", "fail", "guard", "say_input_error"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_PROVIDER",
+    "EXIT_USER",
+    "StoppedBySignal",
+    "fail",
+    "guard",
+    "say_input_error",
+]
 
 T = TypeVar("T")
 
 EXIT_USER = 2
 EXIT_PROVIDER = 1
 EXIT_INTERRUPTED = 130
+
+
+class StoppedBySignal(KeyboardInterrupt):
+    """A command stopped by SIGTERM or SIGHUP, as Ctrl-C stops one (see plugins.cli.session).
+
+    A ``KeyboardInterrupt``, so that everything that winds down on Ctrl-C winds
+    down on it too; the command ends with :attr:`status` (128 + the signal's
+    number) instead of 130, and says :attr:`name` instead of "interrupted".
+    """
+
+    def __init__(self, name: str, status: int, said: str | None = None) -> None:
+        super().__init__(*([said] if said else []))
+        #: The signal's name (``"SIGTERM"``).
+        self.name = name
+        #: The exit status the command ends with.
+        self.status = status
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -56,13 +80,15 @@ def guard(func: Callable[..., T]) -> Callable[..., T]:
         except KeyboardInterrupt as exc:
             # A second Ctrl-C that gave up calls already sent says so (plugins.cli.session).
             said = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+            signalled = exc if isinstance(exc, StoppedBySignal) else None
+            what = f"stopped by {signalled.name}" if signalled else "interrupted"
             click.echo(
                 f"lexibatch: {said}"
                 if said
-                else "lexibatch: interrupted — everything paid for is stored; "
+                else f"lexibatch: {what} — everything paid for is stored; "
                 "run the same command again to continue",
                 err=True,
             )
-            sys.exit(EXIT_INTERRUPTED)
+            sys.exit(signalled.status if signalled else EXIT_INTERRUPTED)
 
     return wrapper

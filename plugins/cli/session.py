@@ -6,10 +6,13 @@ import asyncio
 import atexit
 import gc
 import logging
+import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from plugins.cli.guard import StoppedBySignal
 
 if TYPE_CHECKING:
     from plugins.config import Settings
@@ -45,6 +48,10 @@ def run_coroutine(coro: Coroutine[Any, Any, T], *, land_sent_calls: bool = True)
     to the provider have landed: they may be paid for whatever happens, so
     their answers are stored first, and nothing new is sent meanwhile. A
     second Ctrl-C stops at once, and says how many sent calls it gave up.
+    SIGTERM (what ``timeout``, ``docker stop``, systemd and job schedulers
+    send) and SIGHUP (the terminal closed) stop it the same way, as
+    :class:`~plugins.cli.guard.StoppedBySignal` (exit 143 and 129); SIGHUP
+    not when it is ignored (``nohup``).
     ``land_sent_calls=False`` leaves Ctrl-C to asyncio (a server that winds
     down its own requests).
     """
@@ -57,42 +64,61 @@ def run_coroutine(coro: Coroutine[Any, Any, T], *, land_sent_calls: bool = True)
         if not stopped.count:
             raise
         # Raised here, once the event loop is closed, as asyncio's own Ctrl-C is.
+        said = None
         if stopped.abandoned:
-            raise KeyboardInterrupt(
-                f"interrupted again — {stopped.abandoned:,} calls already sent were given up: "
-                "the provider may charge for their answers, which are not stored; run the same "
-                "command again to continue"
-            ) from None
-        raise KeyboardInterrupt from None
+            said = (
+                f"{stopped.what} again — {stopped.abandoned:,} calls already sent were given "
+                "up: the provider may charge for their answers, which are not stored; run the "
+                "same command again to continue"
+            )
+        if stopped.first is not None and stopped.first != _SIGINT:
+            raise StoppedBySignal(stopped.first.name, 128 + stopped.first, said) from None
+        raise KeyboardInterrupt(*([said] if said else [])) from None
+
+
+_SIGINT = signal.SIGINT
+#: The signals that stop a command as Ctrl-C does (SIGHUP: not on every system).
+_STOPPING = tuple(
+    s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None
+)
 
 
 class _Interrupts:
-    """How often Ctrl-C came, and how many sent calls the last one gave up."""
+    """Which signal stopped the command first, how many came, and the sent calls given up."""
 
-    __slots__ = ("abandoned", "count")
+    __slots__ = ("abandoned", "count", "first")
 
     def __init__(self) -> None:
         self.count = 0
         self.abandoned = 0
+        self.first: signal.Signals | None = None
+
+    @property
+    def what(self) -> str:
+        """``interrupted`` (Ctrl-C) or ``stopped by SIGTERM``, for the lines it causes."""
+        if self.first is None or self.first == _SIGINT:
+            return "interrupted"
+        return f"stopped by {self.first.name}"
 
 
 async def _interruptible(coro: Coroutine[Any, Any, T], stopped: _Interrupts) -> T:
-    import signal
-
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(coro)
     landing: set[asyncio.Task[None]] = set()
 
-    def on_interrupt() -> None:
+    def on_interrupt(sig: signal.Signals) -> None:
         stopped.count += 1
+        if stopped.first is None:
+            stopped.first = sig
         sending = sum(c.stop_sending() for c in _open_connectors)
         if stopped.count > 1 or not sending:
             stopped.abandoned = sending if stopped.count > 1 else 0
             task.cancel()
             return
+        again = "Ctrl-C" if sig == _SIGINT else sig.name
         click.echo(
-            f"lexibatch: interrupted — waiting for the {sending:,} calls already sent, so "
-            "that their answers are stored; nothing new is sent (Ctrl-C again to stop now: "
+            f"lexibatch: {stopped.what} — waiting for the {sending:,} calls already sent, so "
+            f"that their answers are stored; nothing new is sent ({again} again to stop now: "
             "the provider may charge for those answers without their being stored)",
             err=True,
         )
@@ -105,15 +131,21 @@ async def _interruptible(coro: Coroutine[Any, Any, T], stopped: _Interrupts) -> 
         landing.add(landed)
         landed.add_done_callback(landing.discard)
 
+    # A signal the process ignores (SIGHUP under nohup) stays ignored.
+    taken = [s for s in _STOPPING if s == _SIGINT or signal.getsignal(s) is not signal.SIG_IGN]
     try:
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        for sig in taken:
+            loop.add_signal_handler(sig, on_interrupt, sig)
     except (NotImplementedError, RuntimeError, ValueError):
         # Not the main thread (or no such signals here): asyncio's own handling stands.
+        for sig in taken:
+            loop.remove_signal_handler(sig)
         return await task
     try:
         return await task
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        for sig in taken:
+            loop.remove_signal_handler(sig)
         for landed in landing:
             landed.cancel()
 

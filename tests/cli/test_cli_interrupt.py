@@ -36,8 +36,10 @@ def _env() -> dict[str, str]:
 
 
 def _sigint_default() -> None:
-    # As a terminal's Ctrl-C finds it, even when the tests run in a background job.
+    # As a terminal's Ctrl-C finds it, even when the tests run in a background job
+    # (or under nohup, for SIGHUP).
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _setup(work: Path, emu: Any) -> list[str]:
@@ -50,8 +52,10 @@ def _setup(work: Path, emu: Any) -> list[str]:
     return [sys.executable, "-m", "synthesis.cli", "run", "requests.jsonl", "--out", "out.jsonl"]
 
 
-def _interrupt(work: Path, emu: Any, command: list[str], signals: int) -> tuple[int, str]:
-    """Start ``command``, Ctrl-C it ``signals`` times once its first calls reached the provider."""
+def _interrupt(
+    work: Path, emu: Any, command: list[str], signals: int, sig: int = signal.SIGINT
+) -> tuple[int, str]:
+    """Start ``command``; send ``sig`` ``signals`` times once its first calls are out."""
     run = subprocess.Popen(
         command,
         cwd=work,
@@ -68,7 +72,7 @@ def _interrupt(work: Path, emu: Any, command: list[str], signals: int) -> tuple[
             assert run.poll() is None and time.monotonic() < deadline, run.communicate()
             time.sleep(0.01)
         for _ in range(signals):
-            run.send_signal(signal.SIGINT)
+            run.send_signal(sig)
             time.sleep(0.2)
         _, stderr = run.communicate(timeout=60)
     finally:
@@ -82,16 +86,27 @@ def _ledger(work: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 
 
+@pytest.mark.parametrize(
+    ("sig", "status", "last"),
+    [
+        (signal.SIGINT, 130, INTERRUPTED),
+        # What timeout, docker stop, systemd and job schedulers send: stopped as Ctrl-C stops.
+        (signal.SIGTERM, 143, INTERRUPTED.replace("interrupted", "stopped by SIGTERM")),
+        # The terminal closed.
+        (signal.SIGHUP, 129, INTERRUPTED.replace("interrupted", "stopped by SIGHUP")),
+    ],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
 def test_the_calls_in_flight_land_and_are_stored_and_the_rerun_pays_for_the_rest(
-    tmp_path: Path,
+    tmp_path: Path, sig: int, status: int, last: str
 ) -> None:
     with Emulator(EmulatorConfig(latency=1.5)) as emu:
         command = _setup(tmp_path, emu)
-        status, stderr = _interrupt(tmp_path, emu, command, signals=1)
-        assert status == 130, stderr
+        ended, stderr = _interrupt(tmp_path, emu, command, signals=1, sig=sig)
+        assert ended == status, stderr
         assert "Traceback" not in stderr
         assert f"waiting for the {IN_FLIGHT} calls already sent" in stderr, stderr
-        assert stderr.splitlines()[-1] == INTERRUPTED
+        assert stderr.splitlines()[-1] == last
         billed = emu.billing()["immediate"]["requests"]
         # Every call the provider answered (and billed) is in the ledger, its answer stored.
         assert billed == IN_FLIGHT and _ledger(tmp_path) == IN_FLIGHT
@@ -103,6 +118,19 @@ def test_the_calls_in_flight_land_and_are_stored_and_the_rerun_pays_for_the_rest
         assert f"{IN_FLIGHT} from cache" in again.stderr, again.stderr
         billing = emu.billing()
     assert billing["immediate"]["requests"] == PROMPTS and billing["duplicates"] == 0
+
+
+def test_a_second_sigterm_stops_at_once_and_says_what_it_gave_up(tmp_path: Path) -> None:
+    with Emulator(EmulatorConfig(latency=3.0)) as emu:
+        command = _setup(tmp_path, emu)
+        status, stderr = _interrupt(tmp_path, emu, command, signals=2, sig=signal.SIGTERM)
+    assert status == 143, stderr
+    assert "Traceback" not in stderr
+    assert "(SIGTERM again to stop now" in stderr, stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith(
+        f"lexibatch: stopped by SIGTERM again — {IN_FLIGHT} calls already sent were given up"
+    ), last
 
 
 def test_a_second_ctrl_c_stops_at_once_and_says_what_it_gave_up(tmp_path: Path) -> None:

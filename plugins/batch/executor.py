@@ -402,14 +402,28 @@ class BatchExecutor:
             info = await self._step("poll", lambda: self.endpoint.poll(batch_id))
 
     async def _collect(self, info: BatchInfo) -> None:
-        settlement = self.settlement
         seen: set[str] = set()
+        # A download that breaks off is read again from its start, per the one retry
+        # policy: the lines settled before the break are skipped, the rest settled then.
+        await self._step("download", lambda: self._settle_lines(info, seen))
+        self.settlement.finish_missing(self.shard, info, seen)
+
+    async def _settle_lines(self, info: BatchInfo, seen: set[str]) -> None:
+        """Read the batch's result lines and settle them chunk by chunk; ``seen`` grows with them.
+
+        Lines whose id ``seen`` holds already (settled by an earlier try of the
+        same download) are skipped: a line is settled once.
+        """
+        settlement = self.settlement
+        settled = frozenset(seen)
         chunk: list[ItemResult] = []
         add = chunk.append
         results = self.endpoint.results(info)
         holding = False
         try:
             async for item in results:
+                if settled and item.custom_id in settled:
+                    continue
                 if not holding:
                     # From a chunk's first line until it is stored (see gcpause).
                     GcHold.hold()
@@ -430,7 +444,6 @@ class BatchExecutor:
         finally:
             if holding:
                 GcHold.release()
-        settlement.finish_missing(self.shard, info, seen)
 
     async def _step(self, what: str, call: Any) -> Any:
         """One provider call of the lifecycle, tried again per the one retry policy."""

@@ -311,15 +311,44 @@ async def test_a_batch_refused_whole_is_rerouted_to_immediate_calls_when_configu
     assert billing["immediate"]["requests"] == 2 and billing["batch"]["requests"] == 0
 
 
-async def test_a_results_download_that_breaks_off_stays_journaled_and_is_collected_once(
+async def test_a_results_download_that_breaks_off_is_read_again_and_each_line_settled_once(
+    target: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The network drops while the results stream, after a first chunk of lines
+    # was settled: the download is tried again per the retry policy, the lines
+    # settled before the break are not settled twice, and the run ends answered.
+    from plugins.batch import executor
+
+    monkeypatch.setattr(executor, "RESULT_CHUNK", 1)
+    prompts = [f"recut{i}" for i in range(7)]
+    connector = target.open()
+    target.emulator.configure(download_cuts=1)
+    try:
+        connector.enable_batch_mode()
+        results = await _gather(connector, prompts)
+        assert all(isinstance(r, Entry) for r in results), results
+        assert target.emulator.configure().download_cuts == 0  # the cut did happen
+        # The last answer resolves with its chunk, before the shard is marked collected.
+        await connector.batch_strategy().flush()
+        assert [s.state for s in connector.store.shards()] == ["collected"]
+        (row,) = connector.store.cost_report()
+    finally:
+        await connector.aclose()
+    # One ledger row a line: none was settled (and counted as paid) twice.
+    assert row.requests == len(prompts)
+    billing = target.billing()
+    assert billing["batch"]["requests"] == len(prompts) and billing["duplicates"] == 0
+
+
+async def test_a_results_download_that_keeps_breaking_stays_journaled_and_is_collected_once(
     target: Any,
 ) -> None:
-    # The network drops while the results stream: the error is the project's
-    # own (retryable, typed), the shard stays journaled, and the next run
-    # collects the same batch without paying for it again.
+    # The network drops on every try while the results stream: the error is the
+    # project's own (retryable, typed), the shard stays journaled, and the next
+    # run collects the same batch without paying for it again.
     prompts = [f"cut{i}" for i in range(6)]
-    first = target.open()
-    target.emulator.configure(download_cuts=1)
+    first = target.open(retry={"max_attempts": 2})
+    target.emulator.configure(download_cuts=2)
     try:
         first.enable_batch_mode()
         broken = await _gather(first, prompts)

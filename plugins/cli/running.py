@@ -18,6 +18,7 @@ from plugins.cli.options import (
     quiet_opt,
     retry_cancelled_opt,
     settings_from,
+    store_to_read,
 )
 from plugins.cli.session import (
     hush,
@@ -218,6 +219,10 @@ def resume(ctx: click.Context, quiet: bool, **flags: Any) -> None:
     """Finish the journaled work of earlier runs without the original input."""
     settings = settings_from(ctx, **flags)
     hush(quiet)
+    if store_to_read(settings, flags) is None:
+        # Nothing was ever journaled here: no store is made only to say so.
+        say(quiet, f"nothing to resume: no run has made the store {settings.connector.db} yet")
+        return
 
     async def body(connector: LexiConnector) -> None:
         import time
@@ -249,8 +254,16 @@ def resume(ctx: click.Context, quiet: bool, **flags: Any) -> None:
         say(
             quiet,
             f"resumed ({requeued} queued requests sent); cost {spent_line(spent)}; journal now: "
-            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "empty")
             + room_suffix(state),
         )
+        others = connector.store.unsettled_by_provider()
+        others.pop(connector.provider_name, None)
+        for name, n in sorted(others.items()):
+            click.echo(
+                f"lexibatch: {n:,} requests of provider {name} are still queued or in a batch "
+                f"in this store: `lexibatch resume --provider {name}` finishes them",
+                err=True,
+            )
 
     run_coroutine(with_connector(settings, body))

@@ -458,6 +458,14 @@ class JournalTables(KeyIds):
         )
         return bool(rows[0][0])
 
+    def unsettled_by_provider(self) -> dict[str, int]:
+        """How many journaled requests each provider has queued or in a batch (not ended)."""
+        rows = self._read(
+            f"SELECT provider, COUNT(*) FROM requests WHERE {OPEN} "
+            "AND state IN ('queued', 'submitted') GROUP BY provider"
+        )
+        return {provider: int(n) for provider, n in rows}
+
     def count_requests(self, provider: str) -> dict[str, int]:
         """How many journaled requests of ``provider`` are in each state."""
         rows = self._read(

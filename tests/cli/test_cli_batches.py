@@ -151,6 +151,36 @@ def test_resume_finishes_without_the_input(work: Path, fresh_emulator: Any) -> N
     assert fresh_emulator.billing()["batch"]["requests"] == 15
 
 
+def test_resume_of_another_providers_work_says_which_provider_holds_it(
+    work: Path, fresh_emulator: Any
+) -> None:
+    fresh_emulator.configure(batch_seconds=2.0)
+    name = _requests(work, 6)
+    _kill_when_created(work, name)
+    other = _lexibatch(work, "resume", "--provider", "sandbox")
+    assert other.returncode == 0, other.stderr
+    assert (
+        "lexibatch: 6 requests of provider openai are still queued or in a batch in this "
+        "store: `lexibatch resume --provider openai` finishes them"
+    ) in other.stderr, other.stderr
+    # Nothing of openai's was touched: its own resume collects the batch, paid once.
+    resumed = _lexibatch(work, "resume")
+    assert resumed.returncode == 0 and "6 succeeded" in resumed.stderr, resumed.stderr
+    assert "still queued" not in resumed.stderr
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 6 and billing["duplicates"] == 0
+
+
+def test_resume_makes_no_store_and_refuses_a_db_that_names_none(work: Path) -> None:
+    mistyped = _lexibatch(work, "resume", "--db", "lexibtach.db")
+    assert mistyped.returncode == 2, mistyped.stderr
+    assert mistyped.stderr.startswith("lexibatch: error: no store at lexibtach.db: --db must")
+    nothing = _lexibatch(work, "resume")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "nothing to resume: no run has made the store" in nothing.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["lexibatch.toml"]
+
+
 def test_batches_list_show_cancel_then_rerun(work: Path, fresh_emulator: Any) -> None:
     # Long enough that no request is answered before the cancel, however slow
     # the machine is at listing and showing.

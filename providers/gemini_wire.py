@@ -50,7 +50,8 @@ def build_body(request: Request) -> dict[str, Any]:
     """The ``GenerateContentRequest`` JSON for ``request`` (immediate call and batch line alike).
 
     System messages become ``systemInstruction``; assistant turns have the
-    role ``model``; ``request.extras`` are merged in last, unchanged.
+    role ``model``; ``request.extras`` are merged in last, unchanged, but for a
+    ``generationConfig``, merged into the request's own (whose settings win).
     """
     system: list[str] = []
     contents: list[dict[str, Any]] = []
@@ -74,7 +75,14 @@ def build_body(request: Request) -> dict[str, Any]:
     if config:
         body["generationConfig"] = config
     if request.extras:
-        body.update(request.extras)
+        extras = dict(request.extras)
+        given = extras.pop("generationConfig", None)
+        if isinstance(given, dict) and config:
+            # Merged into the request's own: a topP given there keeps the schema's settings.
+            extras["generationConfig"] = {**given, **config}
+        elif given is not None:
+            extras["generationConfig"] = given
+        body.update(extras)
     return body
 
 

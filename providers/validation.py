@@ -29,6 +29,7 @@ from providers.types import Message, Request
 __all__ = [
     "MAX_TEMPERATURE",
     "RESERVED_EXTRAS",
+    "STRUCTURED_EXTRAS",
     "SchemaChecker",
     "check_request",
     "request_problems",
@@ -41,6 +42,21 @@ _ROLES: Final = frozenset({"system", "user", "assistant"})
 MAX_TEMPERATURE: Final = 2.0
 #: Body fields a request sets itself: an extra may not replace them.
 RESERVED_EXTRAS: Final = frozenset({"model", "messages", "stream"})
+#: Body fields through which a provider is asked for structured output (OpenAI and
+#: its likes; Anthropic; Gemini, top level or in ``generationConfig``): an extra of
+#: a request with a schema may not set them, or the answer would not be the schema's.
+STRUCTURED_EXTRAS: Final = frozenset(
+    {
+        "response_format",
+        "tools",
+        "tool_choice",
+        "output_config",
+        "output_format",
+        "responseMimeType",
+        "responseJsonSchema",
+        "responseSchema",
+    }
+)
 # What both OpenAI (``json_schema.name``) and Anthropic accept as a schema name.
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TYPES: Final = "array, boolean, integer, null, number, object, string"
@@ -93,7 +109,7 @@ def request_problems(request: Request) -> list[str]:
         )
     if fields.task is not None and not isinstance(fields.task, str):
         problems.append(f"task must be a string, got {_show(fields.task)}")
-    problems.extend(_extras_problems(fields.extras))
+    problems.extend(_extras_problems(fields.extras, structured=fields.json_schema is not None))
     response_model = fields.response_model
     if response_model is not None and not (
         isinstance(response_model, type) and issubclass(response_model, BaseModel)
@@ -197,7 +213,7 @@ def _message_problems(messages: Any) -> Iterator[str]:
                 yield f"messages[{i}].content must be a string, got {_show(content)}"
 
 
-def _extras_problems(extras: Any) -> Iterator[str]:
+def _extras_problems(extras: Any, *, structured: bool) -> Iterator[str]:
     if not isinstance(extras, Mapping):
         yield f"extras must be an object of provider body fields, got {_show(extras)}"
         return
@@ -208,6 +224,18 @@ def _extras_problems(extras: Any) -> Iterator[str]:
             yield f"extras keys must be strings, got {_show(key)}"
         elif key in RESERVED_EXTRAS:
             yield f"extras may not set {key!r}: the request sets it itself"
+        elif structured and key in STRUCTURED_EXTRAS:
+            yield (
+                f"extras may not set {key!r} on a request with a schema: the schema asks "
+                "for the structured answer itself (leave it out, or drop the schema)"
+            )
+    config = extras.get("generationConfig")
+    if structured and isinstance(config, Mapping):
+        for key in sorted(STRUCTURED_EXTRAS.intersection(config)):
+            yield (
+                f"extras may not set generationConfig.{key} on a request with a schema: the "
+                "schema asks for the structured answer itself"
+            )
     try:
         orjson.dumps(dict(extras))
     except TypeError as exc:

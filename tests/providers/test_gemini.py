@@ -72,6 +72,15 @@ def test_body_asks_for_json_with_the_schema() -> None:
     assert "generationConfig" not in turns
 
 
+def test_generation_settings_given_as_extras_join_the_schemas() -> None:
+    extras = {"generationConfig": {"topP": 0.5, "temperature": 1.5}, "safetySettings": []}
+    config = build_body(_request(temperature=0.2, extras=extras))["generationConfig"]
+    assert config["topP"] == 0.5 and config["temperature"] == 0.2  # the request's own wins
+    assert config["responseMimeType"] == "application/json" and "responseJsonSchema" in config
+    plain = Request(model=MODEL, messages=(Message("user", "a"),), extras=extras)
+    assert build_body(plain)["generationConfig"] == {"topP": 0.5, "temperature": 1.5}
+
+
 def test_answer_read_as_the_real_api_writes_it() -> None:
     # From a real generateContent answer (pydantic-ai's recording), plus a
     # thinking model's usage (ellmer's saved batch).

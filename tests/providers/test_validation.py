@@ -39,6 +39,13 @@ def test_a_good_request_and_a_model_class_request_pass() -> None:
     assert request_problems(Request("gpt-4o-mini", (Message("user", "x"),), Answer)) == []
 
 
+def test_a_request_without_a_schema_may_ask_for_its_own_output_format() -> None:
+    extras = {"response_format": {"type": "json_object"}, "generationConfig": {"topP": 0.5}}
+    assert request_problems(_request(json_schema=None, extras=extras)) == []
+    # With a schema, generation settings other than the answer's format stay free.
+    assert request_problems(_request(extras={"generationConfig": {"topP": 0.5}})) == []
+
+
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
@@ -54,6 +61,17 @@ def test_a_good_request_and_a_model_class_request_pass() -> None:
         ({"extras": {"model": "other"}}, "extras may not set 'model'"),
         ({"extras": {"stream": True}}, "extras may not set 'stream'"),
         ({"extras": {"seed": object()}}, "extras must be plain JSON values"),
+        # The schema asks for the structured answer: an extra may not ask for another.
+        (
+            {"extras": {"response_format": {"type": "text"}}},
+            "extras may not set 'response_format' on a request with a schema",
+        ),
+        ({"extras": {"tools": []}}, "extras may not set 'tools' on a request with a schema"),
+        ({"extras": {"output_config": {}}}, "extras may not set 'output_config' on a request"),
+        (
+            {"extras": {"generationConfig": {"topP": 0.5, "responseMimeType": "text/plain"}}},
+            "extras may not set generationConfig.responseMimeType on a request with a schema",
+        ),
         ({"messages": ()}, "messages must be a non-empty list of messages"),
         ({"messages": (Message("robot", "x"),)}, "messages[0].role must be system, user"),  # type: ignore[arg-type]
         ({"messages": (Message("user", 7),)}, "messages[0].content must be a string, got 7"),  # type: ignore[arg-type]

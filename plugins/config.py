@@ -307,19 +307,30 @@ _told_unknown: set[str] = set()
 def _unknown_provider_table(name: str) -> None:
     """Say once that ``[providers.NAME]`` is used by no provider this process knows.
 
-    Not an error: the table may be for a plugin installed elsewhere (or in
-    another plugin manager). But a misspelt name would leave its settings
-    (say, a proxy's ``base_url``) silently unused.
+    Not an error when no registered name is close: the table may be for a
+    plugin installed elsewhere (or in another plugin manager). One a slip
+    away from a registered name is an error: its settings (a proxy's
+    ``base_url``, say) meant for that provider would be silently unused, and
+    its calls sent and paid for elsewhere.
+
+    Raises:
+        KeyedValueError: ``name`` looks like a misspelt registered name.
     """
+    hint = suggest(name, sorted(_registered()))
+    if hint:
+        raise KeyedValueError(
+            name,
+            f"names no registered provider{hint}: its settings would not be used — correct "
+            "the name, or install the plugin that registers it (`lexibatch plugins` lists "
+            "the providers)",
+        )
     if name in _told_unknown:
         return
     _told_unknown.add(name)
-    hint = suggest(name, sorted(_registered()))
     logging.getLogger("lexibatch.config").warning(
-        "[providers.%s] names no registered provider%s: its settings are not used "
+        "[providers.%s] names no registered provider: its settings are not used "
         "(`lexibatch plugins` lists the providers)",
         name,
-        hint,
     )
 
 

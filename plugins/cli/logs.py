@@ -3,9 +3,9 @@
 Library code never prints: it logs to the ``lexibatch`` loggers. The command
 line shows, on stderr, each record at ``WARNING`` or above and the notices
 of :data:`plugins.notices.NOTICE_LOGGER` (which mode ``auto`` chose, that
-the sandbox answers with placeholders), as their bare message, as Python's
-last-resort handler did. ``--quiet`` drops the warnings
-(:func:`plugins.cli.session.hush`).
+the sandbox answers with placeholders), as their message after
+``lexibatch: `` (the program's lines all begin so, for a log to be searched).
+``--quiet`` drops the warnings (:func:`plugins.cli.session.hush`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,18 @@ from plugins.notices import NOTICE_LOGGER
 __all__ = ["show_logs"]
 
 
+_PREFIX = "lexibatch: "
+
+
 class _TerminalHandler(logging.Handler):
     """Writes a record's message to the current stderr (so a test runner captures it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            click.echo(self.format(record), err=True)
+            message = self.format(record)
+            if not message.startswith(_PREFIX):
+                message = _PREFIX + message
+            click.echo(message, err=True)
         except Exception:
             self.handleError(record)
 

@@ -327,19 +327,34 @@ def test_a_config_file_that_is_not_text_is_one_line_and_a_byte_order_mark_is_rea
     assert settings.connector.model == "gpt-4o"
 
 
-def test_a_table_of_no_registered_provider_is_said_once_with_a_suggestion(
+def test_a_table_named_a_slip_away_from_a_provider_is_refused(tmp_path: Path) -> None:
+    # Its settings (a proxy's base_url here) meant for openai would go unused, and the
+    # calls be sent and paid for at the default endpoint.
+    toml = '[providers.opanai]\nbase_url = "http://127.0.0.1:9/v1"\n'
+    (tmp_path / "lexibatch.toml").write_text(toml, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, env={}, cwd=tmp_path)
+    assert str(caught.value) == (
+        "lexibatch.toml: providers.opanai: names no registered provider (did you mean "
+        "openai?): its settings would not be used — correct the name, or install the plugin "
+        "that registers it (`lexibatch plugins` lists the providers)"
+    )
+    assert caught.value.key == "providers.opanai"
+
+
+def test_a_table_of_no_registered_provider_is_said_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import plugins.config
 
-    plugins.config._told_unknown.discard("opanai")
+    plugins.config._told_unknown.discard("zephyr")
     caplog.set_level("WARNING", logger="lexibatch.config")
-    toml = '[providers.opanai]\nbase_url = "http://127.0.0.1:9/v1"\n[providers.openai]\nrpm = 5\n'
+    toml = '[providers.zephyr]\nbase_url = "http://127.0.0.1:9/v1"\n[providers.openai]\nrpm = 5\n'
     (tmp_path / "lexibatch.toml").write_text(toml, encoding="utf-8")
     for _ in range(2):
         load_settings(None, env={}, cwd=tmp_path)
     said = [r.getMessage() for r in caplog.records if r.name == "lexibatch.config"]
     assert said == [
-        "[providers.opanai] names no registered provider (did you mean openai?): its settings "
-        "are not used (`lexibatch plugins` lists the providers)"
+        "[providers.zephyr] names no registered provider: its settings are not used "
+        "(`lexibatch plugins` lists the providers)"
     ]

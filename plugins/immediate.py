@@ -415,6 +415,8 @@ class ImmediateStrategy:
             if self._tpm is not None:
                 await self._tpm.acquire(min(estimate_request_tokens(request), self._tpm.max_rate))
             self._unless_refused()
+            # Another call's answer, meanwhile, may have been that the key is refused.
+            self._retry.unless_key_refused()
             if self.stopped():  # meanwhile (the waits above)
                 await self._never_sent(flight)
             if flight.left:  # meanwhile: a re-ask whose callers left while it waited

@@ -20,7 +20,7 @@ import orjson
 from plugins.outfile import AtomicFile
 from plugins.requestfile import MAX_PROBLEMS_SHOWN, JobItem, read_requests
 from plugins.retry import is_unreachable
-from providers.errors import InputError, ProviderError, StoreWriteError
+from providers.errors import InputError, ProviderError, StoreWriteError, is_key_refused
 from providers.jsonl import dumps_kept
 from providers.money import to_decimal
 from providers.types import Response, Usage
@@ -46,6 +46,8 @@ class JobSummary:
     unreachable: ProviderError | None = None
     #: Requests that failed because the provider could not be reached.
     not_reached: int = 0
+    #: The failure that showed the provider refused the API key (a 401), if one did.
+    key_refused: ProviderError | None = None
     #: The first request that failed at the provider (not refused, not
     #: unreached): its line number and error, for the run's closing error line.
     first_failure: tuple[int, Exception] | None = None
@@ -266,6 +268,8 @@ def _failed_line(item: JobItem, error: Exception, summary: JobSummary) -> dict[s
         summary.refused += 1
         if len(summary.refusals) < MAX_PROBLEMS_SHOWN:
             summary.refusals.append((item.line, error.message))
+    if is_key_refused(error) and summary.key_refused is None:
+        summary.key_refused = error
     if is_unreachable(error):
         summary.not_reached += 1
         if summary.unreachable is None:

@@ -24,6 +24,9 @@ the ``[retry]`` section (:class:`plugins.config.RetrySettings`):
   provider is taken to be unreachable; every other call then gets one try
   (not a full round of retries), so a run of many requests gives up in the
   time of one. The first call that gets through takes that back.
+- **a refused key** (a 401): no other call is sent with the key for
+  :data:`KEY_REFUSED_HOLD` seconds; each fails at once with the refusal, so a
+  run of thousands of requests stops after one instead of sending them all.
 
 The store's writes and reads, when another process holds its lock, are tried
 again here too (:func:`retry_while_busy`): a short jittered backoff from
@@ -50,11 +53,13 @@ from tenacity import (
 )
 
 from providers.errors import (
+    AuthenticationError,
     BatchItemError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     SchemaValidationError,
+    is_key_refused,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUSY_BACKOFF",
     "BUSY_BACKOFF_MAX",
+    "KEY_REFUSED_HOLD",
     "RetryPolicy",
     "is_retryable",
     "is_unreachable",
@@ -87,6 +93,10 @@ def is_retryable(exc: BaseException | None) -> bool:
     )
 
 
+#: Seconds after a provider refused the API key during which no call is sent with it.
+KEY_REFUSED_HOLD = 60.0
+
+
 def is_unreachable(exc: BaseException | None) -> TypeGuard[ProviderConnectionError]:
     """Whether ``exc`` says the provider could not be reached (not that it answered slowly)."""
     return isinstance(exc, ProviderConnectionError) and not isinstance(exc, ProviderTimeoutError)
@@ -108,6 +118,8 @@ class RetryPolicy:
         )
         self._unreachable: ProviderConnectionError | None = None
         self._timeouts_said = 0
+        # The refusal of the key, and when it came (time.monotonic()).
+        self._key_refused: tuple[AuthenticationError, float] | None = None
 
     @property
     def unreachable(self) -> ProviderConnectionError | None:
@@ -129,6 +141,7 @@ class RetryPolicy:
                 message then says how many tries were made over how long.
         """
         started = time.monotonic()
+        self.unless_key_refused()
         tries = 0
         timeouts = 0
         enough_tries = stop_after_attempt(self.settings.max_attempts)
@@ -165,6 +178,8 @@ class RetryPolicy:
                     tries += 1
                     value = await fn()
         except ProviderError as exc:
+            if is_key_refused(exc):
+                self._key_refused = (exc, time.monotonic())
             if not is_retryable(exc):
                 raise
             if is_unreachable(exc) and self._unreachable is None:
@@ -172,6 +187,27 @@ class RetryPolicy:
             raise _gave_up(exc, tries, time.monotonic() - started) from None
         self._unreachable = None
         return value
+
+    def unless_key_refused(self) -> None:
+        """Refuse to send while the provider's refusal of the key holds (a caller's last check).
+
+        Raises:
+            AuthenticationError: the provider refused the key less than
+                :data:`KEY_REFUSED_HOLD` seconds ago; nothing is sent.
+        """
+        if self._key_refused is None:
+            return
+        refused, when = self._key_refused
+        ago = time.monotonic() - when
+        if ago >= KEY_REFUSED_HOLD:
+            self._key_refused = None
+            return
+        raise type(refused)(
+            f"{refused.message} (not sent: the provider refused the same key {ago:.0f} s ago)",
+            provider=refused.provider,
+            status_code=refused.status_code,
+            code=refused.code,
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = float(self._jitter(state))

@@ -43,7 +43,7 @@ boundary; nothing above the provider layer sees a vendor exception.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = [
     "CANCELLED_BY_USER",
@@ -79,6 +79,7 @@ __all__ = [
     "defect_error",
     "error_from_dict",
     "error_from_status",
+    "is_key_refused",
     "os_error_reason",
 ]
 
@@ -330,6 +331,14 @@ class ServerError(ProviderError):
 
 class AuthenticationError(ProviderError):
     """The API key was refused (HTTP 401 / 403)."""
+
+
+def is_key_refused(exc: BaseException | None) -> TypeGuard[AuthenticationError]:
+    """Whether ``exc`` says the provider refused the API key itself (HTTP 401).
+
+    A 403 is not: it may refuse one model or one operation to a good key.
+    """
+    return isinstance(exc, AuthenticationError) and exc.status_code == 401
 
 
 class InvalidRequestError(ProviderError):

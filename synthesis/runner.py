@@ -32,7 +32,9 @@ from providers.errors import (
     InputError,
     OutputWriteError,
     ProviderConnectionError,
+    ProviderError,
     ProviderTimeoutError,
+    is_key_refused,
     os_error_reason,
 )
 from providers.protocol import Connector
@@ -67,6 +69,7 @@ class SynthesisSummary:
         repaired_bytes: bytes of a partial last line cut off the output file.
         out_path: the output file.
         unreachable: the first failure that said the provider could not be reached.
+        key_refused: the first failure that said the provider refused the API key.
     """
 
     requested: int = 0
@@ -77,6 +80,7 @@ class SynthesisSummary:
     repaired_bytes: int = 0
     out_path: Path | None = None
     unreachable: ProviderConnectionError | None = None
+    key_refused: ProviderError | None = None
 
 
 def entry_line(entry: DictionaryEntry) -> bytes:
@@ -379,6 +383,8 @@ async def run_synthesis(
                 and not isinstance(error, ProviderTimeoutError)
             ):
                 summary.unreachable = error
+            if summary.key_refused is None and is_key_refused(error):
+                summary.key_refused = error
             if len(summary.failures) < _MAX_FAILURES_KEPT:
                 summary.failures.append((word, str(error) or type(error).__name__))
             tick(word)

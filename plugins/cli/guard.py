@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from providers.errors import InputError, LexibatchError, UserError
+
+if TYPE_CHECKING:
+    from plugins.config import Settings
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -23,6 +26,7 @@ __all__ = [
     "StoppedBySignal",
     "fail",
     "guard",
+    "key_refused_line",
     "say_input_error",
 ]
 
@@ -53,6 +57,16 @@ def fail(message: str, code: int) -> NoReturn:
     """Print ``lexibatch: error: <message>`` on stderr and exit with ``code``."""
     click.echo(f"lexibatch: error: {message}", err=True)
     sys.exit(code)
+
+
+def key_refused_line(settings: Settings, provider: str, error: Exception) -> str:
+    """The closing error of a run whose provider refused the API key: which variable to fix."""
+    env = settings.provider_settings(provider).api_key_env
+    where = f"the key in {env}" if env else "its key"
+    return (
+        f"the provider refused {where}: {error} — set a valid key and run the same command "
+        "again (what was answered is kept)"
+    )
 
 
 def say_input_error(exc: InputError) -> None:

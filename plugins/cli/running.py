@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from plugins.cli.group import main
-from plugins.cli.guard import EXIT_PROVIDER, guard, say_input_error
+from plugins.cli.guard import (
+    EXIT_PROVIDER,
+    EXIT_USER,
+    fail,
+    guard,
+    key_refused_line,
+    say_input_error,
+)
 from plugins.cli.options import (
     db_opt,
     mode_opt,
@@ -138,6 +145,9 @@ def run(
             # runs the command again on 1 does so.
             say_input_error(refusal)
             sys.exit(EXIT_PROVIDER)
+        if summary.key_refused is not None:
+            refused = key_refused_line(settings, connector.provider_name, summary.key_refused)
+            fail(f"{summary.failed:,} requests not answered: {refused}", EXIT_USER)
         if summary.failed:
             failed_here = summary.failed - summary.not_reached
             if summary.first_failure is not None and failed_here:

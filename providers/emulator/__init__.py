@@ -75,10 +75,12 @@ The model in the answer echoes the request's model, markers included.
 Billing (``GET /_emulator/billing``): ``{"immediate": {requests,
 input_tokens, output_tokens, duplicates}, "batch": {...}, "by_key":
 {"immediate": {body_hash: times billed}, "batch": {custom_id: times billed}},
-"duplicates": N, "queue_refusals": N}``. Only successful answers are billed;
-error, expired and cancelled items are not. ``queue_refusals`` counts the
-batches refused for ``enqueued_token_limit`` since the emulator started (see
-:mod:`providers.emulator.queuecap`).
+"duplicates": N, "queue_refusals": N, "key_refusals": N}``. Only successful
+answers are billed; error, expired and cancelled items are not.
+``queue_refusals`` counts the batches refused for ``enqueued_token_limit``
+since the emulator started (see :mod:`providers.emulator.queuecap`);
+``key_refusals`` the OpenAI and Anthropic calls refused for their API key
+(``api_keys``).
 """
 
 from providers.emulator.config import MARKERS, EmulatorConfig

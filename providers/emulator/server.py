@@ -79,10 +79,16 @@ class EmulatorApp(AppCore):
         return app
 
     def _openai(self, handler: Handler) -> Handler:
-        return guarded(lambda r: openai_auth(r, self.config.api_keys), handler)
+        return guarded(lambda r: self._counted(openai_auth(r, self.config.api_keys)), handler)
 
     def _anthropic(self, handler: Handler) -> Handler:
-        return guarded(lambda r: anthropic_auth(r, self.config.api_keys), handler)
+        return guarded(lambda r: self._counted(anthropic_auth(r, self.config.api_keys)), handler)
+
+    def _counted(self, refused: web.Response | None) -> web.Response | None:
+        # Counted for the billing report: a refused key is never billed, but it is a call.
+        if refused is not None:
+            self.state.key_refusals += 1
+        return refused
 
     async def _start_ticker(self, app: web.Application) -> None:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())

@@ -96,6 +96,7 @@ class State:
         self.seen_batches: dict[str, int] = defaultdict(int)
         # Batches refused for the enqueued-token limit since the emulator started (or was reset).
         self.queue_refusals = 0
+        self.key_refusals = 0
 
     def _open(self, root: Path) -> None:
         (root / "files").mkdir(parents=True, exist_ok=True)
@@ -265,4 +266,5 @@ class State:
         }
         report["duplicates"] = dups
         report["queue_refusals"] = self.queue_refusals
+        report["key_refusals"] = self.key_refusals
         return report

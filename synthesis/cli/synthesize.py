@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from plugins.cli.guard import EXIT_PROVIDER, guard
+from plugins.cli.guard import EXIT_PROVIDER, EXIT_USER, fail, guard, key_refused_line
 from plugins.cli.options import (
     db_opt,
     mode_opt,
@@ -240,6 +240,9 @@ async def _synthesize(
         f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}"
         f"{room_suffix(state)}",
     )
+    if summary.key_refused is not None:
+        refused = key_refused_line(settings, connector.provider_name, summary.key_refused)
+        fail(f"{summary.failed:,} words not done: {refused}", EXIT_USER)
     if summary.unreachable is not None:
         click.echo(
             f"lexibatch: error: could not reach the provider — {summary.unreachable}; "

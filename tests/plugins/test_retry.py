@@ -11,6 +11,7 @@ import pytest
 from plugins.config import RetrySettings
 from plugins.retry import RetryPolicy
 from providers.errors import (
+    AuthenticationError,
     InvalidRequestError,
     ProviderConnectionError,
     ProviderTimeoutError,
@@ -51,6 +52,31 @@ async def test_permanent_failures_and_schema_misfits_are_not_retried() -> None:
         with pytest.raises(type(error)):
             await _policy().call(call, what="call")
         assert call.calls == 1
+
+
+async def test_a_refused_key_is_not_sent_again_while_the_hold_lasts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plugins import retry
+
+    policy = _policy()
+    refused = Flaky(AuthenticationError("Incorrect API key provided", status_code=401))
+    with pytest.raises(AuthenticationError):
+        await policy.call(refused, what="call")
+    # Every other call fails at once with the refusal: nothing is sent with the key.
+    others = Flaky()
+    for _ in range(3):
+        with pytest.raises(AuthenticationError, match=r"not sent: the provider refused the same"):
+            await policy.call(others, what="call")
+    assert others.calls == 0
+    # A 403 (one model refused to a good key) holds nothing back.
+    forbidden = _policy()
+    with pytest.raises(AuthenticationError):
+        await forbidden.call(Flaky(AuthenticationError("no", status_code=403)), what="call")
+    assert await forbidden.call(Flaky(), what="call") == "ok"
+    # Once the hold is over, the key is tried again (it may have been put right).
+    monkeypatch.setattr(retry, "KEY_REFUSED_HOLD", 0.0)
+    assert await policy.call(others, what="call") == "ok" and others.calls == 1
 
 
 async def test_it_gives_up_after_max_attempts_and_says_so() -> None:

@@ -256,3 +256,28 @@ def test_a_word_the_store_keeps_in_other_capitals_is_synthesized_under_that_spel
             )
         }
     assert spellings == {"lantern": "lantern", "meadow": "meadow", "anchor": "anchor"}
+
+
+def test_a_refused_key_stops_the_synthesis_and_names_its_variable(tmp_path: Path) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+
+    (tmp_path / "words.txt").write_text("apple\nriver\nlantern\n")
+    with Emulator(EmulatorConfig(api_keys=["sk-the-right-one"])) as emu:
+        (tmp_path / "lexibatch.toml").write_text(
+            '[connector]\nprovider = "openai"\nmode = "immediate"\n'
+            f'[providers.openai]\nbase_url = "{emu.base_url}/v1"\nmax_concurrency = 2\n'
+        )
+        command = _command("words.txt", "--components", COMPONENTS, "--out", "entries.jsonl")
+        env = {**_env(), "OPENAI_API_KEY": "sk-a-wrong-one"}
+        done = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        refusals = emu.billing()["key_refusals"]
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(
+        "lexibatch: error: 3 words not done: the provider refused the key in OPENAI_API_KEY: "
+    ), last
+    # The calls out when the first refusal came, not every call of every word.
+    assert 1 <= refusals <= 4

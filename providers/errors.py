@@ -42,6 +42,8 @@ boundary; nothing above the provider layer sees a vendor exception.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
@@ -80,6 +82,7 @@ __all__ = [
     "error_from_dict",
     "error_from_status",
     "is_key_refused",
+    "one_line_message",
     "os_error_reason",
 ]
 
@@ -513,7 +516,7 @@ def error_from_status(
     else:
         cls = ProviderError
     return cls(
-        message,
+        one_line_message(message),
         provider=provider,
         status_code=status_code,
         body=body,
@@ -521,6 +524,30 @@ def error_from_status(
         retry_after=retry_after,
         code=code,
     )
+
+
+# An error answer's message is said on one line: at most this many characters of it.
+_MESSAGE_CHARS = 400
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def one_line_message(message: str) -> str:
+    """``message`` as one line: an HTML page (a proxy's 502) by its title, spacing evened out.
+
+    What a provider or a proxy in front of it answered may be a whole page,
+    or text over several lines; an error is said on one line. A message past
+    :data:`_MESSAGE_CHARS` characters is cut there (the body stays whole on
+    the error).
+    """
+    if "<" in message and re.search(r"<(!doctype|html|head|body|title)\b", message, re.I):
+        title = _TITLE.search(message)
+        text = title.group(1) if title else _TAG.sub(" ", message)
+        message = f"an HTML page: {html.unescape(text)}"
+    message = " ".join(message.split())
+    if len(message) > _MESSAGE_CHARS:
+        message = message[: _MESSAGE_CHARS - 1] + "…"
+    return message
 
 
 def error_from_dict(data: Mapping[str, Any], *, provider: str = "") -> ProviderError:

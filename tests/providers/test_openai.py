@@ -437,6 +437,22 @@ async def test_api_key_never_in_error_message() -> None:
     assert "***" in info.value.message
 
 
+async def test_a_proxys_html_error_page_is_said_on_one_line_by_its_title() -> None:
+    page = (
+        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+        "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(502, text=page, headers={"content-type": "text/html"})
+
+    with pytest.raises(ServerError) as info:
+        await provider(handler).complete(make_request())
+    assert info.value.message == "an HTML page: 502 Bad Gateway"
+    assert "\n" not in str(info.value)
+
+
 async def test_timeout_and_connection_errors() -> None:
     def timeout(req: httpx2.Request) -> httpx2.Response:
         raise httpx2.ReadTimeout("read timed out", request=req)

@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -81,6 +82,8 @@ QUEUE_FULL_CODE: Final = "token_limit_exceeded"
 
 #: Refusals in a row, with nothing of this run in flight, after which a shard is halved.
 SPLIT_AFTER: Final = 3
+#: Seconds within which a second wait for one model's room is logged at info level.
+SAID_EVERY: Final = 60.0
 
 # Error codes naming a full batch queue: OpenAI's for enqueued tokens, and for
 # enqueued requests ("Enqueued request limit reached for … Limit: 1,000,000
@@ -211,6 +214,8 @@ class QueueRoom:
         # Each refused shard's refusals since the last batch of this run ended:
         # shard id → (batches ended when its count began, refusals).
         self._streak: dict[str, tuple[int, int]] = {}
+        # When a wait for each model was last said as a warning (time.monotonic()).
+        self._said: dict[str, float] = {}
 
     def cap(self, model: str) -> int | None:
         """The cap of ``model`` (``None``: none ahead)."""
@@ -329,7 +334,8 @@ class QueueRoom:
         first, longest = self._backoff
         pause = min(first * 2**count, longest)
         cap = self._cap(model)
-        log.warning(
+        log.log(
+            self._level(model),
             "waiting for queue room for %s: the provider refused shard %s (%s) and none of "
             "this run's batches is in flight; asking again in %.3g s",
             model,
@@ -370,15 +376,31 @@ class QueueRoom:
         self._streak[shard_id] = (self._ended, count)
         return None
 
+    def _level(self, model: str) -> int:
+        """A wait for ``model``'s room is a warning once a :data:`SAID_EVERY`; else it is info.
+
+        Many shards wait at once when the queue is full: the display counts
+        them, and the log need not repeat it for each.
+        """
+        now = time.monotonic()
+        if now - self._said.get(model, -SAID_EVERY) < SAID_EVERY:
+            return logging.INFO
+        self._said[model] = now
+        return logging.WARNING
+
     async def _wait(self, shard_id: str, model: str, ready: Callable[[], bool], why: str) -> None:
         enqueued = self.enqueued(model)
         cap = self._cap(model)
-        limit = f"cap {cap}" if cap is not None else "no cap configured"
-        log.warning(
-            "waiting for queue room for %s: %d tokens enqueued, %s%s (shard %s)",
+        if cap is not None:
+            held = f"{enqueued:,} tokens enqueued, cap {cap:,}"
+        else:
+            # No tokens are counted without a cap: what is waited for is a batch's end.
+            held = f"{self.in_flight(model)} of this run's batches in flight, no cap configured"
+        log.log(
+            self._level(model),
+            "waiting for queue room for %s: %s%s (shard %s)",
             model,
-            enqueued,
-            limit,
+            held,
             f"; the provider refused it: {why}" if why else "",
             shard_id,
         )

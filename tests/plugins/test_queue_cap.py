@@ -139,13 +139,15 @@ async def test_shards_wait_for_room_under_the_configured_cap(
         max_enqueued_tokens_by_model={MODELS[provider]: cap},
     )
     held = _watch_holds(monkeypatch)
-    with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
+    with caplog.at_level(logging.INFO, logger="lexibatch.batch"):
         await _run_all(settings, provider)
     # Never more than the cap enqueued, and two shards did go together.
     assert held and max(held) <= cap and max(held) > max(ours)
-    waits = [r.getMessage() for r in caplog.records if "waiting for queue room" in r.getMessage()]
-    assert waits and all(f"cap {cap}" in w for w in waits), waits
-    assert waits[0].startswith(f"waiting for queue room for {MODELS[provider]}: ")
+    waits = [r for r in caplog.records if "waiting for queue room" in r.getMessage()]
+    assert waits and all(f"cap {cap:,}" in w.getMessage() for w in waits), waits
+    assert waits[0].getMessage().startswith(f"waiting for queue room for {MODELS[provider]}: ")
+    # Said as a warning once; the shards that wait after it within the minute, at info.
+    assert [w.levelno for w in waits] == [logging.WARNING] + [logging.INFO] * (len(waits) - 1)
     # The provider never had to refuse a batch.
     states = [rec.get("refused") for rec in fresh_emulator.app.state.batches.values()]
     assert len(states) == len(PROMPTS) // SHARD and not any(states)
@@ -194,7 +196,8 @@ async def test_a_refusal_with_nothing_in_flight_backs_off_and_sends_again(
     connector = open_connector(settings)
     try:
         connector.enable_batch_mode()
-        with caplog.at_level(logging.WARNING, logger="lexibatch.batch"):
+        # The second backoff within the minute is said at info level.
+        with caplog.at_level(logging.INFO, logger="lexibatch.batch"):
             tasks = [
                 asyncio.ensure_future(connector.structured(p, Entry, task="t")) for p in PROMPTS[:1]
             ]

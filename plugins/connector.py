@@ -515,6 +515,11 @@ class LexiConnector:
         if hold is not None:
             hold()
 
+    @property
+    def timed_out_calls(self) -> int:
+        """Immediate calls sent whose answer did not come in time (the provider may bill them)."""
+        return int(getattr(self._immediate, "timed_out", 0))
+
     async def sent_calls_landed(self) -> None:
         """Wait until every request sent before :meth:`stop_sending` has landed."""
         landed = getattr(self._immediate, "sent_calls_landed", None)

@@ -107,6 +107,9 @@ class ImmediateStrategy:
         # Requests whose call went out and whose answer is not stored yet
         # (see stop_sending); set when the last of them lands.
         self._in_flight = 0
+        #: Calls sent whose answer did not come back in time: the provider may bill them,
+        #: though the ledger cannot (their usage is unknown).
+        self.timed_out = 0
         self._landed: asyncio.Event | None = None
         # Each request being sent, by key: whether a call of it is out, and
         # whether its callers all left (see withdraw).
@@ -430,6 +433,7 @@ class ImmediateStrategy:
                     completion = await self.provider.complete(request)
             except TimeoutError as exc:
                 self._land(flight)
+                self.timed_out += 1
                 if not deadline.expired():
                     # The adapter's own timeout, not this deadline: a defect of its
                     # translation (a provider's timeout is a ProviderTimeoutError).
@@ -443,6 +447,8 @@ class ImmediateStrategy:
                 # No answer to store: in flight no more (a retry, after its
                 # pause, goes through the checks above again).
                 self._land(flight)
+                if isinstance(exc, ProviderTimeoutError):
+                    self.timed_out += 1
                 if isinstance(exc, Exception) and not isinstance(exc, LexibatchError):
                     raise defect_error(exc, provider=self.provider_name, doing="the call") from exc
                 raise

@@ -11,13 +11,21 @@ from providers.money import format_usd, to_decimal, usd_sum
 __all__ = ["spent_line", "summary_line"]
 
 
-def spent_line(rows: Sequence[CostRow]) -> str:
-    """``$0.0123 for 53 paid calls (+2 unpriced)``: what ``rows`` of the ledger add up to."""
+def spent_line(rows: Sequence[CostRow], timed_out: int = 0) -> str:
+    """``$0.0123 for 53 paid calls, 2 of them unpriced``: what ``rows`` of the ledger add up to.
+
+    ``timed_out``: calls sent whose answer did not come in time, which the
+    provider may bill though the ledger cannot price them; said after the rest.
+    """
     calls = sum(r.requests for r in rows)
     unpriced = sum(r.unpriced for r in rows)
-    more = f" (+{unpriced} unpriced)" if unpriced else ""
+    more = f", {unpriced:,} of them unpriced" if unpriced else ""
     noun = "call" if calls == 1 else "calls"
-    return f"{format_usd(usd_sum(r.cost_usd for r in rows))} for {calls:,} paid {noun}{more}"
+    late = (
+        f"; {timed_out:,} more timed out, which the provider may bill as well" if timed_out else ""
+    )
+    spent = format_usd(usd_sum(r.cost_usd for r in rows))
+    return f"{spent} for {calls:,} paid {noun}{more}{late}"
 
 
 def summary_line(rows: Sequence[CostRow]) -> str:

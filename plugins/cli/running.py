@@ -127,7 +127,8 @@ def run(
         say(
             quiet,
             f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.cached} from cache; "
-            f"cost {spent_line(spent)}; results in {out}{room_suffix(state)}",
+            f"cost {spent_line(spent, connector.timed_out_calls)}; results in {out}"
+            f"{room_suffix(state)}",
         )
         if summary.unreachable is not None:
             click.echo(
@@ -147,7 +148,8 @@ def run(
             sys.exit(EXIT_PROVIDER)
         if summary.key_refused is not None:
             refused = key_refused_line(settings, connector.provider_name, summary.key_refused)
-            fail(f"{summary.failed:,} requests not answered: {refused}", EXIT_USER)
+            noun = "request" if summary.failed == 1 else "requests"
+            fail(f"{summary.failed:,} {noun} not answered: {refused}", EXIT_USER)
         if summary.failed:
             failed_here = summary.failed - summary.not_reached
             if summary.first_failure is not None and failed_here:
@@ -263,7 +265,8 @@ def resume(ctx: click.Context, quiet: bool, **flags: Any) -> None:
         spent = connector.store.cost_report(since=started, run=connector.store.run_id)
         say(
             quiet,
-            f"resumed ({requeued} queued requests sent); cost {spent_line(spent)}; journal now: "
+            f"resumed ({requeued} queued requests sent); "
+            f"cost {spent_line(spent, connector.timed_out_calls)}; journal now: "
             + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "empty")
             + room_suffix(state),
         )

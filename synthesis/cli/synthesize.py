@@ -237,12 +237,14 @@ async def _synthesize(
         quiet,
         f"{summary.written} entries written to {out}, {summary.skipped} already done, "
         f"{summary.failed} failed; {observer.requests} calls ({observer.cached} from cache); "
-        f"cost {spent_line(rows)} ({mode}); the same calls immediately: {format_usd(immediate)}"
+        f"cost {spent_line(rows, connector.timed_out_calls)} ({mode}); "
+        f"the same calls immediately: {format_usd(immediate)}"
         f"{room_suffix(state)}",
     )
     if summary.key_refused is not None:
         refused = key_refused_line(settings, connector.provider_name, summary.key_refused)
-        fail(f"{summary.failed:,} words not done: {refused}", EXIT_USER)
+        noun = "word" if summary.failed == 1 else "words"
+        fail(f"{summary.failed:,} {noun} not done: {refused}", EXIT_USER)
     if summary.unreachable is not None:
         click.echo(
             f"lexibatch: error: could not reach the provider — {summary.unreachable}; "

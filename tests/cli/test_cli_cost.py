@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +36,26 @@ def test_every_paid_call_is_in_the_summary_and_in_the_cost_report(
     total = re.search(r"total (\$[\d.,]+ for [\d,]+ paid calls)", report.stdout)
     assert total is not None, report.stdout
     assert total.group(1) == summary.group(1)
+
+
+def test_calls_that_timed_out_are_said_beside_the_paid_calls(
+    tmp_path: Path, fresh_emulator: Any
+) -> None:
+    # Every answer outlives the client's timeout: each request is tried twice (the
+    # first retry after a timeout), and the provider bills every try it answered.
+    fresh_emulator.configure(slow=1.0, slow_seconds=0.8)
+    work = workdir(tmp_path / "work", fresh_emulator.base_url + "/v1", 3)
+    toml = (work / "lexibatch.toml").read_text()
+    assert "[providers.openai]\n" in toml
+    toml = toml.replace("[providers.openai]\n", "[providers.openai]\ntimeout = 0.3\n")
+    (work / "lexibatch.toml").write_text(toml)
+    done = lexibatch("run", "requests.jsonl", "--mode", "immediate", "--out", "out.jsonl", cwd=work)
+    assert done.returncode == 1, done.stderr
+    assert "0 succeeded, 3 failed" in done.stderr
+    assert (
+        "$0.00 for 0 paid calls; 6 more timed out, which the provider may bill as well"
+        in done.stderr
+    ), done.stderr
+    # The emulator bills an abandoned call once its slow answer is ready: all six were.
+    time.sleep(1.0)
+    assert fresh_emulator.billing()["immediate"]["requests"] == 6

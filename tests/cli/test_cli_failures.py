@@ -17,11 +17,12 @@ from providers.emulator import Emulator, EmulatorConfig
 def test_failed_requests_end_with_a_line_naming_the_first_failure(
     tmp_path: Path, quiet: bool
 ) -> None:
-    lines = [json.dumps({"id": str(i), "prompt": f"refused key {i}"}) for i in range(3)]
+    # Every prompt is longer than the model's context: each request fails alone.
+    lines = [json.dumps({"id": str(i), "prompt": f"far too long {i}"}) for i in range(3)]
     (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
-    env.update({"LEXIBATCH_LOAD_PLUGINS": "", "OPENAI_API_KEY": "sk-not-this-one"})
-    with Emulator(EmulatorConfig(api_keys=["sk-the-only-good-key"])) as emu:
+    env.update({"LEXIBATCH_LOAD_PLUGINS": "", "OPENAI_API_KEY": "sk-test"})
+    with Emulator(EmulatorConfig(context_window=2)) as emu:
         (tmp_path / "lexibatch.toml").write_text(
             '[connector]\nprovider = "openai"\n'
             f'[providers.openai]\nbase_url = "{emu.base_url}/v1"\n'
@@ -38,9 +39,9 @@ def test_failed_requests_end_with_a_line_naming_the_first_failure(
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("lexibatch: error:")]
     assert len(errors) == 1, done.stderr
-    assert errors[0].startswith("lexibatch: error: requests.jsonl:1: AuthenticationError: ")
-    assert "(HTTP 401) (and 2 more) — each failed request's error is in out.jsonl" in errors[0]
+    assert errors[0].startswith("lexibatch: error: requests.jsonl:1: ContextLengthError: ")
+    assert "(HTTP 400) (and 2 more) — each failed request's error is in out.jsonl" in errors[0]
     if quiet:
         assert done.stderr.splitlines() == errors
     results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert [r["error"]["type"] for r in results] == ["AuthenticationError"] * 3
+    assert [r["error"]["type"] for r in results] == ["ContextLengthError"] * 3

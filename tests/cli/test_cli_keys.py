@@ -38,8 +38,13 @@ def test_a_refused_key_fails_the_run_in_one_line_and_the_right_one_runs(tmp_path
         (tmp_path / "requests.jsonl").write_text('{"id": "q1", "prompt": "ok"}\n')
         for mode in ("immediate", "batch"):
             refused = _run(tmp_path, "sk-wrong-key-1111", mode)
-            assert refused.returncode == 1, refused.stderr
+            # A key to fix: exit 2, naming the variable it came from.
+            assert refused.returncode == 2, refused.stderr
             assert "Traceback" not in refused.stderr
+            assert refused.stderr.splitlines()[-1].startswith(
+                "lexibatch: error: 1 request not answered: the provider refused the key in "
+                "OPENAI_API_KEY: "
+            ), refused.stderr
             result = json.loads((tmp_path / "out.jsonl").read_text())
             assert result["status"] == "failed"
             assert result["error"]["type"] == "AuthenticationError"

@@ -13,6 +13,7 @@ and no temporary file is left behind.
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -265,6 +266,13 @@ class AtomicFile:
 
     def _refused(self, exc: OSError) -> OutputWriteError:
         self.__exit__()
+        if exc.errno == errno.EPIPE:
+            # `--out /dev/stdout | head`: the reader had what it wanted.
+            return OutputWriteError(
+                f"the results to {self._path} were not all written: their reader closed it "
+                f"(a broken pipe); {_KEPT}",
+                path=str(self._path),
+            )
         return OutputWriteError(
             f"cannot write the results to {self._path}: {os_error_reason(exc)} — free space or "
             f"choose another --out; {_KEPT}",

@@ -179,6 +179,38 @@ def test_results_to_dev_stdout_go_to_a_pipe_or_are_appended_to_the_shells_file(
     assert lines[0] == "kept" and [json.loads(x)["id"] for x in lines[1:]] == ["0", "1", "2"]
 
 
+def test_results_to_a_pipe_its_reader_closed_end_in_one_line_with_the_answers_kept(
+    tmp_path: Path,
+) -> None:
+    # As `lexibatch run ... --out /dev/stdout | head -1`.
+    (tmp_path / "r.jsonl").write_text(REQUESTS)
+    command = [sys.executable, "-m", "synthesis.cli", "run", "r.jsonl", "--db", "s.db"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
+    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    run = subprocess.Popen(
+        [*command, "--out", "/dev/stdout", "-q"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stdout is not None
+    run.stdout.close()  # the reader is gone before the first line
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 2, stderr
+    # The sandbox's notice (no provider is configured), then the one error line.
+    assert [line for line in stderr.splitlines() if "sandbox" not in line] == [
+        "lexibatch: error: the results to /dev/stdout were not all written: their reader "
+        "closed it (a broken pipe); every answer is kept in the store: run the same command "
+        "again once it can be written (nothing is paid twice)"
+    ], stderr
+    again = subprocess.run(
+        [*command, "--out", "out.jsonl"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0 and "3 from cache" in again.stderr, again.stderr
+
+
 def test_the_store_guard_sees_the_files_beside_a_symlinked_stores_real_file(
     tmp_path: Path,
 ) -> None:

@@ -89,18 +89,22 @@ async def _die(connector: Any, tasks: list[asyncio.Future[Any]]) -> None:
 
 
 def break_results_once(monkeypatch: pytest.MonkeyPatch, *, then_slow: float = 0.0) -> None:
-    """The first read of a batch's results fails as a dropped connection.
+    """The first collection of a batch's results fails as a dropped connection.
 
+    Every try the retry policy makes of that download (``max_attempts``, by
+    default) fails, so the collection stops; the reads after it work.
     ``then_slow``: seconds every later read waits before its first line.
     """
+    from plugins.config import RetrySettings
     from providers.openai import OpenAIBatchEndpoint
 
     original = OpenAIBatchEndpoint.results
-    state = {"broken": False}
+    tries = RetrySettings().max_attempts
+    state = {"broken": 0}
 
     async def results(self: Any, batch: Any) -> Any:
-        if not state["broken"]:
-            state["broken"] = True
+        if state["broken"] < tries:
+            state["broken"] += 1
             raise ProviderConnectionError("connection reset while reading the output file")
         if then_slow:
             await asyncio.sleep(then_slow)

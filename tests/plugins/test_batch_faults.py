@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from plugins.factory import open_connector
-from providers.errors import ProviderConnectionError, StoreBusyError
+from providers.errors import ProviderConnectionError, ProviderError, StoreBusyError
 from tests.plugins.batch_helpers import (
     Entry,
     break_results_once,
@@ -85,6 +85,41 @@ async def test_asking_again_after_a_stopped_collection_collects_the_same_batch(
         await connector.aclose()
     billing = fresh_emulator.billing()
     assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
+
+
+async def test_a_batch_whose_poll_fails_with_a_provider_error_is_collected_not_paid_again(
+    fresh_emulator: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Neither a connection error nor a rate limit: an answer to the poll that
+    # cannot be used. The batch exists all the same (it may be paid), so the
+    # shard stays journaled; it is not failed into a retry round.
+    from providers.openai import OpenAIBatchEndpoint
+
+    original = OpenAIBatchEndpoint.poll
+    polls = 0
+
+    async def poll_fails_once(self: Any, batch_id: str) -> Any:
+        nonlocal polls
+        polls += 1
+        if polls == 1:
+            raise ProviderError("an answer to the poll nobody can read", provider="openai")
+        return await original(self, batch_id)
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "poll", poll_fails_once)
+    prompts = [f"poll error {i}" for i in range(4)]
+    settings = make_settings(fresh_emulator, batch={"max_retry_rounds": 2})
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        first = await asyncio.wait_for(gather(connector, prompts), 20)
+        assert all(isinstance(r, ProviderError) for r in first), first
+        again = await asyncio.wait_for(gather(connector, prompts), 20)
+        assert all(isinstance(r, Entry) for r in again), again
+        assert [(s.state, s.requests) for s in connector.store.shards()] == [("collected", 4)]
+    finally:
+        await connector.aclose()
+    billing = fresh_emulator.billing()
+    assert billing["batch"]["requests"] == 4 and billing["duplicates"] == 0
 
 
 async def test_requests_asked_again_all_wait_for_their_stopped_batch_not_a_new_one(

@@ -118,10 +118,11 @@ async def test_retryable_item_failures_are_rebatched(
         assert billing["duplicates"] == 0 and billing["batch"]["requests"] == paid == 3
 
 
+@pytest.mark.parametrize("max_retry_rounds", [1, 2])
 async def test_persistent_item_failures_end_in_typed_errors(
-    fresh_emulator: Any, make_settings: Any
+    fresh_emulator: Any, make_settings: Any, max_retry_rounds: int
 ) -> None:
-    settings = make_settings(fresh_emulator, batch={"max_retry_rounds": 1})
+    settings = make_settings(fresh_emulator, batch={"max_retry_rounds": max_retry_rounds})
     connector = open_connector(settings)
     try:
         connector.enable_batch_mode()
@@ -133,8 +134,12 @@ async def test_persistent_item_failures_end_in_typed_errors(
         assert isinstance(good[0], Entry)
         states = connector.store.count_requests("openai")
         assert states == {"failed": 2, "succeeded": 1}
+        # The first round and exactly max_retry_rounds more, each one paid.
+        failing = [s for s in connector.store.shards() if s.model.endswith("@schema-invalid")]
+        assert sorted(s.round for s in failing) == list(range(1 + max_retry_rounds))
     finally:
         await connector.aclose()
+    assert fresh_emulator.billing()["batch"]["requests"] == 2 * (1 + max_retry_rounds) + 1
 
 
 async def test_a_failed_batch_fails_its_requests_only(

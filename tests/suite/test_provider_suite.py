@@ -155,11 +155,12 @@ async def test_persistent_immediate_failures_end_in_typed_errors(
 
 
 @pytest.mark.parametrize(
-    ("marker", "error"),
-    [("item-error", LexibatchError), ("schema-invalid", SchemaValidationError)],
+    ("marker", "error", "billed"),
+    # An error line is not billed; a schema-invalid answer is, in every round.
+    [("item-error", LexibatchError, 1), ("schema-invalid", SchemaValidationError, 2 * 2 + 1)],
 )
 async def test_persistent_batch_failures_end_in_typed_errors(
-    target: Any, marker: str, error: type[Exception]
+    target: Any, marker: str, error: type[Exception], billed: int
 ) -> None:
     connector = target.open(batch={"max_retry_rounds": 1})
     try:
@@ -172,8 +173,11 @@ async def test_persistent_batch_failures_end_in_typed_errors(
         assert isinstance(good[0], Entry)
         states = connector.store.count_requests(target.provider)
         assert states == {"failed": 2, "succeeded": 1}
+        # The first round and exactly one retry round (max_retry_rounds), each one paid.
+        assert sorted({s.round for s in connector.store.shards()}) == [0, 1]
     finally:
         await connector.aclose()
+    assert target.billing()["batch"]["requests"] == billed
 
 
 async def test_a_failed_batch_fails_its_requests_only(target: Any) -> None:

@@ -90,9 +90,15 @@ def test_durable_block_commits_with_full_sync_and_restores_normal(store: Store) 
     store._begin = spy  # type: ignore[method-assign]
     with store.in_transaction(durable=True):
         store.put_document("ns", "a", {})
+    # Every journal write that precedes a side effect at the provider (an
+    # upload, a create, a cancel, a resend) must survive a power loss.
     store.add_shard(Shard("s1", "openai", "m"))
+    store.update_shard("s1", state="uploaded", input_file_id="file-1")
+    store.update_shard("s1", state="submitting")
+    store.mark_cancelled_by_user("s1")
+    store.forget_shard("s1", "its batch is gone")
     store.put_document("ns", "b", {})
-    assert seen == [full, full, normal]
+    assert seen == [full, full, full, full, full, full, normal]
     assert _synchronous(store) == normal
 
 

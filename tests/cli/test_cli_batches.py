@@ -235,6 +235,42 @@ def test_batches_list_show_cancel_then_rerun(work: Path, fresh_emulator: Any) ->
     assert billing["batch"]["requests"] == 8 and billing["duplicates"] == 0
 
 
+def test_a_cancel_is_journaled_before_the_provider_is_asked(
+    work: Path, fresh_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Journaled first: a run that collects the batch between the two, or a
+    # cancel command that dies between them, must end the unanswered requests
+    # as cancelled by the user, not resend them as merely cancelled.
+    from click.testing import CliRunner
+
+    from plugins.cli import main
+    from providers.openai import OpenAIBatchEndpoint
+
+    _, shard_id, batch_id = _running_batch(work, fresh_emulator)
+    db = work / ".lexibatch" / "lexibatch.db"
+    original = OpenAIBatchEndpoint.cancel
+    journaled_at_cancel: list[bool] = []
+
+    async def cancel(self: Any, asked: str) -> Any:
+        with sqlite3.connect(db, timeout=5) as conn:
+            (at,) = conn.execute(
+                "SELECT cancelled_by_user_at FROM shards WHERE shard_id = ?", (shard_id,)
+            ).fetchone()
+        journaled_at_cancel.append(at is not None)
+        return await original(self, asked)
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "cancel", cancel)
+    for name in [k for k in os.environ if k.startswith(("LEXIBATCH_", "OPENAI_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test")
+    monkeypatch.chdir(work)
+    done = CliRunner().invoke(main, ["batches", "cancel", batch_id])
+    assert done.exit_code == 0, done.output
+    assert journaled_at_cancel == [True]
+    assert fresh_emulator.billing()["batch"]["requests"] == 0
+
+
 def test_a_second_batch_run_on_a_busy_store_stops_in_one_line(work: Path) -> None:
     db = work / ".lexibatch" / "lexibatch.db"
     db.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from plugins.claims import ClaimBook
 from plugins.factory import open_connector
 from plugins.store import Store
@@ -43,6 +45,28 @@ def test_a_lapsed_lease_or_a_dead_owner_is_taken_over(tmp_path: Path) -> None:
         dead.owner = f"{dead.host}:{gone.pid}:feedbeef"
         assert dead.claim("j") is None
         assert other.claim("j") is None
+
+
+def test_a_claim_of_a_live_process_of_another_user_is_not_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Signalling another user's process is refused (EPERM): it is alive.
+    other_users = 5_000_000  # beyond Linux's largest pid_max: no real process has it
+    signal_process = os.kill
+
+    def kill(pid: int, sig: int) -> None:
+        if pid == other_users:
+            raise PermissionError(1, "Operation not permitted")
+        signal_process(pid, sig)
+
+    monkeypatch.setattr(os, "kill", kill)
+    with Store(tmp_path / "s.db") as store:
+        theirs = ClaimBook(store, "openai")
+        theirs.owner = f"{theirs.host}:{other_users}:0a11ve00"
+        assert theirs.claim("k") is None
+        ours = ClaimBook(store, "openai")
+        assert not ours.lapsed(theirs.owner, time.time() + 60)
+        assert ours.claim("k") == theirs.owner and ours.holder("k") == theirs.owner
 
 
 def test_a_claim_left_under_this_process_id_by_an_earlier_process_is_taken_over(

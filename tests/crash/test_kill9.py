@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,7 +27,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.emulated_run import EmulatorProcess, run_env, shard_states, work_folder
+from tests.support.emulated_run import (
+    EmulatorProcess,
+    paid_calls,
+    run_env,
+    shard_states,
+    work_folder,
+)
 
 N = 120
 PHASES = ["queued", "written", "submitting", "created", "ended"]
@@ -153,6 +160,8 @@ def test_kill9_at_each_phase_then_rerun_pays_once(
     assert billing["duplicates"] == 0
     assert all(count == 1 for count in billing["by_key"]["batch"].values())
     assert billing["immediate"]["requests"] == 0
+    # The ledger agrees with the provider: no answer was recorded as paid twice.
+    assert paid_calls(db) == N
     # No shard was submitted twice: one provider batch per shard of 50.
     if provider == "gemini":
         # Gemini's batches are deleted once collected: counted in the emulator's state.
@@ -166,3 +175,78 @@ def test_kill9_at_each_phase_then_rerun_pays_once(
         assert len(made) == -(-N // 50) and all(rec.get("deleted") for rec in made)
     else:
         assert len(wire.batches(emulator_process)) == -(-N // 50)
+
+
+# A run that stores its results in chunks of ten lines and stops for good after
+# the first chunk is committed: killed there, its batch is ended with part of
+# its results stored and billed.
+_STOPS_AFTER_FIRST_CHUNK = """
+import time
+from plugins.batch import executor, settlement
+executor.RESULT_CHUNK = 10
+finish_items = settlement.Settlement.finish_items
+def finish_then_stop(self, *args):
+    finish_items(self, *args)
+    time.sleep(120)
+settlement.Settlement.finish_items = finish_then_stop
+from synthesis.cli import program
+program()
+"""
+
+
+def _stored_any(db: Path) -> bool:
+    try:
+        return db.exists() and paid_calls(db) > 0
+    except sqlite3.OperationalError:
+        return False  # not migrated yet, or busy: look again
+
+
+def test_kill9_with_results_partly_stored_then_rerun_records_each_once(
+    emulator_process: EmulatorProcess, tmp_path: Path
+) -> None:
+    emulator_process.call("/_emulator/config", {"step_latency": 0.0})
+    n = 30
+    work = work_folder(
+        tmp_path / "work",
+        f"{emulator_process.url}/v1",
+        connector={"model": "gpt-4o-mini", "mode": "batch"},
+        batch={"linger": 0.2},
+        prompts=(f"partly stored {i}" for i in range(n)),
+    )
+    db = work / ".lexibatch" / "lexibatch.db"
+    args = ["run", "requests.jsonl", "--out", "out.jsonl"]
+    run = subprocess.Popen(
+        [sys.executable, "-c", _STOPS_AFTER_FIRST_CHUNK, *args],
+        cwd=work,
+        env=run_env(OPENAI_API_KEY="sk-crash-test"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _stored_any(db):
+            assert run.poll() is None, f"run ended early: {run.communicate()}"
+            assert time.monotonic() < deadline, f"no result stored: {shard_states(db)}"
+            time.sleep(0.05)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+    assert shard_states(db) == ["ended"] and paid_calls(db) == 10
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "synthesis.cli", *args],
+        cwd=work,
+        env=run_env(OPENAI_API_KEY="sk-crash-test"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    results = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
+    assert sorted(int(r["id"]) for r in results) == list(range(n))
+    assert all(r["status"] == "succeeded" for r in results)
+    billing = emulator_process.call("/_emulator/billing")
+    assert billing["batch"]["requests"] == n and billing["duplicates"] == 0
+    # The lines stored before the kill are read again, not recorded as paid again.
+    assert paid_calls(db) == n

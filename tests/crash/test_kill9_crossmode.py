@@ -24,7 +24,13 @@ from typing import IO, Any
 
 import pytest
 
-from tests.support.emulated_run import EmulatorProcess, run_env, shard_states, work_folder
+from tests.support.emulated_run import (
+    EmulatorProcess,
+    paid_calls,
+    run_env,
+    shard_states,
+    work_folder,
+)
 
 N = 30
 WAITING = "wait for its answers instead of being paid for again"
@@ -134,5 +140,7 @@ def test_an_immediate_run_collects_the_batch_of_a_killed_batch_run_and_pays_once
     assert billing["batch"]["requests"] == N
     assert billing["duplicates"] == 0
     assert sorted(billing["by_key"]["batch"].values()) == [1] * N
+    # The ledger of the store both runs share agrees with the provider.
+    assert paid_calls(db) == N and paid_calls(db, "immediate") == 0
     # One batch, never created a second time.
     assert len(batches()) == 1

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.emulated_run import EmulatorProcess, run_env, work_folder
+from tests.support.emulated_run import EmulatorProcess, paid_calls, run_env, work_folder
 
 N = 40
 SHARD = 10
@@ -105,6 +105,8 @@ def _rerun_answers_all_billed_once(work: Path, emu: EmulatorProcess, *, timeout:
     assert billing["duplicates"] == 0
     assert all(count == 1 for count in billing["by_key"]["batch"].values())
     assert billing["immediate"]["requests"] == 0
+    # The ledger agrees with the provider: no answer was recorded as paid twice.
+    assert paid_calls(work / ".lexibatch" / "lexibatch.db") == N
     return billing
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.crash.test_kill9 import N, _start_run, _workdir
-from tests.support.emulated_run import EmulatorProcess
+from tests.support.emulated_run import EmulatorProcess, paid_calls
 
 
 def _shards(db: Path) -> list[tuple[str, int]]:
@@ -71,6 +71,7 @@ def test_kill9_after_a_split_then_rerun_pays_once(
     assert billing["duplicates"] == 0
     assert all(count == 1 for count in billing["by_key"]["batch"].values())
     assert billing["immediate"]["requests"] == 0
+    assert paid_calls(db) == N  # the ledger agrees with the provider
     # Every batch the provider ran held at most what it takes.
     batches = emulator_process.call("/v1/batches?limit=100")["data"]
     ran = [b for b in batches if b["status"] == "completed"]

@@ -9,6 +9,7 @@ benchmarks run without pytest, so nothing here imports it.
 - :func:`work_folder`: a folder with a ``lexibatch.toml`` pointing one
   provider at the emulator and a ``requests.jsonl`` for ``lexibatch run``.
 - :func:`shard_states`: the shards a run has journaled, read from outside.
+- :func:`paid_calls`: the calls a store's ledger holds, to set beside the emulator's billing.
 - :func:`run_env`: the environment of a ``lexibatch`` process (dummy keys,
   no entry-point plugins, nothing of the caller's own settings).
 """
@@ -32,6 +33,7 @@ __all__ = [
     "ROOT",
     "SCHEMA",
     "EmulatorProcess",
+    "paid_calls",
     "run_env",
     "shard_states",
     "work_folder",
@@ -177,6 +179,13 @@ def shard_states(db: Path) -> list[str]:
             return [row[0] for row in conn.execute("SELECT state FROM shards")]
     except sqlite3.OperationalError:
         return []
+
+
+def paid_calls(db: Path, mode: str = "batch") -> int:
+    """How many calls in ``mode`` the ledger of the store ``db`` holds (one row a paid answer)."""
+    with sqlite3.connect(db, timeout=5) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM calls WHERE mode = ?", (mode,)).fetchone()
+    return int(count)
 
 
 def run_env(**keys: str) -> dict[str, str]:

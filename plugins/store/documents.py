@@ -28,13 +28,7 @@ class DocumentTables(Backend):
 
     def put_documents(self, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
         """Store (or replace) many JSON documents in one transaction; returns how many."""
-        now = time.time()
-        rows = [(namespace, key, dumps(dict(value)), now) for key, value in items]
-        rows.sort(key=second)
-        return self._changes(
-            "INSERT OR REPLACE INTO documents (namespace, key, value, updated_at) VALUES (?,?,?,?)",
-            rows,
-        )
+        return self._write_documents("REPLACE", namespace, items)
 
     def add_documents(self, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
         """Store the documents whose key is not stored yet, in one transaction; how many.
@@ -42,11 +36,18 @@ class DocumentTables(Backend):
         A document already stored, by this process or another, is left as it
         is: the first writer of a key wins, whatever was read before.
         """
+        return self._write_documents("IGNORE", namespace, items)
+
+    def _write_documents(
+        self, conflict: str, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]
+    ) -> int:
+        """Insert ``items``; a stored key is replaced (``REPLACE``) or kept (``IGNORE``)."""
         now = time.time()
         rows = [(namespace, key, dumps(dict(value)), now) for key, value in items]
         rows.sort(key=second)
         return self._changes(
-            "INSERT OR IGNORE INTO documents (namespace, key, value, updated_at) VALUES (?,?,?,?)",
+            f"INSERT OR {conflict} INTO documents (namespace, key, value, updated_at) "
+            "VALUES (?,?,?,?)",
             rows,
         )
 

@@ -144,13 +144,19 @@ def test_synthesize_keeps_a_symlinked_output_a_link_and_refuses_a_pipe(tmp_path:
     assert fifo.is_fifo()
 
 
-def test_results_to_dev_stdout_go_to_a_pipe_or_are_appended_to_the_shells_file(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "r.jsonl").write_text(REQUESTS)
+def _run_to_stdout(work: Path) -> tuple[list[str], dict[str, str]]:
+    """``lexibatch run`` of three requests in ``work`` (the sandbox), and its environment."""
+    (work / "r.jsonl").write_text(REQUESTS)
     command = [sys.executable, "-m", "synthesis.cli", "run", "r.jsonl", "--db", "s.db"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
     env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    return command, env
+
+
+def test_results_to_dev_stdout_go_to_a_pipe_or_are_appended_to_the_shells_file(
+    tmp_path: Path,
+) -> None:
+    command, env = _run_to_stdout(tmp_path)
     piped = subprocess.run(
         [*command, "--out", "/dev/stdout", "-q"],
         cwd=tmp_path,
@@ -183,10 +189,7 @@ def test_results_to_a_pipe_its_reader_closed_end_in_one_line_with_the_answers_ke
     tmp_path: Path,
 ) -> None:
     # As `lexibatch run ... --out /dev/stdout | head -1`.
-    (tmp_path / "r.jsonl").write_text(REQUESTS)
-    command = [sys.executable, "-m", "synthesis.cli", "run", "r.jsonl", "--db", "s.db"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXIBATCH_", "OPENAI_"))}
-    env["LEXIBATCH_LOAD_PLUGINS"] = ""
+    command, env = _run_to_stdout(tmp_path)
     run = subprocess.Popen(
         [*command, "--out", "/dev/stdout", "-q"],
         cwd=tmp_path,

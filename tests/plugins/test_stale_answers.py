@@ -109,21 +109,23 @@ async def test_an_answer_retired_while_its_batch_is_being_collected_is_billed_on
     fresh_emulator: Any, make_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import plugins.batch.executor as executor
+    from plugins.config import RetrySettings
     from providers.errors import ProviderConnectionError
     from providers.openai import OpenAIBatchEndpoint
 
-    # Results are stored a line at a time, and the download breaks after two:
-    # the shard stays journaled with two answers stored, its requests submitted.
+    # Results are stored a line at a time, and the download breaks after two, on
+    # every try of the first collection: the shard stays journaled with two answers
+    # stored, its requests submitted.
     monkeypatch.setattr(executor, "RESULT_CHUNK", 1)
     original = OpenAIBatchEndpoint.results
-    broken = False
+    breaks = 0
 
     async def results(self: Any, batch: Any) -> Any:
-        nonlocal broken
+        nonlocal breaks
         read = 0
         async for item in original(self, batch):
-            if not broken and read == 2:
-                broken = True
+            if breaks < RetrySettings().max_attempts and read == 2:
+                breaks += 1
                 raise ProviderConnectionError("connection reset while reading the output file")
             read += 1
             yield item

@@ -1,8 +1,9 @@
 """One line and an exit code for every error a command meets.
 
 2 for what the user must change (input, configuration), 1 for what a
-provider did, 130 for an interrupt (nothing paid for is lost: the same
-command continues). No traceback reaches the user for the project's errors.
+provider did, 130 for an interrupt, 143 and 129 for SIGTERM and SIGHUP
+(nothing paid for is lost: the same command continues). No traceback
+reaches the user for the project's errors.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from providers.anthropic_wire import (
     results_path,
 )
 from providers.errors import (
+    BatchInDoubtError,
     ProviderError,
 )
 from providers.jsonl import line_batches, result_items
@@ -165,18 +166,22 @@ class AnthropicBatchEndpoint:
     async def find(self, shard: JournaledShard) -> BatchInfo | None:
         """The batch created for ``shard``, when it can be told apart.
 
-        Recent batches are listed, and one is accepted only when it is the
-        single batch whose total request count equals the shard's and whose
-        ``created_at`` lies within :attr:`CREATE_WINDOW` after the create was
-        sent (allowing :attr:`CLOCK_SKEW` before); a candidate that has ended
-        must also carry one of the shard's keys in its results. A record an
-        earlier version kept for the shard (:mod:`providers.anthropic_records`)
-        is honoured: the batch it names, or the send time it gives.
-
-        Limits of this heuristic: two unfinished batches of the same size sent
-        within the window by other processes on the same account are
-        ambiguous and give ``None``, so the shard is created again (and may be
-        paid twice); a provider without the list endpoint gives ``None``.
+        Recent batches are listed; a candidate is one whose total request
+        count equals the shard's, whose ``created_at`` lies within
+        :attr:`CREATE_WINDOW` after the create was sent (allowing
+        :attr:`CLOCK_SKEW` before), and which no other shard of the journal
+        holds. A candidate that has ended shows what it carries: it is the
+        shard's when its first result line names one of the shard's keys,
+        and never otherwise. An unfinished one shows nothing: a single one is
+        taken as the shard's; two or more (other processes on the same
+        account sent batches of its size then) raise
+        :class:`~providers.errors.BatchInDoubtError`, and the shard waits
+        until they end rather than be created (and paid for) again. A record
+        an earlier version kept for the shard
+        (:mod:`providers.anthropic_records`) is honoured: the batch it names,
+        or the send time it gives. A provider without the list endpoint
+        gives ``None``, and so do two candidates when the journal knows none
+        of the shard's keys (nothing would ever tell them apart).
         """
         record = read_record(self._records_dir, shard.shard_id)
         if record is not None and record.batch_id:
@@ -192,26 +197,35 @@ class AnthropicBatchEndpoint:
             lo, hi = shard.journaled_at - self.CLOCK_SKEW, float("inf")
         else:
             return None
-        matches: list[BatchInfo] = []
+        carrying: list[BatchInfo] = []
+        untold: list[BatchInfo] = []  # unfinished, or nothing to tell them by
         async for batch in self._list_since(lo, shard.shard_id):
             created = _timestamp(batch.get("created_at"))
             if created is None or not lo <= created <= hi:
                 continue
             info = batch_info_from_dict(batch)
-            if info.id in shard.taken:
-                continue  # another shard's, as the journal says
-            if info.total == count and await self._may_carry(info, keys):
-                matches.append(info)
-        return matches[0] if len(matches) == 1 else None
+            if info.id in shard.taken or info.total != count:
+                continue  # another shard's (as the journal says), or not of its size
+            if not info.results_ready or not keys:
+                untold.append(info)
+            elif await self._carries(info, keys):
+                carrying.append(info)
+        if carrying:
+            return carrying[0]  # the newest batch that answers for the shard's keys
+        if len(untold) > 1:
+            if not keys:
+                return None  # nothing would ever tell them apart
+            raise BatchInDoubtError(
+                f"{len(untold)} unfinished batches of {count:,} requests were created when "
+                f"shard {shard.shard_id} was sent ({', '.join(b.id for b in untold)}); "
+                "which one is its own is known once they end",
+                provider=self._provider.name,
+                code="batch_in_doubt",
+            )
+        return untold[0] if untold else None
 
-    async def _may_carry(self, info: BatchInfo, keys: set[str]) -> bool:
-        """Whether ``info`` may be the batch of a shard of ``keys``.
-
-        Only an ended batch shows what it carries (its results); the first
-        result line's custom id settles it.
-        """
-        if not info.results_ready or not keys:
-            return True
+    async def _carries(self, info: BatchInfo, keys: set[str]) -> bool:
+        """Whether the ended batch ``info`` answers for a shard of ``keys``: its first line does."""
         async with aclosing(self.results(info)) as items:
             async for item in items:
                 return item.custom_id in keys

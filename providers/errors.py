@@ -463,6 +463,17 @@ class BatchFailedError(ProviderError):
     """The provider rejected a whole batch (e.g. its input file failed validation)."""
 
 
+class BatchInDoubtError(ProviderError):
+    """The provider holds batches that may be a shard's, and cannot yet tell which.
+
+    Raised by :meth:`~providers.protocol.BatchEndpoint.find` when more than
+    one unfinished batch could be the one a crash left unjournaled (a
+    provider whose batches carry no shard id, told apart only by what they
+    answer once ended). Creating the shard's batch again could pay for it
+    twice, so the shard waits and asks again.
+    """
+
+
 _ERROR_TYPES: dict[str, type[ProviderError]] = {
     cls.__name__: cls
     for cls in (
@@ -482,6 +493,7 @@ _ERROR_TYPES: dict[str, type[ProviderError]] = {
         BatchCancelledError,
         CancelledByUserError,
         BatchFailedError,
+        BatchInDoubtError,
     )
 }
 

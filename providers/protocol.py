@@ -138,6 +138,13 @@ class BatchEndpoint(Protocol):
         The journaled shard gives its id (which ``create`` attached), its
         request count and keys, and when it was journaled and sent: its batch
         cannot be older, however long ago that was.
+
+        Return ``None`` only when no batch of the provider can be the shard's
+        (it is then created again). A provider whose batches carry no shard
+        id, and which holds several that may be the shard's but will tell
+        only once they end (by their results), raises
+        :class:`~providers.errors.BatchInDoubtError`: the shard waits and
+        asks again, instead of being paid for twice.
         """
         ...
 

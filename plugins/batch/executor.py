@@ -15,7 +15,8 @@ create leaves the shard journaled before create, for the next run.
 
 A crash anywhere resumes from the recorded state: an uploaded file is not
 uploaded again, a shard in ``submitting`` first asks the provider whether the
-batch exists (``find``) before creating it, a created batch is only polled,
+batch exists (``find``) before creating it (and waits while the provider cannot
+yet tell which of its batches is the shard's), a created batch is only polled,
 and results are stored idempotently (a result already stored is not stored or
 billed again).
 """
@@ -26,6 +27,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +41,13 @@ from plugins.batch.queuecap import (
     refused_for_queue,
 )
 from plugins.retry import is_unreachable
-from providers.errors import LexibatchError, ProviderError, RateLimitError, UserError
+from providers.errors import (
+    BatchInDoubtError,
+    LexibatchError,
+    ProviderError,
+    RateLimitError,
+    UserError,
+)
 from providers.types import BatchInfo, BatchState, ItemResult
 
 if TYPE_CHECKING:
@@ -290,7 +298,7 @@ class BatchExecutor:
             if self.shard.state == "submitting":
                 # A crash may have come between creating the batch and journaling
                 # its id: ask the provider before creating (and paying for) it again.
-                info = await self._step("find", self._find)
+                info = await self._told(lambda: self._step("find", self._find))
                 if info is not None:
                     self._created(info)
                     return info
@@ -304,7 +312,7 @@ class BatchExecutor:
                 # ask the provider before creating (and paying for) it again.
                 nonlocal tried
                 if tried:
-                    found = await self._find()
+                    found = await self._told(self._find)
                     if found is not None:
                         return found
                 first, tried = not tried, True
@@ -342,6 +350,31 @@ class BatchExecutor:
                 raise
             self._created(info)
             return info
+
+    async def _told(self, find: Callable[[], Awaitable[BatchInfo | None]]) -> BatchInfo | None:
+        """``find()``, asked again on the poll schedule while the provider cannot tell
+        which of its batches is the shard's (:class:`~providers.errors.BatchInDoubtError`).
+
+        Called under the create lock, and kept under it while it waits: a
+        second shard of this run between "submitting" and "created" could,
+        after another crash, be taken for this one. No other shard of the run
+        is created meanwhile; the batches already created are collected.
+        """
+        schedule = None
+        while True:
+            try:
+                return await find()
+            except BatchInDoubtError as doubt:
+                if schedule is None:
+                    schedule = self.kit.polls()
+                    log.warning(
+                        "batch shard %s: %s; waiting for them to end rather than create its "
+                        "batch again (that could pay for it twice); no other batch is created "
+                        "meanwhile",
+                        self.shard.shard_id,
+                        doubt,
+                    )
+                await asyncio.sleep(schedule.next_wait())
 
     def _created(self, info: BatchInfo) -> None:
         self._update(

@@ -61,6 +61,59 @@ async def test_a_create_whose_answer_was_lost_is_found_not_made_again(
     assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
 
 
+# A create whose answer was lost while another process sent a batch of the
+# same size: Anthropic's batches carry no shard id, so neither can be told
+# from the other until they end. The shard waits for that, and then finds its
+# own by its results, instead of creating (and paying for) it again.
+
+
+async def test_a_lost_create_beside_a_batch_of_the_same_size_waits_and_is_paid_once(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: Any
+) -> None:
+    from providers.anthropic import AnthropicBatchEndpoint
+    from providers.emulator import Emulator, EmulatorConfig
+
+    original = AnthropicBatchEndpoint.create
+    calls = 0
+
+    async def create_beside_another(self: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            # Another process's batch: the same size, other requests, sent at the same time.
+            theirs = tmp_path / "theirs.jsonl"
+            lines = [json.loads(line) for line in path.read_bytes().splitlines()]
+            for i, line in enumerate(lines):
+                line["custom_id"] = f"theirs-{i}"
+                line["params"]["messages"][0]["content"] = f"someone else's request {i}"
+            theirs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+            await original(self, theirs, *args, **kwargs)
+        info = await original(self, path, *args, **kwargs)
+        if calls == 1:
+            raise ProviderConnectionError("connection reset while reading the answer")
+        return info
+
+    monkeypatch.setattr(AnthropicBatchEndpoint, "create", create_beside_another)
+    caplog.set_level("WARNING", logger="lexibatch.batch")
+    with Emulator(EmulatorConfig(batch_seconds=1.0)) as emu:
+        settings = make_settings(
+            emu, provider="anthropic", connector={"model": "claude-3-5-haiku-latest"}
+        )
+        connector = open_connector(settings)
+        try:
+            connector.enable_batch_mode()
+            results = await gather(connector, [f"doubt {i}" for i in range(5)])
+            assert all(isinstance(r, Entry) for r in results), results
+        finally:
+            await connector.aclose()
+        await asyncio.sleep(1.5)  # an orphan batch would run to its end (as at the provider)
+        billing = emu.billing()
+    assert calls == 1  # found once both had ended, not created again
+    assert billing["batch"]["requests"] == 10 and billing["duplicates"] == 0
+    assert "2 unfinished batches of 5 requests" in caplog.text
+    assert "waiting for them to end rather than create its batch again" in caplog.text
+
+
 # ---------------------------------------------------------------------------
 # A collection stopped once its batch existed (the results download broke
 # off) leaves the shard journaled; asking for its requests again in the same

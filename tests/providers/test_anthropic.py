@@ -23,6 +23,7 @@ from providers.errors import (
     AuthenticationError,
     BatchCancelledError,
     BatchExpiredError,
+    BatchInDoubtError,
     InvalidRequestError,
     ProviderConnectionError,
     ProviderError,
@@ -718,6 +719,45 @@ async def test_find_is_none_when_ambiguous(tmp_path: Path) -> None:
     }
     provider = _provider(lambda r: _json(200, page), tmp_path)
     assert await provider.batch.find(JournaledShard("s10", 3, sent_at=time.time())) is None
+
+
+async def test_two_unfinished_candidates_of_known_keys_are_in_doubt_not_none(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    page = {
+        "data": [_listed("msgbatch_a", now, 3), _listed("msgbatch_b", now, 3)],
+        "has_more": False,
+    }
+    provider = _provider(lambda r: _json(200, page), tmp_path)
+    shard = JournaledShard("s10b", 3, keys=("lb-a", "lb-b", "lb-c"), sent_at=time.time())
+    # None would create the shard's batch again: one of the two may be it.
+    with pytest.raises(BatchInDoubtError, match="2 unfinished batches of 3 requests") as doubt:
+        await provider.batch.find(shard)
+    assert doubt.value.code == "batch_in_doubt" and "msgbatch_a, msgbatch_b" in str(doubt.value)
+
+
+async def test_an_ended_candidate_carrying_the_shards_keys_wins_over_an_unfinished_one(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    ours = {**_listed("msgbatch_ours", now, 3), "processing_status": "ended"}
+    ours["results_url"] = "https://api.anthropic.com/v1/messages/batches/msgbatch_ours/results"
+    page = {"data": [_listed("msgbatch_theirs", now, 3), ours], "has_more": False}
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/results"):
+            line = b'{"custom_id":"lb-b","result":{"type":"canceled"}}\n'
+            return httpx2.Response(200, stream=httpx2.ByteStream(line))
+        return _json(200, page)
+
+    shard = JournaledShard("s10c", 3, keys=("lb-a", "lb-b", "lb-c"), sent_at=time.time())
+    found = await _provider(handler, tmp_path).batch.find(shard)
+    assert found is not None and found.id == "msgbatch_ours"
 
 
 async def test_a_create_in_doubt_for_a_week_is_still_found(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "BatchCancelledError",
     "BatchExpiredError",
     "BatchFailedError",
+    "BatchInDoubtError",
     "BatchItemError",
     "BudgetExceededError",
     "CancelledByUserError",
@@ -61,6 +62,7 @@ __all__ = [
     "ContextLengthError",
     "InputError",
     "InvalidRequestError",
+    "KEY_REFUSED",
     "LexibatchError",
     "MissingAPIKeyError",
     "NotSentError",
@@ -333,15 +335,25 @@ class ServerError(ProviderError):
 
 
 class AuthenticationError(ProviderError):
-    """The API key was refused (HTTP 401 / 403)."""
+    """The API key was refused (HTTP 401 / 403, or a provider's own words for it)."""
+
+
+#: The ``code`` of an :class:`AuthenticationError` a provider raises for a
+#: refused key that it does not answer with a 401 (Gemini: a 400 whose reason
+#: is ``API_KEY_INVALID``).
+KEY_REFUSED = "key_refused"
 
 
 def is_key_refused(exc: BaseException | None) -> TypeGuard[AuthenticationError]:
-    """Whether ``exc`` says the provider refused the API key itself (HTTP 401).
+    """Whether ``exc`` says the provider refused the API key itself.
 
-    A 403 is not: it may refuse one model or one operation to a good key.
+    A 401, or an :class:`AuthenticationError` whose code is
+    :data:`KEY_REFUSED`. A 403 is not: it may refuse one model or one
+    operation to a good key.
     """
-    return isinstance(exc, AuthenticationError) and exc.status_code == 401
+    return isinstance(exc, AuthenticationError) and (
+        exc.status_code == 401 or exc.code == KEY_REFUSED
+    )
 
 
 class InvalidRequestError(ProviderError):

@@ -42,6 +42,8 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from providers.errors import (
+    KEY_REFUSED,
+    AuthenticationError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
@@ -402,6 +404,16 @@ class GeminiProvider:
             if exc.code == 400 and "payload size exceeds the limit" in message:
                 # Gemini's refusal of a batch for its size (inline batches: 20 MB).
                 code = "request_too_large"
+            if exc.code == 400 and _key_invalid(inner, message):
+                # Gemini refuses a key with a 400, not a 401: held back the same.
+                return AuthenticationError(
+                    message,
+                    provider=self.name,
+                    status_code=400,
+                    body=details,
+                    headers=dict(headers) if headers is not None else None,
+                    code=KEY_REFUSED,
+                )
             error = error_from_status(
                 int(exc.code or 500),
                 message,
@@ -423,6 +435,17 @@ class GeminiProvider:
                 provider=self.name,
             )
         return ProviderError(self._redact(f"{type(exc).__name__}: {exc}"), provider=self.name)
+
+
+def _key_invalid(error: Any, message: str) -> bool:
+    """Whether a 400 says the API key is not valid (``ErrorInfo.reason`` ``API_KEY_INVALID``)."""
+    if message.startswith("API key not valid"):
+        return True
+    details = error.get("details") if isinstance(error, Mapping) else None
+    return any(
+        isinstance(detail, Mapping) and detail.get("reason") == "API_KEY_INVALID"
+        for detail in details or ()
+    )
 
 
 def _retry_delay(error: Mapping[str, Any]) -> float | None:

@@ -79,7 +79,7 @@ input_tokens, output_tokens, duplicates}, "batch": {...}, "by_key":
 answers are billed; error, expired and cancelled items are not.
 ``queue_refusals`` counts the batches refused for ``enqueued_token_limit``
 since the emulator started (see :mod:`providers.emulator.queuecap`);
-``key_refusals`` the OpenAI and Anthropic calls refused for their API key
+``key_refusals`` the OpenAI, Anthropic and Gemini calls refused for their API key
 (``api_keys``).
 """
 

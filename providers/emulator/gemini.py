@@ -482,7 +482,19 @@ def add_routes(app: web.Application, emulator: AppCore) -> None:
             valid = emulator.config.api_keys
             key = request.headers.get("x-goog-api-key", "").strip() or request.query.get("key")
             if valid is not None and key and key not in valid and not chunk:
-                return wire_error(400, "API key not valid. Please pass a valid API key.")
+                emulator.state.key_refusals += 1
+                return wire_error(
+                    400,
+                    "API key not valid. Please pass a valid API key.",
+                    [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "API_KEY_INVALID",
+                            "domain": "googleapis.com",
+                            "metadata": {"service": "generativelanguage.googleapis.com"},
+                        }
+                    ],
+                )
             if not _authorized(request) and not chunk:
                 return wire_error(
                     403,

@@ -28,6 +28,7 @@ from providers.errors import (
     RateLimitError,
     ServerError,
     UnusableAnswerError,
+    is_key_refused,
 )
 from providers.gemini import (
     GeminiProvider,
@@ -235,6 +236,50 @@ async def test_errors_are_translated_and_never_show_the_key(status: int, kind: t
     assert key not in str(caught.value) and caught.value.status_code == status
     if status == 429:
         assert caught.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    "message", ["API key not valid. Please pass a valid API key.", "API key expired."]
+)
+async def test_a_key_refused_with_a_400_is_a_refused_key(message: str) -> None:
+    # Gemini's words for a bad key: a 400 INVALID_ARGUMENT whose reason is API_KEY_INVALID.
+    body = {
+        "error": {
+            "code": 400,
+            "message": message,
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                }
+            ],
+        }
+    }
+    provider = GeminiProvider(
+        api_key="k-1234", base_url="http://gemini.test", http_client=_failing(400, body)
+    )
+    try:
+        with pytest.raises(AuthenticationError) as caught:
+            await provider.complete(_request())
+    finally:
+        await provider.aclose()
+    assert is_key_refused(caught.value) and caught.value.status_code == 400
+    assert message in str(caught.value)
+
+
+async def test_another_400_is_not_a_refused_key() -> None:
+    body = {"error": {"code": 400, "message": "Invalid JSON payload", "status": "INVALID_ARGUMENT"}}
+    provider = GeminiProvider(
+        api_key="k-1234", base_url="http://gemini.test", http_client=_failing(400, body)
+    )
+    try:
+        with pytest.raises(InvalidRequestError) as caught:
+            await provider.complete(_request())
+    finally:
+        await provider.aclose()
+    assert not is_key_refused(caught.value)
 
 
 async def test_an_unreachable_api_is_a_connection_error() -> None:

@@ -4,7 +4,10 @@ Input, one request per line, is read and checked by
 :func:`plugins.requestfile.read_requests`. Output, one line
 per input line, in input order: ``{"id", "key", "status": "succeeded",
 "output", "usage", "cost_usd", "mode", "model", "batch_id", "cached"}`` or
-``{"id", "key", "status": "failed", "error": {...}}``.
+``{"id", "key", "status": "failed", "error": {...}}``. A line's ``cost_usd``
+is what it paid: a line of a request that an earlier line of the run already
+paid for (the same body under another id) shares that call and reads
+``"cost_usd": 0.0, "cached": true``, so the lines add up to the spend.
 """
 
 from __future__ import annotations
@@ -203,10 +206,15 @@ class _ResultLines:
     many answers cost each price.
     """
 
-    __slots__ = ("_costs", "_summary", "_usages")
+    __slots__ = ("_costs", "_paid", "_summary", "_usages")
 
     def __init__(self, summary: JobSummary) -> None:
         self._summary = summary
+        # Keys whose answer a line of this run was written with as paid: a later
+        # line of the same request (an identical body under another id) shared
+        # that call, and is written as costing nothing, so the lines add up to
+        # what was paid.
+        self._paid: set[str] = set()
         # price -> answers written at that price
         self._costs: dict[float, int] = {}
         # usage value -> its JSON
@@ -233,9 +241,15 @@ class _ResultLines:
         summary = self._summary
         summary.succeeded += 1
         cached = outcome.cached
+        cost = outcome.cost_usd
+        if not cached:
+            key = item.request.key
+            if key in self._paid:
+                cached, cost = True, 0.0  # the call an earlier line of the same request paid
+            else:
+                self._paid.add(key)
         if cached:
             summary.cached += 1
-        cost = outcome.cost_usd
         if cost is None:
             summary.unpriced += 1
         else:

@@ -49,6 +49,7 @@ from typing import Any, TypeGuard
 
 __all__ = [
     "CANCELLED_BY_USER",
+    "KEY_REFUSED",
     "AuthenticationError",
     "BatchCancelledError",
     "BatchExpiredError",
@@ -62,7 +63,6 @@ __all__ = [
     "ContextLengthError",
     "InputError",
     "InvalidRequestError",
-    "KEY_REFUSED",
     "LexibatchError",
     "MissingAPIKeyError",
     "NotSentError",

@@ -22,15 +22,24 @@ _SMALLEST = Decimal("0.000001")
 # Machine-readable figures keep this many decimals: far below any price's
 # precision, far above a float sum's noise.
 _JSON_PLACES = Decimal("1e-10")
+# What a float amount keeps (see to_decimal).
+_FLOAT_PLACES = Decimal("1e-12")
 
 
 def to_decimal(value: float | Decimal | int | None) -> Decimal:
-    """``value`` as an exact :class:`Decimal` of what it prints as (``None``: zero)."""
+    """``value`` as an exact :class:`Decimal` of what it prints as (``None``: zero).
+
+    A float is rounded (half up) to twelve decimals, as each call's cost is
+    (``providers.pricing.COST_PLACES``): a sum the store added up in
+    floating point (``5.084999999999999e-05``) reads as the costs it added.
+    """
     if value is None:
         return Decimal(0)
     if isinstance(value, Decimal):
         return value
-    return Decimal(repr(float(value)))
+    if isinstance(value, int):
+        return Decimal(value)
+    return Decimal(repr(float(value))).quantize(_FLOAT_PLACES, rounding=ROUND_HALF_UP)
 
 
 def usd_sum(values: Iterable[float | Decimal | int | None]) -> Decimal:

@@ -135,6 +135,11 @@ class ModelPrice:
         return cost_at(self.rates(mode), usage)
 
 
+#: Decimals a call's cost keeps: far finer than one token at any price
+#: (gpt-4o-mini's batch input is 7.5e-8 USD a token), far coarser than the
+#: noise of adding its parts in floating point.
+COST_PLACES = 12
+
 #: USD per token: input, output, cached input, cache write (5 min), cache write (1 h).
 Rates = tuple[float, float, float, float, float]
 
@@ -145,18 +150,21 @@ def cost_at(rates: Rates, usage: Usage) -> float:
     For callers that price many calls of one model: the rates are looked up
     once, the tokens of each call multiplied here. Cache reads and both
     kinds of cache writes are parts of ``input_tokens``, each at its own rate.
+    The sum is rounded to :data:`COST_PLACES` decimals, so a cost reads as
+    what was billed (``4.875e-05``, not ``4.874999999999999e-05``).
     """
     rate_in, rate_out, rate_cached, rate_creation, rate_creation_1h = rates
     cached = usage.cached_tokens
     creation = usage.cache_creation_tokens
     creation_1h = min(usage.cache_creation_1h_tokens, creation)
     uncached = max(0, usage.input_tokens - cached - creation)
-    return (
+    return round(
         uncached * rate_in
         + cached * rate_cached
         + (creation - creation_1h) * rate_creation
         + creation_1h * rate_creation_1h
-        + usage.output_tokens * rate_out
+        + usage.output_tokens * rate_out,
+        COST_PLACES,
     )
 
 

@@ -59,3 +59,32 @@ def test_calls_that_timed_out_are_said_beside_the_paid_calls(
     # The emulator bills an abandoned call once its slow answer is ready: all six were.
     time.sleep(1.0)
     assert fresh_emulator.billing()["immediate"]["requests"] == 6
+
+
+@pytest.mark.parametrize("mode", ["immediate", "batch"])
+def test_the_result_lines_add_up_to_the_spend_when_requests_repeat(
+    tmp_path: Path, fresh_emulator: Any, mode: str
+) -> None:
+    import json
+    from decimal import Decimal
+
+    work = workdir(tmp_path / "work", fresh_emulator.base_url + "/v1", 0)
+    # Six ids, three distinct bodies: each body is one call, paid once.
+    lines = [{"id": f"r{i}", "prompt": f"the same question {i % 3}"} for i in range(6)]
+    (work / "requests.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = lexibatch("run", "requests.jsonl", "--mode", mode, "--out", "out.jsonl", cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert "6 succeeded, 0 failed, 3 from cache" in done.stderr, done.stderr
+    written = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
+    paid = [w for w in written if not w["cached"]]
+    assert [w["id"] for w in paid] == ["r0", "r1", "r2"]
+    assert all(w["cost_usd"] == 0.0 for w in written if w["cached"])
+    # Each cost reads as billed: no float noise past the twelfth decimal.
+    assert all(Decimal(repr(w["cost_usd"])).as_tuple().exponent >= -12 for w in written)  # type: ignore[operator]
+    report = lexibatch("cost", "--json", cwd=work)
+    assert report.returncode == 0, report.stderr
+    total = json.loads(report.stdout)["total"]
+    assert Decimal(str(sum(Decimal(repr(w["cost_usd"])) for w in written))) == Decimal(
+        total["cost_usd"]
+    ), total
+    assert fresh_emulator.billing()[mode]["requests"] == 3

@@ -35,6 +35,14 @@ def test_sums_have_no_float_noise() -> None:
     assert usd_sum([0.000001] * 3) == Decimal("0.000003")
 
 
+def test_a_float_sum_of_costs_reads_as_the_costs_it_added() -> None:
+    # What SQLite's SUM gives for 0.00001695 * 3: one significant digit differs.
+    added = 0.00001695 + 0.00001695 + 0.00001695
+    assert repr(added) != "5.085e-05"
+    assert format_usd(added) == format_usd(Decimal("0.00005085")) == "$0.0000509"
+    assert usd_sum([added]) == Decimal("0.00005085")
+
+
 def test_a_budget_error_never_reads_zero_against_zero() -> None:
     error = BudgetExceededError(0.0000375, 0.00002)
     assert "$0.0000375 exceeds the budget $0.00002" in str(error)

@@ -95,9 +95,17 @@ class BatchView:
 
     @property
     def done(self) -> tuple[int, int]:
-        """``(succeeded, failed)`` as the provider last reported them."""
+        """``(succeeded, failed)`` as the provider last reported them.
+
+        A batch failed whole (the journal's ``failed``: the provider rejected
+        it, and counts none of its requests) has failed every request it did
+        not answer.
+        """
         counts = self.shard.counts or {}
-        return int(counts.get("succeeded", 0)), int(counts.get("failed", 0))
+        succeeded, failed = int(counts.get("succeeded", 0)), int(counts.get("failed", 0))
+        if self.shard.state == "failed":
+            failed = max(failed, self.shard.requests - succeeded)
+        return succeeded, failed
 
     @property
     def status(self) -> str:

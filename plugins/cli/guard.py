@@ -97,10 +97,12 @@ def guard(func: Callable[..., T]) -> Callable[..., T]:
             said = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
             signalled = exc if isinstance(exc, StoppedBySignal) else None
             what = f"stopped by {signalled.name}" if signalled else "interrupted"
+            # A command adds what the user may misread (plugins.cli.running: an older --out).
+            notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
             click.echo(
                 f"lexibatch: {said}"
                 if said
-                else f"lexibatch: {what} — everything paid for is stored; "
+                else f"lexibatch: {what} — everything paid for is stored{notes}; "
                 "run the same command again to continue",
                 err=True,
             )

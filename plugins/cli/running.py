@@ -164,7 +164,15 @@ def run(
             sys.exit(EXIT_PROVIDER)
 
     skip_final_collection()
-    run_coroutine(with_connector(settings, body))
+    older = out.exists()
+    try:
+        run_coroutine(with_connector(settings, body))
+    except KeyboardInterrupt as stopped:
+        if older and not stopped.args:
+            # The results go to a temporary file renamed over --out at the end:
+            # the file there is the earlier run's, not a part of this one.
+            stopped.add_note(f"{out} still holds an earlier run's results")
+        raise
 
 
 def estimate_or_refuse(

@@ -120,6 +120,22 @@ def test_the_calls_in_flight_land_and_are_stored_and_the_rerun_pays_for_the_rest
     assert billing["immediate"]["requests"] == PROMPTS and billing["duplicates"] == 0
 
 
+def test_an_interrupted_run_says_the_results_file_there_is_an_earlier_runs(
+    tmp_path: Path,
+) -> None:
+    with Emulator(EmulatorConfig(latency=1.5)) as emu:
+        command = _setup(tmp_path, emu)
+        (tmp_path / "out.jsonl").write_text('{"id": "from an earlier run"}\n')
+        ended, stderr = _interrupt(tmp_path, emu, command, signals=1)
+    assert ended == 130, stderr
+    assert stderr.splitlines()[-1] == (
+        "lexibatch: interrupted — everything paid for is stored; out.jsonl still holds an "
+        "earlier run's results; run the same command again to continue"
+    )
+    # Left as it was: the new results go to a temporary file renamed over it at the end.
+    assert (tmp_path / "out.jsonl").read_text() == '{"id": "from an earlier run"}\n'
+
+
 def test_a_second_sigterm_stops_at_once_and_says_what_it_gave_up(tmp_path: Path) -> None:
     with Emulator(EmulatorConfig(latency=3.0)) as emu:
         command = _setup(tmp_path, emu)

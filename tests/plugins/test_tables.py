@@ -109,6 +109,24 @@ def test_batches_table_shows_counts_cost_and_local_times(store: Store) -> None:
     assert "2 batches, 8 requests, $0.20 spent through them" in text
 
 
+def test_a_batch_failed_whole_counts_its_requests_failed(store: Store) -> None:
+    # The provider rejected the batch: it counts none of its requests, ran none.
+    store.add_shard(Shard("shard_f", "openai", "gpt-4o-mini", requests=4))
+    store.update_shard(
+        "shard_f",
+        state="failed",
+        batch_id="batch_f",
+        batch_status="failed",
+        counts={"total": 0, "succeeded": 0, "failed": 0},
+        error="the input file failed validation",
+    )
+    (view,) = batch_views(store, store.shards())
+    assert view.done == (0, 4)
+    row = next(line for line in _render(batches_table([view])).splitlines() if "batch_f" in line)
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[3:8] == ["failed", "failed", "4", "0", "4"]
+
+
 def test_cost_table_by_provider_with_the_saving(store: Store) -> None:
     now = time.time()
     store.record_calls(
@@ -195,4 +213,5 @@ def test_cost_command_json_and_chart(tmp_path: Path) -> None:
     assert chart.returncode == 0, chart.stderr
     assert "spend by provider, mode, task and model" in chart.stdout
     assert "spend per minute (local time)" in chart.stdout
-    assert "█" * 40 + " $0.0000121 1 call" in chart.stdout
+    # The float noise is gone before rounding: 0.00001215 reads $0.0000122 (half up).
+    assert "█" * 40 + " $0.0000122 1 call" in chart.stdout

@@ -121,6 +121,25 @@ async def test_permanent_errors_are_not_retried(fresh_emulator: Any, make_settin
         await connector.aclose()
 
 
+@pytest.mark.parametrize(
+    ("option", "meant"),
+    [("temprature", "temperature"), ("max_token", "max_tokens"), ("sytem", "system")],
+)
+async def test_a_misspelt_option_is_refused_before_anything_is_sent(
+    fresh_emulator: Any, make_settings: Any, option: str, meant: str
+) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        with pytest.raises(InputError, match=f"unknown option '{option}' — did you mean '{meant}'"):
+            await connector.structured("Synonyms of swift", Synonyms, **{option: 1})
+        # A name close to none of structured()'s goes to the provider as an extra.
+        request = connector.build_request("Synonyms of swift", Synonyms, seed=7, top_p=0.5)
+        assert dict(request.extras) == {"seed": 7, "top_p": 0.5}
+    finally:
+        await connector.aclose()
+    assert fresh_emulator.billing()["immediate"]["requests"] == 0
+
+
 def test_missing_key_names_the_variable(
     fresh_emulator: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -88,7 +88,7 @@ ANTHROPIC_ERRORS = SdkErrors(
     timeout=(anthropic.APITimeoutError,),
     connection=(anthropic.APIConnectionError,),
     status=(anthropic.APIStatusError,),
-    connect_timeout=(httpx2.ConnectTimeout,),
+    connect_timeout=(httpx2.ConnectTimeout, httpx2.PoolTimeout),
 )
 
 

@@ -425,6 +425,11 @@ class GeminiProvider:
             if error.retry_after is None and isinstance(inner, Mapping):
                 error.retry_after = _retry_delay(inner)
             return error
+        if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout):
+            # Never sent: unreachable, not a (billed) slow answer.
+            return ProviderConnectionError(
+                f"cannot reach {self.base_url}: no connection in time", provider=self.name
+            )
         if isinstance(exc, httpx2.TimeoutException):
             return ProviderTimeoutError(
                 f"no answer from {self.base_url} in time", provider=self.name

@@ -392,6 +392,11 @@ class MistralProvider:
                 headers=dict(exc.headers),
                 code=code,
             )
+        if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout):
+            # Never sent: unreachable, not a (billed) slow answer.
+            return ProviderConnectionError(
+                f"cannot reach {self.base_url}: no connection in time", provider=self.name
+            )
         if isinstance(exc, httpx2.TimeoutException):
             return ProviderTimeoutError(
                 f"no answer from {self.base_url} in time", provider=self.name

@@ -59,7 +59,7 @@ OPENAI_ERRORS = SdkErrors(
     timeout=(openai.APITimeoutError,),
     connection=(openai.APIConnectionError,),
     status=(openai.APIStatusError,),
-    connect_timeout=(httpx2.ConnectTimeout,),
+    connect_timeout=(httpx2.ConnectTimeout, httpx2.PoolTimeout),
 )
 
 __all__ = [

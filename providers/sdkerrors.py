@@ -47,8 +47,9 @@ class SdkErrors:
         connection: raised when the provider could not be reached.
         status: raised for an answered non-2xx status (``status_code``,
             ``response``, ``body``).
-        connect_timeout: the HTTP library's connect-timeout class, which the
-            SDK's timeout carries as its cause when no connection was made.
+        connect_timeout: the HTTP library's timeout classes that the SDK's
+            timeout carries as its cause when the request was never sent (no
+            connection made in time, none free in the pool).
     """
 
     timeout: tuple[type[BaseException], ...]

@@ -10,6 +10,8 @@ import pytest
 from plugins.retry import is_unreachable
 from providers.anthropic import AnthropicProvider
 from providers.errors import ProviderConnectionError, ProviderTimeoutError
+from providers.gemini import GeminiProvider
+from providers.mistral import MistralProvider
 from providers.openai import OpenAIProvider
 from providers.types import Message, Request
 
@@ -32,14 +34,23 @@ def _providers(error: type[Exception], tmp_path: Path) -> list[object]:
             http_client=_client(error),
             state_dir=tmp_path / "state",
         ),
+        GeminiProvider(
+            api_key="g-test-1234", base_url="https://gemini.test", http_client=_client(error)
+        ),
+        MistralProvider(
+            api_key="m-test-1234", base_url="https://mistral.test", http_client=_client(error)
+        ),
     ]
 
 
-async def test_a_connect_timeout_is_unreachable(tmp_path: Path) -> None:
-    for provider in _providers(httpx2.ConnectTimeout, tmp_path):
+# No connection made in time, or none free in the pool: the request was never sent.
+@pytest.mark.parametrize("error", [httpx2.ConnectTimeout, httpx2.PoolTimeout])
+async def test_a_connect_timeout_is_unreachable(tmp_path: Path, error: type[Exception]) -> None:
+    for provider in _providers(error, tmp_path):
         with pytest.raises(ProviderConnectionError) as caught:
             await provider.complete(REQUEST)  # type: ignore[attr-defined]
-        assert is_unreachable(caught.value), caught.value
+        assert is_unreachable(caught.value), (provider, caught.value)
+        assert "no connection in time" in str(caught.value), (provider, caught.value)
         await provider.aclose()  # type: ignore[attr-defined]
 
 

@@ -81,6 +81,8 @@ class BatchSeen:
     terminal: bool = False
     #: Ended, but its provider does not say yet that its results can be read.
     unreadable: bool = False
+    #: Its answers stored so far (told as their requests finish).
+    stored: int = 0
 
     @property
     def progress(self) -> float:
@@ -164,6 +166,8 @@ class RunState:
         # task -> [ended, failed, cached]
         tallies: dict[str | None, list[int]] = {}
         spent: dict[float, int] = {}
+        # batch id -> answers of it stored
+        stored: dict[str, int] = {}
         for request, response, _error in outcomes:
             tally = tallies.get(request.task)
             if tally is None:
@@ -173,11 +177,14 @@ class RunState:
                 tally[1] += 1
             elif response.cached:
                 tally[2] += 1
-            elif response.cost_usd is None:
-                self.unpriced += 1
             else:
-                # Answers share few prices: each is made exact once per call.
-                spent[response.cost_usd] = spent.get(response.cost_usd, 0) + 1
+                if response.batch_id is not None:
+                    stored[response.batch_id] = stored.get(response.batch_id, 0) + 1
+                if response.cost_usd is None:
+                    self.unpriced += 1
+                else:
+                    # Answers share few prices: each is made exact once per call.
+                    spent[response.cost_usd] = spent.get(response.cost_usd, 0) + 1
         for task, (ended, failed, cached) in tallies.items():
             count = self._stage(task)
             # Requests that started before this observer was registered are
@@ -189,6 +196,10 @@ class RunState:
             count.cached += cached
         for cost, times in spent.items():
             self.spent += to_decimal(cost) * times
+        for batch_id, answers in stored.items():
+            seen = self.batches.get(batch_id)
+            if seen is not None:
+                seen.stored += answers
 
     def request_started(self, request: Request) -> None:
         """Count one request of its stage as queued."""
@@ -373,10 +384,22 @@ class RunState:
                 f"{more}"
             )
         pending = self.started - self.finished
+        # Ended and readable, with answers not yet told stored: being collected.
+        storing = [
+            b
+            for b in list(self.batches.values())
+            if b.terminal and not b.unreadable and b.stored < b.succeeded
+        ]
+        if storing and pending > 0:
+            b, more = storing[0], _more(storing)
+            return (
+                f"batch {b.id} ({b.provider}) ended {b.state}: storing its answers, "
+                f"{b.stored:,}/{b.succeeded:,}{more}"
+            )
         if self.batch_mode and pending > 0:
             return (
                 f"{pending:,} requests not in a running batch yet "
-                "(the next batch is being gathered, or results stored)"
+                "(the next batch is being gathered)"
             )
         return None
 

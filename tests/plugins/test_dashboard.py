@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from plugins.dashboard import RunState
 from plugins.progress import ProgressObserver
+from plugins.requestevents import RequestOutcome
 from providers.errors import ProviderError
 from providers.types import BatchInfo, BatchState, Message, Request, Response, Usage
 
@@ -134,8 +136,7 @@ def test_requests_gathered_for_the_next_batch_are_what_it_waits_for() -> None:
     for i in range(10):
         state.request_started(_request(i, "t"))
     assert state.waiting_for() == (
-        "10 requests not in a running batch yet "
-        "(the next batch is being gathered, or results stored)"
+        "10 requests not in a running batch yet (the next batch is being gathered)"
     )
     text = _render(state)
     assert re.search(r"t +0 / 10", text)
@@ -162,6 +163,15 @@ def test_an_ended_batch_whose_results_cannot_be_read_yet_is_what_it_waits_for() 
         "acme",
     )
     assert "cannot be read" not in (state.waiting_for() or "")
+    # Readable: its answers are being stored, as their requests finish.
+    assert state.waiting_for() == "batch batch_a (acme) ended completed: storing its answers, 0/8"
+    requests = [_request(i, "t") for i in range(8)]
+    answers = [dataclasses.replace(_response(r, 0.001), batch_id="batch_a") for r in requests]
+    outcomes = [RequestOutcome(r, a, None) for r, a in zip(requests, answers, strict=True)]
+    state.requests_finished(outcomes[:5])
+    assert state.waiting_for() == "batch batch_a (acme) ended completed: storing its answers, 5/8"
+    state.requests_finished(outcomes[5:])
+    assert state.waiting_for() is None  # every request answered: nothing left to wait for
 
 
 def test_immediate_runs_estimate_from_the_rate_requests_finish_at() -> None:

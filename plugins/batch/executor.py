@@ -436,9 +436,18 @@ class BatchExecutor:
 
     async def _collect(self, info: BatchInfo) -> None:
         seen: set[str] = set()
+
+        async def download() -> None:
+            await self._settle_lines(info, seen)
+            if not seen and info.succeeded:
+                # The provider counts answers, and its results gave none: they
+                # are not readable yet (or its plugin reads the wrong file).
+                # Queued again, they would be paid for again: read again instead.
+                raise _unread(info, self.shard.provider)
+
         # A download that breaks off is read again from its start, per the one retry
         # policy: the lines settled before the break are skipped, the rest settled then.
-        await self._step("download", lambda: self._settle_lines(info, seen))
+        await self._step("download", download)
         self.settlement.finish_missing(self.shard, info, seen)
 
     async def _settle_lines(self, info: BatchInfo, seen: set[str]) -> None:
@@ -485,6 +494,19 @@ class BatchExecutor:
 
 # The id each result line names (read for a whole chunk at once).
 _custom_id = attrgetter("custom_id")
+
+
+def _unread(info: BatchInfo, provider: str) -> ProviderError:
+    """The error of an ended batch whose results gave no line though it counts answers."""
+    error = ProviderError(
+        f"batch {info.id} counts {info.succeeded:,} answers, but its results gave no line: "
+        "they were paid for, so its requests are not sent again; the batch stays journaled "
+        "and is read again by the next run (or lexibatch resume)",
+        provider=provider,
+        code="results_unread",
+    )
+    error.retryable = True  # read again, per the retry policy
+    return error
 
 
 def _counts(info: BatchInfo) -> dict[str, int]:

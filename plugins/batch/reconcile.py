@@ -11,6 +11,11 @@ them are checked against the shard's requests and the provider's own counts:
   is stored nowhere and billed to nobody here: one warning gives how many and
   an example id, so a mix-up at the provider is seen rather than dropped.
 
+A batch whose results give no line at all while the provider counts answers
+is not reconciled: those answers were paid for, so its results are read
+again, and the batch stays journaled when they still give none (see
+:meth:`plugins.batch.executor.BatchExecutor._collect`).
+
 Both at once — ours missing, lines under ids not ours — most likely means
 answers paid for under other names (a provider, or its plugin, that does not
 keep ``custom_id``): the settlement then fails the missing requests rather

@@ -114,6 +114,63 @@ async def test_a_lost_create_beside_a_batch_of_the_same_size_waits_and_is_paid_o
     assert "waiting for them to end rather than create its batch again" in caplog.text
 
 
+# An ended batch whose results read empty though the provider counts answers
+# (an output file not readable yet, or a plugin reading the wrong one): the
+# answers were paid for, so the results are read again, never the requests
+# sent again; when they stay empty, the batch stays journaled for the next run.
+
+
+@pytest.mark.parametrize("empty_reads", [2, 100])
+async def test_results_that_read_empty_while_the_provider_counts_answers_are_read_again(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, empty_reads: int
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+    from providers.openai import OpenAIBatchEndpoint
+
+    original = OpenAIBatchEndpoint.results
+    reads = 0
+
+    async def results(self: Any, batch: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads <= empty_reads:
+            return
+        async for item in original(self, batch):
+            yield item
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "results", results)
+    prompts = [f"unread {i}" for i in range(5)]
+    with Emulator(EmulatorConfig(batch_seconds=0.1)) as emu:
+        settings = make_settings(emu)
+        connector = open_connector(settings)
+        try:
+            connector.enable_batch_mode()
+            first = await gather(connector, prompts)
+            shards = connector.store.shards()
+        finally:
+            await connector.aclose()
+        if empty_reads == 2:
+            # Read again within the retry policy's tries: answered, once.
+            assert all(isinstance(r, Entry) for r in first), first
+            assert [s.state for s in shards] == ["collected"]
+        else:
+            assert all(isinstance(r, ProviderError) for r in first), first
+            assert "counts 5 answers, but its results gave no line" in str(first[0])
+            assert [s.state for s in shards] == ["ended"]  # journaled, not failed
+            monkeypatch.setattr(OpenAIBatchEndpoint, "results", original)
+            second = open_connector(settings)
+            try:
+                second.enable_batch_mode()
+                await second.batch_strategy().resume()
+                again = await gather(second, prompts)
+                assert all(isinstance(r, Entry) for r in again), again
+                assert [s.state for s in second.store.shards()] == ["collected"]
+            finally:
+                await second.aclose()
+        billing = emu.billing()
+    assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
+
+
 # ---------------------------------------------------------------------------
 # A collection stopped once its batch existed (the results download broke
 # off) leaves the shard journaled; asking for its requests again in the same

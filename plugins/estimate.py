@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -15,7 +16,16 @@ if TYPE_CHECKING:
     from plugins.config import Settings
     from plugins.providerspec import ProviderSpec
 
-__all__ = ["Estimate", "estimate_requests", "price_provider", "priced_mode", "unknown_prices"]
+__all__ = [
+    "Estimate",
+    "batch_shares",
+    "estimate_requests",
+    "price_provider",
+    "priced_mode",
+    "unknown_prices",
+]
+
+log = logging.getLogger("lexibatch.plugins")
 
 
 def priced_mode(settings: Settings, provider: str, size: int) -> str:
@@ -77,12 +87,35 @@ def price_table(specs: Mapping[str, ProviderSpec] | None = None) -> PriceTable:
         from plugins.config import registered_specs
 
         specs = registered_specs()
-    shares = {
-        spec.prices: spec.batch_price_share
-        for spec in specs.values()
-        if spec.prices is not None and spec.batch_price_share is not None
-    }
-    return PriceTable.load().with_batch_shares(shares)
+    return PriceTable.load().with_batch_shares(batch_shares(specs))
+
+
+def batch_shares(specs: Mapping[str, ProviderSpec]) -> dict[str, float]:
+    """The batch price share of each price-map provider, as the providers declare them.
+
+    Declared by two providers differently, the share of the one registered
+    under the price-map provider's own name wins (``mistral``'s for
+    ``mistral``), else the larger one: the higher price, so a budget is
+    never underestimated. A warning names them.
+    """
+    declared: dict[str, dict[str, float]] = {}
+    for name, spec in specs.items():
+        if spec.prices is not None and spec.batch_price_share is not None:
+            declared.setdefault(spec.prices, {})[name] = spec.batch_price_share
+    shares: dict[str, float] = {}
+    for prices, by_provider in declared.items():
+        share = by_provider.get(prices, max(by_provider.values()))
+        if len(set(by_provider.values())) > 1:
+            said = ", ".join(f"{n} {s:.0%}" for n, s in sorted(by_provider.items()))
+            log.warning(
+                "providers declare different batch price shares for the models of %s (%s): "
+                "%.0f%% is used",
+                prices,
+                said,
+                share * 100,
+            )
+        shares[prices] = share
+    return shares
 
 
 @dataclass

@@ -133,9 +133,14 @@ class ProviderSpec:
             answer against its schema either way.
         batch: its batch endpoint, or ``None`` when it has none.
         batch_price_share: its batch price as a share of the immediate one
-            (its published discount: ``0.5`` for half price), for models
-            whose entry in the price map gives no batch price; ``None``:
-            such models are priced in batch as immediately.
+            (its published discount: ``0.5`` for half price), for the models
+            of its ``prices`` provider whose entry in the price map gives no
+            batch price; ``None``: such models are priced in batch as
+            immediately. It needs ``prices`` (the share is the price-map
+            provider's). Two providers declaring different shares for one
+            price-map provider: the one registered under that name wins,
+            else the larger share (the higher price, so a budget is never
+            underestimated), with a warning.
         poll_interval: seconds between status polls that suit it when the
             user has not set ``batch.poll_interval`` (``None``: the config's default).
     """
@@ -153,6 +158,10 @@ class ProviderSpec:
         share = self.batch_price_share
         if share is not None and not 0 < share <= 1:
             raise ValueError(f"batch_price_share must be in (0, 1], not {share}")
+        if share is not None and self.prices is None:
+            raise ValueError(
+                "batch_price_share needs prices= (the price-map provider whose models it prices)"
+            )
         if not (isinstance(self.options, type) and issubclass(self.options, ProviderSettings)):
             raise TypeError(
                 f"ProviderSpec.options must be a ProviderSettings subclass, not {self.options!r}"

@@ -22,7 +22,7 @@ decide from the second kind whether to retry::
         │   └── ProviderTimeoutError   request timed out             (retryable)
         ├── RateLimitError             429                           (retryable)
         ├── ServerError                5xx                           (retryable)
-        ├── AuthenticationError        401 / 403                     (permanent)
+        ├── AuthenticationError        401 / 403, or code KEY_REFUSED (permanent)
         ├── InvalidRequestError        other 4xx                     (permanent)
         │   └── ContextLengthError     the prompt exceeds the model's context (permanent)
         ├── TruncatedError             cut at max_tokens: retried with more tokens
@@ -32,7 +32,8 @@ decide from the second kind whether to retry::
         │   ├── BatchExpiredError      the batch window ran out       (retryable)
         │   └── BatchCancelledError    the batch was cancelled        (retryable)
         │       └── CancelledByUserError  the user cancelled it       (permanent)
-        └── BatchFailedError           a whole batch was rejected     (permanent)
+        ├── BatchFailedError           a whole batch was rejected     (permanent)
+        └── BatchInDoubtError          find cannot yet tell a shard's batch: it waits
 
 A :class:`ProviderError` keeps the provider's status code, body, headers and
 ``retry-after`` so nothing the provider said is lost in translation. Vendor
@@ -50,6 +51,7 @@ from typing import Any, TypeGuard
 __all__ = [
     "CANCELLED_BY_USER",
     "KEY_REFUSED",
+    "QUEUE_FULL",
     "AuthenticationError",
     "BatchCancelledError",
     "BatchExpiredError",
@@ -337,6 +339,13 @@ class ServerError(ProviderError):
 class AuthenticationError(ProviderError):
     """The API key was refused (HTTP 401 / 403, or a provider's own words for it)."""
 
+
+#: The ``code`` that says the provider's batch queue is full: on a
+#: :class:`RateLimitError` raised by ``BatchEndpoint.create``, or at the start of
+#: an ``errors`` entry of a batch that ended failed for it (OpenAI's own code).
+#: lexibatch waits for room and creates the batch again: no retry round, no
+#: failed request.
+QUEUE_FULL = "token_limit_exceeded"
 
 #: The ``code`` of an :class:`AuthenticationError` a provider raises for a
 #: refused key that it does not answer with a 401 (Gemini: a 400 whose reason

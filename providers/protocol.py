@@ -104,11 +104,23 @@ class Connector(Protocol):
 
 @runtime_checkable
 class BatchEndpoint(Protocol):
-    """A provider's batch API, one journaled step per method."""
+    """A provider's batch API, one journaled step per method.
+
+    Each method makes one try (retries are lexibatch's, per its retry
+    policy) and is bounded in time by the provider's own HTTP timeout (the
+    options' ``timeout``): lexibatch sets no deadline of its own on them, so
+    a call that hangs holds its shard until that timeout ends it.
+    """
 
     @property
     def limits(self) -> BatchLimits:
-        """How many requests and bytes one batch may hold."""
+        """How many requests and bytes one batch may hold, and whether models may mix.
+
+        lexibatch seals shards to exactly these. A provider registered with
+        a :class:`~plugins.providerspec.BatchSpec` builds them with
+        ``spec.batch.limits(options)``, which applies the user's
+        ``max_batch_requests`` and ``max_batch_bytes``.
+        """
         ...
 
     def encode(self, request: Request, custom_id: str) -> bytes:
@@ -127,7 +139,15 @@ class BatchEndpoint(Protocol):
     async def create(
         self, path: Path, input_file_id: str | None, *, shard_id: str, model: str
     ) -> BatchInfo:
-        """Create the batch; ``shard_id`` is attached so :meth:`find` can see it."""
+        """Create the batch; ``shard_id`` is attached so :meth:`find` can see it.
+
+        ``model`` is the shard's model, or ``"*"`` when :attr:`limits` allow
+        mixed models and the shard holds several (each line names its own).
+        A refusal because the provider's batch queue is full is a
+        :class:`~providers.errors.RateLimitError` whose ``code`` is
+        :data:`~providers.errors.QUEUE_FULL`: the shard waits for room and is
+        created again (any other 429 goes through the retry policy).
+        """
         ...
 
     async def find(self, shard: JournaledShard) -> BatchInfo | None:

@@ -302,6 +302,7 @@ class BatchExecutor:
                 if info is not None:
                     self._created(info)
                     return info
+                self._say_not_found("its create was sent before the run stopped")
                 self._update(state="uploaded")
             self._update(state="submitting")
             shard = self.shard
@@ -315,6 +316,7 @@ class BatchExecutor:
                     found = await self._told(self._find)
                     if found is not None:
                         return found
+                    self._say_not_found("its last create failed without an answer")
                 first, tried = not tried, True
                 try:
                     return await self.endpoint.create(
@@ -350,6 +352,20 @@ class BatchExecutor:
                 raise
             self._created(info)
             return info
+
+    def _say_not_found(self, why: str) -> None:
+        """Warn that the shard's batch is created again though an earlier create may have made it.
+
+        Paid for twice if that create did make it: only the provider's
+        ``find`` can tell, and it found none (a plugin whose ``find`` cannot
+        find is seen here).
+        """
+        log.warning(
+            "batch shard %s: %s, and %s finds no batch made for it: it is created again",
+            self.shard.shard_id,
+            why,
+            self.shard.provider,
+        )
 
     async def _told(self, find: Callable[[], Awaitable[BatchInfo | None]]) -> BatchInfo | None:
         """``find()``, asked again on the poll schedule while the provider cannot tell

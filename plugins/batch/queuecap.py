@@ -56,7 +56,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from plugins.batch.journal import SchemaBook
-from providers.errors import RateLimitError
+from providers.errors import QUEUE_FULL, RateLimitError
 from providers.tokens import estimate_tokens
 from providers.types import BatchInfo, BatchState, Request
 
@@ -77,8 +77,9 @@ __all__ = [
 
 log = logging.getLogger("lexibatch.batch")
 
-#: The code OpenAI gives a batch failed because its model's queue was full.
-QUEUE_FULL_CODE: Final = "token_limit_exceeded"
+#: The code OpenAI gives a batch failed because its model's queue was full
+#: (and a plugin's refusal of a create for its full queue: providers.errors.QUEUE_FULL).
+QUEUE_FULL_CODE: Final = QUEUE_FULL
 
 #: Refusals in a row, with nothing of this run in flight, after which a shard is halved.
 SPLIT_AFTER: Final = 3

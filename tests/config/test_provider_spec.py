@@ -169,3 +169,29 @@ def test_the_core_names_no_provider(module: str) -> None:
     text = (Path(__file__).resolve().parents[2] / module).read_text().lower()
     for name in ("openai", "anthropic", "gemini", "mistral"):
         assert f'"{name}"' not in text, (module, name)
+
+
+def test_a_batch_price_share_needs_the_price_map_provider_it_prices() -> None:
+    with pytest.raises(ValueError, match="batch_price_share needs prices="):
+        ProviderSpec(batch_price_share=0.5)
+
+
+def test_a_plugins_batch_price_share_does_not_reprice_a_provider_that_declares_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from plugins.builtin_providers import MISTRAL
+    from plugins.estimate import batch_shares
+
+    # A reseller of Mistral's models declaring another discount than Mistral's own.
+    reseller = ProviderSpec(prices="mistral", batch_price_share=0.2)
+    caplog.set_level("WARNING", logger="lexibatch.plugins")
+    assert batch_shares({"mistral": MISTRAL, "reseller": reseller}) == {"mistral": 0.5}
+    assert "different batch price shares for the models of mistral" in caplog.text
+    assert "(mistral 50%, reseller 20%): 50% is used" in caplog.text
+    # Neither registered under the price map's name: the higher price is used.
+    other = ProviderSpec(prices="mistral", batch_price_share=0.7)
+    assert batch_shares({"a": reseller, "b": other}) == {"mistral": 0.7}
+    # One declaration alone is taken as it is, without a word.
+    caplog.clear()
+    assert batch_shares({"reseller": reseller}) == {"mistral": 0.2}
+    assert caplog.text == ""

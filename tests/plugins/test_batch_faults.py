@@ -61,6 +61,41 @@ async def test_a_create_whose_answer_was_lost_is_found_not_made_again(
     assert billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
 
 
+async def test_a_create_that_failed_before_reaching_the_provider_is_made_again_and_said(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    from providers.emulator import Emulator, EmulatorConfig
+    from providers.openai import OpenAIBatchEndpoint
+
+    original = OpenAIBatchEndpoint.create
+    calls = 0
+
+    async def create_never_sent_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ProviderConnectionError("connection reset before the request was sent")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OpenAIBatchEndpoint, "create", create_never_sent_first)
+    caplog.set_level("WARNING", logger="lexibatch.batch")
+    with Emulator(EmulatorConfig(batch_seconds=0.1)) as emu:
+        connector = open_connector(make_settings(emu))
+        try:
+            connector.enable_batch_mode()
+            results = await gather(connector, [f"unsent {i}" for i in range(5)])
+            assert all(isinstance(r, Entry) for r in results), results
+        finally:
+            await connector.aclose()
+        billing = emu.billing()
+    assert calls == 2 and billing["batch"]["requests"] == 5 and billing["duplicates"] == 0
+    # Made again only after the provider was asked, and said: a find that cannot find shows.
+    assert (
+        "its last create failed without an answer, and openai finds no batch made for it: "
+        "it is created again" in caplog.text
+    )
+
+
 # A create whose answer was lost while another process sent a batch of the
 # same size: Anthropic's batches carry no shard id, so neither can be told
 # from the other until they end. The shard waits for that, and then finds its

@@ -119,6 +119,17 @@ def test_a_full_queue_429_is_told_from_a_rate_limit(
     assert refused_at_create(error, quota_worded=quota_worded) is waits_when_lasting
 
 
+def test_a_plugin_says_its_queue_is_full_with_the_public_code_in_its_own_words() -> None:
+    from providers.errors import QUEUE_FULL
+
+    # Acme's words name no queue lexibatch knows; its code does.
+    said = "Acme allows 3 open jobs per account"
+    full = RateLimitError(said, provider="acme", status_code=429, code=QUEUE_FULL)
+    assert create_refusal(full) == "queue" and refused_at_create(full)
+    busy = RateLimitError(said, provider="acme", status_code=429, code="open_jobs_exhausted")
+    assert create_refusal(busy) == "rate" and not refused_at_create(busy)
+
+
 def test_only_a_429_is_a_refusal_at_create() -> None:
     error = error_from_status(500, OPENAI_QUEUE, provider="openai")
     assert isinstance(error, ServerError)

@@ -304,6 +304,9 @@ def defect_error(exc: BaseException, *, provider: str, doing: str) -> ProviderEr
     meet the one error tree, with the original as its ``__cause__``.
     """
     what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    # Where it came from, when the code that let it through said (e.g. "during the batch's poll").
+    where = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
+    what += where
     error = ProviderError(
         f"{doing} raised {what} — a defect of the provider's adapter or plugin "
         "(not a provider failure; not retried)",

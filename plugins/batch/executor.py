@@ -504,9 +504,36 @@ class BatchExecutor:
                 GcHold.release()
 
     async def _step(self, what: str, call: Any) -> Any:
-        """One provider call of the lifecycle, tried again per the one retry policy."""
-        return await self.kit.retry.call(call, what=f"batch {what} of {self.shard.shard_id}")
+        """One provider call of the lifecycle, tried again per the one retry policy.
 
+        An exception outside the error tree (a defect of the provider's
+        adapter or plugin) is noted with the step it came from, which the
+        defect's message then names (:func:`providers.errors.defect_error`).
+        """
+        try:
+            result = await self.kit.retry.call(call, what=f"batch {what} of {self.shard.shard_id}")
+        except LexibatchError:
+            raise
+        except Exception as exc:
+            exc.add_note(f"during the batch's {what}")
+            raise
+        expected = _RETURNS.get(what)
+        if expected is not None and not isinstance(result, expected):
+            # Said here, not as the attribute it lacks wherever it is first used.
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in expected)
+            raise TypeError(
+                f"the batch endpoint's {what} returned {type(result).__name__}, not {names}"
+            )
+        return result
+
+
+# What each step of the endpoint returns (see providers.protocol.BatchEndpoint).
+_RETURNS: dict[str, tuple[type, ...]] = {
+    "upload": (str, type(None)),
+    "create": (BatchInfo,),
+    "find": (BatchInfo, type(None)),
+    "poll": (BatchInfo,),
+}
 
 # The id each result line names (read for a whole chunk at once).
 _custom_id = attrgetter("custom_id")

@@ -59,10 +59,34 @@ async def test_a_batch_reader_that_raises_fails_its_requests_with_a_provider_def
     error = info.value
     assert error.code == "provider_defect" and isinstance(error.__cause__, AttributeError)
     assert f"batch shard {shard.shard_id} raised AttributeError" in str(error)
+    assert "(during the batch's download)" in str(error)  # the step it came from
     # One line, no traceback; the shard stays journaled for the next run.
     [said] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert said.exc_info is None and "a defect, not a provider failure" in said.getMessage()
     assert shard.state not in ("collected", "failed")
+
+
+async def test_a_poll_that_returns_the_wrong_type_is_a_defect_naming_the_poll(
+    fresh_emulator: Any, make_settings: Any
+) -> None:
+    connector = open_connector(make_settings(fresh_emulator))
+
+    async def poll(batch_id: str) -> Any:
+        return {"id": batch_id, "status": "completed"}  # a dict, not a BatchInfo
+
+    connector.provider.batch.poll = poll
+    try:
+        connector.enable_batch_mode()
+        with pytest.raises(ProviderError) as info:
+            await connector.structured("swift", Word)
+        shard = connector.store.shards()[0]
+    finally:
+        await connector.aclose()
+    assert info.value.code == "provider_defect"
+    assert "raised TypeError: the batch endpoint's poll returned dict, not BatchInfo" in str(
+        info.value
+    )
+    assert shard.state == "created"  # journaled: the next run polls it again
 
 
 async def test_a_call_its_adapter_never_ends_is_ended_past_the_providers_timeout(

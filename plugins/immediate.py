@@ -28,8 +28,10 @@ from plugins.claims import ClaimBook
 from plugins.crossmode import batch_holds, wait_for_answer
 from plugins.ledger import call_record, paid_rows
 from plugins.pacing import Pacer
+from plugins.reasks import reask_state, resumed
 from plugins.results import build_response, cached_response, more_tokens
 from plugins.safekeep import SafeKeep, StoreRefusedError, take_back
+from plugins.store import StoredResult
 from providers.errors import (
     LexibatchError,
     NotSentError,
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 
     from plugins.crossmode import BatchHold
     from plugins.registry import Strategy, StrategyContext
-    from plugins.store import CallRecord, StoredResult
+    from plugins.store import CallRecord
 
 __all__ = ["ImmediateStrategy", "estimate_request_tokens"]
 
@@ -302,17 +304,22 @@ class ImmediateStrategy:
 
     async def _send_in(self, request: Request, flight: _Flight) -> Response:
         usage = Usage()
-        current = request
+        # A re-ask an earlier run sent and never saw answered goes on from the
+        # answer it re-asked (kept: it was paid for), not from the first question.
+        state = self.context.store.pending_reask(self.provider_name, request.key)
+        current, first = resumed(request, state, self._reask)
         calls: list[Completion] = []
-        for attempt in range(self._reask + 1):
+        # Paid calls ledgered already: each with the answer it re-asks, before the
+        # re-ask is sent, so a run killed while it is out has lost no paid call.
+        ledgered = 0
+        for attempt in range(first, self._reask + 1):
             try:
                 completion = await self._call_with_retries(
-                    current, request if attempt == 0 else None, flight
+                    current, request if attempt == first else None, flight
                 )
             except BaseException:
                 # A re-ask that failed: the answers before it were paid for all the same.
-                if calls:
-                    self._ledger_unanswered(request, calls)
+                self._ledger_unanswered(request, calls[ledgered:])
                 raise
             calls.append(completion)
             usage = usage + completion.usage
@@ -328,7 +335,7 @@ class ImmediateStrategy:
                 )
             except SchemaValidationError as exc:
                 if attempt >= self._reask:
-                    self._ledger_unanswered(request, calls)
+                    self._ledger_unanswered(request, calls[ledgered:])
                     raise
                 current = current.with_messages(
                     [
@@ -337,24 +344,62 @@ class ImmediateStrategy:
                         Message("user", _REASK.format(error=exc.message)),
                     ]
                 )
+                self._ledger_reasked(request, calls[ledgered:], current, attempt + 1)
+                ledgered = len(calls)
                 continue
             except TruncatedError as exc:
                 # Cut at max_tokens: the same request would be cut again.
                 if exc.retry_max_tokens is None or attempt >= self._reask:
-                    self._ledger_unanswered(request, calls)
+                    self._ledger_unanswered(request, calls[ledgered:])
                     raise
                 current = more_tokens(current, exc)
+                self._ledger_reasked(request, calls[ledgered:], current, attempt + 1)
+                ledgered = len(calls)
                 continue
             except UnusableAnswerError:
                 # Paid for, and unusable however often it is asked: ledgered, not re-asked.
-                self._ledger_unanswered(request, calls)
+                self._ledger_unanswered(request, calls[ledgered:])
                 raise
+            # Priced as every call it took; ledgered, the calls not ledgered yet.
             paid, records, result = paid_rows(
                 self.context, request, calls, final=response, mode="immediate"
             )
-            self._store_answer(request.key, records, result)
+            self._store_answer(request.key, records[ledgered:], result)
             return paid
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ledger_reasked(
+        self, request: Request, calls: list[Completion], reask: Request, attempt: int
+    ) -> None:
+        """Ledger ``calls`` and keep the last one's answer with the re-ask it led to.
+
+        In one commit, before ``reask`` is sent: a run stopped while it is out
+        has every paid call ledgered, and the next run sends ``reask`` (see
+        :mod:`plugins.reasks`) instead of paying for the first question again.
+        """
+        last = calls[-1]
+        records = [call_record(self.context, request, c, mode="immediate") for c in calls]
+        kept = StoredResult(
+            request.key,
+            last.model,
+            request.task,
+            "immediate",
+            last.content,
+            last.usage,
+            records[-1].cost_usd,
+            last.request_id,
+        )
+        state = reask_state(request, reask, attempt)
+        store = self.context.store
+
+        def write() -> None:
+            with store.in_transaction():
+                store.record_calls(records)
+                store.keep_reasked(self.provider_name, kept, state=state)
+
+        # The request's own course goes on; a refusal stops the run (see safekeep).
+        with contextlib.suppress(StoreRefusedError):
+            self._keep.store_paid(write, records, None, self.provider_name)
 
     def _store_answer(self, key: str, records: list[CallRecord], result: StoredResult) -> None:
         """Store a paid answer with its ledger rows (kept safe if the store refuses).
@@ -375,6 +420,8 @@ class ImmediateStrategy:
 
     def _ledger_unanswered(self, request: Request, calls: list[Completion]) -> None:
         """Ledger paid calls that produced no usable answer (kept safe if the store refuses)."""
+        if not calls:
+            return
         records = [call_record(self.context, request, c, mode="immediate") for c in calls]
         store = self.context.store
         # The request's own error is the one to raise; the refusal stops the run.

@@ -50,6 +50,8 @@ _PUT_RESULT = (
     + " FROM keys WHERE provider = ?1 AND key = ?2"
 )
 _BY_KEY = BY_KEY.format(t="results")
+#: The start of the reason of an answer kept by ``keep_reasked``.
+REASK_REASON = "reask "
 _BY_KEYS = BY_KEYS.format(t="r")
 
 
@@ -240,6 +242,48 @@ class CacheTables(RefTables, KeyIds):
             return True
 
         return self._write(run)
+
+    def keep_reasked(self, provider: str, result: StoredResult, *, state: str) -> None:
+        """Keep a paid answer that did not fit, and the re-ask it led to (``state``, JSON).
+
+        Set aside in ``retired_results`` (reason ``reask …``), it is what a
+        run stopped while that re-ask was out resumes from
+        (:meth:`pending_reask`), instead of paying for the first question again.
+        """
+        now = time.time()
+        self._execute(
+            f"INSERT INTO retired_results ({_RESULT_INSERT}, retired_at, reason) "
+            f"VALUES ({', '.join('?' * 18)})",
+            (
+                provider,
+                key_cell(result.key),
+                result.model,
+                result.task,
+                result.mode,
+                result.text,
+                result.usage.input_tokens,
+                result.usage.output_tokens,
+                result.usage.cached_tokens,
+                result.usage.reasoning_tokens,
+                result.usage.cache_creation_tokens,
+                result.usage.cache_creation_1h_tokens,
+                result.cost_usd,
+                result.request_id,
+                None,
+                now,
+                now,
+                f"{REASK_REASON}{state}",
+            ),
+        )
+
+    def pending_reask(self, provider: str, key: str) -> str | None:
+        """The state :meth:`keep_reasked` kept last for ``key``, if any."""
+        rows = self._read(
+            "SELECT reason FROM retired_results WHERE provider = ? AND key = ? AND reason LIKE ? "
+            "ORDER BY id DESC LIMIT 1",
+            (provider, key_cell(key), f"{REASK_REASON}%"),
+        )
+        return str(rows[0][0])[len(REASK_REASON) :] if rows else None
 
     def retired_results(self, provider: str, key: str) -> list[StoredResult]:
         """The answers of ``key`` set aside by :meth:`retire_result`, oldest first."""

@@ -1,0 +1,54 @@
+"""The re-ask an immediate call is waiting for, kept so that a stopped run resumes it.
+
+An answer that misfits its schema, or is cut at ``max_tokens``, is paid for
+and asked again. Before the re-ask is sent, the paid answer is kept
+(``Store.keep_reasked``) with the state written here: the attempt the re-ask
+is, the messages it adds to the request and its output limit. A run stopped
+while the re-ask is out (a kill, a crash) then sends that re-ask (see
+:func:`resumed`), instead of paying for the first question again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import orjson
+
+from providers.types import Message, Request
+
+__all__ = ["reask_state", "resumed"]
+
+
+def reask_state(request: Request, reask: Request, attempt: int) -> str:
+    """What to keep of ``reask``, attempt ``attempt`` of ``request`` (JSON)."""
+    added = reask.messages[len(request.messages) :]
+    return orjson.dumps(
+        {
+            "attempt": attempt,
+            "added": [m.to_dict() for m in added],
+            "max_tokens": reask.max_tokens,
+        }
+    ).decode()
+
+
+def resumed(request: Request, state: str | None, last_attempt: int) -> tuple[Request, int]:
+    """What to send first for ``request``, and which attempt it is.
+
+    The re-ask ``state`` keeps (from :func:`reask_state`) while it is an
+    attempt up to ``last_attempt``; otherwise (none kept, the attempts are
+    spent, or a state this version did not write) ``request`` itself,
+    attempt 0.
+    """
+    if state is None:
+        return request, 0
+    try:
+        kept = orjson.loads(state)
+        attempt = int(kept["attempt"])
+        added = [Message(m["role"], str(m["content"])) for m in kept["added"]]
+        max_tokens = kept["max_tokens"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return request, 0
+    if not 0 < attempt <= last_attempt or not (max_tokens is None or isinstance(max_tokens, int)):
+        return request, 0
+    messages = (*request.messages, *added)
+    return dataclasses.replace(request, messages=messages, max_tokens=max_tokens), attempt

@@ -447,7 +447,9 @@ async def generate(app: AppCore, request: web.Request, model: str) -> web.Respon
         return wire_error(400, "Invalid JSON payload received.")
     if not body.get("contents"):
         return wire_error(400, "* GenerateContentRequest.contents: contents is not specified")
-    verdict = await immediate_verdict(app, {"model": model, **body}, model)
+    verdict = await immediate_verdict(app, {"model": model, **body}, model, request)
+    if verdict.kind == "abandoned":
+        return web.Response(status=499)  # the client hung up: nothing answered or billed
     if verdict.kind == "rate_limit":
         delay = f"{app.config.retry_after:g}s"
         return wire_error(

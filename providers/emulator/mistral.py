@@ -439,7 +439,9 @@ async def chat(app: AppCore, request: web.Request) -> web.Response:
         response = _error(429, "Requests rate limit exceeded", "rate_limited", "1300")
         response.headers["retry-after"] = f"{round(wait, 3):g}"
         return _reporting_limits(app, response, 0)
-    verdict = await immediate_verdict(app, body, body["model"])
+    verdict = await immediate_verdict(app, body, body["model"], request)
+    if verdict.kind == "abandoned":
+        return web.Response(status=499)  # the client hung up: nothing answered or billed
     if verdict.kind == "rate_limit":
         response = _error(429, "Requests rate limit exceeded", "rate_limited", "1300")
         response.headers["retry-after"] = f"{cfg.retry_after:g}"

@@ -31,6 +31,8 @@ from providers.emulator.queuecap import chat_tokens, wire_refusal
 from providers.emulator.rng import body_seed, roll
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from providers.emulator.appcore import AppCore
 
 __all__ = [
@@ -52,7 +54,8 @@ _FRESH = Fresh()
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What an immediate call gets: ``ok``, ``rate_limit`` or ``server_error``.
+    """What an immediate call gets: ``ok``, ``rate_limit``, ``server_error`` or ``abandoned``
+    (its client hung up while a slow answer was made, and ``bill_abandoned`` is off).
 
     Attributes:
         kind: the outcome.
@@ -67,11 +70,15 @@ class Verdict:
     other: bool = False
 
 
-async def immediate_verdict(app: AppCore, body: dict[str, Any], model: str) -> Verdict:
+async def immediate_verdict(
+    app: AppCore, body: dict[str, Any], model: str, request: web.Request | None = None
+) -> Verdict:
     """Decide (and wait out) the faults of one immediate call, as the OpenAI routes do.
 
     A refused call is recorded as seen but not billed; the caller bills an
-    answered one with :meth:`State.immediate_call`.
+    answered one with :meth:`State.immediate_call`. A slow call whose client
+    (``request``) hung up while it waited is ``abandoned`` when the config's
+    ``bill_abandoned`` is off: the caller answers nothing and bills nothing.
     """
     cfg = app.config
     digest = blake2b(canonical(body), digest_size=16).hexdigest()
@@ -83,6 +90,9 @@ async def immediate_verdict(app: AppCore, body: dict[str, Any], model: str) -> V
         cfg.slow > 0 and roll(cfg.seed, "slow", digest, seen) < cfg.slow
     ):
         await asyncio.sleep(cfg.slow_seconds)
+        gone = request is not None and (request.transport is None or request.transport.is_closing())
+        if not cfg.bill_abandoned and gone:
+            return Verdict("abandoned", digest)
     if markers.wants("rate-limit", seen) or (
         cfg.rate_limit > 0 and roll(cfg.seed, "rate_limit", digest, seen) < cfg.rate_limit
     ):

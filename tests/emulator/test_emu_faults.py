@@ -233,3 +233,45 @@ def test_config_endpoint_validates(emu: Emulator) -> None:
     r = httpx.post(emu.base_url + "/_emulator/config", json={"batch_seconds": 1.5})
     assert r.status_code == 200 and r.json()["batch_seconds"] == 1.5
     assert httpx.get(emu.base_url + "/_emulator/config").json()["batch_seconds"] == 1.5
+
+
+# A client that hangs up while a slow answer is made: billed only when the emulator
+# bills abandoned calls (as the real APIs do), on every provider's immediate route.
+_CALLS = {
+    "openai": (
+        "/v1/chat/completions",
+        {"Authorization": "Bearer sk-x"},
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hung up"}]},
+    ),
+    "mistral": (
+        "/mistral/v1/chat/completions",
+        {"Authorization": "Bearer m-x"},
+        {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hung up"}]},
+    ),
+    "gemini": (
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        {"x-goog-api-key": "g-x"},
+        {"contents": [{"role": "user", "parts": [{"text": "hung up"}]}]},
+    ),
+}
+
+
+@pytest.mark.parametrize("provider", sorted(_CALLS))
+@pytest.mark.parametrize("bill_abandoned", [True, False])
+def test_a_call_its_client_hung_up_on_is_billed_as_configured(
+    provider: str, bill_abandoned: bool
+) -> None:
+    import time
+
+    import httpx
+
+    from providers.emulator import Emulator, EmulatorConfig
+
+    path, headers, body = _CALLS[provider]
+    config = EmulatorConfig(slow=1.0, slow_seconds=0.6, bill_abandoned=bill_abandoned)
+    with Emulator(config) as emu:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(emu.base_url + path, json=body, headers=headers, timeout=0.2)
+        time.sleep(0.9)  # the slow answer is made (or dropped) by now
+        billed = emu.billing()["immediate"]["requests"]
+    assert billed == (1 if bill_abandoned else 0), (provider, billed)

@@ -116,10 +116,11 @@ class BatchEndpoint(Protocol):
     def limits(self) -> BatchLimits:
         """How many requests and bytes one batch may hold, and whether models may mix.
 
-        lexibatch seals shards to exactly these. A provider registered with
-        a :class:`~plugins.providerspec.BatchSpec` builds them with
-        ``spec.batch.limits(options)``, which applies the user's
-        ``max_batch_requests`` and ``max_batch_bytes``.
+        lexibatch seals shards within these and within what the provider
+        declared when it registered (its
+        :class:`~plugins.providerspec.BatchSpec`, lowered by the user's
+        ``max_batch_requests`` and ``max_batch_bytes``): the tighter of the
+        two, and mixed models only when both allow them.
         """
         ...
 

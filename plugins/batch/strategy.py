@@ -99,6 +99,16 @@ class BatchStrategy(StrategyShutdown):
         self._price_provider = price_provider(context.provider_name)
         bset = context.settings.batch
         limits = endpoint.limits
+        if context.spec.batch is not None:
+            # What the provider declared when it registered, lowered by its options
+            # (max_batch_requests, max_batch_bytes), bounds what its endpoint says.
+            options = context.settings.provider_settings(context.provider_name)
+            declared = context.spec.batch.limits(options)
+            limits = BatchLimits(
+                max_requests=min(limits.max_requests, declared.max_requests),
+                max_bytes=min(limits.max_bytes, declared.max_bytes),
+                mixed_models=limits.mixed_models and declared.mixed_models,
+            )
         self.limits = BatchLimits(
             max_requests=min(limits.max_requests, bset.max_requests or limits.max_requests),
             max_bytes=min(limits.max_bytes, bset.max_bytes or limits.max_bytes),

@@ -1,0 +1,39 @@
+"""A shard never passes the limits its provider declared when it registered, whatever its
+endpoint says: a plugin's endpoint that reports looser ones (or forgets the user's options)
+is bounded by them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from plugins.factory import open_connector
+from providers.types import BatchLimits
+
+_MB = 1024 * 1024
+
+
+@pytest.mark.parametrize(("option", "expected"), [(None, 50_000), (7, 7)])
+async def test_the_declared_limits_and_the_options_bound_what_the_endpoint_says(
+    fresh_emulator: Any,
+    make_settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    option: int | None,
+    expected: int,
+) -> None:
+    from providers.openai import OpenAIBatchEndpoint
+
+    # An endpoint that says more than OpenAI's declared 50,000 requests and one model a batch.
+    loose = BatchLimits(max_requests=10**9, max_bytes=10**12, mixed_models=True)
+    monkeypatch.setattr(OpenAIBatchEndpoint, "limits", property(lambda self: loose))
+    options = {} if option is None else {"max_batch_requests": option}
+    connector = open_connector(make_settings(fresh_emulator, providers={"openai": options}))
+    try:
+        connector.enable_batch_mode()
+        limits = connector.batch_strategy().limits
+    finally:
+        await connector.aclose()
+    assert limits.max_requests == expected
+    assert limits.max_bytes == 200 * _MB
+    assert not limits.mixed_models

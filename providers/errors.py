@@ -137,13 +137,18 @@ class ConfigError(UserError):
         self.key = key
 
 
+#: The providers whose API the sandbox's emulator speaks (``[providers.sandbox] speaks``).
+_SANDBOXED = frozenset({"openai", "anthropic", "gemini", "mistral", "litellm"})
+
+
 class MissingAPIKeyError(UserError):
     """The environment variable that should hold a provider's API key is unset."""
 
     def __init__(self, provider: str, env_var: str) -> None:
+        # The sandbox stands in offline for the APIs its emulator speaks, not a plugin's.
+        offline = " (or run offline with --provider sandbox)" if provider in _SANDBOXED else ""
         super().__init__(
-            f"{provider}: no API key — set the environment variable {env_var} "
-            f"(or run offline with --provider sandbox)"
+            f"{provider}: no API key — set the environment variable {env_var}{offline}"
         )
         self.provider = provider
         self.env_var = env_var

@@ -44,8 +44,10 @@ def test_its_options_and_key_are_the_configs(
         "lexibatch.toml: providers.acme.completion_window: expected one of '24h', '48h', got '1w'"
     )
     monkeypatch.delenv("ACME_API_KEY")
-    with pytest.raises(MissingAPIKeyError, match="ACME_API_KEY"):
+    with pytest.raises(MissingAPIKeyError, match="ACME_API_KEY") as missing:
         options.api_key("acme")
+    # The sandbox speaks the built-in providers' APIs, not Acme's: not offered.
+    assert "--provider sandbox" not in str(missing.value)
 
 
 def test_lexibatch_plugins_lists_it(acme_installed: None) -> None:

@@ -12,7 +12,9 @@
     looking up a run's keys is worth it at all.
 ``retired_results``
     cached answers set aside because they no longer fit their response
-    model (see :meth:`CacheTables.retire_result`); kept, since they were paid for.
+    model (see :meth:`CacheTables.retire_result`), and paid answers that did
+    not fit, kept with the re-ask they led to (:meth:`CacheTables.keep_reasked`);
+    kept, since they were paid for.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ _PUT_RESULT = (
     + " FROM keys WHERE provider = ?1 AND key = ?2"
 )
 _BY_KEY = BY_KEY.format(t="results")
+_BY_KEYS = BY_KEYS.format(t="r")
 #: The start of the reason of an answer kept by ``keep_reasked``.
 REASK_REASON = "reask "
-_BY_KEYS = BY_KEYS.format(t="r")
 
 
 def _result_from_row(row: Sequence[Any], memo: dict[tuple[int, ...], Usage]) -> StoredResult:
@@ -251,30 +253,31 @@ class CacheTables(RefTables, KeyIds):
         (:meth:`pending_reask`), instead of paying for the first question again.
         """
         now = time.time()
-        self._execute(
-            f"INSERT INTO retired_results ({_RESULT_INSERT}, retired_at, reason) "
-            f"VALUES ({', '.join('?' * 18)})",
-            (
-                provider,
-                key_cell(result.key),
-                result.model,
-                result.task,
-                result.mode,
-                result.text,
-                result.usage.input_tokens,
-                result.usage.output_tokens,
-                result.usage.cached_tokens,
-                result.usage.reasoning_tokens,
-                result.usage.cache_creation_tokens,
-                result.usage.cache_creation_1h_tokens,
-                result.cost_usd,
-                result.request_id,
-                None,
-                now,
-                now,
-                f"{REASK_REASON}{state}",
-            ),
+        row = (
+            provider,
+            key_cell(result.key),
+            result.model,
+            result.task,
+            result.mode,
+            result.text,
+            result.usage.input_tokens,
+            result.usage.output_tokens,
+            result.usage.cached_tokens,
+            result.usage.reasoning_tokens,
+            result.usage.cache_creation_tokens,
+            result.usage.cache_creation_1h_tokens,
+            result.cost_usd,
+            result.request_id,
+            None,
+            now,
+            now,
+            f"{REASK_REASON}{state}",
         )
+        sql = (
+            f"INSERT INTO retired_results ({_RESULT_INSERT}, retired_at, reason) "
+            f"VALUES ({', '.join('?' * len(row))})"
+        )
+        self._write(lambda: self._execute(sql, row))
 
     def pending_reask(self, provider: str, key: str) -> str | None:
         """The state :meth:`keep_reasked` kept last for ``key``, if any."""
@@ -286,7 +289,8 @@ class CacheTables(RefTables, KeyIds):
         return str(rows[0][0])[len(REASK_REASON) :] if rows else None
 
     def retired_results(self, provider: str, key: str) -> list[StoredResult]:
-        """The answers of ``key`` set aside by :meth:`retire_result`, oldest first."""
+        """The answers of ``key`` set aside (:meth:`retire_result`, :meth:`keep_reasked`), oldest
+        first."""
         rows = self._read(
             f"SELECT {_RESULT_COLUMNS} FROM retired_results r WHERE provider = ? AND key = ? "
             "ORDER BY id",

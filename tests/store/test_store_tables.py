@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -358,3 +359,18 @@ def test_no_secret_columns(store: Store) -> None:
         for row in store._conn.execute(f"PRAGMA table_info({table})")
     }
     assert not any(word in c for c in columns for word in ("header", "api_key", "authorization"))
+
+
+def test_a_reasked_answer_is_kept_with_its_reask_and_the_newest_is_read_back(
+    tmp_path: Path,
+) -> None:
+    with Store(tmp_path / "s.db") as store:
+        assert store.pending_reask("openai", "lb-k1") is None
+        first = StoredResult("lb-k1", "gpt-4o-mini", "t", "immediate", "{}", Usage(10, 2), 0.001)
+        store.keep_reasked("openai", first, state='{"attempt": 1}')
+        store.keep_reasked("openai", first._replace(text="{ }"), state='{"attempt": 2}')
+        assert store.pending_reask("openai", "lb-k1") == '{"attempt": 2}'
+        assert store.pending_reask("anthropic", "lb-k1") is None
+        # Kept as paid answers: never deleted, nothing in the cache.
+        assert [r.text for r in store.retired_results("openai", "lb-k1")] == ["{}", "{ }"]
+        assert store.get_result("openai", "lb-k1") is None

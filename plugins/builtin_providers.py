@@ -8,6 +8,7 @@ called, so listing providers (``lexibatch plugins``) costs nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -19,6 +20,7 @@ from plugins.providerspec import BatchSpec, ProviderContext, ProviderSpec
 if TYPE_CHECKING:
     from plugins.registry import RegisterProvider
     from providers.protocol import Provider
+    from providers.types import BatchLimits
 
 _MB = 1024 * 1024
 
@@ -113,10 +115,33 @@ MISTRAL = ProviderSpec(
     batch=BatchSpec(max_requests=1_000_000, max_bytes=512 * _MB),
     batch_price_share=0.5,
 )
+
+
+@dataclass(frozen=True)
+class _SpokenBatchSpec(BatchSpec):
+    """OpenAI's batch limits, or those of the API the sandbox speaks (``speaks``)."""
+
+    def limits(self, options: ProviderSettings) -> BatchLimits:
+        """The limits of one batch of the API ``options.speaks`` names, lowered by the options."""
+        spoken = _SPOKEN.get(getattr(options, "speaks", "openai"))
+        if spoken is None or spoken.batch is None:
+            return super().limits(options)
+        return spoken.batch.limits(options)
+
+
+_SPOKEN: dict[str, ProviderSpec] = {
+    "openai": OPENAI,
+    "anthropic": ANTHROPIC,
+    "gemini": GEMINI,
+    "mistral": MISTRAL,
+}
 # The sandbox stands in for OpenAI, priced like it; polling a local emulator
 # every 30 s (the right pace for a real provider) would make it crawl.
 SANDBOX = ProviderSpec(
-    options=SandboxOptions, prices="openai", batch=OPENAI.batch, poll_interval=0.25
+    options=SandboxOptions,
+    prices="openai",
+    batch=_SpokenBatchSpec(max_requests=50_000, max_bytes=200 * _MB),
+    poll_interval=0.25,
 )
 
 

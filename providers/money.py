@@ -22,8 +22,9 @@ _SMALLEST = Decimal("0.000001")
 # Machine-readable figures keep this many decimals: far below any price's
 # precision, far above a float sum's noise.
 _JSON_PLACES = Decimal("1e-10")
-# What a float amount keeps (see to_decimal).
+# What a float amount keeps (see to_decimal), below 10 ** _PLAIN_FROM.
 _FLOAT_PLACES = Decimal("1e-12")
+_PLAIN_FROM = 15
 
 
 def to_decimal(value: float | Decimal | int | None) -> Decimal:
@@ -39,7 +40,10 @@ def to_decimal(value: float | Decimal | int | None) -> Decimal:
         return value
     if isinstance(value, int):
         return Decimal(value)
-    return Decimal(repr(float(value))).quantize(_FLOAT_PLACES, rounding=ROUND_HALF_UP)
+    amount = Decimal(repr(float(value)))
+    if not amount.is_finite() or amount.adjusted() >= _PLAIN_FROM:
+        return amount  # too large for twelve decimals in 28 digits (a budget of 1e17)
+    return amount.quantize(_FLOAT_PLACES, rounding=ROUND_HALF_UP)
 
 
 def usd_sum(values: Iterable[float | Decimal | int | None]) -> Decimal:

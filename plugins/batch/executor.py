@@ -544,7 +544,9 @@ def _unread(info: BatchInfo, provider: str) -> ProviderError:
     error = ProviderError(
         f"batch {info.id} counts {info.succeeded:,} answers, but its results gave no line: "
         "they were paid for, so its requests are not sent again; the batch stays journaled "
-        "and is read again by the next run (or lexibatch resume)",
+        "and is read again by the next run (or lexibatch resume); should its results never "
+        f"come, lexibatch batches forget {info.id} gives it up (its requests are then sent, "
+        "and paid for, again)",
         provider=provider,
         code="results_unread",
     )

@@ -37,3 +37,27 @@ async def test_the_declared_limits_and_the_options_bound_what_the_endpoint_says(
     assert limits.max_requests == expected
     assert limits.max_bytes == 200 * _MB
     assert not limits.mixed_models
+
+
+@pytest.mark.parametrize(
+    ("speaks", "requests", "mixed"),
+    [("openai", 50_000, False), ("anthropic", 100_000, True), ("mistral", 1_000_000, False)],
+)
+async def test_the_sandbox_batches_within_the_limits_of_the_api_it_speaks(
+    tmp_path: Any, speaks: str, requests: int, mixed: bool
+) -> None:
+    from plugins.config import Settings
+
+    settings = Settings.model_validate(
+        {
+            "connector": {"provider": "sandbox", "db": str(tmp_path / "s.db")},
+            "providers": {"sandbox": {"speaks": speaks}},
+        }
+    )
+    connector = open_connector(settings)
+    try:
+        connector.enable_batch_mode()
+        limits = connector.batch_strategy().limits
+    finally:
+        await connector.aclose()
+    assert (limits.max_requests, limits.mixed_models) == (requests, mixed)

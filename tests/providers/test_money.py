@@ -43,6 +43,12 @@ def test_a_float_sum_of_costs_reads_as_the_costs_it_added() -> None:
     assert usd_sum([added]) == Decimal("0.00005085")
 
 
+@pytest.mark.parametrize("value", [1e17, 1e300, float("inf")])
+def test_a_huge_amount_is_taken_as_it_is(value: float) -> None:
+    # A budget of 1e17 says "no limit": too large to keep twelve decimals of.
+    assert usd_sum([value]) == Decimal(repr(value))
+
+
 def test_a_budget_error_never_reads_zero_against_zero() -> None:
     error = BudgetExceededError(0.0000375, 0.00002)
     assert "$0.0000375 exceeds the budget $0.00002" in str(error)

@@ -172,16 +172,17 @@ class AnthropicBatchEndpoint:
         :attr:`CLOCK_SKEW` before), and which no other shard of the journal
         holds. A candidate that has ended shows what it carries: it is the
         shard's when its first result line names one of the shard's keys,
-        and never otherwise. An unfinished one shows nothing: a single one is
-        taken as the shard's; two or more (other processes on the same
-        account sent batches of its size then) raise
-        :class:`~providers.errors.BatchInDoubtError`, and the shard waits
-        until they end rather than be created (and paid for) again. A record
-        an earlier version kept for the shard
-        (:mod:`providers.anthropic_records`) is honoured: the batch it names,
-        or the send time it gives. A provider without the list endpoint
-        gives ``None``, and so do two candidates when the journal knows none
-        of the shard's keys (nothing would ever tell them apart).
+        and never otherwise. An unfinished one shows nothing — it may be
+        another process's batch of the same size, and the shard's create may
+        never have arrived — so while one is unfinished and none that ended
+        carries the shard's keys, :class:`~providers.errors.BatchInDoubtError`
+        is raised: the shard waits until they end rather than be created (and
+        paid for) again, or take a batch that is not its own. A record an
+        earlier version kept for the shard (:mod:`providers.anthropic_records`)
+        is honoured: the batch it names, or the send time it gives. When the
+        journal knows none of the shard's keys, nothing would ever tell the
+        candidates apart: a single one is taken, two or more give ``None``. A
+        provider without the list endpoint gives ``None``.
         """
         record = read_record(self._records_dir, shard.shard_id)
         if record is not None and record.batch_id:
@@ -212,17 +213,19 @@ class AnthropicBatchEndpoint:
                 carrying.append(info)
         if carrying:
             return carrying[0]  # the newest batch that answers for the shard's keys
-        if len(untold) > 1:
-            if not keys:
-                return None  # nothing would ever tell them apart
+        if not keys:
+            return untold[0] if len(untold) == 1 else None  # nothing would ever tell them apart
+        if untold:
+            n = len(untold)
+            some = "an unfinished batch" if n == 1 else f"{n} unfinished batches"
             raise BatchInDoubtError(
-                f"{len(untold)} unfinished batches of {count:,} requests were created when "
-                f"shard {shard.shard_id} was sent ({', '.join(b.id for b in untold)}); "
-                "which one is its own is known once they end",
+                f"{some} of {count:,} requests created when shard {shard.shard_id} was sent "
+                f"({', '.join(b.id for b in untold)}) may be its own; which is known once "
+                "they end",
                 provider=self._provider.name,
                 code="batch_in_doubt",
             )
-        return untold[0] if untold else None
+        return None
 
     async def _carries(self, info: BatchInfo, keys: set[str]) -> bool:
         """Whether the ended batch ``info`` answers for a shard of ``keys``: its first line does."""

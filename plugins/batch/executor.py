@@ -27,7 +27,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -281,6 +280,35 @@ class BatchExecutor:
     async def _create(self) -> BatchInfo | None:
         """Create the shard's batch, unless the provider already has it; ``None``: it had.
 
+        While the provider cannot yet tell which of its batches is the shard's
+        (:class:`~providers.errors.BatchInDoubtError`: after a crash, or a
+        create that failed without an answer), the shard waits on the poll
+        schedule and asks again, the create lock let go meanwhile: such a
+        provider takes a batch as the shard's only once its results show the
+        shard's keys, so no other shard's batch is mistaken for it.
+
+        Raises:
+            QueueRefusedError: see :meth:`_create_once`.
+            RateLimitError: see :meth:`_create_once`.
+        """
+        schedule = None
+        while True:
+            try:
+                return await self._create_once()
+            except BatchInDoubtError as doubt:
+                if schedule is None:
+                    schedule = self.kit.polls()
+                    log.warning(
+                        "batch shard %s: %s; waiting for them to end rather than create its "
+                        "batch again (that could pay for it twice)",
+                        self.shard.shard_id,
+                        doubt,
+                    )
+                await asyncio.sleep(schedule.next_wait())
+
+    async def _create_once(self) -> BatchInfo | None:
+        """:meth:`_create`, under the create lock, until the provider is in doubt.
+
         Raises:
             QueueRefusedError: the provider refused the create for its full
                 queue (a 429 naming the queue, or one of a provider that words
@@ -291,14 +319,15 @@ class BatchExecutor:
         """
         sid = self.shard.shard_id
         info: BatchInfo | None = None
-        # One shard at a time between "submitting" and "created": after a crash
-        # at most one is in doubt, so asking the provider for it (find) cannot
-        # mistake another shard's batch for its own.
+        # One shard at a time between "submitting" and "created" (save one that
+        # waits in doubt, see _create): after a crash at most one is in doubt, so
+        # a provider that tells batches apart by their size and time (find)
+        # does not meet two of this run's.
         async with self.kit.create_lock:
             if self.shard.state == "submitting":
                 # A crash may have come between creating the batch and journaling
                 # its id: ask the provider before creating (and paying for) it again.
-                info = await self._told(lambda: self._step("find", self._find))
+                info = await self._step("find", self._find)
                 if info is not None:
                     self._created(info)
                     return info
@@ -313,7 +342,7 @@ class BatchExecutor:
                 # ask the provider before creating (and paying for) it again.
                 nonlocal tried
                 if tried:
-                    found = await self._told(self._find)
+                    found = await self._find()
                     if found is not None:
                         return found
                     self._say_not_found("its last create failed without an answer")
@@ -366,31 +395,6 @@ class BatchExecutor:
             why,
             self.shard.provider,
         )
-
-    async def _told(self, find: Callable[[], Awaitable[BatchInfo | None]]) -> BatchInfo | None:
-        """``find()``, asked again on the poll schedule while the provider cannot tell
-        which of its batches is the shard's (:class:`~providers.errors.BatchInDoubtError`).
-
-        Called under the create lock, and kept under it while it waits: a
-        second shard of this run between "submitting" and "created" could,
-        after another crash, be taken for this one. No other shard of the run
-        is created meanwhile; the batches already created are collected.
-        """
-        schedule = None
-        while True:
-            try:
-                return await find()
-            except BatchInDoubtError as doubt:
-                if schedule is None:
-                    schedule = self.kit.polls()
-                    log.warning(
-                        "batch shard %s: %s; waiting for them to end rather than create its "
-                        "batch again (that could pay for it twice); no other batch is created "
-                        "meanwhile",
-                        self.shard.shard_id,
-                        doubt,
-                    )
-                await asyncio.sleep(schedule.next_wait())
 
     def _created(self, info: BatchInfo) -> None:
         self._update(

@@ -149,6 +149,62 @@ async def test_a_lost_create_beside_a_batch_of_the_same_size_waits_and_is_paid_o
     assert "waiting for them to end rather than create its batch again" in caplog.text
 
 
+# The same, but the create never reached the provider, beside two batches of
+# the same size another process sent: neither is taken, even once one has
+# ended and the other is the only one left unfinished (it may be another's:
+# only its results can tell); once both have ended, the shard is created.
+
+
+async def test_a_create_that_never_arrived_beside_two_batches_of_its_size_takes_neither(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from providers.anthropic import AnthropicBatchEndpoint
+    from providers.emulator import Emulator, EmulatorConfig
+
+    original = AnthropicBatchEndpoint.create
+    calls = 0
+    theirs: list[str] = []
+
+    async def create_never_sent(self: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            return await original(self, path, *args, **kwargs)
+        for tag in ("a", "b"):
+            other = tmp_path / f"theirs-{tag}.jsonl"
+            lines = [json.loads(line) for line in path.read_bytes().splitlines()]
+            for i, line in enumerate(lines):
+                line["custom_id"] = f"theirs-{tag}-{i}"
+                line["params"]["messages"][0]["content"] = f"someone else's {tag} {i}"
+            other.write_text("".join(json.dumps(line) + "\n" for line in lines))
+            theirs.append((await original(self, other, *args, **kwargs)).id)
+
+        async def cancel_one_of_theirs() -> None:
+            await asyncio.sleep(0.5)
+            await self.cancel(theirs[0])  # the other process cancels one of its own
+
+        asyncio.get_running_loop().create_task(cancel_one_of_theirs())
+        raise ProviderConnectionError("connection refused before the request was sent")
+
+    monkeypatch.setattr(AnthropicBatchEndpoint, "create", create_never_sent)
+    with Emulator(EmulatorConfig(batch_seconds=3.0)) as emu:
+        settings = make_settings(
+            emu, provider="anthropic", connector={"model": "claude-3-5-haiku-latest"}
+        )
+        connector = open_connector(settings)
+        try:
+            connector.enable_batch_mode()
+            prompts = [f"never arrived {i}" for i in range(5)]
+            results = await asyncio.wait_for(gather(connector, prompts), 60)
+            shards = connector.store.shards()
+        finally:
+            await connector.aclose()
+        billing = emu.billing()
+    assert all(isinstance(r, Entry) for r in results), results
+    assert calls == 2 and shards[0].batch_id not in theirs
+    assert billing["duplicates"] == 0
+
+
 # An ended batch whose results read empty though the provider counts answers
 # (an output file not readable yet, or a plugin reading the wrong one): the
 # answers were paid for, so the results are read again, never the requests

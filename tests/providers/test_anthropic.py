@@ -829,11 +829,22 @@ async def test_an_old_record_of_a_lost_answer_gives_its_size_and_send_time(
 
     _old_record(tmp_path, "s21", count=4)
     now = datetime.now(UTC).isoformat()
-    page = {
-        "data": [_listed("msgbatch_three", now, 3), _listed("msgbatch_four", now, 4)],
-        "has_more": False,
-    }
+    four = _listed("msgbatch_four", now, 4)
+    page = {"data": [_listed("msgbatch_three", now, 3), four], "has_more": False}
     provider = _provider(lambda r: _json(200, page), tmp_path)
+    # Of its size and time, unfinished: it is the shard's once its results show its keys.
+    with pytest.raises(BatchInDoubtError, match="msgbatch_four"):
+        await provider.batch.find(JournaledShard("s21"))
+    page["data"][1] = {**four, "processing_status": "ended"}
+    page["data"][1]["results_url"] = "https://api.anthropic.com/v1/messages/batches/four/results"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/results"):
+            line = b'{"custom_id":"lb-0002","result":{"type":"canceled"}}\n'
+            return httpx2.Response(200, stream=httpx2.ByteStream(line))
+        return _json(200, page)
+
+    provider = _provider(handler, tmp_path)
     found = await provider.batch.find(JournaledShard("s21"))
     assert found is not None and found.id == "msgbatch_four"
     # A record of another shard, copied under this shard's name, is not taken.
@@ -857,8 +868,10 @@ async def test_an_ended_candidate_must_carry_one_of_the_shards_keys(tmp_path: Pa
         return _json(200, page)
 
     shard = JournaledShard("s23", 3, keys=("lb-a", "lb-b", "lb-c"), sent_at=time.time())
-    found = await _provider(handler, tmp_path).batch.find(shard)
-    assert found is not None and found.id == "msgbatch_ours"
+    # Theirs ended and does not carry the shard's keys; ours has not ended: it may be
+    # another's too (the shard's create may never have arrived), so the shard waits.
+    with pytest.raises(BatchInDoubtError, match="an unfinished batch of 3 requests"):
+        await _provider(handler, tmp_path).batch.find(shard)
     # Without keys the two cannot be told apart.
     assert (
         await _provider(handler, tmp_path).batch.find(JournaledShard("s23", 3, sent_at=time.time()))

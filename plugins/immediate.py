@@ -312,6 +312,8 @@ class ImmediateStrategy:
         # Paid calls ledgered already: each with the answer it re-asks, before the
         # re-ask is sent, so a run killed while it is out has lost no paid call.
         ledgered = 0
+        # A re-ask of it is kept: the answer or the last failure ends it.
+        reasked = first > 0
         for attempt in range(first, self._reask + 1):
             try:
                 completion = await self._call_with_retries(
@@ -335,7 +337,7 @@ class ImmediateStrategy:
                 )
             except SchemaValidationError as exc:
                 if attempt >= self._reask:
-                    self._ledger_unanswered(request, calls[ledgered:])
+                    self._ledger_unanswered(request, calls[ledgered:], spent=reasked)
                     raise
                 current = current.with_messages(
                     [
@@ -345,26 +347,26 @@ class ImmediateStrategy:
                     ]
                 )
                 self._ledger_reasked(request, calls[ledgered:], current, attempt + 1)
-                ledgered = len(calls)
+                ledgered, reasked = len(calls), True
                 continue
             except TruncatedError as exc:
                 # Cut at max_tokens: the same request would be cut again.
                 if exc.retry_max_tokens is None or attempt >= self._reask:
-                    self._ledger_unanswered(request, calls[ledgered:])
+                    self._ledger_unanswered(request, calls[ledgered:], spent=reasked)
                     raise
                 current = more_tokens(current, exc)
                 self._ledger_reasked(request, calls[ledgered:], current, attempt + 1)
-                ledgered = len(calls)
+                ledgered, reasked = len(calls), True
                 continue
             except UnusableAnswerError:
                 # Paid for, and unusable however often it is asked: ledgered, not re-asked.
-                self._ledger_unanswered(request, calls[ledgered:])
+                self._ledger_unanswered(request, calls[ledgered:], spent=reasked)
                 raise
             # Priced as every call it took; ledgered, the calls not ledgered yet.
             paid, records, result = paid_rows(
                 self.context, request, calls, final=response, mode="immediate"
             )
-            self._store_answer(request.key, records[ledgered:], result)
+            self._store_answer(request.key, records[ledgered:], result, reasked=reasked)
             return paid
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -401,8 +403,13 @@ class ImmediateStrategy:
         with contextlib.suppress(StoreRefusedError):
             self._keep.store_paid(write, records, None, self.provider_name)
 
-    def _store_answer(self, key: str, records: list[CallRecord], result: StoredResult) -> None:
+    def _store_answer(
+        self, key: str, records: list[CallRecord], result: StoredResult, *, reasked: bool
+    ) -> None:
         """Store a paid answer with its ledger rows (kept safe if the store refuses).
+
+        ``reasked``: a re-ask of it was kept (:meth:`_ledger_reasked`), which
+        this answer ends: it is not resumed again.
 
         Raises:
             StoreRefusedError: the store refused it; it waits in the spill.
@@ -414,21 +421,34 @@ class ImmediateStrategy:
             with store.in_transaction():
                 store.record_calls(records)
                 store.put_results(self.provider_name, [result])
+                if reasked:
+                    store.spend_reasks(self.provider_name, key)
                 self._claims.release(key)
 
         self._keep.store_paid(write, records, result, self.provider_name)
 
-    def _ledger_unanswered(self, request: Request, calls: list[Completion]) -> None:
-        """Ledger paid calls that produced no usable answer (kept safe if the store refuses)."""
-        if not calls:
+    def _ledger_unanswered(
+        self, request: Request, calls: list[Completion], *, spent: bool = False
+    ) -> None:
+        """Ledger paid calls that produced no usable answer (kept safe if the store refuses).
+
+        ``spent``: the request's re-asks are used up, so a kept re-ask of it
+        (:meth:`_ledger_reasked`) is not resumed again: a later run asks it anew.
+        """
+        if not calls and not spent:
             return
         records = [call_record(self.context, request, c, mode="immediate") for c in calls]
         store = self.context.store
+
+        def write() -> None:
+            with store.in_transaction():
+                store.record_calls(records)
+                if spent:
+                    store.spend_reasks(self.provider_name, request.key)
+
         # The request's own error is the one to raise; the refusal stops the run.
         with contextlib.suppress(StoreRefusedError):
-            self._keep.store_paid(
-                lambda: store.record_calls(records), records, None, self.provider_name
-            )
+            self._keep.store_paid(write, records, None, self.provider_name)
 
     async def _call_with_retries(
         self, request: Request, claim: Request | None, flight: _Flight

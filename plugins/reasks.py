@@ -5,7 +5,9 @@ and asked again. Before the re-ask is sent, the paid answer is kept
 (``Store.keep_reasked``) with the state written here: the attempt the re-ask
 is, the messages it adds to the request and its output limit. A run stopped
 while the re-ask is out (a kill, a crash) then sends that re-ask (see
-:func:`resumed`), instead of paying for the first question again.
+:func:`resumed`), instead of paying for the first question again. Once the
+request is answered, or its re-asks are used up, the kept re-asks are marked
+spent (``Store.spend_reasks``): a later run asks the request anew.
 """
 
 from __future__ import annotations

@@ -55,6 +55,8 @@ _BY_KEY = BY_KEY.format(t="results")
 _BY_KEYS = BY_KEYS.format(t="r")
 #: The start of the reason of an answer kept by ``keep_reasked``.
 REASK_REASON = "reask "
+#: Put before it once the re-ask ended (``spend_reasks``).
+SPENT_PREFIX = "spent "
 
 
 def _result_from_row(row: Sequence[Any], memo: dict[tuple[int, ...], Usage]) -> StoredResult:
@@ -278,6 +280,17 @@ class CacheTables(RefTables, KeyIds):
             f"VALUES ({', '.join('?' * len(row))})"
         )
         self._write(lambda: self._execute(sql, row))
+
+    def spend_reasks(self, provider: str, key: str) -> None:
+        """Mark the re-asks :meth:`keep_reasked` kept for ``key`` as ended (answered, or used
+        up): :meth:`pending_reask` no longer gives them. The answers stay."""
+        self._write(
+            lambda: self._execute(
+                "UPDATE retired_results SET reason = ? || reason "
+                "WHERE provider = ? AND key = ? AND reason LIKE ?",
+                (SPENT_PREFIX, provider, key_cell(key), f"{REASK_REASON}%"),
+            )
+        )
 
     def pending_reask(self, provider: str, key: str) -> str | None:
         """The state :meth:`keep_reasked` kept last for ``key``, if any."""

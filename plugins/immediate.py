@@ -28,7 +28,7 @@ from plugins.claims import ClaimBook
 from plugins.crossmode import batch_holds, wait_for_answer
 from plugins.ledger import call_record, paid_rows
 from plugins.pacing import Pacer
-from plugins.reasks import reask_state, resumed
+from plugins.reasks import reask_rows, resumed
 from plugins.results import build_response, cached_response, more_tokens
 from plugins.safekeep import SafeKeep, StoreRefusedError, take_back
 from plugins.store import StoredResult
@@ -379,19 +379,7 @@ class ImmediateStrategy:
         has every paid call ledgered, and the next run sends ``reask`` (see
         :mod:`plugins.reasks`) instead of paying for the first question again.
         """
-        last = calls[-1]
-        records = [call_record(self.context, request, c, mode="immediate") for c in calls]
-        kept = StoredResult(
-            request.key,
-            last.model,
-            request.task,
-            "immediate",
-            last.content,
-            last.usage,
-            records[-1].cost_usd,
-            last.request_id,
-        )
-        state = reask_state(request, reask, attempt)
+        records, kept, state = reask_rows(self.context, request, calls, reask, attempt)
         store = self.context.store
 
         def write() -> None:

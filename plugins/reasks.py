@@ -13,12 +13,44 @@ spent (``Store.spend_reasks``): a later run asks the request anew.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 
-from providers.types import Message, Request
+from plugins.ledger import call_record
+from plugins.store import StoredResult
+from providers.types import Completion, Message, Request
 
-__all__ = ["reask_state", "resumed"]
+if TYPE_CHECKING:
+    from plugins.registry import StrategyContext
+    from plugins.store import CallRecord
+
+__all__ = ["reask_rows", "reask_state", "resumed"]
+
+
+def reask_rows(
+    context: StrategyContext,
+    request: Request,
+    calls: Sequence[Completion],
+    reask: Request,
+    attempt: int,
+) -> tuple[list[CallRecord], StoredResult, str]:
+    """What is written before ``reask`` is sent: the ledger rows of ``calls``, the last
+    one's answer as kept, and the re-ask's state (:func:`reask_state`)."""
+    last = calls[-1]
+    records = [call_record(context, request, c, mode="immediate") for c in calls]
+    kept = StoredResult(
+        request.key,
+        last.model,
+        request.task,
+        "immediate",
+        last.content,
+        last.usage,
+        records[-1].cost_usd,
+        last.request_id,
+    )
+    return records, kept, reask_state(request, reask, attempt)
 
 
 def reask_state(request: Request, reask: Request, attempt: int) -> str:

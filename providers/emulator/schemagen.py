@@ -8,7 +8,10 @@ properties), arrays (``minItems``/``maxItems``, ``prefixItems``,
 formats date, date-time, time, email, uri, uuid, hostname, ipv4), integers and
 numbers (``minimum``/``maximum``, exclusive bounds, ``multipleOf``), booleans,
 null, ``anyOf``/``oneOf``/``allOf``, type lists, ``nullable``, and
-``$ref`` into ``$defs``/``definitions`` (recursion is cut off by depth).
+``$ref`` into ``$defs``/``definitions`` (recursion is cut off by depth: past
+it an object gets only its required properties, and a schema that requires
+itself without end, which no finite value fits, gets ``null`` where the cycle
+closes, as a model could not answer it either).
 ``pattern`` is not honoured.
 
 Strings read as ``"synthetic <property name> 3fa2"`` so nobody mistakes them
@@ -30,6 +33,8 @@ Generator = Callable[[Rng, int], Any]
 """A compiled schema: ``gen(rng, depth)`` returns one value."""
 
 _MAX_DEPTH = 6
+# Deep enough for any schema that has a finite value, shallow enough for the C stack.
+_CUT_DEPTH = 48
 # The Rng's step, inlined in the hottest generators (see providers.emulator.rng.Rng.next).
 _A = 6364136223846793005
 _C = 1442695040888963407
@@ -136,10 +141,15 @@ class _Compiler:
             # A placeholder first, so a recursive schema compiles to a cycle of lookups.
             refs[key] = lambda rng, depth: None
             refs[key] = self.compile(self._resolve(ref), label)
-        return lambda rng, depth: refs[key](rng, depth)
+
+        def follow(rng: Rng, depth: int) -> Any:
+            return refs[key](rng, depth) if depth < _CUT_DEPTH else None
+
+        return follow
 
     def _object(self, node: Mapping[str, Any]) -> Generator:
         props = node.get("properties") or {}
+        required = set(node.get("required") or [])
         fields = [(name, self.compile(sub, name)) for name, sub in props.items()]
         for name in node.get("required") or []:
             if name not in props:
@@ -147,10 +157,13 @@ class _Compiler:
         extra = node.get("additionalProperties")
         if not fields and isinstance(extra, Mapping) and extra:
             fields.append(("synthetic_key", self.compile(extra, "value")))
+        # Past the depth limit only what must be there: an optional property
+        # that leads back to its own object would otherwise never end.
+        needed = [(name, g) for name, g in fields if name in required]
 
         def gen(rng: Rng, depth: int) -> Any:
             d = depth + 1
-            return {name: g(rng, d) for name, g in fields}
+            return {name: g(rng, d) for name, g in (fields if depth < _MAX_DEPTH else needed)}
 
         return gen
 

@@ -44,6 +44,7 @@ from providers.errors import (
     UnusableAnswerError,
     defect_error,
 )
+from providers.tokens import estimate_tokens
 from providers.types import Completion, Message, Request, Response, Usage
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from plugins.registry import Strategy, StrategyContext
     from plugins.store import CallRecord
 
-__all__ = ["ImmediateStrategy", "estimate_request_tokens"]
+__all__ = ["ImmediateStrategy", "tpm_tokens"]
 
 log = logging.getLogger("lexibatch.immediate")
 
@@ -67,10 +68,12 @@ _REASK = (
 )
 
 
-def estimate_request_tokens(request: Request) -> int:
-    """A cheap upper-bound guess of the tokens a request consumes, for the TPM budget."""
-    chars = sum(len(m.content) for m in request.messages)
-    return chars // 4 + 8 * len(request.messages) + (request.max_tokens or 512)
+def tpm_tokens(request: Request) -> int:
+    """The tokens ``request`` takes from a tokens-per-minute budget: its input, by the
+    one estimator, and its output limit (which providers count in full), else the
+    estimator's guess of its output."""
+    given, answer = estimate_tokens(request)
+    return given + (request.max_tokens or answer)
 
 
 #: Seconds past the provider's ``timeout`` a call may run before it is ended.
@@ -183,6 +186,8 @@ class ImmediateStrategy:
                     return await self._send(request)
                 except _Answered as answered:
                     return answered.response
+                except _ReaskKept:
+                    continue  # claimed now: sent again from the kept re-ask
                 except _HeldElsewhere:
                     answer = await self._wait_for_holder(request)
                     if answer is not None:
@@ -307,6 +312,7 @@ class ImmediateStrategy:
         # A re-ask an earlier run sent and never saw answered goes on from the
         # answer it re-asked (kept: it was paid for), not from the first question.
         state = self.context.store.pending_reask(self.provider_name, request.key)
+        flight.reask = state
         current, first = resumed(request, state, self._reask)
         calls: list[Completion] = []
         # Paid calls ledgered already: each with the answer it re-asks, before the
@@ -464,14 +470,14 @@ class ImmediateStrategy:
                 # Claimed once it is about to be sent, so another process may
                 # take the requests this one has not reached yet.
                 try:
-                    self._claim(claim)
+                    self._claim(claim, flight)
                 except StoreWriteError as exc:
                     raise self._keep.refuse(exc) from None
             await self._pacer.wait()
             if self._rpm is not None:
                 await self._rpm.acquire()
             if self._tpm is not None:
-                await self._tpm.acquire(min(estimate_request_tokens(request), self._tpm.max_rate))
+                await self._tpm.acquire(min(tpm_tokens(request), self._tpm.max_rate))
             self._unless_refused()
             # Another call's answer, meanwhile, may have been that the key is refused.
             self._retry.unless_key_refused()
@@ -530,12 +536,13 @@ class ImmediateStrategy:
         if not self._keep.may_send():
             raise StoreRefusedError(self._keep)
 
-    def _claim(self, request: Request) -> None:
+    def _claim(self, request: Request, flight: _Flight) -> None:
         """Hold ``request``'s claim, or say why it is not to be sent.
 
         Raises:
             _HeldElsewhere: another live process holds it.
             _Answered: its answer was stored meanwhile (by the claim's last holder).
+            _ReaskKept: the claim's last holder kept a re-ask of it meanwhile.
         """
         key = request.key
         if self._claims.holds(key):
@@ -554,6 +561,11 @@ class ImmediateStrategy:
         if self._batch_holds(key) is not None:
             self._claims.release(key)
             raise _InBatch(key)
+        # Read again now that it is held: a process that held it since the
+        # re-ask was looked for may have kept one, then stopped; resumed, not
+        # its first question paid for again.
+        if self.context.store.pending_reask(self.provider_name, key) != flight.reask:
+            raise _ReaskKept(key)
 
     async def flush(self) -> None:
         """Nothing is ever pending: every call is sent at once."""
@@ -564,18 +576,23 @@ class ImmediateStrategy:
 
 
 class _Flight:
-    """Whether one request's call went out and its answer is not stored yet, and
-    whether its callers all left meanwhile."""
+    """Whether one request's call went out and its answer is not stored yet,
+    whether its callers all left meanwhile, and the kept re-ask it went on from."""
 
-    __slots__ = ("left", "open")
+    __slots__ = ("left", "open", "reask")
 
     def __init__(self) -> None:
         self.open = False
         self.left = False
+        self.reask: str | None = None
 
 
 class _HeldElsewhere(Exception):
     """Another process holds the request's claim (control flow, never seen by callers)."""
+
+
+class _ReaskKept(Exception):
+    """A re-ask of the request was kept before its claim was taken (control flow, never seen)."""
 
 
 class _InBatch(Exception):

@@ -48,15 +48,26 @@ async def test_rpm_holds_calls_past_the_burst(fresh_emulator: Any, make_settings
 
 
 async def test_tpm_counts_estimated_tokens(fresh_emulator: Any, make_settings: Any) -> None:
-    # Each call is estimated at ~108 tokens (8 of framing, 100 of max_tokens):
-    # 11,000 a minute lets ~101 go at once, then ~183 tokens a second.
+    from plugins.immediate import tpm_tokens
+    from providers.tokens import estimate_tokens
+
+    probe = open_connector(make_settings(fresh_emulator))
+    try:
+        request = probe.build_request("tpm0", Answer, max_tokens=100)
+    finally:
+        await probe.aclose()
+    # Each call takes its input, by the one estimator, and its whole max_tokens.
+    each = tpm_tokens(request)
+    assert each == estimate_tokens(request)[0] + 100
+    # A budget of 100 calls a minute lets 100 go at once, then one each 0.6 s:
+    # the last of 106 leaves 3.6 s in.
     settings = make_settings(
         fresh_emulator,
-        providers={"openai": {"base_url": fresh_emulator.base_url + "/v1", "tpm": 11_000}},
+        providers={"openai": {"base_url": fresh_emulator.base_url + "/v1", "tpm": each * 100}},
     )
     connector = open_connector(settings)
     try:
         elapsed = await _timed(connector, 106, "tpm")
     finally:
         await connector.aclose()
-    assert 1.0 <= elapsed < 10
+    assert 2.5 <= elapsed < 12

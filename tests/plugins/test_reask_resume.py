@@ -109,3 +109,42 @@ async def test_a_reask_used_up_is_not_resumed_by_the_next_run(
         assert [len(r.messages) for r in sent] == [1, 3]
         sent.clear()
     assert fresh_emulator.billing()["immediate"]["requests"] == 4
+
+
+async def test_a_reask_kept_before_the_claim_is_taken_is_resumed_not_asked_anew(
+    fresh_emulator: Any, make_settings: Any, sent: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugins.reasks import reask_rows
+    from plugins.store import Store
+    from providers.types import Completion, Message, Usage
+
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        request = connector.build_request("c prompt", Entry, task="t")
+        misfit = Completion(content='{"word": "c"}', usage=Usage(5, 3), model="gpt-4o-mini")
+        reask = request.with_messages(
+            [*request.messages, Message("assistant", misfit.content), Message("user", "again")]
+        )
+        # Another process kept a re-ask of it (then stopped) after this one looked
+        # for one and before it took the claim: the look sees nothing...
+        context = connector._context
+        records, kept, state = reask_rows(context, request, [misfit], reask, 1)
+        looked = [0]
+        real = Store.pending_reask
+
+        def pending_reask(self: Store, provider: str, key: str) -> str | None:
+            looked[0] += 1
+            if looked[0] == 1:
+                self.record_calls(records)
+                self.keep_reasked(provider, kept, state=state)
+                return None
+            return real(self, provider, key)
+
+        monkeypatch.setattr(Store, "pending_reask", pending_reask)
+        answer = await connector.structured("c prompt", Entry, task="t")
+    finally:
+        await connector.aclose()
+    # ...and the claim's look finds it: the re-ask is sent, not the first question.
+    assert isinstance(answer, Entry) and looked[0] >= 3
+    assert [len(r.messages) for r in sent] == [3]
+    assert sent[0].messages[-1].content == "again"

@@ -65,8 +65,9 @@ class BatchSpec:
 
     Attributes:
         max_requests: requests one batch may hold (``[providers.NAME]
-            max_batch_requests`` lowers it).
-        max_bytes: bytes of input one batch may hold (``max_batch_bytes`` lowers it).
+            max_batch_requests`` overrides it: lower for smaller batches, or
+            higher once the provider raised its limit).
+        max_bytes: bytes of input one batch may hold (``max_batch_bytes`` overrides it).
         mixed_models: whether one batch may carry requests for several models.
         input: how the requests reach the provider (``file``, ``inline`` or both).
         idempotent_create: whether sending the same create twice makes one
@@ -105,7 +106,7 @@ class BatchSpec:
         )
 
     def limits(self, options: ProviderSettings) -> BatchLimits:
-        """The limits of one batch: the documented ones, lowered by the options."""
+        """The limits of one batch: the documented ones, or the options' where set."""
         return BatchLimits(
             max_requests=options.max_batch_requests or self.max_requests,
             max_bytes=options.max_batch_bytes or self.max_bytes,

@@ -446,10 +446,13 @@ class BatchExecutor:
                         log.warning(
                             "batch %s has ended (%s)%s, but its provider does not say its "
                             "results can be read yet (results_ready); still waiting: the "
-                            "answers it holds were paid for",
+                            "answers it holds were paid for (should they never be readable, "
+                            "lexibatch batches forget %s gives the batch up, and its "
+                            "requests are sent, and paid for, again)",
                             batch_id,
                             info.state.value,
                             f" with {info.succeeded} answers" if info.succeeded else "",
+                            batch_id,
                         )
             await asyncio.sleep(schedule.next_wait(info.retry_after))
             info = await self._step("poll", lambda: self.endpoint.poll(batch_id))

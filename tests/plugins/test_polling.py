@@ -226,6 +226,7 @@ async def test_an_ended_batch_never_said_ready_is_read_after_the_grace_unless_it
                 assert polls.count(True) >= 10
                 assert caplog.text.count("its provider does not say its results can be") == 1
                 assert ("with 1 answers" in caplog.text) is (counts == "some succeeded")
+                assert "lexibatch batches forget batch_" in caplog.text
                 endpoint.poll = poll
             # Bounded: without the grace, a batch never said ready is polled forever.
             await asyncio.wait_for(connector.execute_batch(), 30)

@@ -353,7 +353,10 @@ def _store_entries(store: Store, entries: list[dict[str, Any]]) -> int:
                     run_id=run if isinstance(run, str) and run else None,
                 )
                 if entry["result"] is not None:
-                    store.put_results(entry["provider"], [_result_from(entry["result"])])
+                    result = _result_from(entry["result"])
+                    store.put_results(entry["provider"], [result])
+                    # Answered: a re-ask of it kept before is not resumed by a later run.
+                    store.spend_reasks(entry["provider"], result.key)
             store.put_documents(_IMPORTED, ((e["id"], {"n": len(e["calls"])}) for e in todo))
     except StoreWriteError as exc:
         raise StoreWriteError(

@@ -43,6 +43,28 @@ def test_a_spill_whose_import_was_cut_short_adds_nothing_twice(tmp_path: Path) -
         store.close()
 
 
+def test_an_answer_taken_from_the_spill_ends_the_reask_kept_before_it(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "lexibatch.db"))
+    try:
+        usage = Usage(input_tokens=5, output_tokens=7)
+        misfit = StoredResult("k", "gpt-4o-mini", "t", "immediate", '{"a": 1}', usage, 0.5)
+        store.keep_reasked("openai", misfit, state='{"attempt": 1, "added": []}')
+        assert store.pending_reask("openai", "k") is not None
+        # The re-ask's answer, refused by the store: kept in the spill.
+        call = CallRecord("openai", "gpt-4o-mini", "t", "immediate", "k", usage, 0.5)
+        answer = StoredResult("k", "gpt-4o-mini", "t", "immediate", '{"a": 2}', usage, 0.5)
+        with pytest.raises(StoreRefusedError):
+            SafeKeep(store).store_paid(_refused, [call], answer, "openai")
+        assert take_back(store) == 1
+        stored = store.get_result("openai", "k")
+        assert stored is not None and stored.text == '{"a": 2}'
+        # Answered: a later run that asks it anew starts from the first question.
+        assert store.pending_reask("openai", "k") is None
+        assert len(store.retired_results("openai", "k")) == 1  # the misfit stays, paid
+    finally:
+        store.close()
+
+
 def test_an_import_the_store_refuses_keeps_the_spill(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "lexibatch.db"))
     try:

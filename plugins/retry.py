@@ -48,7 +48,6 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -142,10 +141,31 @@ class RetryPolicy:
         """
         started = time.monotonic()
         self.unless_key_refused()
+        # The first try outside the retry machinery (most calls succeed at once);
+        # a failure to try again is then judged by it like any other try.
+        first: ProviderError | None = None
+        try:
+            value = await fn()
+        except ProviderError as exc:
+            if not is_retryable(exc):
+                self._failed(exc)
+                raise
+            first = exc
+        else:
+            self._unreachable = None
+            return value
+
+        async def again() -> T:
+            nonlocal first
+            if first is not None:
+                failed, first = first, None
+                raise failed
+            return await fn()
+
         tries = 0
         timeouts = 0
         enough_tries = stop_after_attempt(self.settings.max_attempts)
-        too_late = stop_before_delay(self.settings.give_up_after)
+        give_up_after = self.settings.give_up_after
 
         def stop(state: RetryCallState) -> bool:
             nonlocal timeouts
@@ -154,8 +174,9 @@ class RetryPolicy:
                 return True
             # A provider that answered with the pause it wants is waited for
             # (as many tries as allowed); the time bound is for one that is silent.
+            # No try starts past the bound, counted from the first try.
             asked = isinstance(exc, ProviderError) and exc.retry_after is not None
-            if not asked and too_late(state):
+            if not asked and time.monotonic() - started + state.upcoming_sleep >= give_up_after:
                 return True
             if is_unreachable(exc) and self._unreachable is not None:
                 # Given up on already (by another call): one try each, not a round.
@@ -176,10 +197,9 @@ class RetryPolicy:
             async for attempt in retrying:
                 with attempt:
                     tries += 1
-                    value = await fn()
+                    value = await again()
         except ProviderError as exc:
-            if is_key_refused(exc):
-                self._key_refused = (exc, time.monotonic())
+            self._failed(exc)
             if not is_retryable(exc):
                 raise
             if is_unreachable(exc) and self._unreachable is None:
@@ -187,6 +207,11 @@ class RetryPolicy:
             raise _gave_up(exc, tries, time.monotonic() - started) from None
         self._unreachable = None
         return value
+
+    def _failed(self, exc: ProviderError) -> None:
+        """Remember a refused key (see :meth:`unless_key_refused`)."""
+        if is_key_refused(exc):
+            self._key_refused = (exc, time.monotonic())
 
     def unless_key_refused(self) -> None:
         """Refuse to send while the provider's refusal of the key holds (a caller's last check).

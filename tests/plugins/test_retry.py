@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -102,6 +103,26 @@ async def test_no_try_starts_after_give_up_after() -> None:
         ).call(call, what="call")
     assert time.monotonic() - started < 0.6
     assert 2 <= call.calls < 1000
+
+
+async def test_the_time_bound_counts_from_the_first_try_however_long_it_took() -> None:
+    class Slow(Flaky):
+        async def __call__(self) -> str:
+            if self.calls == 0:
+                await asyncio.sleep(0.5)
+            return await super().__call__()
+
+    # The first try takes 0.5 s: past the bound already, whatever the pause.
+    slow = Slow(*[ProviderConnectionError("refused")] * 5)
+    with pytest.raises(ProviderConnectionError):
+        await _policy(backoff_initial=0.2, backoff_max=0.2, give_up_after=0.45).call(
+            slow, what="call"
+        )
+    assert slow.calls == 1
+    # A bound the first try leaves room under: tried again, as often as it fits.
+    quick = Flaky(*[ProviderConnectionError("refused")] * 2)
+    assert await _policy(give_up_after=5).call(quick, what="call") == "ok"
+    assert quick.calls == 3
 
 
 async def test_a_paid_call_that_timed_out_is_sent_again_at_most_timeout_retries_times(

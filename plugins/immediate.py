@@ -180,14 +180,16 @@ class ImmediateStrategy:
         slot (see :mod:`plugins.claims`); while another process holds the
         claim, that process's answer is waited for instead of paid for again.
         """
+        # The re-ask of it kept by an earlier run, found once it is claimed.
+        reask: str | None = None
         try:
             while True:
                 try:
-                    return await self._send(request)
+                    return await self._send(request, reask)
                 except _Answered as answered:
                     return answered.response
-                except _ReaskKept:
-                    continue  # claimed now: sent again from the kept re-ask
+                except _ReaskKept as kept:
+                    reask = kept.state  # held now: sent from there
                 except _HeldElsewhere:
                     answer = await self._wait_for_holder(request)
                     if answer is not None:
@@ -296,8 +298,9 @@ class ImmediateStrategy:
             # An answer that no longer fits is the connector's to retire; send anew.
             return None
 
-    async def _send(self, request: Request) -> Response:
+    async def _send(self, request: Request, reask: str | None) -> Response:
         flight = _Flight()
+        flight.reask = reask
         key = request.key
         self._flights[key] = flight
         try:
@@ -310,10 +313,9 @@ class ImmediateStrategy:
     async def _send_in(self, request: Request, flight: _Flight) -> Response:
         usage = Usage()
         # A re-ask an earlier run sent and never saw answered goes on from the
-        # answer it re-asked (kept: it was paid for), not from the first question.
-        state = self.context.store.pending_reask(self.provider_name, request.key)
-        flight.reask = state
-        current, first = resumed(request, state, self._reask)
+        # answer it re-asked (kept: it was paid for), not from the first question:
+        # looked for once the request is claimed (see _claim).
+        current, first = resumed(request, flight.reask, self._reask)
         calls: list[Completion] = []
         # Paid calls ledgered already: each with the answer it re-asks, before the
         # re-ask is sent, so a run killed while it is out has lost no paid call.
@@ -542,7 +544,8 @@ class ImmediateStrategy:
         Raises:
             _HeldElsewhere: another live process holds it.
             _Answered: its answer was stored meanwhile (by the claim's last holder).
-            _ReaskKept: the claim's last holder kept a re-ask of it meanwhile.
+            _ReaskKept: a re-ask of it is kept (by an earlier run, or the
+                claim's last holder) other than the one this call went on from.
         """
         key = request.key
         if self._claims.holds(key):
@@ -561,11 +564,12 @@ class ImmediateStrategy:
         if self._batch_holds(key) is not None:
             self._claims.release(key)
             raise _InBatch(key)
-        # Read again now that it is held: a process that held it since the
-        # re-ask was looked for may have kept one, then stopped; resumed, not
-        # its first question paid for again.
-        if self.context.store.pending_reask(self.provider_name, key) != flight.reask:
-            raise _ReaskKept(key)
+        # Looked for once it is held: an earlier run (or a process that held it
+        # until a moment ago, then stopped) may have kept a re-ask, to be sent
+        # instead of the first question paid for again.
+        kept = self.context.store.pending_reask(self.provider_name, key)
+        if kept != flight.reask:
+            raise _ReaskKept(kept)
 
     async def flush(self) -> None:
         """Nothing is ever pending: every call is sent at once."""
@@ -592,7 +596,11 @@ class _HeldElsewhere(Exception):
 
 
 class _ReaskKept(Exception):
-    """A re-ask of the request was kept before its claim was taken (control flow, never seen)."""
+    """A re-ask of the request is kept: it is sent from there (control flow, never seen)."""
+
+    def __init__(self, state: str | None) -> None:
+        super().__init__(state)
+        self.state = state
 
 
 class _InBatch(Exception):

@@ -111,7 +111,7 @@ async def test_a_reask_used_up_is_not_resumed_by_the_next_run(
     assert fresh_emulator.billing()["immediate"]["requests"] == 4
 
 
-async def test_a_reask_kept_before_the_claim_is_taken_is_resumed_not_asked_anew(
+async def test_a_kept_reask_is_looked_for_once_the_request_is_claimed_and_resumed(
     fresh_emulator: Any, make_settings: Any, sent: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from plugins.reasks import reask_rows
@@ -125,26 +125,27 @@ async def test_a_reask_kept_before_the_claim_is_taken_is_resumed_not_asked_anew(
         reask = request.with_messages(
             [*request.messages, Message("assistant", misfit.content), Message("user", "again")]
         )
-        # Another process kept a re-ask of it (then stopped) after this one looked
-        # for one and before it took the claim: the look sees nothing...
-        context = connector._context
-        records, kept, state = reask_rows(context, request, [misfit], reask, 1)
-        looked = [0]
+        # Another process kept a re-ask of it, then stopped: its claim is gone.
+        records, kept, state = reask_rows(connector._context, request, [misfit], reask, 1)
+        connector.store.record_calls(records)
+        connector.store.keep_reasked("openai", kept, state=state)
+        claimed: list[bool] = []
         real = Store.pending_reask
 
         def pending_reask(self: Store, provider: str, key: str) -> str | None:
-            looked[0] += 1
-            if looked[0] == 1:
-                self.record_calls(records)
-                self.keep_reasked(provider, kept, state=state)
-                return None
+            # Looked for under the claim only: no process can keep one after the look.
+            claimed.append(connector._immediate._claims.holds(key))  # type: ignore[attr-defined]
             return real(self, provider, key)
 
         monkeypatch.setattr(Store, "pending_reask", pending_reask)
         answer = await connector.structured("c prompt", Entry, task="t")
+        assert isinstance(answer, Entry) and claimed == [True]
+        # Answered: the kept re-ask is spent, and a plain request looks once.
+        assert real(connector.store, "openai", request.key) is None
+        await connector.structured("d prompt", Entry, task="t")
+        assert claimed == [True, True]
     finally:
         await connector.aclose()
-    # ...and the claim's look finds it: the re-ask is sent, not the first question.
-    assert isinstance(answer, Entry) and looked[0] >= 3
-    assert [len(r.messages) for r in sent] == [3]
+    # The re-ask is sent, not the first question.
+    assert [len(r.messages) for r in sent] == [3, 1]
     assert sent[0].messages[-1].content == "again"

@@ -320,8 +320,9 @@ class ImmediateStrategy:
         # Paid calls ledgered already: each with the answer it re-asks, before the
         # re-ask is sent, so a run killed while it is out has lost no paid call.
         ledgered = 0
-        # A re-ask of it is kept: the answer or the last failure ends it.
-        reasked = first > 0
+        # A re-ask of it is kept: the answer or the last failure ends it (one
+        # not resumed, its attempts spent or its state unreadable, as well).
+        reasked = flight.reask is not None
         for attempt in range(first, self._reask + 1):
             try:
                 completion = await self._call_with_retries(

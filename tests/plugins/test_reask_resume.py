@@ -149,3 +149,27 @@ async def test_a_kept_reask_is_looked_for_once_the_request_is_claimed_and_resume
     # The re-ask is sent, not the first question.
     assert [len(r.messages) for r in sent] == [3, 1]
     assert sent[0].messages[-1].content == "again"
+
+
+async def test_a_kept_reask_that_cannot_be_resumed_is_asked_anew_and_then_spent(
+    fresh_emulator: Any, make_settings: Any, sent: list[Any]
+) -> None:
+    from plugins.store import StoredResult
+    from providers.types import Usage
+
+    connector = open_connector(make_settings(fresh_emulator))
+    try:
+        request = connector.build_request("e prompt", Entry, task="t")
+        misfit = StoredResult(
+            request.key, "gpt-4o-mini", "t", "immediate", '{"word": "e"}', Usage(5, 3), 0.1
+        )
+        # Attempt 9 of a request allowed one re-ask: kept by a run with other settings.
+        connector.store.keep_reasked(
+            "openai", misfit, state='{"attempt": 9, "added": [], "max_tokens": null}'
+        )
+        assert isinstance(await connector.structured("e prompt", Entry, task="t"), Entry)
+        # Asked from the first question; answered, the kept state ends with it.
+        assert [len(r.messages) for r in sent] == [1]
+        assert connector.store.pending_reask("openai", request.key) is None
+    finally:
+        await connector.aclose()

@@ -27,8 +27,8 @@ from plugins.batch.usercancel import cancelled_error, is_cancelled
 from plugins.claims import ClaimBook
 from plugins.crossmode import batch_holds, wait_for_answer
 from plugins.ledger import call_record, paid_rows
-from plugins.pacing import Pacer
-from plugins.reasks import reask_rows, resumed
+from plugins.pacing import Pacer, per_minute_limiter, tpm_tokens
+from plugins.reasks import misfit_reask, reask_rows, resumed
 from plugins.results import build_response, cached_response, more_tokens
 from plugins.safekeep import SafeKeep, StoreRefusedError, take_back
 from plugins.store import StoredResult
@@ -44,37 +44,20 @@ from providers.errors import (
     UnusableAnswerError,
     defect_error,
 )
-from providers.tokens import estimate_tokens
-from providers.types import Completion, Message, Request, Response, Usage
+from providers.types import Completion, Request, Response, Usage
 
 if TYPE_CHECKING:
-    from aiolimiter import AsyncLimiter
-
     from plugins.crossmode import BatchHold
     from plugins.registry import Strategy, StrategyContext
     from plugins.store import CallRecord
 
-__all__ = ["ImmediateStrategy", "tpm_tokens"]
+__all__ = ["ImmediateStrategy"]
 
 log = logging.getLogger("lexibatch.immediate")
 
 # Waiting for another process's answer: the first and the longest pause between looks.
 _CLAIM_POLL_FIRST = 0.05
 _CLAIM_POLL_MAX = 1.0
-
-_REASK = (
-    "Your previous answer did not match the required JSON schema ({error}). "
-    "Answer again with only JSON that matches the schema exactly."
-)
-
-
-def tpm_tokens(request: Request) -> int:
-    """The tokens ``request`` takes from a tokens-per-minute budget: its input, by the
-    one estimator, and its output limit (which providers count in full), else the
-    estimator's guess of its output."""
-    given, answer = estimate_tokens(request)
-    return given + (request.max_tokens or answer)
-
 
 #: Seconds past the provider's ``timeout`` a call may run before it is ended.
 _DEADLINE_GRACE = 30.0
@@ -91,8 +74,8 @@ class ImmediateStrategy:
         self.provider_name = context.provider_name
         psettings = context.settings.provider_settings(context.provider_name)
         self._semaphore = asyncio.Semaphore(psettings.max_concurrency)
-        self._rpm = _limiter(psettings.rpm)
-        self._tpm = _limiter(psettings.tpm)
+        self._rpm = per_minute_limiter(psettings.rpm)
+        self._tpm = per_minute_limiter(psettings.tpm)
         # A call its adapter leaves unbounded (a plugin's) ends this much after
         # the provider's own timeout: a timed-out try, as if the client's.
         self._timeout = psettings.timeout
@@ -348,13 +331,7 @@ class ImmediateStrategy:
                 if attempt >= self._reask:
                     self._ledger_unanswered(request, calls[ledgered:], spent=reasked)
                     raise
-                current = current.with_messages(
-                    [
-                        *current.messages,
-                        Message("assistant", completion.content),
-                        Message("user", _REASK.format(error=exc.message)),
-                    ]
-                )
+                current = misfit_reask(current, completion.content, exc.message)
                 self._ledger_reasked(request, calls[ledgered:], current, attempt + 1)
                 ledgered, reasked = len(calls), True
                 continue
@@ -614,11 +591,3 @@ class _Answered(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__(response.key)
         self.response = response
-
-
-def _limiter(per_minute: int | None) -> AsyncLimiter | None:
-    if not per_minute:
-        return None
-    from aiolimiter import AsyncLimiter
-
-    return AsyncLimiter(per_minute, 60.0)

@@ -1,5 +1,8 @@
 """Pausing immediate calls before a provider's rate limit is hit, not after a 429.
 
+The account's own budgets (``rpm``, ``tpm``) are kept by a limiter each
+(:func:`per_minute_limiter`); a call takes :func:`tpm_tokens` of the tokens one.
+
 Every answer of OpenAI and Anthropic says how many requests and tokens are
 left in the current window and when it refills. When an answer says nothing
 (or too little) is left, new calls wait until the reset that answer named;
@@ -12,10 +15,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from providers.ratelimits import RateLimitState
+from providers.tokens import estimate_tokens
 
-__all__ = ["Pacer"]
+if TYPE_CHECKING:
+    from aiolimiter import AsyncLimiter
+
+    from providers.types import Request
+
+__all__ = ["Pacer", "per_minute_limiter", "tpm_tokens"]
 
 #: Longest single pause: a reset far in the future is more likely a clock
 #: difference than a real wait; a 429 will tell otherwise.
@@ -57,3 +67,20 @@ class Pacer:
             await self._sleep(pause)
             waited += pause
         return waited
+
+
+def per_minute_limiter(per_minute: int | None) -> AsyncLimiter | None:
+    """A budget of ``per_minute`` a minute (``None`` when it is not set)."""
+    if not per_minute:
+        return None
+    from aiolimiter import AsyncLimiter
+
+    return AsyncLimiter(per_minute, 60.0)
+
+
+def tpm_tokens(request: Request) -> int:
+    """The tokens ``request`` takes from a tokens-per-minute budget: its input, by the
+    one estimator, and its output limit (which providers count in full), else the
+    estimator's guess of its output."""
+    given, answer = estimate_tokens(request)
+    return given + (request.max_tokens or answer)

@@ -26,7 +26,23 @@ if TYPE_CHECKING:
     from plugins.registry import StrategyContext
     from plugins.store import CallRecord
 
-__all__ = ["reask_rows", "reask_state", "resumed"]
+__all__ = ["misfit_reask", "reask_rows", "reask_state", "resumed"]
+
+_MISFIT = (
+    "Your previous answer did not match the required JSON schema ({error}). "
+    "Answer again with only JSON that matches the schema exactly."
+)
+
+
+def misfit_reask(current: Request, answer: str, error: str) -> Request:
+    """``current`` asked again after its ``answer`` misfit the schema (``error`` says how)."""
+    return current.with_messages(
+        [
+            *current.messages,
+            Message("assistant", answer),
+            Message("user", _MISFIT.format(error=error)),
+        ]
+    )
 
 
 def reask_rows(

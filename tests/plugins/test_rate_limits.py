@@ -48,7 +48,7 @@ async def test_rpm_holds_calls_past_the_burst(fresh_emulator: Any, make_settings
 
 
 async def test_tpm_counts_estimated_tokens(fresh_emulator: Any, make_settings: Any) -> None:
-    from plugins.immediate import tpm_tokens
+    from plugins.pacing import tpm_tokens
     from providers.tokens import estimate_tokens
 
     probe = open_connector(make_settings(fresh_emulator))

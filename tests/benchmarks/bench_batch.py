@@ -243,9 +243,9 @@ async def run_ours(emu: EmulatorProcess, n: int, work: Path, profile: bool) -> d
     }
     if profiler:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(
-            int(os.environ.get("LEXIBATCH_BENCH_PROFILE_LINES", "25"))
-        )
+        pstats.Stats(profiler, stream=out).sort_stats(
+            os.environ.get("LEXIBATCH_BENCH_PROFILE_SORT", "tottime")
+        ).print_stats(int(os.environ.get("LEXIBATCH_BENCH_PROFILE_LINES", "25")))
         figures["profile"] = out.getvalue()
     return figures
 
@@ -314,7 +314,12 @@ def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("-n", type=int, default=None, help="requests (default 100,000)")
     p.add_argument("--no-peer", action="store_true", help="skip instructor")
-    p.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="print cProfile's top functions (LEXIBATCH_BENCH_PROFILE_LINES of them, 25 by "
+        "default, sorted by LEXIBATCH_BENCH_PROFILE_SORT: tottime, cumulative, ...)",
+    )
     add_rounds(p, "--rounds", "rounds of our path and its floor, side by side")
     args = p.parse_args(argv)
     n = args.n or size(args, 100_000, 20_000, 300)

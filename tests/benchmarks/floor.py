@@ -193,7 +193,7 @@ def measure_journal(requests: list[Any], contents: list[str], db: Path) -> float
                     stop = min(part + RESULT_CHUNK, end)
                     with store.in_transaction():
                         store.record_calls(calls[part:stop])
-                        store.put_results("openai", results[part:stop])
+                        store.put_results("openai", results[part:stop], journaled=True)
                 store.mark_shard_succeeded("openai", f"s{start // 50_000}", check_results=False)
     finally:
         store.close()

@@ -16,6 +16,7 @@ from pydantic import Field
 from plugins.hookspecs import hookimpl
 from plugins.provideroptions import ProviderSettings
 from plugins.providerspec import BatchSpec, ProviderContext, ProviderSpec
+from plugins.sandbox import Spoken
 
 if TYPE_CHECKING:
     from plugins.registry import RegisterProvider
@@ -73,7 +74,7 @@ class SandboxOptions(OpenAIOptions):
 
     owner_label: ClassVar[str | None] = "the sandbox"
 
-    speaks: Literal["openai", "anthropic", "gemini", "mistral"] = "openai"
+    speaks: Spoken = "openai"
 
 
 # The providers' documented per-batch limits (DESIGN section 9). Gemini takes
@@ -122,7 +123,7 @@ class _SpokenBatchSpec(BatchSpec):
     """OpenAI's batch limits, or those of the API the sandbox speaks (``speaks``)."""
 
     def limits(self, options: ProviderSettings) -> BatchLimits:
-        """The limits of one batch of the API ``options.speaks`` names, lowered by the options."""
+        """One batch's limits in the API ``options.speaks`` names (the options' own win)."""
         spoken = _SPOKEN.get(getattr(options, "speaks", "openai"))
         if spoken is None or spoken.batch is None:
             return super().limits(options)

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from plugins.batch.promise import BatchPromise
 from plugins.batch.usercancel import UserCancels
+from plugins.callopts import request_with_options
 from plugins.lease import runner_elsewhere
 from plugins.notices import notice
 from plugins.queuedcalls import QueuedCalls, pass_on
@@ -47,31 +48,7 @@ T = TypeVar("T", bound=BaseModel)
 #: Requests :meth:`LexiConnector.submit_all` queues between two turns of the event loop.
 SUBMIT_CHUNK = 1000
 
-# Options of ``structured`` that shape the request rather than pass through.
-_REQUEST_OPTS = frozenset({"system", "max_tokens", "temperature", "mode"})
-# Every keyword structured() and build_request() take (see _refuse_misspelt).
-_KEYWORDS = sorted(_REQUEST_OPTS | {"task", "model", "response_model"})
-
-
 log = logging.getLogger("lexibatch.connector")
-
-
-def _refuse_misspelt(extras: Mapping[str, Any]) -> None:
-    """Refuse an extra named one slip away from a keyword of ``structured`` (``temprature``).
-
-    Any other name passes to the provider as an extra field of its body; this
-    one would reach it misspelt, and the option the caller meant would not
-    be set.
-    """
-    import difflib
-
-    for name in extras:
-        close = difflib.get_close_matches(name, _KEYWORDS, n=1, cutoff=0.8)
-        if close:
-            raise InputError(
-                f"request: unknown option {name!r} — did you mean {close[0]!r}? (names that "
-                "are not options of structured() go to the provider as extra body fields)"
-            )
 
 
 #: The modes a call may name (``None``: the connector's own).
@@ -233,7 +210,8 @@ class LexiConnector:
         """The :class:`Request` that ``structured`` would send.
 
         Raises:
-            InputError: ``response_model`` is not a pydantic model class.
+            InputError: ``response_model`` is not a pydantic model class, or an
+                extra is named one slip away from an option (``temprature``).
         """
         if (
             response_model is not None
@@ -258,17 +236,8 @@ class LexiConnector:
                 task,
                 None,
             )
-        extras: Mapping[str, Any] = {k: v for k, v in opts.items() if k not in _REQUEST_OPTS}
-        if extras:
-            _refuse_misspelt(extras)
-        return Request(
-            model=model or self.settings.model_for(task),
-            messages=as_messages(prompt, opts.get("system")),
-            response_model=response_model,
-            max_tokens=opts.get("max_tokens"),
-            temperature=opts.get("temperature"),
-            task=task,
-            extras=extras,
+        return request_with_options(
+            model or self.settings.model_for(task), prompt, response_model, task, opts
         )
 
     async def generate(self, request: Request, *, mode: str | None = None) -> Response:

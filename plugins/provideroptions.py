@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from plugins.configerrors import KeyedValueError
+from plugins.sandbox import stands_in_for
 from providers.errors import MissingAPIKeyError
 
 __all__ = ["NonNegFloat", "PosFloat", "PositiveInt", "ProviderSettings", "Section"]
@@ -134,5 +135,5 @@ class ProviderSettings(Section):
             return ""
         value = os.environ.get(env_var, "").strip()
         if not value:
-            raise MissingAPIKeyError(provider_name, env_var)
+            raise MissingAPIKeyError(provider_name, env_var, offline=stands_in_for(provider_name))
         return value

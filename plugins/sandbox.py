@@ -10,14 +10,26 @@ from __future__ import annotations
 import atexit
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 from providers.errors import StoreWriteError, os_error_reason
 
-__all__ = ["SANDBOX", "configure_sandbox", "start_sandbox_emulator", "stop_sandbox_emulator"]
+__all__ = [
+    "SANDBOX",
+    "SPOKEN_APIS",
+    "Spoken",
+    "configure_sandbox",
+    "stands_in_for",
+    "start_sandbox_emulator",
+    "stop_sandbox_emulator",
+]
 
 #: The registered name of the sandbox provider.
 SANDBOX = "sandbox"
+
+#: The APIs the sandbox's emulator speaks (``[providers.sandbox] speaks``).
+Spoken = Literal["openai", "anthropic", "gemini", "mistral"]
+SPOKEN_APIS: Final[tuple[str, ...]] = get_args(Spoken)
 
 #: Seconds an emulated batch takes from creation to completion in the sandbox.
 DEFAULT_BATCH_SECONDS = 1.0
@@ -25,6 +37,15 @@ DEFAULT_BATCH_SECONDS = 1.0
 _lock = threading.Lock()
 _emulator: Any = None
 _batch_seconds: float = DEFAULT_BATCH_SECONDS
+
+
+def stands_in_for(provider: str) -> bool:
+    """Whether the sandbox can stand in offline for ``provider`` (not for a plugin's API).
+
+    It speaks the built-in providers' APIs; ``litellm`` reaches them in the
+    OpenAI shape the sandbox speaks by default.
+    """
+    return provider in SPOKEN_APIS or provider == "litellm"
 
 
 def configure_sandbox(*, batch_seconds: float) -> None:

@@ -40,7 +40,6 @@ from providers.anthropic_wire import (
     _RESULTS_HEADERS,
     StructuredOutput,
     _request_body,
-    _retry_after,
     _timestamp,
     batch_info_from_dict,
     build_body,
@@ -55,7 +54,7 @@ from providers.errors import (
 )
 from providers.jsonl import line_batches, result_items
 from providers.listing import Page, listed_since
-from providers.ratelimits import rate_limit_state
+from providers.ratelimits import rate_limit_state, retry_after_seconds
 from providers.sdkerrors import SdkErrors, translate_sdk_error
 from providers.transport import pooled_client, transport_error
 from providers.types import (
@@ -267,7 +266,7 @@ class AnthropicBatchEndpoint:
             raise self._provider._translate(exc) from exc
         # A batch in progress comes with ``retry-after``: when to ask again.
         return batch_info_from_dict(
-            orjson.loads(response.content), retry_after=_retry_after(response.headers)
+            orjson.loads(response.content), retry_after=retry_after_seconds(response.headers)
         )
 
     async def results(self, batch: BatchInfo) -> AsyncGenerator[ItemResult, None]:

@@ -283,15 +283,6 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and seconds >= 0 else None
-
-
 def results_path(batch: BatchInfo) -> str:
     """Where to read ``batch``'s results, relative to the configured base URL.
 

@@ -43,10 +43,11 @@ boundary; nothing above the provider layer sees a vendor exception.
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
+
+from providers.errortext import one_line_message, os_error_reason
+from providers.ratelimits import retry_after_seconds
 
 __all__ = [
     "CANCELLED_BY_USER",
@@ -137,18 +138,16 @@ class ConfigError(UserError):
         self.key = key
 
 
-#: The providers whose API the sandbox's emulator speaks (``[providers.sandbox] speaks``).
-_SANDBOXED = frozenset({"openai", "anthropic", "gemini", "mistral", "litellm"})
-
-
 class MissingAPIKeyError(UserError):
-    """The environment variable that should hold a provider's API key is unset."""
+    """The environment variable that should hold a provider's API key is unset.
 
-    def __init__(self, provider: str, env_var: str) -> None:
-        # The sandbox stands in offline for the APIs its emulator speaks, not a plugin's.
-        offline = " (or run offline with --provider sandbox)" if provider in _SANDBOXED else ""
+    ``offline``: the sandbox can stand in for the provider (the message offers it).
+    """
+
+    def __init__(self, provider: str, env_var: str, *, offline: bool = False) -> None:
+        offline_too = " (or run offline with --provider sandbox)" if offline else ""
         super().__init__(
-            f"{provider}: no API key — set the environment variable {env_var}{offline}"
+            f"{provider}: no API key — set the environment variable {env_var}{offline_too}"
         )
         self.provider = provider
         self.env_var = env_var
@@ -227,25 +226,6 @@ class OutputWriteError(UserError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
-
-
-def os_error_reason(exc: OSError) -> str:
-    """What an ``OSError`` of a file operation means for the user, in a few words."""
-    import errno
-
-    reasons = {
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is used up",
-        errno.EROFS: "the file system is read-only",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.ENOTDIR: "a part of the path is a file, not a folder",
-        errno.EEXIST: "a part of the path is a file, not a folder",
-        errno.EISDIR: "it is a folder",
-        errno.ENOENT: "a folder of the path does not exist",
-        errno.EFBIG: "the file is larger than the system allows",
-    }
-    return reasons.get(exc.errno or 0) or exc.strerror or str(exc)
 
 
 class UnsupportedError(UserError):
@@ -540,7 +520,7 @@ def error_from_status(
 
     ``retry-after`` (seconds or ``retry-after-ms``) is read from ``headers``.
     """
-    retry_after = _retry_after(headers)
+    retry_after = retry_after_seconds(headers)
     cls: type[ProviderError]
     if status_code is None:
         cls = ProviderConnectionError
@@ -567,30 +547,6 @@ def error_from_status(
     )
 
 
-# An error answer's message is said on one line: at most this many characters of it.
-_MESSAGE_CHARS = 400
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
-_TAG = re.compile(r"<[^>]+>")
-
-
-def one_line_message(message: str) -> str:
-    """``message`` as one line: an HTML page (a proxy's 502) by its title, spacing evened out.
-
-    What a provider or a proxy in front of it answered may be a whole page,
-    or text over several lines; an error is said on one line. A message past
-    :data:`_MESSAGE_CHARS` characters is cut there (the body stays whole on
-    the error).
-    """
-    if "<" in message and re.search(r"<(!doctype|html|head|body|title)\b", message, re.I):
-        title = _TITLE.search(message)
-        text = title.group(1) if title else _TAG.sub(" ", message)
-        message = f"an HTML page: {html.unescape(text)}"
-    message = " ".join(message.split())
-    if len(message) > _MESSAGE_CHARS:
-        message = message[: _MESSAGE_CHARS - 1] + "…"
-    return message
-
-
 def error_from_dict(data: Mapping[str, Any], *, provider: str = "") -> ProviderError:
     """Rebuild an error stored with :meth:`ProviderError.to_dict`."""
     cls = _ERROR_TYPES.get(str(data.get("type")), ProviderError)
@@ -608,22 +564,3 @@ def _context_exceeded(message: str, code: str | None) -> bool:
         return True
     lowered = message.lower()
     return "prompt is too long" in lowered or "maximum context length" in lowered
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    ms = lowered.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["RateLimitState", "parse_duration", "rate_limit_state"]
+__all__ = ["RateLimitState", "parse_duration", "rate_limit_state", "retry_after_seconds"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -83,4 +83,26 @@ def rate_limit_state(headers: Mapping[str, str], now: float | None = None) -> Ra
             _at(get("anthropic-ratelimit-requests-reset")),
             _at(get("anthropic-ratelimit-tokens-reset")),
         )
+    return None
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """How long the answer with ``headers`` asks to wait: ``retry-after-ms``, else ``retry-after``.
+
+    Seconds (milliseconds for the first); ``None`` when neither is said, or
+    said as a number this cannot read or below zero (the HTTP-date form of
+    ``retry-after`` is not sent by the providers).
+    """
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = lowered.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        return seconds if seconds >= 0 else None
     return None

@@ -61,3 +61,30 @@ async def test_the_sandbox_batches_within_the_limits_of_the_api_it_speaks(
     finally:
         await connector.aclose()
     assert (limits.max_requests, limits.mixed_models) == (requests, mixed)
+
+
+def test_every_api_the_sandbox_speaks_has_its_limits_and_is_offered_offline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from plugins.builtin_providers import _SPOKEN, SandboxOptions
+    from plugins.config import Settings
+    from plugins.provideroptions import ProviderSettings
+    from plugins.sandbox import SPOKEN_APIS
+    from providers.errors import MissingAPIKeyError
+
+    # One list: what `speaks` accepts is what has limits, and what a missing key offers.
+    assert set(_SPOKEN) == set(SPOKEN_APIS)
+    for api in SPOKEN_APIS:
+        assert SandboxOptions(speaks=api).speaks == api
+    with pytest.raises(ValidationError, match="'openai', 'anthropic', 'gemini' or 'mistral'"):
+        Settings.model_validate({"providers": {"sandbox": {"speaks": "acme"}}})
+    monkeypatch.delenv("ACME_KEY", raising=False)
+    for provider, offered in [*((api, True) for api in SPOKEN_APIS), ("litellm", True)]:
+        with pytest.raises(MissingAPIKeyError) as missing:
+            ProviderSettings(api_key_env="ACME_KEY").api_key(provider)
+        assert ("--provider sandbox" in str(missing.value)) is offered, provider
+    with pytest.raises(MissingAPIKeyError) as missing:
+        ProviderSettings(api_key_env="ACME_KEY").api_key("acme")
+    assert "--provider sandbox" not in str(missing.value)

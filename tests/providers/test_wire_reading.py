@@ -20,10 +20,15 @@ from providers.anthropic import (
     completion_from_message,
     item_result_from_line,
 )
-from providers.errors import ContextLengthError, InvalidRequestError, TruncatedError
+from providers.errors import (
+    ContextLengthError,
+    InvalidRequestError,
+    TruncatedError,
+    error_from_status,
+)
 from providers.openai import _completion, batch_info, parse_result_line
 from providers.pricing import PriceTable
-from providers.ratelimits import parse_duration, rate_limit_state
+from providers.ratelimits import parse_duration, rate_limit_state, retry_after_seconds
 from providers.stop import StopReason, normalize_stop
 from providers.types import BatchInfo, BatchState, Completion, Message, Request, Usage
 
@@ -242,6 +247,33 @@ def test_rate_limit_headers_of_both_apis_are_read() -> None:
     assert anthropic is not None and anthropic.remaining_tokens == 0
     assert anthropic.tokens_reset_at == 1736661600.0
     assert rate_limit_state({"content-type": "application/json"}) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "20"}, 20.0),
+        ({"Retry-After": "1.5"}, 1.5),
+        # Milliseconds win over seconds (OpenAI sends both).
+        ({"retry-after-ms": "250", "retry-after": "1"}, 0.25),
+        # An unreadable one is passed over for the other.
+        ({"retry-after-ms": "soon", "retry-after": "3"}, 3.0),
+        ({"retry-after": "-5"}, None),
+        ({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}, None),
+        ({"content-type": "application/json"}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_one_way_for_errors_and_polls(
+    headers: dict[str, str] | None, seconds: float | None
+) -> None:
+    assert retry_after_seconds(headers) == (pytest.approx(seconds) if seconds else None)
+    if headers is not None:
+        # A refusal with those headers waits what they ask.
+        assert error_from_status(429, "slow down", headers=headers).retry_after == (
+            pytest.approx(seconds) if seconds else None
+        )
 
 
 def _anthropic(handler: object, tmp_path: Path, base_url: str) -> AnthropicProvider:

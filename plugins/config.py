@@ -51,6 +51,7 @@ from plugins.configerrors import (
     show,
     suggest,
 )
+from plugins.configprices import ModelName, ModelPriceSettings
 from plugins.provideroptions import (
     NonNegFloat,
     PosFloat,
@@ -237,6 +238,8 @@ class Settings(_Section):
         immediate: ``[immediate]``.
         retry: ``[retry]``.
         models: ``[models]``: task name → model.
+        prices: ``[prices."MODEL"]``: a model's price, winning over the price map's
+            (see :mod:`plugins.configprices`).
     """
 
     connector: ConnectorSettings = ConnectorSettings()
@@ -245,6 +248,7 @@ class Settings(_Section):
     immediate: ImmediateSettings = ImmediateSettings()
     retry: RetrySettings = RetrySettings()
     models: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    prices: dict[ModelName, ModelPriceSettings] = Field(default_factory=dict)
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -81,7 +81,9 @@ def config_error(
         options_of: the options model of a provider, by name.
         owners_of: who takes a key a provider does not (for ``this key is for ...``).
     """
-    error = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # A misspelt key is a missing one too: the misspelling is what to fix.
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(str(part) for part in error["loc"])
     inner = (error.get("ctx") or {}).get("error")
     if isinstance(inner, ProviderOptionsError):
@@ -103,8 +105,16 @@ def config_error(
         model = _model_in(parent)
         hint = suggest(loc[-1], list(model.model_fields) if model is not None else [])
         return ConfigError(f"{source}: unknown key {key}{hint}", key=key)
+    if loc[-1] == "[key]":
+        # The name of a table (``[prices." "]``), not a value in it.
+        table = ".".join(loc[:-2])
+        return ConfigError(
+            f"{source}: {table}: {loc[-2]!r} is not a name it takes ({error['msg']})", key=table
+        )
     annotation, info = field_at(root, loc, options_of)
     expected = _describe(annotation, info) if annotation is not None else "a valid value"
+    if error["type"] == "missing":
+        return ConfigError(f"{prefix}: missing — expected {expected}", key=key)
     got = show(error.get("input"), key)
     return ConfigError(f"{prefix}: expected {expected}, got {got}", key=key)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from plugins.configprices import ModelPriceSettings, own_prices
 from providers.money import format_usd
 from providers.pricing import PriceTable
 from providers.tokens import estimate_tokens
@@ -76,10 +77,14 @@ def unknown_prices(spec: ProviderSpec, table: PriceTable) -> str | None:
     )
 
 
-def price_table(specs: Mapping[str, ProviderSpec] | None = None) -> PriceTable:
+def price_table(
+    specs: Mapping[str, ProviderSpec] | None = None,
+    own: Mapping[str, ModelPriceSettings] | None = None,
+) -> PriceTable:
     """The price map, with the batch prices providers declare and it leaves out.
 
     ``specs``: the providers' declarations (by default, those registered).
+    ``own``: the configuration's ``[prices]``, which win over the map's.
     Every cost lexibatch computes (the ledger, ``--estimate``, ``--budget``)
     is priced from this table.
     """
@@ -87,7 +92,8 @@ def price_table(specs: Mapping[str, ProviderSpec] | None = None) -> PriceTable:
         from plugins.config import registered_specs
 
         specs = registered_specs()
-    return PriceTable.load().with_batch_shares(batch_shares(specs))
+    table = PriceTable.load().with_batch_shares(batch_shares(specs))
+    return table.with_own_prices(own_prices(own or {}))
 
 
 def batch_shares(specs: Mapping[str, ProviderSpec]) -> dict[str, float]:
@@ -172,7 +178,8 @@ class Estimate:
             raise UserError(
                 f"the price map has no price for {', '.join(sorted(self.unpriced_models))}: "
                 "a budget (--budget, batch.budget_usd) cannot bound what its requests cost — "
-                "choose a priced model, or run without a budget"
+                'give it a price in the configuration ([prices."MODEL"] input_per_million and '
+                "output_per_million), choose a priced model, or run without a budget"
             )
 
 

@@ -89,7 +89,7 @@ def open_connector(
     provider = _build(entry, name, options, context)
     if store is None:
         store = Store(db_path)
-    prices = price_table({n: e.spec for n, e in registry.providers.items()})
+    prices = price_table({n: e.spec for n, e in registry.providers.items()}, settings.prices)
     wrong = unknown_prices(entry.spec, prices)
     if wrong is not None and name not in _warned_prices:
         # The plugin's mistake, not the user's: the run goes on, priced as well as it can be.

@@ -203,9 +203,12 @@ class PriceTable:
         source: Path | None = None,
         *,
         batch_shares: Mapping[str, float] | None = None,
+        own: Mapping[str, ModelPrice] | None = None,
     ):
         self.source = source
         self._entries = entries
+        # Prices the user configured, by model name: they win over the map's.
+        self._own: dict[str, ModelPrice] = dict(own or {})
         # Price-map provider -> its batch price as a share of the immediate one,
         # for its models whose entries give no batch price (see with_batch_shares).
         self._batch_shares: dict[str, float] = dict(batch_shares or {})
@@ -246,6 +249,25 @@ class PriceTable:
             self._entries,
             source=self.source,
             batch_shares={**self._batch_shares, **shares},
+            own=self._own,
+        )
+
+    def with_own_prices(self, own: Mapping[str, ModelPrice]) -> PriceTable:
+        """This table, with ``own`` prices (by model name) winning over the map's.
+
+        A request's model finds its own price by its name, by the name
+        before an ``@`` (a version or marker), or by the name after a
+        ``provider/`` prefix. An own price takes no provider's batch share:
+        without batch prices of its own, a batch call costs what an
+        immediate one does.
+        """
+        if not own:
+            return self
+        return PriceTable(
+            self._entries,
+            source=self.source,
+            batch_shares=self._batch_shares,
+            own={**self._own, **own},
         )
 
     def __len__(self) -> int:
@@ -259,8 +281,21 @@ class PriceTable:
         """The price of ``model``, or ``None`` when the table does not know it."""
         key = (model, provider)
         if key not in self._resolved:
-            self._resolved[key] = self._with_share(self._resolve(model, provider))
+            own = self._own_price(model) if self._own else None
+            self._resolved[key] = own or self._with_share(self._resolve(model, provider))
         return self._resolved[key]
+
+    def _own_price(self, model: str) -> ModelPrice | None:
+        """The price the user gave ``model`` (see :meth:`with_own_prices`), if any."""
+        name = model.strip()
+        base = name.partition("@")[0] or name
+        for candidate in (name, base):
+            price = self._own.get(candidate)
+            if price is None and "/" in candidate:
+                price = self._own.get(candidate.partition("/")[2])
+            if price is not None:
+                return price
+        return None
 
     def _with_share(self, price: ModelPrice | None) -> ModelPrice | None:
         """``price`` with the batch prices its provider's declared share gives, if it has none."""

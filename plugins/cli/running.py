@@ -188,7 +188,7 @@ def estimate_or_refuse(
     Only what the run would pay for is estimated: requests whose answer is in
     the store, or which a batch of an earlier run holds, cost it nothing.
     """
-    from plugins.estimate import estimate_requests, priced_mode
+    from plugins.estimate import estimate_requests, price_table, priced_mode
     from plugins.factory import resolve_provider_name
     from providers.errors import BudgetExceededError
 
@@ -201,7 +201,11 @@ def estimate_or_refuse(
             f"or in a batch sent earlier (no cost); estimating the other "
             f"{len(requests) - len(paid):,}",
         )
-    est = estimate_requests((r for r in requests if r.key not in paid), provider=provider)
+    est = estimate_requests(
+        (r for r in requests if r.key not in paid),
+        provider=provider,
+        prices=price_table(own=settings.prices),
+    )
     mode = priced_mode(settings, provider, len(requests))
     chosen = est.batch_usd if mode == "batch" else est.immediate_usd
     if estimate:

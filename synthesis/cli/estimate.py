@@ -25,7 +25,7 @@ def estimate_synthesis(
     """
     import random
 
-    from plugins.estimate import estimate_requests
+    from plugins.estimate import estimate_requests, price_table
     from plugins.factory import resolve_provider_name
     from plugins.hookspecs import hookimpl
     from plugins.manager import get_plugin_manager
@@ -73,7 +73,7 @@ def estimate_synthesis(
         pm.unregister(recorder)
         if started_sandbox:
             stop_sandbox_emulator()
-    est = estimate_requests(requests, provider=provider)
+    est = estimate_requests(requests, provider=provider, prices=price_table(own=settings.prices))
     if len(sample) < len(words):
         factor = len(words) / len(sample)
         est.requests = round(est.requests * factor)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SAMPLE = Path(__file__).resolve().parents[2] / "synthesis" / "data" / "sample_words.txt"
 
 
@@ -209,8 +211,9 @@ def test_a_budget_refuses_requests_of_a_model_with_no_price(tmp_path: Path) -> N
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.strip().splitlines()[-1] == (
         "lexibatch: error: the price map has no price for no-such-model-zz: a budget (--budget, "
-        "batch.budget_usd) cannot bound what its requests cost — choose a priced model, or run "
-        "without a budget"
+        "batch.budget_usd) cannot bound what its requests cost — give it a price in the "
+        'configuration ([prices."MODEL"] input_per_million and output_per_million), choose a '
+        "priced model, or run without a budget"
     )
     assert not (tmp_path / ".lexibatch").exists()  # nothing was sent, or journaled
     # The configured budget is the same setting as the flag.
@@ -219,3 +222,44 @@ def test_a_budget_refuses_requests_of_a_model_with_no_price(tmp_path: Path) -> N
     assert configured.returncode == 2, configured.stderr
     assert configured.stderr.strip().splitlines()[-1] == refused.stderr.strip().splitlines()[-1]
     assert not (tmp_path / ".lexibatch").exists()
+
+
+def test_a_configured_price_prices_a_model_the_map_lacks_everywhere(tmp_path: Path) -> None:
+    # The price map has no such model: with a price of its own, the budget can bound
+    # it, and the estimate, each result line and the ledger price it at that price.
+    lines = [
+        json.dumps({"id": f"q{i}", "prompt": f"question {i}", "model": "no-such-model-zz"})
+        for i in range(3)
+    ]
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "lexibatch.toml").write_text(
+        '[prices."no-such-model-zz"]\ninput_per_million = 2.0\noutput_per_million = 8.0\n'
+        "batch_input_per_million = 1.0\n"
+    )
+    estimate = _lexibatch("run", "requests.jsonl", "--estimate", cwd=tmp_path)
+    assert estimate.returncode == 0, estimate.stderr
+    assert "unpriced" not in estimate.stdout
+    import re
+
+    immediate = re.search(r"immediate:\s+\$([0-9.]+)", estimate.stdout)
+    batch = re.search(r"batch:\s+\$([0-9.]+)", estimate.stdout)
+    assert immediate and batch, estimate.stdout
+    # The batch price given for input sets the discount of output too.
+    assert float(batch.group(1)) == pytest.approx(float(immediate.group(1)) / 2, rel=0.05)
+    done = _lexibatch(
+        "run", "requests.jsonl", "--mode", "immediate", "--budget", "1", "--out", "out.jsonl",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(results) == 3 and all(r["status"] == "succeeded" for r in results)
+    for r in results:
+        usage = r["usage"]
+        expected = (usage["input_tokens"] * 2.0 + usage["output_tokens"] * 8.0) / 1e6
+        assert r["cost_usd"] == pytest.approx(expected, rel=1e-9) and expected > 0
+    total = sum(r["cost_usd"] for r in results)
+    cost = _lexibatch("cost", "--json", cwd=tmp_path)
+    assert cost.returncode == 0, cost.stderr
+    report = json.loads(cost.stdout)["total"]
+    assert report["unpriced"] == 0
+    assert float(report["cost_usd"]) == pytest.approx(total, rel=1e-9)

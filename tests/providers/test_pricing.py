@@ -236,3 +236,75 @@ def test_a_declared_batch_share_prices_a_providers_models_the_map_gives_no_batch
     assert shared.cost("other-model", usage, "batch") == pytest.approx(3e-3)
     with pytest.raises(ValueError, match="must be in"):
         plain.with_batch_shares({"mistral": 1.5})
+
+
+def test_an_own_price_wins_over_the_map_and_is_found_by_every_form_of_the_name(
+    table: PriceTable,
+) -> None:
+    from plugins.configprices import ModelPriceSettings, own_prices
+
+    mapped = table.cost("gpt-4o-mini", MILLION, "immediate")
+    assert mapped is not None and mapped != pytest.approx(3.0)
+    own = own_prices(
+        {
+            "gpt-4o-mini": ModelPriceSettings(input_per_million=1, output_per_million=2),
+            "acme-1": ModelPriceSettings(input_per_million=0.5, output_per_million=1.5),
+        }
+    )
+    priced = table.with_own_prices(own)
+    for name, provider in [
+        ("gpt-4o-mini", None),
+        ("gpt-4o-mini", "openai"),
+        ("openai/gpt-4o-mini", None),
+        ("gpt-4o-mini@fault", "openai"),
+    ]:
+        assert priced.cost(name, MILLION, "immediate", provider) == pytest.approx(3.0), name
+    assert priced.cost("acme/acme-1", MILLION, "immediate") == pytest.approx(2.0)
+    # Another model keeps the map's price; the table it came from is unchanged.
+    assert priced.cost("gpt-4o", MILLION, "immediate") == table.cost("gpt-4o", MILLION, "immediate")
+    assert table.cost("gpt-4o-mini", MILLION, "immediate") == mapped
+    assert table.price("acme-1") is None
+    # The share a provider declares for its map entries does not reach an own price.
+    shared = priced.with_batch_shares({"openai": 0.5})
+    assert shared.cost("gpt-4o-mini", MILLION, "batch") == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    ("per_million", "batch_usd"),
+    [
+        # No batch price: a batch call costs what an immediate one does (never underestimated).
+        ({"input_per_million": 1, "output_per_million": 2}, 3.0),
+        ({"input_per_million": 1, "output_per_million": 2, "batch_input_per_million": 0.5}, 1.5),
+        ({"input_per_million": 1, "output_per_million": 2, "batch_output_per_million": 0.5}, 0.75),
+        (
+            {
+                "input_per_million": 1,
+                "output_per_million": 2,
+                "batch_input_per_million": 0.4,
+                "batch_output_per_million": 1.2,
+            },
+            1.6,
+        ),
+    ],
+)
+def test_an_own_batch_price_is_what_it_says_or_follows_the_one_given(
+    per_million: dict[str, float], batch_usd: float
+) -> None:
+    from plugins.configprices import ModelPriceSettings, own_prices
+
+    table = PriceTable.from_mapping({}).with_own_prices(
+        own_prices({"acme-1": ModelPriceSettings.model_validate(per_million)})
+    )
+    assert table.cost("acme-1", MILLION, "immediate") == pytest.approx(3.0)
+    assert table.cost("acme-1", MILLION, "batch") == pytest.approx(batch_usd)
+
+
+def test_an_own_cached_input_price_prices_cache_reads() -> None:
+    from plugins.configprices import ModelPriceSettings, own_prices
+
+    settings = ModelPriceSettings(
+        input_per_million=1, output_per_million=2, cached_input_per_million=0.1
+    )
+    table = PriceTable.from_mapping({}).with_own_prices(own_prices({"acme-1": settings}))
+    usage = Usage(input_tokens=1_000_000, output_tokens=0, cached_tokens=500_000)
+    assert table.cost("acme-1", usage, "immediate") == pytest.approx(0.5 + 0.05)

@@ -422,7 +422,8 @@ class ImmediateStrategy:
 
         # The request's own error is the one to raise; the refusal stops the run.
         with contextlib.suppress(StoreRefusedError):
-            self._keep.store_paid(write, records, None, self.provider_name)
+            spends = request.key if spent else None
+            self._keep.store_paid(write, records, None, self.provider_name, spends=spends)
 
     async def _call_with_retries(
         self, request: Request, claim: Request | None, flight: _Flight

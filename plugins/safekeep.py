@@ -172,6 +172,8 @@ class SafeKeep:
         calls: Sequence[CallRecord],
         result: StoredResult | None,
         provider: str,
+        *,
+        spends: str | None = None,
     ) -> None:
         """Run ``write`` (which stores a paid answer and its ledger rows); keep them if refused.
 
@@ -180,6 +182,8 @@ class SafeKeep:
             calls: the ledger rows of the paid calls.
             result: the answer (``None``: paid calls without a usable answer).
             provider: the provider ``result`` belongs to.
+            spends: the key whose kept re-ask ``write`` ends without an answer
+                (its re-asks used up); an answer ends its own key's.
 
         Raises:
             StoreRefusedError: the store refused it, also after the reserve
@@ -199,7 +203,7 @@ class SafeKeep:
                 return
             except StoreWriteError:
                 pass
-        self._keep(calls, result, provider)
+        self._keep(calls, result, provider, spends)
         raise StoreRefusedError(self)
 
     def refuse(self, error: StoreWriteError) -> StoreRefusedError:
@@ -280,7 +284,11 @@ class SafeKeep:
         return True
 
     def _keep(
-        self, calls: Sequence[CallRecord], result: StoredResult | None, provider: str
+        self,
+        calls: Sequence[CallRecord],
+        result: StoredResult | None,
+        provider: str,
+        spends: str | None,
     ) -> None:
         entry = {
             "id": secrets.token_hex(8),
@@ -290,6 +298,8 @@ class SafeKeep:
             "result": None if result is None else _result_dict(result),
             "calls": [_call_dict(c) for c in calls],
         }
+        if spends is not None:
+            entry["spends"] = spends
         line = orjson.dumps(entry) + b"\n"
         if self.spill is None:
             self.lost += 1
@@ -357,6 +367,10 @@ def _store_entries(store: Store, entries: list[dict[str, Any]]) -> int:
                     store.put_results(entry["provider"], [result])
                     # Answered: a re-ask of it kept before is not resumed by a later run.
                     store.spend_reasks(entry["provider"], result.key)
+                spends = entry.get("spends")
+                if isinstance(spends, str):
+                    # Its re-asks were used up: a later run asks it anew.
+                    store.spend_reasks(entry["provider"], spends)
             store.put_documents(_IMPORTED, ((e["id"], {"n": len(e["calls"])}) for e in todo))
     except StoreWriteError as exc:
         raise StoreWriteError(

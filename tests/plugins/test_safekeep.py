@@ -65,6 +65,30 @@ def test_an_answer_taken_from_the_spill_ends_the_reask_kept_before_it(tmp_path: 
         store.close()
 
 
+def test_paid_calls_taken_from_the_spill_end_the_reask_their_failure_used_up(
+    tmp_path: Path,
+) -> None:
+    store = Store(str(tmp_path / "lexibatch.db"))
+    try:
+        usage = Usage(input_tokens=5, output_tokens=7)
+        misfit = StoredResult("k", "gpt-4o-mini", "t", "immediate", '{"a": 1}', usage, 0.5)
+        store.keep_reasked("openai", misfit, state='{"attempt": 1, "added": []}')
+        store.keep_reasked("openai", misfit._replace(key="other"), state='{"attempt": 1}')
+        # The last re-ask misfit too, and its ledger row and the end of the re-ask
+        # were refused by the store: both are kept in the spill.
+        call = CallRecord("openai", "gpt-4o-mini", "t", "immediate", "k", usage, 0.5)
+        with pytest.raises(StoreRefusedError):
+            SafeKeep(store).store_paid(_refused, [call], None, "openai", spends="k")
+        assert take_back(store) == 1
+        assert store.query("SELECT COUNT(*) FROM calls")[0] == (1,)
+        # Used up: a later run asks it anew instead of resuming the re-ask; another
+        # request's kept re-ask is left as it was.
+        assert store.pending_reask("openai", "k") is None
+        assert store.pending_reask("openai", "other") is not None
+    finally:
+        store.close()
+
+
 def test_an_import_the_store_refuses_keeps_the_spill(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "lexibatch.db"))
     try:

@@ -50,10 +50,14 @@ def register_providers(register: RegisterProvider) -> None:
     """Register providers.
 
     Call ``register(name, factory, description=..., spec=ProviderSpec(...))``
-    once per provider. A name is registered once: a second registration of it
-    (by another plugin, another entry point of the same distribution, or the
-    same hook) is refused, one line naming both, rather than one silently
-    replacing the other. The :class:`plugins.providerspec.ProviderSpec` declares
+    once per provider. A name is registered once: registered again (by
+    another plugin, another entry point of the same distribution, or the same
+    hook) it goes to neither, rather than one silently replacing the other —
+    unless a built-in has it, which keeps it. A hook that raises registers
+    nothing. Either way what is left out is said in one warning line naming
+    the plugin, listed by ``lexibatch plugins``, and given as the reason to
+    a command that names the provider; the other commands run. The
+    :class:`plugins.providerspec.ProviderSpec` declares
     what the core needs to know without building the provider: the options
     model of its ``[providers.NAME]`` table (a
     :class:`plugins.provideroptions.ProviderSettings` subclass), its default API-key
@@ -126,7 +130,10 @@ def register_commands(cli: click.Group) -> None:
                 "Say hello."
                 click.echo("hello")
 
-    The engine's own commands (``run``, ``resume``, ``batches``, ``cost``,
+    A plugin whose hook raises, or adds a command under a name already
+    taken, is left out whole (the commands it added before are taken back),
+    in one warning line; the other commands run. The engine's own commands
+    (``run``, ``resume``, ``batches``, ``cost``,
     ``emulator``, ``plugins``) are on the group already; the dictionary's
     (``synthesize``, ``show``, ``serve``) come through this hook.
     :mod:`plugins.cli.guard`, :mod:`plugins.cli.options` and

@@ -25,6 +25,7 @@ import pluggy
 from plugins import hookspecs
 from plugins.providerspec import ProviderSpec
 from plugins.registry import (
+    BUILTIN_ORIGIN,
     ProviderEntry,
     ProviderFactory,
     Registry,
@@ -52,8 +53,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 LOAD_PLUGINS_ENV = "LEXIBATCH_LOAD_PLUGINS"
 
 log = logging.getLogger("lexibatch.plugins")
-
-BUILTIN_ORIGIN = "built-in"
 
 
 class PluginManager:
@@ -148,33 +147,85 @@ class PluginManager:
             )
 
     def _left_out(self, why: str) -> None:
-        """Leave a plugin out, saying why (as a warning, and again to whoever misses it)."""
+        """Leave a plugin out, saying why (as a warning, and again to whoever misses it).
+
+        Said once however often the registry is built again.
+        """
+        if why in self.left_out:
+            return
         self.left_out.append(why)
         log.warning("lexibatch: %s — left out (%s)", why, _fix_or_exclude())
 
-    def call_each(self, hook: str, **kwargs: Any) -> None:
+    def call_each(
+        self,
+        hook: str,
+        *,
+        checkpoint: Callable[[], Callable[[], None]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Call every implementation of the registering hook ``hook`` with ``kwargs``.
 
+        A third-party plugin whose implementation raises is left out, as in
+        :meth:`registry`: ``checkpoint()``, called before each implementation,
+        returns what undoes the half of its work it did before it raised.
+
         Raises:
-            ConfigError: one of them raised; the one line names its plugin.
+            ConfigError: a built-in plugin's implementation raised (a defect).
         """
         for impl in getattr(self.hook, hook).get_hookimpls():
-            _registering(impl, self.origin_of(impl.plugin_name), **kwargs)
+            undo = checkpoint() if checkpoint is not None else None
+            kept = self._registered(impl, self.origin_of(impl.plugin_name), **kwargs)
+            if not kept and undo is not None:
+                undo()
 
     def registry(self) -> Registry:
-        """Every registered provider and strategy (built once, then cached)."""
+        """Every registered provider and strategy (built once, then cached).
+
+        A third-party plugin whose registering hook fails registers nothing,
+        and a name two plugins register (or one registers twice) goes to
+        neither, unless a built-in has it: both are left out like a plugin
+        that cannot load, said once, so the commands that do not use them
+        still run and one that names them is told why they are missing.
+
+        Raises:
+            ConfigError: a built-in plugin's registration failed (a defect).
+        """
         self._ensure_loaded()
         if self._registry is not None:
             return self._registry
         registry = Registry()
+        providers: list[ProviderEntry] = []
+        strategies: list[StrategyEntry] = []
         for impl in self.pm.hook.register_providers.get_hookimpls():
             origin = self.origin_of(impl.plugin_name)
-            _registering(impl, origin, register=_provider_register(registry, origin))
+            staged: list[ProviderEntry] = []
+            if self._registered(impl, origin, register=_provider_register(staged, origin)):
+                providers += staged
         for impl in self.pm.hook.register_strategies.get_hookimpls():
             origin = self.origin_of(impl.plugin_name)
-            _registering(impl, origin, register=_strategy_register(registry, origin))
+            staged_strategies: list[StrategyEntry] = []
+            register = _strategy_register(staged_strategies, origin)
+            if self._registered(impl, origin, register=register):
+                strategies += staged_strategies
+        for why in registry.fill(providers, strategies):
+            self._left_out(why)
         self._registry = registry
         return registry
+
+    def _registered(self, impl: Any, origin: str, **kwargs: Any) -> bool:
+        """Call one registering hook; whether what it registered is to be kept.
+
+        Raises:
+            ConfigError: the hook of a built-in plugin failed.
+        """
+        try:
+            _registering(impl, origin, **kwargs)
+        except ConfigError as exc:
+            if origin == BUILTIN_ORIGIN:
+                raise
+            self._left_out(exc.message.split(" — ")[0])
+            return False
+        return True
 
 
 def _registering(impl: Any, origin: str, **kwargs: Any) -> None:
@@ -200,7 +251,7 @@ def _fix_or_exclude() -> str:
     return f"fix or uninstall it, or leave it out of {LOAD_PLUGINS_ENV}"
 
 
-def _provider_register(registry: Registry, origin: str) -> Callable[..., None]:
+def _provider_register(staged: list[ProviderEntry], origin: str) -> Callable[..., None]:
     def register(
         name: str,
         factory: ProviderFactory,
@@ -219,14 +270,18 @@ def _provider_register(registry: Registry, origin: str) -> Callable[..., None]:
             )
         spec = spec or ProviderSpec()
         batch = has_batch or spec.batch is not None
-        registry.add_provider(ProviderEntry(name, factory, description, batch, origin, spec))
+        staged.append(ProviderEntry(name, factory, description, batch, origin, spec))
 
     return register
 
 
-def _strategy_register(registry: Registry, origin: str) -> Callable[..., None]:
+def _strategy_register(staged: list[StrategyEntry], origin: str) -> Callable[..., None]:
     def register(name: str, factory: StrategyFactory, *, description: str = "") -> None:
-        registry.add_strategy(StrategyEntry(name, factory, description, origin))
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a strategy's name must be a non-empty string, got {name!r}")
+        if not callable(factory):
+            raise TypeError(f"strategy {name!r}: factory must be callable, got {factory!r}")
+        staged.append(StrategyEntry(name, factory, description, origin))
 
     return register
 

@@ -9,9 +9,9 @@ used); a strategy plugin registers a factory that gets a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from plugins.providerspec import ProviderSpec
 from providers.errors import ConfigError, UnknownPluginError
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from providers.types import Request, Response
 
 __all__ = [
+    "BUILTIN_ORIGIN",
     "ProviderEntry",
     "ProviderFactory",
     "RegisterProvider",
@@ -36,6 +37,9 @@ __all__ = [
     "StrategyFactory",
     "Workload",
 ]
+
+#: Where a built-in provider or strategy comes from (a plugin's is its distribution).
+BUILTIN_ORIGIN: Final = "built-in"
 
 #: ``factory(name, options)`` (plus ``context=`` when it takes one): see
 #: :mod:`plugins.providerspec`.
@@ -219,31 +223,56 @@ class Registry:
         except KeyError:
             raise UnknownPluginError("strategy", name, list(self.strategies)) from None
 
-    def add_provider(self, entry: ProviderEntry) -> None:
-        """Record a provider; a name registered a second time, by any plugin, is an error."""
-        taken = self.providers.get(entry.name)
-        if taken is not None:
-            raise ConfigError(_twice("provider", entry.name, taken.origin, entry.origin))
-        self.providers[entry.name] = entry
+    def fill(
+        self, providers: Sequence[ProviderEntry], strategies: Sequence[StrategyEntry]
+    ) -> list[str]:
+        """Record what the plugins registered; why any of it was left out, one line each.
 
-    def add_strategy(self, entry: StrategyEntry) -> None:
-        """Record a strategy; a name registered a second time, by any plugin, is an error."""
-        taken = self.strategies.get(entry.name)
-        if taken is not None:
-            raise ConfigError(_twice("strategy", entry.name, taken.origin, entry.origin))
-        self.strategies[entry.name] = entry
+        A name registered once is recorded. A name registered more than once
+        (by two plugins, or twice by one) is recorded for none of them: which
+        one would run would be an accident of load order. Unless a built-in
+        has it: the built-in is recorded, and the others are left out.
+
+        Raises:
+            ConfigError: two built-ins register one name (a defect).
+        """
+        return [
+            *_fill(self.providers, providers, "provider"),
+            *_fill(self.strategies, strategies, "strategy"),
+        ]
 
 
-def _twice(kind: str, name: str, first: str, second: str) -> str:
-    """The one line refusing ``name`` registered again (a second registration never wins)."""
-    if first == second:
-        # Two entry points of one distribution, or one hook registering the name twice:
-        # which one would run is an accident of load order.
-        return (
-            f"{kind} {name!r} is registered twice by {first} — register each name once "
-            "(one entry point per provider)"
-        )
-    return (
-        f"{kind} {name!r} is registered twice ({first} and {second}) — uninstall one, "
-        "or leave one out of LEXIBATCH_LOAD_PLUGINS"
-    )
+_Entry = TypeVar("_Entry", ProviderEntry, StrategyEntry)
+
+
+def _fill(into: dict[str, _Entry], entries: Sequence[_Entry], kind: str) -> list[str]:
+    claims: dict[str, list[_Entry]] = {}
+    for entry in entries:
+        claims.setdefault(entry.name, []).append(entry)
+    left_out: list[str] = []
+    for name, claimed in claims.items():
+        if len(claimed) == 1:
+            into[name] = claimed[0]
+            continue
+        builtins = [e for e in claimed if e.origin == BUILTIN_ORIGIN]
+        if len(builtins) > 1:
+            raise ConfigError(f"built-in {kind} {name!r} is registered twice")
+        if builtins:
+            into[name] = builtins[0]
+            left_out += [
+                f"{kind} {name!r} of {e.origin} takes the name of a built-in one, "
+                "which is used instead"
+                for e in claimed
+                if e is not builtins[0]
+            ]
+            continue
+        left_out.append(_twice(kind, name, [e.origin for e in claimed]))
+    return left_out
+
+
+def _twice(kind: str, name: str, origins: Sequence[str]) -> str:
+    """Why ``name``, registered more than once, is left out (a second registration never wins)."""
+    if len(set(origins)) == 1:
+        # Two entry points of one distribution, or one hook registering the name twice.
+        return f"{kind} {name!r} is registered twice by {origins[0]}"
+    return f"{kind} {name!r} is registered twice ({' and '.join(dict.fromkeys(origins))})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,19 @@ class LexibatchGroup(click.Group):
         try:
             for plugin in self._plugins:
                 manager.register(plugin, origin=BUILTIN_ORIGIN)
-            manager.call_each("register_commands", cli=self)
+            manager.call_each("register_commands", cli=self, checkpoint=self._checkpoint)
         except ConfigError as exc:
-            # A plugin that cannot be loaded: one line, as every command says it.
+            # A built-in that cannot be loaded: one line, as every command says it.
             fail(str(exc), EXIT_USER)
+
+    def _checkpoint(self) -> Callable[[], None]:
+        """What takes the commands back to what they are now (a plugin that failed halfway)."""
+        before = dict(self.commands)
+
+        def undo() -> None:
+            self.commands = before
+
+        return undo
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         """Add ``cmd``; a plugin's command never takes the name of one already there.

@@ -36,12 +36,15 @@ GREETER_SOURCE = textwrap.dedent(
 )
 
 
-def _lexibatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _lexibatch(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "synthesis.cli", *args],
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=60,
     )
 
@@ -153,6 +156,9 @@ def test_a_plugin_command_never_replaces_one_already_there(tmp_path: Path) -> No
         "@hookimpl\n"
         "def register_commands(cli):\n"
         "    @cli.command()\n"
+        "    def greet():\n"
+        "        click.echo('hello')\n"
+        "    @cli.command()\n"
         "    def run():\n"
         "        click.echo('not the real run')\n"
     )
@@ -161,9 +167,21 @@ def test_a_plugin_command_never_replaces_one_already_there(tmp_path: Path) -> No
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lexi-usurper\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[lexibatch]\nusurper = lexi_usurper\n")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{site}:{Path.cwd()}"}
-    done = _lexibatch("run", "requests.jsonl", env=env)
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (
-        "lexibatch: error: plugin usurper:lexi_usurper (lexi-usurper 0.1): a plugin's command "
-        "'run' would replace the 'run' command already there — give it another name\n"
+    done = _lexibatch("run", "requests.jsonl", env=env, cwd=tmp_path)
+    warning = (
+        "lexibatch: plugin usurper:lexi_usurper (lexi-usurper 0.1): a plugin's command 'run' "
+        "would replace the 'run' command already there — left out (fix or uninstall it, or "
+        "leave it out of LEXIBATCH_LOAD_PLUGINS)\n"
     )
+    # The real run ran (and found no request file); the plugin is left out whole,
+    # the command it added before the one refused among it.
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(warning)
+    assert done.stderr.endswith(
+        "requests.jsonl: cannot read the request file (No such file or directory)\n"
+    ), done.stderr
+    greet = _lexibatch("greet", env=env, cwd=tmp_path)
+    assert greet.returncode == 2 and "No such command 'greet'" in greet.stderr
+    listed = _lexibatch("--help", env=env, cwd=tmp_path)
+    assert listed.returncode == 0
+    assert _commands(listed.stdout) == sorted(ENGINE_COMMANDS + DICTIONARY_COMMANDS)

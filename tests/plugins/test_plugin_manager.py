@@ -118,8 +118,23 @@ def test_entry_point_plugin_is_loaded_and_used_from_config(
     assert asyncio.run(call()) == Word(text="echo:hello")
 
 
-def test_a_name_registered_twice_by_one_distribution_is_refused_naming_it(
-    installed_plugin: Path, monkeypatch: pytest.MonkeyPatch
+def _left_out_of(manager: PluginManager, name: str, tmp_path: Path) -> str:
+    """Why a run naming provider ``name`` is refused (it must be: it was left out)."""
+    settings = Settings.model_validate(
+        {"connector": {"provider": name, "db": str(tmp_path / "s.db")}}
+    )
+    with pytest.raises(UnknownPluginError) as info:
+        open_connector(settings, manager=manager)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_name_registered_twice_by_one_distribution_goes_to_neither(
+    installed_plugin: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A second module of the same distribution, under a second entry point, registers
     # "echo" again: which would run is an accident of load order, so neither does.
@@ -127,16 +142,22 @@ def test_a_name_registered_twice_by_one_distribution_is_refused_naming_it(
     entry_points = installed_plugin / "lexi_echo_plugin-0.3.dist-info" / "entry_points.txt"
     entry_points.write_text("[lexibatch]\necho = lexi_echo_plugin\necho2 = lexi_echo_plugin_two\n")
     monkeypatch.setenv("LEXIBATCH_LOAD_PLUGINS", "lexi-echo-plugin")
-    with pytest.raises(ConfigError) as info:
-        PluginManager().registry()
-    message = str(info.value)
-    assert message.startswith("plugin echo") and "(lexi-echo-plugin 0.3)" in message, message
-    assert "provider 'echo' is registered twice by lexi-echo-plugin 0.3" in message
-    assert "\n" not in message
+    manager = PluginManager()
+    with caplog.at_level(logging.WARNING, logger="lexibatch.plugins"):
+        registry = manager.registry()
+        manager.registry()
+    assert "echo" not in registry.providers and "openai" in registry.providers
+    why = "provider 'echo' is registered twice by lexi-echo-plugin 0.3"
+    assert manager.left_out == [why]
+    assert caplog.messages == [
+        f"lexibatch: {why} — left out (fix or uninstall it, or leave it out of "
+        "LEXIBATCH_LOAD_PLUGINS)"
+    ]
+    assert _left_out_of(manager, "echo", tmp_path).endswith(f"; left out: {why}")
 
 
-def test_a_name_registered_by_two_distributions_is_refused_naming_both(
-    installed_plugin: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_name_registered_by_two_distributions_goes_to_neither_and_others_run(
+    installed_plugin: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (installed_plugin / "other_echo.py").write_text(PLUGIN_SOURCE)
     other = installed_plugin / "other_echo-2.0.dist-info"
@@ -144,12 +165,41 @@ def test_a_name_registered_by_two_distributions_is_refused_naming_both(
     (other / "METADATA").write_text("Metadata-Version: 2.1\nName: other-echo\nVersion: 2.0\n")
     (other / "entry_points.txt").write_text("[lexibatch]\nother = other_echo\n")
     monkeypatch.delenv("LEXIBATCH_LOAD_PLUGINS", raising=False)
-    with pytest.raises(ConfigError) as info:
-        PluginManager().registry()
-    message = str(info.value)
+    manager = PluginManager()
+    assert "echo" not in manager.registry().providers
+    message = _left_out_of(manager, "echo", tmp_path)
     assert "provider 'echo' is registered twice (" in message, message
     assert "lexi-echo-plugin 0.3" in message and "other-echo 2.0" in message
-    assert "\n" not in message
+    # A provider neither plugin touches is built as if they were not installed.
+    settings = Settings.model_validate(
+        {"connector": {"provider": "sandbox", "db": str(tmp_path / "t.db")}}
+    )
+    import asyncio
+
+    async def build_and_close() -> str:
+        connector = open_connector(settings, manager=manager)
+        await connector.aclose()
+        return connector.provider_name
+
+    assert asyncio.run(build_and_close()) == "sandbox"
+
+
+def test_a_plugin_taking_a_built_in_name_is_left_out_for_that_name_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def register_providers(register: Any) -> None:
+        register("openai", _Complete, description="not OpenAI")
+        register("acme", _Complete, description="Acme")
+
+    manager = _registry_of(register_providers)
+    with caplog.at_level(logging.WARNING, logger="lexibatch.plugins"):
+        registry = manager.registry()
+    assert registry.provider("openai").origin == "built-in"
+    assert registry.provider("acme").origin == "acme 1.0"
+    assert manager.left_out == [
+        "provider 'openai' of acme 1.0 takes the name of a built-in one, which is used instead"
+    ]
+    assert len(caplog.messages) == 1
 
 
 def test_allow_list_excludes_entry_points(
@@ -193,6 +243,40 @@ def test_cli_lists_plugins_with_their_origin(installed_plugin: Path) -> None:
     assert "built-in" in lines["openai"] and "[batch]" in lines["openai"]
     assert "lexi-echo-plugin 0.3" in lines["echo"] and "[no batch]" in lines["echo"]
     assert "built-in" in lines["batch"] and "built-in" in lines["immediate"]
+
+
+def test_cli_lists_what_was_left_out_and_why(installed_plugin: Path) -> None:
+    # A second distribution whose registration fails: listed with why, the rest still runs.
+    (installed_plugin / "broken_echo.py").write_text(
+        "from plugins import hookimpl\n\n"
+        "@hookimpl\n"
+        "def register_providers(register):\n"
+        "    register('broken', 'not callable')\n"
+    )
+    dist = installed_plugin / "broken_echo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-echo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[lexibatch]\nbroken = broken_echo\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{installed_plugin}:{Path.cwd()}",
+        "LEXIBATCH_LOAD_PLUGINS": "broken",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "synthesis.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = done.stdout.splitlines()
+    left = listed[listed.index("left out:") + 1 :]
+    assert left == [
+        "  plugin broken:broken_echo (broken-echo 1.0) failed in register_providers: TypeError: "
+        "provider 'broken': factory must be callable, got 'not callable'",
+        "  installed but not in LEXIBATCH_LOAD_PLUGINS: echo",
+    ]
+    assert any(line.startswith("  openai ") for line in listed)
 
 
 @pytest.mark.parametrize(
@@ -274,15 +358,34 @@ def _registry_of(register_providers: object) -> Any:
         ),
     ],
 )
-def test_a_plugin_registering_wrongly_is_one_line_naming_it(
-    register_providers: object, said: str
+def test_a_plugin_registering_wrongly_is_left_out_in_one_line_naming_it(
+    register_providers: object, said: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     manager = _registry_of(register_providers)
-    with pytest.raises(ConfigError) as info:
+    with caplog.at_level(logging.WARNING, logger="lexibatch.plugins"):
+        registry = manager.registry()
+    # Nothing it registered is kept; the built-ins are all there.
+    assert "acme" not in registry.providers and "openai" in registry.providers
+    [why] = manager.left_out
+    assert why.startswith("plugin acme-plugin (acme 1.0)") and said in why, why
+    assert "\n" not in why and len(caplog.messages) == 1
+    message = _left_out_of(manager, "acme", tmp_path)
+    assert message.startswith("unknown provider 'acme'") and message.endswith(why)
+
+
+def test_a_built_in_plugin_registering_wrongly_stops_everything() -> None:
+    from plugins import hookimpl
+
+    class Builtin:
+        @staticmethod
+        @hookimpl
+        def register_providers(register: Any) -> None:
+            register("broken", "not callable")
+
+    manager = PluginManager(load_entrypoints=False)
+    manager.register(Builtin(), name="builtin-broken", origin="built-in")
+    with pytest.raises(ConfigError, match="factory must be callable"):
         manager.registry()
-    message = str(info.value)
-    assert message.startswith("plugin acme-plugin (acme 1.0)") and said in message, message
-    assert "\n" not in message
 
 
 def test_a_provider_spec_is_checked_as_the_plugin_registers() -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from plugins.config import Settings
 from plugins.connector import LexiConnector
 from plugins.estimate import price_table, unknown_prices
-from plugins.manager import LOAD_PLUGINS_ENV, PluginManager, get_plugin_manager
+from plugins.manager import PluginManager, get_plugin_manager
 from plugins.notices import notice
 from plugins.providerspec import ProviderContext, call_factory
 from plugins.sandbox import SANDBOX
@@ -71,11 +71,7 @@ def open_connector(
         entry = registry.provider(name)
     except UnknownPluginError as exc:
         # The provider may be in a plugin that could not be used, or was not asked for.
-        why = list(manager.left_out)
-        if manager.excluded:
-            why.append(
-                f"installed but not in {LOAD_PLUGINS_ENV}: {', '.join(sorted(manager.excluded))}"
-            )
+        why = manager.not_loaded()
         if not why:
             raise
         raise UnknownPluginError(exc.kind, exc.name, exc.known, left_out="; ".join(why)) from None

@@ -146,6 +146,15 @@ class PluginManager:
                 ", ".join(sorted(named)),
             )
 
+    def not_loaded(self) -> list[str]:
+        """Why each plugin that is installed is not used, one line each (none: all are)."""
+        why = list(self.left_out)
+        if self.excluded:
+            why.append(
+                f"installed but not in {LOAD_PLUGINS_ENV}: {', '.join(sorted(self.excluded))}"
+            )
+        return why
+
     def _left_out(self, why: str) -> None:
         """Leave a plugin out, saying why (as a warning, and again to whoever misses it).
 

@@ -18,9 +18,10 @@ __all__ = ["plugin_lines", "plugins"]
 def plugin_lines() -> Iterator[str]:
     """The lines ``lexibatch plugins`` prints: every provider, every strategy, what was left out."""
     from plugins.estimate import price_table, unknown_prices
-    from plugins.manager import LOAD_PLUGINS_ENV, get_plugin_manager
+    from plugins.manager import get_plugin_manager
 
-    registry = get_plugin_manager().registry()
+    manager = get_plugin_manager()
+    registry = manager.registry()
     prices = price_table({n: e.spec for n, e in registry.providers.items()})
     yield "providers:"
     for entry in sorted(registry.providers.values(), key=lambda e: e.name):
@@ -34,14 +35,10 @@ def plugin_lines() -> Iterator[str]:
     yield "strategies:"
     for sentry in sorted(registry.strategies.values(), key=lambda e: e.name):
         yield f"  {sentry.name:<12} {sentry.origin:<24} {sentry.description}"
-    manager = get_plugin_manager()
-    if manager.left_out or manager.excluded:
+    left_out = manager.not_loaded()
+    if left_out:
         yield "left out:"
-        for why in manager.left_out:
-            yield f"  {why}"
-        if manager.excluded:
-            excluded = ", ".join(sorted(manager.excluded))
-            yield f"  installed but not in {LOAD_PLUGINS_ENV}: {excluded}"
+        yield from (f"  {why}" for why in left_out)
 
 
 @main.command()

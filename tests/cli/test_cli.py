@@ -224,7 +224,9 @@ def test_a_budget_refuses_requests_of_a_model_with_no_price(tmp_path: Path) -> N
     assert not (tmp_path / ".lexibatch").exists()
 
 
-def test_a_configured_price_prices_a_model_the_map_lacks_everywhere(tmp_path: Path) -> None:
+def test_a_configured_price_prices_a_model_the_map_lacks_in_estimate_budget_lines_and_ledger(
+    tmp_path: Path,
+) -> None:
     # The price map has no such model: with a price of its own, the budget can bound
     # it, and the estimate, each result line and the ledger price it at that price.
     lines = [

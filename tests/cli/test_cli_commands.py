@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.plugindist import install_plugin, plugin_env
+
 #: The commands ``lexibatch --help`` lists: the engine's, then the dictionary's.
 ENGINE_COMMANDS = ["batches", "cost", "emulator", "plugins", "resume", "run"]
 DICTIONARY_COMMANDS = ["serve", "show", "synthesize"]
@@ -82,17 +84,10 @@ def test_the_dictionary_registers_its_commands_through_the_hook() -> None:
 def greeter_plugin(tmp_path: Path) -> dict[str, str]:
     """``lexi_greeter`` installed as a distribution with a ``lexibatch`` entry point."""
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "lexi_greeter.py").write_text(GREETER_SOURCE)
-    dist = site / "lexi_greeter-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lexi-greeter\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[lexibatch]\ngreeter = lexi_greeter\n")
-    return {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{site}:{Path.cwd()}",
-        "LEXIBATCH_LOAD_PLUGINS": "greeter",
-    }
+    install_plugin(
+        site, "lexi_greeter", GREETER_SOURCE, dist="lexi-greeter", version="1.0", entry="greeter"
+    )
+    return plugin_env(site, "greeter")
 
 
 def test_a_plugin_adds_a_command_that_help_lists_and_that_runs(
@@ -110,13 +105,9 @@ def test_a_plugin_adds_a_command_that_help_lists_and_that_runs(
 
 def test_a_plugin_that_fails_to_load_is_left_out_in_one_line(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "lexi_broken.py").write_text("raise RuntimeError('half installed')\n")
-    dist = site / "lexi_broken-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lexi-broken\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[lexibatch]\nbroken = lexi_broken\n")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{site}:{Path.cwd()}"}
+    source = "raise RuntimeError('half installed')\n"
+    install_plugin(site, "lexi_broken", source, dist="lexi-broken", version="0.1", entry="broken")
+    env = plugin_env(site)
     said = (
         "lexibatch: plugin broken (lexi_broken) failed to load: RuntimeError: half installed "
         "— left out (fix or uninstall it, or leave it out of LEXIBATCH_LOAD_PLUGINS)"
@@ -149,8 +140,7 @@ def test_a_plugin_that_fails_to_load_is_left_out_in_one_line(tmp_path: Path) -> 
 
 def test_a_plugin_command_never_replaces_one_already_there(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "lexi_usurper.py").write_text(
+    source = (
         "import click\n"
         "from plugins import hookimpl\n"
         "@hookimpl\n"
@@ -162,11 +152,10 @@ def test_a_plugin_command_never_replaces_one_already_there(tmp_path: Path) -> No
         "    def run():\n"
         "        click.echo('not the real run')\n"
     )
-    dist = site / "lexi_usurper-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lexi-usurper\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[lexibatch]\nusurper = lexi_usurper\n")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{site}:{Path.cwd()}"}
+    install_plugin(
+        site, "lexi_usurper", source, dist="lexi-usurper", version="0.1", entry="usurper"
+    )
+    env = plugin_env(site)
     done = _lexibatch("run", "requests.jsonl", env=env, cwd=tmp_path)
     warning = (
         "lexibatch: plugin usurper:lexi_usurper (lexi-usurper 0.1): a plugin's command 'run' "

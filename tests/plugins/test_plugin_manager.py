@@ -15,6 +15,7 @@ from plugins.config import Settings
 from plugins.factory import open_connector
 from plugins.manager import DEFAULT_PLUGINS, PluginManager
 from providers.errors import ConfigError, UnknownPluginError
+from tests.support.plugindist import install_plugin, plugin_env
 
 PLUGIN_SOURCE = textwrap.dedent(
     '''
@@ -48,12 +49,14 @@ PLUGIN_SOURCE = textwrap.dedent(
 def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Install ``lexi_echo_plugin`` as a real distribution with a ``lexibatch`` entry point."""
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "lexi_echo_plugin.py").write_text(PLUGIN_SOURCE)
-    dist = site / "lexi_echo_plugin-0.3.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lexi-echo-plugin\nVersion: 0.3\n")
-    (dist / "entry_points.txt").write_text("[lexibatch]\necho = lexi_echo_plugin\n")
+    install_plugin(
+        site,
+        "lexi_echo_plugin",
+        PLUGIN_SOURCE,
+        dist="lexi-echo-plugin",
+        version="0.3",
+        entry="echo",
+    )
     monkeypatch.syspath_prepend(str(site))
     return site
 
@@ -159,11 +162,14 @@ def test_a_name_registered_twice_by_one_distribution_goes_to_neither(
 def test_a_name_registered_by_two_distributions_goes_to_neither_and_others_run(
     installed_plugin: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    (installed_plugin / "other_echo.py").write_text(PLUGIN_SOURCE)
-    other = installed_plugin / "other_echo-2.0.dist-info"
-    other.mkdir()
-    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: other-echo\nVersion: 2.0\n")
-    (other / "entry_points.txt").write_text("[lexibatch]\nother = other_echo\n")
+    install_plugin(
+        installed_plugin,
+        "other_echo",
+        PLUGIN_SOURCE,
+        dist="other-echo",
+        version="2.0",
+        entry="other",
+    )
     monkeypatch.delenv("LEXIBATCH_LOAD_PLUGINS", raising=False)
     manager = PluginManager()
     assert "echo" not in manager.registry().providers
@@ -226,19 +232,20 @@ def test_allow_list_excludes_entry_points(
         assert "echo" in PluginManager().registry().providers, name
 
 
-def test_cli_lists_plugins_with_their_origin(installed_plugin: Path) -> None:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{installed_plugin}:{Path.cwd()}",
-        "LEXIBATCH_LOAD_PLUGINS": "echo",
-    }
-    out = subprocess.run(
+def _listed(site: Path, load: str) -> list[str]:
+    """What ``lexibatch plugins`` prints with the plugins in ``site`` (``load`` of them)."""
+    done = subprocess.run(
         [sys.executable, "-m", "synthesis.cli", "plugins"],
         capture_output=True,
         text=True,
-        env=env,
-        check=True,
-    ).stdout
+        env=plugin_env(site, load),
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_cli_lists_plugins_with_their_origin(installed_plugin: Path) -> None:
+    out = "\n".join(_listed(installed_plugin, "echo"))
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert "built-in" in lines["openai"] and "[batch]" in lines["openai"]
     assert "lexi-echo-plugin 0.3" in lines["echo"] and "[no batch]" in lines["echo"]
@@ -247,29 +254,16 @@ def test_cli_lists_plugins_with_their_origin(installed_plugin: Path) -> None:
 
 def test_cli_lists_what_was_left_out_and_why(installed_plugin: Path) -> None:
     # A second distribution whose registration fails: listed with why, the rest still runs.
-    (installed_plugin / "broken_echo.py").write_text(
+    source = (
         "from plugins import hookimpl\n\n"
         "@hookimpl\n"
         "def register_providers(register):\n"
         "    register('broken', 'not callable')\n"
     )
-    dist = installed_plugin / "broken_echo-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-echo\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[lexibatch]\nbroken = broken_echo\n")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{installed_plugin}:{Path.cwd()}",
-        "LEXIBATCH_LOAD_PLUGINS": "broken",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "synthesis.cli", "plugins"],
-        capture_output=True,
-        text=True,
-        env=env,
+    install_plugin(
+        installed_plugin, "broken_echo", source, dist="broken-echo", version="1.0", entry="broken"
     )
-    assert done.returncode == 0, done.stderr
-    listed = done.stdout.splitlines()
+    listed = _listed(installed_plugin, "broken")
     left = listed[listed.index("left out:") + 1 :]
     assert left == [
         "  plugin broken:broken_echo (broken-echo 1.0) failed in register_providers: TypeError: "

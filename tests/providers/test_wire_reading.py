@@ -265,7 +265,7 @@ def test_rate_limit_headers_of_both_apis_are_read() -> None:
         (None, None),
     ],
 )
-def test_retry_after_is_read_one_way_for_errors_and_polls(
+def test_retry_after_is_read_one_way_and_an_error_waits_what_it_asks(
     headers: dict[str, str] | None, seconds: float | None
 ) -> None:
     assert retry_after_seconds(headers) == (pytest.approx(seconds) if seconds else None)
